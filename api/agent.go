@@ -1,0 +1,62 @@
+package api
+
+// The agent side of /api/v1/agent: what a host sends the server. These calls
+// authenticate with the host's client certificate, except join, which
+// presents a join token.
+
+// JoinRequest is the body of POST /api/v1/agent/join.
+type JoinRequest struct {
+	Token string `json:"token"`
+	Name  string `json:"name"`
+	// CSR is the host's PEM certificate signing request.
+	CSR string `json:"csr"`
+}
+
+// JoinResponse gives the host its identity and certificate.
+type JoinResponse struct {
+	HostID      string `json:"hostId"`
+	Certificate string `json:"certificate"` // PEM, signed by the CA
+	CA          string `json:"ca"`          // PEM
+}
+
+// Heartbeat is the body of POST /api/v1/agent/heartbeat, sent every few seconds.
+type Heartbeat struct {
+	Address     string          `json:"address"`
+	Hostname    string          `json:"hostname"`
+	Driver      string          `json:"driver"`
+	Accel       string          `json:"accel"`
+	Version     string          `json:"version"`
+	CPUs        int             `json:"cpus"`
+	MemoryBytes Size            `json:"memoryBytes"`
+	VMs         []AgentVMState  `json:"vms"`
+	Datastores  []DatastoreSeen `json:"datastores,omitempty"`
+}
+
+// AgentVMState is what a host knows of one of its VMs.
+type AgentVMState struct {
+	ID         string `json:"id"`
+	PowerState string `json:"powerState"`
+	// Seq increases with every change of the VM's state on the host.
+	Seq    uint64 `json:"seq"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// DatastoreSeen reports a datastore's space as one host sees it.
+type DatastoreSeen struct {
+	ID            string `json:"id"`
+	Reachable     bool   `json:"reachable"`
+	CapacityBytes Size   `json:"capacityBytes"`
+	FreeBytes     Size   `json:"freeBytes"`
+	Error         string `json:"error,omitempty"`
+}
+
+// HeartbeatResponse tells the host what to look after.
+type HeartbeatResponse struct {
+	IntervalSeconds int                `json:"intervalSeconds"`
+	Datastores      []DatastoreToCheck `json:"datastores"`
+}
+
+type DatastoreToCheck struct {
+	ID   string `json:"id"`
+	Path string `json:"path"`
+}

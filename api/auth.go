@@ -1,0 +1,31 @@
+package api
+
+import "time"
+
+// JoinTokenRequest is the body of POST /api/v1/join-tokens.
+type JoinTokenRequest struct {
+	// Uses is how many hosts may join with the token (default 1).
+	Uses int `json:"uses,omitempty"`
+	// TTLSeconds is how long it is valid (default 24h).
+	TTLSeconds int `json:"ttlSeconds,omitempty"`
+	// Cluster the joining hosts go into (default: the only cluster).
+	Cluster string `json:"cluster,omitempty"`
+}
+
+// JoinToken is a secret a new host presents once to join. It also carries
+// the fingerprint of the server's CA so the host can trust the server
+// before it has any certificate.
+type JoinToken struct {
+	Token   string    `json:"token"`
+	Uses    int       `json:"uses"`
+	Expires time.Time `json:"expires"`
+	Cluster Ref       `json:"cluster"`
+}
+
+// Version is the body of GET /api/v1/version.
+type Version struct {
+	Version  string `json:"version"`
+	Server   string `json:"server"`
+	Leader   string `json:"leader,omitempty"`
+	IsLeader bool   `json:"isLeader"`
+}

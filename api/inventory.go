@@ -1,0 +1,145 @@
+package api
+
+import "time"
+
+// Datacenter is the top of the inventory: clusters, datastores and port
+// groups belong to one.
+type Datacenter struct {
+	Metadata ObjectMeta     `json:"metadata"`
+	Spec     DatacenterSpec `json:"spec"`
+}
+
+type DatacenterSpec struct {
+	Description string `json:"description,omitempty"`
+}
+
+// Cluster groups hosts that share datastores and networks; VMs are placed
+// and pooled within a cluster.
+type Cluster struct {
+	Metadata ObjectMeta    `json:"metadata"`
+	Spec     ClusterSpec   `json:"spec"`
+	Status   ClusterStatus `json:"status"`
+}
+
+// Default overcommit ratios: vCPUs may exceed physical CPUs four times,
+// memory not at all.
+const (
+	DefaultCPUOvercommit    = 4.0
+	DefaultMemoryOvercommit = 1.0
+)
+
+type ClusterSpec struct {
+	Datacenter  Ref    `json:"datacenter"`
+	Description string `json:"description,omitempty"`
+	// CPUOvercommit is how many vCPUs of powered-on VMs a host may carry per
+	// physical CPU; MemoryOvercommit the same for memory.
+	CPUOvercommit    float64 `json:"cpuOvercommit"`
+	MemoryOvercommit float64 `json:"memoryOvercommit"`
+}
+
+// ClusterStatus is computed when the cluster is read.
+type ClusterStatus struct {
+	Hosts          int  `json:"hosts"`
+	ConnectedHosts int  `json:"connectedHosts"`
+	VMs            int  `json:"vms"`
+	CPUs           int  `json:"cpus"`
+	MemoryBytes    Size `json:"memoryBytes"`
+	UsedCPUs       int  `json:"usedCpus"`
+	UsedMemory     Size `json:"usedMemoryBytes"`
+}
+
+// Connection states of a host.
+const (
+	HostConnected    = "connected"
+	HostDisconnected = "disconnected"
+)
+
+// Host is a hypervisor machine running `vdc agent`.
+type Host struct {
+	Metadata ObjectMeta `json:"metadata"`
+	Spec     HostSpec   `json:"spec"`
+	Status   HostStatus `json:"status"`
+}
+
+type HostSpec struct {
+	Cluster Ref `json:"cluster"`
+	// Maintenance keeps new VMs and power-ons off the host.
+	Maintenance bool `json:"maintenance"`
+}
+
+type HostStatus struct {
+	Connection     string    `json:"connection"`
+	LastHeartbeat  time.Time `json:"lastHeartbeat,omitempty"`
+	ConnectedSince time.Time `json:"connectedSince,omitempty"`
+	// Address is where the agent's API listens (host:port), as it reported.
+	Address  string `json:"address,omitempty"`
+	Hostname string `json:"hostname,omitempty"`
+	Driver   string `json:"driver,omitempty"`
+	// Accel is the acceleration the driver uses: kvm, tcg or sim.
+	Accel       string `json:"accel,omitempty"`
+	Version     string `json:"version,omitempty"`
+	CPUs        int    `json:"cpus"`
+	MemoryBytes Size   `json:"memoryBytes"`
+	// Datastores the agent reports it can reach.
+	Datastores []Ref `json:"datastores,omitempty"`
+
+	// Computed when read: vCPUs and memory of the host's powered-on VMs, and
+	// the number of VMs registered on it.
+	UsedCPUs   int  `json:"usedCpus"`
+	UsedMemory Size `json:"usedMemoryBytes"`
+	VMs        int  `json:"vms"`
+}
+
+// Datastore is a directory that holds VM disks: shared by every host of its
+// datacenter that can reach it (an NFS mount, or one directory on one
+// machine), or local to one host.
+type Datastore struct {
+	Metadata ObjectMeta      `json:"metadata"`
+	Spec     DatastoreSpec   `json:"spec"`
+	Status   DatastoreStatus `json:"status"`
+}
+
+type DatastoreSpec struct {
+	Datacenter  Ref    `json:"datacenter"`
+	Path        string `json:"path"`
+	Shared      bool   `json:"shared"`
+	Host        Ref    `json:"host,omitempty"` // the one host of a local datastore
+	Description string `json:"description,omitempty"`
+}
+
+type DatastoreStatus struct {
+	CapacityBytes Size `json:"capacityBytes"`
+	FreeBytes     Size `json:"freeBytes"`
+	// ProvisionedBytes is the sum of the sizes of the disks on it (computed).
+	ProvisionedBytes Size  `json:"provisionedBytes"`
+	Hosts            []Ref `json:"hosts,omitempty"` // hosts that reach it
+}
+
+// PortGroup is a network VMs' NICs attach to, defined once per datacenter
+// and realized on every host.
+type PortGroup struct {
+	Metadata ObjectMeta      `json:"metadata"`
+	Spec     PortGroupSpec   `json:"spec"`
+	Status   PortGroupStatus `json:"status"`
+}
+
+type PortGroupSpec struct {
+	Datacenter  Ref    `json:"datacenter"`
+	VLAN        int    `json:"vlan"`
+	Description string `json:"description,omitempty"`
+}
+
+type PortGroupStatus struct {
+	Ports int `json:"ports"` // NICs attached (computed)
+}
+
+func (o *Datacenter) GetMeta() *ObjectMeta { return &o.Metadata }
+func (o *Cluster) GetMeta() *ObjectMeta    { return &o.Metadata }
+func (o *Host) GetMeta() *ObjectMeta       { return &o.Metadata }
+func (o *Datastore) GetMeta() *ObjectMeta  { return &o.Metadata }
+func (o *PortGroup) GetMeta() *ObjectMeta  { return &o.Metadata }
+func (o *Datacenter) Kind() string         { return KindDatacenter }
+func (o *Cluster) Kind() string            { return KindCluster }
+func (o *Host) Kind() string               { return KindHost }
+func (o *Datastore) Kind() string          { return KindDatastore }
+func (o *PortGroup) Kind() string          { return KindPortGroup }

@@ -1,0 +1,101 @@
+package hypervisor
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors a driver returns, wrapped with context.
+var (
+	ErrNotFound     = errors.New("vm not found on this host")
+	ErrWrongState   = errors.New("vm is in the wrong power state")
+	ErrNotSupported = errors.New("not supported by this driver")
+)
+
+// Power states as a driver sees them. "unknown" is never a driver state.
+const (
+	StateOff       = "off"
+	StateOn        = "on"
+	StateSuspended = "suspended"
+)
+
+// VMConfig is everything a driver needs to run one VM. The agent owns it
+// and hands it to the driver on Define and again on Attach after a restart.
+type VMConfig struct {
+	ID          string            `json:"id"`
+	Name        string            `json:"name"`
+	CPUs        int               `json:"cpus"`
+	MemoryBytes int64             `json:"memoryBytes"`
+	Disks       []DiskConfig      `json:"disks"`
+	NICs        []NICConfig       `json:"nics"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	// Dir is a directory on the host that belongs to this VM alone (pid
+	// file, sockets, logs, driver state). Set by the agent.
+	Dir string `json:"dir"`
+}
+
+type DiskConfig struct {
+	Name string `json:"name"`
+	// Path is the absolute path of the disk file on this host.
+	Path      string `json:"path"`
+	SizeBytes int64  `json:"sizeBytes"`
+	Bus       string `json:"bus"`
+}
+
+type NICConfig struct {
+	Name      string `json:"name"`
+	MAC       string `json:"mac"`
+	Model     string `json:"model"`
+	PortGroup string `json:"portGroup"` // port group ID
+	VLAN      int    `json:"vlan"`
+}
+
+// VMState is a driver's view of one VM.
+type VMState struct {
+	Power string `json:"power"`
+	// Reason says why the VM is in this state when it was not asked for
+	// (the guest shut itself down, the process crashed...).
+	Reason string    `json:"reason,omitempty"`
+	Since  time.Time `json:"since"`
+}
+
+// HostInfo is what a driver reports about the machine it runs on.
+type HostInfo struct {
+	Driver      string // sim, qemu
+	Accel       string // sim, kvm, tcg
+	CPUs        int
+	MemoryBytes int64
+}
+
+// Driver runs VMs on one host. Every method is safe for concurrent use;
+// calls for one VM are serialized by the agent.
+type Driver interface {
+	// Info describes the host's capacity and acceleration.
+	Info(ctx context.Context) (HostInfo, error)
+	// Define creates the VM's disks and files, or updates the definition of
+	// a VM that is off. It is idempotent.
+	Define(ctx context.Context, cfg VMConfig) error
+	// Attach takes over a VM defined earlier, possibly by a previous agent
+	// process, and returns its state. A running VM keeps running.
+	Attach(ctx context.Context, cfg VMConfig) (VMState, error)
+	// Undefine removes the VM's files; the VM must be off.
+	Undefine(ctx context.Context, id string) error
+	// State returns the VM's current state.
+	State(ctx context.Context, id string) (VMState, error)
+
+	Start(ctx context.Context, id string) error
+	// Shutdown asks the guest to shut down (ACPI) and returns without
+	// waiting; the VM turns off when the guest is done.
+	Shutdown(ctx context.Context, id string) error
+	// PowerOff stops the VM at once.
+	PowerOff(ctx context.Context, id string) error
+	Reset(ctx context.Context, id string) error
+	// Suspend pauses the VM's vCPUs; Resume continues them.
+	Suspend(ctx context.Context, id string) error
+	Resume(ctx context.Context, id string) error
+
+	// Subscribe returns a channel that receives the ID of a VM whenever its
+	// state changes by itself (guest shutdown, crash), until ctx ends.
+	Subscribe(ctx context.Context) <-chan string
+}

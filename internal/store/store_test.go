@@ -1,0 +1,204 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/store"
+	"github.com/vdc-project/vdc/internal/store/storetest"
+)
+
+func newStore(t *testing.T) (*store.Store, *store.Cache) {
+	e := storetest.Start(t)
+	s := store.New(e.Client)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	c := store.NewCache(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return s, c
+}
+
+func TestCreateGetAndDuplicateName(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	dc := &api.Datacenter{Metadata: api.ObjectMeta{Name: "dc1"}}
+	if _, err := s.Create(ctx, dc); err != nil {
+		t.Fatal(err)
+	}
+	if dc.Metadata.ID == "" || dc.Metadata.Created.IsZero() {
+		t.Fatalf("create did not set ID/created: %+v", dc.Metadata)
+	}
+	got, err := s.Get(ctx, api.KindDatacenter, dc.Metadata.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.GetMeta().Name != "dc1" || got.GetMeta().Revision == 0 {
+		t.Fatalf("got %+v", got.GetMeta())
+	}
+	_, err = s.Create(ctx, &api.Datacenter{Metadata: api.ObjectMeta{Name: "dc1"}})
+	if !errors.Is(err, api.ErrConflict) {
+		t.Fatalf("duplicate name: want ErrConflict, got %v", err)
+	}
+	list, _, err := s.List(ctx, api.KindDatacenter)
+	if err != nil || len(list) != 1 {
+		t.Fatalf("after a refused duplicate there must be one datacenter, got %d (%v)", len(list), err)
+	}
+	if _, err := s.Get(ctx, api.KindDatacenter, "nope"); !errors.Is(err, api.ErrNotFound) {
+		t.Fatalf("want ErrNotFound, got %v", err)
+	}
+}
+
+func TestUpdateIsRevisionChecked(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	dc := &api.Datacenter{Metadata: api.ObjectMeta{Name: "dc1"}}
+	if _, err := s.Create(ctx, dc); err != nil {
+		t.Fatal(err)
+	}
+	read, _ := s.Get(ctx, api.KindDatacenter, dc.Metadata.ID)
+	// Two writers start from the same read; exactly one may win.
+	var wins, conflicts int
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			upd := store.Clone(read.(*api.Datacenter))
+			upd.Spec.Description = "writer"
+			_, err := s.Update(ctx, read, upd)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				wins++
+			case errors.Is(err, api.ErrConflict):
+				conflicts++
+			default:
+				t.Errorf("writer %d: %v", i, err)
+			}
+		}(i)
+	}
+	wg.Wait()
+	if wins != 1 || conflicts != 7 {
+		t.Fatalf("want 1 winner and 7 conflicts, got %d and %d", wins, conflicts)
+	}
+}
+
+func TestRenameMovesNameIndex(t *testing.T) {
+	s, c := newStore(t)
+	ctx := context.Background()
+	a := &api.Datacenter{Metadata: api.ObjectMeta{Name: "a"}}
+	b := &api.Datacenter{Metadata: api.ObjectMeta{Name: "b"}}
+	for _, o := range []api.Object{a, b} {
+		if _, err := s.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cur, _ := s.Get(ctx, api.KindDatacenter, a.Metadata.ID)
+	toB := store.Clone(cur.(*api.Datacenter))
+	toB.Metadata.Name = "b"
+	if _, err := s.Update(ctx, cur, toB); !errors.Is(err, api.ErrConflict) {
+		t.Fatalf("rename onto a taken name: want ErrConflict, got %v", err)
+	}
+	toC := store.Clone(cur.(*api.Datacenter))
+	toC.Metadata.Name = "c"
+	if _, err := s.Update(ctx, cur, toC); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.Lookup(api.KindDatacenter, "a"); ok {
+		t.Fatal("old name still resolves")
+	}
+	if o, ok := c.Lookup(api.KindDatacenter, "c"); !ok || o.GetMeta().ID != a.Metadata.ID {
+		t.Fatal("new name does not resolve")
+	}
+	// The old name is free again.
+	if _, err := s.Create(ctx, &api.Datacenter{Metadata: api.ObjectMeta{Name: "a"}}); err != nil {
+		t.Fatalf("old name should be free: %v", err)
+	}
+}
+
+func TestCacheSyncAndChanges(t *testing.T) {
+	s, c := newStore(t)
+	ctx := context.Background()
+	var mu sync.Mutex
+	var seen []store.Change
+	_, cancel := c.Subscribe(func(ch store.Change) {
+		mu.Lock()
+		seen = append(seen, ch)
+		mu.Unlock()
+	})
+	defer cancel()
+	dc := &api.Datacenter{Metadata: api.ObjectMeta{Name: "dc1"}}
+	if _, err := s.Create(ctx, dc); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.Get(api.KindDatacenter, dc.Metadata.ID); !ok {
+		t.Fatal("cache does not have the object after Sync")
+	}
+	cur, _ := c.Get(api.KindDatacenter, dc.Metadata.ID)
+	if _, err := s.Delete(ctx, cur); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.Get(api.KindDatacenter, dc.Metadata.ID); ok {
+		t.Fatal("cache still has the deleted object")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 2 || seen[0].Prev != nil || seen[0].Obj == nil || seen[1].Obj != nil || seen[1].Prev == nil {
+		t.Fatalf("want a create then a delete, got %+v", seen)
+	}
+	// Sync with no object writes since must still return promptly.
+	sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
+	defer scancel()
+	if _, err := s.Client().Put(ctx, store.SysPrefix+"x", "y"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Sync(sctx); err != nil {
+		t.Fatalf("sync after a non-object write: %v", err)
+	}
+}
+
+func TestWaitChange(t *testing.T) {
+	s, c := newStore(t)
+	ctx := context.Background()
+	dc := &api.Datacenter{Metadata: api.ObjectMeta{Name: "dc1"}}
+	rev, _ := s.Create(ctx, dc)
+	_ = c.WaitRev(ctx, rev)
+	cur, _ := c.Get(api.KindDatacenter, dc.Metadata.ID)
+	done := make(chan api.Object)
+	go func() {
+		o, _ := c.WaitChange(ctx, api.KindDatacenter, dc.Metadata.ID, rev)
+		done <- o
+	}()
+	upd := store.Clone(cur.(*api.Datacenter))
+	upd.Spec.Description = "changed"
+	if _, err := s.Update(ctx, cur, upd); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case o := <-done:
+		if o.(*api.Datacenter).Spec.Description != "changed" {
+			t.Fatalf("woke with stale object %+v", o)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("WaitChange did not wake on an update")
+	}
+}
