@@ -10,14 +10,14 @@ import (
 // in one place and the client turns the status back, so errors.Is works on
 // both sides of the wire.
 var (
-	ErrInvalid      = errors.New("invalid")        // 400
-	ErrUnauthorized = errors.New("unauthorized")   // 401
-	ErrForbidden    = errors.New("forbidden")      // 403
-	ErrNotFound     = errors.New("not found")      // 404
-	ErrConflict     = errors.New("conflict")       // 409: exists, wrong state, stale revision
+	ErrInvalid       = errors.New("invalid")       // 400
+	ErrUnauthorized  = errors.New("unauthorized")  // 401
+	ErrForbidden     = errors.New("forbidden")     // 403
+	ErrNotFound      = errors.New("not found")     // 404
+	ErrConflict      = errors.New("conflict")      // 409: exists, wrong state, stale revision
 	ErrUnprocessable = errors.New("unprocessable") // 422: valid request that cannot be satisfied (no room)
-	ErrNotSupported = errors.New("not supported")  // 501
-	ErrUnavailable  = errors.New("unavailable")    // 503: host disconnected, no leader
+	ErrNotSupported  = errors.New("not supported") // 501
+	ErrUnavailable   = errors.New("unavailable")   // 503: host disconnected, no leader
 )
 
 // Error codes as they appear on the wire.

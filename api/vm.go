@@ -87,13 +87,15 @@ const (
 
 // VMCreateRequest is the body of POST /api/v1/vms.
 type VMCreateRequest struct {
-	Name        string            `json:"name"`
-	Cluster     string            `json:"cluster,omitempty"` // name or ID; default: the only cluster, or the host's
-	Host        string            `json:"host,omitempty"`    // default: placement picks one
-	CPUs        int               `json:"cpus"`
-	Memory      Size              `json:"memory"`
-	Disks       []DiskRequest     `json:"disks,omitempty"`
-	NICs        []NICRequest      `json:"nics,omitempty"`
+	Name    string        `json:"name"`
+	Cluster string        `json:"cluster,omitempty"` // name or ID; default: the only cluster, or the host's
+	Host    string        `json:"host,omitempty"`    // default: placement picks one
+	CPUs    int           `json:"cpus"`
+	Memory  Size          `json:"memory"`
+	Disks   []DiskRequest `json:"disks,omitempty"`
+	// NICs: null (absent) gives one NIC on the datacenter's only port group, if
+	// there is exactly one; [] gives none.
+	NICs        []NICRequest      `json:"nics"`
 	Labels      map[string]string `json:"labels,omitempty"`
 	Description string            `json:"description,omitempty"`
 	// PowerOn starts the VM once it is created.

@@ -1,0 +1,82 @@
+package api
+
+// Bodies of the inventory calls. In updates (PATCH), absent fields stay as
+// they are.
+
+type DatacenterCreateRequest struct {
+	Name        string            `json:"name"`
+	Description string            `json:"description,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+}
+
+type DatacenterUpdateRequest struct {
+	Name        *string           `json:"name,omitempty"`
+	Description *string           `json:"description,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+}
+
+type ClusterCreateRequest struct {
+	Name        string            `json:"name"`
+	Datacenter  string            `json:"datacenter,omitempty"` // default: the only datacenter
+	Description string            `json:"description,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	// Default 4.0 and 1.0.
+	CPUOvercommit    float64 `json:"cpuOvercommit,omitempty"`
+	MemoryOvercommit float64 `json:"memoryOvercommit,omitempty"`
+}
+
+type ClusterUpdateRequest struct {
+	Name             *string           `json:"name,omitempty"`
+	Description      *string           `json:"description,omitempty"`
+	Labels           map[string]string `json:"labels,omitempty"`
+	CPUOvercommit    *float64          `json:"cpuOvercommit,omitempty"`
+	MemoryOvercommit *float64          `json:"memoryOvercommit,omitempty"`
+}
+
+type DatastoreCreateRequest struct {
+	Name       string `json:"name"`
+	Datacenter string `json:"datacenter,omitempty"`
+	Path       string `json:"path"`
+	// Host makes the datastore local to one host; without it the datastore
+	// is shared by every host of the datacenter that reaches the path.
+	Host        string            `json:"host,omitempty"`
+	Description string            `json:"description,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+}
+
+type DatastoreUpdateRequest struct {
+	Name        *string           `json:"name,omitempty"`
+	Description *string           `json:"description,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+}
+
+type PortGroupCreateRequest struct {
+	Name        string            `json:"name"`
+	Datacenter  string            `json:"datacenter,omitempty"`
+	VLAN        int               `json:"vlan,omitempty"` // 0: untagged
+	Description string            `json:"description,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+}
+
+type PortGroupUpdateRequest struct {
+	Name        *string           `json:"name,omitempty"`
+	VLAN        *int              `json:"vlan,omitempty"`
+	Description *string           `json:"description,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+}
+
+type HostUpdateRequest struct {
+	Name    *string           `json:"name,omitempty"`
+	Cluster *string           `json:"cluster,omitempty"`
+	Labels  map[string]string `json:"labels,omitempty"`
+}
+
+// Maintenance actions for POST /api/v1/hosts/{host}/maintenance.
+const (
+	MaintenanceEnter = "enter"
+	MaintenanceExit  = "exit"
+)
+
+type MaintenanceRequest struct {
+	Action string `json:"action"`
+}

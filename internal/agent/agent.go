@@ -1,0 +1,330 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/hypervisor"
+	"github.com/vdc-project/vdc/internal/pki"
+	"github.com/vdc-project/vdc/internal/version"
+)
+
+// Config of one host agent.
+type Config struct {
+	ServerURL string
+	JoinToken string // needed only until the host has joined
+	DataDir   string
+	Name      string
+	// Listen is where the agent's API listens (default 127.0.0.1:0 when
+	// the server is on loopback, else :7444).
+	Listen string
+	// Advertise is the address the server should dial; default: the
+	// listen address, with an unspecified IP replaced by the one this
+	// machine uses to reach the server.
+	Advertise string
+	Driver    hypervisor.Driver
+	Log       *slog.Logger
+}
+
+// Agent runs one host.
+type Agent struct {
+	cfg    Config
+	log    *slog.Logger
+	id     identity
+	cert   tls.Certificate
+	caPool *x509.CertPool
+	hc     *http.Client
+	vms    *registry
+
+	addr     string // advertised
+	interval time.Duration
+	kick     chan struct{} // send a heartbeat now
+
+	mu         sync.Mutex
+	datastores []api.DatastoreToCheck
+}
+
+// New checks the configuration; Run does the work.
+func New(cfg Config) (*Agent, error) {
+	if cfg.ServerURL == "" {
+		return nil, errors.New("agent: --server is required")
+	}
+	if _, err := url.Parse(cfg.ServerURL); err != nil {
+		return nil, fmt.Errorf("agent: server URL %q: %w", cfg.ServerURL, err)
+	}
+	if cfg.DataDir == "" {
+		return nil, errors.New("agent: --data is required")
+	}
+	if cfg.Driver == nil {
+		return nil, errors.New("agent: no driver")
+	}
+	if cfg.Name == "" {
+		h, _ := os.Hostname()
+		cfg.Name = h
+	}
+	if err := api.ValidateName("host", cfg.Name); err != nil {
+		return nil, err
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	return &Agent{cfg: cfg, log: cfg.Log.With("host", cfg.Name), interval: 2 * time.Second, kick: make(chan struct{}, 1)}, nil
+}
+
+// HostID is the host's ID once joined.
+func (a *Agent) HostID() string { return a.id.HostID }
+
+// Run joins if needed, re-attaches the host's VMs, serves the server's
+// requests and heartbeats until ctx ends. VMs keep running after it returns.
+func (a *Agent) Run(ctx context.Context) error {
+	if err := os.MkdirAll(a.cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create agent data dir: %w", err)
+	}
+	unlock, err := lockDir(a.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := a.loadOrJoin(ctx); err != nil {
+		return err
+	}
+	a.log = a.log.With("hostID", a.id.HostID)
+	a.hc = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: a.caPool, Certificates: []tls.Certificate{a.cert}},
+		MaxIdleConnsPerHost: 4,
+	}}
+	a.vms = newRegistry(filepath.Join(a.cfg.DataDir, "vms"), a.cfg.Driver, a.log, a.changed)
+	if err := a.vms.load(ctx); err != nil {
+		return err
+	}
+	ln, err := a.listen()
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           a.handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelDebug),
+		TLSConfig: &tls.Config{
+			MinVersion:   tls.VersionTLS12,
+			Certificates: []tls.Certificate{a.cert},
+			ClientCAs:    a.caPool,
+			ClientAuth:   tls.RequireAndVerifyClientCert,
+		},
+	}
+	go func() {
+		if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("agent API stopped", "err", err)
+		}
+	}()
+	go a.watchDriver(ctx)
+	a.log.Info("agent running", "api", a.addr, "server", a.cfg.ServerURL, "vms", a.vms.count())
+	a.heartbeatLoop(ctx)
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	a.log.Info("agent stopped; its VMs keep running")
+	return nil
+}
+
+func (a *Agent) listen() (net.Listener, error) {
+	l := a.cfg.Listen
+	if l == "" {
+		l = ":7444"
+		if u, err := url.Parse(a.cfg.ServerURL); err == nil {
+			if ip := net.ParseIP(u.Hostname()); (ip != nil && ip.IsLoopback()) || u.Hostname() == "localhost" {
+				l = "127.0.0.1:0"
+			}
+		}
+	}
+	ln, err := net.Listen("tcp", l)
+	if err != nil {
+		return nil, fmt.Errorf("agent API listen on %s: %w", l, err)
+	}
+	a.addr = a.cfg.Advertise
+	if a.addr == "" {
+		a.addr = advertised(ln.Addr().(*net.TCPAddr), a.cfg.ServerURL)
+	}
+	return ln, nil
+}
+
+// advertised turns a listen address into one the server can dial.
+func advertised(la *net.TCPAddr, serverURL string) string {
+	ip := la.IP
+	if ip == nil || ip.IsUnspecified() {
+		ip = net.IPv4(127, 0, 0, 1)
+		if u, err := url.Parse(serverURL); err == nil {
+			port := u.Port()
+			if port == "" {
+				port = "443"
+			}
+			// UDP "dial" sends nothing; it only asks the kernel for the route.
+			if c, err := net.Dial("udp", net.JoinHostPort(u.Hostname(), port)); err == nil {
+				ip = c.LocalAddr().(*net.UDPAddr).IP
+				c.Close()
+			}
+		}
+	}
+	return net.JoinHostPort(ip.String(), fmt.Sprint(la.Port))
+}
+
+// changed asks for a heartbeat now, so the server hears of a state change
+// without waiting for the next tick.
+func (a *Agent) changed() {
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (a *Agent) watchDriver(ctx context.Context) {
+	for id := range a.cfg.Driver.Subscribe(ctx) {
+		a.vms.refresh(ctx, id)
+	}
+}
+
+func (a *Agent) heartbeatLoop(ctx context.Context) {
+	failures := 0
+	for {
+		err := a.heartbeat(ctx)
+		switch {
+		case err == nil:
+			if failures > 0 {
+				a.log.Info("server reachable again", "after", failures)
+			}
+			failures = 0
+		case ctx.Err() != nil:
+			return
+		default:
+			failures++
+			if failures == 1 || failures%30 == 0 {
+				a.log.Warn("heartbeat failed; VMs keep running, retrying", "err", err, "failures", failures)
+			}
+		}
+		t := time.NewTimer(a.interval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-a.kick:
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}
+
+func (a *Agent) heartbeat(ctx context.Context) error {
+	info, err := a.cfg.Driver.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("read host info from driver: %w", err)
+	}
+	hn, _ := os.Hostname()
+	hb := api.Heartbeat{
+		Address: a.addr, Hostname: hn, Driver: info.Driver, Accel: info.Accel, Version: version.String(),
+		CPUs: info.CPUs, MemoryBytes: api.Size(info.MemoryBytes),
+		VMs:        a.vms.states(ctx),
+		Datastores: a.checkDatastores(),
+	}
+	var resp api.HeartbeatResponse
+	if err := a.post(ctx, "/api/v1/agent/heartbeat", hb, &resp); err != nil {
+		return err
+	}
+	if resp.IntervalSeconds > 0 {
+		a.interval = time.Duration(resp.IntervalSeconds) * time.Second
+	}
+	a.mu.Lock()
+	a.datastores = resp.Datastores
+	a.mu.Unlock()
+	return nil
+}
+
+// checkDatastores reports the space of every datastore the server asked about.
+func (a *Agent) checkDatastores() []api.DatastoreSeen {
+	a.mu.Lock()
+	dss := a.datastores
+	a.mu.Unlock()
+	out := make([]api.DatastoreSeen, 0, len(dss))
+	for _, ds := range dss {
+		seen := api.DatastoreSeen{ID: ds.ID}
+		var st syscall.Statfs_t
+		if fi, err := os.Stat(ds.Path); err != nil {
+			seen.Error = err.Error()
+		} else if !fi.IsDir() {
+			seen.Error = ds.Path + " is not a directory"
+		} else if err := syscall.Statfs(ds.Path, &st); err != nil {
+			seen.Error = err.Error()
+		} else {
+			seen.Reachable = true
+			seen.CapacityBytes = api.Size(int64(st.Blocks) * st.Bsize)
+			seen.FreeBytes = api.Size(int64(st.Bavail) * st.Bsize)
+		}
+		out = append(out, seen)
+	}
+	return out
+}
+
+func (a *Agent) post(ctx context.Context, path string, in, out any) error {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(a.cfg.ServerURL, "/")+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	rb, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if resp.StatusCode/100 != 2 {
+		var eb api.ErrorBody
+		if json.Unmarshal(rb, &eb) == nil && eb.Error != nil {
+			eb.Error.Status = resp.StatusCode
+			return eb.Error
+		}
+		return fmt.Errorf("POST %s: HTTP %d", path, resp.StatusCode)
+	}
+	if out != nil {
+		return json.Unmarshal(rb, out)
+	}
+	return nil
+}
+
+// lockDir keeps two agents from running on one data dir.
+func lockDir(dir string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dir, "agent.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock agent data dir: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("agent data dir %s is in use by another agent", dir)
+	}
+	return func() { f.Close() }, nil
+}
+
+// peerIsServer checks that a request to the agent API comes from a
+// management server, not from another host.
+func peerIsServer(r *http.Request) bool {
+	return pki.PeerCN(r.TLS) == pki.ServerCN
+}

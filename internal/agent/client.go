@@ -1,0 +1,119 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+
+	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/hypervisor"
+	"github.com/vdc-project/vdc/internal/pki"
+)
+
+// Client is how a management server calls host agents.
+type Client struct {
+	cert tls.Certificate
+	pool *x509.CertPool
+
+	mu         sync.Mutex
+	transports map[string]*http.Transport // by host ID
+}
+
+// NewClient uses the server's certificate (CN vdc-server) to call agents.
+func NewClient(cert tls.Certificate, pool *x509.CertPool) *Client {
+	return &Client{cert: cert, pool: pool, transports: map[string]*http.Transport{}}
+}
+
+// Target is a host to call.
+type Target struct {
+	ID, Name, Address string
+}
+
+func (c *Client) transport(hostID string) *http.Transport {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.transports[hostID]
+	if !ok {
+		t = &http.Transport{
+			TLSClientConfig: &tls.Config{
+				MinVersion:   tls.VersionTLS12,
+				RootCAs:      c.pool,
+				Certificates: []tls.Certificate{c.cert},
+				// The host is known by its ID, whatever address it has today.
+				ServerName: pki.HostDNSName(hostID),
+			},
+			MaxIdleConnsPerHost: 16,
+		}
+		c.transports[hostID] = t
+	}
+	return t
+}
+
+func (c *Client) do(ctx context.Context, h Target, method, path string, in, out any) error {
+	if h.Address == "" {
+		return api.Errorf(api.ErrUnavailable, "host %s has not reported an address yet", h.Name)
+	}
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "https://"+h.Address+path, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := (&http.Client{Transport: c.transport(h.ID)}).Do(req)
+	if err != nil {
+		return fmt.Errorf("host %s unreachable: %w", h.Name, &wrapped{err, api.ErrUnavailable})
+	}
+	defer resp.Body.Close()
+	rb, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if resp.StatusCode/100 != 2 {
+		var eb api.ErrorBody
+		if json.Unmarshal(rb, &eb) == nil && eb.Error != nil {
+			eb.Error.Status = resp.StatusCode
+			return fmt.Errorf("host %s: %w", h.Name, eb.Error)
+		}
+		return fmt.Errorf("host %s: %s %s: HTTP %d", h.Name, method, path, resp.StatusCode)
+	}
+	if out != nil && len(rb) > 0 {
+		return json.Unmarshal(rb, out)
+	}
+	return nil
+}
+
+// Define creates or updates a VM on the host.
+func (c *Client) Define(ctx context.Context, h Target, cfg hypervisor.VMConfig) (api.AgentVMState, error) {
+	var st api.AgentVMState
+	err := c.do(ctx, h, http.MethodPut, "/agent/v1/vms/"+cfg.ID, cfg, &st)
+	return st, err
+}
+
+// Undefine deletes a VM from the host; force powers it off first.
+func (c *Client) Undefine(ctx context.Context, h Target, id string, force bool) error {
+	return c.do(ctx, h, http.MethodDelete, fmt.Sprintf("/agent/v1/vms/%s?force=%t", id, force), nil, nil)
+}
+
+// Power runs a power action on the host.
+func (c *Client) Power(ctx context.Context, h Target, id string, req api.PowerRequest) (api.AgentVMState, error) {
+	var st api.AgentVMState
+	err := c.do(ctx, h, http.MethodPost, "/agent/v1/vms/"+id+"/power", req, &st)
+	return st, err
+}
+
+// List returns the states of the host's VMs.
+func (c *Client) List(ctx context.Context, h Target) ([]api.AgentVMState, error) {
+	var out []api.AgentVMState
+	err := c.do(ctx, h, http.MethodGet, "/agent/v1/vms", nil, &out)
+	return out, err
+}

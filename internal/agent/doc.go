@@ -1,0 +1,8 @@
+// Package agent is the host agent (`vdc agent`): it joins the management
+// server once with a join token, then heartbeats over mutual TLS, keeps a
+// registry of the VMs defined on its host in its data dir, and serves the
+// server's requests (define, power, delete) through a hypervisor driver.
+// VMs outlive the agent: a restarted agent re-attaches to them.
+//
+// Client is the server's side of the same API.
+package agent

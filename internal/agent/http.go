@@ -1,0 +1,97 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+
+	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/hypervisor"
+)
+
+// The agent's API, called only by management servers (mutual TLS).
+func (a *Agent) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /agent/v1/vms", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, http.StatusOK, a.vms.states(r.Context()))
+	})
+	mux.HandleFunc("PUT /agent/v1/vms/{id}", func(w http.ResponseWriter, r *http.Request) {
+		var cfg hypervisor.VMConfig
+		if !decodeBody(w, r, &cfg) {
+			return
+		}
+		if cfg.ID != r.PathValue("id") {
+			fail(w, api.Errorf(api.ErrInvalid, "VM config ID %q does not match the path", cfg.ID))
+			return
+		}
+		st, err := a.vms.define(r.Context(), cfg)
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		reply(w, http.StatusOK, st)
+	})
+	mux.HandleFunc("DELETE /agent/v1/vms/{id}", func(w http.ResponseWriter, r *http.Request) {
+		if err := a.vms.undefine(r.Context(), r.PathValue("id"), r.URL.Query().Get("force") == "true"); err != nil {
+			fail(w, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /agent/v1/vms/{id}/power", func(w http.ResponseWriter, r *http.Request) {
+		var req api.PowerRequest
+		if !decodeBody(w, r, &req) {
+			return
+		}
+		st, err := a.vms.power(r.Context(), r.PathValue("id"), req)
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		reply(w, http.StatusOK, st)
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !peerIsServer(r) {
+			fail(w, api.Errorf(api.ErrForbidden, "only a management server may call the agent API"))
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 4<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		fail(w, api.Errorf(api.ErrInvalid, "bad request body: %v", err))
+		return false
+	}
+	return true
+}
+
+func reply(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// fail maps driver errors to the API's classes.
+func fail(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, hypervisor.ErrNotFound):
+		err = &wrapped{err, api.ErrNotFound}
+	case errors.Is(err, hypervisor.ErrWrongState):
+		err = &wrapped{err, api.ErrConflict}
+	case errors.Is(err, hypervisor.ErrNotSupported):
+		err = &wrapped{err, api.ErrNotSupported}
+	}
+	e, status := api.ErrorFrom(err)
+	reply(w, status, api.ErrorBody{Error: e})
+}
+
+// wrapped gives a driver error an API class while keeping its message.
+type wrapped struct{ err, class error }
+
+func (w *wrapped) Error() string   { return w.err.Error() }
+func (w *wrapped) Unwrap() []error { return []error{w.err, w.class} }

@@ -1,0 +1,300 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/hypervisor"
+)
+
+// registry is the set of VMs defined on this host. Each VM's config is kept
+// in <data>/vms/<id>/config.json so a restarted agent finds it again.
+type registry struct {
+	dir      string
+	drv      hypervisor.Driver
+	log      *slog.Logger
+	onChange func()
+
+	mu      sync.Mutex
+	vms     map[string]*vmEntry
+	lastSeq uint64
+}
+
+type vmEntry struct {
+	op  sync.Mutex // serializes operations on this VM
+	cfg hypervisor.VMConfig
+
+	// guarded by registry.mu
+	power  string
+	reason string
+	seq    uint64
+}
+
+func newRegistry(dir string, drv hypervisor.Driver, log *slog.Logger, onChange func()) *registry {
+	return &registry{dir: dir, drv: drv, log: log, onChange: onChange, vms: map[string]*vmEntry{}}
+}
+
+// nextSeq orders state changes, also across agent restarts: it is at least
+// the wall clock in nanoseconds.
+func (r *registry) nextSeq() uint64 {
+	s := max(r.lastSeq+1, uint64(time.Now().UnixNano()))
+	r.lastSeq = s
+	return s
+}
+
+func (r *registry) load(ctx context.Context) error {
+	if err := os.MkdirAll(r.dir, 0o700); err != nil {
+		return fmt.Errorf("create VM dir: %w", err)
+	}
+	ents, err := os.ReadDir(r.dir)
+	if err != nil {
+		return fmt.Errorf("read VM dir: %w", err)
+	}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(r.dir, e.Name(), "config.json"))
+		if err != nil {
+			continue // a VM whose define never finished
+		}
+		var cfg hypervisor.VMConfig
+		if err := json.Unmarshal(b, &cfg); err != nil {
+			r.log.Error("skipping VM with unreadable config", "dir", e.Name(), "err", err)
+			continue
+		}
+		cfg.Dir = filepath.Join(r.dir, cfg.ID)
+		st, err := r.drv.Attach(ctx, cfg)
+		if err != nil {
+			r.log.Error("cannot re-attach VM", "vm", cfg.Name, "id", cfg.ID, "err", err)
+			continue
+		}
+		r.mu.Lock()
+		r.vms[cfg.ID] = &vmEntry{cfg: cfg, power: st.Power, reason: st.Reason, seq: r.nextSeq()}
+		r.mu.Unlock()
+		r.log.Info("re-attached VM", "vm", cfg.Name, "power", st.Power)
+	}
+	return nil
+}
+
+func (r *registry) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.vms)
+}
+
+func (r *registry) get(id string) (*vmEntry, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.vms[id]
+	if !ok {
+		return nil, fmt.Errorf("vm %s: %w", id, hypervisor.ErrNotFound)
+	}
+	return e, nil
+}
+
+// record stores a VM's state and returns it with its sequence number.
+func (r *registry) record(id string, e *vmEntry, st hypervisor.VMState) api.AgentVMState {
+	r.mu.Lock()
+	changed := e.power != st.Power || e.reason != st.Reason
+	if changed {
+		e.power, e.reason, e.seq = st.Power, st.Reason, r.nextSeq()
+	}
+	out := api.AgentVMState{ID: id, PowerState: e.power, Seq: e.seq, Reason: e.reason}
+	r.mu.Unlock()
+	if changed && r.onChange != nil {
+		r.onChange()
+	}
+	return out
+}
+
+// define creates or updates a VM. The config is saved only once the driver
+// has accepted it.
+func (r *registry) define(ctx context.Context, cfg hypervisor.VMConfig) (api.AgentVMState, error) {
+	cfg.Dir = filepath.Join(r.dir, cfg.ID)
+	r.mu.Lock()
+	e, exists := r.vms[cfg.ID]
+	if !exists {
+		e = &vmEntry{cfg: cfg}
+	}
+	r.mu.Unlock()
+	e.op.Lock()
+	defer e.op.Unlock()
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return api.AgentVMState{}, fmt.Errorf("define vm %s: %w", cfg.Name, err)
+	}
+	if err := r.drv.Define(ctx, cfg); err != nil {
+		if !exists {
+			os.RemoveAll(cfg.Dir)
+		}
+		return api.AgentVMState{}, fmt.Errorf("define vm %s: %w", cfg.Name, err)
+	}
+	b, _ := json.MarshalIndent(cfg, "", "  ")
+	if err := writeFileAtomic(filepath.Join(cfg.Dir, "config.json"), b, 0o600); err != nil {
+		return api.AgentVMState{}, fmt.Errorf("define vm %s: save config: %w", cfg.Name, err)
+	}
+	e.cfg = cfg
+	r.mu.Lock()
+	r.vms[cfg.ID] = e
+	r.mu.Unlock()
+	st, err := r.drv.State(ctx, cfg.ID)
+	if err != nil {
+		return api.AgentVMState{}, fmt.Errorf("define vm %s: %w", cfg.Name, err)
+	}
+	return r.record(cfg.ID, e, st), nil
+}
+
+// undefine removes a VM; one that is not off needs force, which powers it off.
+func (r *registry) undefine(ctx context.Context, id string, force bool) error {
+	e, err := r.get(id)
+	if err != nil {
+		return err
+	}
+	e.op.Lock()
+	defer e.op.Unlock()
+	st, err := r.drv.State(ctx, id)
+	if err != nil {
+		return fmt.Errorf("delete vm %s: %w", e.cfg.Name, err)
+	}
+	if st.Power != hypervisor.StateOff {
+		if !force {
+			return fmt.Errorf("delete vm %s: it is %s; stop it first or force: %w", e.cfg.Name, st.Power, hypervisor.ErrWrongState)
+		}
+		if err := r.drv.PowerOff(ctx, id); err != nil {
+			return fmt.Errorf("delete vm %s: power off: %w", e.cfg.Name, err)
+		}
+	}
+	if err := r.drv.Undefine(ctx, id); err != nil && !errors.Is(err, hypervisor.ErrNotFound) {
+		return fmt.Errorf("delete vm %s: %w", e.cfg.Name, err)
+	}
+	if err := os.RemoveAll(e.cfg.Dir); err != nil {
+		return fmt.Errorf("delete vm %s: remove its files: %w", e.cfg.Name, err)
+	}
+	r.mu.Lock()
+	delete(r.vms, id)
+	r.mu.Unlock()
+	r.onChange()
+	return nil
+}
+
+// power runs a power action and returns the resulting state.
+func (r *registry) power(ctx context.Context, id string, req api.PowerRequest) (api.AgentVMState, error) {
+	e, err := r.get(id)
+	if err != nil {
+		return api.AgentVMState{}, err
+	}
+	e.op.Lock()
+	defer e.op.Unlock()
+	name := e.cfg.Name
+	if err := r.doPower(ctx, e, req); err != nil {
+		return api.AgentVMState{}, fmt.Errorf("%s vm %s: %w", req.Action, name, err)
+	}
+	st, err := r.drv.State(ctx, id)
+	if err != nil {
+		return api.AgentVMState{}, fmt.Errorf("%s vm %s: read state: %w", req.Action, name, err)
+	}
+	return r.record(id, e, st), nil
+}
+
+func (r *registry) doPower(ctx context.Context, e *vmEntry, req api.PowerRequest) error {
+	id := e.cfg.ID
+	switch req.Action {
+	case api.ActionStart:
+		return r.drv.Start(ctx, id)
+	case api.ActionReset:
+		return r.drv.Reset(ctx, id)
+	case api.ActionSuspend:
+		return r.drv.Suspend(ctx, id)
+	case api.ActionResume:
+		return r.drv.Resume(ctx, id)
+	case api.ActionStop:
+		st, err := r.drv.State(ctx, id)
+		if err != nil {
+			return err
+		}
+		// A paused guest cannot act on a shutdown request.
+		if req.Force || st.Power == hypervisor.StateSuspended {
+			return r.drv.PowerOff(ctx, id)
+		}
+		return r.shutdown(ctx, e, req.TimeoutSeconds)
+	}
+	return fmt.Errorf("unknown power action %q: %w", req.Action, hypervisor.ErrNotSupported)
+}
+
+// shutdown asks the guest to shut down and powers the VM off if it has not
+// within the timeout.
+func (r *registry) shutdown(ctx context.Context, e *vmEntry, timeoutSeconds int) error {
+	id := e.cfg.ID
+	timeout := api.DefaultStopTimeout
+	if timeoutSeconds > 0 {
+		timeout = time.Duration(timeoutSeconds) * time.Second
+	}
+	if err := r.drv.Shutdown(ctx, id); err != nil {
+		return err
+	}
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		st, err := r.drv.State(ctx, id)
+		if err != nil {
+			return err
+		}
+		if st.Power == hypervisor.StateOff {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline.C:
+			r.log.Warn("guest did not shut down in time; powering off", "vm", e.cfg.Name, "timeout", timeout)
+			return r.drv.PowerOff(ctx, id)
+		case <-tick.C:
+		}
+	}
+}
+
+// refresh re-reads one VM's state from the driver.
+func (r *registry) refresh(ctx context.Context, id string) {
+	e, err := r.get(id)
+	if err != nil {
+		return
+	}
+	st, err := r.drv.State(ctx, id)
+	if err != nil {
+		return
+	}
+	r.record(id, e, st)
+}
+
+// states reads every VM's state, for the heartbeat.
+func (r *registry) states(ctx context.Context) []api.AgentVMState {
+	r.mu.Lock()
+	ids := make([]string, 0, len(r.vms))
+	for id := range r.vms {
+		ids = append(ids, id)
+	}
+	r.mu.Unlock()
+	sort.Strings(ids)
+	out := make([]api.AgentVMState, 0, len(ids))
+	for _, id := range ids {
+		e, err := r.get(id)
+		if err != nil {
+			continue
+		}
+		st, err := r.drv.State(ctx, id)
+		if err != nil {
+			r.log.Warn("cannot read VM state", "vm", e.cfg.Name, "err", err)
+			continue
+		}
+		out = append(out, r.record(id, e, st))
+	}
+	return out
+}

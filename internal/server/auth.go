@@ -1,0 +1,211 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/store"
+)
+
+const (
+	tokenPrefix     = store.SysPrefix + "tokens/"
+	joinTokenPrefix = store.SysPrefix + "jointokens/"
+)
+
+// Only hashes of secrets are stored.
+func hashSecret(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
+type userToken struct {
+	User    string    `json:"user"`
+	Role    string    `json:"role"`
+	Created time.Time `json:"created"`
+}
+
+// authenticator checks bearer tokens, remembering good ones for a short
+// while so that not every request reads etcd.
+type authenticator struct {
+	cli  *clientv3.Client
+	mu   sync.Mutex
+	seen map[string]authEntry
+}
+
+type authEntry struct {
+	tok   userToken
+	until time.Time
+}
+
+func newAuthenticator(cli *clientv3.Client) *authenticator {
+	return &authenticator{cli: cli, seen: map[string]authEntry{}}
+}
+
+func (a *authenticator) create(ctx context.Context, secret, user, role string) error {
+	b, _ := json.Marshal(userToken{User: user, Role: role, Created: time.Now().UTC()})
+	if _, err := a.cli.Put(ctx, tokenPrefix+hashSecret(secret), string(b)); err != nil {
+		return fmt.Errorf("store token for %s: %w", user, err)
+	}
+	return nil
+}
+
+func (a *authenticator) exists(ctx context.Context, secret string) (bool, error) {
+	resp, err := a.cli.Get(ctx, tokenPrefix+hashSecret(secret), clientv3.WithCountOnly())
+	if err != nil {
+		return false, fmt.Errorf("check token: %w", err)
+	}
+	return resp.Count > 0, nil
+}
+
+func (a *authenticator) check(ctx context.Context, secret string) (userToken, error) {
+	h := hashSecret(secret)
+	now := time.Now()
+	a.mu.Lock()
+	e, ok := a.seen[h]
+	a.mu.Unlock()
+	if ok && now.Before(e.until) {
+		return e.tok, nil
+	}
+	resp, err := a.cli.Get(ctx, tokenPrefix+h)
+	if err != nil {
+		return userToken{}, fmt.Errorf("check token: %w", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return userToken{}, api.Errorf(api.ErrUnauthorized, "invalid token")
+	}
+	var t userToken
+	if err := json.Unmarshal(resp.Kvs[0].Value, &t); err != nil {
+		return userToken{}, fmt.Errorf("read token: %w", err)
+	}
+	a.mu.Lock()
+	a.seen[h] = authEntry{tok: t, until: now.Add(30 * time.Second)}
+	a.mu.Unlock()
+	return t, nil
+}
+
+type ctxKey int
+
+const userKey ctxKey = 0
+
+// userOf returns who made the request.
+func userOf(ctx context.Context) string {
+	if u, ok := ctx.Value(userKey).(string); ok {
+		return u
+	}
+	return "system"
+}
+
+// requireToken lets through only requests with a valid bearer token.
+func (s *Server) requireToken(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := r.Header.Get("Authorization")
+		secret, ok := strings.CutPrefix(h, "Bearer ")
+		if !ok || secret == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="vdc"`)
+			fail(w, api.Errorf(api.ErrUnauthorized, "missing bearer token: send Authorization: Bearer <token> (the CLI reads it from its config)"))
+			return
+		}
+		tok, err := s.auth.check(r.Context(), secret)
+		if err != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="vdc", error="invalid_token"`)
+			fail(w, err)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userKey, tok.User)))
+	})
+}
+
+type joinTokenRecord struct {
+	Uses    int       `json:"uses"`
+	Expires time.Time `json:"expires"`
+	Cluster string    `json:"cluster"` // ID
+}
+
+// POST /api/v1/join-tokens
+func (s *Server) createJoinToken(w http.ResponseWriter, r *http.Request) {
+	var req api.JoinTokenRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	if req.Uses == 0 {
+		req.Uses = 1
+	}
+	if req.TTLSeconds == 0 {
+		req.TTLSeconds = 24 * 3600
+	}
+	if req.Uses < 1 || req.Uses > 100000 {
+		fail(w, api.Errorf(api.ErrInvalid, "uses must be between 1 and 100000, got %d", req.Uses))
+		return
+	}
+	if req.TTLSeconds < 1 || req.TTLSeconds > 365*24*3600 {
+		fail(w, api.Errorf(api.ErrInvalid, "ttlSeconds must be between 1 and one year, got %d", req.TTLSeconds))
+		return
+	}
+	if err := s.cache.Sync(r.Context()); err != nil {
+		fail(w, err)
+		return
+	}
+	cl, err := s.pickCluster(req.Cluster)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	secret := randomSecret()
+	rec := joinTokenRecord{Uses: req.Uses, Expires: time.Now().UTC().Add(time.Duration(req.TTLSeconds) * time.Second), Cluster: cl.Metadata.ID}
+	b, _ := json.Marshal(rec)
+	if _, err := s.cli.Put(r.Context(), joinTokenPrefix+hashSecret(secret), string(b)); err != nil {
+		fail(w, fmt.Errorf("store join token: %w", err))
+		return
+	}
+	reply(w, http.StatusCreated, api.JoinToken{
+		Token: "vdc1." + secret + "." + s.ca.Fingerprint(), Uses: rec.Uses, Expires: rec.Expires,
+		Cluster: api.Ref{ID: cl.Metadata.ID, Name: cl.Metadata.Name},
+	})
+}
+
+// useJoinToken spends one use of a join token and returns its record.
+func (s *Server) useJoinToken(ctx context.Context, secret string) (joinTokenRecord, error) {
+	key := joinTokenPrefix + hashSecret(secret)
+	for try := 0; try < 10; try++ {
+		resp, err := s.cli.Get(ctx, key)
+		if err != nil {
+			return joinTokenRecord{}, fmt.Errorf("read join token: %w", err)
+		}
+		if len(resp.Kvs) == 0 {
+			return joinTokenRecord{}, api.Errorf(api.ErrUnauthorized, "unknown join token")
+		}
+		var rec joinTokenRecord
+		if err := json.Unmarshal(resp.Kvs[0].Value, &rec); err != nil {
+			return rec, fmt.Errorf("read join token: %w", err)
+		}
+		if time.Now().After(rec.Expires) || rec.Uses < 1 {
+			return rec, api.Errorf(api.ErrUnauthorized, "join token expired or used up; create a new one with `vdc host token create`")
+		}
+		rec.Uses--
+		var op clientv3.Op
+		if rec.Uses == 0 {
+			op = clientv3.OpDelete(key)
+		} else {
+			b, _ := json.Marshal(rec)
+			op = clientv3.OpPut(key, string(b))
+		}
+		tr, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", resp.Kvs[0].ModRevision)).Then(op).Commit()
+		if err != nil {
+			return rec, fmt.Errorf("spend join token: %w", err)
+		}
+		if tr.Succeeded {
+			return rec, nil
+		}
+	}
+	return joinTokenRecord{}, api.Errorf(api.ErrConflict, "join token is being used concurrently; retry")
+}

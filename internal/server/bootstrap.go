@@ -1,0 +1,111 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base32"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/vdc-project/vdc/client"
+	"github.com/vdc-project/vdc/internal/agent"
+	"github.com/vdc-project/vdc/internal/pki"
+	"github.com/vdc-project/vdc/internal/store"
+)
+
+const caKey = store.SysPrefix + "ca"
+
+type storedCA struct {
+	Cert string `json:"cert"`
+	Key  string `json:"key"`
+}
+
+// bootstrapPKI loads the datacenter CA from etcd, creating it on the very
+// first start (racing servers agree through a create-if-absent), and issues
+// this server's certificate for the API and for calling agents.
+func (s *Server) bootstrapPKI(ctx context.Context) error {
+	ca, keyPEM, err := pki.NewCA("vdc datacenter CA")
+	if err != nil {
+		return err
+	}
+	b, _ := json.Marshal(storedCA{Cert: string(ca.CertPEM), Key: string(keyPEM)})
+	_, err = s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(caKey), "=", 0)).Then(clientv3.OpPut(caKey, string(b))).Commit()
+	if err != nil {
+		return fmt.Errorf("store CA: %w", err)
+	}
+	resp, err := s.cli.Get(ctx, caKey)
+	if err != nil || len(resp.Kvs) == 0 {
+		return fmt.Errorf("read CA: %v", err)
+	}
+	var sc storedCA
+	if err := json.Unmarshal(resp.Kvs[0].Value, &sc); err != nil {
+		return fmt.Errorf("read CA: %w", err)
+	}
+	if s.ca, err = pki.LoadCA([]byte(sc.Cert), []byte(sc.Key)); err != nil {
+		return err
+	}
+	dns, ips := pki.LocalNames(append(s.cfg.TLSNames, s.name)...)
+	certPEM, key, err := s.ca.Issue(pki.Names{CN: pki.ServerCN, DNS: dns, IPs: ips}, 365*24*time.Hour)
+	if err != nil {
+		return err
+	}
+	// The chain includes the CA so that a joining host can find the CA its
+	// token pins.
+	cert, err := tls.X509KeyPair(append(certPEM, s.ca.CertPEM...), key)
+	if err != nil {
+		return fmt.Errorf("load server certificate: %w", err)
+	}
+	s.tlsCert = cert
+	s.agents = agent.NewClient(cert, s.ca.Pool())
+	return nil
+}
+
+// bootstrapAdmin creates the admin token on first start and writes the
+// client config (URL, CA, token) to <data>/admin.json on every start.
+func (s *Server) bootstrapAdmin(ctx context.Context) error {
+	tokPath := filepath.Join(s.cfg.DataDir, "admin-token")
+	b, err := os.ReadFile(tokPath)
+	tok := strings.TrimSpace(string(b))
+	switch {
+	case err == nil && tok != "":
+		ok, err := s.auth.exists(ctx, tok)
+		if err != nil {
+			return err
+		}
+		if !ok { // data dir and store disagree (e.g. a new etcd): register it
+			if err := s.auth.create(ctx, tok, "admin", "admin"); err != nil {
+				return err
+			}
+		}
+	case err == nil || errors.Is(err, os.ErrNotExist):
+		tok = "vdca." + randomSecret()
+		if err := s.auth.create(ctx, tok, "admin", "admin"); err != nil {
+			return err
+		}
+		if err := os.WriteFile(tokPath, []byte(tok+"\n"), 0o600); err != nil {
+			return fmt.Errorf("save admin token: %w", err)
+		}
+		s.log.Info("created the admin token", "file", tokPath)
+	default:
+		return fmt.Errorf("read admin token: %w", err)
+	}
+	cc := client.Config{Server: s.url, CA: string(s.ca.CertPEM), Token: tok}
+	return cc.Save(s.ClientConfigPath())
+}
+
+// randomSecret returns 160 random bits in lower-case base32.
+func randomSecret() string {
+	b := make([]byte, 20)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b))
+}

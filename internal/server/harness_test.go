@@ -1,0 +1,154 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/client"
+	"github.com/vdc-project/vdc/internal/agent"
+	"github.com/vdc-project/vdc/internal/hypervisor/sim"
+	"github.com/vdc-project/vdc/internal/server"
+)
+
+// dc is a datacenter running in the test process: a real server on a real
+// embedded etcd, and real agents with sim drivers, talking mutual TLS.
+type dc struct {
+	t      *testing.T
+	dir    string
+	srv    *server.Server
+	c      *client.Client
+	agents map[string]context.CancelFunc
+	token  string
+}
+
+func testLog(t *testing.T) *slog.Logger {
+	if os.Getenv("VDC_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func startServer(t *testing.T, dir string) (*server.Server, *client.Client) {
+	t.Helper()
+	srv, err := server.New(server.Config{DataDir: filepath.Join(dir, "server"), Listen: "127.0.0.1:0", Name: "test",
+		HeartbeatInterval: time.Second, HostTimeout: 3 * time.Second, Log: testLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.FromFile(srv.ClientConfigPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, c
+}
+
+// newDC starts a server with dc1/cluster1/datastore1/vm-network and hosts.
+func newDC(t *testing.T, hosts int) *dc {
+	t.Helper()
+	d := &dc{t: t, dir: t.TempDir(), agents: map[string]context.CancelFunc{}}
+	d.srv, d.c = startServer(t, d.dir)
+	t.Cleanup(func() {
+		for _, stop := range d.agents {
+			stop()
+		}
+		d.srv.Stop()
+	})
+	ctx := context.Background()
+	d.run(d.c.Create(ctx, api.KindDatacenter, api.DatacenterCreateRequest{Name: "dc1"}))
+	d.run(d.c.Create(ctx, api.KindCluster, api.ClusterCreateRequest{Name: "cluster1"}))
+	dsPath := filepath.Join(d.dir, "datastore1")
+	os.MkdirAll(dsPath, 0o755)
+	d.run(d.c.Create(ctx, api.KindDatastore, api.DatastoreCreateRequest{Name: "datastore1", Path: dsPath}))
+	d.run(d.c.Create(ctx, api.KindPortGroup, api.PortGroupCreateRequest{Name: "vm-network"}))
+	tok, err := d.c.CreateJoinToken(ctx, api.JoinTokenRequest{Uses: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.token = tok.Token
+	for i := 1; i <= hosts; i++ {
+		d.startAgent(fmt.Sprintf("host-%d", i))
+	}
+	d.waitHosts(hosts)
+	return d
+}
+
+// startAgent runs a host agent (again) on its data dir.
+func (d *dc) startAgent(name string) {
+	d.t.Helper()
+	a, err := agent.New(agent.Config{ServerURL: d.srv.URL(), JoinToken: d.token, DataDir: filepath.Join(d.dir, "hosts", name),
+		Name: name, Listen: "127.0.0.1:0", Driver: sim.New(sim.Options{CPUs: 8, MemoryBytes: 16 << 30, ShutdownDelay: 20 * time.Millisecond}), Log: testLog(d.t)})
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := a.Run(ctx); err != nil {
+			d.t.Errorf("agent %s: %v", name, err)
+		}
+	}()
+	d.agents[name] = func() { cancel(); <-done }
+}
+
+func (d *dc) stopAgent(name string) {
+	d.agents[name]()
+	delete(d.agents, name)
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (d *dc) waitHosts(n int) {
+	eventually(d.t, 30*time.Second, fmt.Sprintf("%d connected hosts", n), func() bool {
+		hs, err := client.List[*api.Host](context.Background(), d.c, api.KindHost, nil)
+		if err != nil {
+			return false
+		}
+		up := 0
+		for _, h := range hs {
+			if h.Status.Connection == api.HostConnected && len(h.Status.Datastores) > 0 {
+				up++
+			}
+		}
+		return up >= n
+	})
+}
+
+func (d *dc) vm(name string) *api.VM {
+	d.t.Helper()
+	vm, err := d.c.GetVM(context.Background(), name)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return vm
+}
+
+// run waits for a task and fails the test if it does not succeed.
+func (d *dc) run(task *api.Task, err error) *api.Task {
+	d.t.Helper()
+	t, err := d.c.Wait(context.Background(), task, err)
+	if err != nil {
+		d.t.Fatalf("task failed: %v", err)
+	}
+	return t
+}

@@ -1,0 +1,491 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/agent"
+	"github.com/vdc-project/vdc/internal/pki"
+	"github.com/vdc-project/vdc/internal/store"
+)
+
+func (s *Server) hostRoutes(h func(string, http.HandlerFunc)) {
+	h("GET /api/v1/hosts", s.listHosts)
+	h("GET /api/v1/hosts/{name}", s.getObject(api.KindHost))
+	h("PATCH /api/v1/hosts/{name}", s.updateHost)
+	h("DELETE /api/v1/hosts/{name}", s.deleteObject(api.KindHost))
+	h("POST /api/v1/hosts/{name}/maintenance", s.hostMaintenance)
+}
+
+// GET /api/v1/hosts?cluster=
+func (s *Server) listHosts(w http.ResponseWriter, r *http.Request) {
+	if err := s.cache.Sync(r.Context()); err != nil {
+		fail(w, err)
+		return
+	}
+	var clusterID string
+	if c := r.URL.Query().Get("cluster"); c != "" {
+		o, err := s.lookup(api.KindCluster, c)
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		clusterID = o.GetMeta().ID
+	}
+	v := &viewer{s: s}
+	var items []api.Object
+	s.cache.Each(api.KindHost, func(o api.Object) {
+		if clusterID == "" || o.(*api.Host).Spec.Cluster.ID == clusterID {
+			items = append(items, o)
+		}
+	})
+	for i := range items {
+		items[i] = v.view(items[i])
+	}
+	sortByName(items)
+	reply(w, http.StatusOK, api.List[api.Object]{Items: nonNil(items), Revision: s.cache.Rev()})
+}
+
+func (s *Server) updateHost(w http.ResponseWriter, r *http.Request) {
+	var req api.HostUpdateRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	o, err := s.syncLookup(r, api.KindHost)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	upd := store.Clone(o.(*api.Host))
+	err = firstErr(rename("host", &upd.Metadata, req.Name), relabel(&upd.Metadata, req.Labels))
+	if err == nil && req.Cluster != nil {
+		var cl api.Object
+		cl, err = s.lookup(api.KindCluster, *req.Cluster)
+		if err == nil && cl.GetMeta().ID != upd.Spec.Cluster.ID {
+			if n := (&viewer{s: s}).usage().hostVMs[upd.Metadata.ID]; n > 0 {
+				err = api.Errorf(api.ErrConflict, "cannot move host %q to cluster %q: it has %d VMs", upd.Metadata.Name, cl.GetMeta().Name, n)
+			}
+			upd.Spec.Cluster = api.Ref{ID: cl.GetMeta().ID}
+		}
+	}
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	s.updateInline(w, r, o, upd)
+}
+
+// POST /api/v1/hosts/{name}/maintenance {"action": "enter"|"exit"}
+func (s *Server) hostMaintenance(w http.ResponseWriter, r *http.Request) {
+	var req api.MaintenanceRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	if req.Action != api.MaintenanceEnter && req.Action != api.MaintenanceExit {
+		fail(w, api.Errorf(api.ErrInvalid, "maintenance action must be enter or exit, got %q", req.Action))
+		return
+	}
+	o, err := s.syncLookup(r, api.KindHost)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	h := o.(*api.Host)
+	if (req.Action == api.MaintenanceEnter) == h.Spec.Maintenance {
+		state := "in"
+		if !h.Spec.Maintenance {
+			state = "not in"
+		}
+		fail(w, api.Errorf(api.ErrConflict, "host %q is already %s maintenance", h.Metadata.Name, state))
+		return
+	}
+	if req.Action == api.MaintenanceEnter {
+		if running := s.runningVMsOn(h.Metadata.ID); len(running) > 0 {
+			fail(w, api.Errorf(api.ErrConflict, "host %q still runs %d VMs (%s): stop or move them first", h.Metadata.Name, len(running), strings.Join(firstN(running, 5), ", ")))
+			return
+		}
+	}
+	upd := store.Clone(h)
+	upd.Spec.Maintenance = req.Action == api.MaintenanceEnter
+	t := done(newTask(r.Context(), "host.maintenance."+req.Action, h, req), nil)
+	// A VM powered on since the check would make the host "in maintenance"
+	// with a running VM; placement and power-on refuse hosts in maintenance,
+	// and both re-read the host after this commit.
+	s.commitInline(w, r, s.store.Txn().Update(h, upd), t)
+}
+
+func (s *Server) runningVMsOn(hostID string) []string {
+	var names []string
+	s.cache.Each(api.KindVM, func(o api.Object) {
+		vm := o.(*api.VM)
+		if vm.Spec.Host.ID == hostID && holdsResources(vm) {
+			names = append(names, vm.Metadata.Name)
+		}
+	})
+	sort.Strings(names)
+	return names
+}
+
+func firstN(s []string, n int) []string {
+	if len(s) > n {
+		return append(s[:n:n], fmt.Sprintf("and %d more", len(s)-n))
+	}
+	return s
+}
+
+// POST /api/v1/agent/join: a new host presents a join token and a CSR and
+// gets its identity. A disconnected host of the same name may rejoin (a
+// reinstalled machine) and keeps its ID and VMs.
+func (s *Server) agentJoin(w http.ResponseWriter, r *http.Request) {
+	var req api.JoinRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	ctx := r.Context()
+	if err := api.ValidateName("host", req.Name); err != nil {
+		fail(w, err)
+		return
+	}
+	parts := strings.Split(req.Token, ".")
+	if len(parts) != 3 || parts[0] != "vdc1" {
+		fail(w, api.Errorf(api.ErrUnauthorized, "malformed join token"))
+		return
+	}
+	if err := s.cache.Sync(ctx); err != nil {
+		fail(w, err)
+		return
+	}
+	var existing *api.Host
+	if o, ok := s.cache.Lookup(api.KindHost, req.Name); ok {
+		existing = o.(*api.Host)
+		if existing.Status.Connection == api.HostConnected {
+			fail(w, api.Errorf(api.ErrConflict, "a connected host named %q already exists", req.Name))
+			return
+		}
+	}
+	rec, err := s.useJoinToken(ctx, parts[1])
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	if _, ok := s.cache.Get(api.KindCluster, rec.Cluster); !ok {
+		fail(w, api.Errorf(api.ErrConflict, "the join token's cluster no longer exists"))
+		return
+	}
+	var host *api.Host
+	txn := s.store.Txn()
+	if existing != nil {
+		host = store.Clone(existing)
+		txn.Update(existing, host)
+	} else {
+		host = &api.Host{
+			Metadata: api.ObjectMeta{ID: store.NewID(), Name: req.Name},
+			Spec:     api.HostSpec{Cluster: api.Ref{ID: rec.Cluster}},
+			Status:   api.HostStatus{Connection: api.HostDisconnected},
+		}
+		txn.Create(host)
+	}
+	certPEM, err := s.ca.SignCSR([]byte(req.CSR), pki.Names{CN: pki.HostCNPrefix + host.Metadata.ID, DNS: []string{pki.HostDNSName(host.Metadata.ID)}}, 5*365*24*time.Hour)
+	if err != nil {
+		fail(w, api.Errorf(api.ErrInvalid, "%v", err))
+		return
+	}
+	op := "host.join"
+	if existing != nil {
+		op = "host.rejoin"
+	}
+	t := done(newTask(ctx, op, host, nil), nil)
+	t.Owner = "join-token"
+	if _, err := s.submit(ctx, txn, t); err != nil {
+		fail(w, err)
+		return
+	}
+	s.log.Info("host joined", "host", req.Name, "hostID", host.Metadata.ID, "rejoin", existing != nil)
+	reply(w, http.StatusOK, api.JoinResponse{HostID: host.Metadata.ID, Certificate: string(certPEM), CA: string(s.ca.CertPEM)})
+}
+
+// hostOfRequest authenticates an agent by its client certificate.
+func (s *Server) hostOfRequest(r *http.Request) (*api.Host, error) {
+	cn := pki.PeerCN(r.TLS)
+	id, ok := strings.CutPrefix(cn, pki.HostCNPrefix)
+	if !ok {
+		return nil, api.Errorf(api.ErrUnauthorized, "agent calls need a host certificate")
+	}
+	o, ok := s.cache.Get(api.KindHost, id)
+	if !ok {
+		// Maybe just created by another server: look once more in etcd.
+		var err error
+		if o, err = s.store.Get(r.Context(), api.KindHost, id); err != nil {
+			return nil, api.Errorf(api.ErrForbidden, "host %s was removed from the inventory; join again with a new token", id)
+		}
+	}
+	return o.(*api.Host), nil
+}
+
+// POST /api/v1/agent/heartbeat
+func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request) {
+	h, err := s.hostOfRequest(r)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	var hb api.Heartbeat
+	if !decode(w, r, &hb) {
+		return
+	}
+	ctx := r.Context()
+	now := time.Now().UTC()
+	err = s.updateObject(ctx, api.KindHost, h.Metadata.ID, func(o api.Object) error {
+		h := o.(*api.Host)
+		st := &h.Status
+		if st.Connection != api.HostConnected {
+			st.Connection = api.HostConnected
+			st.ConnectedSince = now
+			s.log.Info("host connected", "host", h.Metadata.Name, "address", hb.Address)
+		}
+		st.LastHeartbeat = now
+		st.Address, st.Hostname, st.Driver, st.Accel, st.Version = hb.Address, hb.Hostname, hb.Driver, hb.Accel, hb.Version
+		st.CPUs, st.MemoryBytes = hb.CPUs, hb.MemoryBytes
+		st.Datastores = st.Datastores[:0]
+		for _, d := range hb.Datastores {
+			if d.Reachable {
+				st.Datastores = append(st.Datastores, api.Ref{ID: d.ID})
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		fail(w, fmt.Errorf("record heartbeat of host %s: %w", h.Metadata.Name, err))
+		return
+	}
+	s.reconcileVMs(ctx, h, hb.VMs)
+	s.recordDatastoreSpace(ctx, hb.Datastores)
+	reply(w, http.StatusOK, api.HeartbeatResponse{
+		IntervalSeconds: int(s.cfg.HeartbeatInterval / time.Second),
+		Datastores:      s.datastoresFor(h),
+	})
+}
+
+// datastoresFor lists the datastores a host should report on: the shared
+// ones of its datacenter and its own local ones.
+func (s *Server) datastoresFor(h *api.Host) []api.DatastoreToCheck {
+	var dc string
+	if c, ok := s.cache.Get(api.KindCluster, h.Spec.Cluster.ID); ok {
+		dc = c.(*api.Cluster).Spec.Datacenter.ID
+	}
+	var out []api.DatastoreToCheck
+	s.cache.Each(api.KindDatastore, func(o api.Object) {
+		ds := o.(*api.Datastore)
+		if ds.Spec.Datacenter.ID == dc && (ds.Spec.Shared || ds.Spec.Host.ID == h.Metadata.ID) {
+			out = append(out, api.DatastoreToCheck{ID: ds.Metadata.ID, Path: ds.Spec.Path})
+		}
+	})
+	return out
+}
+
+// recordDatastoreSpace keeps datastore capacity and free space current,
+// writing only when they moved by more than 1 %.
+func (s *Server) recordDatastoreSpace(ctx context.Context, seen []api.DatastoreSeen) {
+	for _, d := range seen {
+		if !d.Reachable {
+			continue
+		}
+		o, ok := s.cache.Get(api.KindDatastore, d.ID)
+		if !ok {
+			continue
+		}
+		st := o.(*api.Datastore).Status
+		if st.CapacityBytes == d.CapacityBytes && absDiff(int64(st.FreeBytes), int64(d.FreeBytes)) <= int64(d.CapacityBytes)/100 {
+			continue
+		}
+		_ = s.updateObject(ctx, api.KindDatastore, d.ID, func(o api.Object) error {
+			ds := o.(*api.Datastore)
+			ds.Status.CapacityBytes, ds.Status.FreeBytes = d.CapacityBytes, d.FreeBytes
+			return nil
+		})
+	}
+}
+
+func absDiff(a, b int64) int64 {
+	if a > b {
+		return a - b
+	}
+	return b - a
+}
+
+// reconcileVMs brings the inventory's power states in line with what the
+// host reports. A report only wins over a newer one it does not know of
+// when the VM's state was unknown.
+func (s *Server) reconcileVMs(ctx context.Context, h *api.Host, reported []api.AgentVMState) {
+	seen := make(map[string]api.AgentVMState, len(reported))
+	for _, st := range reported {
+		seen[st.ID] = st
+	}
+	var stale []api.AgentVMState
+	var missing []string
+	s.cache.Each(api.KindVM, func(o api.Object) {
+		vm := o.(*api.VM)
+		if vm.Spec.Host.ID != h.Metadata.ID || vm.Status.Phase != api.PhaseReady {
+			return
+		}
+		st, ok := seen[vm.Metadata.ID]
+		switch {
+		case !ok:
+			if vm.Status.PowerState != api.PowerUnknown {
+				missing = append(missing, vm.Metadata.ID)
+			}
+		case st.Seq > vm.Status.StateSeq && st.PowerState != vm.Status.PowerState,
+			vm.Status.PowerState == api.PowerUnknown:
+			stale = append(stale, st)
+		}
+	})
+	for _, st := range stale {
+		if err := s.recordVMState(ctx, st); err != nil {
+			s.log.Warn("cannot record VM state", "vm", st.ID, "err", err)
+		}
+	}
+	for _, id := range missing {
+		_ = s.updateObject(ctx, api.KindVM, id, func(o api.Object) error {
+			vm := o.(*api.VM)
+			setPower(vm, api.PowerUnknown, fmt.Sprintf("host %s does not know this VM", h.Metadata.Name))
+			return nil
+		})
+	}
+}
+
+// recordVMState stores a state a host reported for a VM, unless a newer
+// report is already stored.
+func (s *Server) recordVMState(ctx context.Context, st api.AgentVMState) error {
+	return s.updateObject(ctx, api.KindVM, st.ID, func(o api.Object) error {
+		vm := o.(*api.VM)
+		if st.Seq < vm.Status.StateSeq && vm.Status.PowerState != api.PowerUnknown {
+			return errUnchanged
+		}
+		if st.Seq == vm.Status.StateSeq && vm.Status.PowerState == st.PowerState {
+			return errUnchanged
+		}
+		vm.Status.StateSeq = st.Seq
+		setPower(vm, st.PowerState, st.Reason)
+		return nil
+	})
+}
+
+// setPower changes a VM's power state and the fields that go with it.
+func setPower(vm *api.VM, power, msg string) {
+	st := &vm.Status
+	if st.PowerState != power {
+		st.PowerChanged = time.Now().UTC()
+		if st.PowerState != api.PowerUnknown && st.PowerState != "" {
+			st.LastKnownPowerState = st.PowerState
+		}
+	}
+	if power != api.PowerUnknown {
+		st.LastKnownPowerState = ""
+	}
+	st.PowerState = power
+	st.Message = msg
+}
+
+// errUnchanged tells updateObject that nothing needs writing.
+var errUnchanged = errors.New("unchanged")
+
+// updateObject applies fn to the current stored object and writes it,
+// retrying when someone else wrote in between.
+func (s *Server) updateObject(ctx context.Context, kind, id string, fn func(api.Object) error) error {
+	for try := 0; try < 20; try++ {
+		cur, err := s.store.Get(ctx, kind, id)
+		if err != nil {
+			return err
+		}
+		upd := store.Clone(cur)
+		if err := fn(upd); err != nil {
+			if errors.Is(err, errUnchanged) {
+				return nil
+			}
+			return err
+		}
+		_, err = s.store.Update(ctx, cur, upd)
+		if err == nil || !errors.Is(err, api.ErrConflict) {
+			return err
+		}
+	}
+	return api.Errorf(api.ErrConflict, "%s %s keeps changing; gave up updating it", singular(kind), id)
+}
+
+// monitorHosts (leader only) marks hosts whose heartbeats stopped as
+// disconnected and their VMs as unknown. The clock is this server's: a host
+// is judged by when this leader last saw its heartbeat land, and every
+// host gets a full window after the leader starts.
+func (s *Server) monitorHosts(ctx context.Context) {
+	start := time.Now()
+	lastSeen := map[string]time.Time{}
+	beats := make(chan string, 1024)
+	_, cancel := s.cache.Subscribe(func(ch store.Change) {
+		if ch.Kind != api.KindHost || ch.Obj == nil {
+			return
+		}
+		h := ch.Obj.(*api.Host)
+		if ch.Prev == nil || !h.Status.LastHeartbeat.Equal(ch.Prev.(*api.Host).Status.LastHeartbeat) {
+			select {
+			case beats <- h.Metadata.ID:
+			default: // the ticker below catches up
+			}
+		}
+	})
+	defer cancel()
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case id := <-beats:
+			lastSeen[id] = time.Now()
+		case now := <-tick.C:
+			for _, o := range s.cache.List(api.KindHost) {
+				h := o.(*api.Host)
+				seen, ok := lastSeen[h.Metadata.ID]
+				if !ok {
+					seen = start
+				}
+				if h.Status.Connection == api.HostConnected && now.Sub(seen) > s.cfg.HostTimeout {
+					s.markDisconnected(ctx, h, now.Sub(seen))
+				}
+			}
+		}
+	}
+}
+
+func (s *Server) markDisconnected(ctx context.Context, h *api.Host, silent time.Duration) {
+	_, err := s.leaderTxn().Update(h, func() *api.Host {
+		upd := store.Clone(h)
+		upd.Status.Connection = api.HostDisconnected
+		return upd
+	}()).Commit(ctx)
+	if err != nil {
+		return // it changed (maybe a heartbeat): judge again next tick
+	}
+	s.log.Warn("host disconnected: no heartbeat", "host", h.Metadata.Name, "silent", silent.Round(time.Second))
+	msg := fmt.Sprintf("host %s is disconnected", h.Metadata.Name)
+	for _, o := range s.cache.List(api.KindVM) {
+		vm := o.(*api.VM)
+		if vm.Spec.Host.ID != h.Metadata.ID || vm.Status.PowerState == api.PowerUnknown {
+			continue
+		}
+		_ = s.updateObject(ctx, api.KindVM, vm.Metadata.ID, func(o api.Object) error {
+			setPower(o.(*api.VM), api.PowerUnknown, msg)
+			return nil
+		})
+	}
+}
+
+// target is how to call a host's agent.
+func target(h *api.Host) agent.Target {
+	return agent.Target{ID: h.Metadata.ID, Name: h.Metadata.Name, Address: h.Status.Address}
+}

@@ -1,0 +1,152 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/vdc-project/vdc/api"
+)
+
+func (s *Server) routes() http.Handler {
+	authed := http.NewServeMux()
+	h := func(pattern string, fn http.HandlerFunc) { authed.HandleFunc(pattern, fn) }
+
+	h("GET /api/v1/version", s.getVersion)
+	h("POST /api/v1/join-tokens", s.createJoinToken)
+
+	s.inventoryRoutes(h)
+	s.hostRoutes(h)
+	s.vmRoutes(h)
+	h("GET /api/v1/tasks", s.listTasks)
+	h("GET /api/v1/tasks/{id}", s.getTask)
+	h("GET /api/v1/events", s.streamEvents)
+	h("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
+		fail(w, api.Errorf(api.ErrNotFound, "no such API call: %s %s", r.Method, r.URL.Path))
+	})
+
+	root := http.NewServeMux()
+	root.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	root.HandleFunc("POST /api/v1/agent/join", s.agentJoin)
+	root.HandleFunc("POST /api/v1/agent/heartbeat", s.agentHeartbeat)
+	root.Handle("/", s.requireToken(authed))
+	return root
+}
+
+func (s *Server) getVersion(w http.ResponseWriter, r *http.Request) {
+	reply(w, http.StatusOK, s.version())
+}
+
+// decode reads a JSON body strictly: unknown fields and trailing data are
+// errors, as is a body over 1 MiB.
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		fail(w, badJSON(err))
+		return false
+	}
+	if dec.More() {
+		fail(w, api.Errorf(api.ErrInvalid, "request body has data after the JSON object"))
+		return false
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		fail(w, api.Errorf(api.ErrInvalid, "request body has data after the JSON object"))
+		return false
+	}
+	return true
+}
+
+// badJSON turns a decoding error into a message a user can act on.
+func badJSON(err error) error {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	var mbe *http.MaxBytesError
+	var ae *api.Error
+	switch {
+	case errors.Is(err, io.EOF):
+		return api.Errorf(api.ErrInvalid, "request body is empty; send a JSON object")
+	case errors.As(err, &se):
+		return api.Errorf(api.ErrInvalid, "malformed JSON at byte %d: %v", se.Offset, err)
+	case errors.As(err, &te):
+		return api.Errorf(api.ErrInvalid, "field %q must be a %s, not a JSON %s", te.Field, te.Type, te.Value)
+	case errors.As(err, &mbe):
+		return api.Errorf(api.ErrInvalid, "request body is larger than %d bytes", mbe.Limit)
+	case errors.Is(err, api.ErrInvalid) || errors.As(err, &ae):
+		return err
+	case strings.HasPrefix(err.Error(), "json: unknown field"):
+		return api.Errorf(api.ErrInvalid, "%s", strings.TrimPrefix(err.Error(), "json: "))
+	}
+	return api.Errorf(api.ErrInvalid, "malformed JSON: %v", err)
+}
+
+func reply(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// replyObject answers with one object and its revision as ETag.
+func replyObject(w http.ResponseWriter, obj api.Object) {
+	w.Header().Set("ETag", fmt.Sprintf(`"%d"`, obj.GetMeta().Revision))
+	reply(w, http.StatusOK, obj)
+}
+
+// replyTask answers a state-changing call: 202 while the task runs, 200 if
+// it is already done.
+func replyTask(w http.ResponseWriter, t *api.Task) {
+	w.Header().Set("Location", "/api/v1/tasks/"+t.Metadata.ID)
+	status := http.StatusAccepted
+	if api.TaskDone(t.State) {
+		status = http.StatusOK
+	}
+	reply(w, status, t)
+}
+
+func fail(w http.ResponseWriter, err error) {
+	e, status := api.ErrorFrom(err)
+	reply(w, status, api.ErrorBody{Error: e})
+}
+
+// ifMatch returns the revision in an If-Match header, or 0.
+func ifMatch(r *http.Request) (int64, error) {
+	v := strings.Trim(strings.TrimPrefix(r.Header.Get("If-Match"), "W/"), `"`)
+	if v == "" || v == "*" {
+		return 0, nil
+	}
+	rev, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || rev <= 0 {
+		return 0, api.Errorf(api.ErrInvalid, "If-Match must be a revision from an ETag, got %q", r.Header.Get("If-Match"))
+	}
+	return rev, nil
+}
+
+// checkIfMatch refuses a write when the client read an older revision.
+func checkIfMatch(r *http.Request, obj api.Object) error {
+	rev, err := ifMatch(r)
+	if err != nil {
+		return err
+	}
+	if rev != 0 && rev != obj.GetMeta().Revision {
+		return api.Errorf(api.ErrConflict, "%s %q is at revision %d, not %d: it changed since you read it",
+			singular(obj.Kind()), obj.GetMeta().Name, obj.GetMeta().Revision, rev)
+	}
+	return nil
+}
+
+// queryBool reads ?name=true.
+func queryBool(r *http.Request, name string) (bool, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, api.Errorf(api.ErrInvalid, "query parameter %s must be true or false, got %q", name, v)
+	}
+	return b, nil
+}

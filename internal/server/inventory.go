@@ -1,0 +1,548 @@
+package server
+
+import (
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/store"
+)
+
+func (s *Server) inventoryRoutes(h func(string, http.HandlerFunc)) {
+	for _, kind := range []string{api.KindDatacenter, api.KindCluster, api.KindDatastore, api.KindPortGroup} {
+		h("GET /api/v1/"+kind, s.listObjects(kind))
+		h("GET /api/v1/"+kind+"/{name}", s.getObject(kind))
+		h("DELETE /api/v1/"+kind+"/{name}", s.deleteObject(kind))
+	}
+	h("POST /api/v1/datacenters", s.createDatacenter)
+	h("PATCH /api/v1/datacenters/{name}", s.updateDatacenter)
+	h("POST /api/v1/clusters", s.createCluster)
+	h("PATCH /api/v1/clusters/{name}", s.updateCluster)
+	h("POST /api/v1/datastores", s.createDatastore)
+	h("PATCH /api/v1/datastores/{name}", s.updateDatastore)
+	h("POST /api/v1/portgroups", s.createPortGroup)
+	h("PATCH /api/v1/portgroups/{name}", s.updatePortGroup)
+}
+
+// lookup finds an object by name or ID in the cache.
+func (s *Server) lookup(kind, nameOrID string) (api.Object, error) {
+	if nameOrID == "" {
+		return nil, api.Errorf(api.ErrInvalid, "no %s given", singular(kind))
+	}
+	o, ok := s.cache.Lookup(kind, nameOrID)
+	if !ok {
+		return nil, api.Errorf(api.ErrNotFound, "%s %q not found", singular(kind), nameOrID)
+	}
+	return o, nil
+}
+
+// pick resolves an optional reference: the named object, or the only one
+// of its kind that passes the filter when none is named.
+func (s *Server) pick(kind, nameOrID string, keep func(api.Object) bool) (api.Object, error) {
+	if nameOrID != "" {
+		o, err := s.lookup(kind, nameOrID)
+		if err != nil {
+			return nil, err
+		}
+		if keep != nil && !keep(o) {
+			return nil, api.Errorf(api.ErrInvalid, "%s %q cannot be used here (it belongs elsewhere)", singular(kind), nameOrID)
+		}
+		return o, nil
+	}
+	var found []api.Object
+	s.cache.Each(kind, func(o api.Object) {
+		if keep == nil || keep(o) {
+			found = append(found, o)
+		}
+	})
+	switch len(found) {
+	case 1:
+		return found[0], nil
+	case 0:
+		return nil, api.Errorf(api.ErrInvalid, "there is no %s to use; create one first", singular(kind))
+	}
+	return nil, api.Errorf(api.ErrInvalid, "there are %d %s; say which one", len(found), kind)
+}
+
+func (s *Server) pickDatacenter(name string) (*api.Datacenter, error) {
+	o, err := s.pick(api.KindDatacenter, name, nil)
+	if err != nil {
+		return nil, err
+	}
+	return o.(*api.Datacenter), nil
+}
+
+func (s *Server) pickCluster(name string) (*api.Cluster, error) {
+	o, err := s.pick(api.KindCluster, name, nil)
+	if err != nil {
+		return nil, err
+	}
+	return o.(*api.Cluster), nil
+}
+
+// datacenterOf returns the datacenter ID of a datacenter-scoped object.
+func datacenterOf(o api.Object) string {
+	switch v := o.(type) {
+	case *api.Cluster:
+		return v.Spec.Datacenter.ID
+	case *api.Datastore:
+		return v.Spec.Datacenter.ID
+	case *api.PortGroup:
+		return v.Spec.Datacenter.ID
+	}
+	return ""
+}
+
+func (s *Server) listObjects(kind string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := s.cache.Sync(r.Context()); err != nil {
+			fail(w, err)
+			return
+		}
+		dc := r.URL.Query().Get("datacenter")
+		v := &viewer{s: s}
+		var items []api.Object
+		for _, o := range s.cache.List(kind) {
+			if dc != "" {
+				d, ok := s.cache.Lookup(api.KindDatacenter, dc)
+				if !ok || datacenterOf(o) != d.GetMeta().ID {
+					continue
+				}
+			}
+			items = append(items, v.view(o))
+		}
+		sortByName(items)
+		reply(w, http.StatusOK, api.List[api.Object]{Items: nonNil(items), Revision: s.cache.Rev()})
+	}
+}
+
+func sortByName(items []api.Object) {
+	sort.Slice(items, func(i, j int) bool { return items[i].GetMeta().Name < items[j].GetMeta().Name })
+}
+
+func (s *Server) getObject(kind string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := s.cache.Sync(r.Context()); err != nil {
+			fail(w, err)
+			return
+		}
+		o, err := s.lookup(kind, r.PathValue("name"))
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		replyObject(w, (&viewer{s: s}).view(o))
+	}
+}
+
+// syncLookup brings the cache up to date and finds the object of the path.
+func (s *Server) syncLookup(r *http.Request, kind string) (api.Object, error) {
+	if err := s.cache.Sync(r.Context()); err != nil {
+		return nil, err
+	}
+	o, err := s.lookup(kind, r.PathValue("name"))
+	if err != nil {
+		return nil, err
+	}
+	return o, checkIfMatch(r, o)
+}
+
+// inUse says what still depends on an object that is to be deleted.
+func (s *Server) inUse(o api.Object) error {
+	id := o.GetMeta().ID
+	var users []string
+	add := func(kind string, match func(api.Object) bool) {
+		n := 0
+		var names []string
+		s.cache.Each(kind, func(x api.Object) {
+			if match(x) {
+				n++
+				if len(names) < 5 {
+					names = append(names, x.GetMeta().Name)
+				}
+			}
+		})
+		if n > 0 {
+			sort.Strings(names)
+			more := ""
+			if n > len(names) {
+				more = fmt.Sprintf(" and %d more", n-len(names))
+			}
+			users = append(users, fmt.Sprintf("%d %s (%s%s)", n, kind, strings.Join(names, ", "), more))
+		}
+	}
+	switch o.(type) {
+	case *api.Datacenter:
+		for _, k := range []string{api.KindCluster, api.KindDatastore, api.KindPortGroup} {
+			add(k, func(x api.Object) bool { return datacenterOf(x) == id })
+		}
+	case *api.Cluster:
+		add(api.KindHost, func(x api.Object) bool { return x.(*api.Host).Spec.Cluster.ID == id })
+		add(api.KindVM, func(x api.Object) bool { return x.(*api.VM).Spec.Cluster.ID == id })
+	case *api.Datastore:
+		add(api.KindVM, func(x api.Object) bool {
+			for _, d := range x.(*api.VM).Spec.Disks {
+				if d.Datastore.ID == id {
+					return true
+				}
+			}
+			return false
+		})
+	case *api.PortGroup:
+		add(api.KindVM, func(x api.Object) bool {
+			for _, n := range x.(*api.VM).Spec.NICs {
+				if n.PortGroup.ID == id {
+					return true
+				}
+			}
+			return false
+		})
+	case *api.Host:
+		add(api.KindVM, func(x api.Object) bool { return x.(*api.VM).Spec.Host.ID == id })
+	}
+	if len(users) > 0 {
+		return api.Errorf(api.ErrConflict, "cannot delete %s %q: it still has %s", singular(o.Kind()), o.GetMeta().Name, strings.Join(users, "; "))
+	}
+	return nil
+}
+
+func (s *Server) deleteObject(kind string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		o, err := s.syncLookup(r, kind)
+		if err == nil {
+			err = s.inUse(o)
+		}
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		t := done(newTask(r.Context(), singular(kind)+".delete", o, nil), nil)
+		s.commitInline(w, r, s.store.Txn().Delete(o), t)
+	}
+}
+
+// commitInline writes a change the request completes itself, with its
+// (finished) task, and answers with the task.
+func (s *Server) commitInline(w http.ResponseWriter, r *http.Request, txn *store.Txn, t *api.Task) {
+	t, err := s.submit(r.Context(), txn, t)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	replyTask(w, t)
+}
+
+// createInline stores a new object with its finished task; the task's
+// result is the object.
+func (s *Server) createInline(w http.ResponseWriter, r *http.Request, obj api.Object) {
+	t := newTask(r.Context(), singular(obj.Kind())+".create", obj, nil)
+	txn := s.store.Txn().Create(obj)
+	done(t, obj)
+	s.commitInline(w, r, txn, t)
+}
+
+// updateInline stores upd in place of old with its finished task.
+func (s *Server) updateInline(w http.ResponseWriter, r *http.Request, old, upd api.Object) {
+	t := done(newTask(r.Context(), singular(upd.Kind())+".update", upd, nil), upd)
+	s.commitInline(w, r, s.store.Txn().Update(old, upd), t)
+}
+
+const maxLabels = 64
+
+func validateLabels(l map[string]string) error {
+	if len(l) > maxLabels {
+		return api.Errorf(api.ErrInvalid, "at most %d labels, got %d", maxLabels, len(l))
+	}
+	for k, v := range l {
+		if err := validateLabelKey(k); err != nil {
+			return err
+		}
+		if len(v) > 253 {
+			return api.Errorf(api.ErrInvalid, "label %q: keys and values are at most 253 characters", k)
+		}
+	}
+	return nil
+}
+
+// validateLabelKey accepts keys like "tier" or "sim.vdc.io/ignore-acpi".
+func validateLabelKey(k string) error {
+	if k == "" || len(k) > 253 {
+		return api.Errorf(api.ErrInvalid, "label key %q must be 1-253 characters", k)
+	}
+	for i, r := range k {
+		alnum := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
+		if !alnum && (i == 0 || !strings.ContainsRune("-_./", r)) {
+			return api.Errorf(api.ErrInvalid, "label key %q: use letters, digits, '-', '_', '.' and '/', starting with a letter or digit", k)
+		}
+	}
+	return nil
+}
+
+func validateDescription(d string) error {
+	if len(d) > api.MaxDescription {
+		return api.Errorf(api.ErrInvalid, "description is %d characters long; the limit is %d", len(d), api.MaxDescription)
+	}
+	return nil
+}
+
+// validateCommon checks the fields every create/update request shares.
+func validateCommon(kind, name string, labels map[string]string, desc string) error {
+	if err := api.ValidateName(kind, name); err != nil {
+		return err
+	}
+	if err := validateLabels(labels); err != nil {
+		return err
+	}
+	return validateDescription(desc)
+}
+
+// rename applies an optional new name.
+func rename(kind string, m *api.ObjectMeta, name *string) error {
+	if name == nil {
+		return nil
+	}
+	if err := api.ValidateName(kind, *name); err != nil {
+		return err
+	}
+	m.Name = *name
+	return nil
+}
+
+// relabel merges label changes; an empty value removes a label.
+func relabel(m *api.ObjectMeta, l map[string]string) error {
+	if l == nil {
+		return nil
+	}
+	if m.Labels == nil {
+		m.Labels = map[string]string{}
+	}
+	for k, v := range l {
+		if v == "" {
+			delete(m.Labels, k)
+		} else {
+			m.Labels[k] = v
+		}
+	}
+	return validateLabels(m.Labels)
+}
+
+func redescribe(d *string, to *string) error {
+	if to == nil {
+		return nil
+	}
+	if err := validateDescription(*to); err != nil {
+		return err
+	}
+	*d = *to
+	return nil
+}
+
+func (s *Server) createDatacenter(w http.ResponseWriter, r *http.Request) {
+	var req api.DatacenterCreateRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	if err := validateCommon("datacenter", req.Name, req.Labels, req.Description); err != nil {
+		fail(w, err)
+		return
+	}
+	s.createInline(w, r, &api.Datacenter{
+		Metadata: api.ObjectMeta{Name: req.Name, Labels: req.Labels},
+		Spec:     api.DatacenterSpec{Description: req.Description},
+	})
+}
+
+func (s *Server) updateDatacenter(w http.ResponseWriter, r *http.Request) {
+	var req api.DatacenterUpdateRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	o, err := s.syncLookup(r, api.KindDatacenter)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	upd := store.Clone(o.(*api.Datacenter))
+	if err := firstErr(rename("datacenter", &upd.Metadata, req.Name), relabel(&upd.Metadata, req.Labels), redescribe(&upd.Spec.Description, req.Description)); err != nil {
+		fail(w, err)
+		return
+	}
+	s.updateInline(w, r, o, upd)
+}
+
+func firstErr(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+func validateOvercommit(what string, v float64) error {
+	if v < 0.1 || v > 100 {
+		return api.Errorf(api.ErrInvalid, "%s overcommit ratio must be between 0.1 and 100, got %g", what, v)
+	}
+	return nil
+}
+
+func (s *Server) createCluster(w http.ResponseWriter, r *http.Request) {
+	var req api.ClusterCreateRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	if req.CPUOvercommit == 0 {
+		req.CPUOvercommit = api.DefaultCPUOvercommit
+	}
+	if req.MemoryOvercommit == 0 {
+		req.MemoryOvercommit = api.DefaultMemoryOvercommit
+	}
+	err := firstErr(validateCommon("cluster", req.Name, req.Labels, req.Description),
+		validateOvercommit("CPU", req.CPUOvercommit), validateOvercommit("memory", req.MemoryOvercommit),
+		s.cache.Sync(r.Context()))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	dc, err := s.pickDatacenter(req.Datacenter)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	s.createInline(w, r, &api.Cluster{
+		Metadata: api.ObjectMeta{Name: req.Name, Labels: req.Labels},
+		Spec: api.ClusterSpec{Datacenter: api.Ref{ID: dc.Metadata.ID}, Description: req.Description,
+			CPUOvercommit: req.CPUOvercommit, MemoryOvercommit: req.MemoryOvercommit},
+	})
+}
+
+func (s *Server) updateCluster(w http.ResponseWriter, r *http.Request) {
+	var req api.ClusterUpdateRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	o, err := s.syncLookup(r, api.KindCluster)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	upd := store.Clone(o.(*api.Cluster))
+	err = firstErr(rename("cluster", &upd.Metadata, req.Name), relabel(&upd.Metadata, req.Labels), redescribe(&upd.Spec.Description, req.Description))
+	if err == nil && req.CPUOvercommit != nil {
+		err = validateOvercommit("CPU", *req.CPUOvercommit)
+		upd.Spec.CPUOvercommit = *req.CPUOvercommit
+	}
+	if err == nil && req.MemoryOvercommit != nil {
+		err = validateOvercommit("memory", *req.MemoryOvercommit)
+		upd.Spec.MemoryOvercommit = *req.MemoryOvercommit
+	}
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	s.updateInline(w, r, o, upd)
+}
+
+func (s *Server) createDatastore(w http.ResponseWriter, r *http.Request) {
+	var req api.DatastoreCreateRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	err := firstErr(validateCommon("datastore", req.Name, req.Labels, req.Description), s.cache.Sync(r.Context()))
+	if err == nil && (req.Path == "" || !filepath.IsAbs(req.Path) || filepath.Clean(req.Path) != req.Path) {
+		err = api.Errorf(api.ErrInvalid, "datastore path must be a clean absolute path, got %q", req.Path)
+	}
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	dc, err := s.pickDatacenter(req.Datacenter)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	ds := &api.Datastore{
+		Metadata: api.ObjectMeta{Name: req.Name, Labels: req.Labels},
+		Spec:     api.DatastoreSpec{Datacenter: api.Ref{ID: dc.Metadata.ID}, Path: req.Path, Shared: req.Host == "", Description: req.Description},
+	}
+	if req.Host != "" {
+		h, err := s.lookup(api.KindHost, req.Host)
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		ds.Spec.Host = api.Ref{ID: h.GetMeta().ID}
+	}
+	s.createInline(w, r, ds)
+}
+
+func (s *Server) updateDatastore(w http.ResponseWriter, r *http.Request) {
+	var req api.DatastoreUpdateRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	o, err := s.syncLookup(r, api.KindDatastore)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	upd := store.Clone(o.(*api.Datastore))
+	if err := firstErr(rename("datastore", &upd.Metadata, req.Name), relabel(&upd.Metadata, req.Labels), redescribe(&upd.Spec.Description, req.Description)); err != nil {
+		fail(w, err)
+		return
+	}
+	s.updateInline(w, r, o, upd)
+}
+
+func validateVLAN(v int) error {
+	if v < 0 || v > 4094 {
+		return api.Errorf(api.ErrInvalid, "VLAN ID must be between 0 (untagged) and 4094, got %d", v)
+	}
+	return nil
+}
+
+func (s *Server) createPortGroup(w http.ResponseWriter, r *http.Request) {
+	var req api.PortGroupCreateRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	if err := firstErr(validateCommon("port group", req.Name, req.Labels, req.Description), validateVLAN(req.VLAN), s.cache.Sync(r.Context())); err != nil {
+		fail(w, err)
+		return
+	}
+	dc, err := s.pickDatacenter(req.Datacenter)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	s.createInline(w, r, &api.PortGroup{
+		Metadata: api.ObjectMeta{Name: req.Name, Labels: req.Labels},
+		Spec:     api.PortGroupSpec{Datacenter: api.Ref{ID: dc.Metadata.ID}, VLAN: req.VLAN, Description: req.Description},
+	})
+}
+
+func (s *Server) updatePortGroup(w http.ResponseWriter, r *http.Request) {
+	var req api.PortGroupUpdateRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	o, err := s.syncLookup(r, api.KindPortGroup)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	upd := store.Clone(o.(*api.PortGroup))
+	err = firstErr(rename("port group", &upd.Metadata, req.Name), relabel(&upd.Metadata, req.Labels), redescribe(&upd.Spec.Description, req.Description))
+	if err == nil && req.VLAN != nil {
+		err = validateVLAN(*req.VLAN)
+		upd.Spec.VLAN = *req.VLAN
+	}
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	s.updateInline(w, r, o, upd)
+}

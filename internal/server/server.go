@@ -1,0 +1,215 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/vdc-project/vdc/internal/agent"
+	"github.com/vdc-project/vdc/internal/pki"
+	"github.com/vdc-project/vdc/internal/store"
+)
+
+// Config of a management server.
+type Config struct {
+	// DataDir holds the embedded etcd member, the admin token and the
+	// client config.
+	DataDir string
+	// Listen is the API address (default 127.0.0.1:7443).
+	Listen string
+	// Name identifies this server in tasks and leader election (default: hostname).
+	Name string
+	// EtcdEndpoints, when set, use an external etcd cluster instead of the
+	// embedded member.
+	EtcdEndpoints []string
+	// TLSNames are extra DNS names or IPs for the API certificate.
+	TLSNames []string
+	// HeartbeatInterval is how often agents report (default 2s);
+	// HostTimeout is how long without a heartbeat before a host is shown
+	// disconnected (default 6s).
+	HeartbeatInterval time.Duration
+	HostTimeout       time.Duration
+	// TaskRetention is how long finished tasks are kept (default 7 days).
+	TaskRetention time.Duration
+	Log           *slog.Logger
+}
+
+// Server is a running management server.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	name   string
+	etcd   *store.Embedded
+	cli    *clientv3.Client
+	store  *store.Store
+	cache  *store.Cache
+	ca     *pki.CA
+	agents *agent.Client
+	auth   *authenticator
+	events *eventLog
+	places *placer
+
+	tlsCert tls.Certificate
+	httpSrv *http.Server
+	ln      net.Listener
+	url     string
+
+	leaderMu sync.Mutex
+	leader   *leadership // nil unless this server leads
+
+	runner *runner
+}
+
+// New prepares a server; Start brings it up.
+func New(cfg Config) (*Server, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("server: data dir is required")
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:7443"
+	}
+	if cfg.Name == "" {
+		cfg.Name, _ = os.Hostname()
+	}
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = 2 * time.Second
+	}
+	if cfg.HostTimeout <= 0 {
+		cfg.HostTimeout = 3 * cfg.HeartbeatInterval
+	}
+	if cfg.TaskRetention <= 0 {
+		cfg.TaskRetention = 7 * 24 * time.Hour
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	return &Server{cfg: cfg, log: cfg.Log.With("server", cfg.Name), name: cfg.Name}, nil
+}
+
+// URL is the API's base URL once started.
+func (s *Server) URL() string { return s.url }
+
+// ClientConfigPath is where the server wrote the admin's client config.
+func (s *Server) ClientConfigPath() string { return filepath.Join(s.cfg.DataDir, "admin.json") }
+
+// Start opens the store, bootstraps the CA and admin token on first start,
+// and serves the API. It returns once the API is listening.
+func (s *Server) Start(ctx context.Context) error {
+	if err := os.MkdirAll(s.cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create server data dir: %w", err)
+	}
+	if err := s.openStore(ctx); err != nil {
+		return err
+	}
+	s.cache = store.NewCache(s.store, s.log)
+	if err := s.cache.Start(ctx); err != nil {
+		return err
+	}
+	s.events = newEventLog(4096)
+	s.cache.Subscribe(s.events.observe)
+	s.places = newPlacer(s)
+	if err := s.bootstrapPKI(ctx); err != nil {
+		return err
+	}
+	s.auth = newAuthenticator(s.cli)
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("API listen on %s: %w", s.cfg.Listen, err)
+	}
+	s.ln = ln
+	s.url = "https://" + dialable(ln.Addr().(*net.TCPAddr))
+	if err := s.bootstrapAdmin(ctx); err != nil {
+		ln.Close()
+		return err
+	}
+	s.runner = newRunner(s)
+	s.httpSrv = &http.Server{
+		Handler:           s.routes(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		TLSConfig: &tls.Config{
+			MinVersion:   tls.VersionTLS12,
+			Certificates: []tls.Certificate{s.tlsCert},
+			ClientCAs:    s.ca.Pool(),
+			// Users bring tokens, hosts bring certificates.
+			ClientAuth: tls.VerifyClientCertIfGiven,
+		},
+	}
+	go func() {
+		if err := s.httpSrv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("API server stopped", "err", err)
+		}
+	}()
+	go s.campaign(ctx)
+	s.log.Info("management server running", "api", s.url, "data", s.cfg.DataDir)
+	return nil
+}
+
+func (s *Server) openStore(ctx context.Context) error {
+	if len(s.cfg.EtcdEndpoints) > 0 {
+		cli, err := clientv3.New(clientv3.Config{Endpoints: s.cfg.EtcdEndpoints, DialTimeout: 10 * time.Second, Context: ctx})
+		if err != nil {
+			return fmt.Errorf("connect to etcd %v: %w", s.cfg.EtcdEndpoints, err)
+		}
+		s.cli = cli
+	} else {
+		e, err := store.StartEmbedded(ctx, store.EmbeddedOptions{Dir: filepath.Join(s.cfg.DataDir, "etcd")})
+		if err != nil {
+			return err
+		}
+		s.etcd, s.cli = e, e.Client
+	}
+	s.store = store.New(s.cli)
+	return nil
+}
+
+// Stop shuts the API down, lets running tasks finish for a moment, resigns
+// leadership and closes the store. VMs are not touched.
+func (s *Server) Stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if s.httpSrv != nil {
+		_ = s.httpSrv.Shutdown(ctx)
+	}
+	s.leaderMu.Lock()
+	l := s.leader
+	s.leaderMu.Unlock()
+	if l != nil {
+		l.stop(ctx)
+	}
+	if s.etcd != nil {
+		s.etcd.Close()
+	} else if s.cli != nil {
+		s.cli.Close()
+	}
+	s.log.Info("management server stopped")
+}
+
+// dialable turns a listen address into one a client can dial.
+func dialable(a *net.TCPAddr) string {
+	host := a.IP.String()
+	if a.IP == nil || a.IP.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, fmt.Sprint(a.Port))
+}
+
+func hostPart(u string) string {
+	u = strings.TrimPrefix(u, "https://")
+	h, _, err := net.SplitHostPort(u)
+	if err != nil {
+		return u
+	}
+	return h
+}

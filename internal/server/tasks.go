@@ -1,0 +1,380 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/store"
+)
+
+var singular = store.Singular
+
+// taskHandler does the work of one kind of task.
+type taskHandler struct {
+	run func(ctx context.Context, t *taskRun) (result any, err error)
+	// resumable handlers can run again after a leader died half-way: they
+	// check what is already done. The others are failed with a reason.
+	resumable bool
+	// interrupted says what may be left when a non-resumable task dies.
+	interrupted string
+}
+
+// taskRun is one execution of a task.
+type taskRun struct {
+	s       *Server
+	task    *api.Task // latest version written by this run
+	log     *slog.Logger
+	resumed bool // a previous leader started it
+
+	mu           sync.Mutex
+	lastProgress time.Time
+}
+
+// params decodes the task's parameters.
+func (t *taskRun) params(v any) error {
+	if len(t.task.Params) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(t.task.Params, v); err != nil {
+		return fmt.Errorf("task %s: bad parameters: %w", t.task.Metadata.ID, err)
+	}
+	return nil
+}
+
+// progress records how far the task is; writes are throttled.
+func (t *taskRun) progress(ctx context.Context, pct int, msg string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := time.Now()
+	if now.Sub(t.lastProgress) < 250*time.Millisecond && pct < 100 {
+		return
+	}
+	t.lastProgress = now
+	upd := store.Clone(t.task)
+	upd.Progress, upd.Message = pct, msg
+	rev, err := t.s.leaderTxn().Update(t.task, upd).Commit(ctx)
+	if err != nil {
+		t.log.Warn("cannot record task progress", "err", err)
+		return
+	}
+	upd.Metadata.Revision = rev
+	t.task = upd
+}
+
+// runner executes queued tasks on the leader: tasks on the same object one
+// after another in the order they were queued, others in parallel.
+type runner struct {
+	s        *Server
+	handlers map[string]taskHandler
+
+	mu     sync.Mutex
+	ctx    context.Context
+	queues map[string][]*api.Task // by target
+	known  map[string]bool        // task IDs queued or running here
+	wg     sync.WaitGroup
+	sem    chan struct{}
+}
+
+func newRunner(s *Server) *runner {
+	r := &runner{s: s, handlers: map[string]taskHandler{}, sem: make(chan struct{}, 64)}
+	s.registerTaskHandlers(r)
+	return r
+}
+
+func (r *runner) register(op string, h taskHandler) { r.handlers[op] = h }
+
+// start runs tasks until ctx ends: the queued ones now and later, and the
+// ones a previous leader left running.
+func (r *runner) start(ctx context.Context) {
+	r.mu.Lock()
+	r.ctx = ctx
+	r.queues = map[string][]*api.Task{}
+	r.known = map[string]bool{}
+	r.mu.Unlock()
+	_, cancel := r.s.cache.Subscribe(func(ch store.Change) {
+		if ch.Kind != api.KindTask || ch.Obj == nil {
+			return
+		}
+		if t := ch.Obj.(*api.Task); t.State == api.TaskQueued {
+			r.enqueue(t)
+		}
+	})
+	go func() {
+		<-ctx.Done()
+		cancel()
+	}()
+	var pending []*api.Task
+	r.s.cache.Each(api.KindTask, func(o api.Object) {
+		if t := o.(*api.Task); t.State == api.TaskQueued || t.State == api.TaskRunning {
+			pending = append(pending, t)
+		}
+	})
+	sort.Slice(pending, func(i, j int) bool { return pending[i].Metadata.ID < pending[j].Metadata.ID })
+	for _, t := range pending {
+		r.enqueue(t)
+	}
+}
+
+// wait blocks until every task goroutine has stopped.
+func (r *runner) wait() { r.wg.Wait() }
+
+func targetKey(t *api.Task) string { return t.Target.Kind + "/" + t.Target.ID }
+
+func (r *runner) enqueue(t *api.Task) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ctx == nil || r.ctx.Err() != nil || r.known[t.Metadata.ID] {
+		return
+	}
+	r.known[t.Metadata.ID] = true
+	key := targetKey(t)
+	q, busy := r.queues[key]
+	r.queues[key] = append(q, t)
+	if !busy {
+		r.wg.Add(1)
+		go r.drain(r.ctx, key)
+	}
+}
+
+// drain runs the tasks of one target in order.
+func (r *runner) drain(ctx context.Context, key string) {
+	defer r.wg.Done()
+	for {
+		r.mu.Lock()
+		q := r.queues[key]
+		if len(q) == 0 || ctx.Err() != nil {
+			delete(r.queues, key)
+			r.mu.Unlock()
+			return
+		}
+		t := q[0]
+		r.queues[key] = q[1:]
+		r.mu.Unlock()
+
+		select {
+		case r.sem <- struct{}{}:
+		case <-ctx.Done():
+			continue
+		}
+		r.execute(ctx, t)
+		<-r.sem
+		r.mu.Lock()
+		delete(r.known, t.Metadata.ID)
+		r.mu.Unlock()
+	}
+}
+
+func (r *runner) execute(ctx context.Context, t *api.Task) {
+	log := r.s.log.With("task", t.Metadata.ID, "op", t.Op, "target", t.Target.Name)
+	h, ok := r.handlers[t.Op]
+	run := &taskRun{s: r.s, task: t, log: log, resumed: t.State == api.TaskRunning}
+	if !ok {
+		r.finish(ctx, run, nil, fmt.Errorf("this server does not know how to run %q tasks", t.Op))
+		return
+	}
+	if run.resumed && !h.resumable {
+		r.finish(ctx, run, nil, fmt.Errorf("interrupted: the management server stopped while this task ran; %s", h.interrupted))
+		return
+	}
+	upd := store.Clone(t)
+	upd.State = api.TaskRunning
+	upd.Server = r.s.name
+	if upd.Started == nil {
+		now := time.Now().UTC()
+		upd.Started = &now
+	}
+	rev, err := r.s.leaderTxn().Update(t, upd).Commit(ctx)
+	if err != nil {
+		log.Warn("cannot start task", "err", err)
+		return
+	}
+	upd.Metadata.Revision = rev
+	run.task = upd
+	if run.resumed {
+		log.Info("resuming a task a previous leader left running")
+	}
+	start := time.Now()
+	result, err := h.run(ctx, run)
+	if ctx.Err() != nil {
+		// Leadership lost or shutting down: the next leader resumes it.
+		log.Info("task interrupted; it will be resumed", "err", err)
+		return
+	}
+	r.finish(ctx, run, result, err)
+	log.Debug("task finished", "took", time.Since(start), "err", err)
+}
+
+// finish records a task's outcome.
+func (r *runner) finish(ctx context.Context, run *taskRun, result any, err error) {
+	for try := 0; try < 5; try++ {
+		upd := store.Clone(run.task)
+		now := time.Now().UTC()
+		upd.Finished = &now
+		if upd.Started == nil {
+			upd.Started = &now
+		}
+		if err != nil {
+			upd.State = api.TaskFailed
+			upd.Error, _ = api.ErrorFrom(err)
+		} else {
+			upd.State = api.TaskSucceeded
+			upd.Progress = 100
+			upd.Message = ""
+			if result != nil {
+				upd.Result, _ = json.Marshal(result)
+			}
+		}
+		_, werr := r.s.leaderTxn().Update(run.task, upd).Commit(ctx)
+		if werr == nil {
+			return
+		}
+		if !errors.Is(werr, api.ErrConflict) {
+			run.log.Error("cannot record task result", "err", werr)
+			return
+		}
+		cur, gerr := r.s.store.Get(ctx, api.KindTask, run.task.Metadata.ID)
+		if gerr != nil {
+			run.log.Error("cannot record task result", "err", gerr)
+			return
+		}
+		run.task = cur.(*api.Task)
+	}
+}
+
+// newTask makes a task record for a request.
+func newTask(ctx context.Context, op string, target api.Object, params any) *api.Task {
+	m := target.GetMeta()
+	t := &api.Task{
+		Metadata: api.ObjectMeta{ID: store.NewID()},
+		Op:       op,
+		Target:   api.TaskTarget{Kind: target.Kind(), ID: m.ID, Name: m.Name},
+		Owner:    userOf(ctx),
+		State:    api.TaskQueued,
+	}
+	if params != nil {
+		t.Params, _ = json.Marshal(params)
+	}
+	return t
+}
+
+// done marks a task that the request itself completed.
+func done(t *api.Task, result any) *api.Task {
+	now := time.Now().UTC()
+	t.State, t.Progress, t.Started, t.Finished = api.TaskSucceeded, 100, &now, &now
+	if result != nil {
+		t.Result, _ = json.Marshal(result)
+	}
+	return t
+}
+
+// submit commits the request's writes together with its task record.
+func (s *Server) submit(ctx context.Context, txn *store.Txn, t *api.Task) (*api.Task, error) {
+	rev, err := txn.Create(t).Commit(ctx)
+	if err != nil {
+		return nil, err
+	}
+	t.Metadata.Revision = rev
+	// The caller's next read (on this server) must see what it just did.
+	if err := s.cache.WaitRev(ctx, rev); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// GET /api/v1/tasks?state=&target=&limit=
+func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) {
+	if err := s.cache.Sync(r.Context()); err != nil {
+		fail(w, err)
+		return
+	}
+	q := r.URL.Query()
+	limit := 0
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			fail(w, api.Errorf(api.ErrInvalid, "limit must be a whole number, got %q", v))
+			return
+		}
+		limit = n
+	}
+	state, target := q.Get("state"), q.Get("target")
+	if state != "" && state != "active" && !api.TaskDone(state) && state != api.TaskQueued && state != api.TaskRunning {
+		fail(w, api.Errorf(api.ErrInvalid, "state must be queued, running, active, succeeded, failed or canceled, got %q", state))
+		return
+	}
+	var items []*api.Task
+	s.cache.Each(api.KindTask, func(o api.Object) {
+		t := o.(*api.Task)
+		switch {
+		case state == "active" && api.TaskDone(t.State):
+			return
+		case state != "" && state != "active" && t.State != state:
+			return
+		case target != "" && t.Target.ID != target && t.Target.Name != target:
+			return
+		}
+		items = append(items, t)
+	})
+	// Newest first; IDs are time-ordered.
+	sort.Slice(items, func(i, j int) bool { return items[i].Metadata.ID > items[j].Metadata.ID })
+	if limit > 0 && len(items) > limit {
+		items = items[:limit]
+	}
+	reply(w, http.StatusOK, api.List[*api.Task]{Items: nonNil(items), Revision: s.cache.Rev()})
+}
+
+// GET /api/v1/tasks/{id}?wait=30s&after=REV waits until the task changes
+// past revision REV (or finishes), for progress without polling.
+func (s *Server) getTask(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if err := s.cache.Sync(ctx); err != nil {
+		fail(w, err)
+		return
+	}
+	id := r.PathValue("id")
+	o, ok := s.cache.Get(api.KindTask, id)
+	if !ok {
+		fail(w, api.Errorf(api.ErrNotFound, "task %s not found", id))
+		return
+	}
+	if v := r.URL.Query().Get("wait"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || d > 5*time.Minute {
+			fail(w, api.Errorf(api.ErrInvalid, "wait must be a duration up to 5m, like 30s, got %q", v))
+			return
+		}
+		after := o.GetMeta().Revision
+		if a := r.URL.Query().Get("after"); a != "" {
+			if after, err = strconv.ParseInt(a, 10, 64); err != nil {
+				fail(w, api.Errorf(api.ErrInvalid, "after must be a revision, got %q", a))
+				return
+			}
+		}
+		if !api.TaskDone(o.(*api.Task).State) && o.GetMeta().Revision <= after {
+			wctx, cancel := context.WithTimeout(ctx, d)
+			if n, err := s.cache.WaitChange(wctx, api.KindTask, id, after); n != nil && err == nil {
+				o = n
+			} else if cur, ok := s.cache.Get(api.KindTask, id); ok {
+				o = cur
+			}
+			cancel()
+		}
+	}
+	replyObject(w, o)
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}

@@ -1,0 +1,469 @@
+package server
+
+import (
+	"crypto/rand"
+	"fmt"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+
+	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/store"
+)
+
+func (s *Server) vmRoutes(h func(string, http.HandlerFunc)) {
+	h("GET /api/v1/vms", s.listVMs)
+	h("POST /api/v1/vms", s.createVM)
+	h("GET /api/v1/vms/{name}", s.getObject(api.KindVM))
+	h("PATCH /api/v1/vms/{name}", s.updateVM)
+	h("DELETE /api/v1/vms/{name}", s.deleteVM)
+	h("POST /api/v1/vms/{name}/power", s.powerVM)
+}
+
+// GET /api/v1/vms?host=&cluster=&power=
+func (s *Server) listVMs(w http.ResponseWriter, r *http.Request) {
+	if err := s.cache.Sync(r.Context()); err != nil {
+		fail(w, err)
+		return
+	}
+	q := r.URL.Query()
+	var hostID, clusterID string
+	for param, id := range map[string]*string{"host": &hostID, "cluster": &clusterID} {
+		if v := q.Get(param); v != "" {
+			kind := api.KindHost
+			if param == "cluster" {
+				kind = api.KindCluster
+			}
+			o, err := s.lookup(kind, v)
+			if err != nil {
+				fail(w, err)
+				return
+			}
+			*id = o.GetMeta().ID
+		}
+	}
+	power := q.Get("power")
+	v := &viewer{s: s}
+	items := make([]api.Object, 0, s.cache.Count(api.KindVM))
+	s.cache.Each(api.KindVM, func(o api.Object) {
+		vm := o.(*api.VM)
+		if (hostID == "" || vm.Spec.Host.ID == hostID) && (clusterID == "" || vm.Spec.Cluster.ID == clusterID) &&
+			(power == "" || vm.Status.PowerState == power) {
+			items = append(items, o)
+		}
+	})
+	for i := range items {
+		items[i] = v.view(items[i])
+	}
+	sortByName(items)
+	reply(w, http.StatusOK, api.List[api.Object]{Items: items, Revision: s.cache.Rev()})
+}
+
+// vmCreateParams are kept in the vm.create task.
+type vmCreateParams struct {
+	PowerOn bool `json:"powerOn,omitempty"`
+}
+
+func validateVMShape(cpus int, mem api.Size) error {
+	if cpus < 1 || cpus > api.MaxVMCPUs {
+		return api.Errorf(api.ErrInvalid, "cpus must be between 1 and %d, got %d", api.MaxVMCPUs, cpus)
+	}
+	if mem < api.MinVMMemory || mem > api.MaxVMMemory {
+		return api.Errorf(api.ErrInvalid, "memory must be between %s and %s, got %s", api.MinVMMemory, api.MaxVMMemory, mem)
+	}
+	if mem%(1<<20) != 0 {
+		return api.Errorf(api.ErrInvalid, "memory must be a whole number of MiB, got %s (%d bytes)", mem, int64(mem))
+	}
+	return nil
+}
+
+func validateCreate(req *api.VMCreateRequest) error {
+	if err := firstErr(validateCommon("vm", req.Name, req.Labels, req.Description), validateVMShape(req.CPUs, req.Memory)); err != nil {
+		return err
+	}
+	if len(req.Disks) > api.MaxDisksPerVM {
+		return api.Errorf(api.ErrInvalid, "at most %d disks, got %d", api.MaxDisksPerVM, len(req.Disks))
+	}
+	for i, d := range req.Disks {
+		if d.Size < api.MinVMMemory || d.Size > api.MaxDiskSize {
+			return api.Errorf(api.ErrInvalid, "disk %d: size must be between %s and %s, got %s", i, api.MinVMMemory, api.MaxDiskSize, d.Size)
+		}
+		switch d.Bus {
+		case "", api.BusVirtio, api.BusSCSI, api.BusSATA:
+		default:
+			return api.Errorf(api.ErrInvalid, "disk %d: bus must be virtio, scsi or sata, got %q", i, d.Bus)
+		}
+	}
+	if len(req.NICs) > api.MaxNICsPerVM {
+		return api.Errorf(api.ErrInvalid, "at most %d NICs, got %d", api.MaxNICsPerVM, len(req.NICs))
+	}
+	for i, n := range req.NICs {
+		if n.PortGroup == "" {
+			return api.Errorf(api.ErrInvalid, "nic %d: no port group given", i)
+		}
+		if n.MAC != "" {
+			if err := validateMAC(n.MAC); err != nil {
+				return fmt.Errorf("nic %d: %w", i, err)
+			}
+		}
+		switch n.Model {
+		case "", "virtio", "e1000", "rtl8139":
+		default:
+			return api.Errorf(api.ErrInvalid, "nic %d: model must be virtio, e1000 or rtl8139, got %q", i, n.Model)
+		}
+	}
+	return nil
+}
+
+func validateMAC(mac string) error {
+	hw, err := net.ParseMAC(mac)
+	if err != nil || len(hw) != 6 {
+		return api.Errorf(api.ErrInvalid, "MAC address %q is not of the form 52:54:00:12:34:56", mac)
+	}
+	if hw[0]&1 == 1 {
+		return api.Errorf(api.ErrInvalid, "MAC address %q is a multicast address", mac)
+	}
+	return nil
+}
+
+// POST /api/v1/vms
+func (s *Server) createVM(w http.ResponseWriter, r *http.Request) {
+	var req api.VMCreateRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	if err := validateCreate(&req); err != nil {
+		fail(w, err)
+		return
+	}
+	ctx := r.Context()
+	if err := s.cache.Sync(ctx); err != nil {
+		fail(w, err)
+		return
+	}
+	if _, taken := s.cache.Lookup(api.KindVM, req.Name); taken {
+		fail(w, api.Errorf(api.ErrConflict, "a vm named %q already exists", req.Name))
+		return
+	}
+	vm, cl, hostID, err := s.buildVM(&req)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	var dss []string
+	for _, d := range vm.Spec.Disks {
+		dss = append(dss, d.Datastore.ID)
+	}
+	chosen, release, err := s.places.place(vm.Metadata.ID, cl, hostID, s.places.request(cl, vm.Spec.CPUs, int64(vm.Spec.MemoryBytes), dss))
+	if err != nil {
+		fail(w, fmt.Errorf("place vm %q in cluster %s: %w", req.Name, cl.Metadata.Name, err))
+		return
+	}
+	defer release()
+	vm.Spec.Host = api.Ref{ID: chosen}
+	t := newTask(ctx, "vm.create", vm, vmCreateParams{PowerOn: req.PowerOn})
+	t, err = s.submit(ctx, s.store.Txn().Create(vm), t)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	replyTask(w, t)
+}
+
+// buildVM resolves a create request against the inventory. It returns the
+// VM (without a host yet), its cluster, and the host the user asked for.
+func (s *Server) buildVM(req *api.VMCreateRequest) (*api.VM, *api.Cluster, string, error) {
+	var hostID string
+	var cl *api.Cluster
+	if req.Host != "" {
+		ho, err := s.lookup(api.KindHost, req.Host)
+		if err != nil {
+			return nil, nil, "", err
+		}
+		h := ho.(*api.Host)
+		hostID = h.Metadata.ID
+		co, ok := s.cache.Get(api.KindCluster, h.Spec.Cluster.ID)
+		if !ok {
+			return nil, nil, "", api.Errorf(api.ErrConflict, "host %s is in no cluster", h.Metadata.Name)
+		}
+		cl = co.(*api.Cluster)
+		if req.Cluster != "" && req.Cluster != cl.Metadata.Name && req.Cluster != cl.Metadata.ID {
+			return nil, nil, "", api.Errorf(api.ErrInvalid, "host %s is in cluster %s, not %s", h.Metadata.Name, cl.Metadata.Name, req.Cluster)
+		}
+	} else {
+		var err error
+		if cl, err = s.pickCluster(req.Cluster); err != nil {
+			return nil, nil, "", err
+		}
+	}
+	dc := cl.Spec.Datacenter.ID
+	inDC := func(o api.Object) bool { return datacenterOf(o) == dc }
+	id := store.NewID()
+	vm := &api.VM{
+		Metadata: api.ObjectMeta{ID: id, Name: req.Name, Labels: req.Labels},
+		Spec: api.VMSpec{Cluster: api.Ref{ID: cl.Metadata.ID}, CPUs: req.CPUs, MemoryBytes: req.Memory,
+			Description: req.Description, Disks: []api.VMDisk{}, NICs: []api.VMNIC{}},
+		Status: api.VMStatus{Phase: api.PhaseCreating, PowerState: api.PowerOff},
+	}
+	dir := fmt.Sprintf("%s-%s", req.Name, id[len(id)-8:])
+	for i, d := range req.Disks {
+		o, err := s.pick(api.KindDatastore, d.Datastore, inDC)
+		if err != nil {
+			return nil, nil, "", fmt.Errorf("disk %d: %w", i, err)
+		}
+		ds := o.(*api.Datastore)
+		if !ds.Spec.Shared {
+			if hostID == "" {
+				hostID = ds.Spec.Host.ID
+			} else if hostID != ds.Spec.Host.ID {
+				return nil, nil, "", api.Errorf(api.ErrInvalid, "disk %d: datastore %s is local to another host", i, ds.Metadata.Name)
+			}
+		}
+		bus := d.Bus
+		if bus == "" {
+			bus = api.BusVirtio
+		}
+		name := fmt.Sprintf("disk%d", i)
+		vm.Spec.Disks = append(vm.Spec.Disks, api.VMDisk{Name: name, SizeBytes: d.Size, Datastore: api.Ref{ID: ds.Metadata.ID},
+			Bus: bus, Path: dir + "/" + name + ".qcow2"})
+	}
+	nics := req.NICs
+	if nics == nil {
+		var pgs []api.Object
+		s.cache.Each(api.KindPortGroup, func(o api.Object) {
+			if inDC(o) {
+				pgs = append(pgs, o)
+			}
+		})
+		if len(pgs) == 1 {
+			nics = []api.NICRequest{{PortGroup: pgs[0].GetMeta().ID}}
+		}
+	}
+	used := s.macsInUse()
+	for i, n := range nics {
+		o, err := s.pick(api.KindPortGroup, n.PortGroup, inDC)
+		if err != nil {
+			return nil, nil, "", fmt.Errorf("nic %d: %w", i, err)
+		}
+		mac := strings.ToLower(n.MAC)
+		if mac == "" {
+			mac = newMAC(used)
+		} else if used[mac] {
+			return nil, nil, "", api.Errorf(api.ErrConflict, "nic %d: MAC address %s is already in use", i, mac)
+		}
+		used[mac] = true
+		model := n.Model
+		if model == "" {
+			model = "virtio"
+		}
+		vm.Spec.NICs = append(vm.Spec.NICs, api.VMNIC{Name: fmt.Sprintf("nic%d", i), PortGroup: api.Ref{ID: o.GetMeta().ID}, MAC: mac, Model: model})
+	}
+	return vm, cl, hostID, nil
+}
+
+func (s *Server) macsInUse() map[string]bool {
+	used := map[string]bool{}
+	s.cache.Each(api.KindVM, func(o api.Object) {
+		for _, n := range o.(*api.VM).Spec.NICs {
+			used[n.MAC] = true
+		}
+	})
+	return used
+}
+
+// newMAC picks a free address under 52:54:00, the prefix QEMU and libvirt use.
+func newMAC(used map[string]bool) string {
+	for {
+		b := make([]byte, 3)
+		_, _ = rand.Read(b)
+		mac := fmt.Sprintf("52:54:00:%02x:%02x:%02x", b[0], b[1], b[2])
+		if !used[mac] {
+			return mac
+		}
+	}
+}
+
+// vmState gives the power state of a VM for checks, with the reason a
+// request cannot go ahead when nobody can tell.
+func (s *Server) vmHost(vm *api.VM) (*api.Host, error) {
+	o, ok := s.cache.Get(api.KindHost, vm.Spec.Host.ID)
+	if !ok {
+		return nil, api.Errorf(api.ErrConflict, "vm %s is on a host that is no longer in the inventory", vm.Metadata.Name)
+	}
+	h := o.(*api.Host)
+	if h.Status.Connection != api.HostConnected {
+		return h, api.Errorf(api.ErrConflict, "host %s of vm %s is disconnected", h.Metadata.Name, vm.Metadata.Name)
+	}
+	return h, nil
+}
+
+func checkReady(vm *api.VM) error {
+	switch vm.Status.Phase {
+	case api.PhaseCreating:
+		return api.Errorf(api.ErrConflict, "vm %s is still being created", vm.Metadata.Name)
+	case api.PhaseDeleting:
+		return api.Errorf(api.ErrConflict, "vm %s is being deleted", vm.Metadata.Name)
+	}
+	return nil
+}
+
+// PATCH /api/v1/vms/{name}: rename, relabel, describe; CPUs and memory
+// while the VM is off. The host gets the new definition at the next start.
+func (s *Server) updateVM(w http.ResponseWriter, r *http.Request) {
+	var req api.VMUpdateRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	o, err := s.syncLookup(r, api.KindVM)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	vm := o.(*api.VM)
+	upd := store.Clone(vm)
+	err = firstErr(checkReady(vm), rename("vm", &upd.Metadata, req.Name), relabel(&upd.Metadata, req.Labels), redescribe(&upd.Spec.Description, req.Description))
+	if err == nil && (req.CPUs != nil || req.Memory != nil) {
+		if vm.Status.PowerState != api.PowerOff {
+			err = api.Errorf(api.ErrConflict, "vm %s is %s: change CPUs and memory while it is off", vm.Metadata.Name, vm.Status.PowerState)
+		} else {
+			if req.CPUs != nil {
+				upd.Spec.CPUs = *req.CPUs
+			}
+			if req.Memory != nil {
+				upd.Spec.MemoryBytes = *req.Memory
+			}
+			err = validateVMShape(upd.Spec.CPUs, upd.Spec.MemoryBytes)
+		}
+	}
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	s.updateInline(w, r, vm, upd)
+}
+
+// DELETE /api/v1/vms/{name}?force=true
+func (s *Server) deleteVM(w http.ResponseWriter, r *http.Request) {
+	force, err := queryBool(r, "force")
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	o, err := s.syncLookup(r, api.KindVM)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	vm := o.(*api.VM)
+	if err := checkReady(vm); err != nil {
+		fail(w, err)
+		return
+	}
+	if _, err := s.vmHost(vm); err != nil {
+		fail(w, fmt.Errorf("cannot delete vm %s: %w", vm.Metadata.Name, err))
+		return
+	}
+	if holdsResources(vm) && !force {
+		fail(w, api.Errorf(api.ErrConflict, "vm %s is %s: stop it first, or delete with force", vm.Metadata.Name, vm.Status.PowerState))
+		return
+	}
+	upd := store.Clone(vm)
+	upd.Status.Phase = api.PhaseDeleting
+	t := newTask(r.Context(), "vm.delete", vm, vmDeleteParams{Force: force})
+	t, err = s.submit(r.Context(), s.store.Txn().Update(vm, upd), t)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	replyTask(w, t)
+}
+
+type vmDeleteParams struct {
+	Force bool `json:"force,omitempty"`
+}
+
+// What each power action needs and leads to.
+var powerActions = map[string]struct {
+	from []string // states it may start from
+	to   string
+}{
+	api.ActionStart:   {[]string{api.PowerOff, api.PowerSuspended}, api.PowerOn},
+	api.ActionStop:    {[]string{api.PowerOn, api.PowerSuspended}, api.PowerOff},
+	api.ActionReset:   {[]string{api.PowerOn}, api.PowerOn},
+	api.ActionSuspend: {[]string{api.PowerOn}, api.PowerSuspended},
+	api.ActionResume:  {[]string{api.PowerSuspended}, api.PowerOn},
+}
+
+// checkPower says whether a power action can start from the VM's state.
+func checkPower(vm *api.VM, action string) error {
+	pa := powerActions[action]
+	for _, f := range pa.from {
+		if vm.Status.PowerState == f {
+			return nil
+		}
+	}
+	if vm.Status.PowerState == pa.to && action != api.ActionReset {
+		return api.Errorf(api.ErrConflict, "vm %s is already %s", vm.Metadata.Name, pa.to)
+	}
+	return api.Errorf(api.ErrConflict, "cannot %s vm %s: it is %s (needs %s)", action, vm.Metadata.Name, vm.Status.PowerState, strings.Join(pa.from, " or "))
+}
+
+// POST /api/v1/vms/{name}/power
+func (s *Server) powerVM(w http.ResponseWriter, r *http.Request) {
+	var req api.PowerRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	if _, ok := powerActions[req.Action]; !ok {
+		names := make([]string, 0, len(powerActions))
+		for a := range powerActions {
+			names = append(names, a)
+		}
+		sort.Strings(names)
+		fail(w, api.Errorf(api.ErrInvalid, "power action must be one of %s, got %q", strings.Join(names, ", "), req.Action))
+		return
+	}
+	if req.Force && req.Action != api.ActionStop {
+		fail(w, api.Errorf(api.ErrInvalid, "force applies only to stop"))
+		return
+	}
+	if req.TimeoutSeconds < 0 || req.TimeoutSeconds > 3600 {
+		fail(w, api.Errorf(api.ErrInvalid, "timeoutSeconds must be between 0 (default %s) and 3600, got %d", api.DefaultStopTimeout, req.TimeoutSeconds))
+		return
+	}
+	o, err := s.syncLookup(r, api.KindVM)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	vm := o.(*api.VM)
+	h, err := s.vmHost(vm)
+	if err == nil {
+		err = firstErr(checkReady(vm), checkPower(vm, req.Action))
+	}
+	if err == nil && req.Action == api.ActionStart && vm.Status.PowerState == api.PowerOff {
+		err = s.checkRoom(vm, h)
+	}
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	t, err := s.submit(r.Context(), s.store.Txn(), newTask(r.Context(), "vm.power."+req.Action, vm, req))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	replyTask(w, t)
+}
+
+// checkRoom answers at once when a power-on cannot fit; the task checks
+// again, holding the room.
+func (s *Server) checkRoom(vm *api.VM, h *api.Host) error {
+	co, ok := s.cache.Get(api.KindCluster, vm.Spec.Cluster.ID)
+	if !ok {
+		return api.Errorf(api.ErrConflict, "vm %s is in no cluster", vm.Metadata.Name)
+	}
+	_, err := s.places.admit(vm, co.(*api.Cluster), h, false)
+	return err
+}

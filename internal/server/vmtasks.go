@@ -1,0 +1,226 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/hypervisor"
+)
+
+func (s *Server) registerTaskHandlers(r *runner) {
+	r.register("vm.create", taskHandler{run: s.runVMCreate, resumable: true})
+	r.register("vm.delete", taskHandler{run: s.runVMDelete, resumable: true})
+	for action := range powerActions {
+		h := taskHandler{run: s.runVMPower, resumable: true}
+		if action == api.ActionReset {
+			h = taskHandler{run: s.runVMPower, interrupted: "the VM may or may not have been reset"}
+		}
+		r.register("vm.power."+action, h)
+	}
+}
+
+// vmConfig is what the host needs to run a VM.
+func (s *Server) vmConfig(vm *api.VM) (hypervisor.VMConfig, error) {
+	cfg := hypervisor.VMConfig{ID: vm.Metadata.ID, Name: vm.Metadata.Name, CPUs: vm.Spec.CPUs,
+		MemoryBytes: int64(vm.Spec.MemoryBytes), Labels: vm.Metadata.Labels}
+	for _, d := range vm.Spec.Disks {
+		o, ok := s.cache.Get(api.KindDatastore, d.Datastore.ID)
+		if !ok {
+			return cfg, api.Errorf(api.ErrConflict, "disk %s of vm %s is on datastore %s, which is gone", d.Name, vm.Metadata.Name, d.Datastore.ID)
+		}
+		cfg.Disks = append(cfg.Disks, hypervisor.DiskConfig{Name: d.Name, Path: filepath.Join(o.(*api.Datastore).Spec.Path, d.Path),
+			SizeBytes: int64(d.SizeBytes), Bus: d.Bus})
+	}
+	for _, n := range vm.Spec.NICs {
+		vlan := 0
+		if o, ok := s.cache.Get(api.KindPortGroup, n.PortGroup.ID); ok {
+			vlan = o.(*api.PortGroup).Spec.VLAN
+		}
+		cfg.NICs = append(cfg.NICs, hypervisor.NICConfig{Name: n.Name, MAC: n.MAC, Model: n.Model, PortGroup: n.PortGroup.ID, VLAN: vlan})
+	}
+	return cfg, nil
+}
+
+// loadVM reads a task's VM and its host.
+func (s *Server) loadVM(ctx context.Context, t *taskRun) (*api.VM, *api.Host, error) {
+	o, err := s.store.Get(ctx, api.KindVM, t.task.Target.ID)
+	if err != nil {
+		return nil, nil, fmt.Errorf("vm %s: %w", t.task.Target.Name, err)
+	}
+	vm := o.(*api.VM)
+	h, err := s.vmHost(vm)
+	return vm, h, err
+}
+
+func (s *Server) runVMCreate(ctx context.Context, t *taskRun) (any, error) {
+	var p vmCreateParams
+	if err := t.params(&p); err != nil {
+		return nil, err
+	}
+	vm, h, err := s.loadVM(ctx, t)
+	if vm == nil {
+		return nil, err
+	}
+	if vm.Status.Phase == api.PhaseCreating {
+		if err == nil {
+			err = s.defineVM(ctx, t, vm, h)
+		}
+		if err != nil {
+			// Undo: nothing of the VM may stay behind.
+			if h != nil && h.Status.Address != "" {
+				_ = s.agents.Undefine(ctx, target(h), vm.Metadata.ID, true)
+			}
+			if _, derr := s.store.Delete(ctx, vm); derr != nil {
+				s.log.Error("cannot remove the VM of a failed create", "vm", vm.Metadata.Name, "err", derr)
+			}
+			return nil, fmt.Errorf("create vm %s on host %s: %w", vm.Metadata.Name, vm.Spec.Host.Name, err)
+		}
+	}
+	if p.PowerOn {
+		t.progress(ctx, 50, "powering on")
+		if _, err := s.powerOn(ctx, t, vm.Metadata.ID); err != nil {
+			return nil, fmt.Errorf("vm %s was created but did not power on: %w", vm.Metadata.Name, err)
+		}
+	}
+	return api.Ref{ID: vm.Metadata.ID, Name: vm.Metadata.Name}, nil
+}
+
+// defineVM gives the host the VM's definition and marks the VM ready.
+func (s *Server) defineVM(ctx context.Context, t *taskRun, vm *api.VM, h *api.Host) error {
+	cfg, err := s.vmConfig(vm)
+	if err != nil {
+		return err
+	}
+	t.progress(ctx, 10, "defining the VM on host "+h.Metadata.Name)
+	st, err := s.agents.Define(ctx, target(h), cfg)
+	if err != nil {
+		return err
+	}
+	return s.updateObject(ctx, api.KindVM, vm.Metadata.ID, func(o api.Object) error {
+		v := o.(*api.VM)
+		v.Status.Phase = api.PhaseReady
+		v.Status.StateSeq = st.Seq
+		setPower(v, st.PowerState, st.Reason)
+		return nil
+	})
+}
+
+func (s *Server) runVMDelete(ctx context.Context, t *taskRun) (any, error) {
+	var p vmDeleteParams
+	if err := t.params(&p); err != nil {
+		return nil, err
+	}
+	vm, h, err := s.loadVM(ctx, t)
+	if errors.Is(err, api.ErrNotFound) && t.resumed {
+		return nil, nil // already gone
+	}
+	if err == nil {
+		t.progress(ctx, 20, "removing the VM from host "+h.Metadata.Name)
+		err = s.agents.Undefine(ctx, target(h), vm.Metadata.ID, p.Force)
+		if errors.Is(err, api.ErrNotFound) {
+			err = nil // the host never had it, or already removed it
+		}
+	}
+	if err == nil {
+		_, err = s.store.Delete(ctx, &api.VM{Metadata: api.ObjectMeta{ID: vm.Metadata.ID, Name: vm.Metadata.Name}})
+		if err == nil {
+			return nil, nil
+		}
+	}
+	// Undo: the VM stays, usable again.
+	if vm != nil {
+		_ = s.updateObject(ctx, api.KindVM, vm.Metadata.ID, func(o api.Object) error {
+			o.(*api.VM).Status.Phase = api.PhaseReady
+			return nil
+		})
+		return nil, fmt.Errorf("delete vm %s: %w", vm.Metadata.Name, err)
+	}
+	return nil, err
+}
+
+func (s *Server) runVMPower(ctx context.Context, t *taskRun) (any, error) {
+	var req api.PowerRequest
+	if err := t.params(&req); err != nil {
+		return nil, err
+	}
+	if req.Action == api.ActionStart {
+		return s.powerOn(ctx, t, t.task.Target.ID)
+	}
+	vm, h, err := s.loadVM(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkPower(vm, req.Action); err != nil {
+		if t.resumed && vm.Status.PowerState == powerActions[req.Action].to {
+			return vm.Status.PowerState, nil // done before the restart
+		}
+		return nil, err
+	}
+	switch {
+	case req.Action == api.ActionStop && !req.Force && vm.Status.PowerState == api.PowerOn:
+		t.progress(ctx, 10, "asking the guest to shut down")
+	default:
+		t.progress(ctx, 10, req.Action+" in progress")
+	}
+	st, err := s.agents.Power(ctx, target(h), vm.Metadata.ID, req)
+	if err != nil {
+		return nil, fmt.Errorf("%s vm %s on host %s: %w", req.Action, vm.Metadata.Name, h.Metadata.Name, err)
+	}
+	if err := s.recordVMState(ctx, st); err != nil {
+		return nil, err
+	}
+	return st.PowerState, nil
+}
+
+// powerOn starts (or resumes) a VM: it pushes the current definition,
+// holds room on the host, and records the new state.
+func (s *Server) powerOn(ctx context.Context, t *taskRun, vmID string) (any, error) {
+	o, err := s.store.Get(ctx, api.KindVM, vmID)
+	if err != nil {
+		return nil, err
+	}
+	vm := o.(*api.VM)
+	h, err := s.vmHost(vm)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkPower(vm, api.ActionStart); err != nil {
+		if t.resumed && vm.Status.PowerState == api.PowerOn {
+			return api.PowerOn, nil
+		}
+		return nil, err
+	}
+	action := api.ActionStart
+	if vm.Status.PowerState == api.PowerSuspended {
+		action = api.ActionResume
+	} else {
+		co, ok := s.cache.Get(api.KindCluster, vm.Spec.Cluster.ID)
+		if !ok {
+			return nil, api.Errorf(api.ErrConflict, "vm %s is in no cluster", vm.Metadata.Name)
+		}
+		release, err := s.places.admit(vm, co.(*api.Cluster), h, true)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
+		cfg, err := s.vmConfig(vm)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := s.agents.Define(ctx, target(h), cfg); err != nil {
+			return nil, fmt.Errorf("update the definition of vm %s on host %s: %w", vm.Metadata.Name, h.Metadata.Name, err)
+		}
+	}
+	t.progress(ctx, 60, "powering on")
+	st, err := s.agents.Power(ctx, target(h), vm.Metadata.ID, api.PowerRequest{Action: action})
+	if err != nil {
+		return nil, fmt.Errorf("power on vm %s on host %s: %w", vm.Metadata.Name, h.Metadata.Name, err)
+	}
+	if err := s.recordVMState(ctx, st); err != nil {
+		return nil, err
+	}
+	return st.PowerState, nil
+}
