@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -250,8 +251,12 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 		a.interval = time.Duration(resp.IntervalSeconds) * time.Second
 	}
 	a.mu.Lock()
+	changed := !slices.Equal(a.datastores, resp.Datastores)
 	a.datastores = resp.Datastores
 	a.mu.Unlock()
+	if changed {
+		a.changed() // report on the new datastores without waiting a tick
+	}
 	return nil
 }
 

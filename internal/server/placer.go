@@ -87,8 +87,10 @@ func (p *placer) request(cl *api.Cluster, cpus int, mem int64, datastores []stri
 }
 
 // place picks a host for a new VM, or checks the one the user named, and
-// reserves its share until release is called.
-func (p *placer) place(vmID string, cl *api.Cluster, hostID string, req scheduler.Request) (string, func(), error) {
+// reserves its share until release is called. A VM put on a named host
+// needs room there only if it is to be powered on: registering a
+// powered-off VM takes nothing.
+func (p *placer) place(vmID string, cl *api.Cluster, hostID string, req scheduler.Request, powerOn bool) (string, func(), error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	hosts := p.snapshot(cl.Metadata.ID)
@@ -99,7 +101,11 @@ func (p *placer) place(vmID string, cl *api.Cluster, hostID string, req schedule
 				chosen = h
 			}
 		}
-		if ok, why := scheduler.Fits(chosen, req); !ok {
+		check := req
+		if !powerOn {
+			check.CPUs, check.MemoryBytes = 0, 0
+		}
+		if ok, why := scheduler.Fits(chosen, check); !ok {
 			if why == "not enough room" {
 				cpus, mem := scheduler.Room(chosen, req)
 				return "", nil, api.Errorf(api.ErrUnprocessable, "host %s has no room for %d vCPU and %s of memory: %d vCPU and %s free",

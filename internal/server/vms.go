@@ -155,7 +155,7 @@ func (s *Server) createVM(w http.ResponseWriter, r *http.Request) {
 	for _, d := range vm.Spec.Disks {
 		dss = append(dss, d.Datastore.ID)
 	}
-	chosen, release, err := s.places.place(vm.Metadata.ID, cl, hostID, s.places.request(cl, vm.Spec.CPUs, int64(vm.Spec.MemoryBytes), dss))
+	chosen, release, err := s.places.place(vm.Metadata.ID, cl, hostID, s.places.request(cl, vm.Spec.CPUs, int64(vm.Spec.MemoryBytes), dss), req.PowerOn)
 	if err != nil {
 		fail(w, fmt.Errorf("place vm %q in cluster %s: %w", req.Name, cl.Metadata.Name, err))
 		return
