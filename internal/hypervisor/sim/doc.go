@@ -1,0 +1,19 @@
+// Package sim is a simulated hypervisor: a hypervisor.Driver that runs no
+// guests but models them well enough for scale tests (thousands of VMs on one
+// machine), what-if planning and demos, without QEMU or root.
+//
+// It is a product feature, not a test fake, and passes the same conformance
+// suite (hypervisortest) as the qemu driver. What it models:
+//
+//   - Power state per VM, kept in a JSON file in the VM's directory, so that a
+//     VM that was on when the agent died is still on when a new agent
+//     attaches — the same promise the qemu driver keeps with real processes.
+//   - Guest boot time (Options.BootDelay) and ACPI shutdown time
+//     (Options.ShutdownDelay). A shutdown that was requested before the agent
+//     died completes on schedule even though nobody watched it.
+//   - Guests that ignore ACPI (the label LabelIgnoreACPI), so that callers can
+//     exercise their shutdown-timeout-then-power-off path.
+//
+// Disks and NICs are accounted for in the definition only: sim never creates
+// disk files or network devices.
+package sim
