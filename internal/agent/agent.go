@@ -141,6 +141,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(sctx)
+	// Let go of the VMs without touching them.
+	if c, ok := a.cfg.Driver.(io.Closer); ok {
+		_ = c.Close()
+	}
 	a.log.Info("agent stopped; its VMs keep running")
 	return nil
 }
