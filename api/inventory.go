@@ -69,8 +69,8 @@ type HostSpec struct {
 
 type HostStatus struct {
 	Connection     string    `json:"connection"`
-	LastHeartbeat  time.Time `json:"lastHeartbeat,omitempty"`
-	ConnectedSince time.Time `json:"connectedSince,omitempty"`
+	LastHeartbeat  time.Time `json:"lastHeartbeat,omitzero"`
+	ConnectedSince time.Time `json:"connectedSince,omitzero"`
 	// Address is where the agent's API listens (host:port), as it reported.
 	Address  string `json:"address,omitempty"`
 	Hostname string `json:"hostname,omitempty"`

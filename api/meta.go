@@ -1,6 +1,9 @@
 package api
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Kinds name the object collections; they are also the REST path segment
 // (/api/v1/<kind>) and the etcd key segment.
@@ -47,4 +50,15 @@ func (r Ref) String() string {
 		return r.Name
 	}
 	return r.ID
+}
+
+// Singular names one object of a kind, for messages: "vms" → "vm".
+func Singular(kind string) string {
+	switch kind {
+	case KindVM:
+		return "vm"
+	case KindPortGroup:
+		return "port group"
+	}
+	return strings.TrimSuffix(kind, "s")
 }

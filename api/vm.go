@@ -64,7 +64,7 @@ type VMStatus struct {
 	// LastKnownPowerState is the last state the host reported, kept while
 	// PowerState is unknown.
 	LastKnownPowerState string    `json:"lastKnownPowerState,omitempty"`
-	PowerChanged        time.Time `json:"powerChanged,omitempty"`
+	PowerChanged        time.Time `json:"powerChanged,omitzero"`
 	Message             string    `json:"message,omitempty"`
 	// StateSeq orders the host's reports of this VM's state so that an old
 	// report never overwrites a newer one.

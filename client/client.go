@@ -263,11 +263,9 @@ func (c *Client) WaitTask(ctx context.Context, id string, progress func(*api.Tas
 	}
 }
 
-// Wait is WaitTask for a task a call just returned; it passes errors through.
-func (c *Client) Wait(ctx context.Context, t *api.Task, err error) (*api.Task, error) {
-	if err != nil {
-		return t, err
-	}
+// Wait waits for a task a call just returned (see WaitTask); one the
+// request already finished needs no round trip.
+func (c *Client) Wait(ctx context.Context, t *api.Task) (*api.Task, error) {
 	if api.TaskDone(t.State) {
 		if t.State != api.TaskSucceeded && t.Error != nil {
 			return t, t.Error

@@ -146,7 +146,10 @@ func (d *dc) vm(name string) *api.VM {
 // run waits for a task and fails the test if it does not succeed.
 func (d *dc) run(task *api.Task, err error) *api.Task {
 	d.t.Helper()
-	t, err := d.c.Wait(context.Background(), task, err)
+	if err != nil {
+		d.t.Fatalf("request failed: %v", err)
+	}
+	t, err := d.c.Wait(context.Background(), task)
 	if err != nil {
 		d.t.Fatalf("task failed: %v", err)
 	}

@@ -16,7 +16,7 @@ import (
 	"github.com/vdc-project/vdc/internal/store"
 )
 
-var singular = store.Singular
+var singular = api.Singular
 
 // taskHandler does the work of one kind of task.
 type taskHandler struct {

@@ -40,19 +40,7 @@ func Kinds() []string {
 	return out
 }
 
-// singular names a kind in messages: "vms" → "vm".
-func singular(kind string) string {
-	switch kind {
-	case api.KindVM:
-		return "vm"
-	case api.KindPortGroup:
-		return "port group"
-	}
-	return strings.TrimSuffix(kind, "s")
-}
-
-// Singular is the name of one object of a kind, for messages.
-func Singular(kind string) string { return singular(kind) }
+var singular = api.Singular
 
 func objKey(kind, id string) string    { return objPrefix + kind + "/" + id }
 func nameKey(kind, name string) string { return namePrefix + kind + "/" + name }

@@ -1,0 +1,150 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/agent"
+	"github.com/vdc-project/vdc/internal/hypervisor"
+	"github.com/vdc-project/vdc/internal/hypervisor/sim"
+)
+
+type driverFlags struct {
+	driver    string
+	simCPUs   int
+	simMemory string
+}
+
+func (d *driverFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&d.driver, "driver", "sim", "hypervisor driver: sim")
+	cmd.Flags().IntVar(&d.simCPUs, "sim-cpus", sim.DefaultCPUs, "CPUs of a simulated host")
+	cmd.Flags().StringVar(&d.simMemory, "sim-memory", api.Size(sim.DefaultMemoryBytes).String(), "memory of a simulated host")
+}
+
+// args are the flags to pass on to an agent process.
+func (d *driverFlags) args() []string {
+	return []string{"--driver", d.driver, "--sim-cpus", fmt.Sprint(d.simCPUs), "--sim-memory", d.simMemory}
+}
+
+func (d *driverFlags) check() error {
+	switch d.driver {
+	case "sim":
+	default:
+		return fmt.Errorf("--driver %q: this build knows only the sim driver", d.driver)
+	}
+	if d.simCPUs < 1 {
+		return fmt.Errorf("--sim-cpus must be at least 1, got %d", d.simCPUs)
+	}
+	if _, err := api.ParseSize(d.simMemory); err != nil {
+		return fmt.Errorf("--sim-memory: %w", err)
+	}
+	return nil
+}
+
+func (d *driverFlags) new(log *slog.Logger) (hypervisor.Driver, error) {
+	if err := d.check(); err != nil {
+		return nil, err
+	}
+	mem, _ := api.ParseSize(d.simMemory)
+	return sim.New(sim.Options{CPUs: d.simCPUs, MemoryBytes: int64(mem), Logger: log}), nil
+}
+
+func newAgentCmd(g *globals) *cobra.Command {
+	var cfg agent.Config
+	var df driverFlags
+	var lf logFlags
+	var simHosts int
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the host agent that runs this machine's VMs",
+		Long: `Run the host agent. The first start joins the datacenter with a join token
+(from 'vdc host token create'); the host's certificate and identity are then
+kept in --data and later starts need no token. VMs keep running when the agent
+stops; a restarted agent re-attaches to them.
+
+--sim-hosts N runs N simulated hosts in this one process (NAME-1..NAME-N, data
+in DATA/NAME-i), for scale tests and planning.`,
+		Example: `  vdc agent --server https://10.0.0.1:7443 --join-token vdc1.xxxx.yyyy --data /var/lib/vdc-agent --name esx1`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, closeLog, err := lf.logger(os.Stderr)
+			if err != nil {
+				return err
+			}
+			defer closeLog()
+			if err := df.check(); err != nil {
+				return err
+			}
+			ctx, stop := signalContext(cmd.Context())
+			defer stop()
+			if simHosts <= 0 {
+				return runAgent(ctx, cfg, &df, log)
+			}
+			if df.driver != "sim" {
+				return errors.New("--sim-hosts needs --driver sim")
+			}
+			if cfg.Name == "" {
+				cfg.Name = "sim"
+			}
+			var wg sync.WaitGroup
+			errs := make(chan error, simHosts)
+			for i := 1; i <= simHosts; i++ {
+				c := cfg
+				c.Name = fmt.Sprintf("%s-%d", cfg.Name, i)
+				c.DataDir = filepath.Join(cfg.DataDir, c.Name)
+				c.Advertise = ""
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if err := runAgent(ctx, c, &df, log); err != nil {
+						errs <- fmt.Errorf("host %s: %w", c.Name, err)
+						stop()
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			return errors.Join(collect(errs)...)
+		},
+	}
+	cmd.Flags().StringVar(&cfg.ServerURL, "server", "", "management server URL, e.g. https://10.0.0.1:7443")
+	cmd.Flags().StringVar(&cfg.JoinToken, "join-token", "", "join token (needed the first time only)")
+	cmd.Flags().StringVar(&cfg.DataDir, "data", "./vdc-agent", "data directory")
+	cmd.Flags().StringVar(&cfg.Name, "name", "", "host name (default: the hostname)")
+	cmd.Flags().StringVar(&cfg.Listen, "listen", "", "agent API address (default :7444, or 127.0.0.1:0 when the server is on loopback)")
+	cmd.Flags().StringVar(&cfg.Advertise, "advertise", "", "address the server should dial (default: derived from --listen)")
+	cmd.Flags().IntVar(&simHosts, "sim-hosts", 0, "run this many simulated hosts in one process")
+	df.add(cmd)
+	lf.add(cmd)
+	_ = cmd.MarkFlagRequired("server")
+	return cmd
+}
+
+func runAgent(ctx context.Context, cfg agent.Config, df *driverFlags, log *slog.Logger) error {
+	drv, err := df.new(log)
+	if err != nil {
+		return err
+	}
+	cfg.Driver, cfg.Log = drv, log
+	a, err := agent.New(cfg)
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx)
+}
+
+func collect(ch <-chan error) []error {
+	var out []error
+	for e := range ch {
+		out = append(out, e)
+	}
+	return out
+}

@@ -1,0 +1,305 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/client"
+)
+
+func newBenchCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "bench", Short: "Measure vdc's performance"}
+	cmd.AddCommand(newBenchAPICmd(g))
+	return cmd
+}
+
+type benchAPI struct {
+	vms, hosts, conc int
+	keep             string
+	lists            int
+}
+
+// benchResult is what `vdc bench api` reports.
+type benchResult struct {
+	VMs, Hosts, Concurrency int
+	CreateSeconds           float64 `json:"createSeconds"`
+	CreatesPerSecond        float64 `json:"createsPerSecond"`
+	VMsOnPerSecond          float64 `json:"vmsOnPerSecond"`
+	CreateP50, CreateP99    float64 // ms, from request to finished task
+	PowerOnP50, PowerOnP99  float64 // ms
+	ListP50, ListP99        float64 // ms, full list of every VM
+	ListBytes               int
+	ServerRSSMiB            float64 `json:"serverRssMiB"`
+	ServerPeakRSSMiB        float64 `json:"serverPeakRssMiB"`
+	Errors                  int64
+}
+
+func newBenchAPICmd(g *globals) *cobra.Command {
+	var b benchAPI
+	cmd := &cobra.Command{
+		Use:   "api",
+		Short: "Create and power on many VMs through the real API on sim hosts, then list them",
+		Long: `Start a 'vdc server' and one 'vdc agent --sim-hosts N' process (N simulated
+hosts in one agent process, each joined with its own certificate and its
+own agent API), then through the REST API create and power on --vms VMs with
+--concurrency clients, and list them all repeatedly. Reports creates/s,
+latencies (p50/p99) and the server's memory.`,
+		Example: `  vdc bench api --vms 10000 --hosts 100 --concurrency 32`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if b.vms < 1 || b.hosts < 1 || b.conc < 1 || b.lists < 1 {
+				return fmt.Errorf("--vms, --hosts, --concurrency and --lists must be at least 1")
+			}
+			res, err := b.run(cmd.Context(), g)
+			if err != nil {
+				return err
+			}
+			if g.output == "json" {
+				enc := json.NewEncoder(g.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(res)
+			}
+			fmt.Fprintf(g.stdout, `vdc bench api: %d VMs on %d sim hosts, %d concurrent clients
+  create + power on: %.1f s, %.0f creates/s, %.0f VMs created and powered on/s
+  create latency:    p50 %.1f ms  p99 %.1f ms (request to finished task)
+  power-on latency:  p50 %.1f ms  p99 %.1f ms
+  list %d VMs:     p50 %.1f ms  p99 %.1f ms (%.1f MiB of JSON)
+  server memory:     %.0f MiB RSS (peak %.0f MiB), embedded etcd included
+  errors:            %d
+`, res.VMs, res.Hosts, res.Concurrency, res.CreateSeconds, res.CreatesPerSecond, res.VMsOnPerSecond,
+				res.CreateP50, res.CreateP99, res.PowerOnP50, res.PowerOnP99, res.VMs, res.ListP50, res.ListP99,
+				float64(res.ListBytes)/(1<<20), res.ServerRSSMiB, res.ServerPeakRSSMiB, res.Errors)
+			return nil
+		},
+	}
+	cmd.Flags().IntVar(&b.vms, "vms", 10000, "VMs to create and power on")
+	cmd.Flags().IntVar(&b.hosts, "hosts", 100, "simulated hosts")
+	cmd.Flags().IntVar(&b.conc, "concurrency", 32, "concurrent API clients")
+	cmd.Flags().IntVar(&b.lists, "lists", 50, "full VM lists to time")
+	cmd.Flags().StringVar(&b.keep, "data", "", "keep the benchmark's data in this directory (default: a temp dir, removed)")
+	return cmd
+}
+
+func (b *benchAPI) run(ctx context.Context, g *globals) (*benchResult, error) {
+	dir := b.keep
+	if dir == "" {
+		d, err := os.MkdirTemp("", "vdc-bench")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	srvDir := filepath.Join(dir, "server")
+	srv, err := spawn(exe, filepath.Join(dir, "server.log"), "server", "--data", srvDir, "--listen", "127.0.0.1:0", "--log-level", "warn")
+	if err != nil {
+		return nil, err
+	}
+	defer stopProc(srv)
+	c, err := waitForServer(ctx, filepath.Join(srvDir, "admin.json"))
+	if err != nil {
+		return nil, err
+	}
+	if err := bootstrapInventory(ctx, c, filepath.Join(dir, "datastore1")); err != nil {
+		return nil, err
+	}
+	tok, err := c.CreateJoinToken(ctx, api.JoinTokenRequest{Uses: b.hosts, Cluster: upCluster})
+	if err != nil {
+		return nil, err
+	}
+	// Room for every VM: the bench measures the control plane, not placement refusals.
+	perHost := (b.vms + b.hosts - 1) / b.hosts
+	agentProc, err := spawn(exe, filepath.Join(dir, "agents.log"), "agent", "--server", c.URL(), "--join-token", tok.Token,
+		"--data", filepath.Join(dir, "agents"), "--name", "sim", "--sim-hosts", strconv.Itoa(b.hosts),
+		"--sim-cpus", strconv.Itoa(max(16, perHost)), "--sim-memory", api.Size(int64(perHost+16)<<30).String(), "--log-level", "warn")
+	if err != nil {
+		return nil, err
+	}
+	defer stopProc(agentProc)
+	fmt.Fprintf(g.stderr, "waiting for %d sim hosts...\n", b.hosts)
+	if err := waitConnected(ctx, c, b.hosts, 2*time.Minute); err != nil {
+		return nil, err
+	}
+	res := &benchResult{VMs: b.vms, Hosts: b.hosts, Concurrency: b.conc}
+	fmt.Fprintf(g.stderr, "creating and powering on %d VMs...\n", b.vms)
+	creates, powers := make([]time.Duration, b.vms), make([]time.Duration, b.vms)
+	var next, errs, createdAt atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := 0; w < b.conc; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= b.vms {
+					return
+				}
+				name := fmt.Sprintf("bench-%05d", i)
+				t0 := time.Now()
+				t, err := c.CreateVM(ctx, api.VMCreateRequest{Name: name, CPUs: 1, Memory: api.MustSize("256MiB"), Disks: []api.DiskRequest{{Size: api.MustSize("10GiB")}}})
+				if err == nil {
+					_, err = c.Wait(ctx, t)
+				}
+				t1 := time.Now()
+				creates[i] = t1.Sub(t0)
+				createdAt.Store(int64(t1.Sub(start)))
+				if err == nil {
+					t, err = c.Power(ctx, name, api.PowerRequest{Action: api.ActionStart})
+					if err == nil {
+						_, err = c.Wait(ctx, t)
+					}
+				}
+				powers[i] = time.Since(t1)
+				if err != nil {
+					if errs.Add(1) <= 3 {
+						fmt.Fprintf(g.stderr, "vm %s: %v\n", name, err)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	total := time.Since(start)
+	res.CreateSeconds = total.Seconds()
+	res.CreatesPerSecond = float64(b.vms) / total.Seconds()
+	res.VMsOnPerSecond = res.CreatesPerSecond
+	res.Errors = errs.Load()
+	res.CreateP50, res.CreateP99 = percentiles(creates)
+	res.PowerOnP50, res.PowerOnP99 = percentiles(powers)
+	fmt.Fprintf(g.stderr, "listing %d VMs %d times...\n", b.vms, b.lists)
+	lists := make([]time.Duration, b.lists)
+	for i := range lists {
+		t0 := time.Now()
+		var raw json.RawMessage
+		if err := c.Do(ctx, client.Request{Method: "GET", Path: "/vms"}, &raw); err != nil {
+			return nil, fmt.Errorf("list VMs: %w", err)
+		}
+		var l api.List[*api.VM]
+		if err := json.Unmarshal(raw, &l); err != nil {
+			return nil, err
+		}
+		lists[i] = time.Since(t0)
+		if len(l.Items) != b.vms-int(res.Errors) && i == 0 {
+			fmt.Fprintf(g.stderr, "warning: listed %d VMs, expected %d\n", len(l.Items), b.vms)
+		}
+		res.ListBytes = len(raw)
+	}
+	res.ListP50, res.ListP99 = percentiles(lists)
+	res.ServerRSSMiB, res.ServerPeakRSSMiB = procMemory(srv.Process.Pid)
+	return res, nil
+}
+
+func percentiles(d []time.Duration) (p50, p99 float64) {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	at := func(q float64) float64 {
+		i := int(q * float64(len(s)-1))
+		return float64(s[i].Microseconds()) / 1000
+	}
+	return at(0.50), at(0.99)
+}
+
+// procMemory reads a process's resident and peak resident memory in MiB.
+func procMemory(pid int) (rss, peak float64) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseFloat(f[1], 64)
+		switch f[0] {
+		case "VmRSS:":
+			rss = kb / 1024
+		case "VmHWM:":
+			peak = kb / 1024
+		}
+	}
+	return rss, peak
+}
+
+// spawn starts a vdc subcommand with its output in a log file; it dies with us.
+func spawn(exe, logPath string, args ...string) (*exec.Cmd, error) {
+	f, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(exe, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start vdc %s: %w", args[0], err)
+	}
+	go func() { _ = cmd.Wait(); f.Close() }()
+	return cmd, nil
+}
+
+func stopProc(cmd *exec.Cmd) {
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	for i := 0; i < 100; i++ {
+		if err := cmd.Process.Signal(syscall.Signal(0)); err != nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	_ = cmd.Process.Kill()
+}
+
+// waitForServer waits for a server's client config and API.
+func waitForServer(ctx context.Context, cfgPath string) (*client.Client, error) {
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		if c, err := client.FromFile(cfgPath); err == nil {
+			if _, err := c.Version(ctx); err == nil {
+				return c, nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return nil, fmt.Errorf("server did not come up within a minute (config %s)", cfgPath)
+}
+
+func waitConnected(ctx context.Context, c *client.Client, n int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		hs, err := client.List[*api.Host](ctx, c, api.KindHost, nil)
+		up := 0
+		if err == nil {
+			for _, h := range hs {
+				if h.Status.Connection == api.HostConnected && len(h.Status.Datastores) > 0 {
+					up++
+				}
+			}
+		}
+		if up >= n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("only %d of %d hosts connected after %s", up, n, timeout)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

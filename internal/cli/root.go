@@ -1,0 +1,60 @@
+// Package cli is the vdc command line: `vdc <noun> <verb>`, a client of the
+// REST API only, plus the commands that run the server and agent processes.
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vdc-project/vdc/client"
+	"github.com/vdc-project/vdc/internal/version"
+)
+
+// globals are the flags every command shares.
+type globals struct {
+	config string // client config file
+	output string // table or json
+	async  bool   // return the task ID instead of waiting
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// NewRoot builds the vdc command tree.
+func NewRoot() *cobra.Command {
+	g := &globals{stdout: os.Stdout, stderr: os.Stderr}
+	root := &cobra.Command{
+		Use:           "vdc",
+		Short:         "vdc runs a virtual datacenter: hosts, VMs, storage and networks",
+		Version:       version.String(),
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&g.config, "config", "", "client config file (default $VDC_CONFIG, else <user config dir>/vdc/config.json)")
+	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format of list and info commands: table or json")
+	root.AddCommand(
+		newUpCmd(g), newServerCmd(g), newAgentCmd(g),
+		newVMCmd(g), newHostCmd(g),
+		newDatacenterCmd(g), newClusterCmd(g), newDatastoreCmd(g), newPortGroupCmd(g),
+		newTaskCmd(g), newEventsCmd(g), newVersionCmd(g), newBenchCmd(g),
+	)
+	return root
+}
+
+// Execute runs the CLI and returns the process exit code.
+func Execute() int {
+	root := NewRoot()
+	if err := root.ExecuteContext(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, "vdc:", err)
+		return 1
+	}
+	return 0
+}
+
+// client opens the API client from the config file.
+func (g *globals) client() (*client.Client, error) {
+	return client.FromFile(g.config)
+}

@@ -1,0 +1,111 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vdc-project/vdc/internal/server"
+)
+
+// logFlags configure logging for the long-running commands.
+type logFlags struct {
+	level string
+	file  string
+}
+
+func (l *logFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&l.level, "log-level", "info", "log level: debug, info, warn or error")
+	cmd.Flags().StringVar(&l.file, "log-file", "", "write logs to this file instead of stderr")
+}
+
+func (l *logFlags) logger(defaultOut *os.File) (*slog.Logger, func(), error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(l.level)); err != nil {
+		return nil, nil, fmt.Errorf("--log-level: %w", err)
+	}
+	out, closeFn := defaultOut, func() {}
+	if l.file != "" {
+		f, err := os.OpenFile(l.file, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		if err != nil {
+			return nil, nil, fmt.Errorf("open log file: %w", err)
+		}
+		out, closeFn = f, func() { f.Close() }
+	}
+	return slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: lvl})), closeFn, nil
+}
+
+// signalContext ends on SIGINT or SIGTERM.
+func signalContext(parent context.Context) (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+}
+
+type serverFlags struct {
+	data, listen, name string
+	etcd               []string
+	tlsNames           []string
+	heartbeat, timeout time.Duration
+	retention          time.Duration
+}
+
+func (f *serverFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.listen, "listen", "127.0.0.1:7443", "API address (host:port)")
+	cmd.Flags().StringVar(&f.name, "name", "", "name of this server (default: the hostname)")
+	cmd.Flags().StringSliceVar(&f.etcd, "etcd-endpoints", nil, "use this external etcd cluster instead of the embedded one")
+	cmd.Flags().StringSliceVar(&f.tlsNames, "tls-san", nil, "extra DNS names or IPs for the API certificate")
+	cmd.Flags().DurationVar(&f.heartbeat, "heartbeat-interval", 2*time.Second, "how often hosts report")
+	cmd.Flags().DurationVar(&f.timeout, "host-timeout", 6*time.Second, "how long without a heartbeat before a host is shown disconnected")
+	cmd.Flags().DurationVar(&f.retention, "task-retention", 7*24*time.Hour, "how long finished tasks are kept")
+}
+
+func (f *serverFlags) config(dataDir string, log *slog.Logger) server.Config {
+	return server.Config{DataDir: dataDir, Listen: f.listen, Name: f.name, EtcdEndpoints: f.etcd, TLSNames: f.tlsNames,
+		HeartbeatInterval: f.heartbeat, HostTimeout: f.timeout, TaskRetention: f.retention, Log: log}
+}
+
+func newServerCmd(g *globals) *cobra.Command {
+	var f serverFlags
+	var lf logFlags
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the management server (REST API, tasks, controllers)",
+		Long: `Run the management server. State lives in an embedded etcd in --data
+(or in an external etcd cluster with --etcd-endpoints). On its first start the
+server creates the datacenter CA and an admin token, and writes a client config
+to <data>/admin.json: point VDC_CONFIG at it to use the CLI. Hosts join with a
+token from 'vdc host token create'.`,
+		Example: `  vdc server --data /var/lib/vdc --listen 0.0.0.0:7443
+  VDC_CONFIG=/var/lib/vdc/admin.json vdc host token create --uses 3`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, closeLog, err := lf.logger(os.Stderr)
+			if err != nil {
+				return err
+			}
+			defer closeLog()
+			ctx, stop := signalContext(cmd.Context())
+			defer stop()
+			srv, err := server.New(f.config(f.data, log))
+			if err != nil {
+				return err
+			}
+			if err := srv.Start(ctx); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stdout, "vdc server listening on %s\nclient config: %s (export VDC_CONFIG=%s)\n", srv.URL(), srv.ClientConfigPath(), srv.ClientConfigPath())
+			<-ctx.Done()
+			srv.Stop()
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&f.data, "data", "./vdc-server", "data directory")
+	f.add(cmd)
+	lf.add(cmd)
+	return cmd
+}

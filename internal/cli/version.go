@@ -1,0 +1,59 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/version"
+)
+
+// versionInfo is what `vdc version -o json` prints.
+type versionInfo struct {
+	Client      string       `json:"client"`
+	Server      *api.Version `json:"server,omitempty"`
+	ServerError string       `json:"serverError,omitempty"`
+}
+
+func newVersionCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:     "version",
+		Short:   "Print the version of the CLI and, when it answers, of the server",
+		Example: "  vdc version\n  vdc version -o json",
+		Args:    exactArgs(0),
+		PreRunE: func(*cobra.Command, []string) error { return g.checkOutput() },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			info := versionInfo{Client: version.String()}
+			// An unreachable server is part of the answer, not a failure: the
+			// command must work before any server exists.
+			if c, err := g.client(); err != nil {
+				info.ServerError = err.Error()
+			} else {
+				ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
+				defer cancel()
+				if v, err := c.Version(ctx); err != nil {
+					info.ServerError = fmt.Sprintf("%s: %v", c.URL(), err)
+				} else {
+					info.Server = v
+				}
+			}
+			if g.jsonOutput() {
+				return writeJSON(g.stdout, info)
+			}
+			fmt.Fprintf(g.stdout, "client: %s\n", info.Client)
+			if s := info.Server; s != nil {
+				leader := s.Leader
+				if s.IsLeader {
+					leader += " (this server)"
+				}
+				fmt.Fprintf(g.stdout, "server: %s\nserver name: %s\nleader: %s\n", s.Version, s.Server, leader)
+			} else {
+				fmt.Fprintf(g.stderr, "server: not reachable: %s\n", info.ServerError)
+			}
+			return nil
+		},
+	}
+}

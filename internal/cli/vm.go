@@ -1,0 +1,363 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/client"
+)
+
+func newVMCmd(g *globals) *cobra.Command {
+	d := &nounDef[*api.VM]{
+		kind: api.KindVM, singular: "vm", title: "VM", plural: "VMs", use: "vm",
+		short:   "Manage virtual machines",
+		columns: vmColumns,
+		info:    vmInfo,
+		listFlags: func(cmd *cobra.Command) func() (url.Values, error) {
+			host := cmd.Flags().String("host", "", "only the VMs of this host")
+			cluster := cmd.Flags().String("cluster", "", "only the VMs of this cluster")
+			power := cmd.Flags().String("power", "", "only the VMs in this power state: on, off, suspended or unknown")
+			return func() (url.Values, error) {
+				q := url.Values{}
+				states := []string{api.PowerOn, api.PowerOff, api.PowerSuspended, api.PowerUnknown}
+				if *power != "" && !slices.Contains(states, *power) {
+					return nil, fmt.Errorf("--power must be one of %s, got %q", strings.Join(states, ", "), *power)
+				}
+				for k, v := range map[string]string{"host": *host, "cluster": *cluster, "power": *power} {
+					if v != "" {
+						q.Set(k, v)
+					}
+				}
+				return q, nil
+			}
+		},
+		create: func(cmd *cobra.Command) func(string) (any, error) {
+			f := &vmCreateFlags{meta: addMetaFlags(cmd, false, true)}
+			fl := cmd.Flags()
+			fl.IntVar(&f.cpus, "cpus", 1, "virtual CPUs")
+			fl.StringVar(&f.memory, "memory", "1GiB", "memory, e.g. 512MiB, 2G")
+			fl.StringArrayVar(&f.disks, "disk", nil, "add a disk: SIZE[,datastore=D][,bus=virtio|scsi|sata] (repeatable)")
+			fl.StringArrayVar(&f.nics, "nic", nil, "add a NIC: PORTGROUP[,mac=MAC][,model=MODEL] (repeatable; default: one on the datacenter's only port group)")
+			fl.BoolVar(&f.noNIC, "no-nic", false, "create the VM without any NIC")
+			fl.StringVar(&f.host, "host", "", "host to run on (default: placement picks one)")
+			fl.StringVar(&f.cluster, "cluster", "", "cluster (default: the only one, or the host's)")
+			fl.BoolVar(&f.start, "start", false, "power the VM on once it is created")
+			return func(name string) (any, error) { return f.request(name) }
+		},
+		createExample: `  vdc vm create web1 --cpus 2 --memory 1GiB --disk 10GiB --start
+  vdc vm create db1 --cpus 4 --memory 8G --disk 20G --disk 200G,datastore=nfs1,bus=scsi --nic vm-network --nic dmz,model=e1000
+  vdc vm create scratch --memory 512MiB --no-nic --host esx2`,
+		created: func(vm *api.VM) string {
+			s := fmt.Sprintf("vm %s created on %s", vm.Metadata.Name, vm.Spec.Host)
+			if vm.Status.PowerState == api.PowerOn {
+				s += " and powered on"
+			}
+			return s
+		},
+		update: func(cmd *cobra.Command) func() (any, error) {
+			m := addMetaFlags(cmd, true, true)
+			cpus := cmd.Flags().Int("cpus", 0, "virtual CPUs (while the VM is off)")
+			memory := cmd.Flags().String("memory", "", "memory, e.g. 2GiB (while the VM is off)")
+			return func() (any, error) {
+				mc, err := m.change("vm")
+				if err != nil {
+					return nil, err
+				}
+				req := api.VMUpdateRequest{Name: mc.name, Description: mc.description, Labels: mc.labels}
+				if cmd.Flags().Changed("cpus") {
+					if err := checkCPUs(*cpus); err != nil {
+						return nil, err
+					}
+					req.CPUs = cpus
+				}
+				if cmd.Flags().Changed("memory") {
+					mem, err := parseSizeFlag("--memory", *memory, api.MinVMMemory, api.MaxVMMemory)
+					if err != nil {
+						return nil, err
+					}
+					req.Memory = &mem
+				}
+				return req, nil
+			}
+		},
+		updateExample: "  vdc vm update web1 --cpus 4 --memory 4GiB\n  vdc vm update web1 --name web-01 --label tier=web --label old=",
+		deleteFlags: func(cmd *cobra.Command) func() url.Values {
+			force := cmd.Flags().Bool("force", false, "delete a VM that is not off: power it off first")
+			return func() url.Values {
+				if *force {
+					return url.Values{"force": {"true"}}
+				}
+				return nil
+			}
+		},
+	}
+	cmd := d.command(g)
+	for _, p := range powerVerbs {
+		cmd.AddCommand(newPowerCmd(g, p))
+	}
+	return cmd
+}
+
+// vmCreateFlags are the flags of vm create.
+type vmCreateFlags struct {
+	meta          *metaFlags
+	cpus          int
+	memory        string
+	disks, nics   []string
+	noNIC         bool
+	host, cluster string
+	start         bool
+}
+
+// request checks the flags and builds the create request. Bounds come
+// from package api, so the CLI and the server agree on them.
+func (f *vmCreateFlags) request(name string) (api.VMCreateRequest, error) {
+	req := api.VMCreateRequest{Name: name, Host: f.host, Cluster: f.cluster, CPUs: f.cpus,
+		Description: f.meta.description, PowerOn: f.start}
+	if err := checkCPUs(f.cpus); err != nil {
+		return req, err
+	}
+	var err error
+	if req.Memory, err = parseSizeFlag("--memory", f.memory, api.MinVMMemory, api.MaxVMMemory); err != nil {
+		return req, err
+	}
+	for _, s := range f.disks {
+		d, err := parseDisk(s)
+		if err != nil {
+			return req, err
+		}
+		req.Disks = append(req.Disks, d)
+	}
+	// No --nic leaves NICs nil (JSON null): the server then gives the VM one
+	// NIC on the datacenter's only port group. --no-nic sends [] for none.
+	if f.noNIC {
+		if len(f.nics) > 0 {
+			return req, fmt.Errorf("--nic and --no-nic contradict each other: give one")
+		}
+		req.NICs = []api.NICRequest{}
+	}
+	for _, s := range f.nics {
+		n, err := parseNIC(s)
+		if err != nil {
+			return req, err
+		}
+		req.NICs = append(req.NICs, n)
+	}
+	req.Labels, err = f.meta.labelMap()
+	return req, err
+}
+
+func checkCPUs(n int) error {
+	if n < 1 || n > api.MaxVMCPUs {
+		return fmt.Errorf("--cpus must be between 1 and %d, got %d", api.MaxVMCPUs, n)
+	}
+	return nil
+}
+
+// parseSizeFlag reads a size flag and checks it is within [lo, hi].
+func parseSizeFlag(flag, s string, lo, hi api.Size) (api.Size, error) {
+	v, err := api.ParseSize(s)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", flag, err)
+	}
+	if v < lo || v > hi {
+		return 0, fmt.Errorf("%s must be between %s and %s, got %s", flag, lo, hi, v)
+	}
+	return v, nil
+}
+
+// parseDisk reads SIZE[,datastore=D][,bus=virtio|scsi|sata].
+func parseDisk(spec string) (api.DiskRequest, error) {
+	var d api.DiskRequest
+	size, opts, err := splitSpec("--disk", "size", spec, "datastore", "bus")
+	if err != nil {
+		return d, err
+	}
+	if d.Size, err = parseSizeFlag(fmt.Sprintf("--disk %q", spec), size, 1, api.MaxDiskSize); err != nil {
+		return d, err
+	}
+	d.Datastore, d.Bus = opts["datastore"], opts["bus"]
+	if buses := []string{api.BusVirtio, api.BusSCSI, api.BusSATA}; d.Bus != "" && !slices.Contains(buses, d.Bus) {
+		return d, fmt.Errorf("--disk %q: bus must be one of %s, got %q", spec, strings.Join(buses, ", "), d.Bus)
+	}
+	return d, nil
+}
+
+// parseNIC reads PORTGROUP[,mac=MAC][,model=MODEL].
+func parseNIC(spec string) (api.NICRequest, error) {
+	var n api.NICRequest
+	pg, opts, err := splitSpec("--nic", "port group", spec, "mac", "model")
+	if err != nil {
+		return n, err
+	}
+	n.PortGroup, n.MAC, n.Model = pg, opts["mac"], opts["model"]
+	if n.MAC != "" {
+		if hw, err := net.ParseMAC(n.MAC); err != nil || len(hw) != 6 {
+			return n, fmt.Errorf("--nic %q: mac %q is not a MAC address like 52:54:00:12:34:56", spec, n.MAC)
+		}
+	}
+	return n, nil
+}
+
+// splitSpec splits "HEAD,key=value,..." with only the given keys allowed,
+// each at most once; headName says what HEAD is, for errors.
+func splitSpec(flag, headName, spec string, keys ...string) (head string, opts map[string]string, err error) {
+	parts := strings.Split(spec, ",")
+	head = strings.TrimSpace(parts[0])
+	if head == "" || strings.Contains(head, "=") {
+		return "", nil, fmt.Errorf("%s %q: start with the %s, then any key=value", flag, spec, headName)
+	}
+	opts = map[string]string{}
+	for _, p := range parts[1:] {
+		k, v, ok := strings.Cut(strings.TrimSpace(p), "=")
+		switch {
+		case !ok || v == "":
+			return "", nil, fmt.Errorf("%s %q: %q is not key=value", flag, spec, p)
+		case !slices.Contains(keys, k):
+			return "", nil, fmt.Errorf("%s %q: unknown key %q; use %s", flag, spec, k, strings.Join(keys, ", "))
+		}
+		if _, dup := opts[k]; dup {
+			return "", nil, fmt.Errorf("%s %q: %s given twice", flag, spec, k)
+		}
+		opts[k] = v
+	}
+	return head, opts, nil
+}
+
+// powerVerb is one of vm start|stop|reset|suspend|resume.
+type powerVerb struct {
+	action, past, short string
+}
+
+var powerVerbs = []powerVerb{
+	{api.ActionStart, "started", "Power a VM on"},
+	{api.ActionStop, "stopped", "Shut a VM down: ask the guest, then power off after --timeout"},
+	{api.ActionReset, "reset", "Reset a VM, like its reset button"},
+	{api.ActionSuspend, "suspended", "Suspend a VM: pause it and keep its memory"},
+	{api.ActionResume, "resumed", "Resume a suspended VM"},
+}
+
+func newPowerCmd(g *globals, p powerVerb) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     p.action + " NAME",
+		Short:   p.short,
+		Example: fmt.Sprintf("  vdc vm %s web1", p.action),
+		Args:    exactArgs(1),
+	}
+	var force bool
+	timeout := api.DefaultStopTimeout
+	if p.action == api.ActionStop {
+		cmd.Flags().BoolVar(&force, "force", false, "power off at once, without asking the guest")
+		cmd.Flags().DurationVar(&timeout, "timeout", api.DefaultStopTimeout, "how long the guest has to shut down before it is powered off")
+		cmd.Example += "\n  vdc vm stop web1 --timeout 5m\n  vdc vm stop web1 --force"
+	}
+	addAsync(cmd, g)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		name := args[0]
+		req := api.PowerRequest{Action: p.action, Force: force}
+		if p.action == api.ActionStop {
+			secs, err := stopTimeout(timeout, force, cmd.Flags().Changed("timeout"))
+			if err != nil {
+				return err
+			}
+			req.TimeoutSeconds = secs
+		}
+		return g.apply(cmd.Context(), change{
+			what: fmt.Sprintf("%s vm %s", p.action, name),
+			call: func(ctx context.Context, c *client.Client) (*api.Task, error) { return c.Power(ctx, name, req) },
+			done: func(ctx context.Context, c *client.Client, t *api.Task) string {
+				if p.action == api.ActionStart {
+					if vm, ok := readTarget[*api.VM](ctx, c, t); ok {
+						return fmt.Sprintf("vm %s started on %s", name, vm.Spec.Host)
+					}
+				}
+				return fmt.Sprintf("vm %s %s", name, p.past)
+			},
+		})
+	}
+	return cmd
+}
+
+// stopTimeout turns --timeout into whole seconds, rounded up so that a
+// short timeout is never 0 (which the server reads as the default).
+func stopTimeout(d time.Duration, force, given bool) (int, error) {
+	switch {
+	case force && given:
+		return 0, fmt.Errorf("--timeout is for a graceful stop; --force powers off at once")
+	case force:
+		return 0, nil
+	case d <= 0:
+		return 0, fmt.Errorf("--timeout must be above 0, got %s", d)
+	}
+	return int(math.Ceil(d.Seconds())), nil
+}
+
+func vmColumns(now time.Time) []column[*api.VM] {
+	return []column[*api.VM]{
+		{header: "name", value: func(vm *api.VM) string { return vm.Metadata.Name }},
+		{header: "power", value: vmPower},
+		{header: "host", value: func(vm *api.VM) string { return vm.Spec.Host.String() }},
+		{header: "cpus", value: func(vm *api.VM) string { return strconv.Itoa(vm.Spec.CPUs) }},
+		{header: "memory", value: func(vm *api.VM) string { return vm.Spec.MemoryBytes.String() }},
+		{header: "disks", value: func(vm *api.VM) string {
+			var total api.Size
+			for _, d := range vm.Spec.Disks {
+				total += d.SizeBytes
+			}
+			return sizeOrEmpty(total)
+		}},
+		{header: "age", value: func(vm *api.VM) string { return age(now, vm.Metadata.Created) }},
+		{header: "message", value: func(vm *api.VM) string { return truncate(vm.Status.Message, 60) }, optional: true},
+	}
+}
+
+// vmPower is the power state, with the last known one when it is unknown
+// and the phase while the VM is being created or deleted.
+func vmPower(vm *api.VM) string {
+	var parts []string
+	if p := vm.Status.PowerState; p != "" {
+		if last := vm.Status.LastKnownPowerState; p == api.PowerUnknown && last != "" {
+			p += " (was " + last + ")"
+		}
+		parts = append(parts, p)
+	}
+	if ph := vm.Status.Phase; ph != "" && ph != api.PhaseReady {
+		parts = append(parts, ph)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func vmInfo(v *infoView, vm *api.VM, now time.Time) {
+	metaInfo(v, &vm.Metadata, now)
+	v.add("Description", vm.Spec.Description)
+	v.add("Cluster", vm.Spec.Cluster.String())
+	v.add("Host", vm.Spec.Host.String())
+	power := vmPower(vm)
+	if since := age(now, vm.Status.PowerChanged); since != "" {
+		power += ", since " + since
+	}
+	v.add("Power", power)
+	v.add("Phase", vm.Status.Phase)
+	v.add("Message", vm.Status.Message)
+	v.add("CPUs", strconv.Itoa(vm.Spec.CPUs))
+	v.add("Memory", vm.Spec.MemoryBytes.String())
+	var disks, nics [][]string
+	for _, d := range vm.Spec.Disks {
+		disks = append(disks, []string{d.Name, d.SizeBytes.String(), d.Datastore.String(), d.Bus, d.Path})
+	}
+	for _, n := range vm.Spec.NICs {
+		nics = append(nics, []string{n.Name, n.PortGroup.String(), n.MAC, n.Model})
+	}
+	v.table("Disks", []string{"name", "size", "datastore", "bus", "path"}, disks)
+	v.table("NICs", []string{"name", "port group", "mac", "model"}, nics)
+}

@@ -1,0 +1,213 @@
+package cli
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vdc-project/vdc/api"
+)
+
+func TestParseDisk(t *testing.T) {
+	good := []struct {
+		spec string
+		want api.DiskRequest
+	}{
+		{"10GiB", api.DiskRequest{Size: 10 << 30}},
+		{"512M", api.DiskRequest{Size: 512 << 20}},
+		{"20G,datastore=nfs1", api.DiskRequest{Size: 20 << 30, Datastore: "nfs1"}},
+		{"1T,bus=scsi,datastore=ds2", api.DiskRequest{Size: 1 << 40, Datastore: "ds2", Bus: api.BusSCSI}},
+		{" 2G , bus=sata", api.DiskRequest{Size: 2 << 30, Bus: api.BusSATA}},
+	}
+	for _, c := range good {
+		got, err := parseDisk(c.spec)
+		if err != nil {
+			t.Errorf("parseDisk(%q): %v", c.spec, err)
+		} else if got != c.want {
+			t.Errorf("parseDisk(%q) = %+v, want %+v", c.spec, got, c.want)
+		}
+	}
+	bad := []struct{ spec, wantErr string }{
+		{"", "start with the size"},
+		{"abc", `size "abc"`},
+		{"0", "must be between"},
+		{"-1G", "negative"},
+		{"1EiB", "must be between"},
+		{"10G,bus=ide", `bus must be one of virtio, scsi, sata, got "ide"`},
+		{"10G,foo=1", `unknown key "foo"`},
+		{"10G,bus=scsi,bus=sata", "bus given twice"},
+		{"10G,datastore", "is not key=value"},
+		{"10G,datastore=", "is not key=value"},
+		{"datastore=x", "start with the size"},
+	}
+	for _, c := range bad {
+		_, err := parseDisk(c.spec)
+		if err == nil {
+			t.Errorf("parseDisk(%q): no error", c.spec)
+			continue
+		}
+		if !strings.HasPrefix(err.Error(), "--disk") || !strings.Contains(err.Error(), c.wantErr) {
+			t.Errorf("parseDisk(%q) error %q: want it to start with --disk and contain %q", c.spec, err, c.wantErr)
+		}
+	}
+}
+
+func TestParseNIC(t *testing.T) {
+	good := []struct {
+		spec string
+		want api.NICRequest
+	}{
+		{"vm-network", api.NICRequest{PortGroup: "vm-network"}},
+		{"dmz,model=e1000", api.NICRequest{PortGroup: "dmz", Model: "e1000"}},
+		{"dmz,mac=52:54:00:12:34:56,model=virtio", api.NICRequest{PortGroup: "dmz", MAC: "52:54:00:12:34:56", Model: "virtio"}},
+	}
+	for _, c := range good {
+		got, err := parseNIC(c.spec)
+		if err != nil {
+			t.Errorf("parseNIC(%q): %v", c.spec, err)
+		} else if got != c.want {
+			t.Errorf("parseNIC(%q) = %+v, want %+v", c.spec, got, c.want)
+		}
+	}
+	bad := []struct{ spec, wantErr string }{
+		{"", "start with the port group"},
+		{"mac=52:54:00:12:34:56", "start with the port group"},
+		{"pg,mac=zz", "not a MAC address"},
+		{"pg,mac=02:00:5e:10:00:00:00:01", "not a MAC address"}, // EUI-64 is no Ethernet MAC
+		{"pg,speed=10", `unknown key "speed"`},
+		{"pg,model=a,model=b", "model given twice"},
+	}
+	for _, c := range bad {
+		_, err := parseNIC(c.spec)
+		if err == nil {
+			t.Errorf("parseNIC(%q): no error", c.spec)
+			continue
+		}
+		if !strings.HasPrefix(err.Error(), "--nic") || !strings.Contains(err.Error(), c.wantErr) {
+			t.Errorf("parseNIC(%q) error %q: want it to start with --nic and contain %q", c.spec, err, c.wantErr)
+		}
+	}
+}
+
+func TestVMCreateRequestSizesAndCPUs(t *testing.T) {
+	bad := []struct {
+		f       vmCreateFlags
+		wantErr string
+	}{
+		{vmCreateFlags{cpus: 0, memory: "1GiB"}, "--cpus"},
+		{vmCreateFlags{cpus: api.MaxVMCPUs + 1, memory: "1GiB"}, "--cpus"},
+		{vmCreateFlags{cpus: 1, memory: "-1"}, "--memory"},
+		{vmCreateFlags{cpus: 1, memory: "abc"}, "--memory"},
+		{vmCreateFlags{cpus: 1, memory: "17TiB"}, "--memory"},
+		{vmCreateFlags{cpus: 1, memory: "1GiB", disks: []string{"1EiB"}}, "--disk"},
+		{vmCreateFlags{cpus: 1, memory: "1GiB", nics: []string{"a"}, noNIC: true}, "--no-nic"},
+	}
+	for _, c := range bad {
+		c.f.meta = &metaFlags{}
+		if _, err := c.f.request("vm1"); err == nil || !strings.Contains(err.Error(), c.wantErr) {
+			t.Errorf("request(%+v) error = %v, want one naming %s", c.f, err, c.wantErr)
+		}
+	}
+	f := vmCreateFlags{meta: &metaFlags{labels: []string{"tier=web"}}, cpus: 2, memory: "512MiB",
+		disks: []string{"10G", "1G,bus=scsi"}, host: "h1", start: true}
+	req, err := f.request("vm1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if req.CPUs != 2 || req.Memory != 512<<20 || len(req.Disks) != 2 || req.Disks[1].Bus != api.BusSCSI ||
+		req.Host != "h1" || !req.PowerOn || req.Labels["tier"] != "web" {
+		t.Errorf("request = %+v", req)
+	}
+}
+
+// The server tells "no NIC flags" (null: one NIC on the only port group)
+// from --no-nic ([]: none) by the JSON, so check the JSON.
+func TestVMCreateRequestNICsJSON(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		f    vmCreateFlags
+		want string
+	}{
+		{"default", vmCreateFlags{}, `"nics":null`},
+		{"no-nic", vmCreateFlags{noNIC: true}, `"nics":[]`},
+		{"nic", vmCreateFlags{nics: []string{"dmz"}}, `"nics":[{"portGroup":"dmz"}]`},
+	} {
+		c.f.meta, c.f.cpus, c.f.memory = &metaFlags{}, 1, "1GiB"
+		req, err := c.f.request("vm1")
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		b, _ := json.Marshal(req)
+		if !strings.Contains(string(b), c.want) {
+			t.Errorf("%s: %s does not contain %s", c.name, b, c.want)
+		}
+	}
+}
+
+func TestStopTimeout(t *testing.T) {
+	for _, c := range []struct {
+		d           time.Duration
+		force, set  bool
+		want        int
+		wantErrText string
+	}{
+		{d: api.DefaultStopTimeout, want: 60},
+		{d: 1500 * time.Millisecond, set: true, want: 2}, // rounded up, never to 0
+		{d: 5 * time.Minute, set: true, want: 300},
+		{d: api.DefaultStopTimeout, force: true, want: 0},
+		{d: 5 * time.Second, force: true, set: true, wantErrText: "--force"},
+		{d: 0, set: true, wantErrText: "--timeout must be above 0"},
+		{d: -time.Second, set: true, wantErrText: "--timeout must be above 0"},
+	} {
+		got, err := stopTimeout(c.d, c.force, c.set)
+		switch {
+		case c.wantErrText != "" && (err == nil || !strings.Contains(err.Error(), c.wantErrText)):
+			t.Errorf("stopTimeout(%v, %v, %v) error = %v, want %q", c.d, c.force, c.set, err, c.wantErrText)
+		case c.wantErrText == "" && (err != nil || got != c.want):
+			t.Errorf("stopTimeout(%v, %v, %v) = %d, %v; want %d", c.d, c.force, c.set, got, err, c.want)
+		}
+	}
+}
+
+func TestVMPower(t *testing.T) {
+	for _, c := range []struct {
+		st   api.VMStatus
+		want string
+	}{
+		{api.VMStatus{Phase: api.PhaseReady, PowerState: api.PowerOn}, "on"},
+		{api.VMStatus{Phase: api.PhaseReady, PowerState: api.PowerUnknown, LastKnownPowerState: api.PowerOn}, "unknown (was on)"},
+		{api.VMStatus{Phase: api.PhaseCreating}, "creating"},
+		{api.VMStatus{Phase: api.PhaseDeleting, PowerState: api.PowerOff}, "off, deleting"},
+	} {
+		if got := vmPower(&api.VM{Status: c.st}); got != c.want {
+			t.Errorf("vmPower(%+v) = %q, want %q", c.st, got, c.want)
+		}
+	}
+}
+
+func TestVMListColumns(t *testing.T) {
+	now := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
+	vms := []*api.VM{
+		{Metadata: api.ObjectMeta{Name: "web1", Created: now.Add(-5 * time.Minute)},
+			Spec: api.VMSpec{Host: api.Ref{ID: "h", Name: "host-1"}, CPUs: 2, MemoryBytes: 1 << 30,
+				Disks: []api.VMDisk{{SizeBytes: 10 << 30}, {SizeBytes: 1 << 30}}},
+			Status: api.VMStatus{Phase: api.PhaseReady, PowerState: api.PowerOn}},
+	}
+	var b strings.Builder
+	if err := writeTable(&b, vms, vmColumns(now)); err != nil {
+		t.Fatal(err)
+	}
+	want := "NAME  POWER  HOST    CPUS  MEMORY  DISKS   AGE\n" +
+		"web1  on     host-1  2     1 GiB   11 GiB  5m ago\n"
+	if b.String() != want {
+		t.Errorf("table:\n%s\nwant:\n%s", b.String(), want)
+	}
+	// A status message brings the MESSAGE column in.
+	vms[0].Status.Message = "host host-1 is disconnected"
+	b.Reset()
+	_ = writeTable(&b, vms, vmColumns(now))
+	if !strings.Contains(b.String(), "MESSAGE") || !strings.Contains(b.String(), "host host-1 is disconnected") {
+		t.Errorf("table without the message:\n%s", b.String())
+	}
+}

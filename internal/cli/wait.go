@@ -1,0 +1,153 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/client"
+)
+
+// addAsync gives a state-changing command its --async flag.
+func addAsync(cmd *cobra.Command, g *globals) {
+	cmd.Flags().BoolVar(&g.async, "async", false, "print the task ID and return at once instead of waiting for the task")
+}
+
+// change is one state-changing call as a command makes it.
+type change struct {
+	// what is being done, to what: "create vm web1". Errors start with it.
+	what string
+	call func(ctx context.Context, c *client.Client) (*api.Task, error)
+	// done is the line printed once the task succeeded; it may read the
+	// changed object through c.
+	done func(ctx context.Context, c *client.Client, t *api.Task) string
+}
+
+// apply makes the call and, unless --async, follows its task to the end.
+func (g *globals) apply(ctx context.Context, ch change) error {
+	c, err := g.client()
+	if err != nil {
+		return err
+	}
+	t, err := ch.call(ctx, c)
+	if err != nil {
+		return fmt.Errorf("%s: %w", ch.what, err)
+	}
+	if g.async {
+		fmt.Fprintln(g.stdout, t.Metadata.ID)
+		return nil
+	}
+	if t, err = g.waitTask(ctx, c, t); err != nil {
+		return fmt.Errorf("%s: %w", ch.what, err)
+	}
+	fmt.Fprintln(g.stdout, ch.done(ctx, c, t))
+	return nil
+}
+
+// waitTask waits for t to finish, showing its progress on stderr, and
+// returns the finished task with its error if it did not succeed.
+func (g *globals) waitTask(ctx context.Context, c *client.Client, t *api.Task) (*api.Task, error) {
+	if !api.TaskDone(t.State) { // inline changes come back finished
+		// Ctrl-C stops the waiting, not the task: say how to pick it up again.
+		sctx, stop := signal.NotifyContext(ctx, os.Interrupt)
+		defer stop()
+		p := newProgress(g.stderr, t)
+		final, err := c.WaitTask(sctx, t.Metadata.ID, p.update)
+		p.finish()
+		if final == nil || !api.TaskDone(final.State) {
+			if sctx.Err() != nil && ctx.Err() == nil {
+				return t, fmt.Errorf("stopped waiting for task %s; it goes on (follow it with: vdc task wait %s)", t.Metadata.ID, t.Metadata.ID)
+			}
+			return t, fmt.Errorf("wait for task %s: %w", t.Metadata.ID, err)
+		}
+		t = final
+	}
+	return t, taskError(t)
+}
+
+// taskError is the error of a finished task that did not succeed. It wraps
+// the task's *api.Error so that errors.Is works on it.
+func taskError(t *api.Task) error {
+	switch {
+	case t.State == api.TaskSucceeded:
+		return nil
+	case t.Error != nil:
+		return fmt.Errorf("%w (task %s)", t.Error, t.Metadata.ID)
+	}
+	return fmt.Errorf("task %s %s", t.Metadata.ID, t.State)
+}
+
+// progress shows a task's progress while the CLI waits for it.
+type progress interface {
+	update(t *api.Task)
+	finish()
+}
+
+// newProgress draws a bar on a terminal and plain lines elsewhere (logs, CI),
+// where a bar's carriage returns would be noise.
+func newProgress(w io.Writer, t *api.Task) progress {
+	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		bar := progressbar.NewOptions(100,
+			progressbar.OptionSetWriter(w),
+			progressbar.OptionSetWidth(30),
+			progressbar.OptionSetPredictTime(false),
+			progressbar.OptionSetRenderBlankState(true),
+			progressbar.OptionSetDescription(taskLabel(t)),
+		)
+		return &barProgress{bar: bar}
+	}
+	return &lineProgress{w: w}
+}
+
+// taskLabel says what a task is doing: "vm.create web1: copying disk".
+func taskLabel(t *api.Task) string {
+	msg := t.Message
+	if msg == "" {
+		msg = t.State
+	}
+	return fmt.Sprintf("%s %s: %s", t.Op, t.Target.Name, msg)
+}
+
+type barProgress struct{ bar *progressbar.ProgressBar }
+
+func (b *barProgress) update(t *api.Task) {
+	b.bar.Describe(taskLabel(t))
+	_ = b.bar.Set(t.Progress)
+}
+
+// finish clears the bar so that the summary or error stands alone.
+func (b *barProgress) finish() { _ = b.bar.Clear() }
+
+// lineProgress prints a line each time the progress or message changes.
+type lineProgress struct {
+	w    io.Writer
+	last string
+}
+
+func (l *lineProgress) update(t *api.Task) {
+	line := fmt.Sprintf("%3d%% %s", t.Progress, taskLabel(t))
+	if line != l.last {
+		fmt.Fprintln(l.w, line)
+		l.last = line
+	}
+}
+
+func (l *lineProgress) finish() {}
+
+// readTarget reads the object a task changed, to report on it. ok is false
+// when it cannot be read; the change itself succeeded, so that is no error.
+func readTarget[T api.Object](ctx context.Context, c *client.Client, t *api.Task) (obj T, ok bool) {
+	obj, err := client.Get[T](ctx, c, t.Target.Kind, t.Target.ID)
+	return obj, err == nil
+}
+
+// errNothingToChange is returned by an update given no change.
+var errNothingToChange = errors.New("nothing to change: give at least one flag")

@@ -1,0 +1,235 @@
+// Package e2e runs the real vdc binary: a server and agents as separate
+// processes talking mutual TLS, driven only through the CLI and the Go client.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/client"
+)
+
+var vdcBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "vdc-e2e-bin")
+	if err != nil {
+		panic(err)
+	}
+	vdcBin = filepath.Join(dir, "vdc")
+	build := exec.Command("go", "build", "-o", vdcBin, "../../cmd/vdc")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build vdc:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// proc is a vdc process under test.
+type proc struct {
+	t    *testing.T
+	name string
+	cmd  *exec.Cmd
+	out  *bytes.Buffer
+	done chan error
+}
+
+func start(t *testing.T, name string, env []string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(vdcBin, args...)
+	out := &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.Env = append(os.Environ(), env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	p := &proc{t: t, name: name, cmd: cmd, out: out, done: make(chan error, 1)}
+	go func() { p.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		p.kill9()
+		if t.Failed() {
+			t.Logf("--- output of %s:\n%s", name, p.out.String())
+		}
+	})
+	return p
+}
+
+// kill9 kills the process with SIGKILL, as a crash would.
+func (p *proc) kill9() {
+	if p.cmd.ProcessState != nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+	}
+}
+
+// stop sends SIGTERM (or the given signal) and waits for a clean exit.
+func (p *proc) stop(sig syscall.Signal) error {
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case err := <-p.done:
+		return err
+	case <-time.After(30 * time.Second):
+		p.t.Fatalf("%s did not stop within 30s of %v", p.name, sig)
+		return nil
+	}
+}
+
+func freePort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// cluster is a server and its agents, each a separate process.
+type cluster struct {
+	t      *testing.T
+	dir    string
+	listen string
+	server *proc
+	agents map[string]*proc
+	env    []string // VDC_CONFIG for the CLI
+	c      *client.Client
+	token  string
+}
+
+func newCluster(t *testing.T) *cluster {
+	dir := t.TempDir()
+	cl := &cluster{t: t, dir: dir, listen: freePort(t), agents: map[string]*proc{}}
+	cl.env = []string{"VDC_CONFIG=" + filepath.Join(dir, "server", "admin.json")}
+	cl.startServer()
+	return cl
+}
+
+func (cl *cluster) startServer() {
+	t := cl.t
+	cl.server = start(t, "server", nil, "server", "--data", filepath.Join(cl.dir, "server"), "--listen", cl.listen,
+		"--heartbeat-interval", "1s", "--host-timeout", "4s")
+	eventually(t, 60*time.Second, "server API", func() bool {
+		c, err := client.FromFile(filepath.Join(cl.dir, "server", "admin.json"))
+		if err != nil {
+			return false
+		}
+		if _, err := c.Version(context.Background()); err != nil {
+			return false
+		}
+		cl.c = c
+		return true
+	})
+}
+
+func (cl *cluster) startAgent(name string) {
+	args := []string{"agent", "--server", "https://" + cl.listen, "--data", filepath.Join(cl.dir, "hosts", name), "--name", name, "--listen", "127.0.0.1:0"}
+	if cl.token != "" {
+		args = append(args, "--join-token", cl.token)
+	}
+	cl.agents[name] = start(cl.t, "agent "+name, nil, args...)
+}
+
+// vdc runs the CLI and returns its stdout; it fails the test on error.
+func (cl *cluster) vdc(args ...string) string {
+	cl.t.Helper()
+	out, err := cl.try(args...)
+	if err != nil {
+		cl.t.Fatalf("vdc %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// try runs the CLI and returns its combined output and error.
+func (cl *cluster) try(args ...string) (string, error) {
+	cmd := exec.Command(vdcBin, args...)
+	cmd.Env = append(os.Environ(), cl.env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if err != nil {
+		return stdout.String() + stderr.String(), err
+	}
+	return stdout.String(), nil
+}
+
+func (cl *cluster) json(v any, args ...string) {
+	cl.t.Helper()
+	out := cl.vdc(append(args, "-o", "json")...)
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		cl.t.Fatalf("vdc %s -o json: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+func (cl *cluster) vm(name string) *api.VM {
+	var vm api.VM
+	cl.json(&vm, "vm", "info", name)
+	return &vm
+}
+
+func (cl *cluster) hosts() map[string]*api.Host {
+	var hs []*api.Host
+	cl.json(&hs, "host", "ls")
+	out := map[string]*api.Host{}
+	for _, h := range hs {
+		out[h.Metadata.Name] = h
+	}
+	return out
+}
+
+func (cl *cluster) waitConnected(names ...string) {
+	eventually(cl.t, 30*time.Second, fmt.Sprintf("hosts %v connected", names), func() bool {
+		hs := cl.hosts()
+		for _, n := range names {
+			if h := hs[n]; h == nil || h.Status.Connection != api.HostConnected || len(h.Status.Datastores) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// inventory creates dc1, cluster1, a shared datastore and a port group
+// through the CLI, and two joined hosts.
+func (cl *cluster) inventory() {
+	ds := filepath.Join(cl.dir, "datastore1")
+	if err := os.MkdirAll(ds, 0o755); err != nil {
+		cl.t.Fatal(err)
+	}
+	cl.vdc("datacenter", "create", "dc1")
+	cl.vdc("cluster", "create", "cluster1")
+	cl.vdc("datastore", "create", "datastore1", "--path", ds)
+	cl.vdc("portgroup", "create", "vm-network")
+	cl.token = strings.TrimSpace(cl.vdc("host", "token", "create", "--uses", "2"))
+	cl.startAgent("host-1")
+	cl.startAgent("host-2")
+	cl.waitConnected("host-1", "host-2")
+}
