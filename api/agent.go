@@ -21,15 +21,23 @@ type JoinResponse struct {
 
 // Heartbeat is the body of POST /api/v1/agent/heartbeat, sent every few seconds.
 type Heartbeat struct {
-	Address     string          `json:"address"`
-	Hostname    string          `json:"hostname"`
-	Driver      string          `json:"driver"`
-	Accel       string          `json:"accel"`
-	Version     string          `json:"version"`
-	CPUs        int             `json:"cpus"`
-	MemoryBytes Size            `json:"memoryBytes"`
-	VMs         []AgentVMState  `json:"vms"`
-	Datastores  []DatastoreSeen `json:"datastores,omitempty"`
+	Address     string `json:"address"`
+	Hostname    string `json:"hostname"`
+	Driver      string `json:"driver"`
+	Accel       string `json:"accel"`
+	Version     string `json:"version"`
+	CPUs        int    `json:"cpus"`
+	MemoryBytes Size   `json:"memoryBytes"`
+	// VMs holds the VMs whose state changed since the last heartbeat the
+	// server acknowledged, or every VM when Full is set (the first
+	// heartbeat, after a failed one, and every half minute).
+	VMs  []AgentVMState `json:"vms"`
+	Full bool           `json:"full"`
+	// VMsSeq is the host's state sequence when it listed VMs: a VM whose
+	// state is newer was defined after the list was made, and its absence
+	// from VMs means nothing.
+	VMsSeq     uint64          `json:"vmsSeq"`
+	Datastores []DatastoreSeen `json:"datastores,omitempty"`
 }
 
 // AgentVMState is what a host knows of one of its VMs.

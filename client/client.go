@@ -100,7 +100,11 @@ func (c *Client) Do(ctx context.Context, r Request, out any) error {
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", r.Method, u, err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("cannot reach the vdc server at %s: %w", c.base, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
@@ -238,6 +242,9 @@ func (c *Client) WaitTask(ctx context.Context, id string, progress func(*api.Tas
 	for {
 		var t api.Task
 		q := url.Values{"wait": {"30s"}}
+		if progress == nil {
+			q.Set("done", "true")
+		}
 		if after > 0 {
 			q.Set("after", fmt.Sprint(after))
 		}

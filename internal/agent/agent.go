@@ -60,7 +60,15 @@ type Agent struct {
 
 	mu         sync.Mutex
 	datastores []api.DatastoreToCheck
+
+	// Heartbeats carry only changes; these track what the server has.
+	ackedSeq uint64
+	beats    int
+	needFull bool
 }
+
+// fullEvery is how many heartbeats pass between full VM lists.
+const fullEvery = 15
 
 // New checks the configuration; Run does the work.
 func New(cfg Config) (*Agent, error) {
@@ -86,7 +94,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	return &Agent{cfg: cfg, log: cfg.Log.With("host", cfg.Name), interval: 2 * time.Second, kick: make(chan struct{}, 1)}, nil
+	return &Agent{cfg: cfg, log: cfg.Log.With("host", cfg.Name), interval: 2 * time.Second, kick: make(chan struct{}, 1), needFull: true}, nil
 }
 
 // HostID is the host's ID once joined.
@@ -241,16 +249,29 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 		return fmt.Errorf("read host info from driver: %w", err)
 	}
 	hn, _ := os.Hostname()
+	vms, seq := a.vms.states(ctx)
+	full := a.needFull || a.beats%fullEvery == 0
+	if !full {
+		changed := vms[:0]
+		for _, v := range vms {
+			if v.Seq > a.ackedSeq {
+				changed = append(changed, v)
+			}
+		}
+		vms = changed
+	}
 	hb := api.Heartbeat{
 		Address: a.addr, Hostname: hn, Driver: info.Driver, Accel: info.Accel, Version: version.String(),
 		CPUs: info.CPUs, MemoryBytes: api.Size(info.MemoryBytes),
-		VMs:        a.vms.states(ctx),
-		Datastores: a.checkDatastores(),
+		VMs: vms, Full: full, VMsSeq: seq, Datastores: a.checkDatastores(),
 	}
 	var resp api.HeartbeatResponse
 	if err := a.post(ctx, "/api/v1/agent/heartbeat", hb, &resp); err != nil {
+		a.needFull = true // the server may have missed changes
 		return err
 	}
+	a.ackedSeq, a.needFull = seq, false
+	a.beats++
 	if resp.IntervalSeconds > 0 {
 		a.interval = time.Duration(resp.IntervalSeconds) * time.Second
 	}

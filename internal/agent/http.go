@@ -14,7 +14,8 @@ import (
 func (a *Agent) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /agent/v1/vms", func(w http.ResponseWriter, r *http.Request) {
-		reply(w, http.StatusOK, a.vms.states(r.Context()))
+		states, _ := a.vms.states(r.Context())
+		reply(w, http.StatusOK, states)
 	})
 	mux.HandleFunc("PUT /agent/v1/vms/{id}", func(w http.ResponseWriter, r *http.Request) {
 		var cfg hypervisor.VMConfig

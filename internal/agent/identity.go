@@ -47,13 +47,35 @@ func (a *Agent) loadOrJoin(ctx context.Context) error {
 		if a.cfg.JoinToken == "" {
 			return fmt.Errorf("host %q has not joined yet: give --join-token (create one with `vdc host token create`)", a.cfg.Name)
 		}
-		if err := a.join(ctx); err != nil {
+		if err := a.joinWithRetry(ctx); err != nil {
 			return err
 		}
 	default:
 		return fmt.Errorf("read host identity: %w", err)
 	}
 	return a.loadTLS()
+}
+
+// joinWithRetry joins, trying again while the server is unreachable or
+// busy: an agent may well start before its server. A refused token or a
+// bad name is final.
+func (a *Agent) joinWithRetry(ctx context.Context) error {
+	wait := time.Second
+	for {
+		err := a.join(ctx)
+		var ae *api.Error
+		final := errors.As(err, &ae) && (ae.Status == http.StatusUnauthorized || ae.Status == http.StatusBadRequest || ae.Status == http.StatusForbidden)
+		if err == nil || final || ctx.Err() != nil {
+			return err
+		}
+		a.log.Warn("cannot join yet; retrying", "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
 }
 
 // ParseJoinToken splits a token into its secret and the CA fingerprint.

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -126,6 +127,15 @@ func (r *registry) define(ctx context.Context, cfg hypervisor.VMConfig) (api.Age
 	r.mu.Unlock()
 	e.op.Lock()
 	defer e.op.Unlock()
+	b, _ := json.MarshalIndent(cfg, "", "  ")
+	if old, err := os.ReadFile(filepath.Join(cfg.Dir, "config.json")); exists && err == nil && bytes.Equal(old, b) {
+		// Same definition as before (every power-on sends it): nothing to do.
+		st, err := r.drv.State(ctx, cfg.ID)
+		if err != nil {
+			return api.AgentVMState{}, fmt.Errorf("define vm %s: %w", cfg.Name, err)
+		}
+		return r.record(cfg.ID, e, st), nil
+	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return api.AgentVMState{}, fmt.Errorf("define vm %s: %w", cfg.Name, err)
 	}
@@ -135,7 +145,6 @@ func (r *registry) define(ctx context.Context, cfg hypervisor.VMConfig) (api.Age
 		}
 		return api.AgentVMState{}, fmt.Errorf("define vm %s: %w", cfg.Name, err)
 	}
-	b, _ := json.MarshalIndent(cfg, "", "  ")
 	if err := writeFileAtomic(filepath.Join(cfg.Dir, "config.json"), b, 0o600); err != nil {
 		return api.AgentVMState{}, fmt.Errorf("define vm %s: save config: %w", cfg.Name, err)
 	}
@@ -274,9 +283,11 @@ func (r *registry) refresh(ctx context.Context, id string) {
 	r.record(id, e, st)
 }
 
-// states reads every VM's state, for the heartbeat.
-func (r *registry) states(ctx context.Context) []api.AgentVMState {
+// states reads every VM's state, for the heartbeat, and the sequence
+// number as of the listing.
+func (r *registry) states(ctx context.Context) ([]api.AgentVMState, uint64) {
 	r.mu.Lock()
+	watermark := r.lastSeq
 	ids := make([]string, 0, len(r.vms))
 	for id := range r.vms {
 		ids = append(ids, id)
@@ -296,5 +307,5 @@ func (r *registry) states(ctx context.Context) []api.AgentVMState {
 		}
 		out = append(out, r.record(id, e, st))
 	}
-	return out
+	return out, watermark
 }

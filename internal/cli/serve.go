@@ -52,6 +52,7 @@ type serverFlags struct {
 	tlsNames           []string
 	heartbeat, timeout time.Duration
 	retention          time.Duration
+	debug              string
 }
 
 func (f *serverFlags) add(cmd *cobra.Command) {
@@ -62,11 +63,12 @@ func (f *serverFlags) add(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&f.heartbeat, "heartbeat-interval", 2*time.Second, "how often hosts report")
 	cmd.Flags().DurationVar(&f.timeout, "host-timeout", 6*time.Second, "how long without a heartbeat before a host is shown disconnected")
 	cmd.Flags().DurationVar(&f.retention, "task-retention", 7*24*time.Hour, "how long finished tasks are kept")
+	cmd.Flags().StringVar(&f.debug, "debug-listen", "", "serve Go pprof profiles on this address (keep it on loopback)")
 }
 
 func (f *serverFlags) config(dataDir string, log *slog.Logger) server.Config {
 	return server.Config{DataDir: dataDir, Listen: f.listen, Name: f.name, EtcdEndpoints: f.etcd, TLSNames: f.tlsNames,
-		HeartbeatInterval: f.heartbeat, HostTimeout: f.timeout, TaskRetention: f.retention, Log: log}
+		HeartbeatInterval: f.heartbeat, HostTimeout: f.timeout, TaskRetention: f.retention, DebugListen: f.debug, Log: log}
 }
 
 func newServerCmd(g *globals) *cobra.Command {

@@ -176,7 +176,11 @@ func (s *Server) createJoinToken(w http.ResponseWriter, r *http.Request) {
 // useJoinToken spends one use of a join token and returns its record.
 func (s *Server) useJoinToken(ctx context.Context, secret string) (joinTokenRecord, error) {
 	key := joinTokenPrefix + hashSecret(secret)
-	for try := 0; try < 10; try++ {
+	// Many hosts join with one token at once: serialize here, and let the
+	// revision check settle races with other servers.
+	s.joinMu.Lock()
+	defer s.joinMu.Unlock()
+	for try := 0; try < 100; try++ {
 		resp, err := s.cli.Get(ctx, key)
 		if err != nil {
 			return joinTokenRecord{}, fmt.Errorf("read join token: %w", err)

@@ -17,7 +17,8 @@ import (
 // client can resume with Last-Event-ID, and fans them out to streams.
 type eventLog struct {
 	mu      sync.Mutex
-	ring    []api.Event
+	ring    []api.Event // circular: the oldest at start
+	start   int
 	size    int
 	lastRev int64
 	idx     int64
@@ -99,11 +100,12 @@ func (l *eventLog) observe(ch store.Change) {
 		}
 		e.Seq = ch.Rev<<10 | l.idx
 		l.idx++
-		if len(l.ring) == l.size {
-			copy(l.ring, l.ring[1:])
-			l.ring = l.ring[:l.size-1]
+		if len(l.ring) < l.size {
+			l.ring = append(l.ring, e)
+		} else {
+			l.ring[l.start] = e
+			l.start = (l.start + 1) % l.size
 		}
-		l.ring = append(l.ring, e)
 		for sub := range l.subs {
 			select {
 			case sub <- e:
@@ -121,8 +123,8 @@ func (l *eventLog) subscribe(after int64) ([]api.Event, chan api.Event, func()) 
 	defer l.mu.Unlock()
 	var backlog []api.Event
 	if after > 0 {
-		for _, e := range l.ring {
-			if e.Seq > after {
+		for i := range l.ring {
+			if e := l.ring[(l.start+i)%len(l.ring)]; e.Seq > after {
 				backlog = append(backlog, e)
 			}
 		}

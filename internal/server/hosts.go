@@ -68,7 +68,7 @@ func (s *Server) updateHost(w http.ResponseWriter, r *http.Request) {
 		var cl api.Object
 		cl, err = s.lookup(api.KindCluster, *req.Cluster)
 		if err == nil && cl.GetMeta().ID != upd.Spec.Cluster.ID {
-			if n := (&viewer{s: s}).usage().hostVMs[upd.Metadata.ID]; n > 0 {
+			if n := len(s.tally.vmsOn(upd.Metadata.ID)); n > 0 {
 				err = api.Errorf(api.ErrConflict, "cannot move host %q to cluster %q: it has %d VMs", upd.Metadata.Name, cl.GetMeta().Name, n)
 			}
 			upd.Spec.Cluster = api.Ref{ID: cl.GetMeta().ID}
@@ -122,14 +122,25 @@ func (s *Server) hostMaintenance(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) runningVMsOn(hostID string) []string {
 	var names []string
-	s.cache.Each(api.KindVM, func(o api.Object) {
-		vm := o.(*api.VM)
-		if vm.Spec.Host.ID == hostID && holdsResources(vm) {
+	for _, vm := range s.vmsOn(hostID) {
+		if holdsResources(vm) {
 			names = append(names, vm.Metadata.Name)
 		}
-	})
+	}
 	sort.Strings(names)
 	return names
+}
+
+// vmsOn returns the VMs registered on a host.
+func (s *Server) vmsOn(hostID string) []*api.VM {
+	ids := s.tally.vmsOn(hostID)
+	out := make([]*api.VM, 0, len(ids))
+	for _, id := range ids {
+		if o, ok := s.cache.Get(api.KindVM, id); ok {
+			out = append(out, o.(*api.VM))
+		}
+	}
+	return out
 }
 
 func firstN(s []string, n int) []string {
@@ -264,7 +275,7 @@ func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request) {
 		fail(w, fmt.Errorf("record heartbeat of host %s: %w", h.Metadata.Name, err))
 		return
 	}
-	s.reconcileVMs(ctx, h, hb.VMs)
+	s.reconcileVMs(ctx, h, hb.VMs, hb.Full, hb.VMsSeq)
 	s.recordDatastoreSpace(ctx, hb.Datastores)
 	reply(w, http.StatusOK, api.HeartbeatResponse{
 		IntervalSeconds: int(s.cfg.HeartbeatInterval / time.Second),
@@ -322,29 +333,30 @@ func absDiff(a, b int64) int64 {
 // reconcileVMs brings the inventory's power states in line with what the
 // host reports. A report only wins over a newer one it does not know of
 // when the VM's state was unknown.
-func (s *Server) reconcileVMs(ctx context.Context, h *api.Host, reported []api.AgentVMState) {
+// Only a full list can tell that the host lacks a VM.
+func (s *Server) reconcileVMs(ctx context.Context, h *api.Host, reported []api.AgentVMState, full bool, listedAt uint64) {
 	seen := make(map[string]api.AgentVMState, len(reported))
 	for _, st := range reported {
 		seen[st.ID] = st
 	}
 	var stale []api.AgentVMState
 	var missing []string
-	s.cache.Each(api.KindVM, func(o api.Object) {
-		vm := o.(*api.VM)
-		if vm.Spec.Host.ID != h.Metadata.ID || vm.Status.Phase != api.PhaseReady {
-			return
+	for _, vm := range s.vmsOn(h.Metadata.ID) {
+		if vm.Status.Phase != api.PhaseReady {
+			continue
 		}
 		st, ok := seen[vm.Metadata.ID]
 		switch {
 		case !ok:
-			if vm.Status.PowerState != api.PowerUnknown {
+			// Defined after the host made its list: not missing.
+			if full && vm.Status.StateSeq <= listedAt && vm.Status.PowerState != api.PowerUnknown {
 				missing = append(missing, vm.Metadata.ID)
 			}
 		case st.Seq > vm.Status.StateSeq && st.PowerState != vm.Status.PowerState,
 			vm.Status.PowerState == api.PowerUnknown:
 			stale = append(stale, st)
 		}
-	})
+	}
 	for _, st := range stale {
 		if err := s.recordVMState(ctx, st); err != nil {
 			s.log.Warn("cannot record VM state", "vm", st.ID, "err", err)
@@ -362,7 +374,12 @@ func (s *Server) reconcileVMs(ctx context.Context, h *api.Host, reported []api.A
 // recordVMState stores a state a host reported for a VM, unless a newer
 // report is already stored.
 func (s *Server) recordVMState(ctx context.Context, st api.AgentVMState) error {
-	return s.updateObject(ctx, api.KindVM, st.ID, func(o api.Object) error {
+	return s.updateObject(ctx, api.KindVM, st.ID, vmStateChange(st))
+}
+
+// vmStateChange applies a reported state to a VM unless it knows a newer one.
+func vmStateChange(st api.AgentVMState) func(api.Object) error {
+	return func(o api.Object) error {
 		vm := o.(*api.VM)
 		if st.Seq < vm.Status.StateSeq && vm.Status.PowerState != api.PowerUnknown {
 			return errUnchanged
@@ -373,7 +390,7 @@ func (s *Server) recordVMState(ctx context.Context, st api.AgentVMState) error {
 		vm.Status.StateSeq = st.Seq
 		setPower(vm, st.PowerState, st.Reason)
 		return nil
-	})
+	}
 }
 
 // setPower changes a VM's power state and the fields that go with it.
@@ -395,12 +412,16 @@ func setPower(vm *api.VM, power, msg string) {
 // errUnchanged tells updateObject that nothing needs writing.
 var errUnchanged = errors.New("unchanged")
 
-// updateObject applies fn to the current stored object and writes it,
-// retrying when someone else wrote in between.
+// updateObject applies fn to the current object and writes it, retrying
+// when someone else wrote in between. The first try starts from the cache,
+// which is nearly always current; a conflict sends it to etcd.
 func (s *Server) updateObject(ctx context.Context, kind, id string, fn func(api.Object) error) error {
 	for try := 0; try < 20; try++ {
-		cur, err := s.store.Get(ctx, kind, id)
-		if err != nil {
+		var cur api.Object
+		var err error
+		if o, ok := s.cache.Get(kind, id); ok && try == 0 {
+			cur = o
+		} else if cur, err = s.store.Get(ctx, kind, id); err != nil {
 			return err
 		}
 		upd := store.Clone(cur)
@@ -473,9 +494,8 @@ func (s *Server) markDisconnected(ctx context.Context, h *api.Host, silent time.
 	}
 	s.log.Warn("host disconnected: no heartbeat", "host", h.Metadata.Name, "silent", silent.Round(time.Second))
 	msg := fmt.Sprintf("host %s is disconnected", h.Metadata.Name)
-	for _, o := range s.cache.List(api.KindVM) {
-		vm := o.(*api.VM)
-		if vm.Spec.Host.ID != h.Metadata.ID || vm.Status.PowerState == api.PowerUnknown {
+	for _, vm := range s.vmsOn(h.Metadata.ID) {
+		if vm.Status.PowerState == api.PowerUnknown {
 			continue
 		}
 		_ = s.updateObject(ctx, api.KindVM, vm.Metadata.ID, func(o api.Object) error {

@@ -219,7 +219,7 @@ func (s *Server) deleteObject(kind string) http.HandlerFunc {
 			fail(w, err)
 			return
 		}
-		t := done(newTask(r.Context(), singular(kind)+".delete", o, nil), nil)
+		t := done(newTask(r.Context(), opName(kind, "delete"), o, nil), nil)
 		s.commitInline(w, r, s.store.Txn().Delete(o), t)
 	}
 }
@@ -238,7 +238,7 @@ func (s *Server) commitInline(w http.ResponseWriter, r *http.Request, txn *store
 // createInline stores a new object with its finished task; the task's
 // result is the object.
 func (s *Server) createInline(w http.ResponseWriter, r *http.Request, obj api.Object) {
-	t := newTask(r.Context(), singular(obj.Kind())+".create", obj, nil)
+	t := newTask(r.Context(), opName(obj.Kind(), "create"), obj, nil)
 	txn := s.store.Txn().Create(obj)
 	done(t, obj)
 	s.commitInline(w, r, txn, t)
@@ -246,7 +246,7 @@ func (s *Server) createInline(w http.ResponseWriter, r *http.Request, obj api.Ob
 
 // updateInline stores upd in place of old with its finished task.
 func (s *Server) updateInline(w http.ResponseWriter, r *http.Request, old, upd api.Object) {
-	t := done(newTask(r.Context(), singular(upd.Kind())+".update", upd, nil), upd)
+	t := done(newTask(r.Context(), opName(upd.Kind(), "update"), upd, nil), upd)
 	s.commitInline(w, r, s.store.Txn().Update(old, upd), t)
 }
 

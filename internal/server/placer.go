@@ -49,27 +49,17 @@ func (p *placer) snapshot(clusterID string) []scheduler.Host {
 	for i := range hosts {
 		byID[hosts[i].ID] = &hosts[i]
 	}
-	counted := map[string]bool{}
-	p.s.cache.Each(api.KindVM, func(o api.Object) {
-		vm := o.(*api.VM)
-		h := byID[vm.Spec.Host.ID]
-		if h == nil {
-			return
-		}
-		counted[vm.Metadata.ID] = true
-		h.AllocCPUs += vm.Spec.CPUs
-		h.AllocMemory += int64(vm.Spec.MemoryBytes)
-		if holdsResources(vm) {
-			h.OnCPUs += vm.Spec.CPUs
-			h.OnMemory += int64(vm.Spec.MemoryBytes)
-		}
-	})
+	for i := range hosts {
+		t := p.s.tally.host(hosts[i].ID)
+		hosts[i].AllocCPUs, hosts[i].AllocMemory = t.allocCPUs, t.allocMem
+		hosts[i].OnCPUs, hosts[i].OnMemory = t.onCPUs, t.onMem
+	}
 	for id, r := range p.pending {
 		h := byID[r.host]
 		if h == nil {
 			continue
 		}
-		if !counted[id] {
+		if _, counted := p.s.cache.Get(api.KindVM, id); !counted {
 			h.AllocCPUs += r.cpus
 			h.AllocMemory += r.mem
 		}

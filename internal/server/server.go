@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,7 +43,10 @@ type Config struct {
 	HostTimeout       time.Duration
 	// TaskRetention is how long finished tasks are kept (default 7 days).
 	TaskRetention time.Duration
-	Log           *slog.Logger
+	// DebugListen, when set, serves Go's pprof profiles there (keep it on
+	// loopback).
+	DebugListen string
+	Log         *slog.Logger
 }
 
 // Server is a running management server.
@@ -59,6 +63,8 @@ type Server struct {
 	auth   *authenticator
 	events *eventLog
 	places *placer
+	tally  *tally
+	lists  *listCache
 
 	tlsCert tls.Certificate
 	httpSrv *http.Server
@@ -69,6 +75,7 @@ type Server struct {
 	leader   *leadership // nil unless this server leads
 
 	runner *runner
+	joinMu sync.Mutex
 }
 
 // New prepares a server; Start brings it up.
@@ -113,6 +120,10 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	}
 	s.cache = store.NewCache(s.store, s.log)
+	s.tally = newTally()
+	s.cache.Observe(s.tally.observe)
+	s.lists = newListCache()
+	s.cache.Observe(s.lists.observe)
 	if err := s.cache.Start(ctx); err != nil {
 		return err
 	}
@@ -151,6 +162,14 @@ func (s *Server) Start(ctx context.Context) error {
 			s.log.Error("API server stopped", "err", err)
 		}
 	}()
+	if s.cfg.DebugListen != "" {
+		go func() {
+			s.log.Info("debug endpoint (pprof)", "listen", s.cfg.DebugListen)
+			if err := http.ListenAndServe(s.cfg.DebugListen, debugMux()); err != nil {
+				s.log.Error("debug endpoint stopped", "err", err)
+			}
+		}()
+	}
 	go s.campaign(ctx)
 	s.log.Info("management server running", "api", s.url, "data", s.cfg.DataDir)
 	return nil
@@ -212,4 +231,13 @@ func hostPart(u string) string {
 		return u
 	}
 	return h
+}
+
+func debugMux() *http.ServeMux {
+	m := http.NewServeMux()
+	m.HandleFunc("/debug/pprof/", pprof.Index)
+	m.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	m.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	m.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return m
 }

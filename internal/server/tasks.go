@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,6 +38,9 @@ type taskRun struct {
 
 	mu           sync.Mutex
 	lastProgress time.Time
+
+	staged []stagedChange
+	afters []func()
 }
 
 // params decodes the task's parameters.
@@ -176,7 +180,8 @@ func (r *runner) drain(ctx context.Context, key string) {
 func (r *runner) execute(ctx context.Context, t *api.Task) {
 	log := r.s.log.With("task", t.Metadata.ID, "op", t.Op, "target", t.Target.Name)
 	h, ok := r.handlers[t.Op]
-	run := &taskRun{s: r.s, task: t, log: log, resumed: t.State == api.TaskRunning}
+	// Progress is first written a moment into the run: quick tasks need none.
+	run := &taskRun{s: r.s, task: t, log: log, resumed: t.State == api.TaskRunning, lastProgress: time.Now()}
 	if !ok {
 		r.finish(ctx, run, nil, fmt.Errorf("this server does not know how to run %q tasks", t.Op))
 		return
@@ -213,8 +218,14 @@ func (r *runner) execute(ctx context.Context, t *api.Task) {
 	log.Debug("task finished", "took", time.Since(start), "err", err)
 }
 
-// finish records a task's outcome.
+// finish records a task's outcome together with the changes the run
+// staged, in one transaction, then runs the run's after-hooks.
 func (r *runner) finish(ctx context.Context, run *taskRun, result any, err error) {
+	defer func() {
+		for _, fn := range run.afters {
+			fn()
+		}
+	}()
 	for try := 0; try < 5; try++ {
 		upd := store.Clone(run.task)
 		now := time.Now().UTC()
@@ -233,7 +244,11 @@ func (r *runner) finish(ctx context.Context, run *taskRun, result any, err error
 				upd.Result, _ = json.Marshal(result)
 			}
 		}
-		_, werr := r.s.leaderTxn().Update(run.task, upd).Commit(ctx)
+		txn := r.s.leaderTxn()
+		if serr := run.applyStaged(ctx, txn, try > 0); serr != nil {
+			run.log.Error("cannot record what the task changed", "err", serr)
+		}
+		_, werr := txn.Update(run.task, upd).Commit(ctx)
 		if werr == nil {
 			return
 		}
@@ -248,6 +263,66 @@ func (r *runner) finish(ctx context.Context, run *taskRun, result any, err error
 		}
 		run.task = cur.(*api.Task)
 	}
+}
+
+// stagedChange is a change to an object that commits with the task's
+// outcome: what the task found out (a VM's new power state, its phase)
+// holds whether or not the task as a whole succeeded.
+type stagedChange struct {
+	kind, id string
+	fn       func(api.Object) error
+}
+
+// stage adds a change to commit with the task's outcome, saving a write.
+func (t *taskRun) stage(kind, id string, fn func(api.Object) error) {
+	t.staged = append(t.staged, stagedChange{kind, id, fn})
+}
+
+// after runs fn once the task's outcome is recorded.
+func (t *taskRun) after(fn func()) { t.afters = append(t.afters, fn) }
+
+// applyStaged adds the staged changes to txn, reading each object from the
+// cache, or from etcd after a conflict.
+func (t *taskRun) applyStaged(ctx context.Context, txn *store.Txn, fresh bool) error {
+	done := map[string]bool{}
+	for _, c := range t.staged {
+		key := c.kind + "/" + c.id
+		if done[key] {
+			continue
+		}
+		done[key] = true
+		var cur api.Object
+		if o, ok := t.s.cache.Get(c.kind, c.id); ok && !fresh {
+			cur = o
+		} else {
+			var err error
+			if cur, err = t.s.store.Get(ctx, c.kind, c.id); err != nil {
+				if errors.Is(err, api.ErrNotFound) {
+					continue // removed by the task itself
+				}
+				return err
+			}
+		}
+		upd := store.Clone(cur)
+		changed := false
+		for _, other := range t.staged {
+			if other.kind != c.kind || other.id != c.id {
+				continue
+			}
+			err := other.fn(upd)
+			if errors.Is(err, errUnchanged) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			changed = true
+		}
+		if changed {
+			txn.Update(cur, upd)
+		}
+	}
+	return nil
 }
 
 // newTask makes a task record for a request.
@@ -333,41 +408,52 @@ func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) {
 }
 
 // GET /api/v1/tasks/{id}?wait=30s&after=REV waits until the task changes
-// past revision REV (or finishes), for progress without polling.
+// past revision REV (or finishes), for progress without polling; with
+// done=true it waits for the end only.
 func (s *Server) getTask(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if err := s.cache.Sync(ctx); err != nil {
+	id := r.PathValue("id")
+	q := r.URL.Query()
+	o, ok := s.cache.Get(api.KindTask, id)
+	// A waiting client gets the change it waits for from the cache anyway;
+	// others need the latest writes.
+	if !ok || q.Get("wait") == "" {
+		if err := s.cache.Sync(ctx); err != nil {
+			fail(w, err)
+			return
+		}
+		if o, ok = s.cache.Get(api.KindTask, id); !ok {
+			fail(w, api.Errorf(api.ErrNotFound, "task %s not found", id))
+			return
+		}
+	}
+	untilDone, err := queryBool(r, "done")
+	if err != nil {
 		fail(w, err)
 		return
 	}
-	id := r.PathValue("id")
-	o, ok := s.cache.Get(api.KindTask, id)
-	if !ok {
-		fail(w, api.Errorf(api.ErrNotFound, "task %s not found", id))
-		return
-	}
-	if v := r.URL.Query().Get("wait"); v != "" {
+	if v := q.Get("wait"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d < 0 || d > 5*time.Minute {
 			fail(w, api.Errorf(api.ErrInvalid, "wait must be a duration up to 5m, like 30s, got %q", v))
 			return
 		}
 		after := o.GetMeta().Revision
-		if a := r.URL.Query().Get("after"); a != "" {
+		if a := q.Get("after"); a != "" {
 			if after, err = strconv.ParseInt(a, 10, 64); err != nil {
 				fail(w, api.Errorf(api.ErrInvalid, "after must be a revision, got %q", a))
 				return
 			}
 		}
-		if !api.TaskDone(o.(*api.Task).State) && o.GetMeta().Revision <= after {
-			wctx, cancel := context.WithTimeout(ctx, d)
-			if n, err := s.cache.WaitChange(wctx, api.KindTask, id, after); n != nil && err == nil {
-				o = n
-			} else if cur, ok := s.cache.Get(api.KindTask, id); ok {
-				o = cur
+		wctx, cancel := context.WithTimeout(ctx, d)
+		for !api.TaskDone(o.(*api.Task).State) && (untilDone || o.GetMeta().Revision <= after) {
+			n, err := s.cache.WaitChange(wctx, api.KindTask, id, o.GetMeta().Revision)
+			if err != nil || n == nil {
+				break
 			}
-			cancel()
+			o = n
 		}
+		cancel()
 	}
 	replyObject(w, o)
 }
@@ -377,4 +463,9 @@ func nonNil[T any](s []T) []T {
 		return []T{}
 	}
 	return s
+}
+
+// opName names a task's operation: "portgroup.create", "vm.delete".
+func opName(kind, verb string) string {
+	return strings.TrimSuffix(kind, "s") + "." + verb
 }

@@ -6,58 +6,26 @@ import (
 	"github.com/vdc-project/vdc/api"
 )
 
-// viewer fills in what an answer shows but the store does not keep:
-// the current names of referenced objects and sums over VMs. Objects from
-// the cache are shared, so it works on copies.
+// viewer fills in what an answer shows but the store does not keep: the
+// current names of referenced objects and sums over VMs (from the tally).
+// Objects from the cache are shared, so it works on copies.
 type viewer struct {
-	s   *Server
-	use *usage
+	s *Server
 }
 
-// usage sums the VMs of the inventory, once per request.
-type usage struct {
-	hostOnCPUs    map[string]int
-	hostOnMem     map[string]int64
-	hostVMs       map[string]int
-	dsProvisioned map[string]int64
-	pgPorts       map[string]int
-	clusterVMs    map[string]int
-	hostReachesDS map[string][]api.Ref // datastore ID → hosts
-}
-
-func (v *viewer) usage() *usage {
-	if v.use != nil {
-		return v.use
-	}
-	u := &usage{
-		hostOnCPUs: map[string]int{}, hostOnMem: map[string]int64{}, hostVMs: map[string]int{},
-		dsProvisioned: map[string]int64{}, pgPorts: map[string]int{}, clusterVMs: map[string]int{},
-		hostReachesDS: map[string][]api.Ref{},
-	}
-	v.s.cache.Each(api.KindVM, func(o api.Object) {
-		vm := o.(*api.VM)
-		h := vm.Spec.Host.ID
-		u.hostVMs[h]++
-		u.clusterVMs[vm.Spec.Cluster.ID]++
-		if holdsResources(vm) {
-			u.hostOnCPUs[h] += vm.Spec.CPUs
-			u.hostOnMem[h] += int64(vm.Spec.MemoryBytes)
-		}
-		for _, d := range vm.Spec.Disks {
-			u.dsProvisioned[d.Datastore.ID] += int64(d.SizeBytes)
-		}
-		for _, n := range vm.Spec.NICs {
-			u.pgPorts[n.PortGroup.ID]++
-		}
-	})
+// reachers lists the hosts that report reaching a datastore.
+func (v *viewer) reachers(dsID string) []api.Ref {
+	var out []api.Ref
 	v.s.cache.Each(api.KindHost, func(o api.Object) {
 		h := o.(*api.Host)
 		for _, ds := range h.Status.Datastores {
-			u.hostReachesDS[ds.ID] = append(u.hostReachesDS[ds.ID], api.Ref{ID: h.Metadata.ID, Name: h.Metadata.Name})
+			if ds.ID == dsID {
+				out = append(out, api.Ref{ID: h.Metadata.ID, Name: h.Metadata.Name})
+			}
 		}
 	})
-	v.use = u
-	return u
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
 }
 
 // holdsResources says whether a VM counts against its host's capacity:
@@ -92,7 +60,10 @@ func (v *viewer) view(obj api.Object) api.Object {
 	case *api.Cluster:
 		c := *o
 		c.Spec.Datacenter = v.ref(api.KindDatacenter, c.Spec.Datacenter)
-		st := api.ClusterStatus{VMs: v.usage().clusterVMs[c.Metadata.ID]}
+		t := v.s.tally
+		t.mu.RLock()
+		st := api.ClusterStatus{VMs: t.clusterVMs[c.Metadata.ID]}
+		t.mu.RUnlock()
 		v.s.cache.Each(api.KindHost, func(ho api.Object) {
 			h := ho.(*api.Host)
 			if h.Spec.Cluster.ID != c.Metadata.ID {
@@ -104,18 +75,18 @@ func (v *viewer) view(obj api.Object) api.Object {
 			}
 			st.CPUs += h.Status.CPUs
 			st.MemoryBytes += h.Status.MemoryBytes
-			st.UsedCPUs += v.usage().hostOnCPUs[h.Metadata.ID]
-			st.UsedMemory += api.Size(v.usage().hostOnMem[h.Metadata.ID])
+			ht := t.host(h.Metadata.ID)
+			st.UsedCPUs += ht.onCPUs
+			st.UsedMemory += api.Size(ht.onMem)
 		})
 		c.Status = st
 		return &c
 	case *api.Host:
 		c := *o
 		c.Spec.Cluster = v.ref(api.KindCluster, c.Spec.Cluster)
-		u := v.usage()
-		c.Status.UsedCPUs = u.hostOnCPUs[c.Metadata.ID]
-		c.Status.UsedMemory = api.Size(u.hostOnMem[c.Metadata.ID])
-		c.Status.VMs = u.hostVMs[c.Metadata.ID]
+		ht := v.s.tally.host(c.Metadata.ID)
+		c.Status.UsedCPUs, c.Status.UsedMemory = ht.onCPUs, api.Size(ht.onMem)
+		c.Status.VMs = len(v.s.tally.vmsOn(c.Metadata.ID))
 		c.Status.Datastores = make([]api.Ref, len(o.Status.Datastores))
 		for i, d := range o.Status.Datastores {
 			c.Status.Datastores[i] = v.ref(api.KindDatastore, d)
@@ -125,14 +96,17 @@ func (v *viewer) view(obj api.Object) api.Object {
 		c := *o
 		c.Spec.Datacenter = v.ref(api.KindDatacenter, c.Spec.Datacenter)
 		c.Spec.Host = v.ref(api.KindHost, c.Spec.Host)
-		c.Status.ProvisionedBytes = api.Size(v.usage().dsProvisioned[c.Metadata.ID])
-		c.Status.Hosts = append([]api.Ref(nil), v.usage().hostReachesDS[c.Metadata.ID]...)
-		sort.Slice(c.Status.Hosts, func(i, j int) bool { return c.Status.Hosts[i].Name < c.Status.Hosts[j].Name })
+		v.s.tally.mu.RLock()
+		c.Status.ProvisionedBytes = api.Size(v.s.tally.dsProvisioned[c.Metadata.ID])
+		v.s.tally.mu.RUnlock()
+		c.Status.Hosts = v.reachers(c.Metadata.ID)
 		return &c
 	case *api.PortGroup:
 		c := *o
 		c.Spec.Datacenter = v.ref(api.KindDatacenter, c.Spec.Datacenter)
-		c.Status.Ports = v.usage().pgPorts[c.Metadata.ID]
+		v.s.tally.mu.RLock()
+		c.Status.Ports = v.s.tally.pgPorts[c.Metadata.ID]
+		v.s.tally.mu.RUnlock()
 		return &c
 	case *api.VM:
 		c := *o

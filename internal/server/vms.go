@@ -1,6 +1,8 @@
 package server
 
 import (
+	"bytes"
+	"context"
 	"crypto/rand"
 	"fmt"
 	"net"
@@ -44,7 +46,6 @@ func (s *Server) listVMs(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	power := q.Get("power")
-	v := &viewer{s: s}
 	items := make([]api.Object, 0, s.cache.Count(api.KindVM))
 	s.cache.Each(api.KindVM, func(o api.Object) {
 		vm := o.(*api.VM)
@@ -53,11 +54,11 @@ func (s *Server) listVMs(w http.ResponseWriter, r *http.Request) {
 			items = append(items, o)
 		}
 	})
-	for i := range items {
-		items[i] = v.view(items[i])
-	}
 	sortByName(items)
-	reply(w, http.StatusOK, api.List[api.Object]{Items: items, Revision: s.cache.Rev()})
+	var buf bytes.Buffer
+	s.writeList(&buf, items, s.cache.Rev())
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(buf.Bytes())
 }
 
 // vmCreateParams are kept in the vm.create task.
@@ -163,7 +164,12 @@ func (s *Server) createVM(w http.ResponseWriter, r *http.Request) {
 	defer release()
 	vm.Spec.Host = api.Ref{ID: chosen}
 	t := newTask(ctx, "vm.create", vm, vmCreateParams{PowerOn: req.PowerOn})
-	t, err = s.submit(ctx, s.store.Txn().Create(vm), t)
+	txn := s.store.Txn().Create(vm)
+	for _, n := range vm.Spec.NICs {
+		// The MAC index in etcd makes addresses unique even across racing requests.
+		txn.Claim(macKey(n.MAC), vm.Metadata.ID, api.Errorf(api.ErrConflict, "MAC address %s is already in use", n.MAC))
+	}
+	t, err = s.submit(ctx, txn, t)
 	if err != nil {
 		fail(w, err)
 		return
@@ -240,7 +246,7 @@ func (s *Server) buildVM(req *api.VMCreateRequest) (*api.VM, *api.Cluster, strin
 			nics = []api.NICRequest{{PortGroup: pgs[0].GetMeta().ID}}
 		}
 	}
-	used := s.macsInUse()
+	used := map[string]bool{} // by this request
 	for i, n := range nics {
 		o, err := s.pick(api.KindPortGroup, n.PortGroup, inDC)
 		if err != nil {
@@ -248,8 +254,8 @@ func (s *Server) buildVM(req *api.VMCreateRequest) (*api.VM, *api.Cluster, strin
 		}
 		mac := strings.ToLower(n.MAC)
 		if mac == "" {
-			mac = newMAC(used)
-		} else if used[mac] {
+			mac = s.newMAC(used)
+		} else if used[mac] || s.tally.macInUse(mac) {
 			return nil, nil, "", api.Errorf(api.ErrConflict, "nic %d: MAC address %s is already in use", i, mac)
 		}
 		used[mac] = true
@@ -262,23 +268,26 @@ func (s *Server) buildVM(req *api.VMCreateRequest) (*api.VM, *api.Cluster, strin
 	return vm, cl, hostID, nil
 }
 
-func (s *Server) macsInUse() map[string]bool {
-	used := map[string]bool{}
-	s.cache.Each(api.KindVM, func(o api.Object) {
-		for _, n := range o.(*api.VM).Spec.NICs {
-			used[n.MAC] = true
-		}
-	})
-	return used
+func macKey(mac string) string { return store.SysPrefix + "macs/" + mac }
+
+// removeVM deletes a VM and its MAC claims from the store.
+func (s *Server) removeVM(ctx context.Context, vm *api.VM) error {
+	txn := s.store.Txn().Delete(&api.VM{Metadata: api.ObjectMeta{ID: vm.Metadata.ID, Name: vm.Metadata.Name}})
+	for _, n := range vm.Spec.NICs {
+		txn.DeleteRaw(macKey(n.MAC))
+	}
+	_, err := txn.Commit(ctx)
+	return err
 }
 
-// newMAC picks a free address under 52:54:00, the prefix QEMU and libvirt use.
-func newMAC(used map[string]bool) string {
+// newMAC picks a free address under 52:54:00, the prefix QEMU and libvirt
+// use. Two concurrent creates could draw the same one: one in 16 million.
+func (s *Server) newMAC(used map[string]bool) string {
 	for {
 		b := make([]byte, 3)
 		_, _ = rand.Read(b)
 		mac := fmt.Sprintf("52:54:00:%02x:%02x:%02x", b[0], b[1], b[2])
-		if !used[mac] {
+		if !used[mac] && !s.tally.macInUse(mac) {
 			return mac
 		}
 	}

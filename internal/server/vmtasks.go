@@ -73,7 +73,7 @@ func (s *Server) runVMCreate(ctx context.Context, t *taskRun) (any, error) {
 			if h != nil && h.Status.Address != "" {
 				_ = s.agents.Undefine(ctx, target(h), vm.Metadata.ID, true)
 			}
-			if _, derr := s.store.Delete(ctx, vm); derr != nil {
+			if derr := s.removeVM(ctx, vm); derr != nil {
 				s.log.Error("cannot remove the VM of a failed create", "vm", vm.Metadata.Name, "err", derr)
 			}
 			return nil, fmt.Errorf("create vm %s on host %s: %w", vm.Metadata.Name, vm.Spec.Host.Name, err)
@@ -99,13 +99,12 @@ func (s *Server) defineVM(ctx context.Context, t *taskRun, vm *api.VM, h *api.Ho
 	if err != nil {
 		return err
 	}
-	return s.updateObject(ctx, api.KindVM, vm.Metadata.ID, func(o api.Object) error {
-		v := o.(*api.VM)
-		v.Status.Phase = api.PhaseReady
-		v.Status.StateSeq = st.Seq
-		setPower(v, st.PowerState, st.Reason)
+	t.stage(api.KindVM, vm.Metadata.ID, func(o api.Object) error {
+		o.(*api.VM).Status.Phase = api.PhaseReady
 		return nil
 	})
+	t.stage(api.KindVM, vm.Metadata.ID, vmStateChange(st))
+	return nil
 }
 
 func (s *Server) runVMDelete(ctx context.Context, t *taskRun) (any, error) {
@@ -125,8 +124,7 @@ func (s *Server) runVMDelete(ctx context.Context, t *taskRun) (any, error) {
 		}
 	}
 	if err == nil {
-		_, err = s.store.Delete(ctx, &api.VM{Metadata: api.ObjectMeta{ID: vm.Metadata.ID, Name: vm.Metadata.Name}})
-		if err == nil {
+		if err = s.removeVM(ctx, vm); err == nil {
 			return nil, nil
 		}
 	}
@@ -169,9 +167,7 @@ func (s *Server) runVMPower(ctx context.Context, t *taskRun) (any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s vm %s on host %s: %w", req.Action, vm.Metadata.Name, h.Metadata.Name, err)
 	}
-	if err := s.recordVMState(ctx, st); err != nil {
-		return nil, err
-	}
+	t.stage(api.KindVM, vm.Metadata.ID, vmStateChange(st))
 	return st.PowerState, nil
 }
 
@@ -205,7 +201,8 @@ func (s *Server) powerOn(ctx context.Context, t *taskRun, vmID string) (any, err
 		if err != nil {
 			return nil, err
 		}
-		defer release()
+		// Hold the room until the new power state is recorded.
+		t.after(release)
 		cfg, err := s.vmConfig(vm)
 		if err != nil {
 			return nil, err
@@ -219,8 +216,6 @@ func (s *Server) powerOn(ctx context.Context, t *taskRun, vmID string) (any, err
 	if err != nil {
 		return nil, fmt.Errorf("power on vm %s on host %s: %w", vm.Metadata.Name, h.Metadata.Name, err)
 	}
-	if err := s.recordVMState(ctx, st); err != nil {
-		return nil, err
-	}
+	t.stage(api.KindVM, vm.Metadata.ID, vmStateChange(st))
 	return st.PowerState, nil
 }

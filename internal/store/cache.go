@@ -39,10 +39,22 @@ type Cache struct {
 	waiters map[string]chan struct{} // kind/id → closed when that object changes
 	subs    map[int]func(Change)
 	nextSub int
+	// observers see every change under the write lock, before the new
+	// revision is visible: derived state they keep is never behind Sync.
+	observers []func(Change)
 }
 
 func NewCache(s *Store, log *slog.Logger) *Cache {
 	return &Cache{s: s, log: log, revCh: make(chan struct{}), waiters: map[string]chan struct{}{}, subs: map[int]func(Change){}}
+}
+
+// Observe registers fn to see every change (the initial load as creations)
+// while the cache is locked; fn must be quick and must not call the cache.
+// Register observers before Start.
+func (c *Cache) Observe(fn func(Change)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.observers = append(c.observers, fn)
 }
 
 // Start loads every object and keeps the cache current until ctx ends.
@@ -82,8 +94,17 @@ func (c *Cache) load(ctx context.Context, emit bool) error {
 	}
 	var changes []Change
 	c.mu.Lock()
+	now := time.Now()
+	if !emit {
+		for kind, m := range objs {
+			for id, o := range m {
+				for _, fn := range c.observers {
+					fn(Change{Rev: o.GetMeta().Revision, Time: now, Kind: kind, ID: id, Obj: o})
+				}
+			}
+		}
+	}
 	if emit { // after a compaction gap: report what differs
-		now := time.Now()
 		for kind, m := range objs {
 			for id, o := range m {
 				if p := c.objs[kind][id]; p == nil || p.GetMeta().Revision != o.GetMeta().Revision {
@@ -95,6 +116,11 @@ func (c *Cache) load(ctx context.Context, emit bool) error {
 					changes = append(changes, Change{Rev: resp.Header.Revision, Time: now, Kind: kind, ID: id, Prev: p})
 				}
 			}
+		}
+	}
+	for _, ch := range changes {
+		for _, fn := range c.observers {
+			fn(ch)
 		}
 	}
 	c.objs, c.names = objs, names
@@ -166,6 +192,9 @@ func (c *Cache) apply(resp clientv3.WatchResponse) {
 		if w, ok := c.waiters[kind+"/"+id]; ok {
 			close(w)
 			delete(c.waiters, kind+"/"+id)
+		}
+		for _, fn := range c.observers {
+			fn(ch)
 		}
 		changes = append(changes, ch)
 	}

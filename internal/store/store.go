@@ -261,6 +261,14 @@ func (t *Txn) Delete(obj api.Object) *Txn {
 	return t
 }
 
+// Claim creates a key that must not exist yet (a unique index entry such
+// as a MAC address); err says what is taken when it does.
+func (t *Txn) Claim(key, val string, err error) *Txn {
+	t.absent(key, err)
+	t.ops = append(t.ops, clientv3.OpPut(key, val))
+	return t
+}
+
 // If adds a raw precondition, e.g. that this server still holds leadership.
 func (t *Txn) If(cmp clientv3.Cmp, err error) *Txn {
 	t.checks = append(t.checks, check{cmp: cmp, err: err})

@@ -1,0 +1,76 @@
+package api
+
+import (
+	"encoding/json"
+	"maps"
+	"slices"
+)
+
+// DeepCopy returns a copy that shares nothing with o. The hot types are
+// copied by hand (the server copies them on every write); the rest
+// through JSON.
+func DeepCopy[T Object](o T) T {
+	var out Object
+	switch v := any(o).(type) {
+	case *VM:
+		c := *v
+		c.Metadata = v.Metadata.copy()
+		c.Spec.Disks = slices.Clone(v.Spec.Disks)
+		c.Spec.NICs = slices.Clone(v.Spec.NICs)
+		out = &c
+	case *Host:
+		c := *v
+		c.Metadata = v.Metadata.copy()
+		c.Status.Datastores = slices.Clone(v.Status.Datastores)
+		out = &c
+	case *Task:
+		c := *v
+		c.Metadata = v.Metadata.copy()
+		c.Params = slices.Clone(v.Params)
+		c.Result = slices.Clone(v.Result)
+		if v.Error != nil {
+			e := *v.Error
+			c.Error = &e
+		}
+		if v.Started != nil {
+			t := *v.Started
+			c.Started = &t
+		}
+		if v.Finished != nil {
+			t := *v.Finished
+			c.Finished = &t
+		}
+		out = &c
+	default:
+		b, err := json.Marshal(o)
+		if err != nil {
+			panic("copy " + o.Kind() + ": " + err.Error())
+		}
+		n := newOf(o)
+		if err := json.Unmarshal(b, n); err != nil {
+			panic("copy " + o.Kind() + ": " + err.Error())
+		}
+		n.GetMeta().Revision = o.GetMeta().Revision
+		out = n
+	}
+	return out.(T)
+}
+
+func (m ObjectMeta) copy() ObjectMeta {
+	m.Labels = maps.Clone(m.Labels)
+	return m
+}
+
+func newOf(o Object) Object {
+	switch o.(type) {
+	case *Datacenter:
+		return new(Datacenter)
+	case *Cluster:
+		return new(Cluster)
+	case *Datastore:
+		return new(Datastore)
+	case *PortGroup:
+		return new(PortGroup)
+	}
+	panic("copy: unknown kind " + o.Kind())
+}
