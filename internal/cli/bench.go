@@ -36,17 +36,24 @@ type benchAPI struct {
 
 // benchResult is what `vdc bench api` reports.
 type benchResult struct {
-	VMs, Hosts, Concurrency int
-	CreateSeconds           float64 `json:"createSeconds"`
-	CreatesPerSecond        float64 `json:"createsPerSecond"`
-	VMsOnPerSecond          float64 `json:"vmsOnPerSecond"`
-	CreateP50, CreateP99    float64 // ms, from request to finished task
-	PowerOnP50, PowerOnP99  float64 // ms
-	ListP50, ListP99        float64 // ms, full list of every VM
-	ListBytes               int
-	ServerRSSMiB            float64 `json:"serverRssMiB"`
-	ServerPeakRSSMiB        float64 `json:"serverPeakRssMiB"`
-	Errors                  int64
+	VMs               int     `json:"vms"`
+	Hosts             int     `json:"hosts"`
+	Concurrency       int     `json:"concurrency"`
+	CreateSeconds     float64 `json:"createSeconds"`
+	CreatesPerSecond  float64 `json:"createsPerSecond"`
+	CreateP50         float64 `json:"createP50Ms"` // from request to finished task
+	CreateP99         float64 `json:"createP99Ms"`
+	CreateErrors      int64   `json:"createErrors"`
+	PowerOnSeconds    float64 `json:"powerOnSeconds"`
+	PowerOnsPerSecond float64 `json:"powerOnsPerSecond"`
+	PowerOnP50        float64 `json:"powerOnP50Ms"`
+	PowerOnP99        float64 `json:"powerOnP99Ms"`
+	PowerOnErrors     int64   `json:"powerOnErrors"`
+	ListP50           float64 `json:"listP50Ms"` // full list of every VM, read in full
+	ListP99           float64 `json:"listP99Ms"`
+	ListBytes         int     `json:"listBytes"`
+	ServerRSSMiB      float64 `json:"serverRssMiB"`
+	ServerPeakRSSMiB  float64 `json:"serverPeakRssMiB"`
 }
 
 func newBenchAPICmd(g *globals) *cobra.Command {
@@ -75,15 +82,14 @@ latencies (p50/p99) and the server's memory.`,
 				return enc.Encode(res)
 			}
 			fmt.Fprintf(g.stdout, `vdc bench api: %d VMs on %d sim hosts, %d concurrent clients
-  create + power on: %.1f s, %.0f creates/s, %.0f VMs created and powered on/s
-  create latency:    p50 %.1f ms  p99 %.1f ms (request to finished task)
-  power-on latency:  p50 %.1f ms  p99 %.1f ms
-  list %d VMs:     p50 %.1f ms  p99 %.1f ms (%.1f MiB of JSON)
-  server memory:     %.0f MiB RSS (peak %.0f MiB), embedded etcd included
-  errors:            %d
-`, res.VMs, res.Hosts, res.Concurrency, res.CreateSeconds, res.CreatesPerSecond, res.VMsOnPerSecond,
-				res.CreateP50, res.CreateP99, res.PowerOnP50, res.PowerOnP99, res.VMs, res.ListP50, res.ListP99,
-				float64(res.ListBytes)/(1<<20), res.ServerRSSMiB, res.ServerPeakRSSMiB, res.Errors)
+  create:        %6.0f VMs/s  (%.1f s)  latency p50 %.1f ms  p99 %.1f ms  errors %d
+  power on:      %6.0f VMs/s  (%.1f s)  latency p50 %.1f ms  p99 %.1f ms  errors %d
+  list all VMs:  p50 %.1f ms  p99 %.1f ms  (%.1f MiB of JSON)
+  server memory: %.0f MiB RSS, peak %.0f MiB (embedded etcd included)
+`, res.VMs, res.Hosts, res.Concurrency,
+				res.CreatesPerSecond, res.CreateSeconds, res.CreateP50, res.CreateP99, res.CreateErrors,
+				res.PowerOnsPerSecond, res.PowerOnSeconds, res.PowerOnP50, res.PowerOnP99, res.PowerOnErrors,
+				res.ListP50, res.ListP99, float64(res.ListBytes)/(1<<20), res.ServerRSSMiB, res.ServerPeakRSSMiB)
 			return nil
 		},
 	}
@@ -145,51 +151,32 @@ func (b *benchAPI) run(ctx context.Context, g *globals) (*benchResult, error) {
 		return nil, err
 	}
 	res := &benchResult{VMs: b.vms, Hosts: b.hosts, Concurrency: b.conc}
-	fmt.Fprintf(g.stderr, "creating and powering on %d VMs...\n", b.vms)
-	creates, powers := make([]time.Duration, b.vms), make([]time.Duration, b.vms)
-	var next, errs, createErrs atomic.Int64
-	var wg sync.WaitGroup
-	start := time.Now()
-	for w := 0; w < b.conc; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= b.vms {
-					return
-				}
-				name := fmt.Sprintf("bench-%05d", i)
-				t0 := time.Now()
-				t, err := c.CreateVM(ctx, api.VMCreateRequest{Name: name, CPUs: 1, Memory: api.MustSize("256MiB"), Disks: []api.DiskRequest{{Size: api.MustSize("10GiB")}}})
-				if err == nil {
-					_, err = c.Wait(ctx, t)
-				}
-				t1 := time.Now()
-				creates[i] = t1.Sub(t0)
-				if err != nil {
-					createErrs.Add(1)
-				} else {
-					t, err = c.Power(ctx, name, api.PowerRequest{Action: api.ActionStart})
-					if err == nil {
-						_, err = c.Wait(ctx, t)
-					}
-				}
-				powers[i] = time.Since(t1)
-				if err != nil {
-					if errs.Add(1) <= 3 {
-						fmt.Fprintf(g.stderr, "vm %s: %v\n", name, err)
-					}
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	total := time.Since(start)
-	res.CreateSeconds = total.Seconds()
-	res.CreatesPerSecond = float64(b.vms) / total.Seconds()
-	res.VMsOnPerSecond = res.CreatesPerSecond
-	res.Errors = errs.Load()
+	name := func(i int) string { return fmt.Sprintf("bench-%05d", i) }
+	fmt.Fprintf(g.stderr, "creating %d VMs...\n", b.vms)
+	created := make([]bool, b.vms)
+	createTime, creates, createErrs := b.parallel(ctx, g, func(i int) error {
+		t, err := c.CreateVM(ctx, api.VMCreateRequest{Name: name(i), CPUs: 1, Memory: api.MustSize("256MiB"), Disks: []api.DiskRequest{{Size: api.MustSize("10GiB")}}})
+		if err == nil {
+			_, err = c.Wait(ctx, t)
+		}
+		created[i] = err == nil
+		return err
+	})
+	fmt.Fprintf(g.stderr, "powering on %d VMs...\n", b.vms)
+	powerTime, powers, powerErrs := b.parallel(ctx, g, func(i int) error {
+		if !created[i] {
+			return nil
+		}
+		t, err := c.Power(ctx, name(i), api.PowerRequest{Action: api.ActionStart})
+		if err == nil {
+			_, err = c.Wait(ctx, t)
+		}
+		return err
+	})
+	res.CreateSeconds, res.PowerOnSeconds = createTime.Seconds(), powerTime.Seconds()
+	res.CreatesPerSecond = float64(b.vms) / createTime.Seconds()
+	res.PowerOnsPerSecond = float64(b.vms) / powerTime.Seconds()
+	res.CreateErrors, res.PowerOnErrors = createErrs, powerErrs
 	res.CreateP50, res.CreateP99 = percentiles(creates)
 	res.PowerOnP50, res.PowerOnP99 = percentiles(powers)
 	fmt.Fprintf(g.stderr, "listing %d VMs %d times...\n", b.vms, b.lists)
@@ -205,7 +192,7 @@ func (b *benchAPI) run(ctx context.Context, g *globals) (*benchResult, error) {
 		if err := json.Unmarshal(raw, &l); err != nil {
 			return nil, err
 		}
-		if want := b.vms - int(createErrs.Load()); len(l.Items) != want && i == 0 {
+		if want := b.vms - int(createErrs); len(l.Items) != want && i == 0 {
 			fmt.Fprintf(g.stderr, "warning: listed %d VMs, expected %d\n", len(l.Items), want)
 		}
 		res.ListBytes = len(raw)
@@ -213,6 +200,35 @@ func (b *benchAPI) run(ctx context.Context, g *globals) (*benchResult, error) {
 	res.ListP50, res.ListP99 = percentiles(lists)
 	res.ServerRSSMiB, res.ServerPeakRSSMiB = procMemory(srv.Process.Pid)
 	return res, nil
+}
+
+// parallel runs op for 0..vms-1 on --concurrency workers and returns the
+// wall time, each call's latency and the number of failures.
+func (b *benchAPI) parallel(ctx context.Context, g *globals, op func(i int) error) (time.Duration, []time.Duration, int64) {
+	lat := make([]time.Duration, b.vms)
+	var next, errs atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := 0; w < b.conc; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= b.vms || ctx.Err() != nil {
+					return
+				}
+				t0 := time.Now()
+				err := op(i)
+				lat[i] = time.Since(t0)
+				if err != nil && errs.Add(1) <= 3 {
+					fmt.Fprintf(g.stderr, "vm %d: %v\n", i, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return time.Since(start), lat, errs.Load()
 }
 
 func percentiles(d []time.Duration) (p50, p99 float64) {
