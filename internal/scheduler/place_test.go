@@ -129,3 +129,20 @@ func TestPlaceRandomized(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkPlace100Hosts is one placement decision in a 100-host cluster.
+func BenchmarkPlace100Hosts(b *testing.B) {
+	var hosts []Host
+	for i := 0; i < 100; i++ {
+		h := host(string(rune('a'+i%26))+string(rune('a'+i/26)), 64, 256)
+		h.AllocCPUs, h.AllocMemory = i%17, int64(i%13)*gib
+		hosts = append(hosts, h)
+	}
+	req := Request{CPUs: 2, MemoryBytes: gib, Datastores: []string{"ds1"}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Place(hosts, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -163,7 +163,13 @@ func (s *Server) createJoinToken(w http.ResponseWriter, r *http.Request) {
 	secret := randomSecret()
 	rec := joinTokenRecord{Uses: req.Uses, Expires: time.Now().UTC().Add(time.Duration(req.TTLSeconds) * time.Second), Cluster: cl.Metadata.ID}
 	b, _ := json.Marshal(rec)
-	if _, err := s.cli.Put(r.Context(), joinTokenPrefix+hashSecret(secret), string(b)); err != nil {
+	// etcd forgets the token when it expires.
+	lease, err := s.cli.Grant(r.Context(), int64(req.TTLSeconds))
+	if err != nil {
+		fail(w, fmt.Errorf("store join token: %w", err))
+		return
+	}
+	if _, err := s.cli.Put(r.Context(), joinTokenPrefix+hashSecret(secret), string(b), clientv3.WithLease(lease.ID)); err != nil {
 		fail(w, fmt.Errorf("store join token: %w", err))
 		return
 	}
@@ -186,7 +192,7 @@ func (s *Server) useJoinToken(ctx context.Context, secret string) (joinTokenReco
 			return joinTokenRecord{}, fmt.Errorf("read join token: %w", err)
 		}
 		if len(resp.Kvs) == 0 {
-			return joinTokenRecord{}, api.Errorf(api.ErrUnauthorized, "unknown join token")
+			return joinTokenRecord{}, api.Errorf(api.ErrUnauthorized, "unknown or expired join token; create a new one with `vdc host token create`")
 		}
 		var rec joinTokenRecord
 		if err := json.Unmarshal(resp.Kvs[0].Value, &rec); err != nil {
@@ -196,13 +202,9 @@ func (s *Server) useJoinToken(ctx context.Context, secret string) (joinTokenReco
 			return rec, api.Errorf(api.ErrUnauthorized, "join token expired or used up; create a new one with `vdc host token create`")
 		}
 		rec.Uses--
-		var op clientv3.Op
-		if rec.Uses == 0 {
-			op = clientv3.OpDelete(key)
-		} else {
-			b, _ := json.Marshal(rec)
-			op = clientv3.OpPut(key, string(b))
-		}
+		// A spent token stays until it expires, so a late user learns why.
+		b, _ := json.Marshal(rec)
+		op := clientv3.OpPut(key, string(b), clientv3.WithIgnoreLease())
 		tr, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", resp.Kvs[0].ModRevision)).Then(op).Commit()
 		if err != nil {
 			return rec, fmt.Errorf("spend join token: %w", err)
