@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -149,5 +148,3 @@ func readTarget[T api.Object](ctx context.Context, c *client.Client, t *api.Task
 	return obj, err == nil
 }
 
-// errNothingToChange is returned by an update given no change.
-var errNothingToChange = errors.New("nothing to change: give at least one flag")

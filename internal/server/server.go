@@ -11,7 +11,6 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -222,15 +221,6 @@ func dialable(a *net.TCPAddr) string {
 		host = "127.0.0.1"
 	}
 	return net.JoinHostPort(host, fmt.Sprint(a.Port))
-}
-
-func hostPart(u string) string {
-	u = strings.TrimPrefix(u, "https://")
-	h, _, err := net.SplitHostPort(u)
-	if err != nil {
-		return u
-	}
-	return h
 }
 
 func debugMux() *http.ServeMux {
