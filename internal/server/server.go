@@ -67,6 +67,12 @@ type Server struct {
 
 	tlsCert tls.Certificate
 	httpSrv *http.Server
+	// reqCtx is the parent of every request's context; Stop cancels it so
+	// that event streams and long polls end at once.
+	reqCtx    context.Context
+	reqCancel context.CancelFunc
+	// stop ends the server's background work (watch, election).
+	stop context.CancelFunc
 	ln      net.Listener
 	url     string
 
@@ -112,6 +118,7 @@ func (s *Server) ClientConfigPath() string { return filepath.Join(s.cfg.DataDir,
 // Start opens the store, bootstraps the CA and admin token on first start,
 // and serves the API. It returns once the API is listening.
 func (s *Server) Start(ctx context.Context) error {
+	ctx, s.stop = context.WithCancel(ctx)
 	if err := os.MkdirAll(s.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create server data dir: %w", err)
 	}
@@ -144,7 +151,9 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	}
 	s.runner = newRunner(s)
+	s.reqCtx, s.reqCancel = context.WithCancel(context.Background())
 	s.httpSrv = &http.Server{
+		BaseContext:       func(net.Listener) context.Context { return s.reqCtx },
 		Handler:           s.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
@@ -198,11 +207,23 @@ func (s *Server) Stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if s.httpSrv != nil {
-		_ = s.httpSrv.Shutdown(ctx)
+		// Requests get a second to finish; then streams and long polls,
+		// which would not, are ended.
+		done := make(chan struct{})
+		go func() { _ = s.httpSrv.Shutdown(ctx); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(time.Second):
+			s.reqCancel()
+			<-done
+		}
 	}
 	s.leaderMu.Lock()
 	l := s.leader
 	s.leaderMu.Unlock()
+	if s.stop != nil {
+		s.stop() // no new campaign; the leader's duties end too
+	}
 	if l != nil {
 		l.stop(ctx)
 	}

@@ -158,6 +158,19 @@ func TestUpAndAgainOnTheSameData(t *testing.T) {
 	if len(hosts) != 2 {
 		t.Fatalf("hosts: %v", hosts)
 	}
+	// vdc up starts again an agent that dies.
+	agents := childPIDs(t, up.cmd.Process.Pid)
+	if len(agents) != 2 {
+		t.Fatalf("vdc up should run 2 agent processes, found %v", agents)
+	}
+	if err := syscall.Kill(agents[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "a new agent process", func() bool {
+		now := childPIDs(t, up.cmd.Process.Pid)
+		return len(now) == 2 && now[0] != agents[0] && now[1] != agents[0]
+	})
+	cl.waitConnected("host-1", "host-2")
 	if err := up.stop(syscall.SIGINT); err != nil {
 		t.Fatalf("vdc up did not exit cleanly on Ctrl-C: %v\n%s", err, up.out.String())
 	}

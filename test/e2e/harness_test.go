@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -232,4 +234,31 @@ func (cl *cluster) inventory() {
 	cl.startAgent("host-1")
 	cl.startAgent("host-2")
 	cl.waitConnected("host-1", "host-2")
+}
+
+// childPIDs lists the processes whose parent is pid, in PID order.
+func childPIDs(t *testing.T, pid int) []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int
+	for _, e := range ents {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// Fields after the command name, which is in parentheses: state, ppid...
+		rest := string(b[strings.LastIndexByte(string(b), ')')+2:])
+		f := strings.Fields(rest)
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) && f[0] != "Z" {
+			out = append(out, n)
+		}
+	}
+	sort.Ints(out)
+	return out
 }
