@@ -15,14 +15,6 @@ import (
 	"github.com/vdc-project/vdc/internal/store"
 )
 
-func (s *Server) hostRoutes(h func(string, http.HandlerFunc)) {
-	h("GET /api/v1/hosts", s.listHosts)
-	h("GET /api/v1/hosts/{name}", s.getObject(api.KindHost))
-	h("PATCH /api/v1/hosts/{name}", s.updateHost)
-	h("DELETE /api/v1/hosts/{name}", s.deleteObject(api.KindHost))
-	h("POST /api/v1/hosts/{name}/maintenance", s.hostMaintenance)
-}
-
 // GET /api/v1/hosts?cluster=
 func (s *Server) listHosts(w http.ResponseWriter, r *http.Request) {
 	if err := s.cache.Sync(r.Context()); err != nil {

@@ -12,31 +12,6 @@ import (
 	"github.com/vdc-project/vdc/api"
 )
 
-func (s *Server) routes() http.Handler {
-	authed := http.NewServeMux()
-	h := func(pattern string, fn http.HandlerFunc) { authed.HandleFunc(pattern, fn) }
-
-	h("GET /api/v1/version", s.getVersion)
-	h("POST /api/v1/join-tokens", s.createJoinToken)
-
-	s.inventoryRoutes(h)
-	s.hostRoutes(h)
-	s.vmRoutes(h)
-	h("GET /api/v1/tasks", s.listTasks)
-	h("GET /api/v1/tasks/{id}", s.getTask)
-	h("GET /api/v1/events", s.streamEvents)
-	h("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
-		fail(w, api.Errorf(api.ErrNotFound, "no such API call: %s %s", r.Method, r.URL.Path))
-	})
-
-	root := http.NewServeMux()
-	root.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-	root.HandleFunc("POST /api/v1/agent/join", s.agentJoin)
-	root.HandleFunc("POST /api/v1/agent/heartbeat", s.agentHeartbeat)
-	root.Handle("/", s.requireToken(authed))
-	return root
-}
-
 func (s *Server) getVersion(w http.ResponseWriter, r *http.Request) {
 	reply(w, http.StatusOK, s.version())
 }

@@ -11,22 +11,6 @@ import (
 	"github.com/vdc-project/vdc/internal/store"
 )
 
-func (s *Server) inventoryRoutes(h func(string, http.HandlerFunc)) {
-	for _, kind := range []string{api.KindDatacenter, api.KindCluster, api.KindDatastore, api.KindPortGroup} {
-		h("GET /api/v1/"+kind, s.listObjects(kind))
-		h("GET /api/v1/"+kind+"/{name}", s.getObject(kind))
-		h("DELETE /api/v1/"+kind+"/{name}", s.deleteObject(kind))
-	}
-	h("POST /api/v1/datacenters", s.createDatacenter)
-	h("PATCH /api/v1/datacenters/{name}", s.updateDatacenter)
-	h("POST /api/v1/clusters", s.createCluster)
-	h("PATCH /api/v1/clusters/{name}", s.updateCluster)
-	h("POST /api/v1/datastores", s.createDatastore)
-	h("PATCH /api/v1/datastores/{name}", s.updateDatastore)
-	h("POST /api/v1/portgroups", s.createPortGroup)
-	h("PATCH /api/v1/portgroups/{name}", s.updatePortGroup)
-}
-
 // lookup finds an object by name or ID in the cache.
 func (s *Server) lookup(kind, nameOrID string) (api.Object, error) {
 	if nameOrID == "" {

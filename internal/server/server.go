@@ -73,14 +73,15 @@ type Server struct {
 	reqCancel context.CancelFunc
 	// stop ends the server's background work (watch, election).
 	stop context.CancelFunc
-	ln      net.Listener
-	url     string
+	ln   net.Listener
+	url  string
 
 	leaderMu sync.Mutex
 	leader   *leadership // nil unless this server leads
 
 	runner *runner
 	joinMu sync.Mutex
+	openapiCache
 }
 
 // New prepares a server; Start brings it up.

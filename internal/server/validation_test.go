@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -196,5 +197,39 @@ func TestUnknownRouteIsJSON404(t *testing.T) {
 	code, body := rawCall(t, d, "GET", "/api/v1/nothing", "", adminToken(t, d))
 	if code != 404 || !bytes.Contains([]byte(body), []byte(`"not_found"`)) {
 		t.Fatalf("%d %s", code, body)
+	}
+}
+
+func TestOpenAPIDescribesEveryRoute(t *testing.T) {
+	d := newDC(t, 0)
+	var doc struct {
+		OpenAPI string                               `json:"openapi"`
+		Paths   map[string]map[string]map[string]any `json:"paths"`
+		Comp    struct {
+			Schemas map[string]map[string]any `json:"schemas"`
+		} `json:"components"`
+	}
+	code, body := rawCall(t, d, "GET", "/api/v1/openapi.json", "", adminToken(t, d))
+	if code != 200 {
+		t.Fatalf("%d %s", code, body)
+	}
+	if err := json.Unmarshal([]byte(body), &doc); err != nil {
+		t.Fatal(err)
+	}
+	for path, methods := range map[string][]string{
+		"/api/v1/vms": {"get", "post"}, "/api/v1/vms/{name}": {"get", "patch", "delete"}, "/api/v1/vms/{name}/power": {"post"},
+		"/api/v1/hosts/{name}/maintenance": {"post"}, "/api/v1/tasks/{id}": {"get"}, "/api/v1/events": {"get"},
+		"/api/v1/portgroups/{name}": {"get", "patch", "delete"}, "/api/v1/agent/join": {"post"},
+	} {
+		for _, m := range methods {
+			if doc.Paths[path][m] == nil {
+				t.Errorf("openapi.json lacks %s %s", m, path)
+			}
+		}
+	}
+	vm := doc.Comp.Schemas["VMCreateRequest"]
+	props, _ := vm["properties"].(map[string]any)
+	if doc.OpenAPI != "3.0.3" || props["memory"] == nil || props["cpus"] == nil || doc.Comp.Schemas["Task"] == nil {
+		t.Fatalf("schemas incomplete: %v", vm)
 	}
 }

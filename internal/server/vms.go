@@ -14,15 +14,6 @@ import (
 	"github.com/vdc-project/vdc/internal/store"
 )
 
-func (s *Server) vmRoutes(h func(string, http.HandlerFunc)) {
-	h("GET /api/v1/vms", s.listVMs)
-	h("POST /api/v1/vms", s.createVM)
-	h("GET /api/v1/vms/{name}", s.getObject(api.KindVM))
-	h("PATCH /api/v1/vms/{name}", s.updateVM)
-	h("DELETE /api/v1/vms/{name}", s.deleteVM)
-	h("POST /api/v1/vms/{name}/power", s.powerVM)
-}
-
 // GET /api/v1/vms?host=&cluster=&power=
 func (s *Server) listVMs(w http.ResponseWriter, r *http.Request) {
 	if err := s.cache.Sync(r.Context()); err != nil {

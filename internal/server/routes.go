@@ -1,0 +1,123 @@
+package server
+
+import (
+	"io"
+	"net/http"
+
+	"github.com/vdc-project/vdc/api"
+)
+
+// route is one API call: how it is served and how it is documented. The
+// same table builds the router and the OpenAPI document, so the two cannot
+// drift apart.
+type route struct {
+	method, path string
+	handler      http.HandlerFunc
+	summary      string
+	body         any // the request body's type (a zero value), if any
+	reply        any // the success answer's type
+	status       int // success status (default 200)
+	query        []param
+	public       bool // authenticated otherwise than by bearer token
+	stream       bool // text/event-stream
+}
+
+type param struct{ name, doc string }
+
+// inventoryTypes describes the kinds with plain create/update calls.
+var inventoryTypes = []struct {
+	kind                string
+	obj, create, update any
+	createFn, updateFn  func(*Server) http.HandlerFunc
+}{
+	{api.KindDatacenter, api.Datacenter{}, api.DatacenterCreateRequest{}, api.DatacenterUpdateRequest{},
+		func(s *Server) http.HandlerFunc { return s.createDatacenter }, func(s *Server) http.HandlerFunc { return s.updateDatacenter }},
+	{api.KindCluster, api.Cluster{}, api.ClusterCreateRequest{}, api.ClusterUpdateRequest{},
+		func(s *Server) http.HandlerFunc { return s.createCluster }, func(s *Server) http.HandlerFunc { return s.updateCluster }},
+	{api.KindDatastore, api.Datastore{}, api.DatastoreCreateRequest{}, api.DatastoreUpdateRequest{},
+		func(s *Server) http.HandlerFunc { return s.createDatastore }, func(s *Server) http.HandlerFunc { return s.updateDatastore }},
+	{api.KindPortGroup, api.PortGroup{}, api.PortGroupCreateRequest{}, api.PortGroupUpdateRequest{},
+		func(s *Server) http.HandlerFunc { return s.createPortGroup }, func(s *Server) http.HandlerFunc { return s.updatePortGroup }},
+}
+
+var (
+	byDatacenter = param{"datacenter", "only objects of this datacenter (name or ID)"}
+	ifMatchNote  = " Send If-Match with the revision you read to change only that version (409 otherwise)."
+)
+
+func (s *Server) apiRoutes() []route {
+	task := api.Task{}
+	rs := []route{
+		{method: "GET", path: "/api/v1/version", handler: s.getVersion, summary: "Server version and leader", reply: api.Version{}},
+		{method: "GET", path: "/api/v1/openapi.json", handler: s.getOpenAPI, summary: "This API's OpenAPI 3 document", reply: map[string]any{}},
+		{method: "POST", path: "/api/v1/join-tokens", handler: s.createJoinToken, summary: "Create a token for new hosts to join with",
+			body: api.JoinTokenRequest{}, reply: api.JoinToken{}, status: http.StatusCreated},
+	}
+	for _, it := range inventoryTypes {
+		one, name := api.Singular(it.kind), "/api/v1/"+it.kind+"/{name}"
+		rs = append(rs,
+			route{method: "GET", path: "/api/v1/" + it.kind, handler: s.listObjects(it.kind), summary: "List " + it.kind, reply: listOf(it.obj), query: []param{byDatacenter}},
+			route{method: "POST", path: "/api/v1/" + it.kind, handler: it.createFn(s), summary: "Create a " + one, body: it.create, reply: task},
+			route{method: "GET", path: name, handler: s.getObject(it.kind), summary: "Read a " + one + " by name or ID", reply: it.obj},
+			route{method: "PATCH", path: name, handler: it.updateFn(s), summary: "Change a " + one + "." + ifMatchNote, body: it.update, reply: task},
+			route{method: "DELETE", path: name, handler: s.deleteObject(it.kind), summary: "Delete a " + one + " nothing depends on", reply: task},
+		)
+	}
+	rs = append(rs,
+		route{method: "GET", path: "/api/v1/hosts", handler: s.listHosts, summary: "List hosts", reply: listOf(api.Host{}),
+			query: []param{{"cluster", "only hosts of this cluster"}}},
+		route{method: "GET", path: "/api/v1/hosts/{name}", handler: s.getObject(api.KindHost), summary: "Read a host", reply: api.Host{}},
+		route{method: "PATCH", path: "/api/v1/hosts/{name}", handler: s.updateHost, summary: "Change a host." + ifMatchNote, body: api.HostUpdateRequest{}, reply: task},
+		route{method: "DELETE", path: "/api/v1/hosts/{name}", handler: s.deleteObject(api.KindHost), summary: "Remove a host that has no VMs", reply: task},
+		route{method: "POST", path: "/api/v1/hosts/{name}/maintenance", handler: s.hostMaintenance, summary: "Enter or exit maintenance mode",
+			body: api.MaintenanceRequest{}, reply: task},
+
+		route{method: "GET", path: "/api/v1/vms", handler: s.listVMs, summary: "List VMs", reply: listOf(api.VM{}),
+			query: []param{{"host", "only VMs on this host"}, {"cluster", "only VMs of this cluster"}, {"power", "only VMs in this power state"}}},
+		route{method: "POST", path: "/api/v1/vms", handler: s.createVM, summary: "Create a VM (placed on a host with room unless one is named)",
+			body: api.VMCreateRequest{}, reply: task, status: http.StatusAccepted},
+		route{method: "GET", path: "/api/v1/vms/{name}", handler: s.getObject(api.KindVM), summary: "Read a VM", reply: api.VM{}},
+		route{method: "PATCH", path: "/api/v1/vms/{name}", handler: s.updateVM, summary: "Change a VM (CPUs and memory while off)." + ifMatchNote,
+			body: api.VMUpdateRequest{}, reply: task},
+		route{method: "DELETE", path: "/api/v1/vms/{name}", handler: s.deleteVM, summary: "Delete a VM", reply: task, status: http.StatusAccepted,
+			query: []param{{"force", "true to power off and delete a running VM"}}},
+		route{method: "POST", path: "/api/v1/vms/{name}/power", handler: s.powerVM, summary: "Start, stop, reset, suspend or resume a VM",
+			body: api.PowerRequest{}, reply: task, status: http.StatusAccepted},
+
+		route{method: "GET", path: "/api/v1/tasks", handler: s.listTasks, summary: "List tasks, newest first", reply: listOf(task),
+			query: []param{{"state", "queued, running, active, succeeded, failed or canceled"}, {"target", "name or ID of the target object"}, {"limit", "at most this many"}}},
+		route{method: "GET", path: "/api/v1/tasks/{id}", handler: s.getTask, summary: "Read a task, optionally waiting for it to change", reply: task,
+			query: []param{{"wait", "wait up to this long (e.g. 30s) for a change"}, {"after", "the revision the caller has seen"}, {"done", "true to wait for the end only"}}},
+		route{method: "GET", path: "/api/v1/events", handler: s.streamEvents, summary: "Stream events (server-sent events); resume with Last-Event-ID",
+			reply: api.Event{}, stream: true, query: []param{{"types", "comma-separated event types"}, {"kind", "object kind"}, {"id", "object or task target ID"}, {"after", "resume after this sequence number"}}},
+
+		route{method: "POST", path: "/api/v1/agent/join", handler: s.agentJoin, summary: "A new host joins with a join token and a CSR",
+			body: api.JoinRequest{}, reply: api.JoinResponse{}, public: true},
+		route{method: "POST", path: "/api/v1/agent/heartbeat", handler: s.agentHeartbeat, summary: "A host reports (host certificate required)",
+			body: api.Heartbeat{}, reply: api.HeartbeatResponse{}, public: true},
+	)
+	return rs
+}
+
+// listOf stands for api.List of a type in the document.
+type listDoc struct{ item any }
+
+func listOf(item any) any { return listDoc{item} }
+
+func (s *Server) routes() http.Handler {
+	authed := http.NewServeMux()
+	root := http.NewServeMux()
+	for _, r := range s.apiRoutes() {
+		mux := authed
+		if r.public {
+			mux = root
+		}
+		mux.HandleFunc(r.method+" "+r.path, r.handler)
+	}
+	authed.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
+		fail(w, api.Errorf(api.ErrNotFound, "no such API call: %s %s", r.Method, r.URL.Path))
+	})
+	root.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	root.Handle("/", s.requireToken(authed))
+	return root
+}
