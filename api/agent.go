@@ -45,8 +45,12 @@ type AgentVMState struct {
 	ID         string `json:"id"`
 	PowerState string `json:"powerState"`
 	// Seq increases with every change of the VM's state on the host.
-	Seq    uint64 `json:"seq"`
-	Reason string `json:"reason,omitempty"`
+	Seq    uint64     `json:"seq"`
+	Reason string     `json:"reason,omitempty"`
+	Guest  *GuestInfo `json:"guest,omitempty"`
+	VNC    string     `json:"vnc,omitempty"`
+	// Disks are measured on full heartbeats and on define.
+	Disks []DiskStatus `json:"disks,omitempty"`
 }
 
 // DatastoreSeen reports a datastore's space as one host sees it.

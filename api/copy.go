@@ -7,8 +7,9 @@ import (
 )
 
 // DeepCopy returns a copy that shares nothing with o. The hot types are
-// copied by hand (the server copies them on every write); the rest
-// through JSON.
+// copied by hand (the server copies them on every write): a new pointer,
+// slice or map field in them must be added here (TestDeepCopy checks
+// every such field). The rest go through JSON.
 func DeepCopy[T Object](o T) T {
 	var out Object
 	switch v := any(o).(type) {
@@ -17,6 +18,16 @@ func DeepCopy[T Object](o T) T {
 		c.Metadata = v.Metadata.copy()
 		c.Spec.Disks = slices.Clone(v.Spec.Disks)
 		c.Spec.NICs = slices.Clone(v.Spec.NICs)
+		if v.Spec.Boot != nil {
+			b := *v.Spec.Boot
+			c.Spec.Boot = &b
+		}
+		if v.Status.Guest != nil {
+			g := *v.Status.Guest
+			g.IPAddresses = slices.Clone(v.Status.Guest.IPAddresses)
+			c.Status.Guest = &g
+		}
+		c.Status.Disks = slices.Clone(v.Status.Disks)
 		out = &c
 	case *Host:
 		c := *v
@@ -71,6 +82,8 @@ func newOf(o Object) Object {
 		return new(Datastore)
 	case *PortGroup:
 		return new(PortGroup)
+	case *Image:
+		return new(Image)
 	}
 	panic("copy: unknown kind " + o.Kind())
 }

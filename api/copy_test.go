@@ -7,43 +7,106 @@ import (
 	"time"
 )
 
-// A copy equals the original and shares nothing with it.
-func TestDeepCopy(t *testing.T) {
-	now := time.Now().UTC()
-	vm := &VM{Metadata: ObjectMeta{ID: "1", Name: "a", Labels: map[string]string{"k": "v"}, Revision: 7},
-		Spec:   VMSpec{CPUs: 2, Disks: []VMDisk{{Name: "disk0"}}, NICs: []VMNIC{{MAC: "m"}}},
-		Status: VMStatus{PowerState: PowerOn, PowerChanged: now}}
-	task := &Task{Metadata: ObjectMeta{ID: "t"}, Params: json.RawMessage(`{"a":1}`), Error: &Error{Code: "x"}, Started: &now}
-	host := &Host{Metadata: ObjectMeta{ID: "h"}, Status: HostStatus{Datastores: []Ref{{ID: "d"}}}}
-	dc := &Datacenter{Metadata: ObjectMeta{ID: "d", Revision: 3, Labels: map[string]string{"a": "b"}}}
-	for _, o := range []Object{vm, task, host, dc} {
-		c := DeepCopy(o)
-		if !reflect.DeepEqual(o, c) {
-			t.Fatalf("%s copy differs:\n%+v\n%+v", o.Kind(), o, c)
+// fill sets every field of v (recursively) to a non-zero value, so that a
+// copy that forgets a field, or shares memory with the original, shows.
+func fill(v reflect.Value, n *int) {
+	*n++
+	switch v.Kind() {
+	case reflect.Pointer:
+		if v.Type() == reflect.TypeOf(&time.Time{}) {
+			t := time.Unix(int64(*n), 0).UTC()
+			v.Set(reflect.ValueOf(&t))
+			return
+		}
+		v.Set(reflect.New(v.Type().Elem()))
+		fill(v.Elem(), n)
+	case reflect.Struct:
+		if v.Type() == reflect.TypeOf(time.Time{}) {
+			v.Set(reflect.ValueOf(time.Unix(int64(*n), 0).UTC()))
+			return
+		}
+		for i := 0; i < v.NumField(); i++ {
+			if v.Type().Field(i).IsExported() {
+				fill(v.Field(i), n)
+			}
+		}
+	case reflect.Slice:
+		if v.Type() == reflect.TypeOf(json.RawMessage{}) {
+			v.Set(reflect.ValueOf(json.RawMessage(`{"n":1}`)))
+			return
+		}
+		s := reflect.MakeSlice(v.Type(), 2, 2)
+		fill(s.Index(0), n)
+		fill(s.Index(1), n)
+		v.Set(s)
+	case reflect.Map:
+		m := reflect.MakeMap(v.Type())
+		k, e := reflect.New(v.Type().Key()).Elem(), reflect.New(v.Type().Elem()).Elem()
+		fill(k, n)
+		fill(e, n)
+		m.SetMapIndex(k, e)
+		v.Set(m)
+	case reflect.String:
+		v.SetString("s" + string(rune('a'+*n%26)))
+	case reflect.Bool:
+		v.SetBool(true)
+	case reflect.Int, reflect.Int64:
+		v.SetInt(int64(*n))
+	case reflect.Uint64:
+		v.SetUint(uint64(*n))
+	case reflect.Float64:
+		v.SetFloat(float64(*n))
+	}
+}
+
+// mutate changes every value v reaches through pointers, slices and maps
+// (shared reaches true once behind one): what a copy must not share.
+func mutate(v reflect.Value, shared bool) {
+	switch v.Kind() {
+	case reflect.Pointer:
+		if !v.IsNil() {
+			mutate(v.Elem(), true)
+		}
+	case reflect.Struct:
+		for i := 0; i < v.NumField(); i++ {
+			if v.Type().Field(i).IsExported() {
+				mutate(v.Field(i), shared)
+			}
+		}
+	case reflect.Slice:
+		for i := 0; i < v.Len(); i++ {
+			mutate(v.Index(i), true)
+		}
+	case reflect.Map:
+		for _, k := range v.MapKeys() {
+			e := reflect.New(v.Type().Elem()).Elem()
+			n := 500
+			fill(e, &n)
+			v.SetMapIndex(k, e)
+		}
+	default:
+		if shared && v.CanSet() {
+			n := 999
+			fill(v, &n)
 		}
 	}
-	c := DeepCopy(vm)
-	c.Metadata.Labels["k"] = "changed"
-	c.Spec.Disks[0].Name = "changed"
-	c.Spec.NICs[0].MAC = "changed"
-	if vm.Metadata.Labels["k"] != "v" || vm.Spec.Disks[0].Name != "disk0" || vm.Spec.NICs[0].MAC != "m" {
-		t.Fatal("VM copy shares memory with the original")
-	}
-	tc := DeepCopy(task)
-	tc.Params[2] = 'b'
-	tc.Error.Code = "y"
-	*tc.Started = now.Add(time.Hour)
-	if string(task.Params) != `{"a":1}` || task.Error.Code != "x" || !task.Started.Equal(now) {
-		t.Fatal("task copy shares memory with the original")
-	}
-	hc := DeepCopy(host)
-	hc.Status.Datastores[0].ID = "changed"
-	if host.Status.Datastores[0].ID != "d" {
-		t.Fatal("host copy shares memory with the original")
-	}
-	dcc := DeepCopy(dc)
-	dcc.Metadata.Labels["a"] = "z"
-	if dc.Metadata.Labels["a"] != "b" {
-		t.Fatal("datacenter copy shares memory")
+}
+
+// A copy equals the original, and changing everything the copy reaches
+// leaves the original as it was.
+func TestDeepCopy(t *testing.T) {
+	for _, o := range []Object{&VM{}, &Task{}, &Host{}, &Datacenter{}, &Cluster{}, &Datastore{}, &PortGroup{}, &Image{}} {
+		n := 0
+		fill(reflect.ValueOf(o).Elem(), &n)
+		before, _ := json.Marshal(o)
+		c := DeepCopy(o)
+		if !reflect.DeepEqual(o, c) {
+			t.Fatalf("%s: the copy differs:\n%+v\n%+v", o.Kind(), o, c)
+		}
+		mutate(reflect.ValueOf(c).Elem(), false)
+		after, _ := json.Marshal(o)
+		if string(before) != string(after) {
+			t.Errorf("%s: changing the copy changed the original:\n%s\n%s", o.Kind(), before, after)
+		}
 	}
 }

@@ -15,6 +15,7 @@ const (
 	KindPortGroup  = "portgroups"
 	KindVM         = "vms"
 	KindTask       = "tasks"
+	KindImage      = "images"
 )
 
 // ObjectMeta is the part every object shares.
@@ -22,8 +23,11 @@ type ObjectMeta struct {
 	ID     string            `json:"id"`
 	Name   string            `json:"name,omitempty"`
 	Labels map[string]string `json:"labels,omitempty"`
-	// Revision is the etcd modification revision of the stored object. Send it
-	// back in If-Match to update only the version you read.
+	// Generation counts the changes made to the object's spec and metadata
+	// (not to its status, which hosts update all the time). Send it back in
+	// If-Match to change only the version you read.
+	Generation int64 `json:"generation,omitempty"`
+	// Revision is the store revision of the object's last change of any kind.
 	Revision int64     `json:"revision,omitempty"`
 	Created  time.Time `json:"created"`
 }

@@ -33,6 +33,22 @@ type VMSpec struct {
 	Disks       []VMDisk `json:"disks"`
 	NICs        []VMNIC  `json:"nics"`
 	Description string   `json:"description,omitempty"`
+	// Image is the image the VM was made from, if any.
+	Image Ref `json:"image,omitzero"`
+	// Boot, for VMs made from a kernel image, boots its kernel directly.
+	Boot *VMBoot `json:"boot,omitempty"`
+	// CDROM is the path of an ISO image on the hosts, attached as a CD-ROM
+	// and booted first.
+	CDROM string `json:"cdrom,omitempty"`
+	// VNC turns on a VNC display (listening on the host).
+	VNC bool `json:"vnc,omitempty"`
+}
+
+// VMBoot is a direct kernel boot from an image's files.
+type VMBoot struct {
+	Kernel  string `json:"kernel"` // path relative to the image's datastore
+	Initrd  string `json:"initrd,omitempty"`
+	Cmdline string `json:"cmdline,omitempty"`
 }
 
 // Disk buses.
@@ -49,6 +65,10 @@ type VMDisk struct {
 	Bus       string `json:"bus"`
 	// Path of the disk file relative to the datastore's directory.
 	Path string `json:"path"`
+	// Source is the absolute path of the file the disk was made from
+	// (copied, or with Linked the read-only base of a thin overlay).
+	Source string `json:"source,omitempty"`
+	Linked bool   `json:"linked,omitempty"`
 }
 
 type VMNIC struct {
@@ -69,6 +89,38 @@ type VMStatus struct {
 	// StateSeq orders the host's reports of this VM's state so that an old
 	// report never overwrites a newer one.
 	StateSeq uint64 `json:"stateSeq,omitempty"`
+	// Guest is what the VM's guest agent tells (real VMs).
+	Guest *GuestInfo `json:"guest,omitempty"`
+	// Disks holds each disk's allocated bytes, as the host measured them.
+	Disks []DiskStatus `json:"disks,omitempty"`
+	// VNC is the address of the VM's display while it runs.
+	VNC string `json:"vnc,omitempty"`
+}
+
+// Guest agent states.
+const (
+	GuestRunning       = "running"
+	GuestNotResponding = "not-responding"
+	GuestNotInstalled  = "not-installed"
+)
+
+// GuestInfo is what qemu-guest-agent tells of the guest.
+type GuestInfo struct {
+	State       string    `json:"state"` // running, not-responding, not-installed
+	OS          string    `json:"os,omitempty"`
+	Kernel      string    `json:"kernel,omitempty"`
+	Hostname    string    `json:"hostname,omitempty"`
+	IPAddresses []string  `json:"ipAddresses,omitempty"`
+	LastSeen    time.Time `json:"lastSeen,omitzero"`
+}
+
+// DiskStatus is what a host measured of one disk.
+type DiskStatus struct {
+	Name           string `json:"name"`
+	AllocatedBytes Size   `json:"allocatedBytes"`
+	// VirtualBytes is the disk's size as the guest sees it (measured when
+	// the disk is made; a disk made from an image takes the image's size).
+	VirtualBytes Size `json:"virtualBytes,omitempty"`
 }
 
 func (o *VM) GetMeta() *ObjectMeta { return &o.Metadata }
@@ -100,6 +152,15 @@ type VMCreateRequest struct {
 	Description string            `json:"description,omitempty"`
 	// PowerOn starts the VM once it is created.
 	PowerOn bool `json:"powerOn,omitempty"`
+	// Image is a registered image (a kernel image such as "test", or a disk
+	// image), or the absolute path of a disk file (qcow2, raw...) on the
+	// hosts. A disk image becomes the first disk: copied, or with Linked a
+	// thin overlay on it.
+	Image  string `json:"image,omitempty"`
+	Linked bool   `json:"linked,omitempty"`
+	// CDROM is the absolute path of an ISO image on the hosts.
+	CDROM string `json:"cdrom,omitempty"`
+	VNC   bool   `json:"vnc,omitempty"`
 }
 
 type DiskRequest struct {
@@ -143,4 +204,22 @@ type PowerRequest struct {
 	Force bool `json:"force,omitempty"`
 	// TimeoutSeconds bounds a graceful stop (default 60) before power-off.
 	TimeoutSeconds int `json:"timeoutSeconds,omitempty"`
+}
+
+// ExecRequest is the body of POST /api/v1/vms/{vm}/exec: run a program in
+// the guest through its agent.
+type ExecRequest struct {
+	Command []string `json:"command"` // program and arguments
+	Input   string   `json:"input,omitempty"`
+	// TimeoutSeconds bounds the run (default 60, at most 3600).
+	TimeoutSeconds int `json:"timeoutSeconds,omitempty"`
+}
+
+// ExecResult is how the program ended.
+type ExecResult struct {
+	ExitCode  int    `json:"exitCode"`
+	Signal    int    `json:"signal,omitempty"`
+	Stdout    string `json:"stdout"`
+	Stderr    string `json:"stderr"`
+	Truncated bool   `json:"truncated,omitempty"`
 }

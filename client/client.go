@@ -157,7 +157,8 @@ func (c *Client) Create(ctx context.Context, kind string, req any) (*api.Task, e
 	return &t, err
 }
 
-// Update changes an object; with ifMatch > 0 only if it is still at that revision.
+// Update changes an object; with ifMatch > 0 only if it is still at that
+// generation (Metadata.Generation of the version read).
 func (c *Client) Update(ctx context.Context, kind, name string, req any, ifMatch int64) (*api.Task, error) {
 	var t api.Task
 	err := c.Do(ctx, Request{Method: http.MethodPatch, Path: "/" + kind + "/" + url.PathEscape(name), Body: req, IfMatch: ifMatch}, &t)

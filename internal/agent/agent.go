@@ -249,8 +249,8 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 		return fmt.Errorf("read host info from driver: %w", err)
 	}
 	hn, _ := os.Hostname()
-	vms, seq := a.vms.states(ctx)
 	full := a.needFull || a.beats%fullEvery == 0
+	vms, seq := a.vms.states(ctx, full)
 	if !full {
 		changed := vms[:0]
 		for _, v := range vms {

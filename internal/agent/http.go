@@ -14,7 +14,7 @@ import (
 func (a *Agent) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /agent/v1/vms", func(w http.ResponseWriter, r *http.Request) {
-		states, _ := a.vms.states(r.Context())
+		states, _ := a.vms.states(r.Context(), true)
 		reply(w, http.StatusOK, states)
 	})
 	mux.HandleFunc("PUT /agent/v1/vms/{id}", func(w http.ResponseWriter, r *http.Request) {

@@ -9,11 +9,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/disk"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 )
 
@@ -34,10 +36,10 @@ type vmEntry struct {
 	op  sync.Mutex // serializes operations on this VM
 	cfg hypervisor.VMConfig
 
-	// guarded by registry.mu
-	power  string
-	reason string
-	seq    uint64
+	// guarded by registry.mu: what was last reported, and its sequence
+	// number, which changes when anything reported changes.
+	last api.AgentVMState
+	seq  uint64
 }
 
 func newRegistry(dir string, drv hypervisor.Driver, log *slog.Logger, onChange func()) *registry {
@@ -77,7 +79,7 @@ func (r *registry) load(ctx context.Context) error {
 			continue
 		}
 		r.mu.Lock()
-		r.vms[cfg.ID] = &vmEntry{cfg: cfg, power: st.Power, reason: st.Reason, seq: r.nextSeq()}
+		r.vms[cfg.ID] = &vmEntry{cfg: cfg, last: api.AgentVMState{ID: cfg.ID, PowerState: st.Power, Reason: st.Reason, VNC: st.VNC}, seq: r.nextSeq()}
 		r.mu.Unlock()
 		r.log.Info("re-attached VM", "vm", cfg.Name, "power", st.Power)
 	}
@@ -100,17 +102,64 @@ func (r *registry) get(id string) (*vmEntry, error) {
 	return e, nil
 }
 
-// record stores a VM's state and returns it with its sequence number.
-func (r *registry) record(id string, e *vmEntry, st hypervisor.VMState) api.AgentVMState {
-	r.mu.Lock()
-	changed := e.power != st.Power || e.reason != st.Reason
-	if changed {
-		e.power, e.reason, e.seq = st.Power, st.Reason, r.nextSeq()
+// observe reads a VM's state (and its guest's, when the driver talks to
+// guests) and returns it with its sequence number.
+func (r *registry) observe(ctx context.Context, id string, e *vmEntry) (api.AgentVMState, error) {
+	st, err := r.drv.State(ctx, id)
+	if err != nil {
+		return api.AgentVMState{}, err
 	}
-	out := api.AgentVMState{ID: id, PowerState: e.power, Seq: e.seq, Reason: e.reason}
+	cur := api.AgentVMState{ID: id, PowerState: st.Power, Reason: st.Reason, VNC: st.VNC}
+	if ga, ok := r.drv.(hypervisor.GuestAgent); ok && st.Power != hypervisor.StateOff {
+		if g, err := ga.Guest(ctx, id); err == nil && g.State != "" {
+			cur.Guest = &api.GuestInfo{State: g.State, OS: g.OS, Kernel: g.Kernel, Hostname: g.Hostname,
+				IPAddresses: g.IPAddresses, LastSeen: g.LastSeen}
+		}
+	}
+	r.mu.Lock()
+	changed := !sameState(e.last, cur)
+	if changed {
+		e.seq = r.nextSeq()
+	}
+	e.last = cur
+	cur.Seq = e.seq
 	r.mu.Unlock()
 	if changed && r.onChange != nil {
 		r.onChange()
+	}
+	return cur, nil
+}
+
+// sameState compares what matters of two reports (not when the guest last
+// answered).
+func sameState(a, b api.AgentVMState) bool {
+	if a.PowerState != b.PowerState || a.Reason != b.Reason || a.VNC != b.VNC || (a.Guest == nil) != (b.Guest == nil) {
+		return false
+	}
+	if a.Guest == nil {
+		return true
+	}
+	g, h := *a.Guest, *b.Guest
+	return g.State == h.State && g.OS == h.OS && g.Kernel == h.Kernel && g.Hostname == h.Hostname && slices.Equal(g.IPAddresses, h.IPAddresses)
+}
+
+// measureDisks reports each disk's allocated bytes (and, with virtual, its
+// size as the guest sees it, which costs a qemu-img run). Disks without a
+// file (sim) are left out.
+func measureDisks(ctx context.Context, cfg hypervisor.VMConfig, virtual bool) []api.DiskStatus {
+	var out []api.DiskStatus
+	for _, d := range cfg.Disks {
+		alloc, err := disk.Allocated(d.Path)
+		if err != nil {
+			continue
+		}
+		ds := api.DiskStatus{Name: d.Name, AllocatedBytes: api.Size(alloc)}
+		if virtual {
+			if info, err := disk.Inspect(ctx, d.Path); err == nil {
+				ds.VirtualBytes = api.Size(info.VirtualSize)
+			}
+		}
+		out = append(out, ds)
 	}
 	return out
 }
@@ -130,11 +179,11 @@ func (r *registry) define(ctx context.Context, cfg hypervisor.VMConfig) (api.Age
 	b, _ := json.MarshalIndent(cfg, "", "  ")
 	if old, err := os.ReadFile(filepath.Join(cfg.Dir, "config.json")); exists && err == nil && bytes.Equal(old, b) {
 		// Same definition as before (every power-on sends it): nothing to do.
-		st, err := r.drv.State(ctx, cfg.ID)
+		st, err := r.observe(ctx, cfg.ID, e)
 		if err != nil {
 			return api.AgentVMState{}, fmt.Errorf("define vm %s: %w", cfg.Name, err)
 		}
-		return r.record(cfg.ID, e, st), nil
+		return st, nil
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return api.AgentVMState{}, fmt.Errorf("define vm %s: %w", cfg.Name, err)
@@ -152,11 +201,12 @@ func (r *registry) define(ctx context.Context, cfg hypervisor.VMConfig) (api.Age
 	r.mu.Lock()
 	r.vms[cfg.ID] = e
 	r.mu.Unlock()
-	st, err := r.drv.State(ctx, cfg.ID)
+	st, err := r.observe(ctx, cfg.ID, e)
 	if err != nil {
 		return api.AgentVMState{}, fmt.Errorf("define vm %s: %w", cfg.Name, err)
 	}
-	return r.record(cfg.ID, e, st), nil
+	st.Disks = measureDisks(ctx, cfg, true)
+	return st, nil
 }
 
 // undefine removes a VM; one that is not off needs force, which powers it off.
@@ -204,11 +254,11 @@ func (r *registry) power(ctx context.Context, id string, req api.PowerRequest) (
 	if err := r.doPower(ctx, e, req); err != nil {
 		return api.AgentVMState{}, fmt.Errorf("%s vm %s: %w", req.Action, name, err)
 	}
-	st, err := r.drv.State(ctx, id)
+	st, err := r.observe(ctx, id, e)
 	if err != nil {
 		return api.AgentVMState{}, fmt.Errorf("%s vm %s: read state: %w", req.Action, name, err)
 	}
-	return r.record(id, e, st), nil
+	return st, nil
 }
 
 func (r *registry) doPower(ctx context.Context, e *vmEntry, req api.PowerRequest) error {
@@ -251,6 +301,9 @@ func (r *registry) shutdown(ctx context.Context, e *vmEntry, timeoutSeconds int)
 	defer deadline.Stop()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
+	// A press during early boot can be lost; ask again now and then.
+	again := time.NewTicker(10 * time.Second)
+	defer again.Stop()
 	for {
 		st, err := r.drv.State(ctx, id)
 		if err != nil {
@@ -265,6 +318,10 @@ func (r *registry) shutdown(ctx context.Context, e *vmEntry, timeoutSeconds int)
 		case <-deadline.C:
 			r.log.Warn("guest did not shut down in time; powering off", "vm", e.cfg.Name, "timeout", timeout)
 			return r.drv.PowerOff(ctx, id)
+		case <-again.C:
+			if err := r.drv.Shutdown(ctx, id); err != nil && !errors.Is(err, hypervisor.ErrWrongState) {
+				r.log.Warn("shutdown request failed", "vm", e.cfg.Name, "err", err)
+			}
 		case <-tick.C:
 		}
 	}
@@ -272,20 +329,14 @@ func (r *registry) shutdown(ctx context.Context, e *vmEntry, timeoutSeconds int)
 
 // refresh re-reads one VM's state from the driver.
 func (r *registry) refresh(ctx context.Context, id string) {
-	e, err := r.get(id)
-	if err != nil {
-		return
+	if e, err := r.get(id); err == nil {
+		_, _ = r.observe(ctx, id, e)
 	}
-	st, err := r.drv.State(ctx, id)
-	if err != nil {
-		return
-	}
-	r.record(id, e, st)
 }
 
 // states reads every VM's state, for the heartbeat, and the sequence
-// number as of the listing.
-func (r *registry) states(ctx context.Context) ([]api.AgentVMState, uint64) {
+// number as of the listing. With disks, it measures the disks too.
+func (r *registry) states(ctx context.Context, disks bool) ([]api.AgentVMState, uint64) {
 	r.mu.Lock()
 	watermark := r.lastSeq
 	ids := make([]string, 0, len(r.vms))
@@ -300,12 +351,15 @@ func (r *registry) states(ctx context.Context) ([]api.AgentVMState, uint64) {
 		if err != nil {
 			continue
 		}
-		st, err := r.drv.State(ctx, id)
+		st, err := r.observe(ctx, id, e)
 		if err != nil {
 			r.log.Warn("cannot read VM state", "vm", e.cfg.Name, "err", err)
 			continue
 		}
-		out = append(out, r.record(id, e, st))
+		if disks {
+			st.Disks = measureDisks(ctx, e.cfg, false)
+		}
+		out = append(out, st)
 	}
 	return out, watermark
 }

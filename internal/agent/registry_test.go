@@ -42,10 +42,10 @@ func TestRegistryKeepsVMsAcrossRestarts(t *testing.T) {
 	if err != nil || st.PowerState != api.PowerOn {
 		t.Fatalf("start: %+v %v", st, err)
 	}
-	_, seqBefore := r.states(ctx)
+	_, seqBefore := r.states(ctx, false)
 	// A new agent process on the same data dir finds both VMs as they were.
 	r2 := newTestRegistry(t, dir)
-	states, seq := r2.states(ctx)
+	states, seq := r2.states(ctx, false)
 	got := map[string]string{}
 	for _, s := range states {
 		got[s.ID] = s.PowerState

@@ -188,7 +188,7 @@ func (d *nounDef[T]) updateCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return nil, err
 				}
-				return c.Update(ctx, d.kind, name, req, cur.GetMeta().Revision)
+				return c.Update(ctx, d.kind, name, req, cur.GetMeta().Generation)
 			},
 			done: func(_ context.Context, _ *client.Client, t *api.Task) string {
 				if n := t.Target.Name; n != "" && n != name {

@@ -49,28 +49,21 @@ func (s *Server) updateHost(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	o, err := s.syncLookup(r, api.KindHost)
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	upd := store.Clone(o.(*api.Host))
-	err = firstErr(rename("host", &upd.Metadata, req.Name), relabel(&upd.Metadata, req.Labels))
-	if err == nil && req.Cluster != nil {
-		var cl api.Object
-		cl, err = s.lookup(api.KindCluster, *req.Cluster)
-		if err == nil && cl.GetMeta().ID != upd.Spec.Cluster.ID {
-			if n := len(s.tally.vmsOn(upd.Metadata.ID)); n > 0 {
-				err = api.Errorf(api.ErrConflict, "cannot move host %q to cluster %q: it has %d VMs", upd.Metadata.Name, cl.GetMeta().Name, n)
-			}
-			upd.Spec.Cluster = api.Ref{ID: cl.GetMeta().ID}
+	s.update(w, r, api.KindHost, func(o api.Object) error {
+		upd := o.(*api.Host)
+		if err := firstErr(rename("host", &upd.Metadata, req.Name), relabel(&upd.Metadata, req.Labels)); err != nil || req.Cluster == nil {
+			return err
 		}
-	}
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	s.updateInline(w, r, o, upd)
+		cl, err := s.lookup(api.KindCluster, *req.Cluster)
+		if err != nil || cl.GetMeta().ID == upd.Spec.Cluster.ID {
+			return err
+		}
+		if n := len(s.tally.vmsOn(upd.Metadata.ID)); n > 0 {
+			return api.Errorf(api.ErrConflict, "cannot move host %q to cluster %q: it has %d VMs", upd.Metadata.Name, cl.GetMeta().Name, n)
+		}
+		upd.Spec.Cluster = api.Ref{ID: cl.GetMeta().ID}
+		return nil
+	})
 }
 
 // POST /api/v1/hosts/{name}/maintenance {"action": "enter"|"exit"}
@@ -83,33 +76,32 @@ func (s *Server) hostMaintenance(w http.ResponseWriter, r *http.Request) {
 		fail(w, api.Errorf(api.ErrInvalid, "maintenance action must be enter or exit, got %q", req.Action))
 		return
 	}
-	o, err := s.syncLookup(r, api.KindHost)
+	enter := req.Action == api.MaintenanceEnter
+	t, err := s.modify(r, api.KindHost, func(o api.Object) error {
+		h := o.(*api.Host)
+		if enter == h.Spec.Maintenance {
+			state := "in"
+			if !h.Spec.Maintenance {
+				state = "not in"
+			}
+			return api.Errorf(api.ErrConflict, "host %q is already %s maintenance", h.Metadata.Name, state)
+		}
+		if running := s.runningVMsOn(h.Metadata.ID); enter && len(running) > 0 {
+			return api.Errorf(api.ErrConflict, "host %q still runs %d VMs (%s): stop or move them first", h.Metadata.Name, len(running), strings.Join(firstN(running, 5), ", "))
+		}
+		// A VM powered on since this check would leave a running VM on a
+		// host in maintenance; placement and power-on re-read the host
+		// after this commit and refuse it.
+		h.Spec.Maintenance = enter
+		return nil
+	}, func(upd api.Object) *api.Task {
+		return done(newTask(r.Context(), "host.maintenance."+req.Action, upd, req), nil)
+	})
 	if err != nil {
 		fail(w, err)
 		return
 	}
-	h := o.(*api.Host)
-	if (req.Action == api.MaintenanceEnter) == h.Spec.Maintenance {
-		state := "in"
-		if !h.Spec.Maintenance {
-			state = "not in"
-		}
-		fail(w, api.Errorf(api.ErrConflict, "host %q is already %s maintenance", h.Metadata.Name, state))
-		return
-	}
-	if req.Action == api.MaintenanceEnter {
-		if running := s.runningVMsOn(h.Metadata.ID); len(running) > 0 {
-			fail(w, api.Errorf(api.ErrConflict, "host %q still runs %d VMs (%s): stop or move them first", h.Metadata.Name, len(running), strings.Join(firstN(running, 5), ", ")))
-			return
-		}
-	}
-	upd := store.Clone(h)
-	upd.Spec.Maintenance = req.Action == api.MaintenanceEnter
-	t := done(newTask(r.Context(), "host.maintenance."+req.Action, h, req), nil)
-	// A VM powered on since the check would make the host "in maintenance"
-	// with a running VM; placement and power-on refuse hosts in maintenance,
-	// and both re-read the host after this commit.
-	s.commitInline(w, r, s.store.Txn().Update(h, upd), t)
+	replyTask(w, t)
 }
 
 func (s *Server) runningVMsOn(hostID string) []string {

@@ -120,3 +120,27 @@ func TestGracefulStopTimesOutThenPowersOff(t *testing.T) {
 		t.Fatalf("power %s after stop timeout", got)
 	}
 }
+
+// Hosts write their status every heartbeat; a user's change to a host must
+// not fail for that, with or without If-Match.
+func TestHostChangesDoNotRaceHeartbeats(t *testing.T) {
+	d := newDC(t, 1)
+	ctx := context.Background()
+	h := host(t, d, "host-1")
+	gen := h.Metadata.Generation
+	time.Sleep(2500 * time.Millisecond) // a couple of heartbeats change the host's status
+	if now := host(t, d, "host-1"); now.Metadata.Revision == h.Metadata.Revision || now.Metadata.Generation != gen {
+		t.Fatalf("heartbeats should change the revision (%d→%d) but not the generation (%d→%d)",
+			h.Metadata.Revision, now.Metadata.Revision, gen, now.Metadata.Generation)
+	}
+	if _, err := d.c.Update(ctx, api.KindHost, "host-1", api.HostUpdateRequest{Labels: map[string]string{"rack": "a"}}, gen); err != nil {
+		t.Fatalf("update with the generation read before some heartbeats: %v", err)
+	}
+	for i := 0; i < 20; i++ {
+		d.run(d.c.Action(ctx, api.KindHost, "host-1", "maintenance", api.MaintenanceRequest{Action: "enter"}))
+		d.run(d.c.Action(ctx, api.KindHost, "host-1", "maintenance", api.MaintenanceRequest{Action: "exit"}))
+	}
+	if _, err := d.c.Update(ctx, api.KindHost, "host-1", api.HostUpdateRequest{Labels: map[string]string{"rack": "b"}}, gen); !errors.Is(err, api.ErrConflict) {
+		t.Fatalf("update with a generation others changed since: want 409, got %v", err)
+	}
+}

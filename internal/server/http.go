@@ -65,9 +65,9 @@ func reply(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// replyObject answers with one object and its revision as ETag.
+// replyObject answers with one object and its generation as ETag.
 func replyObject(w http.ResponseWriter, obj api.Object) {
-	w.Header().Set("ETag", fmt.Sprintf(`"%d"`, obj.GetMeta().Revision))
+	w.Header().Set("ETag", fmt.Sprintf(`"%d"`, obj.GetMeta().Generation))
 	reply(w, http.StatusOK, obj)
 }
 
@@ -87,7 +87,7 @@ func fail(w http.ResponseWriter, err error) {
 	reply(w, status, api.ErrorBody{Error: e})
 }
 
-// ifMatch returns the revision in an If-Match header, or 0.
+// ifMatch returns the generation in an If-Match header, or 0.
 func ifMatch(r *http.Request) (int64, error) {
 	v := strings.Trim(strings.TrimPrefix(r.Header.Get("If-Match"), "W/"), `"`)
 	if v == "" || v == "*" {
@@ -95,20 +95,20 @@ func ifMatch(r *http.Request) (int64, error) {
 	}
 	rev, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || rev <= 0 {
-		return 0, api.Errorf(api.ErrInvalid, "If-Match must be a revision from an ETag, got %q", r.Header.Get("If-Match"))
+		return 0, api.Errorf(api.ErrInvalid, "If-Match must be a generation from an ETag, got %q", r.Header.Get("If-Match"))
 	}
 	return rev, nil
 }
 
-// checkIfMatch refuses a write when the client read an older revision.
+// checkIfMatch refuses a change when the client read an older generation.
 func checkIfMatch(r *http.Request, obj api.Object) error {
-	rev, err := ifMatch(r)
+	gen, err := ifMatch(r)
 	if err != nil {
 		return err
 	}
-	if rev != 0 && rev != obj.GetMeta().Revision {
-		return api.Errorf(api.ErrConflict, "%s %q is at revision %d, not %d: it changed since you read it",
-			singular(obj.Kind()), obj.GetMeta().Name, obj.GetMeta().Revision, rev)
+	if m := obj.GetMeta(); gen != 0 && gen != m.Generation {
+		return api.Errorf(api.ErrConflict, "%s %q is at generation %d, not %d: someone changed it since you read it",
+			singular(obj.Kind()), m.Name, m.Generation, gen)
 	}
 	return nil
 }

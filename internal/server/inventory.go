@@ -122,18 +122,6 @@ func (s *Server) getObject(kind string) http.HandlerFunc {
 	}
 }
 
-// syncLookup brings the cache up to date and finds the object of the path.
-func (s *Server) syncLookup(r *http.Request, kind string) (api.Object, error) {
-	if err := s.cache.Sync(r.Context()); err != nil {
-		return nil, err
-	}
-	o, err := s.lookup(kind, r.PathValue("name"))
-	if err != nil {
-		return nil, err
-	}
-	return o, checkIfMatch(r, o)
-}
-
 // inUse says what still depends on an object that is to be deleted.
 func (s *Server) inUse(o api.Object) error {
 	id := o.GetMeta().ID
@@ -194,18 +182,7 @@ func (s *Server) inUse(o api.Object) error {
 }
 
 func (s *Server) deleteObject(kind string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		o, err := s.syncLookup(r, kind)
-		if err == nil {
-			err = s.inUse(o)
-		}
-		if err != nil {
-			fail(w, err)
-			return
-		}
-		t := done(newTask(r.Context(), opName(kind, "delete"), o, nil), nil)
-		s.commitInline(w, r, s.store.Txn().Delete(o), t)
-	}
+	return func(w http.ResponseWriter, r *http.Request) { s.remove(w, r, kind) }
 }
 
 // commitInline writes a change the request completes itself, with its
@@ -226,12 +203,6 @@ func (s *Server) createInline(w http.ResponseWriter, r *http.Request, obj api.Ob
 	txn := s.store.Txn().Create(obj)
 	done(t, obj)
 	s.commitInline(w, r, txn, t)
-}
-
-// updateInline stores upd in place of old with its finished task.
-func (s *Server) updateInline(w http.ResponseWriter, r *http.Request, old, upd api.Object) {
-	t := done(newTask(r.Context(), opName(upd.Kind(), "update"), upd, nil), upd)
-	s.commitInline(w, r, s.store.Txn().Update(old, upd), t)
 }
 
 const maxLabels = 64
@@ -344,17 +315,10 @@ func (s *Server) updateDatacenter(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	o, err := s.syncLookup(r, api.KindDatacenter)
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	upd := store.Clone(o.(*api.Datacenter))
-	if err := firstErr(rename("datacenter", &upd.Metadata, req.Name), relabel(&upd.Metadata, req.Labels), redescribe(&upd.Spec.Description, req.Description)); err != nil {
-		fail(w, err)
-		return
-	}
-	s.updateInline(w, r, o, upd)
+	s.update(w, r, api.KindDatacenter, func(o api.Object) error {
+		upd := o.(*api.Datacenter)
+		return firstErr(rename("datacenter", &upd.Metadata, req.Name), relabel(&upd.Metadata, req.Labels), redescribe(&upd.Spec.Description, req.Description))
+	})
 }
 
 func firstErr(errs ...error) error {
@@ -408,26 +372,19 @@ func (s *Server) updateCluster(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	o, err := s.syncLookup(r, api.KindCluster)
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	upd := store.Clone(o.(*api.Cluster))
-	err = firstErr(rename("cluster", &upd.Metadata, req.Name), relabel(&upd.Metadata, req.Labels), redescribe(&upd.Spec.Description, req.Description))
-	if err == nil && req.CPUOvercommit != nil {
-		err = validateOvercommit("CPU", *req.CPUOvercommit)
-		upd.Spec.CPUOvercommit = *req.CPUOvercommit
-	}
-	if err == nil && req.MemoryOvercommit != nil {
-		err = validateOvercommit("memory", *req.MemoryOvercommit)
-		upd.Spec.MemoryOvercommit = *req.MemoryOvercommit
-	}
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	s.updateInline(w, r, o, upd)
+	s.update(w, r, api.KindCluster, func(o api.Object) error {
+		upd := o.(*api.Cluster)
+		err := firstErr(rename("cluster", &upd.Metadata, req.Name), relabel(&upd.Metadata, req.Labels), redescribe(&upd.Spec.Description, req.Description))
+		if err == nil && req.CPUOvercommit != nil {
+			err = validateOvercommit("CPU", *req.CPUOvercommit)
+			upd.Spec.CPUOvercommit = *req.CPUOvercommit
+		}
+		if err == nil && req.MemoryOvercommit != nil {
+			err = validateOvercommit("memory", *req.MemoryOvercommit)
+			upd.Spec.MemoryOvercommit = *req.MemoryOvercommit
+		}
+		return err
+	})
 }
 
 func (s *Server) createDatastore(w http.ResponseWriter, r *http.Request) {
@@ -468,17 +425,10 @@ func (s *Server) updateDatastore(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	o, err := s.syncLookup(r, api.KindDatastore)
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	upd := store.Clone(o.(*api.Datastore))
-	if err := firstErr(rename("datastore", &upd.Metadata, req.Name), relabel(&upd.Metadata, req.Labels), redescribe(&upd.Spec.Description, req.Description)); err != nil {
-		fail(w, err)
-		return
-	}
-	s.updateInline(w, r, o, upd)
+	s.update(w, r, api.KindDatastore, func(o api.Object) error {
+		upd := o.(*api.Datastore)
+		return firstErr(rename("datastore", &upd.Metadata, req.Name), relabel(&upd.Metadata, req.Labels), redescribe(&upd.Spec.Description, req.Description))
+	})
 }
 
 func validateVLAN(v int) error {
@@ -513,20 +463,13 @@ func (s *Server) updatePortGroup(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	o, err := s.syncLookup(r, api.KindPortGroup)
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	upd := store.Clone(o.(*api.PortGroup))
-	err = firstErr(rename("port group", &upd.Metadata, req.Name), relabel(&upd.Metadata, req.Labels), redescribe(&upd.Spec.Description, req.Description))
-	if err == nil && req.VLAN != nil {
-		err = validateVLAN(*req.VLAN)
-		upd.Spec.VLAN = *req.VLAN
-	}
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	s.updateInline(w, r, o, upd)
+	s.update(w, r, api.KindPortGroup, func(o api.Object) error {
+		upd := o.(*api.PortGroup)
+		err := firstErr(rename("port group", &upd.Metadata, req.Name), relabel(&upd.Metadata, req.Labels), redescribe(&upd.Spec.Description, req.Description))
+		if err == nil && req.VLAN != nil {
+			err = validateVLAN(*req.VLAN)
+			upd.Spec.VLAN = *req.VLAN
+		}
+		return err
+	})
 }

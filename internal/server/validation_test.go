@@ -153,10 +153,10 @@ func TestConcurrentUpdateLoserGets409(t *testing.T) {
 	d.run(d.c.CreateVM(ctx, api.VMCreateRequest{Name: "u1", CPUs: 1, Memory: api.MustSize("64MiB")}))
 	vm := d.vm("u1")
 	one, two := 2, 3
-	if _, err := d.c.Update(ctx, api.KindVM, "u1", api.VMUpdateRequest{CPUs: &one}, vm.Metadata.Revision); err != nil {
+	if _, err := d.c.Update(ctx, api.KindVM, "u1", api.VMUpdateRequest{CPUs: &one}, vm.Metadata.Generation); err != nil {
 		t.Fatal(err)
 	}
-	_, err := d.c.Update(ctx, api.KindVM, "u1", api.VMUpdateRequest{CPUs: &two}, vm.Metadata.Revision)
+	_, err := d.c.Update(ctx, api.KindVM, "u1", api.VMUpdateRequest{CPUs: &two}, vm.Metadata.Generation)
 	if !errors.Is(err, api.ErrConflict) {
 		t.Fatalf("second writer with a stale revision: want 409, got %v", err)
 	}
@@ -173,7 +173,7 @@ func TestConcurrentUpdateLoserGets409(t *testing.T) {
 		go func(n int) {
 			defer wg.Done()
 			desc := strings.Repeat("x", n)
-			_, err := d.c.Update(ctx, api.KindVM, "u1", api.VMUpdateRequest{Description: &desc}, vm.Metadata.Revision)
+			_, err := d.c.Update(ctx, api.KindVM, "u1", api.VMUpdateRequest{Description: &desc}, vm.Metadata.Generation)
 			mu.Lock()
 			defer mu.Unlock()
 			switch {

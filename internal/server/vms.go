@@ -315,32 +315,23 @@ func (s *Server) updateVM(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	o, err := s.syncLookup(r, api.KindVM)
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	vm := o.(*api.VM)
-	upd := store.Clone(vm)
-	err = firstErr(checkReady(vm), rename("vm", &upd.Metadata, req.Name), relabel(&upd.Metadata, req.Labels), redescribe(&upd.Spec.Description, req.Description))
-	if err == nil && (req.CPUs != nil || req.Memory != nil) {
-		if vm.Status.PowerState != api.PowerOff {
-			err = api.Errorf(api.ErrConflict, "vm %s is %s: change CPUs and memory while it is off", vm.Metadata.Name, vm.Status.PowerState)
-		} else {
-			if req.CPUs != nil {
-				upd.Spec.CPUs = *req.CPUs
-			}
-			if req.Memory != nil {
-				upd.Spec.MemoryBytes = *req.Memory
-			}
-			err = validateVMShape(upd.Spec.CPUs, upd.Spec.MemoryBytes)
+	s.update(w, r, api.KindVM, func(o api.Object) error {
+		vm := o.(*api.VM)
+		err := firstErr(checkReady(vm), rename("vm", &vm.Metadata, req.Name), relabel(&vm.Metadata, req.Labels), redescribe(&vm.Spec.Description, req.Description))
+		if err != nil || (req.CPUs == nil && req.Memory == nil) {
+			return err
 		}
-	}
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	s.updateInline(w, r, vm, upd)
+		if vm.Status.PowerState != api.PowerOff {
+			return api.Errorf(api.ErrConflict, "vm %s is %s: change CPUs and memory while it is off", vm.Metadata.Name, vm.Status.PowerState)
+		}
+		if req.CPUs != nil {
+			vm.Spec.CPUs = *req.CPUs
+		}
+		if req.Memory != nil {
+			vm.Spec.MemoryBytes = *req.Memory
+		}
+		return validateVMShape(vm.Spec.CPUs, vm.Spec.MemoryBytes)
+	})
 }
 
 // DELETE /api/v1/vms/{name}?force=true
@@ -350,28 +341,22 @@ func (s *Server) deleteVM(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	o, err := s.syncLookup(r, api.KindVM)
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	vm := o.(*api.VM)
-	if err := checkReady(vm); err != nil {
-		fail(w, err)
-		return
-	}
-	if _, err := s.vmHost(vm); err != nil {
-		fail(w, fmt.Errorf("cannot delete vm %s: %w", vm.Metadata.Name, err))
-		return
-	}
-	if holdsResources(vm) && !force {
-		fail(w, api.Errorf(api.ErrConflict, "vm %s is %s: stop it first, or delete with force", vm.Metadata.Name, vm.Status.PowerState))
-		return
-	}
-	upd := store.Clone(vm)
-	upd.Status.Phase = api.PhaseDeleting
-	t := newTask(r.Context(), "vm.delete", vm, vmDeleteParams{Force: force})
-	t, err = s.submit(r.Context(), s.store.Txn().Update(vm, upd), t)
+	t, err := s.modify(r, api.KindVM, func(o api.Object) error {
+		vm := o.(*api.VM)
+		if err := checkReady(vm); err != nil {
+			return err
+		}
+		if _, err := s.vmHost(vm); err != nil {
+			return fmt.Errorf("cannot delete vm %s: %w", vm.Metadata.Name, err)
+		}
+		if holdsResources(vm) && !force {
+			return api.Errorf(api.ErrConflict, "vm %s is %s: stop it first, or delete with force", vm.Metadata.Name, vm.Status.PowerState)
+		}
+		vm.Status.Phase = api.PhaseDeleting
+		return nil
+	}, func(upd api.Object) *api.Task {
+		return newTask(r.Context(), "vm.delete", upd, vmDeleteParams{Force: force})
+	})
 	if err != nil {
 		fail(w, err)
 		return
@@ -432,7 +417,11 @@ func (s *Server) powerVM(w http.ResponseWriter, r *http.Request) {
 		fail(w, api.Errorf(api.ErrInvalid, "timeoutSeconds must be between 0 (default %s) and 3600, got %d", api.DefaultStopTimeout, req.TimeoutSeconds))
 		return
 	}
-	o, err := s.syncLookup(r, api.KindVM)
+	if err := s.cache.Sync(r.Context()); err != nil {
+		fail(w, err)
+		return
+	}
+	o, err := s.lookup(api.KindVM, r.PathValue("name"))
 	if err != nil {
 		fail(w, err)
 		return

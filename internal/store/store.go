@@ -29,6 +29,7 @@ var factories = map[string]func() api.Object{
 	api.KindPortGroup:  func() api.Object { return new(api.PortGroup) },
 	api.KindVM:         func() api.Object { return new(api.VM) },
 	api.KindTask:       func() api.Object { return new(api.Task) },
+	api.KindImage:      func() api.Object { return new(api.Image) },
 }
 
 // Kinds lists every stored kind.
@@ -211,6 +212,9 @@ func (t *Txn) Create(obj api.Object) *Txn {
 	}
 	if m.Created.IsZero() {
 		m.Created = t.stamp()
+	}
+	if m.Generation == 0 {
+		m.Generation = 1
 	}
 	kind := obj.Kind()
 	t.absent(objKey(kind, m.ID), api.Errorf(api.ErrConflict, "%s %s already exists", singular(kind), m.ID))
