@@ -147,4 +147,3 @@ func readTarget[T api.Object](ctx context.Context, c *client.Client, t *api.Task
 	obj, err := client.Get[T](ctx, c, t.Target.Kind, t.Target.ID)
 	return obj, err == nil
 }
-

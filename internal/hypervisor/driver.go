@@ -3,6 +3,7 @@ package hypervisor
 import (
 	"context"
 	"errors"
+	"io"
 	"time"
 )
 
@@ -30,9 +31,23 @@ type VMConfig struct {
 	Disks       []DiskConfig      `json:"disks"`
 	NICs        []NICConfig       `json:"nics"`
 	Labels      map[string]string `json:"labels,omitempty"`
+	// Boot, when set, boots a kernel and initrd directly (no boot disk).
+	Boot *BootConfig `json:"boot,omitempty"`
+	// CDROM is the path of an ISO image to attach (and boot from when the
+	// disks are empty).
+	CDROM string `json:"cdrom,omitempty"`
+	// VNC turns on a VNC display.
+	VNC bool `json:"vnc,omitempty"`
 	// Dir is a directory on the host that belongs to this VM alone (pid
-	// file, sockets, logs, driver state). Set by the agent.
+	// file, logs, driver state). Set by the agent.
 	Dir string `json:"dir"`
+}
+
+// BootConfig is a direct kernel boot.
+type BootConfig struct {
+	Kernel  string `json:"kernel"`
+	Initrd  string `json:"initrd,omitempty"`
+	Cmdline string `json:"cmdline,omitempty"`
 }
 
 type DiskConfig struct {
@@ -41,6 +56,10 @@ type DiskConfig struct {
 	Path      string `json:"path"`
 	SizeBytes int64  `json:"sizeBytes"`
 	Bus       string `json:"bus"`
+	// Source, when set, is a disk file the disk is made from on Define:
+	// copied, or with Linked, used as the read-only base of a thin overlay.
+	Source string `json:"source,omitempty"`
+	Linked bool   `json:"linked,omitempty"`
 }
 
 type NICConfig struct {
@@ -58,6 +77,8 @@ type VMState struct {
 	// (the guest shut itself down, the process crashed...).
 	Reason string    `json:"reason,omitempty"`
 	Since  time.Time `json:"since"`
+	// VNC is the address of the VM's display while it runs, if it has one.
+	VNC string `json:"vnc,omitempty"`
 }
 
 // HostInfo is what a driver reports about the machine it runs on.
@@ -98,4 +119,56 @@ type Driver interface {
 	// Subscribe returns a channel that receives the ID of a VM whenever its
 	// state changes by itself (guest shutdown, crash), until ctx ends.
 	Subscribe(ctx context.Context) <-chan string
+}
+
+// Guest agent states.
+const (
+	GuestRunning       = "running"
+	GuestNotResponding = "not-responding"
+	GuestNotInstalled  = "not-installed"
+)
+
+// GuestInfo is what the guest's agent tells of the guest.
+type GuestInfo struct {
+	// State: running (it answers), not-responding (it answered before,
+	// not any more), not-installed (it never answered since boot).
+	State       string    `json:"state"`
+	OS          string    `json:"os,omitempty"`
+	Kernel      string    `json:"kernel,omitempty"`
+	Hostname    string    `json:"hostname,omitempty"`
+	IPAddresses []string  `json:"ipAddresses,omitempty"`
+	LastSeen    time.Time `json:"lastSeen,omitzero"`
+}
+
+// ExecRequest runs a program in the guest.
+type ExecRequest struct {
+	Path  string   `json:"path"`
+	Args  []string `json:"args,omitempty"`
+	Env   []string `json:"env,omitempty"`
+	Input []byte   `json:"input,omitempty"`
+}
+
+// ExecResult is how a program run in the guest ended.
+type ExecResult struct {
+	ExitCode  int    `json:"exitCode"`
+	Signal    int    `json:"signal,omitempty"`
+	Stdout    []byte `json:"stdout"`
+	Stderr    []byte `json:"stderr"`
+	Truncated bool   `json:"truncated,omitempty"`
+}
+
+// GuestAgent is implemented by drivers that talk to an agent inside the
+// guest (qemu-guest-agent).
+type GuestAgent interface {
+	// Guest returns the latest guest information; a VM that is off has none.
+	Guest(ctx context.Context, id string) (GuestInfo, error)
+	GuestExec(ctx context.Context, id string, req ExecRequest) (ExecResult, error)
+}
+
+// Console is implemented by drivers whose VMs have a serial console.
+type Console interface {
+	// ConsoleLog returns up to the last max bytes the console printed.
+	ConsoleLog(ctx context.Context, id string, max int) ([]byte, error)
+	// ConsoleAttach connects to the running VM's console.
+	ConsoleAttach(ctx context.Context, id string) (io.ReadWriteCloser, error)
 }
