@@ -9,7 +9,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"sync"
+
+	"github.com/coder/websocket"
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/hypervisor"
@@ -116,4 +119,83 @@ func (c *Client) List(ctx context.Context, h Target) ([]api.AgentVMState, error)
 	var out []api.AgentVMState
 	err := c.do(ctx, h, http.MethodGet, "/agent/v1/vms", nil, &out)
 	return out, err
+}
+
+// PutFile streams a file into a datastore the host reaches; with inspect,
+// the host checks it is a disk image and reports its format and size.
+func (c *Client) PutFile(ctx context.Context, h Target, datastoreID, path string, body io.Reader, size int64, inspect bool) (FileResult, error) {
+	var res FileResult
+	u := fmt.Sprintf("https://%s/agent/v1/datastores/%s/files?path=%s&inspect=%t", h.Address, datastoreID, url.QueryEscape(path), inspect)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, body)
+	if err != nil {
+		return res, err
+	}
+	req.ContentLength = size
+	resp, err := (&http.Client{Transport: c.transport(h.ID)}).Do(req)
+	if err != nil {
+		return res, fmt.Errorf("host %s unreachable: %w", h.Name, &wrapped{err, api.ErrUnavailable})
+	}
+	defer resp.Body.Close()
+	rb, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode/100 != 2 {
+		var eb api.ErrorBody
+		if json.Unmarshal(rb, &eb) == nil && eb.Error != nil {
+			eb.Error.Status = resp.StatusCode
+			return res, fmt.Errorf("host %s: %w", h.Name, eb.Error)
+		}
+		return res, fmt.Errorf("host %s: upload %s: HTTP %d", h.Name, path, resp.StatusCode)
+	}
+	return res, json.Unmarshal(rb, &res)
+}
+
+// DeleteFile removes a file or folder of a datastore.
+func (c *Client) DeleteFile(ctx context.Context, h Target, datastoreID, path string) error {
+	return c.do(ctx, h, http.MethodDelete, fmt.Sprintf("/agent/v1/datastores/%s/files?path=%s", datastoreID, url.QueryEscape(path)), nil, nil)
+}
+
+// Exec runs a program in a VM's guest.
+func (c *Client) Exec(ctx context.Context, h Target, vmID string, req ExecRequest) (hypervisor.ExecResult, error) {
+	var res hypervisor.ExecResult
+	err := c.do(ctx, h, http.MethodPost, "/agent/v1/vms/"+vmID+"/exec", req, &res)
+	return res, err
+}
+
+// ConsoleLog returns the end of a VM's console output.
+func (c *Client) ConsoleLog(ctx context.Context, h Target, vmID string, bytes int) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("https://%s/agent/v1/vms/%s/console/log?bytes=%d", h.Address, vmID, bytes), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := (&http.Client{Transport: c.transport(h.ID)}).Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("host %s unreachable: %w", h.Name, &wrapped{err, api.ErrUnavailable})
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if resp.StatusCode/100 != 2 {
+		var eb api.ErrorBody
+		if json.Unmarshal(b, &eb) == nil && eb.Error != nil {
+			eb.Error.Status = resp.StatusCode
+			return nil, fmt.Errorf("host %s: %w", h.Name, eb.Error)
+		}
+		return nil, fmt.Errorf("host %s: console log: HTTP %d", h.Name, resp.StatusCode)
+	}
+	return b, err
+}
+
+// Console opens a VM's serial console on its host as a websocket.
+func (c *Client) Console(ctx context.Context, h Target, vmID string) (*websocket.Conn, error) {
+	ws, resp, err := websocket.Dial(ctx, fmt.Sprintf("wss://%s/agent/v1/vms/%s/console", h.Address, vmID),
+		&websocket.DialOptions{HTTPClient: &http.Client{Transport: c.transport(h.ID)}})
+	if err != nil {
+		if resp != nil && resp.Body != nil {
+			var eb api.ErrorBody
+			if b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20)); json.Unmarshal(b, &eb) == nil && eb.Error != nil {
+				eb.Error.Status = resp.StatusCode
+				return nil, fmt.Errorf("host %s: %w", h.Name, eb.Error)
+			}
+		}
+		return nil, fmt.Errorf("console of vm %s on host %s: %w", vmID, h.Name, err)
+	}
+	return ws, nil
 }

@@ -336,8 +336,8 @@ func (s *Server) reconcileVMs(ctx context.Context, h *api.Host, reported []api.A
 			if full && vm.Status.StateSeq <= listedAt && vm.Status.PowerState != api.PowerUnknown {
 				missing = append(missing, vm.Metadata.ID)
 			}
-		case st.Seq > vm.Status.StateSeq && st.PowerState != vm.Status.PowerState,
-			vm.Status.PowerState == api.PowerUnknown:
+		case st.Seq > vm.Status.StateSeq, vm.Status.PowerState == api.PowerUnknown,
+			len(st.Disks) > 0 && disksMoved(vm.Status.Disks, st.Disks):
 			stale = append(stale, st)
 		}
 	}
@@ -361,20 +361,42 @@ func (s *Server) recordVMState(ctx context.Context, st api.AgentVMState) error {
 	return s.updateObject(ctx, api.KindVM, st.ID, vmStateChange(st))
 }
 
-// vmStateChange applies a reported state to a VM unless it knows a newer one.
+// vmStateChange applies a reported state to a VM unless it knows a newer
+// one. Disk measurements are taken whenever they moved.
 func vmStateChange(st api.AgentVMState) func(api.Object) error {
 	return func(o api.Object) error {
 		vm := o.(*api.VM)
-		if st.Seq < vm.Status.StateSeq && vm.Status.PowerState != api.PowerUnknown {
-			return errUnchanged
+		changed := false
+		if len(st.Disks) > 0 && disksMoved(vm.Status.Disks, st.Disks) {
+			vm.Status.Disks = st.Disks
+			changed = true
 		}
-		if st.Seq == vm.Status.StateSeq && vm.Status.PowerState == st.PowerState {
+		newer := st.Seq > vm.Status.StateSeq || vm.Status.PowerState == api.PowerUnknown
+		if !newer || (st.Seq == vm.Status.StateSeq && vm.Status.PowerState == st.PowerState) {
+			if changed {
+				return nil
+			}
 			return errUnchanged
 		}
 		vm.Status.StateSeq = st.Seq
+		vm.Status.Guest, vm.Status.VNC = st.Guest, st.VNC
 		setPower(vm, st.PowerState, st.Reason)
 		return nil
 	}
+}
+
+// disksMoved says whether new disk measurements differ enough to record
+// (a MiB), so that a busy disk does not write the VM every heartbeat.
+func disksMoved(old, cur []api.DiskStatus) bool {
+	if len(old) != len(cur) {
+		return true
+	}
+	for i := range cur {
+		if old[i].Name != cur[i].Name || absDiff(int64(old[i].AllocatedBytes), int64(cur[i].AllocatedBytes)) >= 1<<20 {
+			return true
+		}
+	}
+	return false
 }
 
 // setPower changes a VM's power state and the fields that go with it.

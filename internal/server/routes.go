@@ -84,6 +84,19 @@ func (s *Server) apiRoutes() []route {
 		route{method: "POST", path: "/api/v1/vms/{name}/power", handler: s.powerVM, summary: "Start, stop, reset, suspend or resume a VM",
 			body: api.PowerRequest{}, reply: task, status: http.StatusAccepted},
 
+		route{method: "POST", path: "/api/v1/vms/{name}/exec", handler: s.execVM, summary: "Run a program in the guest through its agent and return its output and exit code",
+			body: api.ExecRequest{}, reply: api.ExecResult{}},
+		route{method: "GET", path: "/api/v1/vms/{name}/console/log", handler: s.consoleLog, summary: "The recent output of the VM's serial console (text)",
+			reply: "", query: []param{{"bytes", "at most this many bytes, from the end (default 64 KiB)"}}},
+		route{method: "GET", path: "/api/v1/vms/{name}/console", handler: s.console, summary: "Attach to the VM's serial console (websocket, binary messages both ways)", reply: ""},
+
+		route{method: "GET", path: "/api/v1/images", handler: s.listObjects(api.KindImage), summary: "List images", reply: listOf(api.Image{})},
+		route{method: "POST", path: "/api/v1/images", handler: s.createImage, summary: "Register an image; then upload its files", body: api.ImageCreateRequest{}, reply: task},
+		route{method: "GET", path: "/api/v1/images/{name}", handler: s.getObject(api.KindImage), summary: "Read an image", reply: api.Image{}},
+		route{method: "PUT", path: "/api/v1/images/{name}/files/{file}", handler: s.uploadImageFile,
+			summary: "Upload one of an image's files (kernel, initrd, or disk); the body is the file", reply: task},
+		route{method: "DELETE", path: "/api/v1/images/{name}", handler: s.deleteImage, summary: "Delete an image no VM uses, with its files", reply: task},
+
 		route{method: "GET", path: "/api/v1/tasks", handler: s.listTasks, summary: "List tasks, newest first", reply: listOf(task),
 			query: []param{{"state", "queued, running, active, succeeded, failed or canceled"}, {"target", "name or ID of the target object"}, {"limit", "at most this many"}}},
 		route{method: "GET", path: "/api/v1/tasks/{id}", handler: s.getTask, summary: "Read a task, optionally waiting for it to change", reply: task,

@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"path/filepath"
 	"crypto/rand"
 	"fmt"
 	"net"
@@ -78,6 +79,9 @@ func validateCreate(req *api.VMCreateRequest) error {
 		return api.Errorf(api.ErrInvalid, "at most %d disks, got %d", api.MaxDisksPerVM, len(req.Disks))
 	}
 	for i, d := range req.Disks {
+		if i == 0 && d.Size == 0 && req.Image != "" {
+			continue // the image's size
+		}
 		if d.Size < api.MinVMMemory || d.Size > api.MaxDiskSize {
 			return api.Errorf(api.ErrInvalid, "disk %d: size must be between %s and %s, got %s", i, api.MinVMMemory, api.MaxDiskSize, d.Size)
 		}
@@ -86,6 +90,17 @@ func validateCreate(req *api.VMCreateRequest) error {
 		default:
 			return api.Errorf(api.ErrInvalid, "disk %d: bus must be virtio, scsi or sata, got %q", i, d.Bus)
 		}
+	}
+	for what, p := range map[string]string{"image": req.Image, "cdrom": req.CDROM} {
+		if p != "" && p[0] == '/' && filepath.Clean(p) != p {
+			return api.Errorf(api.ErrInvalid, "%s path %q is not clean", what, p)
+		}
+	}
+	if req.CDROM != "" && !filepath.IsAbs(req.CDROM) {
+		return api.Errorf(api.ErrInvalid, "cdrom must be the absolute path of an ISO file on the hosts, got %q", req.CDROM)
+	}
+	if req.Linked && req.Image == "" {
+		return api.Errorf(api.ErrInvalid, "linked needs an image to link to")
 	}
 	if len(req.NICs) > api.MaxNICsPerVM {
 		return api.Errorf(api.ErrInvalid, "at most %d NICs, got %d", api.MaxNICsPerVM, len(req.NICs))
@@ -225,6 +240,10 @@ func (s *Server) buildVM(req *api.VMCreateRequest) (*api.VM, *api.Cluster, strin
 		vm.Spec.Disks = append(vm.Spec.Disks, api.VMDisk{Name: name, SizeBytes: d.Size, Datastore: api.Ref{ID: ds.Metadata.ID},
 			Bus: bus, Path: dir + "/" + name + ".qcow2"})
 	}
+	if err := s.applyImage(req, vm, dir, inDC); err != nil {
+		return nil, nil, "", err
+	}
+	vm.Spec.CDROM, vm.Spec.VNC = req.CDROM, req.VNC
 	nics := req.NICs
 	if nics == nil {
 		var pgs []api.Object
@@ -282,6 +301,54 @@ func (s *Server) newMAC(used map[string]bool) string {
 			return mac
 		}
 	}
+}
+
+// applyImage makes a VM from an image: a kernel image boots directly; a
+// disk image (registered, or a path on the hosts) becomes the first disk.
+func (s *Server) applyImage(req *api.VMCreateRequest, vm *api.VM, dir string, inDC func(api.Object) bool) error {
+	if req.Image == "" {
+		return nil
+	}
+	source := req.Image
+	if !filepath.IsAbs(source) {
+		o, err := s.lookup(api.KindImage, req.Image)
+		if err != nil {
+			return err
+		}
+		img := o.(*api.Image)
+		if img.Status.Phase != api.ImageReady {
+			return api.Errorf(api.ErrConflict, "image %s is not ready (%s): upload its files first", img.Metadata.Name, img.Status.Phase)
+		}
+		dso, ok := s.cache.Get(api.KindDatastore, img.Spec.Datastore.ID)
+		if !ok || !inDC(dso) {
+			return api.Errorf(api.ErrConflict, "image %s is on a datastore outside this VM's datacenter", img.Metadata.Name)
+		}
+		vm.Spec.Image = api.Ref{ID: img.Metadata.ID}
+		if img.Spec.Type == api.ImageKernel {
+			if req.Linked {
+				return api.Errorf(api.ErrInvalid, "image %s is a kernel image: there is no disk to link to", img.Metadata.Name)
+			}
+			vm.Spec.Boot = &api.VMBoot{Kernel: imageFile(img, "kernel").Path, Initrd: imageFile(img, "initrd").Path, Cmdline: img.Spec.Cmdline}
+			return nil
+		}
+		source = filepath.Join(dso.(*api.Datastore).Spec.Path, imageFile(img, "disk").Path)
+		if len(vm.Spec.Disks) > 0 && vm.Spec.Disks[0].SizeBytes == 0 {
+			vm.Spec.Disks[0].SizeBytes = img.Status.VirtualSize
+		}
+	}
+	if len(vm.Spec.Disks) == 0 {
+		ds, err := s.pick(api.KindDatastore, "", inDC)
+		if err != nil {
+			return fmt.Errorf("disk for image %s: %w", req.Image, err)
+		}
+		vm.Spec.Disks = append(vm.Spec.Disks, api.VMDisk{Name: "disk0", Datastore: api.Ref{ID: ds.GetMeta().ID}, Bus: api.BusVirtio,
+			Path: dir + "/disk0.qcow2"})
+		if o, ok := s.cache.Lookup(api.KindImage, req.Image); ok {
+			vm.Spec.Disks[0].SizeBytes = o.(*api.Image).Status.VirtualSize
+		}
+	}
+	vm.Spec.Disks[0].Source, vm.Spec.Disks[0].Linked = source, req.Linked
+	return nil
 }
 
 // vmState gives the power state of a VM for checks, with the reason a

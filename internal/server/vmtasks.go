@@ -25,14 +25,29 @@ func (s *Server) registerTaskHandlers(r *runner) {
 // vmConfig is what the host needs to run a VM.
 func (s *Server) vmConfig(vm *api.VM) (hypervisor.VMConfig, error) {
 	cfg := hypervisor.VMConfig{ID: vm.Metadata.ID, Name: vm.Metadata.Name, CPUs: vm.Spec.CPUs,
-		MemoryBytes: int64(vm.Spec.MemoryBytes), Labels: vm.Metadata.Labels}
+		MemoryBytes: int64(vm.Spec.MemoryBytes), Labels: vm.Metadata.Labels, CDROM: vm.Spec.CDROM, VNC: vm.Spec.VNC}
 	for _, d := range vm.Spec.Disks {
 		o, ok := s.cache.Get(api.KindDatastore, d.Datastore.ID)
 		if !ok {
 			return cfg, api.Errorf(api.ErrConflict, "disk %s of vm %s is on datastore %s, which is gone", d.Name, vm.Metadata.Name, d.Datastore.ID)
 		}
 		cfg.Disks = append(cfg.Disks, hypervisor.DiskConfig{Name: d.Name, Path: filepath.Join(o.(*api.Datastore).Spec.Path, d.Path),
-			SizeBytes: int64(d.SizeBytes), Bus: d.Bus})
+			SizeBytes: int64(d.SizeBytes), Bus: d.Bus, Source: d.Source, Linked: d.Linked})
+	}
+	if b := vm.Spec.Boot; b != nil {
+		io, ok := s.cache.Get(api.KindImage, vm.Spec.Image.ID)
+		if !ok {
+			return cfg, api.Errorf(api.ErrConflict, "image of vm %s is gone", vm.Metadata.Name)
+		}
+		dso, ok := s.cache.Get(api.KindDatastore, io.(*api.Image).Spec.Datastore.ID)
+		if !ok {
+			return cfg, api.Errorf(api.ErrConflict, "datastore of the image of vm %s is gone", vm.Metadata.Name)
+		}
+		root := dso.(*api.Datastore).Spec.Path
+		cfg.Boot = &hypervisor.BootConfig{Kernel: filepath.Join(root, b.Kernel), Cmdline: b.Cmdline}
+		if b.Initrd != "" {
+			cfg.Boot.Initrd = filepath.Join(root, b.Initrd)
+		}
 	}
 	for _, n := range vm.Spec.NICs {
 		vlan := 0
@@ -100,7 +115,16 @@ func (s *Server) defineVM(ctx context.Context, t *taskRun, vm *api.VM, h *api.Ho
 		return err
 	}
 	t.stage(api.KindVM, vm.Metadata.ID, func(o api.Object) error {
-		o.(*api.VM).Status.Phase = api.PhaseReady
+		v := o.(*api.VM)
+		v.Status.Phase = api.PhaseReady
+		// A disk made from an image takes the image's size.
+		for _, m := range st.Disks {
+			for i := range v.Spec.Disks {
+				if d := &v.Spec.Disks[i]; d.Name == m.Name && m.VirtualBytes > d.SizeBytes {
+					d.SizeBytes = m.VirtualBytes
+				}
+			}
+		}
 		return nil
 	})
 	t.stage(api.KindVM, vm.Metadata.ID, vmStateChange(st))

@@ -1,0 +1,163 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/agent"
+	"github.com/vdc-project/vdc/internal/hypervisor"
+)
+
+// runningVM finds the VM of the path, on and on a connected host.
+func (s *Server) runningVM(r *http.Request, what string) (*api.VM, *api.Host, error) {
+	if err := s.cache.Sync(r.Context()); err != nil {
+		return nil, nil, err
+	}
+	o, err := s.lookup(api.KindVM, r.PathValue("name"))
+	if err != nil {
+		return nil, nil, err
+	}
+	vm := o.(*api.VM)
+	h, err := s.vmHost(vm)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if vm.Status.PowerState != api.PowerOn && vm.Status.PowerState != api.PowerSuspended {
+		return nil, nil, api.Errorf(api.ErrConflict, "%s: vm %s is %s", what, vm.Metadata.Name, vm.Status.PowerState)
+	}
+	return vm, h, nil
+}
+
+// POST /api/v1/vms/{name}/exec runs a program in the guest, as `qm guest
+// exec` does, and records a task for the audit trail.
+func (s *Server) execVM(w http.ResponseWriter, r *http.Request) {
+	var req api.ExecRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	if len(req.Command) == 0 || req.Command[0] == "" {
+		fail(w, api.Errorf(api.ErrInvalid, "command is empty: give the program and its arguments"))
+		return
+	}
+	if req.TimeoutSeconds == 0 {
+		req.TimeoutSeconds = 60
+	}
+	if req.TimeoutSeconds < 1 || req.TimeoutSeconds > 3600 {
+		fail(w, api.Errorf(api.ErrInvalid, "timeoutSeconds must be between 1 and 3600, got %d", req.TimeoutSeconds))
+		return
+	}
+	if len(req.Input) > 1<<20 {
+		fail(w, api.Errorf(api.ErrInvalid, "input is larger than 1 MiB"))
+		return
+	}
+	vm, h, err := s.runningVM(r, "exec")
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	started := time.Now().UTC()
+	res, err := s.agents.Exec(r.Context(), target(h), vm.Metadata.ID, agent.ExecRequest{
+		ExecRequest:    hypervisor.ExecRequest{Path: req.Command[0], Args: req.Command[1:], Input: []byte(req.Input)},
+		TimeoutSeconds: req.TimeoutSeconds,
+	})
+	out := api.ExecResult{ExitCode: res.ExitCode, Signal: res.Signal, Stdout: string(res.Stdout), Stderr: string(res.Stderr), Truncated: res.Truncated}
+	t := newTask(r.Context(), "vm.exec", vm, map[string]any{"command": req.Command}) // not the input: it may hold secrets
+	t.Started = &started
+	if err != nil {
+		err = fmt.Errorf("exec %q in vm %s: %w", strings.Join(req.Command, " "), vm.Metadata.Name, err)
+		now := time.Now().UTC()
+		t.State, t.Finished = api.TaskFailed, &now
+		t.Error, _ = api.ErrorFrom(err)
+	} else {
+		done(t, map[string]int{"exitCode": res.ExitCode})
+		t.Started = &started
+	}
+	if _, serr := s.submit(r.Context(), s.store.Txn(), t); serr != nil {
+		s.log.Warn("cannot record exec task", "vm", vm.Metadata.Name, "err", serr)
+	}
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	reply(w, http.StatusOK, out)
+}
+
+// GET /api/v1/vms/{name}/console/log?bytes=N
+func (s *Server) consoleLog(w http.ResponseWriter, r *http.Request) {
+	n := 64 << 10
+	if v := r.URL.Query().Get("bytes"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 || n > 16<<20 {
+			fail(w, api.Errorf(api.ErrInvalid, "bytes must be between 1 and 16 MiB, got %q", v))
+			return
+		}
+	}
+	if err := s.cache.Sync(r.Context()); err != nil {
+		fail(w, err)
+		return
+	}
+	o, err := s.lookup(api.KindVM, r.PathValue("name"))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	vm := o.(*api.VM)
+	h, err := s.vmHost(vm)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	b, err := s.agents.ConsoleLog(r.Context(), target(h), vm.Metadata.ID, n)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write(b)
+}
+
+// GET /api/v1/vms/{name}/console: the serial console over a websocket,
+// relayed to the VM's host.
+func (s *Server) console(w http.ResponseWriter, r *http.Request) {
+	vm, h, err := s.runningVM(r, "console")
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	dctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	hostWS, err := s.agents.Console(dctx, target(h), vm.Metadata.ID)
+	cancel()
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	defer hostWS.CloseNow()
+	ws, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		return
+	}
+	defer ws.CloseNow()
+	ctx, stop := context.WithCancel(r.Context())
+	defer stop()
+	relay := func(from, to *websocket.Conn) {
+		defer stop()
+		for {
+			typ, b, err := from.Read(ctx)
+			if err != nil {
+				return
+			}
+			if err := to.Write(ctx, typ, b); err != nil {
+				return
+			}
+		}
+	}
+	go relay(hostWS, ws)
+	relay(ws, hostWS)
+}
