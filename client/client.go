@@ -21,6 +21,8 @@ type Client struct {
 	base  string
 	token string
 	hc    *http.Client
+	// ws is for websockets, which need HTTP/1.1 (hc may speak HTTP/2).
+	ws *http.Client
 }
 
 // New makes a client from a config.
@@ -42,7 +44,11 @@ func New(cfg Config) (*Client, error) {
 		}
 		tr.TLSClientConfig.RootCAs = pool
 	}
-	return &Client{base: strings.TrimRight(cfg.Server, "/"), token: cfg.Token, hc: &http.Client{Transport: tr}}, nil
+	wsTr := tr.Clone()
+	wsTr.ForceAttemptHTTP2 = false
+	wsTr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	wsTr.TLSClientConfig.NextProtos = []string{"http/1.1"}
+	return &Client{base: strings.TrimRight(cfg.Server, "/"), token: cfg.Token, hc: &http.Client{Transport: tr}, ws: &http.Client{Transport: wsTr}}, nil
 }
 
 // FromFile makes a client from a config file (DefaultConfigPath() if "").
@@ -119,6 +125,8 @@ func (c *Client) Do(ctx context.Context, r Request, out any) error {
 	}
 	return nil
 }
+
+func jsonDecode(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }
 
 func decodeError(resp *http.Response) error {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))

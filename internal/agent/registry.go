@@ -301,9 +301,6 @@ func (r *registry) shutdown(ctx context.Context, e *vmEntry, timeoutSeconds int)
 	defer deadline.Stop()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
-	// A press during early boot can be lost; ask again now and then.
-	again := time.NewTicker(10 * time.Second)
-	defer again.Stop()
 	for {
 		st, err := r.drv.State(ctx, id)
 		if err != nil {
@@ -318,10 +315,6 @@ func (r *registry) shutdown(ctx context.Context, e *vmEntry, timeoutSeconds int)
 		case <-deadline.C:
 			r.log.Warn("guest did not shut down in time; powering off", "vm", e.cfg.Name, "timeout", timeout)
 			return r.drv.PowerOff(ctx, id)
-		case <-again.C:
-			if err := r.drv.Shutdown(ctx, id); err != nil && !errors.Is(err, hypervisor.ErrWrongState) {
-				r.log.Warn("shutdown request failed", "vm", e.cfg.Name, "err", err)
-			}
 		case <-tick.C:
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/agent"
 	"github.com/vdc-project/vdc/internal/hypervisor"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu"
 	"github.com/vdc-project/vdc/internal/hypervisor/sim"
 )
 
@@ -21,24 +23,52 @@ type driverFlags struct {
 	driver    string
 	simCPUs   int
 	simMemory string
+	accel     string
 }
 
-func (d *driverFlags) add(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&d.driver, "driver", "sim", "hypervisor driver: sim")
+func (d *driverFlags) add(cmd *cobra.Command, def string) {
+	cmd.Flags().StringVar(&d.driver, "driver", def, "hypervisor driver: qemu (real VMs) or sim (simulated hosts)")
+	cmd.Flags().StringVar(&d.accel, "accel", "", "qemu: force kvm or tcg (default: KVM when a probe shows it works)")
 	cmd.Flags().IntVar(&d.simCPUs, "sim-cpus", sim.DefaultCPUs, "CPUs of a simulated host")
 	cmd.Flags().StringVar(&d.simMemory, "sim-memory", api.Size(sim.DefaultMemoryBytes).String(), "memory of a simulated host")
 }
 
 // args are the flags to pass on to an agent process.
 func (d *driverFlags) args() []string {
-	return []string{"--driver", d.driver, "--sim-cpus", fmt.Sprint(d.simCPUs), "--sim-memory", d.simMemory}
+	a := []string{"--driver", d.driver, "--sim-cpus", fmt.Sprint(d.simCPUs), "--sim-memory", d.simMemory}
+	if d.accel != "" {
+		a = append(a, "--accel", d.accel)
+	}
+	return a
+}
+
+// pick chooses the driver when none was given: qemu when it is installed.
+func (d *driverFlags) pick(w io.Writer) {
+	if d.driver != "" {
+		return
+	}
+	if err := qemu.Available(""); err != nil {
+		d.driver = "sim"
+		fmt.Fprintf(w, "QEMU is not available (%v): using the sim driver (simulated VMs).\n"+
+			"For real VMs: apt-get install qemu-system-x86 qemu-utils, then vdc up --driver qemu\n", err)
+		return
+	}
+	d.driver = "qemu"
+	fmt.Fprintln(w, "QEMU is installed: hosts run real VMs (--driver sim for simulated ones).")
 }
 
 func (d *driverFlags) check() error {
 	switch d.driver {
 	case "sim":
+	case "qemu":
+		if err := qemu.Available(""); err != nil {
+			return fmt.Errorf("--driver qemu: %w", err)
+		}
 	default:
-		return fmt.Errorf("--driver %q: this build knows only the sim driver", d.driver)
+		return fmt.Errorf("--driver %q: want qemu or sim", d.driver)
+	}
+	if d.accel != "" && d.accel != "kvm" && d.accel != "tcg" {
+		return fmt.Errorf("--accel %q: want kvm or tcg", d.accel)
 	}
 	if d.simCPUs < 1 {
 		return fmt.Errorf("--sim-cpus must be at least 1, got %d", d.simCPUs)
@@ -49,9 +79,12 @@ func (d *driverFlags) check() error {
 	return nil
 }
 
-func (d *driverFlags) new(log *slog.Logger) (hypervisor.Driver, error) {
+func (d *driverFlags) new(ctx context.Context, log *slog.Logger) (hypervisor.Driver, error) {
 	if err := d.check(); err != nil {
 		return nil, err
+	}
+	if d.driver == "qemu" {
+		return qemu.New(ctx, qemu.Options{Accel: d.accel, Log: log})
 	}
 	mem, _ := api.ParseSize(d.simMemory)
 	return sim.New(sim.Options{CPUs: d.simCPUs, MemoryBytes: int64(mem), Logger: log}), nil
@@ -80,6 +113,10 @@ in DATA/NAME-i), for scale tests and planning.`,
 				return err
 			}
 			defer closeLog()
+			if simHosts > 0 && df.driver == "" {
+				df.driver = "sim"
+			}
+			df.pick(g.stderr)
 			if err := df.check(); err != nil {
 				return err
 			}
@@ -122,14 +159,14 @@ in DATA/NAME-i), for scale tests and planning.`,
 	cmd.Flags().StringVar(&cfg.Listen, "listen", "", "agent API address (default :7444, or 127.0.0.1:0 when the server is on loopback)")
 	cmd.Flags().StringVar(&cfg.Advertise, "advertise", "", "address the server should dial (default: derived from --listen)")
 	cmd.Flags().IntVar(&simHosts, "sim-hosts", 0, "run this many simulated hosts in one process")
-	df.add(cmd)
+	df.add(cmd, "")
 	lf.add(cmd)
 	_ = cmd.MarkFlagRequired("server")
 	return cmd
 }
 
 func runAgent(ctx context.Context, cfg agent.Config, df *driverFlags, log *slog.Logger) error {
-	drv, err := df.new(log)
+	drv, err := df.new(ctx, log)
 	if err != nil {
 		return err
 	}

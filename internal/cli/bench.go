@@ -140,7 +140,7 @@ func (b *benchAPI) run(ctx context.Context, g *globals) (*benchResult, error) {
 	// Room for every VM: the bench measures the control plane, not placement refusals.
 	perHost := (b.vms + b.hosts - 1) / b.hosts
 	agentProc, err := spawn(exe, filepath.Join(dir, "agents.log"), "agent", "--server", c.URL(), "--join-token", tok.Token,
-		"--data", filepath.Join(dir, "agents"), "--name", "sim", "--sim-hosts", strconv.Itoa(b.hosts),
+		"--data", filepath.Join(dir, "agents"), "--name", "sim", "--driver", "sim", "--sim-hosts", strconv.Itoa(b.hosts),
 		"--sim-cpus", strconv.Itoa(max(16, perHost)), "--sim-memory", api.Size(int64(perHost+16)<<30).String(), "--log-level", "warn")
 	if err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -37,7 +38,7 @@ func NewRoot() *cobra.Command {
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format of list and info commands: table or json")
 	root.AddCommand(
 		newUpCmd(g), newServerCmd(g), newAgentCmd(g),
-		newVMCmd(g), newHostCmd(g),
+		newVMCmd(g), newHostCmd(g), newImageCmd(g),
 		newDatacenterCmd(g), newClusterCmd(g), newDatastoreCmd(g), newPortGroupCmd(g),
 		newTaskCmd(g), newEventsCmd(g), newVersionCmd(g), newBenchCmd(g),
 	)
@@ -48,6 +49,10 @@ func NewRoot() *cobra.Command {
 func Execute() int {
 	root := NewRoot()
 	if err := root.ExecuteContext(context.Background()); err != nil {
+		var code exitCode
+		if errors.As(err, &code) {
+			return int(code)
+		}
 		fmt.Fprintln(os.Stderr, "vdc:", err)
 		return 1
 	}

@@ -50,6 +50,7 @@ stops it. Running it again on the same --data brings everything back.`,
 			if hosts < 0 || hosts > 1000 {
 				return fmt.Errorf("--hosts must be between 0 and 1000, got %d", hosts)
 			}
+			df.pick(g.stdout)
 			if err := df.check(); err != nil {
 				return err
 			}
@@ -77,7 +78,7 @@ stops it. Running it again on the same --data brings everything back.`,
 	cmd.Flags().StringVar(&data, "data", "./vdc-data", "data directory for the server, hosts and datastore")
 	cmd.Flags().IntVar(&hosts, "hosts", 3, "number of host agents")
 	f.add(cmd)
-	df.add(cmd)
+	df.add(cmd, "")
 	lf.add(cmd)
 	return cmd
 }

@@ -52,11 +52,18 @@ func newVMCmd(g *globals) *cobra.Command {
 			fl.StringVar(&f.host, "host", "", "host to run on (default: placement picks one)")
 			fl.StringVar(&f.cluster, "cluster", "", "cluster (default: the only one, or the host's)")
 			fl.BoolVar(&f.start, "start", false, "power the VM on once it is created")
+			fl.StringVar(&f.image, "image", "", "make the VM from an image: a registered one (e.g. test), or the absolute path of a disk file (qcow2, raw...) on the hosts")
+			fl.BoolVar(&f.linked, "linked", false, "with a disk --image: a thin overlay on the image instead of a copy")
+			fl.StringVar(&f.cdrom, "cdrom", "", "attach this ISO file (absolute path on the hosts) as a CD-ROM and boot from it")
+			fl.BoolVar(&f.vnc, "vnc", false, "give the VM a VNC display")
 			return func(name string) (any, error) { return f.request(name) }
 		},
 		createExample: `  vdc vm create web1 --cpus 2 --memory 1GiB --disk 10GiB --start
   vdc vm create db1 --cpus 4 --memory 8G --disk 20G --disk 200G,datastore=nfs1,bus=scsi --nic vm-network --nic dmz,model=e1000
-  vdc vm create scratch --memory 512MiB --no-nic --host esx2`,
+  vdc vm create scratch --memory 512MiB --no-nic --host esx2
+  vdc vm create t1 --memory 256MiB --image test --start
+  vdc vm create deb --memory 2G --image /srv/images/debian-12.qcow2 --linked --start
+  vdc vm create inst --memory 2G --disk 20G --cdrom /srv/iso/debian-12.iso --vnc --start`,
 		created: func(vm *api.VM) string {
 			s := fmt.Sprintf("vm %s created on %s", vm.Metadata.Name, vm.Spec.Host)
 			if vm.Status.PowerState == api.PowerOn {
@@ -101,7 +108,7 @@ func newVMCmd(g *globals) *cobra.Command {
 			}
 		},
 	}
-	cmd := d.command(g)
+	cmd := d.command(g, newExecCmd(g), newConsoleCmd(g))
 	for _, p := range powerVerbs {
 		cmd.AddCommand(newPowerCmd(g, p))
 	}
@@ -117,13 +124,18 @@ type vmCreateFlags struct {
 	noNIC         bool
 	host, cluster string
 	start         bool
+	image, cdrom  string
+	linked, vnc   bool
 }
 
 // request checks the flags and builds the create request. Bounds come
 // from package api, so the CLI and the server agree on them.
 func (f *vmCreateFlags) request(name string) (api.VMCreateRequest, error) {
 	req := api.VMCreateRequest{Name: name, Host: f.host, Cluster: f.cluster, CPUs: f.cpus,
-		Description: f.meta.description, PowerOn: f.start}
+		Description: f.meta.description, PowerOn: f.start, Image: f.image, Linked: f.linked, CDROM: f.cdrom, VNC: f.vnc}
+	if f.linked && f.image == "" {
+		return req, fmt.Errorf("--linked needs --image")
+	}
 	if err := checkCPUs(f.cpus); err != nil {
 		return req, err
 	}
@@ -351,13 +363,47 @@ func vmInfo(v *infoView, vm *api.VM, now time.Time) {
 	v.add("Message", vm.Status.Message)
 	v.add("CPUs", strconv.Itoa(vm.Spec.CPUs))
 	v.add("Memory", vm.Spec.MemoryBytes.String())
+	if vm.Spec.Image.ID != "" {
+		v.add("Image", vm.Spec.Image.String())
+	}
+	if vm.Spec.CDROM != "" {
+		v.add("CD-ROM", vm.Spec.CDROM)
+	}
+	if vm.Status.VNC != "" {
+		v.add("VNC", vm.Status.VNC)
+	}
+	if g := vm.Status.Guest; g != nil {
+		state := g.State
+		if seen := age(now, g.LastSeen); seen != "" {
+			state += ", last answered " + seen
+		}
+		v.add("Guest agent", state)
+		v.add("Guest OS", strings.TrimSpace(g.OS+" "+g.Kernel))
+		v.add("Guest hostname", g.Hostname)
+		v.add("Guest IPs", strings.Join(g.IPAddresses, ", "))
+	}
+	allocated := map[string]api.Size{}
+	for _, d := range vm.Status.Disks {
+		allocated[d.Name] = d.AllocatedBytes
+	}
 	var disks, nics [][]string
 	for _, d := range vm.Spec.Disks {
-		disks = append(disks, []string{d.Name, d.SizeBytes.String(), d.Datastore.String(), d.Bus, d.Path})
+		alloc := "-"
+		if a, ok := allocated[d.Name]; ok {
+			alloc = a.String()
+		}
+		from := "-"
+		if d.Source != "" {
+			from = d.Source
+			if d.Linked {
+				from += " (linked)"
+			}
+		}
+		disks = append(disks, []string{d.Name, d.SizeBytes.String(), alloc, d.Datastore.String(), d.Bus, d.Path, from})
 	}
 	for _, n := range vm.Spec.NICs {
 		nics = append(nics, []string{n.Name, n.PortGroup.String(), n.MAC, n.Model})
 	}
-	v.table("Disks", []string{"name", "size", "datastore", "bus", "path"}, disks)
+	v.table("Disks", []string{"name", "provisioned", "allocated", "datastore", "bus", "path", "from"}, disks)
 	v.table("NICs", []string{"name", "port group", "mac", "model"}, nics)
 }

@@ -3,11 +3,11 @@ package server
 import (
 	"bytes"
 	"context"
-	"path/filepath"
 	"crypto/rand"
 	"fmt"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sort"
 	"strings"
 

@@ -146,7 +146,7 @@ func TestUpAndAgainOnTheSameData(t *testing.T) {
 	listen := freePort(t)
 	env := []string{"VDC_CONFIG=" + dir + "/client.json"}
 	cl := &cluster{t: t, dir: dir, env: env}
-	up := start(t, "vdc up", env, "up", "--data", dir+"/data", "--listen", listen, "--hosts", "2")
+	up := start(t, "vdc up", env, "up", "--data", dir+"/data", "--listen", listen, "--hosts", "2", "--driver", "sim")
 	eventually(t, 60*time.Second, "vdc up ready", func() bool { return strings.Contains(up.out.String(), "vdc is up") })
 	if !strings.Contains(up.out.String(), "2 of 2 connected") {
 		t.Fatalf("vdc up output:\n%s", up.out.String())
@@ -174,7 +174,7 @@ func TestUpAndAgainOnTheSameData(t *testing.T) {
 	if err := up.stop(syscall.SIGINT); err != nil {
 		t.Fatalf("vdc up did not exit cleanly on Ctrl-C: %v\n%s", err, up.out.String())
 	}
-	up2 := start(t, "vdc up again", env, "up", "--data", dir+"/data", "--listen", listen, "--hosts", "2")
+	up2 := start(t, "vdc up again", env, "up", "--data", dir+"/data", "--listen", listen, "--hosts", "2", "--driver", "sim")
 	eventually(t, 60*time.Second, "vdc up ready again", func() bool { return strings.Contains(up2.out.String(), "vdc is up") })
 	c, err := client.FromFile(dir + "/client.json")
 	if err != nil {

@@ -137,6 +137,7 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 // cluster is a server and its agents, each a separate process.
 type cluster struct {
 	t      *testing.T
+	qemu   bool // agents run real VMs
 	dir    string
 	listen string
 	server *proc
@@ -171,8 +172,15 @@ func (cl *cluster) startServer() {
 	})
 }
 
+func (cl *cluster) driver() string {
+	if cl.qemu {
+		return "qemu"
+	}
+	return "sim"
+}
+
 func (cl *cluster) startAgent(name string) {
-	args := []string{"agent", "--server", "https://" + cl.listen, "--data", filepath.Join(cl.dir, "hosts", name), "--name", name, "--listen", "127.0.0.1:0"}
+	args := []string{"agent", "--server", "https://" + cl.listen, "--data", filepath.Join(cl.dir, "hosts", name), "--name", name, "--listen", "127.0.0.1:0", "--driver", cl.driver()}
 	if cl.token != "" {
 		args = append(args, "--join-token", cl.token)
 	}

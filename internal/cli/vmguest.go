@@ -1,0 +1,194 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/vdc-project/vdc/api"
+)
+
+// exitCode is an error that only sets the process's exit status (the
+// command already said everything).
+type exitCode int
+
+func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+func newExecCmd(g *globals) *cobra.Command {
+	var input string
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "exec NAME -- COMMAND [ARG...]",
+		Short: "Run a command in the guest through its guest agent",
+		Long: `Run a command in the VM's guest through qemu-guest-agent (as 'qm guest exec'
+does), print what it wrote to stdout and stderr, and exit with its exit code.`,
+		Example: `  vdc vm exec web1 -- uname -a
+  vdc vm exec web1 --input config.txt -- /bin/sh -c 'cat > /etc/app.conf'`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) < 2 {
+				return fmt.Errorf("give the VM and the command: vdc vm exec NAME -- COMMAND [ARG...]")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if timeout <= 0 || timeout > time.Hour {
+				return fmt.Errorf("--timeout must be between 1s and 1h, got %s", timeout)
+			}
+			req := api.ExecRequest{Command: args[1:], TimeoutSeconds: int(math.Ceil(timeout.Seconds()))}
+			if input != "" {
+				var b []byte
+				var err error
+				if input == "-" {
+					b, err = io.ReadAll(io.LimitReader(os.Stdin, 1<<20+1))
+				} else {
+					b, err = os.ReadFile(input)
+				}
+				if err != nil {
+					return fmt.Errorf("--input: %w", err)
+				}
+				if len(b) > 1<<20 {
+					return fmt.Errorf("--input is larger than 1 MiB")
+				}
+				req.Input = string(b)
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			res, err := c.Exec(cmd.Context(), args[0], req)
+			if err != nil {
+				return fmt.Errorf("exec in vm %s: %w", args[0], err)
+			}
+			if g.output == "json" {
+				enc := json.NewEncoder(g.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(res)
+			}
+			fmt.Fprint(g.stdout, res.Stdout)
+			fmt.Fprint(g.stderr, res.Stderr)
+			if res.Truncated {
+				fmt.Fprintln(g.stderr, "vdc: the output was truncated by the guest agent")
+			}
+			if res.Signal != 0 {
+				fmt.Fprintf(g.stderr, "vdc: killed by signal %d\n", res.Signal)
+				return exitCode(128 + res.Signal)
+			}
+			if res.ExitCode != 0 {
+				return exitCode(res.ExitCode)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&input, "input", "", "file to feed to the command's stdin (- for this command's stdin)")
+	cmd.Flags().DurationVar(&timeout, "timeout", time.Minute, "how long the command may run")
+	return cmd
+}
+
+// detachKey (Ctrl-]) ends a console session, as in telnet and virsh.
+const detachKey = 0x1d
+
+func newConsoleCmd(g *globals) *cobra.Command {
+	var logOnly bool
+	var logBytes int
+	cmd := &cobra.Command{
+		Use:   "console NAME",
+		Short: "Attach to a VM's serial console (Ctrl-] detaches), or print its recent output",
+		Example: `  vdc vm console web1
+  vdc vm console web1 --log`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			if logOnly {
+				b, err := c.ConsoleLog(ctx, args[0], logBytes)
+				if err != nil {
+					return fmt.Errorf("console log of vm %s: %w", args[0], err)
+				}
+				_, err = g.stdout.Write(b)
+				return err
+			}
+			ws, err := c.Console(ctx, args[0])
+			if err != nil {
+				return fmt.Errorf("console of vm %s: %w", args[0], err)
+			}
+			defer ws.CloseNow()
+			fmt.Fprintf(g.stderr, "Connected to the console of vm %s. Detach with Ctrl-].\r\n", args[0])
+			if fd := int(os.Stdin.Fd()); term.IsTerminal(fd) {
+				old, err := term.MakeRaw(fd)
+				if err == nil {
+					defer term.Restore(fd, old)
+				}
+			}
+			err = consoleSession(ctx, ws, os.Stdin, g.stdout)
+			fmt.Fprintf(g.stderr, "\r\nDetached from vm %s.\r\n", args[0])
+			return err
+		},
+	}
+	cmd.Flags().BoolVar(&logOnly, "log", false, "print the console's recent output instead of attaching")
+	cmd.Flags().IntVar(&logBytes, "bytes", 64<<10, "with --log: at most this many bytes, from the end")
+	return cmd
+}
+
+// consoleSession relays a terminal to a console websocket until the user
+// presses the detach key, the input ends or the VM's console closes.
+func consoleSession(ctx context.Context, ws *websocket.Conn, in io.Reader, out io.Writer) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() {
+		for {
+			_, b, err := ws.Read(ctx)
+			if err != nil {
+				errc <- err
+				return
+			}
+			if _, err := out.Write(b); err != nil {
+				errc <- err
+				return
+			}
+		}
+	}()
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := in.Read(buf)
+			if n > 0 {
+				chunk := buf[:n]
+				if i := bytes.IndexByte(chunk, detachKey); i >= 0 {
+					if i > 0 {
+						_ = ws.Write(ctx, websocket.MessageBinary, chunk[:i])
+					}
+					errc <- nil
+					return
+				}
+				if err := ws.Write(ctx, websocket.MessageBinary, chunk); err != nil {
+					errc <- err
+					return
+				}
+			}
+			if err != nil {
+				errc <- nil
+				return
+			}
+		}
+	}()
+	err := <-errc
+	_ = ws.Close(websocket.StatusNormalClosure, "detached")
+	if err == nil || errors.Is(err, context.Canceled) || websocket.CloseStatus(err) != -1 {
+		return nil
+	}
+	return err
+}

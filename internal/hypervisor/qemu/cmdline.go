@@ -1,0 +1,127 @@
+package qemu
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/hypervisor"
+)
+
+// paths are where a VM's runtime files live. Sockets go in a short
+// directory (a unix socket path is limited to 107 bytes); logs and the pid
+// file in the VM's own directory.
+type paths struct {
+	run, dir string
+}
+
+func (p paths) qmp() string        { return filepath.Join(p.run, "qmp.sock") }
+func (p paths) qga() string        { return filepath.Join(p.run, "qga.sock") }
+func (p paths) console() string    { return filepath.Join(p.run, "console.sock") }
+func (p paths) consoleLog() string { return filepath.Join(p.dir, "console.log") }
+func (p paths) pidFile() string    { return filepath.Join(p.dir, "qemu.pid") }
+func (p paths) qemuLog() string    { return filepath.Join(p.dir, "qemu.log") }
+func (p paths) stateFile() string  { return filepath.Join(p.dir, "state.json") }
+
+// CPUModel is the vCPU model every VM gets: a common baseline, so that a
+// VM can later move between hosts whatever their CPUs.
+const CPUModel = "qemu64"
+
+
+// args builds the QEMU command line for a VM. It is pure: same config, same
+// line (golden tests hold it).
+func args(cfg hypervisor.VMConfig, p paths, accel, vncListen string) []string {
+	a := []string{
+		"-name", "guest=" + cfg.Name + ",debug-threads=on",
+		"-uuid", smbiosUUID(cfg.ID),
+		"-machine", "q35",
+		"-accel", accel,
+		"-cpu", CPUModel,
+		"-smp", fmt.Sprint(cfg.CPUs),
+		"-m", fmt.Sprintf("%dM", cfg.MemoryBytes>>20),
+		"-nodefaults", "-no-user-config",
+		"-pidfile", p.pidFile(),
+		"-rtc", "base=utc",
+		"-msg", "timestamp=on",
+		"-chardev", "socket,id=qmp0,path=" + p.qmp() + ",server=on,wait=off",
+		"-mon", "chardev=qmp0,mode=control",
+		"-chardev", "socket,id=con0,path=" + p.console() + ",server=on,wait=off,logfile=" + p.consoleLog() + ",logappend=on",
+		"-serial", "chardev:con0",
+		"-device", "virtio-serial-pci,id=vser0",
+		"-chardev", "socket,id=qga0,path=" + p.qga() + ",server=on,wait=off",
+		"-device", "virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0",
+		"-device", "virtio-rng-pci,id=rng0",
+	}
+	if cfg.VNC {
+		a = append(a, "-vga", "std", "-vnc", vncListen+":0,to=999")
+	} else {
+		a = append(a, "-display", "none")
+	}
+	if cfg.Boot != nil {
+		a = append(a, "-kernel", cfg.Boot.Kernel)
+		if cfg.Boot.Initrd != "" {
+			a = append(a, "-initrd", cfg.Boot.Initrd)
+		}
+		cmdline := strings.TrimSpace(cfg.Boot.Cmdline + " vdc.hostname=" + cfg.Name)
+		a = append(a, "-append", cmdline)
+	}
+	scsi, sata := false, 0
+	for i, d := range cfg.Disks {
+		node := d.Name
+		a = append(a,
+			"-blockdev", fmt.Sprintf("driver=file,filename=%s,node-name=%s-file,cache.direct=off,discard=unmap", escape(d.Path), node),
+			"-blockdev", fmt.Sprintf("driver=qcow2,file=%s-file,node-name=%s,discard=unmap", node, node),
+		)
+		boot := ""
+		if i == 0 && cfg.Boot == nil {
+			boot = ",bootindex=1"
+		}
+		switch d.Bus {
+		case api.BusSCSI:
+			if !scsi {
+				a = append(a, "-device", "virtio-scsi-pci,id=scsi0")
+				scsi = true
+			}
+			a = append(a, "-device", fmt.Sprintf("scsi-hd,bus=scsi0.0,drive=%s,id=%s-dev%s", node, node, boot))
+		case api.BusSATA:
+			a = append(a, "-device", fmt.Sprintf("ide-hd,bus=ide.%d,drive=%s,id=%s-dev%s", sata, node, node, boot))
+			sata++
+		default:
+			a = append(a, "-device", fmt.Sprintf("virtio-blk-pci,drive=%s,id=%s-dev%s", node, node, boot))
+		}
+	}
+	if cfg.CDROM != "" {
+		// An attached ISO boots first (installing from it); a kernel boot
+		// needs no boot device.
+		boot := ""
+		if cfg.Boot == nil {
+			boot = ",bootindex=0"
+		}
+		a = append(a,
+			"-blockdev", fmt.Sprintf("driver=file,filename=%s,node-name=cd0-file,read-only=on", escape(cfg.CDROM)),
+			"-blockdev", "driver=raw,file=cd0-file,node-name=cd0,read-only=on",
+			"-device", fmt.Sprintf("ide-cd,bus=ide.%d,drive=cd0,id=cd0-dev%s", sata, boot),
+		)
+	}
+	for i, n := range cfg.NICs {
+		model := n.Model
+		switch model {
+		case "", "virtio":
+			model = "virtio-net-pci"
+		case "e1000":
+			model = "e1000"
+		case "rtl8139":
+			model = "rtl8139"
+		}
+		// User-mode networking until port groups are realized as bridges.
+		a = append(a,
+			"-netdev", fmt.Sprintf("user,id=net%d", i),
+			"-device", fmt.Sprintf("%s,netdev=net%d,mac=%s,id=%s", model, i, n.MAC, n.Name),
+		)
+	}
+	return a
+}
+
+// escape doubles commas, QEMU's way of quoting them in option values.
+func escape(s string) string { return strings.ReplaceAll(s, ",", ",,") }

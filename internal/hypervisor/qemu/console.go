@@ -1,0 +1,50 @@
+package qemu
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+
+	"github.com/vdc-project/vdc/internal/hypervisor"
+)
+
+// ConsoleLog returns the end of what the serial console printed, this
+// boot's output after the previous boot's.
+func (d *Driver) ConsoleLog(ctx context.Context, id string, max int) ([]byte, error) {
+	v, err := d.get(id)
+	if err != nil {
+		return nil, err
+	}
+	var out []byte
+	for _, f := range []string{v.p.consoleLog() + ".1", v.p.consoleLog()} {
+		b, err := os.ReadFile(f)
+		if err != nil && !os.IsNotExist(err) {
+			return nil, fmt.Errorf("console log of vm %s: %w", v.cfg.Name, err)
+		}
+		out = append(out, b...)
+	}
+	if max > 0 && len(out) > max {
+		out = out[len(out)-max:]
+	}
+	return out, nil
+}
+
+// ConsoleAttach connects to the serial console of a running VM. QEMU serves
+// one console client at a time.
+func (d *Driver) ConsoleAttach(ctx context.Context, id string) (io.ReadWriteCloser, error) {
+	v, err := d.get(id)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.wrongState("attach to the console of", hypervisor.StateOn, hypervisor.StateSuspended); err != nil {
+		return nil, err
+	}
+	var dialer net.Dialer
+	c, err := dialer.DialContext(ctx, "unix", v.p.console())
+	if err != nil {
+		return nil, fmt.Errorf("console of vm %s: %w", v.cfg.Name, err)
+	}
+	return c, nil
+}

@@ -1,0 +1,213 @@
+package qemu
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/vdc-project/vdc/internal/hypervisor"
+)
+
+var _ hypervisor.Driver = (*Driver)(nil)
+var _ hypervisor.GuestAgent = (*Driver)(nil)
+var _ hypervisor.Console = (*Driver)(nil)
+
+// Options configure the driver.
+type Options struct {
+	// Binary is qemu-system-x86_64 (found on PATH by default).
+	Binary string
+	// RunDir holds the VMs' sockets (default /run/vdc, or a directory in
+	// the temp dir when /run is not writable).
+	RunDir string
+	// Accel forces "kvm" or "tcg"; by default KVM is used when a probe
+	// shows it really runs guests.
+	Accel string
+	// VNCListen is the address VNC displays listen on (default 127.0.0.1).
+	VNCListen string
+	// GuestPoll is how often the guest agent is pinged (default 5s).
+	GuestPoll time.Duration
+	Log       *slog.Logger
+}
+
+// Driver runs VMs as QEMU processes.
+type Driver struct {
+	opt   Options
+	accel string
+	log   *slog.Logger
+
+	mu     sync.Mutex
+	vms    map[string]*vm
+	subs   map[chan string]bool
+	closed bool
+}
+
+// Available reports whether QEMU is installed, and if not, why.
+func Available(binary string) error {
+	if binary == "" {
+		binary = "qemu-system-x86_64"
+	}
+	if _, err := exec.LookPath(binary); err != nil {
+		return fmt.Errorf("%s is not installed (apt-get install qemu-system-x86 qemu-utils)", binary)
+	}
+	if _, err := exec.LookPath("qemu-img"); err != nil {
+		return errors.New("qemu-img is not installed (apt-get install qemu-utils)")
+	}
+	return nil
+}
+
+// New checks that QEMU can run and probes the acceleration.
+func New(ctx context.Context, o Options) (*Driver, error) {
+	if o.Binary == "" {
+		o.Binary = "qemu-system-x86_64"
+	}
+	if err := Available(o.Binary); err != nil {
+		return nil, err
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.VNCListen == "" {
+		o.VNCListen = "127.0.0.1"
+	}
+	if o.GuestPoll <= 0 {
+		o.GuestPoll = 5 * time.Second
+	}
+	if o.RunDir == "" {
+		o.RunDir = defaultRunDir()
+	}
+	if err := os.MkdirAll(o.RunDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create QEMU runtime dir: %w", err)
+	}
+	d := &Driver{opt: o, log: o.Log, vms: map[string]*vm{}, subs: map[chan string]bool{}}
+	switch o.Accel {
+	case "kvm", "tcg":
+		d.accel = o.Accel
+	case "":
+		d.accel = "tcg"
+		if err := ProbeKVM(ctx, o.Binary); err == nil {
+			d.accel = "kvm"
+		} else {
+			d.log.Info("KVM does not work here; VMs run under TCG (software emulation)", "why", err)
+		}
+	default:
+		return nil, fmt.Errorf("accel %q: want kvm or tcg", o.Accel)
+	}
+	return d, nil
+}
+
+func defaultRunDir() string {
+	if os.Geteuid() == 0 {
+		return "/run/vdc"
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("vdc-run-%d", os.Geteuid()))
+}
+
+// Accel is the acceleration VMs use: kvm or tcg.
+func (d *Driver) Accel() string { return d.accel }
+
+// Info reports the machine's CPUs and memory.
+func (d *Driver) Info(ctx context.Context) (hypervisor.HostInfo, error) {
+	return hypervisor.HostInfo{Driver: "qemu", Accel: d.accel, CPUs: runtime.NumCPU(), MemoryBytes: memTotal()}, nil
+}
+
+func memTotal() int64 {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) >= 2 && fields[0] == "MemTotal:" {
+			kb, _ := strconv.ParseInt(fields[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// runDirFor is a VM's socket directory: short, and the same for every
+// agent process that manages the VM.
+func (d *Driver) runDirFor(cfg hypervisor.VMConfig) string {
+	sum := sha256.Sum256([]byte(cfg.Dir + "\x00" + cfg.ID))
+	return filepath.Join(d.opt.RunDir, hex.EncodeToString(sum[:8]))
+}
+
+// smbiosUUID is the UUID QEMU gets for a VM (the guest sees it in SMBIOS,
+// and the agent recognizes the VM's process by it): the VM's ID when that
+// is a UUID, as vdc's IDs are, else one derived from it.
+func smbiosUUID(id string) string {
+	if u, err := uuid.Parse(id); err == nil {
+		return u.String()
+	}
+	return uuid.NewSHA1(uuid.NameSpaceOID, []byte("vdc-vm:"+id)).String()
+}
+
+func (d *Driver) get(id string) (*vm, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil, errors.New("qemu driver closed")
+	}
+	v, ok := d.vms[id]
+	if !ok {
+		return nil, fmt.Errorf("vm %s: %w", id, hypervisor.ErrNotFound)
+	}
+	return v, nil
+}
+
+// notify tells subscribers that a VM changed state by itself.
+func (d *Driver) notify(id string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for ch := range d.subs {
+		select {
+		case ch <- id:
+		default:
+		}
+	}
+}
+
+// Subscribe delivers the IDs of VMs whose state changed by itself.
+func (d *Driver) Subscribe(ctx context.Context) <-chan string {
+	ch := make(chan string, 256)
+	d.mu.Lock()
+	d.subs[ch] = true
+	d.mu.Unlock()
+	go func() {
+		<-ctx.Done()
+		d.mu.Lock()
+		delete(d.subs, ch)
+		d.mu.Unlock()
+		close(ch)
+	}()
+	return ch
+}
+
+// Close lets go of the VMs without touching them: they keep running.
+func (d *Driver) Close() error {
+	d.mu.Lock()
+	d.closed = true
+	vms := d.vms
+	d.vms = map[string]*vm{}
+	d.mu.Unlock()
+	for _, v := range vms {
+		v.release()
+	}
+	return nil
+}

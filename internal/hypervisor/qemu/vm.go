@@ -1,0 +1,450 @@
+package qemu
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/vdc-project/vdc/internal/hypervisor"
+	"github.com/vdc-project/vdc/internal/qga"
+	"github.com/vdc-project/vdc/internal/qmp"
+)
+
+// vm is one VM's runtime state in this driver.
+type vm struct {
+	d   *Driver
+	cfg hypervisor.VMConfig
+	p   paths
+	log *slog.Logger
+
+	mu     sync.Mutex
+	power  string
+	reason string
+	since  time.Time
+	vnc    string
+	pid    int
+	qmp    *qmp.Client
+	exited chan struct{} // closed when the running QEMU process is gone
+	// stopping is set when we asked QEMU to quit; guestDown when the
+	// guest powered itself off. Both explain the exit that follows.
+	stopping     bool
+	guestDown    bool
+	stop         context.CancelFunc // ends the monitor and guest poller
+	runCtx       context.Context    // lives while this QEMU runs
+	started      time.Time          // when this QEMU process started
+	shuttingDown bool               // a shutdown request is being repeated
+
+	guest     hypervisor.GuestInfo
+	answered  bool // the guest agent answered since this boot
+	qga       *qga.Client
+	guestTick int
+}
+
+func (v *vm) state() hypervisor.VMState {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return hypervisor.VMState{Power: v.power, Reason: v.reason, Since: v.since, VNC: v.vnc}
+}
+
+// set changes the power state, saves it and tells subscribers.
+func (v *vm) set(power, reason string) {
+	v.mu.Lock()
+	changed := v.power != power || v.reason != reason
+	if v.power != power {
+		v.since = time.Now().UTC()
+	}
+	v.power, v.reason = power, reason
+	st := savedState{Power: v.power, Reason: v.reason, Since: v.since}
+	v.mu.Unlock()
+	if err := writeState(v.p.stateFile(), st); err != nil {
+		v.log.Warn("cannot save VM state", "err", err)
+	}
+	if changed {
+		v.d.notify(v.cfg.ID)
+	}
+}
+
+func (v *vm) wrongState(op string, want ...string) error {
+	v.mu.Lock()
+	cur := v.power
+	v.mu.Unlock()
+	for _, w := range want {
+		if cur == w {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s vm %s: it is %s: %w", op, v.cfg.Name, cur, hypervisor.ErrWrongState)
+}
+
+// start runs QEMU and waits until its QMP socket answers.
+func (v *vm) start(ctx context.Context) error {
+	if err := v.wrongState("start", hypervisor.StateOff); err != nil {
+		return err
+	}
+	if err := v.d.checkFiles(v.cfg); err != nil {
+		return fmt.Errorf("start vm %s: %w", v.cfg.Name, err)
+	}
+	if err := os.MkdirAll(v.p.run, 0o700); err != nil {
+		return fmt.Errorf("start vm %s: %w", v.cfg.Name, err)
+	}
+	for _, s := range []string{v.p.qmp(), v.p.qga(), v.p.console()} {
+		_ = os.Remove(s) // a stale socket of an earlier run
+	}
+	// Keep the previous boot's console output one generation back.
+	if fi, err := os.Stat(v.p.consoleLog()); err == nil && fi.Size() > 0 {
+		_ = os.Rename(v.p.consoleLog(), v.p.consoleLog()+".1")
+	}
+	logf, err := os.OpenFile(v.p.qemuLog(), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("start vm %s: %w", v.cfg.Name, err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(v.d.opt.Binary, args(v.cfg, v.p, v.d.accel, v.d.opt.VNCListen)...)
+	cmd.Dir = v.cfg.Dir
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Its own session: signals to the agent (Ctrl-C, its process group)
+	// never reach the VM, and it outlives the agent.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start vm %s: run %s: %w", v.cfg.Name, v.d.opt.Binary, err)
+	}
+	exited := make(chan struct{})
+	var waitErr error
+	go func() {
+		waitErr = cmd.Wait()
+		close(exited)
+	}()
+	v.mu.Lock()
+	v.started = time.Now()
+	v.stopping, v.guestDown, v.answered = false, false, false
+	v.guest = hypervisor.GuestInfo{}
+	v.mu.Unlock()
+
+	q, err := dialQMP(ctx, v.p.qmp(), exited)
+	if err != nil {
+		_ = cmd.Process.Kill()
+		<-exited
+		msg := tail(v.p.qemuLog(), 3)
+		if msg == "" {
+			msg = err.Error()
+		}
+		return fmt.Errorf("start vm %s: QEMU did not start: %s", v.cfg.Name, msg)
+	}
+	v.running(q, cmd.Process.Pid, exited, func() error { return waitErr })
+	v.set(hypervisor.StateOn, "")
+	return nil
+}
+
+// dialQMP connects to a QEMU that is starting, giving up if it exits.
+func dialQMP(ctx context.Context, path string, exited <-chan struct{}) (*qmp.Client, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		dctx, cancel := context.WithTimeout(ctx, time.Second)
+		q, err := qmp.Dial(dctx, path)
+		cancel()
+		if err == nil {
+			return q, nil
+		}
+		select {
+		case <-exited:
+			return nil, fmt.Errorf("QEMU exited before its QMP socket answered: %w", err)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("QMP socket %s did not answer in 30s: %w", path, err)
+		}
+	}
+}
+
+// running takes over a live QEMU: it follows its events and its exit, and
+// polls the guest agent. exitErr, when known, is the exit status.
+func (v *vm) running(q *qmp.Client, pid int, exited chan struct{}, exitErr func() error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	v.mu.Lock()
+	v.qmp, v.pid, v.exited, v.stop, v.runCtx, v.shuttingDown = q, pid, exited, cancel, ctx, false
+	v.mu.Unlock()
+	if v.cfg.VNC {
+		var vnc struct {
+			Host    string `json:"host"`
+			Service string `json:"service"`
+		}
+		qctx, qcancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := q.Execute(qctx, "query-vnc", nil, &vnc); err == nil && vnc.Service != "" {
+			v.mu.Lock()
+			v.vnc = vnc.Host + ":" + vnc.Service
+			v.mu.Unlock()
+		}
+		qcancel()
+	}
+	events, unsubscribe := q.Subscribe()
+	go func() {
+		defer unsubscribe()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-events:
+				if !ok {
+					events = nil // the QMP connection ended; the exit follows
+					continue
+				}
+				v.onEvent(e)
+			case <-exited:
+				v.onExit(exitErr)
+				return
+			}
+		}
+	}()
+	go v.pollGuest(ctx)
+}
+
+func (v *vm) onEvent(e qmp.Event) {
+	switch e.Name {
+	case "SHUTDOWN":
+		var d struct {
+			Guest  bool   `json:"guest"`
+			Reason string `json:"reason"`
+		}
+		_ = json.Unmarshal(e.Data, &d)
+		if d.Guest {
+			v.mu.Lock()
+			v.guestDown = true
+			v.mu.Unlock()
+		}
+	case "STOP":
+		if v.state().Power == hypervisor.StateOn {
+			v.set(hypervisor.StateSuspended, "paused by QEMU (I/O error or out of space?)")
+		}
+	case "RESUME":
+		if v.state().Power == hypervisor.StateSuspended {
+			v.set(hypervisor.StateOn, "")
+		}
+	case "GUEST_PANICKED":
+		v.set(v.state().Power, "the guest kernel panicked")
+	case "RESET":
+		v.mu.Lock()
+		v.answered = false
+		v.mu.Unlock()
+	}
+}
+
+// onExit records why QEMU ended.
+func (v *vm) onExit(exitErr func() error) {
+	v.mu.Lock()
+	if v.stop != nil {
+		v.stop()
+	}
+	if v.qga != nil {
+		v.qga.Close()
+		v.qga = nil
+	}
+	if v.qmp != nil {
+		v.qmp.Close()
+	}
+	v.qmp, v.pid, v.exited, v.vnc = nil, 0, nil, ""
+	v.guest = hypervisor.GuestInfo{}
+	stopping, guestDown := v.stopping, v.guestDown
+	v.mu.Unlock()
+	reason := ""
+	switch {
+	case stopping:
+	case guestDown:
+		reason = "guest shut down"
+	default:
+		why := "exit status unknown (QEMU was started by an earlier agent)"
+		if exitErr != nil {
+			if err := exitErr(); err != nil {
+				why = err.Error()
+			} else {
+				why = "exit status 0"
+			}
+		}
+		reason = "QEMU ended unexpectedly: " + why
+		if t := tail(v.p.qemuLog(), 2); t != "" {
+			reason += ": " + t
+		}
+		v.log.Warn("VM stopped unexpectedly", "vm", v.cfg.Name, "reason", reason)
+	}
+	v.set(hypervisor.StateOff, reason)
+}
+
+// attach takes over a VM defined earlier, maybe running under a QEMU an
+// earlier agent started.
+func (v *vm) attach(ctx context.Context) error {
+	saved, err := readState(v.p.stateFile())
+	if err != nil {
+		return err
+	}
+	v.mu.Lock()
+	v.power, v.reason, v.since = saved.Power, saved.Reason, saved.Since
+	v.mu.Unlock()
+	pid, alive := findProcess(v.p.pidFile(), smbiosUUID(v.cfg.ID))
+	if !alive {
+		if saved.Power != hypervisor.StateOff {
+			v.set(hypervisor.StateOff, "QEMU ended while no agent watched it")
+		}
+		return nil
+	}
+	exited := make(chan struct{})
+	go watchPID(pid, exited)
+	q, err := dialQMP(ctx, v.p.qmp(), exited)
+	if err != nil {
+		return fmt.Errorf("re-attach vm %s (pid %d): %w", v.cfg.Name, pid, err)
+	}
+	var st struct {
+		Status string `json:"status"`
+	}
+	if err := q.Execute(ctx, "query-status", nil, &st); err != nil {
+		q.Close()
+		return fmt.Errorf("re-attach vm %s: %w", v.cfg.Name, err)
+	}
+	v.running(q, pid, exited, nil)
+	switch st.Status {
+	case "paused":
+		if saved.Power != hypervisor.StateSuspended {
+			v.set(hypervisor.StateSuspended, "paused by QEMU")
+		}
+	default:
+		if saved.Power != hypervisor.StateOn {
+			v.set(hypervisor.StateOn, "")
+		}
+	}
+	v.log.Info("re-attached to a running VM", "vm", v.cfg.Name, "pid", pid, "status", st.Status)
+	return nil
+}
+
+// watchPID closes exited when a process that is not our child ends.
+func watchPID(pid int, exited chan struct{}) {
+	for {
+		if err := syscall.Kill(pid, 0); err != nil {
+			close(exited)
+			return
+		}
+		if _, err := os.Stat(filepath.Join("/proc", fmt.Sprint(pid))); err != nil {
+			close(exited)
+			return
+		}
+		if stat, err := os.ReadFile(filepath.Join("/proc", fmt.Sprint(pid), "stat")); err == nil && zombie(stat) {
+			close(exited)
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func zombie(stat []byte) bool {
+	for i := len(stat) - 1; i > 0; i-- {
+		if stat[i] == ')' {
+			return i+2 < len(stat) && stat[i+2] == 'Z'
+		}
+	}
+	return false
+}
+
+// askShutdown asks the guest once: through its agent if it answers, else
+// with the ACPI power button.
+func (v *vm) askShutdown(ctx context.Context) error {
+	if v.guestInfo().State == hypervisor.GuestRunning {
+		gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := v.guestShutdown(gctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		v.log.Info("guest agent shutdown failed; pressing the power button", "err", err)
+	}
+	return v.command(ctx, "system_powerdown", nil)
+}
+
+// repeatShutdown asks again every few seconds while the VM runs and is
+// on: the first request may have come before the guest could act on it.
+func (v *vm) repeatShutdown(ctx context.Context) {
+	t := time.NewTicker(3 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if v.state().Power != hypervisor.StateOn {
+			v.mu.Lock()
+			v.shuttingDown = false
+			v.mu.Unlock()
+			return
+		}
+		if err := v.askShutdown(ctx); err != nil && ctx.Err() == nil {
+			v.log.Debug("repeated shutdown request failed", "err", err)
+		}
+	}
+}
+
+// command sends a QMP command to the running QEMU.
+func (v *vm) command(ctx context.Context, cmd string, args any) error {
+	v.mu.Lock()
+	q := v.qmp
+	v.mu.Unlock()
+	if q == nil {
+		return fmt.Errorf("%s: vm %s has no running QEMU: %w", cmd, v.cfg.Name, hypervisor.ErrWrongState)
+	}
+	return q.Execute(ctx, cmd, args, nil)
+}
+
+// powerOff makes QEMU quit (killing it if it does not) and waits for it.
+func (v *vm) powerOff(ctx context.Context) error {
+	if err := v.wrongState("power off", hypervisor.StateOn, hypervisor.StateSuspended); err != nil {
+		return err
+	}
+	v.mu.Lock()
+	v.stopping = true
+	exited, pid := v.exited, v.pid
+	v.mu.Unlock()
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	_ = v.command(qctx, "quit", nil) // the answer may be lost as QEMU goes
+	cancel()
+	if exited == nil {
+		return nil
+	}
+	select {
+	case <-exited:
+	case <-time.After(15 * time.Second):
+		v.log.Warn("QEMU did not quit; killing it", "vm", v.cfg.Name, "pid", pid)
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			return fmt.Errorf("power off vm %s: QEMU (pid %d) does not die", v.cfg.Name, pid)
+		}
+	}
+	// onExit runs in the monitor; wait until it recorded the state.
+	for i := 0; i < 100 && v.state().Power != hypervisor.StateOff; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil
+}
+
+// release stops watching the VM without touching it.
+func (v *vm) release() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.stop != nil {
+		v.stop()
+	}
+	if v.qga != nil {
+		v.qga.Close()
+		v.qga = nil
+	}
+	if v.qmp != nil {
+		v.qmp.Close()
+		v.qmp = nil
+	}
+}

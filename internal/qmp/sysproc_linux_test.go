@@ -1,0 +1,9 @@
+package qmp
+
+import "syscall"
+
+// killWithParent makes the kernel kill a test's QEMU if the test binary
+// dies without running its cleanups (a test timeout, a kill).
+func killWithParent() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}
