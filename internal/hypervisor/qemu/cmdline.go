@@ -28,7 +28,6 @@ func (p paths) stateFile() string  { return filepath.Join(p.dir, "state.json") }
 // VM can later move between hosts whatever their CPUs.
 const CPUModel = "qemu64"
 
-
 // args builds the QEMU command line for a VM. It is pure: same config, same
 // line (golden tests hold it).
 func args(cfg hypervisor.VMConfig, p paths, accel, vncListen string) []string {
