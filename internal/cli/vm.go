@@ -46,7 +46,7 @@ func newVMCmd(g *globals) *cobra.Command {
 			fl := cmd.Flags()
 			fl.IntVar(&f.cpus, "cpus", 1, "virtual CPUs")
 			fl.StringVar(&f.memory, "memory", "1GiB", "memory, e.g. 512MiB, 2G")
-			fl.StringArrayVar(&f.disks, "disk", nil, "add a disk: SIZE[,datastore=D][,bus=virtio|scsi|sata] (repeatable)")
+			fl.StringArrayVar(&f.disks, "disk", nil, "add a disk: SIZE[,datastore=D][,bus=virtio|scsi|sata] (repeatable; with --image the first is made from the image, SIZE 0 keeping its size)")
 			fl.StringArrayVar(&f.nics, "nic", nil, "add a NIC: PORTGROUP[,mac=MAC][,model=MODEL] (repeatable; default: one on the datacenter's only port group)")
 			fl.BoolVar(&f.noNIC, "no-nic", false, "create the VM without any NIC")
 			fl.StringVar(&f.host, "host", "", "host to run on (default: placement picks one)")
@@ -143,10 +143,13 @@ func (f *vmCreateFlags) request(name string) (api.VMCreateRequest, error) {
 	if req.Memory, err = parseSizeFlag("--memory", f.memory, api.MinVMMemory, api.MaxVMMemory); err != nil {
 		return req, err
 	}
-	for _, s := range f.disks {
+	for i, s := range f.disks {
 		d, err := parseDisk(s)
 		if err != nil {
 			return req, err
+		}
+		if d.Size == 0 && (i > 0 || f.image == "") {
+			return req, fmt.Errorf("--disk %q: a size of 0 only means \"the image's size\", for the first disk with --image", s)
 		}
 		req.Disks = append(req.Disks, d)
 	}
@@ -195,7 +198,8 @@ func parseDisk(spec string) (api.DiskRequest, error) {
 	if err != nil {
 		return d, err
 	}
-	if d.Size, err = parseSizeFlag(fmt.Sprintf("--disk %q", spec), size, 1, api.MaxDiskSize); err != nil {
+	// 0 is allowed here: with --image, the first disk takes the image's size.
+	if d.Size, err = parseSizeFlag(fmt.Sprintf("--disk %q", spec), size, 0, api.MaxDiskSize); err != nil {
 		return d, err
 	}
 	d.Datastore, d.Bus = opts["datastore"], opts["bus"]

@@ -31,7 +31,6 @@ func TestParseDisk(t *testing.T) {
 	bad := []struct{ spec, wantErr string }{
 		{"", "start with the size"},
 		{"abc", `size "abc"`},
-		{"0", "must be between"},
 		{"-1G", "negative"},
 		{"1EiB", "must be between"},
 		{"10G,bus=ide", `bus must be one of virtio, scsi, sata, got "ide"`},
@@ -102,6 +101,9 @@ func TestVMCreateRequestSizesAndCPUs(t *testing.T) {
 		{vmCreateFlags{cpus: 1, memory: "17TiB"}, "--memory"},
 		{vmCreateFlags{cpus: 1, memory: "1GiB", disks: []string{"1EiB"}}, "--disk"},
 		{vmCreateFlags{cpus: 1, memory: "1GiB", nics: []string{"a"}, noNIC: true}, "--no-nic"},
+		{vmCreateFlags{cpus: 1, memory: "1GiB", disks: []string{"0"}}, "image's size"},
+		{vmCreateFlags{cpus: 1, memory: "1GiB", image: "test", disks: []string{"1G", "0"}}, "first disk"},
+		{vmCreateFlags{cpus: 1, memory: "1GiB", linked: true}, "--linked needs --image"},
 	}
 	for _, c := range bad {
 		c.f.meta = &metaFlags{}
@@ -109,7 +111,11 @@ func TestVMCreateRequestSizesAndCPUs(t *testing.T) {
 			t.Errorf("request(%+v) error = %v, want one naming %s", c.f, err, c.wantErr)
 		}
 	}
-	f := vmCreateFlags{meta: &metaFlags{labels: []string{"tier=web"}}, cpus: 2, memory: "512MiB",
+	f := vmCreateFlags{meta: &metaFlags{}, cpus: 1, memory: "1GiB", image: "/x.qcow2", disks: []string{"0,datastore=d2"}}
+	if req, err := f.request("vm1"); err != nil || req.Disks[0].Size != 0 || req.Disks[0].Datastore != "d2" || req.Image != "/x.qcow2" {
+		t.Errorf("--image with --disk 0: %+v %v", req, err)
+	}
+	f = vmCreateFlags{meta: &metaFlags{labels: []string{"tier=web"}}, cpus: 2, memory: "512MiB",
 		disks: []string{"10G", "1G,bus=scsi"}, host: "h1", start: true}
 	req, err := f.request("vm1")
 	if err != nil {

@@ -108,8 +108,13 @@ func (v *viewer) view(obj api.Object) api.Object {
 		c.Status.Ports = v.s.tally.pgPorts[c.Metadata.ID]
 		v.s.tally.mu.RUnlock()
 		return &c
+	case *api.Image:
+		c := *o
+		c.Spec.Datastore = v.ref(api.KindDatastore, c.Spec.Datastore)
+		return &c
 	case *api.VM:
 		c := *o
+		c.Spec.Image = v.ref(api.KindImage, c.Spec.Image)
 		c.Spec.Cluster = v.ref(api.KindCluster, c.Spec.Cluster)
 		c.Spec.Host = v.ref(api.KindHost, c.Spec.Host)
 		c.Spec.Disks = make([]api.VMDisk, len(o.Spec.Disks))

@@ -139,14 +139,20 @@ func (d *Driver) Shutdown(ctx context.Context, id string) error {
 	if err := v.wrongState("shut down", hypervisor.StateOn); err != nil {
 		return err
 	}
+	// Mark it first: the guest may be gone before askShutdown returns,
+	// and its exit must read as asked for.
+	v.mu.Lock()
+	repeating, runCtx := v.shuttingDown, v.runCtx
+	v.shuttingDown = true
+	v.mu.Unlock()
 	if err := v.askShutdown(ctx); err != nil {
+		v.mu.Lock()
+		v.shuttingDown = repeating
+		v.mu.Unlock()
 		return err
 	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if !v.shuttingDown && v.runCtx != nil {
-		v.shuttingDown = true
-		go v.repeatShutdown(v.runCtx)
+	if !repeating && runCtx != nil {
+		go v.repeatShutdown(runCtx)
 	}
 	return nil
 }

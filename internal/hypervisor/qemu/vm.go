@@ -252,11 +252,11 @@ func (v *vm) onExit(exitErr func() error) {
 	}
 	v.qmp, v.pid, v.exited, v.vnc = nil, 0, nil, ""
 	v.guest = hypervisor.GuestInfo{}
-	stopping, guestDown := v.stopping, v.guestDown
+	stopping, guestDown := v.stopping || v.shuttingDown, v.guestDown
 	v.mu.Unlock()
 	reason := ""
 	switch {
-	case stopping:
+	case stopping: // asked for: no reason to give
 	case guestDown:
 		reason = "guest shut down"
 	default:
