@@ -298,3 +298,35 @@ func errorsAs(err error, target **exec.ExitError) bool {
 	}
 	return ok
 }
+
+// Disks on every bus, a CD-ROM and a VNC display reach a real guest.
+func TestDevices(t *testing.T) {
+	cl := newQEMUCluster(t)
+	iso := filepath.Join(t.TempDir(), "data.iso")
+	if err := os.WriteFile(iso, bytes.Repeat([]byte("vdc!"), 512*1024), 0o644); err != nil { // 2 MiB
+		t.Fatal(err)
+	}
+	cl.vdc("vm", "create", "dev1", "--memory", "256MiB", "--image", "test", "--vnc", "--cdrom", iso,
+		"--disk", "1G", "--disk", "2G,bus=scsi", "--disk", "3G,bus=sata", "--start")
+	vm := cl.waitGuest("dev1")
+	if !strings.HasPrefix(vm.Status.VNC, "127.0.0.1:59") {
+		t.Fatalf("VNC address: %q", vm.Status.VNC)
+	}
+	out := cl.vdc("vm", "exec", "dev1", "--", "/bin/cat", "/proc/partitions")
+	// virtio-blk is vda; SCSI and SATA disks are sd*; the CD-ROM is sr0.
+	for _, want := range []string{"vda", "sda", "sdb", "sr0"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the guest does not see %s:\n%s", want, out)
+		}
+	}
+	sizes := map[string]string{"1048576": "vda 1 GiB", "2097152": "2 GiB SCSI", "3145728": "3 GiB SATA"}
+	for blocks, what := range sizes {
+		if !strings.Contains(out, blocks) {
+			t.Errorf("the guest lacks the %s disk (%s 1K blocks):\n%s", what, blocks, out)
+		}
+	}
+	if out := cl.vdc("vm", "exec", "dev1", "--", "/bin/sh", "-c", "head -c 8 /dev/sr0"); out != "vdc!vdc!" {
+		t.Errorf("reading the CD-ROM: %q", out)
+	}
+	cl.vdc("vm", "delete", "dev1", "--force")
+}

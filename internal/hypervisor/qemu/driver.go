@@ -30,8 +30,9 @@ var _ hypervisor.Console = (*Driver)(nil)
 type Options struct {
 	// Binary is qemu-system-x86_64 (found on PATH by default).
 	Binary string
-	// RunDir holds the VMs' sockets (default /run/vdc, or a directory in
-	// the temp dir when /run is not writable).
+	// RunDir holds the sockets of VMs whose own directory has too long a
+	// path for a unix socket (default /run/vdc, or a directory in the temp
+	// dir when not root).
 	RunDir string
 	// Accel forces "kvm" or "tcg"; by default KVM is used when a probe
 	// shows it really runs guests.
@@ -141,9 +142,13 @@ func memTotal() int64 {
 	return 0
 }
 
-// runDirFor is a VM's socket directory: short, and the same for every
-// agent process that manages the VM.
+// runDirFor is a VM's socket directory: its own directory when that is
+// short enough for unix socket paths (107 bytes), else a short one under
+// RunDir, the same for every agent process that manages the VM.
 func (d *Driver) runDirFor(cfg hypervisor.VMConfig) string {
+	if len(cfg.Dir)+len("/console.sock") < 100 {
+		return cfg.Dir
+	}
 	sum := sha256.Sum256([]byte(cfg.Dir + "\x00" + cfg.ID))
 	return filepath.Join(d.opt.RunDir, hex.EncodeToString(sum[:8]))
 }

@@ -98,7 +98,9 @@ func (d *Driver) Undefine(ctx context.Context, id string) error {
 		}
 		_ = os.Remove(filepath.Dir(disk.Path)) // the VM's folder, if now empty
 	}
-	_ = os.RemoveAll(v.p.run)
+	if v.p.run != v.p.dir {
+		_ = os.RemoveAll(v.p.run)
+	}
 	for _, f := range []string{v.p.stateFile(), v.p.pidFile(), v.p.qemuLog(), v.p.consoleLog(), v.p.consoleLog() + ".1"} {
 		_ = os.Remove(f)
 	}
