@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -24,11 +25,13 @@ type driverFlags struct {
 	simCPUs   int
 	simMemory string
 	accel     string
+	guestPoll time.Duration
 }
 
 func (d *driverFlags) add(cmd *cobra.Command, def string) {
 	cmd.Flags().StringVar(&d.driver, "driver", def, "hypervisor driver: qemu (real VMs) or sim (simulated hosts)")
 	cmd.Flags().StringVar(&d.accel, "accel", "", "qemu: force kvm or tcg (default: KVM when a probe shows it works)")
+	cmd.Flags().DurationVar(&d.guestPoll, "guest-poll", 5*time.Second, "qemu: how often each VM's guest agent is pinged")
 	cmd.Flags().IntVar(&d.simCPUs, "sim-cpus", sim.DefaultCPUs, "CPUs of a simulated host")
 	cmd.Flags().StringVar(&d.simMemory, "sim-memory", api.Size(sim.DefaultMemoryBytes).String(), "memory of a simulated host")
 }
@@ -39,7 +42,7 @@ func (d *driverFlags) args() []string {
 	if d.accel != "" {
 		a = append(a, "--accel", d.accel)
 	}
-	return a
+	return append(a, "--guest-poll", d.guestPoll.String())
 }
 
 // pick chooses the driver when none was given: qemu when it is installed.
@@ -84,7 +87,7 @@ func (d *driverFlags) new(ctx context.Context, log *slog.Logger) (hypervisor.Dri
 		return nil, err
 	}
 	if d.driver == "qemu" {
-		return qemu.New(ctx, qemu.Options{Accel: d.accel, Log: log})
+		return qemu.New(ctx, qemu.Options{Accel: d.accel, GuestPoll: d.guestPoll, Log: log})
 	}
 	mem, _ := api.ParseSize(d.simMemory)
 	return sim.New(sim.Options{CPUs: d.simCPUs, MemoryBytes: int64(mem), Logger: log}), nil

@@ -91,7 +91,8 @@ func newImageUploadCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func (u *imageUpload) run(ctx context.Context, g *globals) error {
+// request checks the flags and says which files go up.
+func (u *imageUpload) request() (api.ImageCreateRequest, map[string]string, error) {
 	req := api.ImageCreateRequest{Name: u.name, Datastore: u.datastore, Description: u.description}
 	files := map[string]string{}
 	switch {
@@ -101,14 +102,30 @@ func (u *imageUpload) run(ctx context.Context, g *globals) error {
 		req.Type, req.Cmdline = api.ImageKernel, u.cmdline
 		files["kernel"], files["initrd"] = u.kernel, u.initrd
 	default:
-		return errors.New("give either --disk, or both --kernel and --initrd")
+		return req, nil, errors.New("give either --disk, or both --kernel and --initrd")
 	}
 	for _, f := range files {
 		if _, err := os.Stat(f); err != nil {
-			return fmt.Errorf("upload image %s: %w", u.name, err)
+			return req, nil, fmt.Errorf("upload image %s: %w", u.name, err)
 		}
 	}
+	return req, files, nil
+}
+
+func (u *imageUpload) run(ctx context.Context, g *globals) error {
+	if _, _, err := u.request(); err != nil {
+		return err
+	}
 	c, err := g.client()
+	if err != nil {
+		return err
+	}
+	return u.runWith(ctx, g, c)
+}
+
+// runWith uploads through a given client.
+func (u *imageUpload) runWith(ctx context.Context, g *globals, c *client.Client) error {
+	req, files, err := u.request()
 	if err != nil {
 		return err
 	}

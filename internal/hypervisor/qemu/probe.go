@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -43,6 +44,8 @@ func probe(ctx context.Context, binary, img, accel string, limit time.Duration) 
 		"-display", "none", "-drive", "file="+img+",format=raw,if=floppy", "-debugcon", "stdio", "-no-reboot")
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
+	// The probe dies with the agent, even a killed one.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return 0, err
