@@ -58,41 +58,53 @@ func (c *Client) transport(hostID string) *http.Transport {
 	return t
 }
 
-func (c *Client) do(ctx context.Context, h Target, method, path string, in, out any) error {
+// roundTrip sends a request to a host's agent and returns the answer's
+// body, or the host's error as an API error. size is the body's length
+// (-1 when unknown).
+func (c *Client) roundTrip(ctx context.Context, h Target, method, path string, body io.Reader, size int64) ([]byte, error) {
 	if h.Address == "" {
-		return api.Errorf(api.ErrUnavailable, "host %s has not reported an address yet", h.Name)
+		return nil, api.Errorf(api.ErrUnavailable, "host %s has not reported an address yet", h.Name)
 	}
+	req, err := http.NewRequestWithContext(ctx, method, "https://"+h.Address+path, body)
+	if err != nil {
+		return nil, err
+	}
+	if size >= 0 {
+		req.ContentLength = size
+	}
+	resp, err := (&http.Client{Transport: c.transport(h.ID)}).Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("host %s unreachable: %w", h.Name, &wrapped{err, api.ErrUnavailable})
+	}
+	defer resp.Body.Close()
+	rb, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if resp.StatusCode/100 != 2 {
+		var eb api.ErrorBody
+		if json.Unmarshal(rb, &eb) == nil && eb.Error != nil {
+			eb.Error.Status = resp.StatusCode
+			return nil, fmt.Errorf("host %s: %w", h.Name, eb.Error)
+		}
+		return nil, fmt.Errorf("host %s: %s %s: HTTP %d", h.Name, method, path, resp.StatusCode)
+	}
+	return rb, err
+}
+
+// do is roundTrip with JSON in and out.
+func (c *Client) do(ctx context.Context, h Target, method, path string, in, out any) error {
 	var body io.Reader
+	size := int64(0)
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			return err
 		}
-		body = bytes.NewReader(b)
+		body, size = bytes.NewReader(b), int64(len(b))
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "https://"+h.Address+path, body)
-	if err != nil {
+	rb, err := c.roundTrip(ctx, h, method, path, body, size)
+	if err != nil || out == nil || len(rb) == 0 {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := (&http.Client{Transport: c.transport(h.ID)}).Do(req)
-	if err != nil {
-		return fmt.Errorf("host %s unreachable: %w", h.Name, &wrapped{err, api.ErrUnavailable})
-	}
-	defer resp.Body.Close()
-	rb, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if resp.StatusCode/100 != 2 {
-		var eb api.ErrorBody
-		if json.Unmarshal(rb, &eb) == nil && eb.Error != nil {
-			eb.Error.Status = resp.StatusCode
-			return fmt.Errorf("host %s: %w", h.Name, eb.Error)
-		}
-		return fmt.Errorf("host %s: %s %s: HTTP %d", h.Name, method, path, resp.StatusCode)
-	}
-	if out != nil && len(rb) > 0 {
-		return json.Unmarshal(rb, out)
-	}
-	return nil
+	return json.Unmarshal(rb, out)
 }
 
 // Define creates or updates a VM on the host.
@@ -125,25 +137,9 @@ func (c *Client) List(ctx context.Context, h Target) ([]api.AgentVMState, error)
 // the host checks it is a disk image and reports its format and size.
 func (c *Client) PutFile(ctx context.Context, h Target, datastoreID, path string, body io.Reader, size int64, inspect bool) (FileResult, error) {
 	var res FileResult
-	u := fmt.Sprintf("https://%s/agent/v1/datastores/%s/files?path=%s&inspect=%t", h.Address, datastoreID, url.QueryEscape(path), inspect)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, body)
+	rb, err := c.roundTrip(ctx, h, http.MethodPut, fmt.Sprintf("/agent/v1/datastores/%s/files?path=%s&inspect=%t", datastoreID, url.QueryEscape(path), inspect), body, size)
 	if err != nil {
 		return res, err
-	}
-	req.ContentLength = size
-	resp, err := (&http.Client{Transport: c.transport(h.ID)}).Do(req)
-	if err != nil {
-		return res, fmt.Errorf("host %s unreachable: %w", h.Name, &wrapped{err, api.ErrUnavailable})
-	}
-	defer resp.Body.Close()
-	rb, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode/100 != 2 {
-		var eb api.ErrorBody
-		if json.Unmarshal(rb, &eb) == nil && eb.Error != nil {
-			eb.Error.Status = resp.StatusCode
-			return res, fmt.Errorf("host %s: %w", h.Name, eb.Error)
-		}
-		return res, fmt.Errorf("host %s: upload %s: HTTP %d", h.Name, path, resp.StatusCode)
 	}
 	return res, json.Unmarshal(rb, &res)
 }
@@ -162,25 +158,7 @@ func (c *Client) Exec(ctx context.Context, h Target, vmID string, req ExecReques
 
 // ConsoleLog returns the end of a VM's console output.
 func (c *Client) ConsoleLog(ctx context.Context, h Target, vmID string, bytes int) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("https://%s/agent/v1/vms/%s/console/log?bytes=%d", h.Address, vmID, bytes), nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := (&http.Client{Transport: c.transport(h.ID)}).Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("host %s unreachable: %w", h.Name, &wrapped{err, api.ErrUnavailable})
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if resp.StatusCode/100 != 2 {
-		var eb api.ErrorBody
-		if json.Unmarshal(b, &eb) == nil && eb.Error != nil {
-			eb.Error.Status = resp.StatusCode
-			return nil, fmt.Errorf("host %s: %w", h.Name, eb.Error)
-		}
-		return nil, fmt.Errorf("host %s: console log: HTTP %d", h.Name, resp.StatusCode)
-	}
-	return b, err
+	return c.roundTrip(ctx, h, http.MethodGet, fmt.Sprintf("/agent/v1/vms/%s/console/log?bytes=%d", vmID, bytes), nil, -1)
 }
 
 // Console opens a VM's serial console on its host as a websocket.

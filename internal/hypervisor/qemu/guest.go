@@ -169,6 +169,11 @@ func (d *Driver) GuestExec(ctx context.Context, id string, req hypervisor.ExecRe
 	if err := v.wrongState("exec in", hypervisor.StateOn); err != nil {
 		return hypervisor.ExecResult{}, err
 	}
+	// Fail at once when the agent is known not to answer, rather than
+	// waiting out the caller's timeout.
+	if g := v.guestInfo(); g.State == hypervisor.GuestNotInstalled || g.State == hypervisor.GuestNotResponding {
+		return hypervisor.ExecResult{}, fmt.Errorf("exec in vm %s: its guest agent is %s: %w", v.cfg.Name, g.State, hypervisor.ErrWrongState)
+	}
 	c, err := v.agent(ctx)
 	if err != nil {
 		return hypervisor.ExecResult{}, err
