@@ -15,8 +15,9 @@ import (
 	"github.com/vdc-project/vdc/internal/hypervisor"
 )
 
-// runningVM finds the VM of the path, on and on a connected host.
-func (s *Server) runningVM(r *http.Request, what string) (*api.VM, *api.Host, error) {
+// pathVM finds the VM named in the path (with the latest writes seen) and
+// its host, which must be connected for anything to be done with the VM.
+func (s *Server) pathVM(r *http.Request) (*api.VM, *api.Host, error) {
 	if err := s.cache.Sync(r.Context()); err != nil {
 		return nil, nil, err
 	}
@@ -26,6 +27,12 @@ func (s *Server) runningVM(r *http.Request, what string) (*api.VM, *api.Host, er
 	}
 	vm := o.(*api.VM)
 	h, err := s.vmHost(vm)
+	return vm, h, err
+}
+
+// runningVM is pathVM for a VM that must be running.
+func (s *Server) runningVM(r *http.Request, what string) (*api.VM, *api.Host, error) {
+	vm, h, err := s.pathVM(r)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", what, err)
 	}
@@ -99,17 +106,7 @@ func (s *Server) consoleLog(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if err := s.cache.Sync(r.Context()); err != nil {
-		fail(w, err)
-		return
-	}
-	o, err := s.lookup(api.KindVM, r.PathValue("name"))
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	vm := o.(*api.VM)
-	h, err := s.vmHost(vm)
+	vm, h, err := s.pathVM(r)
 	if err != nil {
 		fail(w, err)
 		return

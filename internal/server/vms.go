@@ -484,17 +484,7 @@ func (s *Server) powerVM(w http.ResponseWriter, r *http.Request) {
 		fail(w, api.Errorf(api.ErrInvalid, "timeoutSeconds must be between 0 (default %s) and 3600, got %d", api.DefaultStopTimeout, req.TimeoutSeconds))
 		return
 	}
-	if err := s.cache.Sync(r.Context()); err != nil {
-		fail(w, err)
-		return
-	}
-	o, err := s.lookup(api.KindVM, r.PathValue("name"))
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	vm := o.(*api.VM)
-	h, err := s.vmHost(vm)
+	vm, h, err := s.pathVM(r)
 	if err == nil {
 		err = firstErr(checkReady(vm), checkPower(vm, req.Action))
 	}
