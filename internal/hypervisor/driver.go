@@ -172,3 +172,97 @@ type Console interface {
 	// ConsoleAttach connects to the running VM's console.
 	ConsoleAttach(ctx context.Context, id string) (io.ReadWriteCloser, error)
 }
+
+// Migration states, as MigrationStatus reports them.
+const (
+	MigrationNone      = "none"
+	MigrationSetup     = "setup"
+	MigrationMirroring = "mirroring" // copying disks before memory
+	MigrationActive    = "active"    // copying memory
+	MigrationCompleted = "completed"
+	MigrationFailed    = "failed"
+	MigrationCancelled = "cancelled"
+)
+
+// IncomingOptions say how a copy of a VM will receive it.
+type IncomingOptions struct {
+	// Address is the IP this host receives on (the agent's).
+	Address string
+	// TLS encrypts and authenticates the stream with the host's
+	// certificate from the datacenter CA.
+	TLS bool
+	// Disks receives the disks too, over NBD, into new files (no shared
+	// storage). Without it the disks must already be reachable.
+	Disks bool
+	// Multifd and Compress must match the source's MigrateTarget.
+	Multifd  int
+	Compress string // "", "zstd" or "xbzrle"
+}
+
+// Incoming says where to send a VM.
+type Incoming struct {
+	URI string `json:"uri"` // tcp:IP:PORT
+	// NBD is the host:port of the disk receiver (Disks).
+	NBD string `json:"nbd,omitempty"`
+}
+
+// MigrateTarget is where and how to send a running VM.
+type MigrateTarget struct {
+	URI string `json:"uri"`
+	NBD string `json:"nbd,omitempty"`
+	// TLSHostname is the name in the target host's certificate; empty
+	// means no TLS.
+	TLSHostname string `json:"tlsHostname,omitempty"`
+	// MaxBandwidth in bytes/s (0: QEMU's default, unlimited here).
+	MaxBandwidth int64 `json:"maxBandwidth,omitempty"`
+	// DowntimeLimit is the longest pause allowed for the switch-over.
+	DowntimeLimit time.Duration `json:"downtimeLimit,omitempty"`
+	AutoConverge  bool          `json:"autoConverge,omitempty"`
+	Multifd       int           `json:"multifd,omitempty"`
+	Compress      string        `json:"compress,omitempty"`
+}
+
+// MigrationStatus is how far a migration out is.
+type MigrationStatus struct {
+	State            string        `json:"state"`
+	TotalBytes       int64         `json:"totalBytes"` // memory
+	TransferredBytes int64         `json:"transferredBytes"`
+	RemainingBytes   int64         `json:"remainingBytes"`
+	DirtyRate        int64         `json:"dirtyRate"` // bytes/s
+	Pass             int64         `json:"pass"`
+	DiskTotal        int64         `json:"diskTotal"`
+	DiskDone         int64         `json:"diskDone"`
+	TotalTime        time.Duration `json:"totalTime"`
+	Downtime         time.Duration `json:"downtime"`
+	Error            string        `json:"error,omitempty"`
+}
+
+// DiskMove moves one disk of a running VM to a new file.
+type DiskMove struct {
+	Name string `json:"name"`
+	Path string `json:"path"` // the new file
+}
+
+// Migrator is implemented by drivers that move running VMs.
+type Migrator interface {
+	// Incoming starts an empty copy of a VM on this host, waiting for its
+	// state (and with Disks, its disks), and says where to send them. The
+	// copy is not a running VM until FinishIncoming.
+	Incoming(ctx context.Context, cfg VMConfig, opt IncomingOptions) (Incoming, error)
+	// FinishIncoming runs the copy once the source has sent everything.
+	FinishIncoming(ctx context.Context, id string) error
+	// AbortIncoming stops the copy and removes what Incoming made.
+	AbortIncoming(ctx context.Context, id string) error
+	// MigrateOut starts sending a running VM; MigrationStatus follows it.
+	MigrateOut(ctx context.Context, id string, to MigrateTarget) error
+	MigrationStatus(ctx context.Context, id string) (MigrationStatus, error)
+	// CancelMigration stops a migration out; the VM runs on here.
+	CancelMigration(ctx context.Context, id string) error
+	// Release forgets a VM that now runs elsewhere: its process ends, and
+	// with removeDisks its disk files go (they were copied to the target).
+	Release(ctx context.Context, id string, removeDisks bool) error
+	// MoveDisks copies a running VM's disks to new files while it runs and
+	// switches the VM to them (storage migration); MigrationStatus
+	// follows it. The old files are removed once the VM uses the new ones.
+	MoveDisks(ctx context.Context, id string, moves []DiskMove) error
+}

@@ -41,7 +41,11 @@ type Options struct {
 	VNCListen string
 	// GuestPoll is how often the guest agent is pinged (default 5s).
 	GuestPoll time.Duration
-	Log       *slog.Logger
+	// TLSDir holds this host's certificate in QEMU's layout (ca-cert.pem,
+	// server-cert.pem, server-key.pem, client-cert.pem, client-key.pem),
+	// for encrypted migrations.
+	TLSDir string
+	Log    *slog.Logger
 }
 
 // Driver runs VMs as QEMU processes.

@@ -34,12 +34,18 @@ type vm struct {
 	exited chan struct{} // closed when the running QEMU process is gone
 	// stopping is set when we asked QEMU to quit; guestDown when the
 	// guest powered itself off. Both explain the exit that follows.
-	stopping     bool
-	guestDown    bool
-	stop         context.CancelFunc // ends the monitor and guest poller
-	runCtx       context.Context    // lives while this QEMU runs
-	started      time.Time          // when this QEMU process started
-	shuttingDown bool               // a shutdown request is being repeated
+	stopping  bool
+	guestDown bool
+	stop      context.CancelFunc // ends the monitor and guest poller
+	runCtx    context.Context    // lives while this QEMU runs
+	started   time.Time          // when this QEMU process started
+
+	// A copy being received (Incoming) is not a VM of this host yet.
+	incoming     bool
+	made         []string   // disks Incoming created, removed if it is aborted
+	mig          *migration // the current or last migration out
+	mirrors      []string   // block jobs copying the disks to a target
+	shuttingDown bool       // a shutdown request is being repeated
 
 	guest     hypervisor.GuestInfo
 	answered  bool // the guest agent answered since this boot
@@ -88,11 +94,21 @@ func (v *vm) start(ctx context.Context) error {
 	if err := v.wrongState("start", hypervisor.StateOff); err != nil {
 		return err
 	}
-	if err := v.d.checkFiles(v.cfg); err != nil {
+	if err := v.launch(ctx, nil); err != nil {
 		return fmt.Errorf("start vm %s: %w", v.cfg.Name, err)
 	}
+	v.set(hypervisor.StateOn, "")
+	return nil
+}
+
+// launch runs a QEMU process for the VM, with extra arguments (an
+// incoming migration), and takes it over once its QMP socket answers.
+func (v *vm) launch(ctx context.Context, extra []string) error {
+	if err := v.d.checkFiles(v.cfg); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(v.p.run, 0o700); err != nil {
-		return fmt.Errorf("start vm %s: %w", v.cfg.Name, err)
+		return err
 	}
 	for _, s := range []string{v.p.qmp(), v.p.qga(), v.p.console()} {
 		_ = os.Remove(s) // a stale socket of an earlier run
@@ -103,17 +119,17 @@ func (v *vm) start(ctx context.Context) error {
 	}
 	logf, err := os.OpenFile(v.p.qemuLog(), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
-		return fmt.Errorf("start vm %s: %w", v.cfg.Name, err)
+		return err
 	}
 	defer logf.Close()
-	cmd := exec.Command(v.d.opt.Binary, args(v.cfg, v.p, v.d.accel, v.d.opt.VNCListen)...)
+	cmd := exec.Command(v.d.opt.Binary, append(args(v.cfg, v.p, v.d.accel, v.d.opt.VNCListen), extra...)...)
 	cmd.Dir = v.cfg.Dir
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own session: signals to the agent (Ctrl-C, its process group)
 	// never reach the VM, and it outlives the agent.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start vm %s: run %s: %w", v.cfg.Name, v.d.opt.Binary, err)
+		return fmt.Errorf("run %s: %w", v.d.opt.Binary, err)
 	}
 	exited := make(chan struct{})
 	var waitErr error
@@ -135,10 +151,9 @@ func (v *vm) start(ctx context.Context) error {
 		if msg == "" {
 			msg = err.Error()
 		}
-		return fmt.Errorf("start vm %s: QEMU did not start: %s", v.cfg.Name, msg)
+		return fmt.Errorf("QEMU did not start: %s", msg)
 	}
 	v.running(q, cmd.Process.Pid, exited, func() error { return waitErr })
-	v.set(hypervisor.StateOn, "")
 	return nil
 }
 
@@ -221,6 +236,9 @@ func (v *vm) onEvent(e qmp.Event) {
 			v.mu.Unlock()
 		}
 	case "STOP":
+		if v.migrating() {
+			return // a migration pauses the source at the end; not a suspend
+		}
 		if v.state().Power == hypervisor.StateOn {
 			v.set(hypervisor.StateSuspended, "paused by QEMU (I/O error or out of space?)")
 		}
@@ -235,6 +253,15 @@ func (v *vm) onEvent(e qmp.Event) {
 		v.answered = false
 		v.mu.Unlock()
 	}
+}
+
+// migrating says whether a migration out is under way or has completed
+// (the source then stays paused until released).
+func (v *vm) migrating() bool {
+	v.mu.Lock()
+	m := v.mig
+	v.mu.Unlock()
+	return m != nil && m.get().State != hypervisor.MigrationFailed && m.get().State != hypervisor.MigrationCancelled
 }
 
 // onExit records why QEMU ended.
