@@ -183,3 +183,89 @@ func TestLiveMigration(t *testing.T) {
 		})
 	}
 }
+
+// A cancelled migration leaves the VM running on the source, as it was;
+// a disk move switches a running VM to new files with its data.
+func TestCancelMigrationAndMoveDisks(t *testing.T) {
+	g := testGuest(t)
+	tls, hostname := tlsDir(t)
+	ctx := context.Background()
+	base := t.TempDir()
+	src := newMigrationDriver(t, filepath.Join(base, "a"), tls)
+	dst := newMigrationDriver(t, filepath.Join(base, "b"), tls)
+	cfg := testConfig(g, filepath.Join(base, "a", "vm"), "mig2")
+	os.MkdirAll(cfg.Dir, 0o700)
+	os.MkdirAll(filepath.Join(base, "ds1"), 0o755)
+	cfg.Disks = []hypervisor.DiskConfig{{Name: "disk0", Path: filepath.Join(base, "ds1", "mig2", "disk0.qcow2"), SizeBytes: 64 << 20, Bus: "virtio"}}
+	if err := src.Define(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Start(ctx, cfg.ID); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.PowerOff(context.Background(), cfg.ID) })
+	waitGuest(t, src, cfg.ID)
+	exec1(t, src, cfg.ID, "echo on-disk-marker | dd of=/dev/vda bs=512 seek=1000 conv=fsync 2>/dev/null")
+
+	// Slow the migration right down so that cancel comes in the middle.
+	dcfg := cfg
+	dcfg.Dir = filepath.Join(base, "b", "vm")
+	os.MkdirAll(dcfg.Dir, 0o700)
+	in, err := dst.Incoming(ctx, dcfg, hypervisor.IncomingOptions{Address: "127.0.0.1", TLS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := src.MigrateOut(ctx, cfg.ID, hypervisor.MigrateTarget{URI: in.URI, TLSHostname: hostname, MaxBandwidth: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	if st, _ := src.MigrationStatus(ctx, cfg.ID); st.State != hypervisor.MigrationActive || st.TransferredBytes == 0 {
+		t.Fatalf("migration should be sending: %+v", st)
+	}
+	if err := src.CancelMigration(ctx, cfg.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := dst.AbortIncoming(ctx, cfg.ID); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := src.MigrationStatus(ctx, cfg.ID); st.State != hypervisor.MigrationCancelled {
+		t.Fatalf("after cancel: %+v", st)
+	}
+	if st, _ := src.State(ctx, cfg.ID); st.Power != hypervisor.StateOn {
+		t.Fatalf("the source VM is %+v after a cancelled migration", st)
+	}
+	if got := exec1(t, src, cfg.ID, "echo alive"); got != "alive\n" {
+		t.Fatalf("the source guest does not answer: %q", got)
+	}
+	if _, err := dst.State(ctx, cfg.ID); err == nil {
+		t.Fatal("the target kept the aborted copy")
+	}
+
+	// Storage migration: the disk moves to another datastore while the VM runs.
+	oldPath, newPath := cfg.Disks[0].Path, filepath.Join(base, "ds2", "mig2", "disk0.qcow2")
+	if err := src.MoveDisks(ctx, cfg.ID, []hypervisor.DiskMove{{Name: "disk0", Path: newPath}}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		if st, _ := src.MigrationStatus(ctx, cfg.ID); st.State == hypervisor.MigrationCompleted || st.State == hypervisor.MigrationFailed {
+			if st.State != hypervisor.MigrationCompleted {
+				t.Fatalf("disk move: %+v", st)
+			}
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := os.Stat(oldPath); !os.IsNotExist(err) {
+		t.Fatalf("the old disk file is still there: %v", err)
+	}
+	if got := exec1(t, src, cfg.ID, "echo 3 > /proc/sys/vm/drop_caches; dd if=/dev/vda bs=512 skip=1000 count=1 2>/dev/null | head -c 14"); got != "on-disk-marker" {
+		t.Fatalf("disk data after the move: %q", got)
+	}
+	exec1(t, src, cfg.ID, "echo after-move | dd of=/dev/vda bs=512 seek=2000 conv=fsync 2>/dev/null")
+	src.PowerOff(ctx, cfg.ID)
+	b, err := os.ReadFile(newPath)
+	if err != nil || !strings.Contains(string(b), "after-move") {
+		t.Fatalf("writes after the move do not reach the new file: %v", err)
+	}
+}

@@ -7,12 +7,16 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/vdc-project/vdc/internal/hypervisor"
 )
 
 func (d *Driver) newVM(cfg hypervisor.VMConfig) *vm {
+	// The VM's config is its own: the driver changes it (disk moves).
+	cfg.Disks = slices.Clone(cfg.Disks)
+	cfg.NICs = slices.Clone(cfg.NICs)
 	return &vm{d: d, cfg: cfg, p: paths{run: d.runDirFor(cfg), dir: cfg.Dir}, log: d.log.With("vm", cfg.Name),
 		power: hypervisor.StateOff, since: time.Now().UTC()}
 }
@@ -44,7 +48,7 @@ func (d *Driver) Define(ctx context.Context, cfg hypervisor.VMConfig) error {
 	}
 	if exists {
 		v.mu.Lock()
-		v.cfg = cfg // used from the next start
+		v.cfg = d.newVM(cfg).cfg // used from the next start
 		v.mu.Unlock()
 		return nil
 	}
