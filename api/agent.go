@@ -21,11 +21,13 @@ type JoinResponse struct {
 
 // Heartbeat is the body of POST /api/v1/agent/heartbeat, sent every few seconds.
 type Heartbeat struct {
-	Address     string `json:"address"`
-	Hostname    string `json:"hostname"`
-	Driver      string `json:"driver"`
-	Accel       string `json:"accel"`
-	Version     string `json:"version"`
+	Address  string `json:"address"`
+	Hostname string `json:"hostname"`
+	Driver   string `json:"driver"`
+	Accel    string `json:"accel"`
+	Version  string `json:"version"`
+	// Hypervisor is the hypervisor's version ("QEMU 7.2.22").
+	Hypervisor  string `json:"hypervisor,omitempty"`
 	CPUs        int    `json:"cpus"`
 	MemoryBytes Size   `json:"memoryBytes"`
 	// VMs holds the VMs whose state changed since the last heartbeat the

@@ -76,8 +76,11 @@ type HostStatus struct {
 	Hostname string `json:"hostname,omitempty"`
 	Driver   string `json:"driver,omitempty"`
 	// Accel is the acceleration the driver uses: kvm, tcg or sim.
-	Accel       string `json:"accel,omitempty"`
-	Version     string `json:"version,omitempty"`
+	Accel   string `json:"accel,omitempty"`
+	Version string `json:"version,omitempty"`
+	// Hypervisor is the hypervisor's version; VMs move live only between
+	// hosts with the same.
+	Hypervisor  string `json:"hypervisor,omitempty"`
 	CPUs        int    `json:"cpus"`
 	MemoryBytes Size   `json:"memoryBytes"`
 	// Datastores the agent reports it can reach.

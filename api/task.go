@@ -37,6 +37,12 @@ type Task struct {
 	Finished *time.Time      `json:"finished,omitempty"`
 	// Server is the management server that ran it.
 	Server string `json:"server,omitempty"`
+	// CancelRequested is set by POST /api/v1/tasks/{id}/cancel; the task
+	// stops and undoes what it did, and ends canceled.
+	CancelRequested bool `json:"cancelRequested,omitempty"`
+	// Parent is the task that started this one (a maintenance task starts
+	// one migration per VM).
+	Parent string `json:"parent,omitempty"`
 }
 
 type TaskTarget struct {

@@ -223,3 +223,37 @@ type ExecResult struct {
 	Stderr    string `json:"stderr"`
 	Truncated bool   `json:"truncated,omitempty"`
 }
+
+// MigrateRequest is the body of POST /api/v1/vms/{vm}/migrate: move a VM
+// to another host (Host), its disks to another datastore (Datastore), or
+// both. A running VM moves live; a powered-off one is re-registered.
+type MigrateRequest struct {
+	Host      string `json:"host,omitempty"`
+	Datastore string `json:"datastore,omitempty"`
+	// Disks limits a datastore move to these disks (names, e.g. disk1).
+	Disks []string `json:"disks,omitempty"`
+	// For slow links: MaxBandwidth caps the stream (bytes/s; 0: no cap);
+	// Compress is "zstd" (multifd) or "xbzrle"; MaxDowntimeMs bounds the
+	// final pause (default 300); AutoConverge slows a guest that dirties
+	// memory faster than it can be sent.
+	MaxBandwidth  Size   `json:"maxBandwidth,omitempty"`
+	Compress      string `json:"compress,omitempty"`
+	MaxDowntimeMs int    `json:"maxDowntimeMs,omitempty"`
+	AutoConverge  bool   `json:"autoConverge,omitempty"`
+	// Multifd sends over this many connections (0: one).
+	Multifd int `json:"multifd,omitempty"`
+	// Insecure sends without TLS (by default the stream between hosts is
+	// encrypted with the hosts' certificates from the datacenter CA).
+	Insecure bool `json:"insecure,omitempty"`
+}
+
+// MigrateResult is the result of a finished vm.migrate task.
+type MigrateResult struct {
+	From        Ref   `json:"from"`
+	To          Ref   `json:"to"`
+	Live        bool  `json:"live"`
+	TotalMs     int64 `json:"totalMs"`
+	DowntimeMs  int64 `json:"downtimeMs"`
+	Transferred Size  `json:"transferredBytes"`
+	Passes      int64 `json:"passes"`
+}

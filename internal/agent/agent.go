@@ -115,6 +115,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	a.log = a.log.With("hostID", a.id.HostID)
+	if err := a.writeQEMUTLS(); err != nil {
+		return fmt.Errorf("lay out the host certificate for QEMU: %w", err)
+	}
 	a.hc = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 		TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: a.caPool, Certificates: []tls.Certificate{a.cert}},
 		MaxIdleConnsPerHost: 4,
@@ -261,7 +264,7 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 		vms = changed
 	}
 	hb := api.Heartbeat{
-		Address: a.addr, Hostname: hn, Driver: info.Driver, Accel: info.Accel, Version: version.String(),
+		Address: a.addr, Hostname: hn, Driver: info.Driver, Accel: info.Accel, Version: version.String(), Hypervisor: info.Version,
 		CPUs: info.CPUs, MemoryBytes: api.Size(info.MemoryBytes),
 		VMs: vms, Full: full, VMsSeq: seq, Datastores: a.checkDatastores(),
 	}

@@ -177,3 +177,49 @@ func (c *Client) Console(ctx context.Context, h Target, vmID string) (*websocket
 	}
 	return ws, nil
 }
+
+// VM reads what a host knows of one VM, migrations included.
+func (c *Client) VM(ctx context.Context, h Target, vmID string) (VMInfo, error) {
+	var info VMInfo
+	err := c.do(ctx, h, http.MethodGet, "/agent/v1/vms/"+vmID, nil, &info)
+	return info, err
+}
+
+// Incoming has a host start receiving a VM.
+func (c *Client) Incoming(ctx context.Context, h Target, req IncomingRequest) (hypervisor.Incoming, error) {
+	var in hypervisor.Incoming
+	err := c.do(ctx, h, http.MethodPost, "/agent/v1/vms/"+req.Config.ID+"/incoming", req, &in)
+	return in, err
+}
+
+// FinishIncoming runs a received VM.
+func (c *Client) FinishIncoming(ctx context.Context, h Target, vmID string) (api.AgentVMState, error) {
+	var st api.AgentVMState
+	err := c.do(ctx, h, http.MethodPost, "/agent/v1/vms/"+vmID+"/incoming/finish", nil, &st)
+	return st, err
+}
+
+// AbortIncoming throws away a copy being received.
+func (c *Client) AbortIncoming(ctx context.Context, h Target, vmID string) error {
+	return c.do(ctx, h, http.MethodDelete, "/agent/v1/vms/"+vmID+"/incoming", nil, nil)
+}
+
+// MigrateOut starts sending a VM.
+func (c *Client) MigrateOut(ctx context.Context, h Target, vmID string, to hypervisor.MigrateTarget) error {
+	return c.do(ctx, h, http.MethodPost, "/agent/v1/vms/"+vmID+"/migrate", to, nil)
+}
+
+// CancelMigration stops a migration out.
+func (c *Client) CancelMigration(ctx context.Context, h Target, vmID string) error {
+	return c.do(ctx, h, http.MethodPost, "/agent/v1/vms/"+vmID+"/migration/cancel", nil, nil)
+}
+
+// Release has a host forget a VM that runs elsewhere now.
+func (c *Client) Release(ctx context.Context, h Target, vmID string, removeDisks bool) error {
+	return c.do(ctx, h, http.MethodPost, fmt.Sprintf("/agent/v1/vms/%s/release?removeDisks=%t", vmID, removeDisks), nil, nil)
+}
+
+// MoveDisks starts moving a running VM's disks to new files on its host.
+func (c *Client) MoveDisks(ctx context.Context, h Target, vmID string, moves []hypervisor.DiskMove) error {
+	return c.do(ctx, h, http.MethodPost, "/agent/v1/vms/"+vmID+"/move-disks", moves, nil)
+}

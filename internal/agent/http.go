@@ -53,6 +53,7 @@ func (a *Agent) handler() http.Handler {
 		reply(w, http.StatusOK, st)
 	})
 	a.guestRoutes(mux)
+	a.migrationRoutes(mux)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !peerIsServer(r) {
 			fail(w, api.Errorf(api.ErrForbidden, "only a management server may call the agent API"))

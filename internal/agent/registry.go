@@ -35,6 +35,9 @@ type registry struct {
 type vmEntry struct {
 	op  sync.Mutex // serializes operations on this VM
 	cfg hypervisor.VMConfig
+	// incoming marks a copy being received by a migration: not a VM of
+	// this host (not reported, not saved) until the migration finishes.
+	incoming bool
 
 	// guarded by registry.mu: what was last reported, and its sequence
 	// number, which changes when anything reported changes.
@@ -65,7 +68,16 @@ func (r *registry) load(ctx context.Context) error {
 	for _, e := range ents {
 		b, err := os.ReadFile(filepath.Join(r.dir, e.Name(), "config.json"))
 		if err != nil {
-			continue // a VM whose define never finished
+			// Never registered: a define or an incoming migration that
+			// never finished. Clean up what it left.
+			if dd, ok := r.drv.(hypervisor.Discarder); ok {
+				if err := dd.Discard(ctx, e.Name(), filepath.Join(r.dir, e.Name())); err != nil {
+					r.log.Warn("cannot clean up an unfinished VM", "id", e.Name(), "err", err)
+					continue
+				}
+			}
+			_ = os.RemoveAll(filepath.Join(r.dir, e.Name()))
+			continue
 		}
 		var cfg hypervisor.VMConfig
 		if err := json.Unmarshal(b, &cfg); err != nil {
@@ -333,8 +345,10 @@ func (r *registry) states(ctx context.Context, disks bool) ([]api.AgentVMState, 
 	r.mu.Lock()
 	watermark := r.lastSeq
 	ids := make([]string, 0, len(r.vms))
-	for id := range r.vms {
-		ids = append(ids, id)
+	for id, e := range r.vms {
+		if !e.incoming {
+			ids = append(ids, id)
+		}
 	}
 	r.mu.Unlock()
 	sort.Strings(ids)

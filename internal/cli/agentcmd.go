@@ -82,12 +82,12 @@ func (d *driverFlags) check() error {
 	return nil
 }
 
-func (d *driverFlags) new(ctx context.Context, log *slog.Logger) (hypervisor.Driver, error) {
+func (d *driverFlags) new(ctx context.Context, dataDir string, log *slog.Logger) (hypervisor.Driver, error) {
 	if err := d.check(); err != nil {
 		return nil, err
 	}
 	if d.driver == "qemu" {
-		return qemu.New(ctx, qemu.Options{Accel: d.accel, GuestPoll: d.guestPoll, Log: log})
+		return qemu.New(ctx, qemu.Options{Accel: d.accel, GuestPoll: d.guestPoll, TLSDir: agent.QEMUTLSDir(dataDir), Log: log})
 	}
 	mem, _ := api.ParseSize(d.simMemory)
 	return sim.New(sim.Options{CPUs: d.simCPUs, MemoryBytes: int64(mem), Logger: log}), nil
@@ -169,7 +169,7 @@ in DATA/NAME-i), for scale tests and planning.`,
 }
 
 func runAgent(ctx context.Context, cfg agent.Config, df *driverFlags, log *slog.Logger) error {
-	drv, err := df.new(ctx, log)
+	drv, err := df.new(ctx, cfg.DataDir, log)
 	if err != nil {
 		return err
 	}

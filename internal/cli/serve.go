@@ -52,6 +52,7 @@ type serverFlags struct {
 	tlsNames           []string
 	heartbeat, timeout time.Duration
 	retention          time.Duration
+	stall              time.Duration
 	debug              string
 }
 
@@ -63,12 +64,13 @@ func (f *serverFlags) add(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&f.heartbeat, "heartbeat-interval", 2*time.Second, "how often hosts report")
 	cmd.Flags().DurationVar(&f.timeout, "host-timeout", 6*time.Second, "how long without a heartbeat before a host is shown disconnected")
 	cmd.Flags().DurationVar(&f.retention, "task-retention", 7*24*time.Hour, "how long finished tasks are kept")
+	cmd.Flags().DurationVar(&f.stall, "migration-stall-timeout", 30*time.Second, "fail a migration that moved no data for this long")
 	cmd.Flags().StringVar(&f.debug, "debug-listen", "", "serve Go pprof profiles on this address (keep it on loopback)")
 }
 
 func (f *serverFlags) config(dataDir string, log *slog.Logger) server.Config {
 	return server.Config{DataDir: dataDir, Listen: f.listen, Name: f.name, EtcdEndpoints: f.etcd, TLSNames: f.tlsNames,
-		HeartbeatInterval: f.heartbeat, HostTimeout: f.timeout, TaskRetention: f.retention, DebugListen: f.debug, Log: log}
+		HeartbeatInterval: f.heartbeat, HostTimeout: f.timeout, TaskRetention: f.retention, MigrationStallTimeout: f.stall, DebugListen: f.debug, Log: log}
 }
 
 func newServerCmd(g *globals) *cobra.Command {

@@ -13,7 +13,7 @@ import (
 
 func newTaskCmd(g *globals) *cobra.Command {
 	cmd := group(g, "task", "List, inspect and wait for tasks, the record of every change")
-	cmd.AddCommand(newTaskLsCmd(g), newTaskInfoCmd(g), newTaskWaitCmd(g))
+	cmd.AddCommand(newTaskLsCmd(g), newTaskInfoCmd(g), newTaskWaitCmd(g), newTaskCancelCmd(g))
 	return cmd
 }
 
@@ -175,6 +175,34 @@ task.`,
 			if werr != nil {
 				return fmt.Errorf("%s %s: %w", t.Op, taskTarget(t), werr)
 			}
+			return nil
+		},
+	}
+}
+
+func newTaskCancelCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "cancel ID",
+		Short: "Cancel a queued task, or a running one that can stop (a migration): it undoes what it did",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			var t api.Task
+			if err := c.Do(cmd.Context(), client.Request{Method: "POST", Path: "/tasks/" + args[0] + "/cancel"}, &t); err != nil {
+				return fmt.Errorf("cancel task %s: %w", args[0], err)
+			}
+			if g.async {
+				fmt.Fprintf(g.stdout, "cancel of task %s (%s %s) asked for\n", args[0], t.Op, t.Target.Name)
+				return nil
+			}
+			final, err := c.WaitTask(cmd.Context(), args[0], nil)
+			if final == nil {
+				return err
+			}
+			fmt.Fprintf(g.stdout, "task %s (%s %s) %s\n", args[0], final.Op, final.Target.Name, final.State)
 			return nil
 		},
 	}

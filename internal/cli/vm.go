@@ -108,7 +108,7 @@ func newVMCmd(g *globals) *cobra.Command {
 			}
 		},
 	}
-	cmd := d.command(g, newExecCmd(g), newConsoleCmd(g))
+	cmd := d.command(g, newExecCmd(g), newConsoleCmd(g), newMigrateCmd(g))
 	for _, p := range powerVerbs {
 		cmd.AddCommand(newPowerCmd(g, p))
 	}

@@ -83,8 +83,11 @@ type VMState struct {
 
 // HostInfo is what a driver reports about the machine it runs on.
 type HostInfo struct {
-	Driver      string // sim, qemu
-	Accel       string // sim, kvm, tcg
+	Driver string // sim, qemu
+	Accel  string // sim, kvm, tcg
+	// Version is the hypervisor's ("QEMU 7.2.22"): VMs move live only
+	// between hosts that run the same.
+	Version     string
 	CPUs        int
 	MemoryBytes int64
 }
@@ -265,4 +268,11 @@ type Migrator interface {
 	// switches the VM to them (storage migration); MigrationStatus
 	// follows it. The old files are removed once the VM uses the new ones.
 	MoveDisks(ctx context.Context, id string, moves []DiskMove) error
+}
+
+// Discarder is implemented by drivers that can clean up after a VM of
+// which only runtime files are left: a migration into this host that the
+// agent's death interrupted (its copy is never registered).
+type Discarder interface {
+	Discard(ctx context.Context, id, dir string) error
 }

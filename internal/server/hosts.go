@@ -66,44 +66,6 @@ func (s *Server) updateHost(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// POST /api/v1/hosts/{name}/maintenance {"action": "enter"|"exit"}
-func (s *Server) hostMaintenance(w http.ResponseWriter, r *http.Request) {
-	var req api.MaintenanceRequest
-	if !decode(w, r, &req) {
-		return
-	}
-	if req.Action != api.MaintenanceEnter && req.Action != api.MaintenanceExit {
-		fail(w, api.Errorf(api.ErrInvalid, "maintenance action must be enter or exit, got %q", req.Action))
-		return
-	}
-	enter := req.Action == api.MaintenanceEnter
-	t, err := s.modify(r, api.KindHost, func(o api.Object) error {
-		h := o.(*api.Host)
-		if enter == h.Spec.Maintenance {
-			state := "in"
-			if !h.Spec.Maintenance {
-				state = "not in"
-			}
-			return api.Errorf(api.ErrConflict, "host %q is already %s maintenance", h.Metadata.Name, state)
-		}
-		if running := s.runningVMsOn(h.Metadata.ID); enter && len(running) > 0 {
-			return api.Errorf(api.ErrConflict, "host %q still runs %d VMs (%s): stop or move them first", h.Metadata.Name, len(running), strings.Join(firstN(running, 5), ", "))
-		}
-		// A VM powered on since this check would leave a running VM on a
-		// host in maintenance; placement and power-on re-read the host
-		// after this commit and refuse it.
-		h.Spec.Maintenance = enter
-		return nil
-	}, func(upd api.Object) *api.Task {
-		return done(newTask(r.Context(), "host.maintenance."+req.Action, upd, req), nil)
-	})
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	replyTask(w, t)
-}
-
 func (s *Server) runningVMsOn(hostID string) []string {
 	var names []string
 	for _, vm := range s.vmsOn(hostID) {
@@ -246,6 +208,7 @@ func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request) {
 		}
 		st.LastHeartbeat = now
 		st.Address, st.Hostname, st.Driver, st.Accel, st.Version = hb.Address, hb.Hostname, hb.Driver, hb.Accel, hb.Version
+		st.Hypervisor = hb.Hypervisor
 		st.CPUs, st.MemoryBytes = hb.CPUs, hb.MemoryBytes
 		st.Datastores = st.Datastores[:0]
 		for _, d := range hb.Datastores {

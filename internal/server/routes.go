@@ -84,6 +84,8 @@ func (s *Server) apiRoutes() []route {
 		route{method: "POST", path: "/api/v1/vms/{name}/power", handler: s.powerVM, summary: "Start, stop, reset, suspend or resume a VM",
 			body: api.PowerRequest{}, reply: task, status: http.StatusAccepted},
 
+		route{method: "POST", path: "/api/v1/vms/{name}/migrate", handler: s.migrateVM,
+			summary: "Move a VM to another host and/or datastore, live when it runs", body: api.MigrateRequest{}, reply: task, status: http.StatusAccepted},
 		route{method: "POST", path: "/api/v1/vms/{name}/exec", handler: s.execVM, summary: "Run a program in the guest through its agent and return its output and exit code",
 			body: api.ExecRequest{}, reply: api.ExecResult{}},
 		route{method: "GET", path: "/api/v1/vms/{name}/console/log", handler: s.consoleLog, summary: "The recent output of the VM's serial console (text)",
@@ -101,6 +103,8 @@ func (s *Server) apiRoutes() []route {
 			query: []param{{"state", "queued, running, active, succeeded, failed or canceled"}, {"target", "name or ID of the target object"}, {"limit", "at most this many"}}},
 		route{method: "GET", path: "/api/v1/tasks/{id}", handler: s.getTask, summary: "Read a task, optionally waiting for it to change", reply: task,
 			query: []param{{"wait", "wait up to this long (e.g. 30s) for a change"}, {"after", "the revision the caller has seen"}, {"done", "true to wait for the end only"}}},
+		route{method: "POST", path: "/api/v1/tasks/{id}/cancel", handler: s.cancelTask, summary: "Cancel a queued task, or a running one that can stop (migrations, maintenance)",
+			reply: task, status: http.StatusAccepted},
 		route{method: "GET", path: "/api/v1/events", handler: s.streamEvents, summary: "Stream events (server-sent events); resume with Last-Event-ID",
 			reply: api.Event{}, stream: true, query: []param{{"types", "comma-separated event types"}, {"kind", "object kind"}, {"id", "object or task target ID"}, {"after", "resume after this sequence number"}}},
 

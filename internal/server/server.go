@@ -42,6 +42,9 @@ type Config struct {
 	HostTimeout       time.Duration
 	// TaskRetention is how long finished tasks are kept (default 7 days).
 	TaskRetention time.Duration
+	// MigrationStallTimeout fails a migration that moved no data for this
+	// long (default 30s).
+	MigrationStallTimeout time.Duration
 	// DebugListen, when set, serves Go's pprof profiles there (keep it on
 	// loopback).
 	DebugListen string
@@ -103,6 +106,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.TaskRetention <= 0 {
 		cfg.TaskRetention = 7 * 24 * time.Hour
+	}
+	if cfg.MigrationStallTimeout <= 0 {
+		cfg.MigrationStallTimeout = 30 * time.Second
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()

@@ -27,6 +27,9 @@ type taskHandler struct {
 	resumable bool
 	// interrupted says what may be left when a non-resumable task dies.
 	interrupted string
+	// cancelable handlers stop, undoing what they did, when a user cancels
+	// them while they run (their ctx ends; taskRun.canceled tells why).
+	cancelable bool
 }
 
 // taskRun is one execution of a task.
@@ -35,6 +38,10 @@ type taskRun struct {
 	task    *api.Task // latest version written by this run
 	log     *slog.Logger
 	resumed bool // a previous leader started it
+	// leader ends when this server stops leading; the handler's own ctx
+	// also ends when a user cancels the task.
+	leader context.Context
+	cancel context.CancelFunc
 
 	mu           sync.Mutex
 	lastProgress time.Time
@@ -52,6 +59,18 @@ func (t *taskRun) params(v any) error {
 		return fmt.Errorf("task %s: bad parameters: %w", t.task.Metadata.ID, err)
 	}
 	return nil
+}
+
+// canceled says whether the task's ctx ended because a user canceled it
+// (as opposed to this server losing leadership, when the task must be left
+// for the next leader to resume).
+func (t *taskRun) canceled(ctx context.Context) bool {
+	return ctx.Err() != nil && t.leader.Err() == nil
+}
+
+// cleanupCtx is for undoing work after a cancel: it outlives the task's ctx.
+func (t *taskRun) cleanupCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(t.leader), 2*time.Minute)
 }
 
 // progress records how far the task is; writes are throttled.
@@ -80,12 +99,13 @@ type runner struct {
 	s        *Server
 	handlers map[string]taskHandler
 
-	mu     sync.Mutex
-	ctx    context.Context
-	queues map[string][]*api.Task // by target
-	known  map[string]bool        // task IDs queued or running here
-	wg     sync.WaitGroup
-	sem    chan struct{}
+	mu      sync.Mutex
+	ctx     context.Context
+	queues  map[string][]*api.Task // by target
+	known   map[string]bool        // task IDs queued or running here
+	running map[string]*taskRun    // by task ID
+	wg      sync.WaitGroup
+	sem     chan struct{}
 }
 
 func newRunner(s *Server) *runner {
@@ -103,13 +123,22 @@ func (r *runner) start(ctx context.Context) {
 	r.ctx = ctx
 	r.queues = map[string][]*api.Task{}
 	r.known = map[string]bool{}
+	r.running = map[string]*taskRun{}
 	r.mu.Unlock()
 	_, cancel := r.s.cache.Subscribe(func(ch store.Change) {
 		if ch.Kind != api.KindTask || ch.Obj == nil {
 			return
 		}
-		if t := ch.Obj.(*api.Task); t.State == api.TaskQueued {
+		t := ch.Obj.(*api.Task)
+		switch {
+		case t.State == api.TaskQueued:
 			r.enqueue(t)
+		case t.State == api.TaskRunning && t.CancelRequested:
+			r.mu.Lock()
+			if run := r.running[t.Metadata.ID]; run != nil {
+				run.cancel()
+			}
+			r.mu.Unlock()
 		}
 	})
 	go func() {
@@ -181,9 +210,13 @@ func (r *runner) execute(ctx context.Context, t *api.Task) {
 	log := r.s.log.With("task", t.Metadata.ID, "op", t.Op, "target", t.Target.Name)
 	h, ok := r.handlers[t.Op]
 	// Progress is first written a moment into the run: quick tasks need none.
-	run := &taskRun{s: r.s, task: t, log: log, resumed: t.State == api.TaskRunning, lastProgress: time.Now()}
+	run := &taskRun{s: r.s, task: t, log: log, resumed: t.State == api.TaskRunning, lastProgress: time.Now(), leader: ctx}
 	if !ok {
 		r.finish(ctx, run, nil, fmt.Errorf("this server does not know how to run %q tasks", t.Op))
+		return
+	}
+	if t.CancelRequested && t.State == api.TaskQueued {
+		r.finish(ctx, run, nil, errCanceled)
 		return
 	}
 	if run.resumed && !h.resumable {
@@ -208,11 +241,26 @@ func (r *runner) execute(ctx context.Context, t *api.Task) {
 		log.Info("resuming a task a previous leader left running")
 	}
 	start := time.Now()
-	result, err := h.run(ctx, run)
+	tctx, cancel := context.WithCancel(ctx)
+	run.cancel = cancel
+	r.mu.Lock()
+	r.running[t.Metadata.ID] = run
+	r.mu.Unlock()
+	if upd.CancelRequested {
+		cancel() // asked for between queueing and now
+	}
+	result, err := h.run(tctx, run)
+	cancel()
+	r.mu.Lock()
+	delete(r.running, t.Metadata.ID)
+	r.mu.Unlock()
 	if ctx.Err() != nil {
 		// Leadership lost or shutting down: the next leader resumes it.
 		log.Info("task interrupted; it will be resumed", "err", err)
 		return
+	}
+	if err != nil && run.canceled(tctx) {
+		err = errCanceled
 	}
 	r.finish(ctx, run, result, err)
 	log.Debug("task finished", "took", time.Since(start), "err", err)
@@ -233,10 +281,14 @@ func (r *runner) finish(ctx context.Context, run *taskRun, result any, err error
 		if upd.Started == nil {
 			upd.Started = &now
 		}
-		if err != nil {
+		switch {
+		case errors.Is(err, errCanceled):
+			upd.State = api.TaskCanceled
+			upd.Error, _ = api.ErrorFrom(err)
+		case err != nil:
 			upd.State = api.TaskFailed
 			upd.Error, _ = api.ErrorFrom(err)
-		} else {
+		default:
 			upd.State = api.TaskSucceeded
 			upd.Progress = 100
 			upd.Message = ""
@@ -323,6 +375,45 @@ func (t *taskRun) applyStaged(ctx context.Context, txn *store.Txn, fresh bool) e
 		}
 	}
 	return nil
+}
+
+// errCanceled ends a task a user canceled.
+var errCanceled = api.Errorf(api.ErrConflict, "canceled by request; what the task had done was undone")
+
+// POST /api/v1/tasks/{id}/cancel
+func (s *Server) cancelTask(w http.ResponseWriter, r *http.Request) {
+	if err := s.cache.Sync(r.Context()); err != nil {
+		fail(w, err)
+		return
+	}
+	o, ok := s.cache.Get(api.KindTask, r.PathValue("id"))
+	if !ok {
+		fail(w, api.Errorf(api.ErrNotFound, "task %s not found", r.PathValue("id")))
+		return
+	}
+	t := o.(*api.Task)
+	switch {
+	case api.TaskDone(t.State):
+		fail(w, api.Errorf(api.ErrConflict, "task %s (%s %s) has already %s", t.Metadata.ID, t.Op, t.Target.Name, t.State))
+		return
+	case t.State == api.TaskRunning && !s.runner.handlers[t.Op].cancelable:
+		fail(w, api.Errorf(api.ErrConflict, "task %s (%s) cannot be canceled once it runs; wait for it to end", t.Metadata.ID, t.Op))
+		return
+	}
+	err := s.updateObject(r.Context(), api.KindTask, t.Metadata.ID, func(o api.Object) error {
+		tk := o.(*api.Task)
+		if api.TaskDone(tk.State) {
+			return api.Errorf(api.ErrConflict, "task %s has already %s", tk.Metadata.ID, tk.State)
+		}
+		tk.CancelRequested = true
+		return nil
+	})
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	o, _ = s.store.Get(r.Context(), api.KindTask, t.Metadata.ID)
+	reply(w, http.StatusAccepted, o)
 }
 
 // newTask makes a task record for a request.

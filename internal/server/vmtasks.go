@@ -13,6 +13,8 @@ import (
 func (s *Server) registerTaskHandlers(r *runner) {
 	r.register("vm.create", taskHandler{run: s.runVMCreate, resumable: true})
 	r.register("vm.delete", taskHandler{run: s.runVMDelete, resumable: true})
+	r.register("vm.migrate", taskHandler{run: s.runVMMigrate, resumable: true, cancelable: true})
+	r.register("host.maintenance.enter", taskHandler{run: s.runHostEvacuate, resumable: true, cancelable: true})
 	for action := range powerActions {
 		h := taskHandler{run: s.runVMPower, resumable: true}
 		if action == api.ActionReset {

@@ -71,7 +71,17 @@ func (s *syncBuffer) String() string {
 
 func start(t *testing.T, name string, env []string, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(vdcBin, args...)
+	return startCmdEnv(t, name, env, vdcBin, args...)
+}
+
+func startCmd(t *testing.T, name, bin string, args ...string) *proc {
+	t.Helper()
+	return startCmdEnv(t, name, nil, bin, args...)
+}
+
+func startCmdEnv(t *testing.T, name string, env []string, bin string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Env = append(os.Environ(), env...)
@@ -137,7 +147,8 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 // cluster is a server and its agents, each a separate process.
 type cluster struct {
 	t      *testing.T
-	qemu   bool // agents run real VMs
+	qemu   bool    // agents run real VMs
+	lab    *netLab // agents in their own network namespaces, when set
 	dir    string
 	listen string
 	server *proc
@@ -158,7 +169,7 @@ func newCluster(t *testing.T) *cluster {
 func (cl *cluster) startServer() {
 	t := cl.t
 	cl.server = start(t, "server", nil, "server", "--data", filepath.Join(cl.dir, "server"), "--listen", cl.listen,
-		"--heartbeat-interval", "1s", "--host-timeout", "4s")
+		"--heartbeat-interval", "1s", "--host-timeout", "4s", "--migration-stall-timeout", "15s")
 	eventually(t, 60*time.Second, "server API", func() bool {
 		c, err := client.FromFile(filepath.Join(cl.dir, "server", "admin.json"))
 		if err != nil {
@@ -180,11 +191,32 @@ func (cl *cluster) driver() string {
 }
 
 func (cl *cluster) startAgent(name string) {
-	args := []string{"agent", "--server", "https://" + cl.listen, "--data", filepath.Join(cl.dir, "hosts", name), "--name", name, "--listen", "127.0.0.1:0", "--driver", cl.driver()}
+	listen := "127.0.0.1:0"
+	if cl.lab != nil {
+		listen = cl.lab.hostIP(name) + ":0"
+	}
+	args := []string{"agent", "--server", "https://" + cl.listen, "--data", filepath.Join(cl.dir, "hosts", name), "--name", name,
+		"--listen", listen, "--driver", cl.driver(), "--guest-poll", "1s"}
 	if cl.token != "" {
 		args = append(args, "--join-token", cl.token)
 	}
+	if cl.lab != nil { // the agent runs inside the host's namespace
+		args = append([]string{"netns", "exec", cl.lab.ns(name), vdcBin}, args...)
+		cl.agents[name] = startCmd(cl.t, "agent "+name, "ip", args...)
+		return
+	}
 	cl.agents[name] = start(cl.t, "agent "+name, nil, args...)
+}
+
+// newLabCluster is a cluster whose server listens on the lab's bridge and
+// whose agents each run in a host namespace of the lab.
+func newLabCluster(t *testing.T, lab *netLab, qemu bool) *cluster {
+	dir := t.TempDir()
+	cl := &cluster{t: t, dir: dir, lab: lab, qemu: qemu, agents: map[string]*proc{}}
+	cl.listen = lab.serverIP() + ":" + strings.Split(freePort(t), ":")[1]
+	cl.env = []string{"VDC_CONFIG=" + filepath.Join(dir, "server", "admin.json")}
+	cl.startServer()
+	return cl
 }
 
 // vdc runs the CLI and returns its stdout; it fails the test on error.
@@ -249,6 +281,10 @@ func (cl *cluster) waitConnected(names ...string) {
 // inventory creates dc1, cluster1, a shared datastore and a port group
 // through the CLI, and two joined hosts.
 func (cl *cluster) inventory() {
+	cl.inventoryN(2)
+}
+
+func (cl *cluster) inventoryN(n int) {
 	ds := filepath.Join(cl.dir, "datastore1")
 	if err := os.MkdirAll(ds, 0o755); err != nil {
 		cl.t.Fatal(err)
@@ -257,10 +293,13 @@ func (cl *cluster) inventory() {
 	cl.vdc("cluster", "create", "cluster1")
 	cl.vdc("datastore", "create", "datastore1", "--path", ds)
 	cl.vdc("portgroup", "create", "vm-network")
-	cl.token = strings.TrimSpace(cl.vdc("host", "token", "create", "--uses", "2"))
-	cl.startAgent("host-1")
-	cl.startAgent("host-2")
-	cl.waitConnected("host-1", "host-2")
+	cl.token = strings.TrimSpace(cl.vdc("host", "token", "create", "--uses", strconv.Itoa(n)))
+	var names []string
+	for i := 1; i <= n; i++ {
+		names = append(names, fmt.Sprintf("host-%d", i))
+		cl.startAgent(names[i-1])
+	}
+	cl.waitConnected(names...)
 }
 
 // childPIDs lists the processes whose parent is pid, in PID order.

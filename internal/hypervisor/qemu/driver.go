@@ -50,9 +50,10 @@ type Options struct {
 
 // Driver runs VMs as QEMU processes.
 type Driver struct {
-	opt   Options
-	accel string
-	log   *slog.Logger
+	opt     Options
+	accel   string
+	version string
+	log     *slog.Logger
 
 	mu     sync.Mutex
 	vms    map[string]*vm
@@ -98,6 +99,12 @@ func New(ctx context.Context, o Options) (*Driver, error) {
 		return nil, fmt.Errorf("create QEMU runtime dir: %w", err)
 	}
 	d := &Driver{opt: o, log: o.Log, vms: map[string]*vm{}, subs: map[chan string]bool{}}
+	out, err := exec.CommandContext(ctx, o.Binary, "--version").Output()
+	if err != nil {
+		return nil, fmt.Errorf("run %s --version: %w", o.Binary, err)
+	}
+	d.version = strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+	d.version = strings.TrimPrefix(d.version, "QEMU emulator version ")
 	switch o.Accel {
 	case "kvm", "tcg":
 		d.accel = o.Accel
@@ -126,7 +133,7 @@ func (d *Driver) Accel() string { return d.accel }
 
 // Info reports the machine's CPUs and memory.
 func (d *Driver) Info(ctx context.Context) (hypervisor.HostInfo, error) {
-	return hypervisor.HostInfo{Driver: "qemu", Accel: d.accel, CPUs: runtime.NumCPU(), MemoryBytes: memTotal()}, nil
+	return hypervisor.HostInfo{Driver: "qemu", Accel: d.accel, Version: "QEMU " + d.version, CPUs: runtime.NumCPU(), MemoryBytes: memTotal()}, nil
 }
 
 func memTotal() int64 {

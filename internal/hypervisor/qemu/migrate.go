@@ -2,6 +2,7 @@ package qemu
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -18,6 +19,11 @@ import (
 )
 
 var _ hypervisor.Migrator = (*Driver)(nil)
+var _ hypervisor.Discarder = (*Driver)(nil)
+
+// incomingFile records, in a received VM's directory, the disks Incoming
+// made, so that an agent that died mid-migration can remove them.
+const incomingFile = "incoming.json"
 
 // migration is one migration out (or disk move) of a VM, driven by its
 // own goroutine; status is what MigrationStatus reports.
@@ -142,7 +148,12 @@ func (d *Driver) Incoming(ctx context.Context, cfg hypervisor.VMConfig, opt hype
 		}
 	}()
 	if opt.Disks {
-		if err = v.makeEmptyDisks(ctx); err != nil {
+		err = v.makeEmptyDisks(ctx)
+		b, _ := json.Marshal(v.made)
+		if werr := os.WriteFile(filepath.Join(cfg.Dir, incomingFile), b, 0o600); err == nil {
+			err = werr
+		}
+		if err != nil {
 			return in, fmt.Errorf("receive vm %s: %w", cfg.Name, err)
 		}
 	} else {
@@ -299,7 +310,33 @@ func (d *Driver) FinishIncoming(ctx context.Context, id string) error {
 	v.mu.Lock()
 	v.incoming, v.made = false, nil
 	v.mu.Unlock()
+	_ = os.Remove(filepath.Join(v.cfg.Dir, incomingFile))
 	v.set(hypervisor.StateOn, "")
+	return nil
+}
+
+// Discard removes what an interrupted incoming migration left in dir: its
+// QEMU process (waiting for a source that will not come) and the disks it
+// was receiving.
+func (d *Driver) Discard(ctx context.Context, id, dir string) error {
+	if pid, alive := findProcess(filepath.Join(dir, "qemu.pid"), smbiosUUID(id)); alive {
+		exited := make(chan struct{})
+		go watchPID(pid, exited)
+		if err := killAndWait(pid, exited); err != nil {
+			return err
+		}
+		d.log.Info("killed the QEMU of an interrupted incoming migration", "vm", id, "pid", pid)
+	}
+	var made []string
+	if b, err := os.ReadFile(filepath.Join(dir, incomingFile)); err == nil && json.Unmarshal(b, &made) == nil {
+		for _, p := range made {
+			_ = os.Remove(p)
+			_ = os.Remove(filepath.Dir(p))
+		}
+	}
+	if run := d.runDirFor(hypervisor.VMConfig{ID: id, Dir: dir}); run != dir {
+		_ = os.RemoveAll(run)
+	}
 	return nil
 }
 

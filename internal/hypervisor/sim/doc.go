@@ -13,6 +13,11 @@
 //     died completes on schedule even though nobody watched it.
 //   - Guests that ignore ACPI (the label LabelIgnoreACPI), so that callers can
 //     exercise their shutdown-timeout-then-power-off path.
+//   - Live migration between sim hosts (hypervisor.Migrator): its duration,
+//     passes and downtime from the VM's memory size, its guest's dirty rate
+//     (LabelDirtyRate), the data on its disks (LabelDiskUsed), bandwidth,
+//     downtime limit, auto-converge and compression, as in QEMU's pre-copy
+//     migration; see model.go. Disk moves likewise.
 //
 // Disks and NICs are accounted for in the definition only: sim never creates
 // disk files or network devices.

@@ -27,6 +27,9 @@ func (d *Driver) Define(ctx context.Context, cfg hypervisor.VMConfig) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if v, err := d.lookup(cfg.ID); err == nil {
+		if err := v.notReceiving(); err != nil {
+			return fmt.Errorf("define vm %q: %w", cfg.ID, err)
+		}
 		if err := d.redefine(v, cfg); err != nil {
 			return fmt.Errorf("define vm %q: %w", cfg.ID, err)
 		}
@@ -106,6 +109,9 @@ func (d *Driver) Attach(ctx context.Context, cfg hypervisor.VMConfig) (hyperviso
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if v, err := d.lookup(cfg.ID); err == nil {
+		if err := v.notReceiving(); err != nil {
+			return fail(err)
+		}
 		if err := d.redefine(v, cfg); err != nil {
 			return fail(err)
 		}
@@ -142,6 +148,9 @@ func (d *Driver) Undefine(ctx context.Context, id string) error {
 	defer d.mu.Unlock()
 	v, err := d.lookup(id)
 	if err != nil {
+		return fmt.Errorf("undefine vm %q: %w", id, err)
+	}
+	if err := v.notReceiving(); err != nil {
 		return fmt.Errorf("undefine vm %q: %w", id, err)
 	}
 	if v.rec.Power != hypervisor.StateOff {
@@ -197,7 +206,7 @@ func (d *Driver) Shutdown(ctx context.Context, id string) error {
 // PowerOff stops an on or suspended VM at once, cancelling any pending guest
 // shutdown.
 func (d *Driver) PowerOff(ctx context.Context, id string) error {
-	return d.transition(ctx, "power off", id, []string{hypervisor.StateOn, hypervisor.StateSuspended}, func(r *record, now time.Time) bool {
+	return d.transition(ctx, opPowerOff, id, []string{hypervisor.StateOn, hypervisor.StateSuspended}, func(r *record, now time.Time) bool {
 		r.turnOff(now, "")
 		return true
 	})
@@ -237,6 +246,8 @@ func (d *Driver) Resume(ctx context.Context, id string) error {
 	})
 }
 
+const opPowerOff = "power off"
+
 // transition runs one power operation on a copy of the VM's record: change
 // edits it (returning false when there is nothing to do) and commit makes it
 // current.
@@ -248,6 +259,13 @@ func (d *Driver) transition(ctx context.Context, op, id string, from []string, c
 	defer d.mu.Unlock()
 	v, err := d.lookup(id)
 	if err != nil {
+		return fmt.Errorf("%s vm %q: %w", op, id, err)
+	}
+	if err := v.notReceiving(); err != nil {
+		return fmt.Errorf("%s vm %q: %w", op, id, err)
+	}
+	// Only power off ends a guest paused for good after migrating.
+	if err := v.notSent(); err != nil && op != opPowerOff {
 		return fmt.Errorf("%s vm %q: %w", op, id, err)
 	}
 	if !slices.Contains(from, v.rec.Power) {

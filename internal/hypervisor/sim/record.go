@@ -34,6 +34,11 @@ type record struct {
 	// later by the time spent suspended.
 	BootedAt   time.Time `json:"bootedAt,omitzero"`
 	ShutdownAt time.Time `json:"shutdownAt,omitzero"`
+	// SentAt is when a migration out of the VM completed: its guest has been
+	// paused here since, for good, while it runs on the target. Power stays
+	// as it was (QEMU's source reports running until it is released), but a
+	// pending shutdown never completes here.
+	SentAt time.Time `json:"sentAt,omitzero"`
 
 	// CreatedDir records that Define made Config.Dir, so Undefine may remove
 	// it again; a directory the agent made is the agent's to remove.
@@ -47,7 +52,7 @@ func (r *record) state() hypervisor.VMState {
 // catchUp applies what happened to the guest while nobody was watching: a
 // shutdown whose deadline has passed has completed.
 func (r *record) catchUp(now time.Time) bool {
-	if r.Power != hypervisor.StateOn || r.ShutdownAt.IsZero() || now.Before(r.ShutdownAt) {
+	if r.Power != hypervisor.StateOn || r.ShutdownAt.IsZero() || !r.SentAt.IsZero() || now.Before(r.ShutdownAt) {
 		return false
 	}
 	at := r.ShutdownAt
@@ -61,6 +66,7 @@ func (r *record) turnOff(at time.Time, reason string) {
 	r.Since = at
 	r.BootedAt = time.Time{}
 	r.ShutdownAt = time.Time{}
+	r.SentAt = time.Time{}
 }
 
 func statePath(dir string) string { return filepath.Join(dir, StateFile) }

@@ -80,6 +80,11 @@ type vm struct {
 	// the race for mu can tell that it no longer applies.
 	timer *time.Timer
 	gen   uint64
+	// incoming marks a copy being received (Incoming): not a VM of this
+	// host until FinishIncoming, and not saved until then.
+	incoming bool
+	// mig is the VM's migration out or disk move, under way or the last one.
+	mig *migration
 }
 
 // New returns a simulated host with no VMs; Attach brings back VMs that an
@@ -121,7 +126,7 @@ func (d *Driver) Info(ctx context.Context) (hypervisor.HostInfo, error) {
 	if err := d.usable(ctx); err != nil {
 		return hypervisor.HostInfo{}, fmt.Errorf("host info: %w", err)
 	}
-	return hypervisor.HostInfo{Driver: "sim", Accel: "sim", CPUs: d.cpus, MemoryBytes: d.memory}, nil
+	return hypervisor.HostInfo{Driver: "sim", Accel: "sim", Version: "sim 1", CPUs: d.cpus, MemoryBytes: d.memory}, nil
 }
 
 // Close models the agent process ending: the driver lets go of its VMs
@@ -134,6 +139,7 @@ func (d *Driver) Close() error {
 		d.closed = true
 		for _, v := range d.vms {
 			d.disarm(v)
+			d.stopMigration(v)
 		}
 		for s := range d.subs {
 			close(s.done)
@@ -158,7 +164,8 @@ func (d *Driver) usable(ctx context.Context) error {
 	return nil
 }
 
-// lookup finds a known VM; the caller holds mu.
+// lookup finds a known VM, with its migration brought up to date; the
+// caller holds mu.
 func (d *Driver) lookup(id string) (*vm, error) {
 	if d.closed {
 		return nil, ErrClosed
@@ -167,6 +174,7 @@ func (d *Driver) lookup(id string) (*vm, error) {
 	if !ok {
 		return nil, hypervisor.ErrNotFound
 	}
+	d.settle(v, d.now())
 	return v, nil
 }
 
@@ -179,14 +187,32 @@ func (d *Driver) commit(v *vm, rec record) error {
 	}
 	v.rec = rec
 	d.arm(v)
+	if rec.Power == hypervisor.StateOff {
+		d.abandon(v, d.now())
+	}
 	return nil
+}
+
+// force makes rec current even if it cannot be saved, for what happened to
+// the guest by itself: the guest is in that state whether or not the file
+// says so, and the next operation on the VM writes the file again. The
+// caller holds mu.
+func (d *Driver) force(v *vm, rec record, what string) {
+	if err := writeRecord(rec); err != nil {
+		v.log.Error("save state after "+what, "err", err)
+	}
+	v.rec = rec
+	d.arm(v)
+	if rec.Power == hypervisor.StateOff {
+		d.abandon(v, rec.Since)
+	}
 }
 
 // arm (re)starts the shutdown timer to match v.rec; the caller holds mu.
 func (d *Driver) arm(v *vm) {
 	d.disarm(v)
 	r := &v.rec
-	if r.Power != hypervisor.StateOn || r.ShutdownAt.IsZero() {
+	if r.Power != hypervisor.StateOn || r.ShutdownAt.IsZero() || !r.SentAt.IsZero() {
 		return
 	}
 	gen := v.gen
@@ -215,14 +241,15 @@ func (d *Driver) shutdownDone(v *vm, gen uint64) {
 		return
 	}
 	v.timer = nil
+	// A migration that ended first paused the guest before it was done,
+	// or this shutdown already ended it.
+	d.settle(v, v.rec.ShutdownAt)
+	if v.rec.Power != hypervisor.StateOn || !v.rec.SentAt.IsZero() {
+		return
+	}
 	rec := v.rec
 	rec.turnOff(d.now(), reasonGuestShutdown)
-	if err := writeRecord(rec); err != nil {
-		// The guest is off whether or not the file says so; the next
-		// operation on this VM writes the file again.
-		v.log.Error("save state after guest shutdown", "err", err)
-	}
-	v.rec = rec
+	d.force(v, rec, "guest shutdown")
 	v.log.Info("guest shut down")
 	d.publish(v.rec.Config.ID)
 }

@@ -166,7 +166,7 @@ func must(t *testing.T, err error) {
 func TestInfo(t *testing.T) {
 	info, err := sim.New(sim.Options{CPUs: 48, MemoryBytes: 256 << 30}).Info(t.Context())
 	must(t, err)
-	want := hypervisor.HostInfo{Driver: "sim", Accel: "sim", CPUs: 48, MemoryBytes: 256 << 30}
+	want := hypervisor.HostInfo{Driver: "sim", Accel: "sim", Version: "sim 1", CPUs: 48, MemoryBytes: 256 << 30}
 	if info != want {
 		t.Errorf("Info() = %+v, want %+v", info, want)
 	}

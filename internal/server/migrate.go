@@ -1,0 +1,544 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/agent"
+	"github.com/vdc-project/vdc/internal/hypervisor"
+	"github.com/vdc-project/vdc/internal/pki"
+)
+
+// vmMigrateParams are kept in the vm.migrate task.
+type vmMigrateParams struct {
+	Host      string             `json:"host"`                // target host ID
+	Datastore string             `json:"datastore,omitempty"` // target datastore ID, "" to keep
+	Disks     []string           `json:"disks,omitempty"`     // disks to move (all when empty)
+	Options   api.MigrateRequest `json:"options"`
+}
+
+func validateMigrateOptions(o api.MigrateRequest) error {
+	switch {
+	case o.Compress != "" && o.Compress != "zstd" && o.Compress != "xbzrle":
+		return api.Errorf(api.ErrInvalid, "compress must be zstd or xbzrle, got %q", o.Compress)
+	case o.Multifd < 0 || o.Multifd > 16:
+		return api.Errorf(api.ErrInvalid, "multifd must be between 0 and 16 connections, got %d", o.Multifd)
+	case o.MaxDowntimeMs < 0 || o.MaxDowntimeMs > 60000:
+		return api.Errorf(api.ErrInvalid, "maxDowntimeMs must be between 0 (default 300) and 60000, got %d", o.MaxDowntimeMs)
+	case o.MaxBandwidth < 0:
+		return api.Errorf(api.ErrInvalid, "maxBandwidth must not be negative")
+	case o.MaxBandwidth > 0 && o.MaxBandwidth < 1<<20:
+		return api.Errorf(api.ErrInvalid, "maxBandwidth %s/s is too low to move a VM; give at least 1 MiB/s", o.MaxBandwidth)
+	}
+	return nil
+}
+
+// POST /api/v1/vms/{name}/migrate
+func (s *Server) migrateVM(w http.ResponseWriter, r *http.Request) {
+	var req api.MigrateRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	if err := validateMigrateOptions(req); err != nil {
+		fail(w, err)
+		return
+	}
+	if req.Host == "" && req.Datastore == "" {
+		fail(w, api.Errorf(api.ErrInvalid, "say where to: a host, a datastore, or both"))
+		return
+	}
+	vm, src, err := s.pathVM(r)
+	if err == nil {
+		err = checkReady(vm)
+	}
+	if err != nil {
+		fail(w, fmt.Errorf("migrate: %w", err))
+		return
+	}
+	p, err := s.planMigration(vm, src, req)
+	if err != nil {
+		fail(w, fmt.Errorf("migrate vm %s: %w", vm.Metadata.Name, err))
+		return
+	}
+	t, err := s.submit(r.Context(), s.store.Txn(), newTask(r.Context(), "vm.migrate", vm, p))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	replyTask(w, t)
+}
+
+// planMigration resolves a request and checks that the move can work, so
+// that a refused move changes nothing.
+func (s *Server) planMigration(vm *api.VM, src *api.Host, req api.MigrateRequest) (vmMigrateParams, error) {
+	p := vmMigrateParams{Host: src.Metadata.ID, Disks: req.Disks, Options: req}
+	dst := src
+	if req.Host != "" {
+		o, err := s.lookup(api.KindHost, req.Host)
+		if err != nil {
+			return p, err
+		}
+		dst = o.(*api.Host)
+		p.Host = dst.Metadata.ID
+	}
+	var ds *api.Datastore
+	if req.Datastore != "" {
+		o, err := s.lookup(api.KindDatastore, req.Datastore)
+		if err != nil {
+			return p, err
+		}
+		ds = o.(*api.Datastore)
+		p.Datastore = ds.Metadata.ID
+	}
+	for _, d := range req.Disks {
+		if !slices.ContainsFunc(vm.Spec.Disks, func(x api.VMDisk) bool { return x.Name == d }) {
+			return p, api.Errorf(api.ErrInvalid, "vm %s has no disk %q", vm.Metadata.Name, d)
+		}
+	}
+	if len(req.Disks) > 0 && ds == nil {
+		return p, api.Errorf(api.ErrInvalid, "choosing disks needs a datastore to move them to")
+	}
+	moved := s.movedDisks(vm, p)
+	if dst.Metadata.ID == src.Metadata.ID && len(moved) == 0 {
+		return p, api.Errorf(api.ErrConflict, "vm %s is already there", vm.Metadata.Name)
+	}
+	return p, s.checkMigration(vm, src, dst, p, moved)
+}
+
+// movedDisks lists the disks a migration puts on another datastore.
+func (s *Server) movedDisks(vm *api.VM, p vmMigrateParams) []string {
+	if p.Datastore == "" {
+		return nil
+	}
+	var out []string
+	for _, d := range vm.Spec.Disks {
+		if d.Datastore.ID != p.Datastore && (len(p.Disks) == 0 || slices.Contains(p.Disks, d.Name)) {
+			out = append(out, d.Name)
+		}
+	}
+	return out
+}
+
+// checkMigration says why a VM cannot move to a host, before anything moves.
+func (s *Server) checkMigration(vm *api.VM, src, dst *api.Host, p vmMigrateParams, moved []string) error {
+	live := vm.Status.PowerState == api.PowerOn
+	if vm.Status.PowerState == api.PowerSuspended {
+		return api.Errorf(api.ErrConflict, "vm %s is suspended: resume it (to move it live) or power it off first", vm.Metadata.Name)
+	}
+	if vm.Status.PowerState != api.PowerOn && vm.Status.PowerState != api.PowerOff {
+		return api.Errorf(api.ErrConflict, "vm %s is %s", vm.Metadata.Name, vm.Status.PowerState)
+	}
+	if dst.Status.Connection != api.HostConnected {
+		return api.Errorf(api.ErrConflict, "host %s is disconnected", dst.Metadata.Name)
+	}
+	if dst.Spec.Maintenance && dst.Metadata.ID != src.Metadata.ID {
+		return api.Errorf(api.ErrConflict, "host %s is in maintenance", dst.Metadata.Name)
+	}
+	vco, ok := s.cache.Get(api.KindCluster, vm.Spec.Cluster.ID)
+	dco, ok2 := s.cache.Get(api.KindCluster, dst.Spec.Cluster.ID)
+	if !ok || !ok2 || datacenterOf(vco) != datacenterOf(dco) {
+		return api.Errorf(api.ErrConflict, "host %s is in another datacenter: the VM's port groups and datastores are not there", dst.Metadata.Name)
+	}
+	if dst.Status.Driver != src.Status.Driver {
+		return api.Errorf(api.ErrConflict, "host %s runs the %s driver, the VM's host %s", dst.Metadata.Name, dst.Status.Driver, src.Status.Driver)
+	}
+	if live && dst.Metadata.ID != src.Metadata.ID {
+		if dst.Status.Hypervisor != src.Status.Hypervisor || dst.Status.Accel != src.Status.Accel {
+			return api.Errorf(api.ErrConflict, "host %s runs %s (%s), the VM's host %s (%s): a running VM moves only between the same",
+				dst.Metadata.Name, dst.Status.Hypervisor, dst.Status.Accel, src.Status.Hypervisor, src.Status.Accel)
+		}
+		if _, err := s.places.admit(vm, dco.(*api.Cluster), dst, false); err != nil {
+			return err
+		}
+	}
+	reaches := func(h *api.Host, dsID string) bool {
+		return slices.ContainsFunc(h.Status.Datastores, func(r api.Ref) bool { return r.ID == dsID })
+	}
+	dsName := func(id string) string {
+		if o, ok := s.cache.Get(api.KindDatastore, id); ok {
+			return o.GetMeta().Name
+		}
+		return id
+	}
+	if p.Datastore != "" {
+		if o, ok := s.cache.Get(api.KindDatastore, p.Datastore); !ok || datacenterOf(o) != datacenterOf(vco) {
+			return api.Errorf(api.ErrConflict, "datastore %s is not in the VM's datacenter", dsName(p.Datastore))
+		}
+		if !reaches(dst, p.Datastore) {
+			return api.Errorf(api.ErrConflict, "host %s does not reach datastore %s", dst.Metadata.Name, dsName(p.Datastore))
+		}
+	}
+	for _, d := range vm.Spec.Disks {
+		if slices.Contains(moved, d.Name) {
+			if !live && !reaches(dst, d.Datastore.ID) {
+				return api.Errorf(api.ErrConflict, "a powered-off VM's disk is copied by the target host, but host %s does not reach datastore %s of %s: start the VM to move it live",
+					dst.Metadata.Name, dsName(d.Datastore.ID), d.Name)
+			}
+			continue
+		}
+		if !reaches(dst, d.Datastore.ID) {
+			return api.Errorf(api.ErrConflict, "host %s does not reach datastore %s of disk %s: give a datastore to copy it to", dst.Metadata.Name, dsName(d.Datastore.ID), d.Name)
+		}
+	}
+	if vm.Spec.Boot != nil {
+		if io, ok := s.cache.Get(api.KindImage, vm.Spec.Image.ID); ok && !reaches(dst, io.(*api.Image).Spec.Datastore.ID) {
+			return api.Errorf(api.ErrConflict, "host %s does not reach datastore %s of image %s the VM boots from", dst.Metadata.Name,
+				dsName(io.(*api.Image).Spec.Datastore.ID), io.GetMeta().Name)
+		}
+	}
+	return nil
+}
+
+// afterMove is the VM as it will be once moved: new host and datastores.
+func (s *Server) afterMove(vm *api.VM, p vmMigrateParams) *api.VM {
+	moved := s.movedDisks(vm, p)
+	c := *vm
+	c.Spec.Host = api.Ref{ID: p.Host}
+	c.Spec.Disks = slices.Clone(vm.Spec.Disks)
+	for i := range c.Spec.Disks {
+		if slices.Contains(moved, c.Spec.Disks[i].Name) {
+			c.Spec.Disks[i].Datastore = api.Ref{ID: p.Datastore}
+		}
+	}
+	return &c
+}
+
+// diskPaths maps disk names to their absolute paths for a VM.
+func (s *Server) diskPaths(vm *api.VM) (map[string]string, error) {
+	out := map[string]string{}
+	for _, d := range vm.Spec.Disks {
+		o, ok := s.cache.Get(api.KindDatastore, d.Datastore.ID)
+		if !ok {
+			return nil, api.Errorf(api.ErrConflict, "datastore of disk %s is gone", d.Name)
+		}
+		out[d.Name] = filepath.Join(o.(*api.Datastore).Spec.Path, d.Path)
+	}
+	return out, nil
+}
+
+func (s *Server) runVMMigrate(ctx context.Context, t *taskRun) (any, error) {
+	var p vmMigrateParams
+	if err := t.params(&p); err != nil {
+		return nil, err
+	}
+	vm, src, err := s.loadVM(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	o, ok := s.cache.Get(api.KindHost, p.Host)
+	if !ok {
+		return nil, api.Errorf(api.ErrConflict, "the target host is gone")
+	}
+	dst := o.(*api.Host)
+	res := &api.MigrateResult{From: api.Ref{ID: src.Metadata.ID, Name: src.Metadata.Name}, To: api.Ref{ID: dst.Metadata.ID, Name: dst.Metadata.Name}}
+	if t.resumed && vm.Spec.Host.ID == p.Host && len(s.movedDisks(vm, p)) == 0 {
+		return res, nil // finished before the restart
+	}
+	moved := s.movedDisks(vm, p)
+	if !t.resumed {
+		if err := s.checkMigration(vm, src, dst, p, moved); err != nil {
+			return nil, err
+		}
+	}
+	after := s.afterMove(vm, p)
+	cfg, err := s.vmConfig(after)
+	if err != nil {
+		return nil, err
+	}
+	oldPaths, err := s.diskPaths(vm)
+	if err != nil {
+		return nil, err
+	}
+	live := vm.Status.PowerState == api.PowerOn
+	res.Live = live
+	switch {
+	case !live:
+		err = s.coldMove(ctx, t, vm, src, dst, after, cfg, oldPaths, moved)
+	case src.Metadata.ID == dst.Metadata.ID:
+		err = s.moveDisksLive(ctx, t, vm, src, after, cfg, moved, res)
+	default:
+		err = s.liveMigrate(ctx, t, vm, src, dst, after, cfg, p, moved, res)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// switchTo records where the VM now is: host, disks and state.
+func (s *Server) switchTo(ctx context.Context, vm *api.VM, after *api.VM, st *api.AgentVMState) error {
+	return s.updateObject(ctx, api.KindVM, vm.Metadata.ID, func(o api.Object) error {
+		v := o.(*api.VM)
+		v.Spec.Host = after.Spec.Host
+		v.Spec.Disks = after.Spec.Disks
+		if st != nil {
+			v.Status.StateSeq = st.Seq
+			setPower(v, st.PowerState, st.Reason)
+			v.Status.Guest, v.Status.VNC = st.Guest, st.VNC
+		}
+		return nil
+	})
+}
+
+// coldMove moves a powered-off VM: the target defines it (copying moved
+// disks from where the target reaches them), the source forgets it.
+func (s *Server) coldMove(ctx context.Context, t *taskRun, vm *api.VM, src, dst *api.Host, after *api.VM, cfg hypervisor.VMConfig, oldPaths map[string]string, moved []string) error {
+	for i, d := range cfg.Disks {
+		if slices.Contains(moved, d.Name) {
+			cfg.Disks[i].Source, cfg.Disks[i].Linked = oldPaths[d.Name], false
+		}
+	}
+	t.progress(ctx, 20, "registering the VM on host "+dst.Metadata.Name)
+	st, err := s.agents.Define(ctx, target(dst), cfg)
+	if err != nil {
+		return fmt.Errorf("define vm %s on host %s: %w", vm.Metadata.Name, dst.Metadata.Name, err)
+	}
+	if src.Metadata.ID != dst.Metadata.ID {
+		if err := s.agents.Release(ctx, target(src), vm.Metadata.ID, len(moved) > 0); err != nil {
+			// Undo: the VM stays where it was.
+			_ = s.agents.Undefine(ctx, target(dst), vm.Metadata.ID, false)
+			return fmt.Errorf("release vm %s on host %s: %w", vm.Metadata.Name, src.Metadata.Name, err)
+		}
+	} else {
+		for _, d := range moved {
+			s.removeOldDisk(ctx, src, vm, d, oldPaths[d])
+		}
+	}
+	return s.switchTo(ctx, vm, after, &st)
+}
+
+// removeOldDisk deletes a disk file a same-host move left behind.
+func (s *Server) removeOldDisk(ctx context.Context, h *api.Host, vm *api.VM, disk, path string) {
+	for _, d := range vm.Spec.Disks {
+		if d.Name == disk {
+			if err := s.agents.DeleteFile(ctx, target(h), d.Datastore.ID, d.Path); err != nil {
+				s.log.Warn("cannot remove a moved disk's old file", "vm", vm.Metadata.Name, "path", path, "err", err)
+			}
+		}
+	}
+}
+
+// moveDisksLive moves a running VM's disks on its own host.
+func (s *Server) moveDisksLive(ctx context.Context, t *taskRun, vm *api.VM, h *api.Host, after *api.VM, cfg hypervisor.VMConfig, moved []string, res *api.MigrateResult) error {
+	var moves []hypervisor.DiskMove
+	for _, d := range cfg.Disks {
+		if slices.Contains(moved, d.Name) {
+			moves = append(moves, hypervisor.DiskMove{Name: d.Name, Path: d.Path})
+		}
+	}
+	start := time.Now()
+	if !t.resumed {
+		if err := s.agents.MoveDisks(ctx, target(h), vm.Metadata.ID, moves); err != nil {
+			return fmt.Errorf("move the disks of vm %s: %w", vm.Metadata.Name, err)
+		}
+	}
+	if _, err := s.followMigration(ctx, t, vm, h, nil); err != nil {
+		return fmt.Errorf("move the disks of vm %s: %w; it uses its old disks as before", vm.Metadata.Name, err)
+	}
+	res.TotalMs = time.Since(start).Milliseconds()
+	// The host keeps the new paths for the VM's next start.
+	if _, err := s.agents.Define(ctx, target(h), cfg); err != nil {
+		return fmt.Errorf("record the new disk paths of vm %s: %w", vm.Metadata.Name, err)
+	}
+	return s.switchTo(ctx, vm, after, nil)
+}
+
+// followMigration polls the source host until its migration (or disk
+// move) ends, reporting progress. A user's cancel stops it there.
+func (s *Server) followMigration(ctx context.Context, t *taskRun, vm *api.VM, src *api.Host, onCancel func(context.Context)) (hypervisor.MigrationStatus, error) {
+	failures := 0
+	var moved int64 = -1
+	lastMove := time.Now()
+	for {
+		info, err := s.agents.VM(ctx, target(src), vm.Metadata.ID)
+		if err != nil {
+			if ctx.Err() == nil && failures < 10 {
+				failures++
+				time.Sleep(500 * time.Millisecond)
+				continue
+			}
+		}
+		if ctx.Err() != nil {
+			if t.canceled(ctx) {
+				cctx, cancel := t.cleanupCtx()
+				_ = s.agents.CancelMigration(cctx, target(src), vm.Metadata.ID)
+				if onCancel != nil {
+					onCancel(cctx)
+				}
+				cancel()
+			}
+			return hypervisor.MigrationStatus{}, ctx.Err()
+		}
+		if err != nil {
+			return hypervisor.MigrationStatus{}, fmt.Errorf("follow the migration on host %s: %w", src.Metadata.Name, err)
+		}
+		failures = 0
+		st := info.Migration
+		t.progress(ctx, migrationPercent(st), migrationMessage(st))
+		// A cut link leaves TCP waiting for minutes: give up on a stream
+		// that stopped moving.
+		if now := st.TransferredBytes + st.DiskDone; now != moved {
+			moved, lastMove = now, time.Now()
+		} else if time.Since(lastMove) > s.cfg.MigrationStallTimeout && st.State != hypervisor.MigrationCompleted {
+			cctx, cancel := t.cleanupCtx()
+			_ = s.agents.CancelMigration(cctx, target(src), vm.Metadata.ID)
+			cancel()
+			return st, fmt.Errorf("no data moved for %s: the link to the target is cut or too slow", s.cfg.MigrationStallTimeout)
+		}
+		switch st.State {
+		case hypervisor.MigrationCompleted:
+			return st, nil
+		case hypervisor.MigrationFailed, hypervisor.MigrationCancelled:
+			return st, fmt.Errorf("%s: %s", st.State, st.Error)
+		case hypervisor.MigrationNone:
+			return st, errors.New("the host has no migration of this VM (its agent restarted?)")
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
+
+func migrationPercent(st hypervisor.MigrationStatus) int {
+	pct := 5
+	if st.DiskTotal > 0 {
+		pct += int(40 * st.DiskDone / st.DiskTotal)
+	}
+	if st.State == hypervisor.MigrationActive && st.TotalBytes > 0 {
+		base := 5
+		if st.DiskTotal > 0 {
+			base = 45
+		}
+		sent := float64(st.TransferredBytes) / float64(st.TransferredBytes+st.RemainingBytes+1)
+		pct = base + int(sent*float64(95-base))
+	}
+	return min(pct, 99)
+}
+
+func migrationMessage(st hypervisor.MigrationStatus) string {
+	var parts []string
+	if st.DiskTotal > 0 {
+		parts = append(parts, fmt.Sprintf("disks %s of %s copied", api.Size(st.DiskDone), api.Size(st.DiskTotal)))
+	}
+	if st.State == hypervisor.MigrationActive {
+		parts = append(parts, fmt.Sprintf("memory %s sent, %s left, dirtying %s/s, pass %d",
+			api.Size(st.TransferredBytes), api.Size(st.RemainingBytes), api.Size(st.DirtyRate), st.Pass))
+	}
+	if len(parts) == 0 {
+		return st.State
+	}
+	return strings.Join(parts, "; ")
+}
+
+// liveMigrate moves a running VM to another host: the target starts a copy
+// waiting for it, the source sends memory (and disks over NBD when they
+// move too), the copy runs, the source forgets the VM.
+func (s *Server) liveMigrate(ctx context.Context, t *taskRun, vm *api.VM, src, dst *api.Host, after *api.VM, cfg hypervisor.VMConfig,
+	p vmMigrateParams, moved []string, res *api.MigrateResult) error {
+	nbd := len(moved) > 0
+	o := p.Options
+	if t.resumed {
+		return s.resumeMigration(ctx, t, vm, src, dst, after, nbd, res)
+	}
+	co, _ := s.cache.Get(api.KindCluster, dst.Spec.Cluster.ID)
+	release, err := s.places.admit(vm, co.(*api.Cluster), dst, true)
+	if err != nil {
+		return err
+	}
+	t.after(release)
+	t.progress(ctx, 2, "starting the copy on host "+dst.Metadata.Name)
+	in, err := s.agents.Incoming(ctx, target(dst), agent.IncomingRequest{Config: cfg,
+		Options: hypervisor.IncomingOptions{TLS: !o.Insecure, Disks: nbd, Multifd: o.Multifd, Compress: o.Compress}})
+	if err != nil {
+		return fmt.Errorf("start receiving vm %s on host %s: %w", vm.Metadata.Name, dst.Metadata.Name, err)
+	}
+	abort := func(c context.Context) {
+		if err := s.agents.AbortIncoming(c, target(dst), vm.Metadata.ID); err != nil && !errors.Is(err, api.ErrNotFound) {
+			s.log.Warn("cannot remove the copy of a failed migration", "vm", vm.Metadata.Name, "host", dst.Metadata.Name, "err", err)
+		}
+	}
+	to := hypervisor.MigrateTarget{URI: in.URI, NBD: in.NBD, MaxBandwidth: int64(o.MaxBandwidth),
+		DowntimeLimit: time.Duration(o.MaxDowntimeMs) * time.Millisecond, AutoConverge: o.AutoConverge, Multifd: o.Multifd, Compress: o.Compress}
+	if !o.Insecure {
+		to.TLSHostname = pki.HostDNSName(dst.Metadata.ID)
+	}
+	if err := s.agents.MigrateOut(ctx, target(src), vm.Metadata.ID, to); err != nil {
+		cctx, cancel := t.cleanupCtx()
+		abort(cctx)
+		cancel()
+		return fmt.Errorf("start sending vm %s from host %s: %w", vm.Metadata.Name, src.Metadata.Name, err)
+	}
+	return s.completeMigration(ctx, t, vm, src, dst, after, nbd, res, abort)
+}
+
+// completeMigration follows a migration to its end and switches the VM
+// over, or undoes the target's copy.
+func (s *Server) completeMigration(ctx context.Context, t *taskRun, vm *api.VM, src, dst *api.Host, after *api.VM, nbd bool,
+	res *api.MigrateResult, abort func(context.Context)) error {
+	st, err := s.followMigration(ctx, t, vm, src, abort)
+	if err != nil {
+		if ctx.Err() == nil {
+			cctx, cancel := t.cleanupCtx()
+			abort(cctx)
+			cancel()
+		}
+		return fmt.Errorf("migrate vm %s from host %s to %s: %w; it runs on %s as before", vm.Metadata.Name, src.Metadata.Name, dst.Metadata.Name, err, src.Metadata.Name)
+	}
+	res.TotalMs, res.DowntimeMs = st.TotalTime.Milliseconds(), st.Downtime.Milliseconds()
+	res.Transferred, res.Passes = api.Size(st.TransferredBytes), st.Pass
+	return s.switchOver(ctx, vm, src, dst, after, nbd)
+}
+
+// switchOver runs the target's copy, records it, and has the source forget
+// the VM.
+func (s *Server) switchOver(ctx context.Context, vm *api.VM, src, dst *api.Host, after *api.VM, nbd bool) error {
+	fin, err := s.agents.FinishIncoming(ctx, target(dst), vm.Metadata.ID)
+	if err != nil {
+		return fmt.Errorf("run vm %s on host %s after its migration: %w", vm.Metadata.Name, dst.Metadata.Name, err)
+	}
+	if err := s.switchTo(ctx, vm, after, &fin); err != nil {
+		return err
+	}
+	if err := s.agents.Release(ctx, target(src), vm.Metadata.ID, nbd); err != nil && !errors.Is(err, api.ErrNotFound) {
+		s.log.Error("the source host could not forget a migrated VM; its paused copy stays there", "vm", vm.Metadata.Name,
+			"host", src.Metadata.Name, "err", err)
+	}
+	return nil
+}
+
+// resumeMigration finishes, after a server restart, a migration a previous
+// leader started: by what the two hosts say.
+func (s *Server) resumeMigration(ctx context.Context, t *taskRun, vm *api.VM, src, dst *api.Host, after *api.VM, nbd bool, res *api.MigrateResult) error {
+	abort := func(c context.Context) { _ = s.agents.AbortIncoming(c, target(dst), vm.Metadata.ID) }
+	dinfo, derr := s.agents.VM(ctx, target(dst), vm.Metadata.ID)
+	sinfo, serr := s.agents.VM(ctx, target(src), vm.Metadata.ID)
+	switch {
+	case derr == nil && !dinfo.Incoming:
+		// It finished: only the bookkeeping is left.
+		st := dinfo.AgentVMState
+		if err := s.switchTo(ctx, vm, after, &st); err != nil {
+			return err
+		}
+		if serr == nil {
+			_ = s.agents.Release(ctx, target(src), vm.Metadata.ID, nbd)
+		}
+		return nil
+	case derr == nil && serr == nil && sinfo.Migration.State == hypervisor.MigrationCompleted:
+		return s.switchOver(ctx, vm, src, dst, after, nbd)
+	case derr == nil && serr == nil && (sinfo.Migration.State == hypervisor.MigrationActive || sinfo.Migration.State == hypervisor.MigrationMirroring ||
+		sinfo.Migration.State == hypervisor.MigrationSetup):
+		return s.completeMigration(ctx, t, vm, src, dst, after, nbd, res, abort)
+	}
+	if derr == nil {
+		abort(ctx)
+	}
+	return fmt.Errorf("interrupted: the management server stopped during the migration; vm %s stays on host %s", vm.Metadata.Name, src.Metadata.Name)
+}
