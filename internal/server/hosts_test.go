@@ -81,31 +81,6 @@ func TestPlacementSpreadsAndExplainsNoRoom(t *testing.T) {
 	t.Log(ae.Message)
 }
 
-func TestMaintenanceKeepsNewVMsOff(t *testing.T) {
-	d := newDC(t, 2)
-	ctx := context.Background()
-	d.run(d.c.CreateVM(ctx, api.VMCreateRequest{Name: "m1", CPUs: 1, Memory: api.MustSize("64MiB"), Host: "host-1", PowerOn: true}))
-	if _, err := d.c.Action(ctx, api.KindHost, "host-1", "maintenance", api.MaintenanceRequest{Action: "enter"}); !errors.Is(err, api.ErrConflict) {
-		t.Fatalf("maintenance with a running VM: want 409, got %v", err)
-	}
-	d.run(d.c.Power(ctx, "m1", api.PowerRequest{Action: api.ActionStop, Force: true}))
-	d.run(d.c.Action(ctx, api.KindHost, "host-1", "maintenance", api.MaintenanceRequest{Action: "enter"}))
-	if !host(t, d, "host-1").Spec.Maintenance {
-		t.Fatal("host-1 not in maintenance")
-	}
-	for i := 0; i < 3; i++ {
-		d.run(d.c.CreateVM(ctx, api.VMCreateRequest{Name: fmt.Sprintf("n%d", i), CPUs: 1, Memory: api.MustSize("64MiB")}))
-		if h := d.vm(fmt.Sprintf("n%d", i)).Spec.Host.Name; h != "host-2" {
-			t.Fatalf("new VM placed on %s in maintenance", h)
-		}
-	}
-	if _, err := d.c.Power(ctx, "m1", api.PowerRequest{Action: api.ActionStart}); !errors.Is(err, api.ErrConflict) {
-		t.Fatalf("power-on on a host in maintenance: want 409, got %v", err)
-	}
-	d.run(d.c.Action(ctx, api.KindHost, "host-1", "maintenance", api.MaintenanceRequest{Action: "exit"}))
-	d.run(d.c.Power(ctx, "m1", api.PowerRequest{Action: api.ActionStart}))
-}
-
 func TestGracefulStopTimesOutThenPowersOff(t *testing.T) {
 	d := newDC(t, 1)
 	ctx := context.Background()
