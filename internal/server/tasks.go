@@ -250,6 +250,7 @@ func (r *runner) execute(ctx context.Context, t *api.Task) {
 		cancel() // asked for between queueing and now
 	}
 	result, err := h.run(tctx, run)
+	userCanceled := run.canceled(tctx)
 	cancel()
 	r.mu.Lock()
 	delete(r.running, t.Metadata.ID)
@@ -259,7 +260,7 @@ func (r *runner) execute(ctx context.Context, t *api.Task) {
 		log.Info("task interrupted; it will be resumed", "err", err)
 		return
 	}
-	if err != nil && run.canceled(tctx) {
+	if err != nil && userCanceled {
 		err = errCanceled
 	}
 	r.finish(ctx, run, result, err)

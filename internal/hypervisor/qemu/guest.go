@@ -19,8 +19,13 @@ func (v *vm) guestInfo() hypervisor.GuestInfo {
 	return g
 }
 
-// agent returns a connected guest agent client.
+// agent returns a connected guest agent client. QEMU serves one client
+// on the channel at a time, so dials are one at a time too: a second
+// caller waits and shares the first one's connection instead of queueing a
+// connection QEMU would not serve.
 func (v *vm) agent(ctx context.Context) (*qga.Client, error) {
+	v.dialMu.Lock()
+	defer v.dialMu.Unlock()
 	v.mu.Lock()
 	c := v.qga
 	running := v.qmp != nil
@@ -36,12 +41,7 @@ func (v *vm) agent(ctx context.Context) (*qga.Client, error) {
 		return nil, fmt.Errorf("guest agent of vm %s: %w", v.cfg.Name, err)
 	}
 	v.mu.Lock()
-	if v.qga != nil { // another caller won
-		c.Close()
-		c = v.qga
-	} else {
-		v.qga = c
-	}
+	v.qga = c
 	v.mu.Unlock()
 	return c, nil
 }

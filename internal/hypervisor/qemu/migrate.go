@@ -65,15 +65,16 @@ func (m *migration) finished() bool {
 	return s == hypervisor.MigrationCompleted || s == hypervisor.MigrationFailed || s == hypervisor.MigrationCancelled
 }
 
-// tlsObject is the QEMU object holding this host's certificate, for
-// migration and NBD streams between hosts.
-const tlsObject = "vdc-tls"
+// tlsObject is the QEMU object holding this host's certificate as the
+// receiving ("server") or sending ("client") end of migration and NBD
+// streams; a VM that came in and later leaves needs both.
+func tlsObject(endpoint string) string { return "vdc-tls-" + endpoint }
 
 func (v *vm) addTLS(ctx context.Context, endpoint string) error {
 	if v.d.opt.TLSDir == "" {
 		return errors.New("TLS asked for, but this host has no certificates for QEMU")
 	}
-	args := map[string]any{"qom-type": "tls-creds-x509", "id": tlsObject, "dir": v.d.opt.TLSDir, "endpoint": endpoint}
+	args := map[string]any{"qom-type": "tls-creds-x509", "id": tlsObject(endpoint), "dir": v.d.opt.TLSDir, "endpoint": endpoint}
 	if endpoint == "server" {
 		args["verify-peer"] = true
 	}
@@ -87,7 +88,7 @@ func (v *vm) addTLS(ctx context.Context, endpoint string) error {
 
 // setMigrationParams makes both ends agree: capabilities and parameters
 // must match for multifd and compression.
-func (v *vm) setMigrationParams(ctx context.Context, multifd int, compress string, tls bool, extra map[string]any) error {
+func (v *vm) setMigrationParams(ctx context.Context, multifd int, compress string, tls string, extra map[string]any) error {
 	caps := []map[string]any{
 		{"capability": "multifd", "state": multifd > 0 || compress == "zstd"},
 		{"capability": "xbzrle", "state": compress == "xbzrle"},
@@ -112,8 +113,10 @@ func (v *vm) setMigrationParams(ctx context.Context, multifd int, compress strin
 	if compress == "xbzrle" {
 		params["xbzrle-cache-size"] = 64 << 20
 	}
-	if tls {
-		params["tls-creds"] = tlsObject
+	// The creds are a parameter that stays: set it either way.
+	params["tls-creds"] = ""
+	if tls != "" {
+		params["tls-creds"] = tlsObject(tls)
 	}
 	if len(params) == 0 {
 		return nil
@@ -179,7 +182,11 @@ func (d *Driver) Incoming(ctx context.Context, cfg hypervisor.VMConfig, opt hype
 			return in, fmt.Errorf("receive vm %s: %w", cfg.Name, err)
 		}
 	}
-	if err = v.setMigrationParams(ctx, opt.Multifd, opt.Compress, opt.TLS, map[string]any{}); err != nil {
+	tls := ""
+	if opt.TLS {
+		tls = "server"
+	}
+	if err = v.setMigrationParams(ctx, opt.Multifd, opt.Compress, tls, map[string]any{}); err != nil {
 		return in, fmt.Errorf("receive vm %s: %w", cfg.Name, err)
 	}
 	if opt.Disks {
@@ -234,7 +241,7 @@ func (v *vm) exportDisks(ctx context.Context, address string, tls bool) (string,
 	// nbd-server-start takes the legacy socket address form ("data").
 	args := map[string]any{"addr": map[string]any{"type": "inet", "data": map[string]any{"host": address, "port": strconv.Itoa(port)}}}
 	if tls {
-		args["tls-creds"] = tlsObject
+		args["tls-creds"] = tlsObject("server")
 	}
 	if err := v.command(ctx, "nbd-server-start", args); err != nil {
 		return "", err
@@ -309,7 +316,9 @@ func (d *Driver) FinishIncoming(ctx context.Context, id string) error {
 	}
 	v.mu.Lock()
 	v.incoming, v.made = false, nil
+	runCtx := v.runCtx
 	v.mu.Unlock()
+	go v.pollGuest(runCtx)
 	_ = os.Remove(filepath.Join(v.cfg.Dir, incomingFile))
 	v.set(hypervisor.StateOn, "")
 	return nil
@@ -446,16 +455,14 @@ func (v *vm) newMigration() (*migration, error) {
 }
 
 func (v *vm) migrateOut(ctx context.Context, m *migration, to hypervisor.MigrateTarget) error {
-	tls := to.TLSHostname != ""
-	if tls {
-		if err := v.addTLS(ctx, "client"); err != nil {
+	tls := ""
+	if to.TLSHostname != "" {
+		tls = "client"
+		if err := v.addTLS(ctx, tls); err != nil {
 			return err
 		}
 	}
-	extra := map[string]any{"auto-converge": to.AutoConverge}
-	if tls {
-		extra["tls-hostname"] = to.TLSHostname
-	}
+	extra := map[string]any{"auto-converge": to.AutoConverge, "tls-hostname": to.TLSHostname}
 	if to.MaxBandwidth > 0 {
 		extra["max-bandwidth"] = to.MaxBandwidth
 	}
@@ -621,7 +628,7 @@ func (v *vm) mirrorTo(ctx context.Context, m *migration, nbd, tlsHostname string
 		add := map[string]any{"driver": "nbd", "node-name": target,
 			"server": map[string]any{"type": "inet", "host": host, "port": port}, "export": dc.Name}
 		if tlsHostname != "" {
-			add["tls-creds"] = tlsObject
+			add["tls-creds"] = tlsObject("client")
 			add["tls-hostname"] = tlsHostname
 		}
 		if err := v.command(ctx, "blockdev-add", add); err != nil {

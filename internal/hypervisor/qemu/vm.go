@@ -47,6 +47,7 @@ type vm struct {
 	mirrors      []string   // block jobs copying the disks to a target
 	shuttingDown bool       // a shutdown request is being repeated
 
+	dialMu    sync.Mutex // one guest agent dial at a time
 	guest     hypervisor.GuestInfo
 	answered  bool // the guest agent answered since this boot
 	qga       *qga.Client
@@ -219,7 +220,12 @@ func (v *vm) running(q *qmp.Client, pid int, exited chan struct{}, exitErr func(
 			}
 		}
 	}()
-	go v.pollGuest(ctx)
+	// A copy being received does not run its guest yet: nothing may talk
+	// to its guest agent channel until it does (FinishIncoming starts the
+	// poller then), or the bytes queue into the device mid-migration.
+	if !v.isIncoming() {
+		go v.pollGuest(ctx)
+	}
 }
 
 func (v *vm) onEvent(e qmp.Event) {

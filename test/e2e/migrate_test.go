@@ -1,0 +1,318 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vdc-project/vdc/api"
+)
+
+// newMigrationLab is two (or more) hosts, each in its own network
+// namespace, running real VMs; the test guest is uploaded.
+func newMigrationLab(t *testing.T, hosts int) (*netLab, *cluster) {
+	needQEMU(t)
+	lab := newNetLab(t, hosts)
+	cl := newLabCluster(t, lab, true)
+	cl.inventoryN(hosts)
+	cl.vdc("image", "build-test")
+	t.Cleanup(cl.killVMProcesses)
+	return lab, cl
+}
+
+// cpuWatch samples the vCPU time of every QEMU process of a VM, to prove
+// that two copies never run the guest at once.
+type cpuWatch struct {
+	mu      sync.Mutex
+	overlap []string
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+// vcpuTicks sums the CPU time of a process's vCPU threads (QEMU names them
+// "CPU n/TCG" or "CPU n/KVM" with debug-threads=on).
+func vcpuTicks(pid int) (int64, bool) {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, false
+	}
+	var sum int64
+	for _, e := range ents {
+		comm, _ := os.ReadFile(filepath.Join(dir, e.Name(), "comm"))
+		if !strings.HasPrefix(string(comm), "CPU ") {
+			continue
+		}
+		stat, _ := os.ReadFile(filepath.Join(dir, e.Name(), "stat"))
+		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
+		if len(f) > 12 {
+			u, _ := strconv.ParseInt(f[11], 10, 64)
+			s, _ := strconv.ParseInt(f[12], 10, 64)
+			sum += u + s
+		}
+	}
+	return sum, true
+}
+
+func watchCPU(t *testing.T, vm string) *cpuWatch {
+	w := &cpuWatch{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		last := map[int]int64{}
+		for {
+			select {
+			case <-w.stop:
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
+			var running []string
+			for _, pid := range qemuPIDs(t, vm) {
+				ticks, ok := vcpuTicks(pid)
+				if prev, seen := last[pid]; ok && seen && ticks > prev {
+					running = append(running, strconv.Itoa(pid))
+				}
+				last[pid] = ticks
+			}
+			if len(running) > 1 {
+				w.mu.Lock()
+				w.overlap = append(w.overlap, strings.Join(running, "+"))
+				w.mu.Unlock()
+			}
+		}
+	}()
+	return w
+}
+
+// check stops the watch and fails if two copies ran in the same moment
+// more than once (one 250 ms sample may straddle the switch-over).
+func (w *cpuWatch) check(t *testing.T) {
+	close(w.stop)
+	<-w.done
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.overlap) > 1 {
+		t.Fatalf("two QEMU processes ran the guest at once in %d samples: %v", len(w.overlap), w.overlap)
+	}
+}
+
+// migrateResult is the result of the VM's latest migration task.
+func (cl *cluster) migrateResult(vm string) api.MigrateResult {
+	var tasks []*api.Task
+	cl.json(&tasks, "task", "ls", "--target", vm)
+	var res api.MigrateResult
+	for _, tk := range tasks { // newest first
+		if tk.Op == "vm.migrate" {
+			json.Unmarshal(tk.Result, &res)
+			break
+		}
+	}
+	return res
+}
+
+func guestUptime(cl *cluster, vm string) float64 {
+	out := cl.vdc("vm", "exec", vm, "--", "/bin/cat", "/proc/uptime")
+	f, _ := strconv.ParseFloat(strings.Fields(out)[0], 64)
+	return f
+}
+
+func TestLiveMigrationBetweenHosts(t *testing.T) {
+	lab, cl := newMigrationLab(t, 2)
+	cl.vdc("vm", "create", "mig", "--memory", "256MiB", "--image", "test", "--host", "host-1", "--disk", "64MiB", "--start")
+	cl.waitGuest("mig")
+	cl.vdc("vm", "exec", "mig", "--", "/bin/sh", "-c", "echo memory-marker > /tmp/m; echo disk-marker | dd of=/dev/vda bs=512 seek=100 conv=fsync 2>/dev/null")
+	before := guestUptime(cl, "mig")
+	w := watchCPU(t, "mig")
+	out := cl.vdc("vm", "migrate", "mig", "--host", "host-2")
+	w.check(t)
+	t.Logf("%s", strings.TrimSpace(out))
+	vm := cl.vm("mig")
+	if vm.Spec.Host.Name != "host-2" || vm.Status.PowerState != api.PowerOn {
+		t.Fatalf("after migrate: %s on %s", vm.Status.PowerState, vm.Spec.Host.Name)
+	}
+	if pids := qemuPIDs(t, "mig"); len(pids) != 1 {
+		t.Fatalf("want one QEMU process after the migration, found %v", pids)
+	}
+	if after := guestUptime(cl, "mig"); after < before {
+		t.Fatalf("the guest rebooted: uptime %.1f, was %.1f", after, before)
+	}
+	if got := cl.vdc("vm", "exec", "mig", "--", "/bin/cat", "/tmp/m"); got != "memory-marker\n" {
+		t.Fatalf("memory after migration: %q", got)
+	}
+	res := cl.migrateResult("mig")
+	if !res.Live || res.TotalMs <= 0 || res.Transferred == 0 {
+		t.Fatalf("migration result %+v", res)
+	}
+
+	// No shared storage: each host has its own datastore; the disk is
+	// copied host to host while the VM runs.
+	for i, h := range []string{"host-1", "host-2"} {
+		dir := filepath.Join(cl.dir, fmt.Sprintf("local%d", i+1))
+		os.MkdirAll(dir, 0o755)
+		cl.vdc("datastore", "create", fmt.Sprintf("local%d", i+1), "--path", dir, "--host", h)
+	}
+	eventually(t, 30*time.Second, "local datastores reached", func() bool {
+		var dss []*api.Datastore
+		cl.json(&dss, "datastore", "ls")
+		n := 0
+		for _, ds := range dss {
+			if strings.HasPrefix(ds.Metadata.Name, "local") && len(ds.Status.Hosts) == 1 {
+				n++
+			}
+		}
+		return n == 2
+	})
+	cl.vdc("vm", "migrate", "mig", "--datastore", "local2") // storage only, live, on host-2
+	if vm := cl.vm("mig"); vm.Spec.Disks[0].Datastore.Name != "local2" {
+		t.Fatalf("disk on %s after a storage move", vm.Spec.Disks[0].Datastore.Name)
+	}
+	w = watchCPU(t, "mig")
+	cl.vdc("vm", "migrate", "mig", "--host", "host-1", "--datastore", "local1")
+	w.check(t)
+	vm = cl.vm("mig")
+	if vm.Spec.Host.Name != "host-1" || vm.Spec.Disks[0].Datastore.Name != "local1" {
+		t.Fatalf("after migrating with storage: disk on %s, host %s", vm.Spec.Disks[0].Datastore.Name, vm.Spec.Host.Name)
+	}
+	if got := cl.vdc("vm", "exec", "mig", "--", "/bin/sh", "-c", "dd if=/dev/vda bs=512 skip=100 count=1 2>/dev/null | head -c 11"); got != "disk-marker" {
+		t.Fatalf("disk data after migrating with storage: %q", got)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(cl.dir, "local2")); len(ents) != 0 {
+		t.Fatalf("the old disk stayed on local2: %v", names(ents))
+	}
+
+	// Across a WAN: 50 ms each way, 200 Mbit/s, compressed.
+	lab.wan("host-1", "50ms", "200mbit")
+	lab.wan("host-2", "50ms", "200mbit")
+	w = watchCPU(t, "mig")
+	out = cl.vdc("vm", "migrate", "mig", "--host", "host-2", "--compress", "zstd", "--auto-converge")
+	w.check(t)
+	t.Logf("WAN: %s", strings.TrimSpace(out))
+	if vm := cl.vm("mig"); vm.Spec.Host.Name != "host-2" {
+		t.Fatalf("WAN migration: on %s", vm.Spec.Host.Name)
+	}
+	if got := cl.vdc("vm", "exec", "mig", "--", "/bin/cat", "/tmp/m"); got != "memory-marker\n" {
+		t.Fatalf("memory after the WAN migration: %q", got)
+	}
+}
+
+func TestMigrationFaultsLeaveTheVMOnTheSource(t *testing.T) {
+	lab, cl := newMigrationLab(t, 2)
+	cl.vdc("vm", "create", "f1", "--memory", "256MiB", "--image", "test", "--host", "host-1", "--start")
+	cl.waitGuest("f1")
+	ctx := context.Background()
+	slow := func() string { // a migration slow enough to break in the middle
+		return strings.TrimSpace(cl.vdc("vm", "migrate", "f1", "--host", "host-2", "--max-bandwidth", "2MiB", "--async"))
+	}
+	expectOnSource := func(what, id string) {
+		t.Helper()
+		tk, _ := cl.c.WaitTask(ctx, id, nil)
+		if tk == nil || tk.State == api.TaskSucceeded {
+			t.Fatalf("%s: the migration did not fail: %+v", what, tk)
+		}
+		t.Logf("%s: task %s: %v", what, tk.State, tk.Error)
+		vm := cl.vm("f1")
+		if vm.Spec.Host.Name != "host-1" || vm.Status.PowerState != api.PowerOn {
+			t.Fatalf("%s: the VM is %s on %s", what, vm.Status.PowerState, vm.Spec.Host.Name)
+		}
+		eventually(t, 30*time.Second, what+": only the source QEMU left", func() bool { return len(qemuPIDs(t, "f1")) == 1 })
+		if out := cl.vdc("vm", "exec", "f1", "--", "/bin/echo", "alive"); out != "alive\n" {
+			t.Fatalf("%s: the guest does not answer: %q", what, out)
+		}
+	}
+	waitSending := func(id string) {
+		eventually(t, 30*time.Second, "the migration sending", func() bool {
+			tk, _ := cl.c.GetTask(ctx, id)
+			return tk != nil && tk.State == api.TaskRunning && strings.Contains(tk.Message, "memory")
+		})
+	}
+
+	// Cancel.
+	id := slow()
+	waitSending(id)
+	cl.vdc("task", "cancel", id)
+	expectOnSource("cancel", id)
+
+	// The target's QEMU dies.
+	id = slow()
+	waitSending(id)
+	for _, pid := range qemuPIDs(t, "f1") {
+		if cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); strings.Contains(string(cmd), "incoming") {
+			p, _ := os.FindProcess(pid)
+			p.Kill()
+		}
+	}
+	expectOnSource("target QEMU killed", id)
+
+	// The network between the hosts is cut.
+	id = slow()
+	waitSending(id)
+	lab.cut("host-2")
+	expectOnSource("network cut", id)
+	lab.restore("host-2")
+	cl.waitConnected("host-2")
+
+	// A retry works.
+	cl.vdc("vm", "migrate", "f1", "--host", "host-2")
+	if vm := cl.vm("f1"); vm.Spec.Host.Name != "host-2" {
+		t.Fatalf("retry: on %s", vm.Spec.Host.Name)
+	}
+}
+
+func TestMaintenanceEvacuatesRealVMs(t *testing.T) {
+	_, cl := newMigrationLab(t, 2)
+	cl.vdc("vm", "create", "r1", "--memory", "256MiB", "--image", "test", "--host", "host-1", "--start")
+	cl.vdc("vm", "create", "r2", "--memory", "256MiB", "--image", "test", "--host", "host-1", "--start")
+	cl.vdc("vm", "create", "r3", "--memory", "256MiB", "--image", "test", "--host", "host-1")
+	cl.waitGuest("r1")
+	cl.waitGuest("r2")
+	cl.vdc("host", "maintenance", "enter", "host-1")
+	h := cl.hosts()["host-1"]
+	if !h.Spec.Maintenance || h.Status.VMs != 0 {
+		t.Fatalf("host-1: maintenance %v with %d VMs", h.Spec.Maintenance, h.Status.VMs)
+	}
+	for _, name := range []string{"r1", "r2", "r3"} {
+		if vm := cl.vm(name); vm.Spec.Host.Name != "host-2" {
+			t.Fatalf("%s stayed on %s", name, vm.Spec.Host.Name)
+		}
+	}
+	cl.waitGuest("r1")
+	cl.vdc("host", "maintenance", "exit", "host-1")
+}
+
+func TestServerKilledDuringMigration(t *testing.T) {
+	_, cl := newMigrationLab(t, 2)
+	ctx := context.Background()
+	cl.vdc("vm", "create", "k1", "--memory", "256MiB", "--image", "test", "--host", "host-1", "--start")
+	cl.waitGuest("k1")
+	id := strings.TrimSpace(cl.vdc("vm", "migrate", "k1", "--host", "host-2", "--max-bandwidth", "8MiB", "--async"))
+	eventually(t, 30*time.Second, "the migration sending", func() bool {
+		tk, _ := cl.c.GetTask(ctx, id)
+		return tk != nil && strings.Contains(tk.Message, "memory")
+	})
+	cl.server.kill9()
+	time.Sleep(2 * time.Second)
+	cl.startServer()
+	tk, _ := cl.c.WaitTask(ctx, id, nil)
+	if tk == nil || !api.TaskDone(tk.State) {
+		t.Fatalf("the migration task did not end after the server restart: %+v", tk)
+	}
+	vm := cl.vm("k1")
+	pids := qemuPIDs(t, "k1")
+	t.Logf("after the server restart: task %s, VM on %s, %d QEMU processes", tk.State, vm.Spec.Host.Name, len(pids))
+	eventually(t, 30*time.Second, "one QEMU process", func() bool { return len(qemuPIDs(t, "k1")) == 1 })
+	// Where the inventory says it runs, it really runs.
+	out, err := exec1(cl, "k1")
+	if err != nil || out != "here\n" {
+		t.Fatalf("the VM does not answer where the inventory says (%s): %v %q", vm.Spec.Host.Name, err, out)
+	}
+}
+
+func exec1(cl *cluster, vm string) (string, error) {
+	return cl.try("vm", "exec", vm, "--", "/bin/echo", "here")
+}
