@@ -40,6 +40,10 @@ type Heartbeat struct {
 	// from VMs means nothing.
 	VMsSeq     uint64          `json:"vmsSeq"`
 	Datastores []DatastoreSeen `json:"datastores,omitempty"`
+	// Incoming lists the VMs whose copy this host has been receiving, by
+	// a live migration, for a while: the server answers with the ones no
+	// migration task waits for any more (DropIncoming).
+	Incoming []string `json:"incoming,omitempty"`
 }
 
 // AgentVMState is what a host knows of one of its VMs.
@@ -68,6 +72,9 @@ type DatastoreSeen struct {
 type HeartbeatResponse struct {
 	IntervalSeconds int                `json:"intervalSeconds"`
 	Datastores      []DatastoreToCheck `json:"datastores"`
+	// DropIncoming lists copies of migrating VMs to throw away: their
+	// migration ended while the server could not reach this host.
+	DropIncoming []string `json:"dropIncoming,omitempty"`
 }
 
 type DatastoreToCheck struct {

@@ -267,6 +267,7 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 		Address: a.addr, Hostname: hn, Driver: info.Driver, Accel: info.Accel, Version: version.String(), Hypervisor: info.Version,
 		CPUs: info.CPUs, MemoryBytes: api.Size(info.MemoryBytes),
 		VMs: vms, Full: full, VMsSeq: seq, Datastores: a.checkDatastores(),
+		Incoming: a.vms.incomingOlderThan(incomingGrace),
 	}
 	var resp api.HeartbeatResponse
 	if err := a.post(ctx, "/api/v1/agent/heartbeat", hb, &resp); err != nil {
@@ -285,7 +286,29 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 	if changed {
 		a.changed() // report on the new datastores without waiting a tick
 	}
+	a.dropIncoming(ctx, resp.DropIncoming)
 	return nil
+}
+
+// incomingGrace is how long a copy being received is left alone before
+// the server is asked whether a migration still waits for it: long
+// enough for the task that made it to be visible everywhere.
+const incomingGrace = 10 * time.Second
+
+// dropIncoming throws away copies of migrations that ended while the
+// server could not tell this host (a cut network, a server restart).
+func (a *Agent) dropIncoming(ctx context.Context, ids []string) {
+	if len(ids) == 0 {
+		return
+	}
+	m, err := a.migrator()
+	if err != nil {
+		return
+	}
+	for _, id := range ids {
+		err := a.vms.abortIncoming(ctx, m, id)
+		a.log.Warn("dropped the copy of a migration that no longer runs", "vm", id, "err", err)
+	}
 }
 
 // checkDatastores reports the space of every datastore the server asked about.

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
+	"time"
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/hypervisor"
@@ -200,7 +202,7 @@ func (r *registry) isIncoming(e *vmEntry) bool {
 // reported, until the migration finishes.
 func (r *registry) incoming(ctx context.Context, m hypervisor.Migrator, cfg hypervisor.VMConfig, opt hypervisor.IncomingOptions) (hypervisor.Incoming, error) {
 	cfg.Dir = filepath.Join(r.dir, cfg.ID)
-	e := &vmEntry{cfg: cfg, incoming: true}
+	e := &vmEntry{cfg: cfg, incoming: true, since: time.Now()}
 	r.mu.Lock()
 	if _, exists := r.vms[cfg.ID]; exists {
 		r.mu.Unlock()
@@ -221,6 +223,20 @@ func (r *registry) incoming(ctx context.Context, m hypervisor.Migrator, cfg hype
 		return in, fmt.Errorf("receive vm %s: %w", cfg.Name, err)
 	}
 	return in, nil
+}
+
+// incomingOlderThan lists the copies received for longer than age.
+func (r *registry) incomingOlderThan(age time.Duration) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var ids []string
+	for id, e := range r.vms {
+		if e.incoming && time.Since(e.since) > age {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	return ids
 }
 
 func (r *registry) drop(id string) {

@@ -38,6 +38,7 @@ type vmEntry struct {
 	// incoming marks a copy being received by a migration: not a VM of
 	// this host (not reported, not saved) until the migration finishes.
 	incoming bool
+	since    time.Time // when the copy started to be received
 
 	// guarded by registry.mu: what was last reported, and its sequence
 	// number, which changes when anything reported changes.

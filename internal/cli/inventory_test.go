@@ -138,7 +138,7 @@ func TestCommandTree(t *testing.T) {
 	mine := map[string]bool{"vm": true, "host": true, "datacenter": true, "cluster": true, "datastore": true,
 		"portgroup": true, "task": true, "events": true, "version": true}
 	mutating := map[string]bool{"create": true, "update": true, "delete": true, "start": true, "stop": true,
-		"reset": true, "suspend": true, "resume": true, "enter": true, "exit": true}
+		"reset": true, "suspend": true, "resume": true, "enter": true, "exit": true, "migrate": true}
 	found := map[string]bool{}
 	var walk func(c *cobra.Command)
 	walk = func(c *cobra.Command) {

@@ -227,7 +227,31 @@ func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request) {
 	reply(w, http.StatusOK, api.HeartbeatResponse{
 		IntervalSeconds: int(s.cfg.HeartbeatInterval / time.Second),
 		Datastores:      s.datastoresFor(h),
+		DropIncoming:    s.orphanCopies(h, hb.Incoming),
 	})
+}
+
+// orphanCopies picks, of the copies a host is receiving, the ones no
+// migration task waits for: their task ended while it could not reach the
+// host to throw them away.
+func (s *Server) orphanCopies(h *api.Host, incoming []string) []string {
+	if len(incoming) == 0 {
+		return nil
+	}
+	waited := map[string]bool{}
+	s.cache.Each(api.KindTask, func(o api.Object) {
+		if t := o.(*api.Task); t.Op == opVMMigrate && !api.TaskDone(t.State) {
+			waited[t.Target.ID] = true
+		}
+	})
+	var drop []string
+	for _, id := range incoming {
+		if !waited[id] {
+			s.log.Warn("host keeps the copy of a migration that ended; dropping it", "host", h.Metadata.Name, "vm", id)
+			drop = append(drop, id)
+		}
+	}
+	return drop
 }
 
 // datastoresFor lists the datastores a host should report on: the shared

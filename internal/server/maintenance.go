@@ -233,7 +233,7 @@ type childResult struct {
 
 // startChildMigration queues the migration of one VM as a task of its own.
 func (s *Server) startChildMigration(ctx context.Context, t *taskRun, e evacuation) (*api.Task, error) {
-	child := newTask(ctx, "vm.migrate", e.vm, vmMigrateParams{Host: e.to})
+	child := newTask(ctx, opVMMigrate, e.vm, vmMigrateParams{Host: e.to})
 	child.Owner, child.Parent = t.task.Owner, t.task.Metadata.ID
 	return s.submit(ctx, s.store.Txn(), child)
 }

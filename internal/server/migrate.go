@@ -67,7 +67,7 @@ func (s *Server) migrateVM(w http.ResponseWriter, r *http.Request) {
 		fail(w, fmt.Errorf("migrate vm %s: %w", vm.Metadata.Name, err))
 		return
 	}
-	t, err := s.submit(r.Context(), s.store.Txn(), newTask(r.Context(), "vm.migrate", vm, p))
+	t, err := s.submit(r.Context(), s.store.Txn(), newTask(r.Context(), opVMMigrate, vm, p))
 	if err != nil {
 		fail(w, err)
 		return
@@ -437,6 +437,9 @@ func migrationMessage(st hypervisor.MigrationStatus) string {
 	}
 	return strings.Join(parts, "; ")
 }
+
+// opVMMigrate is the task operation that moves a VM.
+const opVMMigrate = "vm.migrate"
 
 // liveMigrate moves a running VM to another host: the target starts a copy
 // waiting for it, the source sends memory (and disks over NBD when they

@@ -22,6 +22,7 @@ func main() {
 	out := flag.String("out", "", "TUN device to deliver packets to")
 	delay := flag.Duration("delay", 50*time.Millisecond, "one-way delay")
 	rate := flag.String("rate", "100mbit", "link bandwidth (e.g. 100mbit, 1gbit)")
+	limit := flag.Duration("queue", 100*time.Millisecond, "longest a packet waits for the link before it is dropped")
 	flag.Parse()
 	bps, err := parseRate(*rate)
 	if err != nil {
@@ -35,37 +36,61 @@ func main() {
 	if err != nil {
 		log.Fatalf("open %s: %v", *out, err)
 	}
-	type packet struct {
-		at   time.Time
-		data []byte
-	}
-	queue := make(chan packet, 20000)
-	go func() {
-		for p := range queue {
-			if d := time.Until(p.at); d > 0 {
-				time.Sleep(d)
-			}
-			if _, err := syscall.Write(wfd, p.data); err != nil {
-				log.Printf("write: %v", err)
-			}
-		}
-	}()
-	var free time.Time // when the emulated link is next free
+	// Each direction (by destination address) is a link of its own, full
+	// duplex as a real one: a queue paced at the bandwidth, then the delay.
+	links := map[[4]byte]*link{}
 	buf := make([]byte, 65536)
 	for {
 		n, err := syscall.Read(rfd, buf)
 		if err != nil {
 			log.Fatalf("read: %v", err)
 		}
-		now := time.Now()
-		if free.Before(now) {
-			free = now
+		if n < 20 || buf[0]>>4 != 4 {
+			continue // IPv4 only
 		}
-		free = free.Add(time.Duration(float64(n*8) / bps * float64(time.Second)))
-		p := packet{at: free.Add(*delay), data: append([]byte(nil), buf[:n]...)}
-		select {
-		case queue <- p:
-		default: // the router's buffer is full: drop, as a router does
+		dst := [4]byte(buf[16:20])
+		l := links[dst]
+		if l == nil {
+			l = &link{queue: make(chan packet, 100000)}
+			links[dst] = l
+			go l.deliver(wfd)
+		}
+		l.send(buf[:n], bps, *delay, *limit)
+	}
+}
+
+type packet struct {
+	at   time.Time
+	data []byte
+}
+
+type link struct {
+	free  time.Time // when the link is next free to send
+	queue chan packet
+}
+
+// send queues a packet for delivery when the link has sent it and it has
+// crossed the delay; a packet that would wait more than limit for the link
+// is dropped, as a router with a full buffer does.
+func (l *link) send(data []byte, bps float64, delay, limit time.Duration) {
+	now := time.Now()
+	if l.free.Before(now) {
+		l.free = now
+	}
+	if l.free.Sub(now) > limit {
+		return
+	}
+	l.free = l.free.Add(time.Duration(float64(len(data)*8) / bps * float64(time.Second)))
+	l.queue <- packet{at: l.free.Add(delay), data: append([]byte(nil), data...)}
+}
+
+func (l *link) deliver(fd int) {
+	for p := range l.queue {
+		if d := time.Until(p.at); d > 0 {
+			time.Sleep(d)
+		}
+		if _, err := syscall.Write(fd, p.data); err != nil {
+			log.Printf("write: %v", err)
 		}
 	}
 }
