@@ -6,8 +6,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"sync"
@@ -87,6 +89,13 @@ func (c *Client) roundTrip(ctx context.Context, h Target, method, path string, b
 		return nil, fmt.Errorf("host %s: %s %s: HTTP %d", h.Name, method, path, resp.StatusCode)
 	}
 	return rb, err
+}
+
+// NeverReached says whether a request failed before the host could see
+// it: no connection was made.
+func NeverReached(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 // do is roundTrip with JSON in and out.

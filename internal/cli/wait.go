@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
@@ -30,6 +31,14 @@ type change struct {
 	done func(ctx context.Context, c *client.Client, t *api.Task) string
 }
 
+// failed says what failed, unless the server's message already does.
+func (ch change) failed(err error) error {
+	if strings.HasPrefix(err.Error(), ch.what+":") {
+		return err
+	}
+	return fmt.Errorf("%s: %w", ch.what, err)
+}
+
 // apply makes the call and, unless --async, follows its task to the end.
 func (g *globals) apply(ctx context.Context, ch change) error {
 	c, err := g.client()
@@ -38,14 +47,14 @@ func (g *globals) apply(ctx context.Context, ch change) error {
 	}
 	t, err := ch.call(ctx, c)
 	if err != nil {
-		return fmt.Errorf("%s: %w", ch.what, err)
+		return ch.failed(err)
 	}
 	if g.async {
 		fmt.Fprintln(g.stdout, t.Metadata.ID)
 		return nil
 	}
 	if t, err = g.waitTask(ctx, c, t); err != nil {
-		return fmt.Errorf("%s: %w", ch.what, err)
+		return ch.failed(err)
 	}
 	fmt.Fprintln(g.stdout, ch.done(ctx, c, t))
 	return nil

@@ -259,7 +259,9 @@ type Migrator interface {
 	// MigrateOut starts sending a running VM; MigrationStatus follows it.
 	MigrateOut(ctx context.Context, id string, to MigrateTarget) error
 	MigrationStatus(ctx context.Context, id string) (MigrationStatus, error)
-	// CancelMigration stops a migration out; the VM runs on here.
+	// CancelMigration stops a migration out; the VM runs on here. After a
+	// completed migration whose target never ran the VM (its host was lost
+	// at the switch-over), it runs the VM here again.
 	CancelMigration(ctx context.Context, id string) error
 	// Release forgets a VM that now runs elsewhere: its process ends, and
 	// with removeDisks its disk files go (they were copied to the target).

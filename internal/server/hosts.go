@@ -329,13 +329,16 @@ func (s *Server) reconcileVMs(ctx context.Context, h *api.Host, reported []api.A
 		}
 	}
 	for _, st := range stale {
-		if err := s.recordVMState(ctx, st); err != nil {
+		if err := s.recordVMState(ctx, h.Metadata.ID, st); err != nil {
 			s.log.Warn("cannot record VM state", "vm", st.ID, "err", err)
 		}
 	}
 	for _, id := range missing {
 		_ = s.updateObject(ctx, api.KindVM, id, func(o api.Object) error {
 			vm := o.(*api.VM)
+			if vm.Spec.Host.ID != h.Metadata.ID || vm.Status.StateSeq > listedAt {
+				return errUnchanged // moved (a migration) or changed since the cache was read
+			}
 			setPower(vm, api.PowerUnknown, fmt.Sprintf("host %s does not know this VM", h.Metadata.Name))
 			return nil
 		})
@@ -343,9 +346,15 @@ func (s *Server) reconcileVMs(ctx context.Context, h *api.Host, reported []api.A
 }
 
 // recordVMState stores a state a host reported for a VM, unless a newer
-// report is already stored.
-func (s *Server) recordVMState(ctx context.Context, st api.AgentVMState) error {
-	return s.updateObject(ctx, api.KindVM, st.ID, vmStateChange(st))
+// report is already stored or the VM has moved to another host since.
+func (s *Server) recordVMState(ctx context.Context, hostID string, st api.AgentVMState) error {
+	change := vmStateChange(st)
+	return s.updateObject(ctx, api.KindVM, st.ID, func(o api.Object) error {
+		if o.(*api.VM).Spec.Host.ID != hostID {
+			return errUnchanged
+		}
+		return change(o)
+	})
 }
 
 // vmStateChange applies a reported state to a VM unless it knows a newer

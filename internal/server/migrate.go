@@ -174,6 +174,9 @@ func (s *Server) checkMigration(vm *api.VM, src, dst *api.Host, p vmMigrateParam
 		if !reaches(dst, p.Datastore) {
 			return api.Errorf(api.ErrConflict, "host %s does not reach datastore %s", dst.Metadata.Name, dsName(p.Datastore))
 		}
+		if err := s.checkRoomFor(vm, p.Datastore, moved); err != nil {
+			return err
+		}
 	}
 	for _, d := range vm.Spec.Disks {
 		if slices.Contains(moved, d.Name) {
@@ -192,6 +195,30 @@ func (s *Server) checkMigration(vm *api.VM, src, dst *api.Host, p vmMigrateParam
 			return api.Errorf(api.ErrConflict, "host %s does not reach datastore %s of image %s the VM boots from", dst.Metadata.Name,
 				dsName(io.(*api.Image).Spec.Datastore.ID), io.GetMeta().Name)
 		}
+	}
+	return nil
+}
+
+// checkRoomFor refuses to copy disks to a datastore without the free
+// space their data takes now (a thin disk may still grow on the way).
+func (s *Server) checkRoomFor(vm *api.VM, dsID string, moved []string) error {
+	o, ok := s.cache.Get(api.KindDatastore, dsID)
+	if !ok {
+		return nil
+	}
+	ds := o.(*api.Datastore)
+	if ds.Status.CapacityBytes == 0 {
+		return nil // not measured yet
+	}
+	var need api.Size
+	for _, d := range vm.Status.Disks {
+		if slices.Contains(moved, d.Name) {
+			need += d.AllocatedBytes
+		}
+	}
+	if need > ds.Status.FreeBytes {
+		return api.Errorf(api.ErrUnprocessable, "datastore %s has %s free; the disks of vm %s to copy there hold %s",
+			ds.Metadata.Name, ds.Status.FreeBytes, vm.Metadata.Name, need)
 	}
 	return nil
 }
@@ -339,7 +366,7 @@ func (s *Server) moveDisksLive(ctx context.Context, t *taskRun, vm *api.VM, h *a
 			return fmt.Errorf("move the disks of vm %s: %w", vm.Metadata.Name, err)
 		}
 	}
-	if _, err := s.followMigration(ctx, t, vm, h, nil); err != nil {
+	if _, err := s.followMigration(ctx, t, vm, h, h, nil); err != nil {
 		return fmt.Errorf("move the disks of vm %s: %w; it uses its old disks as before", vm.Metadata.Name, err)
 	}
 	res.TotalMs = time.Since(start).Milliseconds()
@@ -352,7 +379,7 @@ func (s *Server) moveDisksLive(ctx context.Context, t *taskRun, vm *api.VM, h *a
 
 // followMigration polls the source host until its migration (or disk
 // move) ends, reporting progress. A user's cancel stops it there.
-func (s *Server) followMigration(ctx context.Context, t *taskRun, vm *api.VM, src *api.Host, onCancel func(context.Context)) (hypervisor.MigrationStatus, error) {
+func (s *Server) followMigration(ctx context.Context, t *taskRun, vm *api.VM, src, dst *api.Host, onCancel func(context.Context)) (hypervisor.MigrationStatus, error) {
 	failures := 0
 	var moved int64 = -1
 	lastMove := time.Now()
@@ -392,6 +419,13 @@ func (s *Server) followMigration(ctx context.Context, t *taskRun, vm *api.VM, sr
 			cancel()
 			return st, fmt.Errorf("no data moved for %s: the link to the target is cut or too slow", s.cfg.MigrationStallTimeout)
 		}
+		if st.State != hypervisor.MigrationCompleted && !s.connected(dst.Metadata.ID) {
+			// Its agent died or it is cut off: it could not take the VM over.
+			cctx, cancel := t.cleanupCtx()
+			_ = s.agents.CancelMigration(cctx, target(src), vm.Metadata.ID)
+			cancel()
+			return st, fmt.Errorf("host %s stopped sending heartbeats (its agent is down or it is cut off)", dst.Metadata.Name)
+		}
 		switch st.State {
 		case hypervisor.MigrationCompleted:
 			return st, nil
@@ -405,6 +439,12 @@ func (s *Server) followMigration(ctx context.Context, t *taskRun, vm *api.VM, sr
 		case <-time.After(300 * time.Millisecond):
 		}
 	}
+}
+
+// connected says whether a host's agent sends heartbeats.
+func (s *Server) connected(hostID string) bool {
+	o, ok := s.cache.Get(api.KindHost, hostID)
+	return ok && o.(*api.Host).Status.Connection == api.HostConnected
 }
 
 func migrationPercent(st hypervisor.MigrationStatus) int {
@@ -464,8 +504,13 @@ func (s *Server) liveMigrate(ctx context.Context, t *taskRun, vm *api.VM, src, d
 		return fmt.Errorf("start receiving vm %s on host %s: %w", vm.Metadata.Name, dst.Metadata.Name, err)
 	}
 	abort := func(c context.Context) {
+		// Not for long: a host that cannot be reached drops the copy by
+		// itself once it is back (see orphanCopies).
+		c, cancel := context.WithTimeout(c, 15*time.Second)
+		defer cancel()
 		if err := s.agents.AbortIncoming(c, target(dst), vm.Metadata.ID); err != nil && !errors.Is(err, api.ErrNotFound) {
-			s.log.Warn("cannot remove the copy of a failed migration", "vm", vm.Metadata.Name, "host", dst.Metadata.Name, "err", err)
+			s.log.Warn("cannot remove the copy of a failed migration now; the host drops it when it is back", "vm", vm.Metadata.Name,
+				"host", dst.Metadata.Name, "err", err)
 		}
 	}
 	to := hypervisor.MigrateTarget{URI: in.URI, NBD: in.NBD, MaxBandwidth: int64(o.MaxBandwidth),
@@ -486,8 +531,11 @@ func (s *Server) liveMigrate(ctx context.Context, t *taskRun, vm *api.VM, src, d
 // over, or undoes the target's copy.
 func (s *Server) completeMigration(ctx context.Context, t *taskRun, vm *api.VM, src, dst *api.Host, after *api.VM, nbd bool,
 	res *api.MigrateResult, abort func(context.Context)) error {
-	st, err := s.followMigration(ctx, t, vm, src, abort)
+	st, err := s.followMigration(ctx, t, vm, src, dst, abort)
 	if err != nil {
+		if nbd { // before the abort frees the space the copy took
+			err = s.explainCopyFailure(vm, after, err)
+		}
 		if ctx.Err() == nil {
 			cctx, cancel := t.cleanupCtx()
 			abort(cctx)
@@ -500,12 +548,31 @@ func (s *Server) completeMigration(ctx context.Context, t *taskRun, vm *api.VM, 
 	return s.switchOver(ctx, vm, src, dst, after, nbd)
 }
 
+// explainCopyFailure names a full target datastore as the cause of a
+// failed disk copy: the target host only shows it as a stream that stops.
+func (s *Server) explainCopyFailure(vm, after *api.VM, err error) error {
+	for i, d := range after.Spec.Disks {
+		if i >= len(vm.Spec.Disks) || d.Datastore.ID == vm.Spec.Disks[i].Datastore.ID {
+			continue
+		}
+		o, ok := s.cache.Get(api.KindDatastore, d.Datastore.ID)
+		if !ok {
+			continue
+		}
+		ds := o.(*api.Datastore)
+		if c := ds.Status.CapacityBytes; c > 0 && ds.Status.FreeBytes < max(1<<20, c/1000) {
+			return fmt.Errorf("datastore %s is full (%s free of %s): %w", ds.Metadata.Name, ds.Status.FreeBytes, c, err)
+		}
+	}
+	return err
+}
+
 // switchOver runs the target's copy, records it, and has the source forget
 // the VM.
 func (s *Server) switchOver(ctx context.Context, vm *api.VM, src, dst *api.Host, after *api.VM, nbd bool) error {
-	fin, err := s.agents.FinishIncoming(ctx, target(dst), vm.Metadata.ID)
+	fin, err := s.finishIncoming(ctx, vm, dst)
 	if err != nil {
-		return fmt.Errorf("run vm %s on host %s after its migration: %w", vm.Metadata.Name, dst.Metadata.Name, err)
+		return s.takeBack(ctx, vm, src, dst, err)
 	}
 	if err := s.switchTo(ctx, vm, after, &fin); err != nil {
 		return err
@@ -515,6 +582,55 @@ func (s *Server) switchOver(ctx context.Context, vm *api.VM, src, dst *api.Host,
 			"host", src.Metadata.Name, "err", err)
 	}
 	return nil
+}
+
+// finishIncoming runs the target's copy, trying again for a while when
+// the target cannot be reached (its agent restarting).
+func (s *Server) finishIncoming(ctx context.Context, vm *api.VM, dst *api.Host) (api.AgentVMState, error) {
+	deadline := time.Now().Add(switchOverRetry)
+	for {
+		fin, err := s.agents.FinishIncoming(ctx, target(dst), vm.Metadata.ID)
+		if err == nil || !errors.Is(err, api.ErrUnavailable) || time.Now().After(deadline) || ctx.Err() != nil {
+			return fin, err
+		}
+		time.Sleep(time.Second)
+		if o, ok := s.cache.Get(api.KindHost, dst.Metadata.ID); ok {
+			dst = o.(*api.Host) // it may come back on another port
+		}
+	}
+}
+
+// switchOverRetry is how long a switch-over waits for a target host that
+// cannot be reached.
+const switchOverRetry = 20 * time.Second
+
+// takeBack runs the VM on the source again when its target could not run
+// the copy: only when the target surely did not, or two copies would run.
+func (s *Server) takeBack(ctx context.Context, vm *api.VM, src, dst *api.Host, finishErr error) error {
+	name := vm.Metadata.Name
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	info, err := s.agents.VM(cctx, target(dst), vm.Metadata.ID)
+	switch {
+	case err == nil && !info.Incoming:
+		// It did run there after all (the answer was lost).
+		return fmt.Errorf("vm %s runs on host %s but the switch-over did not finish: %w; migrate it again to set the inventory right",
+			name, dst.Metadata.Name, finishErr)
+	case err == nil, agent.NeverReached(finishErr):
+		// The copy never ran (or its host never heard of running it).
+		if err == nil {
+			_ = s.agents.AbortIncoming(cctx, target(dst), vm.Metadata.ID)
+		}
+		if terr := s.agents.CancelMigration(cctx, target(src), vm.Metadata.ID); terr != nil {
+			return fmt.Errorf("vm %s: host %s could not run it (%v) and host %s could not take it back: %w; it is paused on %s",
+				name, dst.Metadata.Name, finishErr, src.Metadata.Name, terr, src.Metadata.Name)
+		}
+		return fmt.Errorf("migrate vm %s: host %s could not run it after the transfer: %w; it runs on %s as before",
+			name, dst.Metadata.Name, finishErr, src.Metadata.Name)
+	}
+	return fmt.Errorf("migrate vm %s: the switch-over to host %s was interrupted (%w) and the host does not answer: vm %s is paused on %s "+
+		"and may run on %s; check host %s before resuming it", name, dst.Metadata.Name, finishErr, name, src.Metadata.Name,
+		dst.Metadata.Name, dst.Metadata.Name)
 }
 
 // resumeMigration finishes, after a server restart, a migration a previous

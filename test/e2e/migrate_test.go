@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/client"
 )
 
 // newMigrationLab is two (or more) hosts, each in its own network
@@ -226,9 +227,10 @@ func pingRTT(t *testing.T, lab *netLab, from, to string) time.Duration {
 
 func TestMigrationFaultsLeaveTheVMOnTheSource(t *testing.T) {
 	lab, cl := newMigrationLab(t, 2)
-	cl.vdc("vm", "create", "f1", "--memory", "256MiB", "--image", "test", "--host", "host-1", "--start")
+	cl.vdc("vm", "create", "f1", "--memory", "256MiB", "--image", "test", "--disk", "64MiB", "--host", "host-1", "--start")
 	cl.waitGuest("f1")
 	ctx := context.Background()
+	start := time.Now()
 	slow := func() string { // a migration slow enough to break in the middle
 		return strings.TrimSpace(cl.vdc("vm", "migrate", "f1", "--host", "host-2", "--max-bandwidth", "2MiB", "--async"))
 	}
@@ -238,7 +240,7 @@ func TestMigrationFaultsLeaveTheVMOnTheSource(t *testing.T) {
 		if tk == nil || tk.State == api.TaskSucceeded {
 			t.Fatalf("%s: the migration did not fail: %+v", what, tk)
 		}
-		t.Logf("%s: task %s: %v", what, tk.State, tk.Error)
+		t.Logf("%s (after %s): task %s: %v", what, time.Since(start).Round(time.Second), tk.State, tk.Error)
 		vm := cl.vm("f1")
 		if vm.Spec.Host.Name != "host-1" || vm.Status.PowerState != api.PowerOn {
 			t.Fatalf("%s: the VM is %s on %s", what, vm.Status.PowerState, vm.Spec.Host.Name)
@@ -284,10 +286,70 @@ func TestMigrationFaultsLeaveTheVMOnTheSource(t *testing.T) {
 	cl.waitConnected("host-2")
 	expectOnSource("network cut", id)
 
-	// A retry works.
-	cl.vdc("vm", "migrate", "f1", "--host", "host-2")
-	if vm := cl.vm("f1"); vm.Spec.Host.Name != "host-2" {
-		t.Fatalf("retry: on %s", vm.Spec.Host.Name)
+	// A small datastore for host-2, mounted before its agent starts again
+	// below (ip netns exec gives the agent its own mount namespace).
+	small := filepath.Join(cl.dir, "small2")
+	os.MkdirAll(small, 0o755)
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=96m", "tmpfs", small).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", small).Run() })
+
+	// The target's agent dies: the host stops sending heartbeats, the
+	// migration stops; the agent, started again, throws the copy away.
+	id = slow()
+	waitSending(id)
+	cl.agents["host-2"].kill9()
+	if tk, _ := cl.c.WaitTask(ctx, id, nil); tk == nil || tk.State != api.TaskFailed {
+		t.Fatalf("target agent killed: the migration did not fail: %+v", tk)
+	}
+	cl.startAgent("host-2")
+	cl.waitConnected("host-2")
+	expectOnSource("target agent killed", id)
+
+	// The target datastore fills up while the disk is copied to it.
+	cl.vdc("datastore", "create", "small2", "--path", small, "--host", "host-2")
+	eventually(t, 30*time.Second, "host-2 measures small2", func() bool {
+		ds, err := client.Get[*api.Datastore](ctx, cl.c, api.KindDatastore, "small2")
+		return err == nil && len(ds.Status.Hosts) == 1 && ds.Status.CapacityBytes > 0
+	})
+	// 24 MiB of data on the disk take 24 s to copy at 1 MiB/s.
+	cl.vdc("vm", "exec", "f1", "--", "/bin/sh", "-c", "dd if=/dev/urandom of=/dev/vda bs=1M seek=1 count=24 conv=fsync")
+	id = strings.TrimSpace(cl.vdc("vm", "migrate", "f1", "--host", "host-2", "--datastore", "small2", "--max-bandwidth", "1MiB", "--async"))
+	var last *api.Task
+	eventually(t, 30*time.Second, "the disk copy", func() bool {
+		last, _ = cl.c.GetTask(ctx, id)
+		if last != nil && api.TaskDone(last.State) {
+			t.Fatalf("the migration to small2 ended before the disk copy was seen: %+v", last)
+		}
+		return last != nil && strings.Contains(last.Message, "disks")
+	})
+	filler := filepath.Join(small, "filler")
+	exec.Command("dd", "if=/dev/zero", "of="+filler, "bs=1M").Run() // until the datastore is full
+	expectOnSource("target datastore full", id)
+	if tk, _ := cl.c.GetTask(ctx, id); tk == nil || tk.Error == nil || !strings.Contains(tk.Error.Message, "small2 is full") {
+		ds, _ := client.Get[*api.Datastore](ctx, cl.c, api.KindDatastore, "small2")
+		out, _ := exec.Command("df", small).CombinedOutput()
+		t.Fatalf("the failure does not name the full datastore: %v (small2: %+v)\n%s", tk.Error, ds.Status, out)
+	}
+	if ents, _ := os.ReadDir(small); len(ents) != 1 {
+		t.Fatalf("the failed copy left files on small2: %v", names(ents))
+	}
+	os.Remove(filler)
+	eventually(t, 30*time.Second, "host-2 reports the space freed on small2", func() bool {
+		ds, err := client.Get[*api.Datastore](ctx, cl.c, api.KindDatastore, "small2")
+		return err == nil && ds.Status.FreeBytes > 64<<20
+	})
+
+	// A retry works, with the disk copied to small2.
+	w := watchCPU(t, "f1")
+	cl.vdc("vm", "migrate", "f1", "--host", "host-2", "--datastore", "small2")
+	w.check(t)
+	if vm := cl.vm("f1"); vm.Spec.Host.Name != "host-2" || vm.Spec.Disks[0].Datastore.Name != "small2" {
+		t.Fatalf("retry: on %s, disk on %s", vm.Spec.Host.Name, vm.Spec.Disks[0].Datastore.Name)
+	}
+	if pids := qemuPIDs(t, "f1"); len(pids) != 1 {
+		t.Fatalf("after the retry: QEMU processes %v", pids)
 	}
 }
 

@@ -88,6 +88,14 @@ func (v *vm) addTLS(ctx context.Context, endpoint string) error {
 
 // setMigrationParams makes both ends agree: capabilities and parameters
 // must match for multifd and compression.
+const (
+	// unlimitedBandwidth lifts QEMU's default cap of 128 MiB/s: a
+	// migration goes as fast as the link unless the user limits it.
+	unlimitedBandwidth = int64(1) << 40
+	// defaultDowntimeLimit is QEMU's own default.
+	defaultDowntimeLimit = 300 * time.Millisecond
+)
+
 func (v *vm) setMigrationParams(ctx context.Context, multifd int, compress string, tls string, extra map[string]any) error {
 	caps := []map[string]any{
 		{"capability": "multifd", "state": multifd > 0 || compress == "zstd"},
@@ -106,6 +114,7 @@ func (v *vm) setMigrationParams(ctx context.Context, multifd int, compress strin
 	}
 	if multifd > 0 || compress == "zstd" {
 		params["multifd-channels"] = max(multifd, 2)
+		params["multifd-compression"] = "none"
 		if compress == "zstd" {
 			params["multifd-compression"] = "zstd"
 		}
@@ -462,7 +471,10 @@ func (v *vm) migrateOut(ctx context.Context, m *migration, to hypervisor.Migrate
 			return err
 		}
 	}
-	extra := map[string]any{"auto-converge": to.AutoConverge, "tls-hostname": to.TLSHostname}
+	// Parameters stay set in QEMU from one migration to the next: set
+	// every one, to the default where the request has none.
+	extra := map[string]any{"auto-converge": to.AutoConverge, "tls-hostname": to.TLSHostname,
+		"max-bandwidth": unlimitedBandwidth, "downtime-limit": defaultDowntimeLimit.Milliseconds()}
 	if to.MaxBandwidth > 0 {
 		extra["max-bandwidth"] = to.MaxBandwidth
 	}
@@ -473,7 +485,7 @@ func (v *vm) migrateOut(ctx context.Context, m *migration, to hypervisor.Migrate
 		return err
 	}
 	if to.NBD != "" {
-		if err := v.mirrorTo(ctx, m, to.NBD, to.TLSHostname); err != nil {
+		if err := v.mirrorTo(ctx, m, to.NBD, to.TLSHostname, to.MaxBandwidth); err != nil {
 			return fmt.Errorf("copy the disks: %w", err)
 		}
 	}
@@ -610,9 +622,10 @@ func (v *vm) waitJobs(ctx context.Context, m *migration, ids []string) error {
 	}
 }
 
-// mirrorTo copies every disk to the target's NBD exports and keeps them
-// in step until the memory has moved.
-func (v *vm) mirrorTo(ctx context.Context, m *migration, nbd, tlsHostname string) error {
+// mirrorTo copies every disk to the target's NBD exports, at most speed
+// bytes/s (0: no limit) like the memory stream, and keeps them in step
+// until the memory has moved.
+func (v *vm) mirrorTo(ctx context.Context, m *migration, nbd, tlsHostname string, speed int64) error {
 	m.update(func(st *hypervisor.MigrationStatus) { st.State = hypervisor.MigrationMirroring })
 	host, port, err := net.SplitHostPort(nbd)
 	if err != nil {
@@ -634,8 +647,11 @@ func (v *vm) mirrorTo(ctx context.Context, m *migration, nbd, tlsHostname string
 		if err := v.command(ctx, "blockdev-add", add); err != nil {
 			return err
 		}
-		if err := v.command(ctx, "blockdev-mirror", map[string]any{"job-id": target, "device": src, "target": target,
-			"sync": "full", "auto-dismiss": false}); err != nil {
+		mirror := map[string]any{"job-id": target, "device": src, "target": target, "sync": "full", "auto-dismiss": false}
+		if speed > 0 {
+			mirror["speed"] = speed
+		}
+		if err := v.command(ctx, "blockdev-mirror", mirror); err != nil {
 			return err
 		}
 		ids = append(ids, target)
@@ -723,6 +739,16 @@ func (d *Driver) CancelMigration(ctx context.Context, id string) error {
 	v.mu.Lock()
 	m := v.mig
 	v.mu.Unlock()
+	if m != nil && m.get().State == hypervisor.MigrationCompleted {
+		// The target never took over: run here again. QEMU re-activates
+		// the disks it handed over (the mirrors, if any, never pivoted).
+		if err := v.command(ctx, "cont", nil); err != nil {
+			return fmt.Errorf("run vm %s again after a migration its target did not take: %w", v.cfg.Name, err)
+		}
+		m.update(func(st *hypervisor.MigrationStatus) { st.State = hypervisor.MigrationCancelled })
+		v.log.Warn("migration taken back: the VM runs here again", "vm", v.cfg.Name)
+		return nil
+	}
 	if m == nil || m.finished() {
 		return fmt.Errorf("cancel the migration of vm %s: none is running: %w", v.cfg.Name, hypervisor.ErrWrongState)
 	}

@@ -82,6 +82,21 @@ func uptime(t *testing.T, d *Driver, id string) float64 {
 // migrate runs a whole migration between two drivers of this machine.
 func migrate(t *testing.T, src, dst *Driver, cfg hypervisor.VMConfig, disks bool, hostname string) hypervisor.MigrationStatus {
 	t.Helper()
+	st := send(t, src, dst, cfg, disks, hostname)
+	ctx := context.Background()
+	if err := dst.FinishIncoming(ctx, cfg.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Release(ctx, cfg.ID, disks); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// send migrates a VM up to the switch-over: the source has sent
+// everything, the target's copy has not run yet.
+func send(t *testing.T, src, dst *Driver, cfg hypervisor.VMConfig, disks bool, hostname string) hypervisor.MigrationStatus {
+	t.Helper()
 	ctx := context.Background()
 	in, err := dst.Incoming(ctx, cfg, hypervisor.IncomingOptions{Address: "127.0.0.1", TLS: true, Disks: disks})
 	if err != nil {
@@ -101,12 +116,6 @@ func migrate(t *testing.T, src, dst *Driver, cfg hypervisor.VMConfig, disks bool
 	}
 	if st.State != hypervisor.MigrationCompleted {
 		t.Fatalf("migration: %+v", st)
-	}
-	if err := dst.FinishIncoming(ctx, cfg.ID); err != nil {
-		t.Fatal(err)
-	}
-	if err := src.Release(ctx, cfg.ID, disks); err != nil {
-		t.Fatal(err)
 	}
 	return st
 }
@@ -239,6 +248,26 @@ func TestCancelMigrationAndMoveDisks(t *testing.T) {
 	}
 	if _, err := dst.State(ctx, cfg.ID); err == nil {
 		t.Fatal("the target kept the aborted copy")
+	}
+
+	// The target is lost at the switch-over: everything was sent (disks
+	// over NBD too) but the copy never ran. The source takes the VM back
+	// and goes on with its own disk.
+	tcfg := dcfg
+	tcfg.Disks = []hypervisor.DiskConfig{{Name: "disk0", Path: filepath.Join(base, "ds-b", "mig2", "disk0.qcow2"), SizeBytes: 64 << 20, Bus: "virtio"}}
+	os.MkdirAll(filepath.Join(base, "ds-b"), 0o755)
+	send(t, src, dst, tcfg, true, hostname)
+	if err := src.CancelMigration(ctx, cfg.ID); err != nil {
+		t.Fatalf("take the VM back after its migration completed: %v", err)
+	}
+	if err := dst.AbortIncoming(ctx, cfg.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := exec1(t, src, cfg.ID, "echo taken-back | dd of=/dev/vda bs=512 seek=3000 conv=fsync 2>/dev/null && echo alive"); got != "alive\n" {
+		t.Fatalf("the guest taken back does not write to its disk: %q", got)
+	}
+	if st, _ := src.State(ctx, cfg.ID); st.Power != hypervisor.StateOn {
+		t.Fatalf("the VM taken back is %+v", st)
 	}
 
 	// Storage migration: the disk moves to another datastore while the VM runs.

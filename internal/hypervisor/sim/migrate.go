@@ -352,6 +352,15 @@ func (d *Driver) CancelMigration(ctx context.Context, id string) error {
 		return fmt.Errorf("cancel the migration of vm %q: %w", id, err)
 	}
 	m := v.mig
+	if m != nil && m.final != nil && m.final.State == hypervisor.MigrationCompleted && !v.rec.SentAt.IsZero() {
+		// The target never took over: the guest runs here again.
+		rec := v.rec
+		rec.SentAt = time.Time{}
+		d.force(v, rec, "migration taken back")
+		m.final.State = hypervisor.MigrationCancelled
+		v.log.Warn("migration taken back: the VM runs here again")
+		return nil
+	}
 	if m == nil || m.final != nil {
 		return fmt.Errorf("cancel the migration of vm %q: none is under way: %w", id, hypervisor.ErrWrongState)
 	}

@@ -427,6 +427,19 @@ func TestCancelMigration(t *testing.T) {
 	if st := p.wait("vm1"); st.State != hypervisor.MigrationCompleted {
 		t.Fatalf("second attempt: %+v", st)
 	}
+	// The target is lost at the switch-over: the source takes it back.
+	must(t, p.src.d.CancelMigration(ctx, "vm1"))
+	if st := p.status("vm1"); st.State != hypervisor.MigrationCancelled {
+		t.Errorf("after taking the VM back: %+v", st)
+	}
+	must(t, p.src.d.Suspend(ctx, "vm1")) // it runs here again
+	must(t, p.src.d.Resume(ctx, "vm1"))
+	must(t, p.dst.d.AbortIncoming(ctx, "vm1"))
+	_, in = p.incoming("vm1", false)
+	must(t, p.src.d.MigrateOut(ctx, "vm1", hypervisor.MigrateTarget{URI: in.URI}))
+	if st := p.wait("vm1"); st.State != hypervisor.MigrationCompleted {
+		t.Fatalf("third attempt: %+v", st)
+	}
 	p.finish("vm1")
 }
 
