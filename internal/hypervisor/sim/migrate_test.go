@@ -342,7 +342,6 @@ func TestMigrationEndToEnd(t *testing.T) {
 		"suspend":  func() error { return p.src.d.Suspend(ctx, "vm1") },
 		"shutdown": func() error { return p.src.d.Shutdown(ctx, "vm1") },
 		"migrate":  func() error { return p.src.d.MigrateOut(ctx, "vm1", hypervisor.MigrateTarget{URI: in.URI}) },
-		"cancel":   func() error { return p.src.d.CancelMigration(ctx, "vm1") },
 	} {
 		if err := op(); !errors.Is(err, hypervisor.ErrWrongState) {
 			t.Errorf("%s after migrating: %v, want ErrWrongState", name, err)
