@@ -256,4 +256,10 @@ type MigrateResult struct {
 	DowntimeMs  int64 `json:"downtimeMs"`
 	Transferred Size  `json:"transferredBytes"`
 	Passes      int64 `json:"passes"`
+	// Where a live migration's time went: making the target's copy
+	// ready to receive, QEMU's transfer (TotalMs covers it), and the
+	// switch-over (the copy runs, the inventory says so, the source lets
+	// go).
+	PrepareMs int64 `json:"prepareMs,omitempty"`
+	SwitchMs  int64 `json:"switchMs,omitempty"`
 }

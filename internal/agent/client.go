@@ -28,6 +28,11 @@ type Client struct {
 
 	mu         sync.Mutex
 	transports map[string]*http.Transport // by host ID
+
+	// Address, when set, gives a host's current address by its ID: an
+	// agent that restarted listens on a new port, and a long task still
+	// holds the old one.
+	Address func(hostID string) string
 }
 
 // NewClient uses the server's certificate (CN vdc-server) to call agents.
@@ -64,6 +69,11 @@ func (c *Client) transport(hostID string) *http.Transport {
 // body, or the host's error as an API error. size is the body's length
 // (-1 when unknown).
 func (c *Client) roundTrip(ctx context.Context, h Target, method, path string, body io.Reader, size int64) ([]byte, error) {
+	if c.Address != nil {
+		if a := c.Address(h.ID); a != "" {
+			h.Address = a
+		}
+	}
 	if h.Address == "" {
 		return nil, api.Errorf(api.ErrUnavailable, "host %s has not reported an address yet", h.Name)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/hypervisor"
+	"github.com/vdc-project/vdc/internal/pki"
 )
 
 // IncomingRequest asks a host to receive a VM.
@@ -326,5 +327,5 @@ func (a *Agent) writeQEMUTLS() error {
 			}
 		}
 	}
-	return nil
+	return writeFileAtomic(filepath.Join(dir, "dh-params.pem"), []byte(pki.FFDHE2048), 0o600)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/client"
 	"github.com/vdc-project/vdc/internal/hypervisor/qemu"
+	"github.com/vdc-project/vdc/internal/pki"
 	"github.com/vdc-project/vdc/internal/qga"
 	"github.com/vdc-project/vdc/internal/qmp"
 	"github.com/vdc-project/vdc/internal/testguest"
@@ -49,14 +50,19 @@ type migrateTimes struct {
 	Total    float64 `json:"totalMs"`
 	Downtime float64 `json:"downtimeMs"`
 	EndToEnd float64 `json:"endToEndMs"`
+	// vdc only: readying the target's copy, and the switch-over.
+	Prepare float64 `json:"prepareMs,omitempty"`
+	Switch  float64 `json:"switchMs,omitempty"`
 }
 
 type migrateRow struct {
 	Case     migrateCase  `json:"case"`
 	Plain    migrateTimes `json:"plainQemu"`
-	Vdc      migrateTimes `json:"vdc"`         // TLS, the default
-	Insecure migrateTimes `json:"vdcInsecure"` // --insecure: no TLS, as the plain run
-	// Ratio is vdc's end-to-end time over plain QEMU's.
+	PlainTLS migrateTimes `json:"plainQemuTls"` // the same certificates and QEMU objects as vdc
+	Vdc      migrateTimes `json:"vdc"`          // TLS, the default
+	Insecure migrateTimes `json:"vdcInsecure"`  // --insecure: no TLS, as the plain run
+	// Ratio is vdc's end-to-end time over plain QEMU's, with TLS on both
+	// sides; RatioInsecure without.
 	Ratio         float64 `json:"ratio"`
 	RatioInsecure float64 `json:"ratioInsecure"`
 }
@@ -98,11 +104,17 @@ Each is run --runs times; medians are reported.`,
 				return enc.Encode(res)
 			}
 			fmt.Fprintf(g.stdout, "vdc bench migrate: test guest under %s, medians of %d runs, times in ms\n", res.Accel, res.Runs)
-			fmt.Fprintf(g.stdout, "%-22s %22s %28s %28s %13s\n", "guest", "plain QEMU total/down", "vdc TLS total/down/task", "vdc insecure total/down/task", "ratio (ins.)")
+			fmt.Fprintln(g.stdout, "QEMU's total / downtime, then from the request to the guest running on the target (plain: 'migrate' to 'running')")
+			fmt.Fprintf(g.stdout, "%-17s %-18s %-18s %-18s %-18s %s\n", "guest", "plain TLS", "vdc TLS", "plain", "vdc --insecure", "ratio TLS, insecure")
 			for _, r := range res.Rows {
-				fmt.Fprintf(g.stdout, "%-22s %14.0f / %5.0f %12.0f / %4.0f / %6.0f %12.0f / %4.0f / %6.0f %6.2f (%.2f)\n", r.Case,
-					r.Plain.Total, r.Plain.Downtime, r.Vdc.Total, r.Vdc.Downtime, r.Vdc.EndToEnd,
-					r.Insecure.Total, r.Insecure.Downtime, r.Insecure.EndToEnd, r.Ratio, r.RatioInsecure)
+				cell := func(m migrateTimes) string { return fmt.Sprintf("%.0f/%.0f -> %.0f", m.Total, m.Downtime, m.EndToEnd) }
+				fmt.Fprintf(g.stdout, "%-17s %-18s %-18s %-18s %-18s %.2f, %.2f\n", r.Case, cell(r.PlainTLS), cell(r.Vdc),
+					cell(r.Plain), cell(r.Insecure), r.Ratio, r.RatioInsecure)
+			}
+			fmt.Fprintln(g.stdout, "vdc's task time, split: prepare (target copy ready) + QEMU total + switch-over, TLS / insecure:")
+			for _, r := range res.Rows {
+				fmt.Fprintf(g.stdout, "  %-20s %4.0f + %4.0f + %4.0f  /  %4.0f + %4.0f + %4.0f\n", r.Case,
+					r.Vdc.Prepare, r.Vdc.Total, r.Vdc.Switch, r.Insecure.Prepare, r.Insecure.Total, r.Insecure.Switch)
 			}
 			return nil
 		},
@@ -112,6 +124,10 @@ Each is run --runs times; medians are reported.`,
 	cmd.Flags().StringVar(&b.keep, "data", "", "keep the benchmark's data in this directory (default: a temp dir, removed)")
 	return cmd
 }
+
+// settle is how long a guest runs after its agent first answers before it
+// is migrated: the end of its boot dirties memory.
+const settle = 3 * time.Second
 
 // dirtier rewrites 64 MiB of the guest's memory (its tmpfs root) in a loop,
 // in the background.
@@ -147,18 +163,29 @@ func (b *benchMigrate) run(ctx context.Context, g *globals) (*migrateBenchResult
 	if qemu.ProbeKVM(ctx, "qemu-system-x86_64") == nil {
 		res.Accel = "kvm"
 	}
+	tlsDir, err := benchTLSDir(filepath.Join(dir, "tls"))
+	if err != nil {
+		return nil, err
+	}
 	rows := make([]migrateRow, len(cases))
 	for i, c := range cases {
 		fmt.Fprintf(g.stderr, "plain QEMU, %s guest...\n", c)
-		var runs []migrateTimes
-		for r := 0; r < b.runs; r++ {
-			t, err := plainMigrate(ctx, guest, res.Accel, c, filepath.Join(dir, fmt.Sprintf("plain-%d-%d", i, r)))
-			if err != nil {
-				return nil, fmt.Errorf("plain QEMU, %s guest: %w", c, err)
+		rows[i].Case = c
+		for _, tls := range []string{"", tlsDir} {
+			var runs []migrateTimes
+			for r := 0; r < b.runs; r++ {
+				t, err := plainMigrate(ctx, guest, res.Accel, c, filepath.Join(dir, fmt.Sprintf("plain-%d-%d", i, r)), tls)
+				if err != nil {
+					return nil, fmt.Errorf("plain QEMU, %s guest: %w", c, err)
+				}
+				runs = append(runs, t)
 			}
-			runs = append(runs, t)
+			if tls == "" {
+				rows[i].Plain = medianTimes(runs)
+			} else {
+				rows[i].PlainTLS = medianTimes(runs)
+			}
 		}
-		rows[i] = migrateRow{Case: c, Plain: medianTimes(runs)}
 	}
 
 	c, stop, err := b.startDatacenter(ctx, g, dir, res.Accel, guest)
@@ -168,28 +195,26 @@ func (b *benchMigrate) run(ctx context.Context, g *globals) (*migrateBenchResult
 	}
 	for i, mc := range cases {
 		fmt.Fprintf(g.stderr, "vdc, %s guest...\n", mc)
-		name := fmt.Sprintf("mig%d", i)
-		if err := createAndWait(ctx, c, api.VMCreateRequest{Name: name, CPUs: 1, Memory: mc.Memory, Image: "test", Host: "host-1",
-			NICs: []api.NICRequest{}, PowerOn: true}); err != nil {
-			return nil, err
-		}
-		if _, err := waitGuestAnswer(ctx, c, name, 3*time.Minute); err != nil {
-			return nil, err
-		}
-		if mc.Dirty {
-			if _, err := c.Exec(ctx, name, api.ExecRequest{Command: dirtier}); err != nil {
-				return nil, fmt.Errorf("start the dirtying loop in vm %s: %w", name, err)
-			}
-			time.Sleep(2 * time.Second)
-		}
 		for _, insecure := range []bool{false, true} {
 			var runs []migrateTimes
 			for r := 0; r < b.runs; r++ {
+				// A fresh VM each time, as the plain side: a QEMU's first
+				// migration is its slowest.
+				name := fmt.Sprintf("mig%d-%d", i, r)
+				if insecure {
+					name += "-insecure"
+				}
+				if err := vdcGuest(ctx, c, name, mc); err != nil {
+					return nil, err
+				}
 				t, err := vdcMigrate(ctx, c, name, mc.Dirty, insecure)
 				if err != nil {
 					return nil, err
 				}
 				runs = append(runs, t)
+				if t, err := c.Delete(ctx, api.KindVM, name, map[string][]string{"force": {"true"}}); err == nil {
+					_, _ = c.Wait(ctx, t)
+				}
 			}
 			if insecure {
 				rows[i].Insecure = medianTimes(runs)
@@ -197,11 +222,8 @@ func (b *benchMigrate) run(ctx context.Context, g *globals) (*migrateBenchResult
 				rows[i].Vdc = medianTimes(runs)
 			}
 		}
-		if t, err := c.Delete(ctx, api.KindVM, name, map[string][]string{"force": {"true"}}); err == nil {
-			_, _ = c.Wait(ctx, t)
-		}
 		r := &rows[i]
-		r.Ratio, r.RatioInsecure = r.Vdc.EndToEnd/r.Plain.EndToEnd, r.Insecure.EndToEnd/r.Plain.EndToEnd
+		r.Ratio, r.RatioInsecure = r.Vdc.EndToEnd/r.PlainTLS.EndToEnd, r.Insecure.EndToEnd/r.Plain.EndToEnd
 	}
 	res.Rows = rows
 	return res, nil
@@ -253,6 +275,26 @@ func (b *benchMigrate) startDatacenter(ctx context.Context, g *globals, dir, acc
 	return c, stop, up.runWith(ctx, quiet, c)
 }
 
+// vdcGuest starts a VM of the test image on host-1 and waits for its boot
+// to settle (and for its dirtying loop to run).
+func vdcGuest(ctx context.Context, c *client.Client, name string, mc migrateCase) error {
+	if err := createAndWait(ctx, c, api.VMCreateRequest{Name: name, CPUs: 1, Memory: mc.Memory, Image: "test", Host: "host-1",
+		NICs: []api.NICRequest{}, PowerOn: true}); err != nil {
+		return err
+	}
+	if _, err := waitGuestAnswer(ctx, c, name, 3*time.Minute); err != nil {
+		return err
+	}
+	time.Sleep(settle)
+	if mc.Dirty {
+		if _, err := c.Exec(ctx, name, api.ExecRequest{Command: dirtier}); err != nil {
+			return fmt.Errorf("start the dirtying loop in vm %s: %w", name, err)
+		}
+		time.Sleep(2 * time.Second)
+	}
+	return nil
+}
+
 // vdcMigrate moves a VM to the other host and times it.
 func vdcMigrate(ctx context.Context, c *client.Client, name string, dirty, insecure bool) (migrateTimes, error) {
 	vm, err := c.GetVM(ctx, name)
@@ -276,7 +318,8 @@ func vdcMigrate(ctx context.Context, c *client.Client, name string, dirty, insec
 	if err := json.Unmarshal(t.Result, &r); err != nil {
 		return migrateTimes{}, fmt.Errorf("migrate vm %s: result %s: %w", name, t.Result, err)
 	}
-	return migrateTimes{Total: float64(r.TotalMs), Downtime: float64(r.DowntimeMs), EndToEnd: float64(took.Microseconds()) / 1000}, nil
+	return migrateTimes{Total: float64(r.TotalMs), Downtime: float64(r.DowntimeMs), EndToEnd: float64(took.Microseconds()) / 1000,
+		Prepare: float64(r.PrepareMs), Switch: float64(r.SwitchMs)}, nil
 }
 
 func medianTimes(runs []migrateTimes) migrateTimes {
@@ -292,12 +335,14 @@ func medianTimes(runs []migrateTimes) migrateTimes {
 		Total:    pick(func(t migrateTimes) float64 { return t.Total }),
 		Downtime: pick(func(t migrateTimes) float64 { return t.Downtime }),
 		EndToEnd: pick(func(t migrateTimes) float64 { return t.EndToEnd }),
+		Prepare:  pick(func(t migrateTimes) float64 { return t.Prepare }),
+		Switch:   pick(func(t migrateTimes) float64 { return t.Switch }),
 	}
 }
 
 // plainMigrate starts the test guest and a receiving QEMU with bare
 // command lines and migrates between them over loopback.
-func plainMigrate(ctx context.Context, guest testguest.Result, accel string, mc migrateCase, dir string) (migrateTimes, error) {
+func plainMigrate(ctx context.Context, guest testguest.Result, accel string, mc migrateCase, dir, tlsDir string) (migrateTimes, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return migrateTimes{}, err
 	}
@@ -339,6 +384,7 @@ func plainMigrate(ctx context.Context, guest testguest.Result, accel string, mc 
 		return migrateTimes{}, err
 	}
 	defer ga.Close()
+	time.Sleep(settle)
 	if mc.Dirty {
 		if _, err := ga.Exec(ctx, qga.ExecRequest{Path: dirtier[0], Args: dirtier[1:]}); err != nil {
 			return migrateTimes{}, fmt.Errorf("start the dirtying loop: %w", err)
@@ -360,6 +406,22 @@ func plainMigrate(ctx context.Context, guest testguest.Result, accel string, mc 
 		return migrateTimes{}, err
 	}
 	uri := "tcp:127.0.0.1:" + port
+	params := map[string]any{"max-bandwidth": int64(1) << 40, "downtime-limit": 300}
+	if tlsDir != "" {
+		for q, endpoint := range map[*qmp.Client]string{dst: "server", src: "client"} {
+			obj := map[string]any{"qom-type": "tls-creds-x509", "id": "tls0", "dir": tlsDir, "endpoint": endpoint}
+			if endpoint == "server" {
+				obj["verify-peer"] = true
+			}
+			if err := q.Execute(ctx, "object-add", obj, nil); err != nil {
+				return migrateTimes{}, fmt.Errorf("add the TLS credentials: %w", err)
+			}
+			if err := q.Execute(ctx, "migrate-set-parameters", map[string]any{"tls-creds": "tls0"}, nil); err != nil {
+				return migrateTimes{}, err
+			}
+		}
+		params["tls-hostname"] = benchTLSName
+	}
 	if err := dst.Execute(ctx, "migrate-incoming", map[string]any{"uri": uri}, nil); err != nil {
 		return migrateTimes{}, fmt.Errorf("migrate-incoming: %w", err)
 	}
@@ -367,7 +429,7 @@ func plainMigrate(ctx context.Context, guest testguest.Result, accel string, mc 
 	if err := src.Execute(ctx, "migrate-set-capabilities", map[string]any{"capabilities": caps}, nil); err != nil {
 		return migrateTimes{}, err
 	}
-	if err := src.Execute(ctx, "migrate-set-parameters", map[string]any{"max-bandwidth": int64(1) << 40, "downtime-limit": 300}, nil); err != nil {
+	if err := src.Execute(ctx, "migrate-set-parameters", params, nil); err != nil {
 		return migrateTimes{}, err
 	}
 	t0 := time.Now()
@@ -397,6 +459,31 @@ func plainMigrate(ctx context.Context, guest testguest.Result, accel string, mc 
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// benchTLSName is the name in the plain runs' certificate.
+var benchTLSName = pki.HostDNSName("bench")
+
+// benchTLSDir lays out a certificate for QEMU, as an agent does.
+func benchTLSDir(dir string) (string, error) {
+	ca, _, err := pki.NewCA("vdc bench CA")
+	if err != nil {
+		return "", err
+	}
+	cert, key, err := ca.Issue(pki.Names{CN: "host:bench", DNS: []string{benchTLSName}}, 24*time.Hour)
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	for name, data := range map[string][]byte{"ca-cert.pem": ca.CertPEM, "server-cert.pem": cert, "server-key.pem": key,
+		"client-cert.pem": cert, "client-key.pem": key, "dh-params.pem": []byte(pki.FFDHE2048)} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			return "", err
+		}
+	}
+	return dir, nil
 }
 
 // waitRunning waits for a QEMU that received a migration to run the guest.

@@ -16,6 +16,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/vdc-project/vdc/client"
+	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/agent"
 	"github.com/vdc-project/vdc/internal/pki"
 	"github.com/vdc-project/vdc/internal/store"
@@ -65,6 +66,12 @@ func (s *Server) bootstrapPKI(ctx context.Context) error {
 	}
 	s.tlsCert = cert
 	s.agents = agent.NewClient(cert, s.ca.Pool())
+	s.agents.Address = func(hostID string) string {
+		if o, ok := s.cache.Get(api.KindHost, hostID); ok {
+			return o.(*api.Host).Status.Address
+		}
+		return ""
+	}
 	return nil
 }
 

@@ -380,14 +380,13 @@ func (s *Server) moveDisksLive(ctx context.Context, t *taskRun, vm *api.VM, h *a
 // followMigration polls the source host until its migration (or disk
 // move) ends, reporting progress. A user's cancel stops it there.
 func (s *Server) followMigration(ctx context.Context, t *taskRun, vm *api.VM, src, dst *api.Host, onCancel func(context.Context)) (hypervisor.MigrationStatus, error) {
-	failures := 0
 	var moved int64 = -1
-	lastMove := time.Now()
+	lastMove, lastAnswer := time.Now(), time.Now()
 	for {
 		info, err := s.agents.VM(ctx, target(src), vm.Metadata.ID)
 		if err != nil {
-			if ctx.Err() == nil && failures < 10 {
-				failures++
+			// QEMU migrates on while its agent restarts: wait for it.
+			if ctx.Err() == nil && time.Since(lastAnswer) < s.cfg.MigrationStallTimeout {
 				time.Sleep(500 * time.Millisecond)
 				continue
 			}
@@ -406,7 +405,7 @@ func (s *Server) followMigration(ctx context.Context, t *taskRun, vm *api.VM, sr
 		if err != nil {
 			return hypervisor.MigrationStatus{}, fmt.Errorf("follow the migration on host %s: %w", src.Metadata.Name, err)
 		}
-		failures = 0
+		lastAnswer = time.Now()
 		st := info.Migration
 		t.progress(ctx, migrationPercent(st), migrationMessage(st))
 		// A cut link leaves TCP waiting for minutes: give up on a stream
@@ -436,10 +435,14 @@ func (s *Server) followMigration(ctx context.Context, t *taskRun, vm *api.VM, sr
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(300 * time.Millisecond):
+		case <-time.After(migrationPoll):
 		}
 	}
 }
+
+// migrationPoll is how often a migration's progress is read from its
+// source host: the switch-over waits for the next read after QEMU is done.
+const migrationPoll = 50 * time.Millisecond
 
 // connected says whether a host's agent sends heartbeats.
 func (s *Server) connected(hostID string) bool {
@@ -498,6 +501,7 @@ func (s *Server) liveMigrate(ctx context.Context, t *taskRun, vm *api.VM, src, d
 	}
 	t.after(release)
 	t.progress(ctx, 2, "starting the copy on host "+dst.Metadata.Name)
+	prepared := time.Now()
 	in, err := s.agents.Incoming(ctx, target(dst), agent.IncomingRequest{Config: cfg,
 		Options: hypervisor.IncomingOptions{TLS: !o.Insecure, Disks: nbd, Multifd: o.Multifd, Compress: o.Compress}})
 	if err != nil {
@@ -518,6 +522,7 @@ func (s *Server) liveMigrate(ctx context.Context, t *taskRun, vm *api.VM, src, d
 	if !o.Insecure {
 		to.TLSHostname = pki.HostDNSName(dst.Metadata.ID)
 	}
+	res.PrepareMs = time.Since(prepared).Milliseconds()
 	if err := s.agents.MigrateOut(ctx, target(src), vm.Metadata.ID, to); err != nil {
 		cctx, cancel := t.cleanupCtx()
 		abort(cctx)
@@ -545,6 +550,8 @@ func (s *Server) completeMigration(ctx context.Context, t *taskRun, vm *api.VM, 
 	}
 	res.TotalMs, res.DowntimeMs = st.TotalTime.Milliseconds(), st.Downtime.Milliseconds()
 	res.Transferred, res.Passes = api.Size(st.TransferredBytes), st.Pass
+	switched := time.Now()
+	defer func() { res.SwitchMs = time.Since(switched).Milliseconds() }()
 	return s.switchOver(ctx, vm, src, dst, after, nbd)
 }
 
@@ -594,9 +601,6 @@ func (s *Server) finishIncoming(ctx context.Context, vm *api.VM, dst *api.Host) 
 			return fin, err
 		}
 		time.Sleep(time.Second)
-		if o, ok := s.cache.Get(api.KindHost, dst.Metadata.ID); ok {
-			dst = o.(*api.Host) // it may come back on another port
-		}
 	}
 }
 

@@ -156,6 +156,8 @@ type cluster struct {
 	env    []string // VDC_CONFIG for the CLI
 	c      *client.Client
 	token  string
+	// agentArgs are added to every agent's command line.
+	agentArgs []string
 }
 
 func newCluster(t *testing.T) *cluster {
@@ -200,6 +202,7 @@ func (cl *cluster) startAgent(name string) {
 	if cl.token != "" {
 		args = append(args, "--join-token", cl.token)
 	}
+	args = append(args, cl.agentArgs...)
 	if cl.lab != nil { // the agent runs inside the host's namespace
 		args = append([]string{"netns", "exec", cl.lab.ns(name), vdcBin}, args...)
 		cl.agents[name] = startCmd(cl.t, "agent "+name, "ip", args...)

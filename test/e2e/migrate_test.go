@@ -400,6 +400,32 @@ func TestServerKilledDuringMigration(t *testing.T) {
 	if err != nil || out != "here\n" {
 		t.Fatalf("the VM does not answer where the inventory says (%s): %v %q", vm.Spec.Host.Name, err, out)
 	}
+
+	// The source's agent is killed mid-migration: QEMU goes on sending,
+	// and the agent, started again, follows the migration it did not
+	// start, to its end.
+	from, to := vm.Spec.Host.Name, "host-1"
+	if from == "host-1" {
+		to = "host-2"
+	}
+	id = strings.TrimSpace(cl.vdc("vm", "migrate", "k1", "--host", to, "--max-bandwidth", "8MiB", "--async"))
+	eventually(t, 30*time.Second, "the migration sending", func() bool {
+		tk, _ := cl.c.GetTask(ctx, id)
+		return tk != nil && strings.Contains(tk.Message, "memory")
+	})
+	cl.agents[from].kill9()
+	cl.startAgent(from)
+	tk, _ = cl.c.WaitTask(ctx, id, nil)
+	if tk == nil || tk.State != api.TaskSucceeded {
+		t.Fatalf("the migration did not complete after its source agent restarted: %+v", tk)
+	}
+	if vm := cl.vm("k1"); vm.Spec.Host.Name != to || vm.Status.PowerState != api.PowerOn {
+		t.Fatalf("after the source agent restarted: %s on %s", vm.Status.PowerState, vm.Spec.Host.Name)
+	}
+	eventually(t, 30*time.Second, "one QEMU process", func() bool { return len(qemuPIDs(t, "k1")) == 1 })
+	if out, err := exec1(cl, "k1"); err != nil || out != "here\n" {
+		t.Fatalf("the VM does not answer on %s: %v %q", to, err, out)
+	}
 }
 
 func exec1(cl *cluster, vm string) (string, error) {

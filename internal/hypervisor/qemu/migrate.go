@@ -522,7 +522,7 @@ func (v *vm) migrateOut(ctx context.Context, m *migration, to hypervisor.Migrate
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(25 * time.Millisecond):
 		}
 	}
 }
@@ -725,9 +725,60 @@ func (d *Driver) MigrationStatus(ctx context.Context, id string) (hypervisor.Mig
 	m := v.mig
 	v.mu.Unlock()
 	if m == nil {
-		return hypervisor.MigrationStatus{State: hypervisor.MigrationNone}, nil
+		return v.qemuMigrationStatus(ctx)
 	}
 	return m.get(), nil
+}
+
+// qemuMigrationStatus reads the state of a migration this driver did not
+// start (the agent that started it restarted) from QEMU itself.
+func (v *vm) qemuMigrationStatus(ctx context.Context) (hypervisor.MigrationStatus, error) {
+	var q qmpMigrate
+	if err := v.query(ctx, "query-migrate", &q); err != nil {
+		return hypervisor.MigrationStatus{}, fmt.Errorf("read the migration of vm %s: %w", v.cfg.Name, err)
+	}
+	var st hypervisor.MigrationStatus
+	q.into(&st)
+	switch q.Status {
+	case "", "none":
+		st.State = hypervisor.MigrationNone
+	case "completed":
+		// Disk copies that went along end as the agent that started them
+		// would have ended them: in step with the target.
+		if err := v.adoptMirrors(ctx); err != nil {
+			return st, err
+		}
+		if err := v.finishMirrors(ctx, false); err != nil {
+			return st, fmt.Errorf("finish the disk copies of vm %s: %w", v.cfg.Name, err)
+		}
+		st.State = hypervisor.MigrationCompleted
+	case "failed":
+		st.State, st.Error = hypervisor.MigrationFailed, q.ErrorDesc
+	case "cancelled", "cancelling":
+		st.State = hypervisor.MigrationCancelled
+	default:
+		st.State = hypervisor.MigrationActive
+	}
+	return st, nil
+}
+
+// adoptMirrors finds the disk copies of a migration to another host
+// (block jobs "mig-DISK") that an earlier agent started.
+func (v *vm) adoptMirrors(ctx context.Context) error {
+	var jobs []qmpJob
+	if err := v.query(ctx, "query-block-jobs", &jobs); err != nil {
+		return err
+	}
+	var ids []string
+	for _, j := range jobs {
+		if strings.HasPrefix(j.Device, "mig-") {
+			ids = append(ids, j.Device)
+		}
+	}
+	v.mu.Lock()
+	v.mirrors = ids
+	v.mu.Unlock()
+	return nil
 }
 
 // CancelMigration stops a migration out; the VM goes on running here.
@@ -749,7 +800,10 @@ func (d *Driver) CancelMigration(ctx context.Context, id string) error {
 		v.log.Warn("migration taken back: the VM runs here again", "vm", v.cfg.Name)
 		return nil
 	}
-	if m == nil || m.finished() {
+	if m == nil {
+		return v.cancelQEMUMigration(ctx)
+	}
+	if m.finished() {
 		return fmt.Errorf("cancel the migration of vm %s: none is running: %w", v.cfg.Name, hypervisor.ErrWrongState)
 	}
 	m.update(func(st *hypervisor.MigrationStatus) { st.State = hypervisor.MigrationCancelled })
@@ -766,6 +820,42 @@ func (d *Driver) CancelMigration(ctx context.Context, id string) error {
 	}
 	if err := v.query(ctx, "query-status", &st); err == nil && st.Status != "running" && v.state().Power == hypervisor.StateOn {
 		_ = v.command(ctx, "cont", nil)
+	}
+	return nil
+}
+
+// cancelQEMUMigration cancels, or takes back, a migration this driver did
+// not start (the agent that started it restarted).
+func (v *vm) cancelQEMUMigration(ctx context.Context) error {
+	st, err := v.qemuMigrationStatus(ctx)
+	if err != nil {
+		return err
+	}
+	switch st.State {
+	case hypervisor.MigrationActive:
+		if err := v.command(ctx, "migrate_cancel", nil); err != nil {
+			return fmt.Errorf("cancel the migration of vm %s: %w", v.cfg.Name, err)
+		}
+		for i := 0; i < 100; i++ {
+			if st, err = v.qemuMigrationStatus(ctx); err != nil || st.State != hypervisor.MigrationActive {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if err := v.adoptMirrors(ctx); err == nil {
+			_ = v.finishMirrors(ctx, true)
+		}
+	case hypervisor.MigrationCompleted:
+	default:
+		return fmt.Errorf("cancel the migration of vm %s: none is running: %w", v.cfg.Name, hypervisor.ErrWrongState)
+	}
+	var run struct {
+		Status string `json:"status"`
+	}
+	if err := v.query(ctx, "query-status", &run); err == nil && run.Status != "running" {
+		if err := v.command(ctx, "cont", nil); err != nil {
+			return fmt.Errorf("run vm %s again after cancelling its migration: %w", v.cfg.Name, err)
+		}
 	}
 	return nil
 }

@@ -29,7 +29,7 @@ func tlsDir(t *testing.T) (dir, hostname string) {
 	}
 	dir = t.TempDir()
 	for name, data := range map[string][]byte{"ca-cert.pem": ca.CertPEM, "server-cert.pem": cert, "server-key.pem": key,
-		"client-cert.pem": cert, "client-key.pem": key} {
+		"client-cert.pem": cert, "client-key.pem": key, "dh-params.pem": []byte(pki.FFDHE2048)} {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
 			t.Fatal(err)
 		}
