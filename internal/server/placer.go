@@ -59,11 +59,13 @@ func (p *placer) snapshot(clusterID string) []scheduler.Host {
 		if h == nil {
 			continue
 		}
-		if _, counted := p.s.cache.Get(api.KindVM, id); !counted {
+		o, counted := p.s.cache.Get(api.KindVM, id)
+		if !counted {
 			h.AllocCPUs += r.cpus
 			h.AllocMemory += r.mem
 		}
-		if r.on {
+		// A power-on the cache already shows on this host is in the tally.
+		if r.on && !(counted && o.(*api.VM).Spec.Host.ID == r.host && holdsResources(o.(*api.VM))) {
 			h.OnCPUs += r.cpus
 			h.OnMemory += r.mem
 		}
