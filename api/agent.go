@@ -44,6 +44,10 @@ type Heartbeat struct {
 	// a live migration, for a while: the server answers with the ones no
 	// migration task waits for any more (DropIncoming).
 	Incoming []string `json:"incoming,omitempty"`
+	// HAGen is the version of the HA settings the host has (HostHA.Gen).
+	HAGen string `json:"haGen,omitempty"`
+	// Fenced says what the host did to its VMs while it was isolated.
+	Fenced []FenceRecord `json:"fenced,omitempty"`
 }
 
 // AgentVMState is what a host knows of one of its VMs.
@@ -55,6 +59,9 @@ type AgentVMState struct {
 	Reason string     `json:"reason,omitempty"`
 	Guest  *GuestInfo `json:"guest,omitempty"`
 	VNC    string     `json:"vnc,omitempty"`
+	// Lease is the lease file the running VM holds (HA's guard against a
+	// second copy), if any.
+	Lease string `json:"lease,omitempty"`
 	// Disks are measured on full heartbeats and on define.
 	Disks []DiskStatus `json:"disks,omitempty"`
 }
@@ -75,6 +82,12 @@ type HeartbeatResponse struct {
 	// DropIncoming lists copies of migrating VMs to throw away: their
 	// migration ended while the server could not reach this host.
 	DropIncoming []string `json:"dropIncoming,omitempty"`
+	// HA is the host's HA settings, when they differ from HAGen.
+	HA *HostHA `json:"ha,omitempty"`
+	// Drop lists VMs the host still has that now run on another host (HA
+	// restarted them while it was cut off): stop them and forget them,
+	// leaving their disks.
+	Drop []string `json:"drop,omitempty"`
 }
 
 type DatastoreToCheck struct {

@@ -35,6 +35,8 @@ type ClusterSpec struct {
 	// physical CPU; MemoryOvercommit the same for memory.
 	CPUOvercommit    float64 `json:"cpuOvercommit"`
 	MemoryOvercommit float64 `json:"memoryOvercommit"`
+	// HA restarts the VMs of failed hosts and resets hung guests.
+	HA *ClusterHA `json:"ha,omitempty"`
 }
 
 // ClusterStatus is computed when the cluster is read.
@@ -85,6 +87,10 @@ type HostStatus struct {
 	MemoryBytes Size   `json:"memoryBytes"`
 	// Datastores the agent reports it can reach.
 	Datastores []Ref `json:"datastores,omitempty"`
+	// FailedAt is when HA declared the host failed (its heartbeats stopped
+	// for the cluster's failure detection time) and restarted its VMs
+	// elsewhere; zero once it is back.
+	FailedAt time.Time `json:"failedAt,omitzero"`
 
 	// Computed when read: vCPUs and memory of the host's powered-on VMs, and
 	// the number of VMs registered on it.

@@ -23,6 +23,8 @@ type ClusterCreateRequest struct {
 	// Default 4.0 and 1.0.
 	CPUOvercommit    float64 `json:"cpuOvercommit,omitempty"`
 	MemoryOvercommit float64 `json:"memoryOvercommit,omitempty"`
+	// HA settings (default: off).
+	HA *ClusterHAUpdate `json:"ha,omitempty"`
 }
 
 type ClusterUpdateRequest struct {
@@ -31,6 +33,7 @@ type ClusterUpdateRequest struct {
 	Labels           map[string]string `json:"labels,omitempty"`
 	CPUOvercommit    *float64          `json:"cpuOvercommit,omitempty"`
 	MemoryOvercommit *float64          `json:"memoryOvercommit,omitempty"`
+	HA               *ClusterHAUpdate  `json:"ha,omitempty"`
 }
 
 type DatastoreCreateRequest struct {

@@ -59,6 +59,7 @@ const (
 	EventTask           = "task"            // a task was queued, progressed or finished
 	EventVMPower        = "vm.power"        // a VM's power state changed
 	EventHostConnection = "host.connection" // a host connected or disconnected
+	EventHostHA         = "host.ha"         // HA declared a host failed, or it came back
 	EventCreated        = "created"         // an inventory object was created
 	EventDeleted        = "deleted"         // ... or deleted
 )

@@ -42,6 +42,9 @@ type VMSpec struct {
 	CDROM string `json:"cdrom,omitempty"`
 	// VNC turns on a VNC display (listening on the host).
 	VNC bool `json:"vnc,omitempty"`
+	// HAPriority orders HA restarts: high, medium (the default), low, or
+	// disabled (not restarted, not fenced).
+	HAPriority string `json:"haPriority,omitempty"`
 }
 
 // VMBoot is a direct kernel boot from an image's files.
@@ -95,6 +98,9 @@ type VMStatus struct {
 	Disks []DiskStatus `json:"disks,omitempty"`
 	// VNC is the address of the VM's display while it runs.
 	VNC string `json:"vnc,omitempty"`
+	// HAResets are the times VM monitoring reset the VM, within the
+	// cluster's reset window.
+	HAResets []time.Time `json:"haResets,omitempty"`
 }
 
 // Guest agent states.
@@ -161,6 +167,8 @@ type VMCreateRequest struct {
 	// CDROM is the absolute path of an ISO image on the hosts.
 	CDROM string `json:"cdrom,omitempty"`
 	VNC   bool   `json:"vnc,omitempty"`
+	// HAPriority: high, medium (default), low or disabled.
+	HAPriority string `json:"haPriority,omitempty"`
 }
 
 type DiskRequest struct {
@@ -183,6 +191,7 @@ type VMUpdateRequest struct {
 	Memory      *Size             `json:"memory,omitempty"`
 	Description *string           `json:"description,omitempty"`
 	Labels      map[string]string `json:"labels,omitempty"`
+	HAPriority  *string           `json:"haPriority,omitempty"`
 }
 
 // Power actions for POST /api/v1/vms/{vm}/power.

@@ -61,6 +61,8 @@ type Agent struct {
 	mu         sync.Mutex
 	datastores []api.DatastoreToCheck
 
+	ha *haState
+
 	// Heartbeats carry only changes; these track what the server has.
 	ackedSeq uint64
 	beats    int
@@ -147,6 +149,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}()
 	go a.watchDriver(ctx)
+	a.ha = loadHA(a.cfg.DataDir)
+	go a.watchIsolation(ctx)
 	a.log.Info("agent running", "api", a.addr, "server", a.cfg.ServerURL, "vms", a.vms.count())
 	a.heartbeatLoop(ctx)
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -268,6 +272,7 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 		CPUs: info.CPUs, MemoryBytes: api.Size(info.MemoryBytes),
 		VMs: vms, Full: full, VMsSeq: seq, Datastores: a.checkDatastores(),
 		Incoming: a.vms.incomingOlderThan(incomingGrace),
+		HAGen:    a.ha.gen(), Fenced: a.ha.pendingFences(),
 	}
 	var resp api.HeartbeatResponse
 	if err := a.post(ctx, "/api/v1/agent/heartbeat", hb, &resp); err != nil {
@@ -276,6 +281,14 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 	}
 	a.ackedSeq, a.needFull = seq, false
 	a.beats++
+	policyChanged, err := a.ha.contact(len(hb.Fenced), resp.HA)
+	if err != nil {
+		a.log.Warn("cannot save the HA settings", "err", err)
+	}
+	if policyChanged {
+		a.applyLeases(ctx)
+	}
+	a.dropVMs(ctx, resp.Drop)
 	if resp.IntervalSeconds > 0 {
 		a.interval = time.Duration(resp.IntervalSeconds) * time.Second
 	}

@@ -123,6 +123,9 @@ func (r *registry) observe(ctx context.Context, id string, e *vmEntry) (api.Agen
 		return api.AgentVMState{}, err
 	}
 	cur := api.AgentVMState{ID: id, PowerState: st.Power, Reason: st.Reason, VNC: st.VNC}
+	if l, ok := r.drv.(hypervisor.Leaser); ok {
+		cur.Lease = l.Lease(id)
+	}
 	if ga, ok := r.drv.(hypervisor.GuestAgent); ok && st.Power != hypervisor.StateOff {
 		if g, err := ga.Guest(ctx, id); err == nil && g.State != "" {
 			cur.Guest = &api.GuestInfo{State: g.State, OS: g.OS, Kernel: g.Kernel, Hostname: g.Hostname,
@@ -146,7 +149,7 @@ func (r *registry) observe(ctx context.Context, id string, e *vmEntry) (api.Agen
 // sameState compares what matters of two reports (not when the guest last
 // answered).
 func sameState(a, b api.AgentVMState) bool {
-	if a.PowerState != b.PowerState || a.Reason != b.Reason || a.VNC != b.VNC || (a.Guest == nil) != (b.Guest == nil) {
+	if a.PowerState != b.PowerState || a.Reason != b.Reason || a.VNC != b.VNC || a.Lease != b.Lease || (a.Guest == nil) != (b.Guest == nil) {
 		return false
 	}
 	if a.Guest == nil {
@@ -192,6 +195,9 @@ func (r *registry) define(ctx context.Context, cfg hypervisor.VMConfig) (api.Age
 	b, _ := json.MarshalIndent(cfg, "", "  ")
 	if old, err := os.ReadFile(filepath.Join(cfg.Dir, "config.json")); exists && err == nil && bytes.Equal(old, b) {
 		// Same definition as before (every power-on sends it): nothing to do.
+		if err := r.syncLease(ctx, cfg); err != nil {
+			return api.AgentVMState{}, err
+		}
 		st, err := r.observe(ctx, cfg.ID, e)
 		if err != nil {
 			return api.AgentVMState{}, fmt.Errorf("define vm %s: %w", cfg.Name, err)
@@ -214,12 +220,69 @@ func (r *registry) define(ctx context.Context, cfg hypervisor.VMConfig) (api.Age
 	r.mu.Lock()
 	r.vms[cfg.ID] = e
 	r.mu.Unlock()
+	if err := r.syncLease(ctx, cfg); err != nil {
+		return api.AgentVMState{}, err
+	}
 	st, err := r.observe(ctx, cfg.ID, e)
 	if err != nil {
 		return api.AgentVMState{}, fmt.Errorf("define vm %s: %w", cfg.Name, err)
 	}
 	st.Disks = measureDisks(ctx, cfg, true)
 	return st, nil
+}
+
+// syncLease makes a running VM hold the lease its definition names (its
+// disks moved): a VM that is off takes it when it starts. The caller
+// holds e.op.
+func (r *registry) syncLease(ctx context.Context, cfg hypervisor.VMConfig) error {
+	if err := r.leaseLocked(ctx, cfg.ID, cfg.Lease); err != nil {
+		return fmt.Errorf("define vm %s: %w", cfg.Name, err)
+	}
+	return nil
+}
+
+// holdLease makes a running VM hold the lease at path (none if empty).
+func (r *registry) holdLease(ctx context.Context, id, path string) error {
+	e, err := r.get(id)
+	if err != nil {
+		return err
+	}
+	e.op.Lock()
+	defer e.op.Unlock()
+	if r.isIncoming(e) {
+		return nil
+	}
+	if err := r.leaseLocked(ctx, id, path); err != nil {
+		return err
+	}
+	_, err = r.observe(ctx, id, e)
+	return err
+}
+
+func (r *registry) leaseLocked(ctx context.Context, id, path string) error {
+	l, ok := r.drv.(hypervisor.Leaser)
+	if !ok || l.Lease(id) == path {
+		return nil
+	}
+	st, err := r.drv.State(ctx, id)
+	if err != nil || st.Power == hypervisor.StateOff {
+		return nil
+	}
+	return l.HoldLease(ctx, id, path)
+}
+
+// ids lists the VMs of this host (not the copies being received).
+func (r *registry) ids() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, 0, len(r.vms))
+	for id, e := range r.vms {
+		if !e.incoming {
+			out = append(out, id)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // undefine removes a VM; one that is not off needs force, which powers it off.

@@ -41,6 +41,10 @@ type VMConfig struct {
 	// Dir is a directory on the host that belongs to this VM alone (pid
 	// file, logs, driver state). Set by the agent.
 	Dir string `json:"dir"`
+	// Lease is the VM's lease file on its datastore (package lease): a
+	// running copy holds it, so that no second copy can start on any
+	// host. Empty: the VM has none (HA does not protect it).
+	Lease string `json:"lease,omitempty"`
 }
 
 // BootConfig is a direct kernel boot.
@@ -270,6 +274,17 @@ type Migrator interface {
 	// switches the VM to them (storage migration); MigrationStatus
 	// follows it. The old files are removed once the VM uses the new ones.
 	MoveDisks(ctx context.Context, id string, moves []DiskMove) error
+}
+
+// Leaser is implemented by drivers whose running VMs hold their lease
+// (VMConfig.Lease): taken on start and on the switch-over of a migration,
+// let go when the VM stops or its state has gone to another host.
+type Leaser interface {
+	// HoldLease makes a running VM hold the lease at path instead of the
+	// one it holds (none: path empty). It fails if another copy holds it.
+	HoldLease(ctx context.Context, id, path string) error
+	// Lease is the path of the lease the VM holds, if any.
+	Lease(id string) string
 }
 
 // Discarder is implemented by drivers that can clean up after a VM of

@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -184,6 +186,20 @@ func parseID(raw json.RawMessage) (uint64, bool) {
 // returns at once with ctx's error; the command may still run in QEMU, and
 // its answer is dropped when it comes.
 func (c *Client) Execute(ctx context.Context, command string, args any, result any) error {
+	return c.execute(ctx, command, args, result, nil)
+}
+
+// ExecuteWithFile runs a command that takes a file descriptor (getfd,
+// add-fd): f's descriptor goes along with the command (SCM_RIGHTS), and
+// QEMU keeps its own copy; the caller may close f once this returns.
+func (c *Client) ExecuteWithFile(ctx context.Context, command string, args any, result any, f *os.File) error {
+	if _, ok := c.conn.(*net.UnixConn); !ok {
+		return fmt.Errorf("qmp %s: passing a file needs a unix socket", command)
+	}
+	return c.execute(ctx, command, args, result, syscall.UnixRights(int(f.Fd())))
+}
+
+func (c *Client) execute(ctx context.Context, command string, args any, result any, oob []byte) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("qmp %s: %w", command, err)
 	}
@@ -210,7 +226,7 @@ func (c *Client) Execute(ctx context.Context, command string, args any, result a
 	c.pending[req.ID] = ch
 	c.mu.Unlock()
 
-	if err := c.write(ctx, append(b, '\n')); err != nil {
+	if err := c.write(ctx, append(b, '\n'), oob); err != nil {
 		c.forget(req.ID)
 		if ctx.Err() != nil {
 			return fmt.Errorf("qmp %s: %w", command, ctx.Err())
@@ -253,7 +269,7 @@ func (c *Client) forget(id uint64) {
 // write sends one whole command. A write cut short by ctx leaves half a
 // command on the wire, which no later command can recover from, so that
 // ends the connection.
-func (c *Client) write(ctx context.Context, b []byte) error {
+func (c *Client) write(ctx context.Context, b, oob []byte) error {
 	select {
 	case c.wsem <- struct{}{}:
 	case <-ctx.Done():
@@ -263,7 +279,18 @@ func (c *Client) write(ctx context.Context, b []byte) error {
 	}
 	defer func() { <-c.wsem }()
 	stop := interruptOnDone(ctx, c.conn.SetWriteDeadline)
-	n, err := c.conn.Write(b)
+	var n int
+	var err error
+	if oob != nil {
+		n, _, err = c.conn.(*net.UnixConn).WriteMsgUnix(b, oob, nil)
+		if err == nil && n < len(b) { // the descriptor went with the first part
+			var m int
+			m, err = c.conn.Write(b[n:])
+			n += m
+		}
+	} else {
+		n, err = c.conn.Write(b)
+	}
 	stop()
 	if err == nil {
 		return nil

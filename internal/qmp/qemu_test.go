@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vdc-project/vdc/internal/lease"
 )
 
 // requireTool returns the path of a program the test needs, or skips the
@@ -279,5 +281,43 @@ func TestQEMUContext(t *testing.T) {
 	defer dcancel()
 	if _, err := Dial(dctx, q.sock); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("second Dial = %v, want DeadlineExceeded", err)
+	}
+}
+
+// A file passed with getfd stays open in QEMU after we close ours (its
+// lock with it), until closefd.
+func TestPassFileToQEMU(t *testing.T) {
+	q := startQEMU(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p := filepath.Join(t.TempDir(), "lease")
+	f, err := lease.Acquire(p, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.c.ExecuteWithFile(ctx, "getfd", map[string]string{"fdname": "lease"}, nil, f); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if held, _, _ := lease.Held(p); !held {
+		t.Fatal("QEMU let go of the file passed to it")
+	}
+	// It keeps it when the connection that passed it ends (the agent dies).
+	q.c.Close()
+	if held, _, _ := lease.Held(p); !held {
+		t.Fatal("QEMU let go of the file when the QMP connection ended")
+	}
+	if q.c, err = Dial(ctx, q.sock); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.c.Execute(ctx, "closefd", map[string]string{"fdname": "lease"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if held, _, _ := lease.Held(p); held {
+		t.Fatal("the file is still held after closefd")
+	}
+	var qe *Error
+	if err := q.c.Execute(ctx, "closefd", map[string]string{"fdname": "lease"}, nil); !errors.As(err, &qe) {
+		t.Fatalf("closefd of an unknown name: want a QMP error, got %v", err)
 	}
 }

@@ -75,12 +75,24 @@ func events(ch store.Change) []api.Event {
 		}
 	case *api.Host:
 		p := ch.Prev.(*api.Host)
+		var out []api.Event
 		if p.Status.Connection != o.Status.Connection {
 			e := base
 			e.Type, e.From, e.To = api.EventHostConnection, p.Status.Connection, o.Status.Connection
 			e.Message = fmt.Sprintf("host %s %s", o.Metadata.Name, o.Status.Connection)
-			return []api.Event{e}
+			out = append(out, e)
 		}
+		if p.Status.FailedAt.IsZero() != o.Status.FailedAt.IsZero() {
+			e := base
+			e.Type, e.From, e.To = api.EventHostHA, "ok", "failed"
+			e.Message = fmt.Sprintf("host %s failed: HA restarts its protected VMs on the other hosts", o.Metadata.Name)
+			if o.Status.FailedAt.IsZero() {
+				e.From, e.To = "failed", "ok"
+				e.Message = fmt.Sprintf("host %s, declared failed at %s, is back", o.Metadata.Name, p.Status.FailedAt.Format(time.RFC3339))
+			}
+			out = append(out, e)
+		}
+		return out
 	}
 	return nil
 }

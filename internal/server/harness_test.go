@@ -36,8 +36,14 @@ func testLog(t *testing.T) *slog.Logger {
 }
 
 func startServer(t *testing.T, dir string) (*server.Server, *client.Client) {
+	return startServerAt(t, dir, "127.0.0.1:0")
+}
+
+// startServerAt starts a server listening on addr: again where the last
+// one listened, for agents to find it after a restart.
+func startServerAt(t *testing.T, dir, addr string) (*server.Server, *client.Client) {
 	t.Helper()
-	srv, err := server.New(server.Config{DataDir: filepath.Join(dir, "server"), Listen: "127.0.0.1:0", Name: "test",
+	srv, err := server.New(server.Config{DataDir: filepath.Join(dir, "server"), Listen: addr, Name: "test",
 		HeartbeatInterval: time.Second, HostTimeout: 3 * time.Second, Log: testLog(t)})
 	if err != nil {
 		t.Fatal(err)

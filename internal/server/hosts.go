@@ -206,6 +206,10 @@ func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request) {
 			st.ConnectedSince = now
 			s.log.Info("host connected", "host", h.Metadata.Name, "address", hb.Address)
 		}
+		if !st.FailedAt.IsZero() {
+			s.log.Warn("a host HA declared failed is back", "host", h.Metadata.Name, "failedAt", st.FailedAt)
+			st.FailedAt = time.Time{}
+		}
 		st.LastHeartbeat = now
 		st.Address, st.Hostname, st.Driver, st.Accel, st.Version = hb.Address, hb.Hostname, hb.Driver, hb.Accel, hb.Version
 		st.Hypervisor = hb.Hypervisor
@@ -224,11 +228,17 @@ func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request) {
 	}
 	s.reconcileVMs(ctx, h, hb.VMs, hb.Full, hb.VMsSeq)
 	s.recordDatastoreSpace(ctx, hb.Datastores)
-	reply(w, http.StatusOK, api.HeartbeatResponse{
+	s.recordFences(ctx, h, hb.Fenced)
+	resp := api.HeartbeatResponse{
 		IntervalSeconds: int(s.cfg.HeartbeatInterval / time.Second),
 		Datastores:      s.datastoresFor(h),
 		DropIncoming:    s.orphanCopies(h, hb.Incoming),
-	})
+		Drop:            s.strays(h, hb.VMs),
+	}
+	if ha := s.hostHA(h); ha.Gen != hb.HAGen {
+		resp.HA = ha
+	}
+	reply(w, http.StatusOK, resp)
 }
 
 // orphanCopies picks, of the copies a host is receiving, the ones no
@@ -479,6 +489,13 @@ func (s *Server) monitorHosts(ctx context.Context) {
 				}
 				if h.Status.Connection == api.HostConnected && now.Sub(seen) > s.cfg.HostTimeout {
 					s.markDisconnected(ctx, h, now.Sub(seen))
+				}
+				if h.Status.FailedAt.IsZero() && now.Sub(seen) > s.haDetection(h) {
+					if h.Status.Connection == api.HostConnected {
+						s.markDisconnected(ctx, h, now.Sub(seen))
+						continue // failed on the next tick, from its new state
+					}
+					s.declareFailed(ctx, h, now.Sub(seen))
 				}
 			}
 		}

@@ -360,10 +360,17 @@ func (s *Server) createCluster(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
+	var ha *api.ClusterHA
+	if req.HA != nil {
+		if ha, err = s.validateHA(nil, req.HA); err != nil {
+			fail(w, err)
+			return
+		}
+	}
 	s.createInline(w, r, &api.Cluster{
 		Metadata: api.ObjectMeta{Name: req.Name, Labels: req.Labels},
 		Spec: api.ClusterSpec{Datacenter: api.Ref{ID: dc.Metadata.ID}, Description: req.Description,
-			CPUOvercommit: req.CPUOvercommit, MemoryOvercommit: req.MemoryOvercommit},
+			CPUOvercommit: req.CPUOvercommit, MemoryOvercommit: req.MemoryOvercommit, HA: ha},
 	})
 }
 
@@ -382,6 +389,9 @@ func (s *Server) updateCluster(w http.ResponseWriter, r *http.Request) {
 		if err == nil && req.MemoryOvercommit != nil {
 			err = validateOvercommit("memory", *req.MemoryOvercommit)
 			upd.Spec.MemoryOvercommit = *req.MemoryOvercommit
+		}
+		if err == nil && req.HA != nil {
+			upd.Spec.HA, err = s.validateHA(upd.Spec.HA, req.HA)
 		}
 		return err
 	})

@@ -79,6 +79,7 @@ func (s *Server) campaign(ctx context.Context) {
 func (s *Server) lead(ctx context.Context) {
 	s.runner.start(ctx)
 	go s.monitorHosts(ctx)
+	go s.monitorGuests(ctx)
 	go s.collectTasks(ctx)
 }
 

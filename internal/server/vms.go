@@ -72,7 +72,7 @@ func validateVMShape(cpus int, mem api.Size) error {
 }
 
 func validateCreate(req *api.VMCreateRequest) error {
-	if err := firstErr(validateCommon("vm", req.Name, req.Labels, req.Description), validateVMShape(req.CPUs, req.Memory)); err != nil {
+	if err := firstErr(validateCommon("vm", req.Name, req.Labels, req.Description), validateVMShape(req.CPUs, req.Memory), validateHAPriority(req.HAPriority)); err != nil {
 		return err
 	}
 	if len(req.Disks) > api.MaxDisksPerVM {
@@ -244,6 +244,7 @@ func (s *Server) buildVM(req *api.VMCreateRequest) (*api.VM, *api.Cluster, strin
 		return nil, nil, "", err
 	}
 	vm.Spec.CDROM, vm.Spec.VNC = req.CDROM, req.VNC
+	vm.Spec.HAPriority = req.HAPriority
 	nics := req.NICs
 	if nics == nil {
 		var pgs []api.Object
@@ -385,6 +386,12 @@ func (s *Server) updateVM(w http.ResponseWriter, r *http.Request) {
 	s.update(w, r, api.KindVM, func(o api.Object) error {
 		vm := o.(*api.VM)
 		err := firstErr(checkReady(vm), rename("vm", &vm.Metadata, req.Name), relabel(&vm.Metadata, req.Labels), redescribe(&vm.Spec.Description, req.Description))
+		if err == nil && req.HAPriority != nil {
+			// Takes effect at once: the host's HA settings change, and a
+			// running VM takes or lets go of its lease.
+			err = validateHAPriority(*req.HAPriority)
+			vm.Spec.HAPriority = *req.HAPriority
+		}
 		if err != nil || (req.CPUs == nil && req.Memory == nil) {
 			return err
 		}
@@ -510,6 +517,8 @@ func (s *Server) checkRoom(vm *api.VM, h *api.Host) error {
 	if !ok {
 		return api.Errorf(api.ErrConflict, "vm %s is in no cluster", vm.Metadata.Name)
 	}
-	_, err := s.places.admit(vm, co.(*api.Cluster), h, false)
-	return err
+	if _, err := s.places.admit(vm, co.(*api.Cluster), h, false); err != nil {
+		return err
+	}
+	return s.checkHAAdmission(vm, co.(*api.Cluster), h)
 }

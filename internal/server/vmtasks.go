@@ -15,6 +15,9 @@ func (s *Server) registerTaskHandlers(r *runner) {
 	r.register("vm.delete", taskHandler{run: s.runVMDelete, resumable: true})
 	r.register(opVMMigrate, taskHandler{run: s.runVMMigrate, resumable: true, cancelable: true})
 	r.register("host.maintenance.enter", taskHandler{run: s.runHostEvacuate, resumable: true, cancelable: true})
+	r.register(opHostFailover, taskHandler{run: s.runHostFailover, resumable: true})
+	r.register(opVMHARestart, taskHandler{run: s.runVMHARestart, resumable: true})
+	r.register(opVMHAReset, taskHandler{run: s.runVMHAReset, interrupted: "the VM may or may not have been reset"})
 	for action := range powerActions {
 		h := taskHandler{run: s.runVMPower, resumable: true}
 		if action == api.ActionReset {
@@ -27,7 +30,8 @@ func (s *Server) registerTaskHandlers(r *runner) {
 // vmConfig is what the host needs to run a VM.
 func (s *Server) vmConfig(vm *api.VM) (hypervisor.VMConfig, error) {
 	cfg := hypervisor.VMConfig{ID: vm.Metadata.ID, Name: vm.Metadata.Name, CPUs: vm.Spec.CPUs,
-		MemoryBytes: int64(vm.Spec.MemoryBytes), Labels: vm.Metadata.Labels, CDROM: vm.Spec.CDROM, VNC: vm.Spec.VNC}
+		MemoryBytes: int64(vm.Spec.MemoryBytes), Labels: vm.Metadata.Labels, CDROM: vm.Spec.CDROM, VNC: vm.Spec.VNC,
+		Lease: s.vmLease(vm)}
 	for _, d := range vm.Spec.Disks {
 		o, ok := s.cache.Get(api.KindDatastore, d.Datastore.ID)
 		if !ok {
@@ -229,6 +233,9 @@ func (s *Server) powerOn(ctx context.Context, t *taskRun, vmID string) (any, err
 		}
 		// Hold the room until the new power state is recorded.
 		t.after(release)
+		if err := s.checkHAAdmission(vm, co.(*api.Cluster), h); err != nil {
+			return nil, err
+		}
 		cfg, err := s.vmConfig(vm)
 		if err != nil {
 			return nil, err

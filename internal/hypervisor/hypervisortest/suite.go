@@ -39,6 +39,7 @@ func Run(t *testing.T, h Harness) {
 		{"Restart", testRestart},
 		{"SubscribeEnds", testSubscribeEnds},
 		{"Concurrent", testConcurrent},
+		{"Lease", testLease},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })

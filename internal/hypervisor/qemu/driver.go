@@ -45,7 +45,9 @@ type Options struct {
 	// server-cert.pem, server-key.pem, client-cert.pem, client-key.pem),
 	// for encrypted migrations.
 	TLSDir string
-	Log    *slog.Logger
+	// Host is this host's name, written in the leases its VMs hold.
+	Host string
+	Log  *slog.Logger
 }
 
 // Driver runs VMs as QEMU processes.

@@ -319,9 +319,14 @@ func (d *Driver) FinishIncoming(ctx context.Context, id string) error {
 	}
 	if status.Status != "running" {
 		_ = v.command(ctx, "nbd-server-stop", nil)
-		if err := v.command(ctx, "cont", nil); err != nil {
+		if err := v.run(ctx); err != nil {
 			return fmt.Errorf("finish receiving vm %s: %w", v.cfg.Name, err)
 		}
+	} else if err := v.takeLease(ctx, v.cfg.Lease); err != nil {
+		// It started by itself at the end of the transfer, and another
+		// copy holds the lease: this one must not run.
+		_ = v.command(ctx, "stop", nil)
+		return fmt.Errorf("finish receiving vm %s: %w", v.cfg.Name, err)
 	}
 	v.mu.Lock()
 	v.incoming, v.made = false, nil
@@ -507,6 +512,10 @@ func (v *vm) migrateOut(ctx context.Context, m *migration, to hypervisor.Migrate
 				if err := v.finishMirrors(ctx, false); err != nil {
 					return err
 				}
+			}
+			// The target takes the lease once it is told to run.
+			if err := v.dropLease(ctx); err != nil {
+				return err
 			}
 			m.update(func(st *hypervisor.MigrationStatus) {
 				st.State = hypervisor.MigrationCompleted
@@ -751,6 +760,9 @@ func (v *vm) qemuMigrationStatus(ctx context.Context) (hypervisor.MigrationStatu
 		if err := v.finishMirrors(ctx, false); err != nil {
 			return st, fmt.Errorf("finish the disk copies of vm %s: %w", v.cfg.Name, err)
 		}
+		if err := v.dropLease(ctx); err != nil {
+			return st, err
+		}
 		st.State = hypervisor.MigrationCompleted
 	case "failed":
 		st.State, st.Error = hypervisor.MigrationFailed, q.ErrorDesc
@@ -793,7 +805,8 @@ func (d *Driver) CancelMigration(ctx context.Context, id string) error {
 	if m != nil && m.get().State == hypervisor.MigrationCompleted {
 		// The target never took over: run here again. QEMU re-activates
 		// the disks it handed over (the mirrors, if any, never pivoted).
-		if err := v.command(ctx, "cont", nil); err != nil {
+		// The lease says whether the target really never ran it.
+		if err := v.run(ctx); err != nil {
 			return fmt.Errorf("run vm %s again after a migration its target did not take: %w", v.cfg.Name, err)
 		}
 		m.update(func(st *hypervisor.MigrationStatus) { st.State = hypervisor.MigrationCancelled })
@@ -853,7 +866,7 @@ func (v *vm) cancelQEMUMigration(ctx context.Context) error {
 		Status string `json:"status"`
 	}
 	if err := v.query(ctx, "query-status", &run); err == nil && run.Status != "running" {
-		if err := v.command(ctx, "cont", nil); err != nil {
+		if err := v.run(ctx); err != nil {
 			return fmt.Errorf("run vm %s again after cancelling its migration: %w", v.cfg.Name, err)
 		}
 	}

@@ -16,6 +16,8 @@ type savedState struct {
 	Power  string    `json:"power"`
 	Reason string    `json:"reason,omitempty"`
 	Since  time.Time `json:"since"`
+	// Lease is the lease file the running QEMU holds (see lease.go).
+	Lease string `json:"lease,omitempty"`
 }
 
 func writeState(path string, s savedState) error {

@@ -46,6 +46,7 @@ type vm struct {
 	mig          *migration // the current or last migration out
 	mirrors      []string   // block jobs copying the disks to a target
 	shuttingDown bool       // a shutdown request is being repeated
+	lease        string     // the lease file the running QEMU holds
 
 	dialMu    sync.Mutex // one guest agent dial at a time
 	guest     hypervisor.GuestInfo
@@ -68,13 +69,20 @@ func (v *vm) set(power, reason string) {
 		v.since = time.Now().UTC()
 	}
 	v.power, v.reason = power, reason
-	st := savedState{Power: v.power, Reason: v.reason, Since: v.since}
+	v.mu.Unlock()
+	v.save()
+	if changed {
+		v.d.notify(v.cfg.ID)
+	}
+}
+
+// save keeps the VM's state for the next agent process.
+func (v *vm) save() {
+	v.mu.Lock()
+	st := savedState{Power: v.power, Reason: v.reason, Since: v.since, Lease: v.lease}
 	v.mu.Unlock()
 	if err := writeState(v.p.stateFile(), st); err != nil {
 		v.log.Warn("cannot save VM state", "err", err)
-	}
-	if changed {
-		v.d.notify(v.cfg.ID)
 	}
 }
 
@@ -95,11 +103,37 @@ func (v *vm) start(ctx context.Context) error {
 	if err := v.wrongState("start", hypervisor.StateOff); err != nil {
 		return err
 	}
-	if err := v.launch(ctx, nil); err != nil {
+	// Paused (-S) until QEMU holds the VM's lease: the guest never runs
+	// without it, even if this agent dies half-way (attach finishes the
+	// start, or ends it).
+	if err := v.launch(ctx, []string{"-S"}); err != nil {
+		return fmt.Errorf("start vm %s: %w", v.cfg.Name, err)
+	}
+	if err := v.run(ctx); err != nil {
+		v.kill()
 		return fmt.Errorf("start vm %s: %w", v.cfg.Name, err)
 	}
 	v.set(hypervisor.StateOn, "")
 	return nil
+}
+
+// run takes the VM's lease and lets a QEMU started paused (-S) run.
+func (v *vm) run(ctx context.Context) error {
+	if err := v.takeLease(ctx, v.cfg.Lease); err != nil {
+		return err
+	}
+	return v.command(ctx, "cont", nil)
+}
+
+// kill ends a QEMU that must not run, and waits for it.
+func (v *vm) kill() {
+	v.mu.Lock()
+	v.stopping = true
+	pid, exited := v.pid, v.exited
+	v.mu.Unlock()
+	if exited != nil {
+		_ = killAndWait(pid, exited)
+	}
 }
 
 // launch runs a QEMU process for the VM, with extra arguments (an
@@ -284,6 +318,7 @@ func (v *vm) onExit(exitErr func() error) {
 		v.qmp.Close()
 	}
 	v.qmp, v.pid, v.exited, v.vnc = nil, 0, nil, ""
+	v.lease = "" // the kernel let go of it with the process
 	v.guest = hypervisor.GuestInfo{}
 	stopping, guestDown := v.stopping || v.shuttingDown, v.guestDown
 	v.mu.Unlock()
@@ -318,7 +353,7 @@ func (v *vm) attach(ctx context.Context) error {
 		return err
 	}
 	v.mu.Lock()
-	v.power, v.reason, v.since = saved.Power, saved.Reason, saved.Since
+	v.power, v.reason, v.since, v.lease = saved.Power, saved.Reason, saved.Since, saved.Lease
 	v.mu.Unlock()
 	pid, alive := findProcess(v.p.pidFile(), smbiosUUID(v.cfg.ID))
 	if !alive {
@@ -342,6 +377,15 @@ func (v *vm) attach(ctx context.Context) error {
 	}
 	v.running(q, pid, exited, nil)
 	switch st.Status {
+	case "prelaunch":
+		// A start that an agent's death cut short before the lease was
+		// QEMU's: finish it, or end it if another copy holds the lease.
+		if err := v.run(ctx); err != nil {
+			v.kill()
+			v.set(hypervisor.StateOff, "start interrupted, then refused: "+err.Error())
+			return nil
+		}
+		v.set(hypervisor.StateOn, "")
 	case "paused":
 		if saved.Power != hypervisor.StateSuspended {
 			v.set(hypervisor.StateSuspended, "paused by QEMU")

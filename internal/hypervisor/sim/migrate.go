@@ -234,10 +234,16 @@ func (d *Driver) FinishIncoming(ctx context.Context, id string) error {
 	rec := v.rec
 	// The guest booted long ago, on the source.
 	rec.Power, rec.Reason, rec.Since, rec.BootedAt = hypervisor.StateOn, "", now, now
-	if err := d.commit(v, rec); err != nil {
+	v.incoming = false
+	if err := d.takeLease(v, rec.Config.Lease); err != nil {
+		v.incoming = true
 		return fmt.Errorf("finish receiving vm %q: %w", id, err)
 	}
-	v.incoming = false
+	if err := d.commit(v, rec); err != nil {
+		v.incoming = true
+		d.syncLease(v)
+		return fmt.Errorf("finish receiving vm %q: %w", id, err)
+	}
 	v.log.Info("received")
 	return nil
 }
@@ -279,6 +285,7 @@ func (d *Driver) forget(v *vm) {
 		_ = os.Remove(v.rec.Config.Dir) // only if empty: it may be shared
 	}
 	delete(d.vms, v.rec.Config.ID)
+	d.syncLease(v)
 }
 
 // MigrateOut starts sending a VM that is on to the sim host whose Incoming
@@ -353,7 +360,11 @@ func (d *Driver) CancelMigration(ctx context.Context, id string) error {
 	}
 	m := v.mig
 	if m != nil && m.final != nil && m.final.State == hypervisor.MigrationCompleted && !v.rec.SentAt.IsZero() {
-		// The target never took over: the guest runs here again.
+		// The target never took over: the guest runs here again, if the
+		// lease says the target really never ran it.
+		if err := d.takeLease(v, v.rec.Config.Lease); err != nil {
+			return fmt.Errorf("take back vm %q: %w", id, err)
+		}
 		rec := v.rec
 		rec.SentAt = time.Time{}
 		d.force(v, rec, "migration taken back")

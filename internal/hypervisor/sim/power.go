@@ -130,10 +130,19 @@ func (d *Driver) Attach(ctx context.Context, cfg hypervisor.VMConfig) (hyperviso
 	rec.catchUp(d.now())
 	rec.Config = cfg
 	v := &vm{log: d.log.With("vm", cfg.ID)}
+	d.vms[cfg.ID] = v
+	if rec.Power != hypervisor.StateOff && rec.SentAt.IsZero() {
+		// The lock went with the agent that held it: take it again, or
+		// the VM runs on another host now and not here.
+		if err := d.takeLease(v, cfg.Lease); err != nil {
+			rec.turnOff(d.now(), err.Error())
+		}
+	}
 	if err := d.commit(v, rec); err != nil {
+		delete(d.vms, cfg.ID)
+		d.syncLease(v)
 		return fail(err)
 	}
-	d.vms[cfg.ID] = v
 	v.log.Info("attached", "power", rec.Power, "since", rec.Since)
 	return rec.state(), nil
 }
@@ -181,7 +190,7 @@ func (d *Driver) State(ctx context.Context, id string) (hypervisor.VMState, erro
 
 // Start powers on a VM that is off; its guest boots for Options.BootDelay.
 func (d *Driver) Start(ctx context.Context, id string) error {
-	return d.transition(ctx, "start", id, []string{hypervisor.StateOff}, func(r *record, now time.Time) bool {
+	return d.transition(ctx, opStart, id, []string{hypervisor.StateOff}, func(r *record, now time.Time) bool {
 		r.Power, r.Reason, r.Since = hypervisor.StateOn, "", now
 		r.BootedAt = now.Add(d.bootDelay)
 		r.ShutdownAt = time.Time{}
@@ -246,7 +255,10 @@ func (d *Driver) Resume(ctx context.Context, id string) error {
 	})
 }
 
-const opPowerOff = "power off"
+const (
+	opPowerOff = "power off"
+	opStart    = "start"
+)
 
 // transition runs one power operation on a copy of the VM's record: change
 // edits it (returning false when there is nothing to do) and commit makes it
@@ -276,7 +288,13 @@ func (d *Driver) transition(ctx context.Context, op, id string, from []string, c
 		v.log.Debug(op+": nothing to do", "power", rec.Power)
 		return nil
 	}
+	if op == opStart {
+		if err := d.takeLease(v, rec.Config.Lease); err != nil {
+			return fmt.Errorf("%s vm %q: %w", op, id, err)
+		}
+	}
 	if err := d.commit(v, rec); err != nil {
+		d.syncLease(v)
 		return fmt.Errorf("%s vm %q: %w", op, id, err)
 	}
 	v.log.Debug(op, "power", rec.Power)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -46,6 +47,8 @@ type Options struct {
 	// asynchronously).
 	ShutdownDelay time.Duration
 	Logger        *slog.Logger
+	// Host is the host's name, written in the leases its VMs hold.
+	Host string
 	// Now replaces time.Now for timestamps and deadlines. Timers still run on
 	// the real clock, for the real remaining time computed from Now.
 	Now func() time.Time
@@ -59,6 +62,7 @@ type Driver struct {
 	shutdownDelay time.Duration
 	log           *slog.Logger
 	now           func() time.Time
+	host          string
 
 	// mu guards everything below, including each vm. One lock is enough: no
 	// operation blocks or does more than one small file write while holding it.
@@ -85,6 +89,9 @@ type vm struct {
 	incoming bool
 	// mig is the VM's migration out or disk move, under way or the last one.
 	mig *migration
+	// lease is the VM's lease while it runs here (lease.go).
+	lease     *os.File
+	leasePath string
 }
 
 // New returns a simulated host with no VMs; Attach brings back VMs that an
@@ -97,6 +104,7 @@ func New(opts Options) *Driver {
 		shutdownDelay: opts.ShutdownDelay,
 		log:           opts.Logger,
 		now:           opts.Now,
+		host:          opts.Host,
 		vms:           make(map[string]*vm),
 		subs:          make(map[*subscription]struct{}),
 	}
@@ -131,7 +139,8 @@ func (d *Driver) Info(ctx context.Context) (hypervisor.HostInfo, error) {
 
 // Close models the agent process ending: the driver lets go of its VMs
 // without changing them (their state files stay, running VMs stay on) and
-// ends every subscription. After Close returns no goroutine of the driver is
+// ends every subscription. The leases go, as the locks of a process that
+// ends do; the next driver takes them again. After Close returns no goroutine of the driver is
 // running and every method fails with ErrClosed. Close is idempotent.
 func (d *Driver) Close() error {
 	d.mu.Lock()
@@ -140,6 +149,10 @@ func (d *Driver) Close() error {
 		for _, v := range d.vms {
 			d.disarm(v)
 			d.stopMigration(v)
+			if v.lease != nil {
+				v.lease.Close()
+				v.lease, v.leasePath = nil, ""
+			}
 		}
 		for s := range d.subs {
 			close(s.done)
@@ -190,6 +203,7 @@ func (d *Driver) commit(v *vm, rec record) error {
 	if rec.Power == hypervisor.StateOff {
 		d.abandon(v, d.now())
 	}
+	d.syncLease(v)
 	return nil
 }
 
@@ -206,6 +220,7 @@ func (d *Driver) force(v *vm, rec record, what string) {
 	if rec.Power == hypervisor.StateOff {
 		d.abandon(v, rec.Since)
 	}
+	d.syncLease(v)
 }
 
 // arm (re)starts the shutdown timer to match v.rec; the caller holds mu.

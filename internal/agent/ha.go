@@ -1,0 +1,257 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/hypervisor"
+)
+
+// The host's part of HA: when it loses the server, it tells isolation
+// (its isolation addresses do not answer either) from a lost server (they
+// do), and, isolated, applies the cluster's isolation response to its
+// protected VMs well before the server's failure detection time is up, so
+// that the server restarts them elsewhere only once they are off here.
+// The lease each running VM holds is the second guard: a copy left running
+// here keeps the restart elsewhere from starting.
+
+// haState is what the host knows of HA; it is kept in <data>/ha.json so
+// that an agent restarted while cut off still protects its VMs.
+type haState struct {
+	path string
+
+	mu          sync.Mutex
+	Policy      *api.HostHA       `json:"policy,omitempty"`
+	Fenced      []api.FenceRecord `json:"fenced,omitempty"` // not yet reported
+	lastContact time.Time
+	isolated    bool // the isolation response was applied for this outage
+	partitioned bool // the server is lost but the isolation addresses answer
+}
+
+func loadHA(dataDir string) *haState {
+	h := &haState{path: filepath.Join(dataDir, "ha.json"), lastContact: time.Now()}
+	if b, err := os.ReadFile(h.path); err == nil {
+		_ = json.Unmarshal(b, h)
+	}
+	return h
+}
+
+// save writes the state; the caller holds mu.
+func (h *haState) save() error {
+	b, err := json.Marshal(h)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(h.path, b, 0o600)
+}
+
+// gen is the version of the policy the host has.
+func (h *haState) gen() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.Policy == nil {
+		return ""
+	}
+	return h.Policy.Gen
+}
+
+// pendingFences are the records to report in the next heartbeat.
+func (h *haState) pendingFences() []api.FenceRecord {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.Fenced)
+}
+
+// contact records a heartbeat the server answered: the outage, if any, is
+// over, the fences it reported are acknowledged, and a new policy (nil:
+// unchanged) applies. It says whether the policy changed.
+func (h *haState) contact(reported int, policy *api.HostHA) (bool, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.lastContact = time.Now()
+	h.isolated, h.partitioned = false, false
+	changed := policy != nil
+	h.Fenced = h.Fenced[min(reported, len(h.Fenced)):]
+	if changed {
+		if policy.Gen == "" {
+			policy = nil // the host's cluster has no HA (any more)
+		}
+		h.Policy = policy
+	}
+	if changed || reported > 0 {
+		return changed, h.save()
+	}
+	return false, nil
+}
+
+// applyLeases makes the VMs running here hold the leases the HA policy
+// names, and the others none: HA was turned on or off, or a VM's
+// priority changed, while they ran.
+func (a *Agent) applyLeases(ctx context.Context) {
+	h := a.ha
+	h.mu.Lock()
+	want := map[string]string{}
+	if h.Policy != nil {
+		for _, pv := range h.Policy.Protected {
+			want[pv.ID] = pv.Lease
+		}
+	}
+	h.mu.Unlock()
+	l, ok := a.cfg.Driver.(hypervisor.Leaser)
+	if !ok {
+		return
+	}
+	for _, id := range a.vms.ids() {
+		if l.Lease(id) == want[id] {
+			continue
+		}
+		if err := a.vms.holdLease(ctx, id, want[id]); err != nil {
+			a.log.Error("cannot make a running VM hold its lease", "vm", id, "err", err)
+		}
+	}
+}
+
+// isolationDelay is how long the host waits without the server before it
+// checks whether it is isolated: half the failure detection time, so that
+// the isolation response is done before the server restarts the VMs.
+func isolationDelay(p *api.HostHA) time.Duration {
+	d := time.Duration(p.FailureDetectionSeconds) * time.Second / 2
+	return max(d, time.Second)
+}
+
+// watchIsolation runs while the agent runs.
+func (a *Agent) watchIsolation(ctx context.Context) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		a.checkIsolation(ctx)
+	}
+}
+
+func (a *Agent) checkIsolation(ctx context.Context) {
+	h := a.ha
+	h.mu.Lock()
+	p, silent, done := h.Policy, time.Since(h.lastContact), h.isolated
+	h.mu.Unlock()
+	if p == nil || !p.Enabled || done || silent < isolationDelay(p) {
+		return
+	}
+	addrs := p.IsolationAddresses
+	if len(addrs) == 0 {
+		if gw, err := defaultGateway(); err == nil {
+			addrs = []string{gw}
+		}
+	}
+	for _, addr := range addrs {
+		if ping(ctx, addr, time.Second) {
+			h.mu.Lock()
+			if !h.partitioned {
+				h.partitioned = true
+				a.log.Warn("the server is unreachable but isolation address answers: not isolated; VMs keep running",
+					"silent", silent.Round(time.Second), "address", addr)
+			}
+			h.mu.Unlock()
+			return
+		}
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	deadline := time.Duration(p.FailureDetectionSeconds)*time.Second - silent - time.Second
+	a.log.Warn("host isolated: the server and the isolation addresses are unreachable",
+		"silent", silent.Round(time.Second), "addresses", addrs, "response", p.IsolationResponse)
+	a.fence(ctx, p, max(deadline, time.Second))
+}
+
+// fence applies the isolation response to the protected VMs that run
+// here. A shutdown that takes longer than allowed ends in a power-off.
+func (a *Agent) fence(ctx context.Context, p *api.HostHA, allowed time.Duration) {
+	h := a.ha
+	h.mu.Lock()
+	h.isolated = true
+	h.mu.Unlock()
+	if p.IsolationResponse == api.IsolationLeaveRunning {
+		a.log.Warn("isolation response is leave-running: protected VMs keep running and hold their leases, so nobody restarts them")
+		return
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var records []api.FenceRecord
+	for _, pv := range p.Protected {
+		id := pv.ID
+		e, err := a.vms.get(id)
+		if err != nil || a.vms.isIncoming(e) {
+			continue
+		}
+		st, err := a.cfg.Driver.State(ctx, id)
+		if err != nil || st.Power == hypervisor.StateOff {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req := api.PowerRequest{Action: api.ActionStop, Force: true}
+			if p.IsolationResponse == api.IsolationShutdown {
+				req = api.PowerRequest{Action: api.ActionStop, TimeoutSeconds: max(int(allowed/time.Second), 1)}
+			}
+			_, err := a.vms.power(ctx, id, req)
+			rec := api.FenceRecord{VM: id, Action: p.IsolationResponse, At: time.Now().UTC(),
+				Reason: "host isolated: the server and its isolation addresses were unreachable"}
+			if err != nil {
+				rec.Reason += "; failed: " + err.Error()
+				a.log.Error("isolation response failed", "vm", e.cfg.Name, "err", err)
+			} else {
+				a.log.Warn("isolation response applied", "vm", e.cfg.Name, "action", p.IsolationResponse)
+			}
+			mu.Lock()
+			records = append(records, rec)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if len(records) == 0 {
+		return
+	}
+	h.mu.Lock()
+	h.Fenced = append(h.Fenced, records...)
+	if err := h.save(); err != nil {
+		a.log.Warn("cannot save the isolation records", "err", err)
+	}
+	h.mu.Unlock()
+}
+
+// dropVMs stops and forgets VMs that HA restarted on another host while
+// this one was cut off. Their disks stay: the other copy uses them.
+func (a *Agent) dropVMs(ctx context.Context, ids []string) {
+	if len(ids) == 0 {
+		return
+	}
+	m, err := a.migrator()
+	if err != nil {
+		return
+	}
+	for _, id := range ids {
+		e, err := a.vms.get(id)
+		if err != nil {
+			continue
+		}
+		err = a.vms.release(ctx, m, id, false)
+		if err != nil && !errors.Is(err, hypervisor.ErrNotFound) {
+			a.log.Error("cannot drop a VM that now runs on another host", "vm", e.cfg.Name, "err", err)
+			continue
+		}
+		a.log.Warn("dropped a VM that HA restarted on another host while this one was cut off", "vm", e.cfg.Name)
+	}
+}

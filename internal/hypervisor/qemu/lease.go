@@ -1,0 +1,91 @@
+package qemu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/vdc-project/vdc/internal/hypervisor"
+	"github.com/vdc-project/vdc/internal/lease"
+	"github.com/vdc-project/vdc/internal/qmp"
+)
+
+// leaseFD is the name QEMU keeps the VM's lease file under (getfd).
+const leaseFD = "vdc-lease"
+
+// takeLease makes the running QEMU hold the VM's lease at path, in place
+// of the one it held: the agent takes the lock, passes the open file to
+// QEMU, and closes its own copy. From then on the lock lasts exactly as
+// long as the QEMU process, whatever happens to the agent.
+func (v *vm) takeLease(ctx context.Context, path string) error {
+	v.mu.Lock()
+	q, cur := v.qmp, v.lease
+	v.mu.Unlock()
+	if path == cur {
+		return nil
+	}
+	if q == nil {
+		return fmt.Errorf("take the lease of vm %s: it has no running QEMU: %w", v.cfg.Name, hypervisor.ErrWrongState)
+	}
+	if path == "" {
+		return v.dropLease(ctx)
+	}
+	f, err := lease.Acquire(path, fmt.Sprintf("vm %s on host %s", v.cfg.Name, v.d.opt.Host))
+	if err != nil {
+		return fmt.Errorf("vm %s cannot run here: %w", v.cfg.Name, err)
+	}
+	defer f.Close()
+	// getfd under a name already in use closes the old file: the old
+	// lease goes once the new one is held.
+	if err := q.ExecuteWithFile(ctx, "getfd", map[string]string{"fdname": leaseFD}, nil, f); err != nil {
+		return fmt.Errorf("hand the lease of vm %s to QEMU: %w", v.cfg.Name, err)
+	}
+	v.setLease(path)
+	return nil
+}
+
+// dropLease makes QEMU let go of the VM's lease: its state went to
+// another host (a completed migration).
+func (v *vm) dropLease(ctx context.Context) error {
+	v.mu.Lock()
+	q, cur := v.qmp, v.lease
+	v.mu.Unlock()
+	if cur == "" || q == nil {
+		return nil
+	}
+	err := q.Execute(ctx, "closefd", map[string]string{"fdname": leaseFD}, nil)
+	var qe *qmp.Error
+	if err != nil && !errors.As(err, &qe) { // a QMP error: it held none
+		return fmt.Errorf("release the lease of vm %s: %w", v.cfg.Name, err)
+	}
+	v.setLease("")
+	return nil
+}
+
+func (v *vm) setLease(path string) {
+	v.mu.Lock()
+	v.lease = path
+	v.mu.Unlock()
+	v.save()
+}
+
+// HoldLease makes a running VM hold the lease at path (none if empty), in
+// place of the one it holds.
+func (d *Driver) HoldLease(ctx context.Context, id, path string) error {
+	v, err := d.get(id)
+	if err != nil {
+		return err
+	}
+	return v.takeLease(ctx, path)
+}
+
+// Lease is the path of the lease the VM's QEMU holds, if any.
+func (d *Driver) Lease(id string) string {
+	v, err := d.get(id)
+	if err != nil {
+		return ""
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.lease
+}

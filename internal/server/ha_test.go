@@ -1,0 +1,219 @@
+package server_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/client"
+)
+
+func ptr[T any](v T) *T { return &v }
+
+// haOn turns HA on for cluster1 with a short detection time (the test
+// server's heartbeat is 1 s).
+func haOn(t *testing.T, d *dc, u api.ClusterHAUpdate) {
+	t.Helper()
+	u.Enabled = ptr(true)
+	if u.FailureDetectionSeconds == nil {
+		u.FailureDetectionSeconds = ptr(3)
+	}
+	d.run(d.c.Update(context.Background(), api.KindCluster, "cluster1", api.ClusterUpdateRequest{HA: &u}, 0))
+}
+
+func tasksOf(t *testing.T, d *dc, op string) []*api.Task {
+	t.Helper()
+	all, err := d.c.ListTasks(context.Background(), client.TaskQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*api.Task
+	for _, tk := range all {
+		if tk.Op == op {
+			out = append(out, tk)
+		}
+	}
+	return out
+}
+
+func TestHARestartsTheVMsOfAFailedHostByPriority(t *testing.T) {
+	d := newDC(t, 3)
+	ctx := context.Background()
+	haOn(t, d, api.ClusterHAUpdate{})
+	disk := []api.DiskRequest{{Size: api.MustSize("1GiB")}}
+	for _, v := range []struct{ name, prio string }{{"hi", api.HAPriorityHigh}, {"med", ""}, {"lo", api.HAPriorityLow}, {"nope", api.HAPriorityDisabled}} {
+		d.run(d.c.CreateVM(ctx, api.VMCreateRequest{Name: v.name, CPUs: 1, Memory: api.MustSize("1GiB"), Host: "host-1",
+			Disks: disk, PowerOn: true, HAPriority: v.prio}))
+	}
+	d.run(d.c.CreateVM(ctx, api.VMCreateRequest{Name: "off", CPUs: 1, Memory: api.MustSize("1GiB"), Host: "host-1", Disks: disk}))
+
+	d.stopAgent("host-1") // the host dies: its VMs' leases go with it
+	eventually(t, 30*time.Second, "host-1 declared failed", func() bool { return !host(t, d, "host-1").Status.FailedAt.IsZero() })
+	eventually(t, 60*time.Second, "the protected VMs running on other hosts", func() bool {
+		for _, n := range []string{"hi", "med", "lo"} {
+			vm := d.vm(n)
+			if vm.Spec.Host.Name == "host-1" || vm.Status.PowerState != api.PowerOn {
+				return false
+			}
+		}
+		return true
+	})
+	for _, n := range []string{"nope", "off"} {
+		if vm := d.vm(n); vm.Spec.Host.Name != "host-1" {
+			t.Errorf("vm %s (not protected or off) was moved to %s", n, vm.Spec.Host.Name)
+		}
+	}
+	if msg := d.vm("hi").Status.Message; !strings.Contains(msg, "restarted by HA") || !strings.Contains(msg, "host-1 failed") {
+		t.Errorf("restarted VM's message: %q", msg)
+	}
+	// Each restart is a task, the higher priority first.
+	restarts := map[string]*api.Task{}
+	for _, tk := range tasksOf(t, d, "vm.ha-restart") {
+		if tk.State != api.TaskSucceeded {
+			t.Errorf("restart of %s: %s %v", tk.Target.Name, tk.State, tk.Error)
+		}
+		restarts[tk.Target.Name] = tk
+	}
+	if len(restarts) != 3 {
+		t.Fatalf("restart tasks: %v", restarts)
+	}
+	if !restarts["hi"].Finished.Before(*restarts["med"].Started) || !restarts["med"].Finished.Before(*restarts["lo"].Started) {
+		t.Errorf("restart order: hi %v-%v, med %v-%v, lo %v-%v", restarts["hi"].Started, restarts["hi"].Finished,
+			restarts["med"].Started, restarts["med"].Finished, restarts["lo"].Started, restarts["lo"].Finished)
+	}
+	eventually(t, 30*time.Second, "the failover task done", func() bool {
+		fo := tasksOf(t, d, "host.failover")
+		return len(fo) == 1 && fo[0].State == api.TaskSucceeded && fo[0].Owner == "ha"
+	})
+
+	// The host comes back: it is no longer failed, and it runs nothing
+	// that runs elsewhere now.
+	d.startAgent("host-1")
+	eventually(t, 30*time.Second, "host-1 back", func() bool {
+		h := host(t, d, "host-1")
+		return h.Status.Connection == api.HostConnected && h.Status.FailedAt.IsZero()
+	})
+	time.Sleep(3 * time.Second) // a few heartbeats
+	for _, n := range []string{"hi", "med", "lo"} {
+		if vm := d.vm(n); vm.Spec.Host.Name == "host-1" || vm.Status.PowerState != api.PowerOn {
+			t.Errorf("after host-1 came back, vm %s is %s on %s", n, vm.Status.PowerState, vm.Spec.Host.Name)
+		}
+	}
+	if h := host(t, d, "host-1"); h.Status.VMs != 2 {
+		t.Errorf("host-1 has %d VMs, want the 2 HA left there", h.Status.VMs)
+	}
+}
+
+// A VM that fits nowhere gets a failed restart task that says why, and
+// the failover reports it.
+func TestHARestartThatFitsNowhereSaysWhy(t *testing.T) {
+	d := newDC(t, 2)
+	ctx := context.Background()
+	haOn(t, d, api.ClusterHAUpdate{})
+	disk := []api.DiskRequest{{Size: api.MustSize("1GiB")}}
+	d.run(d.c.CreateVM(ctx, api.VMCreateRequest{Name: "big", CPUs: 1, Memory: api.MustSize("10GiB"), Host: "host-1", Disks: disk, PowerOn: true}))
+	d.run(d.c.CreateVM(ctx, api.VMCreateRequest{Name: "filler", CPUs: 1, Memory: api.MustSize("10GiB"), Host: "host-2", Disks: disk, PowerOn: true}))
+	d.stopAgent("host-1")
+	eventually(t, 30*time.Second, "a failed restart of big", func() bool {
+		for _, tk := range tasksOf(t, d, "vm.ha-restart") {
+			if tk.Target.Name == "big" && tk.State == api.TaskFailed && tk.Error != nil && strings.Contains(tk.Error.Message, "fits on no other host") {
+				return true
+			}
+		}
+		return false
+	})
+	if vm := d.vm("big"); vm.Spec.Host.Name != "host-1" {
+		t.Fatalf("big moved to %s", vm.Spec.Host.Name)
+	}
+}
+
+func TestHASettingsAreValidated(t *testing.T) {
+	d := newDC(t, 1)
+	ctx := context.Background()
+	for _, u := range []api.ClusterHAUpdate{
+		{FailureDetectionSeconds: ptr(1)},
+		{IsolationResponse: ptr("explode")},
+		{AdmissionPolicy: ptr("maybe")},
+		{AdmissionPolicy: ptr(api.AdmissionPercentage)},
+		{AdmissionCPUPercent: ptr(120)},
+		{RestartCondition: ptr("whenever")},
+		{VMFailureIntervalSecs: ptr(1)},
+		{VMMaxResets: ptr(0)},
+		{IsolationAddresses: &[]string{"not an address!"}},
+	} {
+		_, err := d.c.Update(ctx, api.KindCluster, "cluster1", api.ClusterUpdateRequest{HA: &u}, 0)
+		var ae *api.Error
+		if !errors.As(err, &ae) || ae.Status != 400 || !strings.HasPrefix(ae.Message, "HA: ") {
+			t.Errorf("%+v: want 400 HA error, got %v", u, err)
+		}
+	}
+	cl, err := client.Get[*api.Cluster](ctx, d.c, api.KindCluster, "cluster1")
+	if err != nil || cl.Spec.HA != nil {
+		t.Fatalf("bad HA settings changed the cluster: %+v %v", cl.Spec.HA, err)
+	}
+	haOn(t, d, api.ClusterHAUpdate{VMMonitoring: ptr(true)})
+	cl, _ = client.Get[*api.Cluster](ctx, d.c, api.KindCluster, "cluster1")
+	ha := cl.Spec.HA
+	if !ha.Enabled || ha.FailureDetectionSeconds != 3 || ha.IsolationResponse != api.IsolationPowerOff || ha.AdmissionControl.Policy != api.AdmissionOff ||
+		!ha.VMMonitoring.Enabled || ha.VMMonitoring.FailureIntervalSeconds != 30 || ha.VMMonitoring.MaxResets != 3 || ha.RestartCondition != api.RestartWhenPoweredOn {
+		t.Fatalf("defaults: %+v", ha)
+	}
+	_, err = d.c.CreateVM(ctx, api.VMCreateRequest{Name: "x", CPUs: 1, Memory: api.MustSize("1GiB"), HAPriority: "urgent"})
+	if !errors.Is(err, api.ErrInvalid) {
+		t.Fatalf("bad HA priority: %v", err)
+	}
+}
+
+// Admission control keeps room to restart everything after one host
+// failure: a power-on that would take that room is refused, saying why.
+func TestHAAdmissionControl(t *testing.T) {
+	d := newDC(t, 3) // 16 GiB each
+	ctx := context.Background()
+	haOn(t, d, api.ClusterHAUpdate{AdmissionPolicy: ptr(api.AdmissionHostFailures)})
+	disk := []api.DiskRequest{{Size: api.MustSize("1GiB")}}
+	// 3 x 10 GiB: any host's 10 GiB cannot restart on the 6 GiB left on each other.
+	for i, h := range []string{"host-1", "host-2"} {
+		d.run(d.c.CreateVM(ctx, api.VMCreateRequest{Name: "v" + string(rune('1'+i)), CPUs: 1, Memory: api.MustSize("10GiB"), Host: h, Disks: disk, PowerOn: true}))
+	}
+	d.run(d.c.CreateVM(ctx, api.VMCreateRequest{Name: "v3", CPUs: 1, Memory: api.MustSize("10GiB"), Host: "host-3", Disks: disk}))
+	_, err := d.c.Power(ctx, "v3", api.PowerRequest{Action: api.ActionStart})
+	var ae *api.Error
+	if !errors.As(err, &ae) || ae.Status != 422 || !strings.Contains(ae.Message, "admission control") || !strings.Contains(ae.Message, "could not restart") {
+		t.Fatalf("power-on past the failover room: want 422 naming admission control, got %v", err)
+	}
+	if vm := d.vm("v3"); vm.Status.PowerState != api.PowerOff {
+		t.Fatalf("refused VM is %s", vm.Status.PowerState)
+	}
+	// A VM HA does not restart still needs room kept for the others.
+	d.run(d.c.Update(ctx, api.KindVM, "v3", api.VMUpdateRequest{Memory: ptr(api.MustSize("4GiB"))}, 0))
+	d.run(d.c.Power(ctx, "v3", api.PowerRequest{Action: api.ActionStart}))
+	// Off, admission control lets anything that fits on.
+	d.run(d.c.Update(ctx, api.KindCluster, "cluster1", api.ClusterUpdateRequest{HA: &api.ClusterHAUpdate{AdmissionPolicy: ptr(api.AdmissionOff)}}, 0))
+	d.run(d.c.CreateVM(ctx, api.VMCreateRequest{Name: "v4", CPUs: 1, Memory: api.MustSize("4GiB"), Host: "host-3", Disks: disk, PowerOn: true}))
+}
+
+// A server that restarts while its hosts are fine declares none failed,
+// however long it was away: it waits a whole detection window first.
+func TestHANoFalseFailoverAfterServerRestart(t *testing.T) {
+	d := newDC(t, 2)
+	ctx := context.Background()
+	haOn(t, d, api.ClusterHAUpdate{})
+	d.run(d.c.CreateVM(ctx, api.VMCreateRequest{Name: "v", CPUs: 1, Memory: api.MustSize("1GiB"), Disks: []api.DiskRequest{{Size: api.MustSize("1GiB")}}, PowerOn: true}))
+	addr := strings.TrimPrefix(d.srv.URL(), "https://")
+	d.srv.Stop()
+	time.Sleep(5 * time.Second) // longer than the detection time
+	srv, c := startServerAt(t, d.dir, addr)
+	d.srv, d.c = srv, c
+	time.Sleep(6 * time.Second)
+	if fo := tasksOf(t, d, "host.failover"); len(fo) > 0 {
+		t.Fatalf("failover after a server restart: %s %s", fo[0].Target.Name, fo[0].Message)
+	}
+	for _, n := range []string{"host-1", "host-2"} {
+		if h := host(t, d, n); !h.Status.FailedAt.IsZero() {
+			t.Fatalf("%s failed after a server restart", n)
+		}
+	}
+}

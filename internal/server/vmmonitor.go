@@ -1,0 +1,168 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/vdc-project/vdc/api"
+)
+
+// VM monitoring (vSphere HA's VM monitoring): a powered-on VM whose guest
+// agent stopped answering for the cluster's failure interval is reset, at
+// most MaxResets times in ResetWindow, and only once it has run for
+// MinUptime since it was powered on or last reset by HA.
+
+// consoleKept is how much of the console log a reset task keeps.
+const consoleKept = 16 << 10
+
+// guestVerdict says whether VM monitoring resets a VM now, and why (or
+// why not, for the log). It is pure: the VM, the settings and the time.
+func guestVerdict(vm *api.VM, m api.VMMonitoring, now time.Time) (reset bool, why string) {
+	if vm.Status.PowerState != api.PowerOn || vm.Status.Guest == nil {
+		return false, "not running, or no guest agent seen"
+	}
+	g := vm.Status.Guest
+	lastReset := time.Time{}
+	window := time.Duration(m.ResetWindowSeconds) * time.Second
+	recent := 0
+	for _, r := range vm.Status.HAResets {
+		if now.Sub(r) < window {
+			recent++
+		}
+		if r.After(lastReset) {
+			lastReset = r
+		}
+	}
+	// Silent: it answered once and stopped, or it has not answered since
+	// VM monitoring reset it.
+	resetByUs := lastReset.After(vm.Status.PowerChanged)
+	if g.State != api.GuestNotResponding && !(resetByUs && g.State == api.GuestNotInstalled) {
+		return false, "guest agent answers"
+	}
+	since := vm.Status.PowerChanged
+	if resetByUs {
+		since = lastReset
+	}
+	if uptime := now.Sub(since); uptime < time.Duration(m.MinUptimeSeconds)*time.Second {
+		return false, fmt.Sprintf("up only %s", uptime.Round(time.Second))
+	}
+	silent := now.Sub(latest(g.LastSeen, since))
+	if silent < time.Duration(m.FailureIntervalSeconds)*time.Second {
+		return false, fmt.Sprintf("silent only %s", silent.Round(time.Second))
+	}
+	if recent >= m.MaxResets {
+		return false, fmt.Sprintf("already reset %d times in %s", recent, window)
+	}
+	return true, fmt.Sprintf("guest agent silent for %s; reset %d of %d in %s", silent.Round(time.Second), recent+1, m.MaxResets, window)
+}
+
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// monitorGuests (leader only) resets the VMs whose guests hang.
+func (s *Server) monitorGuests(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	capped := map[string]bool{} // VMs whose resets ran out, logged once
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := time.Now()
+		var busy map[string]bool
+		s.cache.Each(api.KindCluster, func(o api.Object) {
+			cl := o.(*api.Cluster)
+			if !cl.Spec.HA.On() || !cl.Spec.HA.VMMonitoring.Enabled {
+				return
+			}
+			s.cache.Each(api.KindHost, func(ho api.Object) {
+				h := ho.(*api.Host)
+				if h.Spec.Cluster.ID != cl.Metadata.ID || h.Status.Connection != api.HostConnected {
+					return
+				}
+				for _, vm := range s.vmsOn(h.Metadata.ID) {
+					if !haProtected(cl, vm) {
+						continue
+					}
+					reset, why := guestVerdict(vm, cl.Spec.HA.VMMonitoring, now)
+					if !reset {
+						if vm.Status.Guest != nil && vm.Status.Guest.State == api.GuestNotResponding && !capped[vm.Metadata.ID] &&
+							len(vm.Status.HAResets) >= cl.Spec.HA.VMMonitoring.MaxResets {
+							capped[vm.Metadata.ID] = true
+							s.log.Warn("VM monitoring: the guest still hangs, and its resets ran out", "vm", vm.Metadata.Name, "why", why)
+						}
+						continue
+					}
+					delete(capped, vm.Metadata.ID)
+					if busy == nil {
+						busy = s.busyVMs()
+					}
+					if busy[vm.Metadata.ID] {
+						continue
+					}
+					busy[vm.Metadata.ID] = true
+					t := newTask(ctx, opVMHAReset, vm, nil)
+					t.Owner, t.Message = ownerHA, why
+					if _, err := s.submit(ctx, s.store.Txn(), t); err != nil {
+						s.log.Warn("VM monitoring: cannot queue a reset", "vm", vm.Metadata.Name, "err", err)
+					} else {
+						s.log.Warn("VM monitoring: resetting a hung guest", "vm", vm.Metadata.Name, "why", why)
+					}
+				}
+			})
+		})
+	}
+}
+
+// runVMHAReset resets a VM whose guest hangs, keeping what its console
+// showed before, and counts the reset against the cluster's limit.
+func (s *Server) runVMHAReset(ctx context.Context, t *taskRun) (any, error) {
+	vm, h, err := s.loadVM(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	co, ok := s.cache.Get(api.KindCluster, vm.Spec.Cluster.ID)
+	if !ok || !co.(*api.Cluster).Spec.HA.On() {
+		return nil, api.Errorf(api.ErrConflict, "vm %s: HA is off in its cluster", vm.Metadata.Name)
+	}
+	m := co.(*api.Cluster).Spec.HA.VMMonitoring
+	reset, why := guestVerdict(vm, m, time.Now())
+	if !reset {
+		return nil, api.Errorf(api.ErrConflict, "vm %s not reset: %s", vm.Metadata.Name, why)
+	}
+	res := api.VMResetResult{Reason: why}
+	if log, err := s.agents.ConsoleLog(ctx, target(h), vm.Metadata.ID, consoleKept); err == nil {
+		res.ConsoleLog = string(log)
+	} else {
+		res.ConsoleLog = "(console log unavailable: " + err.Error() + ")"
+	}
+	st, err := s.agents.Power(ctx, target(h), vm.Metadata.ID, api.PowerRequest{Action: api.ActionReset})
+	if err != nil {
+		return nil, fmt.Errorf("reset vm %s on host %s: %w", vm.Metadata.Name, h.Metadata.Name, err)
+	}
+	now := time.Now().UTC()
+	window := time.Duration(m.ResetWindowSeconds) * time.Second
+	t.stage(api.KindVM, vm.Metadata.ID, func(o api.Object) error {
+		v := o.(*api.VM)
+		kept := v.Status.HAResets[:0:0]
+		for _, r := range v.Status.HAResets {
+			if now.Sub(r) < window {
+				kept = append(kept, r)
+			}
+		}
+		v.Status.HAResets = append(kept, now)
+		if err := vmStateChange(st)(v); err != nil && !errors.Is(err, errUnchanged) {
+			return err
+		}
+		return nil
+	})
+	return res, nil
+}
