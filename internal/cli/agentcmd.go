@@ -82,15 +82,15 @@ func (d *driverFlags) check() error {
 	return nil
 }
 
-func (d *driverFlags) new(ctx context.Context, dataDir string, log *slog.Logger) (hypervisor.Driver, error) {
+func (d *driverFlags) new(ctx context.Context, dataDir, host string, log *slog.Logger) (hypervisor.Driver, error) {
 	if err := d.check(); err != nil {
 		return nil, err
 	}
 	if d.driver == "qemu" {
-		return qemu.New(ctx, qemu.Options{Accel: d.accel, GuestPoll: d.guestPoll, TLSDir: agent.QEMUTLSDir(dataDir), Log: log})
+		return qemu.New(ctx, qemu.Options{Accel: d.accel, GuestPoll: d.guestPoll, TLSDir: agent.QEMUTLSDir(dataDir), Host: host, Log: log})
 	}
 	mem, _ := api.ParseSize(d.simMemory)
-	return sim.New(sim.Options{CPUs: d.simCPUs, MemoryBytes: int64(mem), Logger: log}), nil
+	return sim.New(sim.Options{CPUs: d.simCPUs, MemoryBytes: int64(mem), Host: host, Logger: log}), nil
 }
 
 func newAgentCmd(g *globals) *cobra.Command {
@@ -169,7 +169,10 @@ in DATA/NAME-i), for scale tests and planning.`,
 }
 
 func runAgent(ctx context.Context, cfg agent.Config, df *driverFlags, log *slog.Logger) error {
-	drv, err := df.new(ctx, cfg.DataDir, log)
+	if cfg.Name == "" {
+		cfg.Name, _ = os.Hostname()
+	}
+	drv, err := df.new(ctx, cfg.DataDir, cfg.Name, log)
 	if err != nil {
 		return err
 	}

@@ -77,6 +77,9 @@ func newHostCmd(g *globals) *cobra.Command {
 // hostState is the connection state, and maintenance when the host is in it.
 func hostState(h *api.Host) string {
 	s := h.Status.Connection
+	if !h.Status.FailedAt.IsZero() {
+		s = "failed (HA)"
+	}
 	if h.Spec.Maintenance {
 		s += " (maintenance)"
 	}

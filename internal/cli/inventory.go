@@ -446,6 +446,7 @@ func newClusterCmd(g *globals) *cobra.Command {
 				{header: "overcommit", value: func(o *api.Cluster) string {
 					return fmt.Sprintf("cpu %gx, mem %gx", o.Spec.CPUOvercommit, o.Spec.MemoryOvercommit)
 				}},
+				{header: "ha", value: func(o *api.Cluster) string { return haSummary(o.Spec.HA) }},
 				{header: "age", value: func(o *api.Cluster) string { return age(now, o.Metadata.Created) }},
 			}
 		},
@@ -459,34 +460,47 @@ func newClusterCmd(g *globals) *cobra.Command {
 			v.add("Memory", usedOf(o.Status.UsedMemory, o.Status.MemoryBytes))
 			v.add("CPU overcommit", fmt.Sprintf("%gx", o.Spec.CPUOvercommit))
 			v.add("Memory overcommit", fmt.Sprintf("%gx", o.Spec.MemoryOvercommit))
+			haInfo(v, o.Spec.HA)
 		},
 		create: func(cmd *cobra.Command) func(string) (any, error) {
 			m := addMetaFlags(cmd, false, true)
 			dc := cmd.Flags().String("datacenter", "", "datacenter (default: the only one)")
 			cpu, mem, check := overcommit(cmd)
+			ha := haFlags(cmd)
 			return func(name string) (any, error) {
 				if err := check(); err != nil {
 					return nil, err
 				}
+				hu, err := ha()
+				if err != nil {
+					return nil, err
+				}
 				labels, err := m.labelMap()
 				return api.ClusterCreateRequest{Name: name, Datacenter: *dc, Description: m.description, Labels: labels,
-					CPUOvercommit: *cpu, MemoryOvercommit: *mem}, err
+					CPUOvercommit: *cpu, MemoryOvercommit: *mem, HA: hu}, err
 			}
 		},
 		createExample: "  vdc cluster create prod --datacenter dc1 --cpu-overcommit 2",
 		update: func(cmd *cobra.Command) func() (any, error) {
 			m := addMetaFlags(cmd, true, true)
 			cpu, mem, check := overcommit(cmd)
+			ha := haFlags(cmd)
 			return func() (any, error) {
 				if err := check(); err != nil {
 					return nil, err
 				}
+				hu, err := ha()
+				if err != nil {
+					return nil, err
+				}
 				mc, err := m.change("cluster")
 				return api.ClusterUpdateRequest{Name: mc.name, Description: mc.description, Labels: mc.labels,
-					CPUOvercommit: changed(cmd, "cpu-overcommit", *cpu), MemoryOvercommit: changed(cmd, "memory-overcommit", *mem)}, err
+					CPUOvercommit: changed(cmd, "cpu-overcommit", *cpu), MemoryOvercommit: changed(cmd, "memory-overcommit", *mem), HA: hu}, err
 			}
 		},
-		updateExample: "  vdc cluster update prod --memory-overcommit 1.5",
+		updateExample: `  vdc cluster update prod --memory-overcommit 1.5
+  vdc cluster update prod --ha on --ha-admission-control host-failures --ha-vm-monitoring on
+  vdc cluster update prod --ha-failure-detection 3s --ha-isolation-response shutdown`,
 		listFlags:     datacenterFilter,
 	}
 	return d.command(g)

@@ -56,6 +56,7 @@ func newVMCmd(g *globals) *cobra.Command {
 			fl.BoolVar(&f.linked, "linked", false, "with a disk --image: a thin overlay on the image instead of a copy")
 			fl.StringVar(&f.cdrom, "cdrom", "", "attach this ISO file (absolute path on the hosts) as a CD-ROM and boot from it")
 			fl.BoolVar(&f.vnc, "vnc", false, "give the VM a VNC display")
+			fl.StringVar(&f.haPriority, "ha-priority", "", "HA restart priority: high, medium (default), low or disabled")
 			return func(name string) (any, error) { return f.request(name) }
 		},
 		createExample: `  vdc vm create web1 --cpus 2 --memory 1GiB --disk 10GiB --start
@@ -75,12 +76,13 @@ func newVMCmd(g *globals) *cobra.Command {
 			m := addMetaFlags(cmd, true, true)
 			cpus := cmd.Flags().Int("cpus", 0, "virtual CPUs (while the VM is off)")
 			memory := cmd.Flags().String("memory", "", "memory, e.g. 2GiB (while the VM is off)")
+			prio := cmd.Flags().String("ha-priority", "", "HA restart priority: high, medium, low or disabled")
 			return func() (any, error) {
 				mc, err := m.change("vm")
 				if err != nil {
 					return nil, err
 				}
-				req := api.VMUpdateRequest{Name: mc.name, Description: mc.description, Labels: mc.labels}
+				req := api.VMUpdateRequest{Name: mc.name, Description: mc.description, Labels: mc.labels, HAPriority: changed(cmd, "ha-priority", *prio)}
 				if cmd.Flags().Changed("cpus") {
 					if err := checkCPUs(*cpus); err != nil {
 						return nil, err
@@ -126,13 +128,14 @@ type vmCreateFlags struct {
 	start         bool
 	image, cdrom  string
 	linked, vnc   bool
+	haPriority    string
 }
 
 // request checks the flags and builds the create request. Bounds come
 // from package api, so the CLI and the server agree on them.
 func (f *vmCreateFlags) request(name string) (api.VMCreateRequest, error) {
 	req := api.VMCreateRequest{Name: name, Host: f.host, Cluster: f.cluster, CPUs: f.cpus,
-		Description: f.meta.description, PowerOn: f.start, Image: f.image, Linked: f.linked, CDROM: f.cdrom, VNC: f.vnc}
+		Description: f.meta.description, PowerOn: f.start, Image: f.image, Linked: f.linked, CDROM: f.cdrom, VNC: f.vnc, HAPriority: f.haPriority}
 	if f.linked && f.image == "" {
 		return req, fmt.Errorf("--linked needs --image")
 	}
@@ -367,6 +370,11 @@ func vmInfo(v *infoView, vm *api.VM, now time.Time) {
 	v.add("Message", vm.Status.Message)
 	v.add("CPUs", strconv.Itoa(vm.Spec.CPUs))
 	v.add("Memory", vm.Spec.MemoryBytes.String())
+	ha := api.HAPriorityOf(vm)
+	if n := len(vm.Status.HAResets); n > 0 {
+		ha += fmt.Sprintf("; reset by VM monitoring %d time(s), last %s", n, age(now, vm.Status.HAResets[n-1]))
+	}
+	v.add("HA priority", ha)
 	if vm.Spec.Image.ID != "" {
 		v.add("Image", vm.Spec.Image.String())
 	}

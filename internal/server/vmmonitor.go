@@ -38,8 +38,11 @@ func guestVerdict(vm *api.VM, m api.VMMonitoring, now time.Time) (reset bool, wh
 	// Silent: it answered once and stopped, or it has not answered since
 	// VM monitoring reset it.
 	resetByUs := lastReset.After(vm.Status.PowerChanged)
-	if g.State != api.GuestNotResponding && !(resetByUs && g.State == api.GuestNotInstalled) {
+	switch {
+	case g.State == api.GuestRunning:
 		return false, "guest agent answers"
+	case g.State == api.GuestNotInstalled && !resetByUs:
+		return false, "no guest agent answered since boot"
 	}
 	since := vm.Status.PowerChanged
 	if resetByUs {
@@ -77,48 +80,56 @@ func (s *Server) monitorGuests(ctx context.Context) {
 		case <-tick.C:
 		}
 		now := time.Now()
-		var busy map[string]bool
+		// Decide from a snapshot, then queue outside the cache's lock.
+		type reset struct {
+			vm  *api.VM
+			why string
+		}
+		var resets []reset
+		var clusters []*api.Cluster
 		s.cache.Each(api.KindCluster, func(o api.Object) {
-			cl := o.(*api.Cluster)
-			if !cl.Spec.HA.On() || !cl.Spec.HA.VMMonitoring.Enabled {
-				return
+			if cl := o.(*api.Cluster); cl.Spec.HA.On() && cl.Spec.HA.VMMonitoring.Enabled {
+				clusters = append(clusters, cl)
 			}
-			s.cache.Each(api.KindHost, func(ho api.Object) {
-				h := ho.(*api.Host)
-				if h.Spec.Cluster.ID != cl.Metadata.ID || h.Status.Connection != api.HostConnected {
-					return
+		})
+		for _, cl := range clusters {
+			for _, h := range s.cache.List(api.KindHost) {
+				if h.(*api.Host).Spec.Cluster.ID != cl.Metadata.ID || h.(*api.Host).Status.Connection != api.HostConnected {
+					continue
 				}
-				for _, vm := range s.vmsOn(h.Metadata.ID) {
+				for _, vm := range s.vmsOn(h.GetMeta().ID) {
 					if !haProtected(cl, vm) {
 						continue
 					}
-					reset, why := guestVerdict(vm, cl.Spec.HA.VMMonitoring, now)
-					if !reset {
-						if vm.Status.Guest != nil && vm.Status.Guest.State == api.GuestNotResponding && !capped[vm.Metadata.ID] &&
-							len(vm.Status.HAResets) >= cl.Spec.HA.VMMonitoring.MaxResets {
-							capped[vm.Metadata.ID] = true
-							s.log.Warn("VM monitoring: the guest still hangs, and its resets ran out", "vm", vm.Metadata.Name, "why", why)
-						}
-						continue
-					}
-					delete(capped, vm.Metadata.ID)
-					if busy == nil {
-						busy = s.busyVMs()
-					}
-					if busy[vm.Metadata.ID] {
-						continue
-					}
-					busy[vm.Metadata.ID] = true
-					t := newTask(ctx, opVMHAReset, vm, nil)
-					t.Owner, t.Message = ownerHA, why
-					if _, err := s.submit(ctx, s.store.Txn(), t); err != nil {
-						s.log.Warn("VM monitoring: cannot queue a reset", "vm", vm.Metadata.Name, "err", err)
-					} else {
-						s.log.Warn("VM monitoring: resetting a hung guest", "vm", vm.Metadata.Name, "why", why)
+					ok, why := guestVerdict(vm, cl.Spec.HA.VMMonitoring, now)
+					switch {
+					case ok:
+						delete(capped, vm.Metadata.ID)
+						resets = append(resets, reset{vm, why})
+					case vm.Status.Guest != nil && vm.Status.Guest.State == api.GuestNotResponding && !capped[vm.Metadata.ID] &&
+						len(vm.Status.HAResets) >= cl.Spec.HA.VMMonitoring.MaxResets:
+						capped[vm.Metadata.ID] = true
+						s.log.Warn("VM monitoring: the guest still hangs, and its resets ran out", "vm", vm.Metadata.Name, "why", why)
 					}
 				}
-			})
-		})
+			}
+		}
+		if len(resets) == 0 {
+			continue
+		}
+		busy := s.busyVMs()
+		for _, r := range resets {
+			if busy[r.vm.Metadata.ID] {
+				continue
+			}
+			t := newTask(ctx, opVMHAReset, r.vm, nil)
+			t.Owner, t.Message = ownerHA, r.why
+			if _, err := s.submit(ctx, s.store.Txn(), t); err != nil {
+				s.log.Warn("VM monitoring: cannot queue a reset", "vm", r.vm.Metadata.Name, "err", err)
+			} else {
+				s.log.Warn("VM monitoring: resetting a hung guest", "vm", r.vm.Metadata.Name, "why", r.why)
+			}
+		}
 	}
 }
 

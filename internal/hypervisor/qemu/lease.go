@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/vdc-project/vdc/internal/hypervisor"
 	"github.com/vdc-project/vdc/internal/lease"
@@ -30,13 +31,30 @@ func (v *vm) takeLease(ctx context.Context, path string) error {
 	if path == "" {
 		return v.dropLease(ctx)
 	}
-	f, err := lease.Acquire(path, fmt.Sprintf("vm %s on host %s", v.cfg.Name, v.d.opt.Host))
+	f, err := v.acquireLease(path)
 	if err != nil {
-		return fmt.Errorf("vm %s cannot run here: %w", v.cfg.Name, err)
+		return err
 	}
 	defer f.Close()
-	// getfd under a name already in use closes the old file: the old
-	// lease goes once the new one is held.
+	return v.handLease(ctx, q, f, path)
+}
+
+// acquireLease takes the lease at path for this VM (nil when path is
+// empty); the caller hands it to QEMU, then closes its copy.
+func (v *vm) acquireLease(path string) (*os.File, error) {
+	if path == "" {
+		return nil, nil
+	}
+	f, err := lease.Acquire(path, fmt.Sprintf("vm %s on host %s", v.cfg.Name, v.d.opt.Host))
+	if err != nil {
+		return nil, fmt.Errorf("vm %s cannot run here: %w", v.cfg.Name, err)
+	}
+	return f, nil
+}
+
+// handLease passes the lease file to QEMU. getfd under a name already in
+// use closes the old file: an old lease goes once the new one is held.
+func (v *vm) handLease(ctx context.Context, q *qmp.Client, f *os.File, path string) error {
 	if err := q.ExecuteWithFile(ctx, "getfd", map[string]string{"fdname": leaseFD}, nil, f); err != nil {
 		return fmt.Errorf("hand the lease of vm %s to QEMU: %w", v.cfg.Name, err)
 	}

@@ -103,13 +103,31 @@ func (v *vm) start(ctx context.Context) error {
 	if err := v.wrongState("start", hypervisor.StateOff); err != nil {
 		return err
 	}
-	// Paused (-S) until QEMU holds the VM's lease: the guest never runs
-	// without it, even if this agent dies half-way (attach finishes the
-	// start, or ends it).
+	// The lease first: no QEMU process starts while another copy runs.
+	// QEMU starts paused (-S) until it holds the lease: the guest never
+	// runs without it, even if this agent dies half-way (attach then
+	// finishes the start, or ends it).
+	f, err := v.acquireLease(v.cfg.Lease)
+	if err != nil {
+		return err // it names the VM and the holder
+	}
+	if f != nil {
+		defer f.Close()
+	}
 	if err := v.launch(ctx, []string{"-S"}); err != nil {
 		return fmt.Errorf("start vm %s: %w", v.cfg.Name, err)
 	}
-	if err := v.run(ctx); err != nil {
+	err = nil
+	if f != nil {
+		v.mu.Lock()
+		q := v.qmp
+		v.mu.Unlock()
+		err = v.handLease(ctx, q, f, v.cfg.Lease)
+	}
+	if err == nil {
+		err = v.command(ctx, "cont", nil)
+	}
+	if err != nil {
 		v.kill()
 		return fmt.Errorf("start vm %s: %w", v.cfg.Name, err)
 	}
