@@ -501,7 +501,7 @@ func newClusterCmd(g *globals) *cobra.Command {
 		updateExample: `  vdc cluster update prod --memory-overcommit 1.5
   vdc cluster update prod --ha on --ha-admission-control host-failures --ha-vm-monitoring on
   vdc cluster update prod --ha-failure-detection 3s --ha-isolation-response shutdown`,
-		listFlags:     datacenterFilter,
+		listFlags: datacenterFilter,
 	}
 	return d.command(g)
 }
