@@ -281,7 +281,10 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 	}
 	a.ackedSeq, a.needFull = seq, false
 	a.beats++
-	policyChanged, err := a.ha.contact(len(hb.Fenced), resp.HA)
+	if resp.IntervalSeconds > 0 {
+		a.interval = time.Duration(resp.IntervalSeconds) * time.Second
+	}
+	policyChanged, err := a.ha.contact(len(hb.Fenced), resp.HA, a.interval)
 	if err != nil {
 		a.log.Warn("cannot save the HA settings", "err", err)
 	}
@@ -289,9 +292,6 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 		a.applyLeases(ctx)
 	}
 	a.dropVMs(ctx, resp.Drop)
-	if resp.IntervalSeconds > 0 {
-		a.interval = time.Duration(resp.IntervalSeconds) * time.Second
-	}
 	a.mu.Lock()
 	changed := !slices.Equal(a.datastores, resp.Datastores)
 	a.datastores = resp.Datastores

@@ -31,7 +31,8 @@ type haState struct {
 	Policy      *api.HostHA       `json:"policy,omitempty"`
 	Fenced      []api.FenceRecord `json:"fenced,omitempty"` // not yet reported
 	lastContact time.Time
-	isolated    bool // the isolation response was applied for this outage
+	heartbeat   time.Duration // the server's heartbeat interval
+	isolated    bool          // the isolation response was applied for this outage
 	partitioned bool // the server is lost but the isolation addresses answer
 }
 
@@ -72,10 +73,10 @@ func (h *haState) pendingFences() []api.FenceRecord {
 // contact records a heartbeat the server answered: the outage, if any, is
 // over, the fences it reported are acknowledged, and a new policy (nil:
 // unchanged) applies. It says whether the policy changed.
-func (h *haState) contact(reported int, policy *api.HostHA) (bool, error) {
+func (h *haState) contact(reported int, policy *api.HostHA, heartbeat time.Duration) (bool, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.lastContact = time.Now()
+	h.lastContact, h.heartbeat = time.Now(), heartbeat
 	h.isolated, h.partitioned = false, false
 	changed := policy != nil
 	h.Fenced = h.Fenced[min(reported, len(h.Fenced)):]
@@ -120,10 +121,13 @@ func (a *Agent) applyLeases(ctx context.Context) {
 
 // isolationDelay is how long the host waits without the server before it
 // checks whether it is isolated: half the failure detection time, so that
-// the isolation response is done before the server restarts the VMs.
-func isolationDelay(p *api.HostHA) time.Duration {
+// the isolation response is usually done before the server restarts the
+// VMs, but never less than three heartbeats, so that a slow server is not
+// taken for a lost one. Late is safe: the VMs' leases refuse the restarts
+// until the response is applied, and HA tries them again.
+func isolationDelay(p *api.HostHA, heartbeat time.Duration) time.Duration {
 	d := time.Duration(p.FailureDetectionSeconds) * time.Second / 2
-	return max(d, time.Second)
+	return max(d, 3*heartbeat, time.Second)
 }
 
 // watchIsolation runs while the agent runs.
@@ -143,9 +147,9 @@ func (a *Agent) watchIsolation(ctx context.Context) {
 func (a *Agent) checkIsolation(ctx context.Context) {
 	h := a.ha
 	h.mu.Lock()
-	p, silent, done := h.Policy, time.Since(h.lastContact), h.isolated
+	p, silent, done, beat := h.Policy, time.Since(h.lastContact), h.isolated, h.heartbeat
 	h.mu.Unlock()
-	if p == nil || !p.Enabled || done || silent < isolationDelay(p) {
+	if p == nil || !p.Enabled || done || silent < isolationDelay(p, beat) {
 		return
 	}
 	addrs := p.IsolationAddresses
@@ -154,8 +158,12 @@ func (a *Agent) checkIsolation(ctx context.Context) {
 			addrs = []string{gw}
 		}
 	}
-	for _, addr := range addrs {
-		if ping(ctx, addr, time.Second) {
+	// A lost packet is not isolation: each address gets three tries.
+	for try := 0; try < 3; try++ {
+		for _, addr := range addrs {
+			if !ping(ctx, addr, 500*time.Millisecond) {
+				continue
+			}
 			h.mu.Lock()
 			if !h.partitioned {
 				h.partitioned = true
@@ -166,7 +174,10 @@ func (a *Agent) checkIsolation(ctx context.Context) {
 			return
 		}
 	}
-	if ctx.Err() != nil {
+	h.mu.Lock()
+	silent = time.Since(h.lastContact) // the server may have answered meanwhile
+	h.mu.Unlock()
+	if ctx.Err() != nil || silent < isolationDelay(p, beat) {
 		return
 	}
 	deadline := time.Duration(p.FailureDetectionSeconds)*time.Second - silent - time.Second

@@ -23,7 +23,7 @@ import (
 
 func newBenchCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "bench", Short: "Measure vdc's performance"}
-	cmd.AddCommand(newBenchAPICmd(g), newBenchBootCmd(g), newBenchMigrateCmd(g))
+	cmd.AddCommand(newBenchAPICmd(g), newBenchBootCmd(g), newBenchMigrateCmd(g), newBenchHACmd(g))
 	return cmd
 }
 
@@ -111,6 +111,8 @@ func (b *benchAPI) run(ctx context.Context, g *globals) (*benchResult, error) {
 		}
 		defer os.RemoveAll(d)
 		dir = d
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
 	}
 	exe, err := os.Executable()
 	if err != nil {

@@ -266,6 +266,9 @@ func (s *Server) declareFailed(ctx context.Context, h *api.Host, silent time.Dur
 		return // it changed (a heartbeat?): judged again next tick
 	}
 	s.log.Warn("host failed: restarting its HA-protected VMs elsewhere", "host", h.Metadata.Name, "silent", silent.Round(time.Second))
+	if h.Status.Connection == api.HostConnected { // failure detection shorter than the host timeout
+		go s.markVMsUnknown(ctx, h) // not in the way of judging the other hosts
+	}
 }
 
 // haDetection is how long a host may be silent before HA declares it

@@ -491,10 +491,6 @@ func (s *Server) monitorHosts(ctx context.Context) {
 					s.markDisconnected(ctx, h, now.Sub(seen))
 				}
 				if h.Status.FailedAt.IsZero() && now.Sub(seen) > s.haDetection(h) {
-					if h.Status.Connection == api.HostConnected {
-						s.markDisconnected(ctx, h, now.Sub(seen))
-						continue // failed on the next tick, from its new state
-					}
 					s.declareFailed(ctx, h, now.Sub(seen))
 				}
 			}
@@ -512,13 +508,22 @@ func (s *Server) markDisconnected(ctx context.Context, h *api.Host, silent time.
 		return // it changed (maybe a heartbeat): judge again next tick
 	}
 	s.log.Warn("host disconnected: no heartbeat", "host", h.Metadata.Name, "silent", silent.Round(time.Second))
+	go s.markVMsUnknown(ctx, h) // not in the way of judging the other hosts
+}
+
+// markVMsUnknown shows the VMs of a host that stopped reporting as unknown.
+func (s *Server) markVMsUnknown(ctx context.Context, h *api.Host) {
 	msg := fmt.Sprintf("host %s is disconnected", h.Metadata.Name)
 	for _, vm := range s.vmsOn(h.Metadata.ID) {
 		if vm.Status.PowerState == api.PowerUnknown {
 			continue
 		}
 		_ = s.updateObject(ctx, api.KindVM, vm.Metadata.ID, func(o api.Object) error {
-			setPower(o.(*api.VM), api.PowerUnknown, msg)
+			v := o.(*api.VM)
+			if v.Spec.Host.ID != h.Metadata.ID || v.Status.PowerState == api.PowerUnknown {
+				return errUnchanged // restarted elsewhere by HA meanwhile
+			}
+			setPower(v, api.PowerUnknown, msg)
 			return nil
 		})
 	}

@@ -146,3 +146,31 @@ func TestBenchMaintenanceSimVMs(t *testing.T) {
 	}
 	t.Logf("BENCH maintenance: %d sim VMs (900 running, 128 MiB) evacuated in %.1f s", n, took.Seconds())
 }
+
+// HA failover of one real VM: from the crash of its host (agent and QEMU
+// killed at once) to the VM running on another host, and to its guest
+// agent answering, with the default detection time and an aggressive one.
+func TestBenchHAFailoverRealVM(t *testing.T) {
+	needBench(t)
+	for _, detect := range []string{"10s", "3s"} {
+		lab, cl := newMigrationLab(t, 2)
+		cl.vdc("cluster", "update", "cluster1", "--ha", "on", "--ha-failure-detection", detect)
+		cl.vdc("vm", "create", "fo", "--memory", "256MiB", "--image", "test", "--host", "host-1", "--start")
+		cl.waitGuest("fo")
+		time.Sleep(3 * time.Second)
+		t0 := time.Now()
+		lab.crash(t, "host-1")
+		var running, failed time.Duration
+		eventually(t, 3*time.Minute, "fo running on host-2", func() bool {
+			if failed == 0 && !cl.hosts()["host-1"].Status.FailedAt.IsZero() {
+				failed = time.Since(t0)
+			}
+			v := cl.vm("fo")
+			return v.Spec.Host.Name == "host-2" && v.Status.PowerState == api.PowerOn
+		})
+		running = time.Since(t0)
+		cl.waitGuest("fo")
+		t.Logf("BENCH ha real detection=%s: host failed %.1f s, VM on again %.1f s, guest agent answering %.1f s after the crash",
+			detect, failed.Seconds(), running.Seconds(), time.Since(t0).Seconds())
+	}
+}
