@@ -3,12 +3,15 @@ package server_test
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/client"
+	"github.com/vdc-project/vdc/internal/lease"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -216,4 +219,52 @@ func TestHANoFalseFailoverAfterServerRestart(t *testing.T) {
 			t.Fatalf("%s failed after a server restart", n)
 		}
 	}
+}
+
+// leaseOf reads who holds a VM's lease on a datastore directory.
+func leaseOf(t *testing.T, dsDir, vmID string) (bool, string) {
+	t.Helper()
+	held, who, err := lease.Held(lease.Path(dsDir, vmID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return held, who
+}
+
+// The running copy holds the lease wherever it goes: HA turned on while
+// it runs, a live migration, a move of its disks, HA turned off again.
+func TestHALeaseFollowsTheRunningCopy(t *testing.T) {
+	d := newDC(t, 2)
+	ctx := context.Background()
+	ds1 := filepath.Join(d.dir, "datastore1")
+	ds2 := filepath.Join(d.dir, "datastore2")
+	os.MkdirAll(ds2, 0o755)
+	d.run(d.c.Create(ctx, api.KindDatastore, api.DatastoreCreateRequest{Name: "datastore2", Path: ds2}))
+	d.run(d.c.CreateVM(ctx, api.VMCreateRequest{Name: "l1", CPUs: 1, Memory: api.MustSize("64MiB"), Host: "host-1", PowerOn: true,
+		Disks: []api.DiskRequest{{Size: api.MustSize("1GiB"), Datastore: "datastore1"}}}))
+	id := d.vm("l1").Metadata.ID
+	if held, _ := leaseOf(t, ds1, id); held {
+		t.Fatal("a VM HA does not protect holds a lease")
+	}
+	haOn(t, d, api.ClusterHAUpdate{})
+	eventually(t, 15*time.Second, "the running VM takes its lease once HA is on", func() bool {
+		held, who := leaseOf(t, ds1, id)
+		return held && strings.Contains(who, "on host host-1")
+	})
+	migrate(t, d, "l1", api.MigrateRequest{Host: "host-2"})
+	if held, who := leaseOf(t, ds1, id); !held || !strings.Contains(who, "on host host-2") {
+		t.Fatalf("after a live migration the lease is held=%v by %q", held, who)
+	}
+	migrate(t, d, "l1", api.MigrateRequest{Datastore: "datastore2"})
+	if held, who := leaseOf(t, ds2, id); !held || !strings.Contains(who, "on host host-2") {
+		t.Fatalf("after the disks moved the new lease is held=%v by %q", held, who)
+	}
+	if held, _ := leaseOf(t, ds1, id); held {
+		t.Fatal("the lease on the old datastore is still held")
+	}
+	d.run(d.c.Update(ctx, api.KindVM, "l1", api.VMUpdateRequest{HAPriority: ptr(api.HAPriorityDisabled)}, 0))
+	eventually(t, 15*time.Second, "the lease let go once HA no longer protects the VM", func() bool {
+		held, _ := leaseOf(t, ds2, id)
+		return !held
+	})
 }

@@ -92,7 +92,7 @@ func newDC(t *testing.T, hosts int) *dc {
 func (d *dc) startAgent(name string) {
 	d.t.Helper()
 	a, err := agent.New(agent.Config{ServerURL: d.srv.URL(), JoinToken: d.token, DataDir: filepath.Join(d.dir, "hosts", name),
-		Name: name, Listen: "127.0.0.1:0", Driver: sim.New(sim.Options{CPUs: 8, MemoryBytes: 16 << 30, ShutdownDelay: 20 * time.Millisecond}), Log: testLog(d.t)})
+		Name: name, Listen: "127.0.0.1:0", Driver: sim.New(sim.Options{CPUs: 8, MemoryBytes: 16 << 30, ShutdownDelay: 20 * time.Millisecond, Host: name}), Log: testLog(d.t)})
 	if err != nil {
 		d.t.Fatal(err)
 	}

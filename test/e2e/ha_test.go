@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/lease"
 )
 
 // procWatch counts a VM's QEMU processes every 100 ms, as an operator
@@ -176,8 +177,15 @@ func TestHAIsolatedHostFencesItselfAndNothingRunsTwice(t *testing.T) {
 func TestHALeaseRefusesASecondCopy(t *testing.T) {
 	lab, cl := newMigrationLab(t, 2)
 	cl.vdc("cluster", "update", "cluster1", "--ha", "on", "--ha-failure-detection", "4s", "--ha-isolation-response", "leave-running")
-	cl.vdc("vm", "create", "stay", "--memory", "256MiB", "--image", "test", "--host", "host-1", "--start")
+	cl.vdc("vm", "create", "stay", "--memory", "256MiB", "--image", "test", "--host", "host-2", "--start")
 	cl.waitGuest("stay")
+	// The lease moves with a live migration: host-2's QEMU lets go of it
+	// at the switch-over, host-1's takes it.
+	cl.vdc("vm", "migrate", "stay", "--host", "host-1")
+	held, who, err := lease.Held(lease.Path(filepath.Join(cl.dir, "datastore1"), cl.vm("stay").Metadata.ID))
+	if err != nil || !held || !strings.Contains(who, "vm stay on host host-1") {
+		t.Fatalf("lease after the migration: held=%v by %q (%v)", held, who, err)
+	}
 	w := watchProcs(t, "stay")
 	before := qemuPIDs(t, "stay")
 	lab.cut("host-1")
