@@ -33,7 +33,7 @@ type haState struct {
 	lastContact time.Time
 	heartbeat   time.Duration // the server's heartbeat interval
 	isolated    bool          // the isolation response was applied for this outage
-	partitioned bool // the server is lost but the isolation addresses answer
+	partitioned bool          // the server is lost but the isolation addresses answer
 }
 
 func loadHA(dataDir string) *haState {
