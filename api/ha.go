@@ -168,6 +168,14 @@ type HARestartResult struct {
 	Attempt int    `json:"attempt"`
 }
 
+// HAFailoverResult is the result of a host.failover task.
+type HAFailoverResult struct {
+	Restarted int `json:"restarted"`
+	// Failed lists the VMs HA gave up on, each with the last reason.
+	Failed  []string `json:"failed,omitempty"`
+	Outcome string   `json:"outcome"` // done, the host came back, HA was turned off...
+}
+
 // VMResetResult is the result of a reset by VM monitoring: why, and what
 // the console showed before it.
 type VMResetResult struct {

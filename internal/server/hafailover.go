@@ -17,13 +17,6 @@ type haRestartParams struct {
 	Attempt int    `json:"attempt"`
 }
 
-// HAFailoverResult is the result of a host.failover task.
-type HAFailoverResult struct {
-	Restarted int      `json:"restarted"`
-	Failed    []string `json:"failed,omitempty"`
-	Outcome   string   `json:"outcome"`
-}
-
 // haPending lists the VMs of a failed host that HA must still restart:
 // protected, powered on when the host was lost, and not the target of
 // another unfinished task (other than those of this failover).
@@ -67,9 +60,8 @@ func (s *Server) stillFailed(hostID string) (*api.Host, *api.Cluster, string) {
 // retrying those that could not restart a few times with growing delays.
 // It can run again after a leader change: it works from the inventory.
 func (s *Server) runHostFailover(ctx context.Context, t *taskRun) (any, error) {
-	res := &HAFailoverResult{}
-	attempts := map[string]int{}
-	lastErr := map[string]string{}
+	f := &failover{s: s, t: t, res: &api.HAFailoverResult{}, attempts: map[string]int{}, lastErr: map[string]string{}}
+	res, attempts, lastErr := f.res, f.attempts, f.lastErr
 	// Restarts a previous leader started for this task go on by themselves.
 	var inherited []*api.Task
 	s.cache.Each(api.KindTask, func(o api.Object) {
@@ -118,7 +110,7 @@ func (s *Server) runHostFailover(ctx context.Context, t *taskRun) (any, error) {
 			retry = false
 			continue
 		}
-		s.restartWaves(ctx, t, h, cl, left, attempts, lastErr, res)
+		f.waves(ctx, h, cl, left)
 		retry = true
 	}
 	if ctx.Err() != nil {
@@ -131,10 +123,18 @@ func (s *Server) runHostFailover(ctx context.Context, t *taskRun) (any, error) {
 	return res, nil
 }
 
-// restartWaves restarts VMs by priority: each priority's restarts run at
-// once, and the next priority waits for them.
-func (s *Server) restartWaves(ctx context.Context, t *taskRun, h *api.Host, cl *api.Cluster, vms []*api.VM,
-	attempts map[string]int, lastErr map[string]string, res *HAFailoverResult) {
+// failover is the state of one host.failover task's run.
+type failover struct {
+	s        *Server
+	t        *taskRun
+	res      *api.HAFailoverResult
+	attempts map[string]int    // restarts tried, by VM ID
+	lastErr  map[string]string // why the last one failed
+}
+
+// waves restarts VMs by priority: each priority's restarts run at once,
+// and the next priority waits for them.
+func (f *failover) waves(ctx context.Context, h *api.Host, cl *api.Cluster, vms []*api.VM) {
 	byPriority := map[string][]*api.VM{}
 	for _, vm := range vms {
 		p := api.HAPriorityOf(vm)
@@ -145,43 +145,30 @@ func (s *Server) restartWaves(ctx context.Context, t *taskRun, h *api.Host, cl *
 		if len(group) == 0 || ctx.Err() != nil {
 			continue
 		}
-		if h, _, _ = s.stillFailed(h.Metadata.ID); h == nil {
+		if h, _, _ = f.s.stillFailed(h.Metadata.ID); h == nil {
 			return
 		}
-		t.progress(ctx, 10, fmt.Sprintf("restarting %d %s-priority VMs of host %s", len(group), prio, h.Metadata.Name))
-		started := s.restartGroup(ctx, t, h, cl, group, attempts, lastErr)
+		f.t.progress(ctx, 10, fmt.Sprintf("restarting %d %s-priority VMs of host %s", len(group), prio, h.Metadata.Name))
 		var ok []*api.Task
-		results := make(chan struct {
-			child *api.Task
-			r     childResult
-		}, len(started))
-		for _, c := range started {
-			go func() {
-				results <- struct {
-					child *api.Task
-					r     childResult
-				}{c, s.waitChild(ctx, t, c, c.Target.Name)}
-			}()
-		}
-		for range started {
-			r := <-results
-			if r.r.err != nil {
-				lastErr[r.child.Target.ID] = r.r.err.Error()
+		for _, c := range f.group(ctx, h, cl, group) {
+			// They run at once; waiting for each in turn ends with the last.
+			if r := f.s.waitChild(ctx, f.t, c, c.Target.Name); r.err != nil {
+				f.lastErr[c.Target.ID] = r.err.Error()
 				continue
 			}
-			res.Restarted++
-			ok = append(ok, r.child)
+			f.res.Restarted++
+			ok = append(ok, c)
 		}
 		if cl.Spec.HA.RestartCondition == api.RestartWhenGuestReady && len(ok) > 0 {
-			s.waitGuestsReady(ctx, t, ok, time.Duration(cl.Spec.HA.RestartTimeoutSeconds)*time.Second)
+			f.s.waitGuestsReady(ctx, f.t, ok, time.Duration(cl.Spec.HA.RestartTimeoutSeconds)*time.Second)
 		}
 	}
 }
 
-// restartGroup plans and queues the restarts of one priority's VMs. VMs
-// that fit nowhere get a failed task that says why.
-func (s *Server) restartGroup(ctx context.Context, t *taskRun, h *api.Host, cl *api.Cluster, group []*api.VM,
-	attempts map[string]int, lastErr map[string]string) []*api.Task {
+// group plans and queues the restarts of one priority's VMs. VMs that fit
+// nowhere get a failed task that says why.
+func (f *failover) group(ctx context.Context, h *api.Host, cl *api.Cluster, group []*api.VM) []*api.Task {
+	s, t := f.s, f.t
 	byID := map[string]*api.VM{}
 	var want []scheduler.HAVM
 	for _, vm := range group {
@@ -203,25 +190,25 @@ func (s *Server) restartGroup(ctx context.Context, t *taskRun, h *api.Host, cl *
 	var started []*api.Task
 	for _, p := range placed {
 		vm := byID[p.VM.ID]
-		attempts[vm.Metadata.ID]++
-		child := newTask(ctx, opVMHARestart, vm, haRestartParams{From: h.Metadata.ID, Host: p.Host.ID, Attempt: attempts[vm.Metadata.ID]})
+		f.attempts[vm.Metadata.ID]++
+		child := newTask(ctx, opVMHARestart, vm, haRestartParams{From: h.Metadata.ID, Host: p.Host.ID, Attempt: f.attempts[vm.Metadata.ID]})
 		child.Owner, child.Parent = ownerHA, t.task.Metadata.ID
 		child.Message = fmt.Sprintf("host %s failed; restarting on host %s", h.Metadata.Name, p.Host.Name)
 		if c, err := s.submit(ctx, s.store.Txn(), child); err == nil {
 			started = append(started, c)
 		} else {
-			lastErr[vm.Metadata.ID] = err.Error()
+			f.lastErr[vm.Metadata.ID] = err.Error()
 		}
 	}
 	for _, u := range unplaced {
 		vm := byID[u.VM.ID]
-		attempts[vm.Metadata.ID]++
-		lastErr[vm.Metadata.ID] = u.Err.Error()
-		child := newTask(ctx, opVMHARestart, vm, haRestartParams{From: h.Metadata.ID, Attempt: attempts[vm.Metadata.ID]})
+		f.attempts[vm.Metadata.ID]++
+		f.lastErr[vm.Metadata.ID] = u.Err.Error()
+		child := newTask(ctx, opVMHARestart, vm, haRestartParams{From: h.Metadata.ID, Attempt: f.attempts[vm.Metadata.ID]})
 		child.Owner, child.Parent = ownerHA, t.task.Metadata.ID
 		now := time.Now().UTC()
 		child.State, child.Started, child.Finished = api.TaskFailed, &now, &now
-		child.Error = &api.Error{Code: "unprocessable", Message: fmt.Sprintf("host %s failed, and vm %s fits on no other host: %v", h.Metadata.Name, vm.Metadata.Name, u.Err)}
+		child.Error, _ = api.ErrorFrom(api.Errorf(api.ErrUnprocessable, "host %s failed, and vm %s fits on no other host: %v", h.Metadata.Name, vm.Metadata.Name, u.Err))
 		if _, err := s.submit(ctx, s.store.Txn(), child); err != nil {
 			s.log.Warn("cannot record a failed HA restart", "vm", vm.Metadata.Name, "err", err)
 		}
