@@ -100,9 +100,9 @@ type Property struct {
 
 // Product is a ProductSection.
 type Product struct {
-	Class, Instance                     string
+	Class, Instance                       string
 	Product, Vendor, Version, FullVersion string
-	Properties                          []Property
+	Properties                            []Property
 }
 
 // VirtualSystem is one VM of the package.
@@ -204,6 +204,9 @@ func Parse(data []byte) (*Envelope, error) {
 		return nil, err
 	}
 	for _, sec := range root.children {
+		if err := checkRequired(sec); err != nil {
+			return nil, err
+		}
 		switch sec.kind() {
 		case "References", "VirtualSystem", "VirtualSystemCollection":
 		case "DiskSection":
@@ -476,6 +479,9 @@ func (env *Envelope) readContent(n *node, ids map[string]bool, depth int) error 
 	}
 	vs := &VirtualSystem{ID: id, Name: n.childText("Name"), Info: n.childText("Info")}
 	for _, c := range n.children {
+		if err := checkRequired(c); err != nil {
+			return err
+		}
 		switch c.kind() {
 		case "OperatingSystemSection":
 			vs.OS = OS{Description: c.childText("Description"), Version: c.attr("version"), VMwareType: c.attrNS(VMWNS, "osType")}
@@ -681,6 +687,11 @@ var knownSections = map[string]bool{
 	"InstallSection": true, "Strings": true, "EnvironmentFilesSection": true, "BootDeviceSection": true,
 	"SharedDiskSection": true, "ScaleOutSection": true, "PlacementGroupSection": true, "PlacementSection": true,
 	"EncryptionSection": true,
+	// What those sections hold.
+	"File": true, "Disk": true, "Network": true, "Description": true, "Configuration": true, "Label": true,
+	"Property": true, "Category": true, "Value": true, "License": true, "Annotation": true, "Item": true,
+	"StorageItem": true, "EthernetPortItem": true, "System": true, "Product": true, "Vendor": true, "Version": true,
+	"FullVersion": true, "ProductUrl": true, "VendorUrl": true, "AppUrl": true, "Icon": true,
 }
 
 func checkRequired(n *node) error {

@@ -37,10 +37,10 @@ type Options struct {
 
 // Plan is what an import would make.
 type Plan struct {
-	Version    string            `json:"version"`
-	Collection string            `json:"collection,omitempty"`
-	VMs        []VMPlan          `json:"vms"`
-	Deployment string            `json:"deployment,omitempty"`
+	Version    string             `json:"version"`
+	Collection string             `json:"collection,omitempty"`
+	VMs        []VMPlan           `json:"vms"`
+	Deployment string             `json:"deployment,omitempty"`
 	Options    []DeploymentOption `json:"deploymentOptions,omitempty"`
 	// Networks are the package's logical networks the VMs use.
 	Networks   []string        `json:"networks,omitempty"`
