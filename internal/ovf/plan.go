@@ -355,7 +355,7 @@ func (env *Envelope) planVM(p *Plan, vs *VirtualSystem) (VMPlan, error) {
 			vm.MemoryBytes, memSeen = (n+(1<<20)-1)&^((1<<20)-1), true
 		case rtIDE, rtSCSI, rtOtherStore, rtFC, rtISCSI:
 			if it.ResourceType == rtSCSI {
-				if st := strings.ToLower(it.ResourceSubType); st != "" && st != "virtio" && st != "virtio-scsi" {
+				if st := strings.ToLower(it.ResourceSubType); st != "" && st != "virtio" && st != "virtio-scsi" && it.Config["vdc:controller"] != "virtio-scsi" {
 					warn("SCSI controller %s (%s) becomes virtio-scsi; the guest needs a virtio-scsi driver", it.name(), it.ResourceSubType)
 				}
 			}

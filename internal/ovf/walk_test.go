@@ -186,7 +186,9 @@ var rejectedPatterns = map[string]string{
 	"VirtualHardware*/Neg/twomax_rangemarker.ovf":                                    "used twice",
 	"VirtualHardware*/Neg/twomin_rangemarker.ovf":                                    "used twice",
 	"Envelope*/Neg/content_vmwithnoid.ovf":                                           "has no ovf:id",
-	"*/nvapp00[3-8].ovf":                                                             "holds no virtual system",
+	"VirtualAppliances/Pos/nvapp00[3-8].ovf":                                         "holds no virtual system",
+	"ovftoolresources/nvapp00[3-8].ovf":                                              "holds no virtual system",
+	"VirtualHardware_1_0/Neg/noninteger_range.ovf":                                   "not a whole number",
 	"ImportOvf2014/tagBasedPlacementGroupSection/tagBasedPlacementGroup00[1345].ovf": "holds no virtual system",
 	"ImportOvf2014/tagBasedPlacementSection/tagBasedPlacement00[145].ovf":            "holds no virtual system",
 }

@@ -77,7 +77,7 @@ func (w *xw) item(tag, prefix string, r rasd, vdc map[string]string) {
 			w.elem(prefix+":"+k, v)
 		}
 	}
-	for _, k := range []string{"bus", "model"} {
+	for _, k := range []string{"bus", "model", "controller"} {
 		if v, ok := vdc[k]; ok {
 			w.line(`<vdc:Config ovf:required="false" vdc:key="%s" vdc:value="%s"/>`, k, esc(v))
 		}
@@ -199,7 +199,7 @@ func WriteDescriptor(out io.Writer, vm ExportVM, version string) error {
 		if d.Bus != BusSATA && scsiID == "" {
 			scsiID = next()
 			w.item("Item", "rasd", rasd{"Address": "0", "Description": "SCSI Controller", "ElementName": "SCSI Controller 0",
-				"InstanceID": scsiID, "ResourceSubType": "lsilogic", "ResourceType": "6"}, nil)
+				"InstanceID": scsiID, "ResourceSubType": "lsilogic", "ResourceType": "6"}, map[string]string{"controller": "virtio-scsi"})
 		}
 	}
 	diskTag, diskPrefix, nicTag, nicPrefix := "Item", "rasd", "Item", "rasd"
