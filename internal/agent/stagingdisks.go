@@ -190,13 +190,18 @@ func convertOne(ctx context.Context, dir string, sp *StagedPackage, d ConvertDis
 	res.SourceFormat = det.String()
 	info, err := disk.InspectSource(ctx, src)
 	if err != nil {
-		return res, api.Errorf(api.ErrInvalid, "the %s image cannot be read: %v", det, err)
+		msg := strings.ReplaceAll(err.Error(), "inspect disk "+src.Path+": ", "")
+		return res, api.Errorf(api.ErrInvalid, "the %s image cannot be read (damaged or truncated?): %s", det, strings.ReplaceAll(msg, src.Path, d.Files[0]))
 	}
 	if info.VirtualSize <= 0 || info.VirtualSize > int64(api.MaxDiskSize) {
 		return res, api.Errorf(api.ErrInvalid, "the image says it holds %s; vdc disks are 1 byte to %s", api.Size(info.VirtualSize), api.MaxDiskSize)
 	}
-	// VHDs round their size to a CHS geometry: allow a little slack.
-	if d.CapacityBytes > 0 && info.VirtualSize > d.CapacityBytes+(8<<20) {
+	// VHDs round their size up to a CHS geometry: allow them a little.
+	slack := int64(0)
+	if det.Format == disk.FormatVPC {
+		slack = 8 << 20
+	}
+	if d.CapacityBytes > 0 && info.VirtualSize > d.CapacityBytes+slack {
 		return res, api.Errorf(api.ErrInvalid, "the %s image holds %s, more than the %s the descriptor declares", det, api.Size(info.VirtualSize), api.Size(d.CapacityBytes))
 	}
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {

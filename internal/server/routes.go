@@ -106,7 +106,7 @@ func (s *Server) apiRoutes() []route {
 		route{method: "DELETE", path: "/api/v1/uploads/{id}", handler: s.deleteStaging, summary: "Delete an upload and its files", reply: ""},
 		route{method: "POST", path: "/api/v1/imports", handler: s.createImport,
 			summary: "Import VMs from an OVF package (OVA, OVF) or a foreign disk, uploaded or at a URL; with dryRun, answer with the plan (ImportPlan) and change nothing",
-			body: api.ImportRequest{}, reply: task, status: http.StatusAccepted},
+			body:    api.ImportRequest{}, reply: task, status: http.StatusAccepted},
 		route{method: "POST", path: "/api/v1/vms/{name}/export", handler: s.exportVM, summary: "Export a VM that is off as an OVF package (streamOptimized VMDKs, SHA-256 manifest)",
 			body: api.ExportRequest{}, reply: task, status: http.StatusAccepted},
 		route{method: "GET", path: "/api/v1/exports/{id}/ova", handler: s.downloadExportOVA, summary: "Download a finished export as one OVA (tar)", reply: ""},
