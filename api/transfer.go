@@ -131,7 +131,9 @@ type ImportProperty struct {
 
 // ImportResult is the result of a finished vm.import task.
 type ImportResult struct {
-	VMs      []Ref    `json:"vms"`
+	VMs []Ref `json:"vms"`
+	// Disk is the disk a disk import added to an existing VM.
+	Disk     string   `json:"disk,omitempty"`
 	Warnings []string `json:"warnings,omitempty"`
 }
 

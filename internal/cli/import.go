@@ -233,8 +233,8 @@ func (f *importFlags) submit(ctx context.Context, g *globals, c *client.Client, 
 				names = append(names, r.Name)
 			}
 			out := fmt.Sprintf("imported vm %s", strings.Join(names, ", "))
-			if f.req.Format == api.ImportFormatDisk && len(names) == 1 && names[0] == f.req.VM {
-				out = "imported the disk into vm " + names[0]
+			if res.Disk != "" {
+				out = fmt.Sprintf("imported the disk as %s of vm %s", res.Disk, names[0])
 			}
 			for _, w := range res.Warnings {
 				out += "\n  warning: " + w

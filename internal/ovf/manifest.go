@@ -151,7 +151,7 @@ func VerifyCertificate(cert, manifest []byte, manifestName string) (Signer, erro
 		return s, invalidf("the manifest's signature does not verify with the package's certificate: the manifest was changed after signing, or the signature is not for it")
 	}
 	s.Subject, s.Issuer = c.Subject.String(), c.Issuer.String()
-	s.SelfSigned = c.CheckSignatureFrom(c) == nil
+	s.SelfSigned = bytes.Equal(c.RawSubject, c.RawIssuer) && c.CheckSignature(c.SignatureAlgorithm, c.RawTBSCertificate, c.Signature) == nil
 	return s, nil
 }
 

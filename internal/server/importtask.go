@@ -140,12 +140,12 @@ func (s *Server) runVMImport(ctx context.Context, t *taskRun) (any, error) {
 	}()
 	res := api.ImportResult{Warnings: plan.api.Warnings}
 	if plan.attach != nil {
-		ref, err := s.attachImportedDisk(ctx, t, p, plan, sp)
+		ref, diskName, err := s.attachImportedDisk(ctx, t, p, plan, sp)
 		if err != nil {
 			return nil, err
 		}
 		undo = false
-		res.VMs = []api.Ref{ref}
+		res.VMs, res.Disk = []api.Ref{ref}, diskName
 		return res, nil
 	}
 	type made struct {
@@ -288,7 +288,15 @@ func (s *Server) fillImportedDisks(ctx context.Context, t *taskRun, vm *api.VM, 
 }
 
 // attachImportedDisk converts a disk into a new disk of a VM that is off.
-func (s *Server) attachImportedDisk(ctx context.Context, t *taskRun, p importParams, plan *importPlan, sp *agent.StagedPackage) (api.Ref, error) {
+func (s *Server) attachImportedDisk(ctx context.Context, t *taskRun, p importParams, plan *importPlan, sp *agent.StagedPackage) (ref api.Ref, diskName string, err error) {
+	ref, err = s.attachDisk(ctx, t, p, plan)
+	if err == nil {
+		diskName = fmt.Sprintf("disk%d", len(plan.attach.Spec.Disks))
+	}
+	return ref, diskName, err
+}
+
+func (s *Server) attachDisk(ctx context.Context, t *taskRun, p importParams, plan *importPlan) (api.Ref, error) {
 	vm := plan.attach
 	ref := api.Ref{ID: vm.Metadata.ID, Name: vm.Metadata.Name}
 	h, err := s.vmHost(vm)
