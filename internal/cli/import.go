@@ -167,7 +167,7 @@ func (f *importFlags) run(ctx context.Context, g *globals, src string) error {
 		f.req.URL = src
 		return f.submit(ctx, g, c, what)
 	}
-	files, local, err := localPackage(f.req.Format, src)
+	files, local, err := localPackage(f.req.Format, src, f.req.DryRun)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
@@ -252,9 +252,10 @@ type localFile struct {
 
 // localPackage lists the files of a package on this machine: an OVA, an
 // OVF with its manifest, certificate and referenced files beside it, or a
-// disk (with its extents for a VMDK descriptor). It reads the package as
-// the host will, so a broken one is refused before it is sent.
-func localPackage(format, src string) ([]localFile, *ovf.Package, error) {
+// disk (with its extents for a VMDK descriptor). With read (a dry run) it
+// reads the package as the host would, checking it all; otherwise the host
+// does that as the files arrive, and reading them twice would only cost.
+func localPackage(format, src string, read bool) ([]localFile, *ovf.Package, error) {
 	stat := func(name, p string) (localFile, error) {
 		fi, err := os.Stat(p)
 		if err != nil {
@@ -273,6 +274,9 @@ func localPackage(format, src string) ([]localFile, *ovf.Package, error) {
 		}
 		if !strings.HasSuffix(strings.ToLower(lf.name), ".ova") {
 			lf.name += ".ova"
+		}
+		if !read {
+			return []localFile{lf}, nil, nil // the host reads it as it arrives
 		}
 		fh, err := os.Open(src)
 		if err != nil {
@@ -327,6 +331,9 @@ func localPackage(format, src string) ([]localFile, *ovf.Package, error) {
 				}
 				files = append(files, lf)
 			}
+		}
+		if !read {
+			return files, pkg, nil
 		}
 		for _, lf := range files[1:] {
 			fh, err := os.Open(lf.path)
