@@ -1,10 +1,7 @@
 package agent
 
 import (
-	"bufio"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -140,38 +137,29 @@ func receive(dir, name string, r io.Reader, want int64) (StagingFile, error) {
 			_ = os.Remove(dst)
 		}
 	}()
-	h := sha256.New()
-	bw := bufio.NewWriterSize(io.MultiWriter(f, h), 1<<20)
-	counted := &countWriter{}
-	tee := io.TeeReader(r, io.MultiWriter(bw, counted))
 	isOVA := strings.HasSuffix(strings.ToLower(name), ".ova")
-	if isOVA {
-		if sp.OVA != "" || len(sp.Package.Files) > 0 {
-			return res, api.Errorf(api.ErrConflict, "an OVA must come alone; this upload already holds files")
+	if isOVA && (sp.OVA != "" || len(sp.Package.Files) > 0) {
+		return res, api.Errorf(api.ErrConflict, "an OVA must come alone; this upload already holds files")
+	}
+	consume := func(in io.Reader) error {
+		if !isOVA {
+			if err := sp.Package.Add(name, 0, want, in); err != nil {
+				return err
+			}
+			if extra, _ := io.Copy(io.Discard, in); extra > 0 {
+				return api.Errorf(api.ErrInvalid, "%s is longer than the %d bytes announced", name, want)
+			}
+			return nil
 		}
-		err = ovf.ScanOVA(tee, func(e ovf.TarEntry, data io.Reader) error {
+		err := ovf.ScanOVA(in, func(e ovf.TarEntry, data io.Reader) error {
 			return sp.Package.Add(e.Name, e.Offset, e.Size, data)
 		})
-		if err == nil {
-			_, err = io.Copy(io.Discard, tee) // the tar's trailing blocks
-		}
 		if err == nil && sp.Package.DescriptorName == "" {
 			err = api.Errorf(api.ErrInvalid, "the OVA holds no .ovf descriptor (it holds %s)", strings.Join(firstN(sp.Package.Order, 8), ", "))
 		}
-		sp.OVA = name
-	} else {
-		err = sp.Package.Add(name, 0, want, tee)
-		if err == nil {
-			var extra int64
-			extra, err = io.Copy(io.Discard, tee)
-			if err == nil && extra > 0 {
-				err = api.Errorf(api.ErrInvalid, "%s is longer than the %d bytes announced", name, want)
-			}
-		}
+		return err
 	}
-	if ferr := bw.Flush(); err == nil {
-		err = ferr
-	}
+	n, err := pipeline(r, f, consume)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -181,20 +169,71 @@ func receive(dir, name string, r io.Reader, want int64) (StagingFile, error) {
 		}
 		return res, fmt.Errorf("receive %s: %w", name, err)
 	}
-	if want >= 0 && counted.n != want {
-		return res, api.Errorf(api.ErrInvalid, "receive %s: got %d bytes of %d", name, counted.n, want)
+	if want >= 0 && n != want {
+		return res, api.Errorf(api.ErrInvalid, "receive %s: got %d bytes of %d", name, n, want)
+	}
+	if isOVA {
+		sp.OVA = name
+	} else if pf := sp.Package.Files[name]; pf != nil {
+		res.SHA256 = pf.Digests["SHA256"]
 	}
 	if err := writeIndex(dir, sp); err != nil {
 		return res, err
 	}
 	ok = true
-	res.Size, res.SHA256 = counted.n, hex.EncodeToString(h.Sum(nil))
+	res.Size = n
 	return res, nil
 }
 
-type countWriter struct{ n int64 }
-
-func (c *countWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
+// pipeline copies r into w and hands the same bytes to consume, which runs
+// in its own goroutine (tar checks, hashing): the hashing overlaps the
+// network and the disk instead of following them. A consumer that refuses
+// the data stops the copy.
+func pipeline(r io.Reader, w io.Writer, consume func(io.Reader) error) (int64, error) {
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		err := consume(pr)
+		if err == nil {
+			_, err = io.Copy(io.Discard, pr) // the tar's trailing blocks
+		}
+		if err != nil {
+			pr.CloseWithError(err)
+		} else {
+			pr.Close()
+		}
+		done <- err
+	}()
+	buf := make([]byte, 1<<20)
+	var n int64
+	var copyErr error
+	for {
+		m, rerr := r.Read(buf)
+		if m > 0 {
+			if _, err := w.Write(buf[:m]); err != nil {
+				copyErr = err
+				break
+			}
+			if _, err := pw.Write(buf[:m]); err != nil {
+				break // the consumer stopped; its error says why
+			}
+			n += int64(m)
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			copyErr = rerr
+			break
+		}
+	}
+	pw.CloseWithError(copyErr)
+	cerr := <-done
+	if copyErr != nil {
+		return n, copyErr
+	}
+	return n, cerr
+}
 
 func firstN(s []string, n int) []string {
 	if len(s) > n {
