@@ -86,7 +86,9 @@ func (c *Client) raw(ctx context.Context, method, path string, body io.Reader, s
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	resp, err := c.hc.Do(req)
+	// Bulk data goes over HTTP/1.1: HTTP/2's flow-control windows hold a
+	// single big upload or download well below what the link carries.
+	resp, err := c.ws.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("cannot reach the vdc server at %s: %w", c.base, err)
 	}

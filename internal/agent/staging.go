@@ -72,7 +72,32 @@ func (a *Agent) stagingPath(r *http.Request) (string, error) {
 	if !stagingIDRE.MatchString(id) {
 		return "", api.Errorf(api.ErrInvalid, "bad staging id %q", id)
 	}
-	return a.datastorePath(r.URL.Query().Get("datastore"), stagingDir+"/"+id)
+	p, err := a.datastorePath(r.URL.Query().Get("datastore"), stagingDir+"/"+id)
+	if err == nil {
+		sweepStaging(filepath.Dir(p), time.Now())
+	}
+	return p, err
+}
+
+// stagingMaxAge is how long an abandoned staging folder (an upload never
+// imported, an export never downloaded) is kept.
+const stagingMaxAge = 24 * time.Hour
+
+var lastSweep sync.Map // staging root -> time of the last sweep
+
+// sweepStaging removes staging folders nobody touched for a day, at most
+// once an hour per datastore.
+func sweepStaging(root string, now time.Time) {
+	if t, ok := lastSweep.Load(root); ok && now.Sub(t.(time.Time)) < time.Hour {
+		return
+	}
+	lastSweep.Store(root, now)
+	ents, _ := os.ReadDir(root)
+	for _, e := range ents {
+		if fi, err := e.Info(); err == nil && e.IsDir() && now.Sub(fi.ModTime()) > stagingMaxAge {
+			_ = os.RemoveAll(filepath.Join(root, e.Name()))
+		}
+	}
 }
 
 func readIndex(dir string) (*StagedPackage, error) {

@@ -354,7 +354,10 @@ func (s *Server) planFrom(p *importParams, sp *agent.StagedPackage, dryRun bool)
 		return nil, invalid(err)
 	}
 	warnings := oplan.Warnings
-	if len(pkg.Files) > 1 || sp.OVA != "" {
+	if dryRun && req.URL != "" {
+		// Only the descriptor was fetched.
+		warnings = append(warnings, "a dry run of a URL reads the descriptor only: the files, their sizes and the manifest are checked at import")
+	} else if len(pkg.Files) > 1 || sp.OVA != "" {
 		w, err := pkg.Check(env, oplan, req.SkipManifest)
 		if err != nil {
 			return nil, invalid(err)

@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -208,6 +210,25 @@ func TestOVFExportImportRoundTrip(t *testing.T) {
 		t.Fatalf("the guest's OVF environment: %v\n%s", err, env)
 	}
 	cl.vdc("vm", "delete", "dst", "--force")
+	// The same package from a URL: the host fetches it.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := &http.Server{Handler: http.FileServer(http.Dir(dir))}
+	go web.Serve(ln)
+	defer web.Close()
+	url := "http://" + ln.Addr().String() + "/app.ova"
+	if plan := cl.vdc("import", "ova", url, "--dry-run"); !strings.Contains(plan, "org.example.greeting") {
+		t.Errorf("dry run of a URL:\n%s", plan)
+	}
+	cl.vdc("import", "ova", url, "--name", "fromurl")
+	if !sameData(t, cl.diskPath("src", 0), cl.diskPath("fromurl", 0)) {
+		t.Error("the disk imported from a URL differs")
+	}
+	if out, err := cl.try("import", "ova", "http://"+ln.Addr().String()+"/nope.ova", "--name", "nope"); err == nil || !strings.Contains(out, "404") {
+		t.Errorf("a URL that is not there: %v\n%s", err, out)
+	}
 	if ents, _ := filepath.Glob(filepath.Join(cl.dir, "datastore1", "dst-*")); len(ents) != 0 {
 		t.Errorf("deleting the imported VM left %v", ents)
 	}
