@@ -86,8 +86,8 @@ func (c *Client) raw(ctx context.Context, method, path string, body io.Reader, s
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	// Bulk data goes over HTTP/1.1: HTTP/2's flow-control windows hold a
-	// single big upload or download well below what the link carries.
+	// Bulk data goes over HTTP/1.1, as the server-to-agent leg does: one
+	// stream per connection, no HTTP/2 flow-control windows in its way.
 	resp, err := c.ws.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("cannot reach the vdc server at %s: %w", c.base, err)
