@@ -395,6 +395,11 @@ func (s *Server) planFrom(p *importParams, sp *agent.StagedPackage, dryRun bool)
 		if err != nil {
 			return nil, err
 		}
+		if len(pv.props) > 0 && len(pv.req.Disks) == 0 {
+			// The environment ISO lives in the VM's disk folder.
+			pv.props = nil
+			warnings = append(warnings, fmt.Sprintf("vm %s has no disk: its properties are not handed to it", pv.req.Name))
+		}
 		ip.vms = append(ip.vms, pv)
 		ip.api.VMs = append(ip.api.VMs, s.describe(pv, vm))
 	}

@@ -218,3 +218,55 @@ func TestImportCollectionAndExportThroughTheAPI(t *testing.T) {
 }
 
 func gzipWriter(w io.Writer) *gzip.Writer { return gzip.NewWriter(w) }
+
+// A package with a license is refused until it is accepted; a disk goes
+// into a VM only while the VM is off, and then becomes its next disk.
+func TestImportEULAAndDiskIntoAVM(t *testing.T) {
+	needQemuImg(t)
+	d := newDC(t, 1)
+	ctx := context.Background()
+	desc, _ := os.ReadFile("../ovf/testdata/properties.ovf")
+	ova := tarBytes(t, [2]string{"app.ovf", string(desc)})
+	up, err := d.c.CreateUpload(ctx, api.UploadRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.c.UploadFile(ctx, up.ID, "app.ova", bytes.NewReader(ova), int64(len(ova))); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := d.c.Import(ctx, api.ImportRequest{Format: "ova", Upload: up.ID}); !errors.Is(err, api.ErrInvalid) || !strings.Contains(err.Error(), "accept-eula") {
+		t.Errorf("a package with a license, not accepted: %v", err)
+	}
+	task, _, err := d.c.Import(ctx, api.ImportRequest{Format: "ova", Upload: up.ID, AcceptEULA: true, Name: "licensed"})
+	d.run(task, err)
+	vm := d.vm("licensed")
+	if vm.Spec.CPUs != 1 || vm.Status.Phase != api.PhaseReady || len(vm.Spec.Disks) != 1 || vm.Spec.Disks[0].SizeBytes != api.MustSize("1GiB") {
+		t.Errorf("licensed: %+v", vm.Spec)
+	}
+	if iso, err := os.ReadFile(vm.Spec.CDROM); err != nil || !bytes.Contains(iso, []byte(`oe:key="org.example.mode" oe:value="prod"`)) {
+		t.Errorf("the OVF environment ISO %q: %v", vm.Spec.CDROM, err)
+	}
+
+	d.run(d.c.CreateVM(ctx, api.VMCreateRequest{Name: "db1", CPUs: 1, Memory: api.MustSize("128MiB"),
+		Disks: []api.DiskRequest{{Size: api.MustSize("16MiB")}}, PowerOn: true}))
+	data := bytes.Repeat([]byte("data"), 1<<18) // 1 MiB raw
+	up2, _ := d.c.CreateUpload(ctx, api.UploadRequest{})
+	if _, err := d.c.UploadFile(ctx, up2.ID, "data.img", bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := d.c.Import(ctx, api.ImportRequest{Format: "disk", Upload: up2.ID, VM: "db1"}); !errors.Is(err, api.ErrConflict) || !strings.Contains(err.Error(), "while it is off") {
+		t.Errorf("a disk into a running VM: %v", err)
+	}
+	d.run(d.c.Power(ctx, "db1", api.PowerRequest{Action: api.ActionStop, Force: true}))
+	task, _, err = d.c.Import(ctx, api.ImportRequest{Format: "disk", Upload: up2.ID, VM: "db1", Bus: "scsi"})
+	done := d.run(task, err)
+	var res api.ImportResult
+	json.Unmarshal(done.Result, &res)
+	vm = d.vm("db1")
+	if res.Disk != "disk1" || len(vm.Spec.Disks) != 2 || vm.Spec.Disks[1].SizeBytes != api.MustSize("1MiB") || vm.Spec.Disks[1].Bus != "scsi" {
+		t.Errorf("the added disk: %+v %+v", res, vm.Spec.Disks)
+	}
+	if _, err := os.Stat(filepath.Join(d.dir, "datastore1", vm.Spec.Disks[1].Path)); err != nil {
+		t.Errorf("the added disk's file: %v", err)
+	}
+}
