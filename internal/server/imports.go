@@ -227,6 +227,7 @@ func (s *Server) createImport(w http.ResponseWriter, r *http.Request) {
 		}
 		p.Staging, p.Datastore = newStagingID(ds.GetMeta().ID), ds.GetMeta().ID
 	}
+	var planned *importPlan
 	if req.DryRun || req.Upload != "" {
 		plan, err := s.planImport(ctx, &p, req.DryRun)
 		if err != nil {
@@ -241,11 +242,15 @@ func (s *Server) createImport(w http.ResponseWriter, r *http.Request) {
 			fail(w, err)
 			return
 		}
+		planned = plan
 	}
 	p.Req.Descriptor = ""
 	name := req.Name
 	if name == "" {
 		name = req.VM
+	}
+	if name == "" && planned != nil && len(planned.vms) > 0 {
+		name = planned.vms[0].req.Name
 	}
 	placeholder := &api.VM{Metadata: api.ObjectMeta{ID: store.NewID(), Name: name}}
 	t, err := s.submit(ctx, s.store.Txn(), newTask(ctx, opVMImport, placeholder, p))
@@ -483,6 +488,9 @@ func (s *Server) planVM(req api.ImportRequest, vm ovf.VMPlan, count int, props [
 	}
 	for i, n := range vm.NICs {
 		pg := req.Networks[n.Network]
+		if pg == "" && slicesContains(pgs, n.Network) {
+			pg = n.Network // a port group of the same name, as vSphere maps them
+		}
 		if pg == "" {
 			if len(pgs) != 1 {
 				return pv, api.Errorf(api.ErrInvalid, "vm %s: network adapter %d is on the package's network %q: say which port group it goes to with --map-network %q=PORTGROUP (port groups: %s)",

@@ -242,6 +242,12 @@ func TestOVFExportImportRoundTrip(t *testing.T) {
 	if d := cl.vm("dst2"); d.Spec.CPUs != 2 || len(d.Spec.Disks) != 2 || !sameData(t, cl.diskPath("src", 0), cl.diskPath("dst2", 0)) {
 		t.Errorf("OVF 2.0 folder import: %+v", d.Spec)
 	}
+	// An OVF folder at a URL: the host fetches the descriptor, then the
+	// files it references, beside it.
+	cl.vdc("import", "ovf", "http://"+ln.Addr().String()+"/ovf2/src.ovf", "--name", "dst3")
+	if d := cl.vm("dst3"); len(d.Spec.Disks) != 2 || !sameData(t, cl.diskPath("src", 1), cl.diskPath("dst3", 1)) {
+		t.Errorf("OVF folder from a URL: %+v", d.Spec)
+	}
 	if out, err := cl.try("export", "dst2-nope"); err == nil || !strings.Contains(out, "not found") {
 		t.Errorf("export of a missing VM: %v %s", err, out)
 	}
