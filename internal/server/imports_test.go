@@ -18,6 +18,7 @@ import (
 	"testing"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/client"
 	"github.com/vdc-project/vdc/internal/ovf"
 )
 
@@ -268,5 +269,54 @@ func TestImportEULAAndDiskIntoAVM(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(d.dir, "datastore1", vm.Spec.Disks[1].Path)); err != nil {
 		t.Errorf("the added disk's file: %v", err)
+	}
+}
+
+// A canceled import leaves nothing: no VM, no disk, no staging folder.
+func TestImportCanceled(t *testing.T) {
+	needQemuImg(t)
+	d := newDC(t, 1)
+	ctx := context.Background()
+	raw := filepath.Join(t.TempDir(), "big.raw")
+	f, _ := os.Create(raw)
+	buf := make([]byte, 1<<20)
+	for i := 0; i < 96; i++ { // 96 MiB of data that does not compress
+		for j := range buf {
+			buf[j] = byte(i*7 + j*13 + j>>9)
+		}
+		f.Write(buf)
+	}
+	f.Close()
+	fi, _ := os.Stat(raw)
+	up, _ := d.c.CreateUpload(ctx, api.UploadRequest{})
+	fh, _ := os.Open(raw)
+	if _, err := d.c.UploadFile(ctx, up.ID, "big.raw", fh, fi.Size()); err != nil {
+		t.Fatal(err)
+	}
+	fh.Close()
+	task, _, err := d.c.Import(ctx, api.ImportRequest{Format: "disk", Upload: up.ID, VM: "big"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cerr := d.c.Do(ctx, client.Request{Method: "POST", Path: "/tasks/" + task.Metadata.ID + "/cancel"}, nil)
+	final, _ := d.c.Wait(ctx, task)
+	switch {
+	case cerr == nil && final.State == api.TaskCanceled:
+		if _, err := d.c.GetVM(ctx, "big"); !errors.Is(err, api.ErrNotFound) {
+			t.Errorf("a canceled import left its VM: %v", err)
+		}
+		ents, _ := os.ReadDir(filepath.Join(d.dir, "datastore1"))
+		for _, e := range ents {
+			if e.Name() != ".vdc-staging" {
+				t.Errorf("a canceled import left %s", e.Name())
+			}
+		}
+	case cerr != nil && final.State == api.TaskSucceeded:
+		t.Logf("the import finished before the cancel: %v", cerr)
+	default:
+		t.Fatalf("cancel: %v, task %s %+v", cerr, final.State, final.Error)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(d.dir, "datastore1", ".vdc-staging")); len(ents) != 0 {
+		t.Errorf("staging folders left: %d", len(ents))
 	}
 }
