@@ -116,6 +116,8 @@ type VirtualSystem struct {
 	EULAs    []string
 	// Annotation is the AnnotationSection's text.
 	Annotation string
+	// Firmware is what VirtualBox's vbox:Machine says ("bios", "efi").
+	Firmware string
 }
 
 // OS is the OperatingSystemSection.
@@ -508,6 +510,10 @@ func (env *Envelope) readContent(n *node, ids map[string]bool, depth int) error 
 			vs.EULAs = append(vs.EULAs, c.childText("License"))
 		case "AnnotationSection":
 			vs.Annotation = c.childText("Annotation")
+		case "Machine":
+			if c.space == VBoxNS {
+				vs.Firmware = vboxFirmware(c)
+			}
 		}
 	}
 	if len(vs.Hardware) == 0 {
@@ -704,4 +710,19 @@ func checkRequired(n *node) error {
 		}
 	}
 	return nil
+}
+
+// vboxFirmware reads <vbox:Machine><Hardware><Firmware type="EFI"/>.
+func vboxFirmware(m *node) string {
+	for _, h := range m.children {
+		if h.name != "Hardware" {
+			continue
+		}
+		for _, f := range h.children {
+			if f.name == "Firmware" {
+				return strings.ToLower(f.attr("type"))
+			}
+		}
+	}
+	return ""
 }

@@ -267,3 +267,21 @@ func TestWriteRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// The firmware comes from VMware's vmw:Config or VirtualBox's vbox:Machine;
+// EFI gets a warning (vdc VMs boot with SeaBIOS).
+func TestFirmware(t *testing.T) {
+	vmw := strings.Replace(minimal, "<VirtualHardwareSection><Info>hw</Info>",
+		`<VirtualHardwareSection xmlns:vmw="`+VMWNS+`"><Info>hw</Info><vmw:Config ovf:required="false" vmw:key="firmware" vmw:value="efi"/>`, 1)
+	vbox := strings.Replace(minimal, "<VirtualHardwareSection>",
+		`<vbox:Machine xmlns:vbox="`+VBoxNS+`" ovf:required="false" version="1.16-linux" uuid="{x}" name="x"><ovf:Info>VirtualBox</ovf:Info><Hardware><Firmware type="EFI64"/></Hardware></vbox:Machine><VirtualHardwareSection>`, 1)
+	for name, doc := range map[string]string{"vmw": vmw, "vbox": vbox} {
+		env, err := Parse([]byte(strings.Replace(strings.Replace(doc, "%s", "1", 1), "%s", "byte * 2^30", 1)))
+		must(t, err)
+		p, err := env.Plan(Options{})
+		must(t, err)
+		if p.VMs[0].Firmware != "efi" || !strings.Contains(strings.Join(p.Warnings, " "), "EFI") {
+			t.Errorf("%s: firmware %q, warnings %q", name, p.VMs[0].Firmware, p.Warnings)
+		}
+	}
+}

@@ -303,7 +303,14 @@ func (env *Envelope) planVM(p *Plan, vs *VirtualSystem) (VMPlan, error) {
 			p.Transport = append(p.Transport, t)
 		}
 	}
-	if fw := strings.ToLower(hw.Extra["firmware"]); fw != "" {
+	fw := strings.ToLower(hw.Extra["firmware"])
+	if fw == "" {
+		fw = vs.Firmware
+	}
+	if strings.HasPrefix(fw, "efi") {
+		fw = "efi"
+	}
+	if fw != "" {
 		vm.Firmware = fw
 		if fw == "efi" {
 			warn("the package asks for EFI firmware; vdc VMs boot with BIOS (SeaBIOS), so a guest that boots only with EFI will not start")
