@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 
 	"github.com/vdc-project/vdc/api"
 )
@@ -88,7 +89,7 @@ func (c *Client) raw(ctx context.Context, method, path string, body io.Reader, s
 	}
 	// Bulk data goes over HTTP/1.1, as the server-to-agent leg does: one
 	// stream per connection, no HTTP/2 flow-control windows in its way.
-	resp, err := c.ws.Do(req)
+	resp, err := c.bulk().Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("cannot reach the vdc server at %s: %w", c.base, err)
 	}
@@ -97,4 +98,17 @@ func (c *Client) raw(ctx context.Context, method, path string, body io.Reader, s
 		return nil, decodeError(resp)
 	}
 	return resp, nil
+}
+
+var bulkClients sync.Map // *Client -> *http.Client
+
+// bulk is an HTTP/1.1 client with large buffers for whole files.
+func (c *Client) bulk() *http.Client {
+	if hc, ok := bulkClients.Load(c); ok {
+		return hc.(*http.Client)
+	}
+	tr := c.ws.Transport.(*http.Transport).Clone()
+	tr.WriteBufferSize, tr.ReadBufferSize = 256<<10, 256<<10
+	hc, _ := bulkClients.LoadOrStore(c, &http.Client{Transport: tr})
+	return hc.(*http.Client)
 }
