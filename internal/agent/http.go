@@ -54,6 +54,7 @@ func (a *Agent) handler() http.Handler {
 	})
 	a.guestRoutes(mux)
 	a.migrationRoutes(mux)
+	a.stagingRoutes(mux)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !peerIsServer(r) {
 			fail(w, api.Errorf(api.ErrForbidden, "only a management server may call the agent API"))

@@ -41,6 +41,7 @@ func NewRoot() *cobra.Command {
 		newVMCmd(g), newHostCmd(g), newImageCmd(g),
 		newDatacenterCmd(g), newClusterCmd(g), newDatastoreCmd(g), newPortGroupCmd(g),
 		newTaskCmd(g), newEventsCmd(g), newVersionCmd(g), newBenchCmd(g),
+		newImportCmd(g), newExportCmd(g),
 	)
 	return root
 }

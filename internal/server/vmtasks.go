@@ -12,6 +12,7 @@ import (
 
 func (s *Server) registerTaskHandlers(r *runner) {
 	r.register("vm.create", taskHandler{run: s.runVMCreate, resumable: true})
+	s.registerTransferTasks(r)
 	r.register("vm.delete", taskHandler{run: s.runVMDelete, resumable: true})
 	r.register(opVMMigrate, taskHandler{run: s.runVMMigrate, resumable: true, cancelable: true})
 	r.register("host.maintenance.enter", taskHandler{run: s.runHostEvacuate, resumable: true, cancelable: true})

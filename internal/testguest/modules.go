@@ -30,7 +30,7 @@ var earlyModules = []string{"evdev", "button"}
 var guestModules = []string{
 	"virtio_pci", "virtio_blk", "virtio_scsi", "virtio_net", "virtio_console",
 	"virtio_balloon", "virtio_rng",
-	"sd_mod", "sr_mod", "ahci",
+	"sd_mod", "sr_mod", "ahci", "isofs",
 }
 
 // requiredModules must be present (as a module or built in): without them

@@ -76,13 +76,21 @@ func makeDisk(ctx context.Context, dc hypervisor.DiskConfig) error {
 		}
 		return disk.Create(ctx, dc.Path, dc.SizeBytes)
 	}
-	info, err := disk.Inspect(ctx, dc.Source)
+	// The format comes from the content, checked for what would make
+	// qemu-img open other files (backing files, stray VMDK extents); a
+	// fixed VHD, which qemu-img would take for raw, is read as VHD.
+	det, err := disk.DetectFile(dc.Source)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("image %s does not exist", dc.Source)
 		}
 		return fmt.Errorf("image %s: %w", dc.Source, err)
 	}
+	info, err := disk.InspectSource(ctx, disk.Source{Path: dc.Source, Format: det.Format})
+	if err != nil {
+		return fmt.Errorf("image %s: %w", dc.Source, err)
+	}
+	info.Format = det.Format
 	if info.Format == "qcow2" {
 		if err := disk.Check(ctx, dc.Source); err != nil {
 			return fmt.Errorf("image %s is damaged: %w", dc.Source, err)

@@ -100,6 +100,11 @@ func (d *Driver) Undefine(ctx context.Context, id string) error {
 		if err := os.Remove(disk.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, err)
 		}
+		// A CD-ROM image in the VM's own folder was made for it (an
+		// imported VM's OVF environment): it goes with the VM.
+		if v.cfg.CDROM != "" && filepath.Dir(v.cfg.CDROM) == filepath.Dir(disk.Path) {
+			_ = os.Remove(v.cfg.CDROM)
+		}
 		_ = os.Remove(filepath.Dir(disk.Path)) // the VM's folder, if now empty
 	}
 	if v.p.run != v.p.dir {

@@ -1,0 +1,411 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/agent"
+	"github.com/vdc-project/vdc/internal/disk"
+	"github.com/vdc-project/vdc/internal/ovf"
+)
+
+const (
+	opVMImport = "vm.import"
+	opVMExport = "vm.export"
+	// importLabel marks the VMs an import task makes, so that a new leader
+	// can find and remove those of an import its predecessor left.
+	importLabel = "vdc.import-task"
+)
+
+func (s *Server) registerTransferTasks(r *runner) {
+	r.register(opVMImport, taskHandler{run: s.runVMImport, resumable: true, cancelable: true})
+	r.register(opVMExport, taskHandler{run: s.runVMExport, resumable: true, cancelable: true})
+}
+
+// planDisk plans a disk import: a new disk for an existing VM that is off,
+// or a new VM with the disk.
+func (s *Server) planDisk(p *importParams, sp *agent.StagedPackage) (*importPlan, error) {
+	req := p.Req
+	file := req.File
+	if file == "" && sp != nil && len(sp.Package.Order) > 0 {
+		if len(sp.Package.Order) > 1 {
+			return nil, api.Errorf(api.ErrInvalid, "the upload holds %d files (%s): say which is the disk", len(sp.Package.Order), strings.Join(sp.Package.Order, ", "))
+		}
+		file = sp.Package.Order[0]
+	}
+	if file == "" && req.URL != "" {
+		u := strings.TrimRight(req.URL, "/")
+		file = path.Base(u[strings.Index(u, "://")+3:])
+	}
+	src := diskSource{Files: []string{file}}
+	ip := &importPlan{pkg: sp, api: api.ImportPlan{Format: api.ImportFormatDisk}}
+	if o, ok := s.cache.Lookup(api.KindVM, req.VM); ok && req.VM != "" {
+		vm := o.(*api.VM)
+		if err := checkReady(vm); err != nil {
+			return nil, err
+		}
+		if vm.Status.PowerState != api.PowerOff {
+			return nil, api.Errorf(api.ErrConflict, "vm %s is %s: add disks while it is off", vm.Metadata.Name, vm.Status.PowerState)
+		}
+		if len(vm.Spec.Disks) >= api.MaxDisksPerVM {
+			return nil, api.Errorf(api.ErrConflict, "vm %s has %d disks already, the most a VM can have", vm.Metadata.Name, len(vm.Spec.Disks))
+		}
+		ip.attach = vm
+		bus := req.Bus
+		if bus == "" {
+			bus = api.BusVirtio
+		}
+		ip.vms = []plannedVM{{req: api.VMCreateRequest{Name: vm.Metadata.Name, Disks: []api.DiskRequest{{Datastore: req.Datastore, Bus: bus}}}, sources: []diskSource{src}}}
+		ip.api.VMs = []api.ImportVM{{Name: vm.Metadata.Name, CPUs: vm.Spec.CPUs, Memory: vm.Spec.MemoryBytes,
+			Disks: []api.ImportDisk{{Bus: bus, File: file}}}}
+		ip.api.Warnings = []string{fmt.Sprintf("the disk is added to vm %s as disk%d", vm.Metadata.Name, len(vm.Spec.Disks))}
+		return ip, nil
+	}
+	name := req.Name
+	if name == "" {
+		name = req.VM
+	}
+	cpus, mem := max(req.CPUs, 1), req.Memory
+	if mem == 0 {
+		mem = api.Size(1 << 30)
+	}
+	cr := api.VMCreateRequest{Name: name, Cluster: req.Cluster, Host: req.Host, CPUs: cpus, Memory: mem, Labels: req.Labels,
+		Disks: []api.DiskRequest{{Size: api.MinVMMemory, Datastore: req.Datastore, Bus: req.Bus}}}
+	if err := validateCreate(&cr); err != nil {
+		return nil, err
+	}
+	ip.vms = []plannedVM{{req: cr, sources: []diskSource{src}}}
+	bus := req.Bus
+	if bus == "" {
+		bus = api.BusVirtio
+	}
+	ip.api.VMs = []api.ImportVM{{Name: name, CPUs: cpus, Memory: mem, Disks: []api.ImportDisk{{Bus: bus, File: file}}}}
+	return ip, nil
+}
+
+// runVMImport makes the VMs of an import: fetch the package (from a URL),
+// check it, make each VM's record and disks, give it its properties, and
+// define it on its host. Whatever fails undoes all of it, and the staging
+// folder goes in every case.
+func (s *Server) runVMImport(ctx context.Context, t *taskRun) (any, error) {
+	var p importParams
+	if err := t.params(&p); err != nil {
+		return nil, err
+	}
+	cctx, ccancel := t.cleanupCtx()
+	defer ccancel()
+	if t.resumed {
+		// A previous leader died during the import: remove what it made.
+		removed := s.undoImport(cctx, t.task.Metadata.ID)
+		s.dropStaging(cctx, p)
+		return nil, fmt.Errorf("interrupted: the management server stopped during the import; %s; run the import again", removed)
+	}
+	defer s.dropStaging(cctx, p)
+	dsObj, h, err := s.stagingHost(p.Staging)
+	if err != nil {
+		return nil, err
+	}
+	ds := dsObj.Metadata.ID
+	var sp *agent.StagedPackage
+	if p.Req.URL != "" {
+		t.progress(ctx, 1, "downloading "+p.Req.URL)
+		sp, err = s.agents.StagingFetch(ctx, target(h), ds, p.Staging, agent.FetchRequest{URL: p.Req.URL}, func(f float64, msg string) {
+			t.progress(ctx, 1+int(f*29), msg)
+		})
+	} else {
+		sp, err = s.agents.StagingIndex(ctx, target(h), ds, p.Staging)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("import: %w", err)
+	}
+	plan, err := s.planFrom(&p, sp, false)
+	if err != nil {
+		return nil, fmt.Errorf("import: %w", err)
+	}
+	if err := s.checkNames(plan); err != nil {
+		return nil, err
+	}
+	undo := true
+	defer func() {
+		if undo {
+			s.undoImport(cctx, t.task.Metadata.ID)
+		}
+	}()
+	res := api.ImportResult{Warnings: plan.api.Warnings}
+	if plan.attach != nil {
+		ref, diskName, err := s.attachImportedDisk(ctx, t, p, plan, sp)
+		if err != nil {
+			return nil, err
+		}
+		undo = false
+		res.VMs, res.Disk = []api.Ref{ref}, diskName
+		return res, nil
+	}
+	type made struct {
+		vm *api.VM
+		h  *api.Host
+	}
+	var vms []made
+	for i, pv := range plan.vms {
+		vm, vh, err := s.createImportedVM(ctx, t, pv, i == 0)
+		if err != nil {
+			return nil, fmt.Errorf("import vm %s: %w", pv.req.Name, err)
+		}
+		vms = append(vms, made{vm, vh})
+		lo, hi := 30+60*i/len(plan.vms), 30+60*(i+1)/len(plan.vms)
+		if err := s.fillImportedDisks(ctx, t, vm, vh, pv, sp, p, lo, hi); err != nil {
+			return nil, fmt.Errorf("import vm %s: %w", vm.Metadata.Name, err)
+		}
+		if err := s.defineVM(ctx, t, vm, vh); err != nil {
+			return nil, fmt.Errorf("import vm %s: define it on host %s: %w", vm.Metadata.Name, vh.Metadata.Name, err)
+		}
+		res.VMs = append(res.VMs, api.Ref{ID: vm.Metadata.ID, Name: vm.Metadata.Name})
+	}
+	undo = false
+	if p.Req.PowerOn {
+		for _, m := range vms {
+			t.progress(ctx, 95, "powering on "+m.vm.Metadata.Name)
+			if _, err := s.powerOn(ctx, t, m.vm.Metadata.ID); err != nil {
+				res.Warnings = append(res.Warnings, fmt.Sprintf("vm %s was imported but did not power on: %v", m.vm.Metadata.Name, err))
+			}
+		}
+	}
+	return res, nil
+}
+
+// createImportedVM records a VM of the import (phase creating), placed on
+// a host with room.
+func (s *Server) createImportedVM(ctx context.Context, t *taskRun, pv plannedVM, first bool) (*api.VM, *api.Host, error) {
+	req := pv.req
+	labels := map[string]string{}
+	for k, v := range req.Labels {
+		labels[k] = v
+	}
+	labels[importLabel] = t.task.Metadata.ID
+	req.Labels = labels
+	if err := s.cache.Sync(ctx); err != nil {
+		return nil, nil, err
+	}
+	vm, cl, hostID, err := s.buildVM(&req)
+	if err != nil {
+		return nil, nil, err
+	}
+	if first {
+		vm.Metadata.ID = t.task.Target.ID
+	}
+	if len(pv.props) > 0 && len(vm.Spec.Disks) > 0 {
+		o, _ := s.cache.Get(api.KindDatastore, vm.Spec.Disks[0].Datastore.ID)
+		vm.Spec.CDROM = filepath.Join(o.(*api.Datastore).Spec.Path, path.Dir(vm.Spec.Disks[0].Path), "ovf-env.iso")
+	}
+	var dss []string
+	for _, d := range vm.Spec.Disks {
+		dss = append(dss, d.Datastore.ID)
+	}
+	chosen, release, err := s.places.place(vm.Metadata.ID, cl, hostID, s.places.request(cl, vm.Spec.CPUs, int64(vm.Spec.MemoryBytes), dss), false)
+	if err != nil {
+		return nil, nil, fmt.Errorf("place it in cluster %s: %w", cl.Metadata.Name, err)
+	}
+	defer release()
+	vm.Spec.Host = api.Ref{ID: chosen}
+	txn := s.store.Txn().Create(vm)
+	for _, n := range vm.Spec.NICs {
+		txn.Claim(macKey(n.MAC), vm.Metadata.ID, api.Errorf(api.ErrConflict, "MAC address %s is already in use", n.MAC))
+	}
+	rev, err := txn.Commit(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := s.cache.WaitRev(ctx, rev); err != nil {
+		return nil, nil, err
+	}
+	ho, ok := s.cache.Get(api.KindHost, chosen)
+	if !ok {
+		return nil, nil, api.Errorf(api.ErrConflict, "host %s left the inventory", chosen)
+	}
+	return vm, ho.(*api.Host), nil
+}
+
+// resolveSources fills in the chunk names of chunked files.
+func resolveSources(src diskSource, sp *agent.StagedPackage) []string {
+	if len(src.Files) != 1 || !strings.HasSuffix(src.Files[0], "#chunks") {
+		return src.Files
+	}
+	href := strings.TrimSuffix(src.Files[0], "#chunks")
+	var out []string
+	for i := 0; ; i++ {
+		n := ovf.ChunkName(href, i)
+		if sp.Package.Files[n] == nil {
+			return out
+		}
+		out = append(out, n)
+	}
+}
+
+// fillImportedDisks converts the package's disks into the VM's disk files
+// (blank disks are made at define) and writes its OVF environment ISO.
+func (s *Server) fillImportedDisks(ctx context.Context, t *taskRun, vm *api.VM, h *api.Host, pv plannedVM, sp *agent.StagedPackage, p importParams, lo, hi int) error {
+	var req agent.ConvertRequest
+	for i, src := range pv.sources {
+		if len(src.Files) == 0 {
+			continue
+		}
+		d := vm.Spec.Disks[i]
+		req.Disks = append(req.Disks, agent.ConvertDisk{Files: resolveSources(src, sp), Gzip: src.Gzip, CapacityBytes: src.Capacity,
+			Datastore: d.Datastore.ID, Path: d.Path})
+	}
+	if len(req.Disks) > 0 {
+		t.progress(ctx, lo, fmt.Sprintf("vm %s: converting %d disks on host %s", vm.Metadata.Name, len(req.Disks), h.Metadata.Name))
+		_, err := s.agents.StagingConvert(ctx, target(h), p.Datastore, p.Staging, req, func(f float64, msg string) {
+			t.progress(ctx, lo+int(f*float64(hi-lo)), "vm "+vm.Metadata.Name+": "+msg)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if vm.Spec.CDROM != "" {
+		var b bytes.Buffer
+		err := disk.WriteISO(&b, "OVF ENV", map[string][]byte{
+			"OVF_ENV.XML": ovf.Environment(pv.ovfID, pv.props),
+			"PROPS.ENV":   ovf.PropertiesEnv(pv.props),
+		})
+		if err != nil {
+			return err
+		}
+		d := vm.Spec.Disks[0]
+		rel := path.Join(path.Dir(d.Path), "ovf-env.iso")
+		if _, err := s.agents.PutFile(ctx, target(h), d.Datastore.ID, rel, &b, int64(b.Len()), false); err != nil {
+			return fmt.Errorf("write the OVF environment ISO: %w", err)
+		}
+	}
+	return nil
+}
+
+// attachImportedDisk converts a disk into a new disk of a VM that is off.
+func (s *Server) attachImportedDisk(ctx context.Context, t *taskRun, p importParams, plan *importPlan, sp *agent.StagedPackage) (ref api.Ref, diskName string, err error) {
+	ref, err = s.attachDisk(ctx, t, p, plan)
+	if err == nil {
+		diskName = fmt.Sprintf("disk%d", len(plan.attach.Spec.Disks))
+	}
+	return ref, diskName, err
+}
+
+func (s *Server) attachDisk(ctx context.Context, t *taskRun, p importParams, plan *importPlan) (api.Ref, error) {
+	vm := plan.attach
+	ref := api.Ref{ID: vm.Metadata.ID, Name: vm.Metadata.Name}
+	h, err := s.vmHost(vm)
+	if err != nil {
+		return ref, err
+	}
+	dsName := plan.vms[0].req.Disks[0].Datastore
+	if dsName == "" && len(vm.Spec.Disks) > 0 {
+		dsName = vm.Spec.Disks[0].Datastore.ID
+	}
+	dso, err := s.pick(api.KindDatastore, dsName, func(o api.Object) bool { return o.(*api.Datastore).Spec.Shared })
+	if err != nil {
+		return ref, err
+	}
+	idx := len(vm.Spec.Disks)
+	dir := fmt.Sprintf("%s-%s", vm.Metadata.Name, vm.Metadata.ID[len(vm.Metadata.ID)-8:])
+	if len(vm.Spec.Disks) > 0 {
+		dir = path.Dir(vm.Spec.Disks[0].Path)
+	}
+	nd := api.VMDisk{Name: fmt.Sprintf("disk%d", idx), Datastore: api.Ref{ID: dso.GetMeta().ID}, Bus: plan.vms[0].req.Disks[0].Bus,
+		Path: fmt.Sprintf("%s/disk%d-%s.qcow2", dir, idx, t.task.Metadata.ID[len(t.task.Metadata.ID)-6:])}
+	t.progress(ctx, 30, fmt.Sprintf("converting the disk on host %s", h.Metadata.Name))
+	conv, err := s.agents.StagingConvert(ctx, target(h), p.Datastore, p.Staging, agent.ConvertRequest{Disks: []agent.ConvertDisk{{
+		Files: plan.vms[0].sources[0].Files, Datastore: nd.Datastore.ID, Path: nd.Path}}}, func(f float64, msg string) {
+		t.progress(ctx, 30+int(f*60), msg)
+	})
+	if err != nil {
+		return ref, fmt.Errorf("import a disk for vm %s: %w", vm.Metadata.Name, err)
+	}
+	nd.SizeBytes = api.Size(conv[0].VirtualBytes)
+	removeFile := func() { _ = s.agents.DeleteFile(context.WithoutCancel(ctx), target(h), nd.Datastore.ID, nd.Path) }
+	err = s.updateObject(ctx, api.KindVM, vm.Metadata.ID, func(o api.Object) error {
+		v := o.(*api.VM)
+		if v.Status.PowerState != api.PowerOff || v.Status.Phase != api.PhaseReady {
+			return api.Errorf(api.ErrConflict, "vm %s changed state (%s, %s) during the import", v.Metadata.Name, v.Status.Phase, v.Status.PowerState)
+		}
+		if len(v.Spec.Disks) != idx {
+			return api.Errorf(api.ErrConflict, "vm %s's disks changed during the import", v.Metadata.Name)
+		}
+		v.Spec.Disks = append(v.Spec.Disks, nd)
+		return nil
+	})
+	if err != nil {
+		removeFile()
+		return ref, err
+	}
+	o, err := s.store.Get(ctx, api.KindVM, vm.Metadata.ID)
+	if err == nil {
+		var cfg = o.(*api.VM)
+		c, cerr := s.vmConfig(cfg)
+		if cerr == nil {
+			_, err = s.agents.Define(ctx, target(h), c)
+		} else {
+			err = cerr
+		}
+	}
+	if err != nil {
+		// Take the disk back out: the VM stays as it was.
+		_ = s.updateObject(context.WithoutCancel(ctx), api.KindVM, vm.Metadata.ID, func(o api.Object) error {
+			v := o.(*api.VM)
+			v.Spec.Disks = v.Spec.Disks[:len(v.Spec.Disks)-1]
+			return nil
+		})
+		removeFile()
+		return ref, fmt.Errorf("add the disk to vm %s: %w", vm.Metadata.Name, err)
+	}
+	return ref, nil
+}
+
+// undoImport removes the VMs an import task made, with their files, and
+// says what it removed.
+func (s *Server) undoImport(ctx context.Context, taskID string) string {
+	_ = s.cache.Sync(ctx)
+	var vms []*api.VM
+	s.cache.Each(api.KindVM, func(o api.Object) {
+		if vm := o.(*api.VM); vm.Metadata.Labels[importLabel] == taskID && vm.Status.Phase == api.PhaseCreating {
+			vms = append(vms, vm)
+		}
+	})
+	if len(vms) == 0 {
+		return "no VM had been made yet"
+	}
+	var names []string
+	for _, vm := range vms {
+		names = append(names, vm.Metadata.Name)
+		if h, err := s.vmHost(vm); err == nil {
+			if err := s.agents.Undefine(ctx, target(h), vm.Metadata.ID, true); err != nil && !errors.Is(err, api.ErrNotFound) {
+				s.log.Warn("cannot undefine an imported VM", "vm", vm.Metadata.Name, "err", err)
+			}
+			if len(vm.Spec.Disks) > 0 {
+				d := vm.Spec.Disks[0]
+				if err := s.agents.DeleteFile(ctx, target(h), d.Datastore.ID, path.Dir(d.Path)); err != nil {
+					s.log.Warn("cannot remove the files of an imported VM", "vm", vm.Metadata.Name, "err", err)
+				}
+			}
+		}
+		if err := s.removeVM(ctx, vm); err != nil {
+			s.log.Error("cannot remove a VM of a failed import", "vm", vm.Metadata.Name, "err", err)
+		}
+	}
+	sort.Strings(names)
+	return "the VMs it had begun (" + strings.Join(names, ", ") + ") were removed"
+}
+
+// dropStaging removes an import's staging folder.
+func (s *Server) dropStaging(ctx context.Context, p importParams) {
+	if _, h, err := s.stagingHost(p.Staging); err == nil {
+		if err := s.agents.StagingDelete(ctx, target(h), p.Datastore, p.Staging); err != nil {
+			s.log.Warn("cannot remove a staging folder", "staging", p.Staging, "err", err)
+		}
+	}
+}
