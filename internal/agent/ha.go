@@ -93,8 +93,7 @@ func (h *haState) contact(reported int, policy *api.HostHA, heartbeat time.Durat
 }
 
 // applyLeases makes the VMs running here hold the leases the HA policy
-// names, and the others none: HA was turned on or off, or a VM's
-// priority changed, while they ran.
+// names: HA was turned on, or a VM's priority changed, while they ran.
 func (a *Agent) applyLeases(ctx context.Context) {
 	h := a.ha
 	h.mu.Lock()
@@ -110,7 +109,7 @@ func (a *Agent) applyLeases(ctx context.Context) {
 		return
 	}
 	for _, id := range a.vms.ids() {
-		if l.Lease(id) == want[id] {
+		if want[id] == "" || l.Lease(id) == want[id] {
 			continue
 		}
 		if err := a.vms.holdLease(ctx, id, want[id]); err != nil {

@@ -231,9 +231,9 @@ func (r *registry) define(ctx context.Context, cfg hypervisor.VMConfig) (api.Age
 	return st, nil
 }
 
-// syncLease makes a running VM hold the lease its definition names (its
-// disks moved): a VM that is off takes it when it starts. The caller
-// holds e.op.
+// syncLease makes a running VM hold the lease its definition names (HA
+// was turned on, its disks moved): a VM that is off takes it when it
+// starts. The caller holds e.op.
 func (r *registry) syncLease(ctx context.Context, cfg hypervisor.VMConfig) error {
 	if err := r.leaseLocked(ctx, cfg.ID, cfg.Lease); err != nil {
 		return fmt.Errorf("define vm %s: %w", cfg.Name, err)
@@ -241,7 +241,7 @@ func (r *registry) syncLease(ctx context.Context, cfg hypervisor.VMConfig) error
 	return nil
 }
 
-// holdLease makes a running VM hold the lease at path (none if empty).
+// holdLease makes a running VM hold the lease at path.
 func (r *registry) holdLease(ctx context.Context, id, path string) error {
 	e, err := r.get(id)
 	if err != nil {
@@ -259,9 +259,13 @@ func (r *registry) holdLease(ctx context.Context, id, path string) error {
 	return err
 }
 
+// leaseLocked takes a new lease for a running VM. It never lets one go
+// (a VM no longer protected keeps its lease until it stops): what it is
+// told may be older than the VM's arrival here, and a lease held too long
+// only refuses a second copy.
 func (r *registry) leaseLocked(ctx context.Context, id, path string) error {
 	l, ok := r.drv.(hypervisor.Leaser)
-	if !ok || l.Lease(id) == path {
+	if !ok || path == "" || l.Lease(id) == path {
 		return nil
 	}
 	st, err := r.drv.State(ctx, id)

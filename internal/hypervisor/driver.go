@@ -281,7 +281,8 @@ type Migrator interface {
 // let go when the VM stops or its state has gone to another host.
 type Leaser interface {
 	// HoldLease makes a running VM hold the lease at path instead of the
-	// one it holds (none: path empty). It fails if another copy holds it.
+	// one it holds (none: path empty). It fails if another copy holds it,
+	// and for a VM whose state a migration is sending or has sent away.
 	HoldLease(ctx context.Context, id, path string) error
 	// Lease is the path of the lease the VM holds, if any.
 	Lease(id string) string

@@ -94,7 +94,21 @@ func (d *Driver) HoldLease(ctx context.Context, id, path string) error {
 	if err != nil {
 		return err
 	}
+	// A copy being received takes it when it runs; a source whose state
+	// went to its target must not take it back behind its back.
+	if v.isIncoming() || v.migratedOut(ctx) {
+		return fmt.Errorf("hold the lease of vm %s: it is migrating: %w", v.cfg.Name, hypervisor.ErrWrongState)
+	}
 	return v.takeLease(ctx, path)
+}
+
+// migratedOut says whether QEMU has sent the VM's state away: it stays
+// paused until it is released, or taken back.
+func (v *vm) migratedOut(ctx context.Context) bool {
+	var st struct {
+		Status string `json:"status"`
+	}
+	return v.query(ctx, "query-status", &st) == nil && (st.Status == "postmigrate" || st.Status == "finish-migrate")
 }
 
 // Lease is the path of the lease the VM's QEMU holds, if any.
