@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -151,6 +153,11 @@ func (a *Agent) checkIsolation(ctx context.Context) {
 	if p == nil || !p.Enabled || done || silent < isolationDelay(p, beat) {
 		return
 	}
+	if a.serverIsLocal() {
+		// No network stands between this host and the server: it is the
+		// server that is gone, not this host that is cut off.
+		return
+	}
 	addrs := p.IsolationAddresses
 	if len(addrs) == 0 {
 		if gw, err := defaultGateway(); err == nil {
@@ -183,6 +190,20 @@ func (a *Agent) checkIsolation(ctx context.Context) {
 	a.log.Warn("host isolated: the server and the isolation addresses are unreachable",
 		"silent", silent.Round(time.Second), "addresses", addrs, "response", p.IsolationResponse)
 	a.fence(ctx, p, max(deadline, time.Second))
+}
+
+// serverIsLocal says whether the server is on this machine (loopback),
+// as under `vdc up`.
+func (a *Agent) serverIsLocal() bool {
+	u, err := url.Parse(a.cfg.ServerURL)
+	if err != nil {
+		return false
+	}
+	if u.Hostname() == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(u.Hostname())
+	return ip != nil && ip.IsLoopback()
 }
 
 // fence applies the isolation response to the protected VMs that run

@@ -47,3 +47,15 @@ func TestPing(t *testing.T) {
 		t.Fatalf("ping did not respect its timeout: %s", d)
 	}
 }
+
+func TestServerIsLocal(t *testing.T) {
+	for u, want := range map[string]bool{
+		"https://127.0.0.1:7443": true, "https://localhost:7443": true, "https://[::1]:7443": true,
+		"https://10.0.0.1:7443": false, "https://mgmt.example:7443": false,
+	} {
+		a := &Agent{cfg: Config{ServerURL: u}}
+		if got := a.serverIsLocal(); got != want {
+			t.Errorf("%s: local=%v, want %v", u, got, want)
+		}
+	}
+}
