@@ -42,6 +42,15 @@ type VMSpec struct {
 	CDROM string `json:"cdrom,omitempty"`
 	// VNC turns on a VNC display (listening on the host).
 	VNC bool `json:"vnc,omitempty"`
+	// CloudInit, when set, attaches a NoCloud seed ("cidata" CD-ROM).
+	CloudInit *CloudInit `json:"cloudInit,omitempty"`
+	// Template marks a VM that is only cloned from: it never runs, and
+	// its disks are read-only bases for linked clones.
+	Template bool `json:"template,omitempty"`
+	// Snapshots is the VM's snapshot tree; CurrentSnapshot the one its
+	// current state descends from.
+	Snapshots       []VMSnapshot `json:"snapshots,omitempty"`
+	CurrentSnapshot string       `json:"currentSnapshot,omitempty"`
 }
 
 // VMBoot is a direct kernel boot from an image's files.
@@ -69,6 +78,8 @@ type VMDisk struct {
 	// (copied, or with Linked the read-only base of a thin overlay).
 	Source string `json:"source,omitempty"`
 	Linked bool   `json:"linked,omitempty"`
+	// Thick disks are allocated in full when made.
+	Thick bool `json:"thick,omitempty"`
 }
 
 type VMNIC struct {
@@ -95,6 +106,8 @@ type VMStatus struct {
 	Disks []DiskStatus `json:"disks,omitempty"`
 	// VNC is the address of the VM's display while it runs.
 	VNC string `json:"vnc,omitempty"`
+	// Storage sums the disks (computed when read).
+	Storage *VMStorage `json:"storage,omitempty"`
 }
 
 // Guest agent states.
@@ -121,6 +134,9 @@ type DiskStatus struct {
 	// VirtualBytes is the disk's size as the guest sees it (measured when
 	// the disk is made; a disk made from an image takes the image's size).
 	VirtualBytes Size `json:"virtualBytes,omitempty"`
+	// SnapshotBytes is what the disk's older files, kept for its
+	// snapshots, take on top of AllocatedBytes.
+	SnapshotBytes Size `json:"snapshotBytes,omitempty"`
 }
 
 func (o *VM) GetMeta() *ObjectMeta { return &o.Metadata }
@@ -161,12 +177,15 @@ type VMCreateRequest struct {
 	// CDROM is the absolute path of an ISO image on the hosts.
 	CDROM string `json:"cdrom,omitempty"`
 	VNC   bool   `json:"vnc,omitempty"`
+	// CloudInit attaches a NoCloud seed for cloud images.
+	CloudInit *CloudInit `json:"cloudInit,omitempty"`
 }
 
 type DiskRequest struct {
 	Size      Size   `json:"size"`
 	Datastore string `json:"datastore,omitempty"` // default: the only datastore the cluster sees
 	Bus       string `json:"bus,omitempty"`       // default virtio
+	Thick     bool   `json:"thick,omitempty"`     // allocate it in full now
 }
 
 type NICRequest struct {

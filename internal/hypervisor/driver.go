@@ -38,6 +38,8 @@ type VMConfig struct {
 	CDROM string `json:"cdrom,omitempty"`
 	// VNC turns on a VNC display.
 	VNC bool `json:"vnc,omitempty"`
+	// Seed, when set, is attached as a NoCloud cloud-init CD-ROM.
+	Seed *Seed `json:"seed,omitempty"`
 	// Dir is a directory on the host that belongs to this VM alone (pid
 	// file, logs, driver state). Set by the agent.
 	Dir string `json:"dir"`
@@ -60,6 +62,8 @@ type DiskConfig struct {
 	// copied, or with Linked, used as the read-only base of a thin overlay.
 	Source string `json:"source,omitempty"`
 	Linked bool   `json:"linked,omitempty"`
+	// Thick allocates the whole disk when it is made.
+	Thick bool `json:"thick,omitempty"`
 }
 
 type NICConfig struct {
