@@ -15,6 +15,7 @@ func (s *Server) registerTaskHandlers(r *runner) {
 	r.register("vm.delete", taskHandler{run: s.runVMDelete, resumable: true})
 	r.register(opVMMigrate, taskHandler{run: s.runVMMigrate, resumable: true, cancelable: true})
 	r.register("host.maintenance.enter", taskHandler{run: s.runHostEvacuate, resumable: true, cancelable: true})
+	s.registerStorageTasks(r)
 	for action := range powerActions {
 		h := taskHandler{run: s.runVMPower, resumable: true}
 		if action == api.ActionReset {
@@ -34,8 +35,9 @@ func (s *Server) vmConfig(vm *api.VM) (hypervisor.VMConfig, error) {
 			return cfg, api.Errorf(api.ErrConflict, "disk %s of vm %s is on datastore %s, which is gone", d.Name, vm.Metadata.Name, d.Datastore.ID)
 		}
 		cfg.Disks = append(cfg.Disks, hypervisor.DiskConfig{Name: d.Name, Path: filepath.Join(o.(*api.Datastore).Spec.Path, d.Path),
-			SizeBytes: int64(d.SizeBytes), Bus: d.Bus, Source: d.Source, Linked: d.Linked})
+			SizeBytes: int64(d.SizeBytes), Bus: d.Bus, Source: d.Source, Linked: d.Linked, Thick: d.Thick})
 	}
+	cfg.Seed = seedFor(vm)
 	if b := vm.Spec.Boot; b != nil {
 		io, ok := s.cache.Get(api.KindImage, vm.Spec.Image.ID)
 		if !ok {
@@ -147,6 +149,12 @@ func (s *Server) runVMDelete(ctx context.Context, t *taskRun) (any, error) {
 		err = s.agents.Undefine(ctx, target(h), vm.Metadata.ID, p.Force)
 		if errors.Is(err, api.ErrNotFound) {
 			err = nil // the host never had it, or already removed it
+		}
+		if err == nil {
+			// The files its snapshots kept go too.
+			if rerr := s.agents.RemoveFiles(ctx, target(h), s.snapshotFiles(vm)); rerr != nil {
+				s.log.Warn("cannot remove the snapshot files of a deleted VM", "vm", vm.Metadata.Name, "err", rerr)
+			}
 		}
 	}
 	if err == nil {
