@@ -179,6 +179,9 @@ type VMCreateRequest struct {
 	VNC   bool   `json:"vnc,omitempty"`
 	// CloudInit attaches a NoCloud seed for cloud images.
 	CloudInit *CloudInit `json:"cloudInit,omitempty"`
+	// FromTemplate makes the VM a clone of a template (Linked: a linked
+	// clone); its shape is the template's unless CPUs or Memory are given.
+	FromTemplate string `json:"fromTemplate,omitempty"`
 }
 
 type DiskRequest struct {

@@ -511,6 +511,9 @@ func newDatastoreCmd(g *globals) *cobra.Command {
 				{header: "capacity", value: func(o *api.Datastore) string { return sizeOrEmpty(o.Status.CapacityBytes) }},
 				{header: "free", value: func(o *api.Datastore) string { return sizeOrEmpty(o.Status.FreeBytes) }},
 				{header: "provisioned", value: func(o *api.Datastore) string { return o.Status.ProvisionedBytes.String() }},
+				{header: "allocated", value: func(o *api.Datastore) string { return o.Status.AllocatedBytes.String() }},
+				{header: "overcommit", value: datastoreOvercommit},
+				{header: "alarm", value: func(o *api.Datastore) string { return o.Status.Alarm }},
 				{header: "hosts", value: func(o *api.Datastore) string { return strconv.Itoa(len(o.Status.Hosts)) }},
 			}
 		},
@@ -523,6 +526,9 @@ func newDatastoreCmd(g *globals) *cobra.Command {
 			v.add("Capacity", sizeOrEmpty(o.Status.CapacityBytes))
 			v.add("Free", sizeOrEmpty(o.Status.FreeBytes))
 			v.add("Provisioned", o.Status.ProvisionedBytes.String())
+			v.add("Allocated", o.Status.AllocatedBytes.String())
+			v.add("Over-commit", datastoreOvercommit(o))
+			v.add("Alarm", o.Status.Alarm)
 			v.add("Hosts", refs(o.Status.Hosts))
 		},
 		create: func(cmd *cobra.Command) func(string) (any, error) {

@@ -39,6 +39,10 @@ func (s *Server) cloneVM(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
+	s.cloneWith(w, r, req)
+}
+
+func (s *Server) cloneWith(w http.ResponseWriter, r *http.Request, req api.CloneRequest) {
 	ctx := r.Context()
 	err := firstErr(validateCommon("vm", req.Name, req.Labels, req.Description), validateCloudInit(req.CloudInit))
 	if err == nil && (req.CPUs != 0 || req.Memory != 0) {
@@ -458,4 +462,33 @@ func (s *Server) listTemplates(w http.ResponseWriter, r *http.Request) {
 	})
 	sortByName(items)
 	reply(w, http.StatusOK, api.List[api.Object]{Items: nonNil(items), Revision: s.cache.Rev()})
+}
+
+// createFromTemplate serves POST /api/v1/vms with fromTemplate: a clone of
+// the template, under the request's name.
+func (s *Server) createFromTemplate(w http.ResponseWriter, r *http.Request, req api.VMCreateRequest) {
+	switch {
+	case len(req.Disks) > 0 || req.Image != "" || req.CDROM != "" || req.NICs != nil:
+		fail(w, api.Errorf(api.ErrInvalid, "a VM made from a template takes its disks, image and NICs from it: drop disks, image, cdrom and nics"))
+		return
+	case req.Cluster != "":
+		fail(w, api.Errorf(api.ErrInvalid, "a VM made from a template goes in the template's cluster (or the host's): drop cluster"))
+		return
+	}
+	if err := s.cache.Sync(r.Context()); err != nil {
+		fail(w, err)
+		return
+	}
+	o, err := s.lookup(api.KindVM, req.FromTemplate)
+	if err == nil && !o.(*api.VM).Spec.Template {
+		err = api.Errorf(api.ErrInvalid, "vm %s is not a template (vdc vm mark-template %s)", req.FromTemplate, req.FromTemplate)
+	}
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	r.SetPathValue("name", o.GetMeta().ID)
+	body := api.CloneRequest{Name: req.Name, Linked: req.Linked, Host: req.Host, CPUs: req.CPUs, Memory: req.Memory, PowerOn: req.PowerOn,
+		CloudInit: req.CloudInit, Labels: req.Labels, Description: req.Description}
+	s.cloneWith(w, r, body)
 }

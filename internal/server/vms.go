@@ -140,6 +140,10 @@ func (s *Server) createVM(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
+	if req.FromTemplate != "" {
+		s.createFromTemplate(w, r, req)
+		return
+	}
 	if err := validateCreate(&req); err != nil {
 		fail(w, err)
 		return
