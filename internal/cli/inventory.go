@@ -145,6 +145,9 @@ func (d *nounDef[T]) createCmd(g *globals) *cobra.Command {
 			what: fmt.Sprintf("create %s %s", d.singular, name),
 			call: func(ctx context.Context, c *client.Client) (*api.Task, error) { return c.Create(ctx, d.kind, req) },
 			done: func(ctx context.Context, c *client.Client, t *api.Task) string {
+				if t.Op == "vm.clone" { // vm create --from-template
+					return cloneDone(name)(ctx, c, t)
+				}
 				if d.created != nil {
 					if o, ok := readTarget[T](ctx, c, t); ok {
 						return d.created(o)

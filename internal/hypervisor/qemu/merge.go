@@ -296,6 +296,7 @@ func (v *vm) activeCommit(ctx context.Context, m hypervisor.DiskMerge, j mergeJo
 		resume()
 		return err
 	}
+	v.dropOrphan(root)
 	if root, err = v.node(ctx, m.Disk); err == nil {
 		cur, err = v.fileOfNode(ctx, root)
 	}
@@ -341,8 +342,21 @@ func (v *vm) liveCommit(ctx context.Context, m hypervisor.DiskMerge) error {
 			"backing-file": m.Base, "auto-dismiss": false}); err != nil {
 			return err
 		}
+		defer v.dropOrphan(top)
 	}
 	return v.waitJob(ctx, id, nil)
+}
+
+// dropOrphan deletes a node a commit took out of the disk's chain: nodes
+// we named (the command line's, blockdev-add's) outlive it otherwise and
+// keep holding their backing node, which blocks the next snapshot.
+func (v *vm) dropOrphan(node string) {
+	if strings.HasPrefix(node, "#") {
+		return // QEMU's own: it went with the chain
+	}
+	ctx := context.Background()
+	_ = v.command(ctx, "blockdev-del", map[string]any{"node-name": node})
+	_ = v.command(ctx, "blockdev-del", map[string]any{"node-name": node + "-file"})
 }
 
 // childrenOn says whether every child of Top already points at Base.
