@@ -50,7 +50,7 @@ type SnapshotResult struct {
 	// Quiesced says whether the guest file systems were frozen; Note says
 	// why not when quiescing was asked for.
 	Quiesced bool   `json:"quiesced,omitempty"`
-	Note      string `json:"note,omitempty"`
+	Note     string `json:"note,omitempty"`
 	// Merged lists the disk files merged away by a delete.
 	Merged []string `json:"merged,omitempty"`
 	// Kept says why a deleted snapshot's data stays for now.

@@ -93,7 +93,9 @@ func newMarkTemplateCmd(g *globals) *cobra.Command {
 			name := args[0]
 			return g.apply(cmd.Context(), change{
 				what: "mark vm " + name + " a template",
-				call: func(ctx context.Context, c *client.Client) (*api.Task, error) { return c.MarkTemplate(ctx, name, !undo) },
+				call: func(ctx context.Context, c *client.Client) (*api.Task, error) {
+					return c.MarkTemplate(ctx, name, !undo)
+				},
 				done: func(context.Context, *client.Client, *api.Task) string {
 					if undo {
 						return "vm " + name + " is a VM again"

@@ -42,11 +42,11 @@ type SnapshotResult struct {
 // overlays on the snapshot's frozen files and, with MemoryFile, it runs
 // again from the saved state (paused when Paused).
 type RevertRequest struct {
-	Disks      []DiskConfig `json:"disks"` // Path: the new overlay; Source: the frozen file
-	CPUs       int          `json:"cpus"`
-	MemoryBytes int64       `json:"memoryBytes"`
-	MemoryFile string       `json:"memoryFile,omitempty"`
-	Paused     bool         `json:"paused,omitempty"`
+	Disks       []DiskConfig `json:"disks"` // Path: the new overlay; Source: the frozen file
+	CPUs        int          `json:"cpus"`
+	MemoryBytes int64        `json:"memoryBytes"`
+	MemoryFile  string       `json:"memoryFile,omitempty"`
+	Paused      bool         `json:"paused,omitempty"`
 }
 
 // DiskMerge merges one disk file into its backing file (a qcow2 commit):

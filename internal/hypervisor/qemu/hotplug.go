@@ -109,7 +109,7 @@ func (v *vm) plug(ctx context.Context, dc hypervisor.DiskConfig) error {
 func (v *vm) freePort(ctx context.Context) (string, error) {
 	var buses []struct {
 		Devices []struct {
-			QDevID string `json:"qdev_id"`
+			QDevID    string `json:"qdev_id"`
 			PCIBridge *struct {
 				Devices []json.RawMessage `json:"devices"`
 			} `json:"pci_bridge"`

@@ -529,11 +529,11 @@ func (v *vm) dropNamed(node string) {
 
 // qmpJobInfo is query-jobs' view of a job.
 type qmpJobInfo struct {
-	ID            string `json:"id"`
-	Status        string `json:"status"`
+	ID              string `json:"id"`
+	Status          string `json:"status"`
 	CurrentProgress int64  `json:"current-progress"`
-	TotalProgress int64  `json:"total-progress"`
-	Error         string `json:"error"`
+	TotalProgress   int64  `json:"total-progress"`
+	Error           string `json:"error"`
 }
 
 // waitJob waits for a block job started with auto-dismiss off to
