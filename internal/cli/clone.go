@@ -357,5 +357,5 @@ func datastoreOvercommit(o *api.Datastore) string {
 	if o.Status.OvercommitRatio == 0 {
 		return ""
 	}
-	return fmt.Sprintf("%.2fx", o.Status.OvercommitRatio)
+	return fmt.Sprintf("%.3gx", o.Status.OvercommitRatio)
 }

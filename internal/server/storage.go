@@ -73,7 +73,7 @@ func (v *viewer) datastoreStorage(c *api.Datastore) {
 	c.Status.AllocatedBytes = api.Size(v.s.tally.dsAllocated[c.Metadata.ID])
 	v.s.tally.mu.RUnlock()
 	if c.Status.CapacityBytes > 0 {
-		c.Status.OvercommitRatio = float64(int64(c.Status.ProvisionedBytes)*100/int64(c.Status.CapacityBytes)) / 100
+		c.Status.OvercommitRatio = float64(c.Status.ProvisionedBytes) / float64(c.Status.CapacityBytes)
 	}
 }
 

@@ -149,3 +149,100 @@ func (cl *cluster) waitGuestUp(vm string) {
 		return got.Status.Guest != nil && got.Status.Guest.State == api.GuestRunning
 	})
 }
+
+// Clones and templates: a full clone of a running VM is its data at that
+// moment with new MACs and a new identity; a template cannot run or be
+// deleted while linked clones use it, and the error names them; disks are
+// added, grown and removed while the VM runs; thick disks are allocated.
+func TestClonesTemplatesAndDisks(t *testing.T) {
+	cl := newQEMUCluster(t)
+	cl.vdc("vm", "create", "src", "--memory", "256MiB", "--image", "test", "--disk", "64MiB", "--host", "host-1", "--start")
+	cl.waitGuestUp("src")
+	cl.writeBlock("src", 1, "source-data")
+
+	// A full clone of the running VM, on the other host.
+	out := cl.vdc("vm", "clone", "src", "full1", "--host", "host-2")
+	if !strings.Contains(out, "full clone") || !strings.Contains(out, "host-2") {
+		t.Fatalf("clone: %s", out)
+	}
+	cl.writeBlock("src", 1, "after-clone")
+	src, full := cl.vm("src"), cl.vm("full1")
+	if full.Spec.NICs[0].MAC == src.Spec.NICs[0].MAC || full.Metadata.ID == src.Metadata.ID {
+		t.Fatalf("a clone needs its own MAC and identity: %s %s", full.Spec.NICs[0].MAC, src.Spec.NICs[0].MAC)
+	}
+	if full.Spec.Disks[0].Linked || full.Spec.Disks[0].Source != "" {
+		t.Fatalf("a full clone must not depend on its source: %+v", full.Spec.Disks[0])
+	}
+	cl.vdc("vm", "start", "full1")
+	cl.waitGuestUp("full1")
+	cl.expectBlocks("full1", "full clone", map[int]string{1: "source-data"})
+	cl.writeBlock("full1", 2, "clone-only")
+	cl.expectBlocks("src", "source after the clone wrote", map[int]string{1: "after-clone", 2: ""})
+
+	// Disks: hot-plug a thin and a thick one, grow one live, remove one.
+	cl.vdc("vm", "disk", "add", "src", "--size", "32MiB")
+	cl.vdc("vm", "disk", "add", "src", "--size", "16MiB", "--thick")
+	eventually(t, time.Minute, "the guest to see two new disks", func() bool {
+		out, err := cl.try("vm", "exec", "src", "--", "/bin/sh", "-c", "cat /sys/block/vdb/size /sys/block/vdc/size")
+		return err == nil && strings.Contains(out, "65536") && strings.Contains(out, "32768")
+	})
+	cl.vdc("vm", "disk", "resize", "src", "disk1", "--size", "48MiB")
+	eventually(t, time.Minute, "the guest to see disk1 grown", func() bool {
+		out, err := cl.try("vm", "exec", "src", "--", "/bin/cat", "/sys/block/vdb/size")
+		return err == nil && strings.TrimSpace(out) == "98304"
+	})
+	if out, err := cl.try("vm", "disk", "resize", "src", "disk1", "--size", "16MiB"); err == nil || !strings.Contains(out, "only grow") {
+		t.Fatalf("shrinking a disk: %v %s", err, out)
+	}
+	var vm *api.VM
+	eventually(t, time.Minute, "the hosts to measure the disks", func() bool {
+		vm = cl.vm("src")
+		return len(vm.Status.Disks) == 3
+	})
+	for _, d := range vm.Status.Disks {
+		if d.Name == "disk2" && d.AllocatedBytes < api.MustSize("16MiB") {
+			t.Fatalf("a thick 16 MiB disk takes %s", d.AllocatedBytes)
+		}
+		if d.Name == "disk1" && d.AllocatedBytes > api.MustSize("4MiB") {
+			t.Fatalf("a fresh thin disk takes %s", d.AllocatedBytes)
+		}
+	}
+	if st := vm.Status.Storage; st == nil || st.CapacityBytes != api.MustSize("128MiB") || st.AllocatedBytes < api.MustSize("16MiB") {
+		t.Fatalf("vm storage: %+v", st)
+	}
+	cl.vdc("vm", "disk", "rm", "src", "disk2")
+	eventually(t, time.Minute, "the guest to lose vdc", func() bool {
+		out, err := cl.try("vm", "exec", "src", "--", "/bin/ls", "/sys/block")
+		return err == nil && !strings.Contains(out, "vdc")
+	})
+	if out, err := cl.try("vm", "disk", "rm", "src", "disk9"); err == nil || !strings.Contains(out, "no disk") {
+		t.Fatalf("removing an unknown disk: %v %s", err, out)
+	}
+
+	// Templates.
+	cl.vdc("vm", "stop", "src", "--force")
+	cl.vdc("vm", "mark-template", "src")
+	if out, err := cl.try("vm", "start", "src"); err == nil || !strings.Contains(out, "template") {
+		t.Fatalf("starting a template: %v %s", err, out)
+	}
+	if ls := cl.vdc("template", "ls"); !strings.Contains(ls, "src") {
+		t.Fatalf("template ls:\n%s", ls)
+	}
+	out = cl.vdc("vm", "create", "web1", "--from-template", "src", "--linked", "--start")
+	if !strings.Contains(out, "vm web1 created (linked clone)") {
+		t.Fatalf("create from template: %s", out)
+	}
+	cl.waitGuestUp("web1")
+	cl.expectBlocks("web1", "linked clone of the template", map[int]string{1: "after-clone"})
+	if out, err := cl.try("vm", "delete", "src"); err == nil || !strings.Contains(out, "web1") {
+		t.Fatalf("deleting a template a linked clone uses: %v %s", err, out)
+	}
+	cl.vdc("vm", "delete", "web1", "--force")
+	cl.vdc("vm", "delete", "src")
+
+	var dss []*api.Datastore
+	cl.json(&dss, "datastore", "ls")
+	if len(dss) != 1 || dss[0].Status.CapacityBytes == 0 || dss[0].Status.OvercommitRatio <= 0 {
+		t.Fatalf("datastore accounting: %+v", dss[0].Status)
+	}
+}
