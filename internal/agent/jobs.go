@@ -213,6 +213,10 @@ func importImage(ctx context.Context, source, path, wantSum string, progress fun
 			return nil, fmt.Errorf("%s is a damaged qcow2 image: %w", source, err)
 		}
 	case "raw":
+		// qemu-img reads any file as raw: a disk is whole sectors at least.
+		if n < 1<<20 || n%512 != 0 {
+			return nil, fmt.Errorf("%s is not a disk image: as raw it would be %d bytes, not a whole number of 512-byte sectors of at least 1 MiB", source, n)
+		}
 	default:
 		return nil, fmt.Errorf("%s is a %s image; import qcow2 or raw images (convert others with vdc import disk)", source, info.Format)
 	}

@@ -565,14 +565,16 @@ func (s *Server) runStep(ctx context.Context, t *taskRun, vm *api.VM, h *api.Hos
 	}
 	for _, m := range st.merges {
 		merge := func() error { return s.agents.MergeDisk(ctx, target(h), vm.Metadata.ID, m) }
-		if err := retry("merging "+filepath.Base(m.Top), merge); err != nil {
-			// QEMU may have died under the merge: the host finishes it
-			// offline on a second call.
-			s.log.Warn("disk merge failed; trying once more", "vm", vm.Metadata.Name, "top", m.Top, "err", err)
-			time.Sleep(time.Second)
-			if err := retry("merging "+filepath.Base(m.Top), merge); err != nil {
-				return err
-			}
+		err := retry("merging "+filepath.Base(m.Top), merge)
+		// QEMU may have died under the merge: once the host has seen it
+		// go, it finishes the merge offline.
+		for try := 0; err != nil && try < 3 && ctx.Err() == nil; try++ {
+			s.log.Warn("disk merge failed; trying again", "vm", vm.Metadata.Name, "top", m.Top, "err", err)
+			time.Sleep(2 * time.Second)
+			err = retry("merging "+filepath.Base(m.Top), merge)
+		}
+		if err != nil {
+			return err
 		}
 	}
 	return retry("removing files", func() error { return s.agents.RemoveFiles(ctx, target(h), st.remove) })

@@ -37,6 +37,9 @@ const (
 type mergeJournal struct {
 	hypervisor.DiskMerge
 	Phase string `json:"phase"`
+	// Resume says the merge paused a running guest to switch files: one
+	// interrupted then must run it again.
+	Resume bool `json:"resume,omitempty"`
 }
 
 func (v *vm) journalPath(diskName string) string {
@@ -90,6 +93,7 @@ func (v *vm) mergeDisk(ctx context.Context, m hypervisor.DiskMerge) error {
 	} else {
 		j = mergeJournal{DiskMerge: m, Phase: phaseMerging}
 	}
+	defer v.resumeAfter(ctx, j)
 	if _, err := os.Stat(m.Top); errors.Is(err, os.ErrNotExist) {
 		// Done before: only the bookkeeping may be left.
 		return v.finishMerge(ctx, m)
@@ -232,7 +236,9 @@ func (v *vm) activeCommit(ctx context.Context, m hypervisor.DiskMerge, j mergeJo
 		return err
 	}
 	if cur == m.Base {
-		return nil // switched before the agent could record it
+		// Switched before the agent that asked could record it.
+		_ = v.command(ctx, "job-dismiss", map[string]any{"id": id})
+		return nil
 	}
 	job, err := v.job(ctx, id)
 	if err != nil {
@@ -272,7 +278,7 @@ func (v *vm) activeCommit(ctx context.Context, m hypervisor.DiskMerge, j mergeJo
 	}
 	defer v.hold()()
 	power := v.powerState()
-	j.Phase = phasePivoting
+	j.Phase, j.Resume = phasePivoting, power == hypervisor.StateOn
 	if err := v.writeJournal(j); err != nil {
 		return err
 	}
@@ -371,6 +377,24 @@ func (v *vm) childrenOn(ctx context.Context, m hypervisor.DiskMerge) (bool, erro
 		}
 	}
 	return true, nil
+}
+
+// resumeAfter runs a guest again that an interrupted merge left paused
+// in its switch-over (the agent died between pausing and resuming it).
+func (v *vm) resumeAfter(ctx context.Context, j mergeJournal) {
+	if !j.Resume || (j.Phase != phasePivoting && j.Phase != phasePivoted) || !v.hasQEMU() {
+		return
+	}
+	var st struct {
+		Status string `json:"status"`
+	}
+	if err := v.query(ctx, "query-status", &st); err != nil || st.Status != "paused" {
+		return
+	}
+	if err := v.command(ctx, "cont", nil); err == nil {
+		v.log.Info("resumed a guest an interrupted disk merge had paused", "disk", j.Disk)
+		v.set(hypervisor.StateOn, "")
+	}
 }
 
 // refuseUnfinished keeps a VM with an interrupted merge from starting.
