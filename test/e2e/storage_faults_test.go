@@ -40,8 +40,10 @@ func TestInterruptedMergesLoseNothing(t *testing.T) {
 		cl.waitTaskMessage(id, "merging")
 		switch victim {
 		case "agent":
+			oldAddr := cl.hosts()["host-1"].Status.Address
 			cl.agents["host-1"].kill9()
 			cl.startAgent("host-1")
+			eventually(t, time.Minute, "the new agent of host-1 reporting", func() bool { return cl.hosts()["host-1"].Status.Address != oldAddr })
 		case "qemu":
 			for _, pid := range qemuPIDs(t, "m1") {
 				_ = syscall.Kill(pid, syscall.SIGKILL)
