@@ -487,7 +487,7 @@ func (s *Server) runSnapshotDelete(ctx context.Context, t *taskRun) (any, error)
 			}
 			return res, nil
 		}
-		t.progress(ctx, min(10+10*n, 90), step.what)
+		t.announce(ctx, min(10+10*n, 90), step.what)
 		if err := s.runStep(ctx, t, vm, h, step); err != nil {
 			return nil, fmt.Errorf("delete snapshot %s of vm %s: %s: %w", p.Snapshot, vm.Metadata.Name, step.what, err)
 		}
@@ -514,6 +514,15 @@ func (s *Server) runSnapshotDelete(ctx context.Context, t *taskRun) (any, error)
 		vm = o.(*api.VM)
 	}
 	return res, nil
+}
+
+// announce records a step's progress at once: the steps of a delete are
+// long (a merge) and a user watching wants to see which one runs.
+func (t *taskRun) announce(ctx context.Context, pct int, msg string) {
+	t.mu.Lock()
+	t.lastProgress = time.Time{}
+	t.mu.Unlock()
+	t.progress(ctx, pct, msg)
 }
 
 // hide marks a snapshot deleted; it keeps its record (renamed, so the

@@ -27,7 +27,14 @@ func (cl *cluster) waitTaskMessage(id, substr string) {
 // merge) loses nothing: the task finishes the merge once the agent is
 // back (or offline once QEMU is gone), and the data is all there.
 func TestInterruptedMergesLoseNothing(t *testing.T) {
-	cl := newQEMUCluster(t)
+	needQEMU(t)
+	cl := newCluster(t)
+	cl.qemu = true
+	// Merges slow enough to be caught in the middle.
+	cl.agentArgs = []string{"--merge-bandwidth", "16MiB"}
+	cl.inventory()
+	cl.vdc("image", "build-test")
+	t.Cleanup(func() { cl.killVMProcesses() })
 	cl.vdc("vm", "create", "m1", "--memory", "256MiB", "--image", "test", "--disk", "512MiB", "--host", "host-1", "--no-nic", "--start")
 	cl.waitGuestUp("m1")
 	for _, victim := range []string{"agent", "qemu"} {

@@ -45,7 +45,9 @@ type Options struct {
 	// server-cert.pem, server-key.pem, client-cert.pem, client-key.pem),
 	// for encrypted migrations.
 	TLSDir string
-	Log    *slog.Logger
+	// MergeBandwidth caps live snapshot merges (bytes/s; 0: no cap).
+	MergeBandwidth int64
+	Log            *slog.Logger
 }
 
 // Driver runs VMs as QEMU processes.

@@ -249,8 +249,8 @@ func (v *vm) activeCommit(ctx context.Context, m hypervisor.DiskMerge, j mergeJo
 		if err != nil {
 			return err
 		}
-		if err := v.command(ctx, "block-commit", map[string]any{"job-id": id, "device": root, "base-node": base,
-			"auto-dismiss": false}); err != nil {
+		if err := v.command(ctx, "block-commit", v.d.withSpeed(map[string]any{"job-id": id, "device": root, "base-node": base,
+			"auto-dismiss": false})); err != nil {
 			return err
 		}
 	}
@@ -344,13 +344,21 @@ func (v *vm) liveCommit(ctx context.Context, m hypervisor.DiskMerge) error {
 		if err != nil {
 			return err
 		}
-		if err := v.command(ctx, "block-commit", map[string]any{"job-id": id, "device": root, "top-node": top, "base-node": base,
-			"backing-file": m.Base, "auto-dismiss": false}); err != nil {
+		if err := v.command(ctx, "block-commit", v.d.withSpeed(map[string]any{"job-id": id, "device": root, "top-node": top, "base-node": base,
+			"backing-file": m.Base, "auto-dismiss": false})); err != nil {
 			return err
 		}
 		defer v.dropOrphan(top)
 	}
 	return v.waitJob(ctx, id, nil)
+}
+
+// withSpeed caps a block job at the driver's merge bandwidth.
+func (d *Driver) withSpeed(args map[string]any) map[string]any {
+	if d.opt.MergeBandwidth > 0 {
+		args["speed"] = d.opt.MergeBandwidth
+	}
+	return args
 }
 
 // dropOrphan deletes a node a commit took out of the disk's chain: nodes
