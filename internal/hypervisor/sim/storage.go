@@ -209,8 +209,16 @@ func (d *Driver) CopyDisk(ctx context.Context, c hypervisor.DiskCopy, progress f
 	var bytes, size int64
 	var owner string
 	d.mu.Lock()
+	if _, ok := d.copies[c.Dst]; ok {
+		d.mu.Unlock()
+		return fmt.Errorf("copy disk: %s already exists", c.Dst)
+	}
 	for id, v := range d.vms {
 		modelFiles(&v.rec)
+		if _, ok := v.rec.Files[c.Dst]; ok {
+			d.mu.Unlock()
+			return fmt.Errorf("copy disk: %s already exists", c.Dst)
+		}
 		if c.VM != "" && id == c.VM {
 			if i := diskIdx(v.rec.Config, c.Disk); i >= 0 {
 				bytes, size = chainAlloc(v.rec.Files, v.rec.Config.Disks[i].Path), v.rec.Config.Disks[i].SizeBytes
