@@ -46,13 +46,16 @@ type jobs struct {
 	byID map[string]*Job
 }
 
-func (j *jobs) start(run func(ctx context.Context, progress func(done, total int64)) (*FileResult, error)) *Job {
+// start runs a job in the background and returns a copy of it as it
+// starts (the job itself changes under the lock).
+func (j *jobs) start(run func(ctx context.Context, progress func(done, total int64)) (*FileResult, error)) Job {
 	job := &Job{ID: uuid.NewString(), State: JobRunning}
 	j.mu.Lock()
 	if j.byID == nil {
 		j.byID = map[string]*Job{}
 	}
 	j.byID[job.ID] = job
+	started := *job
 	j.mu.Unlock()
 	go func() {
 		res, err := run(context.Background(), func(done, total int64) {
@@ -75,7 +78,7 @@ func (j *jobs) start(run func(ctx context.Context, progress func(done, total int
 			j.mu.Unlock()
 		})
 	}()
-	return job
+	return started
 }
 
 func (j *jobs) get(id string) (Job, bool) {
