@@ -46,7 +46,7 @@ func newVMCmd(g *globals) *cobra.Command {
 			fl := cmd.Flags()
 			fl.IntVar(&f.cpus, "cpus", 1, "virtual CPUs")
 			fl.StringVar(&f.memory, "memory", "1GiB", "memory, e.g. 512MiB, 2G")
-			fl.StringArrayVar(&f.disks, "disk", nil, "add a disk: SIZE[,datastore=D][,bus=virtio|scsi|sata] (repeatable; with --image the first is made from the image, SIZE 0 keeping its size)")
+			fl.StringArrayVar(&f.disks, "disk", nil, "add a disk: SIZE[,datastore=D][,bus=virtio|scsi|sata][,thick=true] (repeatable; thin unless thick; with --image the first is made from the image, SIZE 0 keeping its size)")
 			fl.StringArrayVar(&f.nics, "nic", nil, "add a NIC: PORTGROUP[,mac=MAC][,model=MODEL] (repeatable; default: one on the datacenter's only port group)")
 			fl.BoolVar(&f.noNIC, "no-nic", false, "create the VM without any NIC")
 			fl.StringVar(&f.host, "host", "", "host to run on (default: placement picks one)")
@@ -211,7 +211,7 @@ func parseSizeFlag(flag, s string, lo, hi api.Size) (api.Size, error) {
 // parseDisk reads SIZE[,datastore=D][,bus=virtio|scsi|sata].
 func parseDisk(spec string) (api.DiskRequest, error) {
 	var d api.DiskRequest
-	size, opts, err := splitSpec("--disk", "size", spec, "datastore", "bus")
+	size, opts, err := splitSpec("--disk", "size", spec, "datastore", "bus", "thick")
 	if err != nil {
 		return d, err
 	}
@@ -220,6 +220,13 @@ func parseDisk(spec string) (api.DiskRequest, error) {
 		return d, err
 	}
 	d.Datastore, d.Bus = opts["datastore"], opts["bus"]
+	switch opts["thick"] {
+	case "", "false":
+	case "true":
+		d.Thick = true
+	default:
+		return d, fmt.Errorf("--disk %q: thick must be true or false, got %q", spec, opts["thick"])
+	}
 	if buses := []string{api.BusVirtio, api.BusSCSI, api.BusSATA}; d.Bus != "" && !slices.Contains(buses, d.Bus) {
 		return d, fmt.Errorf("--disk %q: bus must be one of %s, got %q", spec, strings.Join(buses, ", "), d.Bus)
 	}
