@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -89,4 +90,164 @@ func TestPlanCollect(t *testing.T) {
 			t.Fatalf("plan %+v", st)
 		}
 	})
+}
+
+// model is a VM's disk files as planCollect sees them, with data: each
+// file holds blocks and is backed by another (or none).
+type model struct {
+	files   map[string]map[int]string
+	backing map[string]string
+}
+
+func (m *model) read(file string) map[int]string {
+	out := map[int]string{}
+	var chain []string
+	for f := file; f != ""; f = m.backing[f] {
+		chain = append([]string{f}, chain...)
+	}
+	for _, f := range chain {
+		for b, v := range m.files[f] {
+			out[b] = v
+		}
+	}
+	return out
+}
+
+// run applies a plan step the way the hosts do.
+func (m *model) run(t *testing.T, st *collectStep) {
+	for _, mg := range st.merges {
+		if m.backing[mg.Top] != mg.Base {
+			t.Fatalf("merge %s into %s, but its backing file is %s", mg.Top, mg.Base, m.backing[mg.Top])
+		}
+		for b, v := range m.files[mg.Top] {
+			m.files[mg.Base][b] = v
+		}
+		for f, bk := range m.backing {
+			if bk == mg.Top {
+				if !slicesContain(mg.Children, f) {
+					t.Fatalf("merge of %s does not list its child %s", mg.Top, f)
+				}
+				m.backing[f] = mg.Base
+			}
+		}
+		delete(m.files, mg.Top)
+		delete(m.backing, mg.Top)
+	}
+	for _, f := range st.remove {
+		for g, bk := range m.backing {
+			if bk == f {
+				t.Fatalf("removed %s, which %s is backed by", f, g)
+			}
+		}
+		delete(m.files, f)
+		delete(m.backing, f)
+	}
+}
+
+func slicesContain(s []string, x string) bool {
+	for _, y := range s {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
+
+func views(spec api.VMSpec, m *model) map[string]string {
+	out := map[string]string{"current": fmt.Sprint(m.read(absOf(spec.Disks[0])))}
+	for _, sn := range spec.Snapshots {
+		if !sn.Hidden {
+			out[sn.Name] = fmt.Sprint(m.read(absOf(sn.Disks[0])))
+		}
+	}
+	return out
+}
+
+// Deleting snapshots in every order keeps what every other snapshot and
+// the current state hold, and in the end leaves one file: a tree of four
+// snapshots with a branch (a revert), every permutation of deletes.
+func TestDeleteInEveryOrderKeepsData(t *testing.T) {
+	// Build: a, write, b, write, c, revert to b, write, d (on the branch),
+	// write.
+	base := func() (api.VMSpec, *model) {
+		m := &model{files: map[string]map[int]string{}, backing: map[string]string{}}
+		spec := api.VMSpec{Disks: []api.VMDisk{{Name: "disk0", Path: "vm/f0", Datastore: api.Ref{ID: "ds"}}}}
+		m.files["/ds/vm/f0"] = map[int]string{0: "x"}
+		n := 0
+		newFile := func(backing string) string {
+			n++
+			p := fmt.Sprintf("vm/f%d", n)
+			m.files["/ds/"+p] = map[int]string{}
+			m.backing["/ds/"+p] = backing
+			return p
+		}
+		take := func(name string) {
+			cur := spec.Disks[0]
+			spec.Snapshots = append(spec.Snapshots, api.VMSnapshot{Name: name, Parent: spec.CurrentSnapshot, Disks: []api.VMDisk{cur}})
+			spec.CurrentSnapshot = name
+			spec.Disks = []api.VMDisk{{Name: "disk0", Path: newFile(absOf(cur)), Datastore: api.Ref{ID: "ds"}}}
+		}
+		write := func(b int, v string) { m.files[absOf(spec.Disks[0])][b] = v }
+		take("a")
+		write(1, "a1")
+		take("b")
+		write(2, "b2")
+		write(1, "b1")
+		take("c")
+		write(3, "c3")
+		// Revert to b: the current state's file goes, a new one on b's.
+		delete(m.files, absOf(spec.Disks[0]))
+		delete(m.backing, absOf(spec.Disks[0]))
+		for _, s := range spec.Snapshots {
+			if s.Name == "b" {
+				spec.Disks = []api.VMDisk{{Name: "disk0", Path: newFile(absOf(s.Disks[0])), Datastore: api.Ref{ID: "ds"}}}
+			}
+		}
+		spec.CurrentSnapshot = "b"
+		write(4, "d4")
+		take("d")
+		write(5, "now5")
+		return spec, m
+	}
+	var perms func([]string) [][]string
+	perms = func(s []string) [][]string {
+		if len(s) <= 1 {
+			return [][]string{s}
+		}
+		var out [][]string
+		for i := range s {
+			rest := append(append([]string{}, s[:i]...), s[i+1:]...)
+			for _, p := range perms(rest) {
+				out = append(out, append([]string{s[i]}, p...))
+			}
+		}
+		return out
+	}
+	none := func(string) bool { return false }
+	for _, order := range perms([]string{"a", "b", "c", "d"}) {
+		spec, m := base()
+		want := views(spec, m)
+		for _, name := range order {
+			spec.Snapshots = append([]api.VMSnapshot(nil), spec.Snapshots...)
+			hide(&spec, name)
+			for i := 0; ; i++ {
+				st := planCollect(spec, true, absOf, none)
+				if st == nil {
+					break
+				}
+				if i > 10 {
+					t.Fatalf("%v: no end to the plan", order)
+				}
+				m.run(t, st)
+				st.apply(&spec)
+			}
+			delete(want, name)
+			if got := views(spec, m); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("deleting %v, after %s:\n got %v\nwant %v", order, name, got, want)
+			}
+		}
+		if len(spec.Snapshots) != 0 || len(m.files) != 1 || spec.Disks[0].Path != "vm/f0" {
+			t.Fatalf("deleting %v left snapshots %v, files %v, disk %s", order, spec.Snapshots, m.backing, spec.Disks[0].Path)
+		}
+	}
 }

@@ -531,7 +531,13 @@ func hide(spec *api.VMSpec, name string) {
 	for i := range spec.Snapshots {
 		if sn := &spec.Snapshots[i]; sn.Name == name && !sn.Hidden {
 			sn.Hidden = true
-			sn.Name = fmt.Sprintf("~%d", sn.Created.UnixNano())
+			// Unique, and the same from the same spec: the plan and the
+			// record of a step hide it alike.
+			hidden := fmt.Sprintf("~%s-%d", name, sn.Created.UnixNano())
+			for n := 2; slices.ContainsFunc(spec.Snapshots, func(x api.VMSnapshot) bool { return x.Name == hidden }); n++ {
+				hidden = fmt.Sprintf("~%s-%d-%d", name, sn.Created.UnixNano(), n)
+			}
+			sn.Name = hidden
 			for j := range spec.Snapshots {
 				if spec.Snapshots[j].Parent == name {
 					spec.Snapshots[j].Parent = sn.Name
@@ -587,4 +593,18 @@ func (s *Server) runStep(ctx context.Context, t *taskRun, vm *api.VM, h *api.Hos
 		}
 	}
 	return retry("removing files", func() error { return s.agents.RemoveFiles(ctx, target(h), st.remove) })
+}
+
+// visibleCurrent is the snapshot the current state descends from, as a
+// user sees the tree: the nearest ancestor that was not deleted.
+func visibleCurrent(vm *api.VM) string {
+	cur := vm.Spec.CurrentSnapshot
+	for i := 0; cur != "" && i <= len(vm.Spec.Snapshots); i++ {
+		j := slices.IndexFunc(vm.Spec.Snapshots, func(s api.VMSnapshot) bool { return s.Name == cur })
+		if j < 0 || !vm.Spec.Snapshots[j].Hidden {
+			return cur
+		}
+		cur = vm.Spec.Snapshots[j].Parent
+	}
+	return cur
 }

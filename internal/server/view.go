@@ -124,7 +124,7 @@ func (v *viewer) view(obj api.Object) api.Object {
 			c.Spec.Disks[i] = d
 		}
 		c.Status.Storage = vmStorage(o)
-		c.Spec.Snapshots = visibleSnapshots(o)
+		c.Spec.Snapshots, c.Spec.CurrentSnapshot = visibleSnapshots(o), visibleCurrent(o)
 		c.Spec.NICs = make([]api.VMNIC, len(o.Spec.NICs))
 		for i, n := range o.Spec.NICs {
 			n.PortGroup = v.ref(api.KindPortGroup, n.PortGroup)
