@@ -81,7 +81,10 @@ func (a *Agent) withVM(w http.ResponseWriter, r *http.Request, body any, op func
 		return
 	}
 	if out == nil {
-		out, _ = a.vms.observe(r.Context(), e.cfg.ID, e)
+		// The state, with the disks as they are now (their files changed).
+		st, _ := a.vms.observe(r.Context(), e.cfg.ID, e)
+		st.Disks = measureDisks(r.Context(), a.cfg.Driver, e.cfg, true)
+		out = st
 	}
 	reply(w, http.StatusOK, out)
 }

@@ -123,7 +123,7 @@ func writeSnapshotTree(w io.Writer, snaps []api.VMSnapshot, current string, now 
 			if s.Quiesced {
 				tags = append(tags, "quiesced")
 			}
-			tags = append(tags, s.PowerState, age(now, s.Created)+" ago")
+			tags = append(tags, s.PowerState, age(now, s.Created))
 			line := fmt.Sprintf("%s%s%s (%s)", indent, branch, s.Name, strings.Join(tags, ", "))
 			if s.Description != "" {
 				line += " " + s.Description

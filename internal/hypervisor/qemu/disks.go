@@ -74,6 +74,12 @@ func makeDisk(ctx context.Context, dc hypervisor.DiskConfig) error {
 		if free, err := freeBytes(filepath.Dir(dc.Path)); err == nil && free < 1<<20 {
 			return fmt.Errorf("datastore is full (%s free)", api.Size(free))
 		}
+		if dc.Thick {
+			if err := checkRoom(filepath.Dir(dc.Path), dc.SizeBytes, "make thick disk "+dc.Name); err != nil {
+				return err
+			}
+			return disk.CreateThick(ctx, dc.Path, dc.SizeBytes)
+		}
 		return disk.Create(ctx, dc.Path, dc.SizeBytes)
 	}
 	info, err := disk.Inspect(ctx, dc.Source)
@@ -83,7 +89,9 @@ func makeDisk(ctx context.Context, dc hypervisor.DiskConfig) error {
 		}
 		return fmt.Errorf("image %s: %w", dc.Source, err)
 	}
-	if info.Format == "qcow2" {
+	// A linked clone's base is one of our frozen files or a checked image:
+	// checking it again would make linking cost its size.
+	if info.Format == "qcow2" && !dc.Linked {
 		if err := disk.Check(ctx, dc.Source); err != nil {
 			return fmt.Errorf("image %s is damaged: %w", dc.Source, err)
 		}
