@@ -80,6 +80,10 @@ type VMDisk struct {
 	Linked bool   `json:"linked,omitempty"`
 	// Thick disks are allocated in full when made.
 	Thick bool `json:"thick,omitempty"`
+	// Slot is the spare PCIe root port a virtio disk hot-plugged into a
+	// running VM sits in: it stays there, so that the VM's next start and
+	// a live migration's target lay the devices out as the guest has them.
+	Slot string `json:"slot,omitempty"`
 }
 
 type VMNIC struct {

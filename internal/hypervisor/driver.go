@@ -64,6 +64,9 @@ type DiskConfig struct {
 	Linked bool   `json:"linked,omitempty"`
 	// Thick allocates the whole disk when it is made.
 	Thick bool `json:"thick,omitempty"`
+	// Slot is the hot-plug root port of a virtio disk plugged in while
+	// the VM ran ("" for the root bus).
+	Slot string `json:"slot,omitempty"`
 }
 
 type NICConfig struct {

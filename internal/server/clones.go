@@ -191,7 +191,7 @@ func (s *Server) planClone(src *api.VM, srcHost *api.Host, req api.CloneRequest)
 		if err != nil {
 			return nil, p, nil, "", err
 		}
-		nd := api.VMDisk{Name: d.Name, SizeBytes: d.SizeBytes, Datastore: d.Datastore, Bus: d.Bus, Path: path.Join(dir, d.Name+".qcow2")}
+		nd := api.VMDisk{Name: d.Name, SizeBytes: d.SizeBytes, Datastore: d.Datastore, Bus: d.Bus, Path: path.Join(dir, d.Name+".qcow2"), Slot: d.Slot}
 		if ds != nil {
 			nd.Datastore = api.Ref{ID: ds.Metadata.ID}
 		}

@@ -126,6 +126,12 @@ func (s *Server) addDisk(w http.ResponseWriter, r *http.Request) {
 	name := nextDiskName(vm)
 	d := api.VMDisk{Name: name, SizeBytes: req.Size, Datastore: api.Ref{ID: ds.Metadata.ID}, Bus: req.Bus, Thick: req.Thick,
 		Path: path.Join(vmDir(vm), name+".qcow2")}
+	if req.Bus == api.BusVirtio && vm.Status.PowerState != api.PowerOff {
+		if d.Slot = freeSlot(vm); d.Slot == "" {
+			fail(w, api.Errorf(api.ErrConflict, "vm %s has no free hot-plug slot (%d virtio disks were added while it ran); stop it to add more", vm.Metadata.Name, hotplugSlots))
+			return
+		}
+	}
 	s.submitTask(w, r, newTask(r.Context(), opDiskAdd, vm, diskAddParams{Disk: d}))
 }
 
@@ -151,7 +157,7 @@ func (s *Server) runDiskAdd(ctx context.Context, t *taskRun) (any, error) {
 	}
 	t.progress(ctx, 20, what)
 	st, err := s.agents.AddDisk(ctx, target(h), vm.Metadata.ID, hypervisor.DiskConfig{Name: p.Disk.Name, Path: f,
-		SizeBytes: int64(p.Disk.SizeBytes), Bus: p.Disk.Bus, Thick: p.Disk.Thick})
+		SizeBytes: int64(p.Disk.SizeBytes), Bus: p.Disk.Bus, Thick: p.Disk.Thick, Slot: p.Disk.Slot})
 	if err != nil {
 		return nil, fmt.Errorf("add disk %s to vm %s: %w", p.Disk.Name, vm.Metadata.Name, err)
 	}
@@ -287,4 +293,23 @@ func (s *Server) runDiskRemove(ctx context.Context, t *taskRun) (any, error) {
 		return nil
 	})
 	return nil, nil
+}
+
+// hotplugSlots is how many spare PCIe root ports a VM has (the qemu
+// driver's command line makes them hp0..hp3).
+const hotplugSlots = 4
+
+// freeSlot picks a hot-plug root port no disk of the VM (or of one of its
+// snapshots, which a revert brings back) sits in.
+func freeSlot(vm *api.VM) string {
+	used := map[string]bool{}
+	for _, d := range vmFiles(vm) {
+		used[d.Slot] = true
+	}
+	for i := 0; i < hotplugSlots; i++ {
+		if s := fmt.Sprintf("hp%d", i); !used[s] {
+			return s
+		}
+	}
+	return ""
 }

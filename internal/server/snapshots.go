@@ -299,7 +299,8 @@ func (s *Server) runSnapshotRevert(ctx context.Context, t *taskRun) (any, error)
 		if err != nil {
 			return nil, err
 		}
-		req.Disks = append(req.Disks, hypervisor.DiskConfig{Name: d.Name, Path: ov, SizeBytes: int64(d.SizeBytes), Bus: d.Bus, Source: frozen})
+		req.Disks = append(req.Disks, hypervisor.DiskConfig{Name: d.Name, Path: ov, SizeBytes: int64(d.SizeBytes), Bus: d.Bus, Source: frozen,
+			Thick: d.Thick, Slot: d.Slot})
 	}
 	if snap.Memory {
 		if req.MemoryFile, err = s.abs(vm.Spec.Disks[0].Datastore.ID, snap.MemoryPath); err != nil {

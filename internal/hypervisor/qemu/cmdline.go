@@ -92,7 +92,11 @@ func args(cfg hypervisor.VMConfig, p paths, accel, vncListen string) []string {
 			a = append(a, "-device", fmt.Sprintf("ide-hd,bus=ide.%d,drive=%s,id=%s-dev%s", sata, node, node, boot))
 			sata++
 		default:
-			a = append(a, "-device", fmt.Sprintf("virtio-blk-pci,drive=%s,id=%s-dev%s", node, node, boot))
+			bus := ""
+			if d.Slot != "" {
+				bus = ",bus=" + d.Slot // hot-plugged there: it stays
+			}
+			a = append(a, "-device", fmt.Sprintf("virtio-blk-pci,drive=%s,id=%s-dev%s%s", node, node, bus, boot))
 		}
 	}
 	if cfg.CDROM != "" {

@@ -90,10 +90,13 @@ func (v *vm) plug(ctx context.Context, dc hypervisor.DiskConfig) error {
 	if dc.Bus == api.BusSCSI {
 		dev["driver"], dev["bus"] = "scsi-hd", "scsi0.0"
 	} else {
-		port, err := v.freePort(ctx)
-		if err != nil {
-			v.dropNamed(node)
-			return err
+		port := dc.Slot
+		if port == "" {
+			var err error
+			if port, err = v.freePort(ctx); err != nil {
+				v.dropNamed(node)
+				return err
+			}
 		}
 		dev["driver"], dev["bus"] = "virtio-blk-pci", port
 	}
