@@ -60,7 +60,7 @@ func TestSnapshotsKeepData(t *testing.T) {
 
 	cl.writeBlock("s1", 1, "A1")
 	out := cl.vdc("vm", "snapshot", "create", "s1", "snap1", "--quiesce")
-	if !strings.Contains(out, "snapshot snap1 of vm s1 taken") {
+	if !strings.Contains(out, "snapshot snap1 of vm s1 taken (file systems frozen)") {
 		t.Fatalf("snapshot create: %s", out)
 	}
 	cl.writeBlock("s1", 1, "B1")
@@ -194,6 +194,13 @@ func TestClonesTemplatesAndDisks(t *testing.T) {
 	if out, err := cl.try("vm", "disk", "resize", "src", "disk1", "--size", "16MiB"); err == nil || !strings.Contains(out, "only grow") {
 		t.Fatalf("shrinking a disk: %v %s", err, out)
 	}
+	// Hot-plugged disks keep their slots: the VM moves live with them.
+	cl.writeBlock("src", 3, "before-move")
+	cl.vdc("vm", "migrate", "src", "--host", "host-2")
+	if out := cl.vdc("vm", "exec", "src", "--", "/bin/cat", "/sys/block/vdb/size", "/sys/block/vdc/size"); !strings.Contains(out, "98304") || !strings.Contains(out, "32768") {
+		t.Fatalf("after a live migration the guest sees:\n%s", out)
+	}
+	cl.expectBlocks("src", "after a live migration", map[int]string{1: "after-clone", 3: "before-move"})
 	var vm *api.VM
 	eventually(t, time.Minute, "the hosts to measure the disks", func() bool {
 		vm = cl.vm("src")
