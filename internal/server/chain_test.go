@@ -19,7 +19,9 @@ func absOf(d api.VMDisk) string { return "/ds/" + d.Path }
 func TestPlanCollect(t *testing.T) {
 	none := func(string) bool { return false }
 	// Each case gets its own slice: apply changes it.
-	activeDisks := func() []api.VMDisk { return []api.VMDisk{{Name: "disk0", Path: "vm/cur.qcow2", Datastore: api.Ref{ID: "ds"}}} }
+	activeDisks := func() []api.VMDisk {
+		return []api.VMDisk{{Name: "disk0", Path: "vm/cur.qcow2", Datastore: api.Ref{ID: "ds"}}}
+	}
 	t.Run("nothing hidden", func(t *testing.T) {
 		spec := api.VMSpec{Disks: activeDisks(), Snapshots: []api.VMSnapshot{snap("a", "", false, "vm/disk0.qcow2")}, CurrentSnapshot: "a"}
 		if st := planCollect(spec, true, absOf, none); st != nil {
