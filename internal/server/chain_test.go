@@ -253,3 +253,27 @@ func TestDeleteInEveryOrderKeepsData(t *testing.T) {
 		}
 	}
 }
+
+func TestDatastoreAlarms(t *testing.T) {
+	gib := api.Size(1 << 30)
+	for _, c := range []struct {
+		capacity, free api.Size
+		want           string
+	}{
+		{0, 0, ""}, {100 * gib, 50 * gib, ""}, {100 * gib, 20 * gib, api.DatastoreAlarmWarning},
+		{100 * gib, 6 * gib, api.DatastoreAlarmWarning}, {100 * gib, 5 * gib, api.DatastoreAlarmCritical}, {100 * gib, 0, api.DatastoreAlarmCritical},
+	} {
+		if got := alarmLevel(c.capacity, c.free); got != c.want {
+			t.Errorf("alarmLevel(%s, %s) = %q, want %q", c.capacity, c.free, got, c.want)
+		}
+	}
+	prev := &api.Datastore{Metadata: api.ObjectMeta{Name: "ds1"}, Status: api.DatastoreStatus{CapacityBytes: 100 * gib, FreeBytes: 30 * gib}}
+	cur := &api.Datastore{Metadata: api.ObjectMeta{Name: "ds1"}, Status: api.DatastoreStatus{CapacityBytes: 100 * gib, FreeBytes: 4 * gib, Alarm: api.DatastoreAlarmCritical}}
+	evs := datastoreEvents(api.Event{Kind: api.KindDatastore}, prev, cur)
+	if len(evs) != 1 || evs[0].Type != api.EventDatastoreAlarm || evs[0].To != "critical" || !strings.Contains(evs[0].Message, "96% used, past 95%") {
+		t.Fatalf("events %+v", evs)
+	}
+	if evs := datastoreEvents(api.Event{}, cur, cur); len(evs) != 0 {
+		t.Fatalf("no change, events %+v", evs)
+	}
+}

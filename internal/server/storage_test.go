@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/client"
 )
 
 func names(snaps []api.VMSnapshot) string {
@@ -64,6 +67,18 @@ func TestStorageLifecycleOnSim(t *testing.T) {
 	d.run(d.c.CreateSnapshot(ctx, "v1", api.SnapshotCreateRequest{Name: "base"}))
 	d.run(d.c.Clone(ctx, "v1", api.CloneRequest{Name: "lc", Snapshot: "base", Linked: true, Host: "host-2"}))
 	d.run(d.c.Clone(ctx, "v1", api.CloneRequest{Name: "fc"}))
+	// A full clone onto another datastore.
+	ds2 := filepath.Join(d.dir, "datastore2")
+	os.MkdirAll(ds2, 0o755)
+	d.run(d.c.Create(ctx, api.KindDatastore, api.DatastoreCreateRequest{Name: "datastore2", Path: ds2}))
+	eventually(t, 20*time.Second, "hosts reaching datastore2", func() bool {
+		ds, err := client.Get[*api.Datastore](ctx, d.c, api.KindDatastore, "datastore2")
+		return err == nil && len(ds.Status.Hosts) == 2
+	})
+	d.run(d.c.Clone(ctx, "v1", api.CloneRequest{Name: "fc2", Datastore: "datastore2"}))
+	if fc2 := d.vm("fc2"); fc2.Spec.Disks[0].Datastore.Name != "datastore2" {
+		t.Fatalf("clone to datastore2 is on %s", fc2.Spec.Disks[0].Datastore.Name)
+	}
 	src, lc, fc := d.vm("v1"), d.vm("lc"), d.vm("fc")
 	if !lc.Spec.Disks[0].Linked || lc.Spec.Host.Name != "host-2" || fc.Spec.Disks[0].Linked {
 		t.Fatalf("clones: linked %+v on %s; full %+v", lc.Spec.Disks[0], lc.Spec.Host.Name, fc.Spec.Disks[0])
