@@ -390,27 +390,31 @@ func (d *Driver) Usage(ctx context.Context, id string) ([]hypervisor.DiskUsage, 
 	return measureChains(ctx, disks), nil
 }
 
+// The chains are read from the qcow2 headers, not with qemu-img: this
+// runs for every disk on every full heartbeat.
 func measureChains(ctx context.Context, disks []hypervisor.DiskConfig) []hypervisor.DiskUsage {
 	var out []hypervisor.DiskUsage
 	for _, dc := range disks {
 		u := hypervisor.DiskUsage{Name: dc.Name}
-		chain, err := disk.Chain(ctx, dc.Path)
-		if err != nil || len(chain) == 0 {
+		h, err := disk.ReadHeader(dc.Path)
+		if err != nil {
 			continue
 		}
-		u.VirtualBytes = chain[0].VirtualSize
+		u.VirtualBytes = h.VirtualSize
+		if u.AllocatedBytes, err = disk.Allocated(dc.Path); err != nil {
+			continue
+		}
 		dir := filepath.Dir(dc.Path)
-		for i, c := range chain {
-			a, err := disk.Allocated(c.Filename)
+		for p, i := h.Backing, 0; p != "" && i < 256 && filepath.Dir(p) == dir; i++ {
+			a, err := disk.Allocated(p)
 			if err != nil {
-				continue
+				break
 			}
-			switch {
-			case i == 0:
-				u.AllocatedBytes = a
-			case filepath.Dir(c.Filename) == dir:
-				u.ChainBytes += a
+			u.ChainBytes += a
+			if h, err = disk.ReadHeader(p); err != nil {
+				break
 			}
+			p = h.Backing
 		}
 		out = append(out, u)
 	}
