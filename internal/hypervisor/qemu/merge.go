@@ -153,6 +153,9 @@ func (v *vm) finishMerge(ctx context.Context, m hypervisor.DiskMerge) error {
 	if err := os.Remove(v.journalPath(m.Disk)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
+	if st := v.state(); strings.HasPrefix(st.Reason, "unfinished disk merge") && v.unfinishedMerge() == "" {
+		v.set(st.Power, "")
+	}
 	return nil
 }
 
