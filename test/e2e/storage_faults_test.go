@@ -41,7 +41,7 @@ func TestInterruptedMergesLoseNothing(t *testing.T) {
 		cl.writeBlock("m1", 1, "before-"+victim)
 		cl.vdc("vm", "snapshot", "create", "m1", "s-"+victim)
 		// Enough new data that the merge takes a while.
-		cl.vdc("vm", "exec", "m1", "--timeout", "5m", "--", "/bin/sh", "-c", "dd if=/dev/zero of=/dev/vda bs=1M seek=16 count=96 2>/dev/null; sync")
+		cl.vdc("vm", "exec", "m1", "--timeout", "5m", "--", "/bin/sh", "-c", "dd if=/dev/zero of=/dev/vda bs=1M seek=16 count=96 conv=fsync 2>/dev/null")
 		cl.writeBlock("m1", 2, "after-"+victim)
 		id := strings.TrimSpace(cl.vdc("vm", "snapshot", "rm", "m1", "s-"+victim, "--async"))
 		cl.waitTaskMessage(id, "merging")
