@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"path"
 	"slices"
@@ -175,8 +176,15 @@ func (s *Server) planClone(src *api.VM, srcHost *api.Host, req api.CloneRequest)
 	}
 	id := store.NewID()
 	dir := fmt.Sprintf("%s-%s", req.Name, id[len(id)-8:])
+	// A clone keeps its source's labels; the request's add to them or
+	// change them.
+	labels := maps.Clone(src.Metadata.Labels)
+	if len(req.Labels) > 0 && labels == nil {
+		labels = map[string]string{}
+	}
+	maps.Copy(labels, req.Labels)
 	vm := &api.VM{
-		Metadata: api.ObjectMeta{ID: id, Name: req.Name, Labels: req.Labels},
+		Metadata: api.ObjectMeta{ID: id, Name: req.Name, Labels: labels},
 		Spec: api.VMSpec{Cluster: api.Ref{ID: cl.Metadata.ID}, CPUs: cpus, MemoryBytes: mem, Description: req.Description,
 			Image: src.Spec.Image, Boot: src.Spec.Boot, CDROM: src.Spec.CDROM, VNC: src.Spec.VNC, CloudInit: src.Spec.CloudInit,
 			Disks: []api.VMDisk{}, NICs: []api.VMNIC{}},
