@@ -460,14 +460,16 @@ func (s *Server) runSnapshotDelete(ctx context.Context, t *taskRun) (any, error)
 		return nil, err
 	}
 	res := api.SnapshotResult{Snapshot: p.Snapshot}
+	first := true
 	if _, err := findSnapshot(vm, p.Snapshot); err != nil {
-		if t.resumed {
-			return res, nil // deleted before the server restarted
+		if !t.resumed {
+			return nil, err
 		}
-		return nil, err
+		// Hidden before the server restarted: what is left is merging
+		// away the data of the hidden snapshots.
+		first = false
 	}
 	dep := func(absPath string) bool { return len(s.dependents(vm.Metadata.ID, absPath)) > 0 }
-	first := true
 	for n := 0; n < 2*MaxSnapshots+2; n++ {
 		spec := vm.Spec
 		if first {
@@ -476,7 +478,7 @@ func (s *Server) runSnapshotDelete(ctx context.Context, t *taskRun) (any, error)
 		}
 		step := planCollect(spec, vm.Status.PowerState != api.PowerOff, s.absFunc(), dep)
 		if step == nil {
-			if first {
+			if first && !t.resumed {
 				// Its data still has two branches on it: it is only hidden.
 				res.Kept = "its data stays until one of the branches that use it is deleted"
 				if err := s.updateObject(ctx, api.KindVM, vm.Metadata.ID, func(o api.Object) error {

@@ -23,9 +23,10 @@ func (cl *cluster) waitTaskMessage(id, substr string) {
 	})
 }
 
-// Killing the agent, or QEMU, in the middle of a snapshot delete (a live
-// merge) loses nothing: the task finishes the merge once the agent is
-// back (or offline once QEMU is gone), and the data is all there.
+// Killing the agent, the server, or QEMU in the middle of a snapshot
+// delete (a live merge) loses nothing: the task finishes the merge once
+// the agent is back (or the new server resumes it, or offline once QEMU
+// is gone), and the data is all there.
 func TestInterruptedMergesLoseNothing(t *testing.T) {
 	needQEMU(t)
 	cl := newCluster(t)
@@ -37,7 +38,7 @@ func TestInterruptedMergesLoseNothing(t *testing.T) {
 	t.Cleanup(func() { cl.killVMProcesses() })
 	cl.vdc("vm", "create", "m1", "--memory", "256MiB", "--image", "test", "--disk", "512MiB", "--host", "host-1", "--no-nic", "--start")
 	cl.waitGuestUp("m1")
-	for _, victim := range []string{"agent", "qemu"} {
+	for _, victim := range []string{"agent", "server", "qemu"} {
 		cl.writeBlock("m1", 1, "before-"+victim)
 		cl.vdc("vm", "snapshot", "create", "m1", "s-"+victim)
 		// Enough new data that the merge takes a while.
@@ -51,6 +52,9 @@ func TestInterruptedMergesLoseNothing(t *testing.T) {
 			cl.agents["host-1"].kill9()
 			cl.startAgent("host-1")
 			eventually(t, time.Minute, "the new agent of host-1 reporting", func() bool { return cl.hosts()["host-1"].Status.Address != oldAddr })
+		case "server":
+			cl.server.kill9()
+			cl.startServer()
 		case "qemu":
 			for _, pid := range qemuPIDs(t, "m1") {
 				_ = syscall.Kill(pid, syscall.SIGKILL)
