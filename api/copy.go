@@ -28,6 +28,7 @@ func DeepCopy[T Object](o T) T {
 			c.Status.Guest = &g
 		}
 		c.Status.Disks = slices.Clone(v.Status.Disks)
+		copyStorage(&c, v)
 		out = &c
 	case *Host:
 		c := *v

@@ -122,6 +122,12 @@ type DatastoreStatus struct {
 	// ProvisionedBytes is the sum of the sizes of the disks on it (computed).
 	ProvisionedBytes Size  `json:"provisionedBytes"`
 	Hosts            []Ref `json:"hosts,omitempty"` // hosts that reach it
+	// AllocatedBytes is what the VMs' disk files really take (computed);
+	// OvercommitRatio is provisioned over capacity.
+	AllocatedBytes  Size    `json:"allocatedBytes,omitempty"`
+	OvercommitRatio float64 `json:"overcommitRatio,omitempty"`
+	// Alarm is "warning" past 80 % used, "critical" past 95 %.
+	Alarm string `json:"alarm,omitempty"`
 }
 
 // PortGroup is a network VMs' NICs attach to, defined once per datacenter

@@ -45,6 +45,15 @@ type VMSpec struct {
 	// HAPriority orders HA restarts: high, medium (the default), low, or
 	// disabled (not restarted, not fenced).
 	HAPriority string `json:"haPriority,omitempty"`
+	// CloudInit, when set, attaches a NoCloud seed ("cidata" CD-ROM).
+	CloudInit *CloudInit `json:"cloudInit,omitempty"`
+	// Template marks a VM that is only cloned from: it never runs, and
+	// its disks are read-only bases for linked clones.
+	Template bool `json:"template,omitempty"`
+	// Snapshots is the VM's snapshot tree; CurrentSnapshot the one its
+	// current state descends from.
+	Snapshots       []VMSnapshot `json:"snapshots,omitempty"`
+	CurrentSnapshot string       `json:"currentSnapshot,omitempty"`
 }
 
 // VMBoot is a direct kernel boot from an image's files.
@@ -72,6 +81,12 @@ type VMDisk struct {
 	// (copied, or with Linked the read-only base of a thin overlay).
 	Source string `json:"source,omitempty"`
 	Linked bool   `json:"linked,omitempty"`
+	// Thick disks are allocated in full when made.
+	Thick bool `json:"thick,omitempty"`
+	// Slot is the spare PCIe root port a virtio disk hot-plugged into a
+	// running VM sits in: it stays there, so that the VM's next start and
+	// a live migration's target lay the devices out as the guest has them.
+	Slot string `json:"slot,omitempty"`
 }
 
 type VMNIC struct {
@@ -101,6 +116,8 @@ type VMStatus struct {
 	// HAResets are the times VM monitoring reset the VM, within the
 	// cluster's reset window.
 	HAResets []time.Time `json:"haResets,omitempty"`
+	// Storage sums the disks (computed when read).
+	Storage *VMStorage `json:"storage,omitempty"`
 }
 
 // Guest agent states.
@@ -127,6 +144,9 @@ type DiskStatus struct {
 	// VirtualBytes is the disk's size as the guest sees it (measured when
 	// the disk is made; a disk made from an image takes the image's size).
 	VirtualBytes Size `json:"virtualBytes,omitempty"`
+	// SnapshotBytes is what the disk's older files, kept for its
+	// snapshots, take on top of AllocatedBytes.
+	SnapshotBytes Size `json:"snapshotBytes,omitempty"`
 }
 
 func (o *VM) GetMeta() *ObjectMeta { return &o.Metadata }
@@ -169,12 +189,18 @@ type VMCreateRequest struct {
 	VNC   bool   `json:"vnc,omitempty"`
 	// HAPriority: high, medium (default), low or disabled.
 	HAPriority string `json:"haPriority,omitempty"`
+	// CloudInit attaches a NoCloud seed for cloud images.
+	CloudInit *CloudInit `json:"cloudInit,omitempty"`
+	// FromTemplate makes the VM a clone of a template (Linked: a linked
+	// clone); its shape is the template's unless CPUs or Memory are given.
+	FromTemplate string `json:"fromTemplate,omitempty"`
 }
 
 type DiskRequest struct {
 	Size      Size   `json:"size"`
 	Datastore string `json:"datastore,omitempty"` // default: the only datastore the cluster sees
 	Bus       string `json:"bus,omitempty"`       // default virtio
+	Thick     bool   `json:"thick,omitempty"`     // allocate it in full now
 }
 
 type NICRequest struct {

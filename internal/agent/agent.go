@@ -53,6 +53,7 @@ type Agent struct {
 	caPool *x509.CertPool
 	hc     *http.Client
 	vms    *registry
+	jobs   jobs
 
 	addr     string // advertised
 	interval time.Duration

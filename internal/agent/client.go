@@ -242,3 +242,68 @@ func (c *Client) Release(ctx context.Context, h Target, vmID string, removeDisks
 func (c *Client) MoveDisks(ctx context.Context, h Target, vmID string, moves []hypervisor.DiskMove) error {
 	return c.do(ctx, h, http.MethodPost, "/agent/v1/vms/"+vmID+"/move-disks", moves, nil)
 }
+
+// Snapshot has a host switch a VM's disks to new overlays.
+func (c *Client) Snapshot(ctx context.Context, h Target, vmID string, req hypervisor.SnapshotRequest) (hypervisor.SnapshotResult, error) {
+	var res hypervisor.SnapshotResult
+	err := c.do(ctx, h, http.MethodPost, "/agent/v1/vms/"+vmID+"/snapshot", req, &res)
+	return res, err
+}
+
+// Revert puts a VM back to a snapshot.
+func (c *Client) Revert(ctx context.Context, h Target, vmID string, req hypervisor.RevertRequest) (api.AgentVMState, error) {
+	var st api.AgentVMState
+	err := c.do(ctx, h, http.MethodPost, "/agent/v1/vms/"+vmID+"/revert", req, &st)
+	return st, err
+}
+
+// MergeDisk merges one disk file into its base.
+func (c *Client) MergeDisk(ctx context.Context, h Target, vmID string, m hypervisor.DiskMerge) error {
+	return c.do(ctx, h, http.MethodPost, "/agent/v1/vms/"+vmID+"/merge", m, nil)
+}
+
+// AddDisk adds a disk to a VM, hot-plugged when it runs.
+func (c *Client) AddDisk(ctx context.Context, h Target, vmID string, d hypervisor.DiskConfig) (api.AgentVMState, error) {
+	var st api.AgentVMState
+	err := c.do(ctx, h, http.MethodPost, "/agent/v1/vms/"+vmID+"/disks", d, &st)
+	return st, err
+}
+
+// ResizeDisk grows a VM's disk.
+func (c *Client) ResizeDisk(ctx context.Context, h Target, vmID, disk string, size int64) error {
+	return c.do(ctx, h, http.MethodPut, "/agent/v1/vms/"+vmID+"/disks/"+disk+"/size", DiskResize{Size: size}, nil)
+}
+
+// RemoveDisk unplugs a VM's disk.
+func (c *Client) RemoveDisk(ctx context.Context, h Target, vmID, disk string) error {
+	return c.do(ctx, h, http.MethodDelete, "/agent/v1/vms/"+vmID+"/disks/"+disk, nil, nil)
+}
+
+// RemoveFiles deletes disk files nothing uses.
+func (c *Client) RemoveFiles(ctx context.Context, h Target, paths []string) error {
+	if len(paths) == 0 {
+		return nil
+	}
+	return c.do(ctx, h, http.MethodPost, "/agent/v1/files/remove", RemoveFilesRequest{Paths: paths}, nil)
+}
+
+// CopyDisk starts a disk copy on a host.
+func (c *Client) CopyDisk(ctx context.Context, h Target, cp hypervisor.DiskCopy) (Job, error) {
+	var j Job
+	err := c.do(ctx, h, http.MethodPost, "/agent/v1/disk-copies", cp, &j)
+	return j, err
+}
+
+// Import starts fetching an image into a datastore on a host.
+func (c *Client) Import(ctx context.Context, h Target, datastoreID string, req ImportRequest) (Job, error) {
+	var j Job
+	err := c.do(ctx, h, http.MethodPost, "/agent/v1/datastores/"+datastoreID+"/import", req, &j)
+	return j, err
+}
+
+// Job reads a host's job.
+func (c *Client) Job(ctx context.Context, h Target, id string) (Job, error) {
+	var j Job
+	err := c.do(ctx, h, http.MethodGet, "/agent/v1/jobs/"+id, nil, &j)
+	return j, err
+}

@@ -55,6 +55,7 @@ func (a *Agent) handler() http.Handler {
 	a.guestRoutes(mux)
 	a.migrationRoutes(mux)
 	a.stagingRoutes(mux)
+	a.storageRoutes(mux)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !peerIsServer(r) {
 			fail(w, api.Errorf(api.ErrForbidden, "only a management server may call the agent API"))
@@ -89,6 +90,10 @@ func fail(w http.ResponseWriter, err error) {
 		err = &wrapped{err, api.ErrConflict}
 	case errors.Is(err, hypervisor.ErrNotSupported):
 		err = &wrapped{err, api.ErrNotSupported}
+	case errors.Is(err, hypervisor.ErrInvalid):
+		err = &wrapped{err, api.ErrInvalid}
+	case errors.Is(err, hypervisor.ErrNoSpace):
+		err = &wrapped{err, api.ErrUnprocessable}
 	}
 	e, status := api.ErrorFrom(err)
 	reply(w, status, api.ErrorBody{Error: e})

@@ -27,6 +27,8 @@ type VMInfo struct {
 	api.AgentVMState
 	Incoming  bool                       `json:"incoming"`
 	Migration hypervisor.MigrationStatus `json:"migration"`
+	// Disks are the VM's disks as this host runs them (their files).
+	Disks []hypervisor.DiskConfig `json:"disks,omitempty"`
 }
 
 func (a *Agent) migrationRoutes(mux *http.ServeMux) {
@@ -67,6 +69,9 @@ func (a *Agent) vmInfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	info := VMInfo{Incoming: a.vms.isIncoming(e)}
+	a.vms.mu.Lock()
+	info.Disks = e.cfg.Disks
+	a.vms.mu.Unlock()
 	if !info.Incoming {
 		if info.AgentVMState, err = a.vms.observe(r.Context(), id, e); err != nil {
 			fail(w, err)

@@ -162,7 +162,18 @@ func sameState(a, b api.AgentVMState) bool {
 // measureDisks reports each disk's allocated bytes (and, with virtual, its
 // size as the guest sees it, which costs a qemu-img run). Disks without a
 // file (sim) are left out.
-func measureDisks(ctx context.Context, cfg hypervisor.VMConfig, virtual bool) []api.DiskStatus {
+func measureDisks(ctx context.Context, drv hypervisor.Driver, cfg hypervisor.VMConfig, virtual bool) []api.DiskStatus {
+	if st, ok := drv.(hypervisor.Storage); ok {
+		// The driver knows the disks' chains (and sim models them).
+		if us, err := st.Usage(ctx, cfg.ID); err == nil {
+			out := make([]api.DiskStatus, 0, len(us))
+			for _, u := range us {
+				out = append(out, api.DiskStatus{Name: u.Name, AllocatedBytes: api.Size(u.AllocatedBytes),
+					VirtualBytes: api.Size(u.VirtualBytes), SnapshotBytes: api.Size(u.ChainBytes)})
+			}
+			return out
+		}
+	}
 	var out []api.DiskStatus
 	for _, d := range cfg.Disks {
 		alloc, err := disk.Allocated(d.Path)
@@ -216,8 +227,8 @@ func (r *registry) define(ctx context.Context, cfg hypervisor.VMConfig) (api.Age
 	if err := writeFileAtomic(filepath.Join(cfg.Dir, "config.json"), b, 0o600); err != nil {
 		return api.AgentVMState{}, fmt.Errorf("define vm %s: save config: %w", cfg.Name, err)
 	}
-	e.cfg = cfg
 	r.mu.Lock()
+	e.cfg = cfg
 	r.vms[cfg.ID] = e
 	r.mu.Unlock()
 	if err := r.syncLease(ctx, cfg); err != nil {
@@ -227,7 +238,7 @@ func (r *registry) define(ctx context.Context, cfg hypervisor.VMConfig) (api.Age
 	if err != nil {
 		return api.AgentVMState{}, fmt.Errorf("define vm %s: %w", cfg.Name, err)
 	}
-	st.Disks = measureDisks(ctx, cfg, true)
+	st.Disks = measureDisks(ctx, r.drv, cfg, true)
 	return st, nil
 }
 
@@ -432,7 +443,7 @@ func (r *registry) states(ctx context.Context, disks bool) ([]api.AgentVMState, 
 			continue
 		}
 		if disks {
-			st.Disks = measureDisks(ctx, e.cfg, false)
+			st.Disks = measureDisks(ctx, r.drv, e.cfg, false)
 		}
 		out = append(out, st)
 	}

@@ -408,24 +408,6 @@ func get(ctx context.Context, u string) (*http.Response, error) {
 	return resp, nil
 }
 
-// progressReader reports bytes read.
-type progressReader struct {
-	r    io.Reader
-	n    int64
-	tick func(int64)
-	last time.Time
-}
-
-func (p *progressReader) Read(b []byte) (int, error) {
-	n, err := p.r.Read(b)
-	p.n += int64(n)
-	if now := time.Now(); now.Sub(p.last) > 500*time.Millisecond {
-		p.last = now
-		p.tick(p.n)
-	}
-	return n, err
-}
-
 // POST /agent/v1/staging/{id}/fetch?datastore=D: download an OVA, an OVF
 // with the files it references (relative to its URL), or a disk image.
 func (a *Agent) stagingFetch(w http.ResponseWriter, r *http.Request) {
@@ -462,7 +444,7 @@ func fetch(ctx context.Context, dir string, u *url.URL, descriptorOnly bool, pro
 		name = "download"
 	}
 	total := resp.ContentLength
-	body := &progressReader{r: resp.Body, tick: func(n int64) {
+	body := &progressReader{r: resp.Body, fn: func(n, _ int64) {
 		if total > 0 {
 			progress(float64(n)/float64(total), fmt.Sprintf("downloading %s: %s of %s", name, api.Size(n), api.Size(total)))
 		}
@@ -531,7 +513,7 @@ func fetch(ctx context.Context, dir string, u *url.URL, descriptorOnly bool, pro
 			if err != nil {
 				return nil, err
 			}
-			fb := &progressReader{r: fr.Body, tick: func(x int64) {
+			fb := &progressReader{r: fr.Body, fn: func(x, _ int64) {
 				progress(0, fmt.Sprintf("downloading %s: %s", n, api.Size(x)))
 			}}
 			_, err = receive(dir, n, fb, fr.ContentLength)

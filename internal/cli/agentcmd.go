@@ -26,12 +26,14 @@ type driverFlags struct {
 	simMemory string
 	accel     string
 	guestPoll time.Duration
+	mergeBW   string
 }
 
 func (d *driverFlags) add(cmd *cobra.Command, def string) {
 	cmd.Flags().StringVar(&d.driver, "driver", def, "hypervisor driver: qemu (real VMs) or sim (simulated hosts)")
 	cmd.Flags().StringVar(&d.accel, "accel", "", "qemu: force kvm or tcg (default: KVM when a probe shows it works)")
 	cmd.Flags().DurationVar(&d.guestPoll, "guest-poll", 5*time.Second, "qemu: how often each VM's guest agent is pinged")
+	cmd.Flags().StringVar(&d.mergeBW, "merge-bandwidth", "", "qemu: cap snapshot merges of running VMs, per second (e.g. 100MiB), so that they leave the disks' bandwidth to the guests")
 	cmd.Flags().IntVar(&d.simCPUs, "sim-cpus", sim.DefaultCPUs, "CPUs of a simulated host")
 	cmd.Flags().StringVar(&d.simMemory, "sim-memory", api.Size(sim.DefaultMemoryBytes).String(), "memory of a simulated host")
 }
@@ -41,6 +43,9 @@ func (d *driverFlags) args() []string {
 	a := []string{"--driver", d.driver, "--sim-cpus", fmt.Sprint(d.simCPUs), "--sim-memory", d.simMemory}
 	if d.accel != "" {
 		a = append(a, "--accel", d.accel)
+	}
+	if d.mergeBW != "" {
+		a = append(a, "--merge-bandwidth", d.mergeBW)
 	}
 	return append(a, "--guest-poll", d.guestPoll.String())
 }
@@ -87,7 +92,15 @@ func (d *driverFlags) new(ctx context.Context, dataDir, host string, log *slog.L
 		return nil, err
 	}
 	if d.driver == "qemu" {
-		return qemu.New(ctx, qemu.Options{Accel: d.accel, GuestPoll: d.guestPoll, TLSDir: agent.QEMUTLSDir(dataDir), Host: host, Log: log})
+		var bw api.Size
+		if d.mergeBW != "" {
+			var err error
+			if bw, err = api.ParseSize(d.mergeBW); err != nil || bw < 1<<20 {
+				return nil, fmt.Errorf("--merge-bandwidth: give at least 1MiB (per second), got %q", d.mergeBW)
+			}
+		}
+		return qemu.New(ctx, qemu.Options{Accel: d.accel, GuestPoll: d.guestPoll, TLSDir: agent.QEMUTLSDir(dataDir), Host: host, Log: log,
+			MergeBandwidth: int64(bw)})
 	}
 	mem, _ := api.ParseSize(d.simMemory)
 	return sim.New(sim.Options{CPUs: d.simCPUs, MemoryBytes: int64(mem), Host: host, Logger: log}), nil

@@ -23,7 +23,7 @@ import (
 
 func newBenchCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "bench", Short: "Measure vdc's performance"}
-	cmd.AddCommand(newBenchAPICmd(g), newBenchBootCmd(g), newBenchMigrateCmd(g), newBenchHACmd(g))
+	cmd.AddCommand(newBenchAPICmd(g), newBenchBootCmd(g), newBenchMigrateCmd(g), newBenchHACmd(g), newBenchStorageCmd(g))
 	return cmd
 }
 

@@ -53,7 +53,7 @@ func newImageCmd(g *globals) *cobra.Command {
 			v.table("Files", []string{"file", "size", "path", "sha256"}, rows)
 		},
 	}
-	return d.command(g, newImageUploadCmd(g), newImageBuildTestCmd(g))
+	return d.command(g, newImageUploadCmd(g), newImageBuildTestCmd(g), newImageImportCmd(g))
 }
 
 func imageSize(i *api.Image) api.Size {

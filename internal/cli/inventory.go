@@ -145,6 +145,9 @@ func (d *nounDef[T]) createCmd(g *globals) *cobra.Command {
 			what: fmt.Sprintf("create %s %s", d.singular, name),
 			call: func(ctx context.Context, c *client.Client) (*api.Task, error) { return c.Create(ctx, d.kind, req) },
 			done: func(ctx context.Context, c *client.Client, t *api.Task) string {
+				if t.Op == "vm.clone" { // vm create --from-template
+					return cloneDone(name)(ctx, c, t)
+				}
 				if d.created != nil {
 					if o, ok := readTarget[T](ctx, c, t); ok {
 						return d.created(o)
@@ -525,6 +528,9 @@ func newDatastoreCmd(g *globals) *cobra.Command {
 				{header: "capacity", value: func(o *api.Datastore) string { return sizeOrEmpty(o.Status.CapacityBytes) }},
 				{header: "free", value: func(o *api.Datastore) string { return sizeOrEmpty(o.Status.FreeBytes) }},
 				{header: "provisioned", value: func(o *api.Datastore) string { return o.Status.ProvisionedBytes.String() }},
+				{header: "allocated", value: func(o *api.Datastore) string { return o.Status.AllocatedBytes.String() }},
+				{header: "overcommit", value: datastoreOvercommit},
+				{header: "alarm", value: func(o *api.Datastore) string { return o.Status.Alarm }},
 				{header: "hosts", value: func(o *api.Datastore) string { return strconv.Itoa(len(o.Status.Hosts)) }},
 			}
 		},
@@ -537,6 +543,9 @@ func newDatastoreCmd(g *globals) *cobra.Command {
 			v.add("Capacity", sizeOrEmpty(o.Status.CapacityBytes))
 			v.add("Free", sizeOrEmpty(o.Status.FreeBytes))
 			v.add("Provisioned", o.Status.ProvisionedBytes.String())
+			v.add("Allocated", o.Status.AllocatedBytes.String())
+			v.add("Over-commit", datastoreOvercommit(o))
+			v.add("Alarm", o.Status.Alarm)
 			v.add("Hosts", refs(o.Status.Hosts))
 		},
 		create: func(cmd *cobra.Command) func(string) (any, error) {

@@ -138,7 +138,8 @@ func TestCommandTree(t *testing.T) {
 	mine := map[string]bool{"vm": true, "host": true, "datacenter": true, "cluster": true, "datastore": true,
 		"portgroup": true, "task": true, "events": true, "version": true}
 	mutating := map[string]bool{"create": true, "update": true, "delete": true, "start": true, "stop": true,
-		"reset": true, "suspend": true, "resume": true, "enter": true, "exit": true, "migrate": true}
+		"reset": true, "suspend": true, "resume": true, "enter": true, "exit": true, "migrate": true,
+		"clone": true, "revert": true, "rm": true, "add": true, "resize": true, "mark-template": true}
 	found := map[string]bool{}
 	var walk func(c *cobra.Command)
 	walk = func(c *cobra.Command) {

@@ -38,7 +38,7 @@ func NewRoot() *cobra.Command {
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format of list and info commands: table or json")
 	root.AddCommand(
 		newUpCmd(g), newServerCmd(g), newAgentCmd(g),
-		newVMCmd(g), newHostCmd(g), newImageCmd(g),
+		newVMCmd(g), newHostCmd(g), newImageCmd(g), newTemplateCmd(g),
 		newDatacenterCmd(g), newClusterCmd(g), newDatastoreCmd(g), newPortGroupCmd(g),
 		newTaskCmd(g), newEventsCmd(g), newVersionCmd(g), newBenchCmd(g),
 		newImportCmd(g), newExportCmd(g),

@@ -46,7 +46,7 @@ func newVMCmd(g *globals) *cobra.Command {
 			fl := cmd.Flags()
 			fl.IntVar(&f.cpus, "cpus", 1, "virtual CPUs")
 			fl.StringVar(&f.memory, "memory", "1GiB", "memory, e.g. 512MiB, 2G")
-			fl.StringArrayVar(&f.disks, "disk", nil, "add a disk: SIZE[,datastore=D][,bus=virtio|scsi|sata] (repeatable; with --image the first is made from the image, SIZE 0 keeping its size)")
+			fl.StringArrayVar(&f.disks, "disk", nil, "add a disk: SIZE[,datastore=D][,bus=virtio|scsi|sata][,thick=true] (repeatable; thin unless thick; with --image the first is made from the image, SIZE 0 keeping its size)")
 			fl.StringArrayVar(&f.nics, "nic", nil, "add a NIC: PORTGROUP[,mac=MAC][,model=MODEL] (repeatable; default: one on the datacenter's only port group)")
 			fl.BoolVar(&f.noNIC, "no-nic", false, "create the VM without any NIC")
 			fl.StringVar(&f.host, "host", "", "host to run on (default: placement picks one)")
@@ -57,6 +57,9 @@ func newVMCmd(g *globals) *cobra.Command {
 			fl.StringVar(&f.cdrom, "cdrom", "", "attach this ISO file (absolute path on the hosts) as a CD-ROM and boot from it")
 			fl.BoolVar(&f.vnc, "vnc", false, "give the VM a VNC display")
 			fl.StringVar(&f.haPriority, "ha-priority", "", "HA restart priority: high, medium (default), low or disabled")
+			fl.StringVar(&f.template, "from-template", "", "make the VM from a template (with --linked: a linked clone); its shape is the template's unless --cpus/--memory are given")
+			f.cloudInit = addCloudInitFlags(cmd)
+			f.cmd = cmd
 			return func(name string) (any, error) { return f.request(name) }
 		},
 		createExample: `  vdc vm create web1 --cpus 2 --memory 1GiB --disk 10GiB --start
@@ -64,7 +67,9 @@ func newVMCmd(g *globals) *cobra.Command {
   vdc vm create scratch --memory 512MiB --no-nic --host esx2
   vdc vm create t1 --memory 256MiB --image test --start
   vdc vm create deb --memory 2G --image /srv/images/debian-12.qcow2 --linked --start
-  vdc vm create inst --memory 2G --disk 20G --cdrom /srv/iso/debian-12.iso --vnc --start`,
+  vdc vm create inst --memory 2G --disk 20G --cdrom /srv/iso/debian-12.iso --vnc --start
+  vdc vm create web5 --from-template gold-debian --linked --start
+  vdc vm create deb1 --memory 2G --image debian-12 --linked --cloud-init user-data.yaml --ssh-key ~/.ssh/id_ed25519.pub --start`,
 		created: func(vm *api.VM) string {
 			s := fmt.Sprintf("vm %s created on %s", vm.Metadata.Name, vm.Spec.Host)
 			if vm.Status.PowerState == api.PowerOn {
@@ -110,7 +115,8 @@ func newVMCmd(g *globals) *cobra.Command {
 			}
 		},
 	}
-	cmd := d.command(g, newExecCmd(g), newConsoleCmd(g), newMigrateCmd(g))
+	cmd := d.command(g, newExecCmd(g), newConsoleCmd(g), newMigrateCmd(g),
+		newSnapshotCmd(g), newCloneCmd(g), newMarkTemplateCmd(g), newDiskCmd(g))
 	for _, p := range powerVerbs {
 		cmd.AddCommand(newPowerCmd(g, p))
 	}
@@ -129,6 +135,9 @@ type vmCreateFlags struct {
 	image, cdrom  string
 	linked, vnc   bool
 	haPriority    string
+	template      string
+	cloudInit     *cloudInitFlags
+	cmd           *cobra.Command
 }
 
 // request checks the flags and builds the create request. Bounds come
@@ -136,13 +145,21 @@ type vmCreateFlags struct {
 func (f *vmCreateFlags) request(name string) (api.VMCreateRequest, error) {
 	req := api.VMCreateRequest{Name: name, Host: f.host, Cluster: f.cluster, CPUs: f.cpus,
 		Description: f.meta.description, PowerOn: f.start, Image: f.image, Linked: f.linked, CDROM: f.cdrom, VNC: f.vnc, HAPriority: f.haPriority}
+	var err error
+	if f.cloudInit != nil {
+		if req.CloudInit, err = f.cloudInit.build(); err != nil {
+			return req, err
+		}
+	}
+	if f.template != "" {
+		return f.fromTemplate(req)
+	}
 	if f.linked && f.image == "" {
-		return req, fmt.Errorf("--linked needs --image")
+		return req, fmt.Errorf("--linked needs --image or --from-template")
 	}
 	if err := checkCPUs(f.cpus); err != nil {
 		return req, err
 	}
-	var err error
 	if req.Memory, err = parseSizeFlag("--memory", f.memory, api.MinVMMemory, api.MaxVMMemory); err != nil {
 		return req, err
 	}
@@ -197,7 +214,7 @@ func parseSizeFlag(flag, s string, lo, hi api.Size) (api.Size, error) {
 // parseDisk reads SIZE[,datastore=D][,bus=virtio|scsi|sata].
 func parseDisk(spec string) (api.DiskRequest, error) {
 	var d api.DiskRequest
-	size, opts, err := splitSpec("--disk", "size", spec, "datastore", "bus")
+	size, opts, err := splitSpec("--disk", "size", spec, "datastore", "bus", "thick")
 	if err != nil {
 		return d, err
 	}
@@ -206,6 +223,13 @@ func parseDisk(spec string) (api.DiskRequest, error) {
 		return d, err
 	}
 	d.Datastore, d.Bus = opts["datastore"], opts["bus"]
+	switch opts["thick"] {
+	case "", "false":
+	case "true":
+		d.Thick = true
+	default:
+		return d, fmt.Errorf("--disk %q: thick must be true or false, got %q", spec, opts["thick"])
+	}
 	if buses := []string{api.BusVirtio, api.BusSCSI, api.BusSATA}; d.Bus != "" && !slices.Contains(buses, d.Bus) {
 		return d, fmt.Errorf("--disk %q: bus must be one of %s, got %q", spec, strings.Join(buses, ", "), d.Bus)
 	}
@@ -394,9 +418,25 @@ func vmInfo(v *infoView, vm *api.VM, now time.Time) {
 		v.add("Guest hostname", g.Hostname)
 		v.add("Guest IPs", strings.Join(g.IPAddresses, ", "))
 	}
+	if vm.Spec.Template {
+		v.add("Template", "yes (vdc vm create NEW --from-template "+vm.Metadata.Name+")")
+	}
+	if st := vm.Status.Storage; st != nil {
+		v.add("Storage", fmt.Sprintf("%s capacity, %s provisioned, %s allocated", st.CapacityBytes, st.ProvisionedBytes, st.AllocatedBytes))
+	}
+	if n := len(vm.Spec.Snapshots); n > 0 {
+		cur := vm.Spec.CurrentSnapshot
+		if cur == "" || strings.HasPrefix(cur, "~") {
+			cur = "-"
+		}
+		v.add("Snapshots", fmt.Sprintf("%d (current: %s; vdc vm snapshot ls %s)", n, cur, vm.Metadata.Name))
+	}
+	if ci := vm.Spec.CloudInit; ci != nil {
+		v.add("Cloud-init", fmt.Sprintf("NoCloud seed: %d bytes of user-data, %d SSH keys", len(ci.UserData), len(ci.SSHKeys)))
+	}
 	allocated := map[string]api.Size{}
 	for _, d := range vm.Status.Disks {
-		allocated[d.Name] = d.AllocatedBytes
+		allocated[d.Name] = d.AllocatedBytes + d.SnapshotBytes
 	}
 	var disks, nics [][]string
 	for _, d := range vm.Spec.Disks {
@@ -411,11 +451,15 @@ func vmInfo(v *infoView, vm *api.VM, now time.Time) {
 				from += " (linked)"
 			}
 		}
-		disks = append(disks, []string{d.Name, d.SizeBytes.String(), alloc, d.Datastore.String(), d.Bus, d.Path, from})
+		kind := "thin"
+		if d.Thick {
+			kind = "thick"
+		}
+		disks = append(disks, []string{d.Name, d.SizeBytes.String(), alloc, kind, d.Datastore.String(), d.Bus, d.Path, from})
 	}
 	for _, n := range vm.Spec.NICs {
 		nics = append(nics, []string{n.Name, n.PortGroup.String(), n.MAC, n.Model})
 	}
-	v.table("Disks", []string{"name", "provisioned", "allocated", "datastore", "bus", "path", "from"}, disks)
+	v.table("Disks", []string{"name", "capacity", "allocated", "type", "datastore", "bus", "path", "from"}, disks)
 	v.table("NICs", []string{"name", "port group", "mac", "model"}, nics)
 }

@@ -80,3 +80,29 @@ func TestCorruptAndMissingDisksFailClearly(t *testing.T) {
 		t.Fatal("created a disk in a missing directory")
 	}
 }
+
+func TestReadHeaderMatchesQemuImg(t *testing.T) {
+	needQemuImg(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	base := filepath.Join(dir, "base.qcow2")
+	ov := filepath.Join(dir, "ov.qcow2")
+	if err := Create(ctx, base, 3<<30); err != nil {
+		t.Fatal(err)
+	}
+	if err := CreateOverlayOn(ctx, ov, base, "qcow2", 5<<30); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{base, ov} {
+		h, err := ReadHeader(p)
+		info, ierr := Inspect(ctx, p)
+		if err != nil || ierr != nil || h.VirtualSize != info.VirtualSize || h.Backing != info.BackingFile {
+			t.Fatalf("%s: header %+v %v, qemu-img %+v %v", p, h, err, info, ierr)
+		}
+	}
+	raw := filepath.Join(dir, "raw.img")
+	os.WriteFile(raw, make([]byte, 1<<20), 0o644)
+	if h, err := ReadHeader(raw); err != nil || h.VirtualSize != 1<<20 || h.Backing != "" {
+		t.Fatalf("raw: %+v %v", h, err)
+	}
+}

@@ -38,6 +38,8 @@ type VMConfig struct {
 	CDROM string `json:"cdrom,omitempty"`
 	// VNC turns on a VNC display.
 	VNC bool `json:"vnc,omitempty"`
+	// Seed, when set, is attached as a NoCloud cloud-init CD-ROM.
+	Seed *Seed `json:"seed,omitempty"`
 	// Dir is a directory on the host that belongs to this VM alone (pid
 	// file, logs, driver state). Set by the agent.
 	Dir string `json:"dir"`
@@ -64,6 +66,15 @@ type DiskConfig struct {
 	// copied, or with Linked, used as the read-only base of a thin overlay.
 	Source string `json:"source,omitempty"`
 	Linked bool   `json:"linked,omitempty"`
+	// Own says Source is a disk file vdc made (a snapshot, a template's or
+	// a VM's disk, on a datastore): a backing chain is expected. Other
+	// sources are foreign images, checked for files they would open.
+	Own bool `json:"own,omitempty"`
+	// Thick allocates the whole disk when it is made.
+	Thick bool `json:"thick,omitempty"`
+	// Slot is the hot-plug root port of a virtio disk plugged in while
+	// the VM ran ("" for the root bus).
+	Slot string `json:"slot,omitempty"`
 }
 
 type NICConfig struct {

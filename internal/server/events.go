@@ -73,6 +73,8 @@ func events(ch store.Change) []api.Event {
 			}
 			return []api.Event{e}
 		}
+	case *api.Datastore:
+		return datastoreEvents(base, ch.Prev.(*api.Datastore), o)
 	case *api.Host:
 		p := ch.Prev.(*api.Host)
 		var out []api.Event

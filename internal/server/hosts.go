@@ -293,12 +293,14 @@ func (s *Server) recordDatastoreSpace(ctx context.Context, seen []api.DatastoreS
 			continue
 		}
 		st := o.(*api.Datastore).Status
-		if st.CapacityBytes == d.CapacityBytes && absDiff(int64(st.FreeBytes), int64(d.FreeBytes)) <= int64(d.CapacityBytes)/100 {
+		if st.CapacityBytes == d.CapacityBytes && absDiff(int64(st.FreeBytes), int64(d.FreeBytes)) <= int64(d.CapacityBytes)/100 &&
+			st.Alarm == alarmLevel(d.CapacityBytes, d.FreeBytes) {
 			continue
 		}
 		_ = s.updateObject(ctx, api.KindDatastore, d.ID, func(o api.Object) error {
 			ds := o.(*api.Datastore)
 			ds.Status.CapacityBytes, ds.Status.FreeBytes = d.CapacityBytes, d.FreeBytes
+			ds.Status.Alarm = alarmLevel(d.CapacityBytes, d.FreeBytes)
 			return nil
 		})
 	}

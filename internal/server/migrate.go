@@ -106,6 +106,12 @@ func (s *Server) planMigration(vm *api.VM, src *api.Host, req api.MigrateRequest
 		return p, api.Errorf(api.ErrInvalid, "choosing disks needs a datastore to move them to")
 	}
 	moved := s.movedDisks(vm, p)
+	if len(moved) > 0 && len(vm.Spec.Snapshots) > 0 {
+		return p, api.Errorf(api.ErrConflict, "vm %s has snapshots: moving its disks would flatten them; delete the snapshots first", vm.Metadata.Name)
+	}
+	if len(moved) > 0 && vm.Spec.Template {
+		return p, api.Errorf(api.ErrConflict, "vm %s is a template: clone it to another datastore instead", vm.Metadata.Name)
+	}
 	if dst.Metadata.ID == src.Metadata.ID && len(moved) == 0 {
 		return p, api.Errorf(api.ErrConflict, "vm %s is already there", vm.Metadata.Name)
 	}
@@ -231,7 +237,9 @@ func (s *Server) afterMove(vm *api.VM, p vmMigrateParams) *api.VM {
 	c.Spec.Disks = slices.Clone(vm.Spec.Disks)
 	for i := range c.Spec.Disks {
 		if slices.Contains(moved, c.Spec.Disks[i].Name) {
+			// A moved disk is a full copy: no longer linked to its base.
 			c.Spec.Disks[i].Datastore = api.Ref{ID: p.Datastore}
+			c.Spec.Disks[i].Source, c.Spec.Disks[i].Linked = "", false
 		}
 	}
 	return &c
@@ -319,7 +327,7 @@ func (s *Server) switchTo(ctx context.Context, vm *api.VM, after *api.VM, st *ap
 func (s *Server) coldMove(ctx context.Context, t *taskRun, vm *api.VM, src, dst *api.Host, after *api.VM, cfg hypervisor.VMConfig, oldPaths map[string]string, moved []string) error {
 	for i, d := range cfg.Disks {
 		if slices.Contains(moved, d.Name) {
-			cfg.Disks[i].Source, cfg.Disks[i].Linked = oldPaths[d.Name], false
+			cfg.Disks[i].Source, cfg.Disks[i].Linked, cfg.Disks[i].Own = oldPaths[d.Name], false, true
 		}
 	}
 	t.progress(ctx, 20, "registering the VM on host "+dst.Metadata.Name)

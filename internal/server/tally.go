@@ -16,6 +16,7 @@ type tally struct {
 	hosts         map[string]*hostTally // by host ID
 	clusterVMs    map[string]int
 	dsProvisioned map[string]int64
+	dsAllocated   map[string]int64
 	pgPorts       map[string]int
 	macs          map[string]string // MAC → VM ID
 	// namesEpoch changes whenever an object VMs refer to is renamed or
@@ -72,6 +73,7 @@ func (t *tally) count(vm *api.VM, sign int) {
 	for _, d := range vm.Spec.Disks {
 		t.dsProvisioned[d.Datastore.ID] += int64(sign) * int64(d.SizeBytes)
 	}
+	t.countStorage(vm, int64(sign))
 	for _, n := range vm.Spec.NICs {
 		t.pgPorts[n.PortGroup.ID] += sign
 		if sign > 0 {

@@ -100,6 +100,7 @@ func (v *viewer) view(obj api.Object) api.Object {
 		c.Status.ProvisionedBytes = api.Size(v.s.tally.dsProvisioned[c.Metadata.ID])
 		v.s.tally.mu.RUnlock()
 		c.Status.Hosts = v.reachers(c.Metadata.ID)
+		v.datastoreStorage(&c)
 		return &c
 	case *api.PortGroup:
 		c := *o
@@ -122,6 +123,8 @@ func (v *viewer) view(obj api.Object) api.Object {
 			d.Datastore = v.ref(api.KindDatastore, d.Datastore)
 			c.Spec.Disks[i] = d
 		}
+		c.Status.Storage = vmStorage(o)
+		c.Spec.Snapshots, c.Spec.CurrentSnapshot = visibleSnapshots(o), visibleCurrent(o)
 		c.Spec.NICs = make([]api.VMNIC, len(o.Spec.NICs))
 		for i, n := range o.Spec.NICs {
 			n.PortGroup = v.ref(api.KindPortGroup, n.PortGroup)

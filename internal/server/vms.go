@@ -72,7 +72,7 @@ func validateVMShape(cpus int, mem api.Size) error {
 }
 
 func validateCreate(req *api.VMCreateRequest) error {
-	if err := firstErr(validateCommon("vm", req.Name, req.Labels, req.Description), validateVMShape(req.CPUs, req.Memory), validateHAPriority(req.HAPriority)); err != nil {
+	if err := firstErr(validateCommon("vm", req.Name, req.Labels, req.Description), validateVMShape(req.CPUs, req.Memory), validateHAPriority(req.HAPriority), validateCloudInit(req.CloudInit)); err != nil {
 		return err
 	}
 	if len(req.Disks) > api.MaxDisksPerVM {
@@ -138,6 +138,10 @@ func validateMAC(mac string) error {
 func (s *Server) createVM(w http.ResponseWriter, r *http.Request) {
 	var req api.VMCreateRequest
 	if !decode(w, r, &req) {
+		return
+	}
+	if req.FromTemplate != "" {
+		s.createFromTemplate(w, r, req)
 		return
 	}
 	if err := validateCreate(&req); err != nil {
@@ -238,12 +242,12 @@ func (s *Server) buildVM(req *api.VMCreateRequest) (*api.VM, *api.Cluster, strin
 		}
 		name := fmt.Sprintf("disk%d", i)
 		vm.Spec.Disks = append(vm.Spec.Disks, api.VMDisk{Name: name, SizeBytes: d.Size, Datastore: api.Ref{ID: ds.Metadata.ID},
-			Bus: bus, Path: dir + "/" + name + ".qcow2"})
+			Bus: bus, Path: dir + "/" + name + ".qcow2", Thick: d.Thick})
 	}
 	if err := s.applyImage(req, vm, dir, inDC); err != nil {
 		return nil, nil, "", err
 	}
-	vm.Spec.CDROM, vm.Spec.VNC = req.CDROM, req.VNC
+	vm.Spec.CDROM, vm.Spec.VNC, vm.Spec.CloudInit = req.CDROM, req.VNC, req.CloudInit
 	vm.Spec.HAPriority = req.HAPriority
 	nics := req.NICs
 	if nics == nil {
@@ -426,6 +430,9 @@ func (s *Server) deleteVM(w http.ResponseWriter, r *http.Request) {
 		if holdsResources(vm) && !force {
 			return api.Errorf(api.ErrConflict, "vm %s is %s: stop it first, or delete with force", vm.Metadata.Name, vm.Status.PowerState)
 		}
+		if deps := s.vmDependents(vm); len(deps) > 0 {
+			return api.Errorf(api.ErrConflict, "cannot delete vm %s: linked clones depend on its disks: %s", vm.Metadata.Name, strings.Join(firstN(deps, 10), ", "))
+		}
 		vm.Status.Phase = api.PhaseDeleting
 		return nil
 	}, func(upd api.Object) *api.Task {
@@ -494,6 +501,9 @@ func (s *Server) powerVM(w http.ResponseWriter, r *http.Request) {
 	vm, h, err := s.pathVM(r)
 	if err == nil {
 		err = firstErr(checkReady(vm), checkPower(vm, req.Action))
+	}
+	if err == nil && vm.Spec.Template {
+		err = api.Errorf(api.ErrConflict, "vm %s is a template: it does not run; clone it (vdc vm create NEW --from-template %s)", vm.Metadata.Name, vm.Metadata.Name)
 	}
 	if err == nil && req.Action == api.ActionStart && vm.Status.PowerState == api.PowerOff {
 		err = s.checkRoom(vm, h)

@@ -19,6 +19,7 @@ func (s *Server) registerTaskHandlers(r *runner) {
 	r.register(opHostFailover, taskHandler{run: s.runHostFailover, resumable: true})
 	r.register(opVMHARestart, taskHandler{run: s.runVMHARestart, resumable: true})
 	r.register(opVMHAReset, taskHandler{run: s.runVMHAReset, interrupted: "the VM may or may not have been reset"})
+	s.registerStorageTasks(r)
 	for action := range powerActions {
 		h := taskHandler{run: s.runVMPower, resumable: true}
 		if action == api.ActionReset {
@@ -39,8 +40,9 @@ func (s *Server) vmConfig(vm *api.VM) (hypervisor.VMConfig, error) {
 			return cfg, api.Errorf(api.ErrConflict, "disk %s of vm %s is on datastore %s, which is gone", d.Name, vm.Metadata.Name, d.Datastore.ID)
 		}
 		cfg.Disks = append(cfg.Disks, hypervisor.DiskConfig{Name: d.Name, Path: filepath.Join(o.(*api.Datastore).Spec.Path, d.Path),
-			SizeBytes: int64(d.SizeBytes), Bus: d.Bus, Source: d.Source, Linked: d.Linked})
+			SizeBytes: int64(d.SizeBytes), Bus: d.Bus, Source: d.Source, Linked: d.Linked, Own: s.onDatastore(d.Source), Thick: d.Thick, Slot: d.Slot})
 	}
+	cfg.Seed = seedFor(vm)
 	if b := vm.Spec.Boot; b != nil {
 		io, ok := s.cache.Get(api.KindImage, vm.Spec.Image.ID)
 		if !ok {
@@ -152,6 +154,12 @@ func (s *Server) runVMDelete(ctx context.Context, t *taskRun) (any, error) {
 		err = s.agents.Undefine(ctx, target(h), vm.Metadata.ID, p.Force)
 		if errors.Is(err, api.ErrNotFound) {
 			err = nil // the host never had it, or already removed it
+		}
+		if err == nil {
+			// The files its snapshots kept go too.
+			if rerr := s.agents.RemoveFiles(ctx, target(h), s.snapshotFiles(vm)); rerr != nil {
+				s.log.Warn("cannot remove the snapshot files of a deleted VM", "vm", vm.Metadata.Name, "err", rerr)
+			}
 		}
 	}
 	if err == nil {

@@ -26,7 +26,8 @@ var earlyModules = []string{"evdev", "button"}
 
 // guestModules are the drivers for the devices a vdc VM has: virtio disks,
 // NICs and the agent's serial port, plus the SATA/SCSI disks and CD-ROMs
-// that imported VMs or install media use. Dependencies come from modules.dep.
+// that imported VMs or install media use, and ISO 9660 to read cloud-init
+// seeds. Dependencies come from modules.dep.
 var guestModules = []string{
 	"virtio_pci", "virtio_blk", "virtio_scsi", "virtio_net", "virtio_console",
 	"virtio_balloon", "virtio_rng",

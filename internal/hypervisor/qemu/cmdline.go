@@ -23,6 +23,7 @@ func (p paths) consoleLog() string { return filepath.Join(p.dir, "console.log") 
 func (p paths) pidFile() string    { return filepath.Join(p.dir, "qemu.pid") }
 func (p paths) qemuLog() string    { return filepath.Join(p.dir, "qemu.log") }
 func (p paths) stateFile() string  { return filepath.Join(p.dir, "state.json") }
+func (p paths) seed() string       { return filepath.Join(p.dir, "cidata.iso") }
 
 // CPUModel is the vCPU model every VM gets: a common baseline, so that a
 // VM can later move between hosts whatever their CPUs.
@@ -65,6 +66,10 @@ func args(cfg hypervisor.VMConfig, p paths, accel, vncListen string) []string {
 		cmdline := strings.TrimSpace(cfg.Boot.Cmdline + " vdc.hostname=" + cfg.Name)
 		a = append(a, "-append", cmdline)
 	}
+	// Empty root ports take disks added while the VM runs.
+	for i := 0; i < hotplugPorts; i++ {
+		a = append(a, "-device", fmt.Sprintf("pcie-root-port,id=%s,chassis=%d,bus=pcie.0", hotplugPort(i), i+1))
+	}
 	scsi, sata := false, 0
 	for i, d := range cfg.Disks {
 		node := d.Name
@@ -87,7 +92,11 @@ func args(cfg hypervisor.VMConfig, p paths, accel, vncListen string) []string {
 			a = append(a, "-device", fmt.Sprintf("ide-hd,bus=ide.%d,drive=%s,id=%s-dev%s", sata, node, node, boot))
 			sata++
 		default:
-			a = append(a, "-device", fmt.Sprintf("virtio-blk-pci,drive=%s,id=%s-dev%s", node, node, boot))
+			bus := ""
+			if d.Slot != "" {
+				bus = ",bus=" + d.Slot // hot-plugged there: it stays
+			}
+			a = append(a, "-device", fmt.Sprintf("virtio-blk-pci,drive=%s,id=%s-dev%s%s", node, node, bus, boot))
 		}
 	}
 	if cfg.CDROM != "" {
@@ -101,6 +110,14 @@ func args(cfg hypervisor.VMConfig, p paths, accel, vncListen string) []string {
 			"-blockdev", fmt.Sprintf("driver=file,filename=%s,node-name=cd0-file,read-only=on", escape(cfg.CDROM)),
 			"-blockdev", "driver=raw,file=cd0-file,node-name=cd0,read-only=on",
 			"-device", fmt.Sprintf("ide-cd,bus=ide.%d,drive=cd0,id=cd0-dev%s", sata, boot),
+		)
+		sata++
+	}
+	if cfg.Seed != nil {
+		a = append(a,
+			"-blockdev", fmt.Sprintf("driver=file,filename=%s,node-name=seed0-file,read-only=on", escape(p.seed())),
+			"-blockdev", "driver=raw,file=seed0-file,node-name=seed0,read-only=on",
+			"-device", fmt.Sprintf("ide-cd,bus=ide.%d,drive=seed0,id=seed0-dev", sata),
 		)
 	}
 	for i, n := range cfg.NICs {

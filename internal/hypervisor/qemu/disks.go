@@ -74,24 +74,39 @@ func makeDisk(ctx context.Context, dc hypervisor.DiskConfig) error {
 		if free, err := freeBytes(filepath.Dir(dc.Path)); err == nil && free < 1<<20 {
 			return fmt.Errorf("datastore is full (%s free)", api.Size(free))
 		}
+		if dc.Thick {
+			if err := checkRoom(filepath.Dir(dc.Path), dc.SizeBytes, "make thick disk "+dc.Name); err != nil {
+				return err
+			}
+			return disk.CreateThick(ctx, dc.Path, dc.SizeBytes)
+		}
 		return disk.Create(ctx, dc.Path, dc.SizeBytes)
 	}
-	// The format comes from the content, checked for what would make
-	// qemu-img open other files (backing files, stray VMDK extents); a
-	// fixed VHD, which qemu-img would take for raw, is read as VHD.
-	det, err := disk.DetectFile(dc.Source)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("image %s does not exist", dc.Source)
+	if _, err := os.Stat(dc.Source); errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("image %s does not exist", dc.Source)
+	}
+	var info disk.Info
+	var err error
+	if dc.Own {
+		// One of vdc's own files (a snapshot, a template's or a VM's
+		// disk): its backing chain is expected, and a linked clone's base
+		// is not checked again (that would make linking cost its size).
+		info, err = disk.Inspect(ctx, dc.Source)
+	} else {
+		// A foreign image: the format comes from the content, checked for
+		// what would make qemu-img open other files (backing files, stray
+		// VMDK extents); a fixed VHD, which qemu-img would take for raw,
+		// is read as VHD.
+		var det disk.Detected
+		if det, err = disk.DetectFile(dc.Source); err == nil {
+			info, err = disk.InspectSource(ctx, disk.Source{Path: dc.Source, Format: det.Format})
+			info.Format = det.Format
 		}
-		return fmt.Errorf("image %s: %w", dc.Source, err)
 	}
-	info, err := disk.InspectSource(ctx, disk.Source{Path: dc.Source, Format: det.Format})
 	if err != nil {
 		return fmt.Errorf("image %s: %w", dc.Source, err)
 	}
-	info.Format = det.Format
-	if info.Format == "qcow2" {
+	if info.Format == "qcow2" && !(dc.Own && dc.Linked) {
 		if err := disk.Check(ctx, dc.Source); err != nil {
 			return fmt.Errorf("image %s is damaged: %w", dc.Source, err)
 		}

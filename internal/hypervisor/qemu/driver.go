@@ -47,7 +47,9 @@ type Options struct {
 	TLSDir string
 	// Host is this host's name, written in the leases its VMs hold.
 	Host string
-	Log  *slog.Logger
+	// MergeBandwidth caps live snapshot merges (bytes/s; 0: no cap).
+	MergeBandwidth int64
+	Log            *slog.Logger
 }
 
 // Driver runs VMs as QEMU processes.

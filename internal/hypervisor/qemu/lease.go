@@ -39,6 +39,31 @@ func (v *vm) takeLease(ctx context.Context, path string) error {
 	return v.handLease(ctx, q, f, path)
 }
 
+// launchHolding runs a QEMU that holds the VM's lease, for a start that
+// must not run the guest yet (-S, -incoming): the lease is taken first,
+// so that no QEMU process starts at all while another copy runs.
+func (v *vm) launchHolding(ctx context.Context, extra []string) error {
+	f, err := v.acquireLease(v.cfg.Lease)
+	if err != nil {
+		return err // it names the VM and the holder
+	}
+	if f == nil {
+		return v.launch(ctx, extra)
+	}
+	defer f.Close()
+	if err := v.launch(ctx, extra); err != nil {
+		return err
+	}
+	v.mu.Lock()
+	q := v.qmp
+	v.mu.Unlock()
+	if err := v.handLease(ctx, q, f, v.cfg.Lease); err != nil {
+		v.kill()
+		return err
+	}
+	return nil
+}
+
 // acquireLease takes the lease at path for this VM (nil when path is
 // empty); the caller hands it to QEMU, then closes its copy.
 func (v *vm) acquireLease(path string) (*os.File, error) {

@@ -440,6 +440,9 @@ func (d *Driver) MigrateOut(ctx context.Context, id string, to hypervisor.Migrat
 	if err := v.wrongState("migrate", hypervisor.StateOn); err != nil {
 		return err
 	}
+	if err := v.refuseUnfinished(); err != nil {
+		return err
+	}
 	m, err := v.newMigration()
 	if err != nil {
 		return err
@@ -912,6 +915,9 @@ func (d *Driver) MoveDisks(ctx context.Context, id string, moves []hypervisor.Di
 		return err
 	}
 	if err := v.wrongState("move the disks of", hypervisor.StateOn, hypervisor.StateSuspended); err != nil {
+		return err
+	}
+	if err := v.refuseUnfinished(); err != nil {
 		return err
 	}
 	m, err := v.newMigration()

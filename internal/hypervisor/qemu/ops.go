@@ -83,6 +83,11 @@ func (d *Driver) Attach(ctx context.Context, cfg hypervisor.VMConfig) (hyperviso
 	}
 	d.vms[cfg.ID] = v
 	d.mu.Unlock()
+	if u := v.unfinishedMerge(); u != "" {
+		// Reported with the VM's state until the merge is finished.
+		v.log.Warn("the VM has an unfinished disk merge", "merge", u)
+		v.set(v.state().Power, "unfinished disk merge of "+u+": it is finished when the snapshot delete is retried (the task does)")
+	}
 	return v.state(), nil
 }
 

@@ -91,3 +91,14 @@ func TestConformance(t *testing.T) {
 		Timeout: 2 * time.Minute,
 	})
 }
+
+// Snapshots, reverts, merges, copies and disks on real QEMU, with the
+// same suite as sim.
+func TestStorageConformance(t *testing.T) {
+	g := testGuest(t)
+	hypervisortest.RunStorage(t, hypervisortest.Harness{
+		New:     func(t *testing.T, dir string) hypervisor.Driver { return newTestDriver(t, dir) },
+		Config:  func(t *testing.T, dir, id string) hypervisor.VMConfig { return testConfig(g, dir, id) },
+		Timeout: 2 * time.Minute,
+	})
+}

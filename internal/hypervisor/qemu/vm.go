@@ -47,6 +47,11 @@ type vm struct {
 	mirrors      []string   // block jobs copying the disks to a target
 	shuttingDown bool       // a shutdown request is being repeated
 	lease        string     // the lease file the running QEMU holds
+	// quiet counts storage operations pausing the VM themselves: their
+	// STOP and RESUME are not a suspend or resume.
+	quiet int
+	// ioError says why QEMU paused the guest on a failed write.
+	ioError string
 
 	dialMu    sync.Mutex // one guest agent dial at a time
 	guest     hypervisor.GuestInfo
@@ -103,31 +108,16 @@ func (v *vm) start(ctx context.Context) error {
 	if err := v.wrongState("start", hypervisor.StateOff); err != nil {
 		return err
 	}
-	// The lease first: no QEMU process starts while another copy runs.
+	if err := v.refuseUnfinished(); err != nil {
+		return err
+	}
 	// QEMU starts paused (-S) until it holds the lease: the guest never
 	// runs without it, even if this agent dies half-way (attach then
 	// finishes the start, or ends it).
-	f, err := v.acquireLease(v.cfg.Lease)
-	if err != nil {
-		return err // it names the VM and the holder
-	}
-	if f != nil {
-		defer f.Close()
-	}
-	if err := v.launch(ctx, []string{"-S"}); err != nil {
+	if err := v.launchHolding(ctx, []string{"-S"}); err != nil {
 		return fmt.Errorf("start vm %s: %w", v.cfg.Name, err)
 	}
-	err = nil
-	if f != nil {
-		v.mu.Lock()
-		q := v.qmp
-		v.mu.Unlock()
-		err = v.handLease(ctx, q, f, v.cfg.Lease)
-	}
-	if err == nil {
-		err = v.command(ctx, "cont", nil)
-	}
-	if err != nil {
+	if err := v.command(ctx, "cont", nil); err != nil {
 		v.kill()
 		return fmt.Errorf("start vm %s: %w", v.cfg.Name, err)
 	}
@@ -161,6 +151,9 @@ func (v *vm) launch(ctx context.Context, extra []string) error {
 		return err
 	}
 	if err := os.MkdirAll(v.p.run, 0o700); err != nil {
+		return err
+	}
+	if err := writeSeed(ctx, v.cfg, v.p.seed()); err != nil {
 		return err
 	}
 	for _, s := range []string{v.p.qmp(), v.p.qga(), v.p.console()} {
@@ -293,14 +286,22 @@ func (v *vm) onEvent(e qmp.Event) {
 			v.guestDown = true
 			v.mu.Unlock()
 		}
+	case "BLOCK_IO_ERROR":
+		v.onIOError(e)
 	case "STOP":
-		if v.migrating() {
-			return // a migration pauses the source at the end; not a suspend
+		if v.migrating() || v.isQuiet() {
+			return // a migration or snapshot pauses it itself; not a suspend
 		}
 		if v.state().Power == hypervisor.StateOn {
-			v.set(hypervisor.StateSuspended, "paused by QEMU (I/O error or out of space?)")
+			v.set(hypervisor.StateSuspended, v.pauseReason())
 		}
 	case "RESUME":
+		if v.isQuiet() {
+			return
+		}
+		v.mu.Lock()
+		v.ioError = ""
+		v.mu.Unlock()
 		if v.state().Power == hypervisor.StateSuspended {
 			v.set(hypervisor.StateOn, "")
 		}

@@ -18,7 +18,13 @@
 //     (LabelDirtyRate), the data on its disks (LabelDiskUsed), bandwidth,
 //     downtime limit, auto-converge and compression, as in QEMU's pre-copy
 //     migration; see model.go. Disk moves likewise.
+//   - Storage (hypervisor.Storage): snapshots, reverts, merges, copies and
+//     disks added, grown and removed, on a table of the files each VM would
+//     have and what they hold (storage.go): thin disks hold their share of
+//     LabelDiskUsed, thick ones their size, overlays start empty, so linked
+//     clones are made in constant time and full copies take their bytes
+//     over the model's bandwidth.
 //
-// Disks and NICs are accounted for in the definition only: sim never creates
-// disk files or network devices.
+// Sim never creates disk files or network devices: disks are modeled,
+// NICs accounted for in the definition.
 package sim

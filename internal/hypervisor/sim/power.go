@@ -57,6 +57,7 @@ func (d *Driver) Define(ctx context.Context, cfg hypervisor.VMConfig) error {
 		return fmt.Errorf("define vm %q: %w", cfg.ID, err)
 	}
 	rec.Config = cfg
+	d.adoptCopies(&rec)
 	v := &vm{log: d.log.With("vm", cfg.ID)}
 	if err := d.commit(v, rec); err != nil {
 		if created {

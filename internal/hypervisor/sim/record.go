@@ -43,6 +43,10 @@ type record struct {
 	// CreatedDir records that Define made Config.Dir, so Undefine may remove
 	// it again; a directory the agent made is the agent's to remove.
 	CreatedDir bool `json:"createdDir,omitempty"`
+
+	// Files models the VM's disk files (sim makes none): by path, what
+	// each takes and what it is backed by.
+	Files map[string]simFile `json:"files,omitempty"`
 }
 
 func (r *record) state() hypervisor.VMState {

@@ -70,6 +70,8 @@ type Driver struct {
 	vms    map[string]*vm
 	subs   map[*subscription]struct{}
 	closed bool
+	// copies are full copies made for VMs not defined yet (a clone).
+	copies map[string]simFile
 
 	// running counts goroutines the driver started (timer callbacks that may
 	// fire, subscription pumps) so that Close can wait for all of them.
@@ -106,6 +108,7 @@ func New(opts Options) *Driver {
 		now:           opts.Now,
 		host:          opts.Host,
 		vms:           make(map[string]*vm),
+		copies:        make(map[string]simFile),
 		subs:          make(map[*subscription]struct{}),
 	}
 	if d.cpus <= 0 {

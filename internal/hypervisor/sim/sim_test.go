@@ -618,3 +618,12 @@ func BenchmarkPowerCycle(b *testing.B) {
 		}
 	}
 }
+
+// Sim models the same storage operations as qemu, held to the same suite.
+func TestStorageConformance(t *testing.T) {
+	hypervisortest.RunStorage(t, hypervisortest.Harness{
+		New:     func(t *testing.T, dir string) hypervisor.Driver { return newDriver(t, sim.Options{}) },
+		Config:  vmConfig,
+		Timeout: 5 * time.Second,
+	})
+}

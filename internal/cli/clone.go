@@ -1,0 +1,361 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/client"
+)
+
+func newCloneCmd(g *globals) *cobra.Command {
+	var req api.CloneRequest
+	var memory string
+	cmd := &cobra.Command{
+		Use:   "clone SRC NEW",
+		Short: "Clone a VM: a full copy of its disks, or a linked clone (a thin overlay, made in constant time)",
+		Long: `Make a new VM from SRC with new MAC addresses and a new identity (its
+ID, which is also its SMBIOS UUID and cloud-init instance ID). A full clone
+copies the disks (progress shown); a running VM is copied as it is at that
+moment while it runs. --snapshot clones the VM as it was at a snapshot.
+--linked makes the new disks thin overlays on frozen files (a snapshot's,
+with --snapshot, or a template's): made at once whatever their size, they
+read the base, which then cannot be deleted while the clone exists.`,
+		Example: `  vdc vm clone web1 web2
+  vdc vm clone web1 web-test --snapshot before-upgrade --linked
+  vdc vm clone gold-image web3 --linked --host host-2
+  vdc vm clone web1 web-dr --datastore dr-ds`,
+		Args: exactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			src := args[0]
+			req.Name = args[1]
+			if memory != "" {
+				m, err := parseSizeFlag("--memory", memory, api.MinVMMemory, api.MaxVMMemory)
+				if err != nil {
+					return err
+				}
+				req.Memory = m
+			}
+			return g.apply(cmd.Context(), change{
+				what: fmt.Sprintf("clone vm %s", src),
+				call: func(ctx context.Context, c *client.Client) (*api.Task, error) { return c.Clone(ctx, src, req) },
+				done: cloneDone(req.Name),
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&req.Linked, "linked", false, "a linked clone: thin overlays on the snapshot's or template's disks")
+	f.StringVar(&req.Snapshot, "snapshot", "", "clone the VM as it was at this snapshot")
+	f.StringVar(&req.Host, "host", "", "host of the new VM (default: placement picks one)")
+	f.StringVar(&req.Datastore, "datastore", "", "datastore of the new disks (default: the source's)")
+	f.IntVar(&req.CPUs, "cpus", 0, "virtual CPUs (default: the source's)")
+	f.StringVar(&memory, "memory", "", "memory (default: the source's)")
+	f.BoolVar(&req.PowerOn, "start", false, "power the new VM on")
+	addAsync(cmd, g)
+	return cmd
+}
+
+func cloneDone(name string) func(ctx context.Context, c *client.Client, t *api.Task) string {
+	return func(ctx context.Context, c *client.Client, t *api.Task) string {
+		var res api.CloneResult
+		_ = json.Unmarshal(t.Result, &res)
+		kind := "full clone"
+		if res.Linked {
+			kind = "linked clone"
+		}
+		s := fmt.Sprintf("vm %s created (%s) in %s", name, kind, time.Duration(res.TookMs)*time.Millisecond)
+		if res.CopiedBytes > 0 {
+			s += fmt.Sprintf(", %s copied", res.CopiedBytes)
+		}
+		if vm, err := c.GetVM(ctx, name); err == nil {
+			s += " on " + vm.Spec.Host.String()
+		}
+		return s
+	}
+}
+
+func newMarkTemplateCmd(g *globals) *cobra.Command {
+	var undo bool
+	cmd := &cobra.Command{
+		Use:   "mark-template NAME",
+		Short: "Make a powered-off VM a template: it no longer runs, and VMs are made from it",
+		Example: `  vdc vm mark-template gold-debian
+  vdc vm create web5 --from-template gold-debian --linked
+  vdc vm mark-template gold-debian --undo`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			return g.apply(cmd.Context(), change{
+				what: "mark vm " + name + " a template",
+				call: func(ctx context.Context, c *client.Client) (*api.Task, error) {
+					return c.MarkTemplate(ctx, name, !undo)
+				},
+				done: func(context.Context, *client.Client, *api.Task) string {
+					if undo {
+						return "vm " + name + " is a VM again"
+					}
+					return "vm " + name + " is a template"
+				},
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&undo, "undo", false, "make a template a VM again (no linked clone may depend on it)")
+	addAsync(cmd, g)
+	return cmd
+}
+
+func newTemplateCmd(g *globals) *cobra.Command {
+	cmd := group(g, "template", "List templates (vdc vm mark-template; vdc vm create NEW --from-template T)")
+	ls := &cobra.Command{
+		Use:   "ls",
+		Short: "List templates",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			items, err := c.Templates(cmd.Context())
+			if err != nil {
+				return err
+			}
+			now := time.Now()
+			cols := []column[*api.VM]{
+				{header: "name", value: func(vm *api.VM) string { return vm.Metadata.Name }},
+				{header: "cpus", value: func(vm *api.VM) string { return fmt.Sprint(vm.Spec.CPUs) }},
+				{header: "memory", value: func(vm *api.VM) string { return vm.Spec.MemoryBytes.String() }},
+				{header: "disks", value: func(vm *api.VM) string { return sizeOrEmpty(storageOf(vm).CapacityBytes) }},
+				{header: "allocated", value: func(vm *api.VM) string { return sizeOrEmpty(storageOf(vm).AllocatedBytes) }},
+				{header: "datastore", value: func(vm *api.VM) string {
+					if len(vm.Spec.Disks) == 0 {
+						return ""
+					}
+					return vm.Spec.Disks[0].Datastore.String()
+				}},
+				{header: "age", value: func(vm *api.VM) string { return age(now, vm.Metadata.Created) }},
+			}
+			return printList(g, items, cols)
+		},
+	}
+	cmd.AddCommand(ls)
+	return cmd
+}
+
+func storageOf(vm *api.VM) api.VMStorage {
+	if vm.Status.Storage != nil {
+		return *vm.Status.Storage
+	}
+	return api.VMStorage{}
+}
+
+func newDiskCmd(g *globals) *cobra.Command {
+	cmd := group(g, "disk", "Add, grow and remove a VM's disks, live while it runs")
+	var add api.DiskAddRequest
+	var size string
+	addCmd := &cobra.Command{
+		Use:   "add VM --size SIZE",
+		Short: "Add a disk (hot-plugged into a running VM; thin unless --thick)",
+		Example: `  vdc vm disk add web1 --size 20G
+  vdc vm disk add db1 --size 100G --datastore fast-ssd --bus scsi --thick`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			vm := args[0]
+			s, err := parseSizeFlag("--size", size, api.MinVMMemory, api.MaxDiskSize)
+			if err != nil {
+				return err
+			}
+			add.Size = s
+			return g.apply(cmd.Context(), change{
+				what: "add a disk to vm " + vm,
+				call: func(ctx context.Context, c *client.Client) (*api.Task, error) { return c.AddDisk(ctx, vm, add) },
+				done: func(ctx context.Context, c *client.Client, t *api.Task) string {
+					var name string
+					_ = json.Unmarshal(t.Result, &name)
+					return fmt.Sprintf("disk %s (%s) added to vm %s", name, add.Size, vm)
+				},
+			})
+		},
+	}
+	addCmd.Flags().StringVar(&size, "size", "", "size of the disk, e.g. 20G (required)")
+	addCmd.Flags().StringVar(&add.Datastore, "datastore", "", "datastore (default: the VM's first disk's)")
+	addCmd.Flags().StringVar(&add.Bus, "bus", "", "virtio (default), scsi or sata (sata only while the VM is off)")
+	addCmd.Flags().BoolVar(&add.Thick, "thick", false, "allocate the whole disk now (thick provisioning)")
+	addAsync(addCmd, g)
+
+	var grow string
+	resizeCmd := &cobra.Command{
+		Use:     "resize VM DISK --size SIZE",
+		Aliases: []string{"grow"},
+		Short:   "Grow a disk (live while the VM runs: the guest sees the new size at once)",
+		Example: "  vdc vm disk resize web1 disk1 --size 40G",
+		Args:    exactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			vm, disk := args[0], args[1]
+			s, err := parseSizeFlag("--size", grow, api.MinVMMemory, api.MaxDiskSize)
+			if err != nil {
+				return err
+			}
+			return g.apply(cmd.Context(), change{
+				what: fmt.Sprintf("resize disk %s of vm %s", disk, vm),
+				call: func(ctx context.Context, c *client.Client) (*api.Task, error) { return c.ResizeDisk(ctx, vm, disk, s) },
+				done: func(context.Context, *client.Client, *api.Task) string {
+					return fmt.Sprintf("disk %s of vm %s is now %s", disk, vm, s)
+				},
+			})
+		},
+	}
+	resizeCmd.Flags().StringVar(&grow, "size", "", "new size, larger than the current one (required)")
+	addAsync(resizeCmd, g)
+
+	rmCmd := &cobra.Command{
+		Use:     "rm VM DISK",
+		Aliases: []string{"remove"},
+		Short:   "Remove a disk (unplugged from a running VM; its data is deleted, except what snapshots keep)",
+		Example: "  vdc vm disk rm web1 disk1",
+		Args:    exactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			vm, disk := args[0], args[1]
+			return g.apply(cmd.Context(), change{
+				what: fmt.Sprintf("remove disk %s of vm %s", disk, vm),
+				call: func(ctx context.Context, c *client.Client) (*api.Task, error) { return c.RemoveDisk(ctx, vm, disk) },
+				done: func(context.Context, *client.Client, *api.Task) string {
+					return fmt.Sprintf("disk %s removed from vm %s", disk, vm)
+				},
+			})
+		},
+	}
+	addAsync(rmCmd, g)
+	cmd.AddCommand(addCmd, resizeCmd, rmCmd)
+	return cmd
+}
+
+func newImageImportCmd(g *globals) *cobra.Command {
+	var req api.ImageImportRequest
+	cmd := &cobra.Command{
+		Use:   "import URL-or-PATH",
+		Short: "Import a disk image (a qcow2 or raw cloud image) from a URL or a file on the hosts",
+		Long: `A host that reaches the image datastore fetches the image (an http(s) URL,
+or an absolute path on that host), checks it is a standalone qcow2 or raw
+disk, and stores it as images/NAME/disk. Make VMs from it with
+vdc vm create NAME --image IMAGE [--linked] [--cloud-init FILE --ssh-key KEY].`,
+		Example: `  vdc image import https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2 --name debian-12
+  vdc image import /srv/images/ubuntu-24.04.img --name ubuntu-24.04`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req.Source = args[0]
+			if req.Name == "" {
+				req.Name = imageNameFrom(req.Source)
+			}
+			return g.apply(cmd.Context(), change{
+				what: "import image " + req.Name,
+				call: func(ctx context.Context, c *client.Client) (*api.Task, error) { return c.ImportImage(ctx, req) },
+				done: func(ctx context.Context, c *client.Client, t *api.Task) string {
+					var st api.ImageStatus
+					_ = json.Unmarshal(t.Result, &st)
+					return fmt.Sprintf("image %s imported (%s, %s)", req.Name, st.Format, st.VirtualSize)
+				},
+			})
+		},
+	}
+	cmd.Flags().StringVar(&req.Name, "name", "", "name of the image (default: from the file name)")
+	cmd.Flags().StringVar(&req.Datastore, "datastore", "", "shared datastore to keep it on (default: the only one)")
+	cmd.Flags().StringVar(&req.SHA256, "sha256", "", "expected SHA-256 of the file")
+	cmd.Flags().StringVar(&req.Description, "description", "", "what the image is")
+	addAsync(cmd, g)
+	return cmd
+}
+
+// imageNameFrom makes an image name from a file name:
+// ".../debian-12-genericcloud-amd64.qcow2" -> "debian-12-genericcloud-amd64".
+func imageNameFrom(src string) string {
+	base := src[strings.LastIndexAny(src, "/")+1:]
+	if i := strings.IndexAny(base, "?#"); i >= 0 {
+		base = base[:i]
+	}
+	for _, ext := range []string{".qcow2", ".img", ".raw"} {
+		base = strings.TrimSuffix(base, ext)
+	}
+	if len(base) > api.MaxNameLength {
+		base = base[:api.MaxNameLength]
+	}
+	return base
+}
+
+// cloudInitFlags are vm create's cloud-init flags.
+type cloudInitFlags struct {
+	userData string
+	sshKeys  []string
+	hostname string
+}
+
+func addCloudInitFlags(cmd *cobra.Command) *cloudInitFlags {
+	f := &cloudInitFlags{}
+	cmd.Flags().StringVar(&f.userData, "cloud-init", "", "attach a NoCloud seed with this user-data file (#cloud-config or script) for cloud images")
+	cmd.Flags().StringArrayVar(&f.sshKeys, "ssh-key", nil, "authorize this SSH public key (a key, or a .pub file) for the image's default user (repeatable)")
+	cmd.Flags().StringVar(&f.hostname, "hostname", "", "guest host name given by cloud-init (default: the VM's name)")
+	return f
+}
+
+func (f *cloudInitFlags) build() (*api.CloudInit, error) {
+	if f.userData == "" && len(f.sshKeys) == 0 && f.hostname == "" {
+		return nil, nil
+	}
+	ci := &api.CloudInit{Hostname: f.hostname}
+	if f.userData != "" {
+		b, err := os.ReadFile(f.userData)
+		if err != nil {
+			return nil, fmt.Errorf("--cloud-init: %w", err)
+		}
+		ci.UserData = string(b)
+	}
+	for _, k := range f.sshKeys {
+		if !strings.HasPrefix(k, "ssh-") && !strings.HasPrefix(k, "ecdsa-") && !strings.HasPrefix(k, "sk-") {
+			b, err := os.ReadFile(k)
+			if err != nil {
+				return nil, fmt.Errorf("--ssh-key %s: not a public key, nor a file holding one: %w", k, err)
+			}
+			k = strings.TrimSpace(string(b))
+		}
+		ci.SSHKeys = append(ci.SSHKeys, k)
+	}
+	return ci, nil
+}
+
+// fromTemplate builds a create request for a clone of a template: the
+// shape is the template's unless --cpus or --memory say otherwise.
+func (f *vmCreateFlags) fromTemplate(req api.VMCreateRequest) (api.VMCreateRequest, error) {
+	if f.image != "" || f.cdrom != "" || len(f.disks) > 0 || len(f.nics) > 0 || f.noNIC || f.cluster != "" {
+		return req, fmt.Errorf("--from-template takes disks, NICs and image from the template: drop --image, --cdrom, --disk, --nic, --no-nic and --cluster")
+	}
+	req.FromTemplate = f.template
+	req.CPUs, req.Memory = 0, 0
+	if f.cmd != nil && f.cmd.Flags().Changed("cpus") {
+		if err := checkCPUs(f.cpus); err != nil {
+			return req, err
+		}
+		req.CPUs = f.cpus
+	}
+	if f.cmd != nil && f.cmd.Flags().Changed("memory") {
+		m, err := parseSizeFlag("--memory", f.memory, api.MinVMMemory, api.MaxVMMemory)
+		if err != nil {
+			return req, err
+		}
+		req.Memory = m
+	}
+	var err error
+	req.Labels, err = f.meta.labelMap()
+	return req, err
+}
+
+func datastoreOvercommit(o *api.Datastore) string {
+	if o.Status.OvercommitRatio == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.3gx", o.Status.OvercommitRatio)
+}

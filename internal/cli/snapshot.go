@@ -1,0 +1,199 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/client"
+)
+
+func newSnapshotCmd(g *globals) *cobra.Command {
+	cmd := group(g, "snapshot", "Take, list, revert to and delete a VM's snapshots", "snap")
+	cmd.AddCommand(newSnapshotCreateCmd(g), newSnapshotLsCmd(g), newSnapshotRevertCmd(g), newSnapshotRmCmd(g))
+	return cmd
+}
+
+func newSnapshotCreateCmd(g *globals) *cobra.Command {
+	var req api.SnapshotCreateRequest
+	cmd := &cobra.Command{
+		Use:   "create VM SNAPSHOT",
+		Short: "Snapshot a VM, running or not",
+		Long: `Freeze the VM's disks as they are now: the VM goes on in new thin
+overlays (external qcow2 snapshots), so taking one costs no copy whatever
+the disks hold. --memory also saves a running VM's RAM and device state
+(the guest pauses while it is written), so that a revert brings it back
+running where it was. --quiesce freezes the guest's file systems through
+its agent while the disks switch, when the agent answers.`,
+		Example: `  vdc vm snapshot create web1 before-upgrade
+  vdc vm snapshot create web1 live --memory --quiesce`,
+		Args: exactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			vm := args[0]
+			req.Name = args[1]
+			return g.apply(cmd.Context(), change{
+				what: fmt.Sprintf("snapshot vm %s", vm),
+				call: func(ctx context.Context, c *client.Client) (*api.Task, error) { return c.CreateSnapshot(ctx, vm, req) },
+				done: func(ctx context.Context, c *client.Client, t *api.Task) string {
+					var res api.SnapshotResult
+					_ = json.Unmarshal(t.Result, &res)
+					s := fmt.Sprintf("snapshot %s of vm %s taken", req.Name, vm)
+					if res.Quiesced {
+						s += " (file systems frozen)"
+					}
+					if res.Note != "" {
+						s += "; " + res.Note
+					}
+					return s
+				},
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&req.Memory, "memory", false, "save the running VM's memory too: a revert resumes it")
+	cmd.Flags().BoolVar(&req.Quiesce, "quiesce", false, "freeze the guest's file systems through its agent while the disks switch")
+	cmd.Flags().StringVar(&req.Description, "description", "", "what the snapshot is for")
+	addAsync(cmd, g)
+	return cmd
+}
+
+func newSnapshotLsCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:     "ls VM",
+		Short:   "Show a VM's snapshots as a tree; 'you are here' marks where its current state descends from",
+		Example: "  vdc vm snapshot ls web1\n  vdc vm snapshot ls web1 -o json",
+		Args:    exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			snaps, err := c.Snapshots(cmd.Context(), args[0])
+			if err != nil {
+				return fmt.Errorf("list snapshots of vm %s: %w", args[0], err)
+			}
+			if g.jsonOutput() {
+				return writeJSON(g.stdout, nonNilSlice(snaps))
+			}
+			vm, err := c.GetVM(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			writeSnapshotTree(g.stdout, snaps, vm.Spec.CurrentSnapshot, time.Now())
+			return nil
+		},
+	}
+}
+
+func nonNilSlice[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+// writeSnapshotTree prints snapshots under their parents, as vSphere's
+// snapshot manager shows them.
+func writeSnapshotTree(w io.Writer, snaps []api.VMSnapshot, current string, now time.Time) {
+	if len(snaps) == 0 {
+		fmt.Fprintln(w, "no snapshots")
+		return
+	}
+	kids := map[string][]api.VMSnapshot{}
+	for _, s := range snaps {
+		kids[s.Parent] = append(kids[s.Parent], s)
+	}
+	var walk func(parent, indent string)
+	walk = func(parent, indent string) {
+		list := kids[parent]
+		for i, s := range list {
+			branch, next := "├─ ", "│  "
+			if i == len(list)-1 {
+				branch, next = "└─ ", "   "
+			}
+			var tags []string
+			if s.Memory {
+				tags = append(tags, "memory")
+			}
+			if s.Quiesced {
+				tags = append(tags, "quiesced")
+			}
+			tags = append(tags, s.PowerState, age(now, s.Created))
+			line := fmt.Sprintf("%s%s%s (%s)", indent, branch, s.Name, strings.Join(tags, ", "))
+			if s.Description != "" {
+				line += " " + s.Description
+			}
+			fmt.Fprintln(w, line)
+			if s.Name == current {
+				fmt.Fprintf(w, "%s%s└─ you are here\n", indent, next)
+			}
+			walk(s.Name, indent+next)
+		}
+	}
+	walk("", "")
+}
+
+func newSnapshotRevertCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "revert VM SNAPSHOT",
+		Short: "Put a VM back to a snapshot (what it holds since is discarded)",
+		Long: `Put the VM back to the snapshot: its disks go back to what they held
+then, in new overlays (the current state's files are discarded). A snapshot
+taken with --memory brings the VM back running where it was; one without
+leaves it powered off.`,
+		Example: "  vdc vm snapshot revert web1 before-upgrade",
+		Args:    exactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			vm, snap := args[0], args[1]
+			return g.apply(cmd.Context(), change{
+				what: fmt.Sprintf("revert vm %s to snapshot %s", vm, snap),
+				call: func(ctx context.Context, c *client.Client) (*api.Task, error) { return c.RevertSnapshot(ctx, vm, snap) },
+				done: func(ctx context.Context, c *client.Client, t *api.Task) string {
+					s := fmt.Sprintf("vm %s reverted to snapshot %s", vm, snap)
+					if v, ok := readTarget[*api.VM](ctx, c, t); ok {
+						s += "; it is " + v.Status.PowerState
+					}
+					return s
+				},
+			})
+		},
+	}
+	addAsync(cmd, g)
+	return cmd
+}
+
+func newSnapshotRmCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "rm VM SNAPSHOT",
+		Aliases: []string{"delete"},
+		Short:   "Delete a snapshot; its data merges into what depends on it, live while the VM runs",
+		Example: "  vdc vm snapshot rm web1 before-upgrade",
+		Args:    exactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			vm, snap := args[0], args[1]
+			return g.apply(cmd.Context(), change{
+				what: fmt.Sprintf("delete snapshot %s of vm %s", snap, vm),
+				call: func(ctx context.Context, c *client.Client) (*api.Task, error) { return c.DeleteSnapshot(ctx, vm, snap) },
+				done: func(ctx context.Context, c *client.Client, t *api.Task) string {
+					var res api.SnapshotResult
+					_ = json.Unmarshal(t.Result, &res)
+					s := fmt.Sprintf("snapshot %s of vm %s deleted", snap, vm)
+					if len(res.Merged) > 0 {
+						s += fmt.Sprintf(" (%d files merged)", len(res.Merged))
+					}
+					if res.Kept != "" {
+						s += "; " + res.Kept
+					}
+					return s
+				},
+			})
+		},
+	}
+	addAsync(cmd, g)
+	return cmd
+}

@@ -1,0 +1,71 @@
+package cli
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vdc-project/vdc/api"
+)
+
+func TestImageNameFrom(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2": "debian-12-genericcloud-amd64",
+		"/srv/images/ubuntu-24.04.img":               "ubuntu-24.04",
+		"http://h/x/disk.raw?token=abc":              "disk",
+		"/srv/" + strings.Repeat("a", 80) + ".qcow2": strings.Repeat("a", api.MaxNameLength),
+	} {
+		if got := imageNameFrom(in); got != want {
+			t.Errorf("imageNameFrom(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestCloudInitFlags(t *testing.T) {
+	dir := t.TempDir()
+	ud := filepath.Join(dir, "user-data.yaml")
+	pub := filepath.Join(dir, "id.pub")
+	os.WriteFile(ud, []byte("#cloud-config\n"), 0o644)
+	os.WriteFile(pub, []byte("ssh-ed25519 AAAAkey me@host\n"), 0o644)
+	f := &cloudInitFlags{userData: ud, sshKeys: []string{pub, "ssh-rsa AAAAB3 other"}}
+	ci, err := f.build()
+	if err != nil || ci.UserData != "#cloud-config\n" || len(ci.SSHKeys) != 2 || ci.SSHKeys[0] != "ssh-ed25519 AAAAkey me@host" {
+		t.Fatalf("build: %+v %v", ci, err)
+	}
+	if ci, err := (&cloudInitFlags{}).build(); ci != nil || err != nil {
+		t.Fatalf("no flags: %+v %v", ci, err)
+	}
+	if _, err := (&cloudInitFlags{sshKeys: []string{filepath.Join(dir, "missing.pub")}}).build(); err == nil || !strings.Contains(err.Error(), "not a public key") {
+		t.Fatalf("a missing key file: %v", err)
+	}
+}
+
+func TestParseDiskThick(t *testing.T) {
+	d, err := parseDisk("20G,thick=true,bus=scsi")
+	if err != nil || !d.Thick || d.Bus != "scsi" || d.Size != api.MustSize("20GiB") {
+		t.Fatalf("%+v %v", d, err)
+	}
+	if _, err := parseDisk("20G,thick=yes"); err == nil {
+		t.Fatal("thick=yes accepted")
+	}
+}
+
+func TestSnapshotTree(t *testing.T) {
+	now := time.Now()
+	var b strings.Builder
+	writeSnapshotTree(&b, []api.VMSnapshot{
+		{Name: "a", PowerState: "on", Created: now.Add(-time.Hour), Memory: true},
+		{Name: "b", Parent: "a", PowerState: "off", Created: now.Add(-time.Minute)},
+		{Name: "c", Parent: "a", PowerState: "on", Created: now, Quiesced: true, Description: "before upgrade"},
+	}, "c", now)
+	want := `└─ a (memory, on, 1h ago)
+   ├─ b (off, 1m ago)
+   └─ c (quiesced, on, 0s ago) before upgrade
+      └─ you are here
+`
+	if b.String() != want {
+		t.Fatalf("tree:\n%s\nwant:\n%s", b.String(), want)
+	}
+}

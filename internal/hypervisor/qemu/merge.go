@@ -1,0 +1,418 @@
+package qemu
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/vdc-project/vdc/internal/disk"
+	"github.com/vdc-project/vdc/internal/hypervisor"
+)
+
+// A merge writes its intent into the VM's directory before it touches
+// anything, and the phase it reached, so that one interrupted (agent or
+// QEMU killed) is finished or redone, never guessed at:
+//
+//   - merging: Top's data is being copied into Base. Top, with Base
+//     under it, still holds the whole disk: redoing the copy is safe.
+//   - pivoting: (active merges) the VM is paused and QEMU is switching the
+//     disk from Top to Base. Nothing wrote since the pause, so Top over
+//     Base and Base alone hold the same data.
+//   - pivoted: the disk uses Base; Top is stale and only left to remove.
+//
+// A VM with an unfinished merge does not start: its disk file depends on
+// the phase, and the merge call that finishes it says which.
+const (
+	phaseMerging  = "merging"
+	phasePivoting = "pivoting"
+	phasePivoted  = "pivoted"
+)
+
+type mergeJournal struct {
+	hypervisor.DiskMerge
+	Phase string `json:"phase"`
+	// Resume says the merge paused a running guest to switch files: one
+	// interrupted then must run it again.
+	Resume bool `json:"resume,omitempty"`
+}
+
+func (v *vm) journalPath(diskName string) string {
+	return filepath.Join(v.cfg.Dir, "merge-"+diskName+".json")
+}
+
+func (v *vm) writeJournal(j mergeJournal) error {
+	b, _ := json.Marshal(j)
+	return writeFile(v.journalPath(j.Disk), b)
+}
+
+func writeFile(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// unfinishedMerge names a disk whose merge was interrupted, if any.
+func (v *vm) unfinishedMerge() string {
+	ms, _ := filepath.Glob(filepath.Join(v.cfg.Dir, "merge-*.json"))
+	for _, m := range ms {
+		b, err := os.ReadFile(m)
+		var j mergeJournal
+		if err == nil && json.Unmarshal(b, &j) == nil {
+			return fmt.Sprintf("disk %s (%s into %s, %s)", j.Disk, filepath.Base(j.Top), filepath.Base(j.Base), j.Phase)
+		}
+	}
+	return ""
+}
+
+// MergeDisk merges Top into Base: with QMP's block-commit while the VM
+// runs (an active commit when Top is the disk's active file), with
+// qemu-img when it does not or Top is on another branch.
+func (d *Driver) MergeDisk(ctx context.Context, id string, m hypervisor.DiskMerge) error {
+	v, err := d.get(id)
+	if err != nil {
+		return err
+	}
+	if err := v.mergeDisk(ctx, m); err != nil {
+		return fmt.Errorf("merge %s into %s (disk %s of vm %s): %w", filepath.Base(m.Top), filepath.Base(m.Base), m.Disk, v.cfg.Name, err)
+	}
+	return nil
+}
+
+func (v *vm) mergeDisk(ctx context.Context, m hypervisor.DiskMerge) error {
+	var j mergeJournal
+	if b, err := os.ReadFile(v.journalPath(m.Disk)); err == nil && json.Unmarshal(b, &j) == nil && j.Top == m.Top && j.Base == m.Base {
+		v.log.Info("finishing an interrupted disk merge", "disk", m.Disk, "phase", j.Phase)
+	} else {
+		j = mergeJournal{DiskMerge: m, Phase: phaseMerging}
+	}
+	defer v.resumeAfter(ctx, j)
+	if _, err := os.Stat(m.Top); errors.Is(err, os.ErrNotExist) {
+		// Done before: only the bookkeeping may be left.
+		return v.finishMerge(ctx, m)
+	}
+	if _, err := os.Stat(m.Base); err != nil {
+		return fmt.Errorf("base file: %w", err)
+	}
+	if err := v.writeJournal(j); err != nil {
+		return err
+	}
+	running := v.powerState() != hypervisor.StateOff && v.hasQEMU()
+	switch {
+	case j.Phase == phasePivoted:
+	case running && m.Active:
+		if err := v.activeCommit(ctx, m, j); err != nil {
+			return err
+		}
+	case running && m.Live:
+		if err := v.liveCommit(ctx, m); err != nil {
+			return err
+		}
+	case m.Active && v.powerState() != hypervisor.StateOff:
+		return fmt.Errorf("the VM runs but its QEMU cannot be reached: %w", hypervisor.ErrWrongState)
+	default:
+		if j.Phase == phasePivoting {
+			// QEMU died while switching: Top over Base is the disk.
+			j.Phase = phaseMerging
+		}
+		if err := disk.Commit(ctx, m.Top, m.Base); err != nil {
+			return err
+		}
+	}
+	return v.finishMerge(ctx, m)
+}
+
+// finishMerge points Top's children at Base, records Base as the disk's
+// file when Top was, and removes Top and the journal.
+func (v *vm) finishMerge(ctx context.Context, m hypervisor.DiskMerge) error {
+	for _, c := range m.Children {
+		info, err := disk.Inspect(ctx, c)
+		if err != nil {
+			return err
+		}
+		if info.BackingFile == m.Base {
+			continue // QEMU did it, or an earlier try
+		}
+		if err := disk.SetBacking(ctx, c, m.Base, "qcow2"); err != nil {
+			return err
+		}
+	}
+	if m.Active {
+		v.setDiskPath(m.Disk, m.Base)
+	}
+	if err := os.Remove(m.Top); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err := os.Remove(v.journalPath(m.Disk)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if st := v.state(); strings.HasPrefix(st.Reason, "unfinished disk merge") && v.unfinishedMerge() == "" {
+		v.set(st.Power, "")
+	}
+	return nil
+}
+
+func (v *vm) hasQEMU() bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.qmp != nil
+}
+
+// blockNode is a node of query-named-block-nodes.
+type blockNode struct {
+	NodeName string `json:"node-name"`
+	Drv      string `json:"drv"`
+	File     string `json:"file"`
+}
+
+// nodeOfFile finds the format node QEMU has open for a disk file.
+func (v *vm) nodeOfFile(ctx context.Context, path string) (string, error) {
+	var nodes []blockNode
+	if err := v.command2(ctx, "query-named-block-nodes", map[string]any{"flat": true}, &nodes); err != nil {
+		return "", err
+	}
+	for _, n := range nodes {
+		if n.File == path && n.Drv != "file" {
+			return n.NodeName, nil
+		}
+	}
+	return "", fmt.Errorf("QEMU does not have %s open", path)
+}
+
+// fileOfNode is the file a format node reads.
+func (v *vm) fileOfNode(ctx context.Context, node string) (string, error) {
+	var nodes []blockNode
+	if err := v.command2(ctx, "query-named-block-nodes", map[string]any{"flat": true}, &nodes); err != nil {
+		return "", err
+	}
+	for _, n := range nodes {
+		if n.NodeName == node {
+			return n.File, nil
+		}
+	}
+	return "", fmt.Errorf("QEMU has no node %s", node)
+}
+
+// command2 is a QMP command with arguments and an answer.
+func (v *vm) command2(ctx context.Context, cmd string, args, out any) error {
+	v.mu.Lock()
+	q := v.qmp
+	v.mu.Unlock()
+	if q == nil {
+		return fmt.Errorf("%s: vm %s has no running QEMU: %w", cmd, v.cfg.Name, hypervisor.ErrWrongState)
+	}
+	return q.Execute(ctx, cmd, args, out)
+}
+
+func commitJob(diskName string) string { return "commit-" + diskName }
+
+// job returns our job of that ID in QEMU, if it has one.
+func (v *vm) job(ctx context.Context, id string) (*qmpJobInfo, error) {
+	var jobs []qmpJobInfo
+	if err := v.query(ctx, "query-jobs", &jobs); err != nil {
+		return nil, err
+	}
+	if i := slices.IndexFunc(jobs, func(j qmpJobInfo) bool { return j.ID == id }); i >= 0 {
+		return &jobs[i], nil
+	}
+	return nil, nil
+}
+
+// activeCommit merges the disk's active file into its base while the
+// guest writes, then switches the disk to the base with the guest paused
+// (see the phases above).
+func (v *vm) activeCommit(ctx context.Context, m hypervisor.DiskMerge, j mergeJournal) error {
+	id := commitJob(m.Disk)
+	root, err := v.node(ctx, m.Disk)
+	if err != nil {
+		return err
+	}
+	cur, err := v.fileOfNode(ctx, root)
+	if err != nil {
+		return err
+	}
+	if cur == m.Base {
+		// Switched before the agent that asked could record it.
+		_ = v.command(ctx, "job-dismiss", map[string]any{"id": id})
+		return nil
+	}
+	job, err := v.job(ctx, id)
+	if err != nil {
+		return err
+	}
+	if job == nil {
+		base, err := v.nodeOfFile(ctx, m.Base)
+		if err != nil {
+			return err
+		}
+		if err := v.command(ctx, "block-commit", v.d.withSpeed(map[string]any{"job-id": id, "device": root, "base-node": base,
+			"auto-dismiss": false})); err != nil {
+			return err
+		}
+	}
+	// Ready: Base holds all of Top and follows the guest's writes.
+	for {
+		job, err := v.job(ctx, id)
+		if err != nil {
+			return err
+		}
+		if job == nil {
+			return fmt.Errorf("the merge job ended before it was ready")
+		}
+		if job.Status == "ready" {
+			break
+		}
+		if job.Status == "concluded" {
+			_ = v.command(context.Background(), "job-dismiss", map[string]any{"id": id})
+			return fmt.Errorf("the merge job failed: %s", job.Error)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	defer v.hold()()
+	power := v.powerState()
+	j.Phase, j.Resume = phasePivoting, power == hypervisor.StateOn
+	if err := v.writeJournal(j); err != nil {
+		return err
+	}
+	if power == hypervisor.StateOn {
+		if err := v.command(ctx, "stop", nil); err != nil {
+			return err
+		}
+	}
+	resume := func() {
+		if power == hypervisor.StateOn {
+			if err := v.command(context.WithoutCancel(ctx), "cont", nil); err != nil {
+				v.log.Error("cannot resume the guest after a disk merge", "err", err)
+			}
+		}
+	}
+	if err := v.command(ctx, "job-complete", map[string]any{"id": id}); err != nil {
+		resume()
+		return err
+	}
+	if err := v.waitJob(ctx, id, nil); err != nil {
+		resume()
+		return err
+	}
+	v.dropOrphan(root)
+	if root, err = v.node(ctx, m.Disk); err == nil {
+		cur, err = v.fileOfNode(ctx, root)
+	}
+	if err != nil || cur != m.Base {
+		resume()
+		return fmt.Errorf("the disk did not switch to %s (it uses %s): %v", m.Base, cur, err)
+	}
+	v.setDiskPath(m.Disk, m.Base)
+	j.Phase = phasePivoted
+	if err := v.writeJournal(j); err != nil {
+		resume()
+		return err
+	}
+	resume()
+	return nil
+}
+
+// liveCommit merges a file deeper in the running chain into its base;
+// QEMU points the file above it at the base when done.
+func (v *vm) liveCommit(ctx context.Context, m hypervisor.DiskMerge) error {
+	id := commitJob(m.Disk)
+	job, err := v.job(ctx, id)
+	if err != nil {
+		return err
+	}
+	if job == nil {
+		top, err := v.nodeOfFile(ctx, m.Top)
+		if err != nil {
+			if done, _ := v.childrenOn(ctx, m); done {
+				return nil
+			}
+			return err
+		}
+		base, err := v.nodeOfFile(ctx, m.Base)
+		if err != nil {
+			return err
+		}
+		root, err := v.node(ctx, m.Disk)
+		if err != nil {
+			return err
+		}
+		if err := v.command(ctx, "block-commit", v.d.withSpeed(map[string]any{"job-id": id, "device": root, "top-node": top, "base-node": base,
+			"backing-file": m.Base, "auto-dismiss": false})); err != nil {
+			return err
+		}
+		defer v.dropOrphan(top)
+	}
+	return v.waitJob(ctx, id, nil)
+}
+
+// withSpeed caps a block job at the driver's merge bandwidth.
+func (d *Driver) withSpeed(args map[string]any) map[string]any {
+	if d.opt.MergeBandwidth > 0 {
+		args["speed"] = d.opt.MergeBandwidth
+	}
+	return args
+}
+
+// dropOrphan deletes a node a commit took out of the disk's chain: nodes
+// we named (the command line's, blockdev-add's) outlive it otherwise and
+// keep holding their backing node, which blocks the next snapshot.
+func (v *vm) dropOrphan(node string) {
+	if strings.HasPrefix(node, "#") {
+		return // QEMU's own: it went with the chain
+	}
+	ctx := context.Background()
+	_ = v.command(ctx, "blockdev-del", map[string]any{"node-name": node})
+	_ = v.command(ctx, "blockdev-del", map[string]any{"node-name": node + "-file"})
+}
+
+// childrenOn says whether every child of Top already points at Base.
+func (v *vm) childrenOn(ctx context.Context, m hypervisor.DiskMerge) (bool, error) {
+	for _, c := range m.Children {
+		info, err := disk.Inspect(ctx, c)
+		if err != nil {
+			return false, err
+		}
+		if info.BackingFile != m.Base {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// resumeAfter runs a guest again that an interrupted merge left paused
+// in its switch-over (the agent died between pausing and resuming it).
+func (v *vm) resumeAfter(ctx context.Context, j mergeJournal) {
+	if !j.Resume || (j.Phase != phasePivoting && j.Phase != phasePivoted) || !v.hasQEMU() {
+		return
+	}
+	var st struct {
+		Status string `json:"status"`
+	}
+	if err := v.query(ctx, "query-status", &st); err != nil || st.Status != "paused" {
+		return
+	}
+	if err := v.command(ctx, "cont", nil); err == nil {
+		v.log.Info("resumed a guest an interrupted disk merge had paused", "disk", j.Disk)
+		v.set(hypervisor.StateOn, "")
+	}
+}
+
+// refuseUnfinished keeps a VM with an interrupted merge from starting.
+func (v *vm) refuseUnfinished() error {
+	if u := v.unfinishedMerge(); u != "" {
+		return fmt.Errorf("vm %s has an unfinished disk merge of %s; delete the snapshot again to finish it: %w",
+			v.cfg.Name, strings.TrimSpace(u), hypervisor.ErrWrongState)
+	}
+	return nil
+}

@@ -1,0 +1,315 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/hypervisor"
+)
+
+const (
+	opDiskAdd    = "vm.disk.add"
+	opDiskResize = "vm.disk.resize"
+	opDiskRemove = "vm.disk.remove"
+)
+
+type diskAddParams struct {
+	Disk api.VMDisk `json:"disk"`
+}
+
+type diskResizeParams struct {
+	Disk string   `json:"disk"`
+	Size api.Size `json:"size"`
+}
+
+type diskRemoveParams struct {
+	Disk string `json:"disk"`
+}
+
+// nextDiskName picks a disk name the VM never had: snapshots keep the
+// files of disks removed since, by name.
+func nextDiskName(vm *api.VM) string {
+	n := 0
+	for _, d := range vmFiles(vm) {
+		if i, err := strconv.Atoi(strings.TrimPrefix(d.Name, "disk")); err == nil && i >= n {
+			n = i + 1
+		}
+	}
+	return fmt.Sprintf("disk%d", n)
+}
+
+// vmDir is the VM's folder on its datastores.
+func vmDir(vm *api.VM) string {
+	for _, d := range vmFiles(vm) {
+		return path.Dir(d.Path)
+	}
+	return fmt.Sprintf("%s-%s", vm.Metadata.Name, vm.Metadata.ID[len(vm.Metadata.ID)-8:])
+}
+
+func (s *Server) diskTarget(r *http.Request, what string) (*api.VM, error) {
+	vm, _, err := s.pathVM(r)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.storageReady(vm); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if vm.Spec.Template {
+		return nil, api.Errorf(api.ErrConflict, "%s: vm %s is a template; clone it to change it", what, vm.Metadata.Name)
+	}
+	return vm, s.notMoving(vm)
+}
+
+// POST /api/v1/vms/{name}/disks
+func (s *Server) addDisk(w http.ResponseWriter, r *http.Request) {
+	var req api.DiskAddRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	if req.Size < api.MinVMMemory || req.Size > api.MaxDiskSize {
+		fail(w, api.Errorf(api.ErrInvalid, "disk size must be between %s and %s, got %s", api.MinVMMemory, api.MaxDiskSize, req.Size))
+		return
+	}
+	switch req.Bus {
+	case "":
+		req.Bus = api.BusVirtio
+	case api.BusVirtio, api.BusSCSI, api.BusSATA:
+	default:
+		fail(w, api.Errorf(api.ErrInvalid, "bus must be virtio, scsi or sata, got %q", req.Bus))
+		return
+	}
+	vm, err := s.diskTarget(r, "add a disk")
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	if len(vm.Spec.Disks) >= api.MaxDisksPerVM {
+		fail(w, api.Errorf(api.ErrConflict, "vm %s has %d disks, the most it may have", vm.Metadata.Name, len(vm.Spec.Disks)))
+		return
+	}
+	if req.Bus == api.BusSATA && vm.Status.PowerState != api.PowerOff {
+		fail(w, api.Errorf(api.ErrConflict, "vm %s is %s: SATA disks cannot be hot-plugged; use virtio or scsi, or stop it", vm.Metadata.Name, vm.Status.PowerState))
+		return
+	}
+	co, _ := s.cache.Get(api.KindCluster, vm.Spec.Cluster.ID)
+	dc := ""
+	if co != nil {
+		dc = datacenterOf(co)
+	}
+	dsName := req.Datastore
+	if dsName == "" && len(vm.Spec.Disks) > 0 {
+		dsName = vm.Spec.Disks[0].Datastore.ID
+	}
+	dso, err := s.pick(api.KindDatastore, dsName, func(o api.Object) bool { return datacenterOf(o) == dc })
+	if err != nil {
+		fail(w, fmt.Errorf("add a disk to vm %s: %w", vm.Metadata.Name, err))
+		return
+	}
+	ds := dso.(*api.Datastore)
+	h, _ := s.vmHost(vm)
+	if h != nil && !slices.ContainsFunc(h.Status.Datastores, func(r api.Ref) bool { return r.ID == ds.Metadata.ID }) {
+		fail(w, api.Errorf(api.ErrConflict, "host %s of vm %s does not reach datastore %s", h.Metadata.Name, vm.Metadata.Name, ds.Metadata.Name))
+		return
+	}
+	if req.Thick {
+		if err := s.checkFree(ds.Metadata.ID, req.Size, "a thick disk of "+req.Size.String()); err != nil {
+			fail(w, fmt.Errorf("add a disk to vm %s: %w", vm.Metadata.Name, err))
+			return
+		}
+	}
+	name := nextDiskName(vm)
+	d := api.VMDisk{Name: name, SizeBytes: req.Size, Datastore: api.Ref{ID: ds.Metadata.ID}, Bus: req.Bus, Thick: req.Thick,
+		Path: path.Join(vmDir(vm), name+".qcow2")}
+	if req.Bus == api.BusVirtio && vm.Status.PowerState != api.PowerOff {
+		if d.Slot = freeSlot(vm); d.Slot == "" {
+			fail(w, api.Errorf(api.ErrConflict, "vm %s has no free hot-plug slot (%d virtio disks were added while it ran); stop it to add more", vm.Metadata.Name, hotplugSlots))
+			return
+		}
+	}
+	s.submitTask(w, r, newTask(r.Context(), opDiskAdd, vm, diskAddParams{Disk: d}))
+}
+
+func (s *Server) runDiskAdd(ctx context.Context, t *taskRun) (any, error) {
+	var p diskAddParams
+	if err := t.params(&p); err != nil {
+		return nil, err
+	}
+	vm, h, err := s.loadVM(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	if slices.ContainsFunc(vm.Spec.Disks, func(d api.VMDisk) bool { return d.Name == p.Disk.Name }) {
+		return p.Disk.Name, nil // added before the server restarted
+	}
+	f, err := s.abs(p.Disk.Datastore.ID, p.Disk.Path)
+	if err != nil {
+		return nil, err
+	}
+	what := "making disk " + p.Disk.Name
+	if vm.Status.PowerState != api.PowerOff {
+		what += " and plugging it into the running VM"
+	}
+	t.progress(ctx, 20, what)
+	st, err := s.agents.AddDisk(ctx, target(h), vm.Metadata.ID, hypervisor.DiskConfig{Name: p.Disk.Name, Path: f,
+		SizeBytes: int64(p.Disk.SizeBytes), Bus: p.Disk.Bus, Thick: p.Disk.Thick, Slot: p.Disk.Slot})
+	if err != nil {
+		return nil, fmt.Errorf("add disk %s to vm %s: %w", p.Disk.Name, vm.Metadata.Name, err)
+	}
+	t.stage(api.KindVM, vm.Metadata.ID, func(o api.Object) error {
+		v := o.(*api.VM)
+		v.Spec.Disks = append(v.Spec.Disks, p.Disk)
+		return nil
+	})
+	t.stage(api.KindVM, vm.Metadata.ID, vmStateChange(st))
+	return p.Disk.Name, nil
+}
+
+func findDisk(vm *api.VM, name string) (*api.VMDisk, error) {
+	for i := range vm.Spec.Disks {
+		if vm.Spec.Disks[i].Name == name {
+			return &vm.Spec.Disks[i], nil
+		}
+	}
+	return nil, api.Errorf(api.ErrNotFound, "vm %s has no disk %q", vm.Metadata.Name, name)
+}
+
+// PATCH /api/v1/vms/{name}/disks/{disk}
+func (s *Server) resizeDisk(w http.ResponseWriter, r *http.Request) {
+	var req api.DiskResizeRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	vm, err := s.diskTarget(r, "resize a disk")
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	d, err := findDisk(vm, r.PathValue("disk"))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	switch {
+	case req.Size > api.MaxDiskSize:
+		err = api.Errorf(api.ErrInvalid, "disk size must be at most %s, got %s", api.MaxDiskSize, req.Size)
+	case req.Size < d.SizeBytes:
+		err = api.Errorf(api.ErrInvalid, "disk %s is %s; disks only grow (asked for %s)", d.Name, d.SizeBytes, req.Size)
+	case req.Size == d.SizeBytes:
+		err = api.Errorf(api.ErrConflict, "disk %s is already %s", d.Name, d.SizeBytes)
+	case d.Thick:
+		err = s.checkFree(d.Datastore.ID, req.Size-d.SizeBytes, "growing thick disk "+d.Name)
+	}
+	if err != nil {
+		fail(w, fmt.Errorf("resize disk of vm %s: %w", vm.Metadata.Name, err))
+		return
+	}
+	s.submitTask(w, r, newTask(r.Context(), opDiskResize, vm, diskResizeParams{Disk: d.Name, Size: req.Size}))
+}
+
+func (s *Server) runDiskResize(ctx context.Context, t *taskRun) (any, error) {
+	var p diskResizeParams
+	if err := t.params(&p); err != nil {
+		return nil, err
+	}
+	vm, h, err := s.loadVM(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := findDisk(vm, p.Disk); err != nil {
+		return nil, err
+	}
+	t.progress(ctx, 20, fmt.Sprintf("growing disk %s to %s", p.Disk, p.Size))
+	if err := s.agents.ResizeDisk(ctx, target(h), vm.Metadata.ID, p.Disk, int64(p.Size)); err != nil {
+		return nil, fmt.Errorf("resize disk %s of vm %s: %w", p.Disk, vm.Metadata.Name, err)
+	}
+	t.stage(api.KindVM, vm.Metadata.ID, func(o api.Object) error {
+		if d, err := findDisk(o.(*api.VM), p.Disk); err == nil {
+			d.SizeBytes = p.Size
+		}
+		return nil
+	})
+	return p.Size, nil
+}
+
+// DELETE /api/v1/vms/{name}/disks/{disk}
+func (s *Server) removeDisk(w http.ResponseWriter, r *http.Request) {
+	vm, err := s.diskTarget(r, "remove a disk")
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	d, err := findDisk(vm, r.PathValue("disk"))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	if d.Bus == api.BusSATA && vm.Status.PowerState != api.PowerOff {
+		fail(w, api.Errorf(api.ErrConflict, "vm %s is %s: SATA disks cannot be unplugged; stop it first", vm.Metadata.Name, vm.Status.PowerState))
+		return
+	}
+	s.submitTask(w, r, newTask(r.Context(), opDiskRemove, vm, diskRemoveParams{Disk: d.Name}))
+}
+
+func (s *Server) runDiskRemove(ctx context.Context, t *taskRun) (any, error) {
+	var p diskRemoveParams
+	if err := t.params(&p); err != nil {
+		return nil, err
+	}
+	vm, h, err := s.loadVM(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	d, err := findDisk(vm, p.Disk)
+	if err != nil {
+		if t.resumed {
+			return nil, nil
+		}
+		return nil, err
+	}
+	msg := "removing disk " + p.Disk
+	if vm.Status.PowerState != api.PowerOff {
+		msg = "waiting for the guest to release disk " + p.Disk
+	}
+	t.progress(ctx, 20, msg)
+	if err := s.agents.RemoveDisk(ctx, target(h), vm.Metadata.ID, p.Disk); err != nil && !(t.resumed && strings.Contains(err.Error(), "no disk")) {
+		return nil, fmt.Errorf("remove disk %s of vm %s: %w", p.Disk, vm.Metadata.Name, err)
+	}
+	// Its current file goes; older ones stay for the snapshots that have them.
+	if f, err := s.abs(d.Datastore.ID, d.Path); err == nil {
+		if err := s.agents.RemoveFiles(ctx, target(h), []string{f}); err != nil {
+			s.log.Warn("cannot remove a removed disk's file", "vm", vm.Metadata.Name, "file", f, "err", err)
+		}
+	}
+	t.stage(api.KindVM, vm.Metadata.ID, func(o api.Object) error {
+		v := o.(*api.VM)
+		v.Spec.Disks = slices.DeleteFunc(v.Spec.Disks, func(x api.VMDisk) bool { return x.Name == p.Disk })
+		v.Status.Disks = slices.DeleteFunc(v.Status.Disks, func(x api.DiskStatus) bool { return x.Name == p.Disk })
+		return nil
+	})
+	return nil, nil
+}
+
+// hotplugSlots is how many spare PCIe root ports a VM has (the qemu
+// driver's command line makes them hp0..hp3).
+const hotplugSlots = 4
+
+// freeSlot picks a hot-plug root port no disk of the VM (or of one of its
+// snapshots, which a revert brings back) sits in.
+func freeSlot(vm *api.VM) string {
+	used := map[string]bool{}
+	for _, d := range vmFiles(vm) {
+		used[d.Slot] = true
+	}
+	for i := 0; i < hotplugSlots; i++ {
+		if s := fmt.Sprintf("hp%d", i); !used[s] {
+			return s
+		}
+	}
+	return ""
+}

@@ -1,0 +1,140 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+
+	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/agent"
+	"github.com/vdc-project/vdc/internal/store"
+)
+
+const opImageImport = "image.import"
+
+type imageImportParams struct {
+	Source string `json:"source"`
+	SHA256 string `json:"sha256,omitempty"`
+}
+
+var sha256Digest = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
+
+// POST /api/v1/images/import: the image record, in phase uploading, and
+// a task that has a host fetch the file into the image's folder.
+func (s *Server) importImage(w http.ResponseWriter, r *http.Request) {
+	var req api.ImageImportRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	err := validateCommon("image", req.Name, req.Labels, req.Description)
+	if err == nil {
+		err = validateImageSource(req.Source)
+	}
+	if err == nil && req.SHA256 != "" && !sha256Digest.MatchString(req.SHA256) {
+		err = api.Errorf(api.ErrInvalid, "sha256 must be 64 hex digits")
+	}
+	if err == nil {
+		err = s.cache.Sync(r.Context())
+	}
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	if _, taken := s.cache.Lookup(api.KindImage, req.Name); taken {
+		fail(w, api.Errorf(api.ErrConflict, "an image named %q already exists", req.Name))
+		return
+	}
+	ds, err := s.pick(api.KindDatastore, req.Datastore, func(o api.Object) bool { return o.(*api.Datastore).Spec.Shared })
+	if err != nil {
+		fail(w, fmt.Errorf("image %s: %w", req.Name, err))
+		return
+	}
+	img := &api.Image{
+		Metadata: api.ObjectMeta{ID: store.NewID(), Name: req.Name, Labels: req.Labels},
+		Spec:     api.ImageSpec{Datastore: api.Ref{ID: ds.GetMeta().ID}, Type: api.ImageDisk, Description: req.Description},
+		Status:   api.ImageStatus{Phase: api.ImageUploading},
+	}
+	t := newTask(r.Context(), opImageImport, img, imageImportParams{Source: req.Source, SHA256: req.SHA256})
+	t, err = s.submit(r.Context(), s.store.Txn().Create(img), t)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	replyTask(w, t)
+}
+
+func validateImageSource(src string) error {
+	if src == "" {
+		return api.Errorf(api.ErrInvalid, "no image source: give an http(s) URL or an absolute path on the hosts")
+	}
+	if u, err := url.Parse(src); err == nil && (u.Scheme == "http" || u.Scheme == "https") {
+		if u.Host == "" {
+			return api.Errorf(api.ErrInvalid, "image URL %q has no host", src)
+		}
+		return nil
+	}
+	if !filepath.IsAbs(src) || filepath.Clean(src) != src {
+		return api.Errorf(api.ErrInvalid, "image source must be an http(s) URL or a clean absolute path on the hosts, got %q", src)
+	}
+	return nil
+}
+
+func (s *Server) runImageImport(ctx context.Context, t *taskRun) (any, error) {
+	var p imageImportParams
+	if err := t.params(&p); err != nil {
+		return nil, err
+	}
+	o, err := s.store.Get(ctx, api.KindImage, t.task.Target.ID)
+	if err != nil {
+		return nil, err
+	}
+	img := o.(*api.Image)
+	if img.Status.Phase == api.ImageReady {
+		return img.Status, nil
+	}
+	undo := func(err error) error {
+		cctx, cancel := t.cleanupCtx()
+		defer cancel()
+		if h, herr := s.hostReaching(img.Spec.Datastore.ID); herr == nil {
+			_ = s.agents.DeleteFile(cctx, target(h), img.Spec.Datastore.ID, imageDir(img.Metadata.Name))
+		}
+		_, _ = s.store.Txn().Delete(img).Commit(cctx)
+		return fmt.Errorf("import image %s from %s: %w; the image was not kept", img.Metadata.Name, p.Source, err)
+	}
+	h, err := s.hostReaching(img.Spec.Datastore.ID)
+	if err != nil {
+		return nil, undo(err)
+	}
+	rel := path.Join(imageDir(img.Metadata.Name), "disk")
+	t.progress(ctx, 2, "fetching "+p.Source+" on host "+h.Metadata.Name)
+	job, err := s.agents.Import(ctx, target(h), img.Spec.Datastore.ID, agent.ImportRequest{Path: rel, Source: p.Source, SHA256: p.SHA256})
+	if err != nil {
+		return nil, undo(err)
+	}
+	j, err := s.followJob(ctx, t, h, job, func(j agent.Job) (int, string) {
+		if j.Total <= 0 {
+			return 5, fmt.Sprintf("fetched %s", api.Size(j.Done))
+		}
+		return 5 + int(90*j.Done/j.Total), fmt.Sprintf("fetched %s of %s", api.Size(j.Done), api.Size(j.Total))
+	})
+	if err != nil {
+		return nil, undo(err)
+	}
+	f := j.File
+	if f == nil {
+		return nil, undo(fmt.Errorf("the host did not say what it fetched"))
+	}
+	t.stage(api.KindImage, img.Metadata.ID, func(o api.Object) error {
+		im := o.(*api.Image)
+		im.Status.Files = slices.DeleteFunc(im.Status.Files, func(x api.ImageFile) bool { return x.Name == "disk" })
+		im.Status.Files = append(im.Status.Files, api.ImageFile{Name: "disk", Path: rel, SizeBytes: api.Size(f.SizeBytes), SHA256: f.SHA256})
+		im.Status.Format, im.Status.VirtualSize, im.Status.Phase = f.Format, api.Size(f.VirtualSize), api.ImageReady
+		return nil
+	})
+	return api.ImageStatus{Phase: api.ImageReady, Format: f.Format, VirtualSize: api.Size(f.VirtualSize)}, nil
+}

@@ -1,0 +1,629 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/hypervisor"
+	"github.com/vdc-project/vdc/internal/store"
+)
+
+// Snapshots are external: taking one freezes each disk's current file
+// and the VM goes on writing to a new thin overlay on it. The VM's spec
+// keeps the tree (Spec.Snapshots, Spec.CurrentSnapshot) with every
+// snapshot's frozen files, so that which file backs which is known here:
+// a snapshot's file for a disk is the backing file of the same disk's
+// file in each of its children (child snapshots, and the current state
+// when it descends from it). Disk names are never reused within a VM.
+
+// MaxSnapshots bounds a VM's snapshot tree (as vSphere advises: long
+// chains slow every read).
+const MaxSnapshots = 32
+
+const (
+	opSnapshotCreate = "vm.snapshot.create"
+	opSnapshotRevert = "vm.snapshot.revert"
+	opSnapshotDelete = "vm.snapshot.delete"
+)
+
+type snapshotCreateParams struct {
+	api.SnapshotCreateRequest
+	// Overlays are the disks' new files (relative to their datastores),
+	// chosen when the request came in so that a resumed task names the
+	// same files.
+	Overlays   map[string]string `json:"overlays"`
+	MemoryPath string            `json:"memoryPath,omitempty"`
+}
+
+type snapshotRevertParams struct {
+	Snapshot string            `json:"snapshot"`
+	Overlays map[string]string `json:"overlays"`
+}
+
+type snapshotDeleteParams struct {
+	Snapshot string `json:"snapshot"`
+}
+
+// fileSuffix makes file names unique within a VM's folder.
+func fileSuffix() string {
+	id := strings.ReplaceAll(store.NewID(), "-", "")
+	return id[len(id)-12:]
+}
+
+// overlayPath names a new file for a disk next to its current one.
+func overlayPath(cur, disk, suffix string) string {
+	return path.Join(path.Dir(cur), disk+"-"+suffix+".qcow2")
+}
+
+func findSnapshot(vm *api.VM, name string) (*api.VMSnapshot, error) {
+	for i := range vm.Spec.Snapshots {
+		if s := &vm.Spec.Snapshots[i]; s.Name == name && !s.Hidden {
+			return s, nil
+		}
+	}
+	return nil, api.Errorf(api.ErrNotFound, "vm %s has no snapshot %q", vm.Metadata.Name, name)
+}
+
+// storageReady checks what every storage change of a VM needs: a VM that
+// exists for good, on a host that answers, and no migration under way.
+func (s *Server) storageReady(vm *api.VM) (*api.Host, error) {
+	if err := checkReady(vm); err != nil {
+		return nil, err
+	}
+	if vm.Status.PowerState == api.PowerUnknown {
+		return nil, api.Errorf(api.ErrConflict, "the state of vm %s is unknown: %s", vm.Metadata.Name, vm.Status.Message)
+	}
+	return s.vmHost(vm)
+}
+
+// POST /api/v1/vms/{name}/snapshots
+func (s *Server) createSnapshot(w http.ResponseWriter, r *http.Request) {
+	var req api.SnapshotCreateRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	if err := firstErr(api.ValidateName("snapshot", req.Name), validateDescription(req.Description)); err != nil {
+		fail(w, err)
+		return
+	}
+	vm, _, err := s.pathVM(r)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	p := snapshotCreateParams{SnapshotCreateRequest: req, Overlays: map[string]string{}}
+	err = func() error {
+		if _, err := s.storageReady(vm); err != nil {
+			return err
+		}
+		switch {
+		case vm.Spec.Template:
+			return api.Errorf(api.ErrConflict, "vm %s is a template: clone it to change it", vm.Metadata.Name)
+		case len(vm.Spec.Disks) == 0:
+			return api.Errorf(api.ErrConflict, "vm %s has no disks to snapshot", vm.Metadata.Name)
+		case len(vm.Spec.Snapshots) >= MaxSnapshots:
+			return api.Errorf(api.ErrConflict, "vm %s has %d snapshots, the most it may have; delete some first", vm.Metadata.Name, len(vm.Spec.Snapshots))
+		}
+		if slices.ContainsFunc(vm.Spec.Snapshots, func(x api.VMSnapshot) bool { return x.Name == req.Name }) {
+			return api.Errorf(api.ErrConflict, "vm %s already has a snapshot named %q", vm.Metadata.Name, req.Name)
+		}
+		if err := s.notMoving(vm); err != nil {
+			return err
+		}
+		suffix := fileSuffix()
+		for _, d := range vm.Spec.Disks {
+			p.Overlays[d.Name] = overlayPath(d.Path, d.Name, suffix)
+		}
+		if req.Memory && vm.Status.PowerState != api.PowerOff {
+			p.MemoryPath = path.Join(path.Dir(vm.Spec.Disks[0].Path), "mem-"+suffix+".vmstate")
+			if err := s.checkFree(vm.Spec.Disks[0].Datastore.ID, vm.Spec.MemoryBytes, "saving the memory of vm "+vm.Metadata.Name); err != nil {
+				return err
+			}
+		}
+		return nil
+	}()
+	if err != nil {
+		fail(w, fmt.Errorf("snapshot vm %s: %w", vm.Metadata.Name, err))
+		return
+	}
+	s.submitTask(w, r, newTask(r.Context(), opSnapshotCreate, vm, p))
+}
+
+// notMoving refuses storage changes while a migration task runs on the VM.
+func (s *Server) notMoving(vm *api.VM) error {
+	var busy error
+	s.cache.Each(api.KindTask, func(o api.Object) {
+		if t := o.(*api.Task); t.Target.ID == vm.Metadata.ID && t.Op == opVMMigrate && !api.TaskDone(t.State) {
+			busy = api.Errorf(api.ErrConflict, "vm %s is being migrated (task %s)", vm.Metadata.Name, t.Metadata.ID)
+		}
+	})
+	return busy
+}
+
+// checkFree refuses work that needs more space than a datastore has.
+func (s *Server) checkFree(dsID string, need api.Size, what string) error {
+	o, ok := s.cache.Get(api.KindDatastore, dsID)
+	if !ok {
+		return nil
+	}
+	ds := o.(*api.Datastore)
+	if ds.Status.CapacityBytes == 0 {
+		return nil // not measured yet: the host checks
+	}
+	if margin := api.Size(64 << 20); need+margin > ds.Status.FreeBytes {
+		return api.Errorf(api.ErrUnprocessable, "datastore %s has %s free; %s needs %s", ds.Metadata.Name, ds.Status.FreeBytes, what, need+margin)
+	}
+	return nil
+}
+
+func (s *Server) submitTask(w http.ResponseWriter, r *http.Request, t *api.Task) {
+	t, err := s.submit(r.Context(), s.store.Txn(), t)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	replyTask(w, t)
+}
+
+// abs resolves a path on a datastore.
+func (s *Server) abs(dsID, rel string) (string, error) {
+	o, ok := s.cache.Get(api.KindDatastore, dsID)
+	if !ok {
+		return "", api.Errorf(api.ErrConflict, "datastore %s is gone", dsID)
+	}
+	return filepath.Join(o.(*api.Datastore).Spec.Path, rel), nil
+}
+
+// onDatastore says whether a file is on one of the datastores: one of
+// vdc's own disk files, or an image put there on purpose.
+func (s *Server) onDatastore(path string) bool {
+	if path == "" {
+		return false
+	}
+	on := false
+	s.cache.Each(api.KindDatastore, func(o api.Object) {
+		root := o.(*api.Datastore).Spec.Path
+		if rel, err := filepath.Rel(root, path); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+			on = true
+		}
+	})
+	return on
+}
+
+func (s *Server) runSnapshotCreate(ctx context.Context, t *taskRun) (any, error) {
+	var p snapshotCreateParams
+	if err := t.params(&p); err != nil {
+		return nil, err
+	}
+	vm, h, err := s.loadVM(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	req := hypervisor.SnapshotRequest{Overlays: map[string]string{}, Quiesce: p.Quiesce}
+	for _, d := range vm.Spec.Disks {
+		rel, ok := p.Overlays[d.Name]
+		if !ok {
+			return nil, api.Errorf(api.ErrConflict, "vm %s changed since the snapshot was asked for (disk %s is new); ask again", vm.Metadata.Name, d.Name)
+		}
+		if req.Overlays[d.Name], err = s.abs(d.Datastore.ID, rel); err != nil {
+			return nil, err
+		}
+	}
+	if p.MemoryPath != "" {
+		if req.MemoryFile, err = s.abs(vm.Spec.Disks[0].Datastore.ID, p.MemoryPath); err != nil {
+			return nil, err
+		}
+	}
+	what := "taking the snapshot"
+	if p.Memory {
+		what += " (the VM pauses while its memory is saved)"
+	}
+	t.progress(ctx, 10, what)
+	var res hypervisor.SnapshotResult
+	if t.resumed {
+		// The host may have switched already: it says which files it uses.
+		if info, err := s.agents.VM(ctx, target(h), vm.Metadata.ID); err == nil && len(info.Disks) > 0 &&
+			slices.ContainsFunc(info.Disks, func(d hypervisor.DiskConfig) bool { return d.Path == req.Overlays[d.Name] }) {
+			res.Note = "the server restarted while the snapshot was taken; its memory is not kept"
+			if req.MemoryFile != "" {
+				_ = s.agents.RemoveFiles(ctx, target(h), []string{req.MemoryFile})
+			}
+			goto record
+		}
+	}
+	res, err = s.agents.Snapshot(ctx, target(h), vm.Metadata.ID, req)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot vm %s: %w", vm.Metadata.Name, err)
+	}
+record:
+	snap := api.VMSnapshot{Name: p.Name, Description: p.Description, Created: time.Now().UTC(), Parent: vm.Spec.CurrentSnapshot,
+		PowerState: vm.Status.PowerState, Memory: res.Memory, Quiesced: res.Quiesced, CPUs: vm.Spec.CPUs, MemoryBytes: vm.Spec.MemoryBytes,
+		Disks: slices.Clone(vm.Spec.Disks)}
+	if res.Memory {
+		snap.MemoryPath = p.MemoryPath
+	}
+	t.stage(api.KindVM, vm.Metadata.ID, func(o api.Object) error {
+		v := o.(*api.VM)
+		for i := range v.Spec.Disks {
+			if rel, ok := p.Overlays[v.Spec.Disks[i].Name]; ok {
+				v.Spec.Disks[i].Path = rel
+			}
+		}
+		v.Spec.Snapshots = append(v.Spec.Snapshots, snap)
+		v.Spec.CurrentSnapshot = snap.Name
+		return nil
+	})
+	return api.SnapshotResult{Snapshot: p.Name, Quiesced: res.Quiesced, Note: res.Note}, nil
+}
+
+// POST /api/v1/vms/{name}/snapshots/{snapshot}/revert
+func (s *Server) revertSnapshot(w http.ResponseWriter, r *http.Request) {
+	vm, _, err := s.pathVM(r)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	snap, err := findSnapshot(vm, r.PathValue("snapshot"))
+	if err == nil {
+		_, err = s.storageReady(vm)
+	}
+	if err == nil {
+		err = s.notMoving(vm)
+	}
+	if err != nil {
+		fail(w, fmt.Errorf("revert vm %s: %w", vm.Metadata.Name, err))
+		return
+	}
+	p := snapshotRevertParams{Snapshot: snap.Name, Overlays: map[string]string{}}
+	suffix := fileSuffix()
+	for _, d := range snap.Disks {
+		p.Overlays[d.Name] = overlayPath(d.Path, d.Name, suffix)
+	}
+	s.submitTask(w, r, newTask(r.Context(), opSnapshotRevert, vm, p))
+}
+
+func (s *Server) runSnapshotRevert(ctx context.Context, t *taskRun) (any, error) {
+	var p snapshotRevertParams
+	if err := t.params(&p); err != nil {
+		return nil, err
+	}
+	vm, h, err := s.loadVM(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	snap, err := findSnapshot(vm, p.Snapshot)
+	if err != nil {
+		return nil, err
+	}
+	req := hypervisor.RevertRequest{CPUs: snap.CPUs, MemoryBytes: int64(snap.MemoryBytes), Paused: snap.PowerState == api.PowerSuspended}
+	newDisks := slices.Clone(snap.Disks)
+	for i, d := range snap.Disks {
+		frozen, err := s.abs(d.Datastore.ID, d.Path)
+		if err != nil {
+			return nil, err
+		}
+		newDisks[i].Path = p.Overlays[d.Name]
+		ov, err := s.abs(d.Datastore.ID, newDisks[i].Path)
+		if err != nil {
+			return nil, err
+		}
+		req.Disks = append(req.Disks, hypervisor.DiskConfig{Name: d.Name, Path: ov, SizeBytes: int64(d.SizeBytes), Bus: d.Bus, Source: frozen,
+			Thick: d.Thick, Slot: d.Slot})
+	}
+	if snap.Memory {
+		if req.MemoryFile, err = s.abs(vm.Spec.Disks[0].Datastore.ID, snap.MemoryPath); err != nil {
+			return nil, err
+		}
+	}
+	// The files of the state left behind go, once the VM no longer uses
+	// them: nothing else can (only snapshots and templates are linked to).
+	var drop []string
+	for _, d := range vm.Spec.Disks {
+		if slices.ContainsFunc(newDisks, func(x api.VMDisk) bool { return x.Path == d.Path }) {
+			continue // done before the server restarted
+		}
+		if f, err := s.abs(d.Datastore.ID, d.Path); err == nil {
+			drop = append(drop, f)
+		}
+	}
+	t.progress(ctx, 20, "reverting to snapshot "+snap.Name)
+	if vm.Status.PowerState == api.PowerOn && !snap.Memory {
+		t.progress(ctx, 20, "powering off, then reverting to snapshot "+snap.Name+" (taken without memory)")
+	}
+	st, err := s.agents.Revert(ctx, target(h), vm.Metadata.ID, req)
+	if err != nil {
+		return nil, fmt.Errorf("revert vm %s to snapshot %s: %w", vm.Metadata.Name, snap.Name, err)
+	}
+	if err := s.agents.RemoveFiles(ctx, target(h), drop); err != nil {
+		s.log.Warn("cannot remove the files of a reverted state", "vm", vm.Metadata.Name, "err", err)
+	}
+	t.stage(api.KindVM, vm.Metadata.ID, func(o api.Object) error {
+		v := o.(*api.VM)
+		v.Spec.Disks = newDisks
+		v.Spec.CPUs, v.Spec.MemoryBytes = snap.CPUs, snap.MemoryBytes
+		v.Spec.CurrentSnapshot = snap.Name
+		v.Status.Disks = nil // measured again by the host
+		return nil
+	})
+	t.stage(api.KindVM, vm.Metadata.ID, vmStateChange(st))
+	return api.SnapshotResult{Snapshot: snap.Name}, nil
+}
+
+// DELETE /api/v1/vms/{name}/snapshots/{snapshot}
+func (s *Server) deleteSnapshot(w http.ResponseWriter, r *http.Request) {
+	vm, _, err := s.pathVM(r)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	snap, err := findSnapshot(vm, r.PathValue("snapshot"))
+	if err == nil {
+		_, err = s.storageReady(vm)
+	}
+	if err == nil {
+		err = s.notMoving(vm)
+	}
+	if err == nil {
+		if deps := s.snapshotDependents(vm, snap); len(deps) > 0 {
+			err = api.Errorf(api.ErrConflict, "linked clones depend on snapshot %s: %s; delete them first", snap.Name, strings.Join(firstN(deps, 10), ", "))
+		}
+	}
+	if err != nil {
+		fail(w, fmt.Errorf("delete snapshot of vm %s: %w", vm.Metadata.Name, err))
+		return
+	}
+	s.submitTask(w, r, newTask(r.Context(), opSnapshotDelete, vm, snapshotDeleteParams{Snapshot: snap.Name}))
+}
+
+// GET /api/v1/vms/{name}/snapshots
+func (s *Server) listSnapshots(w http.ResponseWriter, r *http.Request) {
+	vm, _, err := s.pathVM(r)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	reply(w, http.StatusOK, api.List[api.VMSnapshot]{Items: nonNil(visibleSnapshots(vm)), Revision: vm.Metadata.Revision})
+}
+
+// visibleSnapshots lists a VM's snapshots with the parents of those under
+// a hidden one set to its nearest visible ancestor.
+func visibleSnapshots(vm *api.VM) []api.VMSnapshot {
+	byName := map[string]*api.VMSnapshot{}
+	for i := range vm.Spec.Snapshots {
+		byName[vm.Spec.Snapshots[i].Name] = &vm.Spec.Snapshots[i]
+	}
+	var out []api.VMSnapshot
+	for _, sn := range vm.Spec.Snapshots {
+		if sn.Hidden {
+			continue
+		}
+		p := sn.Parent
+		for p != "" && byName[p] != nil && byName[p].Hidden {
+			p = byName[p].Parent
+		}
+		sn.Parent = p
+		out = append(out, sn)
+	}
+	return out
+}
+
+// vmFiles lists every disk file of a VM (current and snapshots').
+func vmFiles(vm *api.VM) []api.VMDisk {
+	out := slices.Clone(vm.Spec.Disks)
+	for _, sn := range vm.Spec.Snapshots {
+		out = append(out, sn.Disks...)
+	}
+	return out
+}
+
+// dependents lists the other VMs whose disks are linked to a file.
+func (s *Server) dependents(self, abs string) []string {
+	var names []string
+	s.cache.Each(api.KindVM, func(o api.Object) {
+		v := o.(*api.VM)
+		if v.Metadata.ID == self {
+			return
+		}
+		for _, d := range vmFiles(v) {
+			if d.Linked && d.Source == abs {
+				names = append(names, v.Metadata.Name)
+				return
+			}
+		}
+	})
+	slices.Sort(names)
+	return names
+}
+
+func (s *Server) snapshotDependents(vm *api.VM, sn *api.VMSnapshot) []string {
+	var out []string
+	for _, d := range sn.Disks {
+		if f, err := s.abs(d.Datastore.ID, d.Path); err == nil {
+			out = append(out, s.dependents(vm.Metadata.ID, f)...)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// vmDependents lists the VMs linked to any file of a VM.
+func (s *Server) vmDependents(vm *api.VM) []string {
+	var out []string
+	for _, d := range vmFiles(vm) {
+		if f, err := s.abs(d.Datastore.ID, d.Path); err == nil {
+			out = append(out, s.dependents(vm.Metadata.ID, f)...)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func (s *Server) runSnapshotDelete(ctx context.Context, t *taskRun) (any, error) {
+	var p snapshotDeleteParams
+	if err := t.params(&p); err != nil {
+		return nil, err
+	}
+	vm, h, err := s.loadVM(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	res := api.SnapshotResult{Snapshot: p.Snapshot}
+	first := true
+	if _, err := findSnapshot(vm, p.Snapshot); err != nil {
+		if !t.resumed {
+			return nil, err
+		}
+		// Hidden before the server restarted: what is left is merging
+		// away the data of the hidden snapshots.
+		first = false
+	}
+	dep := func(absPath string) bool { return len(s.dependents(vm.Metadata.ID, absPath)) > 0 }
+	for n := 0; n < 2*MaxSnapshots+2; n++ {
+		spec := vm.Spec
+		if first {
+			spec.Snapshots = slices.Clone(spec.Snapshots)
+			hide(&spec, p.Snapshot)
+		}
+		step := planCollect(spec, vm.Status.PowerState != api.PowerOff, s.absFunc(), dep)
+		if step == nil {
+			if first && !t.resumed {
+				// Its data still has two branches on it: it is only hidden.
+				res.Kept = "its data stays until one of the branches that use it is deleted"
+				if err := s.updateObject(ctx, api.KindVM, vm.Metadata.ID, func(o api.Object) error {
+					hide(&o.(*api.VM).Spec, p.Snapshot)
+					return nil
+				}); err != nil {
+					return nil, err
+				}
+			}
+			return res, nil
+		}
+		t.announce(ctx, min(10+10*n, 90), step.what)
+		if err := s.runStep(ctx, t, vm, h, step); err != nil {
+			return nil, fmt.Errorf("delete snapshot %s of vm %s: %s: %w", p.Snapshot, vm.Metadata.Name, step.what, err)
+		}
+		for _, m := range step.merges {
+			res.Merged = append(res.Merged, filepath.Base(m.Top))
+		}
+		// Record the step: the spec always says which files hold what.
+		hidden := first
+		if err := s.updateObject(ctx, api.KindVM, vm.Metadata.ID, func(o api.Object) error {
+			v := o.(*api.VM)
+			if hidden {
+				hide(&v.Spec, p.Snapshot)
+			}
+			step.apply(&v.Spec)
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+		first = false
+		o, err := s.store.Get(ctx, api.KindVM, vm.Metadata.ID)
+		if err != nil {
+			return nil, err
+		}
+		vm = o.(*api.VM)
+	}
+	return res, nil
+}
+
+// announce records a step's progress at once: the steps of a delete are
+// long (a merge) and a user watching wants to see which one runs.
+func (t *taskRun) announce(ctx context.Context, pct int, msg string) {
+	t.mu.Lock()
+	t.lastProgress = time.Time{}
+	t.mu.Unlock()
+	t.progress(ctx, pct, msg)
+}
+
+// hide marks a snapshot deleted; it keeps its record (renamed, so the
+// name is free again) while its data is needed.
+func hide(spec *api.VMSpec, name string) {
+	for i := range spec.Snapshots {
+		if sn := &spec.Snapshots[i]; sn.Name == name && !sn.Hidden {
+			sn.Hidden = true
+			// Unique, and the same from the same spec: the plan and the
+			// record of a step hide it alike.
+			hidden := fmt.Sprintf("~%s-%d", name, sn.Created.UnixNano())
+			for n := 2; slices.ContainsFunc(spec.Snapshots, func(x api.VMSnapshot) bool { return x.Name == hidden }); n++ {
+				hidden = fmt.Sprintf("~%s-%d-%d", name, sn.Created.UnixNano(), n)
+			}
+			sn.Name = hidden
+			for j := range spec.Snapshots {
+				if spec.Snapshots[j].Parent == name {
+					spec.Snapshots[j].Parent = sn.Name
+				}
+			}
+			if spec.CurrentSnapshot == name {
+				spec.CurrentSnapshot = sn.Name
+			}
+		}
+	}
+}
+
+func (s *Server) absFunc() func(d api.VMDisk) string {
+	return func(d api.VMDisk) string {
+		f, err := s.abs(d.Datastore.ID, d.Path)
+		if err != nil {
+			return ""
+		}
+		return f
+	}
+}
+
+// runStep performs one step of a snapshot delete on the VM's host,
+// waiting for a host that is restarting: merges are idempotent.
+func (s *Server) runStep(ctx context.Context, t *taskRun, vm *api.VM, h *api.Host, st *collectStep) error {
+	retry := func(what string, fn func() error) error {
+		deadline := time.Now().Add(5 * time.Minute)
+		for {
+			err := fn()
+			if err == nil || !errors.Is(err, api.ErrUnavailable) || time.Now().After(deadline) || ctx.Err() != nil {
+				return err
+			}
+			t.progress(ctx, t.task.Progress, what+": waiting for host "+h.Metadata.Name+" to answer again")
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(2 * time.Second):
+			}
+		}
+	}
+	for _, m := range st.merges {
+		merge := func() error { return s.agents.MergeDisk(ctx, target(h), vm.Metadata.ID, m) }
+		err := retry("merging "+filepath.Base(m.Top), merge)
+		// QEMU may have died under the merge: once the host has seen it
+		// go, it finishes the merge offline.
+		for try := 0; err != nil && try < 3 && ctx.Err() == nil; try++ {
+			s.log.Warn("disk merge failed; trying again", "vm", vm.Metadata.Name, "top", m.Top, "err", err)
+			time.Sleep(2 * time.Second)
+			err = retry("merging "+filepath.Base(m.Top), merge)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return retry("removing files", func() error { return s.agents.RemoveFiles(ctx, target(h), st.remove) })
+}
+
+// visibleCurrent is the snapshot the current state descends from, as a
+// user sees the tree: the nearest ancestor that was not deleted.
+func visibleCurrent(vm *api.VM) string {
+	cur := vm.Spec.CurrentSnapshot
+	for i := 0; cur != "" && i <= len(vm.Spec.Snapshots); i++ {
+		j := slices.IndexFunc(vm.Spec.Snapshots, func(s api.VMSnapshot) bool { return s.Name == cur })
+		if j < 0 || !vm.Spec.Snapshots[j].Hidden {
+			return cur
+		}
+		cur = vm.Spec.Snapshots[j].Parent
+	}
+	return cur
+}

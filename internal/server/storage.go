@@ -1,0 +1,208 @@
+package server
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/hypervisor"
+)
+
+// Thin provisioning accounting. For each disk, VM and datastore:
+// capacity (what guests see), provisioned (what could be written: the
+// disks, plus every snapshot's disks, whose overlays can each grow to
+// the full size, plus saved memory) and allocated (what the files take,
+// as the hosts measure them).
+
+// vmStorage sums a VM's disks for its view.
+func vmStorage(vm *api.VM) *api.VMStorage {
+	var st api.VMStorage
+	for _, d := range vm.Spec.Disks {
+		st.CapacityBytes += d.SizeBytes
+	}
+	st.ProvisionedBytes = provisioned(vm)
+	for _, d := range vm.Status.Disks {
+		st.AllocatedBytes += d.AllocatedBytes + d.SnapshotBytes
+	}
+	return &st
+}
+
+// provisioned is what a VM's files may grow to.
+func provisioned(vm *api.VM) api.Size {
+	var n api.Size
+	for _, d := range vm.Spec.Disks {
+		n += d.SizeBytes
+	}
+	for _, sn := range vm.Spec.Snapshots {
+		for _, d := range sn.Disks {
+			n += d.SizeBytes
+		}
+		if sn.Memory {
+			n += sn.MemoryBytes
+		}
+	}
+	return n
+}
+
+// countStorage adds (sign 1) or takes away (-1) a VM's provisioned and
+// allocated bytes per datastore; it runs under the tally's lock.
+func (t *tally) countStorage(vm *api.VM, sign int64) {
+	for _, sn := range vm.Spec.Snapshots {
+		for _, d := range sn.Disks {
+			t.dsProvisioned[d.Datastore.ID] += sign * int64(d.SizeBytes)
+		}
+		if sn.Memory && len(sn.Disks) > 0 {
+			t.dsProvisioned[sn.Disks[0].Datastore.ID] += sign * int64(sn.MemoryBytes)
+		}
+	}
+	if t.dsAllocated == nil {
+		t.dsAllocated = map[string]int64{}
+	}
+	for _, ds := range vm.Status.Disks {
+		for _, d := range vm.Spec.Disks {
+			if d.Name == ds.Name {
+				t.dsAllocated[d.Datastore.ID] += sign * int64(ds.AllocatedBytes+ds.SnapshotBytes)
+			}
+		}
+	}
+}
+
+// datastoreView fills in a datastore's computed space figures.
+func (v *viewer) datastoreStorage(c *api.Datastore) {
+	v.s.tally.mu.RLock()
+	c.Status.AllocatedBytes = api.Size(v.s.tally.dsAllocated[c.Metadata.ID])
+	v.s.tally.mu.RUnlock()
+	if c.Status.CapacityBytes > 0 {
+		c.Status.OvercommitRatio = float64(c.Status.ProvisionedBytes) / float64(c.Status.CapacityBytes)
+	}
+}
+
+// alarmLevel says how full a datastore is.
+func alarmLevel(capacity, free api.Size) string {
+	if capacity <= 0 {
+		return ""
+	}
+	used := float64(capacity-free) / float64(capacity) * 100
+	switch {
+	case used >= api.DatastoreCritPercent:
+		return api.DatastoreAlarmCritical
+	case used >= api.DatastoreWarnPercent:
+		return api.DatastoreAlarmWarning
+	}
+	return ""
+}
+
+// datastoreEvents turns a change of a datastore's alarm into an event.
+func datastoreEvents(base api.Event, prev, cur *api.Datastore) []api.Event {
+	if prev.Status.Alarm == cur.Status.Alarm {
+		return nil
+	}
+	e := base
+	e.Type, e.From, e.To = api.EventDatastoreAlarm, prev.Status.Alarm, cur.Status.Alarm
+	st := cur.Status
+	used := 0.0
+	if st.CapacityBytes > 0 {
+		used = float64(st.CapacityBytes-st.FreeBytes) / float64(st.CapacityBytes) * 100
+	}
+	switch cur.Status.Alarm {
+	case "":
+		e.Message = fmt.Sprintf("datastore %s: space alarm cleared (%.0f%% used, %s free)", cur.Metadata.Name, used, st.FreeBytes)
+	default:
+		limit := api.DatastoreWarnPercent
+		if cur.Status.Alarm == api.DatastoreAlarmCritical {
+			limit = api.DatastoreCritPercent
+		}
+		e.Message = fmt.Sprintf("datastore %s is %.0f%% used, past %d%% (%s free of %s): %s", cur.Metadata.Name, used, limit,
+			st.FreeBytes, st.CapacityBytes, strings.ToUpper(cur.Status.Alarm))
+	}
+	return []api.Event{e}
+}
+
+// seedFor builds a VM's NoCloud seed: meta-data with its ID as the
+// instance ID (a clone is a new instance: cloud-init runs again), the
+// user's user-data as given, and the SSH keys and host name in
+// vendor-data, which cloud-init merges under the user-data.
+func seedFor(vm *api.VM) *hypervisor.Seed {
+	ci := vm.Spec.CloudInit
+	if ci == nil {
+		return nil
+	}
+	host := ci.Hostname
+	if host == "" {
+		host = vm.Metadata.Name
+	}
+	seed := &hypervisor.Seed{
+		MetaData: fmt.Sprintf("instance-id: %s\nlocal-hostname: %s\n", vm.Metadata.ID, host),
+		UserData: ci.UserData,
+	}
+	if seed.UserData == "" {
+		seed.UserData = "#cloud-config\n{}\n"
+	}
+	var vd strings.Builder
+	fmt.Fprintf(&vd, "#cloud-config\nhostname: %s\n", host)
+	if len(ci.SSHKeys) > 0 {
+		vd.WriteString("ssh_authorized_keys:\n")
+		for _, k := range ci.SSHKeys {
+			fmt.Fprintf(&vd, "  - %q\n", k)
+		}
+	}
+	seed.VendorData = vd.String()
+	return seed
+}
+
+func validateCloudInit(ci *api.CloudInit) error {
+	if ci == nil {
+		return nil
+	}
+	if len(ci.UserData) > api.MaxUserData {
+		return api.Errorf(api.ErrInvalid, "cloud-init user-data is %d bytes; the limit is %d", len(ci.UserData), api.MaxUserData)
+	}
+	if ci.UserData != "" && !strings.HasPrefix(ci.UserData, "#") && !strings.HasPrefix(ci.UserData, "Content-Type:") {
+		return api.Errorf(api.ErrInvalid, "cloud-init user-data must start with #cloud-config, #! (a script) or be MIME multipart")
+	}
+	if len(ci.SSHKeys) > api.MaxSSHKeys {
+		return api.Errorf(api.ErrInvalid, "at most %d SSH keys, got %d", api.MaxSSHKeys, len(ci.SSHKeys))
+	}
+	for i, k := range ci.SSHKeys {
+		f := strings.Fields(k)
+		if len(f) < 2 || strings.ContainsAny(k, "\n\r") || !(strings.HasPrefix(f[0], "ssh-") || strings.HasPrefix(f[0], "ecdsa-") || strings.HasPrefix(f[0], "sk-")) {
+			return api.Errorf(api.ErrInvalid, "SSH key %d is not an OpenSSH public key (\"ssh-ed25519 AAAA... comment\")", i+1)
+		}
+	}
+	if ci.Hostname != "" {
+		if err := api.ValidateName("host", ci.Hostname); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dropSnapshotFiles lists the files a deleted VM's snapshots kept (the
+// host removes the current disks itself).
+func (s *Server) snapshotFiles(vm *api.VM) []string {
+	var out []string
+	for _, sn := range vm.Spec.Snapshots {
+		for _, d := range sn.Disks {
+			if f, err := s.abs(d.Datastore.ID, d.Path); err == nil {
+				out = append(out, f)
+			}
+		}
+		if sn.Memory && len(sn.Disks) > 0 {
+			if f, err := s.abs(sn.Disks[0].Datastore.ID, sn.MemoryPath); err == nil {
+				out = append(out, f)
+			}
+		}
+	}
+	return out
+}
+
+func (s *Server) registerStorageTasks(r *runner) {
+	r.register(opSnapshotCreate, taskHandler{run: s.runSnapshotCreate, resumable: true})
+	r.register(opSnapshotRevert, taskHandler{run: s.runSnapshotRevert, resumable: true})
+	r.register(opSnapshotDelete, taskHandler{run: s.runSnapshotDelete, resumable: true})
+	r.register(opVMClone, taskHandler{run: s.runClone, resumable: true})
+	r.register(opDiskAdd, taskHandler{run: s.runDiskAdd, resumable: true})
+	r.register(opDiskResize, taskHandler{run: s.runDiskResize, resumable: true})
+	r.register(opDiskRemove, taskHandler{run: s.runDiskRemove, resumable: true})
+	r.register(opImageImport, taskHandler{run: s.runImageImport, resumable: true})
+}
