@@ -169,10 +169,8 @@ func (a *Agent) listen() (net.Listener, error) {
 	l := a.cfg.Listen
 	if l == "" {
 		l = ":7444"
-		if u, err := url.Parse(a.cfg.ServerURL); err == nil {
-			if ip := net.ParseIP(u.Hostname()); (ip != nil && ip.IsLoopback()) || u.Hostname() == "localhost" {
-				l = "127.0.0.1:0"
-			}
+		if a.serverIsLocal() {
+			l = "127.0.0.1:0"
 		}
 	}
 	ln, err := net.Listen("tcp", l)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -103,51 +102,27 @@ latencies (p50/p99) and the server's memory.`,
 }
 
 func (b *benchAPI) run(ctx context.Context, g *globals) (*benchResult, error) {
-	dir := b.keep
-	if dir == "" {
-		d, err := os.MkdirTemp("", "vdc-bench")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(d)
-		dir = d
-	} else if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	exe, err := os.Executable()
+	dir, cleanup, err := benchDir(b.keep, "vdc-bench")
 	if err != nil {
 		return nil, err
 	}
-	srvDir := filepath.Join(dir, "server")
-	srvArgs := []string{"server", "--data", srvDir, "--listen", "127.0.0.1:0", "--log-level", "warn"}
+	defer cleanup()
+	var srvArgs []string
 	if b.debug != "" {
 		srvArgs = append(srvArgs, "--debug-listen", b.debug)
 	}
-	srv, err := spawn(exe, filepath.Join(dir, "server.log"), srvArgs...)
+	dc, err := startBenchDC(ctx, dir, srvArgs...)
 	if err != nil {
 		return nil, err
 	}
-	defer stopProc(srv)
-	c, err := waitForServer(ctx, filepath.Join(srvDir, "admin.json"))
-	if err != nil {
-		return nil, err
-	}
-	if err := bootstrapInventory(ctx, c, filepath.Join(dir, "datastore1")); err != nil {
-		return nil, err
-	}
-	tok, err := c.CreateJoinToken(ctx, api.JoinTokenRequest{Uses: b.hosts, Cluster: upCluster})
-	if err != nil {
-		return nil, err
-	}
+	defer dc.stop()
+	c := dc.c
 	// Room for every VM: the bench measures the control plane, not placement refusals.
 	perHost := (b.vms + b.hosts - 1) / b.hosts
-	agentProc, err := spawn(exe, filepath.Join(dir, "agents.log"), "agent", "--server", c.URL(), "--join-token", tok.Token,
-		"--data", filepath.Join(dir, "agents"), "--name", "sim", "--driver", "sim", "--sim-hosts", strconv.Itoa(b.hosts),
-		"--sim-cpus", strconv.Itoa(max(16, perHost)), "--sim-memory", api.Size(int64(perHost+16)<<30).String(), "--log-level", "warn")
-	if err != nil {
+	if _, err := dc.agent(ctx, "sim", b.hosts, "--driver", "sim", "--sim-hosts", strconv.Itoa(b.hosts),
+		"--sim-cpus", strconv.Itoa(max(16, perHost)), "--sim-memory", api.Size(int64(perHost+16)<<30).String()); err != nil {
 		return nil, err
 	}
-	defer stopProc(agentProc)
 	fmt.Fprintf(g.stderr, "waiting for %d sim hosts...\n", b.hosts)
 	if err := waitConnected(ctx, c, b.hosts, 2*time.Minute); err != nil {
 		return nil, err
@@ -200,7 +175,7 @@ func (b *benchAPI) run(ctx context.Context, g *globals) (*benchResult, error) {
 		res.ListBytes = len(raw)
 	}
 	res.ListP50, res.ListP99 = percentiles(lists)
-	res.ServerRSSMiB, res.ServerPeakRSSMiB = procMemory(srv.Process.Pid)
+	res.ServerRSSMiB, res.ServerPeakRSSMiB = procMemory(dc.srv.Process.Pid)
 	return res, nil
 }
 

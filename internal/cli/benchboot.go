@@ -97,15 +97,11 @@ func (b *benchBoot) run(ctx context.Context, g *globals) (*bootResult, error) {
 	if err := qemu.Available(""); err != nil {
 		return nil, err
 	}
-	dir := b.keep
-	if dir == "" {
-		d, err := os.MkdirTemp("", "vdc-bench-boot")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(d)
-		dir = d
+	dir, cleanup, err := benchDir(b.keep, "vdc-bench-boot")
+	if err != nil {
+		return nil, err
 	}
+	defer cleanup()
 	fmt.Fprintln(g.stderr, "building the test guest...")
 	guest, err := testguest.Build(ctx, testguest.Options{OutDir: filepath.Join(dir, "guest"), CacheDir: filepath.Join(os.TempDir(), "vdc-testguest-cache")})
 	if err != nil {
@@ -126,34 +122,17 @@ func (b *benchBoot) run(ctx context.Context, g *globals) (*bootResult, error) {
 	}
 	res.PlainMedian, res.PlainMin = median(plain)
 
-	exe, err := os.Executable()
+	dc, err := startBenchDC(ctx, dir)
 	if err != nil {
 		return nil, err
 	}
-	srvDir := filepath.Join(dir, "server")
-	srv, err := spawn(exe, filepath.Join(dir, "server.log"), "server", "--data", srvDir, "--listen", "127.0.0.1:0", "--log-level", "warn")
+	defer dc.stop()
+	c := dc.c
+	agentProc, err := dc.agent(ctx, "bench", 1, "--driver", "qemu", "--accel", res.Accel, "--guest-poll", "100ms")
 	if err != nil {
 		return nil, err
 	}
-	defer stopProc(srv)
-	c, err := waitForServer(ctx, filepath.Join(srvDir, "admin.json"))
-	if err != nil {
-		return nil, err
-	}
-	if err := bootstrapInventory(ctx, c, filepath.Join(dir, "datastore1")); err != nil {
-		return nil, err
-	}
-	tok, err := c.CreateJoinToken(ctx, api.JoinTokenRequest{Uses: 1, Cluster: upCluster})
-	if err != nil {
-		return nil, err
-	}
-	agentProc, err := spawn(exe, filepath.Join(dir, "agent.log"), "agent", "--server", c.URL(), "--join-token", tok.Token,
-		"--data", filepath.Join(dir, "agent"), "--name", "bench", "--driver", "qemu", "--accel", res.Accel, "--guest-poll", "100ms", "--log-level", "warn")
-	if err != nil {
-		return nil, err
-	}
-	defer stopProc(agentProc)
-	if err := waitConnected(ctx, c, 1, time.Minute); err != nil {
+	if err := dc.waitHosts(ctx, 1); err != nil {
 		return nil, err
 	}
 	quiet := &globals{stdout: discard{}, stderr: discard{}, config: g.config}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -86,56 +84,30 @@ failed) plus the restarts.`,
 }
 
 func (b *benchHA) run(ctx context.Context, g *globals) (*benchHAResult, error) {
-	dir := b.keep
-	if dir == "" {
-		d, err := os.MkdirTemp("", "vdc-bench-ha")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(d)
-		dir = d
-	} else if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	exe, err := os.Executable()
+	dir, cleanup, err := benchDir(b.keep, "vdc-bench-ha")
 	if err != nil {
 		return nil, err
 	}
-	srvDir := filepath.Join(dir, "server")
-	srv, err := spawn(exe, filepath.Join(dir, "server.log"), "server", "--data", srvDir, "--listen", "127.0.0.1:0",
-		"--log-level", "warn", "--heartbeat-interval", b.heartbeat.String())
+	defer cleanup()
+	dc, err := startBenchDC(ctx, dir, "--heartbeat-interval", b.heartbeat.String())
 	if err != nil {
 		return nil, err
 	}
-	defer stopProc(srv)
-	c, err := waitForServer(ctx, filepath.Join(srvDir, "admin.json"))
-	if err != nil {
-		return nil, err
-	}
-	if err := bootstrapInventory(ctx, c, filepath.Join(dir, "datastore1")); err != nil {
-		return nil, err
-	}
-	tok, err := c.CreateJoinToken(ctx, api.JoinTokenRequest{Uses: b.hosts, Cluster: upCluster})
-	if err != nil {
-		return nil, err
-	}
+	defer dc.stop()
+	c := dc.c
 	// Room for every VM on the hosts that stay.
 	perHost := b.vms/(b.hosts-b.failed) + 8
-	simArgs := func(name string, n int) []string {
-		return []string{"agent", "--server", c.URL(), "--join-token", tok.Token, "--data", filepath.Join(dir, name), "--name", name,
-			"--driver", "sim", "--sim-hosts", strconv.Itoa(n), "--sim-cpus", strconv.Itoa(max(16, perHost)),
-			"--sim-memory", api.Size(int64(perHost+16) << 30).String(), "--log-level", "warn"}
+	simArgs := func(n int) []string {
+		return []string{"--driver", "sim", "--sim-hosts", strconv.Itoa(n), "--sim-cpus", strconv.Itoa(max(16, perHost)),
+			"--sim-memory", api.Size(int64(perHost+16) << 30).String()}
 	}
-	victim, err := spawn(exe, filepath.Join(dir, "fail.log"), simArgs("fail", b.failed)...)
+	victim, err := dc.agent(ctx, "fail", b.failed, simArgs(b.failed)...)
 	if err != nil {
 		return nil, err
 	}
-	defer stopProc(victim)
-	stay, err := spawn(exe, filepath.Join(dir, "stay.log"), simArgs("stay", b.hosts-b.failed)...)
-	if err != nil {
+	if _, err := dc.agent(ctx, "stay", b.hosts-b.failed, simArgs(b.hosts-b.failed)...); err != nil {
 		return nil, err
 	}
-	defer stopProc(stay)
 	fmt.Fprintf(g.stderr, "waiting for %d sim hosts...\n", b.hosts)
 	if err := waitConnected(ctx, c, b.hosts, 2*time.Minute); err != nil {
 		return nil, err

@@ -145,15 +145,11 @@ func (b *benchMigrate) run(ctx context.Context, g *globals) (*migrateBenchResult
 		}
 		cases = append(cases, migrateCase{Memory: m}, migrateCase{Memory: m, Dirty: true})
 	}
-	dir := b.keep
-	if dir == "" {
-		d, err := os.MkdirTemp("", "vdc-bench-migrate")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(d)
-		dir = d
+	dir, cleanup, err := benchDir(b.keep, "vdc-bench-migrate")
+	if err != nil {
+		return nil, err
 	}
+	defer cleanup()
 	fmt.Fprintln(g.stderr, "building the test guest...")
 	guest, err := testguest.Build(ctx, testguest.Options{OutDir: filepath.Join(dir, "guest"), CacheDir: filepath.Join(os.TempDir(), "vdc-testguest-cache")})
 	if err != nil {
@@ -232,47 +228,22 @@ func (b *benchMigrate) run(ctx context.Context, g *globals) (*migrateBenchResult
 // startDatacenter runs a server and two QEMU agents on this machine, with
 // the test image uploaded.
 func (b *benchMigrate) startDatacenter(ctx context.Context, g *globals, dir, accel string, guest testguest.Result) (*client.Client, func(), error) {
-	var procs []*exec.Cmd
-	stop := func() {
-		for i := len(procs) - 1; i >= 0; i-- {
-			stopProc(procs[i])
-		}
-	}
-	exe, err := os.Executable()
+	dc, err := startBenchDC(ctx, dir)
 	if err != nil {
-		return nil, stop, err
+		return nil, func() {}, err
 	}
-	srvDir := filepath.Join(dir, "server")
-	srv, err := spawn(exe, filepath.Join(dir, "server.log"), "server", "--data", srvDir, "--listen", "127.0.0.1:0", "--log-level", "warn")
-	if err != nil {
-		return nil, stop, err
-	}
-	procs = append(procs, srv)
-	c, err := waitForServer(ctx, filepath.Join(srvDir, "admin.json"))
-	if err != nil {
-		return nil, stop, err
-	}
-	if err := bootstrapInventory(ctx, c, filepath.Join(dir, "datastore1")); err != nil {
-		return nil, stop, err
-	}
-	tok, err := c.CreateJoinToken(ctx, api.JoinTokenRequest{Uses: 2, Cluster: upCluster})
-	if err != nil {
-		return nil, stop, err
-	}
+	c := dc.c
 	for _, h := range []string{"host-1", "host-2"} {
-		p, err := spawn(exe, filepath.Join(dir, h+".log"), "agent", "--server", c.URL(), "--join-token", tok.Token,
-			"--data", filepath.Join(dir, h), "--name", h, "--driver", "qemu", "--accel", accel, "--guest-poll", "200ms", "--log-level", "warn")
-		if err != nil {
-			return nil, stop, err
+		if _, err := dc.agent(ctx, h, 1, "--driver", "qemu", "--accel", accel, "--guest-poll", "200ms"); err != nil {
+			return nil, dc.stop, err
 		}
-		procs = append(procs, p)
 	}
-	if err := waitConnected(ctx, c, 2, time.Minute); err != nil {
-		return nil, stop, err
+	if err := dc.waitHosts(ctx, 2); err != nil {
+		return nil, dc.stop, err
 	}
 	quiet := &globals{stdout: discard{}, stderr: discard{}, config: g.config}
 	up := &imageUpload{name: "test", kernel: guest.Kernel, initrd: guest.Initrd, cmdline: guest.Cmdline}
-	return c, stop, up.runWith(ctx, quiet, c)
+	return c, dc.stop, up.runWith(ctx, quiet, c)
 }
 
 // vdcGuest starts a VM of the test image on host-1 and waits for its boot

@@ -107,15 +107,11 @@ func (b *benchStorage) run(ctx context.Context, g *globals) (*storageResult, err
 	if err != nil {
 		return nil, fmt.Errorf("--large: %w", err)
 	}
-	dir := b.keep
-	if dir == "" {
-		d, err := os.MkdirTemp("", "vdc-bench-storage")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(d)
-		dir = d
+	dir, cleanup, err := benchDir(b.keep, "vdc-bench-storage")
+	if err != nil {
+		return nil, err
 	}
+	defer cleanup()
 	res := &storageResult{Runs: b.runs, DataBytes: int64(dataBytes)}
 	// The bases: thin qcow2 files with data written all over their first
 	// part (a pattern, so nothing is left sparse).
@@ -130,34 +126,16 @@ func (b *benchStorage) run(ctx context.Context, g *globals) (*storageResult, err
 			return nil, fmt.Errorf("qemu-io: %v: %s", err, out)
 		}
 	}
-	exe, err := os.Executable()
+	dc, err := startBenchDC(ctx, dir)
 	if err != nil {
 		return nil, err
 	}
-	srvDir := filepath.Join(dir, "server")
-	srv, err := spawn(exe, filepath.Join(dir, "server.log"), "server", "--data", srvDir, "--listen", "127.0.0.1:0", "--log-level", "warn")
-	if err != nil {
+	defer dc.stop()
+	c := dc.c
+	if _, err := dc.agent(ctx, "bench", 1, "--driver", "qemu", "--accel", "tcg"); err != nil {
 		return nil, err
 	}
-	defer stopProc(srv)
-	c, err := waitForServer(ctx, filepath.Join(srvDir, "admin.json"))
-	if err != nil {
-		return nil, err
-	}
-	if err := bootstrapInventory(ctx, c, filepath.Join(dir, "datastore1")); err != nil {
-		return nil, err
-	}
-	tok, err := c.CreateJoinToken(ctx, api.JoinTokenRequest{Uses: 1, Cluster: upCluster})
-	if err != nil {
-		return nil, err
-	}
-	agentProc, err := spawn(exe, filepath.Join(dir, "agent.log"), "agent", "--server", c.URL(), "--join-token", tok.Token,
-		"--data", filepath.Join(dir, "agent"), "--name", "bench", "--driver", "qemu", "--accel", "tcg", "--log-level", "warn")
-	if err != nil {
-		return nil, err
-	}
-	defer stopProc(agentProc)
-	if err := waitConnected(ctx, c, 1, time.Minute); err != nil {
+	if err := dc.waitHosts(ctx, 1); err != nil {
 		return nil, err
 	}
 	defer deleteBenchVMs(context.Background(), c)
