@@ -65,10 +65,10 @@ func (c *Client) transport(hostID string) *http.Transport {
 	return t
 }
 
-// roundTrip sends a request to a host's agent and returns the answer's
-// body, or the host's error as an API error. size is the body's length
-// (-1 when unknown).
-func (c *Client) roundTrip(ctx context.Context, h Target, method, path string, body io.Reader, size int64) ([]byte, error) {
+// send makes a request of a host's agent over transport and returns the
+// response for the caller to read; an answer other than 2xx becomes the
+// host's error. size is the body's length (-1 when unknown).
+func (c *Client) send(ctx context.Context, h Target, tr *http.Transport, method, path string, body io.Reader, size int64) (*http.Response, error) {
 	if c.Address != nil {
 		if a := c.Address(h.ID); a != "" {
 			h.Address = a
@@ -84,13 +84,13 @@ func (c *Client) roundTrip(ctx context.Context, h Target, method, path string, b
 	if size >= 0 {
 		req.ContentLength = size
 	}
-	resp, err := (&http.Client{Transport: c.transport(h.ID)}).Do(req)
+	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("host %s unreachable: %w", h.Name, &wrapped{err, api.ErrUnavailable})
 	}
-	defer resp.Body.Close()
-	rb, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		rb, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		var eb api.ErrorBody
 		if json.Unmarshal(rb, &eb) == nil && eb.Error != nil {
 			eb.Error.Status = resp.StatusCode
@@ -98,7 +98,18 @@ func (c *Client) roundTrip(ctx context.Context, h Target, method, path string, b
 		}
 		return nil, fmt.Errorf("host %s: %s %s: HTTP %d", h.Name, method, path, resp.StatusCode)
 	}
-	return rb, err
+	return resp, nil
+}
+
+// roundTrip sends a request to a host's agent and returns the answer's
+// body, or the host's error as an API error.
+func (c *Client) roundTrip(ctx context.Context, h Target, method, path string, body io.Reader, size int64) ([]byte, error) {
+	resp, err := c.send(ctx, h, c.transport(h.ID), method, path, body, size)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 }
 
 // NeverReached says whether a request failed before the host could see

@@ -43,36 +43,7 @@ func (c *Client) bulk(hostID string) *http.Transport {
 // open sends a request and returns the response for the caller to read
 // (streams: files, job progress).
 func (c *Client) open(ctx context.Context, h Target, method, path string, body io.Reader, size int64) (*http.Response, error) {
-	if c.Address != nil {
-		if a := c.Address(h.ID); a != "" {
-			h.Address = a
-		}
-	}
-	if h.Address == "" {
-		return nil, api.Errorf(api.ErrUnavailable, "host %s has not reported an address yet", h.Name)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, "https://"+h.Address+path, body)
-	if err != nil {
-		return nil, err
-	}
-	if size >= 0 {
-		req.ContentLength = size
-	}
-	resp, err := (&http.Client{Transport: c.bulk(h.ID)}).Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("host %s unreachable: %w", h.Name, &wrapped{err, api.ErrUnavailable})
-	}
-	if resp.StatusCode/100 != 2 {
-		defer resp.Body.Close()
-		rb, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		var eb api.ErrorBody
-		if json.Unmarshal(rb, &eb) == nil && eb.Error != nil {
-			eb.Error.Status = resp.StatusCode
-			return nil, fmt.Errorf("host %s: %w", h.Name, eb.Error)
-		}
-		return nil, fmt.Errorf("host %s: %s %s: HTTP %d", h.Name, method, path, resp.StatusCode)
-	}
-	return resp, nil
+	return c.send(ctx, h, c.bulk(h.ID), method, path, body, size)
 }
 
 // job runs a streamed job on the host: progress as it comes, then the
