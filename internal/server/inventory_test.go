@@ -176,3 +176,29 @@ func TestJoinTokensAreLimited(t *testing.T) {
 		t.Fatalf("refused joins created hosts: %d", len(hs))
 	}
 }
+
+// A cancel that lands while the runner takes a task up must not leave the
+// task queued forever: every task ends, canceled or done.
+func TestCancelRacingTheRunnerEndsEveryTask(t *testing.T) {
+	d := newDC(t, 1)
+	ctx := context.Background()
+	d.run(d.c.CreateVM(ctx, api.VMCreateRequest{Name: "r", CPUs: 1, Memory: api.MustSize("64MiB"), PowerOn: true}))
+	var tasks []*api.Task
+	for i := 0; i < 150; i++ {
+		tk, err := d.c.Power(ctx, "r", api.PowerRequest{Action: api.ActionReset})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = d.c.Do(ctx, client.Request{Method: "POST", Path: "/tasks/" + tk.Metadata.ID + "/cancel"}, nil)
+		tasks = append(tasks, tk)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for i, tk := range tasks {
+		final, err := d.c.WaitTask(wctx, tk.Metadata.ID, nil)
+		if wctx.Err() != nil {
+			t.Fatalf("task %d of %d never ended: %+v", i, len(tasks), final)
+		}
+		_ = err // canceled or succeeded: both are an end
+	}
+}

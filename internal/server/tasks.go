@@ -223,19 +223,42 @@ func (r *runner) execute(ctx context.Context, t *api.Task) {
 		r.finish(ctx, run, nil, fmt.Errorf("interrupted: the management server stopped while this task ran; %s", h.interrupted))
 		return
 	}
-	upd := store.Clone(t)
-	upd.State = api.TaskRunning
-	upd.Server = r.s.name
-	if upd.Started == nil {
-		now := time.Now().UTC()
-		upd.Started = &now
+	var upd *api.Task
+	for {
+		upd = store.Clone(t)
+		upd.State = api.TaskRunning
+		upd.Server = r.s.name
+		if upd.Started == nil {
+			now := time.Now().UTC()
+			upd.Started = &now
+		}
+		rev, err := r.s.leaderTxn().Update(t, upd).Commit(ctx)
+		if err == nil {
+			upd.Metadata.Revision = rev
+			break
+		}
+		if !errors.Is(err, api.ErrConflict) {
+			log.Warn("cannot start task", "err", err)
+			return
+		}
+		// Changed since it was queued (a cancel request, most often): no
+		// other change of it may come to queue it again, so go on from
+		// the current version here.
+		fresh, gerr := r.s.store.Get(ctx, api.KindTask, t.Metadata.ID)
+		if gerr != nil {
+			log.Warn("cannot start task", "err", gerr)
+			return
+		}
+		t = fresh.(*api.Task)
+		run.task = t
+		if api.TaskDone(t.State) {
+			return
+		}
+		if t.CancelRequested && t.State == api.TaskQueued {
+			r.finish(ctx, run, nil, errCanceled)
+			return
+		}
 	}
-	rev, err := r.s.leaderTxn().Update(t, upd).Commit(ctx)
-	if err != nil {
-		log.Warn("cannot start task", "err", err)
-		return
-	}
-	upd.Metadata.Revision = rev
 	run.task = upd
 	if run.resumed {
 		log.Info("resuming a task a previous leader left running")
