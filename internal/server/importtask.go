@@ -218,11 +218,18 @@ func (s *Server) createImportedVM(ctx context.Context, t *taskRun, pv plannedVM,
 	for _, n := range vm.Spec.NICs {
 		txn.Claim(macKey(n.MAC), vm.Metadata.ID, api.Errorf(api.ErrConflict, "MAC address %s is already in use", n.MAC))
 	}
-	rev, err := txn.Commit(ctx)
+	// A cancel must not cut a commit short: the VM could be made after
+	// the undo looked for it. The commit finishes; the cancel is seen next.
+	cctx, cancel := t.cleanupCtx()
+	rev, err := txn.Commit(cctx)
+	if err == nil {
+		err = s.cache.WaitRev(cctx, rev)
+	}
+	cancel()
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := s.cache.WaitRev(ctx, rev); err != nil {
+	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
 	ho, ok := s.cache.Get(api.KindHost, chosen)
