@@ -560,7 +560,10 @@ func (s *Server) completeMigration(ctx context.Context, t *taskRun, vm *api.VM, 
 	res.Transferred, res.Passes = api.Size(st.TransferredBytes), st.Pass
 	switched := time.Now()
 	defer func() { res.SwitchMs = time.Since(switched).Milliseconds() }()
-	return s.switchOver(ctx, vm, src, dst, after, nbd)
+	// The state has gone: a user's cancel can no longer stop the
+	// switch-over half-way (only this server's leadership ending can, and
+	// the next leader resumes it).
+	return s.switchOver(t.leader, vm, src, dst, after, nbd)
 }
 
 // explainCopyFailure names a full target datastore as the cause of a
@@ -655,7 +658,7 @@ func (s *Server) resumeMigration(ctx context.Context, t *taskRun, vm *api.VM, sr
 	case derr == nil && !dinfo.Incoming:
 		// It finished: only the bookkeeping is left.
 		st := dinfo.AgentVMState
-		if err := s.switchTo(ctx, vm, after, &st); err != nil {
+		if err := s.switchTo(t.leader, vm, after, &st); err != nil {
 			return err
 		}
 		if serr == nil {
@@ -663,7 +666,7 @@ func (s *Server) resumeMigration(ctx context.Context, t *taskRun, vm *api.VM, sr
 		}
 		return nil
 	case derr == nil && serr == nil && sinfo.Migration.State == hypervisor.MigrationCompleted:
-		return s.switchOver(ctx, vm, src, dst, after, nbd)
+		return s.switchOver(t.leader, vm, src, dst, after, nbd)
 	case derr == nil && serr == nil && (sinfo.Migration.State == hypervisor.MigrationActive || sinfo.Migration.State == hypervisor.MigrationMirroring ||
 		sinfo.Migration.State == hypervisor.MigrationSetup):
 		return s.completeMigration(ctx, t, vm, src, dst, after, nbd, res, abort)
