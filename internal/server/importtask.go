@@ -25,7 +25,13 @@ const (
 )
 
 func (s *Server) registerTransferTasks(r *runner) {
-	r.register(opVMImport, taskHandler{run: s.runVMImport, resumable: true, cancelable: true})
+	r.register(opVMImport, taskHandler{run: s.runVMImport, resumable: true, cancelable: true,
+		canceledQueued: func(ctx context.Context, t *taskRun) {
+			var p importParams
+			if t.params(&p) == nil {
+				s.dropStaging(ctx, p)
+			}
+		}})
 	r.register(opVMExport, taskHandler{run: s.runVMExport, resumable: true, cancelable: true})
 }
 

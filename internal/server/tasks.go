@@ -30,6 +30,9 @@ type taskHandler struct {
 	// cancelable handlers stop, undoing what they did, when a user cancels
 	// them while they run (their ctx ends; taskRun.canceled tells why).
 	cancelable bool
+	// canceledQueued undoes what the request itself left for the task
+	// (files handed to it) when the task is canceled before it ran.
+	canceledQueued func(ctx context.Context, t *taskRun)
 }
 
 // taskRun is one execution of a task.
@@ -216,7 +219,7 @@ func (r *runner) execute(ctx context.Context, t *api.Task) {
 		return
 	}
 	if t.CancelRequested && t.State == api.TaskQueued {
-		r.finish(ctx, run, nil, errCanceled)
+		r.cancelQueued(ctx, run, h)
 		return
 	}
 	if run.resumed && !h.resumable {
@@ -255,7 +258,7 @@ func (r *runner) execute(ctx context.Context, t *api.Task) {
 			return
 		}
 		if t.CancelRequested && t.State == api.TaskQueued {
-			r.finish(ctx, run, nil, errCanceled)
+			r.cancelQueued(ctx, run, h)
 			return
 		}
 	}
@@ -288,6 +291,14 @@ func (r *runner) execute(ctx context.Context, t *api.Task) {
 	}
 	r.finish(ctx, run, result, err)
 	log.Debug("task finished", "took", time.Since(start), "err", err)
+}
+
+// cancelQueued ends a task canceled before it ran.
+func (r *runner) cancelQueued(ctx context.Context, run *taskRun, h taskHandler) {
+	if h.canceledQueued != nil {
+		h.canceledQueued(ctx, run)
+	}
+	r.finish(ctx, run, nil, errCanceled)
 }
 
 // finish records a task's outcome together with the changes the run
