@@ -23,6 +23,7 @@ import (
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/hypervisor"
+	"github.com/vdc-project/vdc/internal/netguard"
 	"github.com/vdc-project/vdc/internal/pki"
 	"github.com/vdc-project/vdc/internal/version"
 )
@@ -41,7 +42,11 @@ type Config struct {
 	// machine uses to reach the server.
 	Advertise string
 	Driver    hypervisor.Driver
-	Log       *slog.Logger
+	// Limits bound what clients that send nothing may hold on the agent
+	// API (connections per address before a server's certificate is
+	// seen, header, idle and request-body timeouts).
+	Limits netguard.Limits
+	Log    *slog.Logger
 }
 
 // Agent runs one host.
@@ -122,8 +127,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("lay out the host certificate for QEMU: %w", err)
 	}
 	a.hc = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: a.caPool, Certificates: []tls.Certificate{a.cert}},
+		TLSClientConfig:     pki.Harden(&tls.Config{RootCAs: a.caPool, Certificates: []tls.Certificate{a.cert}}),
 		MaxIdleConnsPerHost: 4,
+		IdleConnTimeout:     netguard.ClientIdleTimeout,
 	}}
 	a.vms = newRegistry(filepath.Join(a.cfg.DataDir, "vms"), a.cfg.Driver, a.log, a.changed)
 	if err := a.vms.load(ctx); err != nil {
@@ -133,17 +139,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{
-		Handler:           a.handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelDebug),
-		TLSConfig: &tls.Config{
-			MinVersion:   tls.VersionTLS12,
-			Certificates: []tls.Certificate{a.cert},
-			ClientCAs:    a.caPool,
-			ClientAuth:   tls.RequireAndVerifyClientCert,
-		},
-	}
+	// As on the server: no write or whole-request read timeout, for
+	// multi-GB transfers and consoles.
+	srv := a.cfg.Limits.Server(a.handler(), a.log)
+	srv.TLSConfig = pki.Harden(&tls.Config{
+		Certificates: []tls.Certificate{a.cert},
+		ClientCAs:    a.caPool,
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+	})
 	go func() {
 		if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.log.Error("agent API stopped", "err", err)
@@ -173,7 +176,7 @@ func (a *Agent) listen() (net.Listener, error) {
 			l = "127.0.0.1:0"
 		}
 	}
-	ln, err := net.Listen("tcp", l)
+	ln, err := netguard.Listen(l, a.cfg.Limits, a.log)
 	if err != nil {
 		return nil, fmt.Errorf("agent API listen on %s: %w", l, err)
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/hypervisor"
+	"github.com/vdc-project/vdc/internal/netguard"
 	"github.com/vdc-project/vdc/internal/pki"
 )
 
@@ -51,14 +52,14 @@ func (c *Client) transport(hostID string) *http.Transport {
 	t, ok := c.transports[hostID]
 	if !ok {
 		t = &http.Transport{
-			TLSClientConfig: &tls.Config{
-				MinVersion:   tls.VersionTLS12,
+			TLSClientConfig: pki.Harden(&tls.Config{
 				RootCAs:      c.pool,
 				Certificates: []tls.Certificate{c.cert},
 				// The host is known by its ID, whatever address it has today.
 				ServerName: pki.HostDNSName(hostID),
-			},
+			}),
 			MaxIdleConnsPerHost: 16,
+			IdleConnTimeout:     netguard.ClientIdleTimeout,
 		}
 		c.transports[hostID] = t
 	}

@@ -90,8 +90,7 @@ func ParseJoinToken(tok string) (secret, caFingerprint string, err error) {
 // pinnedTLS trusts a server whose chain includes the CA with the
 // fingerprint from the join token: the host has nothing else to go on yet.
 func pinnedTLS(fp string) *tls.Config {
-	return &tls.Config{
-		MinVersion:         tls.VersionTLS12,
+	return pki.Harden(&tls.Config{
 		InsecureSkipVerify: true, // replaced by the pinned verification below
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			if len(cs.PeerCertificates) == 0 {
@@ -107,7 +106,7 @@ func pinnedTLS(fp string) *tls.Config {
 			}
 			return errors.New("server certificate is not signed by the CA named in the join token")
 		},
-	}
+	})
 }
 
 func (a *Agent) join(ctx context.Context) error {
