@@ -3,8 +3,6 @@ package agent
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -30,9 +29,13 @@ import (
 // Config of one host agent.
 type Config struct {
 	ServerURL string
-	JoinToken string // needed only until the host has joined
-	DataDir   string
-	Name      string
+	// JoinToken is needed only until the host has joined, and to join
+	// again as the same host after `vdc host replace`. JoinTokenFile,
+	// when set instead, holds it (read when needed).
+	JoinToken     string
+	JoinTokenFile string
+	DataDir       string
+	Name          string
 	// Listen is where the agent's API listens (default 127.0.0.1:0 when
 	// the server is on loopback, else :7444).
 	Listen string
@@ -46,14 +49,14 @@ type Config struct {
 
 // Agent runs one host.
 type Agent struct {
-	cfg    Config
-	log    *slog.Logger
-	id     identity
-	cert   tls.Certificate
-	caPool *x509.CertPool
-	hc     *http.Client
-	vms    *registry
-	jobs   jobs
+	cfg   Config
+	log   *slog.Logger
+	id    identity
+	tls   atomic.Pointer[tlsState]
+	hc    *http.Client // to the server; used by the heartbeat loop only
+	certs certCare
+	vms   *registry
+	jobs  jobs
 
 	addr     string // advertised
 	interval time.Duration
@@ -121,10 +124,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.writeQEMUTLS(); err != nil {
 		return fmt.Errorf("lay out the host certificate for QEMU: %w", err)
 	}
-	a.hc = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: a.caPool, Certificates: []tls.Certificate{a.cert}},
-		MaxIdleConnsPerHost: 4,
-	}}
+	a.hc = a.newServerClient()
 	a.vms = newRegistry(filepath.Join(a.cfg.DataDir, "vms"), a.cfg.Driver, a.log, a.changed)
 	if err := a.vms.load(ctx); err != nil {
 		return err
@@ -137,12 +137,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		Handler:           a.handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelDebug),
-		TLSConfig: &tls.Config{
-			MinVersion:   tls.VersionTLS12,
-			Certificates: []tls.Certificate{a.cert},
-			ClientCAs:    a.caPool,
-			ClientAuth:   tls.RequireAndVerifyClientCert,
-		},
+		TLSConfig:         a.listenTLS(),
 	}
 	go func() {
 		if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -237,6 +232,7 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 				a.log.Warn("heartbeat failed; VMs keep running, retrying", "err", err, "failures", failures)
 			}
 		}
+		a.tendCertificate(ctx, err)
 		t := time.NewTimer(a.interval)
 		select {
 		case <-ctx.Done():
@@ -279,6 +275,7 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 		return err
 	}
 	a.ackedSeq, a.needFull = seq, false
+	a.certs.renewAsked = resp.RenewCertificate
 	a.beats++
 	if resp.IntervalSeconds > 0 {
 		a.interval = time.Duration(resp.IntervalSeconds) * time.Second

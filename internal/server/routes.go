@@ -69,6 +69,9 @@ func (s *Server) apiRoutes() []route {
 		route{method: "GET", path: "/api/v1/hosts/{name}", handler: s.getObject(api.KindHost), summary: "Read a host", reply: api.Host{}},
 		route{method: "PATCH", path: "/api/v1/hosts/{name}", handler: s.updateHost, summary: "Change a host." + ifMatchNote, body: api.HostUpdateRequest{}, reply: task},
 		route{method: "DELETE", path: "/api/v1/hosts/{name}", handler: s.deleteObject(api.KindHost), summary: "Remove a host that has no VMs", reply: task},
+		route{method: "POST", path: "/api/v1/hosts/{name}/replace", handler: s.replaceHost,
+			summary: "Revoke a host's certificate at once and make a one-use token that joins a machine as this host (same ID, same VMs)",
+			body:    api.HostReplaceRequest{}, reply: api.HostReplaceResponse{}},
 		route{method: "POST", path: "/api/v1/hosts/{name}/maintenance", handler: s.hostMaintenance, summary: "Enter or exit maintenance mode",
 			body: api.MaintenanceRequest{}, reply: task},
 
@@ -145,8 +148,12 @@ func (s *Server) apiRoutes() []route {
 		route{method: "GET", path: "/api/v1/events", handler: s.streamEvents, summary: "Stream events (server-sent events); resume with Last-Event-ID",
 			reply: api.Event{}, stream: true, query: []param{{"types", "comma-separated event types"}, {"kind", "object kind"}, {"id", "object or task target ID"}, {"after", "resume after this sequence number"}}},
 
-		route{method: "POST", path: "/api/v1/agent/join", handler: s.agentJoin, summary: "A new host joins with a join token and a CSR",
-			body: api.JoinRequest{}, reply: api.JoinResponse{}, public: true},
+		route{method: "POST", path: "/api/v1/agent/join", handler: s.agentJoin,
+			summary: "A new host joins with a join token and a CSR (a token from host replace: the host it was made for joins again)",
+			body:    api.JoinRequest{}, reply: api.JoinResponse{}, public: true},
+		route{method: "POST", path: "/api/v1/agent/renew", handler: s.agentRenew,
+			summary: "A host trades its current certificate (mutual TLS) for a new one; the old one is refused from the host's first call with the new one",
+			body:    api.RenewRequest{}, reply: api.RenewResponse{}, public: true},
 		route{method: "POST", path: "/api/v1/agent/heartbeat", handler: s.agentHeartbeat, summary: "A host reports (host certificate required)",
 			body: api.Heartbeat{}, reply: api.HeartbeatResponse{}, public: true},
 	)
