@@ -187,10 +187,28 @@ func renewDue(c *x509.Certificate) time.Time {
 }
 
 // refused says whether the server turned the host's certificate down (it
-// was revoked, renewed away, or the host removed), as opposed to failing.
+// was revoked or renewed away), as opposed to failing.
 func refused(err error) bool {
 	var ae *api.Error
-	return errors.As(err, &ae) && (ae.Status == http.StatusUnauthorized || ae.Status == http.StatusForbidden)
+	return errors.As(err, &ae) && ae.Status == http.StatusUnauthorized
+}
+
+// removed says whether the server no longer knows the host.
+func removed(err error) bool {
+	var ae *api.Error
+	return errors.As(err, &ae) && ae.Status == http.StatusForbidden
+}
+
+// hostRemoved tells of a host the server no longer has (`vdc host
+// remove`). The agent does not join again on its own, even with a token:
+// the host was taken out on purpose.
+func (a *Agent) hostRemoved(why error) {
+	cc := &a.certs
+	cc.refusals++
+	if cc.refusals == 1 || cc.refusals%30 == 0 {
+		a.log.Error(fmt.Sprintf("host %s was removed from the inventory; to bring this machine back as a new host, stop this agent, "+
+			"move its data dir %s away and start it with a new join token", a.cfg.Name, a.cfg.DataDir), "why", why, "times", cc.refusals)
+	}
 }
 
 // renew trades the current certificate for a new one.
@@ -229,6 +247,9 @@ func (a *Agent) tendCertificate(ctx context.Context, hbErr error) {
 	now := time.Now()
 	leaf := a.certificate().Leaf
 	switch {
+	case removed(hbErr):
+		a.hostRemoved(hbErr)
+		return
 	case refused(hbErr):
 		a.certRefused(ctx, hbErr)
 		return
@@ -243,6 +264,10 @@ func (a *Agent) tendCertificate(ctx context.Context, hbErr error) {
 		return
 	}
 	if err := a.renew(ctx); err != nil {
+		if removed(err) {
+			a.hostRemoved(err)
+			return
+		}
 		if refused(err) {
 			a.certRefused(ctx, err)
 			return

@@ -74,14 +74,13 @@ func (s *Server) join(ctx context.Context, req api.JoinRequest) (resp api.JoinRe
 	if err := s.cache.Sync(ctx); err != nil {
 		return resp, false, err
 	}
-	txn := s.store.Txn()
-	var host *api.Host
+	var host, cur *api.Host
 	if jt.rec.Host != "" {
 		o, ok := s.cache.Get(api.KindHost, jt.rec.Host)
 		if !ok {
 			return resp, false, api.Errorf(api.ErrConflict, "the host this token was made for (by `vdc host replace`) has been removed; join with a token from `vdc host token create`")
 		}
-		cur := o.(*api.Host)
+		cur = o.(*api.Host)
 		if c := cur.Status.Certificate; c == nil || c.Serial != "" || !c.Revoked.Equal(jt.rec.Replaced) {
 			return resp, false, errBadJoinToken() // a later replace, or the join, superseded it
 		}
@@ -90,7 +89,6 @@ func (s *Server) join(ctx context.Context, req api.JoinRequest) (resp api.JoinRe
 				cur.Metadata.Name, cur.Metadata.Name, req.Name)
 		}
 		host = store.Clone(cur)
-		txn.Update(cur, host)
 	} else {
 		if _, ok := s.cache.Lookup(api.KindHost, req.Name); ok {
 			return resp, false, api.Errorf(api.ErrConflict, "host %q already exists, and a join token makes new hosts only; to join a machine as host %q again (reinstalled, or its keys lost), run `vdc host replace %s` and join with the token it prints",
@@ -104,13 +102,18 @@ func (s *Server) join(ctx context.Context, req api.JoinRequest) (resp api.JoinRe
 			Spec:     api.HostSpec{Cluster: api.Ref{ID: jt.rec.Cluster}},
 			Status:   api.HostStatus{Connection: api.HostDisconnected},
 		}
-		txn.Create(host)
 	}
 	certPEM, cert, err := s.issueHostCert(req.CSR, host.Metadata.ID)
 	if err != nil {
 		return resp, false, err
 	}
 	host.Status.Certificate = &api.HostCertificate{Serial: pki.Serial(cert), Issued: time.Now().UTC(), NotAfter: cert.NotAfter}
+	txn := s.store.Txn() // which encodes the host as it is when added
+	if cur != nil {
+		txn.Update(cur, host)
+	} else {
+		txn.Create(host)
+	}
 	jt.spend(txn)
 	replaced := jt.rec.Host != ""
 	t := done(newTask(ctx, opHostJoin, host, nil), map[string]any{"serial": pki.Serial(cert), "notAfter": cert.NotAfter, "replaced": replaced})
