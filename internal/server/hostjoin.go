@@ -253,7 +253,7 @@ func (s *Server) hostOfRequest(r *http.Request) (*api.Host, *x509.Certificate, e
 // peerIsCurrent checks, when the server calls an agent, that the agent's
 // serving certificate is its host's current one.
 func (s *Server) peerIsCurrent(hostID string, cert *x509.Certificate) error {
-	ctx, cancel := context.WithTimeout(s.reqCtx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	h, m, err := s.currentHost(ctx, hostID, pki.Serial(cert))
 	if err == nil && m == certRefused {
