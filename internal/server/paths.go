@@ -24,6 +24,11 @@ func (s *Server) checkDatastorePath(path, hostID string) error {
 	if err := api.ValidateDatastorePath(path); err != nil {
 		return err
 	}
+	// The server's own data (etcd, the CA's key, the admin token) may be
+	// on a host's file system too, as under vdc up.
+	if data, err := filepath.Abs(s.cfg.DataDir); err == nil && api.PathsOverlap(data, path) {
+		return api.Errorf(api.ErrInvalid, "datastore path %s overlaps the server's data directory %s; give a directory of its own", path, data)
+	}
 	var clash *api.Datastore
 	s.cache.Each(api.KindDatastore, func(o api.Object) {
 		ds := o.(*api.Datastore)
