@@ -427,7 +427,7 @@ func (s *Server) createDatastore(w http.ResponseWriter, r *http.Request) {
 		ds.Spec.Host = api.Ref{ID: h.GetMeta().ID}
 	}
 	if err := s.checkDatastorePath(req.Path, ds.Spec.Host.ID); err != nil {
-		fail(w, fmt.Errorf("create datastore %s: %w", req.Name, err))
+		fail(w, err)
 		return
 	}
 	s.createInline(w, r, ds)
