@@ -141,7 +141,7 @@ func (u *imageUpload) runWith(ctx context.Context, g *globals, c *client.Client)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(g.stdout, "image %s uploaded (%s, %s) to datastore %s\n", u.name, img.Spec.Type, imageSize(img), img.Spec.Datastore)
+	fmt.Fprintln(g.stdout, safe(fmt.Sprintf("image %s uploaded (%s, %s) to datastore %s", u.name, img.Spec.Type, imageSize(img), img.Spec.Datastore)))
 	return nil
 }
 
