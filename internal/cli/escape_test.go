@@ -25,7 +25,7 @@ const (
 func TestSafe(t *testing.T) {
 	for in, want := range map[string]string{
 		"plain":         "plain",
-		"Grüße 東京 🚀":   "Grüße 東京 🚀",
+		"Grüße 東京 🚀":    "Grüße 東京 🚀",
 		hostile:         `ok\x1b[2J\x1b]0;pwned\a`,
 		bidi:            `invoice\u202efdp.exe`,
 		"two\nlines\t!": `two\nlines\t!`,
