@@ -81,7 +81,7 @@ func (s *Server) validateImageSource(src, dc string) error {
 		}
 		return api.ValidateText("image URL", src)
 	}
-	_, err := s.checkHostFileOr("image source", src, "an http(s) URL or a file in a datastore", func(o api.Object) bool { return datacenterOf(o) == dc })
+	_, err := s.checkHostFile("image source", src, "an http(s) URL or a file in a datastore", "; upload other files (vdc image import FILE uploads a file of its machine)", func(o api.Object) bool { return datacenterOf(o) == dc })
 	return err
 }
 

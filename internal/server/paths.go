@@ -80,13 +80,10 @@ func (s *Server) datastoreOf(p string) string {
 // clean, plain text and a file in one of the datastores keep accepts. The
 // message is the same whether the path exists or not, and whatever it is
 // outside the datastores: the answer tells nothing of the host's files.
-func (s *Server) checkHostFile(what, p string, keep func(api.Object) bool) (*api.Datastore, error) {
-	return s.checkHostFileOr(what, p, "a file in a datastore", keep)
-}
-
-// checkHostFileOr is checkHostFile with the message saying what p may be
-// instead ("an http(s) URL or a file in a datastore").
-func (s *Server) checkHostFileOr(what, p, want string, keep func(api.Object) bool) (*api.Datastore, error) {
+//
+// want says what p may be ("a file in a datastore", "an http(s) URL or a
+// file in a datastore"); hint, what to do about a file elsewhere.
+func (s *Server) checkHostFile(what, p, want, hint string, keep func(api.Object) bool) (*api.Datastore, error) {
 	if err := api.ValidateText(what, p); err != nil {
 		return nil, err
 	}
@@ -95,7 +92,7 @@ func (s *Server) checkHostFileOr(what, p, want string, keep func(api.Object) boo
 	}
 	ds, ok := s.datastoreHolding(p, keep)
 	if !ok {
-		return nil, api.Errorf(api.ErrInvalid, "%s %s is not %s%s", what, p, want, s.datastoreHint(keep))
+		return nil, api.Errorf(api.ErrInvalid, "%s %s is not %s%s%s", what, p, want, s.datastoreHint(keep), hint)
 	}
 	return ds, nil
 }

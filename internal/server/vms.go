@@ -255,7 +255,11 @@ func (s *Server) buildVM(req *api.VMCreateRequest) (*api.VM, *api.Cluster, strin
 		if !filepath.IsAbs(p) {
 			continue // none, or a registered image
 		}
-		ds, err := s.checkHostFile(what, p, inDC)
+		hint := "; copy the ISO into a datastore"
+		if what == "image" {
+			hint = "; copy it into a datastore, or upload it (vdc image import FILE --name NAME, then --image NAME)"
+		}
+		ds, err := s.checkHostFile(what, p, "a file in a datastore", hint, inDC)
 		if err != nil {
 			return nil, nil, "", err
 		}
