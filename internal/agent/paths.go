@@ -157,7 +157,7 @@ func (a *Agent) checkVMFiles(cfg hypervisor.VMConfig) error {
 		if _, err := os.Lstat(d.Path); err == nil {
 			continue
 		}
-		if _, err := a.readableFile("image", d.Source); err != nil {
+		if err := a.datastoreFile("image", d.Source); err != nil {
 			return fmt.Errorf("disk %s: %w", d.Name, err)
 		}
 	}
@@ -169,11 +169,27 @@ func (a *Agent) checkVMFiles(cfg hypervisor.VMConfig) error {
 		if p == "" {
 			continue
 		}
-		if _, err := a.readableFile(what, p); err != nil {
+		if err := a.datastoreFile(what, p); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// datastoreFile checks a file the driver is to read: in a datastore (its
+// folder resolved), and if it is there, a regular file there, symlinks
+// resolved. One that is missing is the driver's to report (the sim
+// driver models files it never writes): its folder is in a datastore, so
+// that says nothing of what lies outside.
+func (a *Agent) datastoreFile(what, p string) error {
+	if _, err := a.checkPath(what, p, false); err != nil {
+		return err
+	}
+	if _, err := os.Lstat(p); err != nil {
+		return nil
+	}
+	_, err := a.readableFile(what, p)
+	return err
 }
 
 // isURL says whether an image source is fetched rather than read.
