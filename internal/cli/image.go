@@ -317,12 +317,22 @@ func importByUpload(ctx context.Context, g *globals, req api.ImageImportRequest,
 	if err != nil {
 		return fail(err)
 	}
-	if f := imageFileOf(img, "disk"); req.SHA256 != "" && (f == nil || !strings.EqualFold(f.SHA256, req.SHA256)) {
-		got := ""
-		if f != nil {
-			got = f.SHA256
+	f := imageFileOf(img, "disk")
+	if f == nil {
+		return fail(errors.New("the server kept no disk file"))
+	}
+	if req.SHA256 != "" && !strings.EqualFold(f.SHA256, req.SHA256) {
+		return fail(fmt.Errorf("it has SHA-256 %s, not %s as expected", f.SHA256, req.SHA256))
+	}
+	// What a host would check on an import from a datastore file.
+	switch img.Status.Format {
+	case "qcow2":
+	case "raw":
+		if n := int64(f.SizeBytes); n < 1<<20 || n%512 != 0 {
+			return fail(fmt.Errorf("it is not a disk image: as raw it would be %d bytes, not a whole number of 512-byte sectors of at least 1 MiB", n))
 		}
-		return fail(fmt.Errorf("it has SHA-256 %s, not %s as expected", got, req.SHA256))
+	default:
+		return fail(fmt.Errorf("it is a %s image; import qcow2 or raw images (convert others with vdc import disk)", safe(img.Status.Format)))
 	}
 	fmt.Fprintln(g.stdout, safe(fmt.Sprintf("image %s imported (%s, %s), uploaded to datastore %s", req.Name, img.Status.Format, img.Status.VirtualSize, img.Spec.Datastore)))
 	return nil
