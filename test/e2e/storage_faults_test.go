@@ -110,14 +110,14 @@ func TestCloudImagesAndSeeds(t *testing.T) {
 	}
 	// A file that is in no datastore is uploaded by the CLI; one in a
 	// datastore is copied by a host.
-	if out := cl.vdc("image", "import", raw); !strings.Contains(out, "image plain imported (raw, 8 MiB)") || !strings.Contains(out, "uploading it") {
+	if out := cl.vdc("image", "import", raw); !strings.Contains(out, "image plain imported (raw, 8 MiB)") || !strings.Contains(out, "uploaded to datastore") {
 		t.Fatalf("import from a file here: %s", out)
 	}
 	inDS := cl.datastoreFile("plain2.img")
 	if err := os.WriteFile(inDS, make([]byte, 8<<20), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out := cl.vdc("image", "import", inDS); !strings.Contains(out, "image plain2 imported (raw, 8 MiB)") || strings.Contains(out, "uploading") {
+	if out := cl.vdc("image", "import", inDS); !strings.Contains(out, "image plain2 imported (raw, 8 MiB)") || strings.Contains(out, "uploaded") {
 		t.Fatalf("import from a file in a datastore: %s", out)
 	}
 	// The probe of the security issue: host files are not the API's to
