@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 
@@ -83,5 +84,40 @@ func TestControlCharactersAreRefused(t *testing.T) {
 		CloudInit: &api.CloudInit{UserData: "#cloud-config\r\npackages:\n\t- nginx\n"}}))
 	if got := d.vm("intl").Spec.Description; got != "Grüße aus 東京 — ok 🚀" {
 		t.Fatalf("description stored as %q", got)
+	}
+}
+
+// A foreign OVF package is not refused for control characters in its
+// text: they become U+FFFD, with a warning, and the VM's description is
+// plain text.
+func TestImportSanitizesForeignText(t *testing.T) {
+	d := newDC(t, 1)
+	ctx := context.Background()
+	desc, err := os.ReadFile("../ovf/testdata/export-1.0.ovf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// XML cannot hold ESC, but it can hold C1 controls (U+009B is CSI on
+	// some terminals, U+0085 a line break), DEL and bidi overrides.
+	evil := strings.Replace(string(desc), "a &lt;web&gt; server", "evil\u009b2J\u202eannotation\nline two &#x85;&#x7f; end", 1)
+	if evil == string(desc) {
+		t.Fatal("the test descriptor has no annotation to change")
+	}
+	_, plan, err := d.c.Import(ctx, api.ImportRequest{Format: "ovf", Descriptor: evil, DryRun: true})
+	if err != nil {
+		t.Fatalf("a package with control characters in its annotation is refused: %v", err)
+	}
+	if got, want := plan.VMs[0].Description, "evil\ufffd2J\ufffdannotation line two \ufffd\ufffd end"; got != want {
+		t.Errorf("description %q, want %q", got, want)
+	}
+	if err := api.ValidateText("description", plan.VMs[0].Description); err != nil {
+		t.Errorf("the sanitized description is still refused: %v", err)
+	}
+	warned := false
+	for _, w := range plan.Warnings {
+		warned = warned || strings.Contains(w, "replaced with U+FFFD: annotation of vm web1 (4)")
+	}
+	if !warned {
+		t.Errorf("no warning about the replaced characters: %q", plan.Warnings)
 	}
 }
