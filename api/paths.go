@@ -16,10 +16,12 @@ import (
 // be in: the operating system's own files and the kernel's views.
 var systemTrees = []string{"bin", "boot", "dev", "etc", "proc", "sbin", "sys", "usr"}
 
-// systemTops are top-level directories that may hold datastores (a
-// mount under /mnt, /srv/vdc, /var/lib/vdc, a temporary directory under
-// /tmp) but are not one themselves.
-var systemTops = []string{"home", "media", "mnt", "opt", "root", "run", "srv", "tmp", "var"}
+// systemTops are top-level directories that may hold datastores
+// (/var/lib/vdc, a temporary directory under /tmp, /home/lab/ds) but are
+// not one themselves: they hold the system's and users' other files.
+// /mnt, /media and /srv may be datastores: a data disk or an NFS export
+// is often mounted right there.
+var systemTops = []string{"home", "opt", "root", "run", "tmp", "var"}
 
 // SystemPath says why a clean absolute path is no place for a datastore
 // ("" when it is fine): the root, a top-level directory of the system

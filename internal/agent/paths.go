@@ -118,7 +118,10 @@ func (a *Agent) checkPath(what, p string, read bool) (string, error) {
 		}
 		return false
 	}
-	if !inside(p, false) {
+	// A file to write must be in a datastore as written, and as resolved;
+	// a file to read, as resolved (a symlink into a datastore is fine: an
+	// ISO an older version attached from elsewhere can be moved into one).
+	if !read && !inside(p, false) {
 		return "", a.errNotInDatastore(what, p)
 	}
 	var resolved string
@@ -182,13 +185,12 @@ func (a *Agent) checkVMFiles(cfg hypervisor.VMConfig) error {
 // driver models files it never writes): its folder is in a datastore, so
 // that says nothing of what lies outside.
 func (a *Agent) datastoreFile(what, p string) error {
-	if _, err := a.checkPath(what, p, false); err != nil {
-		return err
+	var err error
+	if _, lerr := os.Lstat(p); lerr == nil {
+		_, err = a.readableFile(what, p)
+	} else {
+		_, err = a.checkPath(what, p, false)
 	}
-	if _, err := os.Lstat(p); err != nil {
-		return nil
-	}
-	_, err := a.readableFile(what, p)
 	return err
 }
 

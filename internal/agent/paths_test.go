@@ -114,6 +114,18 @@ func TestReadableFileStaysInDatastores(t *testing.T) {
 	if err := a.checkVMFiles(cfg); err != nil {
 		t.Errorf("a disk made from a datastore file: %v", err)
 	}
+	// An ISO an older version attached from elsewhere, moved into a
+	// datastore with a symlink left behind, is found there.
+	old := filepath.Join(dir, "old.iso")
+	os.Symlink(inside, old)
+	cfg.Disks[0].Source, cfg.CDROM = "", old
+	if err := a.checkVMFiles(cfg); err != nil {
+		t.Errorf("an ISO symlinked into a datastore: %v", err)
+	}
+	cfg.CDROM = filepath.Join(dir, "missing.iso")
+	if err := a.checkVMFiles(cfg); err == nil || !strings.Contains(err.Error(), "is not a file in a datastore") {
+		t.Errorf("a missing ISO outside the datastores: %v", err)
+	}
 }
 
 // The import call refuses host files outside datastores before any job
