@@ -145,6 +145,9 @@ func validateImport(req *api.ImportRequest) error {
 	if req.Descriptor != "" && req.Format == api.ImportFormatDisk {
 		return api.Errorf(api.ErrInvalid, "a disk import has no descriptor")
 	}
+	if err := api.ValidateText("url", req.URL); err != nil {
+		return err
+	}
 	if req.URL != "" {
 		u, err := url.Parse(req.URL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
