@@ -64,6 +64,7 @@ type Agent struct {
 
 	mu         sync.Mutex
 	datastores []api.DatastoreToCheck
+	refused    map[string]string // datastore ID -> why this host does not use it
 
 	ha *haState
 
@@ -329,7 +330,11 @@ func (a *Agent) checkDatastores() []api.DatastoreSeen {
 	for _, ds := range dss {
 		seen := api.DatastoreSeen{ID: ds.ID}
 		var st syscall.Statfs_t
-		if fi, err := os.Stat(ds.Path); err != nil {
+		_, rerr := a.datastoreRoot(ds)
+		a.noteRefused(ds, rerr)
+		if rerr != nil {
+			seen.Error = rerr.Error()
+		} else if fi, err := os.Stat(ds.Path); err != nil {
 			seen.Error = err.Error()
 		} else if !fi.IsDir() {
 			seen.Error = ds.Path + " is not a directory"
@@ -343,6 +348,31 @@ func (a *Agent) checkDatastores() []api.DatastoreSeen {
 		out = append(out, seen)
 	}
 	return out
+}
+
+// noteRefused logs, once per change, that a datastore is refused (a
+// system directory, the agent's own data) or usable again.
+func (a *Agent) noteRefused(ds api.DatastoreToCheck, err error) {
+	if err != nil && !errors.Is(err, api.ErrInvalid) {
+		return // not there (yet): reported as unreachable
+	}
+	why := ""
+	if err != nil {
+		why = err.Error()
+	}
+	a.mu.Lock()
+	old := a.refused[ds.ID]
+	if a.refused == nil {
+		a.refused = map[string]string{}
+	}
+	a.refused[ds.ID] = why
+	a.mu.Unlock()
+	switch {
+	case why != "" && why != old:
+		a.log.Warn("datastore refused", "datastore", ds.ID, "path", ds.Path, "err", err)
+	case why == "" && old != "":
+		a.log.Info("datastore usable again", "datastore", ds.ID, "path", ds.Path)
+	}
 }
 
 func (a *Agent) post(ctx context.Context, path string, in, out any) error {

@@ -3,6 +3,7 @@ package agent
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 
@@ -24,6 +25,10 @@ func (a *Agent) handler() http.Handler {
 		}
 		if cfg.ID != r.PathValue("id") {
 			fail(w, api.Errorf(api.ErrInvalid, "VM config ID %q does not match the path", cfg.ID))
+			return
+		}
+		if err := a.checkVMFiles(cfg); err != nil {
+			fail(w, fmt.Errorf("define vm %s: %w", cfg.Name, err))
 			return
 		}
 		st, err := a.vms.define(r.Context(), cfg)

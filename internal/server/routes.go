@@ -116,7 +116,7 @@ func (s *Server) apiRoutes() []route {
 			reply: task, status: http.StatusAccepted},
 
 		route{method: "POST", path: "/api/v1/images/import", handler: s.importImage,
-			summary: "Import a disk image (qcow2 or raw cloud image) from a URL or a path on the hosts", body: api.ImageImportRequest{}, reply: task, status: http.StatusAccepted},
+			summary: "Import a disk image (qcow2 or raw cloud image) from a URL or a file in a datastore", body: api.ImageImportRequest{}, reply: task, status: http.StatusAccepted},
 		route{method: "GET", path: "/api/v1/images", handler: s.listObjects(api.KindImage), summary: "List images", reply: listOf(api.Image{})},
 		route{method: "POST", path: "/api/v1/images", handler: s.createImage, summary: "Register an image; then upload its files", body: api.ImageCreateRequest{}, reply: task},
 		route{method: "GET", path: "/api/v1/images/{name}", handler: s.getObject(api.KindImage), summary: "Read an image", reply: api.Image{}},

@@ -312,6 +312,35 @@ func (cl *cluster) inventoryN(n int) {
 	cl.waitConnected(names...)
 }
 
+// datastoreFile is where a test puts a file that VMs are made from by
+// path (vm create --image FILE, --cdrom FILE, image import FILE): hosts
+// read no file outside their datastores.
+func (cl *cluster) datastoreFile(name string) string {
+	cl.t.Helper()
+	p := filepath.Join(cl.dir, "datastore1", "files", name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		cl.t.Fatal(err)
+	}
+	return p
+}
+
+// copyToDatastore copies a file made elsewhere into datastore1.
+func (cl *cluster) copyToDatastore(src string) string {
+	cl.t.Helper()
+	dst := cl.datastoreFile(filepath.Base(src))
+	if err := os.Link(src, dst); err == nil {
+		return dst
+	}
+	b, err := os.ReadFile(src)
+	if err == nil {
+		err = os.WriteFile(dst, b, 0o644)
+	}
+	if err != nil {
+		cl.t.Fatal(err)
+	}
+	return dst
+}
+
 // childPIDs lists the processes whose parent is pid, in PID order.
 func childPIDs(t *testing.T, pid int) []int {
 	ents, err := os.ReadDir("/proc")
