@@ -1,8 +1,8 @@
 package api
 
 // The agent side of /api/v1/agent: what a host sends the server. These calls
-// authenticate with the host's client certificate, except join, which
-// presents a join token.
+// authenticate with the host's current client certificate, except join,
+// which presents a join token.
 
 // JoinRequest is the body of POST /api/v1/agent/join.
 type JoinRequest struct {
@@ -15,6 +15,20 @@ type JoinRequest struct {
 // JoinResponse gives the host its identity and certificate.
 type JoinResponse struct {
 	HostID      string `json:"hostId"`
+	Certificate string `json:"certificate"` // PEM, signed by the CA
+	CA          string `json:"ca"`          // PEM
+}
+
+// RenewRequest is the body of POST /api/v1/agent/renew: a host asks for a
+// new certificate, authenticated by its current one.
+type RenewRequest struct {
+	// CSR is the PEM certificate signing request for the host's new key.
+	CSR string `json:"csr"`
+}
+
+// RenewResponse is the host's new certificate. From the host's first call
+// with it, its old certificate is refused.
+type RenewResponse struct {
 	Certificate string `json:"certificate"` // PEM, signed by the CA
 	CA          string `json:"ca"`          // PEM
 }
@@ -88,6 +102,10 @@ type HeartbeatResponse struct {
 	// restarted them while it was cut off): stop them and forget them,
 	// leaving their disks.
 	Drop []string `json:"drop,omitempty"`
+	// RenewCertificate asks the host to renew its certificate now: it
+	// lives longer than the server issues them today (one from before
+	// certificates were short-lived, or the server's --host-cert-ttl went down).
+	RenewCertificate bool `json:"renewCertificate,omitempty"`
 }
 
 type DatastoreToCheck struct {

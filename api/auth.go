@@ -22,6 +22,21 @@ type JoinToken struct {
 	Cluster Ref       `json:"cluster"`
 }
 
+// HostReplaceRequest is the body of POST /api/v1/hosts/{name}/replace.
+type HostReplaceRequest struct {
+	// TTLSeconds is how long the join token is valid (default 1h).
+	TTLSeconds int `json:"ttlSeconds,omitempty"`
+}
+
+// HostReplaceResponse answers a host replace: the host's certificate is
+// revoked, and Token (valid once, for joining as this host only) gives the
+// machine that joins with it a new certificate for the same host ID.
+type HostReplaceResponse struct {
+	Task  *Task     `json:"task"`
+	Token JoinToken `json:"token"`
+	Host  Ref       `json:"host"`
+}
+
 // Version is the body of GET /api/v1/version.
 type Version struct {
 	Version  string `json:"version"`

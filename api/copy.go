@@ -34,6 +34,10 @@ func DeepCopy[T Object](o T) T {
 		c := *v
 		c.Metadata = v.Metadata.copy()
 		c.Status.Datastores = slices.Clone(v.Status.Datastores)
+		if v.Status.Certificate != nil {
+			hc := *v.Status.Certificate
+			c.Status.Certificate = &hc
+		}
 		out = &c
 	case *Task:
 		c := *v

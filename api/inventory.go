@@ -91,12 +91,32 @@ type HostStatus struct {
 	// for the cluster's failure detection time) and restarted its VMs
 	// elsewhere; zero once it is back.
 	FailedAt time.Time `json:"failedAt,omitzero"`
+	// Certificate is the host's current certificate: the server accepts
+	// no other for this host.
+	Certificate *HostCertificate `json:"certificate,omitempty"`
 
 	// Computed when read: vCPUs and memory of the host's powered-on VMs, and
 	// the number of VMs registered on it.
 	UsedCPUs   int  `json:"usedCpus"`
 	UsedMemory Size `json:"usedMemoryBytes"`
 	VMs        int  `json:"vms"`
+}
+
+// HostCertificate is what the server knows of the certificate a host
+// authenticates with. The host renews it on its own before it expires;
+// `vdc host replace` revokes it.
+type HostCertificate struct {
+	// Serial is the current certificate's serial number (hex); empty
+	// while the host is revoked, until it joins again.
+	Serial   string    `json:"serial,omitempty"`
+	Issued   time.Time `json:"issued,omitzero"`
+	NotAfter time.Time `json:"notAfter,omitzero"`
+	// Previous is the serial the host renewed from. It is still accepted
+	// until the host first uses the new certificate, so that a renewal
+	// whose answer was lost can be tried again.
+	Previous string `json:"previous,omitempty"`
+	// Revoked is when `vdc host replace` revoked the host's certificate.
+	Revoked time.Time `json:"revoked,omitzero"`
 }
 
 // Datastore is a directory that holds VM disks: shared by every host of its

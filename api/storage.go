@@ -124,10 +124,11 @@ const (
 
 // ImageImportRequest is the body of POST /api/v1/images/import: a disk
 // image (qcow2 or raw, e.g. a cloud image) fetched by a host from a URL or
-// copied from a path on the hosts.
+// copied from a file in a datastore (files elsewhere are uploaded: vdc
+// image upload).
 type ImageImportRequest struct {
 	Name        string            `json:"name"`
-	Source      string            `json:"source"` // http(s):// URL or absolute path on the hosts
+	Source      string            `json:"source"` // http(s):// URL or absolute path of a file in a datastore
 	Datastore   string            `json:"datastore,omitempty"`
 	Description string            `json:"description,omitempty"`
 	Labels      map[string]string `json:"labels,omitempty"`

@@ -37,8 +37,8 @@ type VMSpec struct {
 	Image Ref `json:"image,omitzero"`
 	// Boot, for VMs made from a kernel image, boots its kernel directly.
 	Boot *VMBoot `json:"boot,omitempty"`
-	// CDROM is the path of an ISO image on the hosts, attached as a CD-ROM
-	// and booted first.
+	// CDROM is the path of an ISO image in a datastore, attached as a
+	// CD-ROM and booted first.
 	CDROM string `json:"cdrom,omitempty"`
 	// VNC turns on a VNC display (listening on the host).
 	VNC bool `json:"vnc,omitempty"`
@@ -81,6 +81,11 @@ type VMDisk struct {
 	// (copied, or with Linked the read-only base of a thin overlay).
 	Source string `json:"source,omitempty"`
 	Linked bool   `json:"linked,omitempty"`
+	// ForeignSource says Source is a file the user named (vm create
+	// --image PATH), not one vdc made or checked: the host checks it as a
+	// foreign image (no backing files, no stray extents) when it makes the
+	// disk, though it lies on a datastore.
+	ForeignSource bool `json:"foreignSource,omitempty"`
 	// Thick disks are allocated in full when made.
 	Thick bool `json:"thick,omitempty"`
 	// Slot is the spare PCIe root port a virtio disk hot-plugged into a
@@ -179,12 +184,13 @@ type VMCreateRequest struct {
 	// PowerOn starts the VM once it is created.
 	PowerOn bool `json:"powerOn,omitempty"`
 	// Image is a registered image (a kernel image such as "test", or a disk
-	// image), or the absolute path of a disk file (qcow2, raw...) on the
-	// hosts. A disk image becomes the first disk: copied, or with Linked a
-	// thin overlay on it.
+	// image), or the absolute path of a disk file (qcow2, raw...) in a
+	// datastore of the VM's datacenter. A disk image becomes the first
+	// disk: copied, or with Linked a thin overlay on it.
 	Image  string `json:"image,omitempty"`
 	Linked bool   `json:"linked,omitempty"`
-	// CDROM is the absolute path of an ISO image on the hosts.
+	// CDROM is the absolute path of an ISO image in a datastore of the
+	// VM's datacenter.
 	CDROM string `json:"cdrom,omitempty"`
 	VNC   bool   `json:"vnc,omitempty"`
 	// HAPriority: high, medium (default), low or disabled.

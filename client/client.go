@@ -209,6 +209,14 @@ func (c *Client) CreateJoinToken(ctx context.Context, req api.JoinTokenRequest) 
 	return &t, err
 }
 
+// ReplaceHost revokes a host's certificate and returns the one-use token
+// that joins a machine as that host again.
+func (c *Client) ReplaceHost(ctx context.Context, name string, req api.HostReplaceRequest) (*api.HostReplaceResponse, error) {
+	var r api.HostReplaceResponse
+	err := c.Do(ctx, Request{Method: http.MethodPost, Path: "/" + api.KindHost + "/" + url.PathEscape(name) + "/replace", Body: req}, &r)
+	return &r, err
+}
+
 // Version asks the server what it runs.
 func (c *Client) Version(ctx context.Context) (*api.Version, error) {
 	var v api.Version

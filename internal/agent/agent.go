@@ -3,8 +3,6 @@ package agent
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -31,9 +30,13 @@ import (
 // Config of one host agent.
 type Config struct {
 	ServerURL string
-	JoinToken string // needed only until the host has joined
-	DataDir   string
-	Name      string
+	// JoinToken is needed only until the host has joined, and to join
+	// again as the same host after `vdc host replace`. JoinTokenFile,
+	// when set instead, holds it (read when needed).
+	JoinToken     string
+	JoinTokenFile string
+	DataDir       string
+	Name          string
 	// Listen is where the agent's API listens (default 127.0.0.1:0 when
 	// the server is on loopback, else :7444).
 	Listen string
@@ -51,14 +54,14 @@ type Config struct {
 
 // Agent runs one host.
 type Agent struct {
-	cfg    Config
-	log    *slog.Logger
-	id     identity
-	cert   tls.Certificate
-	caPool *x509.CertPool
-	hc     *http.Client
-	vms    *registry
-	jobs   jobs
+	cfg   Config
+	log   *slog.Logger
+	id    identity
+	tls   atomic.Pointer[tlsState]
+	hc    *http.Client // to the server; used by the heartbeat loop only
+	certs certCare
+	vms   *registry
+	jobs  jobs
 
 	addr     string // advertised
 	interval time.Duration
@@ -66,6 +69,7 @@ type Agent struct {
 
 	mu         sync.Mutex
 	datastores []api.DatastoreToCheck
+	refused    map[string]string // datastore ID -> why this host does not use it
 
 	ha *haState
 
@@ -126,11 +130,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.writeQEMUTLS(); err != nil {
 		return fmt.Errorf("lay out the host certificate for QEMU: %w", err)
 	}
-	a.hc = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		TLSClientConfig:     pki.Harden(&tls.Config{RootCAs: a.caPool, Certificates: []tls.Certificate{a.cert}}),
-		MaxIdleConnsPerHost: 4,
-		IdleConnTimeout:     netguard.ClientIdleTimeout,
-	}}
+	a.hc = a.newServerClient()
 	a.vms = newRegistry(filepath.Join(a.cfg.DataDir, "vms"), a.cfg.Driver, a.log, a.changed)
 	if err := a.vms.load(ctx); err != nil {
 		return err
@@ -142,11 +142,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	// As on the server: no write or whole-request read timeout, for
 	// multi-GB transfers and consoles.
 	srv := a.cfg.Limits.Server(a.handler(), a.log)
-	srv.TLSConfig = pki.Harden(&tls.Config{
-		Certificates: []tls.Certificate{a.cert},
-		ClientCAs:    a.caPool,
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-	})
+	srv.TLSConfig = a.listenTLS()
 	go func() {
 		if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.log.Error("agent API stopped", "err", err)
@@ -240,6 +236,7 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 				a.log.Warn("heartbeat failed; VMs keep running, retrying", "err", err, "failures", failures)
 			}
 		}
+		a.tendCertificate(ctx, err)
 		t := time.NewTimer(a.interval)
 		select {
 		case <-ctx.Done():
@@ -282,6 +279,7 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 		return err
 	}
 	a.ackedSeq, a.needFull = seq, false
+	a.certs.renewAsked = resp.RenewCertificate
 	a.beats++
 	if resp.IntervalSeconds > 0 {
 		a.interval = time.Duration(resp.IntervalSeconds) * time.Second
@@ -335,7 +333,11 @@ func (a *Agent) checkDatastores() []api.DatastoreSeen {
 	for _, ds := range dss {
 		seen := api.DatastoreSeen{ID: ds.ID}
 		var st syscall.Statfs_t
-		if fi, err := os.Stat(ds.Path); err != nil {
+		_, rerr := a.datastoreRoot(ds)
+		a.noteRefused(ds, rerr)
+		if rerr != nil {
+			seen.Error = rerr.Error()
+		} else if fi, err := os.Stat(ds.Path); err != nil {
 			seen.Error = err.Error()
 		} else if !fi.IsDir() {
 			seen.Error = ds.Path + " is not a directory"
@@ -349,6 +351,31 @@ func (a *Agent) checkDatastores() []api.DatastoreSeen {
 		out = append(out, seen)
 	}
 	return out
+}
+
+// noteRefused logs, once per change, that a datastore is refused (a
+// system directory, the agent's own data) or usable again.
+func (a *Agent) noteRefused(ds api.DatastoreToCheck, err error) {
+	if err != nil && !errors.Is(err, api.ErrInvalid) {
+		return // not there (yet): reported as unreachable
+	}
+	why := ""
+	if err != nil {
+		why = err.Error()
+	}
+	a.mu.Lock()
+	old := a.refused[ds.ID]
+	if a.refused == nil {
+		a.refused = map[string]string{}
+	}
+	a.refused[ds.ID] = why
+	a.mu.Unlock()
+	switch {
+	case why != "" && why != old:
+		a.log.Warn("datastore refused", "datastore", ds.ID, "path", ds.Path, "err", err)
+	case why == "" && old != "":
+		a.log.Info("datastore usable again", "datastore", ds.ID, "path", ds.Path)
+	}
 }
 
 func (a *Agent) post(ctx context.Context, path string, in, out any) error {

@@ -34,6 +34,10 @@ type Client struct {
 	// agent that restarted listens on a new port, and a long task still
 	// holds the old one.
 	Address func(hostID string) string
+	// CheckPeer, when set, vets a host's serving certificate once the CA
+	// has verified it: that it is the host's current one, not one revoked
+	// or renewed away.
+	CheckPeer func(hostID string, cert *x509.Certificate) error
 }
 
 // NewClient uses the server's certificate (CN vdc-server) to call agents.
@@ -57,6 +61,15 @@ func (c *Client) transport(hostID string) *http.Transport {
 				Certificates: []tls.Certificate{c.cert},
 				// The host is known by its ID, whatever address it has today.
 				ServerName: pki.HostDNSName(hostID),
+				VerifyConnection: func(cs tls.ConnectionState) error {
+					if c.CheckPeer == nil || len(cs.PeerCertificates) == 0 {
+						return nil
+					}
+					if err := c.CheckPeer(hostID, cs.PeerCertificates[0]); err != nil {
+						return fmt.Errorf("host %s: %w", hostID, err)
+					}
+					return nil
+				},
 			}),
 			MaxIdleConnsPerHost: 16,
 			IdleConnTimeout:     netguard.ClientIdleTimeout,
@@ -64,6 +77,20 @@ func (c *Client) transport(hostID string) *http.Transport {
 		c.transports[hostID] = t
 	}
 	return t
+}
+
+// Forget closes the idle connections to a host, made with certificates
+// that may no longer be good.
+func (c *Client) Forget(hostID string) {
+	c.mu.Lock()
+	t := c.transports[hostID]
+	c.mu.Unlock()
+	if t != nil {
+		t.CloseIdleConnections()
+	}
+	if b, ok := bulkTransports.Load(fmt.Sprintf("%p/%s", c, hostID)); ok {
+		b.(*http.Transport).CloseIdleConnections()
+	}
 }
 
 // send makes a request of a host's agent over transport and returns the

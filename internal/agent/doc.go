@@ -1,5 +1,6 @@
 // Package agent is the host agent (`vdc agent`): it joins the management
-// server once with a join token, then heartbeats over mutual TLS, keeps a
+// server once with a join token, then heartbeats over mutual TLS (renewing
+// its short-lived certificate as it goes, see certs.go), keeps a
 // registry of the VMs defined on its host in its data dir, and serves the
 // server's requests (define, power, delete) through a hypervisor driver.
 // VMs outlive the agent: a restarted agent re-attaches to them.

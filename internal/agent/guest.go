@@ -47,21 +47,28 @@ func (a *Agent) guestRoutes(mux *http.ServeMux) {
 // refusing anything that would leave it.
 func (a *Agent) datastorePath(id, rel string) (string, error) {
 	a.mu.Lock()
-	var root string
-	for _, ds := range a.datastores {
-		if ds.ID == id {
-			root = ds.Path
+	var ds *api.DatastoreToCheck
+	for i := range a.datastores {
+		if a.datastores[i].ID == id {
+			ds = &a.datastores[i]
 		}
 	}
 	a.mu.Unlock()
-	if root == "" {
+	if ds == nil {
 		return "", api.Errorf(api.ErrNotFound, "this host does not know datastore %s", id)
+	}
+	if _, err := a.datastoreRoot(*ds); err != nil {
+		return "", api.Errorf(api.ErrConflict, "host %s does not use datastore %s: %v", a.cfg.Name, id, err)
 	}
 	clean := filepath.Clean("/" + rel)
 	if rel == "" || strings.Contains(rel, "..") || clean == "/" {
 		return "", api.Errorf(api.ErrInvalid, "bad file path %q", rel)
 	}
-	return filepath.Join(root, clean), nil
+	p := filepath.Join(ds.Path, clean)
+	if err := a.inDatastore(p); err != nil {
+		return "", err
+	}
+	return p, nil
 }
 
 // PUT /agent/v1/datastores/{id}/files?path=images/test/kernel: the body

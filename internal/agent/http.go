@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"reflect"
@@ -27,6 +28,10 @@ func (a *Agent) handler() http.Handler {
 		}
 		if cfg.ID != r.PathValue("id") {
 			fail(w, api.Errorf(api.ErrInvalid, "VM config ID %q does not match the path", cfg.ID))
+			return
+		}
+		if err := a.checkVMFiles(cfg); err != nil {
+			fail(w, fmt.Errorf("define vm %s: %w", cfg.Name, err))
 			return
 		}
 		st, err := a.vms.define(r.Context(), cfg)

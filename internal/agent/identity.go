@@ -32,7 +32,9 @@ func (a *Agent) pkiPath(f string) string {
 }
 
 // loadOrJoin returns the host's identity and TLS material, joining the
-// server with the join token the first time.
+// server with the join token the first time, and again when the
+// certificate has expired and the agent was given a token (one from
+// `vdc host replace`).
 func (a *Agent) loadOrJoin(ctx context.Context) error {
 	b, err := os.ReadFile(a.identityPath())
 	switch {
@@ -44,27 +46,64 @@ func (a *Agent) loadOrJoin(ctx context.Context) error {
 			return fmt.Errorf("data dir %s belongs to host %q, not %q", a.cfg.DataDir, a.id.Name, a.cfg.Name)
 		}
 	case errors.Is(err, os.ErrNotExist):
-		if a.cfg.JoinToken == "" {
-			return fmt.Errorf("host %q has not joined yet: give --join-token (create one with `vdc host token create`)", a.cfg.Name)
+		tok, err := a.joinToken()
+		if err != nil {
+			return err
 		}
-		if err := a.joinWithRetry(ctx); err != nil {
+		if tok == "" {
+			return fmt.Errorf("host %q has not joined yet: give it a join token with --join-token-file FILE or VDC_JOIN_TOKEN (create one with `vdc host token create`)", a.cfg.Name)
+		}
+		if err := a.joinWithRetry(ctx, tok); err != nil {
 			return err
 		}
 	default:
 		return fmt.Errorf("read host identity: %w", err)
 	}
+	if err := a.loadTLS(); err != nil {
+		return err
+	}
+	leaf := a.certificate().Leaf
+	if time.Now().Before(leaf.NotAfter) {
+		return nil
+	}
+	tok, err := a.joinToken()
+	if err != nil {
+		return err
+	}
+	if tok == "" {
+		return fmt.Errorf("the certificate of host %q expired at %s and the server no longer accepts it: the host must be replaced. "+
+			"Run `vdc host replace %s`, then start this agent with the token it prints (--join-token-file FILE or VDC_JOIN_TOKEN)",
+			a.id.Name, leaf.NotAfter.Format(time.RFC3339), a.id.Name)
+	}
+	a.log.Warn("the host certificate has expired; joining again with the join token", "expired", leaf.NotAfter)
+	if err := a.joinWithRetry(ctx, tok); err != nil {
+		return err
+	}
 	return a.loadTLS()
+}
+
+// joinToken is the token the agent was given, if any: read from
+// --join-token-file when needed, so that a joined host may lose the file.
+func (a *Agent) joinToken() (string, error) {
+	if a.cfg.JoinToken != "" || a.cfg.JoinTokenFile == "" {
+		return a.cfg.JoinToken, nil
+	}
+	b, err := os.ReadFile(a.cfg.JoinTokenFile)
+	if err != nil {
+		return "", fmt.Errorf("read join token: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
 }
 
 // joinWithRetry joins, trying again while the server is unreachable or
 // busy: an agent may well start before its server. A refused token or a
 // bad name is final.
-func (a *Agent) joinWithRetry(ctx context.Context) error {
+func (a *Agent) joinWithRetry(ctx context.Context, tok string) error {
 	wait := time.Second
 	for {
-		err := a.join(ctx)
+		err := a.join(ctx, tok)
 		var ae *api.Error
-		final := errors.As(err, &ae) && (ae.Status == http.StatusUnauthorized || ae.Status == http.StatusBadRequest || ae.Status == http.StatusForbidden)
+		final := errors.As(err, &ae) && ae.Status/100 == 4
 		if err == nil || final || ctx.Err() != nil {
 			return err
 		}
@@ -109,8 +148,10 @@ func pinnedTLS(fp string) *tls.Config {
 	})
 }
 
-func (a *Agent) join(ctx context.Context) error {
-	_, fp, err := ParseJoinToken(a.cfg.JoinToken)
+// join presents the join token and saves the identity and certificate
+// the server gives.
+func (a *Agent) join(ctx context.Context, tok string) error {
+	_, fp, err := ParseJoinToken(tok)
 	if err != nil {
 		return err
 	}
@@ -118,7 +159,7 @@ func (a *Agent) join(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	body, _ := json.Marshal(api.JoinRequest{Token: a.cfg.JoinToken, Name: a.cfg.Name, CSR: string(csrPEM)})
+	body, _ := json.Marshal(api.JoinRequest{Token: tok, Name: a.cfg.Name, CSR: string(csrPEM)})
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: pinnedTLS(fp)}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(a.cfg.ServerURL, "/")+"/api/v1/agent/join", bytes.NewReader(body))
 	if err != nil {
@@ -146,13 +187,11 @@ func (a *Agent) join(ctx context.Context) error {
 	if pool, err := pki.PoolFromPEM([]byte(jr.CA)); err != nil || pool == nil {
 		return fmt.Errorf("join: server sent no CA: %v", err)
 	}
-	if err := os.MkdirAll(filepath.Dir(a.pkiPath("x")), 0o700); err != nil {
-		return err
+	if err := a.saveCert(keyPEM, []byte(jr.Certificate), []byte(jr.CA)); err != nil {
+		return fmt.Errorf("join server %s as host %q: %w", a.cfg.ServerURL, a.cfg.Name, err)
 	}
-	for f, data := range map[string]string{"key.pem": string(keyPEM), "cert.pem": jr.Certificate, "ca.pem": jr.CA} {
-		if err := writeFileAtomic(a.pkiPath(f), []byte(data), 0o600); err != nil {
-			return fmt.Errorf("save host certificate: %w", err)
-		}
+	if a.id.HostID != "" && a.id.HostID != jr.HostID {
+		a.log.Warn("joined as a new host: the host this data dir was for had been removed", "was", a.id.HostID, "now", jr.HostID)
 	}
 	a.id = identity{HostID: jr.HostID, Name: a.cfg.Name, Server: a.cfg.ServerURL}
 	b, _ := json.MarshalIndent(a.id, "", "  ")
@@ -160,23 +199,6 @@ func (a *Agent) join(ctx context.Context) error {
 		return fmt.Errorf("save host identity: %w", err)
 	}
 	a.log.Info("joined the datacenter", "host", a.cfg.Name, "hostID", jr.HostID, "server", a.cfg.ServerURL)
-	return nil
-}
-
-func (a *Agent) loadTLS() error {
-	cert, err := tls.LoadX509KeyPair(a.pkiPath("cert.pem"), a.pkiPath("key.pem"))
-	if err != nil {
-		return fmt.Errorf("load host certificate: %w", err)
-	}
-	caPEM, err := os.ReadFile(a.pkiPath("ca.pem"))
-	if err != nil {
-		return fmt.Errorf("load CA: %w", err)
-	}
-	pool, err := pki.PoolFromPEM(caPEM)
-	if err != nil {
-		return fmt.Errorf("load CA: %w", err)
-	}
-	a.cert, a.caPool = cert, pool
 	return nil
 }
 

@@ -104,7 +104,7 @@ func (a *Agent) startCopy(w http.ResponseWriter, r *http.Request) {
 		err = a.inDatastore(c.Dst)
 	}
 	if err == nil && c.File != "" {
-		err = a.inDatastore(c.File)
+		c.File, err = a.readableFile("disk", c.File)
 	}
 	if err == nil && c.VM != "" {
 		_, err = a.vms.get(c.VM)
@@ -122,7 +122,7 @@ func (a *Agent) startCopy(w http.ResponseWriter, r *http.Request) {
 // ImportRequest fetches a disk image into a datastore.
 type ImportRequest struct {
 	Path   string `json:"path"`   // relative to the datastore
-	Source string `json:"source"` // http(s) URL or absolute path on this host
+	Source string `json:"source"` // http(s) URL or absolute path of a file in a datastore of this host
 	SHA256 string `json:"sha256,omitempty"`
 }
 
@@ -137,31 +137,32 @@ func (a *Agent) startImport(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	if !strings.HasPrefix(req.Source, "http://") && !strings.HasPrefix(req.Source, "https://") {
-		if !filepath.IsAbs(req.Source) {
-			fail(w, api.Errorf(api.ErrInvalid, "image source must be an http(s) URL or an absolute path, got %q", req.Source))
-			return
-		}
-		if fi, err := os.Stat(req.Source); err != nil || !fi.Mode().IsRegular() {
-			fail(w, api.Errorf(api.ErrInvalid, "image source %s is not a file on host %s", req.Source, a.cfg.Name))
+	// A file is read only from a datastore, symlinks resolved: an import
+	// is no way to read (or learn the size of) the host's other files.
+	from := req.Source
+	if !isURL(req.Source) {
+		if from, err = a.readableFile("image source", req.Source); err != nil {
+			fail(w, api.Errorf(api.ErrInvalid, "image source %s is not an http(s) URL or a file in a datastore of host %s", req.Source, a.cfg.Name))
 			return
 		}
 	}
 	job := a.jobs.start(func(ctx context.Context, progress func(done, total int64)) (*FileResult, error) {
-		return importImage(ctx, req.Source, path, req.SHA256, progress)
+		return importImage(ctx, req.Source, from, path, req.SHA256, progress)
 	})
 	reply(w, http.StatusAccepted, job)
 }
 
 // importImage fetches an image next to its final name, checks it is a
 // standalone qcow2 or raw disk qemu-img reads, and renames it into place.
-func importImage(ctx context.Context, source, path, wantSum string, progress func(done, total int64)) (*FileResult, error) {
+// source names it in messages; from is what is read (source, or the file
+// it resolves to).
+func importImage(ctx context.Context, source, from, path, wantSum string, progress func(done, total int64)) (*FileResult, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, err
 	}
 	var in io.ReadCloser
 	var total int64 = -1
-	if strings.HasPrefix(source, "http://") || strings.HasPrefix(source, "https://") {
+	if isURL(source) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, source, nil)
 		if err != nil {
 			return nil, err
@@ -176,9 +177,9 @@ func importImage(ctx context.Context, source, path, wantSum string, progress fun
 		}
 		in, total = resp.Body, resp.ContentLength
 	} else {
-		f, err := os.Open(source)
+		f, err := os.Open(from)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("open %s: %w", source, err)
 		}
 		if fi, err := f.Stat(); err == nil {
 			total = fi.Size()

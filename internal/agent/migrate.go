@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"time"
 
@@ -93,6 +94,16 @@ func (a *Agent) incoming(w http.ResponseWriter, r *http.Request) {
 	m, err := a.migrator()
 	if err != nil {
 		fail(w, err)
+		return
+	}
+	// The disks' sources are the source host's files, not this host's.
+	check := req.Config
+	check.Disks = slices.Clone(check.Disks)
+	for i := range check.Disks {
+		check.Disks[i].Source = ""
+	}
+	if err := a.checkVMFiles(check); err != nil {
+		fail(w, fmt.Errorf("receive vm %s: %w", req.Config.Name, err))
 		return
 	}
 	req.Options.Address = a.migrationIP()

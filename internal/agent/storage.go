@@ -8,9 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 
-	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 )
 
@@ -200,23 +198,6 @@ func (a *Agent) removeDisk(w http.ResponseWriter, r *http.Request) {
 		cfg.Disks = slices.DeleteFunc(cfg.Disks, func(d hypervisor.DiskConfig) bool { return d.Name == name })
 		return nil, nil
 	})
-}
-
-// inDatastore checks that a path is inside a datastore this host reports
-// on: the server names files to remove, and nothing else may go.
-func (a *Agent) inDatastore(p string) error {
-	clean := filepath.Clean(p)
-	if !filepath.IsAbs(p) || clean != p {
-		return api.Errorf(api.ErrInvalid, "bad file path %q", p)
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for _, ds := range a.datastores {
-		if strings.HasPrefix(clean, filepath.Clean(ds.Path)+"/") {
-			return nil
-		}
-	}
-	return api.Errorf(api.ErrInvalid, "%s is in no datastore of this host", p)
 }
 
 // POST /agent/v1/files/remove

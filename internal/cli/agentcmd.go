@@ -119,16 +119,29 @@ func newAgentCmd(g *globals) *cobra.Command {
 kept in --data and later starts need no token. VMs keep running when the agent
 stops; a restarted agent re-attaches to them.
 
+Give the token in a file (--join-token-file, best mode 0600) or in the
+environment (VDC_JOIN_TOKEN): --join-token works too, but every user of the
+machine sees it in 'ps'. A token from 'vdc host replace NAME' joins this
+machine again as host NAME, keeping its ID and VMs; the agent uses it when its
+certificate has expired or the server refuses it.
+
+The host's certificate is short-lived (the server's --host-cert-ttl); the agent
+renews it on its own past two thirds of its life.
+
 --sim-hosts N runs N simulated hosts in this one process (NAME-1..NAME-N, data
 in DATA/NAME-i), for scale tests and planning.`,
-		Example: `  vdc agent --server https://10.0.0.1:7443 --join-token vdc1.xxxx.yyyy --data /var/lib/vdc-agent --name esx1`,
-		Args:    cobra.NoArgs,
+		Example: `  vdc agent --server https://10.0.0.1:7443 --join-token-file /root/join-token --data /var/lib/vdc-agent --name esx1
+  VDC_JOIN_TOKEN=vdc1.xxxx.yyyy vdc agent --server https://10.0.0.1:7443 --data /var/lib/vdc-agent --name esx1`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, closeLog, err := lf.logger(os.Stderr)
 			if err != nil {
 				return err
 			}
 			defer closeLog()
+			if err := joinTokenSource(&cfg, log); err != nil {
+				return err
+			}
 			if simHosts > 0 && df.driver == "" {
 				df.driver = "sim"
 			}
@@ -169,7 +182,8 @@ in DATA/NAME-i), for scale tests and planning.`,
 		},
 	}
 	cmd.Flags().StringVar(&cfg.ServerURL, "server", "", "management server URL, e.g. https://10.0.0.1:7443")
-	cmd.Flags().StringVar(&cfg.JoinToken, "join-token", "", "join token (needed the first time only)")
+	cmd.Flags().StringVar(&cfg.JoinTokenFile, "join-token-file", "", "file holding the join token (needed the first time only, or after 'vdc host replace')")
+	cmd.Flags().StringVar(&cfg.JoinToken, "join-token", "", "join token; visible to every user in 'ps': prefer --join-token-file or "+joinTokenEnv)
 	cmd.Flags().StringVar(&cfg.DataDir, "data", "./vdc-agent", "data directory")
 	cmd.Flags().StringVar(&cfg.Name, "name", "", "host name (default: the hostname)")
 	cmd.Flags().StringVar(&cfg.Listen, "listen", "", "agent API address (default :7444, or 127.0.0.1:0 when the server is on loopback)")
@@ -179,6 +193,48 @@ in DATA/NAME-i), for scale tests and planning.`,
 	lf.add(cmd)
 	_ = cmd.MarkFlagRequired("server")
 	return cmd
+}
+
+// joinTokenEnv is the environment variable that may carry a join token.
+const joinTokenEnv = "VDC_JOIN_TOKEN"
+
+// joinTokenSource settles where the join token comes from: the file, the
+// environment, or (with a warning) the command line.
+func joinTokenSource(cfg *agent.Config, log *slog.Logger) error {
+	if cfg.JoinToken != "" && cfg.JoinTokenFile != "" {
+		return errors.New("give either --join-token-file or --join-token, not both")
+	}
+	if cfg.JoinToken != "" {
+		log.Warn("--join-token shows the token to every user of this machine (ps, /proc): prefer --join-token-file or " + joinTokenEnv)
+		return nil
+	}
+	if cfg.JoinTokenFile != "" {
+		fi, err := os.Stat(cfg.JoinTokenFile)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("--join-token-file: %w", err)
+		}
+		// A joined host does not need it: a missing file is fine until then.
+		if err == nil && fi.Mode().Perm()&0o077 != 0 {
+			log.Warn("the join token file can be read by other users; make it mode 0600", "file", cfg.JoinTokenFile, "mode", fi.Mode().Perm())
+		}
+		return nil
+	}
+	cfg.JoinToken = os.Getenv(joinTokenEnv)
+	// Not for the QEMU processes the agent starts.
+	return os.Unsetenv(joinTokenEnv)
+}
+
+// writeJoinTokenFile hands a join token to agent processes: in a file
+// only its owner reads, never on their command line.
+func writeJoinTokenFile(path, token string) error {
+	// A new file, so that it never has another's mode (WriteFile keeps it).
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("write join token file: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write join token file: %w", err)
+	}
+	return nil
 }
 
 func runAgent(ctx context.Context, cfg agent.Config, df *driverFlags, log *slog.Logger) error {

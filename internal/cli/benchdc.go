@@ -63,7 +63,11 @@ func (d *benchDC) agent(ctx context.Context, name string, hosts int, args ...str
 	if err != nil {
 		return nil, err
 	}
-	all := append([]string{"agent", "--server", d.c.URL(), "--join-token", tok.Token, "--data", filepath.Join(d.dir, name),
+	tokFile := filepath.Join(d.dir, name+".join-token")
+	if err := writeJoinTokenFile(tokFile, tok.Token); err != nil {
+		return nil, err
+	}
+	all := append([]string{"agent", "--server", d.c.URL(), "--join-token-file", tokFile, "--data", filepath.Join(d.dir, name),
 		"--name", name, "--log-level", "warn"}, args...)
 	p, err := spawn(d.exe, filepath.Join(d.dir, name+".log"), all...)
 	if err != nil {

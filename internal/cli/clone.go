@@ -235,42 +235,6 @@ func newDiskCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func newImageImportCmd(g *globals) *cobra.Command {
-	var req api.ImageImportRequest
-	cmd := &cobra.Command{
-		Use:   "import URL-or-PATH",
-		Short: "Import a disk image (a qcow2 or raw cloud image) from a URL or a file on the hosts",
-		Long: `A host that reaches the image datastore fetches the image (an http(s) URL,
-or an absolute path on that host), checks it is a standalone qcow2 or raw
-disk, and stores it as images/NAME/disk. Make VMs from it with
-vdc vm create NAME --image IMAGE [--linked] [--cloud-init FILE --ssh-key KEY].`,
-		Example: `  vdc image import https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2 --name debian-12
-  vdc image import /srv/images/ubuntu-24.04.img --name ubuntu-24.04`,
-		Args: exactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			req.Source = args[0]
-			if req.Name == "" {
-				req.Name = imageNameFrom(req.Source)
-			}
-			return g.apply(cmd.Context(), change{
-				what: "import image " + req.Name,
-				call: func(ctx context.Context, c *client.Client) (*api.Task, error) { return c.ImportImage(ctx, req) },
-				done: func(ctx context.Context, c *client.Client, t *api.Task) string {
-					var st api.ImageStatus
-					_ = json.Unmarshal(t.Result, &st)
-					return fmt.Sprintf("image %s imported (%s, %s)", req.Name, st.Format, st.VirtualSize)
-				},
-			})
-		},
-	}
-	cmd.Flags().StringVar(&req.Name, "name", "", "name of the image (default: from the file name)")
-	cmd.Flags().StringVar(&req.Datastore, "datastore", "", "shared datastore to keep it on (default: the only one)")
-	cmd.Flags().StringVar(&req.SHA256, "sha256", "", "expected SHA-256 of the file")
-	cmd.Flags().StringVar(&req.Description, "description", "", "what the image is")
-	addAsync(cmd, g)
-	return cmd
-}
-
 // imageNameFrom makes an image name from a file name:
 // ".../debian-12-genericcloud-amd64.qcow2" -> "debian-12-genericcloud-amd64".
 func imageNameFrom(src string) string {

@@ -106,7 +106,7 @@ func followEvents(ctx context.Context, c *client.Client, q client.EventQuery, wa
 		}
 		streamed = true
 		if err != nil {
-			fmt.Fprintf(warn, "event stream lost (%v); reconnecting\n", err)
+			fmt.Fprintf(warn, "event stream lost (%s); reconnecting\n", safe(err.Error()))
 		}
 		select {
 		case <-ctx.Done():
@@ -147,5 +147,5 @@ func eventLine(e api.Event) string {
 		}
 		msg += ")"
 	}
-	return fmt.Sprintf("%s  %-15s  %s", e.Time.Local().Format("15:04:05.000"), e.Type, msg)
+	return fmt.Sprintf("%s  %-15s  %s", e.Time.Local().Format("15:04:05.000"), safe(e.Type), safe(msg))
 }

@@ -80,7 +80,7 @@ adapters), its disks as streamOptimized VMDKs, and a SHA-256 manifest.
 			if err != nil {
 				return fmt.Errorf("export vm %s: %w", name, err)
 			}
-			fmt.Fprintf(g.stdout, "exported vm %s to %s (OVF %s, %d files, %s; digests checked)\n", name, out, res.Version, len(res.Files), api.Size(n))
+			fmt.Fprintf(g.stdout, "exported vm %s to %s (OVF %s, %d files, %s; digests checked)\n", name, out, safe(res.Version), len(res.Files), api.Size(n))
 			return nil
 		},
 	}

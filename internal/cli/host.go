@@ -45,6 +45,7 @@ func newHostCmd(g *globals) *cobra.Command {
 			v.add("Memory", usedOf(h.Status.UsedMemory, h.Status.MemoryBytes))
 			v.add("VMs", strconv.Itoa(h.Status.VMs))
 			v.add("Datastores", refs(h.Status.Datastores))
+			v.add("Certificate", hostCert(h, now))
 		},
 		listFlags: func(cmd *cobra.Command) func() (url.Values, error) {
 			cluster := cmd.Flags().String("cluster", "", "only the hosts of this cluster")
@@ -71,7 +72,7 @@ func newHostCmd(g *globals) *cobra.Command {
 	}
 	token := group(g, "token", "Make join tokens for new hosts")
 	token.AddCommand(newTokenCreateCmd(g))
-	return d.command(g, maint, token)
+	return d.command(g, maint, token, newReplaceCmd(g))
 }
 
 // hostState is the connection state, and maintenance when the host is in it.
@@ -84,6 +85,18 @@ func hostState(h *api.Host) string {
 		s += " (maintenance)"
 	}
 	return s
+}
+
+// hostCert says which certificate the server accepts from the host.
+func hostCert(h *api.Host, now time.Time) string {
+	c := h.Status.Certificate
+	switch {
+	case c == nil:
+		return "not tracked yet (joined before certificates were; recorded at its next call)"
+	case c.Serial == "":
+		return "revoked " + timeAndAge(now, c.Revoked) + " (vdc host replace): the host is refused until it joins again"
+	}
+	return fmt.Sprintf("serial %s, expires %s (renewed by the host)", c.Serial, timeAndAge(now, c.NotAfter))
 }
 
 // hostDriver is the driver with its acceleration: "qemu (kvm)".
@@ -132,8 +145,10 @@ func newTokenCreateCmd(g *globals) *cobra.Command {
 		Use:   "create",
 		Short: "Make a join token; a new host presents it once to join",
 		Long: `Make a join token and print it. On the new host, run
-  vdc agent --server URL --join-token TOKEN --data DIR --name NAME
-The token also lets the host check the server's certificate before it has any.`,
+  vdc agent --server URL --join-token-file FILE --data DIR --name NAME
+with the token in FILE (mode 0600), or in VDC_JOIN_TOKEN. The token also lets the host check the server's certificate before it has any.
+A token makes new hosts only: to join a machine as an existing host again,
+use 'vdc host replace NAME'.`,
 		Example: "  vdc host token create\n  vdc host token create --uses 10 --ttl 1h --cluster prod",
 		Args:    exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -161,13 +176,58 @@ The token also lets the host check the server's certificate before it has any.`,
 			if !t.Cluster.IsZero() {
 				into = "cluster " + t.Cluster.String()
 			}
-			fmt.Fprintf(g.stderr, "Join token for %d host(s) into %s, valid until %s. On each new host run:\n  vdc agent --server %s --join-token %s --data DIR --name NAME\n",
-				t.Uses, into, t.Expires.Local().Format("2006-01-02 15:04 MST"), c.URL(), t.Token)
+			fmt.Fprintf(g.stderr, "Join token for %d host(s) into %s, valid until %s. On each new host, put it in a file only root reads and run:\n"+
+				"  vdc agent --server %s --join-token-file FILE --data DIR --name NAME\n",
+				t.Uses, into, t.Expires.Local().Format("2006-01-02 15:04 MST"), c.URL())
 			return nil
 		},
 	}
 	cmd.Flags().IntVar(&req.Uses, "uses", 1, "how many hosts may join with it")
 	cmd.Flags().DurationVar(&ttl, "ttl", ttl, "how long it is valid")
 	cmd.Flags().StringVar(&req.Cluster, "cluster", "", "cluster the hosts join (default: the only one)")
+	return cmd
+}
+
+func newReplaceCmd(g *globals) *cobra.Command {
+	ttl := time.Hour
+	cmd := &cobra.Command{
+		Use:   "replace NAME",
+		Short: "Revoke a host's certificate and make a one-use token to join a machine as that host again",
+		Long: `Revoke the host's certificate at once (the server refuses its agent from now
+on, heartbeats included) and print a join token, valid once and for --ttl,
+that joins a machine as this host: it keeps the host's ID, cluster and VMs.
+Use it for a reinstalled machine, one whose data dir was lost, or one whose
+keys may have leaked. On the machine run
+  vdc agent --server URL --join-token-file FILE --data DIR --name NAME
+with the token in FILE (mode 0600), or in VDC_JOIN_TOKEN. An agent that still
+has its data dir joins with it as soon as the server refuses its old
+certificate. A second replace makes the first token worthless.`,
+		Example: "  vdc host replace esx1\n  TOKEN=$(vdc host replace esx1 --ttl 15m)",
+		Args:    exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if ttl < time.Second || ttl > 7*24*time.Hour {
+				return fmt.Errorf("--ttl must be between 1s and 168h, got %s", ttl)
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			r, err := c.ReplaceHost(cmd.Context(), args[0], api.HostReplaceRequest{TTLSeconds: int(math.Ceil(ttl.Seconds()))})
+			if err != nil {
+				return fmt.Errorf("replace host %s: %w", args[0], err)
+			}
+			if g.jsonOutput() {
+				return writeJSON(g.stdout, r)
+			}
+			fmt.Fprintln(g.stdout, r.Token.Token)
+			// The how-to goes to stderr so that TOKEN=$(vdc host replace H) works.
+			fmt.Fprintf(g.stderr, "The certificate of host %s is revoked: its agent is refused from now on.\n"+
+				"This token joins one machine as host %s (ID %s, its VMs kept) until %s. On that machine, put it in a file only root reads and run:\n"+
+				"  vdc agent --server %s --join-token-file FILE --data DIR --name %s\n",
+				r.Host.Name, r.Host.Name, r.Host.ID, r.Token.Expires.Local().Format("2006-01-02 15:04 MST"), c.URL(), r.Host.Name)
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&ttl, "ttl", ttl, "how long the token is valid")
 	return cmd
 }

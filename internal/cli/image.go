@@ -2,12 +2,15 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -141,7 +144,7 @@ func (u *imageUpload) runWith(ctx context.Context, g *globals, c *client.Client)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(g.stdout, "image %s uploaded (%s, %s) to datastore %s\n", u.name, img.Spec.Type, imageSize(img), img.Spec.Datastore)
+	fmt.Fprintln(g.stdout, safe(fmt.Sprintf("image %s uploaded (%s, %s) to datastore %s", u.name, img.Spec.Type, imageSize(img), img.Spec.Datastore)))
 	return nil
 }
 
@@ -207,4 +210,139 @@ It is uploaded as the kernel image NAME (default "test"):
 	cmd.Flags().StringVar(&datastore, "datastore", "", "datastore to keep it on (default: the only shared one)")
 	cmd.Flags().StringVar(&cache, "cache", "", "where downloaded kernel packages are kept between builds")
 	return cmd
+}
+
+func newImageImportCmd(g *globals) *cobra.Command {
+	var req api.ImageImportRequest
+	cmd := &cobra.Command{
+		Use:   "import URL-or-FILE",
+		Short: "Import a disk image (a qcow2 or raw cloud image) from a URL or a file",
+		Long: `A host that reaches the image datastore fetches the image (an http(s) URL,
+or a file in a datastore it reaches), checks it is a standalone qcow2 or raw
+disk, and stores it as images/NAME/disk. A file that is in no datastore is
+uploaded from this machine instead (as vdc image upload NAME --disk FILE):
+the hosts read no file outside their datastores. Make VMs from it with
+vdc vm create NAME --image IMAGE [--linked] [--cloud-init FILE --ssh-key KEY].`,
+		Example: `  vdc image import https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2 --name debian-12
+  vdc image import ./ubuntu-24.04.img --name ubuntu-24.04          # uploaded from here
+  vdc image import /srv/vdc/datastore1/iso/ubuntu-24.04.img        # copied by a host`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req.Source = args[0]
+			if req.Name == "" {
+				req.Name = imageNameFrom(req.Source)
+			}
+			ctx := cmd.Context()
+			if local, err := uploadInstead(ctx, g, req.Source); err != nil {
+				return fmt.Errorf("import image %s: %w", req.Name, err)
+			} else if local != "" {
+				return importByUpload(ctx, g, req, local)
+			}
+			return g.apply(ctx, change{
+				what: "import image " + req.Name,
+				call: func(ctx context.Context, c *client.Client) (*api.Task, error) { return c.ImportImage(ctx, req) },
+				done: func(ctx context.Context, c *client.Client, t *api.Task) string {
+					var st api.ImageStatus
+					_ = json.Unmarshal(t.Result, &st)
+					return fmt.Sprintf("image %s imported (%s, %s)", req.Name, st.Format, st.VirtualSize)
+				},
+			})
+		},
+	}
+	cmd.Flags().StringVar(&req.Name, "name", "", "name of the image (default: from the file name)")
+	cmd.Flags().StringVar(&req.Datastore, "datastore", "", "shared datastore to keep it on (default: the only one)")
+	cmd.Flags().StringVar(&req.SHA256, "sha256", "", "expected SHA-256 of the file")
+	cmd.Flags().StringVar(&req.Description, "description", "", "what the image is")
+	addAsync(cmd, g)
+	return cmd
+}
+
+// uploadInstead says whether an image source is a file of this machine
+// to upload (its absolute path), rather than a URL or a file in a
+// datastore for a host to read ("").
+func uploadInstead(ctx context.Context, g *globals, src string) (string, error) {
+	if u, err := url.Parse(src); err == nil && u.Scheme != "" && len(u.Scheme) > 1 {
+		return "", nil // a URL: the server says which it takes
+	}
+	abs, err := filepath.Abs(src)
+	if err != nil {
+		return "", err
+	}
+	if fi, err := os.Stat(abs); err != nil || !fi.Mode().IsRegular() {
+		return "", nil // not here: perhaps on the hosts; the server answers
+	}
+	c, err := g.client()
+	if err != nil {
+		return "", err
+	}
+	dss, err := client.List[*api.Datastore](ctx, c, api.KindDatastore, nil)
+	if err != nil {
+		return "", err
+	}
+	for _, ds := range dss {
+		if root := filepath.Clean(ds.Spec.Path); abs != root && api.PathWithin(root, abs) {
+			return "", nil // the hosts read it from the datastore
+		}
+	}
+	return abs, nil
+}
+
+// importByUpload imports a local file by uploading it, checking its
+// digest as the host received it; a failed import keeps no image.
+func importByUpload(ctx context.Context, g *globals, req api.ImageImportRequest, file string) error {
+	c, err := g.client()
+	if err != nil {
+		return err
+	}
+	if g.async {
+		return fmt.Errorf("import image %s: %s is in no datastore, so it is uploaded, which --async cannot do; leave out --async", req.Name, file)
+	}
+	fmt.Fprintf(g.stderr, "%s is in no datastore: uploading it\n", file)
+	u := &imageUpload{name: req.Name, datastore: req.Datastore, description: req.Description, disk: file}
+	creq, files, err := u.request()
+	if err != nil {
+		return err
+	}
+	if _, err := c.Create(ctx, api.KindImage, creq); err != nil {
+		return fmt.Errorf("import image %s: %w", req.Name, err)
+	}
+	fail := func(err error) error {
+		_, _ = c.Delete(context.WithoutCancel(ctx), api.KindImage, req.Name, nil)
+		return fmt.Errorf("import image %s from %s: %w; the image was not kept", req.Name, file, err)
+	}
+	if err := uploadFile(ctx, g, c, req.Name, "disk", files["disk"]); err != nil {
+		return fail(err)
+	}
+	img, err := client.Get[*api.Image](ctx, c, api.KindImage, req.Name)
+	if err != nil {
+		return fail(err)
+	}
+	f := imageFileOf(img, "disk")
+	if f == nil {
+		return fail(errors.New("the server kept no disk file"))
+	}
+	if req.SHA256 != "" && !strings.EqualFold(f.SHA256, req.SHA256) {
+		return fail(fmt.Errorf("it has SHA-256 %s, not %s as expected", f.SHA256, req.SHA256))
+	}
+	// What a host would check on an import from a datastore file.
+	switch img.Status.Format {
+	case "qcow2":
+	case "raw":
+		if n := int64(f.SizeBytes); n < 1<<20 || n%512 != 0 {
+			return fail(fmt.Errorf("it is not a disk image: as raw it would be %d bytes, not a whole number of 512-byte sectors of at least 1 MiB", n))
+		}
+	default:
+		return fail(fmt.Errorf("it is a %s image; import qcow2 or raw images (convert others with vdc import disk)", safe(img.Status.Format)))
+	}
+	fmt.Fprintln(g.stdout, safe(fmt.Sprintf("image %s imported (%s, %s), uploaded to datastore %s", req.Name, img.Status.Format, img.Status.VirtualSize, img.Spec.Datastore)))
+	return nil
+}
+
+func imageFileOf(img *api.Image, name string) *api.ImageFile {
+	for i := range img.Status.Files {
+		if img.Status.Files[i].Name == name {
+			return &img.Status.Files[i]
+		}
+	}
+	return nil
 }

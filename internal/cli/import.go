@@ -415,15 +415,15 @@ func printPlan(g *globals, p *api.ImportPlan) error {
 	}
 	w := g.stdout
 	if p.OVFVersion != "" {
-		fmt.Fprintf(w, "Package: OVF %s, %d VM(s)\n", p.OVFVersion, len(p.VMs))
+		fmt.Fprintf(w, "Package: OVF %s, %d VM(s)\n", safe(p.OVFVersion), len(p.VMs))
 	}
 	for _, vm := range p.VMs {
-		fmt.Fprintf(w, "VM %s: %d CPU(s), %s memory", vm.Name, vm.CPUs, vm.Memory)
+		fmt.Fprintf(w, "VM %s: %d CPU(s), %s memory", safe(vm.Name), vm.CPUs, vm.Memory)
 		if vm.OS != "" {
-			fmt.Fprintf(w, ", guest OS %s", vm.OS)
+			fmt.Fprintf(w, ", guest OS %s", safe(vm.OS))
 		}
 		if vm.Datastore.Name != "" {
-			fmt.Fprintf(w, ", on datastore %s", vm.Datastore.Name)
+			fmt.Fprintf(w, ", on datastore %s", safe(vm.Datastore.Name))
 		}
 		fmt.Fprintln(w)
 		for i, d := range vm.Disks {
@@ -438,14 +438,14 @@ func printPlan(g *globals, p *api.ImportPlan) error {
 					from += " (" + d.Format + ")"
 				}
 			}
-			fmt.Fprintf(w, "  disk%d: %s, %s bus, %s\n", i, size, orDefault(d.Bus, api.BusVirtio), from)
+			fmt.Fprintf(w, "  disk%d: %s, %s bus, %s\n", i, size, safe(orDefault(d.Bus, api.BusVirtio)), safe(from))
 		}
 		for i, n := range vm.NICs {
 			src := ""
 			if n.Network != "" {
 				src = fmt.Sprintf(" (the package's network %q)", n.Network)
 			}
-			fmt.Fprintf(w, "  nic%d: %s on port group %s%s\n", i, n.Model, n.PortGroup.Name, src)
+			fmt.Fprintf(w, "  nic%d: %s on port group %s%s\n", i, safe(n.Model), safe(n.PortGroup.Name), safe(src))
 		}
 		if vm.PropertiesISO {
 			fmt.Fprintln(w, "  cdrom: its OVF environment (ovf-env.xml with the properties)")
@@ -456,7 +456,7 @@ func printPlan(g *globals, p *api.ImportPlan) error {
 		for _, o := range p.Options {
 			ids = append(ids, o.ID)
 		}
-		fmt.Fprintf(w, "Deployment: %s (options: %s)\n", p.Deployment, strings.Join(ids, ", "))
+		fmt.Fprintf(w, "Deployment: %s (options: %s)\n", safe(p.Deployment), safe(strings.Join(ids, ", ")))
 	}
 	if len(p.Properties) > 0 {
 		fmt.Fprintln(w, "Properties (set with --prop KEY=VALUE):")
@@ -467,16 +467,16 @@ func printPlan(g *globals, p *api.ImportPlan) error {
 			if pr.Label != "" {
 				label = "  # " + pr.Label
 			}
-			fmt.Fprintf(w, "  %s = %q (%s)%s\n", pr.Key, pr.Value, pr.Type, label)
+			fmt.Fprintf(w, "  %s = %q (%s)%s\n", safe(pr.Key), pr.Value, safe(pr.Type), safe(label))
 		}
 	}
 	for i, e := range p.EULAs {
-		fmt.Fprintf(w, "License agreement %d (accept with --accept-eula):\n%s\n", i+1, indent(truncate(strings.TrimSpace(e), 2000), "  "))
+		fmt.Fprintf(w, "License agreement %d (accept with --accept-eula):\n%s\n", i+1, indent(safeText(truncate(strings.TrimSpace(e), 2000)), "  "))
 	}
 	if len(p.Warnings) > 0 {
 		fmt.Fprintln(w, "Warnings:")
 		for _, s := range p.Warnings {
-			fmt.Fprintln(w, "  - "+s)
+			fmt.Fprintln(w, "  - "+safe(s))
 		}
 	}
 	fmt.Fprintln(w, "Nothing was changed (dry run).")

@@ -208,7 +208,7 @@ func (d *nounDef[T]) deleteCmd(g *globals) *cobra.Command {
 	query := func() url.Values { return nil }
 	cmd := &cobra.Command{
 		Use:     "delete NAME",
-		Aliases: []string{"rm"},
+		Aliases: []string{"rm", "remove"},
 		Short:   "Delete a " + d.helpNoun(),
 		Example: fmt.Sprintf("  vdc %s delete NAME", d.use),
 		Args:    exactArgs(1),

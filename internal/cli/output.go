@@ -10,6 +10,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/vdc-project/vdc/api"
 )
@@ -116,13 +117,67 @@ func writeRows(w io.Writer, indent string, header []string, rows [][]string) err
 	return tw.Flush()
 }
 
+// safe makes text that came from the server or a guest (names,
+// descriptions, labels, messages, errors) harmless on a terminal: control
+// characters (line breaks and tabs too), DEL, C1 controls, bidi overrides
+// and invisible format characters (api.UnsafeRune), and bytes that are
+// not UTF-8, are written as Go escapes (\x1b, \n, \u202e), so that an
+// escape sequence stored by an older server or sent by a hostile one is
+// shown, not run. Everything else, any script included, prints as it is.
+// -o json needs none of this (JSON escapes them); vm exec and vm console
+// pass the guest's bytes through on purpose (they are its terminal).
+func safe(s string) string {
+	clean := true
+	for i, r := range s {
+		if api.UnsafeRune(r) || r == utf8.RuneError && invalidAt(s, i) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i, r := range s {
+		switch {
+		case r == utf8.RuneError && invalidAt(s, i):
+			fmt.Fprintf(&b, "\\x%02x", s[i])
+		case api.UnsafeRune(r):
+			q := strconv.QuoteRuneToASCII(r) // '\x1b', '\n', '\u202e'
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// safeText is safe for text of several lines (an error, a license
+// agreement): the line breaks and tabs stay, the rest is made safe.
+func safeText(s string) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		cells := strings.Split(l, "\t")
+		for j, c := range cells {
+			cells[j] = safe(c)
+		}
+		lines[i] = strings.Join(cells, "\t")
+	}
+	return strings.Join(lines, "\n")
+}
+
+func invalidAt(s string, i int) bool {
+	_, size := utf8.DecodeRuneInString(s[i:])
+	return size == 1
+}
+
 // cell keeps one value on one table line and marks an empty one, so that
-// columns stay countable for awk and cut.
+// columns stay countable for awk and cut; it is made safe to print.
 func cell(s string) string {
 	if s == "" {
 		return "-"
 	}
-	return strings.Join(strings.Fields(s), " ")
+	return safe(strings.Join(strings.Fields(s), " "))
 }
 
 // infoView is the text form of one object: aligned "Key: value" lines, then
@@ -151,13 +206,13 @@ func (v *infoView) write(w io.Writer) error {
 		if strings.TrimSpace(val) == "" {
 			val = "-"
 		}
-		fmt.Fprintf(tw, "%s:\t%s\n", f[0], val)
+		fmt.Fprintf(tw, "%s:\t%s\n", safe(f[0]), safe(val))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	for _, s := range v.sections {
-		fmt.Fprintf(w, "%s:\n", s.title)
+		fmt.Fprintf(w, "%s:\n", safe(s.title))
 		if len(s.rows) == 0 {
 			fmt.Fprintln(w, "  (none)")
 			continue

@@ -26,7 +26,11 @@ type globals struct {
 
 // NewRoot builds the vdc command tree.
 func NewRoot() *cobra.Command {
-	g := &globals{stdout: os.Stdout, stderr: os.Stderr}
+	return newRoot(&globals{stdout: os.Stdout, stderr: os.Stderr})
+}
+
+// newRoot builds the tree writing to g's outputs (tests capture them).
+func newRoot(g *globals) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "vdc",
 		Short:         "vdc runs a virtual datacenter: hosts, VMs, storage and networks",
@@ -54,7 +58,7 @@ func Execute() int {
 		if errors.As(err, &code) {
 			return int(code)
 		}
-		fmt.Fprintln(os.Stderr, "vdc:", err)
+		printError(os.Stderr, err)
 		return 1
 	}
 	return 0
@@ -63,4 +67,10 @@ func Execute() int {
 // client opens the API client from the config file.
 func (g *globals) client() (*client.Client, error) {
 	return client.FromFile(g.config)
+}
+
+// printError prints a command's error; its text is mostly the server's,
+// made safe to print.
+func printError(w io.Writer, err error) {
+	fmt.Fprintln(w, "vdc:", safeText(err.Error()))
 }

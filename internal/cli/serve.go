@@ -53,6 +53,7 @@ type serverFlags struct {
 	heartbeat, timeout time.Duration
 	retention          time.Duration
 	stall              time.Duration
+	hostCertTTL        time.Duration
 	debug              string
 }
 
@@ -65,12 +66,22 @@ func (f *serverFlags) add(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&f.timeout, "host-timeout", 6*time.Second, "how long without a heartbeat before a host is shown disconnected")
 	cmd.Flags().DurationVar(&f.retention, "task-retention", 7*24*time.Hour, "how long finished tasks are kept")
 	cmd.Flags().DurationVar(&f.stall, "migration-stall-timeout", 30*time.Second, "fail a migration that moved no data for this long")
+	cmd.Flags().DurationVar(&f.hostCertTTL, "host-cert-ttl", server.DefaultHostCertTTL,
+		"life of the certificates issued to hosts (at least 1m); agents renew theirs past two thirds of it")
 	cmd.Flags().StringVar(&f.debug, "debug-listen", "", "serve Go pprof profiles on this address (keep it on loopback)")
+}
+
+func (f *serverFlags) check() error {
+	if f.hostCertTTL < time.Minute || f.hostCertTTL > 5*365*24*time.Hour {
+		return fmt.Errorf("--host-cert-ttl must be between 1m and 5 years, got %s", f.hostCertTTL)
+	}
+	return nil
 }
 
 func (f *serverFlags) config(dataDir string, log *slog.Logger) server.Config {
 	return server.Config{DataDir: dataDir, Listen: f.listen, Name: f.name, EtcdEndpoints: f.etcd, TLSNames: f.tlsNames,
-		HeartbeatInterval: f.heartbeat, HostTimeout: f.timeout, TaskRetention: f.retention, MigrationStallTimeout: f.stall, DebugListen: f.debug, Log: log}
+		HeartbeatInterval: f.heartbeat, HostTimeout: f.timeout, TaskRetention: f.retention, MigrationStallTimeout: f.stall,
+		HostCertTTL: f.hostCertTTL, DebugListen: f.debug, Log: log}
 }
 
 func newServerCmd(g *globals) *cobra.Command {
@@ -88,6 +99,9 @@ token from 'vdc host token create'.`,
   VDC_CONFIG=/var/lib/vdc/admin.json vdc host token create --uses 3`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := f.check(); err != nil {
+				return err
+			}
 			log, closeLog, err := lf.logger(os.Stderr)
 			if err != nil {
 				return err

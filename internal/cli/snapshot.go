@@ -128,7 +128,7 @@ func writeSnapshotTree(w io.Writer, snaps []api.VMSnapshot, current string, now 
 			if s.Description != "" {
 				line += " " + s.Description
 			}
-			fmt.Fprintln(w, line)
+			fmt.Fprintln(w, safe(line))
 			if s.Name == current {
 				fmt.Fprintf(w, "%s%s└─ you are here\n", indent, next)
 			}

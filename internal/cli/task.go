@@ -170,7 +170,7 @@ task.`,
 					return err
 				}
 			} else if werr == nil {
-				fmt.Fprintf(g.stdout, "task %s succeeded: %s %s\n", t.Metadata.ID, t.Op, taskTarget(t))
+				fmt.Fprintln(g.stdout, safe(fmt.Sprintf("task %s succeeded: %s %s", t.Metadata.ID, t.Op, taskTarget(t))))
 			}
 			if werr != nil {
 				return fmt.Errorf("%s %s: %w", t.Op, taskTarget(t), werr)
@@ -195,14 +195,14 @@ func newTaskCancelCmd(g *globals) *cobra.Command {
 				return fmt.Errorf("cancel task %s: %w", args[0], err)
 			}
 			if g.async {
-				fmt.Fprintf(g.stdout, "cancel of task %s (%s %s) asked for\n", args[0], t.Op, t.Target.Name)
+				fmt.Fprintln(g.stdout, safe(fmt.Sprintf("cancel of task %s (%s %s) asked for", args[0], t.Op, t.Target.Name)))
 				return nil
 			}
 			final, err := c.WaitTask(cmd.Context(), args[0], nil)
 			if final == nil {
 				return err
 			}
-			fmt.Fprintf(g.stdout, "task %s (%s %s) %s\n", args[0], final.Op, final.Target.Name, final.State)
+			fmt.Fprintln(g.stdout, safe(fmt.Sprintf("task %s (%s %s) %s", args[0], final.Op, final.Target.Name, final.State)))
 			return nil
 		},
 	}

@@ -50,6 +50,9 @@ stops it. Running it again on the same --data brings everything back.`,
 			if hosts < 0 || hosts > 1000 {
 				return fmt.Errorf("--hosts must be between 0 and 1000, got %d", hosts)
 			}
+			if err := f.check(); err != nil {
+				return err
+			}
 			df.pick(g.stdout)
 			if err := df.check(); err != nil {
 				return err
@@ -126,6 +129,7 @@ func (u *upRun) run(ctx context.Context, cfg server.Config) error {
 	}
 	defer agents.stop()
 	connected := u.waitHosts(ctx)
+	u.forgetToken(agents)
 	fmt.Fprintf(u.g.stdout, `vdc is up
   API:           %s
   client config: %s
@@ -183,8 +187,9 @@ func bootstrapInventory(ctx context.Context, c *client.Client, dsPath string) er
 
 // agentProcs supervises the agent processes.
 type agentProcs struct {
-	wg     sync.WaitGroup
-	cancel context.CancelFunc
+	wg        sync.WaitGroup
+	cancel    context.CancelFunc
+	tokenFile string // the join token of the hosts that had not joined
 }
 
 func (a *agentProcs) stop() {
@@ -197,26 +202,34 @@ func (u *upRun) startAgents(ctx context.Context) (*agentProcs, error) {
 	if err != nil {
 		return nil, fmt.Errorf("find the vdc binary: %w", err)
 	}
-	var token string
+	// Hosts that have not joined yet get a token, in a file: on the
+	// command line every user of the machine would see it in ps.
+	join := map[int]bool{}
 	for i := 1; i <= u.hosts; i++ {
 		if _, err := os.Stat(filepath.Join(u.hostDir(i), "identity.json")); err != nil {
-			t, err := u.c.CreateJoinToken(ctx, api.JoinTokenRequest{Uses: u.hosts, TTLSeconds: 3600, Cluster: upCluster})
-			if err != nil {
-				return nil, err
-			}
-			token = t.Token
-			break
+			join[i] = true
+		}
+	}
+	tokenFile := ""
+	if len(join) > 0 {
+		t, err := u.c.CreateJoinToken(ctx, api.JoinTokenRequest{Uses: len(join), TTLSeconds: 3600, Cluster: upCluster})
+		if err != nil {
+			return nil, err
+		}
+		tokenFile = filepath.Join(u.data, "join-token")
+		if err := writeJoinTokenFile(tokenFile, t.Token); err != nil {
+			return nil, err
 		}
 	}
 	actx, cancel := context.WithCancel(context.Background())
-	procs := &agentProcs{cancel: cancel}
+	procs := &agentProcs{cancel: cancel, tokenFile: tokenFile}
 	for i := 1; i <= u.hosts; i++ {
 		name := fmt.Sprintf("host-%d", i)
-		args := append([]string{"agent", "--server", u.srv.URL(), "--data", u.hostDir(i), "--name", name,
-			"--listen", "127.0.0.1:0", "--log-file", filepath.Join(u.hostDir(i), "agent.log")}, u.df.args()...)
-		if token != "" {
-			args = append(args, "--join-token", token)
+		tf := ""
+		if join[i] {
+			tf = tokenFile
 		}
+		args := u.agentArgs(i, tf)
 		if err := os.MkdirAll(u.hostDir(i), 0o700); err != nil {
 			cancel()
 			return nil, err
@@ -228,6 +241,33 @@ func (u *upRun) startAgents(ctx context.Context) (*agentProcs, error) {
 		}()
 	}
 	return procs, nil
+}
+
+// agentArgs is the command line of host i's agent; a host that has yet to
+// join reads its token from tokenFile.
+func (u *upRun) agentArgs(i int, tokenFile string) []string {
+	args := append([]string{"agent", "--server", u.srv.URL(), "--data", u.hostDir(i), "--name", fmt.Sprintf("host-%d", i),
+		"--listen", "127.0.0.1:0", "--log-file", filepath.Join(u.hostDir(i), "agent.log")}, u.df.args()...)
+	if tokenFile != "" {
+		args = append(args, "--join-token-file", tokenFile)
+	}
+	return args
+}
+
+// forgetToken removes the join token file once every host has joined; a
+// restarted agent that has joined does not read it.
+func (u *upRun) forgetToken(a *agentProcs) {
+	if a.tokenFile == "" {
+		return
+	}
+	for i := 1; i <= u.hosts; i++ {
+		if _, err := os.Stat(filepath.Join(u.hostDir(i), "identity.json")); err != nil {
+			return
+		}
+	}
+	if err := os.Remove(a.tokenFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+		u.log.Warn("cannot remove the join token file", "file", a.tokenFile, "err", err)
+	}
 }
 
 func (u *upRun) hostDir(i int) string {

@@ -49,9 +49,9 @@ func newVersionCmd(g *globals) *cobra.Command {
 				if s.IsLeader {
 					leader += " (this server)"
 				}
-				fmt.Fprintf(g.stdout, "server: %s\nserver name: %s\nleader: %s\n", s.Version, s.Server, leader)
+				fmt.Fprintf(g.stdout, "server: %s\nserver name: %s\nleader: %s\n", safe(s.Version), safe(s.Server), safe(leader))
 			} else {
-				fmt.Fprintf(g.stderr, "server: not reachable: %s\n", info.ServerError)
+				fmt.Fprintf(g.stderr, "server: not reachable: %s\n", safe(info.ServerError))
 			}
 			return nil
 		},

@@ -52,9 +52,9 @@ func newVMCmd(g *globals) *cobra.Command {
 			fl.StringVar(&f.host, "host", "", "host to run on (default: placement picks one)")
 			fl.StringVar(&f.cluster, "cluster", "", "cluster (default: the only one, or the host's)")
 			fl.BoolVar(&f.start, "start", false, "power the VM on once it is created")
-			fl.StringVar(&f.image, "image", "", "make the VM from an image: a registered one (e.g. test), or the absolute path of a disk file (qcow2, raw...) on the hosts")
+			fl.StringVar(&f.image, "image", "", "make the VM from an image: a registered one (e.g. test), or the absolute path of a disk file (qcow2, raw...) in a datastore (upload others with vdc image import FILE)")
 			fl.BoolVar(&f.linked, "linked", false, "with a disk --image: a thin overlay on the image instead of a copy")
-			fl.StringVar(&f.cdrom, "cdrom", "", "attach this ISO file (absolute path on the hosts) as a CD-ROM and boot from it")
+			fl.StringVar(&f.cdrom, "cdrom", "", "attach this ISO file (absolute path of a file in a datastore) as a CD-ROM and boot from it")
 			fl.BoolVar(&f.vnc, "vnc", false, "give the VM a VNC display")
 			fl.StringVar(&f.haPriority, "ha-priority", "", "HA restart priority: high, medium (default), low or disabled")
 			fl.StringVar(&f.template, "from-template", "", "make the VM from a template (with --linked: a linked clone); its shape is the template's unless --cpus/--memory are given")
@@ -66,7 +66,7 @@ func newVMCmd(g *globals) *cobra.Command {
   vdc vm create db1 --cpus 4 --memory 8G --disk 20G --disk 200G,datastore=nfs1,bus=scsi --nic vm-network --nic dmz,model=e1000
   vdc vm create scratch --memory 512MiB --no-nic --host esx2
   vdc vm create t1 --memory 256MiB --image test --start
-  vdc vm create deb --memory 2G --image /srv/images/debian-12.qcow2 --linked --start
+  vdc vm create deb --memory 2G --image /srv/vdc/datastore1/files/debian-12.qcow2 --linked --start
   vdc vm create inst --memory 2G --disk 20G --cdrom /srv/iso/debian-12.iso --vnc --start
   vdc vm create web5 --from-template gold-debian --linked --start
   vdc vm create deb1 --memory 2G --image debian-12 --linked --cloud-init user-data.yaml --ssh-key ~/.ssh/id_ed25519.pub --start`,

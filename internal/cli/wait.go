@@ -56,7 +56,7 @@ func (g *globals) apply(ctx context.Context, ch change) error {
 	if t, err = g.waitTask(ctx, c, t); err != nil {
 		return ch.failed(err)
 	}
-	fmt.Fprintln(g.stdout, ch.done(ctx, c, t))
+	fmt.Fprintln(g.stdout, safe(ch.done(ctx, c, t)))
 	return nil
 }
 
@@ -121,7 +121,7 @@ func taskLabel(t *api.Task) string {
 	if msg == "" {
 		msg = t.State
 	}
-	return fmt.Sprintf("%s %s: %s", t.Op, t.Target.Name, msg)
+	return safe(fmt.Sprintf("%s %s: %s", t.Op, t.Target.Name, msg))
 }
 
 type barProgress struct{ bar *progressbar.ProgressBar }

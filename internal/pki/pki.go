@@ -138,13 +138,18 @@ func (ca *CA) Issue(names Names, ttl time.Duration) (certPEM, keyPEM []byte, err
 }
 
 func (ca *CA) sign(pub any, names Names, ttl time.Duration) ([]byte, error) {
+	now := time.Now()
+	// Backdated for clocks a little behind, but by a small part of a short
+	// life only, so that a holder can tell from the certificate how far
+	// into its life it is (hosts renew theirs past two thirds).
+	skew := min(time.Hour, ttl/10)
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
 		Subject:      pkix.Name{CommonName: names.CN},
 		DNSNames:     names.DNS,
 		IPAddresses:  names.IPs,
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(ttl),
+		NotBefore:    now.Add(-skew),
+		NotAfter:     now.Add(ttl),
 		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		// Servers and hosts are both TLS clients and servers of each other.
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
@@ -179,13 +184,33 @@ func PoolFromPEM(caPEM []byte) (*x509.CertPool, error) {
 	return p, nil
 }
 
+// PeerCert returns the verified peer certificate of a TLS connection, or nil.
+func PeerCert(cs *tls.ConnectionState) *x509.Certificate {
+	if cs == nil || len(cs.VerifiedChains) == 0 || len(cs.VerifiedChains[0]) == 0 {
+		return nil
+	}
+	return cs.VerifiedChains[0][0]
+}
+
 // PeerCN returns the verified client certificate's common name of a TLS
 // connection, or "".
 func PeerCN(cs *tls.ConnectionState) string {
-	if cs == nil || len(cs.VerifiedChains) == 0 || len(cs.VerifiedChains[0]) == 0 {
-		return ""
+	if c := PeerCert(cs); c != nil {
+		return c.Subject.CommonName
 	}
-	return cs.VerifiedChains[0][0].Subject.CommonName
+	return ""
+}
+
+// Serial is a certificate's serial number as the server records it (hex).
+func Serial(c *x509.Certificate) string { return c.SerialNumber.Text(16) }
+
+// ParseCertPEM reads the first certificate of a PEM document.
+func ParseCertPEM(certPEM []byte) (*x509.Certificate, error) {
+	block, _ := pem.Decode(certPEM)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return nil, errors.New("not a PEM certificate")
+	}
+	return x509.ParseCertificate(block.Bytes)
 }
 
 func encodeKey(key *ecdsa.PrivateKey) ([]byte, error) {

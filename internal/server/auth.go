@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"strings"
 	"sync"
@@ -194,6 +195,18 @@ type joinTokenRecord struct {
 	Uses    int       `json:"uses"`
 	Expires time.Time `json:"expires"`
 	Cluster string    `json:"cluster"` // ID
+	// Host, when set, is the only host (ID) the token joins as: it was
+	// made by `vdc host replace`, whose revocation time is Replaced. A
+	// later replace, or the join, makes it stale.
+	Host     string    `json:"host,omitempty"`
+	Replaced time.Time `json:"replaced,omitzero"`
+}
+
+// errBadJoinToken is the one answer to every join token that is not good,
+// whatever name it comes with, so that a caller without a good token
+// learns nothing about the inventory.
+func errBadJoinToken() error {
+	return api.Errorf(api.ErrUnauthorized, "invalid join token: malformed, unknown, expired or used up; create a new one with `vdc host token create`")
 }
 
 // POST /api/v1/join-tokens
@@ -225,58 +238,77 @@ func (s *Server) createJoinToken(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	secret := randomSecret()
 	rec := joinTokenRecord{Uses: req.Uses, Expires: time.Now().UTC().Add(time.Duration(req.TTLSeconds) * time.Second), Cluster: cl.Metadata.ID}
-	b, _ := json.Marshal(rec)
-	// etcd forgets the token when it expires.
-	lease, err := s.cli.Grant(r.Context(), int64(req.TTLSeconds))
+	txn := s.store.Txn()
+	tok, err := s.addJoinToken(r.Context(), txn, rec)
+	if err == nil {
+		_, err = txn.Commit(r.Context())
+	}
 	if err != nil {
 		fail(w, fmt.Errorf("store join token: %w", err))
 		return
 	}
-	if _, err := s.cli.Put(r.Context(), joinTokenPrefix+hashSecret(secret), string(b), clientv3.WithLease(lease.ID)); err != nil {
-		fail(w, fmt.Errorf("store join token: %w", err))
-		return
-	}
-	reply(w, http.StatusCreated, api.JoinToken{
-		Token: "vdc1." + secret + "." + s.ca.Fingerprint(), Uses: rec.Uses, Expires: rec.Expires,
-		Cluster: api.Ref{ID: cl.Metadata.ID, Name: cl.Metadata.Name},
-	})
+	reply(w, http.StatusCreated, api.JoinToken{Token: tok, Uses: rec.Uses, Expires: rec.Expires,
+		Cluster: api.Ref{ID: cl.Metadata.ID, Name: cl.Metadata.Name}})
 }
 
-// useJoinToken spends one use of a join token and returns its record.
-func (s *Server) useJoinToken(ctx context.Context, secret string) (joinTokenRecord, error) {
-	key := joinTokenPrefix + hashSecret(secret)
-	// Many hosts join with one token at once: serialize here, and let the
-	// revision check settle races with other servers.
-	s.joinMu.Lock()
-	defer s.joinMu.Unlock()
-	for try := 0; try < 100; try++ {
-		resp, err := s.cli.Get(ctx, key)
-		if err != nil {
-			return joinTokenRecord{}, fmt.Errorf("read join token: %w", err)
-		}
-		if len(resp.Kvs) == 0 {
-			return joinTokenRecord{}, api.Errorf(api.ErrUnauthorized, "unknown or expired join token; create a new one with `vdc host token create`")
-		}
-		var rec joinTokenRecord
-		if err := json.Unmarshal(resp.Kvs[0].Value, &rec); err != nil {
-			return rec, fmt.Errorf("read join token: %w", err)
-		}
-		if time.Now().After(rec.Expires) || rec.Uses < 1 {
-			return rec, api.Errorf(api.ErrUnauthorized, "join token expired or used up; create a new one with `vdc host token create`")
-		}
-		rec.Uses--
-		// A spent token stays until it expires, so a late user learns why.
-		b, _ := json.Marshal(rec)
-		op := clientv3.OpPut(key, string(b), clientv3.WithIgnoreLease())
-		tr, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", resp.Kvs[0].ModRevision)).Then(op).Commit()
-		if err != nil {
-			return rec, fmt.Errorf("spend join token: %w", err)
-		}
-		if tr.Succeeded {
-			return rec, nil
-		}
+// addJoinToken adds a new join token to txn and returns it as the host
+// presents it (vdc1.<secret>.<CA fingerprint>). Only its hash is stored,
+// under a lease so that etcd forgets it when it expires.
+func (s *Server) addJoinToken(ctx context.Context, txn *store.Txn, rec joinTokenRecord) (string, error) {
+	ttl := int64(math.Ceil(time.Until(rec.Expires).Seconds()))
+	lease, err := s.cli.Grant(ctx, max(ttl, 1))
+	if err != nil {
+		return "", fmt.Errorf("make a lease for a join token: %w", err)
 	}
-	return joinTokenRecord{}, api.Errorf(api.ErrConflict, "join token is being used concurrently; retry")
+	secret := randomSecret()
+	b, _ := json.Marshal(rec)
+	txn.PutRaw(joinTokenPrefix+hashSecret(secret), string(b), clientv3.WithLease(lease.ID))
+	return "vdc1." + secret + "." + s.ca.Fingerprint(), nil
+}
+
+// joinToken is a good join token as read, at its etcd revision.
+type joinToken struct {
+	key string
+	rev int64
+	rec joinTokenRecord
+}
+
+// readJoinToken checks a join token without spending it. Every way of
+// being bad gets the same error.
+func (s *Server) readJoinToken(ctx context.Context, tok string) (*joinToken, error) {
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 || parts[0] != "vdc1" || parts[1] == "" || parts[2] != s.ca.Fingerprint() {
+		return nil, errBadJoinToken()
+	}
+	key := joinTokenPrefix + hashSecret(parts[1])
+	resp, err := s.cli.Get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("read join token: %w", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, errBadJoinToken()
+	}
+	jt := &joinToken{key: key, rev: resp.Kvs[0].ModRevision}
+	if err := json.Unmarshal(resp.Kvs[0].Value, &jt.rec); err != nil {
+		return nil, fmt.Errorf("read join token: %w", err)
+	}
+	if time.Now().After(jt.rec.Expires) || jt.rec.Uses < 1 {
+		return nil, errBadJoinToken()
+	}
+	return jt, nil
+}
+
+// errJoinTokenRace is what a join gets when another spent the same token
+// in between (the join tries again).
+var errJoinTokenRace = api.Errorf(api.ErrConflict, "join token is being used concurrently; retry")
+
+// spend adds spending one use of the token to txn, which then commits only
+// if nobody spent one meanwhile. A spent token stays until it expires.
+func (jt *joinToken) spend(txn *store.Txn) {
+	rec := jt.rec
+	rec.Uses--
+	b, _ := json.Marshal(rec)
+	txn.If(clientv3.Compare(clientv3.ModRevision(jt.key), "=", jt.rev), errJoinTokenRace).
+		PutRaw(jt.key, string(b), clientv3.WithIgnoreLease())
 }

@@ -72,6 +72,7 @@ func (s *Server) bootstrapPKI(ctx context.Context) error {
 		}
 		return ""
 	}
+	s.agents.CheckPeer = s.peerIsCurrent
 	return nil
 }
 

@@ -35,16 +35,21 @@ func testLog(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-func startServer(t *testing.T, dir string) (*server.Server, *client.Client) {
-	return startServerAt(t, dir, "127.0.0.1:0")
+func startServer(t *testing.T, dir string, opts ...func(*server.Config)) (*server.Server, *client.Client) {
+	return startServerAt(t, dir, "127.0.0.1:0", opts...)
 }
 
 // startServerAt starts a server listening on addr: again where the last
-// one listened, for agents to find it after a restart.
-func startServerAt(t *testing.T, dir, addr string) (*server.Server, *client.Client) {
+// one listened, for agents to find it after a restart. opts change its
+// configuration.
+func startServerAt(t *testing.T, dir, addr string, opts ...func(*server.Config)) (*server.Server, *client.Client) {
 	t.Helper()
-	srv, err := server.New(server.Config{DataDir: filepath.Join(dir, "server"), Listen: addr, Name: "test",
-		HeartbeatInterval: time.Second, HostTimeout: 3 * time.Second, Log: testLog(t)})
+	cfg := server.Config{DataDir: filepath.Join(dir, "server"), Listen: addr, Name: "test",
+		HeartbeatInterval: time.Second, HostTimeout: 3 * time.Second, Log: testLog(t)}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	srv, err := server.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,11 +63,12 @@ func startServerAt(t *testing.T, dir, addr string) (*server.Server, *client.Clie
 	return srv, c
 }
 
-// newDC starts a server with dc1/cluster1/datastore1/vm-network and hosts.
-func newDC(t *testing.T, hosts int) *dc {
+// newDC starts a server with dc1/cluster1/datastore1/vm-network and hosts;
+// opts change the server's configuration.
+func newDC(t *testing.T, hosts int, opts ...func(*server.Config)) *dc {
 	t.Helper()
 	d := &dc{t: t, dir: t.TempDir(), agents: map[string]context.CancelFunc{}}
-	d.srv, d.c = startServer(t, d.dir)
+	d.srv, d.c = startServer(t, d.dir, opts...)
 	t.Cleanup(func() {
 		for _, stop := range d.agents {
 			stop()
@@ -91,7 +97,15 @@ func newDC(t *testing.T, hosts int) *dc {
 // startAgent runs a host agent (again) on its data dir.
 func (d *dc) startAgent(name string) {
 	d.t.Helper()
-	a, err := agent.New(agent.Config{ServerURL: d.srv.URL(), JoinToken: d.token, DataDir: filepath.Join(d.dir, "hosts", name),
+	d.startAgentIn(name, d.hostDir(name), d.token)
+}
+
+func (d *dc) hostDir(name string) string { return filepath.Join(d.dir, "hosts", name) }
+
+// startAgentIn runs a host agent on a data dir of choice, with a join token.
+func (d *dc) startAgentIn(name, dataDir, token string) {
+	d.t.Helper()
+	a, err := agent.New(agent.Config{ServerURL: d.srv.URL(), JoinToken: token, DataDir: dataDir,
 		Name: name, Listen: "127.0.0.1:0", Driver: sim.New(sim.Options{CPUs: 8, MemoryBytes: 16 << 30, ShutdownDelay: 20 * time.Millisecond, Host: name}), Log: testLog(d.t)})
 	if err != nil {
 		d.t.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/vdc-project/vdc/api"
@@ -96,98 +95,9 @@ func firstN(s []string, n int) []string {
 	return s
 }
 
-// POST /api/v1/agent/join: a new host presents a join token and a CSR and
-// gets its identity. A disconnected host of the same name may rejoin (a
-// reinstalled machine) and keeps its ID and VMs.
-func (s *Server) agentJoin(w http.ResponseWriter, r *http.Request) {
-	var req api.JoinRequest
-	if !decode(w, r, &req) {
-		return
-	}
-	ctx := r.Context()
-	if err := api.ValidateName("host", req.Name); err != nil {
-		fail(w, err)
-		return
-	}
-	parts := strings.Split(req.Token, ".")
-	if len(parts) != 3 || parts[0] != "vdc1" {
-		fail(w, api.Errorf(api.ErrUnauthorized, "malformed join token"))
-		return
-	}
-	if err := s.cache.Sync(ctx); err != nil {
-		fail(w, err)
-		return
-	}
-	var existing *api.Host
-	if o, ok := s.cache.Lookup(api.KindHost, req.Name); ok {
-		existing = o.(*api.Host)
-		if existing.Status.Connection == api.HostConnected {
-			fail(w, api.Errorf(api.ErrConflict, "a connected host named %q already exists", req.Name))
-			return
-		}
-	}
-	rec, err := s.useJoinToken(ctx, parts[1])
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	if _, ok := s.cache.Get(api.KindCluster, rec.Cluster); !ok {
-		fail(w, api.Errorf(api.ErrConflict, "the join token's cluster no longer exists"))
-		return
-	}
-	var host *api.Host
-	txn := s.store.Txn()
-	if existing != nil {
-		host = store.Clone(existing)
-		txn.Update(existing, host)
-	} else {
-		host = &api.Host{
-			Metadata: api.ObjectMeta{ID: store.NewID(), Name: req.Name},
-			Spec:     api.HostSpec{Cluster: api.Ref{ID: rec.Cluster}},
-			Status:   api.HostStatus{Connection: api.HostDisconnected},
-		}
-		txn.Create(host)
-	}
-	certPEM, err := s.ca.SignCSR([]byte(req.CSR), pki.Names{CN: pki.HostCNPrefix + host.Metadata.ID, DNS: []string{pki.HostDNSName(host.Metadata.ID)}}, 5*365*24*time.Hour)
-	if err != nil {
-		fail(w, api.Errorf(api.ErrInvalid, "%v", err))
-		return
-	}
-	op := "host.join"
-	if existing != nil {
-		op = "host.rejoin"
-	}
-	t := done(newTask(ctx, op, host, nil), nil)
-	t.Owner = "join-token"
-	if _, err := s.submit(ctx, txn, t); err != nil {
-		fail(w, err)
-		return
-	}
-	s.log.Info("host joined", "host", req.Name, "hostID", host.Metadata.ID, "rejoin", existing != nil)
-	reply(w, http.StatusOK, api.JoinResponse{HostID: host.Metadata.ID, Certificate: string(certPEM), CA: string(s.ca.CertPEM)})
-}
-
-// hostOfRequest authenticates an agent by its client certificate.
-func (s *Server) hostOfRequest(r *http.Request) (*api.Host, error) {
-	cn := pki.PeerCN(r.TLS)
-	id, ok := strings.CutPrefix(cn, pki.HostCNPrefix)
-	if !ok {
-		return nil, api.Errorf(api.ErrUnauthorized, "agent calls need a host certificate")
-	}
-	o, ok := s.cache.Get(api.KindHost, id)
-	if !ok {
-		// Maybe just created by another server: look once more in etcd.
-		var err error
-		if o, err = s.store.Get(r.Context(), api.KindHost, id); err != nil {
-			return nil, api.Errorf(api.ErrForbidden, "host %s was removed from the inventory; join again with a new token", id)
-		}
-	}
-	return o.(*api.Host), nil
-}
-
 // POST /api/v1/agent/heartbeat
 func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request) {
-	h, err := s.hostOfRequest(r)
+	h, cert, err := s.hostOfRequest(r)
 	if err != nil {
 		fail(w, err)
 		return
@@ -198,8 +108,13 @@ func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	now := time.Now().UTC()
+	serial := pki.Serial(cert)
 	err = s.updateObject(ctx, api.KindHost, h.Metadata.ID, func(o api.Object) error {
 		h := o.(*api.Host)
+		// Revoked (a host replace) since the check above: not one more beat.
+		if matchCert(h, serial) == certRefused {
+			return errCertRefused(h, serial)
+		}
 		st := &h.Status
 		if st.Connection != api.HostConnected {
 			st.Connection = api.HostConnected
@@ -234,6 +149,9 @@ func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request) {
 		Datastores:      s.datastoresFor(h),
 		DropIncoming:    s.orphanCopies(h, hb.Incoming),
 		Drop:            s.strays(h, hb.VMs),
+		// A certificate that outlives the server's policy (one from before
+		// certificates were short-lived) is renewed at once.
+		RenewCertificate: cert.NotAfter.After(now.Add(s.cfg.HostCertTTL + time.Minute)),
 	}
 	if ha := s.hostHA(h); ha.Gen != hb.HAGen {
 		resp.HA = ha

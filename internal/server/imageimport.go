@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/url"
 	"path"
-	"path/filepath"
 	"regexp"
 	"slices"
 
@@ -32,9 +31,6 @@ func (s *Server) importImage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	err := validateCommon("image", req.Name, req.Labels, req.Description)
-	if err == nil {
-		err = validateImageSource(req.Source)
-	}
 	if err == nil && req.SHA256 != "" && !sha256Digest.MatchString(req.SHA256) {
 		err = api.Errorf(api.ErrInvalid, "sha256 must be 64 hex digits")
 	}
@@ -54,6 +50,10 @@ func (s *Server) importImage(w http.ResponseWriter, r *http.Request) {
 		fail(w, fmt.Errorf("image %s: %w", req.Name, err))
 		return
 	}
+	if err := s.validateImageSource(req.Source, datacenterOf(ds)); err != nil {
+		fail(w, err)
+		return
+	}
 	img := &api.Image{
 		Metadata: api.ObjectMeta{ID: store.NewID(), Name: req.Name, Labels: req.Labels},
 		Spec:     api.ImageSpec{Datastore: api.Ref{ID: ds.GetMeta().ID}, Type: api.ImageDisk, Description: req.Description},
@@ -68,20 +68,26 @@ func (s *Server) importImage(w http.ResponseWriter, r *http.Request) {
 	replyTask(w, t)
 }
 
-func validateImageSource(src string) error {
+// validateImageSource accepts an http(s) URL, or a file in a datastore
+// of the image's datacenter: a host reads it as root, and nothing outside
+// the datastores is for the API to read (or to tell the size of).
+func (s *Server) validateImageSource(src, dc string) error {
 	if src == "" {
-		return api.Errorf(api.ErrInvalid, "no image source: give an http(s) URL or an absolute path on the hosts")
+		return api.Errorf(api.ErrInvalid, "no image source: give an http(s) URL or a file in a datastore")
 	}
 	if u, err := url.Parse(src); err == nil && (u.Scheme == "http" || u.Scheme == "https") {
 		if u.Host == "" {
 			return api.Errorf(api.ErrInvalid, "image URL %q has no host", src)
 		}
-		return nil
+		return api.ValidateText("image URL", src)
 	}
-	if !filepath.IsAbs(src) || filepath.Clean(src) != src {
-		return api.Errorf(api.ErrInvalid, "image source must be an http(s) URL or a clean absolute path on the hosts, got %q", src)
-	}
-	return nil
+	_, err := s.checkHostFile("image source", src, "an http(s) URL or a file in a datastore", "; upload other files (vdc image import FILE uploads a file of its machine)", func(o api.Object) bool { return datacenterOf(o) == dc })
+	return err
+}
+
+func isURL(src string) bool {
+	u, err := url.Parse(src)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https")
 }
 
 func (s *Server) runImageImport(ctx context.Context, t *taskRun) (any, error) {
@@ -106,7 +112,17 @@ func (s *Server) runImageImport(ctx context.Context, t *taskRun) (any, error) {
 		_, _ = s.store.Txn().Delete(img).Commit(cctx)
 		return fmt.Errorf("import image %s from %s: %w; the image was not kept", img.Metadata.Name, p.Source, err)
 	}
-	h, err := s.hostReaching(img.Spec.Datastore.ID)
+	reach := []string{img.Spec.Datastore.ID}
+	if !isURL(p.Source) {
+		// The host reads the file from its datastore (which may have gone
+		// since the request was checked).
+		src, ok := s.datastoreHolding(p.Source, nil)
+		if !ok {
+			return nil, undo(api.Errorf(api.ErrInvalid, "image source %s is not an http(s) URL or a file in a datastore", p.Source))
+		}
+		reach = append(reach, src.Metadata.ID)
+	}
+	h, err := s.hostReaching(reach...)
 	if err != nil {
 		return nil, undo(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"path"
 	"slices"
+	"strings"
 
 	"github.com/vdc-project/vdc/api"
 )
@@ -26,6 +27,9 @@ func (s *Server) createImage(w http.ResponseWriter, r *http.Request) {
 		err = api.Errorf(api.ErrInvalid, "kernel command line is %d bytes long; the limit is 4096", len(req.Cmdline))
 	}
 	if err == nil {
+		err = api.ValidateText("kernel command line", req.Cmdline)
+	}
+	if err == nil {
 		err = s.cache.Sync(r.Context())
 	}
 	if err != nil {
@@ -44,27 +48,36 @@ func (s *Server) createImage(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// hostReaching picks a connected host that reaches a datastore, to do file
-// work on it.
-func (s *Server) hostReaching(dsID string) (*api.Host, error) {
+// hostReaching picks a connected host that reaches all the datastores
+// given, to do file work on it.
+func (s *Server) hostReaching(dsIDs ...string) (*api.Host, error) {
+	dsIDs = slices.Compact(slices.Sorted(slices.Values(dsIDs)))
 	var best *api.Host
 	s.cache.Each(api.KindHost, func(o api.Object) {
 		h := o.(*api.Host)
 		if h.Status.Connection != api.HostConnected || best != nil {
 			return
 		}
-		for _, d := range h.Status.Datastores {
-			if d.ID == dsID {
-				best = h
+		for _, id := range dsIDs {
+			if !slices.ContainsFunc(h.Status.Datastores, func(r api.Ref) bool { return r.ID == id }) {
+				return
 			}
 		}
+		best = h
 	})
 	if best == nil {
-		name := dsID
-		if o, ok := s.cache.Get(api.KindDatastore, dsID); ok {
-			name = o.GetMeta().Name
+		names := make([]string, len(dsIDs))
+		for i, id := range dsIDs {
+			names[i] = id
+			if o, ok := s.cache.Get(api.KindDatastore, id); ok {
+				names[i] = o.GetMeta().Name
+			}
 		}
-		return nil, api.Errorf(api.ErrConflict, "no connected host reaches datastore %s", name)
+		what := "datastore " + names[0]
+		if len(names) > 1 {
+			what = "datastores " + strings.Join(names, " and ")
+		}
+		return nil, api.Errorf(api.ErrConflict, "no connected host reaches %s", what)
 	}
 	return best, nil
 }

@@ -145,6 +145,9 @@ func validateImport(req *api.ImportRequest) error {
 	if req.Descriptor != "" && req.Format == api.ImportFormatDisk {
 		return api.Errorf(api.ErrInvalid, "a disk import has no descriptor")
 	}
+	if err := api.ValidateText("url", req.URL); err != nil {
+		return err
+	}
 	if req.URL != "" {
 		u, err := url.Parse(req.URL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -183,8 +186,17 @@ func validateImport(req *api.ImportRequest) error {
 		if len(k) > 256 || len(v) > 64<<10 {
 			return api.Errorf(api.ErrInvalid, "property %q is too long", truncate(k, 40))
 		}
+		// A value may span lines (a certificate); a key is one word.
+		if err := firstErr(api.ValidateText("property key", k), api.ValidateMultilineText(fmt.Sprintf("property %q value", k), v)); err != nil {
+			return err
+		}
 	}
-	return nil
+	for src, pg := range req.Networks {
+		if err := firstErr(api.ValidateText("network", src), api.ValidateText(fmt.Sprintf("port group of network %q", src), pg)); err != nil {
+			return err
+		}
+	}
+	return api.ValidateText("deployment", req.Deployment)
 }
 
 func truncate(s string, n int) string {
@@ -358,6 +370,7 @@ func (s *Server) planFrom(p *importParams, sp *agent.StagedPackage, dryRun bool)
 	if err != nil {
 		return nil, invalid(err)
 	}
+	sanitizePlan(oplan)
 	warnings := oplan.Warnings
 	if dryRun && req.URL != "" {
 		// Only the descriptor was fetched.
@@ -408,7 +421,7 @@ func (s *Server) planFrom(p *importParams, sp *agent.StagedPackage, dryRun bool)
 		ip.vms = append(ip.vms, pv)
 		ip.api.VMs = append(ip.api.VMs, s.describe(pv, vm))
 	}
-	ip.api.Warnings = warnings
+	ip.api.Warnings = sanitizeWarnings(warnings)
 	return ip, nil
 }
 
@@ -457,10 +470,7 @@ func (s *Server) planVM(req api.ImportRequest, vm ovf.VMPlan, count int, props [
 	case req.Name != "":
 		name = vmName(req.Name + "-" + vm.Name)
 	}
-	desc := vm.Annotation
-	if len(desc) > api.MaxDescription {
-		desc = desc[:api.MaxDescription]
-	}
+	desc := api.TruncateText(strings.TrimSpace(vm.Annotation), api.MaxDescription) // sanitized by sanitizePlan
 	cr := api.VMCreateRequest{Name: name, Cluster: req.Cluster, Host: req.Host, CPUs: vm.CPUs, Memory: api.Size(vm.MemoryBytes),
 		Description: desc, Labels: req.Labels, NICs: []api.NICRequest{}}
 	pv := plannedVM{ovfID: vm.ID, props: props}

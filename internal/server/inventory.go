@@ -3,7 +3,6 @@ package server
 import (
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"sort"
 	"strings"
 
@@ -227,6 +226,9 @@ func validateLabels(l map[string]string) error {
 		if len(v) > 253 {
 			return api.Errorf(api.ErrInvalid, "label %q: keys and values are at most 253 characters", k)
 		}
+		if err := api.ValidateText(fmt.Sprintf("label %q value", k), v); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -249,7 +251,7 @@ func validateDescription(d string) error {
 	if len(d) > api.MaxDescription {
 		return api.Errorf(api.ErrInvalid, "description is %d characters long; the limit is %d", len(d), api.MaxDescription)
 	}
-	return nil
+	return api.ValidateText("description", d)
 }
 
 // validateCommon checks the fields every create/update request shares.
@@ -411,10 +413,7 @@ func (s *Server) createDatastore(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	err := firstErr(validateCommon("datastore", req.Name, req.Labels, req.Description), s.cache.Sync(r.Context()))
-	if err == nil && (req.Path == "" || !filepath.IsAbs(req.Path) || filepath.Clean(req.Path) != req.Path) {
-		err = api.Errorf(api.ErrInvalid, "datastore path must be a clean absolute path, got %q", req.Path)
-	}
+	err := firstErr(validateCommon("datastore", req.Name, req.Labels, req.Description), api.ValidateDatastorePath(req.Path), s.cache.Sync(r.Context()))
 	if err != nil {
 		fail(w, err)
 		return
@@ -435,6 +434,10 @@ func (s *Server) createDatastore(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		ds.Spec.Host = api.Ref{ID: h.GetMeta().ID}
+	}
+	if err := s.checkDatastorePath(req.Path, ds.Spec.Host.ID); err != nil {
+		fail(w, err)
+		return
 	}
 	s.createInline(w, r, ds)
 }

@@ -81,6 +81,9 @@ func (s *Server) apiRoutes() []route {
 		route{method: "GET", path: "/api/v1/hosts/{name}", handler: s.getObject(api.KindHost), summary: "Read a host", reply: api.Host{}},
 		route{method: "PATCH", path: "/api/v1/hosts/{name}", handler: s.updateHost, summary: "Change a host." + ifMatchNote, body: api.HostUpdateRequest{}, reply: task},
 		route{method: "DELETE", path: "/api/v1/hosts/{name}", handler: s.deleteObject(api.KindHost), summary: "Remove a host that has no VMs", reply: task},
+		route{method: "POST", path: "/api/v1/hosts/{name}/replace", handler: s.replaceHost,
+			summary: "Revoke a host's certificate at once and make a one-use token that joins a machine as this host (same ID, same VMs)",
+			body:    api.HostReplaceRequest{}, reply: api.HostReplaceResponse{}},
 		route{method: "POST", path: "/api/v1/hosts/{name}/maintenance", handler: s.hostMaintenance, summary: "Enter or exit maintenance mode",
 			body: api.MaintenanceRequest{}, reply: task},
 
@@ -126,7 +129,7 @@ func (s *Server) apiRoutes() []route {
 			reply: task, status: http.StatusAccepted},
 
 		route{method: "POST", path: "/api/v1/images/import", handler: s.importImage,
-			summary: "Import a disk image (qcow2 or raw cloud image) from a URL or a path on the hosts", body: api.ImageImportRequest{}, reply: task, status: http.StatusAccepted},
+			summary: "Import a disk image (qcow2 or raw cloud image) from a URL or a file in a datastore", body: api.ImageImportRequest{}, reply: task, status: http.StatusAccepted},
 		route{method: "GET", path: "/api/v1/images", handler: s.listObjects(api.KindImage), summary: "List images", reply: listOf(api.Image{})},
 		route{method: "POST", path: "/api/v1/images", handler: s.createImage, summary: "Register an image; then upload its files", body: api.ImageCreateRequest{}, reply: task},
 		route{method: "GET", path: "/api/v1/images/{name}", handler: s.getObject(api.KindImage), summary: "Read an image", reply: api.Image{}},
@@ -161,8 +164,12 @@ func (s *Server) apiRoutes() []route {
 			reply: api.Event{}, stream: true, query: []param{{name: "types", doc: "comma-separated event types", values: eventTypes, list: true},
 				{name: "kind", doc: "object kind", values: objectKinds}, {name: "id", doc: "object or task target ID"}, {name: "after", doc: "resume after this sequence number"}}},
 
-		route{method: "POST", path: "/api/v1/agent/join", handler: s.agentJoin, summary: "A new host joins with a join token and a CSR",
-			body: api.JoinRequest{}, reply: api.JoinResponse{}, public: true},
+		route{method: "POST", path: "/api/v1/agent/join", handler: s.agentJoin,
+			summary: "A new host joins with a join token and a CSR (a token from host replace: the host it was made for joins again)",
+			body:    api.JoinRequest{}, reply: api.JoinResponse{}, public: true},
+		route{method: "POST", path: "/api/v1/agent/renew", handler: s.agentRenew,
+			summary: "A host trades its current certificate (mutual TLS) for a new one; the old one is refused from the host's first call with the new one",
+			body:    api.RenewRequest{}, reply: api.RenewResponse{}, public: true},
 		route{method: "POST", path: "/api/v1/agent/heartbeat", handler: s.agentHeartbeat, summary: "A host reports (host certificate required)",
 			body: api.Heartbeat{}, reply: api.HeartbeatResponse{}, public: true},
 	)

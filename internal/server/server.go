@@ -46,6 +46,9 @@ type Config struct {
 	// MigrationStallTimeout fails a migration that moved no data for this
 	// long (default 30s).
 	MigrationStallTimeout time.Duration
+	// HostCertTTL is how long the certificates issued to hosts are valid
+	// (default 30 days); agents renew theirs past two thirds of that.
+	HostCertTTL time.Duration
 	// DebugListen, when set, serves Go's pprof profiles there (keep it on
 	// loopback).
 	DebugListen string
@@ -55,6 +58,11 @@ type Config struct {
 	Limits netguard.Limits
 	Log    *slog.Logger
 }
+
+// DefaultHostCertTTL is the life of a host certificate: short enough that
+// a leaked key is not good for long, long enough that a host cut off from
+// the server for days (renewals start at two thirds) keeps its identity.
+const DefaultHostCertTTL = 30 * 24 * time.Hour
 
 // Server is a running management server.
 type Server struct {
@@ -116,6 +124,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MigrationStallTimeout <= 0 {
 		cfg.MigrationStallTimeout = 30 * time.Second
+	}
+	if cfg.HostCertTTL <= 0 {
+		cfg.HostCertTTL = DefaultHostCertTTL
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()

@@ -160,6 +160,11 @@ func validateCloudInit(ci *api.CloudInit) error {
 	if ci.UserData != "" && !strings.HasPrefix(ci.UserData, "#") && !strings.HasPrefix(ci.UserData, "Content-Type:") {
 		return api.Errorf(api.ErrInvalid, "cloud-init user-data must start with #cloud-config, #! (a script) or be MIME multipart")
 	}
+	// User-data is a file (YAML, a script, MIME): lines and tabs, but no
+	// other control characters, which no such file needs.
+	if err := api.ValidateMultilineText("cloud-init user-data", ci.UserData); err != nil {
+		return err
+	}
 	if len(ci.SSHKeys) > api.MaxSSHKeys {
 		return api.Errorf(api.ErrInvalid, "at most %d SSH keys, got %d", api.MaxSSHKeys, len(ci.SSHKeys))
 	}
@@ -167,6 +172,9 @@ func validateCloudInit(ci *api.CloudInit) error {
 		f := strings.Fields(k)
 		if len(f) < 2 || strings.ContainsAny(k, "\n\r") || !(strings.HasPrefix(f[0], "ssh-") || strings.HasPrefix(f[0], "ecdsa-") || strings.HasPrefix(f[0], "sk-")) {
 			return api.Errorf(api.ErrInvalid, "SSH key %d is not an OpenSSH public key (\"ssh-ed25519 AAAA... comment\")", i+1)
+		}
+		if err := api.ValidateText(fmt.Sprintf("SSH key %d", i+1), k); err != nil {
+			return err
 		}
 	}
 	if ci.Hostname != "" {

@@ -219,7 +219,8 @@ func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 	for path, methods := range map[string][]string{
 		"/api/v1/vms": {"get", "post"}, "/api/v1/vms/{name}": {"get", "patch", "delete"}, "/api/v1/vms/{name}/power": {"post"},
 		"/api/v1/hosts/{name}/maintenance": {"post"}, "/api/v1/tasks/{id}": {"get"}, "/api/v1/events": {"get"},
-		"/api/v1/portgroups/{name}": {"get", "patch", "delete"}, "/api/v1/agent/join": {"post"},
+		"/api/v1/portgroups/{name}": {"get", "patch", "delete"}, "/api/v1/agent/join": {"post"}, "/api/v1/agent/renew": {"post"},
+		"/api/v1/hosts/{name}/replace": {"post"},
 	} {
 		for _, m := range methods {
 			if doc.Paths[path][m] == nil {

@@ -97,7 +97,7 @@ func validateCreate(req *api.VMCreateRequest) error {
 		}
 	}
 	if req.CDROM != "" && !filepath.IsAbs(req.CDROM) {
-		return api.Errorf(api.ErrInvalid, "cdrom must be the absolute path of an ISO file on the hosts, got %q", req.CDROM)
+		return api.Errorf(api.ErrInvalid, "cdrom must be the absolute path of an ISO file in a datastore, got %q", req.CDROM)
 	}
 	if req.Linked && req.Image == "" {
 		return api.Errorf(api.ErrInvalid, "linked needs an image to link to")
@@ -165,6 +165,12 @@ func (s *Server) createVM(w http.ResponseWriter, r *http.Request) {
 	var dss []string
 	for _, d := range vm.Spec.Disks {
 		dss = append(dss, d.Datastore.ID)
+		if d.ForeignSource {
+			dss = append(dss, s.datastoreOf(d.Source))
+		}
+	}
+	if vm.Spec.CDROM != "" {
+		dss = append(dss, s.datastoreOf(vm.Spec.CDROM))
 	}
 	chosen, release, err := s.places.place(vm.Metadata.ID, cl, hostID, s.places.request(cl, vm.Spec.CPUs, int64(vm.Spec.MemoryBytes), dss), req.PowerOn)
 	if err != nil {
@@ -244,6 +250,27 @@ func (s *Server) buildVM(req *api.VMCreateRequest) (*api.VM, *api.Cluster, strin
 		vm.Spec.Disks = append(vm.Spec.Disks, api.VMDisk{Name: name, SizeBytes: d.Size, Datastore: api.Ref{ID: ds.Metadata.ID},
 			Bus: bus, Path: dir + "/" + name + ".qcow2", Thick: d.Thick})
 	}
+	// The files named by path must be in a datastore the VM's host reaches.
+	for what, p := range map[string]string{"image": req.Image, "cdrom": req.CDROM} {
+		if !filepath.IsAbs(p) {
+			continue // none, or a registered image
+		}
+		hint := "; copy the ISO into a datastore"
+		if what == "image" {
+			hint = "; copy it into a datastore, or upload it (vdc image import FILE --name NAME, then --image NAME)"
+		}
+		ds, err := s.checkHostFile(what, p, "a file in a datastore", hint, inDC)
+		if err != nil {
+			return nil, nil, "", err
+		}
+		if !ds.Spec.Shared {
+			if hostID == "" {
+				hostID = ds.Spec.Host.ID
+			} else if hostID != ds.Spec.Host.ID {
+				return nil, nil, "", api.Errorf(api.ErrInvalid, "%s %s is on datastore %s, local to another host", what, p, ds.Metadata.Name)
+			}
+		}
+	}
 	if err := s.applyImage(req, vm, dir, inDC); err != nil {
 		return nil, nil, "", err
 	}
@@ -309,7 +336,7 @@ func (s *Server) newMAC(used map[string]bool) string {
 }
 
 // applyImage makes a VM from an image: a kernel image boots directly; a
-// disk image (registered, or a path on the hosts) becomes the first disk.
+// disk image (registered, or a file in a datastore) becomes the first disk.
 func (s *Server) applyImage(req *api.VMCreateRequest, vm *api.VM, dir string, inDC func(api.Object) bool) error {
 	if req.Image == "" {
 		return nil
@@ -353,6 +380,7 @@ func (s *Server) applyImage(req *api.VMCreateRequest, vm *api.VM, dir string, in
 		}
 	}
 	vm.Spec.Disks[0].Source, vm.Spec.Disks[0].Linked = source, req.Linked
+	vm.Spec.Disks[0].ForeignSource = vm.Spec.Image.IsZero() // a file the user named, not a registered image
 	return nil
 }
 

@@ -40,7 +40,7 @@ func (s *Server) vmConfig(vm *api.VM) (hypervisor.VMConfig, error) {
 			return cfg, api.Errorf(api.ErrConflict, "disk %s of vm %s is on datastore %s, which is gone", d.Name, vm.Metadata.Name, d.Datastore.ID)
 		}
 		cfg.Disks = append(cfg.Disks, hypervisor.DiskConfig{Name: d.Name, Path: filepath.Join(o.(*api.Datastore).Spec.Path, d.Path),
-			SizeBytes: int64(d.SizeBytes), Bus: d.Bus, Source: d.Source, Linked: d.Linked, Own: s.onDatastore(d.Source), Thick: d.Thick, Slot: d.Slot})
+			SizeBytes: int64(d.SizeBytes), Bus: d.Bus, Source: d.Source, Linked: d.Linked, Own: !d.ForeignSource && s.onDatastore(d.Source), Thick: d.Thick, Slot: d.Slot})
 	}
 	cfg.Seed = seedFor(vm)
 	if b := vm.Spec.Boot; b != nil {

@@ -24,7 +24,7 @@ func TestBenchOVF(t *testing.T) {
 	cl.qemu = true
 	cl.inventoryN(1)
 	dir := t.TempDir()
-	raw := filepath.Join(dir, "data.raw")
+	raw := cl.datastoreFile("data.raw")
 	// 1 GiB of incompressible data on a 2 GiB disk: the VMDK (and so the
 	// OVA) is about 1 GiB.
 	sh(t, "head -c 1G /dev/urandom > "+raw+" && truncate -s 2G "+raw)

@@ -2,6 +2,11 @@ package e2e
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -163,6 +168,24 @@ func TestUpAndAgainOnTheSameData(t *testing.T) {
 	if len(agents) != 2 {
 		t.Fatalf("vdc up should run 2 agent processes, found %v", agents)
 	}
+	// They joined with a token that no other user of the machine could see
+	// (ps shows the command line), and the token's file is gone.
+	for _, pid := range agents {
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		args := strings.Split(string(cmdline), "\x00")
+		if strings.Contains(string(cmdline), "vdc1.") || slices.Contains(args, "--join-token") || !slices.Contains(args, "--join-token-file") {
+			t.Fatalf("agent %d's command line: %q", pid, args)
+		}
+		if environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid)); err != nil || strings.Contains(string(environ), "vdc1.") {
+			t.Fatalf("agent %d's environment carries the token (%v)", pid, err)
+		}
+	}
+	if _, err := os.Stat(dir + "/data/join-token"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the join token file outlived the joins: %v", err)
+	}
 	if err := syscall.Kill(agents[0], syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -189,5 +212,61 @@ func TestUpAndAgainOnTheSameData(t *testing.T) {
 	}
 	if err := up2.stop(syscall.SIGTERM); err != nil {
 		t.Fatalf("vdc up did not exit cleanly on SIGTERM: %v", err)
+	}
+}
+
+// A machine joins again as an existing host only through host replace:
+// the old certificate is refused at once, the new agent keeps the host's
+// ID and VMs.
+func TestHostReplaceThroughTheCLI(t *testing.T) {
+	cl := newCluster(t)
+	cl.inventory()
+	cl.vdc("vm", "create", "r1", "--cpus", "1", "--memory", "128MiB", "--host", "host-1", "--start")
+	before := cl.hosts()["host-1"]
+	// A fresh token does not take an existing host's name.
+	tok := strings.TrimSpace(cl.vdc("host", "token", "create"))
+	cl.agents["host-1"].kill9()
+	if out, err := cl.try("host", "info", "host-1"); err != nil || !strings.Contains(out, "serial "+before.Status.Certificate.Serial) {
+		t.Fatalf("host info shows no certificate: %v\n%s", err, out)
+	}
+	saved := filepath.Join(cl.dir, "hosts", "host-1")
+	if err := os.Rename(saved, saved+".old"); err != nil { // the machine is reinstalled
+		t.Fatal(err)
+	}
+	cl.startAgentToken("host-1", tok)
+	select {
+	case <-cl.agents["host-1"].done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("an agent joining as an existing host with a plain token did not give up")
+	}
+	if out := cl.agents["host-1"].out.String(); !strings.Contains(out, "vdc host replace host-1") {
+		t.Fatalf("the refused agent does not say what to do:\n%s", out)
+	}
+	token := strings.TrimSpace(cl.vdc("host", "replace", "host-1", "--ttl", "10m"))
+	file := filepath.Join(cl.dir, "replace-token")
+	if err := os.WriteFile(file, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(saved); err != nil {
+		t.Fatal(err)
+	}
+	cl.agentArgs = []string{"--join-token-file", file}
+	cl.startAgentToken("host-1", "")
+	cl.waitConnected("host-1")
+	after := cl.hosts()["host-1"]
+	if after.Metadata.ID != before.Metadata.ID || after.Status.Certificate.Serial == before.Status.Certificate.Serial {
+		t.Fatalf("host-1 after replace: %+v, before: %+v", after, before)
+	}
+	if vm := cl.vm("r1"); vm.Spec.Host.ID != before.Metadata.ID {
+		t.Fatalf("r1 left host-1: %+v", vm.Spec.Host)
+	}
+	var tasks []*api.Task
+	cl.json(&tasks, "task", "ls", "--all")
+	ops := map[string]bool{}
+	for _, tk := range tasks {
+		ops[tk.Op] = ops[tk.Op] || tk.Target.Name == "host-1"
+	}
+	if !ops["host.replace"] || !ops["host.join"] {
+		t.Fatalf("task ls lacks host.replace or host.join of host-1: %v", ops)
 	}
 }

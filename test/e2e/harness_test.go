@@ -193,22 +193,29 @@ func (cl *cluster) driver() string {
 }
 
 func (cl *cluster) startAgent(name string) {
+	cl.startAgentToken(name, cl.token)
+}
+
+// startAgentToken starts an agent with a join token (if not "") in its
+// environment, as an operator would: on its command line ps shows it.
+func (cl *cluster) startAgentToken(name, token string) {
 	listen := "127.0.0.1:0"
 	if cl.lab != nil {
 		listen = cl.lab.hostIP(name) + ":0"
 	}
 	args := []string{"agent", "--server", "https://" + cl.listen, "--data", filepath.Join(cl.dir, "hosts", name), "--name", name,
 		"--listen", listen, "--driver", cl.driver(), "--guest-poll", "1s"}
-	if cl.token != "" {
-		args = append(args, "--join-token", cl.token)
+	var env []string
+	if token != "" {
+		env = []string{"VDC_JOIN_TOKEN=" + token}
 	}
 	args = append(args, cl.agentArgs...)
 	if cl.lab != nil { // the agent runs inside the host's namespace
 		args = append([]string{"netns", "exec", cl.lab.ns(name), vdcBin}, args...)
-		cl.agents[name] = startCmd(cl.t, "agent "+name, "ip", args...)
+		cl.agents[name] = startCmdEnv(cl.t, "agent "+name, env, "ip", args...)
 		return
 	}
-	cl.agents[name] = start(cl.t, "agent "+name, nil, args...)
+	cl.agents[name] = start(cl.t, "agent "+name, env, args...)
 }
 
 // newLabCluster is a cluster whose server listens on the lab's bridge and
@@ -303,6 +310,35 @@ func (cl *cluster) inventoryN(n int) {
 		cl.startAgent(names[i-1])
 	}
 	cl.waitConnected(names...)
+}
+
+// datastoreFile is where a test puts a file that VMs are made from by
+// path (vm create --image FILE, --cdrom FILE, image import FILE): hosts
+// read no file outside their datastores.
+func (cl *cluster) datastoreFile(name string) string {
+	cl.t.Helper()
+	p := filepath.Join(cl.dir, "datastore1", "files", name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		cl.t.Fatal(err)
+	}
+	return p
+}
+
+// copyToDatastore copies a file made elsewhere into datastore1.
+func (cl *cluster) copyToDatastore(src string) string {
+	cl.t.Helper()
+	dst := cl.datastoreFile(filepath.Base(src))
+	if err := os.Link(src, dst); err == nil {
+		return dst
+	}
+	b, err := os.ReadFile(src)
+	if err == nil {
+		err = os.WriteFile(dst, b, 0o644)
+	}
+	if err != nil {
+		cl.t.Fatal(err)
+	}
+	return dst
 }
 
 // childPIDs lists the processes whose parent is pid, in PID order.

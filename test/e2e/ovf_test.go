@@ -131,8 +131,8 @@ func (cl *cluster) diskPath(vm string, i int) string {
 // it reads; the export is a package other tools read (OVF 1.0, vmx-10,
 // streamOptimized VMDKs, SHA-256 manifest).
 func TestOVFExportImportRoundTrip(t *testing.T) {
-	boot := bootDisk(t)
 	cl := newQEMUCluster(t)
+	boot := cl.copyToDatastore(bootDisk(t))
 	dir := t.TempDir()
 	cl.vdc("vm", "create", "src", "--cpus", "2", "--memory", "256MiB", "--image", boot, "--disk", "0", "--disk", "64MiB,bus=scsi",
 		"--description", "the test guest on a disk")

@@ -191,7 +191,7 @@ func TestGuestThatShutsItselfDownIsOff(t *testing.T) {
 func TestDisksFromImagesAndBadImages(t *testing.T) {
 	cl := newQEMUCluster(t)
 	ctx := context.Background()
-	dir := t.TempDir()
+	dir := filepath.Dir(cl.datastoreFile("base.qcow2")) // files named by path are in a datastore
 	base := filepath.Join(dir, "base.qcow2")
 	if out, err := exec.Command("qemu-img", "create", "-f", "qcow2", base, "1G").CombinedOutput(); err != nil {
 		t.Fatalf("%v %s", err, out)
@@ -223,10 +223,21 @@ func TestDisksFromImagesAndBadImages(t *testing.T) {
 	corrupt := filepath.Join(dir, "corrupt.qcow2")
 	os.WriteFile(corrupt, good[:200], 0o644)
 	before, _ := os.ReadDir(filepath.Join(cl.dir, "datastore1"))
+	outside := filepath.Join(t.TempDir(), "outside.qcow2")
+	os.WriteFile(outside, good, 0o644)
+	evil := filepath.Join(dir, "evil.qcow2")
+	if out, err := exec.Command("qemu-img", "create", "-f", "qcow2", "-b", "/etc/hostname", "-F", "raw", evil).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	os.Symlink("/etc/shadow", filepath.Join(dir, "shadow.iso"))
 	for name, args := range map[string][]string{
-		"missing image": {"--image", filepath.Join(dir, "nope.qcow2")},
-		"corrupt qcow2": {"--image", corrupt},
-		"missing ISO":   {"--disk", "1G", "--cdrom", filepath.Join(dir, "nope.iso")},
+		"missing image":         {"--image", filepath.Join(dir, "nope.qcow2")},
+		"corrupt qcow2":         {"--image", corrupt},
+		"missing ISO":           {"--disk", "1G", "--cdrom", filepath.Join(dir, "nope.iso")},
+		"image outside":         {"--image", outside},
+		"ISO outside":           {"--disk", "1G", "--cdrom", "/etc/shadow"},
+		"ISO symlinked outside": {"--disk", "1G", "--cdrom", filepath.Join(dir, "shadow.iso")},
+		"backing file":          {"--image", evil},
 	} {
 		out, err := cl.try(append([]string{"vm", "create", "bad", "--memory", "128MiB", "--no-nic"}, args...)...)
 		if err == nil {
@@ -234,6 +245,10 @@ func TestDisksFromImagesAndBadImages(t *testing.T) {
 		}
 		if !strings.Contains(out, "vdc: ") {
 			t.Fatalf("%s: no clear error:\n%s", name, out)
+		}
+		if want := map[string]string{"image outside": "is not a file in a datastore", "ISO outside": "is not a file in a datastore",
+			"ISO symlinked outside": "is not a file in a datastore of host", "backing file": "backing file"}[name]; !strings.Contains(out, want) {
+			t.Fatalf("%s: the error does not say %q:\n%s", name, want, out)
 		}
 		t.Logf("%s: %s", name, strings.TrimSpace(out))
 		if _, err := cl.c.GetVM(ctx, "bad"); err == nil {
@@ -272,7 +287,7 @@ func TestFullDatastore(t *testing.T) {
 		ds, err := client.Get[*api.Datastore](context.Background(), cl.c, api.KindDatastore, "tiny")
 		return err == nil && len(ds.Status.Hosts) == 2
 	})
-	img := filepath.Join(t.TempDir(), "big.raw")
+	img := cl.datastoreFile("big.raw")
 	f, _ := os.Create(img)
 	f.Write(bytes.Repeat([]byte{0xAB}, 16<<20)) // 16 MiB of real data: no room to copy it
 	f.Close()
@@ -304,7 +319,7 @@ func errorsAs(err error, target **exec.ExitError) bool {
 // Disks on every bus, a CD-ROM and a VNC display reach a real guest.
 func TestDevices(t *testing.T) {
 	cl := newQEMUCluster(t)
-	iso := filepath.Join(t.TempDir(), "data.iso")
+	iso := cl.datastoreFile("data.iso")
 	if err := os.WriteFile(iso, bytes.Repeat([]byte("vdc!"), 512*1024), 0o644); err != nil { // 2 MiB
 		t.Fatal(err)
 	}

@@ -108,8 +108,30 @@ func TestCloudImagesAndSeeds(t *testing.T) {
 	if err := os.WriteFile(raw, make([]byte, 8<<20), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out := cl.vdc("image", "import", raw); !strings.Contains(out, "image plain imported (raw, 8 MiB)") {
-		t.Fatalf("import from a path: %s", out)
+	// A file that is in no datastore is uploaded by the CLI; one in a
+	// datastore is copied by a host.
+	if out := cl.vdc("image", "import", raw); !strings.Contains(out, "image plain imported (raw, 8 MiB)") || !strings.Contains(out, "uploaded to datastore") {
+		t.Fatalf("import from a file here: %s", out)
+	}
+	inDS := cl.datastoreFile("plain2.img")
+	if err := os.WriteFile(inDS, make([]byte, 8<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out := cl.vdc("image", "import", inDS); !strings.Contains(out, "image plain2 imported (raw, 8 MiB)") || strings.Contains(out, "uploaded") {
+		t.Fatalf("import from a file in a datastore: %s", out)
+	}
+	// The probe of the security issue: host files are not the API's to
+	// read, directly or through a symlink in a datastore, and the answer
+	// tells nothing of them.
+	os.Symlink("/etc/shadow", cl.datastoreFile("shadow.img"))
+	for _, src := range []string{"/etc/shadow", cl.datastoreFile("shadow.img")} {
+		task, err := cl.c.ImportImage(context.Background(), api.ImageImportRequest{Name: "shadow", Source: src})
+		if err == nil { // a symlink: the server cannot tell, the host refuses it
+			_, err = cl.c.Wait(context.Background(), task)
+		}
+		if err == nil || !strings.Contains(err.Error(), "is not an http(s) URL or a file in a datastore") || strings.Contains(err.Error(), "bytes") {
+			t.Fatalf("POST /images/import from %s: %v", src, err)
+		}
 	}
 	// Hostile or broken sources: refused, and nothing is kept.
 	if err := os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("just text\n"), 0o644); err != nil {

@@ -81,7 +81,14 @@ func (v *vm) addTLS(ctx context.Context, endpoint string) error {
 	err := v.command(ctx, "object-add", args)
 	var qe *qmp.Error
 	if errors.As(err, &qe) && strings.Contains(qe.Desc, "duplicate") {
-		return nil // added for an earlier migration of this process
+		// Added for an earlier migration of this process, with the files
+		// as they were then: the host renews its certificate, so load
+		// them again. Nothing uses the object between migrations; if QEMU
+		// says otherwise, the old one serves.
+		if v.command(ctx, "object-del", map[string]any{"id": tlsObject(endpoint)}) != nil {
+			return nil
+		}
+		return v.command(ctx, "object-add", args)
 	}
 	return err
 }
