@@ -160,7 +160,9 @@ func (a *Agent) join(ctx context.Context, tok string) error {
 		return err
 	}
 	body, _ := json.Marshal(api.JoinRequest{Token: tok, Name: a.cfg.Name, CSR: string(csrPEM)})
-	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: pinnedTLS(fp)}}
+	// One call: no connection left open on the server, where it would
+	// count against the per-address limit until it timed out.
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: pinnedTLS(fp), DisableKeepAlives: true}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(a.cfg.ServerURL, "/")+"/api/v1/agent/join", bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("join %s: %w", a.cfg.ServerURL, err)

@@ -134,6 +134,9 @@ in DATA/NAME-i), for scale tests and planning.`,
   VDC_JOIN_TOKEN=vdc1.xxxx.yyyy vdc agent --server https://10.0.0.1:7443 --data /var/lib/vdc-agent --name esx1`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkMaxConns(cfg.Limits.MaxConnsPerIP); err != nil {
+				return err
+			}
 			log, closeLog, err := lf.logger(os.Stderr)
 			if err != nil {
 				return err
@@ -189,6 +192,7 @@ in DATA/NAME-i), for scale tests and planning.`,
 	cmd.Flags().StringVar(&cfg.Listen, "listen", "", "agent API address (default :7444, or 127.0.0.1:0 when the server is on loopback)")
 	cmd.Flags().StringVar(&cfg.Advertise, "advertise", "", "address the server should dial (default: derived from --listen)")
 	cmd.Flags().IntVar(&simHosts, "sim-hosts", 0, "run this many simulated hosts in one process")
+	addMaxConnsFlag(cmd, &cfg.Limits.MaxConnsPerIP)
 	df.add(cmd, "")
 	lf.add(cmd)
 	_ = cmd.MarkFlagRequired("server")

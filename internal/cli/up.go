@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -74,7 +75,7 @@ stops it. Running it again on the same --data brings everything back.`,
 			defer closeLog()
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
-			u := &upRun{g: g, data: data, hosts: hosts, df: &df, log: log}
+			u := &upRun{g: g, data: data, hosts: hosts, df: &df, maxConns: f.maxConns, log: log}
 			return u.run(ctx, f.config(filepath.Join(data, "server"), log))
 		},
 	}
@@ -91,9 +92,11 @@ type upRun struct {
 	data  string
 	hosts int
 	df    *driverFlags
-	log   *slog.Logger
-	srv   *server.Server
-	c     *client.Client
+	// maxConns is --max-conns-per-address, for the agents too.
+	maxConns int
+	log      *slog.Logger
+	srv      *server.Server
+	c        *client.Client
 }
 
 func (u *upRun) run(ctx context.Context, cfg server.Config) error {
@@ -247,7 +250,8 @@ func (u *upRun) startAgents(ctx context.Context) (*agentProcs, error) {
 // join reads its token from tokenFile.
 func (u *upRun) agentArgs(i int, tokenFile string) []string {
 	args := append([]string{"agent", "--server", u.srv.URL(), "--data", u.hostDir(i), "--name", fmt.Sprintf("host-%d", i),
-		"--listen", "127.0.0.1:0", "--log-file", filepath.Join(u.hostDir(i), "agent.log")}, u.df.args()...)
+		"--listen", "127.0.0.1:0", "--log-file", filepath.Join(u.hostDir(i), "agent.log"),
+		"--max-conns-per-address", strconv.Itoa(u.maxConns)}, u.df.args()...)
 	if tokenFile != "" {
 		args = append(args, "--join-token-file", tokenFile)
 	}

@@ -13,7 +13,7 @@ import (
 // a field means its default.
 type Limits struct {
 	// MaxConnsPerIP is how many connections one remote IP may hold open
-	// before they authenticate (default 256). Connections beyond it are
+	// before they authenticate (default 64). Connections beyond it are
 	// closed as they are accepted. A connection that made an authenticated
 	// request (a valid token, a host or server certificate) stops counting,
 	// so the hosts and clients of `vdc up`, all on 127.0.0.1, are not held
@@ -33,7 +33,7 @@ type Limits struct {
 
 // Defaults.
 const (
-	DefaultMaxConnsPerIP   = 256
+	DefaultMaxConnsPerIP   = 64
 	DefaultHeaderTimeout   = 10 * time.Second
 	DefaultIdleTimeout     = 30 * time.Second
 	DefaultBodyIdleTimeout = 60 * time.Second

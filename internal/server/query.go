@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/vdc-project/vdc/api"
-	"github.com/vdc-project/vdc/internal/netguard"
 )
 
 // checkQuery refuses query parameters the route does not take, ones given
@@ -75,15 +74,4 @@ func (rt route) queryNames() string {
 		names[i] = p.name
 	}
 	return "only " + strings.Join(names, ", ")
-}
-
-// trustCertified takes the connection of a request with a verified client
-// certificate (a host, another server) off the per-address limit.
-func trustCertified(next http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
-			netguard.Trust(r.Context())
-		}
-		next(w, r)
-	}
 }
