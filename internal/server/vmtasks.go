@@ -92,6 +92,11 @@ func (s *Server) runVMCreate(ctx context.Context, t *taskRun) (any, error) {
 		if err == nil {
 			err = s.defineVM(ctx, t, vm, h)
 		}
+		if err != nil && t.leader.Err() != nil {
+			// Cut short by the end of leadership (a server stopping):
+			// the next leader resumes the create, so nothing is undone.
+			return nil, fmt.Errorf("create vm %s on host %s: %w", vm.Metadata.Name, vm.Spec.Host.Name, err)
+		}
 		if err != nil {
 			// Undo: nothing of the VM may stay behind.
 			if h != nil && h.Status.Address != "" {
