@@ -44,3 +44,23 @@ type Version struct {
 	Leader   string `json:"leader,omitempty"`
 	IsLeader bool   `json:"isLeader"`
 }
+
+// TokenCreateRequest is the body of POST /api/v1/tokens: an API token for
+// a user (the CLI's config holds one).
+type TokenCreateRequest struct {
+	// User is who the token acts as (default: the caller).
+	User        string `json:"user,omitempty"`
+	Description string `json:"description,omitempty"`
+}
+
+// Token is an API token. Its secret is shown once, in the answer to its
+// creation; the server keeps only a hash. ID names it for deletion.
+type Token struct {
+	ID          string    `json:"id"`
+	User        string    `json:"user"`
+	Description string    `json:"description,omitempty"`
+	Created     time.Time `json:"created"`
+	// Token is the secret to send as "Authorization: Bearer TOKEN",
+	// in the answer to POST /api/v1/tokens only.
+	Token string `json:"token,omitempty"`
+}

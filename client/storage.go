@@ -18,7 +18,7 @@ func vmPath(vm string, rest ...string) string {
 
 func (c *Client) task(ctx context.Context, method, path string, body any) (*api.Task, error) {
 	var t api.Task
-	err := c.Do(ctx, Request{Method: method, Path: path, Body: body}, &t)
+	err := c.Do(ctx, Request{Method: method, Path: path, Body: body, Idempotent: true}, &t)
 	return &t, err
 }
 

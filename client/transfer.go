@@ -38,7 +38,7 @@ func (c *Client) DeleteUpload(ctx context.Context, upload string) error {
 // Import starts an import (a task), or with DryRun returns its plan.
 func (c *Client) Import(ctx context.Context, req api.ImportRequest) (*api.Task, *api.ImportPlan, error) {
 	var raw json.RawMessage
-	if err := c.Do(ctx, Request{Method: http.MethodPost, Path: "/imports", Body: req}, &raw); err != nil {
+	if err := c.Do(ctx, Request{Method: http.MethodPost, Path: "/imports", Body: req, Idempotent: true}, &raw); err != nil {
 		return nil, nil, err
 	}
 	if req.DryRun {

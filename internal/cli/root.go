@@ -44,7 +44,7 @@ func newRoot(g *globals) *cobra.Command {
 		newUpCmd(g), newServerCmd(g), newAgentCmd(g),
 		newVMCmd(g), newHostCmd(g), newImageCmd(g), newTemplateCmd(g),
 		newDatacenterCmd(g), newClusterCmd(g), newDatastoreCmd(g), newPortGroupCmd(g),
-		newTaskCmd(g), newEventsCmd(g), newVersionCmd(g), newBenchCmd(g),
+		newTaskCmd(g), newEventsCmd(g), newVersionCmd(g), newBenchCmd(g), newAPITokenCmd(g),
 		newImportCmd(g), newExportCmd(g),
 	)
 	return root

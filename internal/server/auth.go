@@ -33,9 +33,10 @@ func hashSecret(s string) string {
 }
 
 type userToken struct {
-	User    string    `json:"user"`
-	Role    string    `json:"role"`
-	Created time.Time `json:"created"`
+	User        string    `json:"user"`
+	Role        string    `json:"role"`
+	Description string    `json:"description,omitempty"`
+	Created     time.Time `json:"created"`
 }
 
 // authenticator checks bearer tokens, remembering good ones so that not
@@ -104,6 +105,15 @@ func (a *authenticator) setWatching(on bool) {
 	defer a.mu.Unlock()
 	a.watching = on
 	a.seen = map[string]authEntry{}
+	a.gen++
+}
+
+// forget drops what is remembered of a token (its hash) at once, on the
+// server that deleted it; the watch does the same on every server.
+func (a *authenticator) forget(h string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.seen, h)
 	a.gen++
 }
 
@@ -241,15 +251,12 @@ func (s *Server) createJoinToken(w http.ResponseWriter, r *http.Request) {
 	rec := joinTokenRecord{Uses: req.Uses, Expires: time.Now().UTC().Add(time.Duration(req.TTLSeconds) * time.Second), Cluster: cl.Metadata.ID}
 	txn := s.store.Txn()
 	tok, err := s.addJoinToken(r.Context(), txn, rec)
-	if err == nil {
-		_, err = txn.Commit(r.Context())
-	}
 	if err != nil {
 		fail(w, fmt.Errorf("store join token: %w", err))
 		return
 	}
-	reply(w, http.StatusCreated, api.JoinToken{Token: tok, Uses: rec.Uses, Expires: rec.Expires,
-		Cluster: api.Ref{ID: cl.Metadata.ID, Name: cl.Metadata.Name}})
+	s.commitResponse(w, r.Context(), txn, http.StatusCreated, api.JoinToken{Token: tok, Uses: rec.Uses, Expires: rec.Expires,
+		Cluster: api.Ref{ID: cl.Metadata.ID, Name: cl.Metadata.Name}}, "store join token")
 }
 
 // addJoinToken adds a new join token to txn and returns it as the host

@@ -82,8 +82,17 @@ func (s *Server) bootstrapAdmin(ctx context.Context) error {
 	tokPath := filepath.Join(s.cfg.DataDir, "admin-token")
 	b, err := os.ReadFile(tokPath)
 	tok := strings.TrimSpace(string(b))
+	revoked := false
+	if err == nil && tok != "" {
+		if revoked, err = s.revoked(ctx, tok); err != nil {
+			return err
+		}
+		if revoked {
+			s.log.Warn("the admin token in the data dir was deleted through the API; making a new one", "file", tokPath)
+		}
+	}
 	switch {
-	case err == nil && tok != "":
+	case err == nil && tok != "" && !revoked:
 		ok, err := s.auth.exists(ctx, tok)
 		if err != nil {
 			return err

@@ -64,6 +64,10 @@ func (s *Server) apiRoutes() []route {
 		{method: "GET", path: "/api/v1/openapi.json", handler: s.getOpenAPI, summary: "This API's OpenAPI 3 document", reply: map[string]any{}},
 		{method: "POST", path: "/api/v1/join-tokens", handler: s.createJoinToken, summary: "Create a token for new hosts to join with",
 			body: api.JoinTokenRequest{}, reply: api.JoinToken{}, status: http.StatusCreated},
+		{method: "GET", path: "/api/v1/tokens", handler: s.listTokens, summary: "List API tokens (without their secrets)", reply: listOf(api.Token{})},
+		{method: "POST", path: "/api/v1/tokens", handler: s.createToken, summary: "Create an API token; the answer holds its secret, shown this once",
+			body: api.TokenCreateRequest{}, reply: api.Token{}, status: http.StatusCreated},
+		{method: "DELETE", path: "/api/v1/tokens/{id}", handler: s.deleteToken, summary: "Delete an API token: it stops working at once", reply: api.Token{}},
 	}
 	for _, it := range inventoryTypes {
 		one, name := api.Singular(it.kind), "/api/v1/"+it.kind+"/{name}"
@@ -207,5 +211,19 @@ func (s *Server) routes() http.Handler {
 	})
 	root.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	root.Handle("/", s.requireToken(authed))
-	return root
+	return s.answerFaults(root)
+}
+
+// answerFaults loses the answers that tests ask to lose (see
+// DropAnswersForTest): the request is served, then its connection cut.
+func (s *Server) answerFaults(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		drop := s.dropAnswer.Load()
+		if drop == nil || !(*drop)(r.Method, r.URL.Path) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(&heldResponse{header: http.Header{}}, r)
+		panic(http.ErrAbortHandler)
+	})
 }

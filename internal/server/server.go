@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -99,6 +100,8 @@ type Server struct {
 	runner *runner
 	joinMu sync.Mutex
 	idem   idempotencyLeases
+	// dropAnswer, set by tests only, names requests whose answer is lost.
+	dropAnswer atomic.Pointer[func(method, path string) bool]
 	openapiCache
 }
 

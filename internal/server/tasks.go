@@ -491,6 +491,7 @@ func (s *Server) submit(ctx context.Context, txn *store.Txn, t *api.Task) (*api.
 	if err != nil {
 		return s.settleClaim(ctx, err)
 	}
+	committed(ctx)
 	t.Metadata.Revision = rev
 	// The caller's next read (on this server) must see what it just did.
 	if err := s.cache.WaitRev(ctx, rev); err != nil {
