@@ -51,6 +51,12 @@ stops it. Running it again on the same --data brings everything back.`,
 			if hosts < 0 || hosts > 1000 {
 				return fmt.Errorf("--hosts must be between 0 and 1000, got %d", hosts)
 			}
+			if !cmd.Flags().Changed("max-conns-per-address") {
+				// Every host of vdc up is on 127.0.0.1, and all of them
+				// join and first report at once, before they count as
+				// authenticated.
+				f.maxConns = max(f.maxConns, 2*hosts+16)
+			}
 			if err := f.check(); err != nil {
 				return err
 			}
