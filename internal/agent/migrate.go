@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/atomicfile"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 	"github.com/vdc-project/vdc/internal/pki"
 )
@@ -277,7 +278,7 @@ func (r *registry) finishIncoming(ctx context.Context, m hypervisor.Migrator, id
 		return api.AgentVMState{}, fmt.Errorf("finish receiving vm %s: %w", e.cfg.Name, err)
 	}
 	b, _ := json.MarshalIndent(e.cfg, "", "  ")
-	if err := writeFileAtomic(filepath.Join(e.cfg.Dir, "config.json"), b, 0o600); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(e.cfg.Dir, "config.json"), b, 0o600); err != nil {
 		return api.AgentVMState{}, fmt.Errorf("finish receiving vm %s: save config: %w", e.cfg.Name, err)
 	}
 	r.mu.Lock()
@@ -338,10 +339,10 @@ func (a *Agent) writeQEMUTLS() error {
 			return err
 		}
 		for _, to := range tos {
-			if err := writeFileAtomic(filepath.Join(dir, to), b, 0o600); err != nil {
+			if err := atomicfile.WriteFile(filepath.Join(dir, to), b, 0o600); err != nil {
 				return err
 			}
 		}
 	}
-	return writeFileAtomic(filepath.Join(dir, "dh-params.pem"), []byte(pki.FFDHE2048), 0o600)
+	return atomicfile.WriteFile(filepath.Join(dir, "dh-params.pem"), []byte(pki.FFDHE2048), 0o600)
 }
