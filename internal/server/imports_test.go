@@ -20,15 +20,11 @@ import (
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/client"
 	"github.com/vdc-project/vdc/internal/ovf"
+	"github.com/vdc-project/vdc/internal/testenv"
 )
 
 func needQemuImg(t *testing.T) {
-	if _, err := exec.LookPath("qemu-img"); err != nil {
-		if os.Getenv("VDC_REQUIRE_E2E") == "1" {
-			t.Fatal("qemu-img is missing and VDC_REQUIRE_E2E=1")
-		}
-		t.Skip("qemu-img is not installed (apt-get install qemu-utils)")
-	}
+	testenv.NeedTools(t, "qemu-utils", "qemu-img")
 }
 
 // A dry run plans from the descriptor alone and changes nothing; bad

@@ -81,7 +81,13 @@ func startCmd(t *testing.T, name, bin string, args ...string) *proc {
 
 func startCmdEnv(t *testing.T, name string, env []string, bin string, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
+	return startProc(t, name, env, exec.Command(bin, args...))
+}
+
+// startProc starts cmd (with env added to the test's) as a process under
+// test, killed when the test ends.
+func startProc(t *testing.T, name string, env []string, cmd *exec.Cmd) *proc {
+	t.Helper()
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Env = append(os.Environ(), env...)
