@@ -42,7 +42,7 @@ func TestMain(m *testing.M) {
 func guest(t *testing.T) Result {
 	t.Helper()
 	if testing.Short() {
-		t.Skip("boots QEMU under TCG: skipped in -short mode")
+		testenv.Skip(t, "boots QEMU under TCG: skipped in -short mode")
 	}
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		testenv.Skip(t, "qemu-system-x86_64 not installed (apt-get install qemu-system-x86)")
