@@ -45,6 +45,10 @@ type Config struct {
 	Advertise string
 	Driver    hypervisor.Driver
 	Log       *slog.Logger
+	// BeforeConvert, when set, is called before each imported disk is
+	// converted, and an error from it fails the conversion: tests hold an
+	// import there to cancel it mid-way. Nil in production.
+	BeforeConvert func(ctx context.Context) error
 }
 
 // Agent runs one host.

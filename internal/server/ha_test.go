@@ -99,7 +99,7 @@ func TestHARestartsTheVMsOfAFailedHostByPriority(t *testing.T) {
 		h := host(t, d, "host-1")
 		return h.Status.Connection == api.HostConnected && h.Status.FailedAt.IsZero()
 	})
-	time.Sleep(3 * time.Second) // a few heartbeats
+	d.heartbeats(3, "host-1")
 	for _, n := range []string{"hi", "med", "lo"} {
 		if vm := d.vm(n); vm.Spec.Host.Name == "host-1" || vm.Status.PowerState != api.PowerOn {
 			t.Errorf("after host-1 came back, vm %s is %s on %s", n, vm.Status.PowerState, vm.Spec.Host.Name)
@@ -207,10 +207,14 @@ func TestHANoFalseFailoverAfterServerRestart(t *testing.T) {
 	d.run(d.c.CreateVM(ctx, api.VMCreateRequest{Name: "v", CPUs: 1, Memory: api.MustSize("1GiB"), Disks: []api.DiskRequest{{Size: api.MustSize("1GiB")}}, PowerOn: true}))
 	addr := strings.TrimPrefix(d.srv.URL(), "https://")
 	d.srv.Stop()
-	time.Sleep(5 * time.Second) // longer than the detection time
+	// The outage itself, longer than the detection time: the test's input,
+	// not a wait for something to happen.
+	time.Sleep(5 * time.Second)
 	srv, c := startServerAt(t, d.dir, addr)
 	d.srv, d.c = srv, c
-	time.Sleep(6 * time.Second)
+	// Past a whole detection window (3 s at 1 s heartbeats) after the
+	// restart, seen as heartbeats the new server took.
+	d.heartbeats(6, "host-1", "host-2")
 	if fo := tasksOf(t, d, "host.failover"); len(fo) > 0 {
 		t.Fatalf("failover after a server restart: %s %s", fo[0].Target.Name, fo[0].Message)
 	}

@@ -103,7 +103,7 @@ func TestHostChangesDoNotRaceHeartbeats(t *testing.T) {
 	ctx := context.Background()
 	h := host(t, d, "host-1")
 	gen := h.Metadata.Generation
-	time.Sleep(2500 * time.Millisecond) // a couple of heartbeats change the host's status
+	d.heartbeats(2, "host-1") // a couple of heartbeats change the host's status
 	if now := host(t, d, "host-1"); now.Metadata.Revision == h.Metadata.Revision || now.Metadata.Generation != gen {
 		t.Fatalf("heartbeats should change the revision (%d→%d) but not the generation (%d→%d)",
 			h.Metadata.Revision, now.Metadata.Revision, gen, now.Metadata.Generation)

@@ -39,7 +39,7 @@ func TestMigrateLiveAndCold(t *testing.T) {
 	if h := host(t, d, "host-1"); h.Status.VMs != 0 || h.Status.UsedMemory != 0 {
 		t.Fatalf("host-1 after the migration: %+v", h.Status)
 	}
-	time.Sleep(2500 * time.Millisecond) // heartbeats from both hosts must not move it back
+	d.heartbeats(2, "host-1", "host-2") // heartbeats from both hosts must not move it back
 	if vm := d.vm("m1"); vm.Spec.Host.Name != "host-2" || vm.Status.PowerState != api.PowerOn {
 		t.Fatalf("after some heartbeats: %s on %s", vm.Status.PowerState, vm.Spec.Host.Name)
 	}

@@ -161,7 +161,7 @@ func TestHAIsolatedHostFencesItselfAndNothingRunsTwice(t *testing.T) {
 		_, err := os.Stat(filepath.Join(cl.dir, "hosts", "host-1", "vms", id))
 		return os.IsNotExist(err)
 	})
-	time.Sleep(3 * time.Second)
+	cl.heartbeats(3, "host-1")
 	w.check(t, "iso")
 	if pids := qemuPIDs(t, "iso"); len(pids) != 1 || lab.hostOf(t, pids[0]) != to {
 		t.Fatalf("QEMU processes of iso: %v, want one on %s", pids, to)

@@ -282,6 +282,20 @@ func (cl *cluster) hosts() map[string]*api.Host {
 	return out
 }
 
+// heartbeats waits until the server has taken n more heartbeats from the
+// host: "a few heartbeats later", observed rather than slept.
+func (cl *cluster) heartbeats(n int, name string) {
+	var last time.Time
+	seen := -1
+	eventually(cl.t, time.Duration(n+10)*5*time.Second, fmt.Sprintf("%d heartbeats from %s", n, name), func() bool {
+		if h := cl.hosts()[name]; h != nil && !h.Status.LastHeartbeat.Equal(last) {
+			last = h.Status.LastHeartbeat
+			seen++
+		}
+		return seen >= n
+	})
+}
+
 func (cl *cluster) waitConnected(names ...string) {
 	eventually(cl.t, 30*time.Second, fmt.Sprintf("hosts %v connected", names), func() bool {
 		hs := cl.hosts()

@@ -385,6 +385,8 @@ func TestServerKilledDuringMigration(t *testing.T) {
 		return tk != nil && strings.Contains(tk.Message, "memory")
 	})
 	cl.server.kill9()
+	// The server stays away for 2 s while the migration goes on: the
+	// outage is the test's input, not a wait for something.
 	time.Sleep(2 * time.Second)
 	cl.startServer()
 	tk, _ := cl.c.WaitTask(ctx, id, nil)

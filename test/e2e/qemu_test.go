@@ -122,12 +122,11 @@ func TestRealVMLifecycle(t *testing.T) {
 	// The VM outlives its agent; a new agent finds it running.
 	oldAddr := cl.hosts()["host-1"].Status.Address
 	cl.agents["host-1"].kill9()
-	time.Sleep(time.Second)
+	cl.startAgent("host-1")
+	eventually(t, time.Minute, "the new agent of host-1 reporting", func() bool { return cl.hosts()["host-1"].Status.Address != oldAddr })
 	if now := qemuPIDs(t, "t1"); len(now) != 1 || now[0] != pids[0] {
 		t.Fatalf("QEMU did not survive kill -9 of its agent: %v, was %v", now, pids)
 	}
-	cl.startAgent("host-1")
-	eventually(t, time.Minute, "the new agent of host-1 reporting", func() bool { return cl.hosts()["host-1"].Status.Address != oldAddr })
 	eventually(t, time.Minute, "t1 on with its guest answering after the agent restart", func() bool {
 		vm := cl.vm("t1")
 		return vm.Status.PowerState == api.PowerOn && vm.Status.Guest != nil && vm.Status.Guest.State == api.GuestRunning
