@@ -44,7 +44,9 @@ func TestConsoleSessionDetachKey(t *testing.T) {
 	in := strings.NewReader("root\n\x1dnot this")
 	done := make(chan error, 1)
 	printed := make(chan struct{})
-	go func() { done <- consoleSession(ctx, ws, gatedReader{in, printed}, &promptWatch{want: "login: ", seen: printed}) }()
+	go func() {
+		done <- consoleSession(ctx, ws, gatedReader{in, printed}, &promptWatch{want: "login: ", seen: printed})
+	}()
 	select {
 	case err := <-done:
 		if err != nil {
