@@ -1,0 +1,84 @@
+package server_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/vdc-project/vdc/api"
+)
+
+// concurrently runs n copies of call at once (released together) and
+// returns their tasks and errors, in no particular order.
+func concurrently(n int, call func() (*api.Task, error)) ([]*api.Task, []error) {
+	var (
+		mu    sync.Mutex
+		tasks []*api.Task
+		errs  []error
+		wg    sync.WaitGroup
+	)
+	start := make(chan struct{})
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			t, err := call()
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+			} else {
+				tasks = append(tasks, t)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return tasks, errs
+}
+
+// oneWins checks that exactly one of n racing requests was accepted, that
+// its task succeeded, and that every other got a 409 saying what.
+func oneWins(t *testing.T, d *dc, tasks []*api.Task, errs []error, n int, says string) {
+	t.Helper()
+	if len(tasks) != 1 || len(errs) != n-1 {
+		t.Fatalf("%d of %d racing requests were accepted, want 1 (errors: %v)", len(tasks), n, errs)
+	}
+	for _, err := range errs {
+		if !errors.Is(err, api.ErrConflict) || !strings.Contains(err.Error(), says) {
+			t.Errorf("a losing request: %v, want a 409 saying %q", err, says)
+		}
+	}
+	d.run(tasks[0], nil)
+}
+
+// Racing snapshot creates with one name at one VM: one is taken, the
+// others are refused at once, and the tree stays a tree.
+func TestConcurrentSnapshotCreatesOneName(t *testing.T) {
+	d := newDC(t, 1)
+	ctx := context.Background()
+	d.run(d.c.CreateVM(ctx, api.VMCreateRequest{Name: "race-vm", CPUs: 1, Memory: api.MustSize("512MiB"),
+		Disks: []api.DiskRequest{{Size: api.MustSize("1GiB")}}, PowerOn: true}))
+	const n = 8
+	tasks, errs := concurrently(n, func() (*api.Task, error) {
+		return d.c.CreateSnapshot(ctx, "race-vm", api.SnapshotCreateRequest{Name: "snap-race"})
+	})
+	oneWins(t, d, tasks, errs, n, `snapshot named "snap-race"`)
+	snaps, err := d.c.Snapshots(ctx, "race-vm")
+	if err != nil || len(snaps) != 1 || snaps[0].Name != "snap-race" || snaps[0].ParentID != "" || snaps[0].ID == "" {
+		t.Fatalf("snapshots after the race: %+v (%v)", snaps, err)
+	}
+	if vm := d.vm("race-vm"); vm.Spec.CurrentSnapshotID != snaps[0].ID {
+		t.Fatalf("current snapshot %q, want %q", vm.Spec.CurrentSnapshotID, snaps[0].ID)
+	}
+	// The name is free again once its snapshot is deleted, and a failed
+	// create leaves it free too.
+	d.run(d.c.DeleteSnapshot(ctx, "race-vm", "snap-race"))
+	d.run(d.c.CreateSnapshot(ctx, "race-vm", api.SnapshotCreateRequest{Name: "snap-race"}))
+	if snaps, err := d.c.Snapshots(ctx, "race-vm"); err != nil || len(snaps) != 1 {
+		t.Fatalf("snapshots after delete and create: %+v (%v)", snaps, err)
+	}
+}
