@@ -687,4 +687,3 @@ func (s *Server) runStep(ctx context.Context, t *taskRun, vm *api.VM, h *api.Hos
 	}
 	return retry("removing files", func() error { return s.agents.RemoveFiles(ctx, target(h), st.remove) })
 }
-
