@@ -286,3 +286,41 @@ func TestDatastoreAlarms(t *testing.T) {
 		t.Fatalf("no change, events %+v", evs)
 	}
 }
+
+// Every walk of a snapshot tree stops on a cycle with an error naming the
+// VM and a snapshot: the list, the lookups of revert, delete and clone,
+// and the merge plan of a delete.
+func TestTreeWalksStopOnACycle(t *testing.T) {
+	named := func(id, parent string, hidden bool) api.VMSnapshot {
+		s := snap(id, parent, hidden, "vm/"+id+".qcow2")
+		s.Name = "snap-race"
+		return s
+	}
+	vm := &api.VM{Metadata: api.ObjectMeta{ID: "v", Name: "race-vm"}, Spec: api.VMSpec{
+		Disks: []api.VMDisk{{Name: "disk0", Path: "vm/cur.qcow2", Datastore: api.Ref{ID: "ds"}}}, CurrentSnapshotID: "2",
+		Snapshots: []api.VMSnapshot{snap("base", "", false, "vm/disk0.qcow2"), named("1", "2", true), named("2", "1", false)}}}
+	check := func(what string, err error) {
+		t.Helper()
+		if err == nil || !strings.Contains(err.Error(), "cycle through snapshot snap-race") {
+			t.Errorf("%s: %v, want an error naming the cycle", what, err)
+		}
+	}
+	_, _, err := visibleTree(vm)
+	check("visibleTree", err)
+	if err == nil || !strings.Contains(err.Error(), "vm race-vm") {
+		t.Errorf("visibleTree does not name the VM: %v", err)
+	}
+	_, err = findSnapshot(vm, "base") // revert, delete, clone --snapshot
+	check("findSnapshot", err)
+	_, err = planCollect(vm.Spec, true, absOf, func(string) bool { return false })
+	check("planCollect", err)
+	// Unlooped, the same walks go through.
+	vm.Spec.Snapshots[1].ParentID = "base"
+	snaps, cur, err := visibleTree(vm)
+	if err != nil || len(snaps) != 2 || snaps[1].ParentID != "base" || cur != "2" {
+		t.Fatalf("visible tree past a deleted snapshot: %+v, current %s (%v)", snaps, cur, err)
+	}
+	if _, err := planCollect(vm.Spec, true, absOf, func(string) bool { return false }); err != nil {
+		t.Fatalf("plan for a sound tree: %v", err)
+	}
+}

@@ -8,6 +8,9 @@ import (
 	"testing"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/client"
+	"github.com/vdc-project/vdc/internal/cli"
+	"github.com/vdc-project/vdc/internal/hypervisor/sim"
 )
 
 // concurrently runs n copies of call at once (released together) and
@@ -74,11 +77,45 @@ func TestConcurrentSnapshotCreatesOneName(t *testing.T) {
 	if vm := d.vm("race-vm"); vm.Spec.CurrentSnapshotID != snaps[0].ID {
 		t.Fatalf("current snapshot %q, want %q", vm.Spec.CurrentSnapshotID, snaps[0].ID)
 	}
-	// The name is free again once its snapshot is deleted, and a failed
-	// create leaves it free too.
+	ls := cli.NewRoot()
+	ls.SetArgs([]string{"--config", d.srv.ClientConfigPath(), "vm", "snapshot", "ls", "race-vm"})
+	if err := ls.ExecuteContext(ctx); err != nil {
+		t.Fatalf("vdc vm snapshot ls race-vm: %v", err)
+	}
+	// The name is free again once its snapshot is deleted.
 	d.run(d.c.DeleteSnapshot(ctx, "race-vm", "snap-race"))
 	d.run(d.c.CreateSnapshot(ctx, "race-vm", api.SnapshotCreateRequest{Name: "snap-race"}))
 	if snaps, err := d.c.Snapshots(ctx, "race-vm"); err != nil || len(snaps) != 1 {
 		t.Fatalf("snapshots after delete and create: %+v (%v)", snaps, err)
+	}
+}
+
+// A snapshot create that ends without a snapshot (canceled while queued)
+// lets its name go.
+func TestCanceledSnapshotCreateFreesItsName(t *testing.T) {
+	d := newDC(t, 1)
+	ctx := context.Background()
+	d.run(d.c.CreateVM(ctx, api.VMCreateRequest{Name: "v1", CPUs: 1, Memory: api.MustSize("512MiB"),
+		Disks: []api.DiskRequest{{Size: api.MustSize("1GiB")}}, PowerOn: true, Labels: map[string]string{sim.LabelIgnoreACPI: "true"}}))
+	// A stop that waits for a guest that ignores it keeps the VM's queue
+	// busy: the snapshot create waits behind it, and is canceled there.
+	stop, err := d.c.Power(ctx, "v1", api.PowerRequest{Action: api.ActionStop, TimeoutSeconds: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := d.c.CreateSnapshot(ctx, "v1", api.SnapshotCreateRequest{Name: "held"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.c.Do(ctx, client.Request{Method: "POST", Path: "/tasks/" + held.Metadata.ID + "/cancel"}, nil); err != nil {
+		t.Fatalf("cancel the queued snapshot: %v", err)
+	}
+	d.run(stop, nil)
+	if tk, err := d.c.Wait(ctx, held); err == nil || tk.State != api.TaskCanceled {
+		t.Fatalf("the canceled snapshot task ended %s (%v)", tk.State, err)
+	}
+	d.run(d.c.CreateSnapshot(ctx, "v1", api.SnapshotCreateRequest{Name: "held"}))
+	if snaps, err := d.c.Snapshots(ctx, "v1"); err != nil || names(snaps) != "held<" {
+		t.Fatalf("snapshots: %s (%v)", names(snaps), err)
 	}
 }
