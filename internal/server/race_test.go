@@ -119,3 +119,58 @@ func TestCanceledSnapshotCreateFreesItsName(t *testing.T) {
 		t.Fatalf("snapshots: %s (%v)", names(snaps), err)
 	}
 }
+
+// Racing disk adds at one VM each get a disk of their own: a name the VM
+// never had, and on a running VM a hot-plug slot of its own; past the
+// free slots, they are refused at once.
+func TestConcurrentDiskAdds(t *testing.T) {
+	d := newDC(t, 1)
+	ctx := context.Background()
+	d.run(d.c.CreateVM(ctx, api.VMCreateRequest{Name: "v1", CPUs: 1, Memory: api.MustSize("512MiB"),
+		Disks: []api.DiskRequest{{Size: api.MustSize("1GiB")}}, PowerOn: true}))
+	const slots = 4 // the hot-plug root ports a VM has
+	tasks, errs := concurrently(slots+2, func() (*api.Task, error) {
+		return d.c.AddDisk(ctx, "v1", api.DiskAddRequest{Size: api.MustSize("1GiB")})
+	})
+	if len(tasks) != slots || len(errs) != 2 {
+		t.Fatalf("%d of %d racing hot adds accepted, want %d (errors: %v)", len(tasks), slots+2, slots, errs)
+	}
+	for _, err := range errs {
+		if !errors.Is(err, api.ErrConflict) || !strings.Contains(err.Error(), "no free hot-plug slot") {
+			t.Errorf("a hot add past the slots: %v", err)
+		}
+	}
+	for _, tk := range tasks {
+		d.run(tk, nil)
+	}
+	vm := d.vm("v1")
+	names, used := map[string]bool{}, map[string]bool{}
+	for _, dk := range vm.Spec.Disks {
+		if names[dk.Name] || (dk.Slot != "" && used[dk.Slot]) {
+			t.Fatalf("two disks share a name or a slot: %+v", vm.Spec.Disks)
+		}
+		names[dk.Name], used[dk.Slot] = true, dk.Slot != ""
+	}
+	if len(vm.Spec.Disks) != 1+slots {
+		t.Fatalf("vm has %d disks after %d accepted adds: %+v", len(vm.Spec.Disks), slots, vm.Spec.Disks)
+	}
+	// Off, with no slots to share, all of them go through.
+	d.run(d.c.Power(ctx, "v1", api.PowerRequest{Action: api.ActionStop, Force: true}))
+	tasks, errs = concurrently(6, func() (*api.Task, error) {
+		return d.c.AddDisk(ctx, "v1", api.DiskAddRequest{Size: api.MustSize("1GiB")})
+	})
+	if len(errs) != 0 {
+		t.Fatalf("racing adds to a VM that is off: %v", errs)
+	}
+	for _, tk := range tasks {
+		d.run(tk, nil)
+	}
+	vm = d.vm("v1")
+	names = map[string]bool{}
+	for _, dk := range vm.Spec.Disks {
+		names[dk.Name] = true
+	}
+	if len(vm.Spec.Disks) != 1+slots+6 || len(names) != len(vm.Spec.Disks) {
+		t.Fatalf("after 6 racing adds while off: %+v", vm.Spec.Disks)
+	}
+}
