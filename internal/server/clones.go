@@ -114,8 +114,8 @@ func (s *Server) planClone(src *api.VM, srcHost *api.Host, req api.CloneRequest)
 	if err := checkReady(src); err != nil {
 		return nil, p, nil, "", err
 	}
-	if _, taken := s.cache.Lookup(api.KindVM, req.Name); taken {
-		return nil, p, nil, "", api.Errorf(api.ErrConflict, "a vm named %q already exists", req.Name)
+	if err := s.vmNameFree(req.Name, nil); err != nil {
+		return nil, p, nil, "", err
 	}
 	disks, cpus, mem := src.Spec.Disks, src.Spec.CPUs, src.Spec.MemoryBytes
 	if req.Snapshot != "" {

@@ -1,10 +1,13 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/vdc-project/vdc/api"
@@ -172,5 +175,109 @@ func TestConcurrentDiskAdds(t *testing.T) {
 	}
 	if len(vm.Spec.Disks) != 1+slots+6 || len(names) != len(vm.Spec.Disks) {
 		t.Fatalf("after 6 racing adds while off: %+v", vm.Spec.Disks)
+	}
+}
+
+// uploadDisk stages a small raw disk for an import.
+func uploadDisk(t *testing.T, d *dc) string {
+	t.Helper()
+	ctx := context.Background()
+	up, err := d.c.CreateUpload(ctx, api.UploadRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte("data"), 1<<16) // 256 KiB raw
+	if _, err := d.c.UploadFile(ctx, up.ID, "data.img", bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	return up.ID
+}
+
+// Racing imports that would make VMs of one name: one is accepted, the
+// others are refused at once (not after their disks were converted), and
+// no other request takes the name while the import runs.
+func TestConcurrentImportsOfOneName(t *testing.T) {
+	needQemuImg(t)
+	d := newDC(t, 1)
+	ctx := context.Background()
+	const n = 4
+	ups := make(chan string, n)
+	for i := 0; i < n; i++ {
+		ups <- uploadDisk(t, d)
+	}
+	tasks, errs := concurrently(n, func() (*api.Task, error) {
+		t, _, err := d.c.Import(ctx, api.ImportRequest{Format: api.ImportFormatDisk, Upload: <-ups, Name: "imp"})
+		return t, err
+	})
+	if len(tasks) != 1 || len(errs) != n-1 {
+		t.Fatalf("%d of %d racing imports were accepted, want 1 (errors: %v)", len(tasks), n, errs)
+	}
+	for _, err := range errs {
+		if !errors.Is(err, api.ErrConflict) || !strings.Contains(err.Error(), `vm named "imp"`) {
+			t.Errorf("a losing import: %v", err)
+		}
+	}
+	// Being imported or made by now, the name is taken either way.
+	_, err := d.c.CreateVM(ctx, api.VMCreateRequest{Name: "imp", CPUs: 1, Memory: api.MustSize("128MiB")})
+	if !errors.Is(err, api.ErrConflict) || !strings.Contains(err.Error(), `vm named "imp"`) {
+		t.Errorf("a create of the name an import takes: %v", err)
+	}
+	d.run(tasks[0], nil)
+	if vm := d.vm("imp"); len(vm.Spec.Disks) != 1 {
+		t.Fatalf("imported vm: %+v", vm.Spec)
+	}
+	if n := vmCount(t, d); n != 1 {
+		t.Fatalf("%d VMs after the race, want 1", n)
+	}
+}
+
+// Racing disk imports and disk adds at one VM each add a disk of its own
+// name.
+func TestConcurrentDiskImportsIntoOneVM(t *testing.T) {
+	needQemuImg(t)
+	d := newDC(t, 1)
+	ctx := context.Background()
+	d.run(d.c.CreateVM(ctx, api.VMCreateRequest{Name: "db1", CPUs: 1, Memory: api.MustSize("128MiB"),
+		Disks: []api.DiskRequest{{Size: api.MustSize("16MiB")}}}))
+	const n = 3
+	ups := make(chan string, n)
+	for i := 0; i < n; i++ {
+		ups <- uploadDisk(t, d)
+	}
+	var calls atomic.Int32
+	tasks, errs := concurrently(2*n, func() (*api.Task, error) {
+		if calls.Add(1)%2 == 0 {
+			return d.c.AddDisk(ctx, "db1", api.DiskAddRequest{Size: api.MustSize("1GiB")})
+		}
+		t, _, err := d.c.Import(ctx, api.ImportRequest{Format: api.ImportFormatDisk, Upload: <-ups, VM: "db1"})
+		return t, err
+	})
+	if len(errs) != 0 {
+		t.Fatalf("racing disk imports and adds: %v", errs)
+	}
+	disks := map[string]bool{}
+	for _, tk := range tasks {
+		done := d.run(tk, nil)
+		if done.Op == "vm.import" {
+			var res api.ImportResult
+			json.Unmarshal(done.Result, &res)
+			disks[res.Disk] = true
+		}
+	}
+	vm := d.vm("db1")
+	names := map[string]bool{}
+	for _, dk := range vm.Spec.Disks {
+		names[dk.Name] = true
+	}
+	if len(vm.Spec.Disks) != 1+2*n || len(names) != len(vm.Spec.Disks) {
+		t.Fatalf("after %d racing adds: %+v", 2*n, vm.Spec.Disks)
+	}
+	for name := range disks {
+		if !names[name] {
+			t.Errorf("an import says it added %s, which vm db1 does not have: %+v", name, vm.Spec.Disks)
+		}
+	}
+	if len(disks) != n {
+		t.Errorf("the imports say they added %v", disks)
 	}
 }
