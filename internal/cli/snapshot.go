@@ -108,9 +108,10 @@ func writeSnapshotTree(w io.Writer, vm string, snaps []api.VMSnapshot, current s
 	if err := api.CheckSnapshotTree(snaps); err != nil {
 		return fmt.Errorf("list snapshots of vm %s: %w", vm, err)
 	}
-	ids := map[string]bool{}
+	ids, named := map[string]bool{}, map[string]int{}
 	for _, s := range snaps {
 		ids[s.ID] = true
+		named[s.Name]++
 	}
 	kids := map[string][]api.VMSnapshot{}
 	for _, s := range snaps {
@@ -141,7 +142,11 @@ func writeSnapshotTree(w io.Writer, vm string, snaps []api.VMSnapshot, current s
 				tags = append(tags, "quiesced")
 			}
 			tags = append(tags, s.PowerState, age(now, s.Created))
-			line := fmt.Sprintf("%s%s%s (%s)", indent, branch, s.Name, strings.Join(tags, ", "))
+			name := s.Name
+			if named[name] > 1 { // from before names were unique: the ID tells them apart
+				name += " [" + s.ID + "]"
+			}
+			line := fmt.Sprintf("%s%s%s (%s)", indent, branch, name, strings.Join(tags, ", "))
 			if s.Description != "" {
 				line += " " + s.Description
 			}

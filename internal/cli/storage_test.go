@@ -70,6 +70,18 @@ func TestSnapshotTree(t *testing.T) {
 	}
 }
 
+// Two snapshots of one name (left by racing creates before names were
+// claimed) are told apart by their IDs, which the commands take too.
+func TestSnapshotTreeShowsIDsOfRepeatedNames(t *testing.T) {
+	var b strings.Builder
+	err := writeSnapshotTree(&b, "race-vm", []api.VMSnapshot{
+		{ID: "id-1", Name: "snap-race", PowerState: "on"}, {ID: "id-2", Name: "snap-race", ParentID: "id-1", PowerState: "on"},
+	}, "id-2", time.Now())
+	if err != nil || !strings.Contains(b.String(), "└─ snap-race [id-1] (on") || !strings.Contains(b.String(), "   └─ snap-race [id-2] (on") {
+		t.Fatalf("tree (%v):\n%s", err, b.String())
+	}
+}
+
 // A tree with a cycle (as two racing creates of one name once made: the
 // second snapshot under the first, both called snap-race) is an error
 // naming the VM and the snapshot, not a walk without end.

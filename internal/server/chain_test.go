@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -322,5 +323,20 @@ func TestTreeWalksStopOnACycle(t *testing.T) {
 	}
 	if _, err := planCollect(vm.Spec, true, absOf, func(string) bool { return false }); err != nil {
 		t.Fatalf("plan for a sound tree: %v", err)
+	}
+}
+
+// Two snapshots of one name (from before names were claimed): the name
+// is ambiguous, a 409 giving both IDs; each is found by its ID.
+func TestFindSnapshotOfARepeatedName(t *testing.T) {
+	a, b := snap("id-1", "", false, "vm/1.qcow2"), snap("id-2", "id-1", false, "vm/2.qcow2")
+	a.Name, b.Name = "snap-race", "snap-race"
+	vm := &api.VM{Metadata: api.ObjectMeta{Name: "race-vm"}, Spec: api.VMSpec{Snapshots: []api.VMSnapshot{a, b}, CurrentSnapshotID: "id-2"}}
+	_, err := findSnapshot(vm, "snap-race")
+	if !errors.Is(err, api.ErrConflict) || !strings.Contains(err.Error(), "id-1, id-2") {
+		t.Fatalf("a repeated name: %v", err)
+	}
+	if sn, err := findSnapshot(vm, "id-2"); err != nil || sn.ParentID != "id-1" {
+		t.Fatalf("by ID: %+v %v", sn, err)
 	}
 }
