@@ -281,3 +281,28 @@ func TestConcurrentDiskImportsIntoOneVM(t *testing.T) {
 		t.Errorf("the imports say they added %v", disks)
 	}
 }
+
+// VMs made in the request (create, clone, from a template) take their
+// name in the request's transaction: of racing ones, one is accepted.
+func TestConcurrentCreatesOfOneVMName(t *testing.T) {
+	d := newDC(t, 1)
+	ctx := context.Background()
+	d.run(d.c.CreateVM(ctx, api.VMCreateRequest{Name: "tmpl", CPUs: 1, Memory: api.MustSize("128MiB"),
+		Disks: []api.DiskRequest{{Size: api.MustSize("1GiB")}}}))
+	d.run(d.c.MarkTemplate(ctx, "tmpl", true))
+	var calls atomic.Int32
+	const n = 6
+	tasks, errs := concurrently(n, func() (*api.Task, error) {
+		switch calls.Add(1) % 3 {
+		case 0:
+			return d.c.CreateVM(ctx, api.VMCreateRequest{Name: "web1", CPUs: 1, Memory: api.MustSize("128MiB")})
+		case 1:
+			return d.c.CreateVM(ctx, api.VMCreateRequest{Name: "web1", FromTemplate: "tmpl", Linked: true})
+		}
+		return d.c.Clone(ctx, "tmpl", api.CloneRequest{Name: "web1", Linked: true})
+	})
+	oneWins(t, d, tasks, errs, n, `vm named "web1"`)
+	if got := vmCount(t, d); got != 2 {
+		t.Fatalf("%d VMs, want the template and one web1", got)
+	}
+}
