@@ -282,7 +282,7 @@ func (s *Server) createImport(w http.ResponseWriter, r *http.Request) {
 	var err error
 	if attach != nil {
 		t, err = s.submitOnVM(ctx, attach, func(vm *api.VM) (*api.Task, error) {
-			if err := s.attachReady(vm); err != nil {
+			if err := s.attachReady(vm, ""); err != nil {
 				return nil, err
 			}
 			p.Disk = s.nextDiskName(vm)

@@ -56,7 +56,7 @@ func (s *Server) planDisk(p *importParams, sp *agent.StagedPackage) (*importPlan
 	ip := &importPlan{pkg: sp, api: api.ImportPlan{Format: api.ImportFormatDisk}}
 	if o, ok := s.cache.Lookup(api.KindVM, req.VM); ok && req.VM != "" {
 		vm := o.(*api.VM)
-		if err := s.attachReady(vm); err != nil {
+		if err := s.attachReady(vm, p.Disk); err != nil {
 			return nil, err
 		}
 		ip.attach, ip.disk = vm, p.Disk
@@ -95,15 +95,18 @@ func (s *Server) planDisk(p *importParams, sp *agent.StagedPackage) (*importPlan
 	return ip, nil
 }
 
-// attachReady checks that a disk import can add a disk to a VM.
-func (s *Server) attachReady(vm *api.VM) error {
+// attachReady checks that a disk import can add a disk to a VM; own is
+// the disk name the import claimed, if it did.
+func (s *Server) attachReady(vm *api.VM, own string) error {
 	if err := checkReady(vm); err != nil {
 		return err
 	}
 	if vm.Status.PowerState != api.PowerOff {
 		return api.Errorf(api.ErrConflict, "vm %s is %s: add disks while it is off", vm.Metadata.Name, vm.Status.PowerState)
 	}
-	if n := len(vm.Spec.Disks) + len(s.pendingClaims(vmClaim(vm.Metadata.ID, "disks", ""))); n >= api.MaxDisksPerVM {
+	pending := s.pendingClaims(vmClaim(vm.Metadata.ID, "disks", ""))
+	delete(pending, vmClaim(vm.Metadata.ID, "disks", own))
+	if n := len(vm.Spec.Disks) + len(pending); n >= api.MaxDisksPerVM {
 		return api.Errorf(api.ErrConflict, "vm %s has %d disks already (some being added), the most a VM can have", vm.Metadata.Name, n)
 	}
 	return nil
