@@ -21,9 +21,11 @@ func TestLegacySnapshotTreeReadsByID(t *testing.T) {
 	if err := json.Unmarshal([]byte(stored), &a); err != nil {
 		t.Fatal(err)
 	}
-	if err := json.Unmarshal([]byte(stored), &b); err != nil {
+	var vm VM // as the store reads it
+	if err := json.Unmarshal([]byte(`{"metadata":{"id":"v","name":"race-vm"},"spec":`+stored+`}`), &vm); err != nil {
 		t.Fatal(err)
 	}
+	b = vm.Spec
 	s := a.Snapshots
 	if err := CheckSnapshotTree(s); err != nil {
 		t.Fatalf("upgraded tree: %v", err)
