@@ -7,11 +7,14 @@ import "time"
 // new thin overlays on top of them (external qcow2 snapshots, like
 // vSphere's delta disks).
 type VMSnapshot struct {
+	// ID is the snapshot's for good; the tree refers to snapshots by ID.
+	ID string `json:"id"`
+	// Name is unique among the VM's snapshots (a deleted one's is free).
 	Name        string    `json:"name"`
 	Description string    `json:"description,omitempty"`
 	Created     time.Time `json:"created"`
-	// Parent is the snapshot this one was taken after ("" for the first).
-	Parent string `json:"parent,omitempty"`
+	// ParentID is the snapshot this one was taken after ("" for the first).
+	ParentID string `json:"parentId,omitempty"`
 	// PowerState is the VM's when the snapshot was taken.
 	PowerState string `json:"powerState"`
 	// Memory says the VM's RAM and device state were saved: a revert

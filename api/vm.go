@@ -50,10 +50,10 @@ type VMSpec struct {
 	// Template marks a VM that is only cloned from: it never runs, and
 	// its disks are read-only bases for linked clones.
 	Template bool `json:"template,omitempty"`
-	// Snapshots is the VM's snapshot tree; CurrentSnapshot the one its
-	// current state descends from.
-	Snapshots       []VMSnapshot `json:"snapshots,omitempty"`
-	CurrentSnapshot string       `json:"currentSnapshot,omitempty"`
+	// Snapshots is the VM's snapshot tree; CurrentSnapshotID is the ID of
+	// the one its current state descends from.
+	Snapshots         []VMSnapshot `json:"snapshots,omitempty"`
+	CurrentSnapshotID string       `json:"currentSnapshotId,omitempty"`
 }
 
 // VMBoot is a direct kernel boot from an image's files.

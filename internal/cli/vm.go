@@ -425,9 +425,11 @@ func vmInfo(v *infoView, vm *api.VM, now time.Time) {
 		v.add("Storage", fmt.Sprintf("%s capacity, %s provisioned, %s allocated", st.CapacityBytes, st.ProvisionedBytes, st.AllocatedBytes))
 	}
 	if n := len(vm.Spec.Snapshots); n > 0 {
-		cur := vm.Spec.CurrentSnapshot
-		if cur == "" || strings.HasPrefix(cur, "~") {
-			cur = "-"
+		cur := "-"
+		for _, sn := range vm.Spec.Snapshots {
+			if sn.ID == vm.Spec.CurrentSnapshotID && !sn.Hidden {
+				cur = sn.Name
+			}
 		}
 		v.add("Snapshots", fmt.Sprintf("%d (current: %s; vdc vm snapshot ls %s)", n, cur, vm.Metadata.Name))
 	}

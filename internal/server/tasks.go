@@ -302,7 +302,8 @@ func (r *runner) cancelQueued(ctx context.Context, run *taskRun, h taskHandler) 
 }
 
 // finish records a task's outcome together with the changes the run
-// staged, in one transaction, then runs the run's after-hooks.
+// staged, in one transaction that also lets go of the task's claims, then
+// runs the run's after-hooks.
 func (r *runner) finish(ctx context.Context, run *taskRun, result any, err error) {
 	defer func() {
 		for _, fn := range run.afters {
@@ -332,6 +333,9 @@ func (r *runner) finish(ctx context.Context, run *taskRun, result any, err error
 			}
 		}
 		txn := r.s.leaderTxn()
+		for _, c := range run.task.Claims {
+			txn.DeleteRaw(store.ClaimKey(c)) // the names are recorded, or free again
+		}
 		if serr := run.applyStaged(ctx, txn, try > 0); serr != nil {
 			run.log.Error("cannot record what the task changed", "err", serr)
 		}

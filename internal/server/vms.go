@@ -153,8 +153,8 @@ func (s *Server) createVM(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	if _, taken := s.cache.Lookup(api.KindVM, req.Name); taken {
-		fail(w, api.Errorf(api.ErrConflict, "a vm named %q already exists", req.Name))
+	if err := s.vmNameFree(req.Name, nil); err != nil {
+		fail(w, err)
 		return
 	}
 	vm, cl, hostID, err := s.buildVM(&req)

@@ -45,9 +45,13 @@ func (cl *cluster) expectBlocks(vm, when string, want map[int]string) {
 func snapshotNames(cl *cluster, vm string) []string {
 	var snaps []api.VMSnapshot
 	cl.json(&snaps, "vm", "snapshot", "ls", vm)
+	byID := map[string]string{}
+	for _, s := range snaps {
+		byID[s.ID] = s.Name
+	}
 	var names []string
 	for _, s := range snaps {
-		names = append(names, s.Name+"<"+s.Parent)
+		names = append(names, s.Name+"<"+byID[s.ParentID])
 	}
 	return names
 }
