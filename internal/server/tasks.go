@@ -51,6 +51,8 @@ type taskRun struct {
 
 	staged []stagedChange
 	afters []func()
+	// summary, if set, is the message a task that succeeds ends with.
+	summary string
 }
 
 // params decodes the task's parameters.
@@ -326,7 +328,7 @@ func (r *runner) finish(ctx context.Context, run *taskRun, result any, err error
 		default:
 			upd.State = api.TaskSucceeded
 			upd.Progress = 100
-			upd.Message = ""
+			upd.Message = run.summary
 			if result != nil {
 				upd.Result, _ = json.Marshal(result)
 			}
