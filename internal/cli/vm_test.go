@@ -217,3 +217,27 @@ func TestVMListColumns(t *testing.T) {
 		t.Errorf("table without the message:\n%s", b.String())
 	}
 }
+
+func TestMigrateSummary(t *testing.T) {
+	h1, h2 := api.Ref{ID: "1", Name: "host-1"}, api.Ref{ID: "2", Name: "host-2"}
+	ds := api.Ref{ID: "d", Name: "fast"}
+	for _, c := range []struct {
+		res        api.MigrateResult
+		want, not string
+	}{
+		{api.MigrateResult{From: h1, To: h1, Live: true, TotalMs: 1500, Datastore: ds, Disks: []string{"disk0"}, DiskBytes: api.MustSize("3MiB")},
+			"vm web1: moved disk0 to datastore fast, 3 MiB copied in 1.5s, live on host-1", "downtime"},
+		{api.MigrateResult{From: h1, To: h1, Datastore: ds, Disks: []string{"disk0", "disk1"}},
+			"vm web1: moved disk0, disk1 to datastore fast (powered off)", "passes"},
+		{api.MigrateResult{From: h1, To: h2, Live: true, TotalMs: 2000, DowntimeMs: 40, Transferred: api.MustSize("64MiB"), Passes: 2},
+			"vm web1 migrated live to host-2 in 2s, downtime 40 ms, 64 MiB of memory sent in 2 passes", "datastore"},
+		{api.MigrateResult{From: h1, To: h2, Live: true, TotalMs: 2000, Transferred: api.MustSize("64MiB"), Passes: 1, Datastore: ds, Disks: []string{"disk0"}, DiskBytes: api.MustSize("1GiB")},
+			"vm web1 migrated live to host-2 in 2s, downtime 0 ms, 64 MiB of memory sent in 1 pass; moved disk0 to datastore fast, 1 GiB copied", "powered off"},
+		{api.MigrateResult{From: h1, To: h2}, "vm web1 moved to host-2 (powered off)", "datastore"},
+	} {
+		got := migrateSummary("web1", c.res)
+		if got != c.want || strings.Contains(got, c.not) {
+			t.Errorf("%+v:\n got %q\nwant %q", c.res, got, c.want)
+		}
+	}
+}

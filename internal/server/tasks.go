@@ -78,10 +78,13 @@ func (t *taskRun) cleanupCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(t.leader), 2*time.Minute)
 }
 
-// progress records how far the task is; writes are throttled.
+// progress records how far the task is; writes are throttled. The
+// percent never goes back (a step that measures its own share, a resumed
+// task starting its count over): a user takes a drop for a restart.
 func (t *taskRun) progress(ctx context.Context, pct int, msg string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	pct = max(pct, t.task.Progress)
 	now := time.Now()
 	if now.Sub(t.lastProgress) < 250*time.Millisecond && pct < 100 {
 		return
