@@ -180,7 +180,7 @@ func (f *importFlags) run(ctx context.Context, g *globals, src string) error {
 			}
 		}
 		if f.req.Format == api.ImportFormatDisk {
-			return f.dryRunDisk(g, files)
+			return f.dryRunDisk(ctx, g, c, files)
 		}
 		_, plan, err := c.Import(ctx, f.req)
 		if err != nil {
@@ -228,20 +228,25 @@ func (f *importFlags) submit(ctx context.Context, g *globals, c *client.Client, 
 			if jsonUnmarshalTask(t, &res) != nil {
 				return "imported"
 			}
-			var names []string
-			for _, r := range res.VMs {
-				names = append(names, r.Name)
-			}
-			out := fmt.Sprintf("imported vm %s", strings.Join(names, ", "))
-			if res.Disk != "" {
-				out = fmt.Sprintf("imported the disk as %s of vm %s", res.Disk, names[0])
-			}
-			for _, w := range res.Warnings {
-				out += "\n  warning: " + w
-			}
-			return out
+			return importDone(res)
 		}}
 	return g.apply(ctx, ch)
+}
+
+// importDone says what an import made, then each warning.
+func importDone(res api.ImportResult) string {
+	var names []string
+	for _, r := range res.VMs {
+		names = append(names, r.Name)
+	}
+	out := fmt.Sprintf("imported vm %s", strings.Join(names, ", "))
+	if res.Disk != "" && len(names) > 0 {
+		out = fmt.Sprintf("imported the disk as %s of vm %s", res.Disk, names[0])
+	}
+	for _, w := range res.Warnings {
+		out += "\n  warning: " + w
+	}
+	return out
 }
 
 // localFile is a file to upload: its name in the package, and where it is.
@@ -380,14 +385,24 @@ func checkLocal(pkg *ovf.Package, req api.ImportRequest) ([]string, error) {
 	return pkg.Check(env, plan, req.SkipManifest)
 }
 
-func (f *importFlags) dryRunDisk(g *globals, files []localFile) error {
+func (f *importFlags) dryRunDisk(ctx context.Context, g *globals, c *client.Client, files []localFile) error {
 	det, err := disk.DetectFile(files[0].path)
 	if err != nil {
 		return err
 	}
-	plan := api.ImportPlan{Format: api.ImportFormatDisk, VMs: []api.ImportVM{{Name: f.req.VM, CPUs: max(f.req.CPUs, 1), Memory: f.req.Memory,
-		Disks: []api.ImportDisk{{Bus: f.req.Bus, File: files[0].name, Format: det.String()}}}}}
-	return printPlan(g, &plan)
+	mem := f.req.Memory
+	if mem == 0 {
+		mem = api.MustSize("1GiB") // the server's default
+	}
+	vm := api.ImportVM{Name: f.req.VM, CPUs: max(f.req.CPUs, 1), Memory: mem,
+		Disks: []api.ImportDisk{{Bus: f.req.Bus, File: files[0].name, Format: det.String()}}}
+	if have, err := c.GetVM(ctx, f.req.VM); err == nil {
+		vm = api.ImportVM{Name: have.Metadata.Name, CPUs: have.Spec.CPUs, Memory: have.Spec.MemoryBytes, Existing: true,
+			Disks: []api.ImportDisk{{Name: fmt.Sprintf("disk%d", len(have.Spec.Disks)), Bus: f.req.Bus, File: files[0].name, Format: det.String()}}}
+	} else if !errors.Is(err, api.ErrNotFound) {
+		return err
+	}
+	return printPlan(g, &api.ImportPlan{Format: api.ImportFormatDisk, VMs: []api.ImportVM{vm}})
 }
 
 func uploadOne(ctx context.Context, g *globals, c *client.Client, id string, lf localFile) error {
@@ -418,7 +433,11 @@ func printPlan(g *globals, p *api.ImportPlan) error {
 		fmt.Fprintf(w, "Package: OVF %s, %d VM(s)\n", safe(p.OVFVersion), len(p.VMs))
 	}
 	for _, vm := range p.VMs {
-		fmt.Fprintf(w, "VM %s: %d CPU(s), %s memory", safe(vm.Name), vm.CPUs, vm.Memory)
+		if vm.Existing {
+			fmt.Fprintf(w, "VM %s (exists, powered off): the disk is added to it", safe(vm.Name))
+		} else {
+			fmt.Fprintf(w, "VM %s: %d CPU(s), %s memory", safe(vm.Name), vm.CPUs, vm.Memory)
+		}
 		if vm.OS != "" {
 			fmt.Fprintf(w, ", guest OS %s", safe(vm.OS))
 		}
@@ -438,7 +457,7 @@ func printPlan(g *globals, p *api.ImportPlan) error {
 					from += " (" + d.Format + ")"
 				}
 			}
-			fmt.Fprintf(w, "  disk%d: %s, %s bus, %s\n", i, size, safe(orDefault(d.Bus, api.BusVirtio)), safe(from))
+			fmt.Fprintf(w, "  %s: %s, %s bus, %s\n", safe(orDefault(d.Name, fmt.Sprintf("disk%d", i))), size, safe(orDefault(d.Bus, api.BusVirtio)), safe(from))
 		}
 		for i, n := range vm.NICs {
 			src := ""

@@ -241,3 +241,25 @@ func TestMigrateSummary(t *testing.T) {
 		}
 	}
 }
+
+func TestImportDoneSaysItOnce(t *testing.T) {
+	got := importDone(api.ImportResult{VMs: []api.Ref{{Name: "db1"}}, Disk: "disk1"})
+	if got != "imported the disk as disk1 of vm db1" {
+		t.Errorf("a disk import's result: %q", got)
+	}
+	got = importDone(api.ImportResult{VMs: []api.Ref{{Name: "app1"}}, Warnings: []string{"the floppy is dropped"}})
+	if got != "imported vm app1\n  warning: the floppy is dropped" {
+		t.Errorf("an import with a warning: %q", got)
+	}
+}
+
+func TestPlanOfADiskIntoAVM(t *testing.T) {
+	var b strings.Builder
+	printPlan(&globals{stdout: &b, output: outputTable}, &api.ImportPlan{Format: api.ImportFormatDisk, VMs: []api.ImportVM{{
+		Name: "db1", CPUs: 2, Memory: api.MustSize("1GiB"), Existing: true,
+		Disks: []api.ImportDisk{{Name: "disk1", Bus: "scsi", File: "data.vmdk", Format: "vmdk (streamOptimized)"}}}}})
+	want := "VM db1 (exists, powered off): the disk is added to it\n  disk1: the image's size, scsi bus, from data.vmdk (vmdk (streamOptimized))\nNothing was changed (dry run).\n"
+	if b.String() != want {
+		t.Errorf("plan:\n%s\nwant:\n%s", b.String(), want)
+	}
+}

@@ -259,6 +259,12 @@ func TestImportEULAAndDiskIntoAVM(t *testing.T) {
 		t.Errorf("a disk into a running VM: %v", err)
 	}
 	d.run(d.c.Power(ctx, "db1", api.PowerRequest{Action: api.ActionStop, Force: true}))
+	// The plan says the disk goes to the VM that exists, as disk1; that
+	// is what it does, not a warning.
+	_, plan, err := d.c.Import(ctx, api.ImportRequest{Format: "disk", Upload: up2.ID, VM: "db1", Bus: "scsi", DryRun: true})
+	if err != nil || len(plan.VMs) != 1 || !plan.VMs[0].Existing || len(plan.VMs[0].Disks) != 1 || plan.VMs[0].Disks[0].Name != "disk1" || len(plan.Warnings) != 0 {
+		t.Errorf("the plan of a disk into db1: %+v %v", plan, err)
+	}
 	task, _, err = d.c.Import(ctx, api.ImportRequest{Format: "disk", Upload: up2.ID, VM: "db1", Bus: "scsi"})
 	done := d.run(task, err)
 	var res api.ImportResult
@@ -266,6 +272,9 @@ func TestImportEULAAndDiskIntoAVM(t *testing.T) {
 	vm = d.vm("db1")
 	if res.Disk != "disk1" || len(vm.Spec.Disks) != 2 || vm.Spec.Disks[1].SizeBytes != api.MustSize("1MiB") || vm.Spec.Disks[1].Bus != "scsi" {
 		t.Errorf("the added disk: %+v %+v", res, vm.Spec.Disks)
+	}
+	if len(res.Warnings) != 0 {
+		t.Errorf("a clean disk import warns: %q", res.Warnings)
 	}
 	if _, err := os.Stat(filepath.Join(d.dir, "datastore1", vm.Spec.Disks[1].Path)); err != nil {
 		t.Errorf("the added disk's file: %v", err)
