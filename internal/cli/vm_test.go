@@ -190,6 +190,15 @@ func TestVMPower(t *testing.T) {
 			t.Errorf("vmPower(%+v) = %q, want %q", c.st, got, c.want)
 		}
 	}
+	// A template is no powered-off VM in vm ls: it never runs.
+	tpl := &api.VM{Metadata: api.ObjectMeta{Name: "gold"}, Spec: api.VMSpec{Template: true}, Status: api.VMStatus{Phase: api.PhaseReady, PowerState: api.PowerOff}}
+	var b strings.Builder
+	if err := printList(&globals{stdout: &b, output: outputTable}, []*api.VM{tpl}, vmColumns(time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "gold  template") {
+		t.Errorf("a template in vm ls:\n%s", b.String())
+	}
 }
 
 func TestVMListColumns(t *testing.T) {
