@@ -231,7 +231,7 @@ func TestMigrateSummary(t *testing.T) {
 	h1, h2 := api.Ref{ID: "1", Name: "host-1"}, api.Ref{ID: "2", Name: "host-2"}
 	ds := api.Ref{ID: "d", Name: "fast"}
 	for _, c := range []struct {
-		res        api.MigrateResult
+		res       api.MigrateResult
 		want, not string
 	}{
 		{api.MigrateResult{From: h1, To: h1, Live: true, TotalMs: 1500, Datastore: ds, Disks: []string{"disk0"}, DiskBytes: api.MustSize("3MiB")},

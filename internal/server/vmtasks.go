@@ -236,7 +236,7 @@ func (s *Server) gracefulStop(ctx context.Context, t *taskRun, vm *api.VM, h *ap
 		st, err = s.agents.Power(ctx, target(h), vm.Metadata.ID, req)
 	}()
 	// One update a second, at most about a hundred for a long timeout.
-	step := max(time.Second, (timeout/100).Truncate(time.Second))
+	step := max(time.Second, (timeout / 100).Truncate(time.Second))
 	tick := time.NewTicker(step)
 	defer tick.Stop()
 	for {
