@@ -329,3 +329,32 @@ func TestImportCanceled(t *testing.T) {
 		t.Errorf("staging folders left: %d", len(ents))
 	}
 }
+
+// A VM that boots a kernel image directly has nothing to boot from in an
+// OVF package (its disks): the export is refused up front, saying why,
+// and leaves nothing behind.
+func TestExportOfAKernelBootVMIsRefused(t *testing.T) {
+	d := newDC(t, 1)
+	ctx := context.Background()
+	d.run(d.c.Create(ctx, api.KindImage, api.ImageCreateRequest{Name: "tiny", Type: api.ImageKernel, Cmdline: "console=ttyS0"}))
+	for _, f := range []string{"kernel", "initrd"} {
+		body := []byte("not really a " + f)
+		d.run(d.c.UploadImageFile(ctx, "tiny", f, bytes.NewReader(body), int64(len(body))))
+	}
+	d.run(d.c.CreateVM(ctx, api.VMCreateRequest{Name: "kb", CPUs: 1, Memory: api.MustSize("128MiB"), Image: "tiny"}))
+	if vm := d.vm("kb"); vm.Spec.Boot == nil {
+		t.Fatalf("a VM made from a kernel image boots no kernel: %+v", vm.Spec)
+	}
+	_, err := d.c.Export(ctx, "kb", api.ExportRequest{})
+	var ae *api.Error
+	if !errors.As(err, &ae) || ae.Status != 422 || !strings.Contains(ae.Message, "boots the kernel of image tiny directly") ||
+		!strings.Contains(ae.Message, "would not boot") {
+		t.Fatalf("export of a VM that boots a kernel image: want 422 saying why, got %v", err)
+	}
+	if tasks := tasksOf(t, d, "vm.export"); len(tasks) != 0 {
+		t.Errorf("a refused export made a task: %+v", tasks[0])
+	}
+	if ents, _ := os.ReadDir(filepath.Join(d.dir, "datastore1", ".vdc-staging")); len(ents) != 0 {
+		t.Errorf("a refused export left staging folders: %d", len(ents))
+	}
+}
