@@ -310,6 +310,18 @@ func (s *Server) runVMMigrate(ctx context.Context, t *taskRun) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A mirror to another host counts the zeros of a thin disk as work
+	// done (it writes them as such); the data it copied is what the disks
+	// held.
+	var held api.Size
+	for _, d := range vm.Status.Disks {
+		if slices.Contains(moved, d.Name) {
+			held += d.AllocatedBytes
+		}
+	}
+	if held > 0 && res.DiskBytes > held {
+		res.DiskBytes = held
+	}
 	return res, nil
 }
 
