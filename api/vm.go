@@ -295,8 +295,13 @@ type MigrateResult struct {
 	Live        bool  `json:"live"`
 	TotalMs     int64 `json:"totalMs"`
 	DowntimeMs  int64 `json:"downtimeMs"`
-	Transferred Size  `json:"transferredBytes"`
+	Transferred Size  `json:"transferredBytes"` // memory
 	Passes      int64 `json:"passes"`
+	// Datastore is where the disks Disks moved to, if any did; DiskBytes
+	// the data copied for them (a live move measures it).
+	Datastore Ref      `json:"datastore,omitzero"`
+	Disks     []string `json:"disks,omitempty"`
+	DiskBytes Size     `json:"diskBytes,omitempty"`
 	// Where a live migration's time went: making the target's copy
 	// ready to receive, QEMU's transfer (TotalMs covers it), and the
 	// switch-over (the copy runs, the inventory says so, the source lets

@@ -9,6 +9,7 @@ import (
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/hypervisor"
+	"github.com/vdc-project/vdc/internal/lease"
 )
 
 // The agent's API, called only by management servers (mutual TLS).
@@ -92,6 +93,10 @@ func fail(w http.ResponseWriter, err error) {
 	case errors.Is(err, hypervisor.ErrNotFound):
 		err = &wrapped{err, api.ErrNotFound}
 	case errors.Is(err, hypervisor.ErrWrongState):
+		err = &wrapped{err, api.ErrConflict}
+	case errors.Is(err, lease.ErrHeld):
+		// Another copy of the VM runs: a conflict with the world, not a
+		// fault of the host.
 		err = &wrapped{err, api.ErrConflict}
 	case errors.Is(err, hypervisor.ErrNotSupported):
 		err = &wrapped{err, api.ErrNotSupported}

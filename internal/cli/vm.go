@@ -365,10 +365,13 @@ func vmColumns(now time.Time) []column[*api.VM] {
 }
 
 // vmPower is the power state, with the last known one when it is unknown
-// and the phase while the VM is being created or deleted.
+// and the phase while the VM is being created or deleted. A template has
+// none to speak of (it never runs): it shows as one.
 func vmPower(vm *api.VM) string {
 	var parts []string
-	if p := vm.Status.PowerState; p != "" {
+	if vm.Spec.Template && vm.Status.PowerState == api.PowerOff {
+		parts = append(parts, "template")
+	} else if p := vm.Status.PowerState; p != "" {
 		if last := vm.Status.LastKnownPowerState; p == api.PowerUnknown && last != "" {
 			p += " (was " + last + ")"
 		}

@@ -99,7 +99,9 @@ type Storage interface {
 	// MergeDisk performs one merge. It is idempotent: called again after
 	// an interruption (agent or QEMU killed) it finishes or redoes it.
 	MergeDisk(ctx context.Context, id string, m DiskMerge) error
-	// CopyDisk makes a standalone copy, reporting progress.
+	// CopyDisk makes a standalone copy, reporting progress in bytes of
+	// data (what a thin disk holds, not its virtual size); the last report
+	// is what the copy holds.
 	CopyDisk(ctx context.Context, c DiskCopy, progress func(done, total int64)) error
 	// AddDisk makes a disk file (unless it exists) and hot-plugs it into
 	// a running VM.

@@ -68,9 +68,9 @@ func (s *Server) planDisk(p *importParams, sp *agent.StagedPackage) (*importPlan
 			bus = api.BusVirtio
 		}
 		ip.vms = []plannedVM{{req: api.VMCreateRequest{Name: vm.Metadata.Name, Disks: []api.DiskRequest{{Datastore: req.Datastore, Bus: bus}}}, sources: []diskSource{src}}}
-		ip.api.VMs = []api.ImportVM{{Name: vm.Metadata.Name, CPUs: vm.Spec.CPUs, Memory: vm.Spec.MemoryBytes,
-			Disks: []api.ImportDisk{{Bus: bus, File: file}}}}
-		ip.api.Warnings = []string{fmt.Sprintf("the disk is added to vm %s as %s", vm.Metadata.Name, ip.disk)}
+		// What it does is the plan, not a warning: the result says it again.
+		ip.api.VMs = []api.ImportVM{{Name: vm.Metadata.Name, CPUs: vm.Spec.CPUs, Memory: vm.Spec.MemoryBytes, Existing: true,
+			Disks: []api.ImportDisk{{Name: ip.disk, Bus: bus, File: file}}}}
 		return ip, nil
 	}
 	name := req.Name

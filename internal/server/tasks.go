@@ -51,6 +51,8 @@ type taskRun struct {
 
 	staged []stagedChange
 	afters []func()
+	// summary, if set, is the message a task that succeeds ends with.
+	summary string
 }
 
 // params decodes the task's parameters.
@@ -76,10 +78,13 @@ func (t *taskRun) cleanupCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(t.leader), 2*time.Minute)
 }
 
-// progress records how far the task is; writes are throttled.
+// progress records how far the task is; writes are throttled. The
+// percent never goes back (a step that measures its own share, a resumed
+// task starting its count over): a user takes a drop for a restart.
 func (t *taskRun) progress(ctx context.Context, pct int, msg string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	pct = max(pct, t.task.Progress)
 	now := time.Now()
 	if now.Sub(t.lastProgress) < 250*time.Millisecond && pct < 100 {
 		return
@@ -327,7 +332,7 @@ func (r *runner) finish(ctx context.Context, run *taskRun, result any, err error
 		default:
 			upd.State = api.TaskSucceeded
 			upd.Progress = 100
-			upd.Message = ""
+			upd.Message = run.summary
 			if result != nil {
 				upd.Result, _ = json.Marshal(result)
 			}

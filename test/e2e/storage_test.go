@@ -172,6 +172,10 @@ func TestClonesTemplatesAndDisks(t *testing.T) {
 	if !strings.Contains(out, "full clone") || !strings.Contains(out, "host-2") {
 		t.Fatalf("clone: %s", out)
 	}
+	// The thin 64 MiB disk holds a few blocks: that is what was copied.
+	if !strings.Contains(out, " copied") || strings.Contains(out, "64 MiB copied") {
+		t.Errorf("a full clone of a nearly empty thin disk says: %s", out)
+	}
 	cl.writeBlock("src", 1, "after-clone")
 	src, full := cl.vm("src"), cl.vm("full1")
 	if full.Spec.NICs[0].MAC == src.Spec.NICs[0].MAC || full.Metadata.ID == src.Metadata.ID {
