@@ -107,7 +107,7 @@ func newVMCmd(g *globals) *cobra.Command {
 					req.Memory = &mem
 				}
 				if cmd.Flags().Changed("max-cpus") || cmd.Flags().Changed("max-memory") {
-					mc, mm, err := hotAddFlags(cmd, *maxCPUs, *maxMemory)
+					mc, mm, err := hotAddFlags(*maxCPUs, *maxMemory)
 					if err != nil {
 						return nil, err
 					}
@@ -193,7 +193,7 @@ func (f *vmCreateFlags) request(name string) (api.VMCreateRequest, error) {
 	if req.Memory, err = parseSizeFlag("--memory", f.memory, api.MinVMMemory, api.MaxVMMemory); err != nil {
 		return req, err
 	}
-	if req.MaxCPUs, req.MaxMemory, err = hotAddFlags(f.cmd, f.maxCPUs, f.maxMemory); err != nil {
+	if req.MaxCPUs, req.MaxMemory, err = hotAddFlags(f.maxCPUs, f.maxMemory); err != nil {
 		return req, err
 	}
 	for i, s := range f.disks {
@@ -226,12 +226,12 @@ func (f *vmCreateFlags) request(name string) (api.VMCreateRequest, error) {
 }
 
 // hotAddFlags reads --max-cpus and --max-memory (0: not given, or off).
-func hotAddFlags(cmd *cobra.Command, maxCPUs int, maxMemory string) (int, api.Size, error) {
+func hotAddFlags(maxCPUs int, maxMemory string) (int, api.Size, error) {
 	if maxCPUs < 0 || maxCPUs > api.MaxVMCPUs {
 		return 0, 0, fmt.Errorf("--max-cpus must be between 0 (no CPU hot-add) and %d, got %d", api.MaxVMCPUs, maxCPUs)
 	}
 	var mem api.Size
-	if cmd.Flags().Changed("max-memory") && maxMemory != "0" {
+	if maxMemory != "" && maxMemory != "0" {
 		var err error
 		if mem, err = parseSizeFlag("--max-memory", maxMemory, api.MinVMMemory, api.MaxVMMemory); err != nil {
 			return 0, 0, err
