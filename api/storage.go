@@ -171,6 +171,10 @@ func copyStorage(c, v *VM) {
 		c.Spec.Snapshots = make([]VMSnapshot, len(v.Spec.Snapshots))
 		for i, s := range v.Spec.Snapshots {
 			s.Disks = append([]VMDisk(nil), s.Disks...)
+			if s.Hardware != nil {
+				hw := s.Hardware.copy()
+				s.Hardware = &hw
+			}
 			c.Spec.Snapshots[i] = s
 		}
 	}

@@ -1,6 +1,10 @@
 package api
 
-import "time"
+import (
+	"maps"
+	"slices"
+	"time"
+)
 
 // Power states of a VM. Unknown means its host is not connected, so nobody
 // can tell.
@@ -210,6 +214,19 @@ type HotCPU struct {
 	ID    string         `json:"id"`
 	Type  string         `json:"type"`
 	Props map[string]int `json:"props"`
+}
+
+func (h VMHardware) copy() VMHardware {
+	h.DIMMs = slices.Clone(h.DIMMs)
+	if h.HotCPUs != nil {
+		cpus := make([]HotCPU, len(h.HotCPUs))
+		for i, c := range h.HotCPUs {
+			c.Props = maps.Clone(c.Props)
+			cpus[i] = c
+		}
+		h.HotCPUs = cpus
+	}
+	return h
 }
 
 // TotalCPUs is how many vCPUs the VM has now.
