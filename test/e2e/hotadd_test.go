@@ -91,6 +91,9 @@ func TestHotAddAndVNCConsoleRealVM(t *testing.T) {
 	if cpus1 != 3 || mem1-mem0 != 256<<10 {
 		t.Fatalf("after the hot-add the guest has %d vCPUs and %d KiB, want 3 and %d+%d", cpus1, mem1, mem0, 256<<10)
 	}
+	if n := cl.vdc("vm", "exec", "hot", "--", "nproc"); n != "3\n" {
+		t.Fatalf("nproc in the guest after the hot-add: %q", n)
+	}
 	if vm := cl.vm("hot"); vm.Spec.CPUs != 3 || vm.Spec.MemoryBytes != 512<<20 {
 		t.Fatalf("spec after hot-add: %d vCPUs, %s", vm.Spec.CPUs, vm.Spec.MemoryBytes)
 	}

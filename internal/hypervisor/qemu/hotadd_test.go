@@ -110,6 +110,12 @@ func TestHotAddRealGuestMigrationAndRevert(t *testing.T) {
 	dcfg.Disks = []hypervisor.DiskConfig{{Name: "disk0", Path: ov, SizeBytes: 64 << 20, Bus: "virtio"}}
 	dcfg.CPUs, dcfg.MemoryBytes, dcfg.Hardware = 3, 512<<20, &hw
 	migrate(t, src, dst, dcfg, false, hostname)
+	t.Cleanup(func() {
+		if t.Failed() {
+			log, _ := dst.ConsoleLog(context.Background(), cfg.ID, 8<<10)
+			t.Logf("console of the target:\n%s", log)
+		}
+	})
 	waitGuest(t, dst, cfg.ID)
 	if got := exec1(t, dst, cfg.ID, "cat /tmp/marker"); got != "in-memory-marker\n" {
 		t.Fatalf("memory lost in the migration: %q", got)
