@@ -10,7 +10,6 @@ import (
 	"github.com/vdc-project/vdc/api"
 )
 
-
 // A running VM grows with CPU and memory hot-add as vSphere's: within the
 // room it was created with, only up, with room on its host; every refusal
 // is a clear 4xx that changes nothing and queues no task.
