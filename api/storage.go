@@ -28,6 +28,9 @@ type VMSnapshot struct {
 	// CPUs and MemoryBytes are the VM's shape then; a revert restores them.
 	CPUs        int  `json:"cpus"`
 	MemoryBytes Size `json:"memoryBytes"`
+	// Hardware, for a memory snapshot, is the hardware the saved state
+	// runs on (hot-added vCPUs and memory included).
+	Hardware *VMHardware `json:"hardware,omitempty"`
 	// Disks are the VM's disks then, each with its frozen file.
 	Disks []VMDisk `json:"disks"`
 	// Hidden marks a snapshot that was deleted while its data still had
@@ -171,6 +174,10 @@ func copyStorage(c, v *VM) {
 		c.Spec.Snapshots = make([]VMSnapshot, len(v.Spec.Snapshots))
 		for i, s := range v.Spec.Snapshots {
 			s.Disks = append([]VMDisk(nil), s.Disks...)
+			if s.Hardware != nil {
+				hw := s.Hardware.copy()
+				s.Hardware = &hw
+			}
 			c.Spec.Snapshots[i] = s
 		}
 	}

@@ -62,6 +62,7 @@ func (a *Agent) handler() http.Handler {
 	a.migrationRoutes(mux)
 	a.stagingRoutes(mux)
 	a.storageRoutes(mux)
+	a.hardwareRoutes(mux)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !peerIsServer(r) {
 			fail(w, api.Errorf(api.ErrForbidden, "only a management server may call the agent API"))

@@ -3,6 +3,8 @@ package hypervisor
 import (
 	"context"
 	"errors"
+
+	"github.com/vdc-project/vdc/api"
 )
 
 // ErrInvalid says a storage request makes no sense (a shrinking resize, a
@@ -36,6 +38,9 @@ type SnapshotResult struct {
 	Memory   bool   `json:"memory"`
 	Quiesced bool   `json:"quiesced"`
 	Note     string `json:"note,omitempty"`
+	// Hardware, with Memory, is the hardware the saved state runs on: a
+	// revert builds the VM the same.
+	Hardware *api.VMHardware `json:"hardware,omitempty"`
 }
 
 // RevertRequest puts a VM back to a snapshot: its disks become new
@@ -47,6 +52,9 @@ type RevertRequest struct {
 	MemoryBytes int64        `json:"memoryBytes"`
 	MemoryFile  string       `json:"memoryFile,omitempty"`
 	Paused      bool         `json:"paused,omitempty"`
+	// Hardware is the snapshot's, for its memory file (nil: the one
+	// CPUs and MemoryBytes boot with).
+	Hardware *api.VMHardware `json:"hardware,omitempty"`
 }
 
 // DiskMerge merges one disk file into its backing file (a qcow2 commit):

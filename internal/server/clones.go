@@ -194,6 +194,14 @@ func (s *Server) planClone(src *api.VM, srcHost *api.Host, req api.CloneRequest)
 	if req.CloudInit != nil {
 		vm.Spec.CloudInit = req.CloudInit
 	}
+	// The source's room for hot-add goes along, never below the clone's
+	// own size.
+	if m := src.Spec.MaxCPUs; m != 0 {
+		vm.Spec.MaxCPUs = max(m, cpus)
+	}
+	if m := src.Spec.MaxMemoryBytes; m != 0 {
+		vm.Spec.MaxMemoryBytes = max(m, mem)
+	}
 	var need api.Size
 	for _, d := range disks {
 		f, err := s.abs(d.Datastore.ID, d.Path)

@@ -144,6 +144,9 @@ func (s *Server) checkMigration(vm *api.VM, src, dst *api.Host, p vmMigrateParam
 	if dst.Status.Connection != api.HostConnected {
 		return api.Errorf(api.ErrConflict, "host %s is disconnected", dst.Metadata.Name)
 	}
+	if err := s.notHotAdding(vm); err != nil {
+		return err
+	}
 	if dst.Spec.Maintenance && dst.Metadata.ID != src.Metadata.ID {
 		return api.Errorf(api.ErrConflict, "host %s is in maintenance", dst.Metadata.Name)
 	}
@@ -533,6 +536,13 @@ func (s *Server) liveMigrate(ctx context.Context, t *taskRun, vm *api.VM, src, d
 		return err
 	}
 	t.after(release)
+	// The copy gets the hardware the VM runs with (vCPUs and memory
+	// hot-added, its display as it started), not what its spec would boot.
+	info, err := s.agents.VM(ctx, target(src), vm.Metadata.ID)
+	if err != nil {
+		return fmt.Errorf("read the hardware of vm %s on host %s: %w", vm.Metadata.Name, src.Metadata.Name, err)
+	}
+	cfg.Hardware = info.Hardware
 	t.progress(ctx, 2, "starting the copy on host "+dst.Metadata.Name)
 	prepared := time.Now()
 	in, err := s.agents.Incoming(ctx, target(dst), agent.IncomingRequest{Config: cfg,

@@ -316,6 +316,10 @@ record:
 		Disks: slices.Clone(vm.Spec.Disks)}
 	if res.Memory {
 		snap.MemoryPath = p.MemoryPath
+		// The saved state goes back into the hardware it came from.
+		if snap.Hardware = res.Hardware; snap.Hardware != nil {
+			snap.CPUs, snap.MemoryBytes = snap.Hardware.TotalCPUs(), snap.Hardware.TotalMemory()
+		}
 	}
 	t.stage(api.KindVM, vm.Metadata.ID, func(o api.Object) error {
 		v := o.(*api.VM)
@@ -374,6 +378,9 @@ func (s *Server) runSnapshotRevert(ctx context.Context, t *taskRun) (any, error)
 		return nil, api.Errorf(api.ErrNotFound, "vm %s no longer has snapshot %s", vm.Metadata.Name, p.Snapshot)
 	}
 	req := hypervisor.RevertRequest{CPUs: snap.CPUs, MemoryBytes: int64(snap.MemoryBytes), Paused: snap.PowerState == api.PowerSuspended}
+	if snap.Memory {
+		req.Hardware = snap.Hardware
+	}
 	newDisks := slices.Clone(snap.Disks)
 	for i, d := range snap.Disks {
 		frozen, err := s.abs(d.Datastore.ID, d.Path)

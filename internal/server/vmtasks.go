@@ -21,6 +21,7 @@ func (s *Server) registerTaskHandlers(r *runner) {
 	r.register(opVMHARestart, taskHandler{run: s.runVMHARestart, resumable: true})
 	r.register(opVMHAReset, taskHandler{run: s.runVMHAReset, interrupted: "the VM may or may not have been reset"})
 	s.registerStorageTasks(r)
+	r.register(opVMHotAdd, taskHandler{run: s.runVMHotAdd, resumable: true})
 	for action := range powerActions {
 		h := taskHandler{run: s.runVMPower, resumable: true}
 		if action == api.ActionReset {
@@ -34,7 +35,7 @@ func (s *Server) registerTaskHandlers(r *runner) {
 func (s *Server) vmConfig(vm *api.VM) (hypervisor.VMConfig, error) {
 	cfg := hypervisor.VMConfig{ID: vm.Metadata.ID, Name: vm.Metadata.Name, CPUs: vm.Spec.CPUs,
 		MemoryBytes: int64(vm.Spec.MemoryBytes), Labels: vm.Metadata.Labels, CDROM: vm.Spec.CDROM, VNC: vm.Spec.VNC,
-		Lease: s.vmLease(vm)}
+		MaxCPUs: vm.Spec.MaxCPUs, MaxMemoryBytes: int64(vm.Spec.MaxMemoryBytes), Lease: s.vmLease(vm)}
 	for _, d := range vm.Spec.Disks {
 		o, ok := s.cache.Get(api.KindDatastore, d.Datastore.ID)
 		if !ok {

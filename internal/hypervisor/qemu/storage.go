@@ -196,6 +196,10 @@ func (d *Driver) Snapshot(ctx context.Context, id string, req hypervisor.Snapsho
 			return res, nil
 		}
 		res.Memory = true
+		v.mu.Lock()
+		hw := v.hw
+		v.mu.Unlock()
+		res.Hardware = &hw
 	}
 	return res, nil
 }
@@ -349,7 +353,14 @@ func (d *Driver) Revert(ctx context.Context, id string, req hypervisor.RevertReq
 			go v.pollGuest(runCtx)
 		}
 	}()
-	if err := v.launchHolding(ctx, []string{"-incoming", "defer"}); err != nil {
+	// The saved state goes back into the hardware it was saved from.
+	v.mu.Lock()
+	hw := hypervisor.BootHardware(v.cfg)
+	v.mu.Unlock()
+	if req.Hardware != nil {
+		hw = *req.Hardware
+	}
+	if err := v.launchHolding(ctx, hw, []string{"-incoming", "defer"}); err != nil {
 		return fmt.Errorf("revert vm %s: %w", v.cfg.Name, err)
 	}
 	fail := func(err error) error {
