@@ -106,6 +106,10 @@ type HeartbeatResponse struct {
 	// lives longer than the server issues them today (one from before
 	// certificates were short-lived, or the server's --host-cert-ttl went down).
 	RenewCertificate bool `json:"renewCertificate,omitempty"`
+	// SendFull asks for every VM's state in the next heartbeat, at once:
+	// the server showed the host disconnected (its VMs unknown), and a
+	// host that hung does not know it missed anything.
+	SendFull bool `json:"sendFull,omitempty"`
 }
 
 type DatastoreToCheck struct {

@@ -275,7 +275,10 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 		a.needFull = true // the server may have missed changes
 		return err
 	}
-	a.ackedSeq, a.needFull = seq, false
+	a.ackedSeq, a.needFull = seq, resp.SendFull
+	if resp.SendFull {
+		a.changed() // at once: the server shows this host's VMs unknown
+	}
 	a.certs.renewAsked = resp.RenewCertificate
 	a.beats++
 	if resp.IntervalSeconds > 0 {
