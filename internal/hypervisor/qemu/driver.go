@@ -41,6 +41,10 @@ type Options struct {
 	VNCListen string
 	// GuestPoll is how often the guest agent is pinged (default 5s).
 	GuestPoll time.Duration
+	// GuestAgentGrace is how long a guest's agent may stay silent after
+	// the guest starts (its boot) before it is shown not-installed rather
+	// than not-running (default 2 minutes).
+	GuestAgentGrace time.Duration
 	// TLSDir holds this host's certificate in QEMU's layout (ca-cert.pem,
 	// server-cert.pem, server-key.pem, client-cert.pem, client-key.pem),
 	// for encrypted migrations.
@@ -95,6 +99,9 @@ func New(ctx context.Context, o Options) (*Driver, error) {
 	}
 	if o.GuestPoll <= 0 {
 		o.GuestPoll = 5 * time.Second
+	}
+	if o.GuestAgentGrace <= 0 {
+		o.GuestAgentGrace = 2 * time.Minute
 	}
 	if o.RunDir == "" {
 		o.RunDir = defaultRunDir()
