@@ -39,7 +39,9 @@ type Heartbeat struct {
 	Hostname string `json:"hostname"`
 	Driver   string `json:"driver"`
 	Accel    string `json:"accel"`
-	Version  string `json:"version"`
+	// AccelReason says why VMs do not run under KVM, when they could.
+	AccelReason string `json:"accelReason,omitempty"`
+	Version     string `json:"version"`
 	// Hypervisor is the hypervisor's version ("QEMU 7.2.22").
 	Hypervisor  string `json:"hypervisor,omitempty"`
 	CPUs        int    `json:"cpus"`

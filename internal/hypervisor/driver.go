@@ -103,6 +103,9 @@ type VMState struct {
 type HostInfo struct {
 	Driver string // sim, qemu
 	Accel  string // sim, kvm, tcg
+	// AccelReason says why a driver that could use KVM does not (the
+	// probe's failure, or that TCG was asked for).
+	AccelReason string
 	// Version is the hypervisor's ("QEMU 7.2.22"): VMs move live only
 	// between hosts that run the same.
 	Version     string

@@ -129,7 +129,7 @@ func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request) {
 		}
 		st.LastHeartbeat = now
 		st.Address, st.Hostname, st.Driver, st.Accel, st.Version = hb.Address, hb.Hostname, hb.Driver, hb.Accel, hb.Version
-		st.Hypervisor = hb.Hypervisor
+		st.Hypervisor, st.AccelReason = hb.Hypervisor, hb.AccelReason
 		st.CPUs, st.MemoryBytes = hb.CPUs, hb.MemoryBytes
 		st.Datastores = st.Datastores[:0]
 		for _, d := range hb.Datastores {

@@ -60,6 +60,7 @@ type Options struct {
 type Driver struct {
 	opt     Options
 	accel   string
+	noKVM   string // why VMs do not run under KVM
 	version string
 	log     *slog.Logger
 
@@ -117,13 +118,16 @@ func New(ctx context.Context, o Options) (*Driver, error) {
 	d.version = strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
 	d.version = strings.TrimPrefix(d.version, "QEMU emulator version ")
 	switch o.Accel {
-	case "kvm", "tcg":
+	case "kvm":
 		d.accel = o.Accel
+	case "tcg":
+		d.accel, d.noKVM = o.Accel, "TCG was asked for (--accel tcg)"
 	case "":
 		d.accel = "tcg"
 		if err := ProbeKVM(ctx, o.Binary); err == nil {
 			d.accel = "kvm"
 		} else {
+			d.noKVM = err.Error()
 			d.log.Info("KVM does not work here; VMs run under TCG (software emulation)", "why", err)
 		}
 	default:
@@ -144,7 +148,13 @@ func (d *Driver) Accel() string { return d.accel }
 
 // Info reports the machine's CPUs and memory.
 func (d *Driver) Info(ctx context.Context) (hypervisor.HostInfo, error) {
-	return hypervisor.HostInfo{Driver: "qemu", Accel: d.accel, Version: "QEMU " + d.version, CPUs: runtime.NumCPU(), MemoryBytes: memTotal()}, nil
+	cpus, mem := MachineCapacity()
+	return hypervisor.HostInfo{Driver: "qemu", Accel: d.accel, AccelReason: d.noKVM, Version: "QEMU " + d.version, CPUs: cpus, MemoryBytes: mem}, nil
+}
+
+// MachineCapacity is this machine's CPUs and memory.
+func MachineCapacity() (cpus int, memoryBytes int64) {
+	return runtime.NumCPU(), memTotal()
 }
 
 func memTotal() int64 {
