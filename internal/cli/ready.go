@@ -14,10 +14,10 @@ import (
 	"github.com/vdc-project/vdc/client"
 )
 
-// hostReady says whether a host can take work: connected, and reaching
-// its datastores (reported from its second heartbeat on: the first one
-// learns which to check). why says what it lacks.
-func hostReady(h *api.Host, datastores int) (ok bool, why string) {
+// hostReady says whether a host can take work: connected, heard from
+// now, and reaching its datastores (reported from its second heartbeat
+// on: the first one learns which to check). why says what it lacks.
+func hostReady(h *api.Host, datastores int, lv *liveness) (ok bool, why string) {
 	switch {
 	case h == nil:
 		return false, "has not joined yet"
@@ -25,10 +25,38 @@ func hostReady(h *api.Host, datastores int) (ok bool, why string) {
 		return false, "joined, no heartbeat yet"
 	case h.Status.Connection != api.HostConnected:
 		return false, h.Status.Connection
+	case !lv.live(h):
+		return false, "shown connected, waiting for its next heartbeat"
 	case datastores > 0 && len(h.Status.Datastores) == 0:
 		return false, "connected, has not reported its datastores yet"
 	}
 	return true, ""
+}
+
+// liveness tells the hosts heard from now from those whose status may be
+// from before a server restart (a server shows a host connected for a
+// while after it starts, without having heard from it): a host is live
+// once its last heartbeat is after since (on this machine's clock: the
+// server's, under vdc up), or changed while we watched.
+type liveness struct {
+	since time.Time
+	first map[string]time.Time // the first heartbeat time seen, by host ID
+}
+
+func (l *liveness) live(h *api.Host) bool {
+	hb := h.Status.LastHeartbeat
+	if !l.since.IsZero() && hb.After(l.since) {
+		return true
+	}
+	if l.first == nil {
+		l.first = map[string]time.Time{}
+	}
+	f, ok := l.first[h.Metadata.ID]
+	if !ok {
+		l.first[h.Metadata.ID] = hb
+		return false
+	}
+	return !hb.Equal(f)
 }
 
 // hostAccel says how a host runs VMs: "qemu under TCG (software
@@ -59,7 +87,7 @@ type readiness struct {
 
 // checkReady reads where the server stands: it answers, it has a leader,
 // and which hosts are ready. err says what is not there yet.
-func checkReady(ctx context.Context, c *client.Client) (readiness, error) {
+func checkReady(ctx context.Context, c *client.Client, lv *liveness) (readiness, error) {
 	r := readiness{url: c.URL()}
 	v, err := c.Version(ctx)
 	if err != nil {
@@ -77,7 +105,7 @@ func checkReady(ctx context.Context, c *client.Client) (readiness, error) {
 		return r, fmt.Errorf("list datastores: %w", err)
 	}
 	for _, h := range r.hosts {
-		if ok, why := hostReady(h, len(dss)); ok {
+		if ok, why := hostReady(h, len(dss), lv); ok {
 			r.ready = append(r.ready, h)
 		} else {
 			r.waiting = append(r.waiting, h.Metadata.Name+": "+why)
@@ -129,8 +157,9 @@ func (g *globals) waitReady(ctx context.Context, want int, timeout time.Duration
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	last := ""
+	lv := &liveness{}
 	for {
-		r, err := g.readyOnce(ctx, want)
+		r, err := g.readyOnce(ctx, want, lv)
 		if err == nil {
 			return r, nil
 		}
@@ -150,7 +179,7 @@ func (g *globals) waitReady(ctx context.Context, want int, timeout time.Duration
 }
 
 // readyOnce is one look: nil when ready.
-func (g *globals) readyOnce(ctx context.Context, want int) (readiness, error) {
+func (g *globals) readyOnce(ctx context.Context, want int, lv *liveness) (readiness, error) {
 	path := g.config
 	if path == "" {
 		path = client.DefaultConfigPath()
@@ -164,7 +193,7 @@ func (g *globals) readyOnce(ctx context.Context, want int) (readiness, error) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	r, err := checkReady(cctx, c)
+	r, err := checkReady(cctx, c, lv)
 	if err != nil {
 		return r, err
 	}

@@ -110,12 +110,14 @@ type upRun struct {
 	df           *driverFlags
 	capf         *capacityFlags
 	readyTimeout time.Duration
+	started      time.Time // before the server started: hosts heard from since are live
 	log          *slog.Logger
 	srv          *server.Server
 	c            *client.Client
 }
 
 func (u *upRun) run(ctx context.Context, cfg server.Config) error {
+	u.started = time.Now()
 	srv, err := server.New(cfg)
 	if err != nil {
 		return err
@@ -359,8 +361,9 @@ func (u *upRun) waitHosts(ctx context.Context) ([]*api.Host, error) {
 	fmt.Fprintf(u.g.stdout, "waiting for %d hosts to join...\n", u.hosts)
 	deadline := time.Now().Add(u.readyTimeout)
 	said := map[string]bool{}
+	lv := &liveness{since: u.started}
 	for {
-		r, err := checkReady(ctx, u.c)
+		r, err := checkReady(ctx, u.c, lv)
 		byName := map[string]*api.Host{}
 		for _, h := range r.hosts {
 			byName[h.Metadata.Name] = h
@@ -370,7 +373,7 @@ func (u *upRun) waitHosts(ctx context.Context) ([]*api.Host, error) {
 		for i := 1; i <= u.hosts; i++ {
 			name := fmt.Sprintf("host-%d", i)
 			h := byName[name]
-			ok, why := hostReady(h, 1)
+			ok, why := hostReady(h, 1, lv)
 			if err != nil {
 				ok, why = false, err.Error()
 			}

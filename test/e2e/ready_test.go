@@ -114,6 +114,38 @@ func TestUpNamesTheHostThatDidNotJoin(t *testing.T) {
 	}
 }
 
+// After a restart the store still shows the hosts connected, from before:
+// vdc up is ready only once it heard from them again.
+func TestUpAgainWaitsToHearFromItsHosts(t *testing.T) {
+	dir := t.TempDir()
+	env := []string{"VDC_CONFIG=" + filepath.Join(dir, "client.json")}
+	args := []string{"up", "--data", filepath.Join(dir, "data"), "--listen", freePort(t), "--hosts", "1", "--driver", "sim", "--ready-timeout", "10s"}
+	up := start(t, "vdc up", env, args...)
+	eventually(t, 60*time.Second, "vdc up ready", func() bool { return strings.Contains(up.out.String(), "vdc is up") })
+	if err := up.stop(syscall.SIGINT); err != nil {
+		t.Fatalf("vdc up did not exit cleanly on Ctrl-C: %v\n%s", err, up.out.String())
+	}
+	// Its agent cannot start this time: another holds its data dir.
+	lock, err := os.OpenFile(filepath.Join(dir, "data", "hosts", "host-1", "agent.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	up2 := start(t, "vdc up again", env, args...)
+	select {
+	case err = <-up2.done:
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("vdc up neither failed nor gave up:\n%s", up2.out.String())
+	}
+	out := up2.out.String()
+	if err == nil || strings.Contains(out, "vdc is up") || !strings.Contains(out, "host host-1 shown connected, waiting for its next heartbeat") {
+		t.Fatalf("vdc up again, its host's agent unable to start: %v\n%s", err, out)
+	}
+}
+
 // vdc wait ready waits for the client config, the server and its hosts,
 // and says what is missing when it gives up.
 func TestWaitReady(t *testing.T) {
