@@ -416,7 +416,10 @@ func logTail(path string, n int) string {
 		return ""
 	}
 	lines = lines[max(0, len(lines)-n):]
-	return ", which ends:\n      " + safe(strings.Join(lines, "\n      "))
+	for i := range lines {
+		lines[i] = safe(lines[i])
+	}
+	return ", which ends:\n      " + strings.Join(lines, "\n      ")
 }
 
 // hostLines lists the hosts: how each runs VMs and what it offers them.
