@@ -146,8 +146,57 @@ command. Exits non-zero, saying what is missing, after --timeout.`,
 	}
 	ready.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "how long to wait")
 	ready.Flags().IntVar(&hosts, "hosts", 0, "how many hosts must be ready (default: all in the inventory, at least one)")
-	wait.AddCommand(ready)
+	wait.AddCommand(ready, newWaitGuestCmd(g))
 	return wait
+}
+
+func newWaitGuestCmd(g *globals) *cobra.Command {
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "guest VM",
+		Short: "Wait until a VM's guest agent answers",
+		Long: `Wait until the VM is on and its guest agent (qemu-guest-agent) answers, as
+after 'vdc vm start' before 'vdc vm exec'. Exits non-zero, saying the guest
+agent's state, after --timeout or when the VM is not on.`,
+		Example: `  vdc vm start t1 && vdc wait guest t1 && vdc vm exec t1 -- uname -a`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if timeout <= 0 {
+				return fmt.Errorf("--timeout must be positive, got %s", timeout)
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			t := time.NewTicker(500 * time.Millisecond)
+			defer t.Stop()
+			for {
+				vm, err := c.GetVM(ctx, args[0])
+				if err != nil {
+					return fmt.Errorf("wait for the guest agent of vm %s: %w", args[0], err)
+				}
+				if vm.Status.PowerState != api.PowerOn {
+					return fmt.Errorf("wait for the guest agent of vm %s: the vm is %s", args[0], vm.Status.PowerState)
+				}
+				state := "not answered yet"
+				if ga := vm.Status.Guest; ga != nil {
+					if ga.State == api.GuestRunning {
+						return nil
+					}
+					state = ga.State
+				}
+				select {
+				case <-ctx.Done():
+					return fmt.Errorf("the guest agent of vm %s did not answer within %s (its state: %s)", args[0], timeout, state)
+				case <-t.C:
+				}
+			}
+		},
+	}
+	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Minute, "how long to wait")
+	return cmd
 }
 
 // waitReady waits up to timeout for the datacenter to be ready with want
