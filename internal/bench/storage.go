@@ -71,7 +71,9 @@ func Storage(ctx context.Context, o StorageOptions) (*StorageResult, error) {
 	defer cleanup()
 	res := &StorageResult{Runs: o.Runs, DataBytes: int64(o.Data)}
 	bases := map[string]api.Size{"small": api.MustSize("1GiB"), "large": o.Large}
-	if err := writeBases(ctx, w, dir, o.Data, bases); err != nil {
+	// In the datastore: the server makes VMs only of files in one.
+	basesDir := filepath.Join(dir, client.DefaultDatastore, "bases")
+	if err := writeBases(ctx, w, basesDir, o.Data, bases); err != nil {
 		return nil, err
 	}
 	dc, err := startDC(ctx, dir)
@@ -90,7 +92,7 @@ func Storage(ctx context.Context, o StorageOptions) (*StorageResult, error) {
 	for name := range bases {
 		fmt.Fprintf(w, "making template %s...\n", name)
 		if err := createAndWait(ctx, c, api.VMCreateRequest{Name: name, CPUs: 1, Memory: api.MustSize("128MiB"), NICs: []api.NICRequest{},
-			Image: filepath.Join(dir, name+".qcow2")}); err != nil {
+			Image: filepath.Join(basesDir, name+".qcow2")}); err != nil {
 			return nil, err
 		}
 		if err := waitTask(ctx, c)(c.MarkTemplate(ctx, name, true)); err != nil {
@@ -121,6 +123,9 @@ func Storage(ctx context.Context, o StorageOptions) (*StorageResult, error) {
 // writeBases makes the bases, DIR/NAME.qcow2: thin qcow2 files with data
 // written all over their first part (a pattern, so nothing is left sparse).
 func writeBases(ctx context.Context, w io.Writer, dir string, data api.Size, bases map[string]api.Size) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
 	for name, size := range bases {
 		p := filepath.Join(dir, name+".qcow2")
 		if err := disk.Create(ctx, p, int64(size)); err != nil {
