@@ -207,7 +207,9 @@ func printMigrateBench(g *globals, res *bench.MigrateResult) {
 	fmt.Fprintln(g.stdout, "QEMU's total / downtime, then from the request to the guest running on the target (plain: 'migrate' to 'running')")
 	fmt.Fprintf(g.stdout, "%-17s %-18s %-18s %-18s %-18s %s\n", "guest", "plain TLS", "vdc TLS", "plain", "vdc --insecure", "ratio TLS, insecure")
 	for _, r := range res.Rows {
-		cell := func(m bench.MigrateTimes) string { return fmt.Sprintf("%.0f/%.0f -> %.0f", m.Total, m.Downtime, m.EndToEnd) }
+		cell := func(m bench.MigrateTimes) string {
+			return fmt.Sprintf("%.0f/%.0f -> %.0f", m.Total, m.Downtime, m.EndToEnd)
+		}
 		fmt.Fprintf(g.stdout, "%-17s %-18s %-18s %-18s %-18s %.2f, %.2f\n", r.Case, cell(r.PlainTLS), cell(r.Vdc),
 			cell(r.Plain), cell(r.Insecure), r.Ratio, r.RatioInsecure)
 	}
