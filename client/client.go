@@ -261,8 +261,10 @@ func (c *Client) WaitTask(ctx context.Context, id string, progress func(*api.Tas
 		q := url.Values{"wait": {"30s"}}
 		if progress == nil {
 			q.Set("done", "true")
-		}
-		if after > 0 {
+		} else {
+			// Always say what was seen: without it the server waits for
+			// the next change, and a follower that came late would not see
+			// the task as it is now (a stop waiting for its guest, say).
 			q.Set("after", fmt.Sprint(after))
 		}
 		if err := c.Do(ctx, Request{Method: http.MethodGet, Path: "/tasks/" + url.PathEscape(id), Query: q}, &t); err != nil {

@@ -42,7 +42,17 @@ func (c *Client) ConsoleLog(ctx context.Context, vm string, n int) ([]byte, erro
 // Console attaches to a VM's serial console: a websocket whose binary
 // messages carry the console's bytes both ways.
 func (c *Client) Console(ctx context.Context, vm string) (*websocket.Conn, error) {
-	u := "wss" + strings.TrimPrefix(c.base, "https") + "/api/v1/vms/" + url.PathEscape(vm) + "/console"
+	return c.stream(ctx, vm, "console")
+}
+
+// VNC attaches to a VM's VNC display: a websocket whose binary messages
+// carry the RFB protocol both ways, for a VNC viewer.
+func (c *Client) VNC(ctx context.Context, vm string) (*websocket.Conn, error) {
+	return c.stream(ctx, vm, "vnc")
+}
+
+func (c *Client) stream(ctx context.Context, vm, what string) (*websocket.Conn, error) {
+	u := "wss" + strings.TrimPrefix(c.base, "https") + "/api/v1/vms/" + url.PathEscape(vm) + "/" + what
 	ws, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{
 		HTTPClient: c.ws,
 		HTTPHeader: http.Header{"Authorization": {"Bearer " + c.token}},
@@ -51,7 +61,7 @@ func (c *Client) Console(ctx context.Context, vm string) (*websocket.Conn, error
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
 			return nil, decodeError(resp)
 		}
-		return nil, fmt.Errorf("console of vm %s: %w", vm, err)
+		return nil, fmt.Errorf("%s of vm %s: %w", what, vm, err)
 	}
 	ws.SetReadLimit(1 << 20)
 	return ws, nil

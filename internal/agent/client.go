@@ -220,7 +220,24 @@ func (c *Client) ConsoleLog(ctx context.Context, h Target, vmID string, bytes in
 
 // Console opens a VM's serial console on its host as a websocket.
 func (c *Client) Console(ctx context.Context, h Target, vmID string) (*websocket.Conn, error) {
-	ws, resp, err := websocket.Dial(ctx, fmt.Sprintf("wss://%s/agent/v1/vms/%s/console", h.Address, vmID),
+	return c.stream(ctx, h, vmID, "console")
+}
+
+// VNC opens a VM's VNC display on its host as a websocket (RFB inside).
+func (c *Client) VNC(ctx context.Context, h Target, vmID string) (*websocket.Conn, error) {
+	return c.stream(ctx, h, vmID, "vnc")
+}
+
+// HotAdd grows a running VM on its host.
+func (c *Client) HotAdd(ctx context.Context, h Target, vmID string, req HotAddRequest) (hypervisor.HotAddResult, error) {
+	var res hypervisor.HotAddResult
+	err := c.do(ctx, h, http.MethodPost, "/agent/v1/vms/"+vmID+"/hot-add", req, &res)
+	return res, err
+}
+
+// stream opens a websocket to one of a VM's streams on its host.
+func (c *Client) stream(ctx context.Context, h Target, vmID, what string) (*websocket.Conn, error) {
+	ws, resp, err := websocket.Dial(ctx, fmt.Sprintf("wss://%s/agent/v1/vms/%s/%s", h.Address, vmID, what),
 		&websocket.DialOptions{HTTPClient: &http.Client{Transport: c.transport(h.ID)}})
 	if err != nil {
 		if resp != nil && resp.Body != nil {
@@ -230,7 +247,7 @@ func (c *Client) Console(ctx context.Context, h Target, vmID string) (*websocket
 				return nil, fmt.Errorf("host %s: %w", h.Name, eb.Error)
 			}
 		}
-		return nil, fmt.Errorf("console of vm %s on host %s: %w", vmID, h.Name, err)
+		return nil, fmt.Errorf("%s of vm %s on host %s: %w", what, vmID, h.Name, err)
 	}
 	return ws, nil
 }

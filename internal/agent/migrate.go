@@ -31,6 +31,9 @@ type VMInfo struct {
 	Migration hypervisor.MigrationStatus `json:"migration"`
 	// Disks are the VM's disks as this host runs them (their files).
 	Disks []hypervisor.DiskConfig `json:"disks,omitempty"`
+	// Hardware is the running VM's (hot-added vCPUs and memory, display):
+	// a migration's target is built with it.
+	Hardware *api.VMHardware `json:"hardware,omitempty"`
 }
 
 func (a *Agent) migrationRoutes(mux *http.ServeMux) {
@@ -78,6 +81,9 @@ func (a *Agent) vmInfo(w http.ResponseWriter, r *http.Request) {
 		if info.AgentVMState, err = a.vms.observe(r.Context(), id, e); err != nil {
 			fail(w, err)
 			return
+		}
+		if info.PowerState != hypervisor.StateOff {
+			info.Hardware = a.runningHardware(r, id)
 		}
 	}
 	if m, err := a.migrator(); err == nil {

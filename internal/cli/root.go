@@ -47,6 +47,7 @@ func newRoot(g *globals) *cobra.Command {
 		newTaskCmd(g), newEventsCmd(g), newVersionCmd(g), newBenchCmd(g),
 		newImportCmd(g), newExportCmd(g),
 	)
+	registerCompletions(g, root)
 	return root
 }
 

@@ -257,6 +257,12 @@ func TestImportEULAAndDiskIntoAVM(t *testing.T) {
 		t.Errorf("a disk into a running VM: %v", err)
 	}
 	d.run(d.c.Power(ctx, "db1", api.PowerRequest{Action: api.ActionStop, Force: true}))
+	// The plan says the disk goes to the VM that exists, as disk1; that
+	// is what it does, not a warning.
+	_, plan, err := d.c.Import(ctx, api.ImportRequest{Format: "disk", Upload: up2.ID, VM: "db1", Bus: "scsi", DryRun: true})
+	if err != nil || len(plan.VMs) != 1 || !plan.VMs[0].Existing || len(plan.VMs[0].Disks) != 1 || plan.VMs[0].Disks[0].Name != "disk1" || len(plan.Warnings) != 0 {
+		t.Errorf("the plan of a disk into db1: %+v %v", plan, err)
+	}
 	task, _, err = d.c.Import(ctx, api.ImportRequest{Format: "disk", Upload: up2.ID, VM: "db1", Bus: "scsi"})
 	done := d.run(task, err)
 	var res api.ImportResult
@@ -264,6 +270,9 @@ func TestImportEULAAndDiskIntoAVM(t *testing.T) {
 	vm = d.vm("db1")
 	if res.Disk != "disk1" || len(vm.Spec.Disks) != 2 || vm.Spec.Disks[1].SizeBytes != api.MustSize("1MiB") || vm.Spec.Disks[1].Bus != "scsi" {
 		t.Errorf("the added disk: %+v %+v", res, vm.Spec.Disks)
+	}
+	if len(res.Warnings) != 0 {
+		t.Errorf("a clean disk import warns: %q", res.Warnings)
 	}
 	if _, err := os.Stat(filepath.Join(d.dir, "datastore1", vm.Spec.Disks[1].Path)); err != nil {
 		t.Errorf("the added disk's file: %v", err)
@@ -329,5 +338,34 @@ func TestImportCanceled(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(filepath.Join(d.dir, "datastore1", ".vdc-staging")); len(ents) != 0 {
 		t.Errorf("staging folders left: %d", len(ents))
+	}
+}
+
+// A VM that boots a kernel image directly has nothing to boot from in an
+// OVF package (its disks): the export is refused up front, saying why,
+// and leaves nothing behind.
+func TestExportOfAKernelBootVMIsRefused(t *testing.T) {
+	d := newDC(t, 1)
+	ctx := context.Background()
+	d.run(d.c.Create(ctx, api.KindImage, api.ImageCreateRequest{Name: "tiny", Type: api.ImageKernel, Cmdline: "console=ttyS0"}))
+	for _, f := range []string{"kernel", "initrd"} {
+		body := []byte("not really a " + f)
+		d.run(d.c.UploadImageFile(ctx, "tiny", f, bytes.NewReader(body), int64(len(body))))
+	}
+	d.run(d.c.CreateVM(ctx, api.VMCreateRequest{Name: "kb", CPUs: 1, Memory: api.MustSize("128MiB"), Image: "tiny"}))
+	if vm := d.vm("kb"); vm.Spec.Boot == nil {
+		t.Fatalf("a VM made from a kernel image boots no kernel: %+v", vm.Spec)
+	}
+	_, err := d.c.Export(ctx, "kb", api.ExportRequest{})
+	var ae *api.Error
+	if !errors.As(err, &ae) || ae.Status != 422 || !strings.Contains(ae.Message, "boots the kernel of image tiny directly") ||
+		!strings.Contains(ae.Message, "would not boot") {
+		t.Fatalf("export of a VM that boots a kernel image: want 422 saying why, got %v", err)
+	}
+	if tasks := tasksOf(t, d, "vm.export"); len(tasks) != 0 {
+		t.Errorf("a refused export made a task: %+v", tasks[0])
+	}
+	if ents, _ := os.ReadDir(filepath.Join(d.dir, "datastore1", ".vdc-staging")); len(ents) != 0 {
+		t.Errorf("a refused export left staging folders: %d", len(ents))
 	}
 }

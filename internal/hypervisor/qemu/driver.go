@@ -25,6 +25,7 @@ import (
 var _ hypervisor.Driver = (*Driver)(nil)
 var _ hypervisor.GuestAgent = (*Driver)(nil)
 var _ hypervisor.Console = (*Driver)(nil)
+var _ hypervisor.Display = (*Driver)(nil)
 
 // Options configure the driver.
 type Options struct {
@@ -37,8 +38,6 @@ type Options struct {
 	// Accel forces "kvm" or "tcg"; by default KVM is used when a probe
 	// shows it really runs guests.
 	Accel string
-	// VNCListen is the address VNC displays listen on (default 127.0.0.1).
-	VNCListen string
 	// GuestPoll is how often the guest agent is pinged (default 5s).
 	GuestPoll time.Duration
 	// TLSDir holds this host's certificate in QEMU's layout (ca-cert.pem,
@@ -89,9 +88,6 @@ func New(ctx context.Context, o Options) (*Driver, error) {
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()
-	}
-	if o.VNCListen == "" {
-		o.VNCListen = "127.0.0.1"
 	}
 	if o.GuestPoll <= 0 {
 		o.GuestPoll = 5 * time.Second
