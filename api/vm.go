@@ -145,13 +145,18 @@ type VMStatus struct {
 // Guest agent states.
 const (
 	GuestRunning       = "running"
+	GuestNotRunning    = "not-running"
 	GuestNotResponding = "not-responding"
 	GuestNotInstalled  = "not-installed"
 )
 
 // GuestInfo is what qemu-guest-agent tells of the guest.
 type GuestInfo struct {
-	State       string    `json:"state"` // running, not-responding, not-installed
+	// State: running (it answers), not-running (it has not answered yet
+	// since the guest started: booting), not-responding (it answered
+	// before, not any more), not-installed (no answer in the guest's
+	// first minutes).
+	State       string    `json:"state"`
 	OS          string    `json:"os,omitempty"`
 	Kernel      string    `json:"kernel,omitempty"`
 	Hostname    string    `json:"hostname,omitempty"`

@@ -101,6 +101,8 @@ func fail(w http.ResponseWriter, err error) {
 		err = &wrapped{err, api.ErrConflict}
 	case errors.Is(err, hypervisor.ErrNotSupported):
 		err = &wrapped{err, api.ErrNotSupported}
+	case errors.Is(err, hypervisor.ErrGuestAgent):
+		err = &wrapped{err, api.ErrUnavailable}
 	case errors.Is(err, hypervisor.ErrInvalid):
 		err = &wrapped{err, api.ErrInvalid}
 	case errors.Is(err, hypervisor.ErrNoSpace):

@@ -39,7 +39,7 @@ func newHostCmd(g *globals) *cobra.Command {
 			v.add("Last heartbeat", timeAndAge(now, h.Status.LastHeartbeat))
 			v.add("Address", h.Status.Address)
 			v.add("Hostname", h.Status.Hostname)
-			v.add("Driver", hostDriver(h))
+			v.add("Driver", hostAccel(h))
 			v.add("Version", h.Status.Version)
 			v.add("CPU", usedOf(h.Status.UsedCPUs, h.Status.CPUs)+" (vCPUs of powered-on VMs/physical)")
 			v.add("Memory", usedOf(h.Status.UsedMemory, h.Status.MemoryBytes))

@@ -168,6 +168,14 @@ It is uploaded as the kernel image NAME (default "test"):
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			// Where it goes first: a build takes a while to find out.
+			c, err := g.client()
+			if err != nil {
+				return fmt.Errorf("build the test guest: %w", err)
+			}
+			if _, err := c.Version(ctx); err != nil {
+				return fmt.Errorf("build the test guest: the server at %s does not answer: %w", c.URL(), err)
+			}
 			out, err := os.MkdirTemp("", "vdc-testguest")
 			if err != nil {
 				return err
@@ -184,7 +192,7 @@ It is uploaded as the kernel image NAME (default "test"):
 			}
 			u := &imageUpload{name: name, datastore: datastore, kernel: res.Kernel, initrd: res.Initrd, cmdline: res.Cmdline,
 				description: "vdc test guest: Linux " + res.KernelVersion + ", busybox, qemu-guest-agent"}
-			return u.run(ctx, g)
+			return u.runWith(ctx, g, c)
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "test", "image name")

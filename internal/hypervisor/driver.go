@@ -14,6 +14,9 @@ var (
 	ErrNotFound     = errors.New("vm not found on this host")
 	ErrWrongState   = errors.New("vm is in the wrong power state")
 	ErrNotSupported = errors.New("not supported by this driver")
+	// ErrGuestAgent: the VM runs but its guest agent did not answer (not
+	// started yet, not installed, hung). Worth a retry; not a power state.
+	ErrGuestAgent = errors.New("the guest agent does not answer")
 )
 
 // Power states as a driver sees them. "unknown" is never a driver state.
@@ -112,6 +115,9 @@ type VMState struct {
 type HostInfo struct {
 	Driver string // sim, qemu
 	Accel  string // sim, kvm, tcg
+	// AccelReason says why a driver that could use KVM does not (the
+	// probe's failure, or that TCG was asked for).
+	AccelReason string
 	// Version is the hypervisor's ("QEMU 7.2.22"): VMs move live only
 	// between hosts that run the same.
 	Version     string
@@ -154,14 +160,17 @@ type Driver interface {
 // Guest agent states.
 const (
 	GuestRunning       = "running"
+	GuestNotRunning    = "not-running"
 	GuestNotResponding = "not-responding"
 	GuestNotInstalled  = "not-installed"
 )
 
 // GuestInfo is what the guest's agent tells of the guest.
 type GuestInfo struct {
-	// State: running (it answers), not-responding (it answered before,
-	// not any more), not-installed (it never answered since boot).
+	// State: running (it answers), not-running (it has not answered
+	// yet, in the first minutes of the guest's boot), not-responding (it
+	// answered before, not any more), not-installed (it never answered
+	// in those first minutes).
 	State       string    `json:"state"`
 	OS          string    `json:"os,omitempty"`
 	Kernel      string    `json:"kernel,omitempty"`

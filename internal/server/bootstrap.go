@@ -67,12 +67,14 @@ func (s *Server) bootstrapPKI(ctx context.Context) error {
 	}
 	s.tlsCert = cert
 	s.agents = agent.NewClient(cert, s.ca.Pool())
-	s.agents.Address = func(hostID string) string {
+	s.agents.Lookup = func(hostID string) (string, bool) {
 		if o, ok := s.cache.Get(api.KindHost, hostID); ok {
-			return o.(*api.Host).Status.Address
+			h := o.(*api.Host)
+			return h.Status.Address, h.Status.Connection == api.HostConnected
 		}
-		return ""
+		return "", false
 	}
+	s.agents.RestartWait = s.cfg.HostTimeout
 	s.agents.CheckPeer = s.peerIsCurrent
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/agent"
 	"github.com/vdc-project/vdc/internal/store"
 )
 
@@ -99,6 +100,14 @@ func (t *taskRun) progress(ctx context.Context, pct int, msg string) {
 	}
 	upd.Metadata.Revision = rev
 	t.task = upd
+}
+
+// note changes the task's message, keeping its progress.
+func (t *taskRun) note(ctx context.Context, msg string) {
+	t.mu.Lock()
+	pct := t.task.Progress
+	t.mu.Unlock()
+	t.progress(ctx, pct, msg)
 }
 
 // runner executes queued tasks on the leader: tasks on the same object one
@@ -274,6 +283,9 @@ func (r *runner) execute(ctx context.Context, t *api.Task) {
 	start := time.Now()
 	tctx, cancel := context.WithCancel(ctx)
 	run.cancel = cancel
+	// What a call to a host waits for (the host's agent restarting) shows
+	// as the task's message.
+	tctx = agent.WithNotice(tctx, func(msg string) { run.note(tctx, msg) })
 	r.mu.Lock()
 	r.running[t.Metadata.ID] = run
 	r.mu.Unlock()

@@ -225,14 +225,14 @@ func (v *vm) dropNodes(path string) {
 // freeze asks the guest agent to freeze the guest's file systems, and
 // returns how to thaw them.
 func (v *vm) freeze(ctx context.Context) (func(), error) {
-	if g := v.guestInfo(); g.State != hypervisor.GuestRunning {
-		return nil, fmt.Errorf("the guest agent is %s", g.State)
-	}
 	fctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	c, err := v.agent(fctx)
+	c, err := v.reach(fctx)
 	if err != nil {
-		return nil, err
+		if errors.Is(err, hypervisor.ErrWrongState) || ctx.Err() != nil {
+			return nil, err
+		}
+		return nil, v.silent("quiesce", err)
 	}
 	var n int
 	if err := c.Execute(fctx, "guest-fsfreeze-freeze", nil, &n); err != nil {

@@ -58,11 +58,16 @@ type vm struct {
 	// ioError says why QEMU paused the guest on a failed write.
 	ioError string
 
-	dialMu    sync.Mutex // one guest agent dial at a time
-	guest     hypervisor.GuestInfo
-	answered  bool // the guest agent answered since this boot
-	qga       *qga.Client
-	guestTick int
+	dialMu   sync.Mutex // one guest agent dial at a time
+	guest    hypervisor.GuestInfo
+	answered bool // the guest agent answered since this boot
+	// guestSince is when the guest last started (a boot, a reset, or this
+	// agent taking the VM over): its agent has had a chance to answer
+	// once GuestAgentGrace has passed since.
+	guestSince time.Time
+	lastAnswer time.Time // of the guest agent, to anyone
+	qga        *qga.Client
+	guestTick  int
 }
 
 func (v *vm) state() hypervisor.VMState {
@@ -246,6 +251,7 @@ func (v *vm) running(q *qmp.Client, pid int, exited chan struct{}, exitErr func(
 	ctx, cancel := context.WithCancel(context.Background())
 	v.mu.Lock()
 	v.qmp, v.pid, v.exited, v.stop, v.runCtx, v.shuttingDown = q, pid, exited, cancel, ctx, false
+	v.guestSince = time.Now()
 	v.mu.Unlock()
 	// Where the display is, as QEMU says (a QEMU started by an older vdc
 	// may serve it on TCP).
@@ -329,7 +335,7 @@ func (v *vm) onEvent(e qmp.Event) {
 		v.set(v.state().Power, "the guest kernel panicked")
 	case "RESET":
 		v.mu.Lock()
-		v.answered = false
+		v.answered, v.guestSince = false, time.Now()
 		v.mu.Unlock()
 	}
 }
