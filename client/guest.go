@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 
 	"github.com/coder/websocket"
@@ -85,4 +86,48 @@ func (c *Client) UploadImageFile(ctx context.Context, image, file string, body i
 	}
 	var t api.Task
 	return &t, jsonDecode(resp.Body, &t)
+}
+
+// Progress wraps the body of an upload of size bytes (a progress bar
+// labelled label) and returns the body to send and what to call once it
+// is sent.
+type Progress func(label string, body io.Reader, size int64) (io.Reader, func())
+
+// CreateImageFromFiles creates the image req describes and uploads its
+// files (api.ImageFiles of its type) from the local paths in files;
+// progress, when not nil, wraps each upload.
+func (c *Client) CreateImageFromFiles(ctx context.Context, req api.ImageCreateRequest, files map[string]string, progress Progress) (*api.Image, error) {
+	if _, err := c.Create(ctx, api.KindImage, req); err != nil {
+		return nil, fmt.Errorf("create image %s: %w", req.Name, err)
+	}
+	for _, name := range api.ImageFiles(req.Type) {
+		if err := c.UploadImageFileFrom(ctx, req.Name, name, files[name], progress); err != nil {
+			return nil, err
+		}
+	}
+	return Get[*api.Image](ctx, c, api.KindImage, req.Name)
+}
+
+// UploadImageFileFrom sends one file of an image from the local file
+// path; progress, when not nil, wraps the upload.
+func (c *Client) UploadImageFileFrom(ctx context.Context, image, name, path string, progress Progress) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("upload %s of image %s: %w", name, image, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	var body io.Reader = f
+	if progress != nil {
+		var done func()
+		body, done = progress(image+" "+name, f, fi.Size())
+		defer done()
+	}
+	if _, err := c.UploadImageFile(ctx, image, name, body, fi.Size()); err != nil {
+		return fmt.Errorf("upload %s of image %s: %w", name, image, err)
+	}
+	return nil
 }

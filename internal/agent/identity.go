@@ -96,6 +96,19 @@ func (a *Agent) joinToken() (string, error) {
 	return strings.TrimSpace(string(b)), nil
 }
 
+// WriteJoinTokenFile hands a join token to an agent process (--join-token-file):
+// in a file only its owner reads, never on its command line.
+func WriteJoinTokenFile(path, token string) error {
+	// A new file, so that it never has another's mode (WriteFile keeps it).
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("write join token file: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write join token file: %w", err)
+	}
+	return nil
+}
+
 // joinWithRetry joins, trying again while the server is unreachable or
 // busy: an agent may well start before its server. A refused token or a
 // bad name is final.

@@ -242,19 +242,6 @@ func joinTokenSource(cfg *agent.Config, log *slog.Logger) error {
 	return os.Unsetenv(joinTokenEnv)
 }
 
-// writeJoinTokenFile hands a join token to agent processes: in a file
-// only its owner reads, never on their command line.
-func writeJoinTokenFile(path, token string) error {
-	// A new file, so that it never has another's mode (WriteFile keeps it).
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("write join token file: %w", err)
-	}
-	if err := os.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
-		return fmt.Errorf("write join token file: %w", err)
-	}
-	return nil
-}
-
 func runAgent(ctx context.Context, cfg agent.Config, df *driverFlags, log *slog.Logger) error {
 	if cfg.Name == "" {
 		cfg.Name, _ = os.Hostname()

@@ -18,16 +18,9 @@ import (
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/client"
+	"github.com/vdc-project/vdc/internal/agent"
 	"github.com/vdc-project/vdc/internal/hypervisor/qemu"
 	"github.com/vdc-project/vdc/internal/server"
-)
-
-// Names of what `vdc up` creates.
-const (
-	upDatacenter = "dc1"
-	upCluster    = "cluster1"
-	upDatastore  = "datastore1"
-	upPortGroup  = "vm-network"
 )
 
 func newUpCmd(g *globals) *cobra.Command {
@@ -165,7 +158,7 @@ try:
   vdc vm ls
 Ctrl-C stops the server and agents; VMs keep their power state.
 `, srv.URL(), cfgPath, len(hosts), u.hosts, u.df.driver, filepath.Join(u.data, "hosts"), u.hostLines(hosts),
-		upDatacenter, upCluster, upDatastore, upPortGroup)
+		client.DefaultDatacenter, client.DefaultCluster, client.DefaultDatastore, client.DefaultPortGroup)
 	<-ctx.Done()
 	fmt.Fprintln(u.g.stderr, "stopping vdc...")
 	return nil
@@ -173,41 +166,7 @@ Ctrl-C stops the server and agents; VMs keep their power state.
 
 // bootstrap creates the default inventory where it is missing.
 func (u *upRun) bootstrap(ctx context.Context) error {
-	return bootstrapInventory(ctx, u.c, filepath.Join(u.data, "datastores", upDatastore))
-}
-
-// bootstrapInventory creates dc1, cluster1, datastore1 (at dsPath) and
-// vm-network, each unless it exists.
-func bootstrapInventory(ctx context.Context, c *client.Client, dsPath string) error {
-	if err := os.MkdirAll(dsPath, 0o755); err != nil {
-		return err
-	}
-	steps := []struct {
-		kind, name string
-		req        any
-	}{
-		{api.KindDatacenter, upDatacenter, api.DatacenterCreateRequest{Name: upDatacenter}},
-		{api.KindCluster, upCluster, api.ClusterCreateRequest{Name: upCluster, Datacenter: upDatacenter}},
-		{api.KindDatastore, upDatastore, api.DatastoreCreateRequest{Name: upDatastore, Datacenter: upDatacenter, Path: dsPath}},
-		{api.KindPortGroup, upPortGroup, api.PortGroupCreateRequest{Name: upPortGroup, Datacenter: upDatacenter}},
-	}
-	for _, s := range steps {
-		err := c.Do(ctx, client.Request{Method: "GET", Path: "/" + s.kind + "/" + s.name}, nil)
-		if err == nil {
-			continue
-		}
-		if !errors.Is(err, api.ErrNotFound) {
-			return err
-		}
-		t, err := c.Create(ctx, s.kind, s.req)
-		if err == nil {
-			_, err = c.Wait(ctx, t)
-		}
-		if err != nil {
-			return fmt.Errorf("create %s %s: %w", api.Singular(s.kind), s.name, err)
-		}
-	}
-	return nil
+	return u.c.Bootstrap(ctx, filepath.Join(u.data, "datastores", client.DefaultDatastore))
 }
 
 // agentProcs supervises the agent processes.
@@ -237,12 +196,12 @@ func (u *upRun) startAgents(ctx context.Context) (*agentProcs, error) {
 	}
 	tokenFile := ""
 	if len(join) > 0 {
-		t, err := u.c.CreateJoinToken(ctx, api.JoinTokenRequest{Uses: len(join), TTLSeconds: 3600, Cluster: upCluster})
+		t, err := u.c.CreateJoinToken(ctx, api.JoinTokenRequest{Uses: len(join), TTLSeconds: 3600, Cluster: client.DefaultCluster})
 		if err != nil {
 			return nil, err
 		}
 		tokenFile = filepath.Join(u.data, "join-token")
-		if err := writeJoinTokenFile(tokenFile, t.Token); err != nil {
+		if err := agent.WriteJoinTokenFile(tokenFile, t.Token); err != nil {
 			return nil, err
 		}
 	}
