@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/pki"
 )
 
 // Client calls one vdc server.
@@ -36,7 +37,8 @@ func New(cfg Config) (*Client, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 64
-	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	// The same TLS policy as the server's (TLS 1.2+, AEAD suites only).
+	tr.TLSClientConfig = pki.Harden(&tls.Config{})
 	if cfg.CA != "" {
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM([]byte(cfg.CA)) {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/hypervisor"
+	"github.com/vdc-project/vdc/internal/netguard"
 	"github.com/vdc-project/vdc/internal/pki"
 	"github.com/vdc-project/vdc/internal/version"
 )
@@ -50,7 +51,11 @@ type Config struct {
 	// share a machine (vdc up) share its capacity.
 	CapacityCPUs   int
 	CapacityMemory int64
-	Log            *slog.Logger
+	// Limits bound what clients that send nothing may hold on the agent
+	// API (connections per address before a server's certificate is
+	// seen, header, idle and request-body timeouts).
+	Limits netguard.Limits
+	Log    *slog.Logger
 	// BeforeConvert, when set, is called before each imported disk is
 	// converted, and an error from it fails the conversion: tests hold an
 	// import there to cancel it mid-way. Nil in production.
@@ -147,12 +152,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{
-		Handler:           a.handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelDebug),
-		TLSConfig:         a.listenTLS(),
-	}
+	// As on the server: no write or whole-request read timeout, for
+	// multi-GB transfers and consoles.
+	srv := a.cfg.Limits.Server(a.handler(), a.log)
+	srv.TLSConfig = a.listenTLS()
 	go func() {
 		if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.log.Error("agent API stopped", "err", err)
@@ -200,7 +203,7 @@ func (a *Agent) listen() (net.Listener, error) {
 			l = "127.0.0.1:0"
 		}
 	}
-	ln, err := net.Listen("tcp", l)
+	ln, err := netguard.Listen(l, a.cfg.Limits, a.log)
 	if err != nil {
 		return nil, fmt.Errorf("agent API listen on %s: %w", l, err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/atomicfile"
+	"github.com/vdc-project/vdc/internal/netguard"
 	"github.com/vdc-project/vdc/internal/pki"
 )
 
@@ -40,19 +41,19 @@ func (a *Agent) certificate() *tls.Certificate { return a.tls.Load().cert }
 // current certificate on every new connection.
 func (a *Agent) newServerClient() *http.Client {
 	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: a.tls.Load().pool,
-			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return a.certificate(), nil }},
+		TLSClientConfig: pki.Harden(&tls.Config{RootCAs: a.tls.Load().pool,
+			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return a.certificate(), nil }}),
 		MaxIdleConnsPerHost: 4,
+		IdleConnTimeout:     netguard.ClientIdleTimeout,
 	}}
 }
 
 // listenTLS is the agent API's TLS configuration: whatever is current
 // when a connection comes in.
 func (a *Agent) listenTLS() *tls.Config {
-	return &tls.Config{
-		MinVersion:         tls.VersionTLS12,
+	return pki.Harden(&tls.Config{
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return a.tls.Load().listen, nil },
-	}
+	})
 }
 
 // loadTLS reads the host's key, certificate and CA from its data dir,
@@ -79,12 +80,11 @@ func (a *Agent) loadTLS() error {
 		return fmt.Errorf("load CA: %w", err)
 	}
 	st := &tlsState{cert: &cert, caPEM: caPEM, pool: pool}
-	st.listen = &tls.Config{
-		MinVersion:     tls.VersionTLS12,
+	st.listen = pki.Harden(&tls.Config{
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return st.cert, nil },
 		ClientCAs:      pool,
 		ClientAuth:     tls.RequireAndVerifyClientCert,
-	}
+	})
 	a.tls.Store(st)
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/hypervisor"
+	"github.com/vdc-project/vdc/internal/netguard"
 	"github.com/vdc-project/vdc/internal/pki"
 )
 
@@ -62,8 +63,7 @@ func (c *Client) transport(hostID string) *http.Transport {
 	t, ok := c.transports[hostID]
 	if !ok {
 		t = &http.Transport{
-			TLSClientConfig: &tls.Config{
-				MinVersion:   tls.VersionTLS12,
+			TLSClientConfig: pki.Harden(&tls.Config{
 				RootCAs:      c.pool,
 				Certificates: []tls.Certificate{c.cert},
 				// The host is known by its ID, whatever address it has today.
@@ -77,8 +77,9 @@ func (c *Client) transport(hostID string) *http.Transport {
 					}
 					return nil
 				},
-			},
+			}),
 			MaxIdleConnsPerHost: 16,
+			IdleConnTimeout:     netguard.ClientIdleTimeout,
 		}
 		c.transports[hostID] = t
 	}

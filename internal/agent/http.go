@@ -1,15 +1,18 @@
 package agent
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 	"github.com/vdc-project/vdc/internal/lease"
+	"github.com/vdc-project/vdc/internal/netguard"
 )
 
 // The agent's API, called only by management servers (mutual TLS).
@@ -68,12 +71,32 @@ func (a *Agent) handler() http.Handler {
 			fail(w, api.Errorf(api.ErrForbidden, "only a management server may call the agent API"))
 			return
 		}
+		netguard.Trust(r.Context()) // off the per-address limit
 		mux.ServeHTTP(w, r)
 	})
 }
 
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(io.LimitReader(r.Body, 4<<20))
+	br := bufio.NewReader(io.LimitReader(r.Body, 4<<20))
+	// null would decode as an empty request; a JSON of the wrong kind
+	// would fail with a message about Go types.
+	want, name := byte('{'), "object"
+	if k := reflect.TypeOf(v).Elem().Kind(); k == reflect.Slice {
+		want, name = '[', "array"
+	}
+	for {
+		b, err := br.ReadByte()
+		if err == nil && (b == ' ' || b == '\t' || b == '\r' || b == '\n') {
+			continue
+		}
+		if err != nil || b != want {
+			fail(w, api.Errorf(api.ErrInvalid, "bad request body: want a JSON %s", name))
+			return false
+		}
+		_ = br.UnreadByte()
+		break
+	}
+	dec := json.NewDecoder(br)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		fail(w, api.Errorf(api.ErrInvalid, "bad request body: %v", err))

@@ -143,8 +143,7 @@ func ParseJoinToken(tok string) (secret, caFingerprint string, err error) {
 // pinnedTLS trusts a server whose chain includes the CA with the
 // fingerprint from the join token: the host has nothing else to go on yet.
 func pinnedTLS(fp string) *tls.Config {
-	return &tls.Config{
-		MinVersion:         tls.VersionTLS12,
+	return pki.Harden(&tls.Config{
 		InsecureSkipVerify: true, // replaced by the pinned verification below
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			if len(cs.PeerCertificates) == 0 {
@@ -160,7 +159,7 @@ func pinnedTLS(fp string) *tls.Config {
 			}
 			return errors.New("server certificate is not signed by the CA named in the join token")
 		},
-	}
+	})
 }
 
 // join presents the join token and saves the identity and certificate
@@ -175,7 +174,9 @@ func (a *Agent) join(ctx context.Context, tok string) error {
 		return err
 	}
 	body, _ := json.Marshal(api.JoinRequest{Token: tok, Name: a.cfg.Name, CSR: string(csrPEM)})
-	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: pinnedTLS(fp)}}
+	// One call: no connection left open on the server, where it would
+	// count against the per-address limit until it timed out.
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: pinnedTLS(fp), DisableKeepAlives: true}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(a.cfg.ServerURL, "/")+"/api/v1/agent/join", bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("join %s: %w", a.cfg.ServerURL, err)

@@ -140,6 +140,9 @@ in DATA/NAME-i), for scale tests and planning.`,
   VDC_JOIN_TOKEN=vdc1.xxxx.yyyy vdc agent --server https://10.0.0.1:7443 --data /var/lib/vdc-agent --name esx1`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkMaxConns(cfg.Limits.MaxConnsPerIP); err != nil {
+				return err
+			}
 			log, closeLog, err := lf.logger(os.Stderr)
 			if err != nil {
 				return err
@@ -207,6 +210,7 @@ in DATA/NAME-i), for scale tests and planning.`,
 	cmd.Flags().IntVar(&simHosts, "sim-hosts", 0, "run this many simulated hosts in one process")
 	cmd.Flags().IntVar(&cfg.CapacityCPUs, "capacity-cpus", 0, "CPUs this host offers to VMs (default: all of the machine's)")
 	cmd.Flags().StringVar(&capMemory, "capacity-memory", "", "memory this host offers to VMs, e.g. 8GiB (default: all of the machine's)")
+	addMaxConnsFlag(cmd, &cfg.Limits.MaxConnsPerIP)
 	df.add(cmd, "")
 	lf.add(cmd)
 	_ = cmd.MarkFlagRequired("server")

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vdc-project/vdc/internal/netguard"
 	"github.com/vdc-project/vdc/internal/server"
 )
 
@@ -57,6 +58,7 @@ type serverFlags struct {
 	stall              time.Duration
 	hostCertTTL        time.Duration
 	debug              string
+	maxConns           int
 }
 
 func (f *serverFlags) add(cmd *cobra.Command) {
@@ -74,6 +76,21 @@ func (f *serverFlags) add(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&f.hostCertTTL, "host-cert-ttl", server.DefaultHostCertTTL,
 		"life of the certificates issued to hosts (at least 1m); agents renew theirs past two thirds of it")
 	cmd.Flags().StringVar(&f.debug, "debug-listen", "", "serve Go pprof profiles on this address (keep it on loopback)")
+	addMaxConnsFlag(cmd, &f.maxConns)
+}
+
+// addMaxConnsFlag adds --max-conns-per-address, for the server's and the
+// agent's listeners alike.
+func addMaxConnsFlag(cmd *cobra.Command, v *int) {
+	cmd.Flags().IntVar(v, "max-conns-per-address", netguard.DefaultMaxConnsPerIP,
+		"connections one remote address may hold open before authenticating (a token or a host certificate); more are refused")
+}
+
+func checkMaxConns(n int) error {
+	if n < 1 || n > 1<<20 {
+		return fmt.Errorf("--max-conns-per-address must be between 1 and %d, got %d", 1<<20, n)
+	}
+	return nil
 }
 
 func (f *serverFlags) check() error {
@@ -86,13 +103,13 @@ func (f *serverFlags) check() error {
 	if f.hostCertTTL < time.Minute || f.hostCertTTL > 5*365*24*time.Hour {
 		return fmt.Errorf("--host-cert-ttl must be between 1m and 5 years, got %s", f.hostCertTTL)
 	}
-	return nil
+	return checkMaxConns(f.maxConns)
 }
 
 func (f *serverFlags) config(dataDir string, log *slog.Logger) server.Config {
 	return server.Config{DataDir: dataDir, Listen: f.listen, Name: f.name, EtcdEndpoints: f.etcd, EtcdTLS: f.etcdTLS, TLSNames: f.tlsNames,
 		HeartbeatInterval: f.heartbeat, HostTimeout: f.timeout, TaskRetention: f.retention, MigrationStallTimeout: f.stall,
-		HostCertTTL: f.hostCertTTL, DebugListen: f.debug, Log: log}
+		HostCertTTL: f.hostCertTTL, DebugListen: f.debug, Limits: netguard.Limits{MaxConnsPerIP: f.maxConns}, Log: log}
 }
 
 func newServerCmd(g *globals) *cobra.Command {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -82,7 +83,7 @@ it. Running it again on the same --data brings everything back.`,
 			defer closeLog()
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
-			u := &upRun{g: g, data: data, hosts: hosts, df: &df, capf: &capf, readyTimeout: readyTimeout, log: log}
+			u := &upRun{g: g, data: data, hosts: hosts, df: &df, capf: &capf, readyTimeout: readyTimeout, maxConns: f.maxConns, log: log}
 			return u.run(ctx, f.config(filepath.Join(data, "server"), log))
 		},
 	}
@@ -103,10 +104,12 @@ type upRun struct {
 	df           *driverFlags
 	capf         *capacityFlags
 	readyTimeout time.Duration
-	started      time.Time // before the server started: hosts heard from since are live
-	log          *slog.Logger
-	srv          *server.Server
-	c            *client.Client
+	// maxConns is --max-conns-per-address, for the agents too.
+	maxConns int
+	started  time.Time // before the server started: hosts heard from since are live
+	log      *slog.Logger
+	srv      *server.Server
+	c        *client.Client
 }
 
 func (u *upRun) run(ctx context.Context, cfg server.Config) error {
@@ -231,7 +234,8 @@ func (u *upRun) startAgents(ctx context.Context) (*agentProcs, error) {
 // join reads its token from tokenFile.
 func (u *upRun) agentArgs(i int, tokenFile string) []string {
 	args := append([]string{"agent", "--server", u.srv.URL(), "--data", u.hostDir(i), "--name", fmt.Sprintf("host-%d", i),
-		"--listen", "127.0.0.1:0", "--log-file", u.agentLog(i)}, u.df.args()...)
+		"--listen", "127.0.0.1:0", "--log-file", u.agentLog(i),
+		"--max-conns-per-address", strconv.Itoa(u.maxConns)}, u.df.args()...)
 	args = append(args, u.capf.args()...)
 	if tokenFile != "" {
 		args = append(args, "--join-token-file", tokenFile)

@@ -5,7 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"net/http"
 	"strings"
@@ -15,6 +17,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/netguard"
 	"github.com/vdc-project/vdc/internal/store"
 )
 
@@ -35,12 +38,19 @@ type userToken struct {
 	Created time.Time `json:"created"`
 }
 
-// authenticator checks bearer tokens, remembering good ones for a short
-// while so that not every request reads etcd.
+// authenticator checks bearer tokens, remembering good ones so that not
+// every request reads etcd. A watch on the tokens drops what it remembers
+// of a token the moment its record changes or goes: a deleted token stops
+// working at once. While the watch is not running nothing is remembered.
 type authenticator struct {
-	cli  *clientv3.Client
+	cli *clientv3.Client
+
 	mu   sync.Mutex
 	seen map[string]authEntry
+	// gen counts token changes and watch restarts: a check that read etcd
+	// before one of them must not remember what it read.
+	gen      uint64
+	watching bool
 }
 
 type authEntry struct {
@@ -48,8 +58,53 @@ type authEntry struct {
 	until time.Time
 }
 
+// authCacheFor bounds how long a token is remembered even with the watch
+// running (a second line of defence, should an event ever be missed).
+const authCacheFor = 5 * time.Minute
+
 func newAuthenticator(cli *clientv3.Client) *authenticator {
 	return &authenticator{cli: cli, seen: map[string]authEntry{}}
+}
+
+// watch keeps the remembered tokens true to etcd until ctx ends.
+func (a *authenticator) watch(ctx context.Context, log *slog.Logger) {
+	wait := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		wch := a.cli.Watch(clientv3.WithRequireLeader(ctx), tokenPrefix, clientv3.WithPrefix(), clientv3.WithCreatedNotify())
+		for resp := range wch {
+			if err := resp.Err(); err != nil {
+				log.Warn("token watch failed; checking every token against etcd until it is back", "err", err)
+				break
+			}
+			if resp.Created {
+				a.setWatching(true)
+				wait = 100 * time.Millisecond
+				continue
+			}
+			a.mu.Lock()
+			for _, ev := range resp.Events {
+				delete(a.seen, strings.TrimPrefix(string(ev.Kv.Key), tokenPrefix))
+			}
+			a.gen++
+			a.mu.Unlock()
+		}
+		a.setWatching(false)
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// setWatching forgets every token when the watch starts or stops: events
+// may have been missed in between.
+func (a *authenticator) setWatching(on bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.watching = on
+	a.seen = map[string]authEntry{}
+	a.gen++
 }
 
 func (a *authenticator) create(ctx context.Context, secret, user, role string) error {
@@ -73,6 +128,7 @@ func (a *authenticator) check(ctx context.Context, secret string) (userToken, er
 	now := time.Now()
 	a.mu.Lock()
 	e, ok := a.seen[h]
+	gen := a.gen
 	a.mu.Unlock()
 	if ok && now.Before(e.until) {
 		return e.tok, nil
@@ -89,7 +145,9 @@ func (a *authenticator) check(ctx context.Context, secret string) (userToken, er
 		return userToken{}, fmt.Errorf("read token: %w", err)
 	}
 	a.mu.Lock()
-	a.seen[h] = authEntry{tok: t, until: now.Add(30 * time.Second)}
+	if a.watching && a.gen == gen {
+		a.seen[h] = authEntry{tok: t, until: now.Add(authCacheFor)}
+	}
 	a.mu.Unlock()
 	return t, nil
 }
@@ -113,15 +171,22 @@ func (s *Server) requireToken(next http.Handler) http.Handler {
 		secret, ok := strings.CutPrefix(h, "Bearer ")
 		if !ok || secret == "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="vdc"`)
+			w.Header().Set("Connection", "close") // nothing more to do here
 			fail(w, api.Errorf(api.ErrUnauthorized, "missing bearer token: send Authorization: Bearer <token> (the CLI reads it from its config)"))
 			return
 		}
 		tok, err := s.auth.check(r.Context(), secret)
 		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="vdc", error="invalid_token"`)
+			if errors.Is(err, api.ErrUnauthorized) {
+				w.Header().Set("Connection", "close")
+			}
 			fail(w, err)
 			return
 		}
+		// An authenticated client's connections do not count against the
+		// per-address limit.
+		netguard.Trust(r.Context())
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userKey, tok.User)))
 	})
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/vdc-project/vdc/client"
 	"github.com/vdc-project/vdc/internal/agent"
 	"github.com/vdc-project/vdc/internal/hypervisor/sim"
+	"github.com/vdc-project/vdc/internal/netguard"
 	"github.com/vdc-project/vdc/internal/server"
 )
 
@@ -29,6 +30,8 @@ type dc struct {
 	// agentConfig, when set, changes the configuration of agents started
 	// from then on.
 	agentConfig func(*agent.Config)
+	// agentLimits are the limits of the agents started from now on.
+	agentLimits netguard.Limits
 }
 
 func testLog(t *testing.T) *slog.Logger {
@@ -109,7 +112,7 @@ func (d *dc) hostDir(name string) string { return filepath.Join(d.dir, "hosts", 
 func (d *dc) startAgentIn(name, dataDir, token string) {
 	d.t.Helper()
 	cfg := agent.Config{ServerURL: d.srv.URL(), JoinToken: token, DataDir: dataDir,
-		Name: name, Listen: "127.0.0.1:0", Driver: sim.New(sim.Options{CPUs: 8, MemoryBytes: 16 << 30, ShutdownDelay: 20 * time.Millisecond, Host: name}), Log: testLog(d.t)}
+		Name: name, Listen: "127.0.0.1:0", Driver: sim.New(sim.Options{CPUs: 8, MemoryBytes: 16 << 30, ShutdownDelay: 20 * time.Millisecond, Host: name}), Limits: d.agentLimits, Log: testLog(d.t)}
 	if d.agentConfig != nil {
 		d.agentConfig(&cfg)
 	}

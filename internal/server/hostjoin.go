@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/netguard"
 	"github.com/vdc-project/vdc/internal/pki"
 	"github.com/vdc-project/vdc/internal/store"
 )
@@ -68,6 +69,7 @@ func (s *Server) join(ctx context.Context, req api.JoinRequest) (resp api.JoinRe
 	if err != nil {
 		return resp, false, err
 	}
+	netguard.Trust(ctx) // a good token: off the per-address limit
 	if err := api.ValidateName("host", req.Name); err != nil {
 		return resp, false, err
 	}
@@ -216,6 +218,7 @@ func (s *Server) hostOfRequest(r *http.Request) (*api.Host, *x509.Certificate, e
 		return nil, nil, errCertRefused(h, serial)
 	case certCurrent:
 		if h.Status.Certificate.Previous == "" {
+			netguard.Trust(ctx) // a host: off the per-address limit
 			return h, cert, nil
 		}
 		// The host uses its renewed certificate: the old one is done.
@@ -247,6 +250,8 @@ func (s *Server) hostOfRequest(r *http.Request) (*api.Host, *x509.Certificate, e
 	if err != nil {
 		return nil, nil, fmt.Errorf("record the certificate of host %s: %w", h.Metadata.Name, err)
 	}
+	// A host's connections do not count against the per-address limit.
+	netguard.Trust(ctx)
 	return h, cert, nil
 }
 

@@ -1,11 +1,13 @@
 package server
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -17,9 +19,16 @@ func (s *Server) getVersion(w http.ResponseWriter, r *http.Request) {
 }
 
 // decode reads a JSON body strictly: unknown fields and trailing data are
-// errors, as is a body over 1 MiB.
+// errors, as is a body over 1 MiB, and so is a body that is not a JSON
+// object (null, a list, a string...), which would otherwise pass as an
+// empty request.
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	br := bufio.NewReader(http.MaxBytesReader(w, r.Body, 1<<20))
+	if err := checkJSONKind(br, v); err != nil {
+		fail(w, err)
+		return false
+	}
+	dec := json.NewDecoder(br)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		fail(w, badJSON(err))
@@ -34,6 +43,52 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 		return false
 	}
 	return true
+}
+
+// checkJSONKind peeks at the first byte of a JSON body: an object for a
+// struct or map, an array for a slice.
+func checkJSONKind(br *bufio.Reader, v any) error {
+	want, name := byte('{'), "object"
+	if k := reflect.TypeOf(v).Elem().Kind(); k == reflect.Slice || k == reflect.Array {
+		want, name = '[', "array"
+	}
+	for {
+		b, err := br.ReadByte()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return api.Errorf(api.ErrInvalid, "request body is empty; send a JSON %s", name)
+			}
+			return badJSON(err)
+		}
+		switch b {
+		case ' ', '\t', '\r', '\n':
+			continue
+		case want:
+			return br.UnreadByte()
+		case 'n':
+			if rest, _ := br.Peek(3); string(rest) != "ull" {
+				break
+			}
+			return api.Errorf(api.ErrInvalid, "request body is null; send a JSON %s", name)
+		}
+		return api.Errorf(api.ErrInvalid, "request body must be a JSON %s, not %s", name, jsonKindOf(b))
+	}
+}
+
+func jsonKindOf(b byte) string {
+	switch {
+	case b == '{':
+		return "an object"
+	case b == '[':
+		return "an array"
+	case b == '"':
+		return "a string"
+	case b == 't' || b == 'f':
+		return "a boolean"
+	case b == '-' || b >= '0' && b <= '9':
+		return "a number"
+	}
+	return fmt.Sprintf("%q (malformed JSON)", b)
 }
 
 // badJSON turns a decoding error into a message a user can act on.

@@ -85,15 +85,24 @@ func (s *Server) listObjects(kind string) http.HandlerFunc {
 			fail(w, err)
 			return
 		}
-		dc := r.URL.Query().Get("datacenter")
+		var dcID string
+		if dc := r.URL.Query().Get("datacenter"); dc != "" {
+			d, err := s.lookup(api.KindDatacenter, dc)
+			if err != nil {
+				fail(w, err)
+				return
+			}
+			dcID = d.GetMeta().ID
+		}
 		v := &viewer{s: s}
 		var items []api.Object
 		for _, o := range s.cache.List(kind) {
-			if dc != "" {
-				d, ok := s.cache.Lookup(api.KindDatacenter, dc)
-				if !ok || datacenterOf(o) != d.GetMeta().ID {
-					continue
-				}
+			in := datacenterOf(o)
+			if kind == api.KindDatacenter {
+				in = o.GetMeta().ID // ls --datacenter of datacenters: that one
+			}
+			if dcID != "" && in != dcID {
+				continue
 			}
 			items = append(items, v.view(o))
 		}

@@ -41,7 +41,21 @@ func openAPI(routes []route) map[string]any {
 				"description": "name or ID"})
 		}
 		for _, q := range r.query {
-			params = append(params, map[string]any{"name": q.name, "in": "query", "schema": map[string]any{"type": "string"}, "description": q.doc})
+			schema := map[string]any{"type": "string"}
+			if q.values != nil && !q.list {
+				schema["enum"] = q.values
+			}
+			doc := q.doc
+			if q.list {
+				doc += " (any of: " + strings.Join(q.values, ", ") + ")"
+			}
+			params = append(params, map[string]any{"name": q.name, "in": "query", "schema": schema, "description": doc})
+		}
+		if r.idempotent {
+			params = append(params, map[string]any{"name": IdempotencyHeader, "in": "header",
+				"schema": map[string]any{"type": "string", "maxLength": maxIdempotencyKey},
+				"description": "a fresh random value (a UUID) per request: the same request sent again with it, within 24 hours, " +
+					"returns the task the first one recorded instead of doing it twice; the key sent with a different request is refused with 422"})
 		}
 		if params != nil {
 			op["parameters"] = params
@@ -76,6 +90,9 @@ func openAPI(routes []route) map[string]any {
 		"openapi": "3.0.3",
 		"info": map[string]any{"title": "vdc API", "version": version.String(),
 			"description": "State-changing calls return the Task doing the change (202 while it runs, 200 when the request finished it). " +
+				"Those that record a task take an Idempotency-Key header: a client that lost the answer sends the request again with the same key " +
+				"and gets the task the first one recorded (the same status a first call would get for it now); the key reused for another request is 422. " +
+				"Unknown query parameters, and filter values outside their allowed set, are 400. " +
 				"Errors are {\"error\": {\"code\", \"message\"}}."},
 		"paths":    paths,
 		"security": []any{map[string]any{"bearer": []any{}}},

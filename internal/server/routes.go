@@ -20,9 +20,17 @@ type route struct {
 	query        []param
 	public       bool // authenticated otherwise than by bearer token
 	stream       bool // text/event-stream
+	// idempotent calls take an Idempotency-Key header (see idempotency.go);
+	// set from the table by takesIdempotencyKey.
+	idempotent bool
 }
 
-type param struct{ name, doc string }
+// param is one query parameter. Those not in a route's table are refused.
+type param struct {
+	name, doc string
+	values    []string // the allowed values, when they are a fixed set
+	list      bool     // a comma-separated list of values
+}
 
 // inventoryTypes describes the kinds with plain create/update calls.
 var inventoryTypes = []struct {
@@ -41,7 +49,11 @@ var inventoryTypes = []struct {
 }
 
 var (
-	byDatacenter = param{"datacenter", "only objects of this datacenter (name or ID)"}
+	byDatacenter = param{name: "datacenter", doc: "only objects of this datacenter (name or ID)"}
+	powerStates  = []string{api.PowerOn, api.PowerOff, api.PowerSuspended, api.PowerUnknown}
+	taskStates   = []string{api.TaskQueued, api.TaskRunning, "active", api.TaskSucceeded, api.TaskFailed, api.TaskCanceled}
+	eventTypes   = []string{api.EventTask, api.EventVMPower, api.EventHostConnection, api.EventHostHA, api.EventCreated, api.EventDeleted, api.EventDatastoreAlarm}
+	objectKinds  = []string{api.KindDatacenter, api.KindCluster, api.KindHost, api.KindDatastore, api.KindPortGroup, api.KindVM, api.KindTask, api.KindImage}
 	ifMatchNote  = " Send If-Match with the revision you read to change only that version (409 otherwise)."
 )
 
@@ -65,7 +77,7 @@ func (s *Server) apiRoutes() []route {
 	}
 	rs = append(rs,
 		route{method: "GET", path: "/api/v1/hosts", handler: s.listHosts, summary: "List hosts", reply: listOf(api.Host{}),
-			query: []param{{"cluster", "only hosts of this cluster"}}},
+			query: []param{{name: "cluster", doc: "only hosts of this cluster (name or ID)"}}},
 		route{method: "GET", path: "/api/v1/hosts/{name}", handler: s.getObject(api.KindHost), summary: "Read a host", reply: api.Host{}},
 		route{method: "PATCH", path: "/api/v1/hosts/{name}", handler: s.updateHost, summary: "Change a host." + ifMatchNote, body: api.HostUpdateRequest{}, reply: task},
 		route{method: "DELETE", path: "/api/v1/hosts/{name}", handler: s.deleteObject(api.KindHost), summary: "Remove a host that has no VMs", reply: task},
@@ -76,14 +88,15 @@ func (s *Server) apiRoutes() []route {
 			body: api.MaintenanceRequest{}, reply: task},
 
 		route{method: "GET", path: "/api/v1/vms", handler: s.listVMs, summary: "List VMs", reply: listOf(api.VM{}),
-			query: []param{{"host", "only VMs on this host"}, {"cluster", "only VMs of this cluster"}, {"power", "only VMs in this power state"}}},
+			query: []param{{name: "host", doc: "only VMs on this host (name or ID)"}, {name: "cluster", doc: "only VMs of this cluster (name or ID)"},
+				{name: "power", doc: "only VMs in this power state", values: powerStates}}},
 		route{method: "POST", path: "/api/v1/vms", handler: s.createVM, summary: "Create a VM (placed on a host with room unless one is named)",
 			body: api.VMCreateRequest{}, reply: task, status: http.StatusAccepted},
 		route{method: "GET", path: "/api/v1/vms/{name}", handler: s.getObject(api.KindVM), summary: "Read a VM", reply: api.VM{}},
 		route{method: "PATCH", path: "/api/v1/vms/{name}", handler: s.updateVM, summary: "Change a VM (CPUs and memory while off)." + ifMatchNote,
 			body: api.VMUpdateRequest{}, reply: task},
 		route{method: "DELETE", path: "/api/v1/vms/{name}", handler: s.deleteVM, summary: "Delete a VM", reply: task, status: http.StatusAccepted,
-			query: []param{{"force", "true to power off and delete a running VM"}}},
+			query: []param{{name: "force", doc: "true to power off and delete a running VM"}}},
 		route{method: "POST", path: "/api/v1/vms/{name}/power", handler: s.powerVM, summary: "Start, stop, reset, suspend or resume a VM",
 			body: api.PowerRequest{}, reply: task, status: http.StatusAccepted},
 
@@ -92,7 +105,7 @@ func (s *Server) apiRoutes() []route {
 		route{method: "POST", path: "/api/v1/vms/{name}/exec", handler: s.execVM, summary: "Run a program in the guest through its agent and return its output and exit code",
 			body: api.ExecRequest{}, reply: api.ExecResult{}},
 		route{method: "GET", path: "/api/v1/vms/{name}/console/log", handler: s.consoleLog, summary: "The recent output of the VM's serial console (text)",
-			reply: "", query: []param{{"bytes", "at most this many bytes, from the end (default 64 KiB)"}}},
+			reply: "", query: []param{{name: "bytes", doc: "at most this many bytes, from the end (default 64 KiB)"}}},
 		route{method: "GET", path: "/api/v1/vms/{name}/console", handler: s.console, summary: "Attach to the VM's serial console (websocket, binary messages both ways)", reply: ""},
 		route{method: "GET", path: "/api/v1/vms/{name}/vnc", handler: s.vnc, summary: "Attach to the VM's VNC display (websocket, binary messages carrying RFB both ways); QEMU serves it on a unix socket of the host only", reply: ""},
 
@@ -128,7 +141,7 @@ func (s *Server) apiRoutes() []route {
 		route{method: "POST", path: "/api/v1/uploads", handler: s.createUpload, summary: "Make an upload: a staging folder on a datastore for the files of an import",
 			body: api.UploadRequest{}, reply: api.Upload{}, status: http.StatusCreated},
 		route{method: "PUT", path: "/api/v1/uploads/{id}/files", handler: s.uploadFile, summary: "Upload one file of a package (or a whole OVA, or a disk); the body is the file",
-			reply: api.UploadedFile{}, query: []param{{"name", "the file's name (its path in the package)"}}},
+			reply: api.UploadedFile{}, query: []param{{name: "name", doc: "the file's name (its path in the package)"}}},
 		route{method: "DELETE", path: "/api/v1/uploads/{id}", handler: s.deleteStaging, summary: "Delete an upload and its files", reply: ""},
 		route{method: "POST", path: "/api/v1/imports", handler: s.createImport,
 			summary: "Import VMs from an OVF package (OVA, OVF) or a foreign disk, uploaded or at a URL; with dryRun, answer with the plan (ImportPlan) and change nothing",
@@ -137,17 +150,20 @@ func (s *Server) apiRoutes() []route {
 			body: api.ExportRequest{}, reply: task, status: http.StatusAccepted},
 		route{method: "GET", path: "/api/v1/exports/{id}/ova", handler: s.downloadExportOVA, summary: "Download a finished export as one OVA (tar)", reply: ""},
 		route{method: "GET", path: "/api/v1/exports/{id}/files", handler: s.downloadExportFile, summary: "Download one file of a finished export",
-			reply: "", query: []param{{"name", "the file's name"}}},
+			reply: "", query: []param{{name: "name", doc: "the file's name"}}},
 		route{method: "DELETE", path: "/api/v1/exports/{id}", handler: s.deleteStaging, summary: "Delete an export's files", reply: ""},
 
 		route{method: "GET", path: "/api/v1/tasks", handler: s.listTasks, summary: "List tasks, newest first", reply: listOf(task),
-			query: []param{{"state", "queued, running, active, succeeded, failed or canceled"}, {"target", "name or ID of the target object"}, {"limit", "at most this many"}}},
+			query: []param{{name: "state", doc: "only tasks in this state (active: queued or running)", values: taskStates},
+				{name: "target", doc: "name or ID of the target object"}, {name: "limit", doc: "at most this many"}}},
 		route{method: "GET", path: "/api/v1/tasks/{id}", handler: s.getTask, summary: "Read a task, optionally waiting for it to change", reply: task,
-			query: []param{{"wait", "wait up to this long (e.g. 30s) for a change"}, {"after", "the revision the caller has seen"}, {"done", "true to wait for the end only"}}},
+			query: []param{{name: "wait", doc: "wait up to this long (e.g. 30s, at most 5m) for a change"}, {name: "after", doc: "the revision the caller has seen"},
+				{name: "done", doc: "true to wait for the end only"}}},
 		route{method: "POST", path: "/api/v1/tasks/{id}/cancel", handler: s.cancelTask, summary: "Cancel a queued task, or a running one that can stop (migrations, maintenance)",
 			reply: task, status: http.StatusAccepted},
 		route{method: "GET", path: "/api/v1/events", handler: s.streamEvents, summary: "Stream events (server-sent events); resume with Last-Event-ID",
-			reply: api.Event{}, stream: true, query: []param{{"types", "comma-separated event types"}, {"kind", "object kind"}, {"id", "object or task target ID"}, {"after", "resume after this sequence number"}}},
+			reply: api.Event{}, stream: true, query: []param{{name: "types", doc: "comma-separated event types", values: eventTypes, list: true},
+				{name: "kind", doc: "object kind", values: objectKinds}, {name: "id", doc: "object or task target ID"}, {name: "after", doc: "resume after this sequence number"}}},
 
 		route{method: "POST", path: "/api/v1/agent/join", handler: s.agentJoin,
 			summary: "A new host joins with a join token and a CSR (a token from host replace: the host it was made for joins again)",
@@ -158,6 +174,9 @@ func (s *Server) apiRoutes() []route {
 		route{method: "POST", path: "/api/v1/agent/heartbeat", handler: s.agentHeartbeat, summary: "A host reports (host certificate required)",
 			body: api.Heartbeat{}, reply: api.HeartbeatResponse{}, public: true},
 	)
+	for i := range rs {
+		rs[i].idempotent = takesIdempotencyKey(rs[i])
+	}
 	return rs
 }
 
@@ -170,11 +189,19 @@ func (s *Server) routes() http.Handler {
 	authed := http.NewServeMux()
 	root := http.NewServeMux()
 	for _, r := range s.apiRoutes() {
-		mux := authed
+		mux, h := authed, r.handler
+		if r.idempotent {
+			h = s.idempotent(h)
+		} else {
+			h = refuseIdempotencyKey(r, h)
+		}
+		h = checkQuery(r, h)
 		if r.public {
+			// These authenticate in the handler (a join token, a host's
+			// current certificate), which then trusts the connection.
 			mux = root
 		}
-		mux.HandleFunc(r.method+" "+r.path, r.handler)
+		mux.HandleFunc(r.method+" "+r.path, h)
 	}
 	authed.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
 		fail(w, api.Errorf(api.ErrNotFound, "no such API call: %s %s", r.Method, r.URL.Path))

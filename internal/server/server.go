@@ -18,6 +18,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/vdc-project/vdc/internal/agent"
+	"github.com/vdc-project/vdc/internal/netguard"
 	"github.com/vdc-project/vdc/internal/pki"
 	"github.com/vdc-project/vdc/internal/store"
 )
@@ -54,7 +55,11 @@ type Config struct {
 	// DebugListen, when set, serves Go's pprof profiles there (keep it on
 	// loopback).
 	DebugListen string
-	Log         *slog.Logger
+	// Limits bound what clients that send nothing may hold, on the API
+	// and the debug listener: connections per address before they
+	// authenticate, header, idle and request-body timeouts.
+	Limits netguard.Limits
+	Log    *slog.Logger
 }
 
 // DefaultHostCertTTL is the life of a host certificate: short enough that
@@ -83,8 +88,9 @@ type Server struct {
 	tally   *tally
 	lists   *listCache
 
-	tlsCert tls.Certificate
-	httpSrv *http.Server
+	tlsCert  tls.Certificate
+	httpSrv  *http.Server
+	debugSrv *http.Server
 	// reqCtx is the parent of every request's context; Stop cancels it so
 	// that event streams and long polls end at once.
 	reqCtx    context.Context
@@ -99,6 +105,7 @@ type Server struct {
 
 	runner *runner
 	joinMu sync.Mutex
+	idem   idempotencyLeases
 	openapiCache
 }
 
@@ -177,7 +184,8 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return err
 	}
 	s.auth = newAuthenticator(s.cli)
-	ln, err := net.Listen("tcp", s.cfg.Listen)
+	go s.auth.watch(ctx, s.log)
+	ln, err := netguard.Listen(s.cfg.Listen, s.cfg.Limits, s.log)
 	if err != nil {
 		return fmt.Errorf("API listen on %s: %w", s.cfg.Listen, err)
 	}
@@ -189,31 +197,33 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	}
 	s.runner = newRunner(s)
 	s.reqCtx, s.reqCancel = context.WithCancel(context.Background())
-	s.httpSrv = &http.Server{
-		BaseContext:       func(net.Listener) context.Context { return s.reqCtx },
-		Handler:           s.routes(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-		TLSConfig: &tls.Config{
-			MinVersion:   tls.VersionTLS12,
-			Certificates: []tls.Certificate{s.tlsCert},
-			ClientCAs:    s.ca.Pool(),
-			// Users bring tokens, hosts bring certificates.
-			ClientAuth: tls.VerifyClientCertIfGiven,
-		},
-	}
+	// No write or whole-request read timeout: event streams, long polls,
+	// consoles and multi-GB transfers run as long as they make progress.
+	s.httpSrv = s.cfg.Limits.Server(s.routes(), s.log)
+	s.httpSrv.BaseContext = func(net.Listener) context.Context { return s.reqCtx }
+	s.httpSrv.TLSConfig = pki.Harden(&tls.Config{
+		Certificates: []tls.Certificate{s.tlsCert},
+		ClientCAs:    s.ca.Pool(),
+		// Users bring tokens, hosts bring certificates.
+		ClientAuth: tls.VerifyClientCertIfGiven,
+	})
 	go func() {
 		if err := s.httpSrv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("API server stopped", "err", err)
 		}
 	}()
 	if s.cfg.DebugListen != "" {
-		go func() {
-			s.log.Info("debug endpoint (pprof)", "listen", s.cfg.DebugListen)
-			if err := http.ListenAndServe(s.cfg.DebugListen, debugMux()); err != nil {
-				s.log.Error("debug endpoint stopped", "err", err)
-			}
-		}()
+		if dln, err := netguard.Listen(s.cfg.DebugListen, s.cfg.Limits, s.log); err != nil {
+			s.log.Error("no debug endpoint", "listen", s.cfg.DebugListen, "err", err)
+		} else {
+			s.debugSrv = s.cfg.Limits.Server(debugMux(), s.log)
+			go func() {
+				s.log.Info("debug endpoint (pprof)", "listen", dln.Addr().String())
+				if err := s.debugSrv.Serve(dln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+					s.log.Error("debug endpoint stopped", "err", err)
+				}
+			}()
+		}
 	}
 	go s.campaign(ctx)
 	s.log.Info("management server running", "api", s.url, "data", s.cfg.DataDir, "etcd", s.EtcdClientURL())
@@ -247,6 +257,9 @@ func (s *Server) openStore(ctx context.Context) error {
 func (s *Server) Stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if s.debugSrv != nil {
+		s.debugSrv.Close()
+	}
 	if s.httpSrv != nil {
 		// Requests get a second to finish; then streams and long polls,
 		// which would not, are ended.

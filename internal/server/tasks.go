@@ -498,11 +498,19 @@ func done(t *api.Task, result any) *api.Task {
 	return t
 }
 
-// submit commits the request's writes together with its task record.
+// submit commits the request's writes together with its task record,
+// and the request's Idempotency-Key with them: a repeat of a request that
+// committed gets the task it recorded (see idempotency.go).
 func (s *Server) submit(ctx context.Context, txn *store.Txn, t *api.Task) (*api.Task, error) {
+	if t.Metadata.ID == "" {
+		t.Metadata.ID = store.NewID()
+	}
+	if err := s.claimIdempotencyKey(ctx, txn, t); err != nil {
+		return nil, err
+	}
 	rev, err := txn.Create(t).Commit(ctx)
 	if err != nil {
-		return nil, err
+		return s.settleClaim(ctx, err)
 	}
 	t.Metadata.Revision = rev
 	// The caller's next read (on this server) must see what it just did.
