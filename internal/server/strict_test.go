@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -20,7 +21,7 @@ import (
 
 // raw sends a request as the given bearer token (the admin's when empty)
 // with body as is, and returns the status and body.
-func raw(t *testing.T, d *dc, token, method, path, body string) (int, string) {
+func raw(t *testing.T, d *dc, token, method, path, body string, headers ...string) (int, string) {
 	t.Helper()
 	cc, err := client.LoadConfig(d.srv.ClientConfigPath())
 	if err != nil {
@@ -42,6 +43,9 @@ func raw(t *testing.T, d *dc, token, method, path, body string) (int, string) {
 	req, _ := http.NewRequest(method, d.srv.URL()+path, rd)
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
 	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -131,4 +135,37 @@ func TestDeletedTokenStopsWorkingAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventuallyCode(http.StatusUnauthorized, time.Second)
+}
+
+// A create sent again with the same Idempotency-Key (a client that lost
+// the answer) returns the first call's task and makes nothing twice; the
+// key with another request is refused.
+func TestIdempotencyKeyReturnsTheFirstTask(t *testing.T) {
+	d := newDC(t, 1)
+	body := `{"name":"i1","cpus":1,"memory":"64MiB"}`
+	code1, first := raw(t, d, "", "POST", "/api/v1/vms", body, "Idempotency-Key", "k-1")
+	code2, again := raw(t, d, "", "POST", "/api/v1/vms", body, "Idempotency-Key", "k-1")
+	if code1 >= 300 || code2 != code1 {
+		t.Fatalf("create, then again with its key: %d %s / %d %s", code1, first, code2, again)
+	}
+	var t1, t2 api.Task
+	if err := json.Unmarshal([]byte(first), &t1); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(again), &t2); err != nil {
+		t.Fatal(err)
+	}
+	if t1.Metadata.ID == "" || t1.Metadata.ID != t2.Metadata.ID {
+		t.Fatalf("the repeat got task %q, the first %q", t2.Metadata.ID, t1.Metadata.ID)
+	}
+	vms, err := client.List[*api.VM](context.Background(), d.c, api.KindVM, nil)
+	if err != nil || len(vms) != 1 {
+		t.Fatalf("VMs after a repeated create: %d (%v)", len(vms), err)
+	}
+	if code, msg := raw(t, d, "", "POST", "/api/v1/vms", `{"name":"i2","cpus":1,"memory":"64MiB"}`, "Idempotency-Key", "k-1"); code != http.StatusUnprocessableEntity {
+		t.Fatalf("the key with another request: %d %s, want 422", code, msg)
+	}
+	if _, err := d.c.GetVM(context.Background(), "i2"); err == nil {
+		t.Fatal("a refused repeat made its VM")
+	}
 }
