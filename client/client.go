@@ -12,6 +12,10 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"github.com/google/uuid"
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/pki"
@@ -24,6 +28,9 @@ type Client struct {
 	hc    *http.Client
 	// ws is for websockets, which need HTTP/1.1 (hc may speak HTTP/2).
 	ws *http.Client
+	// RetryFor bounds how long a call that records a task is sent again
+	// (same Idempotency-Key) while the server cannot be reached; 30 s when 0.
+	RetryFor time.Duration
 }
 
 // New makes a client from a config.
@@ -81,38 +88,62 @@ type Request struct {
 // Do sends a request and decodes the answer into out. A failed call
 // returns an *api.Error, on which errors.Is(err, api.ErrNotFound) etc. work.
 func (c *Client) Do(ctx context.Context, r Request, out any) error {
-	var body io.Reader
+	var b []byte
 	if r.Body != nil {
-		b, err := json.Marshal(r.Body)
-		if err != nil {
+		var err error
+		if b, err = json.Marshal(r.Body); err != nil {
 			return fmt.Errorf("encode request: %w", err)
 		}
-		body = bytes.NewReader(b)
 	}
 	u := c.base + "/api/v1" + r.Path
 	if len(r.Query) > 0 {
 		u += "?" + r.Query.Encode()
 	}
-	req, err := http.NewRequestWithContext(ctx, r.Method, u, body)
+	// A call that records a task carries an Idempotency-Key and is sent
+	// again, with the same key, when the server could not be reached or
+	// the answer was lost: the server then answers with the task the
+	// first one recorded rather than doing it twice.
+	key := ""
+	if _, task := out.(*api.Task); task && r.Method != http.MethodGet && !strings.HasSuffix(r.Path, "/cancel") {
+		key = uuid.NewString()
+	}
+	send := func() (*http.Response, error) {
+		var body io.Reader
+		if b != nil {
+			body = bytes.NewReader(b)
+		}
+		req, err := http.NewRequestWithContext(ctx, r.Method, u, body)
+		if err != nil {
+			return nil, backoff.Permanent(err)
+		}
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		if c.token != "" {
+			req.Header.Set("Authorization", "Bearer "+c.token)
+		}
+		if r.IfMatch > 0 {
+			req.Header.Set("If-Match", fmt.Sprintf(`"%d"`, r.IfMatch))
+		}
+		if key != "" {
+			req.Header.Set("Idempotency-Key", key)
+		}
+		resp, err := c.hc.Do(req)
+		if err != nil {
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err
+			}
+			err = fmt.Errorf("cannot reach the vdc server at %s: %w", c.base, err)
+			if key == "" || ctx.Err() != nil {
+				return nil, backoff.Permanent(err)
+			}
+		}
+		return resp, err
+	}
+	resp, err := backoff.Retry(ctx, send, backoff.WithBackOff(backoff.NewExponentialBackOff()), backoff.WithMaxElapsedTime(c.retryFor()))
 	if err != nil {
 		return err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	if r.IfMatch > 0 {
-		req.Header.Set("If-Match", fmt.Sprintf(`"%d"`, r.IfMatch))
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return fmt.Errorf("cannot reach the vdc server at %s: %w", c.base, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
@@ -126,6 +157,15 @@ func (c *Client) Do(ctx context.Context, r Request, out any) error {
 		return fmt.Errorf("%s %s: decode answer: %w", r.Method, u, err)
 	}
 	return nil
+}
+
+// retryFor is how long a call that records a task is sent again while
+// the server cannot be reached (a restart takes seconds).
+func (c *Client) retryFor() time.Duration {
+	if c.RetryFor > 0 {
+		return c.RetryFor
+	}
+	return 30 * time.Second
 }
 
 func jsonDecode(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }
