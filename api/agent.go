@@ -39,7 +39,9 @@ type Heartbeat struct {
 	Hostname string `json:"hostname"`
 	Driver   string `json:"driver"`
 	Accel    string `json:"accel"`
-	Version  string `json:"version"`
+	// AccelReason says why VMs do not run under KVM, when they could.
+	AccelReason string `json:"accelReason,omitempty"`
+	Version     string `json:"version"`
 	// Hypervisor is the hypervisor's version ("QEMU 7.2.22").
 	Hypervisor  string `json:"hypervisor,omitempty"`
 	CPUs        int    `json:"cpus"`
@@ -106,6 +108,10 @@ type HeartbeatResponse struct {
 	// lives longer than the server issues them today (one from before
 	// certificates were short-lived, or the server's --host-cert-ttl went down).
 	RenewCertificate bool `json:"renewCertificate,omitempty"`
+	// SendFull asks for every VM's state in the next heartbeat, at once:
+	// the server showed the host disconnected (its VMs unknown), and a
+	// host that hung does not know it missed anything.
+	SendFull bool `json:"sendFull,omitempty"`
 }
 
 type DatastoreToCheck struct {

@@ -44,6 +44,7 @@ func DeepCopy[T Object](o T) T {
 		c.Metadata = v.Metadata.copy()
 		c.Params = slices.Clone(v.Params)
 		c.Result = slices.Clone(v.Result)
+		c.Claims = slices.Clone(v.Claims)
 		if v.Error != nil {
 			e := *v.Error
 			c.Error = &e

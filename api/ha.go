@@ -171,7 +171,8 @@ type HARestartResult struct {
 // HAFailoverResult is the result of a host.failover task.
 type HAFailoverResult struct {
 	Restarted int `json:"restarted"`
-	// Failed lists the VMs HA gave up on, each with the last reason.
+	// Failed lists the VMs HA set out to restart and did not (it gave up,
+	// or the host came back first), each with the last reason.
 	Failed  []string `json:"failed,omitempty"`
 	Outcome string   `json:"outcome"` // done, the host came back, HA was turned off...
 }

@@ -78,8 +78,11 @@ type HostStatus struct {
 	Hostname string `json:"hostname,omitempty"`
 	Driver   string `json:"driver,omitempty"`
 	// Accel is the acceleration the driver uses: kvm, tcg or sim.
-	Accel   string `json:"accel,omitempty"`
-	Version string `json:"version,omitempty"`
+	Accel string `json:"accel,omitempty"`
+	// AccelReason says why the host's VMs do not run under KVM (its
+	// probe's failure, or TCG was asked for); empty under KVM and sim.
+	AccelReason string `json:"accelReason,omitempty"`
+	Version     string `json:"version,omitempty"`
 	// Hypervisor is the hypervisor's version; VMs move live only between
 	// hosts with the same.
 	Hypervisor  string `json:"hypervisor,omitempty"`

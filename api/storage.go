@@ -7,11 +7,14 @@ import "time"
 // new thin overlays on top of them (external qcow2 snapshots, like
 // vSphere's delta disks).
 type VMSnapshot struct {
+	// ID is the snapshot's for good; the tree refers to snapshots by ID.
+	ID string `json:"id"`
+	// Name is unique among the VM's snapshots (a deleted one's is free).
 	Name        string    `json:"name"`
 	Description string    `json:"description,omitempty"`
 	Created     time.Time `json:"created"`
-	// Parent is the snapshot this one was taken after ("" for the first).
-	Parent string `json:"parent,omitempty"`
+	// ParentID is the snapshot this one was taken after ("" for the first).
+	ParentID string `json:"parentId,omitempty"`
 	// PowerState is the VM's when the snapshot was taken.
 	PowerState string `json:"powerState"`
 	// Memory says the VM's RAM and device state were saved: a revert
@@ -25,6 +28,9 @@ type VMSnapshot struct {
 	// CPUs and MemoryBytes are the VM's shape then; a revert restores them.
 	CPUs        int  `json:"cpus"`
 	MemoryBytes Size `json:"memoryBytes"`
+	// Hardware, for a memory snapshot, is the hardware the saved state
+	// runs on (hot-added vCPUs and memory included).
+	Hardware *VMHardware `json:"hardware,omitempty"`
 	// Disks are the VM's disks then, each with its frozen file.
 	Disks []VMDisk `json:"disks"`
 	// Hidden marks a snapshot that was deleted while its data still had
@@ -168,6 +174,10 @@ func copyStorage(c, v *VM) {
 		c.Spec.Snapshots = make([]VMSnapshot, len(v.Spec.Snapshots))
 		for i, s := range v.Spec.Snapshots {
 			s.Disks = append([]VMDisk(nil), s.Disks...)
+			if s.Hardware != nil {
+				hw := s.Hardware.copy()
+				s.Hardware = &hw
+			}
 			c.Spec.Snapshots[i] = s
 		}
 	}

@@ -43,6 +43,11 @@ type Task struct {
 	// Parent is the task that started this one (a maintenance task starts
 	// one migration per VM).
 	Parent string `json:"parent,omitempty"`
+	// Claims are the names the task reserved when it was asked for and
+	// records when it ends (a snapshot's, a new disk's, an import's VMs'),
+	// such as "vms/ID/snapshots/NAME": no other request gets them until it
+	// has ended.
+	Claims []string `json:"claims,omitempty"`
 }
 
 type TaskTarget struct {

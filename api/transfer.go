@@ -93,10 +93,14 @@ type ImportVM struct {
 	Description string       `json:"description,omitempty"`
 	// PropertiesISO says the VM gets a CD-ROM with its OVF environment.
 	PropertiesISO bool `json:"propertiesIso,omitempty"`
+	// Existing says the VM exists: a disk import adds its disk to it.
+	Existing bool `json:"existing,omitempty"`
 }
 
 // ImportDisk is one disk of an imported VM.
 type ImportDisk struct {
+	// Name is the disk's name on the VM (disk0 when empty, disk1...).
+	Name   string `json:"name,omitempty"`
 	Size   Size   `json:"size"` // 0: the image's size
 	Bus    string `json:"bus"`
 	File   string `json:"file,omitempty"` // "" for a blank disk

@@ -1,6 +1,10 @@
 package api
 
-import "time"
+import (
+	"maps"
+	"slices"
+	"time"
+)
 
 // Power states of a VM. Unknown means its host is not connected, so nobody
 // can tell.
@@ -40,7 +44,18 @@ type VMSpec struct {
 	// CDROM is the path of an ISO image in a datastore, attached as a
 	// CD-ROM and booted first.
 	CDROM string `json:"cdrom,omitempty"`
-	// VNC turns on a VNC display (listening on the host).
+	// MaxCPUs turns on CPU hot-add (vSphere's "CPU Hot Add"): a running
+	// VM can grow to this many vCPUs. 0: off, CPUs change only while the
+	// VM is off. Changed only while the VM is off.
+	MaxCPUs int `json:"maxCpus,omitempty"`
+	// MaxMemoryBytes turns on memory hot-add (vSphere's "Memory Hot
+	// Plug"): a running VM can grow to this much memory, in steps of
+	// MemoryHotplugStep. 0: off. Changed only while the VM is off.
+	MaxMemoryBytes Size `json:"maxMemoryBytes,omitempty"`
+	// VNC gives the VM a VNC display. It is reached only through the
+	// server (GET /api/v1/vms/{vm}/vnc; vdc vm console --vnc): QEMU
+	// serves it on a unix socket of the host, never on a TCP port.
+	// Changed while the VM runs, it applies at its next power-on.
 	VNC bool `json:"vnc,omitempty"`
 	// HAPriority orders HA restarts: high, medium (the default), low, or
 	// disabled (not restarted, not fenced).
@@ -50,10 +65,10 @@ type VMSpec struct {
 	// Template marks a VM that is only cloned from: it never runs, and
 	// its disks are read-only bases for linked clones.
 	Template bool `json:"template,omitempty"`
-	// Snapshots is the VM's snapshot tree; CurrentSnapshot the one its
-	// current state descends from.
-	Snapshots       []VMSnapshot `json:"snapshots,omitempty"`
-	CurrentSnapshot string       `json:"currentSnapshot,omitempty"`
+	// Snapshots is the VM's snapshot tree; CurrentSnapshotID is the ID of
+	// the one its current state descends from.
+	Snapshots         []VMSnapshot `json:"snapshots,omitempty"`
+	CurrentSnapshotID string       `json:"currentSnapshotId,omitempty"`
 }
 
 // VMBoot is a direct kernel boot from an image's files.
@@ -116,7 +131,9 @@ type VMStatus struct {
 	Guest *GuestInfo `json:"guest,omitempty"`
 	// Disks holds each disk's allocated bytes, as the host measured them.
 	Disks []DiskStatus `json:"disks,omitempty"`
-	// VNC is the address of the VM's display while it runs.
+	// VNC is where the running VM's display is served on its host
+	// ("unix:PATH"; reach it with vdc vm console --vnc). Empty when the
+	// running VM has none, whatever the spec says.
 	VNC string `json:"vnc,omitempty"`
 	// HAResets are the times VM monitoring reset the VM, within the
 	// cluster's reset window.
@@ -128,13 +145,18 @@ type VMStatus struct {
 // Guest agent states.
 const (
 	GuestRunning       = "running"
+	GuestNotRunning    = "not-running"
 	GuestNotResponding = "not-responding"
 	GuestNotInstalled  = "not-installed"
 )
 
 // GuestInfo is what qemu-guest-agent tells of the guest.
 type GuestInfo struct {
-	State       string    `json:"state"` // running, not-responding, not-installed
+	// State: running (it answers), not-running (it has not answered yet
+	// since the guest started: booting), not-responding (it answered
+	// before, not any more), not-installed (no answer in the guest's
+	// first minutes).
+	State       string    `json:"state"`
 	OS          string    `json:"os,omitempty"`
 	Kernel      string    `json:"kernel,omitempty"`
 	Hostname    string    `json:"hostname,omitempty"`
@@ -166,7 +188,71 @@ const (
 	MaxDisksPerVM  = 32
 	MaxNICsPerVM   = 16
 	MaxDescription = 1024
+	// MemoryHotplugStep is the unit of memory hot-add: a guest uses
+	// hot-added memory in blocks of this size (Linux on x86-64).
+	MemoryHotplugStep = Size(128 << 20)
+	// MaxMemoryHotAdds is how many times memory can be hot-added to a VM
+	// between two power-ons (one DIMM slot each).
+	MaxMemoryHotAdds = 16
 )
+
+// VMHardware is the virtual hardware of a running VM's QEMU: what it was
+// started with and what was hot-added since. A copy that receives the
+// VM's state (a live migration's target, a revert to a memory snapshot)
+// must be built the same, whatever the spec says by then.
+type VMHardware struct {
+	// CPUs and MemoryBytes are what the process started with.
+	CPUs           int  `json:"cpus"`
+	MaxCPUs        int  `json:"maxCpus,omitempty"`
+	MemoryBytes    Size `json:"memoryBytes"`
+	MaxMemoryBytes Size `json:"maxMemoryBytes,omitempty"`
+	// HotCPUs are the vCPUs added since, in order.
+	HotCPUs []HotCPU `json:"hotCpus,omitempty"`
+	// DIMMs are the memory added since, a DIMM each.
+	DIMMs []Size `json:"dimms,omitempty"`
+	VNC   bool   `json:"vnc,omitempty"`
+}
+
+// HotCPU is one hot-added vCPU: its device ID, type and place in the
+// CPU topology, as the hypervisor reported them.
+type HotCPU struct {
+	ID    string         `json:"id"`
+	Type  string         `json:"type"`
+	Props map[string]int `json:"props"`
+}
+
+func (h VMHardware) copy() VMHardware {
+	h.DIMMs = slices.Clone(h.DIMMs)
+	if h.HotCPUs != nil {
+		cpus := make([]HotCPU, len(h.HotCPUs))
+		for i, c := range h.HotCPUs {
+			c.Props = maps.Clone(c.Props)
+			cpus[i] = c
+		}
+		h.HotCPUs = cpus
+	}
+	return h
+}
+
+// TotalCPUs is how many vCPUs the VM has now.
+func (h VMHardware) TotalCPUs() int { return h.CPUs + len(h.HotCPUs) }
+
+// TotalMemory is how much memory the VM has now.
+func (h VMHardware) TotalMemory() Size {
+	m := h.MemoryBytes
+	for _, d := range h.DIMMs {
+		m += d
+	}
+	return m
+}
+
+// VMResizeResult is the result of a vm.hot-add task.
+type VMResizeResult struct {
+	CPUs        int  `json:"cpus"`
+	MemoryBytes Size `json:"memoryBytes"`
+	// Message says what was added and what the guest made of it.
+	Message string `json:"message"`
+}
 
 // VMCreateRequest is the body of POST /api/v1/vms.
 type VMCreateRequest struct {
@@ -193,6 +279,10 @@ type VMCreateRequest struct {
 	// VM's datacenter.
 	CDROM string `json:"cdrom,omitempty"`
 	VNC   bool   `json:"vnc,omitempty"`
+	// MaxCPUs and MaxMemory turn on CPU and memory hot-add up to them
+	// (0: off).
+	MaxCPUs   int  `json:"maxCpus,omitempty"`
+	MaxMemory Size `json:"maxMemory,omitempty"`
 	// HAPriority: high, medium (default), low or disabled.
 	HAPriority string `json:"haPriority,omitempty"`
 	// CloudInit attaches a NoCloud seed for cloud images.
@@ -216,11 +306,17 @@ type NICRequest struct {
 }
 
 // VMUpdateRequest is the body of PATCH /api/v1/vms/{vm}; absent fields stay.
-// CPUs and memory change only while the VM is off.
+// CPUs and memory change freely while the VM is off; while it runs they
+// only grow, up to MaxCPUs and MaxMemory (hot-add, a vm.hot-add task).
+// MaxCPUs and MaxMemory change only while it is off; VNC applies at the
+// next power-on.
 type VMUpdateRequest struct {
 	Name        *string           `json:"name,omitempty"`
 	CPUs        *int              `json:"cpus,omitempty"`
 	Memory      *Size             `json:"memory,omitempty"`
+	MaxCPUs     *int              `json:"maxCpus,omitempty"`
+	MaxMemory   *Size             `json:"maxMemory,omitempty"`
+	VNC         *bool             `json:"vnc,omitempty"`
 	Description *string           `json:"description,omitempty"`
 	Labels      map[string]string `json:"labels,omitempty"`
 	HAPriority  *string           `json:"haPriority,omitempty"`
@@ -295,8 +391,13 @@ type MigrateResult struct {
 	Live        bool  `json:"live"`
 	TotalMs     int64 `json:"totalMs"`
 	DowntimeMs  int64 `json:"downtimeMs"`
-	Transferred Size  `json:"transferredBytes"`
+	Transferred Size  `json:"transferredBytes"` // memory
 	Passes      int64 `json:"passes"`
+	// Datastore is where the disks Disks moved to, if any did; DiskBytes
+	// the data copied for them (a live move measures it).
+	Datastore Ref      `json:"datastore,omitzero"`
+	Disks     []string `json:"disks,omitempty"`
+	DiskBytes Size     `json:"diskBytes,omitempty"`
 	// Where a live migration's time went: making the target's copy
 	// ready to receive, QEMU's transfer (TotalMs covers it), and the
 	// switch-over (the copy runs, the inventory says so, the source lets

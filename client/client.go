@@ -30,9 +30,9 @@ type Client struct {
 	hc    *http.Client
 	// ws is for websockets, which need HTTP/1.1 (hc may speak HTTP/2).
 	ws *http.Client
-	// retryFor bounds how long a call that is safe to send again is
-	// tried (see Do).
-	retryFor time.Duration
+	// RetryFor bounds how long a call that is safe to send again is tried
+	// (see Do): DefaultRetryFor when 0, never again when negative.
+	RetryFor time.Duration
 }
 
 // DefaultRetryFor is how long a call that can safely be sent again is
@@ -66,8 +66,7 @@ func New(cfg Config) (*Client, error) {
 	wsTr.ForceAttemptHTTP2 = false
 	wsTr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 	wsTr.TLSClientConfig.NextProtos = []string{"http/1.1"}
-	return &Client{base: strings.TrimRight(cfg.Server, "/"), token: cfg.Token, hc: &http.Client{Transport: tr}, ws: &http.Client{Transport: wsTr},
-		retryFor: DefaultRetryFor}, nil
+	return &Client{base: strings.TrimRight(cfg.Server, "/"), token: cfg.Token, hc: &http.Client{Transport: tr}, ws: &http.Client{Transport: wsTr}}, nil
 }
 
 // FromFile makes a client from a config file (DefaultConfigPath() if "").
@@ -86,7 +85,10 @@ func FromFile(path string) (*Client, error) {
 // never).
 func (c *Client) WithRetry(d time.Duration) *Client {
 	c2 := *c
-	c2.retryFor = d
+	c2.RetryFor = d
+	if d <= 0 {
+		c2.RetryFor = -1
+	}
 	return &c2
 }
 
@@ -134,8 +136,12 @@ func (c *Client) Do(ctx context.Context, r Request, out any) error {
 	if len(r.Query) > 0 {
 		u += "?" + r.Query.Encode()
 	}
+	// A call answered with a task records one, and the server takes a
+	// key for every such call but a cancel (which records none).
+	_, task := out.(*api.Task)
+	idempotent := r.Idempotent || task && r.Method != http.MethodGet && !strings.HasSuffix(r.Path, "/cancel")
 	key := r.IdempotencyKey
-	if r.Idempotent && key == "" {
+	if idempotent && key == "" {
 		key = uuid.NewString()
 	}
 	safe := r.Method == http.MethodGet || r.Method == http.MethodHead || key != ""
@@ -203,9 +209,13 @@ func (c *Client) Do(ctx context.Context, r Request, out any) error {
 	return nil
 }
 
-// retry runs op with exponential backoff for up to c.retryFor.
+// retry runs op with exponential backoff for up to c.RetryFor.
 func (c *Client) retry(ctx context.Context, op backoff.Operation[[]byte]) ([]byte, error) {
-	if c.retryFor <= 0 {
+	retryFor := c.RetryFor
+	if retryFor == 0 {
+		retryFor = DefaultRetryFor
+	}
+	if retryFor < 0 {
 		b, err := op()
 		var perm *backoff.PermanentError
 		if errors.As(err, &perm) {
@@ -215,7 +225,7 @@ func (c *Client) retry(ctx context.Context, op backoff.Operation[[]byte]) ([]byt
 	}
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval, bo.Multiplier, bo.MaxInterval = 100*time.Millisecond, 2, 5*time.Second
-	return backoff.Retry(ctx, op, backoff.WithBackOff(bo), backoff.WithMaxElapsedTime(c.retryFor))
+	return backoff.Retry(ctx, op, backoff.WithBackOff(bo), backoff.WithMaxElapsedTime(retryFor))
 }
 
 // neverSent says whether a transport error happened before the request
@@ -401,8 +411,10 @@ func (c *Client) WaitTask(ctx context.Context, id string, progress func(*api.Tas
 		q := url.Values{"wait": {"30s"}}
 		if progress == nil {
 			q.Set("done", "true")
-		}
-		if after > 0 {
+		} else {
+			// Always say what was seen: without it the server waits for
+			// the next change, and a follower that came late would not see
+			// the task as it is now (a stop waiting for its guest, say).
 			q.Set("after", fmt.Sprint(after))
 		}
 		if err := c.Do(ctx, Request{Method: http.MethodGet, Path: "/tasks/" + url.PathEscape(id), Query: q}, &t); err != nil {

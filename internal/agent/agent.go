@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -45,11 +46,20 @@ type Config struct {
 	// machine uses to reach the server.
 	Advertise string
 	Driver    hypervisor.Driver
+	// CapacityCPUs and CapacityMemory, when set, are the CPUs and memory
+	// this host offers to VMs instead of the whole machine's: hosts that
+	// share a machine (vdc up) share its capacity.
+	CapacityCPUs   int
+	CapacityMemory int64
 	// Limits bound what clients that send nothing may hold on the agent
 	// API (connections per address before a server's certificate is
 	// seen, header, idle and request-body timeouts).
 	Limits netguard.Limits
 	Log    *slog.Logger
+	// BeforeConvert, when set, is called before each imported disk is
+	// converted, and an error from it fails the conversion: tests hold an
+	// import there to cancel it mid-way. Nil in production.
+	BeforeConvert func(ctx context.Context) error
 }
 
 // Agent runs one host.
@@ -115,6 +125,9 @@ func (a *Agent) HostID() string { return a.id.HostID }
 // Run joins if needed, re-attaches the host's VMs, serves the server's
 // requests and heartbeats until ctx ends. VMs keep running after it returns.
 func (a *Agent) Run(ctx context.Context) error {
+	if err := a.checkCapacity(ctx); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(a.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create agent data dir: %w", err)
 	}
@@ -161,6 +174,24 @@ func (a *Agent) Run(ctx context.Context) error {
 		_ = c.Close()
 	}
 	a.log.Info("agent stopped; its VMs keep running")
+	return nil
+}
+
+// checkCapacity refuses to offer VMs more than the machine has.
+func (a *Agent) checkCapacity(ctx context.Context) error {
+	if a.cfg.CapacityCPUs == 0 && a.cfg.CapacityMemory == 0 {
+		return nil
+	}
+	info, err := a.cfg.Driver.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("read host info from driver: %w", err)
+	}
+	switch {
+	case a.cfg.CapacityCPUs < 0 || a.cfg.CapacityCPUs > info.CPUs:
+		return fmt.Errorf("agent: --capacity-cpus %d: give 1 to this machine's %d CPUs", a.cfg.CapacityCPUs, info.CPUs)
+	case a.cfg.CapacityMemory < 0 || a.cfg.CapacityMemory > info.MemoryBytes:
+		return fmt.Errorf("agent: --capacity-memory %s: give at most this machine's %s", api.Size(a.cfg.CapacityMemory), api.Size(info.MemoryBytes))
+	}
 	return nil
 }
 
@@ -267,8 +298,9 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 		vms = changed
 	}
 	hb := api.Heartbeat{
-		Address: a.addr, Hostname: hn, Driver: info.Driver, Accel: info.Accel, Version: version.String(), Hypervisor: info.Version,
-		CPUs: info.CPUs, MemoryBytes: api.Size(info.MemoryBytes),
+		Address: a.addr, Hostname: hn, Driver: info.Driver, Accel: info.Accel, AccelReason: info.AccelReason,
+		Version: version.String(), Hypervisor: info.Version,
+		CPUs: cmp.Or(a.cfg.CapacityCPUs, info.CPUs), MemoryBytes: api.Size(cmp.Or(a.cfg.CapacityMemory, info.MemoryBytes)),
 		VMs: vms, Full: full, VMsSeq: seq, Datastores: a.checkDatastores(),
 		Incoming: a.vms.incomingOlderThan(incomingGrace),
 		HAGen:    a.ha.gen(), Fenced: a.ha.pendingFences(),
@@ -278,7 +310,10 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 		a.needFull = true // the server may have missed changes
 		return err
 	}
-	a.ackedSeq, a.needFull = seq, false
+	a.ackedSeq, a.needFull = seq, resp.SendFull
+	if resp.SendFull {
+		a.changed() // at once: the server shows this host's VMs unknown
+	}
 	a.certs.renewAsked = resp.RenewCertificate
 	a.beats++
 	if resp.IntervalSeconds > 0 {

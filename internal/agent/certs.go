@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/atomicfile"
 	"github.com/vdc-project/vdc/internal/netguard"
 	"github.com/vdc-project/vdc/internal/pki"
 )
@@ -99,12 +100,12 @@ func (a *Agent) saveCert(keyPEM, certPEM, caPEM []byte) error {
 		return err
 	}
 	for f, b := range map[string][]byte{"ca.pem": caPEM, "key-next.pem": keyPEM} {
-		if err := writeFileAtomic(a.pkiPath(f), b, 0o600); err != nil {
+		if err := atomicfile.WriteFile(a.pkiPath(f), b, 0o600); err != nil {
 			return fmt.Errorf("save host certificate: %w", err)
 		}
 	}
 	// cert-next.pem last: its presence means the new pair is complete.
-	if err := writeFileAtomic(a.pkiPath("cert-next.pem"), certPEM, 0o600); err != nil {
+	if err := atomicfile.WriteFile(a.pkiPath("cert-next.pem"), certPEM, 0o600); err != nil {
 		return fmt.Errorf("save host certificate: %w", err)
 	}
 	return a.promoteNext()

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"time"
 
 	"github.com/coder/websocket"
 
@@ -30,10 +31,16 @@ type Client struct {
 	mu         sync.Mutex
 	transports map[string]*http.Transport // by host ID
 
-	// Address, when set, gives a host's current address by its ID: an
-	// agent that restarted listens on a new port, and a long task still
-	// holds the old one.
-	Address func(hostID string) string
+	// Lookup, when set, gives a host's current address by its ID, and
+	// whether the server shows it connected: an agent that restarted
+	// listens on a new port, and a long task still holds the old one.
+	Lookup func(hostID string) (address string, connected bool)
+	// RestartWait is how long a call to a host shown connected goes on
+	// trying when the host refuses connections (its agent restarting, as
+	// `vdc up` does within seconds, maybe on a new port) before it fails
+	// saying the host did not come back: the server's host timeout, after
+	// which the host is shown disconnected anyway. Zero: no retry.
+	RestartWait time.Duration
 	// CheckPeer, when set, vets a host's serving certificate once the CA
 	// has verified it: that it is the host's current one, not one revoked
 	// or renewed away.
@@ -93,19 +100,92 @@ func (c *Client) Forget(hostID string) {
 	}
 }
 
+// address is where to call a host now, and whether it is shown connected.
+func (c *Client) address(h Target) (string, bool) {
+	if c.Lookup != nil {
+		a, connected := c.Lookup(h.ID)
+		if a != "" {
+			return a, connected
+		}
+		return h.Address, connected
+	}
+	return h.Address, true
+}
+
 // send makes a request of a host's agent over transport and returns the
 // response for the caller to read; an answer other than 2xx becomes the
 // host's error. size is the body's length (-1 when unknown).
+//
+// A host shown connected whose agent refuses the connection is restarting:
+// the request, which it never saw, is sent again (at the address its next
+// heartbeat gives) until it answers, it is shown disconnected or
+// RestartWait has passed. Only a body that can be read again is resent.
 func (c *Client) send(ctx context.Context, h Target, tr *http.Transport, method, path string, body io.Reader, size int64) (*http.Response, error) {
-	if c.Address != nil {
-		if a := c.Address(h.ID); a != "" {
-			h.Address = a
+	var giveUp time.Time
+	backoff := 50 * time.Millisecond
+	for {
+		addr, connected := c.address(h)
+		resp, err := c.sendOnce(ctx, h, addr, tr, method, path, body, size)
+		if err == nil || !NeverReached(err) || c.RestartWait <= 0 || !rewind(body) {
+			return resp, err
 		}
+		now := time.Now()
+		first := giveUp.IsZero()
+		if first {
+			giveUp = now.Add(c.RestartWait)
+		}
+		switch {
+		case !connected && first:
+			return nil, err // known to be down: nothing to wait for
+		case !connected:
+			return nil, fmt.Errorf("host %s did not come back: it is now disconnected: %w", h.Name, err)
+		case !now.Before(giveUp):
+			return nil, fmt.Errorf("host %s did not come back within %s (shown connected, but its agent refuses connections): %w",
+				h.Name, c.RestartWait, err)
+		}
+		notify(ctx, fmt.Sprintf("host %s does not answer (its agent restarting?); waiting up to %s for it to come back",
+			h.Name, giveUp.Sub(now).Round(100*time.Millisecond)))
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("host %s: %w (waiting for it to come back: %v)", h.Name, ctx.Err(), err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 500*time.Millisecond)
 	}
-	if h.Address == "" {
+}
+
+// rewind readies a request body to be sent again, if it can be.
+func rewind(body io.Reader) bool {
+	if body == nil {
+		return true
+	}
+	s, ok := body.(io.Seeker)
+	if !ok {
+		return false
+	}
+	_, err := s.Seek(0, io.SeekStart)
+	return err == nil
+}
+
+type noticeKey struct{}
+
+// WithNotice has the calls to agents made with ctx say through fn what
+// they wait for (a task shows it as its message).
+func WithNotice(ctx context.Context, fn func(msg string)) context.Context {
+	return context.WithValue(ctx, noticeKey{}, fn)
+}
+
+func notify(ctx context.Context, msg string) {
+	if fn, ok := ctx.Value(noticeKey{}).(func(string)); ok {
+		fn(msg)
+	}
+}
+
+func (c *Client) sendOnce(ctx context.Context, h Target, addr string, tr *http.Transport, method, path string, body io.Reader, size int64) (*http.Response, error) {
+	if addr == "" {
 		return nil, api.Errorf(api.ErrUnavailable, "host %s has not reported an address yet", h.Name)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "https://"+h.Address+path, body)
+	req, err := http.NewRequestWithContext(ctx, method, "https://"+addr+path, body)
 	if err != nil {
 		return nil, err
 	}
@@ -221,7 +301,26 @@ func (c *Client) ConsoleLog(ctx context.Context, h Target, vmID string, bytes in
 
 // Console opens a VM's serial console on its host as a websocket.
 func (c *Client) Console(ctx context.Context, h Target, vmID string) (*websocket.Conn, error) {
-	ws, resp, err := websocket.Dial(ctx, fmt.Sprintf("wss://%s/agent/v1/vms/%s/console", h.Address, vmID),
+	return c.stream(ctx, h, vmID, "console")
+}
+
+// VNC opens a VM's VNC display on its host as a websocket (RFB inside).
+func (c *Client) VNC(ctx context.Context, h Target, vmID string) (*websocket.Conn, error) {
+	return c.stream(ctx, h, vmID, "vnc")
+}
+
+// HotAdd grows a running VM on its host.
+func (c *Client) HotAdd(ctx context.Context, h Target, vmID string, req HotAddRequest) (hypervisor.HotAddResult, error) {
+	var res hypervisor.HotAddResult
+	err := c.do(ctx, h, http.MethodPost, "/agent/v1/vms/"+vmID+"/hot-add", req, &res)
+	return res, err
+}
+
+// stream opens a websocket to one of a VM's streams on its host, at its
+// current address.
+func (c *Client) stream(ctx context.Context, h Target, vmID, what string) (*websocket.Conn, error) {
+	addr, _ := c.address(h)
+	ws, resp, err := websocket.Dial(ctx, fmt.Sprintf("wss://%s/agent/v1/vms/%s/%s", addr, vmID, what),
 		&websocket.DialOptions{HTTPClient: &http.Client{Transport: c.transport(h.ID)}})
 	if err != nil {
 		if resp != nil && resp.Body != nil {
@@ -231,7 +330,7 @@ func (c *Client) Console(ctx context.Context, h Target, vmID string) (*websocket
 				return nil, fmt.Errorf("host %s: %w", h.Name, eb.Error)
 			}
 		}
-		return nil, fmt.Errorf("console of vm %s on host %s: %w", vmID, h.Name, err)
+		return nil, fmt.Errorf("%s of vm %s on host %s: %w", what, vmID, h.Name, err)
 	}
 	return ws, nil
 }

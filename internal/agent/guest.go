@@ -41,6 +41,7 @@ func (a *Agent) guestRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /agent/v1/vms/{id}/exec", a.exec)
 	mux.HandleFunc("GET /agent/v1/vms/{id}/console/log", a.consoleLog)
 	mux.HandleFunc("GET /agent/v1/vms/{id}/console", a.console)
+	mux.HandleFunc("GET /agent/v1/vms/{id}/vnc", a.vnc)
 }
 
 // datastorePath resolves a path inside a datastore this host reports on,
@@ -211,7 +212,25 @@ func (a *Agent) console(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	conn, err := c.ConsoleAttach(r.Context(), r.PathValue("id"))
+	a.relay(w, r, c.ConsoleAttach)
+}
+
+// GET /agent/v1/vms/{id}/vnc: a websocket carrying the VM's VNC display
+// (RFB) both ways. The display itself is a unix socket of this host; this
+// mutual-TLS API is the only way to it from elsewhere.
+func (a *Agent) vnc(w http.ResponseWriter, r *http.Request) {
+	d, ok := a.cfg.Driver.(hypervisor.Display)
+	if !ok {
+		fail(w, fmt.Errorf("VNC display: %w", hypervisor.ErrNotSupported))
+		return
+	}
+	a.relay(w, r, d.DisplayAttach)
+}
+
+// relay connects to a stream of the VM in the path and bridges it to a
+// websocket.
+func (a *Agent) relay(w http.ResponseWriter, r *http.Request, attach func(context.Context, string) (io.ReadWriteCloser, error)) {
+	conn, err := attach(r.Context(), r.PathValue("id"))
 	if err != nil {
 		fail(w, err)
 		return

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/atomicfile"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 )
 
@@ -52,7 +53,7 @@ func (h *haState) save() error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(h.path, b, 0o600)
+	return atomicfile.WriteFile(h.path, b, 0o600)
 }
 
 // gen is the version of the policy the host has.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/hypervisor"
+	"github.com/vdc-project/vdc/internal/lease"
 	"github.com/vdc-project/vdc/internal/netguard"
 )
 
@@ -64,6 +65,7 @@ func (a *Agent) handler() http.Handler {
 	a.migrationRoutes(mux)
 	a.stagingRoutes(mux)
 	a.storageRoutes(mux)
+	a.hardwareRoutes(mux)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !peerIsServer(r) {
 			fail(w, api.Errorf(api.ErrForbidden, "only a management server may call the agent API"))
@@ -116,8 +118,14 @@ func fail(w http.ResponseWriter, err error) {
 		err = &wrapped{err, api.ErrNotFound}
 	case errors.Is(err, hypervisor.ErrWrongState):
 		err = &wrapped{err, api.ErrConflict}
+	case errors.Is(err, lease.ErrHeld):
+		// Another copy of the VM runs: a conflict with the world, not a
+		// fault of the host.
+		err = &wrapped{err, api.ErrConflict}
 	case errors.Is(err, hypervisor.ErrNotSupported):
 		err = &wrapped{err, api.ErrNotSupported}
+	case errors.Is(err, hypervisor.ErrGuestAgent):
+		err = &wrapped{err, api.ErrUnavailable}
 	case errors.Is(err, hypervisor.ErrInvalid):
 		err = &wrapped{err, api.ErrInvalid}
 	case errors.Is(err, hypervisor.ErrNoSpace):

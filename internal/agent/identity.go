@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/atomicfile"
 	"github.com/vdc-project/vdc/internal/pki"
 )
 
@@ -93,6 +94,19 @@ func (a *Agent) joinToken() (string, error) {
 		return "", fmt.Errorf("read join token: %w", err)
 	}
 	return strings.TrimSpace(string(b)), nil
+}
+
+// WriteJoinTokenFile hands a join token to an agent process (--join-token-file):
+// in a file only its owner reads, never on its command line.
+func WriteJoinTokenFile(path, token string) error {
+	// A new file, so that it never has another's mode (WriteFile keeps it).
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("write join token file: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write join token file: %w", err)
+	}
+	return nil
 }
 
 // joinWithRetry joins, trying again while the server is unreachable or
@@ -197,35 +211,9 @@ func (a *Agent) join(ctx context.Context, tok string) error {
 	}
 	a.id = identity{HostID: jr.HostID, Name: a.cfg.Name, Server: a.cfg.ServerURL}
 	b, _ := json.MarshalIndent(a.id, "", "  ")
-	if err := writeFileAtomic(a.identityPath(), b, 0o600); err != nil {
+	if err := atomicfile.WriteFile(a.identityPath(), b, 0o600); err != nil {
 		return fmt.Errorf("save host identity: %w", err)
 	}
 	a.log.Info("joined the datacenter", "host", a.cfg.Name, "hostID", jr.HostID, "server", a.cfg.ServerURL)
 	return nil
-}
-
-// writeFileAtomic writes via a temp file and rename so a crash never
-// leaves a half-written file.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

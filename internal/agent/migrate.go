@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/atomicfile"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 	"github.com/vdc-project/vdc/internal/pki"
 )
@@ -30,6 +31,9 @@ type VMInfo struct {
 	Migration hypervisor.MigrationStatus `json:"migration"`
 	// Disks are the VM's disks as this host runs them (their files).
 	Disks []hypervisor.DiskConfig `json:"disks,omitempty"`
+	// Hardware is the running VM's (hot-added vCPUs and memory, display):
+	// a migration's target is built with it.
+	Hardware *api.VMHardware `json:"hardware,omitempty"`
 }
 
 func (a *Agent) migrationRoutes(mux *http.ServeMux) {
@@ -77,6 +81,9 @@ func (a *Agent) vmInfo(w http.ResponseWriter, r *http.Request) {
 		if info.AgentVMState, err = a.vms.observe(r.Context(), id, e); err != nil {
 			fail(w, err)
 			return
+		}
+		if info.PowerState != hypervisor.StateOff {
+			info.Hardware = a.runningHardware(r, id)
 		}
 	}
 	if m, err := a.migrator(); err == nil {
@@ -277,7 +284,7 @@ func (r *registry) finishIncoming(ctx context.Context, m hypervisor.Migrator, id
 		return api.AgentVMState{}, fmt.Errorf("finish receiving vm %s: %w", e.cfg.Name, err)
 	}
 	b, _ := json.MarshalIndent(e.cfg, "", "  ")
-	if err := writeFileAtomic(filepath.Join(e.cfg.Dir, "config.json"), b, 0o600); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(e.cfg.Dir, "config.json"), b, 0o600); err != nil {
 		return api.AgentVMState{}, fmt.Errorf("finish receiving vm %s: save config: %w", e.cfg.Name, err)
 	}
 	r.mu.Lock()
@@ -338,10 +345,10 @@ func (a *Agent) writeQEMUTLS() error {
 			return err
 		}
 		for _, to := range tos {
-			if err := writeFileAtomic(filepath.Join(dir, to), b, 0o600); err != nil {
+			if err := atomicfile.WriteFile(filepath.Join(dir, to), b, 0o600); err != nil {
 				return err
 			}
 		}
 	}
-	return writeFileAtomic(filepath.Join(dir, "dh-params.pem"), []byte(pki.FFDHE2048), 0o600)
+	return atomicfile.WriteFile(filepath.Join(dir, "dh-params.pem"), []byte(pki.FFDHE2048), 0o600)
 }

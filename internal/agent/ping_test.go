@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vdc-project/vdc/internal/testenv"
 )
 
 func TestParseDefaultGateway(t *testing.T) {
@@ -36,7 +38,7 @@ func itox(v uint32) string {
 func TestPing(t *testing.T) {
 	ctx := context.Background()
 	if !ping(ctx, "127.0.0.1", 2*time.Second) {
-		t.Skip("no ICMP socket here (neither raw nor unprivileged)")
+		testenv.Skip(t, "no ICMP socket here (neither raw nor unprivileged)")
 	}
 	// TEST-NET-3 is never routed: no answer.
 	start := time.Now()

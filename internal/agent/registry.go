@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/atomicfile"
 	"github.com/vdc-project/vdc/internal/disk"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 )
@@ -224,7 +225,7 @@ func (r *registry) define(ctx context.Context, cfg hypervisor.VMConfig) (api.Age
 		}
 		return api.AgentVMState{}, fmt.Errorf("define vm %s: %w", cfg.Name, err)
 	}
-	if err := writeFileAtomic(filepath.Join(cfg.Dir, "config.json"), b, 0o600); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(cfg.Dir, "config.json"), b, 0o600); err != nil {
 		return api.AgentVMState{}, fmt.Errorf("define vm %s: save config: %w", cfg.Name, err)
 	}
 	r.mu.Lock()

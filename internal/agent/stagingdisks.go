@@ -84,6 +84,11 @@ func (a *Agent) stagingConvert(w http.ResponseWriter, r *http.Request) {
 			_ = os.RemoveAll(filepath.Join(dir, "work"))
 		}()
 		for i, d := range req.Disks {
+			if a.cfg.BeforeConvert != nil {
+				if err := a.cfg.BeforeConvert(r.Context()); err != nil {
+					return nil, fmt.Errorf("disk %d (%s): %w", i+1, strings.Join(d.Files, ", "), err)
+				}
+			}
 			step := func(p float64, msg string) {
 				progress((float64(i)+p)/float64(len(req.Disks)), fmt.Sprintf("disk %d of %d: %s", i+1, len(req.Disks), msg))
 			}

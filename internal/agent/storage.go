@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/vdc-project/vdc/internal/atomicfile"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 )
 
@@ -96,7 +97,7 @@ func equalJSON(a, b any) bool {
 // saveConfig records a VM's config after a storage operation.
 func (r *registry) saveConfig(e *vmEntry, cfg hypervisor.VMConfig) error {
 	b, _ := json.MarshalIndent(cfg, "", "  ")
-	if err := writeFileAtomic(filepath.Join(cfg.Dir, "config.json"), b, 0o600); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(cfg.Dir, "config.json"), b, 0o600); err != nil {
 		return fmt.Errorf("vm %s: save config: %w", cfg.Name, err)
 	}
 	r.mu.Lock()

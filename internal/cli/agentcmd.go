@@ -111,6 +111,7 @@ func newAgentCmd(g *globals) *cobra.Command {
 	var df driverFlags
 	var lf logFlags
 	var simHosts int
+	var capMemory string
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run the host agent that runs this machine's VMs",
@@ -128,6 +129,11 @@ certificate has expired or the server refuses it.
 The host's certificate is short-lived (the server's --host-cert-ttl); the agent
 renews it on its own past two thirds of its life.
 
+The host offers VMs the whole machine's CPUs and memory, unless
+--capacity-cpus and --capacity-memory give it a part: hosts that share one
+machine (as under vdc up, which sets them) must share its capacity, or
+placement admits VMs that cannot run.
+
 --sim-hosts N runs N simulated hosts in this one process (NAME-1..NAME-N, data
 in DATA/NAME-i), for scale tests and planning.`,
 		Example: `  vdc agent --server https://10.0.0.1:7443 --join-token-file /root/join-token --data /var/lib/vdc-agent --name esx1
@@ -144,6 +150,16 @@ in DATA/NAME-i), for scale tests and planning.`,
 			defer closeLog()
 			if err := joinTokenSource(&cfg, log); err != nil {
 				return err
+			}
+			if capMemory != "" {
+				m, err := api.ParseSize(capMemory)
+				if err != nil || m <= 0 {
+					return fmt.Errorf("--capacity-memory %q: give a size such as 4GiB", capMemory)
+				}
+				cfg.CapacityMemory = int64(m)
+			}
+			if cfg.CapacityCPUs < 0 {
+				return fmt.Errorf("--capacity-cpus must be at least 1, got %d", cfg.CapacityCPUs)
 			}
 			if simHosts > 0 && df.driver == "" {
 				df.driver = "sim"
@@ -192,6 +208,8 @@ in DATA/NAME-i), for scale tests and planning.`,
 	cmd.Flags().StringVar(&cfg.Listen, "listen", "", "agent API address (default :7444, or 127.0.0.1:0 when the server is on loopback)")
 	cmd.Flags().StringVar(&cfg.Advertise, "advertise", "", "address the server should dial (default: derived from --listen)")
 	cmd.Flags().IntVar(&simHosts, "sim-hosts", 0, "run this many simulated hosts in one process")
+	cmd.Flags().IntVar(&cfg.CapacityCPUs, "capacity-cpus", 0, "CPUs this host offers to VMs (default: all of the machine's)")
+	cmd.Flags().StringVar(&capMemory, "capacity-memory", "", "memory this host offers to VMs, e.g. 8GiB (default: all of the machine's)")
 	addMaxConnsFlag(cmd, &cfg.Limits.MaxConnsPerIP)
 	df.add(cmd, "")
 	lf.add(cmd)
@@ -226,19 +244,6 @@ func joinTokenSource(cfg *agent.Config, log *slog.Logger) error {
 	cfg.JoinToken = os.Getenv(joinTokenEnv)
 	// Not for the QEMU processes the agent starts.
 	return os.Unsetenv(joinTokenEnv)
-}
-
-// writeJoinTokenFile hands a join token to agent processes: in a file
-// only its owner reads, never on their command line.
-func writeJoinTokenFile(path, token string) error {
-	// A new file, so that it never has another's mode (WriteFile keeps it).
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("write join token file: %w", err)
-	}
-	if err := os.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
-		return fmt.Errorf("write join token file: %w", err)
-	}
-	return nil
 }
 
 func runAgent(ctx context.Context, cfg agent.Config, df *driverFlags, log *slog.Logger) error {

@@ -1,24 +1,18 @@
 package cli
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
-	"sort"
-	"strconv"
-	"strings"
-	"sync"
-	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/vdc-project/vdc/api"
-	"github.com/vdc-project/vdc/client"
+	"github.com/vdc-project/vdc/internal/bench"
 )
+
+// The bench commands: flags in, internal/bench runs the benchmark (with
+// its progress on stderr), the result out as text or -o json.
 
 func newBenchCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "bench", Short: "Measure vdc's performance"}
@@ -26,37 +20,19 @@ func newBenchCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-type benchAPI struct {
-	vms, hosts, conc int
-	keep             string
-	lists            int
-	debug            string
-}
-
-// benchResult is what `vdc bench api` reports.
-type benchResult struct {
-	VMs               int     `json:"vms"`
-	Hosts             int     `json:"hosts"`
-	Concurrency       int     `json:"concurrency"`
-	CreateSeconds     float64 `json:"createSeconds"`
-	CreatesPerSecond  float64 `json:"createsPerSecond"`
-	CreateP50         float64 `json:"createP50Ms"` // from request to finished task
-	CreateP99         float64 `json:"createP99Ms"`
-	CreateErrors      int64   `json:"createErrors"`
-	PowerOnSeconds    float64 `json:"powerOnSeconds"`
-	PowerOnsPerSecond float64 `json:"powerOnsPerSecond"`
-	PowerOnP50        float64 `json:"powerOnP50Ms"`
-	PowerOnP99        float64 `json:"powerOnP99Ms"`
-	PowerOnErrors     int64   `json:"powerOnErrors"`
-	ListP50           float64 `json:"listP50Ms"` // full list of every VM, read in full
-	ListP99           float64 `json:"listP99Ms"`
-	ListBytes         int     `json:"listBytes"`
-	ServerRSSMiB      float64 `json:"serverRssMiB"`
-	ServerPeakRSSMiB  float64 `json:"serverPeakRssMiB"`
+// printBench prints a result as JSON with -o json, else as text.
+func (g *globals) printBench(res any, text func()) error {
+	if g.output == "json" {
+		enc := json.NewEncoder(g.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	}
+	text()
+	return nil
 }
 
 func newBenchAPICmd(g *globals) *cobra.Command {
-	var b benchAPI
+	var o bench.APIOptions
 	cmd := &cobra.Command{
 		Use:   "api",
 		Short: "Create and power on many VMs through the real API on sim hosts, then list them",
@@ -68,238 +44,233 @@ latencies (p50/p99) and the server's memory.`,
 		Example: `  vdc bench api --vms 10000 --hosts 100 --concurrency 32`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if b.vms < 1 || b.hosts < 1 || b.conc < 1 || b.lists < 1 {
+			if o.VMs < 1 || o.Hosts < 1 || o.Concurrency < 1 || o.Lists < 1 {
 				return fmt.Errorf("--vms, --hosts, --concurrency and --lists must be at least 1")
 			}
-			res, err := b.run(cmd.Context(), g)
+			o.Progress = g.stderr
+			res, err := bench.API(cmd.Context(), o)
 			if err != nil {
 				return err
 			}
-			if g.output == "json" {
-				enc := json.NewEncoder(g.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(res)
-			}
-			fmt.Fprintf(g.stdout, `vdc bench api: %d VMs on %d sim hosts, %d concurrent clients
+			return g.printBench(res, func() {
+				fmt.Fprintf(g.stdout, `vdc bench api: %d VMs on %d sim hosts, %d concurrent clients
   create:        %6.0f VMs/s  (%.1f s)  latency p50 %.1f ms  p99 %.1f ms  errors %d
   power on:      %6.0f VMs/s  (%.1f s)  latency p50 %.1f ms  p99 %.1f ms  errors %d
   list all VMs:  p50 %.1f ms  p99 %.1f ms  (%.1f MiB of JSON)
   server memory: %.0f MiB RSS, peak %.0f MiB (embedded etcd included)
 `, res.VMs, res.Hosts, res.Concurrency,
-				res.CreatesPerSecond, res.CreateSeconds, res.CreateP50, res.CreateP99, res.CreateErrors,
-				res.PowerOnsPerSecond, res.PowerOnSeconds, res.PowerOnP50, res.PowerOnP99, res.PowerOnErrors,
-				res.ListP50, res.ListP99, float64(res.ListBytes)/(1<<20), res.ServerRSSMiB, res.ServerPeakRSSMiB)
-			return nil
+					res.CreatesPerSecond, res.CreateSeconds, res.CreateP50, res.CreateP99, res.CreateErrors,
+					res.PowerOnsPerSecond, res.PowerOnSeconds, res.PowerOnP50, res.PowerOnP99, res.PowerOnErrors,
+					res.ListP50, res.ListP99, float64(res.ListBytes)/(1<<20), res.ServerRSSMiB, res.ServerPeakRSSMiB)
+			})
 		},
 	}
-	cmd.Flags().IntVar(&b.vms, "vms", 10000, "VMs to create and power on")
-	cmd.Flags().IntVar(&b.hosts, "hosts", 100, "simulated hosts")
-	cmd.Flags().IntVar(&b.conc, "concurrency", 32, "concurrent API clients")
-	cmd.Flags().IntVar(&b.lists, "lists", 50, "full VM lists to time")
-	cmd.Flags().StringVar(&b.debug, "server-debug-listen", "", "serve the server's pprof profiles on this address while it runs")
-	cmd.Flags().StringVar(&b.keep, "data", "", "keep the benchmark's data in this directory (default: a temp dir, removed)")
+	cmd.Flags().IntVar(&o.VMs, "vms", 10000, "VMs to create and power on")
+	cmd.Flags().IntVar(&o.Hosts, "hosts", 100, "simulated hosts")
+	cmd.Flags().IntVar(&o.Concurrency, "concurrency", 32, "concurrent API clients")
+	cmd.Flags().IntVar(&o.Lists, "lists", 50, "full VM lists to time")
+	cmd.Flags().StringVar(&o.ServerDebugListen, "server-debug-listen", "", "serve the server's pprof profiles on this address while it runs")
+	cmd.Flags().StringVar(&o.Dir, "data", "", "keep the benchmark's data in this directory (default: a temp dir, removed)")
 	return cmd
 }
 
-func (b *benchAPI) run(ctx context.Context, g *globals) (*benchResult, error) {
-	dir, cleanup, err := benchDir(b.keep, "vdc-bench")
-	if err != nil {
-		return nil, err
-	}
-	defer cleanup()
-	var srvArgs []string
-	if b.debug != "" {
-		srvArgs = append(srvArgs, "--debug-listen", b.debug)
-	}
-	dc, err := startBenchDC(ctx, dir, srvArgs...)
-	if err != nil {
-		return nil, err
-	}
-	defer dc.stop()
-	c := dc.c
-	// Room for every VM: the bench measures the control plane, not placement refusals.
-	perHost := (b.vms + b.hosts - 1) / b.hosts
-	if _, err := dc.agent(ctx, "sim", b.hosts, "--driver", "sim", "--sim-hosts", strconv.Itoa(b.hosts),
-		"--sim-cpus", strconv.Itoa(max(16, perHost)), "--sim-memory", api.Size(int64(perHost+16)<<30).String()); err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(g.stderr, "waiting for %d sim hosts...\n", b.hosts)
-	if err := waitConnected(ctx, c, b.hosts, 2*time.Minute); err != nil {
-		return nil, err
-	}
-	res := &benchResult{VMs: b.vms, Hosts: b.hosts, Concurrency: b.conc}
-	name := func(i int) string { return fmt.Sprintf("bench-%05d", i) }
-	fmt.Fprintf(g.stderr, "creating %d VMs...\n", b.vms)
-	created := make([]bool, b.vms)
-	createTime, creates, createErrs := b.parallel(ctx, g, func(i int) error {
-		t, err := c.CreateVM(ctx, api.VMCreateRequest{Name: name(i), CPUs: 1, Memory: api.MustSize("256MiB"), Disks: []api.DiskRequest{{Size: api.MustSize("10GiB")}}})
-		if err == nil {
-			_, err = c.Wait(ctx, t)
-		}
-		created[i] = err == nil
-		return err
-	})
-	fmt.Fprintf(g.stderr, "powering on %d VMs...\n", b.vms)
-	powerTime, powers, powerErrs := b.parallel(ctx, g, func(i int) error {
-		if !created[i] {
-			return nil
-		}
-		t, err := c.Power(ctx, name(i), api.PowerRequest{Action: api.ActionStart})
-		if err == nil {
-			_, err = c.Wait(ctx, t)
-		}
-		return err
-	})
-	res.CreateSeconds, res.PowerOnSeconds = createTime.Seconds(), powerTime.Seconds()
-	res.CreatesPerSecond = float64(b.vms) / createTime.Seconds()
-	res.PowerOnsPerSecond = float64(b.vms) / powerTime.Seconds()
-	res.CreateErrors, res.PowerOnErrors = createErrs, powerErrs
-	res.CreateP50, res.CreateP99 = percentiles(creates)
-	res.PowerOnP50, res.PowerOnP99 = percentiles(powers)
-	fmt.Fprintf(g.stderr, "listing %d VMs %d times...\n", b.vms, b.lists)
-	lists := make([]time.Duration, b.lists)
-	for i := range lists {
-		t0 := time.Now()
-		var raw json.RawMessage
-		if err := c.Do(ctx, client.Request{Method: "GET", Path: "/vms"}, &raw); err != nil {
-			return nil, fmt.Errorf("list VMs: %w", err)
-		}
-		lists[i] = time.Since(t0) // the API's answer, read in full; decoding into Go types is the caller's
-		var l api.List[*api.VM]
-		if err := json.Unmarshal(raw, &l); err != nil {
-			return nil, err
-		}
-		if want := b.vms - int(createErrs); len(l.Items) != want && i == 0 {
-			fmt.Fprintf(g.stderr, "warning: listed %d VMs, expected %d\n", len(l.Items), want)
-		}
-		res.ListBytes = len(raw)
-	}
-	res.ListP50, res.ListP99 = percentiles(lists)
-	res.ServerRSSMiB, res.ServerPeakRSSMiB = procMemory(dc.srv.Process.Pid)
-	return res, nil
-}
-
-// parallel runs op for 0..vms-1 on --concurrency workers and returns the
-// wall time, each call's latency and the number of failures.
-func (b *benchAPI) parallel(ctx context.Context, g *globals, op func(i int) error) (time.Duration, []time.Duration, int64) {
-	lat := make([]time.Duration, b.vms)
-	var next, errs atomic.Int64
-	var wg sync.WaitGroup
-	start := time.Now()
-	for w := 0; w < b.conc; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= b.vms || ctx.Err() != nil {
-					return
-				}
-				t0 := time.Now()
-				err := op(i)
-				lat[i] = time.Since(t0)
-				if err != nil && errs.Add(1) <= 3 {
-					fmt.Fprintf(g.stderr, "vm %d: %v\n", i, err)
-				}
+func newBenchBootCmd(g *globals) *cobra.Command {
+	var o bench.BootOptions
+	cmd := &cobra.Command{
+		Use:   "boot",
+		Short: "Time from VM start to the first guest-agent answer, vdc vs plain QEMU; agent memory with running VMs",
+		Long: `Build the test guest, then:
+  1. start it --runs times with a plain qemu-system-x86_64 command line and
+     time each from the start of the process to the first answer of its
+     qemu-guest-agent (pinged every 100 ms);
+  2. start a 'vdc server' and a 'vdc agent --driver qemu' (guest agents
+     pinged every 100 ms), make a VM from the test image and time
+     'vm start' through the API until the VM's first guest-agent answer,
+     --runs times;
+  3. run --vms VMs at once and read the agent's memory (RSS).`,
+		Example: `  vdc bench boot --runs 5 --vms 10`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.Runs < 1 || o.VMs < 0 {
+				return fmt.Errorf("--runs must be at least 1 and --vms at least 0")
 			}
-		}()
-	}
-	wg.Wait()
-	return time.Since(start), lat, errs.Load()
-}
-
-func percentiles(d []time.Duration) (p50, p99 float64) {
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	at := func(q float64) float64 {
-		i := int(q * float64(len(s)-1))
-		return float64(s[i].Microseconds()) / 1000
-	}
-	return at(0.50), at(0.99)
-}
-
-// procMemory reads a process's resident and peak resident memory in MiB.
-func procMemory(pid int) (rss, peak float64) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		kb, _ := strconv.ParseFloat(f[1], 64)
-		switch f[0] {
-		case "VmRSS:":
-			rss = kb / 1024
-		case "VmHWM:":
-			peak = kb / 1024
-		}
-	}
-	return rss, peak
-}
-
-// spawn starts a vdc subcommand with its output in a log file; it dies with us.
-func spawn(exe, logPath string, args ...string) (*exec.Cmd, error) {
-	f, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(exe, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("start vdc %s: %w", args[0], err)
-	}
-	go func() { _ = cmd.Wait(); f.Close() }()
-	return cmd, nil
-}
-
-func stopProc(cmd *exec.Cmd) {
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	for i := 0; i < 100; i++ {
-		if err := cmd.Process.Signal(syscall.Signal(0)); err != nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	_ = cmd.Process.Kill()
-}
-
-// waitForServer waits for a server's client config and API.
-func waitForServer(ctx context.Context, cfgPath string) (*client.Client, error) {
-	deadline := time.Now().Add(time.Minute)
-	for time.Now().Before(deadline) {
-		if c, err := client.FromFile(cfgPath); err == nil {
-			if _, err := c.Version(ctx); err == nil {
-				return c, nil
+			o.Progress = g.stderr
+			res, err := bench.Boot(cmd.Context(), o)
+			if err != nil {
+				return err
 			}
-		}
-		time.Sleep(100 * time.Millisecond)
+			return g.printBench(res, func() {
+				fmt.Fprintf(g.stdout, `vdc bench boot: test guest under %s, %d runs each
+  plain QEMU, start to first guest-agent answer: median %.0f ms (min %.0f)
+  vdc vm start, to first guest-agent answer:     median %.0f ms (min %.0f)
+  ratio vdc / plain:                             %.2f
+  agent memory: %.1f MiB RSS idle, %.1f MiB with %d VMs running (each QEMU %.0f MiB); all %d guests answered %.1f s after start
+`, res.Accel, res.Runs, res.PlainMedian, res.PlainMin, res.VdcMedian, res.VdcMin, res.Ratio,
+					res.AgentIdleMiB, res.AgentRSSMiB, res.VMs, res.QEMURSSMiB, res.VMs, res.AllUpSeconds)
+			})
+		},
 	}
-	return nil, fmt.Errorf("server did not come up within a minute (config %s)", cfgPath)
+	cmd.Flags().IntVar(&o.Runs, "runs", 5, "boots to time on each side")
+	cmd.Flags().IntVar(&o.VMs, "vms", 10, "VMs to run at once for the agent's memory")
+	cmd.Flags().StringVar(&o.Dir, "data", "", "keep the benchmark's data in this directory (default: a temp dir, removed)")
+	return cmd
 }
 
-func waitConnected(ctx context.Context, c *client.Client, n int, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		hs, err := client.List[*api.Host](ctx, c, api.KindHost, nil)
-		up := 0
-		if err == nil {
-			for _, h := range hs {
-				if h.Status.Connection == api.HostConnected && len(h.Status.Datastores) > 0 {
-					up++
+func newBenchHACmd(g *globals) *cobra.Command {
+	var o bench.HAOptions
+	cmd := &cobra.Command{
+		Use:   "ha",
+		Short: "Kill sim hosts carrying many VMs and time HA's failover",
+		Long: `Start a 'vdc server' and two 'vdc agent --sim-hosts' processes: one with the
+hosts to fail, carrying every VM, the other with the rest. Turn HA on, create
+and power on --vms VMs on the first group, then kill -9 that agent process (its
+hosts die with it, their VMs' leases too) and time, for each VM, how long until
+it runs again on another host: detection (the server declares the hosts
+failed) plus the restarts.`,
+		Example: `  vdc bench ha --vms 1000 --hosts 50 --failed-hosts 10
+  vdc bench ha --detection 3s --heartbeat 1s`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.VMs < 1 || o.FailedHosts < 1 || o.Hosts <= o.FailedHosts {
+				return fmt.Errorf("need --vms ≥ 1 and --hosts > --failed-hosts ≥ 1")
+			}
+			o.Progress = g.stderr
+			res, err := bench.HA(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			return g.printBench(res, func() {
+				fmt.Fprintf(g.stdout, `vdc bench ha: %d VMs on %d of %d sim hosts, detection %s, heartbeat %s
+  hosts declared failed:   %.1f s after the kill (the last of them)
+  VMs running elsewhere:   p50 %.1f s  p99 %.1f s  last %.1f s after the kill (%d of %d)
+  last restart:            %.1f s after its host was declared failed
+`, res.VMs, res.FailedHosts, res.Hosts, o.Detection, o.Heartbeat, res.DetectedSeconds,
+					res.RestartedP50, res.RestartedP99, res.RestartedMax, res.Restarted, res.VMs, res.AfterDetection)
+			})
+		},
+	}
+	cmd.Flags().IntVar(&o.VMs, "vms", 1000, "VMs on the hosts that fail")
+	cmd.Flags().IntVar(&o.Hosts, "hosts", 50, "simulated hosts in all")
+	cmd.Flags().IntVar(&o.FailedHosts, "failed-hosts", 10, "hosts that fail (they carry every VM)")
+	cmd.Flags().DurationVar(&o.Detection, "detection", api.DefaultHAFailureDetection, "HA failure detection time")
+	cmd.Flags().DurationVar(&o.Heartbeat, "heartbeat", 2*time.Second, "the server's heartbeat interval")
+	cmd.Flags().StringVar(&o.Dir, "data", "", "keep the benchmark's data in this directory (default: a temp dir, removed)")
+	return cmd
+}
+
+func newBenchMigrateCmd(g *globals) *cobra.Command {
+	var o bench.MigrateOptions
+	var sizes []string
+	cmd := &cobra.Command{
+		Use:   "migrate",
+		Short: "Live migration time and downtime, vdc vs plain QEMU, idle and dirtying guests",
+		Long: `Build the test guest, then for each --memory size, idle and with a guest
+that rewrites 64 MiB of its memory in a loop:
+  1. plain QEMU: start the guest, start a second QEMU with -incoming, and
+     migrate over loopback TCP with QMP (bandwidth uncapped, QEMU's default
+     300 ms downtime limit, auto-converge for the dirtying guest); time
+     from 'migrate' to 'completed', and QEMU's own total and downtime;
+  2. vdc: a server and two agents on this machine; 'vm migrate' between
+     them, over TLS (the default) and --insecure, timed from the request
+     to the finished task, with QEMU's total and downtime from the result.
+Each is run --runs times; medians are reported.`,
+		Example: `  vdc bench migrate --runs 3 --memory 256MiB,1GiB`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.Runs < 1 {
+				return fmt.Errorf("--runs must be at least 1")
+			}
+			o.Memory = nil
+			for _, s := range sizes {
+				m, err := api.ParseSize(s)
+				if err != nil || m < bench.MinMigrateMemory {
+					return fmt.Errorf("--memory %q: want a size of at least %s", s, bench.MinMigrateMemory)
 				}
+				o.Memory = append(o.Memory, m)
 			}
-		}
-		if up >= n {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("only %d of %d hosts connected after %s", up, n, timeout)
-		}
-		time.Sleep(200 * time.Millisecond)
+			o.Progress = g.stderr
+			res, err := bench.Migrate(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			return g.printBench(res, func() { printMigrateBench(g, res) })
+		},
 	}
+	cmd.Flags().IntVar(&o.Runs, "runs", 3, "migrations to time for each guest and side")
+	cmd.Flags().StringSliceVar(&sizes, "memory", []string{"256MiB", "1GiB"}, "guest memory sizes")
+	cmd.Flags().StringVar(&o.Dir, "data", "", "keep the benchmark's data in this directory (default: a temp dir, removed)")
+	return cmd
+}
+
+func printMigrateBench(g *globals, res *bench.MigrateResult) {
+	fmt.Fprintf(g.stdout, "vdc bench migrate: test guest under %s, medians of %d runs, times in ms\n", res.Accel, res.Runs)
+	fmt.Fprintln(g.stdout, "QEMU's total / downtime, then from the request to the guest running on the target (plain: 'migrate' to 'running')")
+	fmt.Fprintf(g.stdout, "%-17s %-18s %-18s %-18s %-18s %s\n", "guest", "plain TLS", "vdc TLS", "plain", "vdc --insecure", "ratio TLS, insecure")
+	for _, r := range res.Rows {
+		cell := func(m bench.MigrateTimes) string {
+			return fmt.Sprintf("%.0f/%.0f -> %.0f", m.Total, m.Downtime, m.EndToEnd)
+		}
+		fmt.Fprintf(g.stdout, "%-17s %-18s %-18s %-18s %-18s %.2f, %.2f\n", r.Case, cell(r.PlainTLS), cell(r.Vdc),
+			cell(r.Plain), cell(r.Insecure), r.Ratio, r.RatioInsecure)
+	}
+	fmt.Fprintln(g.stdout, "vdc's task time, split: prepare (target copy ready) + QEMU total + switch-over, TLS / insecure:")
+	for _, r := range res.Rows {
+		fmt.Fprintf(g.stdout, "  %-20s %4.0f + %4.0f + %4.0f  /  %4.0f + %4.0f + %4.0f\n", r.Case,
+			r.Vdc.Prepare, r.Vdc.Total, r.Vdc.Switch, r.Insecure.Prepare, r.Insecure.Total, r.Insecure.Switch)
+	}
+}
+
+func newBenchStorageCmd(g *globals) *cobra.Command {
+	var o bench.StorageOptions
+	var data, large string
+	cmd := &cobra.Command{
+		Use:   "storage",
+		Short: "Linked clone time for small and large bases, full clone throughput vs qemu-img convert and cp --sparse, fresh thin disk size",
+		Long: `Start a 'vdc server' and a 'vdc agent --driver qemu', then:
+  1. make two templates whose disks hold --data of written data: one of
+     1 GiB and one of --large (100 GiB) virtual size; time
+     'vm create --from-template T --linked' (request to finished task)
+     --runs times on each;
+  2. time a full clone of the 1 GiB VM, and, on the same file, plain
+     'qemu-img convert -O qcow2' and 'cp --sparse=always' (each from a
+     clean page cache, until its data is synced to disk);
+  3. create a VM with a fresh thin disk of --large and read what the host
+     measures it takes.`,
+		Example: "  vdc bench storage --runs 10",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.Runs < 1 {
+				return fmt.Errorf("--runs must be at least 1")
+			}
+			var err error
+			if o.Data, err = api.ParseSize(data); err != nil {
+				return fmt.Errorf("--data: %w", err)
+			}
+			if o.Large, err = api.ParseSize(large); err != nil {
+				return fmt.Errorf("--large: %w", err)
+			}
+			o.Progress = g.stderr
+			res, err := bench.Storage(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			return g.printBench(res, func() {
+				fmt.Fprintf(g.stdout, `vdc bench storage: %d runs each
+  linked clone, 1 GiB base:              median %.0f ms (max %.0f)
+  linked clone, %s base:            median %.0f ms (max %.0f)
+  full clone of %s of data:          median %.0f ms (%.0f MiB/s)
+  qemu-img convert of the same file:    median %.0f ms   ratio vdc / qemu-img %.2f
+  cp --sparse=always of the same file:  median %.0f ms   ratio vdc / cp %.2f
+  a fresh %s thin disk takes:       %s
+`, res.Runs, res.LinkedSmallMs, res.LinkedSmallMax, large, res.LinkedLargeMs, res.LinkedLargeMax,
+					api.Size(res.DataBytes), res.FullCloneMs, res.FullCloneMiBps, res.QemuImgMs, res.RatioQemuImg, res.CpSparseMs, res.RatioCp,
+					large, api.Size(res.FreshThinBytes))
+			})
+		},
+	}
+	cmd.Flags().IntVar(&o.Runs, "runs", 5, "clones to time for each measure")
+	cmd.Flags().StringVar(&data, "data", "1GiB", "data written into each base disk")
+	cmd.Flags().StringVar(&large, "large", "100GiB", "virtual size of the large base and of the fresh thin disk")
+	cmd.Flags().StringVar(&o.Dir, "dir", "", "keep the benchmark's data in this directory (default: a temp dir, removed)")
+	return cmd
 }

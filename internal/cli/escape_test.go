@@ -51,7 +51,7 @@ func fakeServer(t *testing.T) string {
 		Metadata: api.ObjectMeta{ID: "vm-1", Name: "evil", Labels: map[string]string{"tier": hostile}, Created: now},
 		Spec: api.VMSpec{CPUs: 1, MemoryBytes: api.MustSize("64MiB"), Description: hostile,
 			Disks:     []api.VMDisk{{Name: "disk0", Path: "evil/disk0\u001b[2J.qcow2", Bus: "virtio", SizeBytes: api.MustSize("1GiB")}},
-			Snapshots: []api.VMSnapshot{{Name: "s1", Description: hostile, PowerState: api.PowerOff, Created: now}}},
+			Snapshots: []api.VMSnapshot{{ID: "1", Name: "s1", Description: hostile, PowerState: api.PowerOff, Created: now}}},
 		Status: api.VMStatus{Phase: api.PhaseReady, PowerState: api.PowerOff, Message: hostile,
 			Guest: &api.GuestInfo{State: api.GuestRunning, OS: hostile, Hostname: bidi}},
 	}

@@ -37,13 +37,11 @@ func haFlags(cmd *cobra.Command) func() (*api.ClusterHAUpdate, error) {
 				return nil, nil
 			}
 			any = true
-			switch v {
-			case "on", "true":
-				return ptrTo(true), nil
-			case "off", "false":
-				return ptrTo(false), nil
+			b, err := parseOnOff(flag, v)
+			if err != nil {
+				return nil, err
 			}
-			return nil, fmt.Errorf("--%s must be on or off, got %q", flag, v)
+			return &b, nil
 		}
 		secs := func(flag string, d time.Duration) *int {
 			if !fl.Changed(flag) {
@@ -140,4 +138,15 @@ func haInfo(v *infoView, ha *api.ClusterHA) {
 	} else {
 		v.add("  VM monitoring", "off")
 	}
+}
+
+// parseOnOff reads an on|off flag.
+func parseOnOff(flag, v string) (bool, error) {
+	switch v {
+	case "on", "true":
+		return true, nil
+	case "off", "false":
+		return false, nil
+	}
+	return false, fmt.Errorf("--%s must be on or off, got %q", flag, v)
 }

@@ -39,7 +39,7 @@ func newHostCmd(g *globals) *cobra.Command {
 			v.add("Last heartbeat", timeAndAge(now, h.Status.LastHeartbeat))
 			v.add("Address", h.Status.Address)
 			v.add("Hostname", h.Status.Hostname)
-			v.add("Driver", hostDriver(h))
+			v.add("Driver", hostAccel(h))
 			v.add("Version", h.Status.Version)
 			v.add("CPU", usedOf(h.Status.UsedCPUs, h.Status.CPUs)+" (vCPUs of powered-on VMs/physical)")
 			v.add("Memory", usedOf(h.Status.UsedMemory, h.Status.MemoryBytes))
@@ -170,11 +170,11 @@ use 'vdc host replace NAME'.`,
 			if g.jsonOutput() {
 				return writeJSON(g.stdout, t)
 			}
-			fmt.Fprintln(g.stdout, t.Token)
+			fmt.Fprintln(g.stdout, safe(t.Token))
 			// The how-to goes to stderr so that TOKEN=$(vdc host token create) works.
 			into := "the default cluster"
 			if !t.Cluster.IsZero() {
-				into = "cluster " + t.Cluster.String()
+				into = "cluster " + safe(t.Cluster.String())
 			}
 			fmt.Fprintf(g.stderr, "Join token for %d host(s) into %s, valid until %s. On each new host, put it in a file only root reads and run:\n"+
 				"  vdc agent --server %s --join-token-file FILE --data DIR --name NAME\n",
@@ -219,12 +219,12 @@ certificate. A second replace makes the first token worthless.`,
 			if g.jsonOutput() {
 				return writeJSON(g.stdout, r)
 			}
-			fmt.Fprintln(g.stdout, r.Token.Token)
+			fmt.Fprintln(g.stdout, safe(r.Token.Token))
 			// The how-to goes to stderr so that TOKEN=$(vdc host replace H) works.
 			fmt.Fprintf(g.stderr, "The certificate of host %s is revoked: its agent is refused from now on.\n"+
 				"This token joins one machine as host %s (ID %s, its VMs kept) until %s. On that machine, put it in a file only root reads and run:\n"+
 				"  vdc agent --server %s --join-token-file FILE --data DIR --name %s\n",
-				r.Host.Name, r.Host.Name, r.Host.ID, r.Token.Expires.Local().Format("2006-01-02 15:04 MST"), c.URL(), r.Host.Name)
+				safe(r.Host.Name), safe(r.Host.Name), safe(r.Host.ID), r.Token.Expires.Local().Format("2006-01-02 15:04 MST"), c.URL(), safe(r.Host.Name))
 			return nil
 		},
 	}

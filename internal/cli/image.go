@@ -132,15 +132,7 @@ func (u *imageUpload) runWith(ctx context.Context, g *globals, c *client.Client)
 	if err != nil {
 		return err
 	}
-	if _, err := c.Create(ctx, api.KindImage, req); err != nil {
-		return fmt.Errorf("create image %s: %w", u.name, err)
-	}
-	for _, name := range api.ImageFiles(req.Type) {
-		if err := uploadFile(ctx, g, c, u.name, name, files[name]); err != nil {
-			return err
-		}
-	}
-	img, err := client.Get[*api.Image](ctx, c, api.KindImage, u.name)
+	img, err := c.CreateImageFromFiles(ctx, req, files, g.uploadProgress())
 	if err != nil {
 		return err
 	}
@@ -148,28 +140,17 @@ func (u *imageUpload) runWith(ctx context.Context, g *globals, c *client.Client)
 	return nil
 }
 
-// uploadFile sends one file, with a progress bar on a terminal.
-func uploadFile(ctx context.Context, g *globals, c *client.Client, image, name, path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("upload %s of image %s: %w", name, image, err)
+// uploadProgress shows uploads as progress bars on a terminal.
+func (g *globals) uploadProgress() client.Progress {
+	fd, ok := g.stderr.(*os.File)
+	if !ok || !term.IsTerminal(int(fd.Fd())) {
+		return nil
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return err
+	return func(label string, body io.Reader, size int64) (io.Reader, func()) {
+		bar := progressbar.DefaultBytes(size, label)
+		r := progressbar.NewReader(body, bar)
+		return &r, func() { _ = bar.Finish() }
 	}
-	var body io.Reader = f
-	if fd, ok := g.stderr.(*os.File); ok && term.IsTerminal(int(fd.Fd())) {
-		bar := progressbar.DefaultBytes(fi.Size(), fmt.Sprintf("%s %s", image, name))
-		r := progressbar.NewReader(f, bar)
-		body = &r
-		defer bar.Finish()
-	}
-	if _, err := c.UploadImageFile(ctx, image, name, body, fi.Size()); err != nil {
-		return fmt.Errorf("upload %s of image %s: %w", name, image, err)
-	}
-	return nil
 }
 
 func newImageBuildTestCmd(g *globals) *cobra.Command {
@@ -187,6 +168,14 @@ It is uploaded as the kernel image NAME (default "test"):
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			// Where it goes first: a build takes a while to find out.
+			c, err := g.client()
+			if err != nil {
+				return fmt.Errorf("build the test guest: %w", err)
+			}
+			if _, err := c.Version(ctx); err != nil {
+				return fmt.Errorf("build the test guest: the server at %s does not answer: %w", c.URL(), err)
+			}
 			out, err := os.MkdirTemp("", "vdc-testguest")
 			if err != nil {
 				return err
@@ -203,7 +192,7 @@ It is uploaded as the kernel image NAME (default "test"):
 			}
 			u := &imageUpload{name: name, datastore: datastore, kernel: res.Kernel, initrd: res.Initrd, cmdline: res.Cmdline,
 				description: "vdc test guest: Linux " + res.KernelVersion + ", busybox, qemu-guest-agent"}
-			return u.run(ctx, g)
+			return u.runWith(ctx, g, c)
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "test", "image name")
@@ -310,7 +299,7 @@ func importByUpload(ctx context.Context, g *globals, req api.ImageImportRequest,
 		_, _ = c.Delete(context.WithoutCancel(ctx), api.KindImage, req.Name, nil)
 		return fmt.Errorf("import image %s from %s: %w; the image was not kept", req.Name, file, err)
 	}
-	if err := uploadFile(ctx, g, c, req.Name, "disk", files["disk"]); err != nil {
+	if err := c.UploadImageFileFrom(ctx, req.Name, "disk", files["disk"], g.uploadProgress()); err != nil {
 		return fail(err)
 	}
 	img, err := client.Get[*api.Image](ctx, c, api.KindImage, req.Name)

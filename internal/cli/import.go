@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/url"
 	"os"
 	"path"
@@ -167,20 +168,29 @@ func (f *importFlags) run(ctx context.Context, g *globals, src string) error {
 		f.req.URL = src
 		return f.submit(ctx, g, c, what)
 	}
-	files, local, err := localPackage(f.req.Format, src, f.req.DryRun)
+	files, local, missing, err := localPackage(f.req.Format, src, f.req.DryRun)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	if f.req.DryRun {
 		var warnings []string
-		if local != nil {
+		switch {
+		case local != nil && len(missing) > 0:
+			// Plan from the descriptor alone, as for a URL: the import
+			// itself needs the files.
+			f.req.Descriptor = string(local.Descriptor)
+			for _, m := range missing {
+				warnings = append(warnings, fmt.Sprintf("file %s of the package is missing (no %s): the import needs it", m, filepath.Join(filepath.Dir(src), filepath.FromSlash(m))))
+			}
+			warnings = append(warnings, "with files missing, the dry run read the descriptor only: the files, their sizes and the manifest are checked at import")
+		case local != nil:
 			f.req.Descriptor = string(local.Descriptor)
 			if warnings, err = checkLocal(local, f.req); err != nil {
 				return fmt.Errorf("%s: %w", what, err)
 			}
 		}
 		if f.req.Format == api.ImportFormatDisk {
-			return f.dryRunDisk(g, files)
+			return f.dryRunDisk(ctx, g, c, files)
 		}
 		_, plan, err := c.Import(ctx, f.req)
 		if err != nil {
@@ -228,20 +238,25 @@ func (f *importFlags) submit(ctx context.Context, g *globals, c *client.Client, 
 			if jsonUnmarshalTask(t, &res) != nil {
 				return "imported"
 			}
-			var names []string
-			for _, r := range res.VMs {
-				names = append(names, r.Name)
-			}
-			out := fmt.Sprintf("imported vm %s", strings.Join(names, ", "))
-			if res.Disk != "" {
-				out = fmt.Sprintf("imported the disk as %s of vm %s", res.Disk, names[0])
-			}
-			for _, w := range res.Warnings {
-				out += "\n  warning: " + w
-			}
-			return out
+			return importDone(res)
 		}}
 	return g.apply(ctx, ch)
+}
+
+// importDone says what an import made, then each warning.
+func importDone(res api.ImportResult) string {
+	var names []string
+	for _, r := range res.VMs {
+		names = append(names, r.Name)
+	}
+	out := fmt.Sprintf("imported vm %s", strings.Join(names, ", "))
+	if res.Disk != "" && len(names) > 0 {
+		out = fmt.Sprintf("imported the disk as %s of vm %s", res.Disk, names[0])
+	}
+	for _, w := range res.Warnings {
+		out += "\n  warning: " + w
+	}
+	return out
 }
 
 // localFile is a file to upload: its name in the package, and where it is.
@@ -253,9 +268,11 @@ type localFile struct {
 // localPackage lists the files of a package on this machine: an OVA, an
 // OVF with its manifest, certificate and referenced files beside it, or a
 // disk (with its extents for a VMDK descriptor). With read (a dry run) it
-// reads the package as the host would, checking it all; otherwise the host
-// does that as the files arrive, and reading them twice would only cost.
-func localPackage(format, src string, read bool) ([]localFile, *ovf.Package, error) {
+// reads the package as the host would, checking it all, and lists the
+// files an OVF references that are not there instead of failing; otherwise
+// the host does that as the files arrive, and reading them twice would
+// only cost.
+func localPackage(format, src string, read bool) ([]localFile, *ovf.Package, []string, error) {
 	stat := func(name, p string) (localFile, error) {
 		fi, err := os.Stat(p)
 		if err != nil {
@@ -270,39 +287,40 @@ func localPackage(format, src string, read bool) ([]localFile, *ovf.Package, err
 	case api.ImportOVA:
 		lf, err := stat(filepath.Base(src), src)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		if !strings.HasSuffix(strings.ToLower(lf.name), ".ova") {
 			lf.name += ".ova"
 		}
 		if !read {
-			return []localFile{lf}, nil, nil // the host reads it as it arrives
+			return []localFile{lf}, nil, nil, nil // the host reads it as it arrives
 		}
 		fh, err := os.Open(src)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		defer fh.Close()
 		pkg, err := ovf.ReadOVA(fh)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
-		return []localFile{lf}, pkg, nil
+		return []localFile{lf}, pkg, nil, nil
 	case api.ImportOVF:
 		data, err := os.ReadFile(src)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		env, err := ovf.Parse(data)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		dir, base := filepath.Dir(src), filepath.Base(src)
 		pkg := ovf.NewPackage()
 		if err := pkg.AddBytes(base, data); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		files := []localFile{{name: base, path: src, size: int64(len(data))}}
+		var missing []string
 		stem := strings.TrimSuffix(base, filepath.Ext(base))
 		for _, extra := range []string{stem + ".mf", stem + ".cert"} {
 			if lf, err := stat(extra, filepath.Join(dir, extra)); err == nil {
@@ -311,7 +329,7 @@ func localPackage(format, src string, read bool) ([]localFile, *ovf.Package, err
 		}
 		for _, fr := range env.Files {
 			if err := ovf.CheckHref(fr.Href); err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 			names := []string{path.Clean(fr.Href)}
 			if fr.ChunkSize > 0 {
@@ -319,6 +337,9 @@ func localPackage(format, src string, read bool) ([]localFile, *ovf.Package, err
 				for i := 0; ; i++ {
 					n := ovf.ChunkName(path.Clean(fr.Href), i)
 					if _, err := os.Stat(filepath.Join(dir, filepath.FromSlash(n))); err != nil {
+						if i == 0 {
+							names = append(names, n) // none: the first is missing
+						}
 						break
 					}
 					names = append(names, n)
@@ -326,45 +347,51 @@ func localPackage(format, src string, read bool) ([]localFile, *ovf.Package, err
 			}
 			for _, n := range names {
 				lf, err := stat(n, filepath.Join(dir, filepath.FromSlash(n)))
-				if err != nil {
-					return nil, nil, fmt.Errorf("file %s of the package: %w", fr.Href, err)
+				switch {
+				case read && errors.Is(err, fs.ErrNotExist):
+					missing = append(missing, n) // a dry run plans without it
+					continue
+				case errors.Is(err, fs.ErrNotExist):
+					return nil, nil, nil, fmt.Errorf("file %s of the package is missing: there is no %s beside the descriptor", n, filepath.Join(dir, filepath.FromSlash(n)))
+				case err != nil:
+					return nil, nil, nil, fmt.Errorf("file %s of the package: %w", fr.Href, err)
 				}
 				files = append(files, lf)
 			}
 		}
 		if !read {
-			return files, pkg, nil
+			return files, pkg, missing, nil
 		}
 		for _, lf := range files[1:] {
 			fh, err := os.Open(lf.path)
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 			err = pkg.Add(lf.name, 0, lf.size, fh)
 			fh.Close()
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 		}
-		return files, pkg, nil
+		return files, pkg, missing, nil
 	}
 	lf, err := stat(filepath.Base(src), src)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	det, err := disk.DetectFile(src)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	files := []localFile{lf}
 	for _, e := range det.Extents {
 		ef, err := stat(e, filepath.Join(filepath.Dir(src), e))
 		if err != nil {
-			return nil, nil, fmt.Errorf("extent %s: %w", e, err)
+			return nil, nil, nil, fmt.Errorf("extent %s: %w", e, err)
 		}
 		files = append(files, ef)
 	}
-	return files, nil, nil
+	return files, nil, nil, nil
 }
 
 // checkLocal checks a package on this machine as the host would.
@@ -380,14 +407,24 @@ func checkLocal(pkg *ovf.Package, req api.ImportRequest) ([]string, error) {
 	return pkg.Check(env, plan, req.SkipManifest)
 }
 
-func (f *importFlags) dryRunDisk(g *globals, files []localFile) error {
+func (f *importFlags) dryRunDisk(ctx context.Context, g *globals, c *client.Client, files []localFile) error {
 	det, err := disk.DetectFile(files[0].path)
 	if err != nil {
 		return err
 	}
-	plan := api.ImportPlan{Format: api.ImportFormatDisk, VMs: []api.ImportVM{{Name: f.req.VM, CPUs: max(f.req.CPUs, 1), Memory: f.req.Memory,
-		Disks: []api.ImportDisk{{Bus: f.req.Bus, File: files[0].name, Format: det.String()}}}}}
-	return printPlan(g, &plan)
+	mem := f.req.Memory
+	if mem == 0 {
+		mem = api.MustSize("1GiB") // the server's default
+	}
+	vm := api.ImportVM{Name: f.req.VM, CPUs: max(f.req.CPUs, 1), Memory: mem,
+		Disks: []api.ImportDisk{{Bus: f.req.Bus, File: files[0].name, Format: det.String()}}}
+	if have, err := c.GetVM(ctx, f.req.VM); err == nil {
+		vm = api.ImportVM{Name: have.Metadata.Name, CPUs: have.Spec.CPUs, Memory: have.Spec.MemoryBytes, Existing: true,
+			Disks: []api.ImportDisk{{Name: fmt.Sprintf("disk%d", len(have.Spec.Disks)), Bus: f.req.Bus, File: files[0].name, Format: det.String()}}}
+	} else if !errors.Is(err, api.ErrNotFound) {
+		return err
+	}
+	return printPlan(g, &api.ImportPlan{Format: api.ImportFormatDisk, VMs: []api.ImportVM{vm}})
 }
 
 func uploadOne(ctx context.Context, g *globals, c *client.Client, id string, lf localFile) error {
@@ -418,7 +455,11 @@ func printPlan(g *globals, p *api.ImportPlan) error {
 		fmt.Fprintf(w, "Package: OVF %s, %d VM(s)\n", safe(p.OVFVersion), len(p.VMs))
 	}
 	for _, vm := range p.VMs {
-		fmt.Fprintf(w, "VM %s: %d CPU(s), %s memory", safe(vm.Name), vm.CPUs, vm.Memory)
+		if vm.Existing {
+			fmt.Fprintf(w, "VM %s (exists, powered off): the disk is added to it", safe(vm.Name))
+		} else {
+			fmt.Fprintf(w, "VM %s: %d CPU(s), %s memory", safe(vm.Name), vm.CPUs, vm.Memory)
+		}
 		if vm.OS != "" {
 			fmt.Fprintf(w, ", guest OS %s", safe(vm.OS))
 		}
@@ -438,7 +479,7 @@ func printPlan(g *globals, p *api.ImportPlan) error {
 					from += " (" + d.Format + ")"
 				}
 			}
-			fmt.Fprintf(w, "  disk%d: %s, %s bus, %s\n", i, size, safe(orDefault(d.Bus, api.BusVirtio)), safe(from))
+			fmt.Fprintf(w, "  %s: %s, %s bus, %s\n", safe(orDefault(d.Name, fmt.Sprintf("disk%d", i))), size, safe(orDefault(d.Bus, api.BusVirtio)), safe(from))
 		}
 		for i, n := range vm.NICs {
 			src := ""

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -194,10 +195,21 @@ func (d *nounDef[T]) updateCmd(g *globals) *cobra.Command {
 				return c.Update(ctx, d.kind, name, req, cur.GetMeta().Generation)
 			},
 			done: func(_ context.Context, _ *client.Client, t *api.Task) string {
+				msg := fmt.Sprintf("%s %s updated", d.singular, name)
 				if n := t.Target.Name; n != "" && n != name {
-					return fmt.Sprintf("%s %s updated, now named %s", d.singular, name, n)
+					msg += ", now named " + n
 				}
-				return fmt.Sprintf("%s %s updated", d.singular, name)
+				// What the server adds: a change that applies later, what
+				// a hot-add did in the guest.
+				var r struct {
+					Message string `json:"message"`
+				}
+				if t.Message != "" {
+					msg += "; " + t.Message
+				} else if json.Unmarshal(t.Result, &r) == nil && r.Message != "" {
+					msg += "; " + r.Message
+				}
+				return msg
 			},
 		})
 	}

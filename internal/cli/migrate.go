@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -55,11 +56,7 @@ For slow links: --max-bandwidth, --compress zstd|xbzrle, --max-downtime,
 					if json.Unmarshal(t.Result, &res) != nil {
 						return "vm " + name + " migrated"
 					}
-					if !res.Live {
-						return fmt.Sprintf("vm %s moved to %s (powered off)", name, res.To.Name)
-					}
-					return fmt.Sprintf("vm %s migrated live to %s in %s, downtime %d ms, %s sent in %d passes",
-						name, res.To.Name, time.Duration(res.TotalMs)*time.Millisecond, res.DowntimeMs, res.Transferred, res.Passes)
+					return migrateSummary(name, res)
 				},
 			})
 		},
@@ -76,4 +73,41 @@ For slow links: --max-bandwidth, --compress zstd|xbzrle, --max-downtime,
 	f.BoolVar(&req.Insecure, "insecure", false, "do not encrypt the stream between the hosts")
 	addAsync(cmd, g)
 	return cmd
+}
+
+// migrateSummary says what a migration did: a move of the disks alone
+// sent no memory and paused nothing, and says so by not claiming it.
+func migrateSummary(name string, res api.MigrateResult) string {
+	took := time.Duration(res.TotalMs) * time.Millisecond
+	disks := ""
+	if len(res.Disks) > 0 {
+		disks = fmt.Sprintf("moved %s to datastore %s", strings.Join(res.Disks, ", "), res.Datastore.Name)
+		if res.DiskBytes > 0 {
+			disks += fmt.Sprintf(", %s copied", res.DiskBytes)
+		}
+	}
+	sameHost := res.From.ID == res.To.ID
+	if sameHost && disks == "" {
+		disks = "disks moved"
+	}
+	switch {
+	case sameHost && !res.Live:
+		return fmt.Sprintf("vm %s: %s (powered off)", name, disks)
+	case sameHost:
+		return fmt.Sprintf("vm %s: %s in %s, live on %s", name, disks, took, res.To.Name)
+	case !res.Live && disks != "":
+		return fmt.Sprintf("vm %s moved to %s (powered off); %s", name, res.To.Name, disks)
+	case !res.Live:
+		return fmt.Sprintf("vm %s moved to %s (powered off)", name, res.To.Name)
+	}
+	passes := "passes"
+	if res.Passes == 1 {
+		passes = "pass"
+	}
+	s := fmt.Sprintf("vm %s migrated live to %s in %s, downtime %d ms, %s of memory sent in %d %s",
+		name, res.To.Name, took, res.DowntimeMs, res.Transferred, res.Passes, passes)
+	if disks != "" {
+		s += "; " + disks
+	}
+	return s
 }

@@ -45,8 +45,9 @@ func newRoot(g *globals) *cobra.Command {
 		newVMCmd(g), newHostCmd(g), newImageCmd(g), newTemplateCmd(g),
 		newDatacenterCmd(g), newClusterCmd(g), newDatastoreCmd(g), newPortGroupCmd(g),
 		newTaskCmd(g), newEventsCmd(g), newVersionCmd(g), newBenchCmd(g), newAPITokenCmd(g),
-		newImportCmd(g), newExportCmd(g),
+		newImportCmd(g), newExportCmd(g), newWaitCmd(g),
 	)
+	registerCompletions(g, root)
 	return root
 }
 

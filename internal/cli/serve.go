@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -50,6 +51,7 @@ func signalContext(parent context.Context) (context.Context, context.CancelFunc)
 type serverFlags struct {
 	data, listen, name string
 	etcd               []string
+	etcdTLS            server.EtcdTLS
 	tlsNames           []string
 	heartbeat, timeout time.Duration
 	retention          time.Duration
@@ -63,6 +65,9 @@ func (f *serverFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.listen, "listen", "127.0.0.1:7443", "API address (host:port)")
 	cmd.Flags().StringVar(&f.name, "name", "", "name of this server (default: the hostname)")
 	cmd.Flags().StringSliceVar(&f.etcd, "etcd-endpoints", nil, "use this external etcd cluster instead of the embedded one")
+	cmd.Flags().StringVar(&f.etcdTLS.CAFile, "etcd-cacert", "", "CA certificate (PEM) of the external etcd cluster's TLS")
+	cmd.Flags().StringVar(&f.etcdTLS.CertFile, "etcd-cert", "", "client certificate (PEM) for the external etcd cluster")
+	cmd.Flags().StringVar(&f.etcdTLS.KeyFile, "etcd-key", "", "client key (PEM) for the external etcd cluster")
 	cmd.Flags().StringSliceVar(&f.tlsNames, "tls-san", nil, "extra DNS names or IPs for the API certificate")
 	cmd.Flags().DurationVar(&f.heartbeat, "heartbeat-interval", 2*time.Second, "how often hosts report")
 	cmd.Flags().DurationVar(&f.timeout, "host-timeout", 6*time.Second, "how long without a heartbeat before a host is shown disconnected")
@@ -89,6 +94,12 @@ func checkMaxConns(n int) error {
 }
 
 func (f *serverFlags) check() error {
+	if f.etcdTLS != (server.EtcdTLS{}) && len(f.etcd) == 0 {
+		return errors.New("--etcd-cacert, --etcd-cert and --etcd-key are for an external etcd (--etcd-endpoints); the embedded one has its own TLS in <data>/pki")
+	}
+	if (f.etcdTLS.CertFile == "") != (f.etcdTLS.KeyFile == "") {
+		return errors.New("--etcd-cert and --etcd-key go together")
+	}
 	if f.hostCertTTL < time.Minute || f.hostCertTTL > 5*365*24*time.Hour {
 		return fmt.Errorf("--host-cert-ttl must be between 1m and 5 years, got %s", f.hostCertTTL)
 	}
@@ -96,7 +107,7 @@ func (f *serverFlags) check() error {
 }
 
 func (f *serverFlags) config(dataDir string, log *slog.Logger) server.Config {
-	return server.Config{DataDir: dataDir, Listen: f.listen, Name: f.name, EtcdEndpoints: f.etcd, TLSNames: f.tlsNames,
+	return server.Config{DataDir: dataDir, Listen: f.listen, Name: f.name, EtcdEndpoints: f.etcd, EtcdTLS: f.etcdTLS, TLSNames: f.tlsNames,
 		HeartbeatInterval: f.heartbeat, HostTimeout: f.timeout, TaskRetention: f.retention, MigrationStallTimeout: f.stall,
 		HostCertTTL: f.hostCertTTL, DebugListen: f.debug, Limits: netguard.Limits{MaxConnsPerIP: f.maxConns}, Log: log}
 }
@@ -110,7 +121,10 @@ func newServerCmd(g *globals) *cobra.Command {
 		Long: `Run the management server. State lives in an embedded etcd in --data
 (or in an external etcd cluster with --etcd-endpoints). On its first start the
 server creates the datacenter CA and an admin token, and writes a client config
-to <data>/admin.json: point VDC_CONFIG at it to use the CLI. Hosts join with a
+to <data>/admin.json: point VDC_CONFIG at it to use the CLI. The embedded etcd
+serves only mutual-TLS clients with a certificate from the datacenter CA
+(<data>/pki/etcd.crt, etcd.key and ca.crt for etcdctl); the CA's key in the
+store is sealed with <data>/pki/seal.key, which never leaves the data dir. Hosts join with a
 token from 'vdc host token create'.`,
 		Example: `  vdc server --data /var/lib/vdc --listen 0.0.0.0:7443
   VDC_CONFIG=/var/lib/vdc/admin.json vdc host token create --uses 3`,

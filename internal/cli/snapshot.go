@@ -84,8 +84,7 @@ func newSnapshotLsCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			writeSnapshotTree(g.stdout, snaps, vm.Spec.CurrentSnapshot, time.Now())
-			return nil
+			return writeSnapshotTree(g.stdout, args[0], snaps, vm.Spec.CurrentSnapshotID, time.Now())
 		},
 	}
 }
@@ -98,20 +97,39 @@ func nonNilSlice[T any](s []T) []T {
 }
 
 // writeSnapshotTree prints snapshots under their parents, as vSphere's
-// snapshot manager shows them.
-func writeSnapshotTree(w io.Writer, snaps []api.VMSnapshot, current string, now time.Time) {
+// snapshot manager shows them; current is the ID of the snapshot the
+// current state descends from. A damaged tree (a cycle) is an error, not
+// a walk without end.
+func writeSnapshotTree(w io.Writer, vm string, snaps []api.VMSnapshot, current string, now time.Time) error {
 	if len(snaps) == 0 {
 		fmt.Fprintln(w, "no snapshots")
-		return
+		return nil
+	}
+	if err := api.CheckSnapshotTree(snaps); err != nil {
+		return fmt.Errorf("list snapshots of vm %s: %w", vm, err)
+	}
+	ids, named := map[string]bool{}, map[string]int{}
+	for _, s := range snaps {
+		ids[s.ID] = true
+		named[s.Name]++
 	}
 	kids := map[string][]api.VMSnapshot{}
 	for _, s := range snaps {
-		kids[s.Parent] = append(kids[s.Parent], s)
+		parent := s.ParentID
+		if !ids[parent] {
+			parent = "" // a root, or under one the server did not send
+		}
+		kids[parent] = append(kids[parent], s)
 	}
+	printed := map[string]bool{}
 	var walk func(parent, indent string)
 	walk = func(parent, indent string) {
 		list := kids[parent]
 		for i, s := range list {
+			if printed[s.ID] {
+				continue
+			}
+			printed[s.ID] = true
 			branch, next := "├─ ", "│  "
 			if i == len(list)-1 {
 				branch, next = "└─ ", "   "
@@ -124,18 +142,23 @@ func writeSnapshotTree(w io.Writer, snaps []api.VMSnapshot, current string, now 
 				tags = append(tags, "quiesced")
 			}
 			tags = append(tags, s.PowerState, age(now, s.Created))
-			line := fmt.Sprintf("%s%s%s (%s)", indent, branch, s.Name, strings.Join(tags, ", "))
+			name := s.Name
+			if named[name] > 1 { // from before names were unique: the ID tells them apart
+				name += " [" + s.ID + "]"
+			}
+			line := fmt.Sprintf("%s%s%s (%s)", indent, branch, name, strings.Join(tags, ", "))
 			if s.Description != "" {
 				line += " " + s.Description
 			}
 			fmt.Fprintln(w, safe(line))
-			if s.Name == current {
+			if s.ID == current {
 				fmt.Fprintf(w, "%s%s└─ you are here\n", indent, next)
 			}
-			walk(s.Name, indent+next)
+			walk(s.ID, indent+next)
 		}
 	}
 	walk("", "")
+	return nil
 }
 
 func newSnapshotRevertCmd(g *globals) *cobra.Command {

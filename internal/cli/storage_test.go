@@ -55,17 +55,47 @@ func TestParseDiskThick(t *testing.T) {
 func TestSnapshotTree(t *testing.T) {
 	now := time.Now()
 	var b strings.Builder
-	writeSnapshotTree(&b, []api.VMSnapshot{
-		{Name: "a", PowerState: "on", Created: now.Add(-time.Hour), Memory: true},
-		{Name: "b", Parent: "a", PowerState: "off", Created: now.Add(-time.Minute)},
-		{Name: "c", Parent: "a", PowerState: "on", Created: now, Quiesced: true, Description: "before upgrade"},
-	}, "c", now)
+	err := writeSnapshotTree(&b, "web1", []api.VMSnapshot{
+		{ID: "1", Name: "a", PowerState: "on", Created: now.Add(-time.Hour), Memory: true},
+		{ID: "2", Name: "b", ParentID: "1", PowerState: "off", Created: now.Add(-time.Minute)},
+		{ID: "3", Name: "c", ParentID: "1", PowerState: "on", Created: now, Quiesced: true, Description: "before upgrade"},
+	}, "3", now)
 	want := `└─ a (memory, on, 1h ago)
    ├─ b (off, 1m ago)
    └─ c (quiesced, on, 0s ago) before upgrade
       └─ you are here
 `
-	if b.String() != want {
-		t.Fatalf("tree:\n%s\nwant:\n%s", b.String(), want)
+	if err != nil || b.String() != want {
+		t.Fatalf("tree (%v):\n%s\nwant:\n%s", err, b.String(), want)
+	}
+}
+
+// Two snapshots of one name (left by racing creates before names were
+// claimed) are told apart by their IDs, which the commands take too.
+func TestSnapshotTreeShowsIDsOfRepeatedNames(t *testing.T) {
+	var b strings.Builder
+	err := writeSnapshotTree(&b, "race-vm", []api.VMSnapshot{
+		{ID: "id-1", Name: "snap-race", PowerState: "on"}, {ID: "id-2", Name: "snap-race", ParentID: "id-1", PowerState: "on"},
+	}, "id-2", time.Now())
+	if err != nil || !strings.Contains(b.String(), "└─ snap-race [id-1] (on") || !strings.Contains(b.String(), "   └─ snap-race [id-2] (on") {
+		t.Fatalf("tree (%v):\n%s", err, b.String())
+	}
+}
+
+// A tree with a cycle (as two racing creates of one name once made: the
+// second snapshot under the first, both called snap-race) is an error
+// naming the VM and the snapshot, not a walk without end.
+func TestSnapshotTreeWithACycle(t *testing.T) {
+	for name, snaps := range map[string][]api.VMSnapshot{
+		"its own parent": {{ID: "1", Name: "snap-race", ParentID: "1", PowerState: "on"}},
+		"two in a loop under a root": {{ID: "0", Name: "base", PowerState: "on"},
+			{ID: "1", Name: "snap-race", ParentID: "2", PowerState: "on"}, {ID: "2", Name: "snap-race", ParentID: "1", PowerState: "on"}},
+		"one ID twice": {{ID: "1", Name: "snap-race", PowerState: "on"}, {ID: "1", Name: "snap-race", ParentID: "1", PowerState: "on"}},
+	} {
+		var b strings.Builder
+		err := writeSnapshotTree(&b, "race-vm", snaps, "1", time.Now())
+		if err == nil || !strings.Contains(err.Error(), "vm race-vm") || !strings.Contains(err.Error(), "snap-race") {
+			t.Errorf("%s: %v, printed:\n%s", name, err, b.String())
+		}
 	}
 }

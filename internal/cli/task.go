@@ -63,13 +63,17 @@ func taskColumns(now time.Time) []column[*api.Task] {
 		{header: "owner", value: func(t *api.Task) string { return t.Owner }},
 		{header: "age", value: func(t *api.Task) string { return age(now, taskCreated(t)) }},
 		{header: "duration", value: func(t *api.Task) string { return taskDuration(t, now) }},
-		{header: "error", value: func(t *api.Task) string {
-			if t.Error == nil {
-				return ""
-			}
-			return truncate(t.Error.Message, 50)
-		}},
+		{header: "message", value: taskMessage},
 	}
+}
+
+// taskMessage is why a task failed, else what it is doing or what it
+// did ("3 of 3 restarted").
+func taskMessage(t *api.Task) string {
+	if t.Error != nil {
+		return truncate(t.Error.Message, 60)
+	}
+	return truncate(t.Message, 60)
 }
 
 // taskTarget names the target, by ID when it has no name.

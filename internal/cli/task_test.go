@@ -23,3 +23,14 @@ func TestTaskDuration(t *testing.T) {
 		t.Errorf("taskTarget without a name = %q", got)
 	}
 }
+
+func TestTaskMessage(t *testing.T) {
+	ok := &api.Task{State: api.TaskSucceeded, Message: "host host-1 failed; 3 of 3 restarted"}
+	if got := taskMessage(ok); got != ok.Message {
+		t.Errorf("a succeeded task's message: %q", got)
+	}
+	failed := &api.Task{State: api.TaskFailed, Message: "restarting", Error: &api.Error{Message: "0 of 3 restarted"}}
+	if got := taskMessage(failed); got != "0 of 3 restarted" {
+		t.Errorf("a failed task's message: %q", got)
+	}
+}

@@ -55,7 +55,9 @@ func newVMCmd(g *globals) *cobra.Command {
 			fl.StringVar(&f.image, "image", "", "make the VM from an image: a registered one (e.g. test), or the absolute path of a disk file (qcow2, raw...) in a datastore (upload others with vdc image import FILE)")
 			fl.BoolVar(&f.linked, "linked", false, "with a disk --image: a thin overlay on the image instead of a copy")
 			fl.StringVar(&f.cdrom, "cdrom", "", "attach this ISO file (absolute path of a file in a datastore) as a CD-ROM and boot from it")
-			fl.BoolVar(&f.vnc, "vnc", false, "give the VM a VNC display")
+			fl.BoolVar(&f.vnc, "vnc", false, "give the VM a VNC display (reached through the server: vdc vm console NAME --vnc)")
+			fl.IntVar(&f.maxCPUs, "max-cpus", 0, "CPU hot-add: the running VM can grow to this many vCPUs (vdc vm update --cpus); 0: off")
+			fl.StringVar(&f.maxMemory, "max-memory", "", "memory hot-add: the running VM can grow to this much memory, in steps of 128 MiB; default off")
 			fl.StringVar(&f.haPriority, "ha-priority", "", "HA restart priority: high, medium (default), low or disabled")
 			fl.StringVar(&f.template, "from-template", "", "make the VM from a template (with --linked: a linked clone); its shape is the template's unless --cpus/--memory are given")
 			f.cloudInit = addCloudInitFlags(cmd)
@@ -79,8 +81,11 @@ func newVMCmd(g *globals) *cobra.Command {
 		},
 		update: func(cmd *cobra.Command) func() (any, error) {
 			m := addMetaFlags(cmd, true, true)
-			cpus := cmd.Flags().Int("cpus", 0, "virtual CPUs (while the VM is off)")
-			memory := cmd.Flags().String("memory", "", "memory, e.g. 2GiB (while the VM is off)")
+			cpus := cmd.Flags().Int("cpus", 0, "virtual CPUs; while the VM runs, added up to --max-cpus (hot-add)")
+			memory := cmd.Flags().String("memory", "", "memory, e.g. 2GiB; while the VM runs, added up to --max-memory in steps of 128 MiB (hot-add)")
+			maxCPUs := cmd.Flags().Int("max-cpus", 0, "CPU hot-add: how many vCPUs the VM can grow to while it runs, 0 for off (while it is off)")
+			maxMemory := cmd.Flags().String("max-memory", "", "memory hot-add: how much memory the VM can grow to while it runs, 0 for off (while it is off)")
+			vnc := cmd.Flags().String("vnc", "", "VNC display, on or off (a running VM gets it at its next power-on)")
 			prio := cmd.Flags().String("ha-priority", "", "HA restart priority: high, medium, low or disabled")
 			return func() (any, error) {
 				mc, err := m.change("vm")
@@ -101,10 +106,33 @@ func newVMCmd(g *globals) *cobra.Command {
 					}
 					req.Memory = &mem
 				}
+				if cmd.Flags().Changed("max-cpus") || cmd.Flags().Changed("max-memory") {
+					mc, mm, err := hotAddFlags(*maxCPUs, *maxMemory)
+					if err != nil {
+						return nil, err
+					}
+					if cmd.Flags().Changed("max-cpus") {
+						req.MaxCPUs = &mc
+					}
+					if cmd.Flags().Changed("max-memory") {
+						req.MaxMemory = &mm
+					}
+				}
+				if cmd.Flags().Changed("vnc") {
+					on, err := parseOnOff("vnc", *vnc)
+					if err != nil {
+						return nil, err
+					}
+					req.VNC = &on
+				}
 				return req, nil
 			}
 		},
-		updateExample: "  vdc vm update web1 --cpus 4 --memory 4GiB\n  vdc vm update web1 --name web-01 --label tier=web --label old=",
+		updateExample: `  vdc vm update web1 --cpus 4 --memory 4GiB
+  vdc vm update web1 --max-cpus 8 --max-memory 16GiB   # while off: turn on hot-add
+  vdc vm update web1 --cpus 6 --memory 8GiB            # while on: hot-add, the guest brings them online
+  vdc vm update web1 --vnc on
+  vdc vm update web1 --name web-01 --label tier=web --label old=`,
 		deleteFlags: func(cmd *cobra.Command) func() url.Values {
 			force := cmd.Flags().Bool("force", false, "delete a VM that is not off: power it off first")
 			return func() url.Values {
@@ -134,6 +162,8 @@ type vmCreateFlags struct {
 	start         bool
 	image, cdrom  string
 	linked, vnc   bool
+	maxCPUs       int
+	maxMemory     string
 	haPriority    string
 	template      string
 	cloudInit     *cloudInitFlags
@@ -163,6 +193,9 @@ func (f *vmCreateFlags) request(name string) (api.VMCreateRequest, error) {
 	if req.Memory, err = parseSizeFlag("--memory", f.memory, api.MinVMMemory, api.MaxVMMemory); err != nil {
 		return req, err
 	}
+	if req.MaxCPUs, req.MaxMemory, err = hotAddFlags(f.maxCPUs, f.maxMemory); err != nil {
+		return req, err
+	}
 	for i, s := range f.disks {
 		d, err := parseDisk(s)
 		if err != nil {
@@ -190,6 +223,21 @@ func (f *vmCreateFlags) request(name string) (api.VMCreateRequest, error) {
 	}
 	req.Labels, err = f.meta.labelMap()
 	return req, err
+}
+
+// hotAddFlags reads --max-cpus and --max-memory (0: not given, or off).
+func hotAddFlags(maxCPUs int, maxMemory string) (int, api.Size, error) {
+	if maxCPUs < 0 || maxCPUs > api.MaxVMCPUs {
+		return 0, 0, fmt.Errorf("--max-cpus must be between 0 (no CPU hot-add) and %d, got %d", api.MaxVMCPUs, maxCPUs)
+	}
+	var mem api.Size
+	if maxMemory != "" && maxMemory != "0" {
+		var err error
+		if mem, err = parseSizeFlag("--max-memory", maxMemory, api.MinVMMemory, api.MaxVMMemory); err != nil {
+			return 0, 0, err
+		}
+	}
+	return maxCPUs, mem, nil
 }
 
 func checkCPUs(n int) error {
@@ -365,10 +413,13 @@ func vmColumns(now time.Time) []column[*api.VM] {
 }
 
 // vmPower is the power state, with the last known one when it is unknown
-// and the phase while the VM is being created or deleted.
+// and the phase while the VM is being created or deleted. A template has
+// none to speak of (it never runs): it shows as one.
 func vmPower(vm *api.VM) string {
 	var parts []string
-	if p := vm.Status.PowerState; p != "" {
+	if vm.Spec.Template && vm.Status.PowerState == api.PowerOff {
+		parts = append(parts, "template")
+	} else if p := vm.Status.PowerState; p != "" {
 		if last := vm.Status.LastKnownPowerState; p == api.PowerUnknown && last != "" {
 			p += " (was " + last + ")"
 		}
@@ -392,8 +443,15 @@ func vmInfo(v *infoView, vm *api.VM, now time.Time) {
 	v.add("Power", power)
 	v.add("Phase", vm.Status.Phase)
 	v.add("Message", vm.Status.Message)
-	v.add("CPUs", strconv.Itoa(vm.Spec.CPUs))
-	v.add("Memory", vm.Spec.MemoryBytes.String())
+	cpus, mem := strconv.Itoa(vm.Spec.CPUs), vm.Spec.MemoryBytes.String()
+	if vm.Spec.MaxCPUs > 0 {
+		cpus += fmt.Sprintf(" (hot-add up to %d)", vm.Spec.MaxCPUs)
+	}
+	if vm.Spec.MaxMemoryBytes > 0 {
+		mem += fmt.Sprintf(" (hot-add up to %s)", vm.Spec.MaxMemoryBytes)
+	}
+	v.add("CPUs", cpus)
+	v.add("Memory", mem)
 	ha := api.HAPriorityOf(vm)
 	if n := len(vm.Status.HAResets); n > 0 {
 		ha += fmt.Sprintf("; reset by VM monitoring %d time(s), last %s", n, age(now, vm.Status.HAResets[n-1]))
@@ -405,9 +463,7 @@ func vmInfo(v *infoView, vm *api.VM, now time.Time) {
 	if vm.Spec.CDROM != "" {
 		v.add("CD-ROM", vm.Spec.CDROM)
 	}
-	if vm.Status.VNC != "" {
-		v.add("VNC", vm.Status.VNC)
-	}
+	v.add("VNC", vncInfo(vm))
 	if g := vm.Status.Guest; g != nil {
 		state := g.State
 		if seen := age(now, g.LastSeen); seen != "" {
@@ -425,9 +481,11 @@ func vmInfo(v *infoView, vm *api.VM, now time.Time) {
 		v.add("Storage", fmt.Sprintf("%s capacity, %s provisioned, %s allocated", st.CapacityBytes, st.ProvisionedBytes, st.AllocatedBytes))
 	}
 	if n := len(vm.Spec.Snapshots); n > 0 {
-		cur := vm.Spec.CurrentSnapshot
-		if cur == "" || strings.HasPrefix(cur, "~") {
-			cur = "-"
+		cur := "-"
+		for _, sn := range vm.Spec.Snapshots {
+			if sn.ID == vm.Spec.CurrentSnapshotID && !sn.Hidden {
+				cur = sn.Name
+			}
 		}
 		v.add("Snapshots", fmt.Sprintf("%d (current: %s; vdc vm snapshot ls %s)", n, cur, vm.Metadata.Name))
 	}
@@ -462,4 +520,25 @@ func vmInfo(v *infoView, vm *api.VM, now time.Time) {
 	}
 	v.table("Disks", []string{"name", "capacity", "allocated", "type", "datastore", "bus", "path", "from"}, disks)
 	v.table("NICs", []string{"name", "port group", "mac", "model"}, nics)
+}
+
+// vncInfo says whether the VM has a display and how to reach it; a
+// change made while it runs shows until its next power-on.
+func vncInfo(vm *api.VM) string {
+	has, running := vm.Status.VNC != "", holdsPower(vm)
+	switch {
+	case has && vm.Spec.VNC:
+		return fmt.Sprintf("on, through the server: vdc vm console %s --vnc", vm.Metadata.Name)
+	case has:
+		return fmt.Sprintf("on until the next power-on (then off): vdc vm console %s --vnc", vm.Metadata.Name)
+	case vm.Spec.VNC && running:
+		return "off until the next power-on (then on)"
+	case vm.Spec.VNC:
+		return "on at power-on"
+	}
+	return ""
+}
+
+func holdsPower(vm *api.VM) bool {
+	return vm.Status.PowerState == api.PowerOn || vm.Status.PowerState == api.PowerSuspended
 }

@@ -190,6 +190,15 @@ func TestVMPower(t *testing.T) {
 			t.Errorf("vmPower(%+v) = %q, want %q", c.st, got, c.want)
 		}
 	}
+	// A template is no powered-off VM in vm ls: it never runs.
+	tpl := &api.VM{Metadata: api.ObjectMeta{Name: "gold"}, Spec: api.VMSpec{Template: true}, Status: api.VMStatus{Phase: api.PhaseReady, PowerState: api.PowerOff}}
+	var b strings.Builder
+	if err := printList(&globals{stdout: &b, output: outputTable}, []*api.VM{tpl}, vmColumns(time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "gold  template") {
+		t.Errorf("a template in vm ls:\n%s", b.String())
+	}
 }
 
 func TestVMListColumns(t *testing.T) {
@@ -215,5 +224,51 @@ func TestVMListColumns(t *testing.T) {
 	_ = writeTable(&b, vms, vmColumns(now))
 	if !strings.Contains(b.String(), "MESSAGE") || !strings.Contains(b.String(), "host host-1 is disconnected") {
 		t.Errorf("table without the message:\n%s", b.String())
+	}
+}
+
+func TestMigrateSummary(t *testing.T) {
+	h1, h2 := api.Ref{ID: "1", Name: "host-1"}, api.Ref{ID: "2", Name: "host-2"}
+	ds := api.Ref{ID: "d", Name: "fast"}
+	for _, c := range []struct {
+		res       api.MigrateResult
+		want, not string
+	}{
+		{api.MigrateResult{From: h1, To: h1, Live: true, TotalMs: 1500, Datastore: ds, Disks: []string{"disk0"}, DiskBytes: api.MustSize("3MiB")},
+			"vm web1: moved disk0 to datastore fast, 3 MiB copied in 1.5s, live on host-1", "downtime"},
+		{api.MigrateResult{From: h1, To: h1, Datastore: ds, Disks: []string{"disk0", "disk1"}},
+			"vm web1: moved disk0, disk1 to datastore fast (powered off)", "passes"},
+		{api.MigrateResult{From: h1, To: h2, Live: true, TotalMs: 2000, DowntimeMs: 40, Transferred: api.MustSize("64MiB"), Passes: 2},
+			"vm web1 migrated live to host-2 in 2s, downtime 40 ms, 64 MiB of memory sent in 2 passes", "datastore"},
+		{api.MigrateResult{From: h1, To: h2, Live: true, TotalMs: 2000, Transferred: api.MustSize("64MiB"), Passes: 1, Datastore: ds, Disks: []string{"disk0"}, DiskBytes: api.MustSize("1GiB")},
+			"vm web1 migrated live to host-2 in 2s, downtime 0 ms, 64 MiB of memory sent in 1 pass; moved disk0 to datastore fast, 1 GiB copied", "powered off"},
+		{api.MigrateResult{From: h1, To: h2}, "vm web1 moved to host-2 (powered off)", "datastore"},
+	} {
+		got := migrateSummary("web1", c.res)
+		if got != c.want || strings.Contains(got, c.not) {
+			t.Errorf("%+v:\n got %q\nwant %q", c.res, got, c.want)
+		}
+	}
+}
+
+func TestImportDoneSaysItOnce(t *testing.T) {
+	got := importDone(api.ImportResult{VMs: []api.Ref{{Name: "db1"}}, Disk: "disk1"})
+	if got != "imported the disk as disk1 of vm db1" {
+		t.Errorf("a disk import's result: %q", got)
+	}
+	got = importDone(api.ImportResult{VMs: []api.Ref{{Name: "app1"}}, Warnings: []string{"the floppy is dropped"}})
+	if got != "imported vm app1\n  warning: the floppy is dropped" {
+		t.Errorf("an import with a warning: %q", got)
+	}
+}
+
+func TestPlanOfADiskIntoAVM(t *testing.T) {
+	var b strings.Builder
+	printPlan(&globals{stdout: &b, output: outputTable}, &api.ImportPlan{Format: api.ImportFormatDisk, VMs: []api.ImportVM{{
+		Name: "db1", CPUs: 2, Memory: api.MustSize("1GiB"), Existing: true,
+		Disks: []api.ImportDisk{{Name: "disk1", Bus: "scsi", File: "data.vmdk", Format: "vmdk (streamOptimized)"}}}}})
+	want := "VM db1 (exists, powered off): the disk is added to it\n  disk1: the image's size, scsi bus, from data.vmdk (vmdk (streamOptimized))\nNothing was changed (dry run).\n"
+	if b.String() != want {
+		t.Errorf("plan:\n%s\nwant:\n%s", b.String(), want)
 	}
 }

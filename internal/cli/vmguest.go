@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"os"
+	"os/signal"
 	"time"
 
 	"github.com/coder/websocket"
@@ -16,6 +18,8 @@ import (
 	"golang.org/x/term"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/client"
+	"github.com/vdc-project/vdc/internal/agent"
 )
 
 // exitCode is an error that only sets the process's exit status (the
@@ -98,20 +102,37 @@ does), print what it wrote to stdout and stderr, and exit with its exit code.`,
 const detachKey = 0x1d
 
 func newConsoleCmd(g *globals) *cobra.Command {
-	var logOnly bool
+	var logOnly, vnc bool
 	var logBytes int
+	var listen string
 	cmd := &cobra.Command{
 		Use:   "console NAME",
-		Short: "Attach to a VM's serial console (Ctrl-] detaches), or print its recent output",
+		Short: "Attach to a VM's serial console (Ctrl-] detaches), print its recent output, or open its VNC display to a local viewer",
+		Long: `Attach to the VM's serial console (Ctrl-] detaches), or with --log print its
+recent output. With --vnc, open the VM's VNC display on a loopback port of
+this machine for a VNC viewer, until Ctrl-C: the display goes through the
+server (authenticated) and the host agent (mutual TLS) to a unix socket of
+QEMU; no host listens for VNC on the network.`,
 		Example: `  vdc vm console web1
-  vdc vm console web1 --log`,
+  vdc vm console web1 --log
+  vdc vm console web1 --vnc                        # prints the address for vncviewer
+  vdc vm console web1 --vnc --listen 127.0.0.1:5901`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if cmd.Flags().Changed("listen") && !vnc {
+				return fmt.Errorf("--listen is for --vnc")
+			}
+			if vnc && logOnly {
+				return fmt.Errorf("--vnc and --log contradict each other: give one")
+			}
 			c, err := g.client()
 			if err != nil {
 				return err
 			}
 			ctx := cmd.Context()
+			if vnc {
+				return vncProxy(ctx, c, args[0], listen, g.stdout, g.stderr)
+			}
 			if logOnly {
 				b, err := c.ConsoleLog(ctx, args[0], logBytes)
 				if err != nil {
@@ -139,7 +160,60 @@ func newConsoleCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&logOnly, "log", false, "print the console's recent output instead of attaching")
 	cmd.Flags().IntVar(&logBytes, "bytes", 64<<10, "with --log: at most this many bytes, from the end")
+	cmd.Flags().BoolVar(&vnc, "vnc", false, "open the VM's VNC display on a local port for a VNC viewer, until Ctrl-C")
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:0", "with --vnc: the loopback address and port to listen on (port 0: any free one)")
 	return cmd
+}
+
+// vncProxy serves a VM's VNC display on a loopback port: each viewer that
+// connects gets its own websocket to the server. The port has no password,
+// so only loopback addresses are allowed.
+func vncProxy(ctx context.Context, c *client.Client, vm, listen string, stdout, stderr io.Writer) error {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return fmt.Errorf("--listen %q: %w", listen, err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("--listen %q: give a loopback address (127.0.0.1:PORT or [::1]:PORT): the port has no password, and whoever reaches it sees and drives the VM's screen", listen)
+	}
+	// The display must answer before a viewer is told to connect.
+	ws, err := c.VNC(ctx, vm)
+	if err != nil {
+		return fmt.Errorf("VNC display of vm %s: %w", vm, err)
+	}
+	ws.CloseNow()
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("VNC display of vm %s: %w", vm, err)
+	}
+	defer ln.Close()
+	addr := ln.Addr().(*net.TCPAddr)
+	fmt.Fprintf(stdout, "VNC display of vm %s on %s (vncviewer %s::%d); Ctrl-C ends it\n", vm, addr, addr.IP, addr.Port)
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		ln.Close()
+	}()
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("VNC display of vm %s: %w", vm, err)
+		}
+		go func() {
+			defer conn.Close()
+			ws, err := c.VNC(ctx, vm)
+			if err != nil {
+				fmt.Fprintf(stderr, "vdc: VNC display of vm %s: %s\n", vm, safeText(err.Error()))
+				return
+			}
+			defer ws.CloseNow()
+			agent.Bridge(ctx, ws, conn)
+		}()
+	}
 }
 
 // consoleSession relays a terminal to a console websocket until the user

@@ -43,7 +43,10 @@ func TestConsoleSessionDetachKey(t *testing.T) {
 	}
 	in := strings.NewReader("root\n\x1dnot this")
 	done := make(chan error, 1)
-	go func() { done <- consoleSession(ctx, ws, slowReader{in}, discard{}) }()
+	printed := make(chan struct{})
+	go func() {
+		done <- consoleSession(ctx, ws, gatedReader{in, printed}, &promptWatch{want: "login: ", seen: printed})
+	}()
 	select {
 	case err := <-done:
 		if err != nil {
@@ -57,10 +60,30 @@ func TestConsoleSessionDetachKey(t *testing.T) {
 	}
 }
 
-// slowReader gives the session time to print what the VM sent first.
-type slowReader struct{ r *strings.Reader }
+// gatedReader types only once the session printed what the VM sent first.
+type gatedReader struct {
+	r    *strings.Reader
+	open <-chan struct{}
+}
 
-func (s slowReader) Read(p []byte) (int, error) {
-	time.Sleep(50 * time.Millisecond)
-	return s.r.Read(p)
+func (g gatedReader) Read(p []byte) (int, error) {
+	<-g.open
+	return g.r.Read(p)
+}
+
+// promptWatch closes seen once want has been printed.
+type promptWatch struct {
+	want string
+	got  strings.Builder
+	seen chan struct{}
+}
+
+func (w *promptWatch) Write(p []byte) (int, error) {
+	if w.got.Len() < len(w.want) {
+		w.got.Write(p)
+		if strings.HasPrefix(w.got.String(), w.want) {
+			close(w.seen)
+		}
+	}
+	return len(p), nil
 }

@@ -7,16 +7,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vdc-project/vdc/internal/testenv"
 )
 
 func needQemuImg(t *testing.T) {
 	if Available() {
 		return
 	}
-	if os.Getenv("VDC_REQUIRE_E2E") == "1" {
-		t.Fatal("qemu-img is not installed and VDC_REQUIRE_E2E=1")
-	}
-	t.Skip("qemu-img is not installed")
+	testenv.Skip(t, "qemu-img is not installed (apt-get install qemu-utils)")
 }
 
 func TestThinDiskOverlayAndCopy(t *testing.T) {

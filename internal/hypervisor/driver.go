@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"time"
+
+	"github.com/vdc-project/vdc/api"
 )
 
 // Errors a driver returns, wrapped with context.
@@ -12,6 +14,9 @@ var (
 	ErrNotFound     = errors.New("vm not found on this host")
 	ErrWrongState   = errors.New("vm is in the wrong power state")
 	ErrNotSupported = errors.New("not supported by this driver")
+	// ErrGuestAgent: the VM runs but its guest agent did not answer (not
+	// started yet, not installed, hung). Worth a retry; not a power state.
+	ErrGuestAgent = errors.New("the guest agent does not answer")
 )
 
 // Power states as a driver sees them. "unknown" is never a driver state.
@@ -36,8 +41,17 @@ type VMConfig struct {
 	// CDROM is the path of an ISO image to attach (and boot from when the
 	// disks are empty).
 	CDROM string `json:"cdrom,omitempty"`
-	// VNC turns on a VNC display.
+	// VNC turns on a VNC display, served on a unix socket of the host.
 	VNC bool `json:"vnc,omitempty"`
+	// MaxCPUs and MaxMemoryBytes leave room to hot-add vCPUs and memory
+	// while the VM runs (0: none).
+	MaxCPUs        int   `json:"maxCpus,omitempty"`
+	MaxMemoryBytes int64 `json:"maxMemoryBytes,omitempty"`
+	// Hardware, for a copy that receives a running VM's state (Incoming),
+	// is the hardware of the VM that sends it: the copy is built the same
+	// (hot-added vCPUs and memory, display) whatever the rest says. Nil:
+	// the hardware this config boots with.
+	Hardware *api.VMHardware `json:"hardware,omitempty"`
 	// Seed, when set, is attached as a NoCloud cloud-init CD-ROM.
 	Seed *Seed `json:"seed,omitempty"`
 	// Dir is a directory on the host that belongs to this VM alone (pid
@@ -92,7 +106,8 @@ type VMState struct {
 	// (the guest shut itself down, the process crashed...).
 	Reason string    `json:"reason,omitempty"`
 	Since  time.Time `json:"since"`
-	// VNC is the address of the VM's display while it runs, if it has one.
+	// VNC is where the running VM's display is served ("unix:PATH"), if
+	// it has one.
 	VNC string `json:"vnc,omitempty"`
 }
 
@@ -100,6 +115,9 @@ type VMState struct {
 type HostInfo struct {
 	Driver string // sim, qemu
 	Accel  string // sim, kvm, tcg
+	// AccelReason says why a driver that could use KVM does not (the
+	// probe's failure, or that TCG was asked for).
+	AccelReason string
 	// Version is the hypervisor's ("QEMU 7.2.22"): VMs move live only
 	// between hosts that run the same.
 	Version     string
@@ -142,14 +160,17 @@ type Driver interface {
 // Guest agent states.
 const (
 	GuestRunning       = "running"
+	GuestNotRunning    = "not-running"
 	GuestNotResponding = "not-responding"
 	GuestNotInstalled  = "not-installed"
 )
 
 // GuestInfo is what the guest's agent tells of the guest.
 type GuestInfo struct {
-	// State: running (it answers), not-responding (it answered before,
-	// not any more), not-installed (it never answered since boot).
+	// State: running (it answers), not-running (it has not answered
+	// yet, in the first minutes of the guest's boot), not-responding (it
+	// answered before, not any more), not-installed (it never answered
+	// in those first minutes).
 	State       string    `json:"state"`
 	OS          string    `json:"os,omitempty"`
 	Kernel      string    `json:"kernel,omitempty"`
@@ -189,6 +210,34 @@ type Console interface {
 	ConsoleLog(ctx context.Context, id string, max int) ([]byte, error)
 	// ConsoleAttach connects to the running VM's console.
 	ConsoleAttach(ctx context.Context, id string) (io.ReadWriteCloser, error)
+}
+
+// Display is implemented by drivers whose VMs can have a graphical
+// console (VNC).
+type Display interface {
+	// DisplayAttach connects to the running VM's VNC display: the stream
+	// speaks RFB from its first byte.
+	DisplayAttach(ctx context.Context, id string) (io.ReadWriteCloser, error)
+}
+
+// HotAddResult says what a hot-add did.
+type HotAddResult struct {
+	Hardware api.VMHardware `json:"hardware"`
+	// Guest says what the guest made of it (the new vCPUs and memory
+	// online, or why they are not).
+	Guest string `json:"guest"`
+}
+
+// Hotplugger is implemented by drivers that add vCPUs and memory to
+// running VMs (CPU and memory hot-add).
+type Hotplugger interface {
+	// HotAdd grows a running VM to cpus vCPUs and memoryBytes of memory
+	// (each 0: as it is), within the room its config left (MaxCPUs,
+	// MaxMemoryBytes), and asks the guest to use them. It never takes
+	// any away: asking for less is ErrInvalid. It is idempotent.
+	HotAdd(ctx context.Context, id string, cpus int, memoryBytes int64) (HotAddResult, error)
+	// Hardware is the hardware the running VM has now.
+	Hardware(ctx context.Context, id string) (api.VMHardware, error)
 }
 
 // Migration states, as MigrationStatus reports them.

@@ -3,6 +3,8 @@ package hypervisor
 import (
 	"context"
 	"errors"
+
+	"github.com/vdc-project/vdc/api"
 )
 
 // ErrInvalid says a storage request makes no sense (a shrinking resize, a
@@ -36,6 +38,9 @@ type SnapshotResult struct {
 	Memory   bool   `json:"memory"`
 	Quiesced bool   `json:"quiesced"`
 	Note     string `json:"note,omitempty"`
+	// Hardware, with Memory, is the hardware the saved state runs on: a
+	// revert builds the VM the same.
+	Hardware *api.VMHardware `json:"hardware,omitempty"`
 }
 
 // RevertRequest puts a VM back to a snapshot: its disks become new
@@ -47,6 +52,9 @@ type RevertRequest struct {
 	MemoryBytes int64        `json:"memoryBytes"`
 	MemoryFile  string       `json:"memoryFile,omitempty"`
 	Paused      bool         `json:"paused,omitempty"`
+	// Hardware is the snapshot's, for its memory file (nil: the one
+	// CPUs and MemoryBytes boot with).
+	Hardware *api.VMHardware `json:"hardware,omitempty"`
 }
 
 // DiskMerge merges one disk file into its backing file (a qcow2 commit):
@@ -99,7 +107,9 @@ type Storage interface {
 	// MergeDisk performs one merge. It is idempotent: called again after
 	// an interruption (agent or QEMU killed) it finishes or redoes it.
 	MergeDisk(ctx context.Context, id string, m DiskMerge) error
-	// CopyDisk makes a standalone copy, reporting progress.
+	// CopyDisk makes a standalone copy, reporting progress in bytes of
+	// data (what a thin disk holds, not its virtual size); the last report
+	// is what the copy holds.
 	CopyDisk(ctx context.Context, c DiskCopy, progress func(done, total int64)) error
 	// AddDisk makes a disk file (unless it exists) and hot-plugs it into
 	// a running VM.

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vdc-project/vdc/internal/testenv"
 )
 
 func TestOnlyOneHolder(t *testing.T) {
@@ -50,10 +52,8 @@ func TestNoLeaseIsNotHeld(t *testing.T) {
 // The lock stays with a process the file was passed to after the taker
 // let go of its own copy, and goes when that process dies.
 func TestLeaseFollowsTheProcessHoldingIt(t *testing.T) {
-	sleep, err := exec.LookPath("sleep")
-	if err != nil {
-		t.Skip("no sleep binary")
-	}
+	testenv.NeedTools(t, "coreutils", "sleep")
+	sleep, _ := exec.LookPath("sleep")
 	p := Path(t.TempDir(), "vm1")
 	f, err := Acquire(p, "host-1")
 	if err != nil {

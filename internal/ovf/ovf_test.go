@@ -285,3 +285,16 @@ func TestFirmware(t *testing.T) {
 		}
 	}
 }
+
+// A VM with no disk in a package (a VM that booted a kernel image where it
+// was made, say) has nothing to boot from here: the plan says so.
+func TestPlanOfADisklessVMWarns(t *testing.T) {
+	doc := strings.Replace(minimal, `<Item><rasd:HostResource>ovf:/disk/d1</rasd:HostResource><rasd:InstanceID>3</rasd:InstanceID><rasd:ResourceType>17</rasd:ResourceType></Item>`, "", 1)
+	env, err := Parse([]byte(strings.Replace(strings.Replace(doc, "%s", "1", 1), "%s", "byte * 2^30", 1)))
+	must(t, err)
+	p, err := env.Plan(Options{})
+	must(t, err)
+	if len(p.VMs[0].Disks) != 0 || !strings.Contains(strings.Join(p.Warnings, "\n"), "vm vm1: the VM has no disk: it has nothing to boot from") {
+		t.Errorf("disks %+v, warnings %q", p.VMs[0].Disks, p.Warnings)
+	}
+}

@@ -445,7 +445,8 @@ func (env *Envelope) planVM(p *Plan, vs *VirtualSystem) (VMPlan, error) {
 		return vm, invalidf("vm %s has %d network adapters; vdc VMs have at most %d", vm.Name, len(vm.NICs), maxNICs)
 	}
 	if len(vm.Disks) == 0 {
-		warn("the VM has no disk")
+		// It may boot from the network; nothing else in a package boots it.
+		warn("the VM has no disk: it has nothing to boot from but the network")
 	}
 	return vm, nil
 }

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vdc-project/vdc/internal/testenv"
 )
 
 // These tests run the real qemu-ga on the host, listening on a unix socket
@@ -43,10 +45,7 @@ func requireTool(t *testing.T, name string, fallbacks ...string) string {
 			return f
 		}
 	}
-	if os.Getenv("VDC_REQUIRE_E2E") == "1" {
-		t.Fatalf("%s is required (VDC_REQUIRE_E2E=1): %v", name, err)
-	}
-	t.Skipf("skipping: %s is not installed", name)
+	testenv.Skip(t, "%s is not installed: %v", name, err)
 	return ""
 }
 

@@ -204,3 +204,77 @@ func isTimeout(err error) bool {
 	var ne interface{ Timeout() bool }
 	return errors.As(err, &ne) && ne.Timeout()
 }
+
+// VCPU is one logical CPU of the guest, as guest-get-vcpus sees it.
+type VCPU struct {
+	LogicalID  int  `json:"logical-id"`
+	Online     bool `json:"online"`
+	CanOffline bool `json:"can-offline"`
+}
+
+// VCPUs lists the guest's logical CPUs, online or not.
+func (c *Client) VCPUs(ctx context.Context) ([]VCPU, error) {
+	var out []VCPU
+	err := c.Execute(ctx, "guest-get-vcpus", nil, &out)
+	return out, err
+}
+
+// OnlineVCPUs brings the guest's logical CPUs ids online and returns how
+// many it did (it stops at the first it cannot).
+func (c *Client) OnlineVCPUs(ctx context.Context, ids []int) (int, error) {
+	set := make([]VCPU, 0, len(ids))
+	for _, id := range ids {
+		set = append(set, VCPU{LogicalID: id, Online: true})
+	}
+	var n int
+	err := c.Execute(ctx, "guest-set-vcpus", map[string]any{"vcpus": set}, &n)
+	return n, err
+}
+
+// MemoryBlock is one block of the guest's memory (Linux: a directory of
+// /sys/devices/system/memory).
+type MemoryBlock struct {
+	PhysIndex  uint64 `json:"phys-index"`
+	Online     bool   `json:"online"`
+	CanOffline bool   `json:"can-offline,omitempty"`
+}
+
+// MemoryBlocks lists the guest's memory blocks, online or not.
+func (c *Client) MemoryBlocks(ctx context.Context) ([]MemoryBlock, error) {
+	var out []MemoryBlock
+	err := c.Execute(ctx, "guest-get-memory-blocks", nil, &out)
+	return out, err
+}
+
+// MemoryBlockSize is the size of the guest's memory blocks.
+func (c *Client) MemoryBlockSize(ctx context.Context) (int64, error) {
+	var r struct {
+		Size int64 `json:"size"`
+	}
+	err := c.Execute(ctx, "guest-get-memory-block-info", nil, &r)
+	return r.Size, err
+}
+
+// OnlineMemoryBlocks brings the guest's memory blocks online and returns
+// those it could not, with the guest's reason.
+func (c *Client) OnlineMemoryBlocks(ctx context.Context, blocks []uint64) (map[uint64]string, error) {
+	set := make([]MemoryBlock, 0, len(blocks))
+	for _, b := range blocks {
+		set = append(set, MemoryBlock{PhysIndex: b, Online: true})
+	}
+	var res []struct {
+		PhysIndex uint64 `json:"phys-index"`
+		Response  string `json:"response"`
+		Errno     int    `json:"error-code,omitempty"`
+	}
+	if err := c.Execute(ctx, "guest-set-memory-blocks", map[string]any{"mem-blks": set}, &res); err != nil {
+		return nil, err
+	}
+	failed := map[uint64]string{}
+	for _, r := range res {
+		if r.Response != "success" {
+			failed[r.PhysIndex] = fmt.Sprintf("%s (errno %d)", r.Response, r.Errno)
+		}
+	}
+	return failed, nil
+}

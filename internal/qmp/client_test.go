@@ -217,7 +217,7 @@ func TestFramingCancelDropsLateAnswer(t *testing.T) {
 	} else if !strings.Contains(r.err.Error(), "qmp query-slow") {
 		t.Errorf("error %q does not name the command", r.err)
 	}
-	if d := time.Since(start); d > time.Second {
+	if d := time.Since(start); d > 10*time.Second { // the answer never comes: any bound is a margin for loaded machines
 		t.Errorf("cancel took %v", d)
 	}
 	// The late answer arrives while the next command waits: it must not be
@@ -319,7 +319,7 @@ func TestHandshakeTimeout(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v, want DeadlineExceeded", err)
 	}
-	if d := time.Since(start); d > 2*time.Second {
+	if d := time.Since(start); d > 10*time.Second { // the greeting never comes
 		t.Errorf("took %v", d)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/internal/lease"
+	"github.com/vdc-project/vdc/internal/testenv"
 )
 
 // requireTool returns the path of a program the test needs, or skips the
@@ -26,10 +27,7 @@ func requireTool(t *testing.T, name string) string {
 	if err == nil {
 		return p
 	}
-	if os.Getenv("VDC_REQUIRE_E2E") == "1" {
-		t.Fatalf("%s is required (VDC_REQUIRE_E2E=1): %v", name, err)
-	}
-	t.Skipf("skipping: %s is not installed", name)
+	testenv.Skip(t, "%s is not installed: %v", name, err)
 	return ""
 }
 

@@ -5,15 +5,12 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/base32"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/client"
@@ -24,34 +21,38 @@ import (
 
 const caKey = store.SysPrefix + "ca"
 
+// storedCA is the datacenter CA in the store. Its private key is sealed
+// with the server's seal key (a file in its data dir, mode 0600), bound to
+// the certificate: whoever reads the store without that file learns
+// nothing of the key. Key holds it in clear in stores written before
+// sealing; a server that reads one seals it in place.
 type storedCA struct {
-	Cert string `json:"cert"`
-	Key  string `json:"key"`
+	Cert      string `json:"cert"`
+	Key       string `json:"key,omitempty"`
+	SealedKey string `json:"sealedKey,omitempty"`
+	SealKeyID string `json:"sealKeyID,omitempty"`
+}
+
+// freshCA is a CA made by this server and not yet in the store.
+type freshCA struct {
+	ca     *pki.CA
+	keyPEM []byte
 }
 
 // bootstrapPKI loads the datacenter CA from etcd, creating it on the very
 // first start (racing servers agree through a create-if-absent), and issues
 // this server's certificate for the API and for calling agents.
 func (s *Server) bootstrapPKI(ctx context.Context) error {
-	ca, keyPEM, err := pki.NewCA("vdc datacenter CA")
+	ca, err := s.loadOrCreateCA(ctx, s.cli, s.freshCA)
 	if err != nil {
 		return err
 	}
-	b, _ := json.Marshal(storedCA{Cert: string(ca.CertPEM), Key: string(keyPEM)})
-	_, err = s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(caKey), "=", 0)).Then(clientv3.OpPut(caKey, string(b))).Commit()
-	if err != nil {
-		return fmt.Errorf("store CA: %w", err)
-	}
-	resp, err := s.cli.Get(ctx, caKey)
-	if err != nil || len(resp.Kvs) == 0 {
-		return fmt.Errorf("read CA: %v", err)
-	}
-	var sc storedCA
-	if err := json.Unmarshal(resp.Kvs[0].Value, &sc); err != nil {
-		return fmt.Errorf("read CA: %w", err)
-	}
-	if s.ca, err = pki.LoadCA([]byte(sc.Cert), []byte(sc.Key)); err != nil {
-		return err
+	s.ca, s.freshCA = ca, nil
+	if s.etcd != nil {
+		if err := s.files.renewMember(ca, false); err != nil {
+			return err
+		}
+		go s.keepMemberCert(ctx)
 	}
 	dns, ips := pki.LocalNames(append(s.cfg.TLSNames, s.name)...)
 	certPEM, key, err := s.ca.Issue(pki.Names{CN: pki.ServerCN, DNS: dns, IPs: ips}, 365*24*time.Hour)
@@ -66,12 +67,14 @@ func (s *Server) bootstrapPKI(ctx context.Context) error {
 	}
 	s.tlsCert = cert
 	s.agents = agent.NewClient(cert, s.ca.Pool())
-	s.agents.Address = func(hostID string) string {
+	s.agents.Lookup = func(hostID string) (string, bool) {
 		if o, ok := s.cache.Get(api.KindHost, hostID); ok {
-			return o.(*api.Host).Status.Address
+			h := o.(*api.Host)
+			return h.Status.Address, h.Status.Connection == api.HostConnected
 		}
-		return ""
+		return "", false
 	}
+	s.agents.RestartWait = s.cfg.HostTimeout
 	s.agents.CheckPeer = s.peerIsCurrent
 	return nil
 }

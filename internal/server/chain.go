@@ -1,7 +1,6 @@
 package server
 
 import (
-	"fmt"
 	"slices"
 
 	"github.com/vdc-project/vdc/api"
@@ -30,34 +29,27 @@ type collectStep struct {
 //
 // Files that linked clones use (dep) are never merged away. running says
 // whether the VM runs, to merge in its chain live. It is pure: the spec
-// in, a plan out.
-func planCollect(spec api.VMSpec, running bool, abs func(api.VMDisk) string, dep func(string) bool) *collectStep {
-	byName := map[string]int{}
-	for i, sn := range spec.Snapshots {
-		byName[sn.Name] = i
+// in, a plan out; a damaged tree (a cycle) is an error.
+func planCollect(spec api.VMSpec, running bool, abs func(api.VMDisk) string, dep func(string) bool) (*collectStep, error) {
+	if err := api.CheckSnapshotTree(spec.Snapshots); err != nil {
+		return nil, err
 	}
-	children := func(name string) (snaps []int, current bool) {
+	chain, err := api.SnapshotLineage(spec.Snapshots, spec.CurrentSnapshotID)
+	if err != nil {
+		return nil, err
+	}
+	children := func(id string) (snaps []int, current bool) {
 		for i, sn := range spec.Snapshots {
-			if sn.Parent == name {
+			if sn.ParentID == id {
 				snaps = append(snaps, i)
 			}
 		}
-		return snaps, spec.CurrentSnapshot == name
+		return snaps, spec.CurrentSnapshotID == id
 	}
 	// inChain says whether a snapshot is the current state's base or one
 	// of its ancestors: its files are open in the running VM.
-	inChain := func(name string) bool {
-		for cur := spec.CurrentSnapshot; cur != ""; {
-			if cur == name {
-				return true
-			}
-			i, ok := byName[cur]
-			if !ok {
-				return false
-			}
-			cur = spec.Snapshots[i].Parent
-		}
-		return false
+	inChain := func(id string) bool {
+		return slices.ContainsFunc(chain, func(sn *api.VMSnapshot) bool { return sn.ID == id })
 	}
 	diskOf := func(ds []api.VMDisk, name string) *api.VMDisk {
 		if i := slices.IndexFunc(ds, func(d api.VMDisk) bool { return d.Name == name }); i >= 0 {
@@ -73,11 +65,11 @@ func planCollect(spec api.VMSpec, running bool, abs func(api.VMDisk) string, dep
 		}
 		return false
 	}
-	for ni, n := range spec.Snapshots {
+	for _, n := range spec.Snapshots {
 		if !n.Hidden || used(n.Disks) {
 			continue
 		}
-		kids, cur := children(n.Name)
+		kids, cur := children(n.ID)
 		memory := func(st *collectStep) {
 			if n.Memory && len(spec.Disks)+len(n.Disks) > 0 {
 				ds := n.Disks
@@ -87,7 +79,7 @@ func planCollect(spec api.VMSpec, running bool, abs func(api.VMDisk) string, dep
 				st.remove = append(st.remove, abs(api.VMDisk{Datastore: ds[0].Datastore, Path: n.MemoryPath}))
 			}
 		}
-		name := n.Name
+		id := n.ID
 		switch {
 		case len(kids) == 0 && !cur:
 			st := &collectStep{what: "removing the files of a deleted snapshot"}
@@ -96,26 +88,24 @@ func planCollect(spec api.VMSpec, running bool, abs func(api.VMDisk) string, dep
 			}
 			memory(st)
 			st.apply = func(sp *api.VMSpec) {
-				sp.Snapshots = slices.DeleteFunc(sp.Snapshots, func(x api.VMSnapshot) bool { return x.Name == name })
+				sp.Snapshots = slices.DeleteFunc(sp.Snapshots, func(x api.VMSnapshot) bool { return x.ID == id })
 			}
-			return st
+			return st, nil
 		case len(kids)+btoi(cur) != 1:
 			continue
 		}
 		// One child: the current state, or a snapshot.
-		var childDisks []api.VMDisk
-		childName := spec.CurrentSnapshot
-		if cur {
-			childDisks = spec.Disks
-		} else {
-			childDisks = spec.Snapshots[kids[0]].Disks
-			childName = spec.Snapshots[kids[0]].Name
+		var child *api.VMSnapshot
+		childDisks := spec.Disks
+		if !cur {
+			child = &spec.Snapshots[kids[0]]
+			childDisks = child.Disks
 		}
 		if used(childDisks) {
 			continue // the child's files are linked to: they stay
 		}
-		live := running && (cur || inChain(childName))
-		st := &collectStep{what: fmt.Sprintf("merging the data of a deleted snapshot into %s", label(childName, cur))}
+		live := running && (cur || inChain(child.ID))
+		st := &collectStep{what: "merging the data of a deleted snapshot into " + label(child)}
 		newPath := map[string]string{}
 		for _, d := range n.Disks {
 			c := diskOf(childDisks, d.Name)
@@ -126,7 +116,7 @@ func planCollect(spec api.VMSpec, running bool, abs func(api.VMDisk) string, dep
 			m := hypervisor.DiskMerge{Disk: d.Name, Top: abs(*c), Base: abs(d), Active: cur, Live: live}
 			// The child's children are backed by its file.
 			if !cur {
-				gk, gcur := children(childName)
+				gk, gcur := children(child.ID)
 				for _, g := range gk {
 					if x := diskOf(spec.Snapshots[g].Disks, d.Name); x != nil {
 						m.Children = append(m.Children, abs(*x))
@@ -142,7 +132,7 @@ func planCollect(spec api.VMSpec, running bool, abs func(api.VMDisk) string, dep
 			newPath[d.Name] = d.Path
 		}
 		memory(st)
-		parent := n.Parent
+		parent := n.ParentID
 		st.apply = func(sp *api.VMSpec) {
 			move := func(ds []api.VMDisk) {
 				for i := range ds {
@@ -153,20 +143,19 @@ func planCollect(spec api.VMSpec, running bool, abs func(api.VMDisk) string, dep
 			}
 			if cur {
 				move(sp.Disks)
-				sp.CurrentSnapshot = parent
+				sp.CurrentSnapshotID = parent
 			}
 			for i := range sp.Snapshots {
-				if sp.Snapshots[i].Parent == name {
-					sp.Snapshots[i].Parent = parent
+				if sp.Snapshots[i].ParentID == id {
+					sp.Snapshots[i].ParentID = parent
 					move(sp.Snapshots[i].Disks)
 				}
 			}
-			sp.Snapshots = slices.DeleteFunc(sp.Snapshots, func(x api.VMSnapshot) bool { return x.Name == name })
+			sp.Snapshots = slices.DeleteFunc(sp.Snapshots, func(x api.VMSnapshot) bool { return x.ID == id })
 		}
-		_ = ni
-		return st
+		return st, nil
 	}
-	return nil
+	return nil, nil
 }
 
 func btoi(b bool) int {
@@ -176,12 +165,13 @@ func btoi(b bool) int {
 	return 0
 }
 
-func label(name string, current bool) string {
-	if current {
+// label names a merge's child: a snapshot, or the current state (nil).
+func label(child *api.VMSnapshot) string {
+	switch {
+	case child == nil:
 		return "the current state"
-	}
-	if len(name) > 0 && name[0] == '~' {
+	case child.Hidden:
 		return "a deleted snapshot"
 	}
-	return "snapshot " + name
+	return "snapshot " + child.Name
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -9,10 +10,19 @@ import (
 )
 
 func snap(name, parent string, hidden bool, path string) api.VMSnapshot {
-	return api.VMSnapshot{Name: name, Parent: parent, Hidden: hidden, Disks: []api.VMDisk{{Name: "disk0", Path: path, Datastore: api.Ref{ID: "ds"}}}}
+	return api.VMSnapshot{ID: name, Name: name, ParentID: parent, Hidden: hidden, Disks: []api.VMDisk{{Name: "disk0", Path: path, Datastore: api.Ref{ID: "ds"}}}}
 }
 
 func absOf(d api.VMDisk) string { return "/ds/" + d.Path }
+
+func mustPlan(t *testing.T, spec api.VMSpec, running bool, dep func(string) bool) *collectStep {
+	t.Helper()
+	st, err := planCollect(spec, running, absOf, dep)
+	if err != nil {
+		t.Fatalf("plan: %v", err)
+	}
+	return st
+}
 
 // The collection plan, case by case: what is merged into what, what is
 // removed, and how the spec reads afterwards.
@@ -23,14 +33,14 @@ func TestPlanCollect(t *testing.T) {
 		return []api.VMDisk{{Name: "disk0", Path: "vm/cur.qcow2", Datastore: api.Ref{ID: "ds"}}}
 	}
 	t.Run("nothing hidden", func(t *testing.T) {
-		spec := api.VMSpec{Disks: activeDisks(), Snapshots: []api.VMSnapshot{snap("a", "", false, "vm/disk0.qcow2")}, CurrentSnapshot: "a"}
-		if st := planCollect(spec, true, absOf, none); st != nil {
+		spec := api.VMSpec{Disks: activeDisks(), Snapshots: []api.VMSnapshot{snap("a", "", false, "vm/disk0.qcow2")}, CurrentSnapshotID: "a"}
+		if st := mustPlan(t, spec, true, none); st != nil {
 			t.Fatalf("plan for nothing hidden: %+v", st)
 		}
 	})
 	t.Run("the current state's base: active merge", func(t *testing.T) {
-		spec := api.VMSpec{Disks: activeDisks(), Snapshots: []api.VMSnapshot{snap("a", "", true, "vm/disk0.qcow2")}, CurrentSnapshot: "a"}
-		st := planCollect(spec, true, absOf, none)
+		spec := api.VMSpec{Disks: activeDisks(), Snapshots: []api.VMSnapshot{snap("a", "", true, "vm/disk0.qcow2")}, CurrentSnapshotID: "a"}
+		st := mustPlan(t, spec, true, none)
 		if st == nil || len(st.merges) != 1 || len(st.remove) != 0 {
 			t.Fatalf("plan %+v", st)
 		}
@@ -39,14 +49,14 @@ func TestPlanCollect(t *testing.T) {
 			t.Fatalf("merge %+v", m)
 		}
 		st.apply(&spec)
-		if len(spec.Snapshots) != 0 || spec.CurrentSnapshot != "" || spec.Disks[0].Path != "vm/disk0.qcow2" {
+		if len(spec.Snapshots) != 0 || spec.CurrentSnapshotID != "" || spec.Disks[0].Path != "vm/disk0.qcow2" {
 			t.Fatalf("spec after: %+v", spec)
 		}
 	})
 	t.Run("the middle of a chain: its child merges into it, the child's child is re-pointed", func(t *testing.T) {
-		spec := api.VMSpec{Disks: activeDisks(), CurrentSnapshot: "c", Snapshots: []api.VMSnapshot{
+		spec := api.VMSpec{Disks: activeDisks(), CurrentSnapshotID: "c", Snapshots: []api.VMSnapshot{
 			snap("a", "", false, "vm/disk0.qcow2"), snap("b", "a", true, "vm/b.qcow2"), snap("c", "b", false, "vm/c.qcow2")}}
-		st := planCollect(spec, false, absOf, none)
+		st := mustPlan(t, spec, false, none)
 		if st == nil || len(st.merges) != 1 {
 			t.Fatalf("plan %+v", st)
 		}
@@ -55,39 +65,39 @@ func TestPlanCollect(t *testing.T) {
 			t.Fatalf("merge %+v", m)
 		}
 		st.apply(&spec)
-		if len(spec.Snapshots) != 2 || spec.Snapshots[1].Name != "c" || spec.Snapshots[1].Parent != "a" || spec.Snapshots[1].Disks[0].Path != "vm/b.qcow2" {
+		if len(spec.Snapshots) != 2 || spec.Snapshots[1].Name != "c" || spec.Snapshots[1].ParentID != "a" || spec.Snapshots[1].Disks[0].Path != "vm/b.qcow2" {
 			t.Fatalf("spec after: %+v", spec.Snapshots)
 		}
 	})
 	t.Run("a hidden leaf: its files go", func(t *testing.T) {
 		s := snap("b", "a", true, "vm/b.qcow2")
 		s.Memory, s.MemoryPath = true, "vm/mem.vmstate"
-		spec := api.VMSpec{Disks: activeDisks(), CurrentSnapshot: "a", Snapshots: []api.VMSnapshot{snap("a", "", false, "vm/disk0.qcow2"), s}}
-		st := planCollect(spec, true, absOf, none)
+		spec := api.VMSpec{Disks: activeDisks(), CurrentSnapshotID: "a", Snapshots: []api.VMSnapshot{snap("a", "", false, "vm/disk0.qcow2"), s}}
+		st := mustPlan(t, spec, true, none)
 		if st == nil || len(st.merges) != 0 || strings.Join(st.remove, ",") != "/ds/vm/b.qcow2,/ds/vm/mem.vmstate" {
 			t.Fatalf("plan %+v", st)
 		}
 	})
 	t.Run("two branches: kept", func(t *testing.T) {
-		spec := api.VMSpec{Disks: activeDisks(), CurrentSnapshot: "a", Snapshots: []api.VMSnapshot{
+		spec := api.VMSpec{Disks: activeDisks(), CurrentSnapshotID: "a", Snapshots: []api.VMSnapshot{
 			snap("a", "", true, "vm/disk0.qcow2"), snap("b", "a", false, "vm/b.qcow2")}}
-		if st := planCollect(spec, true, absOf, none); st != nil {
+		if st := mustPlan(t, spec, true, none); st != nil {
 			t.Fatalf("plan for a snapshot with two branches: %+v", st)
 		}
 	})
 	t.Run("files linked clones use are not merged away", func(t *testing.T) {
-		spec := api.VMSpec{Disks: activeDisks(), CurrentSnapshot: "c", Snapshots: []api.VMSnapshot{
+		spec := api.VMSpec{Disks: activeDisks(), CurrentSnapshotID: "c", Snapshots: []api.VMSnapshot{
 			snap("b", "", true, "vm/disk0.qcow2"), snap("c", "b", false, "vm/c.qcow2")}}
 		used := func(p string) bool { return p == "/ds/vm/c.qcow2" }
-		if st := planCollect(spec, true, absOf, used); st != nil {
+		if st := mustPlan(t, spec, true, used); st != nil {
 			t.Fatalf("plan merging a file a clone uses: %+v", st)
 		}
 	})
 	t.Run("a disk removed since: its old file goes", func(t *testing.T) {
 		s := snap("a", "", true, "vm/disk0.qcow2")
 		s.Disks = append(s.Disks, api.VMDisk{Name: "disk1", Path: "vm/disk1.qcow2", Datastore: api.Ref{ID: "ds"}})
-		spec := api.VMSpec{Disks: activeDisks(), CurrentSnapshot: "a", Snapshots: []api.VMSnapshot{s}}
-		st := planCollect(spec, false, absOf, none)
+		spec := api.VMSpec{Disks: activeDisks(), CurrentSnapshotID: "a", Snapshots: []api.VMSnapshot{s}}
+		st := mustPlan(t, spec, false, none)
 		if st == nil || len(st.merges) != 1 || strings.Join(st.remove, ",") != "/ds/vm/disk1.qcow2" {
 			t.Fatalf("plan %+v", st)
 		}
@@ -185,8 +195,8 @@ func TestDeleteInEveryOrderKeepsData(t *testing.T) {
 		}
 		take := func(name string) {
 			cur := spec.Disks[0]
-			spec.Snapshots = append(spec.Snapshots, api.VMSnapshot{Name: name, Parent: spec.CurrentSnapshot, Disks: []api.VMDisk{cur}})
-			spec.CurrentSnapshot = name
+			spec.Snapshots = append(spec.Snapshots, api.VMSnapshot{ID: name, Name: name, ParentID: spec.CurrentSnapshotID, Disks: []api.VMDisk{cur}})
+			spec.CurrentSnapshotID = name
 			spec.Disks = []api.VMDisk{{Name: "disk0", Path: newFile(absOf(cur)), Datastore: api.Ref{ID: "ds"}}}
 		}
 		write := func(b int, v string) { m.files[absOf(spec.Disks[0])][b] = v }
@@ -205,7 +215,7 @@ func TestDeleteInEveryOrderKeepsData(t *testing.T) {
 				spec.Disks = []api.VMDisk{{Name: "disk0", Path: newFile(absOf(s.Disks[0])), Datastore: api.Ref{ID: "ds"}}}
 			}
 		}
-		spec.CurrentSnapshot = "b"
+		spec.CurrentSnapshotID = "b"
 		write(4, "d4")
 		take("d")
 		write(5, "now5")
@@ -233,7 +243,7 @@ func TestDeleteInEveryOrderKeepsData(t *testing.T) {
 			spec.Snapshots = append([]api.VMSnapshot(nil), spec.Snapshots...)
 			hide(&spec, name)
 			for i := 0; ; i++ {
-				st := planCollect(spec, true, absOf, none)
+				st := mustPlan(t, spec, true, none)
 				if st == nil {
 					break
 				}
@@ -275,5 +285,58 @@ func TestDatastoreAlarms(t *testing.T) {
 	}
 	if evs := datastoreEvents(api.Event{}, cur, cur); len(evs) != 0 {
 		t.Fatalf("no change, events %+v", evs)
+	}
+}
+
+// Every walk of a snapshot tree stops on a cycle with an error naming the
+// VM and a snapshot: the list, the lookups of revert, delete and clone,
+// and the merge plan of a delete.
+func TestTreeWalksStopOnACycle(t *testing.T) {
+	named := func(id, parent string, hidden bool) api.VMSnapshot {
+		s := snap(id, parent, hidden, "vm/"+id+".qcow2")
+		s.Name = "snap-race"
+		return s
+	}
+	vm := &api.VM{Metadata: api.ObjectMeta{ID: "v", Name: "race-vm"}, Spec: api.VMSpec{
+		Disks: []api.VMDisk{{Name: "disk0", Path: "vm/cur.qcow2", Datastore: api.Ref{ID: "ds"}}}, CurrentSnapshotID: "2",
+		Snapshots: []api.VMSnapshot{snap("base", "", false, "vm/disk0.qcow2"), named("1", "2", true), named("2", "1", false)}}}
+	check := func(what string, err error) {
+		t.Helper()
+		if err == nil || !strings.Contains(err.Error(), "cycle through snapshot snap-race") {
+			t.Errorf("%s: %v, want an error naming the cycle", what, err)
+		}
+	}
+	_, _, err := visibleTree(vm)
+	check("visibleTree", err)
+	if err == nil || !strings.Contains(err.Error(), "vm race-vm") {
+		t.Errorf("visibleTree does not name the VM: %v", err)
+	}
+	_, err = findSnapshot(vm, "base") // revert, delete, clone --snapshot
+	check("findSnapshot", err)
+	_, err = planCollect(vm.Spec, true, absOf, func(string) bool { return false })
+	check("planCollect", err)
+	// Unlooped, the same walks go through.
+	vm.Spec.Snapshots[1].ParentID = "base"
+	snaps, cur, err := visibleTree(vm)
+	if err != nil || len(snaps) != 2 || snaps[1].ParentID != "base" || cur != "2" {
+		t.Fatalf("visible tree past a deleted snapshot: %+v, current %s (%v)", snaps, cur, err)
+	}
+	if _, err := planCollect(vm.Spec, true, absOf, func(string) bool { return false }); err != nil {
+		t.Fatalf("plan for a sound tree: %v", err)
+	}
+}
+
+// Two snapshots of one name (from before names were claimed): the name
+// is ambiguous, a 409 giving both IDs; each is found by its ID.
+func TestFindSnapshotOfARepeatedName(t *testing.T) {
+	a, b := snap("id-1", "", false, "vm/1.qcow2"), snap("id-2", "id-1", false, "vm/2.qcow2")
+	a.Name, b.Name = "snap-race", "snap-race"
+	vm := &api.VM{Metadata: api.ObjectMeta{Name: "race-vm"}, Spec: api.VMSpec{Snapshots: []api.VMSnapshot{a, b}, CurrentSnapshotID: "id-2"}}
+	_, err := findSnapshot(vm, "snap-race")
+	if !errors.Is(err, api.ErrConflict) || !strings.Contains(err.Error(), "id-1, id-2") {
+		t.Fatalf("a repeated name: %v", err)
+	}
+	if sn, err := findSnapshot(vm, "id-2"); err != nil || sn.ParentID != "id-1" {
+		t.Fatalf("by ID: %+v %v", sn, err)
 	}
 }

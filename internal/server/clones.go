@@ -110,12 +110,12 @@ func (s *Server) reachesFiles(hostID string, src *api.VM) error {
 
 // planClone builds the new VM from the source (or one of its snapshots).
 func (s *Server) planClone(src *api.VM, srcHost *api.Host, req api.CloneRequest) (*api.VM, cloneParams, *api.Cluster, string, error) {
-	p := cloneParams{Snapshot: req.Snapshot, Linked: req.Linked, PowerOn: req.PowerOn, Sources: map[string]string{}}
+	p := cloneParams{Linked: req.Linked, PowerOn: req.PowerOn, Sources: map[string]string{}}
 	if err := checkReady(src); err != nil {
 		return nil, p, nil, "", err
 	}
-	if _, taken := s.cache.Lookup(api.KindVM, req.Name); taken {
-		return nil, p, nil, "", api.Errorf(api.ErrConflict, "a vm named %q already exists", req.Name)
+	if err := s.vmNameFree(req.Name, nil); err != nil {
+		return nil, p, nil, "", err
 	}
 	disks, cpus, mem := src.Spec.Disks, src.Spec.CPUs, src.Spec.MemoryBytes
 	if req.Snapshot != "" {
@@ -124,6 +124,7 @@ func (s *Server) planClone(src *api.VM, srcHost *api.Host, req api.CloneRequest)
 			return nil, p, nil, "", err
 		}
 		disks, cpus, mem = sn.Disks, sn.CPUs, sn.MemoryBytes
+		p.Snapshot = sn.ID
 	} else if req.Linked && !src.Spec.Template {
 		return nil, p, nil, "", api.Errorf(api.ErrInvalid, "a linked clone needs frozen disks to link to: give a snapshot of vm %s (--snapshot), or mark it a template", src.Metadata.Name)
 	}
@@ -192,6 +193,14 @@ func (s *Server) planClone(src *api.VM, srcHost *api.Host, req api.CloneRequest)
 	}
 	if req.CloudInit != nil {
 		vm.Spec.CloudInit = req.CloudInit
+	}
+	// The source's room for hot-add goes along, never below the clone's
+	// own size.
+	if m := src.Spec.MaxCPUs; m != 0 {
+		vm.Spec.MaxCPUs = max(m, cpus)
+	}
+	if m := src.Spec.MaxMemoryBytes; m != 0 {
+		vm.Spec.MaxMemoryBytes = max(m, mem)
 	}
 	var need api.Size
 	for _, d := range disks {
@@ -325,7 +334,7 @@ func (s *Server) copyDisks(ctx context.Context, t *taskRun, src, vm *api.VM, p c
 	}
 	srcDisks := src.Spec.Disks
 	if p.Snapshot != "" {
-		if sn, err := findSnapshot(src, p.Snapshot); err == nil {
+		if sn := taskSnapshot(src, p.Snapshot); sn != nil {
 			srcDisks = sn.Disks
 		}
 	}
@@ -437,7 +446,7 @@ func (s *Server) markTemplate(on bool) http.HandlerFunc {
 				return api.Errorf(api.ErrConflict, "vm %s is %s a template", vm.Metadata.Name, map[bool]string{true: "already", false: "not"}[on])
 			case on && vm.Status.PowerState != api.PowerOff:
 				return api.Errorf(api.ErrConflict, "vm %s is %s: power it off to make it a template", vm.Metadata.Name, vm.Status.PowerState)
-			case on && len(visibleSnapshots(vm)) > 0:
+			case on && slices.ContainsFunc(vm.Spec.Snapshots, func(sn api.VMSnapshot) bool { return !sn.Hidden }):
 				return api.Errorf(api.ErrConflict, "vm %s has snapshots: delete them to make it a template", vm.Metadata.Name)
 			case !on:
 				if deps := s.vmDependents(vm); len(deps) > 0 {

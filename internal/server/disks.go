@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"path"
 	"slices"
@@ -32,16 +33,25 @@ type diskRemoveParams struct {
 	Disk string `json:"disk"`
 }
 
-// nextDiskName picks a disk name the VM never had: snapshots keep the
-// files of disks removed since, by name.
-func nextDiskName(vm *api.VM) string {
-	n := 0
+// nextDiskName picks a disk name the VM never had (snapshots keep the
+// files of disks removed since, by name) and no unfinished task claimed;
+// claimDiskName claims it with the task.
+func (s *Server) nextDiskName(vm *api.VM) string {
+	names := slices.Collect(maps.Keys(s.pendingClaims(vmClaim(vm.Metadata.ID, "disks", ""))))
 	for _, d := range vmFiles(vm) {
-		if i, err := strconv.Atoi(strings.TrimPrefix(d.Name, "disk")); err == nil && i >= n {
+		names = append(names, d.Name)
+	}
+	n := 0
+	for _, name := range names {
+		if i, err := strconv.Atoi(strings.TrimPrefix(path.Base(name), "disk")); err == nil && i >= n {
 			n = i + 1
 		}
 	}
 	return fmt.Sprintf("disk%d", n)
+}
+
+func claimDiskName(t *api.Task, vm *api.VM, name string) {
+	t.Claims = append(t.Claims, vmClaim(vm.Metadata.ID, "disks", name))
 }
 
 // vmDir is the VM's folder on its datastores.
@@ -57,13 +67,17 @@ func (s *Server) diskTarget(r *http.Request, what string) (*api.VM, error) {
 	if err != nil {
 		return nil, err
 	}
+	return vm, s.diskReady(vm, what)
+}
+
+func (s *Server) diskReady(vm *api.VM, what string) error {
 	if _, err := s.storageReady(vm); err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	if vm.Spec.Template {
-		return nil, api.Errorf(api.ErrConflict, "%s: vm %s is a template; clone it to change it", what, vm.Metadata.Name)
+		return api.Errorf(api.ErrConflict, "%s: vm %s is a template; clone it to change it", what, vm.Metadata.Name)
 	}
-	return vm, s.notMoving(vm)
+	return s.notMoving(vm)
 }
 
 // POST /api/v1/vms/{name}/disks
@@ -84,18 +98,41 @@ func (s *Server) addDisk(w http.ResponseWriter, r *http.Request) {
 		fail(w, api.Errorf(api.ErrInvalid, "bus must be virtio, scsi or sata, got %q", req.Bus))
 		return
 	}
-	vm, err := s.diskTarget(r, "add a disk")
+	vm, _, err := s.pathVM(r)
 	if err != nil {
 		fail(w, err)
 		return
 	}
-	if len(vm.Spec.Disks) >= api.MaxDisksPerVM {
-		fail(w, api.Errorf(api.ErrConflict, "vm %s has %d disks, the most it may have", vm.Metadata.Name, len(vm.Spec.Disks)))
+	// The disk's name and slot are claimed with the task: racing adds
+	// each get their own.
+	t, err := s.submitOnVM(r.Context(), vm, func(vm *api.VM) (*api.Task, error) {
+		d, err := s.planDiskAdd(vm, req)
+		if err != nil {
+			return nil, err
+		}
+		t := newTask(r.Context(), opDiskAdd, vm, diskAddParams{Disk: d})
+		claimDiskName(t, vm, d.Name)
+		if d.Slot != "" {
+			t.Claims = append(t.Claims, vmClaim(vm.Metadata.ID, "slots", d.Slot))
+		}
+		return t, nil
+	})
+	if err != nil {
+		fail(w, err)
 		return
 	}
+	replyTask(w, t)
+}
+
+func (s *Server) planDiskAdd(vm *api.VM, req api.DiskAddRequest) (api.VMDisk, error) {
+	if err := s.diskReady(vm, "add a disk"); err != nil {
+		return api.VMDisk{}, err
+	}
+	if n := len(vm.Spec.Disks) + len(s.pendingClaims(vmClaim(vm.Metadata.ID, "disks", ""))); n >= api.MaxDisksPerVM {
+		return api.VMDisk{}, api.Errorf(api.ErrConflict, "vm %s has %d disks (some being added), the most it may have", vm.Metadata.Name, n)
+	}
 	if req.Bus == api.BusSATA && vm.Status.PowerState != api.PowerOff {
-		fail(w, api.Errorf(api.ErrConflict, "vm %s is %s: SATA disks cannot be hot-plugged; use virtio or scsi, or stop it", vm.Metadata.Name, vm.Status.PowerState))
-		return
+		return api.VMDisk{}, api.Errorf(api.ErrConflict, "vm %s is %s: SATA disks cannot be hot-plugged; use virtio or scsi, or stop it", vm.Metadata.Name, vm.Status.PowerState)
 	}
 	co, _ := s.cache.Get(api.KindCluster, vm.Spec.Cluster.ID)
 	dc := ""
@@ -108,31 +145,27 @@ func (s *Server) addDisk(w http.ResponseWriter, r *http.Request) {
 	}
 	dso, err := s.pick(api.KindDatastore, dsName, func(o api.Object) bool { return datacenterOf(o) == dc })
 	if err != nil {
-		fail(w, fmt.Errorf("add a disk to vm %s: %w", vm.Metadata.Name, err))
-		return
+		return api.VMDisk{}, fmt.Errorf("add a disk to vm %s: %w", vm.Metadata.Name, err)
 	}
 	ds := dso.(*api.Datastore)
 	h, _ := s.vmHost(vm)
 	if h != nil && !slices.ContainsFunc(h.Status.Datastores, func(r api.Ref) bool { return r.ID == ds.Metadata.ID }) {
-		fail(w, api.Errorf(api.ErrConflict, "host %s of vm %s does not reach datastore %s", h.Metadata.Name, vm.Metadata.Name, ds.Metadata.Name))
-		return
+		return api.VMDisk{}, api.Errorf(api.ErrConflict, "host %s of vm %s does not reach datastore %s", h.Metadata.Name, vm.Metadata.Name, ds.Metadata.Name)
 	}
 	if req.Thick {
 		if err := s.checkFree(ds.Metadata.ID, req.Size, "a thick disk of "+req.Size.String()); err != nil {
-			fail(w, fmt.Errorf("add a disk to vm %s: %w", vm.Metadata.Name, err))
-			return
+			return api.VMDisk{}, fmt.Errorf("add a disk to vm %s: %w", vm.Metadata.Name, err)
 		}
 	}
-	name := nextDiskName(vm)
+	name := s.nextDiskName(vm)
 	d := api.VMDisk{Name: name, SizeBytes: req.Size, Datastore: api.Ref{ID: ds.Metadata.ID}, Bus: req.Bus, Thick: req.Thick,
 		Path: path.Join(vmDir(vm), name+".qcow2")}
 	if req.Bus == api.BusVirtio && vm.Status.PowerState != api.PowerOff {
-		if d.Slot = freeSlot(vm); d.Slot == "" {
-			fail(w, api.Errorf(api.ErrConflict, "vm %s has no free hot-plug slot (%d virtio disks were added while it ran); stop it to add more", vm.Metadata.Name, hotplugSlots))
-			return
+		if d.Slot = s.freeSlot(vm); d.Slot == "" {
+			return api.VMDisk{}, api.Errorf(api.ErrConflict, "vm %s has no free hot-plug slot (%d virtio disks were added while it ran, or are being added); stop it to add more", vm.Metadata.Name, hotplugSlots)
 		}
 	}
-	s.submitTask(w, r, newTask(r.Context(), opDiskAdd, vm, diskAddParams{Disk: d}))
+	return d, nil
 }
 
 func (s *Server) runDiskAdd(ctx context.Context, t *taskRun) (any, error) {
@@ -300,9 +333,13 @@ func (s *Server) runDiskRemove(ctx context.Context, t *taskRun) (any, error) {
 const hotplugSlots = 4
 
 // freeSlot picks a hot-plug root port no disk of the VM (or of one of its
-// snapshots, which a revert brings back) sits in.
-func freeSlot(vm *api.VM) string {
+// snapshots, which a revert brings back) sits in, and no unfinished task
+// claimed.
+func (s *Server) freeSlot(vm *api.VM) string {
 	used := map[string]bool{}
+	for c := range s.pendingClaims(vmClaim(vm.Metadata.ID, "slots", "")) {
+		used[path.Base(c)] = true
+	}
 	for _, d := range vmFiles(vm) {
 		used[d.Slot] = true
 	}

@@ -50,6 +50,9 @@ func (s *Server) exportVM(w http.ResponseWriter, r *http.Request) {
 	if err == nil && vm.Status.PowerState != api.PowerOff {
 		err = api.Errorf(api.ErrConflict, "vm %s is %s: export it while it is off (its disks must not change)", vm.Metadata.Name, vm.Status.PowerState)
 	}
+	if err == nil && vm.Spec.Boot != nil {
+		err = kernelBootExport(s, vm)
+	}
 	var dsID string
 	if err == nil {
 		if len(vm.Spec.Disks) > 0 {
@@ -72,6 +75,18 @@ func (s *Server) exportVM(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	replyTask(w, t)
+}
+
+// kernelBootExport refuses to export a VM that boots a kernel image
+// directly: a package holds its disks, so the VM would come out of any
+// import (VMware's, VirtualBox's, vdc's) with nothing to boot from.
+func kernelBootExport(s *Server, vm *api.VM) error {
+	image := vm.Spec.Image.ID
+	if o, ok := s.cache.Get(api.KindImage, image); ok {
+		image = o.GetMeta().Name
+	}
+	return api.Errorf(api.ErrUnprocessable, "vm %s boots the kernel of image %s directly, not from a disk: an OVF package carries only its disks, "+
+		"and the VM would not boot wherever it is imported; export a VM that boots from its disk (made with --image of a disk image)", vm.Metadata.Name, image)
 }
 
 func (s *Server) runVMExport(ctx context.Context, t *taskRun) (any, error) {

@@ -91,6 +91,9 @@ func TestHARestartsTheVMsOfAFailedHostByPriority(t *testing.T) {
 		fo := tasksOf(t, d, "host.failover")
 		return len(fo) == 1 && fo[0].State == api.TaskSucceeded && fo[0].Owner == "ha"
 	})
+	if fo := tasksOf(t, d, "host.failover"); fo[0].Message != "host host-1 failed; 3 of 3 restarted" {
+		t.Errorf("the failover's message: %q", fo[0].Message)
+	}
 
 	// The host comes back: it is no longer failed, and it runs nothing
 	// that runs elsewhere now.
@@ -99,7 +102,7 @@ func TestHARestartsTheVMsOfAFailedHostByPriority(t *testing.T) {
 		h := host(t, d, "host-1")
 		return h.Status.Connection == api.HostConnected && h.Status.FailedAt.IsZero()
 	})
-	time.Sleep(3 * time.Second) // a few heartbeats
+	d.heartbeats(3, "host-1")
 	for _, n := range []string{"hi", "med", "lo"} {
 		if vm := d.vm(n); vm.Spec.Host.Name == "host-1" || vm.Status.PowerState != api.PowerOn {
 			t.Errorf("after host-1 came back, vm %s is %s on %s", n, vm.Status.PowerState, vm.Spec.Host.Name)
@@ -207,10 +210,14 @@ func TestHANoFalseFailoverAfterServerRestart(t *testing.T) {
 	d.run(d.c.CreateVM(ctx, api.VMCreateRequest{Name: "v", CPUs: 1, Memory: api.MustSize("1GiB"), Disks: []api.DiskRequest{{Size: api.MustSize("1GiB")}}, PowerOn: true}))
 	addr := strings.TrimPrefix(d.srv.URL(), "https://")
 	d.srv.Stop()
-	time.Sleep(5 * time.Second) // longer than the detection time
+	// The outage itself, longer than the detection time: the test's input,
+	// not a wait for something to happen.
+	time.Sleep(5 * time.Second)
 	srv, c := startServerAt(t, d.dir, addr)
 	d.srv, d.c = srv, c
-	time.Sleep(6 * time.Second)
+	// Past a whole detection window (3 s at 1 s heartbeats) after the
+	// restart, seen as heartbeats the new server took.
+	d.heartbeats(6, "host-1", "host-2")
 	if fo := tasksOf(t, d, "host.failover"); len(fo) > 0 {
 		t.Fatalf("failover after a server restart: %s %s", fo[0].Target.Name, fo[0].Message)
 	}
@@ -272,5 +279,61 @@ func TestHALeaseFollowsTheRunningCopy(t *testing.T) {
 	d.run(d.c.Power(ctx, "l1", api.PowerRequest{Action: api.ActionStart}))
 	if held, _ := leaseOf(t, ds2, id); held {
 		t.Fatal("a VM HA does not protect took a lease when it started")
+	}
+}
+
+// A host that hung: its VM still runs there and holds its lease, so HA
+// cannot restart it elsewhere. The refused restart is a conflict (another
+// copy runs), not an internal error, and the failover says it restarted
+// none of them, and why, instead of succeeding silently.
+func TestHAFailoverSaysWhatItCouldNotRestart(t *testing.T) {
+	d := newDC(t, 2)
+	ctx := context.Background()
+	haOn(t, d, api.ClusterHAUpdate{})
+	d.run(d.c.CreateVM(ctx, api.VMCreateRequest{Name: "hung", CPUs: 1, Memory: api.MustSize("64MiB"), Host: "host-1", PowerOn: true,
+		Disks: []api.DiskRequest{{Size: api.MustSize("1GiB")}}}))
+	path := lease.Path(filepath.Join(d.dir, "datastore1"), d.vm("hung").Metadata.ID)
+	eventually(t, 15*time.Second, "the VM's lease held", func() bool { held, _, _ := lease.Held(path); return held })
+	d.stopAgent("host-1")
+	// The copy on the hung host runs on: it holds the lease.
+	var still *os.File
+	eventually(t, 15*time.Second, "the lease taken by the copy that runs on", func() bool {
+		var err error
+		still, err = lease.Acquire(path, "vm hung on host host-1")
+		return err == nil
+	})
+	defer still.Close()
+	eventually(t, 30*time.Second, "a refused restart of hung", func() bool {
+		for _, tk := range tasksOf(t, d, "vm.ha-restart") {
+			if tk.State == api.TaskFailed {
+				if tk.Error == nil || tk.Error.Code != api.CodeConflict || !strings.Contains(tk.Error.Message, "held by another running copy") {
+					t.Fatalf("refused restart: %+v", tk.Error)
+				}
+				return true
+			}
+		}
+		return false
+	})
+	// The host comes back, the VM running on it as before.
+	d.startAgent("host-1")
+	var fo *api.Task
+	eventually(t, 60*time.Second, "the failover over", func() bool {
+		tasks := tasksOf(t, d, "host.failover")
+		if len(tasks) == 1 && api.TaskDone(tasks[0].State) {
+			fo = tasks[0]
+		}
+		return fo != nil
+	})
+	if fo.State != api.TaskFailed || fo.Error == nil || fo.Error.Code != api.CodeConflict {
+		t.Fatalf("failover that restarted nothing: %s %+v", fo.State, fo.Error)
+	}
+	t.Log(fo.Error.Message)
+	for _, want := range []string{"0 of 1 restarted", "the host came back", "hung (", "held by another running copy"} {
+		if !strings.Contains(fo.Error.Message, want) {
+			t.Errorf("failover error %q does not say %q", fo.Error.Message, want)
+		}
+	}
+	if vm := d.vm("hung"); vm.Spec.Host.Name != "host-1" {
+		t.Errorf("hung moved to %s", vm.Spec.Host.Name)
 	}
 }

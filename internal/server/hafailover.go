@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -60,8 +61,9 @@ func (s *Server) stillFailed(hostID string) (*api.Host, *api.Cluster, string) {
 // retrying those that could not restart a few times with growing delays.
 // It can run again after a leader change: it works from the inventory.
 func (s *Server) runHostFailover(ctx context.Context, t *taskRun) (any, error) {
-	f := &failover{s: s, t: t, res: &api.HAFailoverResult{}, attempts: map[string]int{}, lastErr: map[string]string{}}
-	res, attempts, lastErr := f.res, f.attempts, f.lastErr
+	f := &failover{s: s, t: t, res: &api.HAFailoverResult{}, attempts: map[string]int{}, lastErr: map[string]string{},
+		want: map[string]string{}, restarted: map[string]bool{}}
+	res, attempts := f.res, f.attempts
 	// Restarts a previous leader started for this task go on by themselves.
 	var inherited []*api.Task
 	s.cache.Each(api.KindTask, func(o api.Object) {
@@ -70,8 +72,11 @@ func (s *Server) runHostFailover(ctx context.Context, t *taskRun) (any, error) {
 		}
 	})
 	for _, c := range inherited {
+		f.want[c.Target.ID] = c.Target.Name
 		if r := s.waitChild(ctx, t, c, c.Target.Name); r.err == nil {
-			res.Restarted++
+			f.restarted[c.Target.ID] = true
+		} else {
+			f.lastErr[c.Target.ID] = r.err.Error()
 		}
 	}
 	retry := false
@@ -81,20 +86,16 @@ func (s *Server) runHostFailover(ctx context.Context, t *taskRun) (any, error) {
 			res.Outcome = stop
 			break
 		}
-		var left, gaveUp []*api.VM
+		var left []*api.VM
 		tried := 0
 		for _, vm := range s.haPending(h, cl, t.task.Metadata.ID) {
+			f.want[vm.Metadata.ID] = vm.Metadata.Name
 			if n := attempts[vm.Metadata.ID]; n < haMaxAttempts {
 				left = append(left, vm)
 				tried = max(tried, n)
-			} else {
-				gaveUp = append(gaveUp, vm)
 			}
 		}
 		if len(left) == 0 {
-			for _, vm := range gaveUp {
-				res.Failed = append(res.Failed, fmt.Sprintf("%s (%s)", vm.Metadata.Name, lastErr[vm.Metadata.ID]))
-			}
 			res.Outcome = "done"
 			break
 		}
@@ -116,11 +117,47 @@ func (s *Server) runHostFailover(ctx context.Context, t *taskRun) (any, error) {
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
-	if len(res.Failed) > 0 {
-		return res, api.Errorf(api.ErrUnprocessable, "host %s failed; %d VMs restarted, %d could not be: %s",
-			t.task.Target.Name, res.Restarted, len(res.Failed), strings.Join(firstN(res.Failed, 5), "; "))
+	return f.report()
+}
+
+// report says how many of the VMs HA set out to restart it did, and why
+// each other one was not: a failover that restarted nothing must say so,
+// not end as a silent success.
+func (f *failover) report() (any, error) {
+	res, name := f.res, f.t.task.Target.Name
+	res.Restarted = len(f.restarted)
+	var ids []string
+	for id := range f.want {
+		if !f.restarted[id] {
+			ids = append(ids, id)
+		}
 	}
-	return res, nil
+	slices.SortFunc(ids, func(a, b string) int { return strings.Compare(f.want[a], f.want[b]) })
+	for _, id := range ids {
+		why := f.lastErr[id]
+		if why == "" {
+			why = "not tried"
+		}
+		res.Failed = append(res.Failed, fmt.Sprintf("%s (%s)", f.want[id], why))
+	}
+	summary := fmt.Sprintf("%d of %d restarted", res.Restarted, len(f.want))
+	if len(res.Failed) == 0 {
+		if len(f.want) == 0 {
+			summary = "no protected VM to restart"
+		}
+		if res.Outcome != "done" {
+			summary += "; " + res.Outcome
+		}
+		f.t.summary = fmt.Sprintf("host %s failed; %s", name, summary)
+		return res, nil
+	}
+	// Stopped early (the host came back, HA was turned off): the VMs
+	// left may still run there, but HA did not restart them, and says so.
+	class, why := api.ErrUnprocessable, ""
+	if res.Outcome != "done" {
+		class, why = api.ErrConflict, res.Outcome+"; "
+	}
+	return res, api.Errorf(class, "host %s failed; %s: %s%s", name, summary, why, strings.Join(firstN(res.Failed, 5), "; "))
 }
 
 // failover is the state of one host.failover task's run.
@@ -130,6 +167,10 @@ type failover struct {
 	res      *api.HAFailoverResult
 	attempts map[string]int    // restarts tried, by VM ID
 	lastErr  map[string]string // why the last one failed
+	// want is every VM the failover set out to restart (ID to name),
+	// restarted those it did.
+	want      map[string]string
+	restarted map[string]bool
 }
 
 // waves restarts VMs by priority: each priority's restarts run at once,
@@ -156,7 +197,7 @@ func (f *failover) waves(ctx context.Context, h *api.Host, cl *api.Cluster, vms 
 				f.lastErr[c.Target.ID] = r.err.Error()
 				continue
 			}
-			f.res.Restarted++
+			f.restarted[c.Target.ID] = true
 			ok = append(ok, c)
 		}
 		if cl.Spec.HA.RestartCondition == api.RestartWhenGuestReady && len(ok) > 0 {

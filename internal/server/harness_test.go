@@ -27,6 +27,9 @@ type dc struct {
 	c      *client.Client
 	agents map[string]context.CancelFunc
 	token  string
+	// agentConfig, when set, changes the configuration of agents started
+	// from then on.
+	agentConfig func(*agent.Config)
 	// agentLimits are the limits of the agents started from now on.
 	agentLimits netguard.Limits
 }
@@ -108,9 +111,12 @@ func (d *dc) hostDir(name string) string { return filepath.Join(d.dir, "hosts", 
 // startAgentIn runs a host agent on a data dir of choice, with a join token.
 func (d *dc) startAgentIn(name, dataDir, token string) {
 	d.t.Helper()
-	a, err := agent.New(agent.Config{ServerURL: d.srv.URL(), JoinToken: token, DataDir: dataDir,
-		Name: name, Listen: "127.0.0.1:0", Driver: sim.New(sim.Options{CPUs: 8, MemoryBytes: 16 << 30, ShutdownDelay: 20 * time.Millisecond, Host: name}),
-		Limits: d.agentLimits, Log: testLog(d.t)})
+	cfg := agent.Config{ServerURL: d.srv.URL(), JoinToken: token, DataDir: dataDir,
+		Name: name, Listen: "127.0.0.1:0", Driver: sim.New(sim.Options{CPUs: 8, MemoryBytes: 16 << 30, ShutdownDelay: 20 * time.Millisecond, Host: name}), Limits: d.agentLimits, Log: testLog(d.t)}
+	if d.agentConfig != nil {
+		d.agentConfig(&cfg)
+	}
+	a, err := agent.New(cfg)
 	if err != nil {
 		d.t.Fatal(err)
 	}
@@ -140,6 +146,32 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// heartbeats waits until the server has taken n more heartbeats from each
+// of the hosts: what a test that must see "a few heartbeats later" waits
+// for, rather than a fixed time.
+func (d *dc) heartbeats(n int, hosts ...string) {
+	d.t.Helper()
+	seen := map[string]time.Time{}
+	count := map[string]int{}
+	eventually(d.t, time.Duration(n+10)*5*time.Second, fmt.Sprintf("%d heartbeats from %v", n, hosts), func() bool {
+		done := true
+		for _, name := range hosts {
+			h, err := client.Get[*api.Host](context.Background(), d.c, api.KindHost, name)
+			if err != nil {
+				return false
+			}
+			if last := h.Status.LastHeartbeat; !last.Equal(seen[name]) {
+				if !seen[name].IsZero() {
+					count[name]++
+				}
+				seen[name] = last
+			}
+			done = done && count[name] >= n
+		}
+		return done
+	})
 }
 
 func (d *dc) waitHosts(n int) {

@@ -109,6 +109,7 @@ func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	now := time.Now().UTC()
 	serial := pki.Serial(cert)
+	reconnected := false
 	err = s.updateObject(ctx, api.KindHost, h.Metadata.ID, func(o api.Object) error {
 		h := o.(*api.Host)
 		// Revoked (a host replace) since the check above: not one more beat.
@@ -116,7 +117,8 @@ func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request) {
 			return errCertRefused(h, serial)
 		}
 		st := &h.Status
-		if st.Connection != api.HostConnected {
+		reconnected = st.Connection != api.HostConnected
+		if reconnected {
 			st.Connection = api.HostConnected
 			st.ConnectedSince = now
 			s.log.Info("host connected", "host", h.Metadata.Name, "address", hb.Address)
@@ -127,7 +129,7 @@ func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request) {
 		}
 		st.LastHeartbeat = now
 		st.Address, st.Hostname, st.Driver, st.Accel, st.Version = hb.Address, hb.Hostname, hb.Driver, hb.Accel, hb.Version
-		st.Hypervisor = hb.Hypervisor
+		st.Hypervisor, st.AccelReason = hb.Hypervisor, hb.AccelReason
 		st.CPUs, st.MemoryBytes = hb.CPUs, hb.MemoryBytes
 		st.Datastores = st.Datastores[:0]
 		for _, d := range hb.Datastores {
@@ -152,6 +154,9 @@ func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request) {
 		// A certificate that outlives the server's policy (one from before
 		// certificates were short-lived) is renewed at once.
 		RenewCertificate: cert.NotAfter.After(now.Add(s.cfg.HostCertTTL + time.Minute)),
+		// Its VMs are shown unknown until a full list says otherwise; a
+		// list of changes says nothing of the VMs that did not change.
+		SendFull: reconnected && !hb.Full,
 	}
 	if ha := s.hostHA(h); ha.Gen != hb.HAGen {
 		resp.HA = ha

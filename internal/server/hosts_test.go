@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -87,12 +88,78 @@ func TestGracefulStopTimesOutThenPowersOff(t *testing.T) {
 	d.run(d.c.CreateVM(ctx, api.VMCreateRequest{Name: "stubborn", CPUs: 1, Memory: api.MustSize("64MiB"), PowerOn: true,
 		Labels: map[string]string{"sim.vdc.io/ignore-acpi": "true"}}))
 	start := time.Now()
-	d.run(d.c.Power(ctx, "stubborn", api.PowerRequest{Action: api.ActionStop, TimeoutSeconds: 1}))
-	if time.Since(start) < time.Second {
+	task, err := d.c.Power(ctx, "stubborn", api.PowerRequest{Action: api.ActionStop, TimeoutSeconds: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What a user waiting on the task sees: what it waits for and how
+	// long is left, counting down, then that it powers off.
+	var msgs []string
+	var pcts []int
+	if _, err := d.c.WaitTask(ctx, task.Metadata.ID, func(tk *api.Task) {
+		if tk.Message != "" && (len(msgs) == 0 || msgs[len(msgs)-1] != tk.Message) {
+			msgs, pcts = append(msgs, tk.Message), append(pcts, tk.Progress)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if time.Since(start) < 3*time.Second {
 		t.Fatalf("a guest that ignores shutdown was off before the timeout")
 	}
 	if got := d.vm("stubborn").Status.PowerState; got != api.PowerOff {
 		t.Fatalf("power %s after stop timeout", got)
+	}
+	var waiting []int
+	for _, m := range msgs {
+		var left int
+		if _, err := fmt.Sscanf(m, "waiting for the guest to shut down (ACPI), %ds left", &left); err == nil {
+			waiting = append(waiting, left)
+		}
+	}
+	if len(waiting) == 0 || waiting[0] > 3 || !strings.Contains(msgs[len(msgs)-1], "powering off") {
+		t.Fatalf("stop progress messages: %q", msgs)
+	}
+	for i := 1; i < len(waiting); i++ {
+		if waiting[i] >= waiting[i-1] {
+			t.Errorf("the time left does not count down: %q", msgs)
+		}
+	}
+	for i := 1; i < len(pcts); i++ {
+		if pcts[i] < pcts[i-1] {
+			t.Errorf("progress went back: %v (%q)", pcts, msgs)
+		}
+	}
+}
+
+// A client that starts following a task late sees it as it is at once,
+// not only from its next change: a long stop says what it waits for.
+func TestWaitTaskShowsTheTaskAsItIsFirst(t *testing.T) {
+	d := newDC(t, 1)
+	ctx := context.Background()
+	d.run(d.c.CreateVM(ctx, api.VMCreateRequest{Name: "stubborn", CPUs: 1, Memory: api.MustSize("64MiB"), PowerOn: true,
+		Labels: map[string]string{"sim.vdc.io/ignore-acpi": "true"}}))
+	// An hour's timeout: the message changes every 36 s.
+	task, err := d.c.Power(ctx, "stubborn", api.PowerRequest{Action: api.ActionStop, TimeoutSeconds: 3600})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var now *api.Task
+	eventually(t, 10*time.Second, "the stop saying what it waits for", func() bool {
+		now, err = d.c.GetTask(ctx, task.Metadata.ID)
+		return err == nil && strings.HasPrefix(now.Message, "waiting for the guest")
+	})
+	// The server holds a wait up to 30 s when nothing changes.
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var first *api.Task
+	_, _ = d.c.WaitTask(wctx, task.Metadata.ID, func(tk *api.Task) {
+		if first == nil {
+			first = tk
+			cancel()
+		}
+	})
+	if first == nil || first.Message != now.Message {
+		t.Fatalf("following the task, first saw %+v; it was at %q", first, now.Message)
 	}
 }
 
@@ -103,7 +170,7 @@ func TestHostChangesDoNotRaceHeartbeats(t *testing.T) {
 	ctx := context.Background()
 	h := host(t, d, "host-1")
 	gen := h.Metadata.Generation
-	time.Sleep(2500 * time.Millisecond) // a couple of heartbeats change the host's status
+	d.heartbeats(2, "host-1") // a couple of heartbeats change the host's status
 	if now := host(t, d, "host-1"); now.Metadata.Revision == h.Metadata.Revision || now.Metadata.Generation != gen {
 		t.Fatalf("heartbeats should change the revision (%d→%d) but not the generation (%d→%d)",
 			h.Metadata.Revision, now.Metadata.Revision, gen, now.Metadata.Generation)

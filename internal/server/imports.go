@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -125,6 +126,9 @@ type importParams struct {
 	// The staging folder the package is in (an upload), or is fetched to.
 	Staging   string `json:"staging"`
 	Datastore string `json:"datastore"`
+	// Disk is the name of the disk a disk import adds to a VM, claimed
+	// with the task.
+	Disk string `json:"disk,omitempty"`
 }
 
 func validateImport(req *api.ImportRequest) error {
@@ -250,7 +254,7 @@ func (s *Server) createImport(w http.ResponseWriter, r *http.Request) {
 			reply(w, http.StatusOK, plan.api)
 			return
 		}
-		if err := s.checkNames(plan); err != nil {
+		if err := s.checkNames(plan, nil); err != nil {
 			fail(w, err)
 			return
 		}
@@ -265,7 +269,48 @@ func (s *Server) createImport(w http.ResponseWriter, r *http.Request) {
 		name = planned.vms[0].req.Name
 	}
 	placeholder := &api.VM{Metadata: api.ObjectMeta{ID: store.NewID(), Name: name}}
-	t, err := s.submit(ctx, s.store.Txn(), newTask(ctx, opVMImport, placeholder, p))
+	// What the import makes later is claimed with its task, where it is
+	// known now: the name of the disk it adds to a VM, or of the VMs it
+	// makes (all of them from an upload; the one of a disk).
+	var attach *api.VM
+	if planned != nil {
+		attach = planned.attach
+	} else if o, ok := s.cache.Lookup(api.KindVM, req.VM); ok && req.Format == api.ImportFormatDisk && req.VM != "" {
+		attach = o.(*api.VM)
+	}
+	var t *api.Task
+	var err error
+	if attach != nil {
+		t, err = s.submitOnVM(ctx, attach, func(vm *api.VM) (*api.Task, error) {
+			if err := s.attachReady(vm, ""); err != nil {
+				return nil, err
+			}
+			p.Disk = s.nextDiskName(vm)
+			t := newTask(ctx, opVMImport, placeholder, p)
+			claimDiskName(t, vm, p.Disk)
+			return t, nil
+		})
+	} else {
+		t = newTask(ctx, opVMImport, placeholder, p)
+		var names []string
+		if planned != nil {
+			for _, pv := range planned.vms {
+				names = append(names, pv.req.Name)
+			}
+		} else if req.Format == api.ImportFormatDisk {
+			names = []string{name}
+		}
+		txn := s.store.Txn()
+		for _, n := range slices.Compact(slices.Sorted(slices.Values(names))) {
+			if err := s.vmNameFree(n, nil); err != nil {
+				fail(w, err)
+				return
+			}
+			txn.ClaimName(api.KindVM, n, t.Metadata.ID)
+			t.Claims = append(t.Claims, store.NameClaim(api.KindVM, n))
+		}
+		t, err = s.submit(ctx, txn, t)
+	}
 	if err != nil {
 		fail(w, err)
 		return
@@ -273,15 +318,29 @@ func (s *Server) createImport(w http.ResponseWriter, r *http.Request) {
 	replyTask(w, t)
 }
 
-// checkNames refuses an import whose VMs' names are taken.
-func (s *Server) checkNames(plan *importPlan) error {
+// checkNames refuses an import whose VMs' names are taken; self is the
+// import's task, which holds its claims on them.
+func (s *Server) checkNames(plan *importPlan, self *api.Task) error {
+	if plan.attach != nil {
+		return nil
+	}
 	for _, vm := range plan.vms {
-		if plan.attach != nil {
-			continue
+		if err := s.vmNameFree(vm.req.Name, self); err != nil {
+			return fmt.Errorf("%w; import under another name (--name)", err)
 		}
-		if _, taken := s.cache.Lookup(api.KindVM, vm.req.Name); taken {
-			return api.Errorf(api.ErrConflict, "a vm named %q already exists; import under another name (--name)", vm.req.Name)
-		}
+	}
+	return nil
+}
+
+// vmNameFree refuses a VM name that is taken, or claimed by an unfinished
+// task other than self (an import).
+func (s *Server) vmNameFree(name string, self *api.Task) error {
+	if _, taken := s.cache.Lookup(api.KindVM, name); taken {
+		return api.Errorf(api.ErrConflict, "a vm named %q already exists", name)
+	}
+	c := store.NameClaim(api.KindVM, name)
+	if t := s.pendingClaims(c)[c]; t != nil && (self == nil || t.Metadata.ID != self.Metadata.ID) {
+		return api.Errorf(api.ErrConflict, "a vm named %q is being made by task %s (%s)", name, t.Metadata.ID, t.Op)
 	}
 	return nil
 }
@@ -291,8 +350,9 @@ type importPlan struct {
 	api api.ImportPlan
 	ovf *ovf.Plan
 	vms []plannedVM
-	// attach is the VM a disk import adds a disk to.
+	// attach is the VM a disk import adds a disk to, disk the disk's name.
 	attach *api.VM
+	disk   string
 	pkg    *agent.StagedPackage
 }
 

@@ -16,19 +16,17 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/client"
+	"github.com/vdc-project/vdc/internal/agent"
 	"github.com/vdc-project/vdc/internal/ovf"
+	"github.com/vdc-project/vdc/internal/testenv"
 )
 
 func needQemuImg(t *testing.T) {
-	if _, err := exec.LookPath("qemu-img"); err != nil {
-		if os.Getenv("VDC_REQUIRE_E2E") == "1" {
-			t.Fatal("qemu-img is missing and VDC_REQUIRE_E2E=1")
-		}
-		t.Skip("qemu-img is not installed (apt-get install qemu-utils)")
-	}
+	testenv.NeedTools(t, "qemu-utils", "qemu-img")
 }
 
 // A dry run plans from the descriptor alone and changes nothing; bad
@@ -259,6 +257,12 @@ func TestImportEULAAndDiskIntoAVM(t *testing.T) {
 		t.Errorf("a disk into a running VM: %v", err)
 	}
 	d.run(d.c.Power(ctx, "db1", api.PowerRequest{Action: api.ActionStop, Force: true}))
+	// The plan says the disk goes to the VM that exists, as disk1; that
+	// is what it does, not a warning.
+	_, plan, err := d.c.Import(ctx, api.ImportRequest{Format: "disk", Upload: up2.ID, VM: "db1", Bus: "scsi", DryRun: true})
+	if err != nil || len(plan.VMs) != 1 || !plan.VMs[0].Existing || len(plan.VMs[0].Disks) != 1 || plan.VMs[0].Disks[0].Name != "disk1" || len(plan.Warnings) != 0 {
+		t.Errorf("the plan of a disk into db1: %+v %v", plan, err)
+	}
 	task, _, err = d.c.Import(ctx, api.ImportRequest{Format: "disk", Upload: up2.ID, VM: "db1", Bus: "scsi"})
 	done := d.run(task, err)
 	var res api.ImportResult
@@ -266,6 +270,9 @@ func TestImportEULAAndDiskIntoAVM(t *testing.T) {
 	vm = d.vm("db1")
 	if res.Disk != "disk1" || len(vm.Spec.Disks) != 2 || vm.Spec.Disks[1].SizeBytes != api.MustSize("1MiB") || vm.Spec.Disks[1].Bus != "scsi" {
 		t.Errorf("the added disk: %+v %+v", res, vm.Spec.Disks)
+	}
+	if len(res.Warnings) != 0 {
+		t.Errorf("a clean disk import warns: %q", res.Warnings)
 	}
 	if _, err := os.Stat(filepath.Join(d.dir, "datastore1", vm.Spec.Disks[1].Path)); err != nil {
 		t.Errorf("the added disk's file: %v", err)
@@ -275,18 +282,27 @@ func TestImportEULAAndDiskIntoAVM(t *testing.T) {
 // A canceled import leaves nothing: no VM, no disk, no staging folder.
 func TestImportCanceled(t *testing.T) {
 	needQemuImg(t)
-	d := newDC(t, 1)
+	d := newDC(t, 0)
+	// The conversion waits here until the test has canceled the task.
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	d.agentConfig = func(c *agent.Config) {
+		c.BeforeConvert = func(ctx context.Context) error {
+			entered <- struct{}{}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-release:
+				return nil
+			}
+		}
+	}
+	d.startAgent("host-1")
+	d.waitHosts(1)
 	ctx := context.Background()
 	raw := filepath.Join(t.TempDir(), "big.raw")
-	f, _ := os.Create(raw)
-	buf := make([]byte, 1<<20)
-	for i := 0; i < 96; i++ { // 96 MiB of data that does not compress
-		for j := range buf {
-			buf[j] = byte(i*7 + j*13 + j>>9)
-		}
-		f.Write(buf)
+	if err := os.WriteFile(raw, bytes.Repeat([]byte{0xa5}, 8<<20), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	f.Close()
 	fi, _ := os.Stat(raw)
 	up, _ := d.c.CreateUpload(ctx, api.UploadRequest{})
 	fh, _ := os.Open(raw)
@@ -298,25 +314,58 @@ func TestImportCanceled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cerr := d.c.Do(ctx, client.Request{Method: "POST", Path: "/tasks/" + task.Metadata.ID + "/cancel"}, nil)
+	select {
+	case <-entered:
+	case <-time.After(time.Minute):
+		t.Fatal("the import never reached its conversion")
+	}
+	if err := d.c.Do(ctx, client.Request{Method: "POST", Path: "/tasks/" + task.Metadata.ID + "/cancel"}, nil); err != nil {
+		t.Fatalf("cancel the import while it converts: %v", err)
+	}
+	close(release)
 	final, _ := d.c.Wait(ctx, task)
-	switch {
-	case cerr == nil && final.State == api.TaskCanceled:
-		if _, err := d.c.GetVM(ctx, "big"); !errors.Is(err, api.ErrNotFound) {
-			t.Errorf("a canceled import left its VM: %v", err)
+	if final.State != api.TaskCanceled {
+		t.Fatalf("import after cancel: %s %+v", final.State, final.Error)
+	}
+	if _, err := d.c.GetVM(ctx, "big"); !errors.Is(err, api.ErrNotFound) {
+		t.Errorf("a canceled import left its VM: %v", err)
+	}
+	ents, _ := os.ReadDir(filepath.Join(d.dir, "datastore1"))
+	for _, e := range ents {
+		if e.Name() != ".vdc-staging" {
+			t.Errorf("a canceled import left %s", e.Name())
 		}
-		ents, _ := os.ReadDir(filepath.Join(d.dir, "datastore1"))
-		for _, e := range ents {
-			if e.Name() != ".vdc-staging" {
-				t.Errorf("a canceled import left %s", e.Name())
-			}
-		}
-	case cerr != nil && final.State == api.TaskSucceeded:
-		t.Logf("the import finished before the cancel: %v", cerr)
-	default:
-		t.Fatalf("cancel: %v, task %s %+v", cerr, final.State, final.Error)
 	}
 	if ents, _ := os.ReadDir(filepath.Join(d.dir, "datastore1", ".vdc-staging")); len(ents) != 0 {
 		t.Errorf("staging folders left: %d", len(ents))
+	}
+}
+
+// A VM that boots a kernel image directly has nothing to boot from in an
+// OVF package (its disks): the export is refused up front, saying why,
+// and leaves nothing behind.
+func TestExportOfAKernelBootVMIsRefused(t *testing.T) {
+	d := newDC(t, 1)
+	ctx := context.Background()
+	d.run(d.c.Create(ctx, api.KindImage, api.ImageCreateRequest{Name: "tiny", Type: api.ImageKernel, Cmdline: "console=ttyS0"}))
+	for _, f := range []string{"kernel", "initrd"} {
+		body := []byte("not really a " + f)
+		d.run(d.c.UploadImageFile(ctx, "tiny", f, bytes.NewReader(body), int64(len(body))))
+	}
+	d.run(d.c.CreateVM(ctx, api.VMCreateRequest{Name: "kb", CPUs: 1, Memory: api.MustSize("128MiB"), Image: "tiny"}))
+	if vm := d.vm("kb"); vm.Spec.Boot == nil {
+		t.Fatalf("a VM made from a kernel image boots no kernel: %+v", vm.Spec)
+	}
+	_, err := d.c.Export(ctx, "kb", api.ExportRequest{})
+	var ae *api.Error
+	if !errors.As(err, &ae) || ae.Status != 422 || !strings.Contains(ae.Message, "boots the kernel of image tiny directly") ||
+		!strings.Contains(ae.Message, "would not boot") {
+		t.Fatalf("export of a VM that boots a kernel image: want 422 saying why, got %v", err)
+	}
+	if tasks := tasksOf(t, d, "vm.export"); len(tasks) != 0 {
+		t.Errorf("a refused export made a task: %+v", tasks[0])
+	}
+	if ents, _ := os.ReadDir(filepath.Join(d.dir, "datastore1", ".vdc-staging")); len(ents) != 0 {
+		t.Errorf("a refused export left staging folders: %d", len(ents))
 	}
 }

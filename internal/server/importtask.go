@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/vdc-project/vdc/internal/agent"
 	"github.com/vdc-project/vdc/internal/disk"
 	"github.com/vdc-project/vdc/internal/ovf"
+	"github.com/vdc-project/vdc/internal/store"
 )
 
 const (
@@ -54,24 +56,21 @@ func (s *Server) planDisk(p *importParams, sp *agent.StagedPackage) (*importPlan
 	ip := &importPlan{pkg: sp, api: api.ImportPlan{Format: api.ImportFormatDisk}}
 	if o, ok := s.cache.Lookup(api.KindVM, req.VM); ok && req.VM != "" {
 		vm := o.(*api.VM)
-		if err := checkReady(vm); err != nil {
+		if err := s.attachReady(vm, p.Disk); err != nil {
 			return nil, err
 		}
-		if vm.Status.PowerState != api.PowerOff {
-			return nil, api.Errorf(api.ErrConflict, "vm %s is %s: add disks while it is off", vm.Metadata.Name, vm.Status.PowerState)
+		ip.attach, ip.disk = vm, p.Disk
+		if ip.disk == "" { // a dry run, or a task queued by an earlier version
+			ip.disk = s.nextDiskName(vm)
 		}
-		if len(vm.Spec.Disks) >= api.MaxDisksPerVM {
-			return nil, api.Errorf(api.ErrConflict, "vm %s has %d disks already, the most a VM can have", vm.Metadata.Name, len(vm.Spec.Disks))
-		}
-		ip.attach = vm
 		bus := req.Bus
 		if bus == "" {
 			bus = api.BusVirtio
 		}
 		ip.vms = []plannedVM{{req: api.VMCreateRequest{Name: vm.Metadata.Name, Disks: []api.DiskRequest{{Datastore: req.Datastore, Bus: bus}}}, sources: []diskSource{src}}}
-		ip.api.VMs = []api.ImportVM{{Name: vm.Metadata.Name, CPUs: vm.Spec.CPUs, Memory: vm.Spec.MemoryBytes,
-			Disks: []api.ImportDisk{{Bus: bus, File: file}}}}
-		ip.api.Warnings = []string{fmt.Sprintf("the disk is added to vm %s as disk%d", vm.Metadata.Name, len(vm.Spec.Disks))}
+		// What it does is the plan, not a warning: the result says it again.
+		ip.api.VMs = []api.ImportVM{{Name: vm.Metadata.Name, CPUs: vm.Spec.CPUs, Memory: vm.Spec.MemoryBytes, Existing: true,
+			Disks: []api.ImportDisk{{Name: ip.disk, Bus: bus, File: file}}}}
 		return ip, nil
 	}
 	name := req.Name
@@ -94,6 +93,23 @@ func (s *Server) planDisk(p *importParams, sp *agent.StagedPackage) (*importPlan
 	}
 	ip.api.VMs = []api.ImportVM{{Name: name, CPUs: cpus, Memory: mem, Disks: []api.ImportDisk{{Bus: bus, File: file}}}}
 	return ip, nil
+}
+
+// attachReady checks that a disk import can add a disk to a VM; own is
+// the disk name the import claimed, if it did.
+func (s *Server) attachReady(vm *api.VM, own string) error {
+	if err := checkReady(vm); err != nil {
+		return err
+	}
+	if vm.Status.PowerState != api.PowerOff {
+		return api.Errorf(api.ErrConflict, "vm %s is %s: add disks while it is off", vm.Metadata.Name, vm.Status.PowerState)
+	}
+	pending := s.pendingClaims(vmClaim(vm.Metadata.ID, "disks", ""))
+	delete(pending, vmClaim(vm.Metadata.ID, "disks", own))
+	if n := len(vm.Spec.Disks) + len(pending); n >= api.MaxDisksPerVM {
+		return api.Errorf(api.ErrConflict, "vm %s has %d disks already (some being added), the most a VM can have", vm.Metadata.Name, n)
+	}
+	return nil
 }
 
 // runVMImport makes the VMs of an import: fetch the package (from a URL),
@@ -135,7 +151,7 @@ func (s *Server) runVMImport(ctx context.Context, t *taskRun) (any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("import: %w", err)
 	}
-	if err := s.checkNames(plan); err != nil {
+	if err := s.checkNames(plan, t.task); err != nil {
 		return nil, err
 	}
 	undo := true
@@ -220,7 +236,11 @@ func (s *Server) createImportedVM(ctx context.Context, t *taskRun, pv plannedVM,
 	}
 	defer release()
 	vm.Spec.Host = api.Ref{ID: chosen}
-	txn := s.store.Txn().Create(vm)
+	txn := s.store.Txn()
+	if slices.Contains(t.task.Claims, store.NameClaim(api.KindVM, vm.Metadata.Name)) {
+		txn.Holds(api.KindVM, vm.Metadata.Name, t.task.Metadata.ID)
+	}
+	txn.Create(vm)
 	for _, n := range vm.Spec.NICs {
 		txn.Claim(macKey(n.MAC), vm.Metadata.ID, api.Errorf(api.ErrConflict, "MAC address %s is already in use", n.MAC))
 	}
@@ -303,10 +323,7 @@ func (s *Server) fillImportedDisks(ctx context.Context, t *taskRun, vm *api.VM, 
 // attachImportedDisk converts a disk into a new disk of a VM that is off.
 func (s *Server) attachImportedDisk(ctx context.Context, t *taskRun, p importParams, plan *importPlan, sp *agent.StagedPackage) (ref api.Ref, diskName string, err error) {
 	ref, err = s.attachDisk(ctx, t, p, plan)
-	if err == nil {
-		diskName = fmt.Sprintf("disk%d", len(plan.attach.Spec.Disks))
-	}
-	return ref, diskName, err
+	return ref, plan.disk, err
 }
 
 func (s *Server) attachDisk(ctx context.Context, t *taskRun, p importParams, plan *importPlan) (api.Ref, error) {
@@ -324,13 +341,8 @@ func (s *Server) attachDisk(ctx context.Context, t *taskRun, p importParams, pla
 	if err != nil {
 		return ref, err
 	}
-	idx := len(vm.Spec.Disks)
-	dir := fmt.Sprintf("%s-%s", vm.Metadata.Name, vm.Metadata.ID[len(vm.Metadata.ID)-8:])
-	if len(vm.Spec.Disks) > 0 {
-		dir = path.Dir(vm.Spec.Disks[0].Path)
-	}
-	nd := api.VMDisk{Name: fmt.Sprintf("disk%d", idx), Datastore: api.Ref{ID: dso.GetMeta().ID}, Bus: plan.vms[0].req.Disks[0].Bus,
-		Path: fmt.Sprintf("%s/disk%d-%s.qcow2", dir, idx, t.task.Metadata.ID[len(t.task.Metadata.ID)-6:])}
+	nd := api.VMDisk{Name: plan.disk, Datastore: api.Ref{ID: dso.GetMeta().ID}, Bus: plan.vms[0].req.Disks[0].Bus,
+		Path: fmt.Sprintf("%s/%s-%s.qcow2", vmDir(vm), plan.disk, t.task.Metadata.ID[len(t.task.Metadata.ID)-6:])}
 	t.progress(ctx, 30, fmt.Sprintf("converting the disk on host %s", h.Metadata.Name))
 	conv, err := s.agents.StagingConvert(ctx, target(h), p.Datastore, p.Staging, agent.ConvertRequest{Disks: []agent.ConvertDisk{{
 		Files: plan.vms[0].sources[0].Files, Datastore: nd.Datastore.ID, Path: nd.Path}}}, func(f float64, msg string) {
@@ -346,8 +358,8 @@ func (s *Server) attachDisk(ctx context.Context, t *taskRun, p importParams, pla
 		if v.Status.PowerState != api.PowerOff || v.Status.Phase != api.PhaseReady {
 			return api.Errorf(api.ErrConflict, "vm %s changed state (%s, %s) during the import", v.Metadata.Name, v.Status.Phase, v.Status.PowerState)
 		}
-		if len(v.Spec.Disks) != idx {
-			return api.Errorf(api.ErrConflict, "vm %s's disks changed during the import", v.Metadata.Name)
+		if slices.ContainsFunc(vmFiles(v), func(d api.VMDisk) bool { return d.Name == nd.Name }) || len(v.Spec.Disks) >= api.MaxDisksPerVM {
+			return api.Errorf(api.ErrConflict, "vm %s's disks changed during the import (it has %d, or one named %s)", v.Metadata.Name, len(v.Spec.Disks), nd.Name)
 		}
 		v.Spec.Disks = append(v.Spec.Disks, nd)
 		return nil
@@ -370,7 +382,7 @@ func (s *Server) attachDisk(ctx context.Context, t *taskRun, p importParams, pla
 		// Take the disk back out: the VM stays as it was.
 		_ = s.updateObject(context.WithoutCancel(ctx), api.KindVM, vm.Metadata.ID, func(o api.Object) error {
 			v := o.(*api.VM)
-			v.Spec.Disks = v.Spec.Disks[:len(v.Spec.Disks)-1]
+			v.Spec.Disks = slices.DeleteFunc(v.Spec.Disks, func(d api.VMDisk) bool { return d.Name == nd.Name })
 			return nil
 		})
 		removeFile()

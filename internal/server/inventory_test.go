@@ -101,12 +101,13 @@ func TestEventsStreamTasksAndPowerChanges(t *testing.T) {
 	defer cancel()
 	events := make(chan api.Event, 100)
 	go func() {
-		_ = d.c.Events(ctx, client.EventQuery{}, func(e api.Event) error {
+		// From the first event on: however late the stream opens, it
+		// replays what came after.
+		_ = d.c.Events(ctx, client.EventQuery{After: 1}, func(e api.Event) error {
 			events <- e
 			return nil
 		})
 	}()
-	time.Sleep(300 * time.Millisecond) // let the stream open
 	d.run(d.c.CreateVM(ctx, api.VMCreateRequest{Name: "e1", CPUs: 1, Memory: api.MustSize("64MiB"), PowerOn: true}))
 	var gotTaskDone, gotPower, gotCreated bool
 	var lastSeq int64

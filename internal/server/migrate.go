@@ -144,6 +144,9 @@ func (s *Server) checkMigration(vm *api.VM, src, dst *api.Host, p vmMigrateParam
 	if dst.Status.Connection != api.HostConnected {
 		return api.Errorf(api.ErrConflict, "host %s is disconnected", dst.Metadata.Name)
 	}
+	if err := s.notHotAdding(vm); err != nil {
+		return err
+	}
 	if dst.Spec.Maintenance && dst.Metadata.ID != src.Metadata.ID {
 		return api.Errorf(api.ErrConflict, "host %s is in maintenance", dst.Metadata.Name)
 	}
@@ -277,6 +280,12 @@ func (s *Server) runVMMigrate(ctx context.Context, t *taskRun) (any, error) {
 		return res, nil // finished before the restart
 	}
 	moved := s.movedDisks(vm, p)
+	if len(moved) > 0 {
+		res.Datastore, res.Disks = api.Ref{ID: p.Datastore}, moved
+		if o, ok := s.cache.Get(api.KindDatastore, p.Datastore); ok {
+			res.Datastore.Name = o.GetMeta().Name
+		}
+	}
 	if !t.resumed {
 		if err := s.checkMigration(vm, src, dst, p, moved); err != nil {
 			return nil, err
@@ -303,6 +312,18 @@ func (s *Server) runVMMigrate(ctx context.Context, t *taskRun) (any, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	// A mirror to another host counts the zeros of a thin disk as work
+	// done (it writes them as such); the data it copied is what the disks
+	// held.
+	var held api.Size
+	for _, d := range vm.Status.Disks {
+		if slices.Contains(moved, d.Name) {
+			held += d.AllocatedBytes
+		}
+	}
+	if held > 0 && res.DiskBytes > held {
+		res.DiskBytes = held
 	}
 	return res, nil
 }
@@ -374,10 +395,11 @@ func (s *Server) moveDisksLive(ctx context.Context, t *taskRun, vm *api.VM, h *a
 			return fmt.Errorf("move the disks of vm %s: %w", vm.Metadata.Name, err)
 		}
 	}
-	if _, err := s.followMigration(ctx, t, vm, h, h, nil); err != nil {
+	st, err := s.followMigration(ctx, t, vm, h, h, nil)
+	if err != nil {
 		return fmt.Errorf("move the disks of vm %s: %w; it uses its old disks as before", vm.Metadata.Name, err)
 	}
-	res.TotalMs = time.Since(start).Milliseconds()
+	res.TotalMs, res.DiskBytes = time.Since(start).Milliseconds(), api.Size(st.DiskDone)
 	// The host keeps the new paths for the VM's next start.
 	if _, err := s.agents.Define(ctx, target(h), cfg); err != nil {
 		return fmt.Errorf("record the new disk paths of vm %s: %w", vm.Metadata.Name, err)
@@ -458,7 +480,13 @@ func (s *Server) connected(hostID string) bool {
 	return ok && o.(*api.Host).Status.Connection == api.HostConnected
 }
 
+// migrationPercent places a status report on the task's 0-100: disks
+// (when they move) up to 45, memory up to 95, and 99 once QEMU is done,
+// for the switch-over.
 func migrationPercent(st hypervisor.MigrationStatus) int {
+	if st.State == hypervisor.MigrationCompleted {
+		return 99
+	}
 	pct := 5
 	if st.DiskTotal > 0 {
 		pct += int(40 * st.DiskDone / st.DiskTotal)
@@ -508,6 +536,13 @@ func (s *Server) liveMigrate(ctx context.Context, t *taskRun, vm *api.VM, src, d
 		return err
 	}
 	t.after(release)
+	// The copy gets the hardware the VM runs with (vCPUs and memory
+	// hot-added, its display as it started), not what its spec would boot.
+	info, err := s.agents.VM(ctx, target(src), vm.Metadata.ID)
+	if err != nil {
+		return fmt.Errorf("read the hardware of vm %s on host %s: %w", vm.Metadata.Name, src.Metadata.Name, err)
+	}
+	cfg.Hardware = info.Hardware
 	t.progress(ctx, 2, "starting the copy on host "+dst.Metadata.Name)
 	prepared := time.Now()
 	in, err := s.agents.Incoming(ctx, target(dst), agent.IncomingRequest{Config: cfg,
@@ -557,7 +592,7 @@ func (s *Server) completeMigration(ctx context.Context, t *taskRun, vm *api.VM, 
 		return fmt.Errorf("migrate vm %s from host %s to %s: %w; it runs on %s as before", vm.Metadata.Name, src.Metadata.Name, dst.Metadata.Name, err, src.Metadata.Name)
 	}
 	res.TotalMs, res.DowntimeMs = st.TotalTime.Milliseconds(), st.Downtime.Milliseconds()
-	res.Transferred, res.Passes = api.Size(st.TransferredBytes), st.Pass
+	res.Transferred, res.Passes, res.DiskBytes = api.Size(st.TransferredBytes), st.Pass, api.Size(st.DiskDone)
 	switched := time.Now()
 	defer func() { res.SwitchMs = time.Since(switched).Milliseconds() }()
 	// The state has gone: a user's cancel can no longer stop the

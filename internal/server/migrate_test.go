@@ -39,7 +39,7 @@ func TestMigrateLiveAndCold(t *testing.T) {
 	if h := host(t, d, "host-1"); h.Status.VMs != 0 || h.Status.UsedMemory != 0 {
 		t.Fatalf("host-1 after the migration: %+v", h.Status)
 	}
-	time.Sleep(2500 * time.Millisecond) // heartbeats from both hosts must not move it back
+	d.heartbeats(2, "host-1", "host-2") // heartbeats from both hosts must not move it back
 	if vm := d.vm("m1"); vm.Spec.Host.Name != "host-2" || vm.Status.PowerState != api.PowerOn {
 		t.Fatalf("after some heartbeats: %s on %s", vm.Status.PowerState, vm.Spec.Host.Name)
 	}
@@ -50,6 +50,27 @@ func TestMigrateLiveAndCold(t *testing.T) {
 		t.Fatalf("cold move: %s on %s, %+v", vm.Status.PowerState, vm.Spec.Host.Name, res)
 	}
 	d.run(d.c.Power(ctx, "m1", api.PowerRequest{Action: api.ActionStart}))
+
+	// Its disks alone move on its host: storage copied, no memory sent,
+	// no pause.
+	ds2 := filepath.Join(d.dir, "datastore2")
+	os.MkdirAll(ds2, 0o755)
+	d.run(d.c.Create(ctx, api.KindDatastore, api.DatastoreCreateRequest{Name: "datastore2", Path: ds2}))
+	eventually(t, 10*time.Second, "host-3 reaching datastore2", func() bool {
+		for _, r := range host(t, d, "host-3").Status.Datastores {
+			if r.Name == "datastore2" {
+				return true
+			}
+		}
+		return false
+	})
+	d.run(d.c.CreateVM(ctx, api.VMCreateRequest{Name: "st", CPUs: 1, Memory: api.MustSize("64MiB"), Host: "host-3", PowerOn: true,
+		Disks: []api.DiskRequest{{Size: api.MustSize("20GiB"), Datastore: "datastore1"}}, Labels: map[string]string{"sim.vdc.io/disk-used": "100MiB"}}))
+	res = migrate(t, d, "st", api.MigrateRequest{Datastore: "datastore2"})
+	if res.Datastore.Name != "datastore2" || len(res.Disks) != 1 || res.Disks[0] != "disk0" || res.DiskBytes != api.MustSize("100MiB") ||
+		res.Transferred != 0 || res.Passes != 0 || res.DowntimeMs != 0 || res.From.ID != res.To.ID {
+		t.Fatalf("a move of the disks alone: %+v", res)
+	}
 
 	// Refused moves change nothing.
 	for name, req := range map[string]api.MigrateRequest{

@@ -143,6 +143,33 @@ func (p *placer) admit(vm *api.VM, cl *api.Cluster, h *api.Host, hold bool) (fun
 	return nil, api.Errorf(api.ErrConflict, "cannot power on vm %s: host %s is not in cluster %s", vm.Metadata.Name, h.Metadata.Name, cl.Metadata.Name)
 }
 
+// admitGrow checks that the host of a running VM has room for it to grow
+// by cpus and mem (a hot-add), under the cluster's overcommit ratios.
+// With hold, it keeps that room until release is called (once the new
+// size is recorded).
+func (p *placer) admitGrow(vm *api.VM, cl *api.Cluster, h *api.Host, cpus int, mem int64, hold bool) (func(), error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	req := p.request(cl, cpus, mem, nil)
+	for _, sh := range p.snapshot(cl.Metadata.ID) {
+		if sh.ID != h.Metadata.ID {
+			continue
+		}
+		if c, m := scheduler.Room(sh, req); c < cpus || m < mem {
+			return nil, api.Errorf(api.ErrUnprocessable, "cannot hot-add to vm %s: host %s has room for %d more vCPU and %s more memory, the VM needs %d vCPU and %s more",
+				vm.Metadata.Name, h.Metadata.Name, max(c, 0), api.Size(max(m, 0)), cpus, api.Size(mem))
+		}
+		if !hold {
+			return func() {}, nil
+		}
+		// Counted on top of the VM until the cache shows its new size.
+		key := vm.Metadata.ID + "/grow"
+		p.pending[key] = reservation{host: h.Metadata.ID, cpus: cpus, mem: mem, on: true}
+		return p.releaser(key), nil
+	}
+	return nil, api.Errorf(api.ErrConflict, "cannot hot-add to vm %s: host %s is not in cluster %s", vm.Metadata.Name, h.Metadata.Name, cl.Metadata.Name)
+}
+
 // releaser drops a reservation once the cache shows the decision.
 func (p *placer) releaser(vmID string) func() {
 	var once sync.Once

@@ -111,6 +111,7 @@ func (s *Server) apiRoutes() []route {
 		route{method: "GET", path: "/api/v1/vms/{name}/console/log", handler: s.consoleLog, summary: "The recent output of the VM's serial console (text)",
 			reply: "", query: []param{{name: "bytes", doc: "at most this many bytes, from the end (default 64 KiB)"}}},
 		route{method: "GET", path: "/api/v1/vms/{name}/console", handler: s.console, summary: "Attach to the VM's serial console (websocket, binary messages both ways)", reply: ""},
+		route{method: "GET", path: "/api/v1/vms/{name}/vnc", handler: s.vnc, summary: "Attach to the VM's VNC display (websocket, binary messages carrying RFB both ways); QEMU serves it on a unix socket of the host only", reply: ""},
 
 		route{method: "GET", path: "/api/v1/vms/{name}/snapshots", handler: s.listSnapshots, summary: "List a VM's snapshots (a tree: each names its parent)",
 			reply: listOf(api.VMSnapshot{})},

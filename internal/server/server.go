@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/vdc-project/vdc/internal/agent"
@@ -35,6 +36,8 @@ type Config struct {
 	// EtcdEndpoints, when set, use an external etcd cluster instead of the
 	// embedded member.
 	EtcdEndpoints []string
+	// EtcdTLS is the client TLS for the external etcd cluster.
+	EtcdTLS EtcdTLS
 	// TLSNames are extra DNS names or IPs for the API certificate.
 	TLSNames []string
 	// HeartbeatInterval is how often agents report (default 2s);
@@ -67,20 +70,24 @@ const DefaultHostCertTTL = 30 * 24 * time.Hour
 
 // Server is a running management server.
 type Server struct {
-	cfg    Config
-	log    *slog.Logger
-	name   string
-	etcd   *store.Embedded
-	cli    *clientv3.Client
-	store  *store.Store
-	cache  *store.Cache
-	ca     *pki.CA
-	agents *agent.Client
-	auth   *authenticator
-	events *eventLog
-	places *placer
-	tally  *tally
-	lists  *listCache
+	cfg   Config
+	log   *slog.Logger
+	name  string
+	etcd  *store.Embedded
+	files serverFiles
+	// freshCA is the CA this server made for a new embedded member,
+	// until bootstrapPKI stores it.
+	freshCA *freshCA
+	cli     *clientv3.Client
+	store   *store.Store
+	cache   *store.Cache
+	ca      *pki.CA
+	agents  *agent.Client
+	auth    *authenticator
+	events  *eventLog
+	places  *placer
+	tally   *tally
+	lists   *listCache
 
 	tlsCert  tls.Certificate
 	httpSrv  *http.Server
@@ -134,7 +141,13 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	return &Server{cfg: cfg, log: cfg.Log.With("server", cfg.Name), name: cfg.Name}, nil
+	return &Server{cfg: cfg, log: cfg.Log.With("server", cfg.Name), name: cfg.Name, files: serverFiles{dir: filepath.Join(cfg.DataDir, "pki")}}, nil
+}
+
+// EtcdTLS names the PEM files of a server's TLS client of an external
+// etcd cluster (the cluster's CA, and a client certificate and key).
+type EtcdTLS struct {
+	CAFile, CertFile, KeyFile string
 }
 
 // URL is the API's base URL once started.
@@ -145,7 +158,7 @@ func (s *Server) ClientConfigPath() string { return filepath.Join(s.cfg.DataDir,
 
 // Start opens the store, bootstraps the CA and admin token on first start,
 // and serves the API. It returns once the API is listening.
-func (s *Server) Start(ctx context.Context) error {
+func (s *Server) Start(ctx context.Context) (err error) {
 	ctx, s.stop = context.WithCancel(ctx)
 	if err := os.MkdirAll(s.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create server data dir: %w", err)
@@ -153,6 +166,12 @@ func (s *Server) Start(ctx context.Context) error {
 	if err := s.openStore(ctx); err != nil {
 		return err
 	}
+	defer func() {
+		if err != nil { // a server that did not start leaves nothing running
+			s.stop()
+			s.closeStore()
+		}
+	}()
 	s.cache = store.NewCache(s.store, s.log)
 	s.tally = newTally()
 	s.cache.Observe(s.tally.observe)
@@ -210,23 +229,27 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 	}
 	go s.campaign(ctx)
-	s.log.Info("management server running", "api", s.url, "data", s.cfg.DataDir)
+	s.log.Info("management server running", "api", s.url, "data", s.cfg.DataDir, "etcd", s.EtcdClientURL())
 	return nil
 }
 
 func (s *Server) openStore(ctx context.Context) error {
 	if len(s.cfg.EtcdEndpoints) > 0 {
-		cli, err := clientv3.New(clientv3.Config{Endpoints: s.cfg.EtcdEndpoints, DialTimeout: 10 * time.Second, Context: ctx})
+		cc := clientv3.Config{Endpoints: s.cfg.EtcdEndpoints, DialTimeout: 10 * time.Second, Context: ctx}
+		if t := s.cfg.EtcdTLS; t != (EtcdTLS{}) {
+			tc, err := (transport.TLSInfo{CertFile: t.CertFile, KeyFile: t.KeyFile, TrustedCAFile: t.CAFile}).ClientConfig()
+			if err != nil {
+				return fmt.Errorf("TLS for etcd %v: %w", s.cfg.EtcdEndpoints, err)
+			}
+			cc.TLS = pki.Harden(tc)
+		}
+		cli, err := clientv3.New(cc)
 		if err != nil {
 			return fmt.Errorf("connect to etcd %v: %w", s.cfg.EtcdEndpoints, err)
 		}
 		s.cli = cli
-	} else {
-		e, err := store.StartEmbedded(ctx, store.EmbeddedOptions{Dir: filepath.Join(s.cfg.DataDir, "etcd")})
-		if err != nil {
-			return err
-		}
-		s.etcd, s.cli = e, e.Client
+	} else if err := s.openEmbedded(ctx); err != nil {
+		return err
 	}
 	s.store = store.New(s.cli)
 	return nil
@@ -261,12 +284,16 @@ func (s *Server) Stop() {
 	if l != nil {
 		l.stop(ctx)
 	}
+	s.closeStore()
+	s.log.Info("management server stopped")
+}
+
+func (s *Server) closeStore() {
 	if s.etcd != nil {
 		s.etcd.Close()
 	} else if s.cli != nil {
 		s.cli.Close()
 	}
-	s.log.Info("management server stopped")
 }
 
 // dialable turns a listen address into one a client can dial.

@@ -18,8 +18,9 @@ import (
 
 // Snapshots are external: taking one freezes each disk's current file
 // and the VM goes on writing to a new thin overlay on it. The VM's spec
-// keeps the tree (Spec.Snapshots, Spec.CurrentSnapshot) with every
-// snapshot's frozen files, so that which file backs which is known here:
+// keeps the tree (Spec.Snapshots, Spec.CurrentSnapshotID; by ID, as names
+// are free again once deleted) with every snapshot's frozen files, so that
+// which file backs which is known here:
 // a snapshot's file for a disk is the backing file of the same disk's
 // file in each of its children (child snapshots, and the current state
 // when it descends from it). Disk names are never reused within a VM.
@@ -36,6 +37,8 @@ const (
 
 type snapshotCreateParams struct {
 	api.SnapshotCreateRequest
+	// ID is the new snapshot's.
+	ID string `json:"id,omitempty"`
 	// Overlays are the disks' new files (relative to their datastores),
 	// chosen when the request came in so that a resumed task names the
 	// same files.
@@ -43,6 +46,8 @@ type snapshotCreateParams struct {
 	MemoryPath string            `json:"memoryPath,omitempty"`
 }
 
+// The Snapshot of these params is an ID (a name in tasks queued by
+// earlier versions).
 type snapshotRevertParams struct {
 	Snapshot string            `json:"snapshot"`
 	Overlays map[string]string `json:"overlays"`
@@ -63,13 +68,56 @@ func overlayPath(cur, disk, suffix string) string {
 	return path.Join(path.Dir(cur), disk+"-"+suffix+".qcow2")
 }
 
-func findSnapshot(vm *api.VM, name string) (*api.VMSnapshot, error) {
+// findSnapshot finds the snapshot a user names, by ID or name, among
+// those not deleted. A request that goes on to walk the tree (revert,
+// delete, clone) is refused here if it is damaged, naming the VM.
+func findSnapshot(vm *api.VM, ref string) (*api.VMSnapshot, error) {
+	if err := checkTree(vm); err != nil {
+		return nil, err
+	}
+	var named []*api.VMSnapshot
 	for i := range vm.Spec.Snapshots {
-		if s := &vm.Spec.Snapshots[i]; s.Name == name && !s.Hidden {
+		s := &vm.Spec.Snapshots[i]
+		switch {
+		case s.Hidden:
+		case s.ID == ref:
 			return s, nil
+		case s.Name == ref:
+			named = append(named, s)
 		}
 	}
-	return nil, api.Errorf(api.ErrNotFound, "vm %s has no snapshot %q", vm.Metadata.Name, name)
+	switch len(named) {
+	case 0:
+		return nil, api.Errorf(api.ErrNotFound, "vm %s has no snapshot %q", vm.Metadata.Name, ref)
+	case 1:
+		return named[0], nil
+	}
+	// Only a tree from before names were claimed can have this.
+	ids := make([]string, len(named))
+	for i, s := range named {
+		ids[i] = s.ID
+	}
+	return nil, api.Errorf(api.ErrConflict, "vm %s has %d snapshots named %q (IDs %s): give the ID of the one you mean", vm.Metadata.Name, len(named), ref, strings.Join(ids, ", "))
+}
+
+// taskSnapshot finds a task's snapshot: by ID, deleted or not, or by
+// name for a task queued by an earlier version. nil if it is gone.
+func taskSnapshot(vm *api.VM, ref string) *api.VMSnapshot {
+	if i := slices.IndexFunc(vm.Spec.Snapshots, func(s api.VMSnapshot) bool { return s.ID == ref }); i >= 0 {
+		return &vm.Spec.Snapshots[i]
+	}
+	if s, err := findSnapshot(vm, ref); err == nil {
+		return s
+	}
+	return nil
+}
+
+// checkTree refuses a VM's damaged snapshot tree.
+func checkTree(vm *api.VM) error {
+	if err := api.CheckSnapshotTree(vm.Spec.Snapshots); err != nil {
+		return fmt.Errorf("vm %s: %w", vm.Metadata.Name, err)
+	}
+	return nil
 }
 
 // storageReady checks what every storage change of a VM needs: a VM that
@@ -99,42 +147,58 @@ func (s *Server) createSnapshot(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	p := snapshotCreateParams{SnapshotCreateRequest: req, Overlays: map[string]string{}}
-	err = func() error {
-		if _, err := s.storageReady(vm); err != nil {
-			return err
+	// The name is claimed with the task: racing creates of one name at
+	// one VM get 409, all but one.
+	t, err := s.submitOnVM(r.Context(), vm, func(vm *api.VM) (*api.Task, error) {
+		p, err := s.planSnapshot(vm, req)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot vm %s: %w", vm.Metadata.Name, err)
 		}
-		switch {
-		case vm.Spec.Template:
-			return api.Errorf(api.ErrConflict, "vm %s is a template: clone it to change it", vm.Metadata.Name)
-		case len(vm.Spec.Disks) == 0:
-			return api.Errorf(api.ErrConflict, "vm %s has no disks to snapshot", vm.Metadata.Name)
-		case len(vm.Spec.Snapshots) >= MaxSnapshots:
-			return api.Errorf(api.ErrConflict, "vm %s has %d snapshots, the most it may have; delete some first", vm.Metadata.Name, len(vm.Spec.Snapshots))
-		}
-		if slices.ContainsFunc(vm.Spec.Snapshots, func(x api.VMSnapshot) bool { return x.Name == req.Name }) {
-			return api.Errorf(api.ErrConflict, "vm %s already has a snapshot named %q", vm.Metadata.Name, req.Name)
-		}
-		if err := s.notMoving(vm); err != nil {
-			return err
-		}
-		suffix := fileSuffix()
-		for _, d := range vm.Spec.Disks {
-			p.Overlays[d.Name] = overlayPath(d.Path, d.Name, suffix)
-		}
-		if req.Memory && vm.Status.PowerState != api.PowerOff {
-			p.MemoryPath = path.Join(path.Dir(vm.Spec.Disks[0].Path), "mem-"+suffix+".vmstate")
-			if err := s.checkFree(vm.Spec.Disks[0].Datastore.ID, vm.Spec.MemoryBytes, "saving the memory of vm "+vm.Metadata.Name); err != nil {
-				return err
-			}
-		}
-		return nil
-	}()
+		t := newTask(r.Context(), opSnapshotCreate, vm, p)
+		t.Claims = []string{vmClaim(vm.Metadata.ID, "snapshots", req.Name)}
+		return t, nil
+	})
 	if err != nil {
-		fail(w, fmt.Errorf("snapshot vm %s: %w", vm.Metadata.Name, err))
+		fail(w, err)
 		return
 	}
-	s.submitTask(w, r, newTask(r.Context(), opSnapshotCreate, vm, p))
+	replyTask(w, t)
+}
+
+func (s *Server) planSnapshot(vm *api.VM, req api.SnapshotCreateRequest) (snapshotCreateParams, error) {
+	p := snapshotCreateParams{SnapshotCreateRequest: req, ID: store.NewID(), Overlays: map[string]string{}}
+	if _, err := s.storageReady(vm); err != nil {
+		return p, err
+	}
+	pending := s.pendingClaims(vmClaim(vm.Metadata.ID, "snapshots", ""))
+	switch n := len(vm.Spec.Snapshots) + len(pending); {
+	case vm.Spec.Template:
+		return p, api.Errorf(api.ErrConflict, "vm %s is a template: clone it to change it", vm.Metadata.Name)
+	case len(vm.Spec.Disks) == 0:
+		return p, api.Errorf(api.ErrConflict, "vm %s has no disks to snapshot", vm.Metadata.Name)
+	case n >= MaxSnapshots:
+		return p, api.Errorf(api.ErrConflict, "vm %s has %d snapshots (some being taken), the most it may have; delete some first", vm.Metadata.Name, n)
+	}
+	if slices.ContainsFunc(vm.Spec.Snapshots, func(x api.VMSnapshot) bool { return x.Name == req.Name && !x.Hidden }) {
+		return p, api.Errorf(api.ErrConflict, "vm %s already has a snapshot named %q", vm.Metadata.Name, req.Name)
+	}
+	if t := pending[vmClaim(vm.Metadata.ID, "snapshots", req.Name)]; t != nil {
+		return p, api.Errorf(api.ErrConflict, "vm %s is already taking a snapshot named %q (task %s)", vm.Metadata.Name, req.Name, t.Metadata.ID)
+	}
+	if err := s.notMoving(vm); err != nil {
+		return p, err
+	}
+	suffix := fileSuffix()
+	for _, d := range vm.Spec.Disks {
+		p.Overlays[d.Name] = overlayPath(d.Path, d.Name, suffix)
+	}
+	if req.Memory && vm.Status.PowerState != api.PowerOff {
+		p.MemoryPath = path.Join(path.Dir(vm.Spec.Disks[0].Path), "mem-"+suffix+".vmstate")
+		if err := s.checkFree(vm.Spec.Disks[0].Datastore.ID, vm.Spec.MemoryBytes, "saving the memory of vm "+vm.Metadata.Name); err != nil {
+			return p, err
+		}
+	}
+	return p, nil
 }
 
 // notMoving refuses storage changes while a migration task runs on the VM.
@@ -244,11 +308,18 @@ func (s *Server) runSnapshotCreate(ctx context.Context, t *taskRun) (any, error)
 		return nil, fmt.Errorf("snapshot vm %s: %w", vm.Metadata.Name, err)
 	}
 record:
-	snap := api.VMSnapshot{Name: p.Name, Description: p.Description, Created: time.Now().UTC(), Parent: vm.Spec.CurrentSnapshot,
+	if p.ID == "" {
+		p.ID = store.NewID() // queued by an earlier version
+	}
+	snap := api.VMSnapshot{ID: p.ID, Name: p.Name, Description: p.Description, Created: time.Now().UTC(), ParentID: vm.Spec.CurrentSnapshotID,
 		PowerState: vm.Status.PowerState, Memory: res.Memory, Quiesced: res.Quiesced, CPUs: vm.Spec.CPUs, MemoryBytes: vm.Spec.MemoryBytes,
 		Disks: slices.Clone(vm.Spec.Disks)}
 	if res.Memory {
 		snap.MemoryPath = p.MemoryPath
+		// The saved state goes back into the hardware it came from.
+		if snap.Hardware = res.Hardware; snap.Hardware != nil {
+			snap.CPUs, snap.MemoryBytes = snap.Hardware.TotalCPUs(), snap.Hardware.TotalMemory()
+		}
 	}
 	t.stage(api.KindVM, vm.Metadata.ID, func(o api.Object) error {
 		v := o.(*api.VM)
@@ -258,7 +329,7 @@ record:
 			}
 		}
 		v.Spec.Snapshots = append(v.Spec.Snapshots, snap)
-		v.Spec.CurrentSnapshot = snap.Name
+		v.Spec.CurrentSnapshotID = snap.ID
 		return nil
 	})
 	return api.SnapshotResult{Snapshot: p.Name, Quiesced: res.Quiesced, Note: res.Note}, nil
@@ -282,7 +353,7 @@ func (s *Server) revertSnapshot(w http.ResponseWriter, r *http.Request) {
 		fail(w, fmt.Errorf("revert vm %s: %w", vm.Metadata.Name, err))
 		return
 	}
-	p := snapshotRevertParams{Snapshot: snap.Name, Overlays: map[string]string{}}
+	p := snapshotRevertParams{Snapshot: snap.ID, Overlays: map[string]string{}}
 	suffix := fileSuffix()
 	for _, d := range snap.Disks {
 		p.Overlays[d.Name] = overlayPath(d.Path, d.Name, suffix)
@@ -299,11 +370,17 @@ func (s *Server) runSnapshotRevert(ctx context.Context, t *taskRun) (any, error)
 	if err != nil {
 		return nil, err
 	}
-	snap, err := findSnapshot(vm, p.Snapshot)
-	if err != nil {
+	if err := checkTree(vm); err != nil {
 		return nil, err
 	}
+	snap := taskSnapshot(vm, p.Snapshot)
+	if snap == nil || snap.Hidden {
+		return nil, api.Errorf(api.ErrNotFound, "vm %s no longer has snapshot %s", vm.Metadata.Name, p.Snapshot)
+	}
 	req := hypervisor.RevertRequest{CPUs: snap.CPUs, MemoryBytes: int64(snap.MemoryBytes), Paused: snap.PowerState == api.PowerSuspended}
+	if snap.Memory {
+		req.Hardware = snap.Hardware
+	}
 	newDisks := slices.Clone(snap.Disks)
 	for i, d := range snap.Disks {
 		frozen, err := s.abs(d.Datastore.ID, d.Path)
@@ -349,7 +426,7 @@ func (s *Server) runSnapshotRevert(ctx context.Context, t *taskRun) (any, error)
 		v := o.(*api.VM)
 		v.Spec.Disks = newDisks
 		v.Spec.CPUs, v.Spec.MemoryBytes = snap.CPUs, snap.MemoryBytes
-		v.Spec.CurrentSnapshot = snap.Name
+		v.Spec.CurrentSnapshotID = snap.ID
 		v.Status.Disks = nil // measured again by the host
 		return nil
 	})
@@ -380,7 +457,7 @@ func (s *Server) deleteSnapshot(w http.ResponseWriter, r *http.Request) {
 		fail(w, fmt.Errorf("delete snapshot of vm %s: %w", vm.Metadata.Name, err))
 		return
 	}
-	s.submitTask(w, r, newTask(r.Context(), opSnapshotDelete, vm, snapshotDeleteParams{Snapshot: snap.Name}))
+	s.submitTask(w, r, newTask(r.Context(), opSnapshotDelete, vm, snapshotDeleteParams{Snapshot: snap.ID}))
 }
 
 // GET /api/v1/vms/{name}/snapshots
@@ -390,29 +467,43 @@ func (s *Server) listSnapshots(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	reply(w, http.StatusOK, api.List[api.VMSnapshot]{Items: nonNil(visibleSnapshots(vm)), Revision: vm.Metadata.Revision})
+	snaps, _, err := visibleTree(vm)
+	if err != nil {
+		fail(w, fmt.Errorf("list the snapshots of vm %s: %w", vm.Metadata.Name, err))
+		return
+	}
+	reply(w, http.StatusOK, api.List[api.VMSnapshot]{Items: nonNil(snaps), Revision: vm.Metadata.Revision})
 }
 
-// visibleSnapshots lists a VM's snapshots with the parents of those under
-// a hidden one set to its nearest visible ancestor.
-func visibleSnapshots(vm *api.VM) []api.VMSnapshot {
-	byName := map[string]*api.VMSnapshot{}
-	for i := range vm.Spec.Snapshots {
-		byName[vm.Spec.Snapshots[i].Name] = &vm.Spec.Snapshots[i]
+// visibleTree is a VM's snapshot tree as a user sees it: the snapshots not
+// deleted, those under a deleted one re-parented to their nearest visible
+// ancestor, and the one the current state descends from (likewise).
+func visibleTree(vm *api.VM) (snaps []api.VMSnapshot, current string, err error) {
+	if err := checkTree(vm); err != nil {
+		return nil, "", err
 	}
-	var out []api.VMSnapshot
+	visible := func(id string) (string, error) {
+		line, err := api.SnapshotLineage(vm.Spec.Snapshots, id)
+		for _, sn := range line {
+			if !sn.Hidden {
+				return sn.ID, err
+			}
+		}
+		return "", err
+	}
 	for _, sn := range vm.Spec.Snapshots {
 		if sn.Hidden {
 			continue
 		}
-		p := sn.Parent
-		for p != "" && byName[p] != nil && byName[p].Hidden {
-			p = byName[p].Parent
+		if sn.ParentID, err = visible(sn.ParentID); err != nil {
+			return nil, "", fmt.Errorf("vm %s: %w", vm.Metadata.Name, err)
 		}
-		sn.Parent = p
-		out = append(out, sn)
+		snaps = append(snaps, sn)
 	}
-	return out
+	if current, err = visible(vm.Spec.CurrentSnapshotID); err != nil {
+		return nil, "", fmt.Errorf("vm %s: %w", vm.Metadata.Name, err)
+	}
+	return snaps, current, nil
 }
 
 // vmFiles lists every disk file of a VM (current and snapshots').
@@ -475,30 +566,35 @@ func (s *Server) runSnapshotDelete(ctx context.Context, t *taskRun) (any, error)
 	if err != nil {
 		return nil, err
 	}
+	sn := taskSnapshot(vm, p.Snapshot)
+	first := sn != nil && !sn.Hidden
+	if !first && !t.resumed {
+		return nil, api.Errorf(api.ErrNotFound, "vm %s no longer has snapshot %s", vm.Metadata.Name, p.Snapshot)
+	}
+	// Else hidden before the server restarted: what is left is merging
+	// away the data of the hidden snapshots.
 	res := api.SnapshotResult{Snapshot: p.Snapshot}
-	first := true
-	if _, err := findSnapshot(vm, p.Snapshot); err != nil {
-		if !t.resumed {
-			return nil, err
-		}
-		// Hidden before the server restarted: what is left is merging
-		// away the data of the hidden snapshots.
-		first = false
+	id := p.Snapshot
+	if sn != nil {
+		res.Snapshot, id = sn.Name, sn.ID
 	}
 	dep := func(absPath string) bool { return len(s.dependents(vm.Metadata.ID, absPath)) > 0 }
 	for n := 0; n < 2*MaxSnapshots+2; n++ {
 		spec := vm.Spec
 		if first {
 			spec.Snapshots = slices.Clone(spec.Snapshots)
-			hide(&spec, p.Snapshot)
+			hide(&spec, id)
 		}
-		step := planCollect(spec, vm.Status.PowerState != api.PowerOff, s.absFunc(), dep)
+		step, err := planCollect(spec, vm.Status.PowerState != api.PowerOff, s.absFunc(), dep)
+		if err != nil {
+			return nil, fmt.Errorf("delete snapshot %s of vm %s: %w", res.Snapshot, vm.Metadata.Name, err)
+		}
 		if step == nil {
 			if first && !t.resumed {
 				// Its data still has two branches on it: it is only hidden.
 				res.Kept = "its data stays until one of the branches that use it is deleted"
 				if err := s.updateObject(ctx, api.KindVM, vm.Metadata.ID, func(o api.Object) error {
-					hide(&o.(*api.VM).Spec, p.Snapshot)
+					hide(&o.(*api.VM).Spec, id)
 					return nil
 				}); err != nil {
 					return nil, err
@@ -508,7 +604,7 @@ func (s *Server) runSnapshotDelete(ctx context.Context, t *taskRun) (any, error)
 		}
 		t.announce(ctx, min(10+10*n, 90), step.what)
 		if err := s.runStep(ctx, t, vm, h, step); err != nil {
-			return nil, fmt.Errorf("delete snapshot %s of vm %s: %s: %w", p.Snapshot, vm.Metadata.Name, step.what, err)
+			return nil, fmt.Errorf("delete snapshot %s of vm %s: %s: %w", res.Snapshot, vm.Metadata.Name, step.what, err)
 		}
 		for _, m := range step.merges {
 			res.Merged = append(res.Merged, filepath.Base(m.Top))
@@ -518,7 +614,7 @@ func (s *Server) runSnapshotDelete(ctx context.Context, t *taskRun) (any, error)
 		if err := s.updateObject(ctx, api.KindVM, vm.Metadata.ID, func(o api.Object) error {
 			v := o.(*api.VM)
 			if hidden {
-				hide(&v.Spec, p.Snapshot)
+				hide(&v.Spec, id)
 			}
 			step.apply(&v.Spec)
 			return nil
@@ -544,27 +640,12 @@ func (t *taskRun) announce(ctx context.Context, pct int, msg string) {
 	t.progress(ctx, pct, msg)
 }
 
-// hide marks a snapshot deleted; it keeps its record (renamed, so the
-// name is free again) while its data is needed.
-func hide(spec *api.VMSpec, name string) {
+// hide marks a snapshot deleted (its name is free again); it keeps its
+// record while its data is needed.
+func hide(spec *api.VMSpec, id string) {
 	for i := range spec.Snapshots {
-		if sn := &spec.Snapshots[i]; sn.Name == name && !sn.Hidden {
+		if sn := &spec.Snapshots[i]; sn.ID == id {
 			sn.Hidden = true
-			// Unique, and the same from the same spec: the plan and the
-			// record of a step hide it alike.
-			hidden := fmt.Sprintf("~%s-%d", name, sn.Created.UnixNano())
-			for n := 2; slices.ContainsFunc(spec.Snapshots, func(x api.VMSnapshot) bool { return x.Name == hidden }); n++ {
-				hidden = fmt.Sprintf("~%s-%d-%d", name, sn.Created.UnixNano(), n)
-			}
-			sn.Name = hidden
-			for j := range spec.Snapshots {
-				if spec.Snapshots[j].Parent == name {
-					spec.Snapshots[j].Parent = sn.Name
-				}
-			}
-			if spec.CurrentSnapshot == name {
-				spec.CurrentSnapshot = sn.Name
-			}
 		}
 	}
 }
@@ -612,18 +693,4 @@ func (s *Server) runStep(ctx context.Context, t *taskRun, vm *api.VM, h *api.Hos
 		}
 	}
 	return retry("removing files", func() error { return s.agents.RemoveFiles(ctx, target(h), st.remove) })
-}
-
-// visibleCurrent is the snapshot the current state descends from, as a
-// user sees the tree: the nearest ancestor that was not deleted.
-func visibleCurrent(vm *api.VM) string {
-	cur := vm.Spec.CurrentSnapshot
-	for i := 0; cur != "" && i <= len(vm.Spec.Snapshots); i++ {
-		j := slices.IndexFunc(vm.Spec.Snapshots, func(s api.VMSnapshot) bool { return s.Name == cur })
-		if j < 0 || !vm.Spec.Snapshots[j].Hidden {
-			return cur
-		}
-		cur = vm.Spec.Snapshots[j].Parent
-	}
-	return cur
 }

@@ -14,12 +14,27 @@ import (
 	"github.com/vdc-project/vdc/client"
 )
 
+// names shows a tree as "child<parent" by name.
 func names(snaps []api.VMSnapshot) string {
+	byID := map[string]string{}
+	for _, s := range snaps {
+		byID[s.ID] = s.Name
+	}
 	var out []string
 	for _, s := range snaps {
-		out = append(out, s.Name+"<"+s.Parent)
+		out = append(out, s.Name+"<"+byID[s.ParentID])
 	}
 	return strings.Join(out, " ")
+}
+
+// snapshotName is the name of the snapshot with ID id.
+func snapshotName(vm *api.VM, id string) string {
+	for _, s := range vm.Spec.Snapshots {
+		if s.ID == id {
+			return s.Name
+		}
+	}
+	return ""
 }
 
 // The same storage API on sim: a snapshot tree with branches, deletes
@@ -33,8 +48,8 @@ func TestStorageLifecycleOnSim(t *testing.T) {
 	d.run(d.c.CreateSnapshot(ctx, "v1", api.SnapshotCreateRequest{Name: "s1", Memory: true}))
 	d.run(d.c.CreateSnapshot(ctx, "v1", api.SnapshotCreateRequest{Name: "s2"}))
 	vm := d.vm("v1")
-	if vm.Spec.CurrentSnapshot != "s2" || !strings.Contains(vm.Spec.Disks[0].Path, "disk0-") {
-		t.Fatalf("after two snapshots: current %q, disk %s", vm.Spec.CurrentSnapshot, vm.Spec.Disks[0].Path)
+	if snapshotName(vm, vm.Spec.CurrentSnapshotID) != "s2" || !strings.Contains(vm.Spec.Disks[0].Path, "disk0-") {
+		t.Fatalf("after two snapshots: current %q, disk %s", vm.Spec.CurrentSnapshotID, vm.Spec.Disks[0].Path)
 	}
 	snaps, err := d.c.Snapshots(ctx, "v1")
 	if err != nil || names(snaps) != "s1< s2<s1" || !snaps[0].Memory {
@@ -46,8 +61,8 @@ func TestStorageLifecycleOnSim(t *testing.T) {
 	}
 	// Revert to a memory snapshot: running again.
 	d.run(d.c.RevertSnapshot(ctx, "v1", "s1"))
-	if vm := d.vm("v1"); vm.Status.PowerState != api.PowerOn || vm.Spec.CurrentSnapshot != "s1" {
-		t.Fatalf("after revert: %s, current %s", vm.Status.PowerState, vm.Spec.CurrentSnapshot)
+	if vm := d.vm("v1"); vm.Status.PowerState != api.PowerOn || snapshotName(vm, vm.Spec.CurrentSnapshotID) != "s1" {
+		t.Fatalf("after revert: %s, current %s", vm.Status.PowerState, vm.Spec.CurrentSnapshotID)
 	}
 	// s1 has two branches now (s2, and the current state): deleting it
 	// keeps its data, hidden; deleting s2 then merges it away.

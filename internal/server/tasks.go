@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/agent"
 	"github.com/vdc-project/vdc/internal/store"
 )
 
@@ -51,6 +52,8 @@ type taskRun struct {
 
 	staged []stagedChange
 	afters []func()
+	// summary, if set, is the message a task that succeeds ends with.
+	summary string
 }
 
 // params decodes the task's parameters.
@@ -76,10 +79,13 @@ func (t *taskRun) cleanupCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(t.leader), 2*time.Minute)
 }
 
-// progress records how far the task is; writes are throttled.
+// progress records how far the task is; writes are throttled. The
+// percent never goes back (a step that measures its own share, a resumed
+// task starting its count over): a user takes a drop for a restart.
 func (t *taskRun) progress(ctx context.Context, pct int, msg string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	pct = max(pct, t.task.Progress)
 	now := time.Now()
 	if now.Sub(t.lastProgress) < 250*time.Millisecond && pct < 100 {
 		return
@@ -94,6 +100,14 @@ func (t *taskRun) progress(ctx context.Context, pct int, msg string) {
 	}
 	upd.Metadata.Revision = rev
 	t.task = upd
+}
+
+// note changes the task's message, keeping its progress.
+func (t *taskRun) note(ctx context.Context, msg string) {
+	t.mu.Lock()
+	pct := t.task.Progress
+	t.mu.Unlock()
+	t.progress(ctx, pct, msg)
 }
 
 // runner executes queued tasks on the leader: tasks on the same object one
@@ -269,6 +283,9 @@ func (r *runner) execute(ctx context.Context, t *api.Task) {
 	start := time.Now()
 	tctx, cancel := context.WithCancel(ctx)
 	run.cancel = cancel
+	// What a call to a host waits for (the host's agent restarting) shows
+	// as the task's message.
+	tctx = agent.WithNotice(tctx, func(msg string) { run.note(tctx, msg) })
 	r.mu.Lock()
 	r.running[t.Metadata.ID] = run
 	r.mu.Unlock()
@@ -302,7 +319,8 @@ func (r *runner) cancelQueued(ctx context.Context, run *taskRun, h taskHandler) 
 }
 
 // finish records a task's outcome together with the changes the run
-// staged, in one transaction, then runs the run's after-hooks.
+// staged, in one transaction that also lets go of the task's claims, then
+// runs the run's after-hooks.
 func (r *runner) finish(ctx context.Context, run *taskRun, result any, err error) {
 	defer func() {
 		for _, fn := range run.afters {
@@ -326,12 +344,15 @@ func (r *runner) finish(ctx context.Context, run *taskRun, result any, err error
 		default:
 			upd.State = api.TaskSucceeded
 			upd.Progress = 100
-			upd.Message = ""
+			upd.Message = run.summary
 			if result != nil {
 				upd.Result, _ = json.Marshal(result)
 			}
 		}
 		txn := r.s.leaderTxn()
+		for _, c := range run.task.Claims {
+			txn.DeleteRaw(store.ClaimKey(c)) // the names are recorded, or free again
+		}
 		if serr := run.applyStaged(ctx, txn, try > 0); serr != nil {
 			run.log.Error("cannot record what the task changed", "err", serr)
 		}

@@ -124,7 +124,11 @@ func (v *viewer) view(obj api.Object) api.Object {
 			c.Spec.Disks[i] = d
 		}
 		c.Status.Storage = vmStorage(o)
-		c.Spec.Snapshots, c.Spec.CurrentSnapshot = visibleSnapshots(o), visibleCurrent(o)
+		// A damaged tree is shown as it is stored, for the reader to see
+		// (the CLI checks it too); the snapshot calls refuse it.
+		if snaps, cur, err := visibleTree(o); err == nil {
+			c.Spec.Snapshots, c.Spec.CurrentSnapshotID = snaps, cur
+		}
 		c.Spec.NICs = make([]api.VMNIC, len(o.Spec.NICs))
 		for i, n := range o.Spec.NICs {
 			n.PortGroup = v.ref(api.KindPortGroup, n.PortGroup)

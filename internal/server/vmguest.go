@@ -123,24 +123,39 @@ func (s *Server) consoleLog(w http.ResponseWriter, r *http.Request) {
 // GET /api/v1/vms/{name}/console: the serial console over a websocket,
 // relayed to the VM's host.
 func (s *Server) console(w http.ResponseWriter, r *http.Request) {
-	vm, h, err := s.runningVM(r, "console")
+	s.relayStream(w, r, "console", s.agents.Console)
+}
+
+// GET /api/v1/vms/{name}/vnc: the VNC display over a websocket, relayed
+// to the VM's host over its mutual-TLS agent API. Only authenticated API
+// clients reach it: QEMU listens on no TCP port.
+func (s *Server) vnc(w http.ResponseWriter, r *http.Request) {
+	s.relayStream(w, r, "VNC display", s.agents.VNC)
+}
+
+// relayStream bridges a client's websocket to one of a running VM's
+// streams on its host.
+func (s *Server) relayStream(w http.ResponseWriter, r *http.Request, what string, dial func(context.Context, agent.Target, string) (*websocket.Conn, error)) {
+	vm, h, err := s.runningVM(r, what)
 	if err != nil {
 		fail(w, err)
 		return
 	}
 	dctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-	hostWS, err := s.agents.Console(dctx, target(h), vm.Metadata.ID)
+	hostWS, err := dial(dctx, target(h), vm.Metadata.ID)
 	cancel()
 	if err != nil {
 		fail(w, err)
 		return
 	}
 	defer hostWS.CloseNow()
+	hostWS.SetReadLimit(1 << 20)
 	ws, err := websocket.Accept(w, r, nil)
 	if err != nil {
 		return
 	}
 	defer ws.CloseNow()
+	ws.SetReadLimit(1 << 20)
 	ctx, stop := context.WithCancel(r.Context())
 	defer stop()
 	relay := func(from, to *websocket.Conn) {

@@ -41,7 +41,7 @@ func guestVerdict(vm *api.VM, m api.VMMonitoring, now time.Time) (reset bool, wh
 	switch {
 	case g.State == api.GuestRunning:
 		return false, "guest agent answers"
-	case g.State == api.GuestNotInstalled && !resetByUs:
+	case (g.State == api.GuestNotInstalled || g.State == api.GuestNotRunning) && !resetByUs:
 		return false, "no guest agent answered since boot"
 	}
 	since := vm.Status.PowerChanged

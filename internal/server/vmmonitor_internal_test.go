@@ -35,6 +35,7 @@ func TestGuestVerdict(t *testing.T) {
 		{"never answered again after our reset", vm(api.GuestNotInstalled, time.Hour, time.Hour, 5*time.Minute), true, "silent for 5m0s"},
 		{"our reset was 60 s ago, min uptime 120 s", vm(api.GuestNotInstalled, time.Hour, time.Hour, time.Minute), false, "up only 1m0s"},
 		{"never had an agent", vm(api.GuestNotInstalled, time.Hour, time.Hour), false, "no guest agent answered"},
+		{"its agent has yet to start", vm(api.GuestNotRunning, time.Hour, time.Hour), false, "no guest agent answered"},
 	} {
 		got, why := guestVerdict(tc.vm, m, now)
 		if got != tc.reset || !strings.Contains(why, tc.why) {

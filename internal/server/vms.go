@@ -71,8 +71,27 @@ func validateVMShape(cpus int, mem api.Size) error {
 	return nil
 }
 
+// validateHotAddRoom checks the room a VM leaves for hot-add: none (0), or
+// a ceiling at or above what it has.
+func validateHotAddRoom(cpus int, mem api.Size, maxCPUs int, maxMem api.Size) error {
+	switch {
+	case maxCPUs < 0 || maxCPUs > api.MaxVMCPUs:
+		return api.Errorf(api.ErrInvalid, "maxCpus must be between 0 (no CPU hot-add) and %d, got %d", api.MaxVMCPUs, maxCPUs)
+	case maxCPUs != 0 && maxCPUs < cpus:
+		return api.Errorf(api.ErrInvalid, "maxCpus (%d) is below the VM's %d vCPUs: the most it can grow to while it runs is at least what it has", maxCPUs, cpus)
+	case maxMem < 0 || maxMem > api.MaxVMMemory:
+		return api.Errorf(api.ErrInvalid, "maxMemory must be between 0 (no memory hot-add) and %s, got %s", api.MaxVMMemory, maxMem)
+	case maxMem != 0 && maxMem < mem:
+		return api.Errorf(api.ErrInvalid, "maxMemory (%s) is below the VM's %s of memory: the most it can grow to while it runs is at least what it has", maxMem, mem)
+	case maxMem%(1<<20) != 0:
+		return api.Errorf(api.ErrInvalid, "maxMemory must be a whole number of MiB, got %s (%d bytes)", maxMem, int64(maxMem))
+	}
+	return nil
+}
+
 func validateCreate(req *api.VMCreateRequest) error {
-	if err := firstErr(validateCommon("vm", req.Name, req.Labels, req.Description), validateVMShape(req.CPUs, req.Memory), validateHAPriority(req.HAPriority), validateCloudInit(req.CloudInit)); err != nil {
+	if err := firstErr(validateCommon("vm", req.Name, req.Labels, req.Description), validateVMShape(req.CPUs, req.Memory),
+		validateHotAddRoom(req.CPUs, req.Memory, req.MaxCPUs, req.MaxMemory), validateHAPriority(req.HAPriority), validateCloudInit(req.CloudInit)); err != nil {
 		return err
 	}
 	if len(req.Disks) > api.MaxDisksPerVM {
@@ -153,8 +172,8 @@ func (s *Server) createVM(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	if _, taken := s.cache.Lookup(api.KindVM, req.Name); taken {
-		fail(w, api.Errorf(api.ErrConflict, "a vm named %q already exists", req.Name))
+	if err := s.vmNameFree(req.Name, nil); err != nil {
+		fail(w, err)
 		return
 	}
 	vm, cl, hostID, err := s.buildVM(&req)
@@ -275,6 +294,7 @@ func (s *Server) buildVM(req *api.VMCreateRequest) (*api.VM, *api.Cluster, strin
 		return nil, nil, "", err
 	}
 	vm.Spec.CDROM, vm.Spec.VNC, vm.Spec.CloudInit = req.CDROM, req.VNC, req.CloudInit
+	vm.Spec.MaxCPUs, vm.Spec.MaxMemoryBytes = req.MaxCPUs, req.MaxMemory
 	vm.Spec.HAPriority = req.HAPriority
 	nics := req.NICs
 	if nics == nil {
@@ -408,15 +428,20 @@ func checkReady(vm *api.VM) error {
 	return nil
 }
 
-// PATCH /api/v1/vms/{name}: rename, relabel, describe; CPUs and memory
-// while the VM is off. The host gets the new definition at the next start.
+// PATCH /api/v1/vms/{name}: rename, relabel, describe, VNC; CPUs and
+// memory while the VM is off, or growing while it runs (hot-add: a
+// vm.hot-add task, in the same transaction as the rest). The host gets
+// a definition changed while off at the next start.
 func (s *Server) updateVM(w http.ResponseWriter, r *http.Request) {
 	var req api.VMUpdateRequest
 	if !decode(w, r, &req) {
 		return
 	}
-	s.update(w, r, api.KindVM, func(o api.Object) error {
+	var hot *vmHotAddParams
+	var note string
+	t, err := s.modify(r, api.KindVM, func(o api.Object) error {
 		vm := o.(*api.VM)
+		hot, note = nil, ""
 		err := firstErr(checkReady(vm), rename("vm", &vm.Metadata, req.Name), relabel(&vm.Metadata, req.Labels), redescribe(&vm.Spec.Description, req.Description))
 		if err == nil && req.HAPriority != nil {
 			// Takes effect at once: the host's HA settings change, and a
@@ -424,20 +449,61 @@ func (s *Server) updateVM(w http.ResponseWriter, r *http.Request) {
 			err = validateHAPriority(*req.HAPriority)
 			vm.Spec.HAPriority = *req.HAPriority
 		}
-		if err != nil || (req.CPUs == nil && req.Memory == nil) {
+		if err != nil {
 			return err
 		}
-		if vm.Status.PowerState != api.PowerOff {
-			return api.Errorf(api.ErrConflict, "vm %s is %s: change CPUs and memory while it is off", vm.Metadata.Name, vm.Status.PowerState)
+		running := vm.Status.PowerState != api.PowerOff
+		if req.VNC != nil {
+			vm.Spec.VNC = *req.VNC
+			if has := vm.Status.VNC != ""; running && has != *req.VNC {
+				state := map[bool]string{true: "on", false: "off"}[*req.VNC]
+				note = fmt.Sprintf("vm %s is %s: its VNC display turns %s at its next power-on", vm.Metadata.Name, vm.Status.PowerState, state)
+			}
 		}
+		if req.MaxCPUs != nil || req.MaxMemory != nil {
+			if running {
+				return api.Errorf(api.ErrConflict, "vm %s is %s: set max-cpus and max-memory while it is off (they shape the hardware it starts with)", vm.Metadata.Name, vm.Status.PowerState)
+			}
+			if req.MaxCPUs != nil {
+				vm.Spec.MaxCPUs = *req.MaxCPUs
+			}
+			if req.MaxMemory != nil {
+				vm.Spec.MaxMemoryBytes = *req.MaxMemory
+			}
+		}
+		cpus, mem := vm.Spec.CPUs, vm.Spec.MemoryBytes
 		if req.CPUs != nil {
-			vm.Spec.CPUs = *req.CPUs
+			cpus = *req.CPUs
 		}
 		if req.Memory != nil {
-			vm.Spec.MemoryBytes = *req.Memory
+			mem = *req.Memory
 		}
-		return validateVMShape(vm.Spec.CPUs, vm.Spec.MemoryBytes)
+		if err := firstErr(validateVMShape(cpus, mem), validateHotAddRoom(cpus, mem, vm.Spec.MaxCPUs, vm.Spec.MaxMemoryBytes)); err != nil {
+			return err
+		}
+		if !running || (cpus == vm.Spec.CPUs && mem == vm.Spec.MemoryBytes) {
+			vm.Spec.CPUs, vm.Spec.MemoryBytes = cpus, mem
+			return nil
+		}
+		if err := s.checkHotAdd(vm, cpus, mem); err != nil {
+			return err
+		}
+		// The spec takes the new size once the host has added it.
+		hot = &vmHotAddParams{CPUs: cpus, Memory: mem}
+		return nil
+	}, func(upd api.Object) *api.Task {
+		if hot != nil {
+			return newTask(r.Context(), opVMHotAdd, upd, hot)
+		}
+		t := done(newTask(r.Context(), opName(api.KindVM, "update"), upd, nil), upd)
+		t.Message = note
+		return t
 	})
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	replyTask(w, t)
 }
 
 // DELETE /api/v1/vms/{name}?force=true

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"time"
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/hypervisor"
@@ -20,6 +21,7 @@ func (s *Server) registerTaskHandlers(r *runner) {
 	r.register(opVMHARestart, taskHandler{run: s.runVMHARestart, resumable: true})
 	r.register(opVMHAReset, taskHandler{run: s.runVMHAReset, interrupted: "the VM may or may not have been reset"})
 	s.registerStorageTasks(r)
+	r.register(opVMHotAdd, taskHandler{run: s.runVMHotAdd, resumable: true})
 	for action := range powerActions {
 		h := taskHandler{run: s.runVMPower, resumable: true}
 		if action == api.ActionReset {
@@ -33,7 +35,7 @@ func (s *Server) registerTaskHandlers(r *runner) {
 func (s *Server) vmConfig(vm *api.VM) (hypervisor.VMConfig, error) {
 	cfg := hypervisor.VMConfig{ID: vm.Metadata.ID, Name: vm.Metadata.Name, CPUs: vm.Spec.CPUs,
 		MemoryBytes: int64(vm.Spec.MemoryBytes), Labels: vm.Metadata.Labels, CDROM: vm.Spec.CDROM, VNC: vm.Spec.VNC,
-		Lease: s.vmLease(vm)}
+		MaxCPUs: vm.Spec.MaxCPUs, MaxMemoryBytes: int64(vm.Spec.MaxMemoryBytes), Lease: s.vmLease(vm)}
 	for _, d := range vm.Spec.Disks {
 		o, ok := s.cache.Get(api.KindDatastore, d.Datastore.ID)
 		if !ok {
@@ -201,18 +203,68 @@ func (s *Server) runVMPower(ctx context.Context, t *taskRun) (any, error) {
 		}
 		return nil, err
 	}
-	switch {
-	case req.Action == api.ActionStop && !req.Force && vm.Status.PowerState == api.PowerOn:
-		t.progress(ctx, 10, "asking the guest to shut down")
-	default:
+	var st api.AgentVMState
+	if req.Action == api.ActionStop && !req.Force && vm.Status.PowerState == api.PowerOn {
+		st, err = s.gracefulStop(ctx, t, vm, h, req)
+	} else {
 		t.progress(ctx, 10, req.Action+" in progress")
+		st, err = s.agents.Power(ctx, target(h), vm.Metadata.ID, req)
 	}
-	st, err := s.agents.Power(ctx, target(h), vm.Metadata.ID, req)
 	if err != nil {
 		return nil, fmt.Errorf("%s vm %s on host %s: %w", req.Action, vm.Metadata.Name, h.Metadata.Name, err)
 	}
 	t.stage(api.KindVM, vm.Metadata.ID, vmStateChange(st))
 	return st.PowerState, nil
+}
+
+// gracefulStop asks the guest to shut down and powers the VM off once
+// the timeout is up; the host does both in one call. Meanwhile the task
+// says what it waits for and how long is left, then that it powers off:
+// a guest that ignores the request must not look like a task that hangs.
+func (s *Server) gracefulStop(ctx context.Context, t *taskRun, vm *api.VM, h *api.Host, req api.PowerRequest) (api.AgentVMState, error) {
+	timeout := api.DefaultStopTimeout
+	if req.TimeoutSeconds > 0 {
+		timeout = time.Duration(req.TimeoutSeconds) * time.Second
+	}
+	how := "ACPI"
+	if g := vm.Status.Guest; g != nil && g.State == api.GuestRunning {
+		how = "guest agent" // the host asks through it while it answers
+	}
+	// The host's clock for the timeout starts when the call arrives,
+	// a little after this one: it powers off just after we say so.
+	start := time.Now()
+	deadline := start.Add(timeout)
+	var st api.AgentVMState
+	var err error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		st, err = s.agents.Power(ctx, target(h), vm.Metadata.ID, req)
+	}()
+	// One update a second, at most about a hundred for a long timeout.
+	step := max(time.Second, (timeout / 100).Truncate(time.Second))
+	tick := time.NewTicker(step)
+	defer tick.Stop()
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			t.announce(ctx, 90, fmt.Sprintf("the guest did not shut down within %s; powering off", timeout))
+			<-done
+			return st, err
+		}
+		pct := 10 + int(80*time.Since(start)/timeout)
+		t.announce(ctx, pct, fmt.Sprintf("waiting for the guest to shut down (%s), %s left", how, shortLeft(left, step)))
+		select {
+		case <-done:
+			return st, err
+		case <-tick.C:
+		}
+	}
+}
+
+// shortLeft rounds a remaining time up to whole steps: "42s", "3m10s".
+func shortLeft(left, step time.Duration) string {
+	return ((left + step - 1) / step * step).String()
 }
 
 // powerOn starts (or resumes) a VM: it pushes the current definition,

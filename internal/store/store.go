@@ -19,6 +19,8 @@ const (
 	namePrefix = Root + "name/"
 	// SysPrefix is for server-private records that are not API objects.
 	SysPrefix = Root + "sys/"
+	// claimPrefix holds what unfinished tasks reserved (see Txn.Claim).
+	claimPrefix = SysPrefix + "claims/"
 )
 
 var factories = map[string]func() api.Object{
@@ -45,6 +47,14 @@ var singular = api.Singular
 
 func objKey(kind, id string) string    { return objPrefix + kind + "/" + id }
 func nameKey(kind, name string) string { return namePrefix + kind + "/" + name }
+
+// ClaimKey is where a task's claim is kept (api.Task.Claims lists them).
+func ClaimKey(claim string) string { return claimPrefix + claim }
+
+// NameClaim is the claim on an object's name that a task takes when it
+// is asked for and makes the object later (an import, its VMs): no other
+// object can be made or renamed with that name meanwhile.
+func NameClaim(kind, name string) string { return "names/" + kind + "/" + name }
 
 // NewID returns a new object ID: a time-ordered UUID, so IDs sort by creation.
 func NewID() string { return uuid.Must(uuid.NewV7()).String() }
@@ -156,6 +166,8 @@ type Txn struct {
 	ops    []clientv3.Op
 	now    time.Time
 	err    error
+	// held are the name claims this transaction's writer holds.
+	held map[string]bool
 }
 
 func (t *Txn) stamp() time.Time {
@@ -219,10 +231,51 @@ func (t *Txn) Create(obj api.Object) *Txn {
 	kind := obj.Kind()
 	t.absent(objKey(kind, m.ID), api.Errorf(api.ErrConflict, "%s %s already exists", singular(kind), m.ID))
 	if m.Name != "" {
-		t.absent(nameKey(kind, m.Name), api.Errorf(api.ErrConflict, "a %s named %q already exists", singular(kind), m.Name))
-		t.ops = append(t.ops, clientv3.OpPut(nameKey(kind, m.Name), m.ID))
+		t.takeName(kind, m.Name, m.ID)
 	}
 	t.put(obj)
+	return t
+}
+
+// takeName indexes a name that must be free, and not claimed by a task
+// (but the one this transaction writes for).
+func (t *Txn) takeName(kind, name, id string) {
+	t.absent(nameKey(kind, name), api.Errorf(api.ErrConflict, "a %s named %q already exists", singular(kind), name))
+	if c := NameClaim(kind, name); !t.held[c] {
+		t.absent(ClaimKey(c), api.Errorf(api.ErrConflict, "a %s named %q is being made by a task that has not ended yet", singular(kind), name))
+	}
+	t.ops = append(t.ops, clientv3.OpPut(nameKey(kind, name), id))
+}
+
+// ClaimName claims an object's name for a task (holder) that makes the
+// object later: the name must be free now, and stays so until the task's
+// claim goes (its Create, in a transaction that Holds the claim, may then
+// take it).
+func (t *Txn) ClaimName(kind, name, holder string) *Txn {
+	t.absent(nameKey(kind, name), api.Errorf(api.ErrConflict, "a %s named %q already exists", singular(kind), name))
+	return t.Claim(ClaimKey(NameClaim(kind, name)), holder, api.Errorf(api.ErrConflict, "a %s named %q is being made by another task", singular(kind), name))
+}
+
+// Holds lets the transaction's objects take a name that holder claimed
+// (see ClaimName), provided the claim is still holder's.
+func (t *Txn) Holds(kind, name, holder string) *Txn {
+	c := NameClaim(kind, name)
+	if t.held == nil {
+		t.held = map[string]bool{}
+	}
+	t.held[c] = true
+	t.checks = append(t.checks, check{
+		cmp: clientv3.Compare(clientv3.Value(ClaimKey(c)), "=", holder),
+		err: api.Errorf(api.ErrConflict, "the claim on the %s name %q is no longer held by task %s", singular(kind), name, holder),
+	})
+	return t
+}
+
+// Unchanged makes the transaction depend on obj being still at the
+// revision it was read at: what was decided from it still holds. err
+// says what changed otherwise.
+func (t *Txn) Unchanged(obj api.Object, err error) *Txn {
+	t.atRevision(objKey(obj.Kind(), obj.GetMeta().ID), obj.GetMeta().Revision, err)
 	return t
 }
 
@@ -239,8 +292,7 @@ func (t *Txn) Update(old, obj api.Object) *Txn {
 		"%s %q was changed by someone else since revision %d; read it again and retry", singular(kind), om.Name, om.Revision))
 	if m.Name != om.Name {
 		if m.Name != "" {
-			t.absent(nameKey(kind, m.Name), api.Errorf(api.ErrConflict, "a %s named %q already exists", singular(kind), m.Name))
-			t.ops = append(t.ops, clientv3.OpPut(nameKey(kind, m.Name), m.ID))
+			t.takeName(kind, m.Name, m.ID)
 		}
 		if om.Name != "" {
 			t.ops = append(t.ops, clientv3.OpDelete(nameKey(kind, om.Name)))
@@ -266,7 +318,8 @@ func (t *Txn) Delete(obj api.Object) *Txn {
 }
 
 // Claim creates a key that must not exist yet (a unique index entry such
-// as a MAC address); err says what is taken when it does.
+// as a MAC address, or a task's claim, see ClaimKey); err says what is
+// taken when it does.
 func (t *Txn) Claim(key, val string, err error) *Txn {
 	t.absent(key, err)
 	t.ops = append(t.ops, clientv3.OpPut(key, val))

@@ -202,3 +202,39 @@ func TestWaitChange(t *testing.T) {
 		t.Fatal("WaitChange did not wake on an update")
 	}
 }
+
+// A name claimed for a task is taken for every other create and rename;
+// only a transaction that holds the claim may use it, and once the claim
+// goes the name is free.
+func TestClaimedNames(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	if _, err := s.Txn().ClaimName(api.KindVM, "imp", "task-1").Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Txn().ClaimName(api.KindVM, "imp", "task-2").Commit(ctx); !errors.Is(err, api.ErrConflict) {
+		t.Fatalf("a second claim of one name: %v", err)
+	}
+	if _, err := s.Create(ctx, &api.VM{Metadata: api.ObjectMeta{Name: "imp"}}); !errors.Is(err, api.ErrConflict) {
+		t.Fatalf("a create of a claimed name: %v", err)
+	}
+	other := &api.VM{Metadata: api.ObjectMeta{Name: "other"}}
+	if _, err := s.Create(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	o, _ := s.Get(ctx, api.KindVM, other.Metadata.ID)
+	renamed := store.Clone(o)
+	renamed.GetMeta().Name = "imp"
+	if _, err := s.Update(ctx, o, renamed); !errors.Is(err, api.ErrConflict) {
+		t.Fatalf("a rename to a claimed name: %v", err)
+	}
+	if _, err := s.Txn().Holds(api.KindVM, "imp", "task-2").Create(&api.VM{Metadata: api.ObjectMeta{Name: "imp"}}).Commit(ctx); !errors.Is(err, api.ErrConflict) {
+		t.Fatalf("a create by a task that does not hold the claim: %v", err)
+	}
+	if _, err := s.Txn().Holds(api.KindVM, "imp", "task-1").Create(&api.VM{Metadata: api.ObjectMeta{Name: "imp"}}).Commit(ctx); err != nil {
+		t.Fatalf("a create by the claim's holder: %v", err)
+	}
+	if _, err := s.Txn().ClaimName(api.KindVM, "other", "task-3").Commit(ctx); !errors.Is(err, api.ErrConflict) {
+		t.Fatalf("a claim of a name in use: %v", err)
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vdc-project/vdc/internal/testenv"
 )
 
 // Under TCG on a loaded two-core machine a boot takes seconds, and several
@@ -35,25 +37,15 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// skipOrFail skips a test that cannot run here, unless CI demands that
-// end-to-end tests run (VDC_REQUIRE_E2E=1).
-func skipOrFail(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("VDC_REQUIRE_E2E") == "1" {
-		t.Fatalf("VDC_REQUIRE_E2E=1 but: "+format, args...)
-	}
-	t.Skipf(format, args...)
-}
-
 // guest builds the test guest once per test binary, with a cache under the
 // system temp dir so that reruns do not download the kernel again.
 func guest(t *testing.T) Result {
 	t.Helper()
 	if testing.Short() {
-		t.Skip("boots QEMU under TCG: skipped in -short mode")
+		testenv.Skip(t, "boots QEMU under TCG: skipped in -short mode")
 	}
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		skipOrFail(t, "qemu-system-x86_64 not installed (apt-get install qemu-system-x86)")
+		testenv.Skip(t, "qemu-system-x86_64 not installed (apt-get install qemu-system-x86)")
 	}
 	buildOnce.Do(func() {
 		buildDir, buildErr = os.MkdirTemp("", "vdc-testguest-out-")
@@ -69,7 +61,7 @@ func guest(t *testing.T) Result {
 		})
 	})
 	if errors.Is(buildErr, ErrUnavailable) {
-		skipOrFail(t, "cannot build the test guest here: %v", buildErr)
+		testenv.Skip(t, "cannot build the test guest here: %v", buildErr)
 	}
 	if buildErr != nil {
 		t.Fatalf("build test guest: %v", buildErr)

@@ -205,9 +205,10 @@ func TestHasNote(t *testing.T) {
 // how dependencies are found in Debian packages (they ship no
 // modules.dep). It uses the kernel the end-to-end tests cache, if any.
 func TestModinfoIndexOnCachedKernel(t *testing.T) {
+	guest(t) // downloads the kernel into the cache, or skips
 	k, err := cachedKernel(filepath.Join(os.TempDir(), "vdc-testguest-cache"))
 	if err != nil {
-		t.Skip("no cached Debian kernel (the end-to-end tests download one)")
+		t.Fatalf("the test guest was built but its kernel is not in the cache: %v", err)
 	}
 	idx, err := indexFromModinfo(context.Background(), k.modDir)
 	if err != nil {

@@ -153,7 +153,7 @@ func TestUpAndAgainOnTheSameData(t *testing.T) {
 	cl := &cluster{t: t, dir: dir, env: env}
 	up := start(t, "vdc up", env, "up", "--data", dir+"/data", "--listen", listen, "--hosts", "2", "--driver", "sim")
 	eventually(t, 60*time.Second, "vdc up ready", func() bool { return strings.Contains(up.out.String(), "vdc is up") })
-	if !strings.Contains(up.out.String(), "2 of 2 connected") {
+	if !strings.Contains(up.out.String(), "2 of 2 ready") {
 		t.Fatalf("vdc up output:\n%s", up.out.String())
 	}
 	cl.vdc("vm", "create", "web1", "--cpus", "2", "--memory", "1GiB", "--disk", "10GiB")

@@ -81,7 +81,13 @@ func startCmd(t *testing.T, name, bin string, args ...string) *proc {
 
 func startCmdEnv(t *testing.T, name string, env []string, bin string, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
+	return startProc(t, name, env, exec.Command(bin, args...))
+}
+
+// startProc starts cmd (with env added to the test's) as a process under
+// test, killed when the test ends.
+func startProc(t *testing.T, name string, env []string, cmd *exec.Cmd) *proc {
+	t.Helper()
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Env = append(os.Environ(), env...)
@@ -274,6 +280,20 @@ func (cl *cluster) hosts() map[string]*api.Host {
 		out[h.Metadata.Name] = h
 	}
 	return out
+}
+
+// heartbeats waits until the server has taken n more heartbeats from the
+// host: "a few heartbeats later", observed rather than slept.
+func (cl *cluster) heartbeats(n int, name string) {
+	var last time.Time
+	seen := -1
+	eventually(cl.t, time.Duration(n+10)*5*time.Second, fmt.Sprintf("%d heartbeats from %s", n, name), func() bool {
+		if h := cl.hosts()[name]; h != nil && !h.Status.LastHeartbeat.Equal(last) {
+			last = h.Status.LastHeartbeat
+			seen++
+		}
+		return seen >= n
+	})
 }
 
 func (cl *cluster) waitConnected(names ...string) {

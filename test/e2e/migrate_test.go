@@ -170,9 +170,15 @@ func TestLiveMigrationBetweenHosts(t *testing.T) {
 		}
 		return n == 2
 	})
-	cl.vdc("vm", "migrate", "mig", "--datastore", "local2") // storage only, live, on host-2
+	out = cl.vdc("vm", "migrate", "mig", "--datastore", "local2") // storage only, live, on host-2
+	t.Logf("storage only: %s", strings.TrimSpace(out))
 	if vm := cl.vm("mig"); vm.Spec.Disks[0].Datastore.Name != "local2" {
 		t.Fatalf("disk on %s after a storage move", vm.Spec.Disks[0].Datastore.Name)
+	}
+	// No memory moved and nothing paused: it says what did move.
+	if !strings.Contains(out, "moved disk0 to datastore local2") || !strings.Contains(out, " copied") ||
+		strings.Contains(out, "downtime") || strings.Contains(out, "passes") || strings.Contains(out, "64 MiB copied") {
+		t.Errorf("a move of the disks alone says: %s", out)
 	}
 	w = watchCPU(t, "mig")
 	cl.vdc("vm", "migrate", "mig", "--host", "host-1", "--datastore", "local1")
@@ -198,6 +204,9 @@ func TestLiveMigrationBetweenHosts(t *testing.T) {
 	out = cl.vdc("vm", "migrate", "mig", "--host", "host-2", "--datastore", "local2", "--compress", "zstd", "--auto-converge")
 	w.check(t)
 	t.Logf("WAN: %s", strings.TrimSpace(out))
+	if !strings.Contains(out, "moved disk0 to datastore local2") || strings.Contains(out, "64 MiB copied") {
+		t.Errorf("a migration with the disks of a thin disk holding a few blocks says: %s", out)
+	}
 	if vm := cl.vm("mig"); vm.Spec.Host.Name != "host-2" || vm.Spec.Disks[0].Datastore.Name != "local2" {
 		t.Fatalf("WAN migration: on %s, disk on %s", vm.Spec.Host.Name, vm.Spec.Disks[0].Datastore.Name)
 	}
@@ -385,6 +394,8 @@ func TestServerKilledDuringMigration(t *testing.T) {
 		return tk != nil && strings.Contains(tk.Message, "memory")
 	})
 	cl.server.kill9()
+	// The server stays away for 2 s while the migration goes on: the
+	// outage is the test's input, not a wait for something.
 	time.Sleep(2 * time.Second)
 	cl.startServer()
 	tk, _ := cl.c.WaitTask(ctx, id, nil)

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/testenv"
 	"github.com/vdc-project/vdc/internal/testguest"
 )
 
@@ -33,8 +34,8 @@ func bootDisk(t *testing.T) string {
 	if err == nil {
 		err = testguest.BootDisk(ctx, g, filepath.Join(dir, "boot.raw"), 48)
 	}
-	if errors.Is(err, testguest.ErrUnavailable) && os.Getenv("VDC_REQUIRE_E2E") != "1" {
-		t.Skipf("cannot make the bootable test disk: %v", err)
+	if errors.Is(err, testguest.ErrUnavailable) {
+		testenv.Skip(t, "cannot make the bootable test disk: %v", err)
 	}
 	if err != nil {
 		t.Fatalf("bootable test disk: %v", err)
@@ -431,5 +432,37 @@ func TestImportForeignDiskFormats(t *testing.T) {
 			cl.waitGuest(vm)
 			cl.vdc("vm", "stop", vm, "--force")
 		}
+	}
+}
+
+// A dry run of an OVF whose files are not beside it shows the plan from
+// the descriptor, as for a URL, with each missing file as a warning; the
+// import itself refuses, naming the file, and makes nothing.
+func TestOVFDryRunWithoutItsFiles(t *testing.T) {
+	cl := newCluster(t)
+	cl.inventoryN(1)
+	desc, err := os.ReadFile("../../internal/ovf/testdata/export-1.0.ovf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "web1.ovf")
+	if err := os.WriteFile(p, desc, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	plan := cl.vdc("import", "ovf", p, "--dry-run")
+	for _, want := range []string{"VM web1:", "disk0:", "Warnings:", "file web1-disk0.vmdk of the package is missing",
+		"file web1-disk2.vmdk of the package is missing", "checked at import", "Nothing was changed (dry run)."} {
+		if !strings.Contains(plan, want) {
+			t.Errorf("the dry run does not say %q:\n%s", want, plan)
+		}
+	}
+	out, err := cl.try("import", "ovf", p, "--name", "w1")
+	if err == nil || !strings.Contains(out, "web1-disk0.vmdk") || !strings.Contains(out, "missing") {
+		t.Errorf("an import without the files: %v\n%s", err, out)
+	}
+	var vms []*api.VM
+	cl.json(&vms, "vm", "ls")
+	if len(vms) != 0 {
+		t.Errorf("a refused import made %d VMs", len(vms))
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/testenv"
 )
 
 // waitTaskMessage waits until a task's progress message says something.
@@ -86,12 +87,7 @@ func TestInterruptedMergesLoseNothing(t *testing.T) {
 // NoCloud seed the guest reads, and bad imports refused or cleaned up.
 func TestCloudImagesAndSeeds(t *testing.T) {
 	needQEMU(t)
-	if _, err := exec.LookPath("genisoimage"); err != nil {
-		if os.Getenv("VDC_REQUIRE_E2E") == "1" {
-			t.Fatal("genisoimage is missing and VDC_REQUIRE_E2E=1")
-		}
-		t.Skip("genisoimage is missing (apt-get install genisoimage)")
-	}
+	testenv.NeedTools(t, "genisoimage", "genisoimage")
 	cl := newQEMUCluster(t)
 	dir := t.TempDir()
 	img := filepath.Join(dir, "cloud.qcow2")
@@ -183,12 +179,7 @@ func TestCloudImagesAndSeeds(t *testing.T) {
 // refused with a clear error, the datastore raises its alarm, and a guest
 // whose thin disk cannot grow is paused with the reason shown.
 func TestDatastoreFillsUp(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("VDC_REQUIRE_E2E") == "1" {
-			t.Fatal("needs root (a tmpfs datastore) and VDC_REQUIRE_E2E=1")
-		}
-		t.Skip("needs root to mount a small tmpfs datastore")
-	}
+	testenv.NeedRoot(t, "to mount a small tmpfs datastore")
 	cl := newQEMUCluster(t)
 	tiny := filepath.Join(cl.dir, "tiny")
 	if err := os.MkdirAll(tiny, 0o755); err != nil {

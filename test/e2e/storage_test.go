@@ -45,9 +45,13 @@ func (cl *cluster) expectBlocks(vm, when string, want map[int]string) {
 func snapshotNames(cl *cluster, vm string) []string {
 	var snaps []api.VMSnapshot
 	cl.json(&snaps, "vm", "snapshot", "ls", vm)
+	byID := map[string]string{}
+	for _, s := range snaps {
+		byID[s.ID] = s.Name
+	}
 	var names []string
 	for _, s := range snaps {
-		names = append(names, s.Name+"<"+s.Parent)
+		names = append(names, s.Name+"<"+byID[s.ParentID])
 	}
 	return names
 }
@@ -167,6 +171,10 @@ func TestClonesTemplatesAndDisks(t *testing.T) {
 	out := cl.vdc("vm", "clone", "src", "full1", "--host", "host-2")
 	if !strings.Contains(out, "full clone") || !strings.Contains(out, "host-2") {
 		t.Fatalf("clone: %s", out)
+	}
+	// The thin 64 MiB disk holds a few blocks: that is what was copied.
+	if !strings.Contains(out, " copied") || strings.Contains(out, "64 MiB copied") {
+		t.Errorf("a full clone of a nearly empty thin disk says: %s", out)
 	}
 	cl.writeBlock("src", 1, "after-clone")
 	src, full := cl.vm("src"), cl.vm("full1")

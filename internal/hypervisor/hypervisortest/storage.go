@@ -136,13 +136,26 @@ func testDisks(t *testing.T, e *env, st hypervisor.Storage) {
 func testCopy(t *testing.T, e *env, st hypervisor.Storage) {
 	cfg := e.defineWithDisk("vm1")
 	dst := filepath.Join(e.dir, "copy.qcow2")
+	// The disk is thin and empty: a copy moves next to nothing of its
+	// 64 MiB, and says so (the bytes copied, not the virtual size).
 	calls := 0
-	e.ok(st.CopyDisk(e.ctx(), hypervisor.DiskCopy{File: cfg.Disks[0].Path, Dst: dst}, func(done, total int64) { calls++ }), "copy a disk file")
-	if calls == 0 {
-		t.Errorf("a copy reported no progress")
+	var last [2]int64
+	report := func(done, total int64) { calls++; last = [2]int64{done, total} }
+	checkData := func(what string) {
+		t.Helper()
+		if calls == 0 {
+			t.Errorf("%s reported no progress", what)
+		}
+		if last[0] != last[1] || last[1] > cfg.Disks[0].SizeBytes/4 {
+			t.Errorf("%s of an empty thin disk of %d bytes ended reporting %d of %d bytes: want the data copied", what, cfg.Disks[0].SizeBytes, last[0], last[1])
+		}
 	}
+	e.ok(st.CopyDisk(e.ctx(), hypervisor.DiskCopy{File: cfg.Disks[0].Path, Dst: dst}, report), "copy a disk file")
+	checkData("a copy")
 	e.ok(e.d.Start(e.ctx(), "vm1"), "start")
-	e.ok(st.CopyDisk(e.ctx(), hypervisor.DiskCopy{VM: "vm1", Disk: "disk0", Dst: filepath.Join(e.dir, "live.qcow2")}, nil), "copy a running VM's disk")
+	calls = 0
+	e.ok(st.CopyDisk(e.ctx(), hypervisor.DiskCopy{VM: "vm1", Disk: "disk0", Dst: filepath.Join(e.dir, "live.qcow2")}, report), "copy a running VM's disk")
+	checkData("a live copy")
 	e.expect("vm1", hypervisor.StateOn)
 	if err := st.CopyDisk(e.ctx(), hypervisor.DiskCopy{File: cfg.Disks[0].Path, Dst: dst}, nil); err == nil {
 		t.Errorf("a copy over an existing file succeeded")

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 )
 
@@ -40,6 +41,7 @@ func Run(t *testing.T, h Harness) {
 		{"SubscribeEnds", testSubscribeEnds},
 		{"Concurrent", testConcurrent},
 		{"Lease", testLease},
+		{"HotAdd", testHotAdd},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
@@ -403,4 +405,77 @@ func cycle(ctx context.Context, d hypervisor.Driver, cfg hypervisor.VMConfig, ro
 		return fmt.Errorf("undefine vm %s: %v", cfg.ID, err)
 	}
 	return nil
+}
+
+// testHotAdd checks CPU and memory hot-add on a driver that has it: a
+// running VM grows within the room its config left, never shrinks, and
+// keeps what it got across an agent restart.
+func testHotAdd(t *testing.T, h Harness) {
+	e := newEnv(t, h)
+	hp, ok := e.d.(hypervisor.Hotplugger)
+	if !ok {
+		t.Skip("the driver has no hot-add")
+	}
+	step := int64(api.MemoryHotplugStep)
+	cfg := e.config("vm1")
+	cfg.MaxCPUs, cfg.MaxMemoryBytes = cfg.CPUs+2, cfg.MemoryBytes+2*step
+	e.ok(e.d.Define(e.ctx(), cfg), "define")
+	_, err := hp.HotAdd(e.ctx(), "vm1", cfg.CPUs+1, 0)
+	e.is(err, hypervisor.ErrWrongState, "hot-add to a vm that is off")
+	e.ok(e.d.Start(e.ctx(), "vm1"), "start")
+
+	res, err := hp.HotAdd(e.ctx(), "vm1", cfg.CPUs+1, cfg.MemoryBytes+step)
+	e.ok(err, "hot-add a vCPU and a step of memory")
+	check := func(what string, hw api.VMHardware) {
+		t.Helper()
+		if hw.TotalCPUs() != cfg.CPUs+1 || int64(hw.TotalMemory()) != cfg.MemoryBytes+step || len(hw.HotCPUs) != 1 || len(hw.DIMMs) != 1 ||
+			hw.CPUs != cfg.CPUs || int64(hw.MemoryBytes) != cfg.MemoryBytes {
+			t.Fatalf("%s: hardware %+v, want %d+1 vCPUs and %d+%d bytes", what, hw, cfg.CPUs, cfg.MemoryBytes, step)
+		}
+	}
+	check("hot-add result", res.Hardware)
+	hw, err := hp.Hardware(e.ctx(), "vm1")
+	e.ok(err, "hardware")
+	check("hardware after hot-add", hw)
+	if res.Guest == "" {
+		t.Error("hot-add says nothing of the guest")
+	}
+
+	// Refused, changing nothing: less, more than the room, odd sizes.
+	for what, c := range map[string]struct {
+		cpus int
+		mem  int64
+		want error
+	}{
+		"remove a vCPU":       {cfg.CPUs, 0, hypervisor.ErrInvalid},
+		"remove memory":       {0, cfg.MemoryBytes, hypervisor.ErrInvalid},
+		"beyond max cpus":     {cfg.CPUs + 3, 0, hypervisor.ErrInvalid},
+		"beyond max memory":   {0, cfg.MemoryBytes + 3*step, hypervisor.ErrInvalid},
+		"less than one block": {0, cfg.MemoryBytes + step + 1<<20, hypervisor.ErrInvalid},
+	} {
+		_, err := hp.HotAdd(e.ctx(), "vm1", c.cpus, c.mem)
+		e.is(err, c.want, what)
+	}
+	hw, err = hp.Hardware(e.ctx(), "vm1")
+	e.ok(err, "hardware")
+	check("hardware after refused hot-adds", hw)
+	// Asking for what it has is no change.
+	_, err = hp.HotAdd(e.ctx(), "vm1", cfg.CPUs+1, cfg.MemoryBytes+step)
+	e.ok(err, "hot-add to the size it has")
+
+	// A new agent finds the hot-added hardware.
+	e.restart()
+	if _, err := e.d.Attach(e.ctx(), cfg); err != nil {
+		t.Fatalf("attach: %v", err)
+	}
+	hw, err = e.d.(hypervisor.Hotplugger).Hardware(e.ctx(), "vm1")
+	e.ok(err, "hardware after an agent restart")
+	check("hardware after an agent restart", hw)
+
+	// Without room in its config a VM gets nothing.
+	e.running("fixed")
+	_, err = e.d.(hypervisor.Hotplugger).HotAdd(e.ctx(), "fixed", 0, 0)
+	e.ok(err, "hot-add nothing")
+	_, err = e.d.(hypervisor.Hotplugger).HotAdd(e.ctx(), "fixed", 2, 0)
+	e.is(err, hypervisor.ErrWrongState, "hot-add a vCPU to a vm without max-cpus")
 }

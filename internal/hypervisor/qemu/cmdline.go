@@ -3,6 +3,7 @@ package qemu
 import (
 	"fmt"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/vdc-project/vdc/api"
@@ -19,6 +20,7 @@ type paths struct {
 func (p paths) qmp() string        { return filepath.Join(p.run, "qmp.sock") }
 func (p paths) qga() string        { return filepath.Join(p.run, "qga.sock") }
 func (p paths) console() string    { return filepath.Join(p.run, "console.sock") }
+func (p paths) vnc() string        { return filepath.Join(p.run, "vnc.sock") }
 func (p paths) consoleLog() string { return filepath.Join(p.dir, "console.log") }
 func (p paths) pidFile() string    { return filepath.Join(p.dir, "qemu.pid") }
 func (p paths) qemuLog() string    { return filepath.Join(p.dir, "qemu.log") }
@@ -29,17 +31,29 @@ func (p paths) seed() string       { return filepath.Join(p.dir, "cidata.iso") }
 // VM can later move between hosts whatever their CPUs.
 const CPUModel = "qemu64"
 
-// args builds the QEMU command line for a VM. It is pure: same config, same
-// line (golden tests hold it).
-func args(cfg hypervisor.VMConfig, p paths, accel, vncListen string) []string {
+// memorySlots is how many DIMM slots a VM with memory hot-add gets.
+const memorySlots = api.MaxMemoryHotAdds
+
+// args builds the QEMU command line for a VM with the hardware hw (see
+// bootHardware). It is pure: same config, same line (golden tests hold
+// it).
+func args(cfg hypervisor.VMConfig, hw api.VMHardware, p paths, accel string) []string {
+	smp := fmt.Sprint(hw.CPUs)
+	if hw.MaxCPUs > hw.CPUs {
+		smp += fmt.Sprintf(",maxcpus=%d", hw.MaxCPUs)
+	}
+	mem := fmt.Sprintf("%dM", hw.MemoryBytes>>20)
+	if hw.MaxMemoryBytes > hw.MemoryBytes {
+		mem = fmt.Sprintf("size=%dM,slots=%d,maxmem=%dM", hw.MemoryBytes>>20, memorySlots, hw.MaxMemoryBytes>>20)
+	}
 	a := []string{
 		"-name", "guest=" + cfg.Name + ",debug-threads=on",
 		"-uuid", smbiosUUID(cfg.ID),
 		"-machine", "q35",
 		"-accel", accel,
 		"-cpu", CPUModel,
-		"-smp", fmt.Sprint(cfg.CPUs),
-		"-m", fmt.Sprintf("%dM", cfg.MemoryBytes>>20),
+		"-smp", smp,
+		"-m", mem,
 		"-nodefaults", "-no-user-config",
 		"-pidfile", p.pidFile(),
 		"-rtc", "base=utc",
@@ -53,10 +67,21 @@ func args(cfg hypervisor.VMConfig, p paths, accel, vncListen string) []string {
 		"-device", "virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0",
 		"-device", "virtio-rng-pci,id=rng0",
 	}
-	if cfg.VNC {
-		a = append(a, "-vga", "std", "-vnc", vncListen+":0,to=999")
+	// The display is a unix socket in the VM's runtime directory (0700):
+	// never a TCP port, which VNC would serve to anyone without a password.
+	// The agent relays it to the server, the server to its clients.
+	if hw.VNC {
+		a = append(a, "-vga", "std", "-vnc", "unix:"+escape(p.vnc()))
 	} else {
 		a = append(a, "-display", "none")
+	}
+	// Hot-added vCPUs and memory, for a copy receiving a VM that has them.
+	for _, c := range hw.HotCPUs {
+		a = append(a, "-device", cpuDevice(c))
+	}
+	for i, size := range hw.DIMMs {
+		a = append(a, "-object", fmt.Sprintf("memory-backend-ram,id=%s,size=%dM", dimmBackend(i), size>>20),
+			"-device", fmt.Sprintf("pc-dimm,id=%s,memdev=%s", dimmID(i), dimmBackend(i)))
 	}
 	if cfg.Boot != nil {
 		a = append(a, "-kernel", cfg.Boot.Kernel)
@@ -138,6 +163,23 @@ func args(cfg hypervisor.VMConfig, p paths, accel, vncListen string) []string {
 	}
 	return a
 }
+
+// cpuDevice is the -device option of a hot-added vCPU.
+func cpuDevice(c api.HotCPU) string {
+	keys := make([]string, 0, len(c.Props))
+	for k := range c.Props {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	s := c.Type + ",id=" + c.ID
+	for _, k := range keys {
+		s += fmt.Sprintf(",%s=%d", k, c.Props[k])
+	}
+	return s
+}
+
+func dimmID(i int) string      { return fmt.Sprintf("dimm%d", i) }
+func dimmBackend(i int) string { return "mem-" + dimmID(i) }
 
 // escape doubles commas, QEMU's way of quoting them in option values.
 func escape(s string) string { return strings.ReplaceAll(s, ",", ",,") }

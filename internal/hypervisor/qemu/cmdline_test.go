@@ -29,8 +29,26 @@ func TestCommandLineGolden(t *testing.T) {
 			CDROM: "/isos/debian.iso",
 			NICs:  []hypervisor.NICConfig{{Name: "nic0", MAC: "52:54:00:00:00:01", Model: "e1000"}, {Name: "nic1", MAC: "52:54:00:00:00:02"}}},
 	}
+	// A copy receiving a VM that had vCPUs and memory hot-added has them
+	// from the start, as the sender has them.
+	hot := hypervisor.VMConfig{ID: "01a20096-7419-776f-b43d-425f3f583bed", Name: "app1", CPUs: 3, MemoryBytes: 768 << 20,
+		MaxCPUs: 4, MaxMemoryBytes: 2 << 30, VNC: true}
+	hot.Hardware = &api.VMHardware{CPUs: 1, MaxCPUs: 4, MemoryBytes: 256 << 20, MaxMemoryBytes: 2 << 30,
+		HotCPUs: []api.HotCPU{
+			{ID: "cpu1", Type: "qemu64-x86_64-cpu", Props: map[string]int{"socket-id": 0, "core-id": 1, "thread-id": 0, "node-id": 0}},
+			{ID: "cpu2", Type: "qemu64-x86_64-cpu", Props: map[string]int{"socket-id": 0, "core-id": 2, "thread-id": 0, "node-id": 0}},
+		},
+		DIMMs: []api.Size{256 << 20, 256 << 20}}
+	cases["hot-added"] = hot
+	// With room for hot-add, as a VM starts.
+	cases["hot-add-room"] = hypervisor.VMConfig{ID: "01a20096-7419-776f-b43d-425f3f583bee", Name: "app2", CPUs: 2, MemoryBytes: 1 << 30,
+		MaxCPUs: 8, MaxMemoryBytes: 8 << 30}
 	for name, cfg := range cases {
-		got := strings.Join(args(cfg, p, "tcg", "127.0.0.1"), "\n") + "\n"
+		hw := hypervisor.BootHardware(cfg)
+		if cfg.Hardware != nil {
+			hw = *cfg.Hardware
+		}
+		got := strings.Join(args(cfg, hw, p, "tcg"), "\n") + "\n"
 		golden := filepath.Join("testdata", name+".args")
 		if *update {
 			if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {

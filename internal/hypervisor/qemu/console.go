@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 
 	"github.com/vdc-project/vdc/internal/hypervisor"
 )
@@ -45,6 +46,34 @@ func (d *Driver) ConsoleAttach(ctx context.Context, id string) (io.ReadWriteClos
 	c, err := dialer.DialContext(ctx, "unix", v.p.console())
 	if err != nil {
 		return nil, fmt.Errorf("console of vm %s: %w", v.cfg.Name, err)
+	}
+	return c, nil
+}
+
+// DisplayAttach connects to the running VM's VNC display: the unix socket
+// QEMU serves it on. Nothing listens on TCP.
+func (d *Driver) DisplayAttach(ctx context.Context, id string) (io.ReadWriteCloser, error) {
+	v, err := d.get(id)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.wrongState("attach to the display of", hypervisor.StateOn, hypervisor.StateSuspended); err != nil {
+		return nil, err
+	}
+	addr := v.state().VNC
+	sock, ok := strings.CutPrefix(addr, "unix:")
+	switch {
+	case addr == "" && v.cfg.VNC:
+		return nil, fmt.Errorf("vm %s has no VNC display yet: VNC was turned on after it started, and applies at its next power-on: %w", v.cfg.Name, hypervisor.ErrWrongState)
+	case addr == "":
+		return nil, fmt.Errorf("vm %s has no VNC display (turn it on with vdc vm update %s --vnc on; it applies at the next power-on): %w", v.cfg.Name, v.cfg.Name, hypervisor.ErrWrongState)
+	case !ok:
+		return nil, fmt.Errorf("vm %s serves its display on TCP %s (started by an older vdc): restart it to have it on a unix socket: %w", v.cfg.Name, addr, hypervisor.ErrWrongState)
+	}
+	var dialer net.Dialer
+	c, err := dialer.DialContext(ctx, "unix", sock)
+	if err != nil {
+		return nil, fmt.Errorf("display of vm %s: %w", v.cfg.Name, err)
 	}
 	return c, nil
 }

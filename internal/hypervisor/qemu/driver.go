@@ -25,6 +25,7 @@ import (
 var _ hypervisor.Driver = (*Driver)(nil)
 var _ hypervisor.GuestAgent = (*Driver)(nil)
 var _ hypervisor.Console = (*Driver)(nil)
+var _ hypervisor.Display = (*Driver)(nil)
 
 // Options configure the driver.
 type Options struct {
@@ -37,10 +38,12 @@ type Options struct {
 	// Accel forces "kvm" or "tcg"; by default KVM is used when a probe
 	// shows it really runs guests.
 	Accel string
-	// VNCListen is the address VNC displays listen on (default 127.0.0.1).
-	VNCListen string
 	// GuestPoll is how often the guest agent is pinged (default 5s).
 	GuestPoll time.Duration
+	// GuestAgentGrace is how long a guest's agent may stay silent after
+	// the guest starts (its boot) before it is shown not-installed rather
+	// than not-running (default 2 minutes).
+	GuestAgentGrace time.Duration
 	// TLSDir holds this host's certificate in QEMU's layout (ca-cert.pem,
 	// server-cert.pem, server-key.pem, client-cert.pem, client-key.pem),
 	// for encrypted migrations.
@@ -56,6 +59,7 @@ type Options struct {
 type Driver struct {
 	opt     Options
 	accel   string
+	noKVM   string // why VMs do not run under KVM
 	version string
 	log     *slog.Logger
 
@@ -90,11 +94,11 @@ func New(ctx context.Context, o Options) (*Driver, error) {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	if o.VNCListen == "" {
-		o.VNCListen = "127.0.0.1"
-	}
 	if o.GuestPoll <= 0 {
 		o.GuestPoll = 5 * time.Second
+	}
+	if o.GuestAgentGrace <= 0 {
+		o.GuestAgentGrace = 2 * time.Minute
 	}
 	if o.RunDir == "" {
 		o.RunDir = defaultRunDir()
@@ -110,13 +114,16 @@ func New(ctx context.Context, o Options) (*Driver, error) {
 	d.version = strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
 	d.version = strings.TrimPrefix(d.version, "QEMU emulator version ")
 	switch o.Accel {
-	case "kvm", "tcg":
+	case "kvm":
 		d.accel = o.Accel
+	case "tcg":
+		d.accel, d.noKVM = o.Accel, "TCG was asked for (--accel tcg)"
 	case "":
 		d.accel = "tcg"
 		if err := ProbeKVM(ctx, o.Binary); err == nil {
 			d.accel = "kvm"
 		} else {
+			d.noKVM = err.Error()
 			d.log.Info("KVM does not work here; VMs run under TCG (software emulation)", "why", err)
 		}
 	default:
@@ -137,7 +144,13 @@ func (d *Driver) Accel() string { return d.accel }
 
 // Info reports the machine's CPUs and memory.
 func (d *Driver) Info(ctx context.Context) (hypervisor.HostInfo, error) {
-	return hypervisor.HostInfo{Driver: "qemu", Accel: d.accel, Version: "QEMU " + d.version, CPUs: runtime.NumCPU(), MemoryBytes: memTotal()}, nil
+	cpus, mem := MachineCapacity()
+	return hypervisor.HostInfo{Driver: "qemu", Accel: d.accel, AccelReason: d.noKVM, Version: "QEMU " + d.version, CPUs: cpus, MemoryBytes: mem}, nil
+}
+
+// MachineCapacity is this machine's CPUs and memory.
+func MachineCapacity() (cpus int, memoryBytes int64) {
+	return runtime.NumCPU(), memTotal()
 }
 
 func memTotal() int64 {

@@ -2,6 +2,7 @@ package qemu
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"sort"
@@ -73,38 +74,101 @@ func (v *vm) pollGuest(ctx context.Context) {
 }
 
 func (v *vm) checkGuest(ctx context.Context) {
-	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
 	before := v.guestInfo()
-	c, err := v.agent(pctx)
-	if err == nil {
-		if err = c.Ping(pctx); err != nil {
-			v.dropAgent(c)
-		}
-	}
+	c, err := v.reach(ctx)
 	if ctx.Err() != nil {
 		return
 	}
 	v.mu.Lock()
 	if err == nil {
-		v.answered = true
-		v.guest.State = hypervisor.GuestRunning
-		v.guest.LastSeen = time.Now().UTC()
 		v.guestTick++
-	} else if v.answered {
-		v.guest.State = hypervisor.GuestNotResponding
-	} else {
-		v.guest.State = hypervisor.GuestNotInstalled
 	}
 	refresh := err == nil && (before.State != hypervisor.GuestRunning || v.guestTick%6 == 0)
 	v.mu.Unlock()
 	if refresh {
 		v.refreshGuest(ctx, c)
 	}
-	if after := v.guestInfo(); after.State != before.State || after.Hostname != before.Hostname ||
-		fmt.Sprint(after.IPAddresses) != fmt.Sprint(before.IPAddresses) {
+	if after := v.guestInfo(); after.Hostname != before.Hostname || fmt.Sprint(after.IPAddresses) != fmt.Sprint(before.IPAddresses) {
 		v.d.notify(v.cfg.ID)
 	}
+}
+
+// guestPing bounds one ping of the guest agent: one that runs answers in
+// milliseconds, even under TCG.
+const guestPing = 3 * time.Second
+
+// reach returns a connection to the guest agent that answered just now,
+// asking it (guest-ping) rather than trusting the last poll, and records
+// the answer or the silence in the guest's state.
+func (v *vm) reach(ctx context.Context) (*qga.Client, error) {
+	asked := time.Now()
+	pctx, cancel := context.WithTimeout(ctx, guestPing)
+	defer cancel()
+	c, err := v.agent(pctx)
+	if errors.Is(err, hypervisor.ErrWrongState) {
+		return nil, err
+	}
+	if err == nil {
+		if err = c.Ping(pctx); err != nil {
+			v.dropAgent(c)
+		}
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err() // the caller gave up: that says nothing of the agent
+	}
+	v.noteGuest(asked, err)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// noteGuest records whether the guest agent answered a call made at
+// asked. A silence is old news when it answered another call since.
+func (v *vm) noteGuest(asked time.Time, err error) {
+	now := time.Now()
+	v.mu.Lock()
+	before := v.guest.State
+	switch {
+	case err == nil:
+		v.answered, v.lastAnswer = true, now
+		v.guest.State, v.guest.LastSeen = hypervisor.GuestRunning, now.UTC()
+	case v.lastAnswer.After(asked):
+	case v.answered:
+		v.guest.State = hypervisor.GuestNotResponding
+	case now.Sub(v.guestSince) < v.d.opt.GuestAgentGrace:
+		v.guest.State = hypervisor.GuestNotRunning
+	default:
+		v.guest.State = hypervisor.GuestNotInstalled
+	}
+	changed := v.guest.State != before
+	v.mu.Unlock()
+	if changed {
+		v.d.notify(v.cfg.ID)
+	}
+}
+
+// silent is the error of an operation (what: "exec in") that needs the
+// guest agent, which did not answer (err): what state it is in and what
+// to do about it.
+func (v *vm) silent(what string, err error) error {
+	v.mu.Lock()
+	state, up, last := v.guest.State, time.Since(v.guestSince), v.guest.LastSeen
+	v.mu.Unlock()
+	var why string
+	switch state {
+	case hypervisor.GuestNotRunning:
+		why = fmt.Sprintf("its guest agent has not answered yet (not-running: the guest started %s ago and may still be booting); try again shortly",
+			up.Round(time.Second))
+	case hypervisor.GuestNotInstalled:
+		why = fmt.Sprintf("no guest agent answered in the %s since the guest started (not-installed): is qemu-guest-agent installed and running in the guest?",
+			up.Round(time.Second))
+	case hypervisor.GuestNotResponding:
+		why = fmt.Sprintf("its guest agent stopped answering (not-responding, last answer %s ago)", time.Since(last).Round(time.Second))
+	default:
+		why = "its guest agent did not answer"
+	}
+	return fmt.Errorf("%s vm %s: %s: %v: %w", what, v.cfg.Name, why, err, hypervisor.ErrGuestAgent)
 }
 
 // refreshGuest reads the guest's OS, name and addresses.
@@ -169,14 +233,13 @@ func (d *Driver) GuestExec(ctx context.Context, id string, req hypervisor.ExecRe
 	if err := v.wrongState("exec in", hypervisor.StateOn); err != nil {
 		return hypervisor.ExecResult{}, err
 	}
-	// Fail at once when the agent is known not to answer, rather than
-	// waiting out the caller's timeout.
-	if g := v.guestInfo(); g.State == hypervisor.GuestNotInstalled || g.State == hypervisor.GuestNotResponding {
-		return hypervisor.ExecResult{}, fmt.Errorf("exec in vm %s: its guest agent is %s: %w", v.cfg.Name, g.State, hypervisor.ErrWrongState)
-	}
-	c, err := v.agent(ctx)
+	// Ask the agent now: the last poll may be older than its first answer.
+	c, err := v.reach(ctx)
 	if err != nil {
-		return hypervisor.ExecResult{}, err
+		if errors.Is(err, hypervisor.ErrWrongState) || ctx.Err() != nil {
+			return hypervisor.ExecResult{}, err
+		}
+		return hypervisor.ExecResult{}, v.silent("exec in", err)
 	}
 	res, err := c.Exec(ctx, qga.ExecRequest{Path: req.Path, Args: req.Args, Env: req.Env, Input: req.Input})
 	if err != nil {

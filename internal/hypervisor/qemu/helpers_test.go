@@ -1,8 +1,9 @@
 package qemu
 
 import (
-	"os"
 	"testing"
+
+	"github.com/vdc-project/vdc/internal/testenv"
 )
 
 // needQEMU skips a test when QEMU is not installed, unless the run
@@ -10,9 +11,6 @@ import (
 func needQEMU(t testing.TB) {
 	t.Helper()
 	if err := Available(""); err != nil {
-		if os.Getenv("VDC_REQUIRE_E2E") == "1" {
-			t.Fatalf("%v, and VDC_REQUIRE_E2E=1", err)
-		}
-		t.Skip(err)
+		testenv.Skip(t, "%v", err)
 	}
 }

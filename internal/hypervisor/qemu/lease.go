@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 	"github.com/vdc-project/vdc/internal/lease"
 	"github.com/vdc-project/vdc/internal/qmp"
@@ -42,16 +43,16 @@ func (v *vm) takeLease(ctx context.Context, path string) error {
 // launchHolding runs a QEMU that holds the VM's lease, for a start that
 // must not run the guest yet (-S, -incoming): the lease is taken first,
 // so that no QEMU process starts at all while another copy runs.
-func (v *vm) launchHolding(ctx context.Context, extra []string) error {
+func (v *vm) launchHolding(ctx context.Context, hw api.VMHardware, extra []string) error {
 	f, err := v.acquireLease(v.cfg.Lease)
 	if err != nil {
 		return err // it names the VM and the holder
 	}
 	if f == nil {
-		return v.launch(ctx, extra)
+		return v.launch(ctx, hw, extra)
 	}
 	defer f.Close()
-	if err := v.launch(ctx, extra); err != nil {
+	if err := v.launch(ctx, hw, extra); err != nil {
 		return err
 	}
 	v.mu.Lock()

@@ -187,7 +187,13 @@ func (d *Driver) Incoming(ctx context.Context, cfg hypervisor.VMConfig, opt hype
 	if opt.Disks {
 		extra = append(extra, "-S") // runs only once the disks are complete
 	}
-	if err = v.launch(ctx, extra); err != nil {
+	// The copy has the sender's hardware, hot-added vCPUs and memory
+	// included: QEMU only takes a state into the same devices.
+	hw := hypervisor.BootHardware(cfg)
+	if cfg.Hardware != nil {
+		hw = *cfg.Hardware
+	}
+	if err = v.launch(ctx, hw, extra); err != nil {
 		return in, fmt.Errorf("receive vm %s: %w", cfg.Name, err)
 	}
 	d.mu.Lock()

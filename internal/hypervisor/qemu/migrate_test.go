@@ -227,9 +227,16 @@ func TestCancelMigrationAndMoveDisks(t *testing.T) {
 	if err := src.MigrateOut(ctx, cfg.ID, hypervisor.MigrateTarget{URI: in.URI, TLSHostname: hostname, MaxBandwidth: 1 << 20}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Second)
-	if st, _ := src.MigrationStatus(ctx, cfg.ID); st.State != hypervisor.MigrationActive || st.TransferredBytes == 0 {
-		t.Fatalf("migration should be sending: %+v", st)
+	// At 1 MiB/s it is still sending once the first bytes are out.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		st, err := src.MigrationStatus(ctx, cfg.ID)
+		if err == nil && st.State == hypervisor.MigrationActive && st.TransferredBytes > 0 {
+			break
+		}
+		if time.Now().After(deadline) || (err == nil && st.State != hypervisor.MigrationActive && st.State != hypervisor.MigrationSetup) {
+			t.Fatalf("migration should be sending: %+v (%v)", st, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	if err := src.CancelMigration(ctx, cfg.ID); err != nil {
 		t.Fatal(err)

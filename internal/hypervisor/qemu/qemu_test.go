@@ -13,6 +13,7 @@ import (
 
 	"github.com/vdc-project/vdc/internal/hypervisor"
 	"github.com/vdc-project/vdc/internal/hypervisor/hypervisortest"
+	"github.com/vdc-project/vdc/internal/testenv"
 	"github.com/vdc-project/vdc/internal/testguest"
 )
 
@@ -39,8 +40,8 @@ func testGuest(t testing.TB) testguest.Result {
 			CacheDir: filepath.Join(os.TempDir(), "vdc-testguest-cache")})
 	})
 	if guestErr != nil {
-		if errors.Is(guestErr, testguest.ErrUnavailable) && os.Getenv("VDC_REQUIRE_E2E") != "1" {
-			t.Skip(guestErr)
+		if errors.Is(guestErr, testguest.ErrUnavailable) {
+			testenv.Skip(t, "%v", guestErr)
 		}
 		t.Fatal(guestErr)
 	}

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/vdc-project/vdc/api"
 )
 
 // savedState is what the driver keeps of a VM between agent processes.
@@ -18,6 +20,8 @@ type savedState struct {
 	Since  time.Time `json:"since"`
 	// Lease is the lease file the running QEMU holds (see lease.go).
 	Lease string `json:"lease,omitempty"`
+	// Hardware is the running QEMU's (hot-added vCPUs and memory too).
+	Hardware *api.VMHardware `json:"hardware,omitempty"`
 }
 
 func writeState(path string, s savedState) error {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 	"github.com/vdc-project/vdc/internal/qga"
 	"github.com/vdc-project/vdc/internal/qmp"
@@ -47,17 +49,25 @@ type vm struct {
 	mirrors      []string   // block jobs copying the disks to a target
 	shuttingDown bool       // a shutdown request is being repeated
 	lease        string     // the lease file the running QEMU holds
+	// hw is the running QEMU's hardware: what it started with, and the
+	// vCPUs and memory hot-added since (hotadd.go).
+	hw api.VMHardware
 	// quiet counts storage operations pausing the VM themselves: their
 	// STOP and RESUME are not a suspend or resume.
 	quiet int
 	// ioError says why QEMU paused the guest on a failed write.
 	ioError string
 
-	dialMu    sync.Mutex // one guest agent dial at a time
-	guest     hypervisor.GuestInfo
-	answered  bool // the guest agent answered since this boot
-	qga       *qga.Client
-	guestTick int
+	dialMu   sync.Mutex // one guest agent dial at a time
+	guest    hypervisor.GuestInfo
+	answered bool // the guest agent answered since this boot
+	// guestSince is when the guest last started (a boot, a reset, or this
+	// agent taking the VM over): its agent has had a chance to answer
+	// once GuestAgentGrace has passed since.
+	guestSince time.Time
+	lastAnswer time.Time // of the guest agent, to anyone
+	qga        *qga.Client
+	guestTick  int
 }
 
 func (v *vm) state() hypervisor.VMState {
@@ -85,6 +95,10 @@ func (v *vm) set(power, reason string) {
 func (v *vm) save() {
 	v.mu.Lock()
 	st := savedState{Power: v.power, Reason: v.reason, Since: v.since, Lease: v.lease}
+	if v.qmp != nil {
+		hw := v.hw
+		st.Hardware = &hw
+	}
 	v.mu.Unlock()
 	if err := writeState(v.p.stateFile(), st); err != nil {
 		v.log.Warn("cannot save VM state", "err", err)
@@ -114,7 +128,7 @@ func (v *vm) start(ctx context.Context) error {
 	// QEMU starts paused (-S) until it holds the lease: the guest never
 	// runs without it, even if this agent dies half-way (attach then
 	// finishes the start, or ends it).
-	if err := v.launchHolding(ctx, []string{"-S"}); err != nil {
+	if err := v.launchHolding(ctx, hypervisor.BootHardware(v.cfg), []string{"-S"}); err != nil {
 		return fmt.Errorf("start vm %s: %w", v.cfg.Name, err)
 	}
 	if err := v.command(ctx, "cont", nil); err != nil {
@@ -144,9 +158,10 @@ func (v *vm) kill() {
 	}
 }
 
-// launch runs a QEMU process for the VM, with extra arguments (an
-// incoming migration), and takes it over once its QMP socket answers.
-func (v *vm) launch(ctx context.Context, extra []string) error {
+// launch runs a QEMU process for the VM with the hardware hw and extra
+// arguments (an incoming migration), and takes it over once its QMP socket
+// answers.
+func (v *vm) launch(ctx context.Context, hw api.VMHardware, extra []string) error {
 	if err := v.d.checkFiles(v.cfg); err != nil {
 		return err
 	}
@@ -156,7 +171,7 @@ func (v *vm) launch(ctx context.Context, extra []string) error {
 	if err := writeSeed(ctx, v.cfg, v.p.seed()); err != nil {
 		return err
 	}
-	for _, s := range []string{v.p.qmp(), v.p.qga(), v.p.console()} {
+	for _, s := range []string{v.p.qmp(), v.p.qga(), v.p.console(), v.p.vnc()} {
 		_ = os.Remove(s) // a stale socket of an earlier run
 	}
 	// Keep the previous boot's console output one generation back.
@@ -168,7 +183,10 @@ func (v *vm) launch(ctx context.Context, extra []string) error {
 		return err
 	}
 	defer logf.Close()
-	cmd := exec.Command(v.d.opt.Binary, append(args(v.cfg, v.p, v.d.accel, v.d.opt.VNCListen), extra...)...)
+	v.mu.Lock()
+	cfg := v.cfg
+	v.mu.Unlock()
+	cmd := exec.Command(v.d.opt.Binary, append(args(cfg, hw, v.p, v.d.accel), extra...)...)
 	cmd.Dir = v.cfg.Dir
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own session: signals to the agent (Ctrl-C, its process group)
@@ -185,6 +203,7 @@ func (v *vm) launch(ctx context.Context, extra []string) error {
 	}()
 	v.mu.Lock()
 	v.started = time.Now()
+	v.hw = hw
 	v.stopping, v.guestDown, v.answered = false, false, false
 	v.guest = hypervisor.GuestInfo{}
 	v.mu.Unlock()
@@ -232,20 +251,27 @@ func (v *vm) running(q *qmp.Client, pid int, exited chan struct{}, exitErr func(
 	ctx, cancel := context.WithCancel(context.Background())
 	v.mu.Lock()
 	v.qmp, v.pid, v.exited, v.stop, v.runCtx, v.shuttingDown = q, pid, exited, cancel, ctx, false
+	v.guestSince = time.Now()
 	v.mu.Unlock()
-	if v.cfg.VNC {
-		var vnc struct {
-			Host    string `json:"host"`
-			Service string `json:"service"`
-		}
-		qctx, qcancel := context.WithTimeout(ctx, 5*time.Second)
-		if err := q.Execute(qctx, "query-vnc", nil, &vnc); err == nil && vnc.Service != "" {
-			v.mu.Lock()
-			v.vnc = vnc.Host + ":" + vnc.Service
-			v.mu.Unlock()
-		}
-		qcancel()
+	// Where the display is, as QEMU says (a QEMU started by an older vdc
+	// may serve it on TCP).
+	var vnc struct {
+		Enabled bool   `json:"enabled"`
+		Family  string `json:"family"`
+		Host    string `json:"host"`
+		Service string `json:"service"`
 	}
+	qctx, qcancel := context.WithTimeout(ctx, 5*time.Second)
+	if err := q.Execute(qctx, "query-vnc", nil, &vnc); err == nil && vnc.Enabled && vnc.Service != "" {
+		addr := net.JoinHostPort(vnc.Host, vnc.Service)
+		if vnc.Family == "unix" {
+			addr = "unix:" + vnc.Service
+		}
+		v.mu.Lock()
+		v.vnc = addr
+		v.mu.Unlock()
+	}
+	qcancel()
 	events, unsubscribe := q.Subscribe()
 	go func() {
 		defer unsubscribe()
@@ -309,7 +335,7 @@ func (v *vm) onEvent(e qmp.Event) {
 		v.set(v.state().Power, "the guest kernel panicked")
 	case "RESET":
 		v.mu.Lock()
-		v.answered = false
+		v.answered, v.guestSince = false, time.Now()
 		v.mu.Unlock()
 	}
 }
@@ -373,6 +399,12 @@ func (v *vm) attach(ctx context.Context) error {
 	}
 	v.mu.Lock()
 	v.power, v.reason, v.since, v.lease = saved.Power, saved.Reason, saved.Since, saved.Lease
+	// A QEMU that an older agent started without saying its hardware
+	// has the one its config boots with.
+	v.hw = hypervisor.BootHardware(v.cfg)
+	if saved.Hardware != nil {
+		v.hw = *saved.Hardware
+	}
 	v.mu.Unlock()
 	pid, alive := findProcess(v.p.pidFile(), smbiosUUID(v.cfg.ID))
 	if !alive {

@@ -203,8 +203,12 @@ func (d *Driver) Incoming(ctx context.Context, cfg hypervisor.VMConfig, opt hype
 	if err != nil {
 		return fail(err)
 	}
+	hw := hypervisor.BootHardware(cfg)
+	if cfg.Hardware != nil {
+		hw = *cfg.Hardware // the sender's
+	}
 	v := &vm{log: d.log.With("vm", cfg.ID), incoming: true, rec: record{Config: cfg, Power: hypervisor.StateOff,
-		Reason: reasonIncoming, Since: d.now(), CreatedDir: created}}
+		Reason: reasonIncoming, Since: d.now(), CreatedDir: created, Hardware: &hw}}
 	d.vms[cfg.ID] = v
 	host := opt.Address
 	if strings.Contains(host, ":") {

@@ -193,6 +193,8 @@ func (d *Driver) State(ctx context.Context, id string) (hypervisor.VMState, erro
 func (d *Driver) Start(ctx context.Context, id string) error {
 	return d.transition(ctx, opStart, id, []string{hypervisor.StateOff}, func(r *record, now time.Time) bool {
 		r.Power, r.Reason, r.Since = hypervisor.StateOn, "", now
+		hw := hypervisor.BootHardware(r.Config)
+		r.Hardware = &hw
 		r.BootedAt = now.Add(d.bootDelay)
 		r.ShutdownAt = time.Time{}
 		return true

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 )
 
@@ -44,6 +45,9 @@ type record struct {
 	// it again; a directory the agent made is the agent's to remove.
 	CreatedDir bool `json:"createdDir,omitempty"`
 
+	// Hardware is the running VM's (hotadd.go); nil while it is off.
+	Hardware *api.VMHardware `json:"hardware,omitempty"`
+
 	// Files models the VM's disk files (sim makes none): by path, what
 	// each takes and what it is backed by.
 	Files map[string]simFile `json:"files,omitempty"`
@@ -71,6 +75,7 @@ func (r *record) turnOff(at time.Time, reason string) {
 	r.BootedAt = time.Time{}
 	r.ShutdownAt = time.Time{}
 	r.SentAt = time.Time{}
+	r.Hardware = nil
 }
 
 func statePath(dir string) string { return filepath.Join(dir, StateFile) }

@@ -120,6 +120,8 @@ func (d *Driver) Snapshot(ctx context.Context, id string, req hypervisor.Snapsho
 		if req.MemoryFile != "" && rec.Power != hypervisor.StateOff {
 			rec.Files[req.MemoryFile] = simFile{Alloc: rec.Config.MemoryBytes, Size: rec.Config.MemoryBytes}
 			res.Memory = true
+			hw := rec.hardware()
+			res.Hardware = &hw
 		}
 		if req.Quiesce && rec.Power == hypervisor.StateOn {
 			res.Quiesced = true
@@ -154,7 +156,11 @@ func (d *Driver) Revert(ctx context.Context, id string, req hypervisor.RevertReq
 			rec.Config.CPUs, rec.Config.MemoryBytes = req.CPUs, req.MemoryBytes
 		}
 		if req.MemoryFile != "" {
-			rec.Power, rec.Since, rec.BootedAt = hypervisor.StateOn, now, now
+			hw := hypervisor.BootHardware(rec.Config)
+			if req.Hardware != nil {
+				hw = *req.Hardware
+			}
+			rec.Power, rec.Since, rec.BootedAt, rec.Hardware = hypervisor.StateOn, now, now, &hw
 			if req.Paused {
 				rec.Power = hypervisor.StateSuspended
 			}

@@ -1,0 +1,81 @@
+package agent
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/hypervisor"
+)
+
+// HotAddRequest is the agent API's body for growing a running VM: the
+// vCPUs and memory it is to have (0: as it is).
+type HotAddRequest struct {
+	CPUs        int   `json:"cpus,omitempty"`
+	MemoryBytes int64 `json:"memoryBytes,omitempty"`
+}
+
+func (a *Agent) hardwareRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /agent/v1/vms/{id}/hot-add", a.hotAdd)
+}
+
+func (a *Agent) hotplugger() (hypervisor.Hotplugger, error) {
+	h, ok := a.cfg.Driver.(hypervisor.Hotplugger)
+	if !ok {
+		return nil, fmt.Errorf("CPU and memory hot-add: %w", hypervisor.ErrNotSupported)
+	}
+	return h, nil
+}
+
+// POST /agent/v1/vms/{id}/hot-add: grows the running VM and saves its
+// config with the new size, so that its next boot has it too.
+func (a *Agent) hotAdd(w http.ResponseWriter, r *http.Request) {
+	var req HotAddRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	hp, err := a.hotplugger()
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	e, err := a.vms.get(r.PathValue("id"))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	e.op.Lock()
+	defer e.op.Unlock()
+	if a.vms.isIncoming(e) {
+		fail(w, fmt.Errorf("vm %s is being received by a migration: %w", e.cfg.Name, hypervisor.ErrWrongState))
+		return
+	}
+	res, err := hp.HotAdd(r.Context(), e.cfg.ID, req.CPUs, req.MemoryBytes)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	a.vms.mu.Lock()
+	cfg := e.cfg
+	a.vms.mu.Unlock()
+	cfg.CPUs, cfg.MemoryBytes = res.Hardware.TotalCPUs(), int64(res.Hardware.TotalMemory())
+	if err := a.vms.saveConfig(e, cfg); err != nil {
+		fail(w, err)
+		return
+	}
+	reply(w, http.StatusOK, res)
+}
+
+// runningHardware is what a running VM has now, for a copy that is to
+// receive it (nil when the driver cannot tell or the VM is off).
+func (a *Agent) runningHardware(r *http.Request, id string) *api.VMHardware {
+	hp, err := a.hotplugger()
+	if err != nil {
+		return nil
+	}
+	hw, err := hp.Hardware(r.Context(), id)
+	if err != nil {
+		return nil
+	}
+	return &hw
+}

@@ -1,0 +1,120 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/agent"
+)
+
+// opVMHotAdd is the task that adds vCPUs and memory to a running VM.
+const opVMHotAdd = "vm.hot-add"
+
+// vmHotAddParams are the size the VM is to have.
+type vmHotAddParams struct {
+	CPUs   int      `json:"cpus"`
+	Memory api.Size `json:"memory"`
+}
+
+// checkHotAdd says whether a running VM can grow to cpus and mem now:
+// only up, within the room it started with, on a host with room.
+func (s *Server) checkHotAdd(vm *api.VM, cpus int, mem api.Size) error {
+	name := vm.Metadata.Name
+	if vm.Status.PowerState != api.PowerOn {
+		return api.Errorf(api.ErrConflict, "vm %s is %s: resume it to hot-add vCPUs or memory, or stop it to change them", name, vm.Status.PowerState)
+	}
+	switch {
+	case cpus < vm.Spec.CPUs:
+		return api.Errorf(api.ErrConflict, "vm %s is on with %d vCPUs: vCPUs can be added while it runs, not removed (hot-remove is not supported: the guest may be using them); stop it to go down to %d", name, vm.Spec.CPUs, cpus)
+	case mem < vm.Spec.MemoryBytes:
+		return api.Errorf(api.ErrConflict, "vm %s is on with %s of memory: memory can be added while it runs, not removed (hot-remove is not supported: the guest may be using it); stop it to go down to %s", name, vm.Spec.MemoryBytes, mem)
+	case cpus > vm.Spec.CPUs && vm.Spec.MaxCPUs == 0:
+		return api.Errorf(api.ErrConflict, "vm %s is on and CPU hot-add is off for it: stop it to change its vCPUs, or turn hot-add on while it is off (vdc vm update %s --max-cpus N)", name, name)
+	case cpus > vm.Spec.MaxCPUs && cpus > vm.Spec.CPUs:
+		return api.Errorf(api.ErrConflict, "vm %s can grow to at most %d vCPUs while it runs (max-cpus); stop it to give it %d", name, vm.Spec.MaxCPUs, cpus)
+	case mem > vm.Spec.MemoryBytes && vm.Spec.MaxMemoryBytes == 0:
+		return api.Errorf(api.ErrConflict, "vm %s is on and memory hot-add is off for it: stop it to change its memory, or turn hot-add on while it is off (vdc vm update %s --max-memory SIZE)", name, name)
+	case mem > vm.Spec.MaxMemoryBytes && mem > vm.Spec.MemoryBytes:
+		return api.Errorf(api.ErrConflict, "vm %s can grow to at most %s of memory while it runs (max-memory); stop it to give it %s", name, vm.Spec.MaxMemoryBytes, mem)
+	case (mem-vm.Spec.MemoryBytes)%api.MemoryHotplugStep != 0:
+		return api.Errorf(api.ErrInvalid, "memory is hot-added in steps of %s: %s to add (%s to %s) is not a multiple", api.MemoryHotplugStep, mem-vm.Spec.MemoryBytes, vm.Spec.MemoryBytes, mem)
+	}
+	if err := firstErr(s.notMoving(vm), s.notHotAdding(vm)); err != nil {
+		return err
+	}
+	h, err := s.vmHost(vm)
+	if err != nil {
+		return err
+	}
+	co, ok := s.cache.Get(api.KindCluster, vm.Spec.Cluster.ID)
+	if !ok {
+		return api.Errorf(api.ErrConflict, "vm %s is in no cluster", name)
+	}
+	_, err = s.places.admitGrow(vm, co.(*api.Cluster), h, cpus-vm.Spec.CPUs, int64(mem-vm.Spec.MemoryBytes), false)
+	return err
+}
+
+// notHotAdding refuses what must not overlap a hot-add of the VM (a
+// migration's target is built with the hardware the VM has when it
+// starts).
+func (s *Server) notHotAdding(vm *api.VM) error {
+	var busy error
+	s.cache.Each(api.KindTask, func(o api.Object) {
+		if t := o.(*api.Task); t.Target.ID == vm.Metadata.ID && t.Op == opVMHotAdd && !api.TaskDone(t.State) {
+			busy = api.Errorf(api.ErrConflict, "vm %s is getting vCPUs or memory hot-added (task %s)", vm.Metadata.Name, t.Metadata.ID)
+		}
+	})
+	return busy
+}
+
+func (s *Server) runVMHotAdd(ctx context.Context, t *taskRun) (any, error) {
+	var p vmHotAddParams
+	if err := t.params(&p); err != nil {
+		return nil, err
+	}
+	vm, h, err := s.loadVM(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	name := vm.Metadata.Name
+	if vm.Spec.CPUs == p.CPUs && vm.Spec.MemoryBytes == p.Memory && t.resumed {
+		return api.VMResizeResult{CPUs: p.CPUs, MemoryBytes: p.Memory, Message: "added before the server restarted"}, nil
+	}
+	if vm.Status.PowerState != api.PowerOn {
+		return nil, api.Errorf(api.ErrConflict, "hot-add to vm %s: it is %s now; change its vCPUs and memory with vdc vm update while it is off", name, vm.Status.PowerState)
+	}
+	co, ok := s.cache.Get(api.KindCluster, vm.Spec.Cluster.ID)
+	if !ok {
+		return nil, api.Errorf(api.ErrConflict, "vm %s is in no cluster", name)
+	}
+	release, err := s.places.admitGrow(vm, co.(*api.Cluster), h, max(p.CPUs-vm.Spec.CPUs, 0), int64(max(p.Memory-vm.Spec.MemoryBytes, 0)), true)
+	if err != nil {
+		return nil, err
+	}
+	t.after(release)
+	var what []string
+	switch n := p.CPUs - vm.Spec.CPUs; {
+	case n == 1:
+		what = append(what, "1 vCPU")
+	case n > 1:
+		what = append(what, fmt.Sprintf("%d vCPUs", n))
+	}
+	if m := p.Memory - vm.Spec.MemoryBytes; m > 0 {
+		what = append(what, m.String()+" of memory")
+	}
+	t.progress(ctx, 20, fmt.Sprintf("hot-adding %s to vm %s on host %s, then asking the guest to bring them online", strings.Join(what, " and "), name, h.Metadata.Name))
+	res, err := s.agents.HotAdd(ctx, target(h), vm.Metadata.ID, agent.HotAddRequest{CPUs: p.CPUs, MemoryBytes: int64(p.Memory)})
+	if err != nil {
+		return nil, fmt.Errorf("hot-add to vm %s on host %s: %w", name, h.Metadata.Name, err)
+	}
+	cpus, mem := res.Hardware.TotalCPUs(), res.Hardware.TotalMemory()
+	t.stage(api.KindVM, vm.Metadata.ID, func(o api.Object) error {
+		v := o.(*api.VM)
+		v.Spec.CPUs, v.Spec.MemoryBytes = cpus, mem
+		return nil
+	})
+	return api.VMResizeResult{CPUs: cpus, MemoryBytes: mem,
+		Message: fmt.Sprintf("vm %s now has %d vCPUs and %s; %s", name, cpus, mem, res.Guest)}, nil
+}
