@@ -17,6 +17,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/control/auth"
 	"github.com/vdc-project/vdc/internal/netguard"
 	"github.com/vdc-project/vdc/internal/store"
 )
@@ -162,16 +163,13 @@ func (a *authenticator) check(ctx context.Context, secret string) (userToken, er
 	return t, nil
 }
 
-type ctxKey int
-
-const userKey ctxKey = 0
-
-// userOf returns who made the request.
-func userOf(ctx context.Context) string {
-	if u, ok := ctx.Value(userKey).(string); ok {
-		return u
+// Authenticate is the authenticator's side of auth.Authenticator.
+func (a *authenticator) Authenticate(ctx context.Context, secret string) (auth.Principal, error) {
+	tok, err := a.check(ctx, secret)
+	if err != nil {
+		return auth.Principal{}, err
 	}
-	return "system"
+	return auth.Principal{User: tok.User, Role: tok.Role}, nil
 }
 
 // requireToken lets through only requests with a valid bearer token.
@@ -185,7 +183,10 @@ func (s *Server) requireToken(next http.Handler) http.Handler {
 			fail(w, api.Errorf(api.ErrUnauthorized, "missing bearer token: send Authorization: Bearer <token> (the CLI reads it from its config)"))
 			return
 		}
-		tok, err := s.auth.check(r.Context(), secret)
+		p, err := s.authn.Authenticate(r.Context(), secret)
+		if err == nil {
+			err = s.authz.Authorize(r.Context(), p, r.Method+" "+r.Pattern, "", "")
+		}
 		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="vdc", error="invalid_token"`)
 			if errors.Is(err, api.ErrUnauthorized) {
@@ -197,7 +198,7 @@ func (s *Server) requireToken(next http.Handler) http.Handler {
 		// An authenticated client's connections do not count against the
 		// per-address limit.
 		netguard.Trust(r.Context())
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userKey, tok.User)))
+		next.ServeHTTP(w, r.WithContext(auth.With(r.Context(), p)))
 	})
 }
 

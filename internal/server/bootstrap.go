@@ -15,6 +15,7 @@ import (
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/client"
 	"github.com/vdc-project/vdc/internal/agent"
+	"github.com/vdc-project/vdc/internal/control/state"
 	"github.com/vdc-project/vdc/internal/pki"
 	"github.com/vdc-project/vdc/internal/store"
 )
@@ -66,16 +67,16 @@ func (s *Server) bootstrapPKI(ctx context.Context) error {
 		return fmt.Errorf("load server certificate: %w", err)
 	}
 	s.tlsCert = cert
-	s.agents = agent.NewClient(cert, s.ca.Pool())
-	s.agents.Lookup = func(hostID string) (string, bool) {
-		if o, ok := s.cache.Get(api.KindHost, hostID); ok {
-			h := o.(*api.Host)
+	ac := agent.NewClient(cert, s.ca.Pool())
+	ac.Lookup = func(hostID string) (string, bool) {
+		if h, ok := state.Get[*api.Host](s.st, hostID); ok {
 			return h.Status.Address, h.Status.Connection == api.HostConnected
 		}
 		return "", false
 	}
-	s.agents.RestartWait = s.cfg.HostTimeout
-	s.agents.CheckPeer = s.peerIsCurrent
+	ac.RestartWait = s.cfg.HostTimeout
+	ac.CheckPeer = s.peerIsCurrent
+	s.agents = ac
 	return nil
 }
 

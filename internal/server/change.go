@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/control/tasks"
 	"github.com/vdc-project/vdc/internal/store"
 )
 
@@ -32,7 +33,7 @@ func (s *Server) modify(r *http.Request, kind string, fn func(upd api.Object) er
 			return nil, err
 		}
 		upd.GetMeta().Generation = cur.GetMeta().Generation + 1
-		t, err := s.submit(ctx, s.store.Txn().Update(cur, upd), taskFor(upd))
+		t, err := s.submitter.Submit(ctx, s.store.Txn().Update(cur, upd), taskFor(upd))
 		if err == nil || !errors.Is(err, api.ErrConflict) || try == 10 {
 			return t, err
 		}
@@ -50,7 +51,7 @@ func (s *Server) modify(r *http.Request, kind string, fn func(upd api.Object) er
 // update is modify for a plain PATCH: the task is done with the request.
 func (s *Server) update(w http.ResponseWriter, r *http.Request, kind string, fn func(upd api.Object) error) {
 	t, err := s.modify(r, kind, fn, func(upd api.Object) *api.Task {
-		return done(newTask(r.Context(), opName(kind, "update"), upd, nil), upd)
+		return tasks.Done(tasks.New(r.Context(), tasks.OpName(kind, "update"), upd, nil), upd)
 	})
 	if err != nil {
 		fail(w, err)
@@ -72,8 +73,8 @@ func (s *Server) remove(w http.ResponseWriter, r *http.Request, kind string) {
 		if err = firstErr(checkIfMatch(r, cur), s.inUse(cur)); err != nil {
 			break
 		}
-		t := done(newTask(ctx, opName(kind, "delete"), cur, nil), nil)
-		if t, err = s.submit(ctx, s.store.Txn().Delete(cur), t); err == nil {
+		t := tasks.Done(tasks.New(ctx, tasks.OpName(kind, "delete"), cur, nil), nil)
+		if t, err = s.submitter.Submit(ctx, s.store.Txn().Delete(cur), t); err == nil {
 			replyTask(w, t)
 			return
 		}

@@ -58,7 +58,7 @@ func (s *Server) submitOnVM(ctx context.Context, vm *api.VM, build func(vm *api.
 		for _, c := range t.Claims {
 			txn.Claim(store.ClaimKey(c), t.Metadata.ID, errRaced)
 		}
-		t, err = s.submit(ctx, txn, t)
+		t, err = s.submitter.Submit(ctx, txn, t)
 		if err == nil || !errors.Is(err, api.ErrConflict) {
 			return t, err
 		}

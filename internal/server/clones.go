@@ -12,6 +12,7 @@ import (
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/agent"
+	"github.com/vdc-project/vdc/internal/control/tasks"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 	"github.com/vdc-project/vdc/internal/store"
 )
@@ -63,29 +64,21 @@ func (s *Server) cloneWith(w http.ResponseWriter, r *http.Request, req api.Clone
 		fail(w, fmt.Errorf("clone vm %s: %w", src.Metadata.Name, err))
 		return
 	}
-	var dss []string
-	for _, d := range vm.Spec.Disks {
-		dss = append(dss, d.Datastore.ID)
-	}
-	chosen, release, err := s.places.place(vm.Metadata.ID, cl, hostID, s.places.request(cl, vm.Spec.CPUs, int64(vm.Spec.MemoryBytes), dss), req.PowerOn)
+	txn := s.store.Txn()
+	release, err := s.places.PlaceNew(txn, vm, cl, hostID, req.PowerOn)
 	if err != nil {
 		fail(w, fmt.Errorf("place clone %s of vm %s: %w", req.Name, src.Metadata.Name, err))
 		return
 	}
 	defer release()
-	vm.Spec.Host = api.Ref{ID: chosen}
 	if p.Linked {
 		// The new host must reach the bases too.
-		if err := s.reachesFiles(chosen, src); err != nil {
+		if err := s.reachesFiles(vm.Spec.Host.ID, src); err != nil {
 			fail(w, fmt.Errorf("clone vm %s: %w", src.Metadata.Name, err))
 			return
 		}
 	}
-	txn := s.store.Txn().Create(vm)
-	for _, n := range vm.Spec.NICs {
-		txn.Claim(macKey(n.MAC), vm.Metadata.ID, api.Errorf(api.ErrConflict, "MAC address %s is already in use", n.MAC))
-	}
-	t, err := s.submit(ctx, txn, newTask(ctx, opVMClone, src, p))
+	t, err := s.submitter.Submit(ctx, txn, tasks.New(ctx, opVMClone, src, p))
 	if err != nil {
 		fail(w, err)
 		return
@@ -246,15 +239,15 @@ func allocatedOf(vm *api.VM, disk string) api.Size {
 	return 0
 }
 
-func (s *Server) runClone(ctx context.Context, t *taskRun) (any, error) {
+func (s *Server) runClone(ctx context.Context, t *tasks.Run) (any, error) {
 	var p cloneParams
-	if err := t.params(&p); err != nil {
+	if err := t.Params(&p); err != nil {
 		return nil, err
 	}
 	start := time.Now()
 	o, err := s.store.Get(ctx, api.KindVM, p.VM)
 	if err != nil {
-		if errors.Is(err, api.ErrNotFound) && t.resumed {
+		if errors.Is(err, api.ErrNotFound) && t.Resumed {
 			return nil, api.Errorf(api.ErrConflict, "the clone was undone when the server restarted")
 		}
 		return nil, err
@@ -264,7 +257,7 @@ func (s *Server) runClone(ctx context.Context, t *taskRun) (any, error) {
 	if vm.Status.Phase != api.PhaseCreating {
 		return res, nil // done before the server restarted
 	}
-	so, err := s.store.Get(ctx, api.KindVM, t.task.Target.ID)
+	so, err := s.store.Get(ctx, api.KindVM, t.Task.Target.ID)
 	if err != nil {
 		return nil, s.undoClone(ctx, vm, nil, nil, fmt.Errorf("the source vm: %w", err))
 	}
@@ -285,23 +278,23 @@ func (s *Server) runClone(ctx context.Context, t *taskRun) (any, error) {
 	if err != nil {
 		return nil, s.undoClone(ctx, vm, copier, copied, err)
 	}
-	t.progress(ctx, 90, "defining the clone on host "+h.Metadata.Name)
+	t.Progress(ctx, 90, "defining the clone on host "+h.Metadata.Name)
 	st, err := s.agents.Define(ctx, target(h), cfg)
 	if err != nil {
 		return nil, s.undoClone(ctx, vm, copier, copied, fmt.Errorf("define the clone on host %s: %w", h.Metadata.Name, err))
 	}
-	t.stage(api.KindVM, vm.Metadata.ID, func(o api.Object) error {
+	t.Stage(api.KindVM, vm.Metadata.ID, func(o api.Object) error {
 		v := o.(*api.VM)
 		v.Status.Phase = api.PhaseReady
 		return nil
 	})
-	t.stage(api.KindVM, vm.Metadata.ID, vmStateChange(st))
+	t.Stage(api.KindVM, vm.Metadata.ID, vmStateChange(st))
 	res.TookMs = time.Since(start).Milliseconds()
 	if p.PowerOn {
-		t.after(func() {
+		t.After(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			_, _ = s.submit(ctx, s.store.Txn(), newTask(ctx, "vm.power."+api.ActionStart, vm, api.PowerRequest{Action: api.ActionStart}))
+			_, _ = s.submitter.Submit(ctx, s.store.Txn(), tasks.New(ctx, "vm.power."+api.ActionStart, vm, api.PowerRequest{Action: api.ActionStart}))
 		})
 	}
 	return res, nil
@@ -326,7 +319,7 @@ func (s *Server) undoClone(ctx context.Context, vm *api.VM, copier *api.Host, co
 // copyDisks makes the full copies, one disk after the other, on a host
 // that reaches both ends: the source's own host when it copies a running
 // VM's disks (a point-in-time copy while the guest runs).
-func (s *Server) copyDisks(ctx context.Context, t *taskRun, src, vm *api.VM, p cloneParams, res *api.CloneResult) (*api.Host, []string, error) {
+func (s *Server) copyDisks(ctx context.Context, t *tasks.Run, src, vm *api.VM, p cloneParams, res *api.CloneResult) (*api.Host, []string, error) {
 	live := p.Snapshot == "" && src.Status.PowerState != api.PowerOff
 	var dss []string
 	for _, d := range vm.Spec.Disks {
@@ -406,7 +399,7 @@ func (s *Server) reachesAll(h *api.Host, dss []string) bool {
 }
 
 // followJob polls a host's job until it ends, reporting progress.
-func (s *Server) followJob(ctx context.Context, t *taskRun, h *api.Host, job agent.Job, report func(agent.Job) (int, string)) (agent.Job, error) {
+func (s *Server) followJob(ctx context.Context, t *tasks.Run, h *api.Host, job agent.Job, report func(agent.Job) (int, string)) (agent.Job, error) {
 	for {
 		j, err := s.agents.Job(ctx, target(h), job.ID)
 		if err != nil {
@@ -419,7 +412,7 @@ func (s *Server) followJob(ctx context.Context, t *taskRun, h *api.Host, job age
 			return j, errors.New(j.Error)
 		}
 		pct, msg := report(j)
-		t.progress(ctx, pct, msg)
+		t.Progress(ctx, pct, msg)
 		select {
 		case <-ctx.Done():
 			return j, ctx.Err()
@@ -455,7 +448,7 @@ func (s *Server) markTemplate(on bool) http.HandlerFunc {
 			}
 			vm.Spec.Template = on
 			return nil
-		}, func(upd api.Object) *api.Task { return done(newTask(r.Context(), op, upd, nil), nil) })
+		}, func(upd api.Object) *api.Task { return tasks.Done(tasks.New(r.Context(), op, upd, nil), nil) })
 		if err != nil {
 			fail(w, err)
 			return

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/control/tasks"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 )
 
@@ -110,7 +111,7 @@ func (s *Server) addDisk(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return nil, err
 		}
-		t := newTask(r.Context(), opDiskAdd, vm, diskAddParams{Disk: d})
+		t := tasks.New(r.Context(), opDiskAdd, vm, diskAddParams{Disk: d})
 		claimDiskName(t, vm, d.Name)
 		if d.Slot != "" {
 			t.Claims = append(t.Claims, vmClaim(vm.Metadata.ID, "slots", d.Slot))
@@ -168,9 +169,9 @@ func (s *Server) planDiskAdd(vm *api.VM, req api.DiskAddRequest) (api.VMDisk, er
 	return d, nil
 }
 
-func (s *Server) runDiskAdd(ctx context.Context, t *taskRun) (any, error) {
+func (s *Server) runDiskAdd(ctx context.Context, t *tasks.Run) (any, error) {
 	var p diskAddParams
-	if err := t.params(&p); err != nil {
+	if err := t.Params(&p); err != nil {
 		return nil, err
 	}
 	vm, h, err := s.loadVM(ctx, t)
@@ -188,18 +189,18 @@ func (s *Server) runDiskAdd(ctx context.Context, t *taskRun) (any, error) {
 	if vm.Status.PowerState != api.PowerOff {
 		what += " and plugging it into the running VM"
 	}
-	t.progress(ctx, 20, what)
+	t.Progress(ctx, 20, what)
 	st, err := s.agents.AddDisk(ctx, target(h), vm.Metadata.ID, hypervisor.DiskConfig{Name: p.Disk.Name, Path: f,
 		SizeBytes: int64(p.Disk.SizeBytes), Bus: p.Disk.Bus, Thick: p.Disk.Thick, Slot: p.Disk.Slot})
 	if err != nil {
 		return nil, fmt.Errorf("add disk %s to vm %s: %w", p.Disk.Name, vm.Metadata.Name, err)
 	}
-	t.stage(api.KindVM, vm.Metadata.ID, func(o api.Object) error {
+	t.Stage(api.KindVM, vm.Metadata.ID, func(o api.Object) error {
 		v := o.(*api.VM)
 		v.Spec.Disks = append(v.Spec.Disks, p.Disk)
 		return nil
 	})
-	t.stage(api.KindVM, vm.Metadata.ID, vmStateChange(st))
+	t.Stage(api.KindVM, vm.Metadata.ID, vmStateChange(st))
 	return p.Disk.Name, nil
 }
 
@@ -242,12 +243,12 @@ func (s *Server) resizeDisk(w http.ResponseWriter, r *http.Request) {
 		fail(w, fmt.Errorf("resize disk of vm %s: %w", vm.Metadata.Name, err))
 		return
 	}
-	s.submitTask(w, r, newTask(r.Context(), opDiskResize, vm, diskResizeParams{Disk: d.Name, Size: req.Size}))
+	s.submitTask(w, r, tasks.New(r.Context(), opDiskResize, vm, diskResizeParams{Disk: d.Name, Size: req.Size}))
 }
 
-func (s *Server) runDiskResize(ctx context.Context, t *taskRun) (any, error) {
+func (s *Server) runDiskResize(ctx context.Context, t *tasks.Run) (any, error) {
 	var p diskResizeParams
-	if err := t.params(&p); err != nil {
+	if err := t.Params(&p); err != nil {
 		return nil, err
 	}
 	vm, h, err := s.loadVM(ctx, t)
@@ -257,11 +258,11 @@ func (s *Server) runDiskResize(ctx context.Context, t *taskRun) (any, error) {
 	if _, err := findDisk(vm, p.Disk); err != nil {
 		return nil, err
 	}
-	t.progress(ctx, 20, fmt.Sprintf("growing disk %s to %s", p.Disk, p.Size))
+	t.Progress(ctx, 20, fmt.Sprintf("growing disk %s to %s", p.Disk, p.Size))
 	if err := s.agents.ResizeDisk(ctx, target(h), vm.Metadata.ID, p.Disk, int64(p.Size)); err != nil {
 		return nil, fmt.Errorf("resize disk %s of vm %s: %w", p.Disk, vm.Metadata.Name, err)
 	}
-	t.stage(api.KindVM, vm.Metadata.ID, func(o api.Object) error {
+	t.Stage(api.KindVM, vm.Metadata.ID, func(o api.Object) error {
 		if d, err := findDisk(o.(*api.VM), p.Disk); err == nil {
 			d.SizeBytes = p.Size
 		}
@@ -286,12 +287,12 @@ func (s *Server) removeDisk(w http.ResponseWriter, r *http.Request) {
 		fail(w, api.Errorf(api.ErrConflict, "vm %s is %s: SATA disks cannot be unplugged; stop it first", vm.Metadata.Name, vm.Status.PowerState))
 		return
 	}
-	s.submitTask(w, r, newTask(r.Context(), opDiskRemove, vm, diskRemoveParams{Disk: d.Name}))
+	s.submitTask(w, r, tasks.New(r.Context(), opDiskRemove, vm, diskRemoveParams{Disk: d.Name}))
 }
 
-func (s *Server) runDiskRemove(ctx context.Context, t *taskRun) (any, error) {
+func (s *Server) runDiskRemove(ctx context.Context, t *tasks.Run) (any, error) {
 	var p diskRemoveParams
-	if err := t.params(&p); err != nil {
+	if err := t.Params(&p); err != nil {
 		return nil, err
 	}
 	vm, h, err := s.loadVM(ctx, t)
@@ -300,7 +301,7 @@ func (s *Server) runDiskRemove(ctx context.Context, t *taskRun) (any, error) {
 	}
 	d, err := findDisk(vm, p.Disk)
 	if err != nil {
-		if t.resumed {
+		if t.Resumed {
 			return nil, nil
 		}
 		return nil, err
@@ -309,8 +310,8 @@ func (s *Server) runDiskRemove(ctx context.Context, t *taskRun) (any, error) {
 	if vm.Status.PowerState != api.PowerOff {
 		msg = "waiting for the guest to release disk " + p.Disk
 	}
-	t.progress(ctx, 20, msg)
-	if err := s.agents.RemoveDisk(ctx, target(h), vm.Metadata.ID, p.Disk); err != nil && !(t.resumed && strings.Contains(err.Error(), "no disk")) {
+	t.Progress(ctx, 20, msg)
+	if err := s.agents.RemoveDisk(ctx, target(h), vm.Metadata.ID, p.Disk); err != nil && !(t.Resumed && strings.Contains(err.Error(), "no disk")) {
 		return nil, fmt.Errorf("remove disk %s of vm %s: %w", p.Disk, vm.Metadata.Name, err)
 	}
 	// Its current file goes; older ones stay for the snapshots that have them.
@@ -319,7 +320,7 @@ func (s *Server) runDiskRemove(ctx context.Context, t *taskRun) (any, error) {
 			s.log.Warn("cannot remove a removed disk's file", "vm", vm.Metadata.Name, "file", f, "err", err)
 		}
 	}
-	t.stage(api.KindVM, vm.Metadata.ID, func(o api.Object) error {
+	t.Stage(api.KindVM, vm.Metadata.ID, func(o api.Object) error {
 		v := o.(*api.VM)
 		v.Spec.Disks = slices.DeleteFunc(v.Spec.Disks, func(x api.VMDisk) bool { return x.Name == p.Disk })
 		v.Status.Disks = slices.DeleteFunc(v.Status.Disks, func(x api.DiskStatus) bool { return x.Name == p.Disk })

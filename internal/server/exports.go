@@ -11,6 +11,7 @@ import (
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/agent"
+	"github.com/vdc-project/vdc/internal/control/tasks"
 	"github.com/vdc-project/vdc/internal/ovf"
 )
 
@@ -69,7 +70,7 @@ func (s *Server) exportVM(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := exportParams{Format: req.Format, Version: req.Version, Staging: newStagingID(dsID), Datastore: dsID}
-	t, err := s.submit(r.Context(), s.store.Txn(), newTask(r.Context(), opVMExport, vm, p))
+	t, err := s.submitter.Submit(r.Context(), s.store.Txn(), tasks.New(r.Context(), opVMExport, vm, p))
 	if err != nil {
 		fail(w, err)
 		return
@@ -89,19 +90,19 @@ func kernelBootExport(s *Server, vm *api.VM) error {
 		"and the VM would not boot wherever it is imported; export a VM that boots from its disk (made with --image of a disk image)", vm.Metadata.Name, image)
 }
 
-func (s *Server) runVMExport(ctx context.Context, t *taskRun) (any, error) {
+func (s *Server) runVMExport(ctx context.Context, t *tasks.Run) (any, error) {
 	var p exportParams
-	if err := t.params(&p); err != nil {
+	if err := t.Params(&p); err != nil {
 		return nil, err
 	}
-	cctx, ccancel := t.cleanupCtx()
+	cctx, ccancel := t.CleanupCtx()
 	defer ccancel()
 	drop := func() {
 		if _, h, err := s.stagingHost(p.Staging); err == nil {
 			_ = s.agents.StagingDelete(cctx, target(h), p.Datastore, p.Staging)
 		}
 	}
-	if t.resumed {
+	if t.Resumed {
 		drop()
 		return nil, fmt.Errorf("interrupted: the management server stopped during the export; its files were removed; export again")
 	}
@@ -122,9 +123,9 @@ func (s *Server) runVMExport(ctx context.Context, t *taskRun) (any, error) {
 	for i, d := range vm.Spec.Disks {
 		req.Disks = append(req.Disks, agent.ExportDisk{Datastore: d.Datastore.ID, Path: d.Path, Name: fmt.Sprintf("%s-disk%d.vmdk", vm.Metadata.Name, i)})
 	}
-	t.progress(ctx, 5, "writing the disks as streamOptimized VMDKs on host "+h.Metadata.Name)
+	t.Progress(ctx, 5, "writing the disks as streamOptimized VMDKs on host "+h.Metadata.Name)
 	files, err := s.agents.StagingExport(ctx, target(h), p.Datastore, p.Staging, req, func(f float64, msg string) {
-		t.progress(ctx, 5+int(f*85), msg)
+		t.Progress(ctx, 5+int(f*85), msg)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("export vm %s: %w", vm.Metadata.Name, err)

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/control/state"
+	"github.com/vdc-project/vdc/internal/control/tasks"
 	"github.com/vdc-project/vdc/internal/lease"
 	"github.com/vdc-project/vdc/internal/scheduler"
 	"github.com/vdc-project/vdc/internal/store"
@@ -243,10 +245,10 @@ func (s *Server) recordFences(ctx context.Context, h *api.Host, fenced []api.Fen
 		if !ok {
 			continue
 		}
-		t := done(newTask(ctx, opVMIsolation, o, f), f)
+		t := tasks.Done(tasks.New(ctx, opVMIsolation, o, f), f)
 		t.Owner = "host " + h.Metadata.Name
 		t.Message = fmt.Sprintf("%s by host %s at %s: %s", f.Action, h.Metadata.Name, f.At.Format(time.RFC3339), f.Reason)
-		if _, err := s.submit(ctx, s.store.Txn(), t); err != nil {
+		if _, err := s.submitter.Submit(ctx, s.store.Txn(), t); err != nil {
 			s.log.Warn("cannot record an isolation response", "host", h.Metadata.Name, "vm", f.VM, "err", err)
 		}
 	}
@@ -259,7 +261,7 @@ func (s *Server) declareFailed(ctx context.Context, h *api.Host, silent time.Dur
 	upd := store.Clone(h)
 	upd.Status.Connection = api.HostDisconnected
 	upd.Status.FailedAt = time.Now().UTC()
-	t := newTask(ctx, opHostFailover, upd, nil)
+	t := tasks.New(ctx, opHostFailover, upd, nil)
 	t.Owner = ownerHA
 	t.Message = fmt.Sprintf("host %s failed: no heartbeat for %s", h.Metadata.Name, silent.Round(time.Second))
 	if _, err := s.leaderTxn().Update(h, upd).Create(t).Commit(ctx); err != nil {
@@ -293,44 +295,23 @@ func (s *Server) haVM(vm *api.VM) scheduler.HAVM {
 	return v
 }
 
-// haAdmit is HA admission control: a power-on that would leave the
-// cluster unable to restart its VMs after the failures it must tolerate
-// is refused. The caller holds p.mu.
-func (p *placer) haAdmit(vm *api.VM, cl *api.Cluster, h *api.Host) error {
-	ha := cl.Spec.HA
-	if !ha.On() || ha.AdmissionControl.Policy == api.AdmissionOff || ha.AdmissionControl.Policy == "" {
+// checkHAAdmission is HA admission control for a power-on of vm on h.
+func (s *Server) checkHAAdmission(vm *api.VM, cl *api.Cluster, h *api.Host) error {
+	if !cl.Spec.HA.On() {
 		return nil
 	}
-	hosts := p.snapshot(cl.Metadata.ID)
-	// The snapshot counts this power-on as pending when a task holds it.
-	if r, ok := p.pending[vm.Metadata.ID]; ok && r.on {
-		for i := range hosts {
-			if hosts[i].ID == r.host {
-				hosts[i].OnCPUs -= r.cpus
-				hosts[i].OnMemory -= r.mem
+	var others []scheduler.HAVM
+	state.Each(s.st, func(sh *api.Host) {
+		if sh.Spec.Cluster.ID != cl.Metadata.ID {
+			return
+		}
+		for _, other := range s.vmsOn(sh.Metadata.ID) {
+			if other.Metadata.ID != vm.Metadata.ID && state.HoldsResources(other) {
+				others = append(others, s.haVM(other))
 			}
 		}
-	}
-	var vms []scheduler.HAVM
-	for _, sh := range hosts {
-		for _, other := range p.s.vmsOn(sh.ID) {
-			if other.Metadata.ID != vm.Metadata.ID && holdsResources(other) {
-				vms = append(vms, p.s.haVM(other))
-			}
-		}
-	}
-	cand := p.s.haVM(vm)
+	})
+	cand := s.haVM(vm)
 	cand.Host = h.Metadata.ID
-	a := scheduler.Admission{HAAdmission: ha.AdmissionControl, Ratios: scheduler.Ratios{CPU: cl.Spec.CPUOvercommit, Memory: cl.Spec.MemoryOvercommit}}
-	if err := scheduler.Admit(hosts, vms, cand, a); err != nil {
-		return api.Errorf(api.ErrUnprocessable, "cannot power on vm %s: %v", vm.Metadata.Name, err)
-	}
-	return nil
-}
-
-// checkHAAdmission runs haAdmit under the placer's lock.
-func (s *Server) checkHAAdmission(vm *api.VM, cl *api.Cluster, h *api.Host) error {
-	s.places.mu.Lock()
-	defer s.places.mu.Unlock()
-	return s.places.haAdmit(vm, cl, h)
+	return s.places.AdmitHA(vm, cl, cand, others)
 }

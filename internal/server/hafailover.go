@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/control/state"
+	"github.com/vdc-project/vdc/internal/control/tasks"
 	"github.com/vdc-project/vdc/internal/scheduler"
 )
 
@@ -30,7 +32,7 @@ func (s *Server) haPending(h *api.Host, cl *api.Cluster, failoverID string) []*a
 	})
 	var out []*api.VM
 	for _, vm := range s.vmsOn(h.Metadata.ID) {
-		if vm.Status.Phase == api.PhaseReady && holdsResources(vm) && haProtected(cl, vm) && !busy[vm.Metadata.ID] {
+		if vm.Status.Phase == api.PhaseReady && state.HoldsResources(vm) && haProtected(cl, vm) && !busy[vm.Metadata.ID] {
 			out = append(out, vm)
 		}
 	}
@@ -60,14 +62,14 @@ func (s *Server) stillFailed(hostID string) (*api.Host, *api.Cluster, string) {
 // and their VMs powered on (or their guests ready, as the cluster says),
 // retrying those that could not restart a few times with growing delays.
 // It can run again after a leader change: it works from the inventory.
-func (s *Server) runHostFailover(ctx context.Context, t *taskRun) (any, error) {
+func (s *Server) runHostFailover(ctx context.Context, t *tasks.Run) (any, error) {
 	f := &failover{s: s, t: t, res: &api.HAFailoverResult{}, attempts: map[string]int{}, lastErr: map[string]string{},
 		want: map[string]string{}, restarted: map[string]bool{}}
 	res, attempts := f.res, f.attempts
 	// Restarts a previous leader started for this task go on by themselves.
 	var inherited []*api.Task
 	s.cache.Each(api.KindTask, func(o api.Object) {
-		if c := o.(*api.Task); c.Parent == t.task.Metadata.ID && !api.TaskDone(c.State) {
+		if c := o.(*api.Task); c.Parent == t.Task.Metadata.ID && !api.TaskDone(c.State) {
 			inherited = append(inherited, c)
 		}
 	})
@@ -81,14 +83,14 @@ func (s *Server) runHostFailover(ctx context.Context, t *taskRun) (any, error) {
 	}
 	retry := false
 	for ctx.Err() == nil {
-		h, cl, stop := s.stillFailed(t.task.Target.ID)
+		h, cl, stop := s.stillFailed(t.Task.Target.ID)
 		if h == nil {
 			res.Outcome = stop
 			break
 		}
 		var left []*api.VM
 		tried := 0
-		for _, vm := range s.haPending(h, cl, t.task.Metadata.ID) {
+		for _, vm := range s.haPending(h, cl, t.Task.Metadata.ID) {
 			f.want[vm.Metadata.ID] = vm.Metadata.Name
 			if n := attempts[vm.Metadata.ID]; n < haMaxAttempts {
 				left = append(left, vm)
@@ -103,7 +105,7 @@ func (s *Server) runHostFailover(ctx context.Context, t *taskRun) (any, error) {
 			// Wait longer after each attempt, then look again: the host
 			// may be back, or the VMs' leases free.
 			delay := haRetryDelay << min(max(tried-1, 0), 6)
-			t.progress(ctx, 50, fmt.Sprintf("%d VMs of host %s not restarted yet; trying again in %s", len(left), h.Metadata.Name, delay))
+			t.Progress(ctx, 50, fmt.Sprintf("%d VMs of host %s not restarted yet; trying again in %s", len(left), h.Metadata.Name, delay))
 			select {
 			case <-ctx.Done():
 			case <-time.After(delay):
@@ -124,7 +126,7 @@ func (s *Server) runHostFailover(ctx context.Context, t *taskRun) (any, error) {
 // each other one was not: a failover that restarted nothing must say so,
 // not end as a silent success.
 func (f *failover) report() (any, error) {
-	res, name := f.res, f.t.task.Target.Name
+	res, name := f.res, f.t.Task.Target.Name
 	res.Restarted = len(f.restarted)
 	var ids []string
 	for id := range f.want {
@@ -148,7 +150,7 @@ func (f *failover) report() (any, error) {
 		if res.Outcome != "done" {
 			summary += "; " + res.Outcome
 		}
-		f.t.summary = fmt.Sprintf("host %s failed; %s", name, summary)
+		f.t.Summary = fmt.Sprintf("host %s failed; %s", name, summary)
 		return res, nil
 	}
 	// Stopped early (the host came back, HA was turned off): the VMs
@@ -163,7 +165,7 @@ func (f *failover) report() (any, error) {
 // failover is the state of one host.failover task's run.
 type failover struct {
 	s        *Server
-	t        *taskRun
+	t        *tasks.Run
 	res      *api.HAFailoverResult
 	attempts map[string]int    // restarts tried, by VM ID
 	lastErr  map[string]string // why the last one failed
@@ -189,7 +191,7 @@ func (f *failover) waves(ctx context.Context, h *api.Host, cl *api.Cluster, vms 
 		if h, _, _ = f.s.stillFailed(h.Metadata.ID); h == nil {
 			return
 		}
-		f.t.progress(ctx, 10, fmt.Sprintf("restarting %d %s-priority VMs of host %s", len(group), prio, h.Metadata.Name))
+		f.t.Progress(ctx, 10, fmt.Sprintf("restarting %d %s-priority VMs of host %s", len(group), prio, h.Metadata.Name))
 		var ok []*api.Task
 		for _, c := range f.group(ctx, h, cl, group) {
 			// They run at once; waiting for each in turn ends with the last.
@@ -216,9 +218,7 @@ func (f *failover) group(ctx context.Context, h *api.Host, cl *api.Cluster, grou
 		byID[vm.Metadata.ID] = vm
 		want = append(want, s.haVM(vm))
 	}
-	s.places.mu.Lock()
-	hosts := s.places.snapshot(cl.Metadata.ID)
-	s.places.mu.Unlock()
+	hosts := s.places.Hosts(cl.Metadata.ID)
 	// Only hosts that run the same hypervisor: a guest restarted elsewhere
 	// needs the same machine and CPU model.
 	var fit []scheduler.Host
@@ -232,10 +232,10 @@ func (f *failover) group(ctx context.Context, h *api.Host, cl *api.Cluster, grou
 	for _, p := range placed {
 		vm := byID[p.VM.ID]
 		f.attempts[vm.Metadata.ID]++
-		child := newTask(ctx, opVMHARestart, vm, haRestartParams{From: h.Metadata.ID, Host: p.Host.ID, Attempt: f.attempts[vm.Metadata.ID]})
-		child.Owner, child.Parent = ownerHA, t.task.Metadata.ID
+		child := tasks.New(ctx, opVMHARestart, vm, haRestartParams{From: h.Metadata.ID, Host: p.Host.ID, Attempt: f.attempts[vm.Metadata.ID]})
+		child.Owner, child.Parent = ownerHA, t.Task.Metadata.ID
 		child.Message = fmt.Sprintf("host %s failed; restarting on host %s", h.Metadata.Name, p.Host.Name)
-		if c, err := s.submit(ctx, s.store.Txn(), child); err == nil {
+		if c, err := s.submitter.Submit(ctx, s.store.Txn(), child); err == nil {
 			started = append(started, c)
 		} else {
 			f.lastErr[vm.Metadata.ID] = err.Error()
@@ -245,12 +245,12 @@ func (f *failover) group(ctx context.Context, h *api.Host, cl *api.Cluster, grou
 		vm := byID[u.VM.ID]
 		f.attempts[vm.Metadata.ID]++
 		f.lastErr[vm.Metadata.ID] = u.Err.Error()
-		child := newTask(ctx, opVMHARestart, vm, haRestartParams{From: h.Metadata.ID, Attempt: f.attempts[vm.Metadata.ID]})
-		child.Owner, child.Parent = ownerHA, t.task.Metadata.ID
+		child := tasks.New(ctx, opVMHARestart, vm, haRestartParams{From: h.Metadata.ID, Attempt: f.attempts[vm.Metadata.ID]})
+		child.Owner, child.Parent = ownerHA, t.Task.Metadata.ID
 		now := time.Now().UTC()
 		child.State, child.Started, child.Finished = api.TaskFailed, &now, &now
 		child.Error, _ = api.ErrorFrom(api.Errorf(api.ErrUnprocessable, "host %s failed, and vm %s fits on no other host: %v", h.Metadata.Name, vm.Metadata.Name, u.Err))
-		if _, err := s.submit(ctx, s.store.Txn(), child); err != nil {
+		if _, err := s.submitter.Submit(ctx, s.store.Txn(), child); err != nil {
 			s.log.Warn("cannot record a failed HA restart", "vm", vm.Metadata.Name, "err", err)
 		}
 	}
@@ -259,7 +259,7 @@ func (f *failover) group(ctx context.Context, h *api.Host, cl *api.Cluster, grou
 
 // waitGuestsReady waits until the guest agents of restarted VMs answer,
 // at most timeout: the next priority waits for them.
-func (s *Server) waitGuestsReady(ctx context.Context, t *taskRun, tasks []*api.Task, timeout time.Duration) {
+func (s *Server) waitGuestsReady(ctx context.Context, t *tasks.Run, tasks []*api.Task, timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
 	for ctx.Err() == nil && time.Now().Before(deadline) {
 		ready := 0
@@ -273,7 +273,7 @@ func (s *Server) waitGuestsReady(ctx context.Context, t *taskRun, tasks []*api.T
 		if ready == len(tasks) {
 			return
 		}
-		t.progress(ctx, 50, fmt.Sprintf("waiting for %d of %d restarted guests to answer", len(tasks)-ready, len(tasks)))
+		t.Progress(ctx, 50, fmt.Sprintf("waiting for %d of %d restarted guests to answer", len(tasks)-ready, len(tasks)))
 		select {
 		case <-ctx.Done():
 		case <-time.After(500 * time.Millisecond):
@@ -285,14 +285,14 @@ func (s *Server) waitGuestsReady(ctx context.Context, t *taskRun, tasks []*api.T
 // it the VM's host. The VM's lease refuses the start if a copy still runs
 // on the failed host (cut off, not dead, and not isolated enough to stop
 // it): then nothing moves.
-func (s *Server) runVMHARestart(ctx context.Context, t *taskRun) (any, error) {
+func (s *Server) runVMHARestart(ctx context.Context, t *tasks.Run) (any, error) {
 	var p haRestartParams
-	if err := t.params(&p); err != nil {
+	if err := t.Params(&p); err != nil {
 		return nil, err
 	}
-	o, err := s.store.Get(ctx, api.KindVM, t.task.Target.ID)
+	o, err := s.store.Get(ctx, api.KindVM, t.Task.Target.ID)
 	if err != nil {
-		return nil, fmt.Errorf("vm %s: %w", t.task.Target.Name, err)
+		return nil, fmt.Errorf("vm %s: %w", t.Task.Target.Name, err)
 	}
 	vm := o.(*api.VM)
 	fromName := p.From
@@ -302,7 +302,7 @@ func (s *Server) runVMHARestart(ctx context.Context, t *taskRun) (any, error) {
 	res := api.HARestartResult{From: api.Ref{ID: p.From, Name: fromName}, Attempt: p.Attempt,
 		Reason: fmt.Sprintf("host %s failed", fromName)}
 	if vm.Spec.Host.ID != p.From {
-		if t.resumed && vm.Spec.Host.ID == p.Host {
+		if t.Resumed && vm.Spec.Host.ID == p.Host {
 			res.To = api.Ref{ID: p.Host}
 			return res, nil // done before the leader changed
 		}
@@ -323,23 +323,23 @@ func (s *Server) runVMHARestart(ctx context.Context, t *taskRun) (any, error) {
 	}
 	// Room on the target is held; admission control does not apply to
 	// the restarts it keeps room for.
-	release, err := s.places.admit(vm, co.(*api.Cluster), dst, true)
+	release, err := s.places.Admit(vm, co.(*api.Cluster), dst, true)
 	if err != nil {
 		return nil, err
 	}
-	t.after(release)
+	t.After(release)
 	cfg, err := s.vmConfig(vm)
 	if err != nil {
 		return nil, err
 	}
-	t.progress(ctx, 30, fmt.Sprintf("host %s failed; starting vm %s on host %s", fromName, vm.Metadata.Name, dst.Metadata.Name))
+	t.Progress(ctx, 30, fmt.Sprintf("host %s failed; starting vm %s on host %s", fromName, vm.Metadata.Name, dst.Metadata.Name))
 	if _, err := s.agents.Define(ctx, target(dst), cfg); err != nil {
 		return nil, fmt.Errorf("restart vm %s on host %s: %w", vm.Metadata.Name, dst.Metadata.Name, err)
 	}
 	st, err := s.agents.Power(ctx, target(dst), vm.Metadata.ID, api.PowerRequest{Action: api.ActionStart})
 	if err != nil {
 		// Take the definition back (not the disks: they are the VM's).
-		cctx, cancel := t.cleanupCtx()
+		cctx, cancel := t.CleanupCtx()
 		if rerr := s.agents.Release(cctx, target(dst), vm.Metadata.ID, false); rerr != nil {
 			s.log.Warn("cannot remove a VM that did not restart", "vm", vm.Metadata.Name, "host", dst.Metadata.Name, "err", rerr)
 		}
@@ -347,7 +347,7 @@ func (s *Server) runVMHARestart(ctx context.Context, t *taskRun) (any, error) {
 		return nil, fmt.Errorf("restart vm %s on host %s: %w", vm.Metadata.Name, dst.Metadata.Name, err)
 	}
 	msg := fmt.Sprintf("restarted by HA on host %s: host %s failed", dst.Metadata.Name, fromName)
-	t.stage(api.KindVM, vm.Metadata.ID, func(o api.Object) error {
+	t.Stage(api.KindVM, vm.Metadata.ID, func(o api.Object) error {
 		v := o.(*api.VM)
 		v.Spec.Host = api.Ref{ID: dst.Metadata.ID}
 		v.Status.StateSeq = st.Seq

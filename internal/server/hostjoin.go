@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/control/state"
+	"github.com/vdc-project/vdc/internal/control/tasks"
 	"github.com/vdc-project/vdc/internal/netguard"
 	"github.com/vdc-project/vdc/internal/pki"
 	"github.com/vdc-project/vdc/internal/store"
@@ -118,9 +120,9 @@ func (s *Server) join(ctx context.Context, req api.JoinRequest) (resp api.JoinRe
 	}
 	jt.spend(txn)
 	replaced := jt.rec.Host != ""
-	t := done(newTask(ctx, opHostJoin, host, nil), map[string]any{"serial": pki.Serial(cert), "notAfter": cert.NotAfter, "replaced": replaced})
+	t := tasks.Done(tasks.New(ctx, opHostJoin, host, nil), map[string]any{"serial": pki.Serial(cert), "notAfter": cert.NotAfter, "replaced": replaced})
 	t.Owner = "join-token"
-	if _, err := s.submit(ctx, txn, t); err != nil {
+	if _, err := s.submitter.Submit(ctx, txn, t); err != nil {
 		return resp, errors.Is(err, api.ErrConflict), fmt.Errorf("join host %q: %w", req.Name, err)
 	}
 	s.log.Info("host joined", "host", req.Name, "hostID", host.Metadata.ID, "replaced", replaced, "serial", pki.Serial(cert), "notAfter", cert.NotAfter)
@@ -222,10 +224,10 @@ func (s *Server) hostOfRequest(r *http.Request) (*api.Host, *x509.Certificate, e
 			return h, cert, nil
 		}
 		// The host uses its renewed certificate: the old one is done.
-		err = s.updateObject(ctx, api.KindHost, id, func(o api.Object) error {
+		err = state.UpdateKind(ctx, s.st, nil, api.KindHost, id, func(o api.Object) error {
 			c := o.(*api.Host).Status.Certificate
 			if c == nil || c.Serial != serial || c.Previous == "" {
-				return errUnchanged
+				return state.ErrUnchanged
 			}
 			c.Previous = ""
 			return nil
@@ -234,13 +236,13 @@ func (s *Server) hostOfRequest(r *http.Request) (*api.Host, *x509.Certificate, e
 		// A host that joined before the server kept serials: the first
 		// certificate it shows becomes its current one (and, being long
 		// lived, is renewed at once: see RenewCertificate).
-		err = s.updateObject(ctx, api.KindHost, id, func(o api.Object) error {
+		err = state.UpdateKind(ctx, s.st, nil, api.KindHost, id, func(o api.Object) error {
 			h := o.(*api.Host)
 			switch matchCert(h, serial) {
 			case certRefused:
 				return errCertRefused(h, serial)
 			case certCurrent, certPrevious:
-				return errUnchanged
+				return state.ErrUnchanged
 			}
 			h.Status.Certificate = &api.HostCertificate{Serial: serial, Issued: cert.NotBefore.UTC(), NotAfter: cert.NotAfter.UTC()}
 			s.log.Warn("recording the certificate of a host that joined before certificates were tracked", "host", h.Metadata.Name, "serial", serial)
@@ -288,7 +290,7 @@ func (s *Server) agentRenew(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	presented, serial := pki.Serial(cert), pki.Serial(newCert)
-	t := done(newTask(ctx, opHostRenew, h, nil), map[string]any{"serial": serial, "notAfter": newCert.NotAfter, "previous": presented})
+	t := tasks.Done(tasks.New(ctx, opHostRenew, h, nil), map[string]any{"serial": serial, "notAfter": newCert.NotAfter, "previous": presented})
 	t.Owner = "host " + h.Metadata.Name
 	_, err = s.changeHost(ctx, h.Metadata.ID, t, func(upd *api.Host, _ *store.Txn) error {
 		if matchCert(upd, presented) == certRefused {
@@ -335,7 +337,7 @@ func (s *Server) replaceHost(w http.ResponseWriter, r *http.Request) {
 	now := time.Now().UTC()
 	rec := joinTokenRecord{Uses: 1, Expires: now.Add(time.Duration(req.TTLSeconds) * time.Second), Cluster: h.Spec.Cluster.ID,
 		Host: h.Metadata.ID, Replaced: now}
-	t := done(newTask(ctx, opHostReplace, h, req), nil)
+	t := tasks.Done(tasks.New(ctx, opHostReplace, h, req), nil)
 	var token, was string
 	_, err = s.changeHost(ctx, h.Metadata.ID, t, func(upd *api.Host, txn *store.Txn) error {
 		was = ""
@@ -384,7 +386,7 @@ func (s *Server) changeHost(ctx context.Context, id string, t *api.Task, fn func
 			return nil, err
 		}
 		txn.Update(cur, upd)
-		_, err := s.submit(ctx, txn, t)
+		_, err := s.submitter.Submit(ctx, txn, t)
 		if err == nil {
 			return upd, nil
 		}

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/agent"
+	"github.com/vdc-project/vdc/internal/control/state"
 	"github.com/vdc-project/vdc/internal/pki"
 	"github.com/vdc-project/vdc/internal/store"
 )
@@ -57,7 +57,7 @@ func (s *Server) updateHost(w http.ResponseWriter, r *http.Request) {
 		if err != nil || cl.GetMeta().ID == upd.Spec.Cluster.ID {
 			return err
 		}
-		if n := len(s.tally.vmsOn(upd.Metadata.ID)); n > 0 {
+		if n := len(s.tally.VMsOn(upd.Metadata.ID)); n > 0 {
 			return api.Errorf(api.ErrConflict, "cannot move host %q to cluster %q: it has %d VMs", upd.Metadata.Name, cl.GetMeta().Name, n)
 		}
 		upd.Spec.Cluster = api.Ref{ID: cl.GetMeta().ID}
@@ -68,7 +68,7 @@ func (s *Server) updateHost(w http.ResponseWriter, r *http.Request) {
 func (s *Server) runningVMsOn(hostID string) []string {
 	var names []string
 	for _, vm := range s.vmsOn(hostID) {
-		if holdsResources(vm) {
+		if state.HoldsResources(vm) {
 			names = append(names, vm.Metadata.Name)
 		}
 	}
@@ -78,7 +78,7 @@ func (s *Server) runningVMsOn(hostID string) []string {
 
 // vmsOn returns the VMs registered on a host.
 func (s *Server) vmsOn(hostID string) []*api.VM {
-	ids := s.tally.vmsOn(hostID)
+	ids := s.tally.VMsOn(hostID)
 	out := make([]*api.VM, 0, len(ids))
 	for _, id := range ids {
 		if o, ok := s.cache.Get(api.KindVM, id); ok {
@@ -110,7 +110,7 @@ func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request) {
 	now := time.Now().UTC()
 	serial := pki.Serial(cert)
 	reconnected := false
-	err = s.updateObject(ctx, api.KindHost, h.Metadata.ID, func(o api.Object) error {
+	err = state.UpdateKind(ctx, s.st, nil, api.KindHost, h.Metadata.ID, func(o api.Object) error {
 		h := o.(*api.Host)
 		// Revoked (a host replace) since the check above: not one more beat.
 		if matchCert(h, serial) == certRefused {
@@ -220,7 +220,7 @@ func (s *Server) recordDatastoreSpace(ctx context.Context, seen []api.DatastoreS
 			st.Alarm == alarmLevel(d.CapacityBytes, d.FreeBytes) {
 			continue
 		}
-		_ = s.updateObject(ctx, api.KindDatastore, d.ID, func(o api.Object) error {
+		_ = state.UpdateKind(ctx, s.st, nil, api.KindDatastore, d.ID, func(o api.Object) error {
 			ds := o.(*api.Datastore)
 			ds.Status.CapacityBytes, ds.Status.FreeBytes = d.CapacityBytes, d.FreeBytes
 			ds.Status.Alarm = alarmLevel(d.CapacityBytes, d.FreeBytes)
@@ -269,10 +269,10 @@ func (s *Server) reconcileVMs(ctx context.Context, h *api.Host, reported []api.A
 		}
 	}
 	for _, id := range missing {
-		_ = s.updateObject(ctx, api.KindVM, id, func(o api.Object) error {
+		_ = state.UpdateKind(ctx, s.st, nil, api.KindVM, id, func(o api.Object) error {
 			vm := o.(*api.VM)
 			if vm.Spec.Host.ID != h.Metadata.ID || vm.Status.StateSeq > listedAt {
-				return errUnchanged // moved (a migration) or changed since the cache was read
+				return state.ErrUnchanged // moved (a migration) or changed since the cache was read
 			}
 			setPower(vm, api.PowerUnknown, fmt.Sprintf("host %s does not know this VM", h.Metadata.Name))
 			return nil
@@ -284,9 +284,9 @@ func (s *Server) reconcileVMs(ctx context.Context, h *api.Host, reported []api.A
 // report is already stored or the VM has moved to another host since.
 func (s *Server) recordVMState(ctx context.Context, hostID string, st api.AgentVMState) error {
 	change := vmStateChange(st)
-	return s.updateObject(ctx, api.KindVM, st.ID, func(o api.Object) error {
+	return state.UpdateKind(ctx, s.st, nil, api.KindVM, st.ID, func(o api.Object) error {
 		if o.(*api.VM).Spec.Host.ID != hostID {
-			return errUnchanged
+			return state.ErrUnchanged
 		}
 		return change(o)
 	})
@@ -307,7 +307,7 @@ func vmStateChange(st api.AgentVMState) func(api.Object) error {
 			if changed {
 				return nil
 			}
-			return errUnchanged
+			return state.ErrUnchanged
 		}
 		vm.Status.StateSeq = st.Seq
 		vm.Status.Guest, vm.Status.VNC = st.Guest, st.VNC
@@ -344,36 +344,6 @@ func setPower(vm *api.VM, power, msg string) {
 	}
 	st.PowerState = power
 	st.Message = msg
-}
-
-// errUnchanged tells updateObject that nothing needs writing.
-var errUnchanged = errors.New("unchanged")
-
-// updateObject applies fn to the current object and writes it, retrying
-// when someone else wrote in between. The first try starts from the cache,
-// which is nearly always current; a conflict sends it to etcd.
-func (s *Server) updateObject(ctx context.Context, kind, id string, fn func(api.Object) error) error {
-	for try := 0; try < 20; try++ {
-		var cur api.Object
-		var err error
-		if o, ok := s.cache.Get(kind, id); ok && try == 0 {
-			cur = o
-		} else if cur, err = s.store.Get(ctx, kind, id); err != nil {
-			return err
-		}
-		upd := store.Clone(cur)
-		if err := fn(upd); err != nil {
-			if errors.Is(err, errUnchanged) {
-				return nil
-			}
-			return err
-		}
-		_, err = s.store.Update(ctx, cur, upd)
-		if err == nil || !errors.Is(err, api.ErrConflict) {
-			return err
-		}
-	}
-	return api.Errorf(api.ErrConflict, "%s %s keeps changing; gave up updating it", singular(kind), id)
 }
 
 // monitorHosts (leader only) marks hosts whose heartbeats stopped as
@@ -443,10 +413,10 @@ func (s *Server) markVMsUnknown(ctx context.Context, h *api.Host) {
 		if vm.Status.PowerState == api.PowerUnknown {
 			continue
 		}
-		_ = s.updateObject(ctx, api.KindVM, vm.Metadata.ID, func(o api.Object) error {
+		_ = state.UpdateKind(ctx, s.st, nil, api.KindVM, vm.Metadata.ID, func(o api.Object) error {
 			v := o.(*api.VM)
 			if v.Spec.Host.ID != h.Metadata.ID || v.Status.PowerState == api.PowerUnknown {
-				return errUnchanged // restarted elsewhere by HA meanwhile
+				return state.ErrUnchanged // restarted elsewhere by HA meanwhile
 			}
 			setPower(v, api.PowerUnknown, msg)
 			return nil

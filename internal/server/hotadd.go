@@ -7,6 +7,7 @@ import (
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/agent"
+	"github.com/vdc-project/vdc/internal/control/tasks"
 )
 
 // opVMHotAdd is the task that adds vCPUs and memory to a running VM.
@@ -52,7 +53,7 @@ func (s *Server) checkHotAdd(vm *api.VM, cpus int, mem api.Size) error {
 	if !ok {
 		return api.Errorf(api.ErrConflict, "vm %s is in no cluster", name)
 	}
-	_, err = s.places.admitGrow(vm, co.(*api.Cluster), h, cpus-vm.Spec.CPUs, int64(mem-vm.Spec.MemoryBytes), false)
+	_, err = s.places.AdmitGrow(vm, co.(*api.Cluster), h, cpus-vm.Spec.CPUs, int64(mem-vm.Spec.MemoryBytes), false)
 	return err
 }
 
@@ -69,9 +70,9 @@ func (s *Server) notHotAdding(vm *api.VM) error {
 	return busy
 }
 
-func (s *Server) runVMHotAdd(ctx context.Context, t *taskRun) (any, error) {
+func (s *Server) runVMHotAdd(ctx context.Context, t *tasks.Run) (any, error) {
 	var p vmHotAddParams
-	if err := t.params(&p); err != nil {
+	if err := t.Params(&p); err != nil {
 		return nil, err
 	}
 	vm, h, err := s.loadVM(ctx, t)
@@ -79,7 +80,7 @@ func (s *Server) runVMHotAdd(ctx context.Context, t *taskRun) (any, error) {
 		return nil, err
 	}
 	name := vm.Metadata.Name
-	if vm.Spec.CPUs == p.CPUs && vm.Spec.MemoryBytes == p.Memory && t.resumed {
+	if vm.Spec.CPUs == p.CPUs && vm.Spec.MemoryBytes == p.Memory && t.Resumed {
 		return api.VMResizeResult{CPUs: p.CPUs, MemoryBytes: p.Memory, Message: "added before the server restarted"}, nil
 	}
 	if vm.Status.PowerState != api.PowerOn {
@@ -89,11 +90,11 @@ func (s *Server) runVMHotAdd(ctx context.Context, t *taskRun) (any, error) {
 	if !ok {
 		return nil, api.Errorf(api.ErrConflict, "vm %s is in no cluster", name)
 	}
-	release, err := s.places.admitGrow(vm, co.(*api.Cluster), h, max(p.CPUs-vm.Spec.CPUs, 0), int64(max(p.Memory-vm.Spec.MemoryBytes, 0)), true)
+	release, err := s.places.AdmitGrow(vm, co.(*api.Cluster), h, max(p.CPUs-vm.Spec.CPUs, 0), int64(max(p.Memory-vm.Spec.MemoryBytes, 0)), true)
 	if err != nil {
 		return nil, err
 	}
-	t.after(release)
+	t.After(release)
 	var what []string
 	switch n := p.CPUs - vm.Spec.CPUs; {
 	case n == 1:
@@ -104,13 +105,13 @@ func (s *Server) runVMHotAdd(ctx context.Context, t *taskRun) (any, error) {
 	if m := p.Memory - vm.Spec.MemoryBytes; m > 0 {
 		what = append(what, m.String()+" of memory")
 	}
-	t.progress(ctx, 20, fmt.Sprintf("hot-adding %s to vm %s on host %s, then asking the guest to bring them online", strings.Join(what, " and "), name, h.Metadata.Name))
+	t.Progress(ctx, 20, fmt.Sprintf("hot-adding %s to vm %s on host %s, then asking the guest to bring them online", strings.Join(what, " and "), name, h.Metadata.Name))
 	res, err := s.agents.HotAdd(ctx, target(h), vm.Metadata.ID, agent.HotAddRequest{CPUs: p.CPUs, MemoryBytes: int64(p.Memory)})
 	if err != nil {
 		return nil, fmt.Errorf("hot-add to vm %s on host %s: %w", name, h.Metadata.Name, err)
 	}
 	cpus, mem := res.Hardware.TotalCPUs(), res.Hardware.TotalMemory()
-	t.stage(api.KindVM, vm.Metadata.ID, func(o api.Object) error {
+	t.Stage(api.KindVM, vm.Metadata.ID, func(o api.Object) error {
 		v := o.(*api.VM)
 		v.Spec.CPUs, v.Spec.MemoryBytes = cpus, mem
 		return nil

@@ -22,6 +22,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/control/auth"
 	"github.com/vdc-project/vdc/internal/store"
 )
 
@@ -139,7 +140,7 @@ func (s *Server) idempotent(next http.HandlerFunc) http.HandlerFunc {
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
-		user := userOf(r.Context())
+		user := auth.User(r.Context())
 		h := sha256.New()
 		for _, part := range []string{r.Method, r.URL.EscapedPath(), r.URL.Query().Encode(), user} {
 			h.Write([]byte(part))
@@ -435,3 +436,17 @@ func (l *idempotencyLeases) forget() {
 	l.id = 0
 	l.mu.Unlock()
 }
+
+// idempotencyGuard joins a request's Idempotency-Key to the transaction
+// that queues its task (tasks.Guard).
+type idempotencyGuard struct{ s *Server }
+
+func (g idempotencyGuard) Claim(ctx context.Context, txn *store.Txn, t *api.Task) error {
+	return g.s.claimIdempotencyKey(ctx, txn, t)
+}
+
+func (g idempotencyGuard) Settle(ctx context.Context, err error) (*api.Task, error) {
+	return g.s.settleClaim(ctx, err)
+}
+
+func (idempotencyGuard) Committed(ctx context.Context) { committed(ctx) }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/agent"
+	"github.com/vdc-project/vdc/internal/control/tasks"
 	"github.com/vdc-project/vdc/internal/store"
 )
 
@@ -59,8 +60,8 @@ func (s *Server) importImage(w http.ResponseWriter, r *http.Request) {
 		Spec:     api.ImageSpec{Datastore: api.Ref{ID: ds.GetMeta().ID}, Type: api.ImageDisk, Description: req.Description},
 		Status:   api.ImageStatus{Phase: api.ImageUploading},
 	}
-	t := newTask(r.Context(), opImageImport, img, imageImportParams{Source: req.Source, SHA256: req.SHA256})
-	t, err = s.submit(r.Context(), s.store.Txn().Create(img), t)
+	t := tasks.New(r.Context(), opImageImport, img, imageImportParams{Source: req.Source, SHA256: req.SHA256})
+	t, err = s.submitter.Submit(r.Context(), s.store.Txn().Create(img), t)
 	if err != nil {
 		fail(w, err)
 		return
@@ -90,12 +91,12 @@ func isURL(src string) bool {
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https")
 }
 
-func (s *Server) runImageImport(ctx context.Context, t *taskRun) (any, error) {
+func (s *Server) runImageImport(ctx context.Context, t *tasks.Run) (any, error) {
 	var p imageImportParams
-	if err := t.params(&p); err != nil {
+	if err := t.Params(&p); err != nil {
 		return nil, err
 	}
-	o, err := s.store.Get(ctx, api.KindImage, t.task.Target.ID)
+	o, err := s.store.Get(ctx, api.KindImage, t.Task.Target.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +105,7 @@ func (s *Server) runImageImport(ctx context.Context, t *taskRun) (any, error) {
 		return img.Status, nil
 	}
 	undo := func(err error) error {
-		cctx, cancel := t.cleanupCtx()
+		cctx, cancel := t.CleanupCtx()
 		defer cancel()
 		if h, herr := s.hostReaching(img.Spec.Datastore.ID); herr == nil {
 			_ = s.agents.DeleteFile(cctx, target(h), img.Spec.Datastore.ID, imageDir(img.Metadata.Name))
@@ -127,7 +128,7 @@ func (s *Server) runImageImport(ctx context.Context, t *taskRun) (any, error) {
 		return nil, undo(err)
 	}
 	rel := path.Join(imageDir(img.Metadata.Name), "disk")
-	t.progress(ctx, 2, "fetching "+p.Source+" on host "+h.Metadata.Name)
+	t.Progress(ctx, 2, "fetching "+p.Source+" on host "+h.Metadata.Name)
 	job, err := s.agents.Import(ctx, target(h), img.Spec.Datastore.ID, agent.ImportRequest{Path: rel, Source: p.Source, SHA256: p.SHA256})
 	if err != nil {
 		return nil, undo(err)
@@ -145,7 +146,7 @@ func (s *Server) runImageImport(ctx context.Context, t *taskRun) (any, error) {
 	if f == nil {
 		return nil, undo(fmt.Errorf("the host did not say what it fetched"))
 	}
-	t.stage(api.KindImage, img.Metadata.ID, func(o api.Object) error {
+	t.Stage(api.KindImage, img.Metadata.ID, func(o api.Object) error {
 		im := o.(*api.Image)
 		im.Status.Files = slices.DeleteFunc(im.Status.Files, func(x api.ImageFile) bool { return x.Name == "disk" })
 		im.Status.Files = append(im.Status.Files, api.ImageFile{Name: "disk", Path: rel, SizeBytes: api.Size(f.SizeBytes), SHA256: f.SHA256})

@@ -16,6 +16,7 @@ import (
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/agent"
+	"github.com/vdc-project/vdc/internal/control/tasks"
 	"github.com/vdc-project/vdc/internal/ovf"
 	"github.com/vdc-project/vdc/internal/store"
 )
@@ -286,12 +287,12 @@ func (s *Server) createImport(w http.ResponseWriter, r *http.Request) {
 				return nil, err
 			}
 			p.Disk = s.nextDiskName(vm)
-			t := newTask(ctx, opVMImport, placeholder, p)
+			t := tasks.New(ctx, opVMImport, placeholder, p)
 			claimDiskName(t, vm, p.Disk)
 			return t, nil
 		})
 	} else {
-		t = newTask(ctx, opVMImport, placeholder, p)
+		t = tasks.New(ctx, opVMImport, placeholder, p)
 		var names []string
 		if planned != nil {
 			for _, pv := range planned.vms {
@@ -309,7 +310,7 @@ func (s *Server) createImport(w http.ResponseWriter, r *http.Request) {
 			txn.ClaimName(api.KindVM, n, t.Metadata.ID)
 			t.Claims = append(t.Claims, store.NameClaim(api.KindVM, n))
 		}
-		t, err = s.submit(ctx, txn, t)
+		t, err = s.submitter.Submit(ctx, txn, t)
 	}
 	if err != nil {
 		fail(w, err)

@@ -13,6 +13,8 @@ import (
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/agent"
+	"github.com/vdc-project/vdc/internal/control/state"
+	"github.com/vdc-project/vdc/internal/control/tasks"
 	"github.com/vdc-project/vdc/internal/disk"
 	"github.com/vdc-project/vdc/internal/ovf"
 	"github.com/vdc-project/vdc/internal/store"
@@ -26,15 +28,15 @@ const (
 	importLabel = "vdc.import-task"
 )
 
-func (s *Server) registerTransferTasks(r *runner) {
-	r.register(opVMImport, taskHandler{run: s.runVMImport, resumable: true, cancelable: true,
-		canceledQueued: func(ctx context.Context, t *taskRun) {
+func (s *Server) registerTransferTasks(r *tasks.Runner) {
+	r.Register(opVMImport, tasks.Handler{Run: s.runVMImport, Resumable: true, Cancelable: true,
+		CanceledQueued: func(ctx context.Context, t *tasks.Run) {
 			var p importParams
-			if t.params(&p) == nil {
+			if t.Params(&p) == nil {
 				s.dropStaging(ctx, p)
 			}
 		}})
-	r.register(opVMExport, taskHandler{run: s.runVMExport, resumable: true, cancelable: true})
+	r.Register(opVMExport, tasks.Handler{Run: s.runVMExport, Resumable: true, Cancelable: true})
 }
 
 // planDisk plans a disk import: a new disk for an existing VM that is off,
@@ -116,16 +118,16 @@ func (s *Server) attachReady(vm *api.VM, own string) error {
 // check it, make each VM's record and disks, give it its properties, and
 // define it on its host. Whatever fails undoes all of it, and the staging
 // folder goes in every case.
-func (s *Server) runVMImport(ctx context.Context, t *taskRun) (any, error) {
+func (s *Server) runVMImport(ctx context.Context, t *tasks.Run) (any, error) {
 	var p importParams
-	if err := t.params(&p); err != nil {
+	if err := t.Params(&p); err != nil {
 		return nil, err
 	}
-	cctx, ccancel := t.cleanupCtx()
+	cctx, ccancel := t.CleanupCtx()
 	defer ccancel()
-	if t.resumed {
+	if t.Resumed {
 		// A previous leader died during the import: remove what it made.
-		removed := s.undoImport(cctx, t.task.Metadata.ID)
+		removed := s.undoImport(cctx, t.Task.Metadata.ID)
 		s.dropStaging(cctx, p)
 		return nil, fmt.Errorf("interrupted: the management server stopped during the import; %s; run the import again", removed)
 	}
@@ -137,9 +139,9 @@ func (s *Server) runVMImport(ctx context.Context, t *taskRun) (any, error) {
 	ds := dsObj.Metadata.ID
 	var sp *agent.StagedPackage
 	if p.Req.URL != "" {
-		t.progress(ctx, 1, "downloading "+p.Req.URL)
+		t.Progress(ctx, 1, "downloading "+p.Req.URL)
 		sp, err = s.agents.StagingFetch(ctx, target(h), ds, p.Staging, agent.FetchRequest{URL: p.Req.URL}, func(f float64, msg string) {
-			t.progress(ctx, 1+int(f*29), msg)
+			t.Progress(ctx, 1+int(f*29), msg)
 		})
 	} else {
 		sp, err = s.agents.StagingIndex(ctx, target(h), ds, p.Staging)
@@ -151,13 +153,13 @@ func (s *Server) runVMImport(ctx context.Context, t *taskRun) (any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("import: %w", err)
 	}
-	if err := s.checkNames(plan, t.task); err != nil {
+	if err := s.checkNames(plan, t.Task); err != nil {
 		return nil, err
 	}
 	undo := true
 	defer func() {
 		if undo {
-			s.undoImport(cctx, t.task.Metadata.ID)
+			s.undoImport(cctx, t.Task.Metadata.ID)
 		}
 	}()
 	res := api.ImportResult{Warnings: plan.api.Warnings}
@@ -193,7 +195,7 @@ func (s *Server) runVMImport(ctx context.Context, t *taskRun) (any, error) {
 	undo = false
 	if p.Req.PowerOn {
 		for _, m := range vms {
-			t.progress(ctx, 95, "powering on "+m.vm.Metadata.Name)
+			t.Progress(ctx, 95, "powering on "+m.vm.Metadata.Name)
 			if _, err := s.powerOn(ctx, t, m.vm.Metadata.ID); err != nil {
 				res.Warnings = append(res.Warnings, fmt.Sprintf("vm %s was imported but did not power on: %v", m.vm.Metadata.Name, err))
 			}
@@ -204,13 +206,13 @@ func (s *Server) runVMImport(ctx context.Context, t *taskRun) (any, error) {
 
 // createImportedVM records a VM of the import (phase creating), placed on
 // a host with room.
-func (s *Server) createImportedVM(ctx context.Context, t *taskRun, pv plannedVM, first bool) (*api.VM, *api.Host, error) {
+func (s *Server) createImportedVM(ctx context.Context, t *tasks.Run, pv plannedVM, first bool) (*api.VM, *api.Host, error) {
 	req := pv.req
 	labels := map[string]string{}
 	for k, v := range req.Labels {
 		labels[k] = v
 	}
-	labels[importLabel] = t.task.Metadata.ID
+	labels[importLabel] = t.Task.Metadata.ID
 	req.Labels = labels
 	if err := s.cache.Sync(ctx); err != nil {
 		return nil, nil, err
@@ -220,33 +222,25 @@ func (s *Server) createImportedVM(ctx context.Context, t *taskRun, pv plannedVM,
 		return nil, nil, err
 	}
 	if first {
-		vm.Metadata.ID = t.task.Target.ID
+		vm.Metadata.ID = t.Task.Target.ID
 	}
 	if len(pv.props) > 0 && len(vm.Spec.Disks) > 0 {
 		o, _ := s.cache.Get(api.KindDatastore, vm.Spec.Disks[0].Datastore.ID)
 		vm.Spec.CDROM = filepath.Join(o.(*api.Datastore).Spec.Path, path.Dir(vm.Spec.Disks[0].Path), "ovf-env.iso")
 	}
-	var dss []string
-	for _, d := range vm.Spec.Disks {
-		dss = append(dss, d.Datastore.ID)
+	txn := s.store.Txn()
+	if slices.Contains(t.Task.Claims, store.NameClaim(api.KindVM, vm.Metadata.Name)) {
+		txn.Holds(api.KindVM, vm.Metadata.Name, t.Task.Metadata.ID)
 	}
-	chosen, release, err := s.places.place(vm.Metadata.ID, cl, hostID, s.places.request(cl, vm.Spec.CPUs, int64(vm.Spec.MemoryBytes), dss), false)
+	release, err := s.places.PlaceNew(txn, vm, cl, hostID, false)
 	if err != nil {
 		return nil, nil, fmt.Errorf("place it in cluster %s: %w", cl.Metadata.Name, err)
 	}
 	defer release()
-	vm.Spec.Host = api.Ref{ID: chosen}
-	txn := s.store.Txn()
-	if slices.Contains(t.task.Claims, store.NameClaim(api.KindVM, vm.Metadata.Name)) {
-		txn.Holds(api.KindVM, vm.Metadata.Name, t.task.Metadata.ID)
-	}
-	txn.Create(vm)
-	for _, n := range vm.Spec.NICs {
-		txn.Claim(macKey(n.MAC), vm.Metadata.ID, api.Errorf(api.ErrConflict, "MAC address %s is already in use", n.MAC))
-	}
+	chosen := vm.Spec.Host.ID
 	// A cancel must not cut a commit short: the VM could be made after
 	// the undo looked for it. The commit finishes; the cancel is seen next.
-	cctx, cancel := t.cleanupCtx()
+	cctx, cancel := t.CleanupCtx()
 	rev, err := txn.Commit(cctx)
 	if err == nil {
 		err = s.cache.WaitRev(cctx, rev)
@@ -283,7 +277,7 @@ func resolveSources(src diskSource, sp *agent.StagedPackage) []string {
 
 // fillImportedDisks converts the package's disks into the VM's disk files
 // (blank disks are made at define) and writes its OVF environment ISO.
-func (s *Server) fillImportedDisks(ctx context.Context, t *taskRun, vm *api.VM, h *api.Host, pv plannedVM, sp *agent.StagedPackage, p importParams, lo, hi int) error {
+func (s *Server) fillImportedDisks(ctx context.Context, t *tasks.Run, vm *api.VM, h *api.Host, pv plannedVM, sp *agent.StagedPackage, p importParams, lo, hi int) error {
 	var req agent.ConvertRequest
 	for i, src := range pv.sources {
 		if len(src.Files) == 0 {
@@ -294,9 +288,9 @@ func (s *Server) fillImportedDisks(ctx context.Context, t *taskRun, vm *api.VM, 
 			Datastore: d.Datastore.ID, Path: d.Path})
 	}
 	if len(req.Disks) > 0 {
-		t.progress(ctx, lo, fmt.Sprintf("vm %s: converting %d disks on host %s", vm.Metadata.Name, len(req.Disks), h.Metadata.Name))
+		t.Progress(ctx, lo, fmt.Sprintf("vm %s: converting %d disks on host %s", vm.Metadata.Name, len(req.Disks), h.Metadata.Name))
 		_, err := s.agents.StagingConvert(ctx, target(h), p.Datastore, p.Staging, req, func(f float64, msg string) {
-			t.progress(ctx, lo+int(f*float64(hi-lo)), "vm "+vm.Metadata.Name+": "+msg)
+			t.Progress(ctx, lo+int(f*float64(hi-lo)), "vm "+vm.Metadata.Name+": "+msg)
 		})
 		if err != nil {
 			return err
@@ -321,12 +315,12 @@ func (s *Server) fillImportedDisks(ctx context.Context, t *taskRun, vm *api.VM, 
 }
 
 // attachImportedDisk converts a disk into a new disk of a VM that is off.
-func (s *Server) attachImportedDisk(ctx context.Context, t *taskRun, p importParams, plan *importPlan, sp *agent.StagedPackage) (ref api.Ref, diskName string, err error) {
+func (s *Server) attachImportedDisk(ctx context.Context, t *tasks.Run, p importParams, plan *importPlan, sp *agent.StagedPackage) (ref api.Ref, diskName string, err error) {
 	ref, err = s.attachDisk(ctx, t, p, plan)
 	return ref, plan.disk, err
 }
 
-func (s *Server) attachDisk(ctx context.Context, t *taskRun, p importParams, plan *importPlan) (api.Ref, error) {
+func (s *Server) attachDisk(ctx context.Context, t *tasks.Run, p importParams, plan *importPlan) (api.Ref, error) {
 	vm := plan.attach
 	ref := api.Ref{ID: vm.Metadata.ID, Name: vm.Metadata.Name}
 	h, err := s.vmHost(vm)
@@ -342,18 +336,18 @@ func (s *Server) attachDisk(ctx context.Context, t *taskRun, p importParams, pla
 		return ref, err
 	}
 	nd := api.VMDisk{Name: plan.disk, Datastore: api.Ref{ID: dso.GetMeta().ID}, Bus: plan.vms[0].req.Disks[0].Bus,
-		Path: fmt.Sprintf("%s/%s-%s.qcow2", vmDir(vm), plan.disk, t.task.Metadata.ID[len(t.task.Metadata.ID)-6:])}
-	t.progress(ctx, 30, fmt.Sprintf("converting the disk on host %s", h.Metadata.Name))
+		Path: fmt.Sprintf("%s/%s-%s.qcow2", vmDir(vm), plan.disk, t.Task.Metadata.ID[len(t.Task.Metadata.ID)-6:])}
+	t.Progress(ctx, 30, fmt.Sprintf("converting the disk on host %s", h.Metadata.Name))
 	conv, err := s.agents.StagingConvert(ctx, target(h), p.Datastore, p.Staging, agent.ConvertRequest{Disks: []agent.ConvertDisk{{
 		Files: plan.vms[0].sources[0].Files, Datastore: nd.Datastore.ID, Path: nd.Path}}}, func(f float64, msg string) {
-		t.progress(ctx, 30+int(f*60), msg)
+		t.Progress(ctx, 30+int(f*60), msg)
 	})
 	if err != nil {
 		return ref, fmt.Errorf("import a disk for vm %s: %w", vm.Metadata.Name, err)
 	}
 	nd.SizeBytes = api.Size(conv[0].VirtualBytes)
 	removeFile := func() { _ = s.agents.DeleteFile(context.WithoutCancel(ctx), target(h), nd.Datastore.ID, nd.Path) }
-	err = s.updateObject(ctx, api.KindVM, vm.Metadata.ID, func(o api.Object) error {
+	err = state.UpdateKind(ctx, s.st, nil, api.KindVM, vm.Metadata.ID, func(o api.Object) error {
 		v := o.(*api.VM)
 		if v.Status.PowerState != api.PowerOff || v.Status.Phase != api.PhaseReady {
 			return api.Errorf(api.ErrConflict, "vm %s changed state (%s, %s) during the import", v.Metadata.Name, v.Status.Phase, v.Status.PowerState)
@@ -380,7 +374,7 @@ func (s *Server) attachDisk(ctx context.Context, t *taskRun, p importParams, pla
 	}
 	if err != nil {
 		// Take the disk back out: the VM stays as it was.
-		_ = s.updateObject(context.WithoutCancel(ctx), api.KindVM, vm.Metadata.ID, func(o api.Object) error {
+		_ = state.UpdateKind(context.WithoutCancel(ctx), s.st, nil, api.KindVM, vm.Metadata.ID, func(o api.Object) error {
 			v := o.(*api.VM)
 			v.Spec.Disks = slices.DeleteFunc(v.Spec.Disks, func(d api.VMDisk) bool { return d.Name == nd.Name })
 			return nil

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/control/tasks"
 	"github.com/vdc-project/vdc/internal/store"
 )
 
@@ -196,7 +197,7 @@ func (s *Server) deleteObject(kind string) http.HandlerFunc {
 // commitInline writes a change the request completes itself, with its
 // (finished) task, and answers with the task.
 func (s *Server) commitInline(w http.ResponseWriter, r *http.Request, txn *store.Txn, t *api.Task) {
-	t, err := s.submit(r.Context(), txn, t)
+	t, err := s.submitter.Submit(r.Context(), txn, t)
 	if err != nil {
 		fail(w, err)
 		return
@@ -207,9 +208,9 @@ func (s *Server) commitInline(w http.ResponseWriter, r *http.Request, txn *store
 // createInline stores a new object with its finished task; the task's
 // result is the object.
 func (s *Server) createInline(w http.ResponseWriter, r *http.Request, obj api.Object) {
-	t := newTask(r.Context(), opName(obj.Kind(), "create"), obj, nil)
+	t := tasks.New(r.Context(), tasks.OpName(obj.Kind(), "create"), obj, nil)
 	txn := s.store.Txn().Create(obj)
-	done(t, obj)
+	tasks.Done(t, obj)
 	s.commitInline(w, r, txn, t)
 }
 

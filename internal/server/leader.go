@@ -66,7 +66,7 @@ func (s *Server) campaign(ctx context.Context) {
 		case <-lctx.Done():
 		}
 		cancel()
-		s.runner.wait()
+		s.runner.Wait()
 		s.leaderMu.Lock()
 		s.leader = nil
 		s.leaderMu.Unlock()
@@ -77,7 +77,7 @@ func (s *Server) campaign(ctx context.Context) {
 
 // lead starts the leader's duties; they stop when ctx ends.
 func (s *Server) lead(ctx context.Context) {
-	s.runner.start(ctx)
+	s.runner.Start(ctx)
 	go s.monitorHosts(ctx)
 	go s.monitorGuests(ctx)
 	go s.collectTasks(ctx)

@@ -38,7 +38,7 @@ func (l *listCache) observe(ch store.Change) {
 // writeList writes {"items":[...],"revision":N} for objs, encoding only
 // the views that changed.
 func (s *Server) writeList(buf *bytes.Buffer, objs []api.Object, rev int64) {
-	epoch := s.tally.epoch()
+	epoch := s.tally.Epoch()
 	v := &viewer{s: s}
 	buf.WriteString(`{"items":[`)
 	for i, o := range objs {

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/control/state"
+	"github.com/vdc-project/vdc/internal/control/tasks"
 	"github.com/vdc-project/vdc/internal/scheduler"
 )
 
@@ -42,14 +44,14 @@ func (s *Server) hostMaintenance(w http.ResponseWriter, r *http.Request) {
 			if _, _, err := s.planEvacuation(h); err != nil {
 				return err
 			}
-			evacuate = len(s.tally.vmsOn(h.Metadata.ID)) > 0
+			evacuate = len(s.tally.VMsOn(h.Metadata.ID)) > 0
 		}
 		h.Spec.Maintenance = enter
 		return nil
 	}, func(upd api.Object) *api.Task {
-		t := newTask(r.Context(), "host.maintenance."+req.Action, upd, req)
+		t := tasks.New(r.Context(), "host.maintenance."+req.Action, upd, req)
 		if !evacuate {
-			done(t, nil)
+			tasks.Done(t, nil)
 		}
 		return t
 	})
@@ -78,9 +80,7 @@ func (s *Server) planEvacuation(h *api.Host) ([]evacuation, []string, error) {
 	}
 	cl := co.(*api.Cluster)
 	hosts := map[string]*api.Host{}
-	s.places.mu.Lock()
-	snapshot := s.places.snapshot(cl.Metadata.ID)
-	s.places.mu.Unlock()
+	snapshot := s.places.Hosts(cl.Metadata.ID)
 	var candidates []scheduler.Host
 	for _, sh := range snapshot {
 		if sh.ID == h.Metadata.ID {
@@ -148,10 +148,10 @@ func (s *Server) planEvacuation(h *api.Host) ([]evacuation, []string, error) {
 // runHostEvacuate moves every VM off a host entering maintenance, a few at
 // a time, each as its own vm.migrate task. If some cannot move, the host
 // leaves maintenance again and the task says which VMs stayed.
-func (s *Server) runHostEvacuate(ctx context.Context, t *taskRun) (any, error) {
-	o, ok := s.cache.Get(api.KindHost, t.task.Target.ID)
+func (s *Server) runHostEvacuate(ctx context.Context, t *tasks.Run) (any, error) {
+	o, ok := s.cache.Get(api.KindHost, t.Task.Target.ID)
 	if !ok {
-		return nil, api.Errorf(api.ErrNotFound, "host %s is gone", t.task.Target.Name)
+		return nil, api.Errorf(api.ErrNotFound, "host %s is gone", t.Task.Target.Name)
 	}
 	h := o.(*api.Host)
 	var failed []string
@@ -159,7 +159,7 @@ func (s *Server) runHostEvacuate(ctx context.Context, t *taskRun) (any, error) {
 	// Migrations a previous leader started for this task go on by themselves.
 	var inherited []*api.Task
 	s.cache.Each(api.KindTask, func(o api.Object) {
-		if c := o.(*api.Task); c.Parent == t.task.Metadata.ID && !api.TaskDone(c.State) {
+		if c := o.(*api.Task); c.Parent == t.Task.Metadata.ID && !api.TaskDone(c.State) {
 			inherited = append(inherited, c)
 		}
 	})
@@ -205,11 +205,11 @@ func (s *Server) runHostEvacuate(ctx context.Context, t *taskRun) (any, error) {
 			} else {
 				moved++
 			}
-			t.progress(ctx, 100*finished/len(plan), fmt.Sprintf("%d of %d VMs moved off host %s", moved, len(plan), h.Metadata.Name))
+			t.Progress(ctx, 100*finished/len(plan), fmt.Sprintf("%d of %d VMs moved off host %s", moved, len(plan), h.Metadata.Name))
 		}
 	}
 	if ctx.Err() != nil {
-		if t.canceled(ctx) {
+		if t.Canceled(ctx) {
 			s.undoMaintenance(t, h)
 		}
 		return nil, ctx.Err()
@@ -219,7 +219,7 @@ func (s *Server) runHostEvacuate(ctx context.Context, t *taskRun) (any, error) {
 		return nil, api.Errorf(api.ErrUnprocessable, "host %s left maintenance: %d VMs could not move: %s (%d moved)",
 			h.Metadata.Name, len(failed), strings.Join(firstN(failed, 5), "; "), moved)
 	}
-	if left := s.tally.vmsOn(h.Metadata.ID); len(left) > 0 {
+	if left := s.tally.VMsOn(h.Metadata.ID); len(left) > 0 {
 		s.undoMaintenance(t, h)
 		return nil, api.Errorf(api.ErrConflict, "host %s left maintenance: %d VMs are still on it", h.Metadata.Name, len(left))
 	}
@@ -232,26 +232,26 @@ type childResult struct {
 }
 
 // startChildMigration queues the migration of one VM as a task of its own.
-func (s *Server) startChildMigration(ctx context.Context, t *taskRun, e evacuation) (*api.Task, error) {
-	child := newTask(ctx, opVMMigrate, e.vm, vmMigrateParams{Host: e.to})
-	child.Owner, child.Parent = t.task.Owner, t.task.Metadata.ID
-	return s.submit(ctx, s.store.Txn(), child)
+func (s *Server) startChildMigration(ctx context.Context, t *tasks.Run, e evacuation) (*api.Task, error) {
+	child := tasks.New(ctx, opVMMigrate, e.vm, vmMigrateParams{Host: e.to})
+	child.Owner, child.Parent = t.Task.Owner, t.Task.Metadata.ID
+	return s.submitter.Submit(ctx, s.store.Txn(), child)
 }
 
 // waitChild waits for a child task to end; a cancel of the parent cancels it.
-func (s *Server) waitChild(ctx context.Context, t *taskRun, child *api.Task, vm string) childResult {
+func (s *Server) waitChild(ctx context.Context, t *tasks.Run, child *api.Task, vm string) childResult {
 	rev := child.Metadata.Revision
 	for {
 		o, err := s.cache.WaitChange(ctx, api.KindTask, child.Metadata.ID, rev)
 		if err != nil {
-			if ctx.Err() != nil && t.canceled(ctx) {
-				cctx, cancel := t.cleanupCtx()
-				_ = s.updateObject(cctx, api.KindTask, child.Metadata.ID, func(o api.Object) error {
+			if ctx.Err() != nil && t.Canceled(ctx) {
+				cctx, cancel := t.CleanupCtx()
+				_ = state.UpdateKind(cctx, s.st, nil, api.KindTask, child.Metadata.ID, func(o api.Object) error {
 					if tk := o.(*api.Task); !api.TaskDone(tk.State) {
 						tk.CancelRequested = true
 						return nil
 					}
-					return errUnchanged
+					return state.ErrUnchanged
 				})
 				cancel()
 			}
@@ -273,13 +273,13 @@ func (s *Server) waitChild(ctx context.Context, t *taskRun, child *api.Task, vm 
 
 // undoMaintenance takes a host out of maintenance after a failed or
 // cancelled evacuation, so that it is in a known state.
-func (s *Server) undoMaintenance(t *taskRun, h *api.Host) {
-	ctx, cancel := t.cleanupCtx()
+func (s *Server) undoMaintenance(t *tasks.Run, h *api.Host) {
+	ctx, cancel := t.CleanupCtx()
 	defer cancel()
-	err := s.updateObject(ctx, api.KindHost, h.Metadata.ID, func(o api.Object) error {
+	err := state.UpdateKind(ctx, s.st, nil, api.KindHost, h.Metadata.ID, func(o api.Object) error {
 		host := o.(*api.Host)
 		if !host.Spec.Maintenance {
-			return errUnchanged
+			return state.ErrUnchanged
 		}
 		host.Spec.Maintenance = false
 		host.Metadata.Generation++

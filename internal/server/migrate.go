@@ -12,6 +12,8 @@ import (
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/agent"
+	"github.com/vdc-project/vdc/internal/control/state"
+	"github.com/vdc-project/vdc/internal/control/tasks"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 	"github.com/vdc-project/vdc/internal/pki"
 )
@@ -67,7 +69,7 @@ func (s *Server) migrateVM(w http.ResponseWriter, r *http.Request) {
 		fail(w, fmt.Errorf("migrate vm %s: %w", vm.Metadata.Name, err))
 		return
 	}
-	t, err := s.submit(r.Context(), s.store.Txn(), newTask(r.Context(), opVMMigrate, vm, p))
+	t, err := s.submitter.Submit(r.Context(), s.store.Txn(), tasks.New(r.Context(), opVMMigrate, vm, p))
 	if err != nil {
 		fail(w, err)
 		return
@@ -163,7 +165,7 @@ func (s *Server) checkMigration(vm *api.VM, src, dst *api.Host, p vmMigrateParam
 			return api.Errorf(api.ErrConflict, "host %s runs %s (%s), the VM's host %s (%s): a running VM moves only between the same",
 				dst.Metadata.Name, dst.Status.Hypervisor, dst.Status.Accel, src.Status.Hypervisor, src.Status.Accel)
 		}
-		if _, err := s.places.admit(vm, dco.(*api.Cluster), dst, false); err != nil {
+		if _, err := s.places.Admit(vm, dco.(*api.Cluster), dst, false); err != nil {
 			return err
 		}
 	}
@@ -261,9 +263,9 @@ func (s *Server) diskPaths(vm *api.VM) (map[string]string, error) {
 	return out, nil
 }
 
-func (s *Server) runVMMigrate(ctx context.Context, t *taskRun) (any, error) {
+func (s *Server) runVMMigrate(ctx context.Context, t *tasks.Run) (any, error) {
 	var p vmMigrateParams
-	if err := t.params(&p); err != nil {
+	if err := t.Params(&p); err != nil {
 		return nil, err
 	}
 	vm, src, err := s.loadVM(ctx, t)
@@ -276,7 +278,7 @@ func (s *Server) runVMMigrate(ctx context.Context, t *taskRun) (any, error) {
 	}
 	dst := o.(*api.Host)
 	res := &api.MigrateResult{From: api.Ref{ID: src.Metadata.ID, Name: src.Metadata.Name}, To: api.Ref{ID: dst.Metadata.ID, Name: dst.Metadata.Name}}
-	if t.resumed && vm.Spec.Host.ID == p.Host && len(s.movedDisks(vm, p)) == 0 {
+	if t.Resumed && vm.Spec.Host.ID == p.Host && len(s.movedDisks(vm, p)) == 0 {
 		return res, nil // finished before the restart
 	}
 	moved := s.movedDisks(vm, p)
@@ -286,7 +288,7 @@ func (s *Server) runVMMigrate(ctx context.Context, t *taskRun) (any, error) {
 			res.Datastore.Name = o.GetMeta().Name
 		}
 	}
-	if !t.resumed {
+	if !t.Resumed {
 		if err := s.checkMigration(vm, src, dst, p, moved); err != nil {
 			return nil, err
 		}
@@ -330,7 +332,7 @@ func (s *Server) runVMMigrate(ctx context.Context, t *taskRun) (any, error) {
 
 // switchTo records where the VM now is: host, disks and state.
 func (s *Server) switchTo(ctx context.Context, vm *api.VM, after *api.VM, st *api.AgentVMState) error {
-	return s.updateObject(ctx, api.KindVM, vm.Metadata.ID, func(o api.Object) error {
+	return state.UpdateKind(ctx, s.st, nil, api.KindVM, vm.Metadata.ID, func(o api.Object) error {
 		v := o.(*api.VM)
 		v.Spec.Host = after.Spec.Host
 		v.Spec.Disks = after.Spec.Disks
@@ -345,13 +347,13 @@ func (s *Server) switchTo(ctx context.Context, vm *api.VM, after *api.VM, st *ap
 
 // coldMove moves a powered-off VM: the target defines it (copying moved
 // disks from where the target reaches them), the source forgets it.
-func (s *Server) coldMove(ctx context.Context, t *taskRun, vm *api.VM, src, dst *api.Host, after *api.VM, cfg hypervisor.VMConfig, oldPaths map[string]string, moved []string) error {
+func (s *Server) coldMove(ctx context.Context, t *tasks.Run, vm *api.VM, src, dst *api.Host, after *api.VM, cfg hypervisor.VMConfig, oldPaths map[string]string, moved []string) error {
 	for i, d := range cfg.Disks {
 		if slices.Contains(moved, d.Name) {
 			cfg.Disks[i].Source, cfg.Disks[i].Linked, cfg.Disks[i].Own = oldPaths[d.Name], false, true
 		}
 	}
-	t.progress(ctx, 20, "registering the VM on host "+dst.Metadata.Name)
+	t.Progress(ctx, 20, "registering the VM on host "+dst.Metadata.Name)
 	st, err := s.agents.Define(ctx, target(dst), cfg)
 	if err != nil {
 		return fmt.Errorf("define vm %s on host %s: %w", vm.Metadata.Name, dst.Metadata.Name, err)
@@ -382,7 +384,7 @@ func (s *Server) removeOldDisk(ctx context.Context, h *api.Host, vm *api.VM, dis
 }
 
 // moveDisksLive moves a running VM's disks on its own host.
-func (s *Server) moveDisksLive(ctx context.Context, t *taskRun, vm *api.VM, h *api.Host, after *api.VM, cfg hypervisor.VMConfig, moved []string, res *api.MigrateResult) error {
+func (s *Server) moveDisksLive(ctx context.Context, t *tasks.Run, vm *api.VM, h *api.Host, after *api.VM, cfg hypervisor.VMConfig, moved []string, res *api.MigrateResult) error {
 	var moves []hypervisor.DiskMove
 	for _, d := range cfg.Disks {
 		if slices.Contains(moved, d.Name) {
@@ -390,7 +392,7 @@ func (s *Server) moveDisksLive(ctx context.Context, t *taskRun, vm *api.VM, h *a
 		}
 	}
 	start := time.Now()
-	if !t.resumed {
+	if !t.Resumed {
 		if err := s.agents.MoveDisks(ctx, target(h), vm.Metadata.ID, moves); err != nil {
 			return fmt.Errorf("move the disks of vm %s: %w", vm.Metadata.Name, err)
 		}
@@ -409,7 +411,7 @@ func (s *Server) moveDisksLive(ctx context.Context, t *taskRun, vm *api.VM, h *a
 
 // followMigration polls the source host until its migration (or disk
 // move) ends, reporting progress. A user's cancel stops it there.
-func (s *Server) followMigration(ctx context.Context, t *taskRun, vm *api.VM, src, dst *api.Host, onCancel func(context.Context)) (hypervisor.MigrationStatus, error) {
+func (s *Server) followMigration(ctx context.Context, t *tasks.Run, vm *api.VM, src, dst *api.Host, onCancel func(context.Context)) (hypervisor.MigrationStatus, error) {
 	var moved int64 = -1
 	lastMove, lastAnswer := time.Now(), time.Now()
 	for {
@@ -422,8 +424,8 @@ func (s *Server) followMigration(ctx context.Context, t *taskRun, vm *api.VM, sr
 			}
 		}
 		if ctx.Err() != nil {
-			if t.canceled(ctx) {
-				cctx, cancel := t.cleanupCtx()
+			if t.Canceled(ctx) {
+				cctx, cancel := t.CleanupCtx()
 				_ = s.agents.CancelMigration(cctx, target(src), vm.Metadata.ID)
 				if onCancel != nil {
 					onCancel(cctx)
@@ -437,20 +439,20 @@ func (s *Server) followMigration(ctx context.Context, t *taskRun, vm *api.VM, sr
 		}
 		lastAnswer = time.Now()
 		st := info.Migration
-		t.progress(ctx, migrationPercent(st), migrationMessage(st))
+		t.Progress(ctx, migrationPercent(st), migrationMessage(st))
 		// A cut link leaves TCP waiting for minutes: give up on a stream
 		// that stopped moving.
 		if now := st.TransferredBytes + st.DiskDone; now != moved {
 			moved, lastMove = now, time.Now()
 		} else if time.Since(lastMove) > s.cfg.MigrationStallTimeout && st.State != hypervisor.MigrationCompleted {
-			cctx, cancel := t.cleanupCtx()
+			cctx, cancel := t.CleanupCtx()
 			_ = s.agents.CancelMigration(cctx, target(src), vm.Metadata.ID)
 			cancel()
 			return st, fmt.Errorf("no data moved for %s: the link to the target is cut or too slow", s.cfg.MigrationStallTimeout)
 		}
 		if st.State != hypervisor.MigrationCompleted && !s.connected(dst.Metadata.ID) {
 			// Its agent died or it is cut off: it could not take the VM over.
-			cctx, cancel := t.cleanupCtx()
+			cctx, cancel := t.CleanupCtx()
 			_ = s.agents.CancelMigration(cctx, target(src), vm.Metadata.ID)
 			cancel()
 			return st, fmt.Errorf("host %s stopped sending heartbeats (its agent is down or it is cut off)", dst.Metadata.Name)
@@ -523,19 +525,19 @@ const opVMMigrate = "vm.migrate"
 // liveMigrate moves a running VM to another host: the target starts a copy
 // waiting for it, the source sends memory (and disks over NBD when they
 // move too), the copy runs, the source forgets the VM.
-func (s *Server) liveMigrate(ctx context.Context, t *taskRun, vm *api.VM, src, dst *api.Host, after *api.VM, cfg hypervisor.VMConfig,
+func (s *Server) liveMigrate(ctx context.Context, t *tasks.Run, vm *api.VM, src, dst *api.Host, after *api.VM, cfg hypervisor.VMConfig,
 	p vmMigrateParams, moved []string, res *api.MigrateResult) error {
 	nbd := len(moved) > 0
 	o := p.Options
-	if t.resumed {
+	if t.Resumed {
 		return s.resumeMigration(ctx, t, vm, src, dst, after, nbd, res)
 	}
 	co, _ := s.cache.Get(api.KindCluster, dst.Spec.Cluster.ID)
-	release, err := s.places.admit(vm, co.(*api.Cluster), dst, true)
+	release, err := s.places.Admit(vm, co.(*api.Cluster), dst, true)
 	if err != nil {
 		return err
 	}
-	t.after(release)
+	t.After(release)
 	// The copy gets the hardware the VM runs with (vCPUs and memory
 	// hot-added, its display as it started), not what its spec would boot.
 	info, err := s.agents.VM(ctx, target(src), vm.Metadata.ID)
@@ -543,7 +545,7 @@ func (s *Server) liveMigrate(ctx context.Context, t *taskRun, vm *api.VM, src, d
 		return fmt.Errorf("read the hardware of vm %s on host %s: %w", vm.Metadata.Name, src.Metadata.Name, err)
 	}
 	cfg.Hardware = info.Hardware
-	t.progress(ctx, 2, "starting the copy on host "+dst.Metadata.Name)
+	t.Progress(ctx, 2, "starting the copy on host "+dst.Metadata.Name)
 	prepared := time.Now()
 	in, err := s.agents.Incoming(ctx, target(dst), agent.IncomingRequest{Config: cfg,
 		Options: hypervisor.IncomingOptions{TLS: !o.Insecure, Disks: nbd, Multifd: o.Multifd, Compress: o.Compress}})
@@ -567,7 +569,7 @@ func (s *Server) liveMigrate(ctx context.Context, t *taskRun, vm *api.VM, src, d
 	}
 	res.PrepareMs = time.Since(prepared).Milliseconds()
 	if err := s.agents.MigrateOut(ctx, target(src), vm.Metadata.ID, to); err != nil {
-		cctx, cancel := t.cleanupCtx()
+		cctx, cancel := t.CleanupCtx()
 		abort(cctx)
 		cancel()
 		return fmt.Errorf("start sending vm %s from host %s: %w", vm.Metadata.Name, src.Metadata.Name, err)
@@ -577,7 +579,7 @@ func (s *Server) liveMigrate(ctx context.Context, t *taskRun, vm *api.VM, src, d
 
 // completeMigration follows a migration to its end and switches the VM
 // over, or undoes the target's copy.
-func (s *Server) completeMigration(ctx context.Context, t *taskRun, vm *api.VM, src, dst *api.Host, after *api.VM, nbd bool,
+func (s *Server) completeMigration(ctx context.Context, t *tasks.Run, vm *api.VM, src, dst *api.Host, after *api.VM, nbd bool,
 	res *api.MigrateResult, abort func(context.Context)) error {
 	st, err := s.followMigration(ctx, t, vm, src, dst, abort)
 	if err != nil {
@@ -585,7 +587,7 @@ func (s *Server) completeMigration(ctx context.Context, t *taskRun, vm *api.VM, 
 			err = s.explainCopyFailure(vm, after, err)
 		}
 		if ctx.Err() == nil {
-			cctx, cancel := t.cleanupCtx()
+			cctx, cancel := t.CleanupCtx()
 			abort(cctx)
 			cancel()
 		}
@@ -598,7 +600,7 @@ func (s *Server) completeMigration(ctx context.Context, t *taskRun, vm *api.VM, 
 	// The state has gone: a user's cancel can no longer stop the
 	// switch-over half-way (only this server's leadership ending can, and
 	// the next leader resumes it).
-	return s.switchOver(t.leader, vm, src, dst, after, nbd)
+	return s.switchOver(t.Leader, vm, src, dst, after, nbd)
 }
 
 // explainCopyFailure names a full target datastore as the cause of a
@@ -685,7 +687,7 @@ func (s *Server) takeBack(ctx context.Context, vm *api.VM, src, dst *api.Host, f
 
 // resumeMigration finishes, after a server restart, a migration a previous
 // leader started: by what the two hosts say.
-func (s *Server) resumeMigration(ctx context.Context, t *taskRun, vm *api.VM, src, dst *api.Host, after *api.VM, nbd bool, res *api.MigrateResult) error {
+func (s *Server) resumeMigration(ctx context.Context, t *tasks.Run, vm *api.VM, src, dst *api.Host, after *api.VM, nbd bool, res *api.MigrateResult) error {
 	abort := func(c context.Context) { _ = s.agents.AbortIncoming(c, target(dst), vm.Metadata.ID) }
 	dinfo, derr := s.agents.VM(ctx, target(dst), vm.Metadata.ID)
 	sinfo, serr := s.agents.VM(ctx, target(src), vm.Metadata.ID)
@@ -693,7 +695,7 @@ func (s *Server) resumeMigration(ctx context.Context, t *taskRun, vm *api.VM, sr
 	case derr == nil && !dinfo.Incoming:
 		// It finished: only the bookkeeping is left.
 		st := dinfo.AgentVMState
-		if err := s.switchTo(t.leader, vm, after, &st); err != nil {
+		if err := s.switchTo(t.Leader, vm, after, &st); err != nil {
 			return err
 		}
 		if serr == nil {
@@ -701,7 +703,7 @@ func (s *Server) resumeMigration(ctx context.Context, t *taskRun, vm *api.VM, sr
 		}
 		return nil
 	case derr == nil && serr == nil && sinfo.Migration.State == hypervisor.MigrationCompleted:
-		return s.switchOver(t.leader, vm, src, dst, after, nbd)
+		return s.switchOver(t.Leader, vm, src, dst, after, nbd)
 	case derr == nil && serr == nil && (sinfo.Migration.State == hypervisor.MigrationActive || sinfo.Migration.State == hypervisor.MigrationMirroring ||
 		sinfo.Migration.State == hypervisor.MigrationSetup):
 		return s.completeMigration(ctx, t, vm, src, dst, after, nbd, res, abort)

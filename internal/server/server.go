@@ -18,7 +18,11 @@ import (
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/vdc-project/vdc/internal/agent"
+	"github.com/vdc-project/vdc/internal/control/auth"
+	"github.com/vdc-project/vdc/internal/control/hosts"
+	"github.com/vdc-project/vdc/internal/control/placement"
+	"github.com/vdc-project/vdc/internal/control/state"
+	"github.com/vdc-project/vdc/internal/control/tasks"
 	"github.com/vdc-project/vdc/internal/netguard"
 	"github.com/vdc-project/vdc/internal/pki"
 	"github.com/vdc-project/vdc/internal/store"
@@ -82,11 +86,13 @@ type Server struct {
 	store   *store.Store
 	cache   *store.Cache
 	ca      *pki.CA
-	agents  *agent.Client
+	agents  hosts.Client
 	auth    *authenticator
+	authn   auth.Authenticator
+	authz   auth.Authorizer
 	events  *eventLog
-	places  *placer
-	tally   *tally
+	places  *placement.Placer
+	tally   *state.Tally
 	lists   *listCache
 
 	tlsCert  tls.Certificate
@@ -104,9 +110,11 @@ type Server struct {
 	leaderMu sync.Mutex
 	leader   *leadership // nil unless this server leads
 
-	runner *runner
-	joinMu sync.Mutex
-	idem   idempotencyLeases
+	runner    *tasks.Runner
+	submitter *tasks.Submitter
+	st        *state.State
+	joinMu    sync.Mutex
+	idem      idempotencyLeases
 	// dropAnswer, set by tests only, names requests whose answer is lost.
 	dropAnswer atomic.Pointer[func(method, path string) bool]
 	openapiCache
@@ -173,20 +181,23 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		}
 	}()
 	s.cache = store.NewCache(s.store, s.log)
-	s.tally = newTally()
-	s.cache.Observe(s.tally.observe)
+	s.tally = state.NewTally()
+	s.cache.Observe(s.tally.Observe)
 	s.lists = newListCache()
 	s.cache.Observe(s.lists.observe)
 	if err := s.cache.Start(ctx); err != nil {
 		return err
 	}
+	s.st = &state.State{Store: s.store, Cache: s.cache}
+	s.submitter = &tasks.Submitter{State: s.st, Guard: idempotencyGuard{s}}
 	s.events = newEventLog(4096)
 	s.cache.Subscribe(s.events.observe)
-	s.places = newPlacer(s)
+	s.places = placement.New(s.st, s.tally)
 	if err := s.bootstrapPKI(ctx); err != nil {
 		return err
 	}
 	s.auth = newAuthenticator(s.cli)
+	s.authn, s.authz = s.auth, auth.AllowAll{}
 	go s.auth.watch(ctx, s.log)
 	ln, err := netguard.Listen(s.cfg.Listen, s.cfg.Limits, s.log)
 	if err != nil {
@@ -198,7 +209,8 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		ln.Close()
 		return err
 	}
-	s.runner = newRunner(s)
+	s.runner = tasks.NewRunner(s.st, s.leaderTxn, s.name, s.log)
+	s.registerTaskHandlers(s.runner)
 	s.reqCtx, s.reqCancel = context.WithCancel(context.Background())
 	// No write or whole-request read timeout: event streams, long polls,
 	// consoles and multi-GB transfers run as long as they make progress.

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/control/state"
+	"github.com/vdc-project/vdc/internal/control/tasks"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 	"github.com/vdc-project/vdc/internal/store"
 )
@@ -154,7 +156,7 @@ func (s *Server) createSnapshot(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return nil, fmt.Errorf("snapshot vm %s: %w", vm.Metadata.Name, err)
 		}
-		t := newTask(r.Context(), opSnapshotCreate, vm, p)
+		t := tasks.New(r.Context(), opSnapshotCreate, vm, p)
 		t.Claims = []string{vmClaim(vm.Metadata.ID, "snapshots", req.Name)}
 		return t, nil
 	})
@@ -229,7 +231,7 @@ func (s *Server) checkFree(dsID string, need api.Size, what string) error {
 }
 
 func (s *Server) submitTask(w http.ResponseWriter, r *http.Request, t *api.Task) {
-	t, err := s.submit(r.Context(), s.store.Txn(), t)
+	t, err := s.submitter.Submit(r.Context(), s.store.Txn(), t)
 	if err != nil {
 		fail(w, err)
 		return
@@ -262,9 +264,9 @@ func (s *Server) onDatastore(path string) bool {
 	return on
 }
 
-func (s *Server) runSnapshotCreate(ctx context.Context, t *taskRun) (any, error) {
+func (s *Server) runSnapshotCreate(ctx context.Context, t *tasks.Run) (any, error) {
 	var p snapshotCreateParams
-	if err := t.params(&p); err != nil {
+	if err := t.Params(&p); err != nil {
 		return nil, err
 	}
 	vm, h, err := s.loadVM(ctx, t)
@@ -290,9 +292,9 @@ func (s *Server) runSnapshotCreate(ctx context.Context, t *taskRun) (any, error)
 	if p.Memory {
 		what += " (the VM pauses while its memory is saved)"
 	}
-	t.progress(ctx, 10, what)
+	t.Progress(ctx, 10, what)
 	var res hypervisor.SnapshotResult
-	if t.resumed {
+	if t.Resumed {
 		// The host may have switched already: it says which files it uses.
 		if info, err := s.agents.VM(ctx, target(h), vm.Metadata.ID); err == nil && len(info.Disks) > 0 &&
 			slices.ContainsFunc(info.Disks, func(d hypervisor.DiskConfig) bool { return d.Path == req.Overlays[d.Name] }) {
@@ -321,7 +323,7 @@ record:
 			snap.CPUs, snap.MemoryBytes = snap.Hardware.TotalCPUs(), snap.Hardware.TotalMemory()
 		}
 	}
-	t.stage(api.KindVM, vm.Metadata.ID, func(o api.Object) error {
+	t.Stage(api.KindVM, vm.Metadata.ID, func(o api.Object) error {
 		v := o.(*api.VM)
 		for i := range v.Spec.Disks {
 			if rel, ok := p.Overlays[v.Spec.Disks[i].Name]; ok {
@@ -358,12 +360,12 @@ func (s *Server) revertSnapshot(w http.ResponseWriter, r *http.Request) {
 	for _, d := range snap.Disks {
 		p.Overlays[d.Name] = overlayPath(d.Path, d.Name, suffix)
 	}
-	s.submitTask(w, r, newTask(r.Context(), opSnapshotRevert, vm, p))
+	s.submitTask(w, r, tasks.New(r.Context(), opSnapshotRevert, vm, p))
 }
 
-func (s *Server) runSnapshotRevert(ctx context.Context, t *taskRun) (any, error) {
+func (s *Server) runSnapshotRevert(ctx context.Context, t *tasks.Run) (any, error) {
 	var p snapshotRevertParams
-	if err := t.params(&p); err != nil {
+	if err := t.Params(&p); err != nil {
 		return nil, err
 	}
 	vm, h, err := s.loadVM(ctx, t)
@@ -411,9 +413,9 @@ func (s *Server) runSnapshotRevert(ctx context.Context, t *taskRun) (any, error)
 			drop = append(drop, f)
 		}
 	}
-	t.progress(ctx, 20, "reverting to snapshot "+snap.Name)
+	t.Progress(ctx, 20, "reverting to snapshot "+snap.Name)
 	if vm.Status.PowerState == api.PowerOn && !snap.Memory {
-		t.progress(ctx, 20, "powering off, then reverting to snapshot "+snap.Name+" (taken without memory)")
+		t.Progress(ctx, 20, "powering off, then reverting to snapshot "+snap.Name+" (taken without memory)")
 	}
 	st, err := s.agents.Revert(ctx, target(h), vm.Metadata.ID, req)
 	if err != nil {
@@ -422,7 +424,7 @@ func (s *Server) runSnapshotRevert(ctx context.Context, t *taskRun) (any, error)
 	if err := s.agents.RemoveFiles(ctx, target(h), drop); err != nil {
 		s.log.Warn("cannot remove the files of a reverted state", "vm", vm.Metadata.Name, "err", err)
 	}
-	t.stage(api.KindVM, vm.Metadata.ID, func(o api.Object) error {
+	t.Stage(api.KindVM, vm.Metadata.ID, func(o api.Object) error {
 		v := o.(*api.VM)
 		v.Spec.Disks = newDisks
 		v.Spec.CPUs, v.Spec.MemoryBytes = snap.CPUs, snap.MemoryBytes
@@ -430,7 +432,7 @@ func (s *Server) runSnapshotRevert(ctx context.Context, t *taskRun) (any, error)
 		v.Status.Disks = nil // measured again by the host
 		return nil
 	})
-	t.stage(api.KindVM, vm.Metadata.ID, vmStateChange(st))
+	t.Stage(api.KindVM, vm.Metadata.ID, vmStateChange(st))
 	return api.SnapshotResult{Snapshot: snap.Name}, nil
 }
 
@@ -457,7 +459,7 @@ func (s *Server) deleteSnapshot(w http.ResponseWriter, r *http.Request) {
 		fail(w, fmt.Errorf("delete snapshot of vm %s: %w", vm.Metadata.Name, err))
 		return
 	}
-	s.submitTask(w, r, newTask(r.Context(), opSnapshotDelete, vm, snapshotDeleteParams{Snapshot: snap.ID}))
+	s.submitTask(w, r, tasks.New(r.Context(), opSnapshotDelete, vm, snapshotDeleteParams{Snapshot: snap.ID}))
 }
 
 // GET /api/v1/vms/{name}/snapshots
@@ -557,9 +559,9 @@ func (s *Server) vmDependents(vm *api.VM) []string {
 	return slices.Compact(out)
 }
 
-func (s *Server) runSnapshotDelete(ctx context.Context, t *taskRun) (any, error) {
+func (s *Server) runSnapshotDelete(ctx context.Context, t *tasks.Run) (any, error) {
 	var p snapshotDeleteParams
-	if err := t.params(&p); err != nil {
+	if err := t.Params(&p); err != nil {
 		return nil, err
 	}
 	vm, h, err := s.loadVM(ctx, t)
@@ -568,7 +570,7 @@ func (s *Server) runSnapshotDelete(ctx context.Context, t *taskRun) (any, error)
 	}
 	sn := taskSnapshot(vm, p.Snapshot)
 	first := sn != nil && !sn.Hidden
-	if !first && !t.resumed {
+	if !first && !t.Resumed {
 		return nil, api.Errorf(api.ErrNotFound, "vm %s no longer has snapshot %s", vm.Metadata.Name, p.Snapshot)
 	}
 	// Else hidden before the server restarted: what is left is merging
@@ -590,10 +592,10 @@ func (s *Server) runSnapshotDelete(ctx context.Context, t *taskRun) (any, error)
 			return nil, fmt.Errorf("delete snapshot %s of vm %s: %w", res.Snapshot, vm.Metadata.Name, err)
 		}
 		if step == nil {
-			if first && !t.resumed {
+			if first && !t.Resumed {
 				// Its data still has two branches on it: it is only hidden.
 				res.Kept = "its data stays until one of the branches that use it is deleted"
-				if err := s.updateObject(ctx, api.KindVM, vm.Metadata.ID, func(o api.Object) error {
+				if err := state.UpdateKind(ctx, s.st, nil, api.KindVM, vm.Metadata.ID, func(o api.Object) error {
 					hide(&o.(*api.VM).Spec, id)
 					return nil
 				}); err != nil {
@@ -602,7 +604,7 @@ func (s *Server) runSnapshotDelete(ctx context.Context, t *taskRun) (any, error)
 			}
 			return res, nil
 		}
-		t.announce(ctx, min(10+10*n, 90), step.what)
+		t.Announce(ctx, min(10+10*n, 90), step.what)
 		if err := s.runStep(ctx, t, vm, h, step); err != nil {
 			return nil, fmt.Errorf("delete snapshot %s of vm %s: %s: %w", res.Snapshot, vm.Metadata.Name, step.what, err)
 		}
@@ -611,7 +613,7 @@ func (s *Server) runSnapshotDelete(ctx context.Context, t *taskRun) (any, error)
 		}
 		// Record the step: the spec always says which files hold what.
 		hidden := first
-		if err := s.updateObject(ctx, api.KindVM, vm.Metadata.ID, func(o api.Object) error {
+		if err := state.UpdateKind(ctx, s.st, nil, api.KindVM, vm.Metadata.ID, func(o api.Object) error {
 			v := o.(*api.VM)
 			if hidden {
 				hide(&v.Spec, id)
@@ -629,15 +631,6 @@ func (s *Server) runSnapshotDelete(ctx context.Context, t *taskRun) (any, error)
 		vm = o.(*api.VM)
 	}
 	return res, nil
-}
-
-// announce records a step's progress at once: the steps of a delete are
-// long (a merge) and a user watching wants to see which one runs.
-func (t *taskRun) announce(ctx context.Context, pct int, msg string) {
-	t.mu.Lock()
-	t.lastProgress = time.Time{}
-	t.mu.Unlock()
-	t.progress(ctx, pct, msg)
 }
 
 // hide marks a snapshot deleted (its name is free again); it keeps its
@@ -662,7 +655,7 @@ func (s *Server) absFunc() func(d api.VMDisk) string {
 
 // runStep performs one step of a snapshot delete on the VM's host,
 // waiting for a host that is restarting: merges are idempotent.
-func (s *Server) runStep(ctx context.Context, t *taskRun, vm *api.VM, h *api.Host, st *collectStep) error {
+func (s *Server) runStep(ctx context.Context, t *tasks.Run, vm *api.VM, h *api.Host, st *collectStep) error {
 	retry := func(what string, fn func() error) error {
 		deadline := time.Now().Add(5 * time.Minute)
 		for {
@@ -670,7 +663,7 @@ func (s *Server) runStep(ctx context.Context, t *taskRun, vm *api.VM, h *api.Hos
 			if err == nil || !errors.Is(err, api.ErrUnavailable) || time.Now().After(deadline) || ctx.Err() != nil {
 				return err
 			}
-			t.progress(ctx, t.task.Progress, what+": waiting for host "+h.Metadata.Name+" to answer again")
+			t.Progress(ctx, t.Task.Progress, what+": waiting for host "+h.Metadata.Name+" to answer again")
 			select {
 			case <-ctx.Done():
 				return ctx.Err()

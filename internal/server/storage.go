@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/control/tasks"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 )
 
@@ -42,39 +43,6 @@ func provisioned(vm *api.VM) api.Size {
 		}
 	}
 	return n
-}
-
-// countStorage adds (sign 1) or takes away (-1) a VM's provisioned and
-// allocated bytes per datastore; it runs under the tally's lock.
-func (t *tally) countStorage(vm *api.VM, sign int64) {
-	for _, sn := range vm.Spec.Snapshots {
-		for _, d := range sn.Disks {
-			t.dsProvisioned[d.Datastore.ID] += sign * int64(d.SizeBytes)
-		}
-		if sn.Memory && len(sn.Disks) > 0 {
-			t.dsProvisioned[sn.Disks[0].Datastore.ID] += sign * int64(sn.MemoryBytes)
-		}
-	}
-	if t.dsAllocated == nil {
-		t.dsAllocated = map[string]int64{}
-	}
-	for _, ds := range vm.Status.Disks {
-		for _, d := range vm.Spec.Disks {
-			if d.Name == ds.Name {
-				t.dsAllocated[d.Datastore.ID] += sign * int64(ds.AllocatedBytes+ds.SnapshotBytes)
-			}
-		}
-	}
-}
-
-// datastoreView fills in a datastore's computed space figures.
-func (v *viewer) datastoreStorage(c *api.Datastore) {
-	v.s.tally.mu.RLock()
-	c.Status.AllocatedBytes = api.Size(v.s.tally.dsAllocated[c.Metadata.ID])
-	v.s.tally.mu.RUnlock()
-	if c.Status.CapacityBytes > 0 {
-		c.Status.OvercommitRatio = float64(c.Status.ProvisionedBytes) / float64(c.Status.CapacityBytes)
-	}
 }
 
 // alarmLevel says how full a datastore is.
@@ -204,13 +172,13 @@ func (s *Server) snapshotFiles(vm *api.VM) []string {
 	return out
 }
 
-func (s *Server) registerStorageTasks(r *runner) {
-	r.register(opSnapshotCreate, taskHandler{run: s.runSnapshotCreate, resumable: true})
-	r.register(opSnapshotRevert, taskHandler{run: s.runSnapshotRevert, resumable: true})
-	r.register(opSnapshotDelete, taskHandler{run: s.runSnapshotDelete, resumable: true})
-	r.register(opVMClone, taskHandler{run: s.runClone, resumable: true})
-	r.register(opDiskAdd, taskHandler{run: s.runDiskAdd, resumable: true})
-	r.register(opDiskResize, taskHandler{run: s.runDiskResize, resumable: true})
-	r.register(opDiskRemove, taskHandler{run: s.runDiskRemove, resumable: true})
-	r.register(opImageImport, taskHandler{run: s.runImageImport, resumable: true})
+func (s *Server) registerStorageTasks(r *tasks.Runner) {
+	r.Register(opSnapshotCreate, tasks.Handler{Run: s.runSnapshotCreate, Resumable: true})
+	r.Register(opSnapshotRevert, tasks.Handler{Run: s.runSnapshotRevert, Resumable: true})
+	r.Register(opSnapshotDelete, tasks.Handler{Run: s.runSnapshotDelete, Resumable: true})
+	r.Register(opVMClone, tasks.Handler{Run: s.runClone, Resumable: true})
+	r.Register(opDiskAdd, tasks.Handler{Run: s.runDiskAdd, Resumable: true})
+	r.Register(opDiskResize, tasks.Handler{Run: s.runDiskResize, Resumable: true})
+	r.Register(opDiskRemove, tasks.Handler{Run: s.runDiskRemove, Resumable: true})
+	r.Register(opImageImport, tasks.Handler{Run: s.runImageImport, Resumable: true})
 }

@@ -13,6 +13,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/control/auth"
 	"github.com/vdc-project/vdc/internal/store"
 )
 
@@ -45,7 +46,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	if req.User == "" {
-		req.User = userOf(ctx)
+		req.User = auth.User(ctx)
 	}
 	if err := api.ValidateName("user", req.User); err != nil {
 		fail(w, err)
@@ -66,7 +67,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 	txn := s.store.Txn().Claim(tokenPrefix+h, string(b), api.Errorf(api.ErrConflict, "a token with this secret exists (retry)"))
 	out := tokenView(h, t)
 	out.Token = secret
-	s.log.Info("creating an API token", "id", out.ID, "user", t.User, "by", userOf(ctx))
+	s.log.Info("creating an API token", "id", out.ID, "user", t.User, "by", auth.User(ctx))
 	s.commitResponse(w, ctx, txn, http.StatusCreated, out, "create token for "+t.User)
 }
 
@@ -110,7 +111,7 @@ func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) {
 	h := strings.TrimPrefix(string(kv.Key), tokenPrefix)
 	var t userToken
 	_ = json.Unmarshal(kv.Value, &t)
-	rb, _ := json.Marshal(map[string]any{"revoked": time.Now().UTC(), "by": userOf(ctx), "user": t.User})
+	rb, _ := json.Marshal(map[string]any{"revoked": time.Now().UTC(), "by": auth.User(ctx), "user": t.User})
 	txn := s.store.Txn().
 		If(clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision), api.Errorf(api.ErrConflict, "token %s changed meanwhile; retry", id)).
 		DeleteRaw(string(kv.Key)).
@@ -122,7 +123,7 @@ func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) {
 	// This server stops accepting it before answering; the others when
 	// their watch sees the delete.
 	s.auth.forget(h)
-	s.log.Warn("deleted an API token", "id", id, "user", t.User, "by", userOf(ctx))
+	s.log.Warn("deleted an API token", "id", id, "user", t.User, "by", auth.User(ctx))
 	reply(w, http.StatusOK, tokenView(h, t))
 }
 

@@ -4,6 +4,7 @@ import (
 	"sort"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/control/state"
 )
 
 // viewer fills in what an answer shows but the store does not keep: the
@@ -28,18 +29,6 @@ func (v *viewer) reachers(dsID string) []api.Ref {
 	return out
 }
 
-// holdsResources says whether a VM counts against its host's capacity:
-// powered on, suspended (its memory is still held) or unknown (it may run).
-func holdsResources(vm *api.VM) bool {
-	switch vm.Status.PowerState {
-	case api.PowerOn, api.PowerSuspended:
-		return true
-	case api.PowerUnknown:
-		return vm.Status.LastKnownPowerState != api.PowerOff
-	}
-	return false
-}
-
 // ref refreshes a reference's name.
 func (v *viewer) ref(kind string, r api.Ref) api.Ref {
 	if r.ID == "" {
@@ -61,11 +50,8 @@ func (v *viewer) view(obj api.Object) api.Object {
 		c := *o
 		c.Spec.Datacenter = v.ref(api.KindDatacenter, c.Spec.Datacenter)
 		t := v.s.tally
-		t.mu.RLock()
-		st := api.ClusterStatus{VMs: t.clusterVMs[c.Metadata.ID]}
-		t.mu.RUnlock()
-		v.s.cache.Each(api.KindHost, func(ho api.Object) {
-			h := ho.(*api.Host)
+		st := api.ClusterStatus{VMs: t.ClusterVMs(c.Metadata.ID)}
+		state.Each(v.s.st, func(h *api.Host) {
 			if h.Spec.Cluster.ID != c.Metadata.ID {
 				return
 			}
@@ -75,18 +61,18 @@ func (v *viewer) view(obj api.Object) api.Object {
 			}
 			st.CPUs += h.Status.CPUs
 			st.MemoryBytes += h.Status.MemoryBytes
-			ht := t.host(h.Metadata.ID)
-			st.UsedCPUs += ht.onCPUs
-			st.UsedMemory += api.Size(ht.onMem)
+			ht := t.Host(h.Metadata.ID)
+			st.UsedCPUs += ht.OnCPUs
+			st.UsedMemory += api.Size(ht.OnMem)
 		})
 		c.Status = st
 		return &c
 	case *api.Host:
 		c := *o
 		c.Spec.Cluster = v.ref(api.KindCluster, c.Spec.Cluster)
-		ht := v.s.tally.host(c.Metadata.ID)
-		c.Status.UsedCPUs, c.Status.UsedMemory = ht.onCPUs, api.Size(ht.onMem)
-		c.Status.VMs = len(v.s.tally.vmsOn(c.Metadata.ID))
+		ht := v.s.tally.Host(c.Metadata.ID)
+		c.Status.UsedCPUs, c.Status.UsedMemory = ht.OnCPUs, api.Size(ht.OnMem)
+		c.Status.VMs = len(v.s.tally.VMsOn(c.Metadata.ID))
 		c.Status.Datastores = make([]api.Ref, len(o.Status.Datastores))
 		for i, d := range o.Status.Datastores {
 			c.Status.Datastores[i] = v.ref(api.KindDatastore, d)
@@ -96,18 +82,17 @@ func (v *viewer) view(obj api.Object) api.Object {
 		c := *o
 		c.Spec.Datacenter = v.ref(api.KindDatacenter, c.Spec.Datacenter)
 		c.Spec.Host = v.ref(api.KindHost, c.Spec.Host)
-		v.s.tally.mu.RLock()
-		c.Status.ProvisionedBytes = api.Size(v.s.tally.dsProvisioned[c.Metadata.ID])
-		v.s.tally.mu.RUnlock()
+		prov, alloc := v.s.tally.DatastoreBytes(c.Metadata.ID)
+		c.Status.ProvisionedBytes, c.Status.AllocatedBytes = api.Size(prov), api.Size(alloc)
 		c.Status.Hosts = v.reachers(c.Metadata.ID)
-		v.datastoreStorage(&c)
+		if c.Status.CapacityBytes > 0 {
+			c.Status.OvercommitRatio = float64(c.Status.ProvisionedBytes) / float64(c.Status.CapacityBytes)
+		}
 		return &c
 	case *api.PortGroup:
 		c := *o
 		c.Spec.Datacenter = v.ref(api.KindDatacenter, c.Spec.Datacenter)
-		v.s.tally.mu.RLock()
-		c.Status.Ports = v.s.tally.pgPorts[c.Metadata.ID]
-		v.s.tally.mu.RUnlock()
+		c.Status.Ports = v.s.tally.PortGroupPorts(c.Metadata.ID)
 		return &c
 	case *api.Image:
 		c := *o

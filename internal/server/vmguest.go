@@ -12,6 +12,7 @@ import (
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/agent"
+	"github.com/vdc-project/vdc/internal/control/tasks"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 )
 
@@ -75,7 +76,7 @@ func (s *Server) execVM(w http.ResponseWriter, r *http.Request) {
 		TimeoutSeconds: req.TimeoutSeconds,
 	})
 	out := api.ExecResult{ExitCode: res.ExitCode, Signal: res.Signal, Stdout: string(res.Stdout), Stderr: string(res.Stderr), Truncated: res.Truncated}
-	t := newTask(r.Context(), "vm.exec", vm, map[string]any{"command": req.Command}) // not the input: it may hold secrets
+	t := tasks.New(r.Context(), "vm.exec", vm, map[string]any{"command": req.Command}) // not the input: it may hold secrets
 	t.Started = &started
 	if err != nil {
 		err = fmt.Errorf("exec %q in vm %s: %w", strings.Join(req.Command, " "), vm.Metadata.Name, err)
@@ -83,10 +84,10 @@ func (s *Server) execVM(w http.ResponseWriter, r *http.Request) {
 		t.State, t.Finished = api.TaskFailed, &now
 		t.Error, _ = api.ErrorFrom(err)
 	} else {
-		done(t, map[string]int{"exitCode": res.ExitCode})
+		tasks.Done(t, map[string]int{"exitCode": res.ExitCode})
 		t.Started = &started
 	}
-	if _, serr := s.submit(r.Context(), s.store.Txn(), t); serr != nil {
+	if _, serr := s.submitter.Submit(r.Context(), s.store.Txn(), t); serr != nil {
 		s.log.Warn("cannot record exec task", "vm", vm.Metadata.Name, "err", serr)
 	}
 	if err != nil {

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/control/state"
+	"github.com/vdc-project/vdc/internal/control/tasks"
 )
 
 // VM monitoring (vSphere HA's VM monitoring): a powered-on VM whose guest
@@ -122,9 +124,9 @@ func (s *Server) monitorGuests(ctx context.Context) {
 			if busy[r.vm.Metadata.ID] {
 				continue
 			}
-			t := newTask(ctx, opVMHAReset, r.vm, nil)
+			t := tasks.New(ctx, opVMHAReset, r.vm, nil)
 			t.Owner, t.Message = ownerHA, r.why
-			if _, err := s.submit(ctx, s.store.Txn(), t); err != nil {
+			if _, err := s.submitter.Submit(ctx, s.store.Txn(), t); err != nil {
 				s.log.Warn("VM monitoring: cannot queue a reset", "vm", r.vm.Metadata.Name, "err", err)
 			} else {
 				s.log.Warn("VM monitoring: resetting a hung guest", "vm", r.vm.Metadata.Name, "why", r.why)
@@ -135,7 +137,7 @@ func (s *Server) monitorGuests(ctx context.Context) {
 
 // runVMHAReset resets a VM whose guest hangs, keeping what its console
 // showed before, and counts the reset against the cluster's limit.
-func (s *Server) runVMHAReset(ctx context.Context, t *taskRun) (any, error) {
+func (s *Server) runVMHAReset(ctx context.Context, t *tasks.Run) (any, error) {
 	vm, h, err := s.loadVM(ctx, t)
 	if err != nil {
 		return nil, err
@@ -161,7 +163,7 @@ func (s *Server) runVMHAReset(ctx context.Context, t *taskRun) (any, error) {
 	}
 	now := time.Now().UTC()
 	window := time.Duration(m.ResetWindowSeconds) * time.Second
-	t.stage(api.KindVM, vm.Metadata.ID, func(o api.Object) error {
+	t.Stage(api.KindVM, vm.Metadata.ID, func(o api.Object) error {
 		v := o.(*api.VM)
 		kept := v.Status.HAResets[:0:0]
 		for _, r := range v.Status.HAResets {
@@ -170,7 +172,7 @@ func (s *Server) runVMHAReset(ctx context.Context, t *taskRun) (any, error) {
 			}
 		}
 		v.Status.HAResets = append(kept, now)
-		if err := vmStateChange(st)(v); err != nil && !errors.Is(err, errUnchanged) {
+		if err := vmStateChange(st)(v); err != nil && !errors.Is(err, state.ErrUnchanged) {
 			return err
 		}
 		return nil

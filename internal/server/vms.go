@@ -12,6 +12,9 @@ import (
 	"strings"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/control/placement"
+	"github.com/vdc-project/vdc/internal/control/state"
+	"github.com/vdc-project/vdc/internal/control/tasks"
 	"github.com/vdc-project/vdc/internal/store"
 )
 
@@ -181,30 +184,24 @@ func (s *Server) createVM(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	var dss []string
+	var extra []string
 	for _, d := range vm.Spec.Disks {
-		dss = append(dss, d.Datastore.ID)
 		if d.ForeignSource {
-			dss = append(dss, s.datastoreOf(d.Source))
+			extra = append(extra, s.datastoreOf(d.Source))
 		}
 	}
 	if vm.Spec.CDROM != "" {
-		dss = append(dss, s.datastoreOf(vm.Spec.CDROM))
+		extra = append(extra, s.datastoreOf(vm.Spec.CDROM))
 	}
-	chosen, release, err := s.places.place(vm.Metadata.ID, cl, hostID, s.places.request(cl, vm.Spec.CPUs, int64(vm.Spec.MemoryBytes), dss), req.PowerOn)
+	txn := s.store.Txn()
+	release, err := s.places.PlaceNew(txn, vm, cl, hostID, req.PowerOn, extra...)
 	if err != nil {
 		fail(w, fmt.Errorf("place vm %q in cluster %s: %w", req.Name, cl.Metadata.Name, err))
 		return
 	}
 	defer release()
-	vm.Spec.Host = api.Ref{ID: chosen}
-	t := newTask(ctx, "vm.create", vm, vmCreateParams{PowerOn: req.PowerOn})
-	txn := s.store.Txn().Create(vm)
-	for _, n := range vm.Spec.NICs {
-		// The MAC index in etcd makes addresses unique even across racing requests.
-		txn.Claim(macKey(n.MAC), vm.Metadata.ID, api.Errorf(api.ErrConflict, "MAC address %s is already in use", n.MAC))
-	}
-	t, err = s.submit(ctx, txn, t)
+	t := tasks.New(ctx, "vm.create", vm, vmCreateParams{PowerOn: req.PowerOn})
+	t, err = s.submitter.Submit(ctx, txn, t)
 	if err != nil {
 		fail(w, err)
 		return
@@ -317,7 +314,7 @@ func (s *Server) buildVM(req *api.VMCreateRequest) (*api.VM, *api.Cluster, strin
 		mac := strings.ToLower(n.MAC)
 		if mac == "" {
 			mac = s.newMAC(used)
-		} else if used[mac] || s.tally.macInUse(mac) {
+		} else if used[mac] || s.tally.MACInUse(mac) {
 			return nil, nil, "", api.Errorf(api.ErrConflict, "nic %d: MAC address %s is already in use", i, mac)
 		}
 		used[mac] = true
@@ -330,13 +327,11 @@ func (s *Server) buildVM(req *api.VMCreateRequest) (*api.VM, *api.Cluster, strin
 	return vm, cl, hostID, nil
 }
 
-func macKey(mac string) string { return store.SysPrefix + "macs/" + mac }
-
 // removeVM deletes a VM and its MAC claims from the store.
 func (s *Server) removeVM(ctx context.Context, vm *api.VM) error {
 	txn := s.store.Txn().Delete(&api.VM{Metadata: api.ObjectMeta{ID: vm.Metadata.ID, Name: vm.Metadata.Name}})
 	for _, n := range vm.Spec.NICs {
-		txn.DeleteRaw(macKey(n.MAC))
+		txn.DeleteRaw(placement.MACKey(n.MAC))
 	}
 	_, err := txn.Commit(ctx)
 	return err
@@ -349,7 +344,7 @@ func (s *Server) newMAC(used map[string]bool) string {
 		b := make([]byte, 3)
 		_, _ = rand.Read(b)
 		mac := fmt.Sprintf("52:54:00:%02x:%02x:%02x", b[0], b[1], b[2])
-		if !used[mac] && !s.tally.macInUse(mac) {
+		if !used[mac] && !s.tally.MACInUse(mac) {
 			return mac
 		}
 	}
@@ -493,9 +488,9 @@ func (s *Server) updateVM(w http.ResponseWriter, r *http.Request) {
 		return nil
 	}, func(upd api.Object) *api.Task {
 		if hot != nil {
-			return newTask(r.Context(), opVMHotAdd, upd, hot)
+			return tasks.New(r.Context(), opVMHotAdd, upd, hot)
 		}
-		t := done(newTask(r.Context(), opName(api.KindVM, "update"), upd, nil), upd)
+		t := tasks.Done(tasks.New(r.Context(), tasks.OpName(api.KindVM, "update"), upd, nil), upd)
 		t.Message = note
 		return t
 	})
@@ -521,7 +516,7 @@ func (s *Server) deleteVM(w http.ResponseWriter, r *http.Request) {
 		if _, err := s.vmHost(vm); err != nil {
 			return fmt.Errorf("cannot delete vm %s: %w", vm.Metadata.Name, err)
 		}
-		if holdsResources(vm) && !force {
+		if state.HoldsResources(vm) && !force {
 			return api.Errorf(api.ErrConflict, "vm %s is %s: stop it first, or delete with force", vm.Metadata.Name, vm.Status.PowerState)
 		}
 		if deps := s.vmDependents(vm); len(deps) > 0 {
@@ -530,7 +525,7 @@ func (s *Server) deleteVM(w http.ResponseWriter, r *http.Request) {
 		vm.Status.Phase = api.PhaseDeleting
 		return nil
 	}, func(upd api.Object) *api.Task {
-		return newTask(r.Context(), "vm.delete", upd, vmDeleteParams{Force: force})
+		return tasks.New(r.Context(), "vm.delete", upd, vmDeleteParams{Force: force})
 	})
 	if err != nil {
 		fail(w, err)
@@ -606,7 +601,7 @@ func (s *Server) powerVM(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	t, err := s.submit(r.Context(), s.store.Txn(), newTask(r.Context(), "vm.power."+req.Action, vm, req))
+	t, err := s.submitter.Submit(r.Context(), s.store.Txn(), tasks.New(r.Context(), "vm.power."+req.Action, vm, req))
 	if err != nil {
 		fail(w, err)
 		return
@@ -621,7 +616,7 @@ func (s *Server) checkRoom(vm *api.VM, h *api.Host) error {
 	if !ok {
 		return api.Errorf(api.ErrConflict, "vm %s is in no cluster", vm.Metadata.Name)
 	}
-	if _, err := s.places.admit(vm, co.(*api.Cluster), h, false); err != nil {
+	if _, err := s.places.Admit(vm, co.(*api.Cluster), h, false); err != nil {
 		return err
 	}
 	return s.checkHAAdmission(vm, co.(*api.Cluster), h)

@@ -8,26 +8,28 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/control/state"
+	"github.com/vdc-project/vdc/internal/control/tasks"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 )
 
-func (s *Server) registerTaskHandlers(r *runner) {
-	r.register("vm.create", taskHandler{run: s.runVMCreate, resumable: true})
+func (s *Server) registerTaskHandlers(r *tasks.Runner) {
+	r.Register("vm.create", tasks.Handler{Run: s.runVMCreate, Resumable: true})
 	s.registerTransferTasks(r)
-	r.register("vm.delete", taskHandler{run: s.runVMDelete, resumable: true})
-	r.register(opVMMigrate, taskHandler{run: s.runVMMigrate, resumable: true, cancelable: true})
-	r.register("host.maintenance.enter", taskHandler{run: s.runHostEvacuate, resumable: true, cancelable: true})
-	r.register(opHostFailover, taskHandler{run: s.runHostFailover, resumable: true})
-	r.register(opVMHARestart, taskHandler{run: s.runVMHARestart, resumable: true})
-	r.register(opVMHAReset, taskHandler{run: s.runVMHAReset, interrupted: "the VM may or may not have been reset"})
+	r.Register("vm.delete", tasks.Handler{Run: s.runVMDelete, Resumable: true})
+	r.Register(opVMMigrate, tasks.Handler{Run: s.runVMMigrate, Resumable: true, Cancelable: true})
+	r.Register("host.maintenance.enter", tasks.Handler{Run: s.runHostEvacuate, Resumable: true, Cancelable: true})
+	r.Register(opHostFailover, tasks.Handler{Run: s.runHostFailover, Resumable: true})
+	r.Register(opVMHARestart, tasks.Handler{Run: s.runVMHARestart, Resumable: true})
+	r.Register(opVMHAReset, tasks.Handler{Run: s.runVMHAReset, Interrupted: "the VM may or may not have been reset"})
 	s.registerStorageTasks(r)
-	r.register(opVMHotAdd, taskHandler{run: s.runVMHotAdd, resumable: true})
+	r.Register(opVMHotAdd, tasks.Handler{Run: s.runVMHotAdd, Resumable: true})
 	for action := range powerActions {
-		h := taskHandler{run: s.runVMPower, resumable: true}
+		h := tasks.Handler{Run: s.runVMPower, Resumable: true}
 		if action == api.ActionReset {
-			h = taskHandler{run: s.runVMPower, interrupted: "the VM may or may not have been reset"}
+			h = tasks.Handler{Run: s.runVMPower, Interrupted: "the VM may or may not have been reset"}
 		}
-		r.register("vm.power."+action, h)
+		r.Register("vm.power."+action, h)
 	}
 }
 
@@ -71,19 +73,19 @@ func (s *Server) vmConfig(vm *api.VM) (hypervisor.VMConfig, error) {
 }
 
 // loadVM reads a task's VM and its host.
-func (s *Server) loadVM(ctx context.Context, t *taskRun) (*api.VM, *api.Host, error) {
-	o, err := s.store.Get(ctx, api.KindVM, t.task.Target.ID)
+func (s *Server) loadVM(ctx context.Context, t *tasks.Run) (*api.VM, *api.Host, error) {
+	o, err := s.store.Get(ctx, api.KindVM, t.Task.Target.ID)
 	if err != nil {
-		return nil, nil, fmt.Errorf("vm %s: %w", t.task.Target.Name, err)
+		return nil, nil, fmt.Errorf("vm %s: %w", t.Task.Target.Name, err)
 	}
 	vm := o.(*api.VM)
 	h, err := s.vmHost(vm)
 	return vm, h, err
 }
 
-func (s *Server) runVMCreate(ctx context.Context, t *taskRun) (any, error) {
+func (s *Server) runVMCreate(ctx context.Context, t *tasks.Run) (any, error) {
 	var p vmCreateParams
-	if err := t.params(&p); err != nil {
+	if err := t.Params(&p); err != nil {
 		return nil, err
 	}
 	vm, h, err := s.loadVM(ctx, t)
@@ -94,7 +96,7 @@ func (s *Server) runVMCreate(ctx context.Context, t *taskRun) (any, error) {
 		if err == nil {
 			err = s.defineVM(ctx, t, vm, h)
 		}
-		if err != nil && t.leader.Err() != nil {
+		if err != nil && t.Leader.Err() != nil {
 			// Cut short by the end of leadership (a server stopping):
 			// the next leader resumes the create, so nothing is undone.
 			return nil, fmt.Errorf("create vm %s on host %s: %w", vm.Metadata.Name, vm.Spec.Host.Name, err)
@@ -111,7 +113,7 @@ func (s *Server) runVMCreate(ctx context.Context, t *taskRun) (any, error) {
 		}
 	}
 	if p.PowerOn {
-		t.progress(ctx, 50, "powering on")
+		t.Progress(ctx, 50, "powering on")
 		if _, err := s.powerOn(ctx, t, vm.Metadata.ID); err != nil {
 			return nil, fmt.Errorf("vm %s was created but did not power on: %w", vm.Metadata.Name, err)
 		}
@@ -120,17 +122,17 @@ func (s *Server) runVMCreate(ctx context.Context, t *taskRun) (any, error) {
 }
 
 // defineVM gives the host the VM's definition and marks the VM ready.
-func (s *Server) defineVM(ctx context.Context, t *taskRun, vm *api.VM, h *api.Host) error {
+func (s *Server) defineVM(ctx context.Context, t *tasks.Run, vm *api.VM, h *api.Host) error {
 	cfg, err := s.vmConfig(vm)
 	if err != nil {
 		return err
 	}
-	t.progress(ctx, 10, "defining the VM on host "+h.Metadata.Name)
+	t.Progress(ctx, 10, "defining the VM on host "+h.Metadata.Name)
 	st, err := s.agents.Define(ctx, target(h), cfg)
 	if err != nil {
 		return err
 	}
-	t.stage(api.KindVM, vm.Metadata.ID, func(o api.Object) error {
+	t.Stage(api.KindVM, vm.Metadata.ID, func(o api.Object) error {
 		v := o.(*api.VM)
 		v.Status.Phase = api.PhaseReady
 		// A disk made from an image takes the image's size.
@@ -143,21 +145,21 @@ func (s *Server) defineVM(ctx context.Context, t *taskRun, vm *api.VM, h *api.Ho
 		}
 		return nil
 	})
-	t.stage(api.KindVM, vm.Metadata.ID, vmStateChange(st))
+	t.Stage(api.KindVM, vm.Metadata.ID, vmStateChange(st))
 	return nil
 }
 
-func (s *Server) runVMDelete(ctx context.Context, t *taskRun) (any, error) {
+func (s *Server) runVMDelete(ctx context.Context, t *tasks.Run) (any, error) {
 	var p vmDeleteParams
-	if err := t.params(&p); err != nil {
+	if err := t.Params(&p); err != nil {
 		return nil, err
 	}
 	vm, h, err := s.loadVM(ctx, t)
-	if errors.Is(err, api.ErrNotFound) && t.resumed {
+	if errors.Is(err, api.ErrNotFound) && t.Resumed {
 		return nil, nil // already gone
 	}
 	if err == nil {
-		t.progress(ctx, 20, "removing the VM from host "+h.Metadata.Name)
+		t.Progress(ctx, 20, "removing the VM from host "+h.Metadata.Name)
 		err = s.agents.Undefine(ctx, target(h), vm.Metadata.ID, p.Force)
 		if errors.Is(err, api.ErrNotFound) {
 			err = nil // the host never had it, or already removed it
@@ -176,7 +178,7 @@ func (s *Server) runVMDelete(ctx context.Context, t *taskRun) (any, error) {
 	}
 	// Undo: the VM stays, usable again.
 	if vm != nil {
-		_ = s.updateObject(ctx, api.KindVM, vm.Metadata.ID, func(o api.Object) error {
+		_ = state.UpdateKind(ctx, s.st, nil, api.KindVM, vm.Metadata.ID, func(o api.Object) error {
 			o.(*api.VM).Status.Phase = api.PhaseReady
 			return nil
 		})
@@ -185,20 +187,20 @@ func (s *Server) runVMDelete(ctx context.Context, t *taskRun) (any, error) {
 	return nil, err
 }
 
-func (s *Server) runVMPower(ctx context.Context, t *taskRun) (any, error) {
+func (s *Server) runVMPower(ctx context.Context, t *tasks.Run) (any, error) {
 	var req api.PowerRequest
-	if err := t.params(&req); err != nil {
+	if err := t.Params(&req); err != nil {
 		return nil, err
 	}
 	if req.Action == api.ActionStart {
-		return s.powerOn(ctx, t, t.task.Target.ID)
+		return s.powerOn(ctx, t, t.Task.Target.ID)
 	}
 	vm, h, err := s.loadVM(ctx, t)
 	if err != nil {
 		return nil, err
 	}
 	if err := checkPower(vm, req.Action); err != nil {
-		if t.resumed && vm.Status.PowerState == powerActions[req.Action].to {
+		if t.Resumed && vm.Status.PowerState == powerActions[req.Action].to {
 			return vm.Status.PowerState, nil // done before the restart
 		}
 		return nil, err
@@ -207,13 +209,13 @@ func (s *Server) runVMPower(ctx context.Context, t *taskRun) (any, error) {
 	if req.Action == api.ActionStop && !req.Force && vm.Status.PowerState == api.PowerOn {
 		st, err = s.gracefulStop(ctx, t, vm, h, req)
 	} else {
-		t.progress(ctx, 10, req.Action+" in progress")
+		t.Progress(ctx, 10, req.Action+" in progress")
 		st, err = s.agents.Power(ctx, target(h), vm.Metadata.ID, req)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s vm %s on host %s: %w", req.Action, vm.Metadata.Name, h.Metadata.Name, err)
 	}
-	t.stage(api.KindVM, vm.Metadata.ID, vmStateChange(st))
+	t.Stage(api.KindVM, vm.Metadata.ID, vmStateChange(st))
 	return st.PowerState, nil
 }
 
@@ -221,7 +223,7 @@ func (s *Server) runVMPower(ctx context.Context, t *taskRun) (any, error) {
 // the timeout is up; the host does both in one call. Meanwhile the task
 // says what it waits for and how long is left, then that it powers off:
 // a guest that ignores the request must not look like a task that hangs.
-func (s *Server) gracefulStop(ctx context.Context, t *taskRun, vm *api.VM, h *api.Host, req api.PowerRequest) (api.AgentVMState, error) {
+func (s *Server) gracefulStop(ctx context.Context, t *tasks.Run, vm *api.VM, h *api.Host, req api.PowerRequest) (api.AgentVMState, error) {
 	timeout := api.DefaultStopTimeout
 	if req.TimeoutSeconds > 0 {
 		timeout = time.Duration(req.TimeoutSeconds) * time.Second
@@ -248,12 +250,12 @@ func (s *Server) gracefulStop(ctx context.Context, t *taskRun, vm *api.VM, h *ap
 	for {
 		left := time.Until(deadline)
 		if left <= 0 {
-			t.announce(ctx, 90, fmt.Sprintf("the guest did not shut down within %s; powering off", timeout))
+			t.Announce(ctx, 90, fmt.Sprintf("the guest did not shut down within %s; powering off", timeout))
 			<-done
 			return st, err
 		}
 		pct := 10 + int(80*time.Since(start)/timeout)
-		t.announce(ctx, pct, fmt.Sprintf("waiting for the guest to shut down (%s), %s left", how, shortLeft(left, step)))
+		t.Announce(ctx, pct, fmt.Sprintf("waiting for the guest to shut down (%s), %s left", how, shortLeft(left, step)))
 		select {
 		case <-done:
 			return st, err
@@ -269,7 +271,7 @@ func shortLeft(left, step time.Duration) string {
 
 // powerOn starts (or resumes) a VM: it pushes the current definition,
 // holds room on the host, and records the new state.
-func (s *Server) powerOn(ctx context.Context, t *taskRun, vmID string) (any, error) {
+func (s *Server) powerOn(ctx context.Context, t *tasks.Run, vmID string) (any, error) {
 	o, err := s.store.Get(ctx, api.KindVM, vmID)
 	if err != nil {
 		return nil, err
@@ -280,7 +282,7 @@ func (s *Server) powerOn(ctx context.Context, t *taskRun, vmID string) (any, err
 		return nil, err
 	}
 	if err := checkPower(vm, api.ActionStart); err != nil {
-		if t.resumed && vm.Status.PowerState == api.PowerOn {
+		if t.Resumed && vm.Status.PowerState == api.PowerOn {
 			return api.PowerOn, nil
 		}
 		return nil, err
@@ -293,12 +295,12 @@ func (s *Server) powerOn(ctx context.Context, t *taskRun, vmID string) (any, err
 		if !ok {
 			return nil, api.Errorf(api.ErrConflict, "vm %s is in no cluster", vm.Metadata.Name)
 		}
-		release, err := s.places.admit(vm, co.(*api.Cluster), h, true)
+		release, err := s.places.Admit(vm, co.(*api.Cluster), h, true)
 		if err != nil {
 			return nil, err
 		}
 		// Hold the room until the new power state is recorded.
-		t.after(release)
+		t.After(release)
 		if err := s.checkHAAdmission(vm, co.(*api.Cluster), h); err != nil {
 			return nil, err
 		}
@@ -310,11 +312,11 @@ func (s *Server) powerOn(ctx context.Context, t *taskRun, vmID string) (any, err
 			return nil, fmt.Errorf("update the definition of vm %s on host %s: %w", vm.Metadata.Name, h.Metadata.Name, err)
 		}
 	}
-	t.progress(ctx, 60, "powering on")
+	t.Progress(ctx, 60, "powering on")
 	st, err := s.agents.Power(ctx, target(h), vm.Metadata.ID, api.PowerRequest{Action: action})
 	if err != nil {
 		return nil, fmt.Errorf("power on vm %s on host %s: %w", vm.Metadata.Name, h.Metadata.Name, err)
 	}
-	t.stage(api.KindVM, vm.Metadata.ID, vmStateChange(st))
+	t.Stage(api.KindVM, vm.Metadata.ID, vmStateChange(st))
 	return st.PowerState, nil
 }
