@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/control/inventory"
 	"github.com/vdc-project/vdc/internal/control/tasks"
 	"github.com/vdc-project/vdc/internal/store"
 )
@@ -20,7 +21,7 @@ func (s *Server) modify(r *http.Request, kind string, fn func(upd api.Object) er
 	if err := s.cache.Sync(ctx); err != nil {
 		return nil, err
 	}
-	cur, err := s.lookup(kind, r.PathValue("name"))
+	cur, err := s.inv.Lookup(kind, r.PathValue("name"))
 	if err != nil {
 		return nil, err
 	}
@@ -68,9 +69,9 @@ func (s *Server) remove(w http.ResponseWriter, r *http.Request, kind string) {
 		fail(w, err)
 		return
 	}
-	cur, err := s.lookup(kind, r.PathValue("name"))
+	cur, err := s.inv.Lookup(kind, r.PathValue("name"))
 	for try := 0; err == nil; try++ {
-		if err = firstErr(checkIfMatch(r, cur), s.inUse(cur)); err != nil {
+		if err = inventory.FirstErr(checkIfMatch(r, cur), s.inUse(cur)); err != nil {
 			break
 		}
 		t := tasks.Done(tasks.New(ctx, tasks.OpName(kind, "delete"), cur, nil), nil)

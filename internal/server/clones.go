@@ -12,13 +12,14 @@ import (
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/agent"
+	"github.com/vdc-project/vdc/internal/control/hosts"
+	"github.com/vdc-project/vdc/internal/control/inventory"
 	"github.com/vdc-project/vdc/internal/control/tasks"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 	"github.com/vdc-project/vdc/internal/store"
 )
 
 const (
-	opVMClone        = "vm.clone"
 	opMarkTemplate   = "vm.mark-template"
 	opUnmarkTemplate = "vm.unmark-template"
 )
@@ -46,7 +47,7 @@ func (s *Server) cloneVM(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) cloneWith(w http.ResponseWriter, r *http.Request, req api.CloneRequest) {
 	ctx := r.Context()
-	err := firstErr(validateCommon("vm", req.Name, req.Labels, req.Description), validateCloudInit(req.CloudInit))
+	err := inventory.FirstErr(validateCommon("vm", req.Name, req.Labels, req.Description), validateCloudInit(req.CloudInit))
 	if err == nil && (req.CPUs != 0 || req.Memory != 0) {
 		err = validateVMShape(max(req.CPUs, 1), max(req.Memory, api.MinVMMemory))
 	}
@@ -78,7 +79,7 @@ func (s *Server) cloneWith(w http.ResponseWriter, r *http.Request, req api.Clone
 			return
 		}
 	}
-	t, err := s.submitter.Submit(ctx, txn, tasks.New(ctx, opVMClone, src, p))
+	t, err := s.submitter.Submit(ctx, txn, tasks.New(ctx, api.OpVMClone, src, p))
 	if err != nil {
 		fail(w, err)
 		return
@@ -104,7 +105,7 @@ func (s *Server) reachesFiles(hostID string, src *api.VM) error {
 // planClone builds the new VM from the source (or one of its snapshots).
 func (s *Server) planClone(src *api.VM, srcHost *api.Host, req api.CloneRequest) (*api.VM, cloneParams, *api.Cluster, string, error) {
 	p := cloneParams{Linked: req.Linked, PowerOn: req.PowerOn, Sources: map[string]string{}}
-	if err := checkReady(src); err != nil {
+	if err := inventory.CheckReady(src); err != nil {
 		return nil, p, nil, "", err
 	}
 	if err := s.vmNameFree(req.Name, nil); err != nil {
@@ -137,14 +138,14 @@ func (s *Server) planClone(src *api.VM, srcHost *api.Host, req api.CloneRequest)
 	cl := co.(*api.Cluster)
 	var hostID string
 	if req.Host != "" {
-		ho, err := s.lookup(api.KindHost, req.Host)
+		ho, err := s.inv.Lookup(api.KindHost, req.Host)
 		if err != nil {
 			return nil, p, nil, "", err
 		}
 		hostID = ho.GetMeta().ID
 		if ho.(*api.Host).Spec.Cluster.ID != cl.Metadata.ID {
 			co, ok := s.cache.Get(api.KindCluster, ho.(*api.Host).Spec.Cluster.ID)
-			if !ok || datacenterOf(co) != datacenterOf(cl) {
+			if !ok || inventory.DatacenterOf(co) != inventory.DatacenterOf(cl) {
 				return nil, p, nil, "", api.Errorf(api.ErrConflict, "host %s is in another datacenter", req.Host)
 			}
 			cl = co.(*api.Cluster)
@@ -152,12 +153,12 @@ func (s *Server) planClone(src *api.VM, srcHost *api.Host, req api.CloneRequest)
 	}
 	var ds *api.Datastore
 	if req.Datastore != "" {
-		o, err := s.lookup(api.KindDatastore, req.Datastore)
+		o, err := s.inv.Lookup(api.KindDatastore, req.Datastore)
 		if err != nil {
 			return nil, p, nil, "", err
 		}
 		ds = o.(*api.Datastore)
-		if datacenterOf(ds) != datacenterOf(cl) {
+		if inventory.DatacenterOf(ds) != inventory.DatacenterOf(cl) {
 			return nil, p, nil, "", api.Errorf(api.ErrConflict, "datastore %s is in another datacenter", ds.Metadata.Name)
 		}
 		if !ds.Spec.Shared {
@@ -262,7 +263,7 @@ func (s *Server) runClone(ctx context.Context, t *tasks.Run) (any, error) {
 		return nil, s.undoClone(ctx, vm, nil, nil, fmt.Errorf("the source vm: %w", err))
 	}
 	src := so.(*api.VM)
-	h, err := s.vmHost(vm)
+	h, err := s.inv.VMHost(vm)
 	if err != nil {
 		return nil, s.undoClone(ctx, vm, nil, nil, err)
 	}
@@ -274,12 +275,12 @@ func (s *Server) runClone(ctx context.Context, t *tasks.Run) (any, error) {
 			return nil, s.undoClone(ctx, vm, copier, copied, err)
 		}
 	}
-	cfg, err := s.vmConfig(vm)
+	cfg, err := s.inv.VMConfig(vm)
 	if err != nil {
 		return nil, s.undoClone(ctx, vm, copier, copied, err)
 	}
 	t.Progress(ctx, 90, "defining the clone on host "+h.Metadata.Name)
-	st, err := s.agents.Define(ctx, target(h), cfg)
+	st, err := s.agents.Define(ctx, hosts.TargetOf(h), cfg)
 	if err != nil {
 		return nil, s.undoClone(ctx, vm, copier, copied, fmt.Errorf("define the clone on host %s: %w", h.Metadata.Name, err))
 	}
@@ -288,13 +289,13 @@ func (s *Server) runClone(ctx context.Context, t *tasks.Run) (any, error) {
 		v.Status.Phase = api.PhaseReady
 		return nil
 	})
-	t.Stage(api.KindVM, vm.Metadata.ID, vmStateChange(st))
+	t.Stage(api.KindVM, vm.Metadata.ID, inventory.VMStateChange(st))
 	res.TookMs = time.Since(start).Milliseconds()
 	if p.PowerOn {
 		t.After(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			_, _ = s.submitter.Submit(ctx, s.store.Txn(), tasks.New(ctx, "vm.power."+api.ActionStart, vm, api.PowerRequest{Action: api.ActionStart}))
+			_, _ = s.submitter.Submit(ctx, s.store.Txn(), tasks.New(ctx, api.OpVMPower(api.ActionStart), vm, api.PowerRequest{Action: api.ActionStart}))
 		})
 	}
 	return res, nil
@@ -305,12 +306,12 @@ func (s *Server) undoClone(ctx context.Context, vm *api.VM, copier *api.Host, co
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
 	if copier != nil && len(copied) > 0 {
-		_ = s.agents.RemoveFiles(cctx, target(copier), copied)
+		_ = s.agents.RemoveFiles(cctx, hosts.TargetOf(copier), copied)
 	}
-	if h, err := s.vmHost(vm); err == nil {
-		_ = s.agents.Undefine(cctx, target(h), vm.Metadata.ID, true)
+	if h, err := s.inv.VMHost(vm); err == nil {
+		_ = s.agents.Undefine(cctx, hosts.TargetOf(h), vm.Metadata.ID, true)
 	}
-	if err := s.removeVM(cctx, vm); err != nil {
+	if err := s.inv.RemoveVM(cctx, vm); err != nil {
 		s.log.Error("cannot remove the VM of a failed clone", "vm", vm.Metadata.Name, "err", err)
 	}
 	return fmt.Errorf("clone %s: %w; nothing of it is left", vm.Metadata.Name, cause)
@@ -336,7 +337,7 @@ func (s *Server) copyDisks(ctx context.Context, t *tasks.Run, src, vm *api.VM, p
 	}
 	var copier *api.Host
 	if live {
-		h, err := s.vmHost(src)
+		h, err := s.inv.VMHost(src)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -369,12 +370,12 @@ func (s *Server) copyDisks(ctx context.Context, t *tasks.Run, src, vm *api.VM, p
 		if live {
 			c = hypervisor.DiskCopy{Dst: dst, VM: src.Metadata.ID, Disk: d.Name}
 		}
-		job, err := s.agents.CopyDisk(ctx, target(copier), c)
+		job, err := s.agents.CopyDisk(ctx, hosts.TargetOf(copier), c)
 		if err != nil {
 			return copier, copied, fmt.Errorf("copy disk %s: %w", d.Name, err)
 		}
 		copied = append(copied, dst)
-		done, err := s.followJob(ctx, t, copier, job, func(j agent.Job) (int, string) {
+		done, err := s.inv.FollowJob(ctx, t, copier, job, func(j agent.Job) (int, string) {
 			pct := 5 + (85*i+85*int(min(j.Done*100/max(j.Total, 1), 100))/100)/len(vm.Spec.Disks)
 			return pct, fmt.Sprintf("copying disk %s (%d of %d): %s of %s", d.Name, i+1, len(vm.Spec.Disks), api.Size(j.Done), api.Size(j.Total))
 		})
@@ -398,29 +399,6 @@ func (s *Server) reachesAll(h *api.Host, dss []string) bool {
 	return true
 }
 
-// followJob polls a host's job until it ends, reporting progress.
-func (s *Server) followJob(ctx context.Context, t *tasks.Run, h *api.Host, job agent.Job, report func(agent.Job) (int, string)) (agent.Job, error) {
-	for {
-		j, err := s.agents.Job(ctx, target(h), job.ID)
-		if err != nil {
-			return j, err
-		}
-		switch j.State {
-		case agent.JobSucceeded:
-			return j, nil
-		case agent.JobFailed:
-			return j, errors.New(j.Error)
-		}
-		pct, msg := report(j)
-		t.Progress(ctx, pct, msg)
-		select {
-		case <-ctx.Done():
-			return j, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
-
 // POST /api/v1/vms/{name}/mark-template: the VM becomes a template, only
 // cloned from. POST .../unmark-template turns it back.
 func (s *Server) markTemplate(on bool) http.HandlerFunc {
@@ -431,7 +409,7 @@ func (s *Server) markTemplate(on bool) http.HandlerFunc {
 		}
 		t, err := s.modify(r, api.KindVM, func(o api.Object) error {
 			vm := o.(*api.VM)
-			if err := checkReady(vm); err != nil {
+			if err := inventory.CheckReady(vm); err != nil {
 				return err
 			}
 			switch {
@@ -443,7 +421,7 @@ func (s *Server) markTemplate(on bool) http.HandlerFunc {
 				return api.Errorf(api.ErrConflict, "vm %s has snapshots: delete them to make it a template", vm.Metadata.Name)
 			case !on:
 				if deps := s.vmDependents(vm); len(deps) > 0 {
-					return api.Errorf(api.ErrConflict, "linked clones depend on template %s: %v", vm.Metadata.Name, firstN(deps, 10))
+					return api.Errorf(api.ErrConflict, "linked clones depend on template %s: %v", vm.Metadata.Name, inventory.FirstN(deps, 10))
 				}
 			}
 			vm.Spec.Template = on
@@ -470,7 +448,7 @@ func (s *Server) listTemplates(w http.ResponseWriter, r *http.Request) {
 			items = append(items, v.view(o))
 		}
 	})
-	sortByName(items)
+	inventory.SortByName(items)
 	reply(w, http.StatusOK, api.List[api.Object]{Items: nonNil(items), Revision: s.cache.Rev()})
 }
 
@@ -489,7 +467,7 @@ func (s *Server) createFromTemplate(w http.ResponseWriter, r *http.Request, req 
 		fail(w, err)
 		return
 	}
-	o, err := s.lookup(api.KindVM, req.FromTemplate)
+	o, err := s.inv.Lookup(api.KindVM, req.FromTemplate)
 	if err == nil && !o.(*api.VM).Spec.Template {
 		err = api.Errorf(api.ErrInvalid, "vm %s is not a template (vdc vm mark-template %s)", req.FromTemplate, req.FromTemplate)
 	}

@@ -11,14 +11,10 @@ import (
 	"strings"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/control/hosts"
+	"github.com/vdc-project/vdc/internal/control/inventory"
 	"github.com/vdc-project/vdc/internal/control/tasks"
 	"github.com/vdc-project/vdc/internal/hypervisor"
-)
-
-const (
-	opDiskAdd    = "vm.disk.add"
-	opDiskResize = "vm.disk.resize"
-	opDiskRemove = "vm.disk.remove"
 )
 
 type diskAddParams struct {
@@ -38,8 +34,8 @@ type diskRemoveParams struct {
 // files of disks removed since, by name) and no unfinished task claimed;
 // claimDiskName claims it with the task.
 func (s *Server) nextDiskName(vm *api.VM) string {
-	names := slices.Collect(maps.Keys(s.pendingClaims(vmClaim(vm.Metadata.ID, "disks", ""))))
-	for _, d := range vmFiles(vm) {
+	names := slices.Collect(maps.Keys(s.inv.PendingClaims(inventory.VMClaim(vm.Metadata.ID, "disks", ""))))
+	for _, d := range inventory.VMFiles(vm) {
 		names = append(names, d.Name)
 	}
 	n := 0
@@ -52,15 +48,7 @@ func (s *Server) nextDiskName(vm *api.VM) string {
 }
 
 func claimDiskName(t *api.Task, vm *api.VM, name string) {
-	t.Claims = append(t.Claims, vmClaim(vm.Metadata.ID, "disks", name))
-}
-
-// vmDir is the VM's folder on its datastores.
-func vmDir(vm *api.VM) string {
-	for _, d := range vmFiles(vm) {
-		return path.Dir(d.Path)
-	}
-	return fmt.Sprintf("%s-%s", vm.Metadata.Name, vm.Metadata.ID[len(vm.Metadata.ID)-8:])
+	t.Claims = append(t.Claims, inventory.VMClaim(vm.Metadata.ID, "disks", name))
 }
 
 func (s *Server) diskTarget(r *http.Request, what string) (*api.VM, error) {
@@ -78,7 +66,7 @@ func (s *Server) diskReady(vm *api.VM, what string) error {
 	if vm.Spec.Template {
 		return api.Errorf(api.ErrConflict, "%s: vm %s is a template; clone it to change it", what, vm.Metadata.Name)
 	}
-	return s.notMoving(vm)
+	return s.inv.NotMoving(vm)
 }
 
 // POST /api/v1/vms/{name}/disks
@@ -106,15 +94,15 @@ func (s *Server) addDisk(w http.ResponseWriter, r *http.Request) {
 	}
 	// The disk's name and slot are claimed with the task: racing adds
 	// each get their own.
-	t, err := s.submitOnVM(r.Context(), vm, func(vm *api.VM) (*api.Task, error) {
+	t, err := s.inv.SubmitOnVM(r.Context(), vm, func(vm *api.VM) (*api.Task, error) {
 		d, err := s.planDiskAdd(vm, req)
 		if err != nil {
 			return nil, err
 		}
-		t := tasks.New(r.Context(), opDiskAdd, vm, diskAddParams{Disk: d})
+		t := tasks.New(r.Context(), api.OpDiskAdd, vm, diskAddParams{Disk: d})
 		claimDiskName(t, vm, d.Name)
 		if d.Slot != "" {
-			t.Claims = append(t.Claims, vmClaim(vm.Metadata.ID, "slots", d.Slot))
+			t.Claims = append(t.Claims, inventory.VMClaim(vm.Metadata.ID, "slots", d.Slot))
 		}
 		return t, nil
 	})
@@ -129,7 +117,7 @@ func (s *Server) planDiskAdd(vm *api.VM, req api.DiskAddRequest) (api.VMDisk, er
 	if err := s.diskReady(vm, "add a disk"); err != nil {
 		return api.VMDisk{}, err
 	}
-	if n := len(vm.Spec.Disks) + len(s.pendingClaims(vmClaim(vm.Metadata.ID, "disks", ""))); n >= api.MaxDisksPerVM {
+	if n := len(vm.Spec.Disks) + len(s.inv.PendingClaims(inventory.VMClaim(vm.Metadata.ID, "disks", ""))); n >= api.MaxDisksPerVM {
 		return api.VMDisk{}, api.Errorf(api.ErrConflict, "vm %s has %d disks (some being added), the most it may have", vm.Metadata.Name, n)
 	}
 	if req.Bus == api.BusSATA && vm.Status.PowerState != api.PowerOff {
@@ -138,18 +126,18 @@ func (s *Server) planDiskAdd(vm *api.VM, req api.DiskAddRequest) (api.VMDisk, er
 	co, _ := s.cache.Get(api.KindCluster, vm.Spec.Cluster.ID)
 	dc := ""
 	if co != nil {
-		dc = datacenterOf(co)
+		dc = inventory.DatacenterOf(co)
 	}
 	dsName := req.Datastore
 	if dsName == "" && len(vm.Spec.Disks) > 0 {
 		dsName = vm.Spec.Disks[0].Datastore.ID
 	}
-	dso, err := s.pick(api.KindDatastore, dsName, func(o api.Object) bool { return datacenterOf(o) == dc })
+	dso, err := s.inv.Pick(api.KindDatastore, dsName, func(o api.Object) bool { return inventory.DatacenterOf(o) == dc })
 	if err != nil {
 		return api.VMDisk{}, fmt.Errorf("add a disk to vm %s: %w", vm.Metadata.Name, err)
 	}
 	ds := dso.(*api.Datastore)
-	h, _ := s.vmHost(vm)
+	h, _ := s.inv.VMHost(vm)
 	if h != nil && !slices.ContainsFunc(h.Status.Datastores, func(r api.Ref) bool { return r.ID == ds.Metadata.ID }) {
 		return api.VMDisk{}, api.Errorf(api.ErrConflict, "host %s of vm %s does not reach datastore %s", h.Metadata.Name, vm.Metadata.Name, ds.Metadata.Name)
 	}
@@ -160,7 +148,7 @@ func (s *Server) planDiskAdd(vm *api.VM, req api.DiskAddRequest) (api.VMDisk, er
 	}
 	name := s.nextDiskName(vm)
 	d := api.VMDisk{Name: name, SizeBytes: req.Size, Datastore: api.Ref{ID: ds.Metadata.ID}, Bus: req.Bus, Thick: req.Thick,
-		Path: path.Join(vmDir(vm), name+".qcow2")}
+		Path: path.Join(inventory.VMDir(vm), name+".qcow2")}
 	if req.Bus == api.BusVirtio && vm.Status.PowerState != api.PowerOff {
 		if d.Slot = s.freeSlot(vm); d.Slot == "" {
 			return api.VMDisk{}, api.Errorf(api.ErrConflict, "vm %s has no free hot-plug slot (%d virtio disks were added while it ran, or are being added); stop it to add more", vm.Metadata.Name, hotplugSlots)
@@ -174,7 +162,7 @@ func (s *Server) runDiskAdd(ctx context.Context, t *tasks.Run) (any, error) {
 	if err := t.Params(&p); err != nil {
 		return nil, err
 	}
-	vm, h, err := s.loadVM(ctx, t)
+	vm, h, err := s.inv.LoadVM(ctx, t)
 	if err != nil {
 		return nil, err
 	}
@@ -190,7 +178,7 @@ func (s *Server) runDiskAdd(ctx context.Context, t *tasks.Run) (any, error) {
 		what += " and plugging it into the running VM"
 	}
 	t.Progress(ctx, 20, what)
-	st, err := s.agents.AddDisk(ctx, target(h), vm.Metadata.ID, hypervisor.DiskConfig{Name: p.Disk.Name, Path: f,
+	st, err := s.agents.AddDisk(ctx, hosts.TargetOf(h), vm.Metadata.ID, hypervisor.DiskConfig{Name: p.Disk.Name, Path: f,
 		SizeBytes: int64(p.Disk.SizeBytes), Bus: p.Disk.Bus, Thick: p.Disk.Thick, Slot: p.Disk.Slot})
 	if err != nil {
 		return nil, fmt.Errorf("add disk %s to vm %s: %w", p.Disk.Name, vm.Metadata.Name, err)
@@ -200,7 +188,7 @@ func (s *Server) runDiskAdd(ctx context.Context, t *tasks.Run) (any, error) {
 		v.Spec.Disks = append(v.Spec.Disks, p.Disk)
 		return nil
 	})
-	t.Stage(api.KindVM, vm.Metadata.ID, vmStateChange(st))
+	t.Stage(api.KindVM, vm.Metadata.ID, inventory.VMStateChange(st))
 	return p.Disk.Name, nil
 }
 
@@ -243,7 +231,7 @@ func (s *Server) resizeDisk(w http.ResponseWriter, r *http.Request) {
 		fail(w, fmt.Errorf("resize disk of vm %s: %w", vm.Metadata.Name, err))
 		return
 	}
-	s.submitTask(w, r, tasks.New(r.Context(), opDiskResize, vm, diskResizeParams{Disk: d.Name, Size: req.Size}))
+	s.submitTask(w, r, tasks.New(r.Context(), api.OpDiskResize, vm, diskResizeParams{Disk: d.Name, Size: req.Size}))
 }
 
 func (s *Server) runDiskResize(ctx context.Context, t *tasks.Run) (any, error) {
@@ -251,7 +239,7 @@ func (s *Server) runDiskResize(ctx context.Context, t *tasks.Run) (any, error) {
 	if err := t.Params(&p); err != nil {
 		return nil, err
 	}
-	vm, h, err := s.loadVM(ctx, t)
+	vm, h, err := s.inv.LoadVM(ctx, t)
 	if err != nil {
 		return nil, err
 	}
@@ -259,7 +247,7 @@ func (s *Server) runDiskResize(ctx context.Context, t *tasks.Run) (any, error) {
 		return nil, err
 	}
 	t.Progress(ctx, 20, fmt.Sprintf("growing disk %s to %s", p.Disk, p.Size))
-	if err := s.agents.ResizeDisk(ctx, target(h), vm.Metadata.ID, p.Disk, int64(p.Size)); err != nil {
+	if err := s.agents.ResizeDisk(ctx, hosts.TargetOf(h), vm.Metadata.ID, p.Disk, int64(p.Size)); err != nil {
 		return nil, fmt.Errorf("resize disk %s of vm %s: %w", p.Disk, vm.Metadata.Name, err)
 	}
 	t.Stage(api.KindVM, vm.Metadata.ID, func(o api.Object) error {
@@ -287,7 +275,7 @@ func (s *Server) removeDisk(w http.ResponseWriter, r *http.Request) {
 		fail(w, api.Errorf(api.ErrConflict, "vm %s is %s: SATA disks cannot be unplugged; stop it first", vm.Metadata.Name, vm.Status.PowerState))
 		return
 	}
-	s.submitTask(w, r, tasks.New(r.Context(), opDiskRemove, vm, diskRemoveParams{Disk: d.Name}))
+	s.submitTask(w, r, tasks.New(r.Context(), api.OpDiskRemove, vm, diskRemoveParams{Disk: d.Name}))
 }
 
 func (s *Server) runDiskRemove(ctx context.Context, t *tasks.Run) (any, error) {
@@ -295,7 +283,7 @@ func (s *Server) runDiskRemove(ctx context.Context, t *tasks.Run) (any, error) {
 	if err := t.Params(&p); err != nil {
 		return nil, err
 	}
-	vm, h, err := s.loadVM(ctx, t)
+	vm, h, err := s.inv.LoadVM(ctx, t)
 	if err != nil {
 		return nil, err
 	}
@@ -311,12 +299,12 @@ func (s *Server) runDiskRemove(ctx context.Context, t *tasks.Run) (any, error) {
 		msg = "waiting for the guest to release disk " + p.Disk
 	}
 	t.Progress(ctx, 20, msg)
-	if err := s.agents.RemoveDisk(ctx, target(h), vm.Metadata.ID, p.Disk); err != nil && !(t.Resumed && strings.Contains(err.Error(), "no disk")) {
+	if err := s.agents.RemoveDisk(ctx, hosts.TargetOf(h), vm.Metadata.ID, p.Disk); err != nil && !(t.Resumed && strings.Contains(err.Error(), "no disk")) {
 		return nil, fmt.Errorf("remove disk %s of vm %s: %w", p.Disk, vm.Metadata.Name, err)
 	}
 	// Its current file goes; older ones stay for the snapshots that have them.
 	if f, err := s.abs(d.Datastore.ID, d.Path); err == nil {
-		if err := s.agents.RemoveFiles(ctx, target(h), []string{f}); err != nil {
+		if err := s.agents.RemoveFiles(ctx, hosts.TargetOf(h), []string{f}); err != nil {
 			s.log.Warn("cannot remove a removed disk's file", "vm", vm.Metadata.Name, "file", f, "err", err)
 		}
 	}
@@ -338,10 +326,10 @@ const hotplugSlots = 4
 // claimed.
 func (s *Server) freeSlot(vm *api.VM) string {
 	used := map[string]bool{}
-	for c := range s.pendingClaims(vmClaim(vm.Metadata.ID, "slots", "")) {
+	for c := range s.inv.PendingClaims(inventory.VMClaim(vm.Metadata.ID, "slots", "")) {
 		used[path.Base(c)] = true
 	}
-	for _, d := range vmFiles(vm) {
+	for _, d := range inventory.VMFiles(vm) {
 		used[d.Slot] = true
 	}
 	for i := 0; i < hotplugSlots; i++ {

@@ -11,6 +11,8 @@ import (
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/agent"
+	"github.com/vdc-project/vdc/internal/control/hosts"
+	"github.com/vdc-project/vdc/internal/control/inventory"
 	"github.com/vdc-project/vdc/internal/control/tasks"
 	"github.com/vdc-project/vdc/internal/ovf"
 )
@@ -46,7 +48,7 @@ func (s *Server) exportVM(w http.ResponseWriter, r *http.Request) {
 	}
 	vm, _, err := s.pathVM(r)
 	if err == nil {
-		err = checkReady(vm)
+		err = inventory.CheckReady(vm)
 	}
 	if err == nil && vm.Status.PowerState != api.PowerOff {
 		err = api.Errorf(api.ErrConflict, "vm %s is %s: export it while it is off (its disks must not change)", vm.Metadata.Name, vm.Status.PowerState)
@@ -60,7 +62,7 @@ func (s *Server) exportVM(w http.ResponseWriter, r *http.Request) {
 			dsID = vm.Spec.Disks[0].Datastore.ID
 		} else {
 			var o api.Object
-			if o, err = s.pick(api.KindDatastore, "", func(o api.Object) bool { return o.(*api.Datastore).Spec.Shared }); err == nil {
+			if o, err = s.inv.Pick(api.KindDatastore, "", func(o api.Object) bool { return o.(*api.Datastore).Spec.Shared }); err == nil {
 				dsID = o.GetMeta().ID
 			}
 		}
@@ -70,7 +72,7 @@ func (s *Server) exportVM(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := exportParams{Format: req.Format, Version: req.Version, Staging: newStagingID(dsID), Datastore: dsID}
-	t, err := s.submitter.Submit(r.Context(), s.store.Txn(), tasks.New(r.Context(), opVMExport, vm, p))
+	t, err := s.submitter.Submit(r.Context(), s.store.Txn(), tasks.New(r.Context(), api.OpVMExport, vm, p))
 	if err != nil {
 		fail(w, err)
 		return
@@ -99,14 +101,14 @@ func (s *Server) runVMExport(ctx context.Context, t *tasks.Run) (any, error) {
 	defer ccancel()
 	drop := func() {
 		if _, h, err := s.stagingHost(p.Staging); err == nil {
-			_ = s.agents.StagingDelete(cctx, target(h), p.Datastore, p.Staging)
+			_ = s.agents.StagingDelete(cctx, hosts.TargetOf(h), p.Datastore, p.Staging)
 		}
 	}
 	if t.Resumed {
 		drop()
 		return nil, fmt.Errorf("interrupted: the management server stopped during the export; its files were removed; export again")
 	}
-	vm, h, err := s.loadVM(ctx, t)
+	vm, h, err := s.inv.LoadVM(ctx, t)
 	if err != nil {
 		return nil, err
 	}
@@ -124,7 +126,7 @@ func (s *Server) runVMExport(ctx context.Context, t *tasks.Run) (any, error) {
 		req.Disks = append(req.Disks, agent.ExportDisk{Datastore: d.Datastore.ID, Path: d.Path, Name: fmt.Sprintf("%s-disk%d.vmdk", vm.Metadata.Name, i)})
 	}
 	t.Progress(ctx, 5, "writing the disks as streamOptimized VMDKs on host "+h.Metadata.Name)
-	files, err := s.agents.StagingExport(ctx, target(h), p.Datastore, p.Staging, req, func(f float64, msg string) {
+	files, err := s.agents.StagingExport(ctx, hosts.TargetOf(h), p.Datastore, p.Staging, req, func(f float64, msg string) {
 		t.Progress(ctx, 5+int(f*85), msg)
 	})
 	if err != nil {
@@ -157,7 +159,7 @@ func (s *Server) runVMExport(ctx context.Context, t *tasks.Run) (any, error) {
 	if err := ovf.WriteManifest(&mf, names, sums); err != nil {
 		return nil, err
 	}
-	if _, err := s.agents.StagingExport(ctx, target(h), p.Datastore, p.Staging, agent.ExportRequest{Files: map[string][]byte{
+	if _, err := s.agents.StagingExport(ctx, hosts.TargetOf(h), p.Datastore, p.Staging, agent.ExportRequest{Files: map[string][]byte{
 		descName: desc.Bytes(), mfName: mf.Bytes()}}, nil); err != nil {
 		return nil, fmt.Errorf("export vm %s: %w", vm.Metadata.Name, err)
 	}
@@ -177,7 +179,7 @@ func (s *Server) exportResult(id string) (*api.ExportResult, error) {
 	var res *api.ExportResult
 	s.cache.Each(api.KindTask, func(o api.Object) {
 		t := o.(*api.Task)
-		if t.Op != opVMExport || t.State != api.TaskSucceeded || res != nil {
+		if t.Op != api.OpVMExport || t.State != api.TaskSucceeded || res != nil {
 			return
 		}
 		var r api.ExportResult
@@ -219,7 +221,7 @@ func (s *Server) downloadExportFile(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	body, _, err := s.agents.StagingOpen(ctx, target(h), ds.Metadata.ID, res.ID, name)
+	body, _, err := s.agents.StagingOpen(ctx, hosts.TargetOf(h), ds.Metadata.ID, res.ID, name)
 	if err != nil {
 		fail(w, err)
 		return
@@ -256,7 +258,7 @@ func (s *Server) downloadExportOVA(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Length", fmt.Sprint(total))
 	tw := ovf.NewOVAWriter(w)
 	for _, f := range res.Files {
-		body, _, err := s.agents.StagingOpen(ctx, target(h), ds.Metadata.ID, res.ID, f.Name)
+		body, _, err := s.agents.StagingOpen(ctx, hosts.TargetOf(h), ds.Metadata.ID, res.ID, f.Name)
 		if err != nil {
 			s.log.Warn("export download failed", "export", res.ID, "file", f.Name, "err", err)
 			return // the client sees a short body

@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/control/inventory"
 	"github.com/vdc-project/vdc/internal/control/state"
 	"github.com/vdc-project/vdc/internal/control/tasks"
-	"github.com/vdc-project/vdc/internal/lease"
 	"github.com/vdc-project/vdc/internal/scheduler"
 	"github.com/vdc-project/vdc/internal/store"
 )
@@ -27,11 +27,7 @@ import (
 // lease keeps a second copy from starting whatever the timing.
 
 const (
-	opHostFailover = "host.failover"
-	opVMHARestart  = "vm.ha-restart"
-	opVMIsolation  = "vm.isolation-response"
-	opVMHAReset    = "vm.ha-reset"
-	ownerHA        = "ha"
+	ownerHA = "ha"
 )
 
 // haMaxAttempts is how many times HA tries to restart a VM (vSphere's
@@ -152,33 +148,6 @@ func validateHAPriority(p string) error {
 	return api.Errorf(api.ErrInvalid, "HA priority must be high, medium, low or disabled, got %q", p)
 }
 
-// haProtected says whether HA restarts the VM if its host fails.
-func haProtected(cl *api.Cluster, vm *api.VM) bool {
-	return cl != nil && cl.Spec.HA.On() && api.HAPriorityOf(vm) != api.HAPriorityDisabled
-}
-
-// vmLease is the lease a VM's running copy holds: on the datastore of its
-// first disk, or of its image when it boots a kernel. Only VMs HA protects
-// have one.
-func (s *Server) vmLease(vm *api.VM) string {
-	co, _ := s.cache.Get(api.KindCluster, vm.Spec.Cluster.ID)
-	cl, _ := co.(*api.Cluster)
-	if !haProtected(cl, vm) {
-		return ""
-	}
-	dsID := ""
-	if len(vm.Spec.Disks) > 0 {
-		dsID = vm.Spec.Disks[0].Datastore.ID
-	} else if io, ok := s.cache.Get(api.KindImage, vm.Spec.Image.ID); ok {
-		dsID = io.(*api.Image).Spec.Datastore.ID
-	}
-	o, ok := s.cache.Get(api.KindDatastore, dsID)
-	if !ok {
-		return ""
-	}
-	return lease.Path(o.(*api.Datastore).Spec.Path, vm.Metadata.ID)
-}
-
 // hostHA is what a host needs to protect its VMs on its own; Gen is empty
 // when the host's cluster has no HA.
 func (s *Server) hostHA(h *api.Host) *api.HostHA {
@@ -190,9 +159,9 @@ func (s *Server) hostHA(h *api.Host) *api.HostHA {
 	ha := cl.Spec.HA
 	p := &api.HostHA{Enabled: true, FailureDetectionSeconds: ha.FailureDetectionSeconds,
 		IsolationResponse: ha.IsolationResponse, IsolationAddresses: ha.IsolationAddresses}
-	for _, vm := range s.vmsOn(h.Metadata.ID) {
-		if haProtected(cl, vm) {
-			p.Protected = append(p.Protected, api.ProtectedVM{ID: vm.Metadata.ID, Lease: s.vmLease(vm)})
+	for _, vm := range s.inv.VMsOn(h.Metadata.ID) {
+		if inventory.HAProtected(cl, vm) {
+			p.Protected = append(p.Protected, api.ProtectedVM{ID: vm.Metadata.ID, Lease: s.inv.VMLease(vm)})
 		}
 	}
 	sort.Slice(p.Protected, func(i, j int) bool { return p.Protected[i].ID < p.Protected[j].ID })
@@ -245,7 +214,7 @@ func (s *Server) recordFences(ctx context.Context, h *api.Host, fenced []api.Fen
 		if !ok {
 			continue
 		}
-		t := tasks.Done(tasks.New(ctx, opVMIsolation, o, f), f)
+		t := tasks.Done(tasks.New(ctx, api.OpVMIsolation, o, f), f)
 		t.Owner = "host " + h.Metadata.Name
 		t.Message = fmt.Sprintf("%s by host %s at %s: %s", f.Action, h.Metadata.Name, f.At.Format(time.RFC3339), f.Reason)
 		if _, err := s.submitter.Submit(ctx, s.store.Txn(), t); err != nil {
@@ -261,7 +230,7 @@ func (s *Server) declareFailed(ctx context.Context, h *api.Host, silent time.Dur
 	upd := store.Clone(h)
 	upd.Status.Connection = api.HostDisconnected
 	upd.Status.FailedAt = time.Now().UTC()
-	t := tasks.New(ctx, opHostFailover, upd, nil)
+	t := tasks.New(ctx, api.OpHostFailover, upd, nil)
 	t.Owner = ownerHA
 	t.Message = fmt.Sprintf("host %s failed: no heartbeat for %s", h.Metadata.Name, silent.Round(time.Second))
 	if _, err := s.leaderTxn().Update(h, upd).Create(t).Commit(ctx); err != nil {
@@ -305,7 +274,7 @@ func (s *Server) checkHAAdmission(vm *api.VM, cl *api.Cluster, h *api.Host) erro
 		if sh.Spec.Cluster.ID != cl.Metadata.ID {
 			return
 		}
-		for _, other := range s.vmsOn(sh.Metadata.ID) {
+		for _, other := range s.inv.VMsOn(sh.Metadata.ID) {
 			if other.Metadata.ID != vm.Metadata.ID && state.HoldsResources(other) {
 				others = append(others, s.haVM(other))
 			}

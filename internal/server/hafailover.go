@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/control/hosts"
+	"github.com/vdc-project/vdc/internal/control/inventory"
 	"github.com/vdc-project/vdc/internal/control/state"
 	"github.com/vdc-project/vdc/internal/control/tasks"
 	"github.com/vdc-project/vdc/internal/scheduler"
@@ -31,8 +33,8 @@ func (s *Server) haPending(h *api.Host, cl *api.Cluster, failoverID string) []*a
 		}
 	})
 	var out []*api.VM
-	for _, vm := range s.vmsOn(h.Metadata.ID) {
-		if vm.Status.Phase == api.PhaseReady && state.HoldsResources(vm) && haProtected(cl, vm) && !busy[vm.Metadata.ID] {
+	for _, vm := range s.inv.VMsOn(h.Metadata.ID) {
+		if vm.Status.Phase == api.PhaseReady && state.HoldsResources(vm) && inventory.HAProtected(cl, vm) && !busy[vm.Metadata.ID] {
 			out = append(out, vm)
 		}
 	}
@@ -159,7 +161,7 @@ func (f *failover) report() (any, error) {
 	if res.Outcome != "done" {
 		class, why = api.ErrConflict, res.Outcome+"; "
 	}
-	return res, api.Errorf(class, "host %s failed; %s: %s%s", name, summary, why, strings.Join(firstN(res.Failed, 5), "; "))
+	return res, api.Errorf(class, "host %s failed; %s: %s%s", name, summary, why, strings.Join(inventory.FirstN(res.Failed, 5), "; "))
 }
 
 // failover is the state of one host.failover task's run.
@@ -232,7 +234,7 @@ func (f *failover) group(ctx context.Context, h *api.Host, cl *api.Cluster, grou
 	for _, p := range placed {
 		vm := byID[p.VM.ID]
 		f.attempts[vm.Metadata.ID]++
-		child := tasks.New(ctx, opVMHARestart, vm, haRestartParams{From: h.Metadata.ID, Host: p.Host.ID, Attempt: f.attempts[vm.Metadata.ID]})
+		child := tasks.New(ctx, api.OpVMHARestart, vm, haRestartParams{From: h.Metadata.ID, Host: p.Host.ID, Attempt: f.attempts[vm.Metadata.ID]})
 		child.Owner, child.Parent = ownerHA, t.Task.Metadata.ID
 		child.Message = fmt.Sprintf("host %s failed; restarting on host %s", h.Metadata.Name, p.Host.Name)
 		if c, err := s.submitter.Submit(ctx, s.store.Txn(), child); err == nil {
@@ -245,7 +247,7 @@ func (f *failover) group(ctx context.Context, h *api.Host, cl *api.Cluster, grou
 		vm := byID[u.VM.ID]
 		f.attempts[vm.Metadata.ID]++
 		f.lastErr[vm.Metadata.ID] = u.Err.Error()
-		child := tasks.New(ctx, opVMHARestart, vm, haRestartParams{From: h.Metadata.ID, Attempt: f.attempts[vm.Metadata.ID]})
+		child := tasks.New(ctx, api.OpVMHARestart, vm, haRestartParams{From: h.Metadata.ID, Attempt: f.attempts[vm.Metadata.ID]})
 		child.Owner, child.Parent = ownerHA, t.Task.Metadata.ID
 		now := time.Now().UTC()
 		child.State, child.Started, child.Finished = api.TaskFailed, &now, &now
@@ -328,19 +330,19 @@ func (s *Server) runVMHARestart(ctx context.Context, t *tasks.Run) (any, error) 
 		return nil, err
 	}
 	t.After(release)
-	cfg, err := s.vmConfig(vm)
+	cfg, err := s.inv.VMConfig(vm)
 	if err != nil {
 		return nil, err
 	}
 	t.Progress(ctx, 30, fmt.Sprintf("host %s failed; starting vm %s on host %s", fromName, vm.Metadata.Name, dst.Metadata.Name))
-	if _, err := s.agents.Define(ctx, target(dst), cfg); err != nil {
+	if _, err := s.agents.Define(ctx, hosts.TargetOf(dst), cfg); err != nil {
 		return nil, fmt.Errorf("restart vm %s on host %s: %w", vm.Metadata.Name, dst.Metadata.Name, err)
 	}
-	st, err := s.agents.Power(ctx, target(dst), vm.Metadata.ID, api.PowerRequest{Action: api.ActionStart})
+	st, err := s.agents.Power(ctx, hosts.TargetOf(dst), vm.Metadata.ID, api.PowerRequest{Action: api.ActionStart})
 	if err != nil {
 		// Take the definition back (not the disks: they are the VM's).
 		cctx, cancel := t.CleanupCtx()
-		if rerr := s.agents.Release(cctx, target(dst), vm.Metadata.ID, false); rerr != nil {
+		if rerr := s.agents.Release(cctx, hosts.TargetOf(dst), vm.Metadata.ID, false); rerr != nil {
 			s.log.Warn("cannot remove a VM that did not restart", "vm", vm.Metadata.Name, "host", dst.Metadata.Name, "err", rerr)
 		}
 		cancel()
@@ -352,7 +354,7 @@ func (s *Server) runVMHARestart(ctx context.Context, t *tasks.Run) (any, error) 
 		v.Spec.Host = api.Ref{ID: dst.Metadata.ID}
 		v.Status.StateSeq = st.Seq
 		v.Status.Guest, v.Status.VNC = st.Guest, st.VNC
-		setPower(v, st.PowerState, msg)
+		inventory.SetPower(v, st.PowerState, msg)
 		return nil
 	})
 	return res, nil

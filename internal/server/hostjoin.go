@@ -27,9 +27,6 @@ import (
 // secret (every TLS handshake shows it).
 
 const (
-	opHostJoin    = "host.join"
-	opHostReplace = "host.replace"
-	opHostRenew   = "host.renew-certificate"
 
 	// defaultReplaceTTL is how long the token of a host replace is valid.
 	defaultReplaceTTL = time.Hour
@@ -120,7 +117,7 @@ func (s *Server) join(ctx context.Context, req api.JoinRequest) (resp api.JoinRe
 	}
 	jt.spend(txn)
 	replaced := jt.rec.Host != ""
-	t := tasks.Done(tasks.New(ctx, opHostJoin, host, nil), map[string]any{"serial": pki.Serial(cert), "notAfter": cert.NotAfter, "replaced": replaced})
+	t := tasks.Done(tasks.New(ctx, api.OpHostJoin, host, nil), map[string]any{"serial": pki.Serial(cert), "notAfter": cert.NotAfter, "replaced": replaced})
 	t.Owner = "join-token"
 	if _, err := s.submitter.Submit(ctx, txn, t); err != nil {
 		return resp, errors.Is(err, api.ErrConflict), fmt.Errorf("join host %q: %w", req.Name, err)
@@ -290,7 +287,7 @@ func (s *Server) agentRenew(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	presented, serial := pki.Serial(cert), pki.Serial(newCert)
-	t := tasks.Done(tasks.New(ctx, opHostRenew, h, nil), map[string]any{"serial": serial, "notAfter": newCert.NotAfter, "previous": presented})
+	t := tasks.Done(tasks.New(ctx, api.OpHostRenew, h, nil), map[string]any{"serial": serial, "notAfter": newCert.NotAfter, "previous": presented})
 	t.Owner = "host " + h.Metadata.Name
 	_, err = s.changeHost(ctx, h.Metadata.ID, t, func(upd *api.Host, _ *store.Txn) error {
 		if matchCert(upd, presented) == certRefused {
@@ -328,7 +325,7 @@ func (s *Server) replaceHost(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	o, err := s.lookup(api.KindHost, r.PathValue("name"))
+	o, err := s.inv.Lookup(api.KindHost, r.PathValue("name"))
 	if err != nil {
 		fail(w, err)
 		return
@@ -337,7 +334,7 @@ func (s *Server) replaceHost(w http.ResponseWriter, r *http.Request) {
 	now := time.Now().UTC()
 	rec := joinTokenRecord{Uses: 1, Expires: now.Add(time.Duration(req.TTLSeconds) * time.Second), Cluster: h.Spec.Cluster.ID,
 		Host: h.Metadata.ID, Replaced: now}
-	t := tasks.Done(tasks.New(ctx, opHostReplace, h, req), nil)
+	t := tasks.Done(tasks.New(ctx, api.OpHostReplace, h, req), nil)
 	var token, was string
 	_, err = s.changeHost(ctx, h.Metadata.ID, t, func(upd *api.Host, txn *store.Txn) error {
 		was = ""

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/api"
-	"github.com/vdc-project/vdc/internal/agent"
+	"github.com/vdc-project/vdc/internal/control/inventory"
 	"github.com/vdc-project/vdc/internal/control/state"
 	"github.com/vdc-project/vdc/internal/pki"
 	"github.com/vdc-project/vdc/internal/store"
@@ -22,7 +22,7 @@ func (s *Server) listHosts(w http.ResponseWriter, r *http.Request) {
 	}
 	var clusterID string
 	if c := r.URL.Query().Get("cluster"); c != "" {
-		o, err := s.lookup(api.KindCluster, c)
+		o, err := s.inv.Lookup(api.KindCluster, c)
 		if err != nil {
 			fail(w, err)
 			return
@@ -39,7 +39,7 @@ func (s *Server) listHosts(w http.ResponseWriter, r *http.Request) {
 	for i := range items {
 		items[i] = v.view(items[i])
 	}
-	sortByName(items)
+	inventory.SortByName(items)
 	reply(w, http.StatusOK, api.List[api.Object]{Items: nonNil(items), Revision: s.cache.Rev()})
 }
 
@@ -50,10 +50,10 @@ func (s *Server) updateHost(w http.ResponseWriter, r *http.Request) {
 	}
 	s.update(w, r, api.KindHost, func(o api.Object) error {
 		upd := o.(*api.Host)
-		if err := firstErr(rename("host", &upd.Metadata, req.Name), relabel(&upd.Metadata, req.Labels)); err != nil || req.Cluster == nil {
+		if err := inventory.FirstErr(rename("host", &upd.Metadata, req.Name), relabel(&upd.Metadata, req.Labels)); err != nil || req.Cluster == nil {
 			return err
 		}
-		cl, err := s.lookup(api.KindCluster, *req.Cluster)
+		cl, err := s.inv.Lookup(api.KindCluster, *req.Cluster)
 		if err != nil || cl.GetMeta().ID == upd.Spec.Cluster.ID {
 			return err
 		}
@@ -67,32 +67,13 @@ func (s *Server) updateHost(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) runningVMsOn(hostID string) []string {
 	var names []string
-	for _, vm := range s.vmsOn(hostID) {
+	for _, vm := range s.inv.VMsOn(hostID) {
 		if state.HoldsResources(vm) {
 			names = append(names, vm.Metadata.Name)
 		}
 	}
 	sort.Strings(names)
 	return names
-}
-
-// vmsOn returns the VMs registered on a host.
-func (s *Server) vmsOn(hostID string) []*api.VM {
-	ids := s.tally.VMsOn(hostID)
-	out := make([]*api.VM, 0, len(ids))
-	for _, id := range ids {
-		if o, ok := s.cache.Get(api.KindVM, id); ok {
-			out = append(out, o.(*api.VM))
-		}
-	}
-	return out
-}
-
-func firstN(s []string, n int) []string {
-	if len(s) > n {
-		return append(s[:n:n], fmt.Sprintf("and %d more", len(s)-n))
-	}
-	return s
 }
 
 // POST /api/v1/agent/heartbeat
@@ -173,7 +154,7 @@ func (s *Server) orphanCopies(h *api.Host, incoming []string) []string {
 	}
 	waited := map[string]bool{}
 	s.cache.Each(api.KindTask, func(o api.Object) {
-		if t := o.(*api.Task); t.Op == opVMMigrate && !api.TaskDone(t.State) {
+		if t := o.(*api.Task); t.Op == api.OpVMMigrate && !api.TaskDone(t.State) {
 			waited[t.Target.ID] = true
 		}
 	})
@@ -247,7 +228,7 @@ func (s *Server) reconcileVMs(ctx context.Context, h *api.Host, reported []api.A
 	}
 	var stale []api.AgentVMState
 	var missing []string
-	for _, vm := range s.vmsOn(h.Metadata.ID) {
+	for _, vm := range s.inv.VMsOn(h.Metadata.ID) {
 		if vm.Status.Phase != api.PhaseReady {
 			continue
 		}
@@ -259,7 +240,7 @@ func (s *Server) reconcileVMs(ctx context.Context, h *api.Host, reported []api.A
 				missing = append(missing, vm.Metadata.ID)
 			}
 		case st.Seq > vm.Status.StateSeq, vm.Status.PowerState == api.PowerUnknown,
-			len(st.Disks) > 0 && disksMoved(vm.Status.Disks, st.Disks):
+			len(st.Disks) > 0 && inventory.DisksMoved(vm.Status.Disks, st.Disks):
 			stale = append(stale, st)
 		}
 	}
@@ -274,7 +255,7 @@ func (s *Server) reconcileVMs(ctx context.Context, h *api.Host, reported []api.A
 			if vm.Spec.Host.ID != h.Metadata.ID || vm.Status.StateSeq > listedAt {
 				return state.ErrUnchanged // moved (a migration) or changed since the cache was read
 			}
-			setPower(vm, api.PowerUnknown, fmt.Sprintf("host %s does not know this VM", h.Metadata.Name))
+			inventory.SetPower(vm, api.PowerUnknown, fmt.Sprintf("host %s does not know this VM", h.Metadata.Name))
 			return nil
 		})
 	}
@@ -283,67 +264,13 @@ func (s *Server) reconcileVMs(ctx context.Context, h *api.Host, reported []api.A
 // recordVMState stores a state a host reported for a VM, unless a newer
 // report is already stored or the VM has moved to another host since.
 func (s *Server) recordVMState(ctx context.Context, hostID string, st api.AgentVMState) error {
-	change := vmStateChange(st)
+	change := inventory.VMStateChange(st)
 	return state.UpdateKind(ctx, s.st, nil, api.KindVM, st.ID, func(o api.Object) error {
 		if o.(*api.VM).Spec.Host.ID != hostID {
 			return state.ErrUnchanged
 		}
 		return change(o)
 	})
-}
-
-// vmStateChange applies a reported state to a VM unless it knows a newer
-// one. Disk measurements are taken whenever they moved.
-func vmStateChange(st api.AgentVMState) func(api.Object) error {
-	return func(o api.Object) error {
-		vm := o.(*api.VM)
-		changed := false
-		if len(st.Disks) > 0 && disksMoved(vm.Status.Disks, st.Disks) {
-			vm.Status.Disks = st.Disks
-			changed = true
-		}
-		newer := st.Seq > vm.Status.StateSeq || vm.Status.PowerState == api.PowerUnknown
-		if !newer || (st.Seq == vm.Status.StateSeq && vm.Status.PowerState == st.PowerState) {
-			if changed {
-				return nil
-			}
-			return state.ErrUnchanged
-		}
-		vm.Status.StateSeq = st.Seq
-		vm.Status.Guest, vm.Status.VNC = st.Guest, st.VNC
-		setPower(vm, st.PowerState, st.Reason)
-		return nil
-	}
-}
-
-// disksMoved says whether new disk measurements differ enough to record
-// (a MiB), so that a busy disk does not write the VM every heartbeat.
-func disksMoved(old, cur []api.DiskStatus) bool {
-	if len(old) != len(cur) {
-		return true
-	}
-	for i := range cur {
-		if old[i].Name != cur[i].Name || absDiff(int64(old[i].AllocatedBytes), int64(cur[i].AllocatedBytes)) >= 1<<20 {
-			return true
-		}
-	}
-	return false
-}
-
-// setPower changes a VM's power state and the fields that go with it.
-func setPower(vm *api.VM, power, msg string) {
-	st := &vm.Status
-	if st.PowerState != power {
-		st.PowerChanged = time.Now().UTC()
-		if st.PowerState != api.PowerUnknown && st.PowerState != "" {
-			st.LastKnownPowerState = st.PowerState
-		}
-	}
-	if power != api.PowerUnknown {
-		st.LastKnownPowerState = ""
-	}
-	st.PowerState = power
-	st.Message = msg
 }
 
 // monitorHosts (leader only) marks hosts whose heartbeats stopped as
@@ -409,7 +336,7 @@ func (s *Server) markDisconnected(ctx context.Context, h *api.Host, silent time.
 // markVMsUnknown shows the VMs of a host that stopped reporting as unknown.
 func (s *Server) markVMsUnknown(ctx context.Context, h *api.Host) {
 	msg := fmt.Sprintf("host %s is disconnected", h.Metadata.Name)
-	for _, vm := range s.vmsOn(h.Metadata.ID) {
+	for _, vm := range s.inv.VMsOn(h.Metadata.ID) {
 		if vm.Status.PowerState == api.PowerUnknown {
 			continue
 		}
@@ -418,13 +345,8 @@ func (s *Server) markVMsUnknown(ctx context.Context, h *api.Host) {
 			if v.Spec.Host.ID != h.Metadata.ID || v.Status.PowerState == api.PowerUnknown {
 				return state.ErrUnchanged // restarted elsewhere by HA meanwhile
 			}
-			setPower(v, api.PowerUnknown, msg)
+			inventory.SetPower(v, api.PowerUnknown, msg)
 			return nil
 		})
 	}
-}
-
-// target is how to call a host's agent.
-func target(h *api.Host) agent.Target {
-	return agent.Target{ID: h.Metadata.ID, Name: h.Metadata.Name, Address: h.Status.Address}
 }

@@ -7,11 +7,12 @@ import (
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/agent"
+	"github.com/vdc-project/vdc/internal/control/hosts"
+	"github.com/vdc-project/vdc/internal/control/inventory"
 	"github.com/vdc-project/vdc/internal/control/tasks"
 )
 
-// opVMHotAdd is the task that adds vCPUs and memory to a running VM.
-const opVMHotAdd = "vm.hot-add"
+// api.OpVMHotAdd is the task that adds vCPUs and memory to a running VM.
 
 // vmHotAddParams are the size the VM is to have.
 type vmHotAddParams struct {
@@ -42,10 +43,10 @@ func (s *Server) checkHotAdd(vm *api.VM, cpus int, mem api.Size) error {
 	case (mem-vm.Spec.MemoryBytes)%api.MemoryHotplugStep != 0:
 		return api.Errorf(api.ErrInvalid, "memory is hot-added in steps of %s: %s to add (%s to %s) is not a multiple", api.MemoryHotplugStep, mem-vm.Spec.MemoryBytes, vm.Spec.MemoryBytes, mem)
 	}
-	if err := firstErr(s.notMoving(vm), s.notHotAdding(vm)); err != nil {
+	if err := inventory.FirstErr(s.inv.NotMoving(vm), s.inv.NotHotAdding(vm)); err != nil {
 		return err
 	}
-	h, err := s.vmHost(vm)
+	h, err := s.inv.VMHost(vm)
 	if err != nil {
 		return err
 	}
@@ -57,25 +58,12 @@ func (s *Server) checkHotAdd(vm *api.VM, cpus int, mem api.Size) error {
 	return err
 }
 
-// notHotAdding refuses what must not overlap a hot-add of the VM (a
-// migration's target is built with the hardware the VM has when it
-// starts).
-func (s *Server) notHotAdding(vm *api.VM) error {
-	var busy error
-	s.cache.Each(api.KindTask, func(o api.Object) {
-		if t := o.(*api.Task); t.Target.ID == vm.Metadata.ID && t.Op == opVMHotAdd && !api.TaskDone(t.State) {
-			busy = api.Errorf(api.ErrConflict, "vm %s is getting vCPUs or memory hot-added (task %s)", vm.Metadata.Name, t.Metadata.ID)
-		}
-	})
-	return busy
-}
-
 func (s *Server) runVMHotAdd(ctx context.Context, t *tasks.Run) (any, error) {
 	var p vmHotAddParams
 	if err := t.Params(&p); err != nil {
 		return nil, err
 	}
-	vm, h, err := s.loadVM(ctx, t)
+	vm, h, err := s.inv.LoadVM(ctx, t)
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +94,7 @@ func (s *Server) runVMHotAdd(ctx context.Context, t *tasks.Run) (any, error) {
 		what = append(what, m.String()+" of memory")
 	}
 	t.Progress(ctx, 20, fmt.Sprintf("hot-adding %s to vm %s on host %s, then asking the guest to bring them online", strings.Join(what, " and "), name, h.Metadata.Name))
-	res, err := s.agents.HotAdd(ctx, target(h), vm.Metadata.ID, agent.HotAddRequest{CPUs: p.CPUs, MemoryBytes: int64(p.Memory)})
+	res, err := s.agents.HotAdd(ctx, hosts.TargetOf(h), vm.Metadata.ID, agent.HotAddRequest{CPUs: p.CPUs, MemoryBytes: int64(p.Memory)})
 	if err != nil {
 		return nil, fmt.Errorf("hot-add to vm %s on host %s: %w", name, h.Metadata.Name, err)
 	}

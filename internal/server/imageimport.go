@@ -11,11 +11,11 @@ import (
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/agent"
+	"github.com/vdc-project/vdc/internal/control/hosts"
+	"github.com/vdc-project/vdc/internal/control/inventory"
 	"github.com/vdc-project/vdc/internal/control/tasks"
 	"github.com/vdc-project/vdc/internal/store"
 )
-
-const opImageImport = "image.import"
 
 type imageImportParams struct {
 	Source string `json:"source"`
@@ -46,12 +46,12 @@ func (s *Server) importImage(w http.ResponseWriter, r *http.Request) {
 		fail(w, api.Errorf(api.ErrConflict, "an image named %q already exists", req.Name))
 		return
 	}
-	ds, err := s.pick(api.KindDatastore, req.Datastore, func(o api.Object) bool { return o.(*api.Datastore).Spec.Shared })
+	ds, err := s.inv.Pick(api.KindDatastore, req.Datastore, func(o api.Object) bool { return o.(*api.Datastore).Spec.Shared })
 	if err != nil {
 		fail(w, fmt.Errorf("image %s: %w", req.Name, err))
 		return
 	}
-	if err := s.validateImageSource(req.Source, datacenterOf(ds)); err != nil {
+	if err := s.validateImageSource(req.Source, inventory.DatacenterOf(ds)); err != nil {
 		fail(w, err)
 		return
 	}
@@ -60,7 +60,7 @@ func (s *Server) importImage(w http.ResponseWriter, r *http.Request) {
 		Spec:     api.ImageSpec{Datastore: api.Ref{ID: ds.GetMeta().ID}, Type: api.ImageDisk, Description: req.Description},
 		Status:   api.ImageStatus{Phase: api.ImageUploading},
 	}
-	t := tasks.New(r.Context(), opImageImport, img, imageImportParams{Source: req.Source, SHA256: req.SHA256})
+	t := tasks.New(r.Context(), api.OpImageImport, img, imageImportParams{Source: req.Source, SHA256: req.SHA256})
 	t, err = s.submitter.Submit(r.Context(), s.store.Txn().Create(img), t)
 	if err != nil {
 		fail(w, err)
@@ -82,7 +82,7 @@ func (s *Server) validateImageSource(src, dc string) error {
 		}
 		return api.ValidateText("image URL", src)
 	}
-	_, err := s.checkHostFile("image source", src, "an http(s) URL or a file in a datastore", "; upload other files (vdc image import FILE uploads a file of its machine)", func(o api.Object) bool { return datacenterOf(o) == dc })
+	_, err := s.checkHostFile("image source", src, "an http(s) URL or a file in a datastore", "; upload other files (vdc image import FILE uploads a file of its machine)", func(o api.Object) bool { return inventory.DatacenterOf(o) == dc })
 	return err
 }
 
@@ -108,7 +108,7 @@ func (s *Server) runImageImport(ctx context.Context, t *tasks.Run) (any, error) 
 		cctx, cancel := t.CleanupCtx()
 		defer cancel()
 		if h, herr := s.hostReaching(img.Spec.Datastore.ID); herr == nil {
-			_ = s.agents.DeleteFile(cctx, target(h), img.Spec.Datastore.ID, imageDir(img.Metadata.Name))
+			_ = s.agents.DeleteFile(cctx, hosts.TargetOf(h), img.Spec.Datastore.ID, imageDir(img.Metadata.Name))
 		}
 		_, _ = s.store.Txn().Delete(img).Commit(cctx)
 		return fmt.Errorf("import image %s from %s: %w; the image was not kept", img.Metadata.Name, p.Source, err)
@@ -129,11 +129,11 @@ func (s *Server) runImageImport(ctx context.Context, t *tasks.Run) (any, error) 
 	}
 	rel := path.Join(imageDir(img.Metadata.Name), "disk")
 	t.Progress(ctx, 2, "fetching "+p.Source+" on host "+h.Metadata.Name)
-	job, err := s.agents.Import(ctx, target(h), img.Spec.Datastore.ID, agent.ImportRequest{Path: rel, Source: p.Source, SHA256: p.SHA256})
+	job, err := s.agents.Import(ctx, hosts.TargetOf(h), img.Spec.Datastore.ID, agent.ImportRequest{Path: rel, Source: p.Source, SHA256: p.SHA256})
 	if err != nil {
 		return nil, undo(err)
 	}
-	j, err := s.followJob(ctx, t, h, job, func(j agent.Job) (int, string) {
+	j, err := s.inv.FollowJob(ctx, t, h, job, func(j agent.Job) (int, string) {
 		if j.Total <= 0 {
 			return 5, fmt.Sprintf("fetched %s", api.Size(j.Done))
 		}

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/control/hosts"
+	"github.com/vdc-project/vdc/internal/control/inventory"
 )
 
 // imageDir is where an image's files live on its datastore.
@@ -36,7 +38,7 @@ func (s *Server) createImage(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	ds, err := s.pick(api.KindDatastore, req.Datastore, func(o api.Object) bool { return o.(*api.Datastore).Spec.Shared })
+	ds, err := s.inv.Pick(api.KindDatastore, req.Datastore, func(o api.Object) bool { return o.(*api.Datastore).Spec.Shared })
 	if err != nil {
 		fail(w, fmt.Errorf("image %s: %w", req.Name, err))
 		return
@@ -91,7 +93,7 @@ func (s *Server) uploadImageFile(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	o, err := s.lookup(api.KindImage, r.PathValue("name"))
+	o, err := s.inv.Lookup(api.KindImage, r.PathValue("name"))
 	if err != nil {
 		fail(w, err)
 		return
@@ -115,7 +117,7 @@ func (s *Server) uploadImageFile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rel := path.Join(imageDir(img.Metadata.Name), file)
-	res, err := s.agents.PutFile(ctx, target(h), img.Spec.Datastore.ID, rel, r.Body, r.ContentLength, file == "disk")
+	res, err := s.agents.PutFile(ctx, hosts.TargetOf(h), img.Spec.Datastore.ID, rel, r.Body, r.ContentLength, file == "disk")
 	if err != nil {
 		fail(w, fmt.Errorf("upload %s of image %s: %w", file, img.Metadata.Name, err))
 		return
@@ -165,20 +167,20 @@ func (s *Server) deleteImage(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	o, err := s.lookup(api.KindImage, r.PathValue("name"))
+	o, err := s.inv.Lookup(api.KindImage, r.PathValue("name"))
 	if err != nil {
 		fail(w, err)
 		return
 	}
 	img := o.(*api.Image)
 	if users := s.imageUsers(img.Metadata.ID); len(users) > 0 {
-		fail(w, api.Errorf(api.ErrConflict, "cannot delete image %s: VMs use it: %v", img.Metadata.Name, firstN(users, 5)))
+		fail(w, api.Errorf(api.ErrConflict, "cannot delete image %s: VMs use it: %v", img.Metadata.Name, inventory.FirstN(users, 5)))
 		return
 	}
 	if len(img.Status.Files) > 0 {
 		h, err := s.hostReaching(img.Spec.Datastore.ID)
 		if err == nil {
-			err = s.agents.DeleteFile(ctx, target(h), img.Spec.Datastore.ID, imageDir(img.Metadata.Name))
+			err = s.agents.DeleteFile(ctx, hosts.TargetOf(h), img.Spec.Datastore.ID, imageDir(img.Metadata.Name))
 		}
 		if err != nil {
 			fail(w, fmt.Errorf("delete the files of image %s: %w", img.Metadata.Name, err))

@@ -16,6 +16,8 @@ import (
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/agent"
+	"github.com/vdc-project/vdc/internal/control/hosts"
+	"github.com/vdc-project/vdc/internal/control/inventory"
 	"github.com/vdc-project/vdc/internal/control/tasks"
 	"github.com/vdc-project/vdc/internal/ovf"
 	"github.com/vdc-project/vdc/internal/store"
@@ -62,7 +64,7 @@ func (s *Server) createUpload(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	ds, err := s.pick(api.KindDatastore, req.Datastore, func(o api.Object) bool { return o.(*api.Datastore).Spec.Shared || req.Datastore != "" })
+	ds, err := s.inv.Pick(api.KindDatastore, req.Datastore, func(o api.Object) bool { return o.(*api.Datastore).Spec.Shared || req.Datastore != "" })
 	if err == nil {
 		_, err = s.hostReaching(ds.GetMeta().ID)
 	}
@@ -96,7 +98,7 @@ func (s *Server) uploadFile(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	res, err := s.agents.StagingPut(ctx, target(h), ds.Metadata.ID, r.PathValue("id"), name, r.Body, r.ContentLength)
+	res, err := s.agents.StagingPut(ctx, hosts.TargetOf(h), ds.Metadata.ID, r.PathValue("id"), name, r.Body, r.ContentLength)
 	if err != nil {
 		fail(w, fmt.Errorf("upload %s: %w", name, err))
 		return
@@ -112,7 +114,7 @@ func (s *Server) deleteStaging(w http.ResponseWriter, r *http.Request) {
 	}
 	ds, h, err := s.stagingHost(r.PathValue("id"))
 	if err == nil {
-		err = s.agents.StagingDelete(r.Context(), target(h), ds.Metadata.ID, r.PathValue("id"))
+		err = s.agents.StagingDelete(r.Context(), hosts.TargetOf(h), ds.Metadata.ID, r.PathValue("id"))
 	}
 	if err != nil {
 		fail(w, err)
@@ -192,12 +194,12 @@ func validateImport(req *api.ImportRequest) error {
 			return api.Errorf(api.ErrInvalid, "property %q is too long", truncate(k, 40))
 		}
 		// A value may span lines (a certificate); a key is one word.
-		if err := firstErr(api.ValidateText("property key", k), api.ValidateMultilineText(fmt.Sprintf("property %q value", k), v)); err != nil {
+		if err := inventory.FirstErr(api.ValidateText("property key", k), api.ValidateMultilineText(fmt.Sprintf("property %q value", k), v)); err != nil {
 			return err
 		}
 	}
 	for src, pg := range req.Networks {
-		if err := firstErr(api.ValidateText("network", src), api.ValidateText(fmt.Sprintf("port group of network %q", src), pg)); err != nil {
+		if err := inventory.FirstErr(api.ValidateText("network", src), api.ValidateText(fmt.Sprintf("port group of network %q", src), pg)); err != nil {
 			return err
 		}
 	}
@@ -237,7 +239,7 @@ func (s *Server) createImport(w http.ResponseWriter, r *http.Request) {
 		}
 		p.Staging, p.Datastore = req.Upload, ds.Metadata.ID
 	} else {
-		ds, err := s.pick(api.KindDatastore, req.Datastore, func(o api.Object) bool { return o.(*api.Datastore).Spec.Shared || req.Datastore != "" })
+		ds, err := s.inv.Pick(api.KindDatastore, req.Datastore, func(o api.Object) bool { return o.(*api.Datastore).Spec.Shared || req.Datastore != "" })
 		if err != nil {
 			fail(w, fmt.Errorf("import: %w", err))
 			return
@@ -282,17 +284,17 @@ func (s *Server) createImport(w http.ResponseWriter, r *http.Request) {
 	var t *api.Task
 	var err error
 	if attach != nil {
-		t, err = s.submitOnVM(ctx, attach, func(vm *api.VM) (*api.Task, error) {
+		t, err = s.inv.SubmitOnVM(ctx, attach, func(vm *api.VM) (*api.Task, error) {
 			if err := s.attachReady(vm, ""); err != nil {
 				return nil, err
 			}
 			p.Disk = s.nextDiskName(vm)
-			t := tasks.New(ctx, opVMImport, placeholder, p)
+			t := tasks.New(ctx, api.OpVMImport, placeholder, p)
 			claimDiskName(t, vm, p.Disk)
 			return t, nil
 		})
 	} else {
-		t = tasks.New(ctx, opVMImport, placeholder, p)
+		t = tasks.New(ctx, api.OpVMImport, placeholder, p)
 		var names []string
 		if planned != nil {
 			for _, pv := range planned.vms {
@@ -340,7 +342,7 @@ func (s *Server) vmNameFree(name string, self *api.Task) error {
 		return api.Errorf(api.ErrConflict, "a vm named %q already exists", name)
 	}
 	c := store.NameClaim(api.KindVM, name)
-	if t := s.pendingClaims(c)[c]; t != nil && (self == nil || t.Metadata.ID != self.Metadata.ID) {
+	if t := s.inv.PendingClaims(c)[c]; t != nil && (self == nil || t.Metadata.ID != self.Metadata.ID) {
 		return api.Errorf(api.ErrConflict, "a vm named %q is being made by task %s (%s)", name, t.Metadata.ID, t.Op)
 	}
 	return nil
@@ -388,7 +390,7 @@ func (s *Server) stagedPackage(ctx context.Context, p *importParams, dryRun bool
 		return nil, err
 	}
 	if req.Upload != "" {
-		sp, err := s.agents.StagingIndex(ctx, target(h), ds.Metadata.ID, p.Staging)
+		sp, err := s.agents.StagingIndex(ctx, hosts.TargetOf(h), ds.Metadata.ID, p.Staging)
 		if errors.Is(err, api.ErrNotFound) {
 			return nil, api.Errorf(api.ErrNotFound, "upload %s holds no file (upload the package first)", p.Staging)
 		}
@@ -398,11 +400,11 @@ func (s *Server) stagedPackage(ctx context.Context, p *importParams, dryRun bool
 		return nil, fmt.Errorf("internal: the package at %s is fetched by the task", req.URL)
 	}
 	tmp := newStagingID(ds.Metadata.ID)
-	defer func() { _ = s.agents.StagingDelete(context.WithoutCancel(ctx), target(h), ds.Metadata.ID, tmp) }()
+	defer func() { _ = s.agents.StagingDelete(context.WithoutCancel(ctx), hosts.TargetOf(h), ds.Metadata.ID, tmp) }()
 	if req.Format == api.ImportFormatDisk {
 		return &agent.StagedPackage{Package: ovf.NewPackage()}, nil
 	}
-	return s.agents.StagingFetch(ctx, target(h), ds.Metadata.ID, tmp, agent.FetchRequest{URL: req.URL, DescriptorOnly: true}, nil)
+	return s.agents.StagingFetch(ctx, hosts.TargetOf(h), ds.Metadata.ID, tmp, agent.FetchRequest{URL: req.URL, DescriptorOnly: true}, nil)
 }
 
 // planImport reads the package and maps it onto the inventory.
@@ -582,7 +584,7 @@ func (s *Server) planVM(req api.ImportRequest, vm ovf.VMPlan, count int, props [
 func (s *Server) portGroupsFor(req api.ImportRequest) ([]string, error) {
 	dc := ""
 	if req.Host != "" {
-		o, err := s.lookup(api.KindHost, req.Host)
+		o, err := s.inv.Lookup(api.KindHost, req.Host)
 		if err != nil {
 			return nil, err
 		}
@@ -598,17 +600,17 @@ func (s *Server) portGroupsFor(req api.ImportRequest) ([]string, error) {
 	}
 	var out []string
 	s.cache.Each(api.KindPortGroup, func(o api.Object) {
-		if datacenterOf(o) == dc {
+		if inventory.DatacenterOf(o) == dc {
 			out = append(out, o.GetMeta().Name)
 		}
 	})
 	sort.Strings(out)
 	for src, pg := range req.Networks {
-		o, err := s.lookup(api.KindPortGroup, pg)
+		o, err := s.inv.Lookup(api.KindPortGroup, pg)
 		if err != nil {
 			return nil, fmt.Errorf("network %q: %w", src, err)
 		}
-		if datacenterOf(o) != dc {
+		if inventory.DatacenterOf(o) != dc {
 			return nil, api.Errorf(api.ErrInvalid, "network %q: port group %s is in another datacenter", src, pg)
 		}
 	}
@@ -646,7 +648,7 @@ func (s *Server) describe(pv plannedVM, vm ovf.VMPlan) api.ImportVM {
 	if len(pv.req.Disks) > 0 {
 		ds = pv.req.Disks[0].Datastore
 	}
-	if o, err := s.pick(api.KindDatastore, ds, func(o api.Object) bool { return o.(*api.Datastore).Spec.Shared || ds != "" }); err == nil {
+	if o, err := s.inv.Pick(api.KindDatastore, ds, func(o api.Object) bool { return o.(*api.Datastore).Spec.Shared || ds != "" }); err == nil {
 		out.Datastore = api.Ref{ID: o.GetMeta().ID, Name: o.GetMeta().Name}
 	}
 	return out

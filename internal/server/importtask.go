@@ -13,6 +13,8 @@ import (
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/agent"
+	"github.com/vdc-project/vdc/internal/control/hosts"
+	"github.com/vdc-project/vdc/internal/control/inventory"
 	"github.com/vdc-project/vdc/internal/control/state"
 	"github.com/vdc-project/vdc/internal/control/tasks"
 	"github.com/vdc-project/vdc/internal/disk"
@@ -21,22 +23,20 @@ import (
 )
 
 const (
-	opVMImport = "vm.import"
-	opVMExport = "vm.export"
 	// importLabel marks the VMs an import task makes, so that a new leader
 	// can find and remove those of an import its predecessor left.
 	importLabel = "vdc.import-task"
 )
 
 func (s *Server) registerTransferTasks(r *tasks.Runner) {
-	r.Register(opVMImport, tasks.Handler{Run: s.runVMImport, Resumable: true, Cancelable: true,
+	r.Register(api.OpVMImport, tasks.Handler{Run: s.runVMImport, Resumable: true, Cancelable: true,
 		CanceledQueued: func(ctx context.Context, t *tasks.Run) {
 			var p importParams
 			if t.Params(&p) == nil {
 				s.dropStaging(ctx, p)
 			}
 		}})
-	r.Register(opVMExport, tasks.Handler{Run: s.runVMExport, Resumable: true, Cancelable: true})
+	r.Register(api.OpVMExport, tasks.Handler{Run: s.runVMExport, Resumable: true, Cancelable: true})
 }
 
 // planDisk plans a disk import: a new disk for an existing VM that is off,
@@ -100,14 +100,14 @@ func (s *Server) planDisk(p *importParams, sp *agent.StagedPackage) (*importPlan
 // attachReady checks that a disk import can add a disk to a VM; own is
 // the disk name the import claimed, if it did.
 func (s *Server) attachReady(vm *api.VM, own string) error {
-	if err := checkReady(vm); err != nil {
+	if err := inventory.CheckReady(vm); err != nil {
 		return err
 	}
 	if vm.Status.PowerState != api.PowerOff {
 		return api.Errorf(api.ErrConflict, "vm %s is %s: add disks while it is off", vm.Metadata.Name, vm.Status.PowerState)
 	}
-	pending := s.pendingClaims(vmClaim(vm.Metadata.ID, "disks", ""))
-	delete(pending, vmClaim(vm.Metadata.ID, "disks", own))
+	pending := s.inv.PendingClaims(inventory.VMClaim(vm.Metadata.ID, "disks", ""))
+	delete(pending, inventory.VMClaim(vm.Metadata.ID, "disks", own))
 	if n := len(vm.Spec.Disks) + len(pending); n >= api.MaxDisksPerVM {
 		return api.Errorf(api.ErrConflict, "vm %s has %d disks already (some being added), the most a VM can have", vm.Metadata.Name, n)
 	}
@@ -140,11 +140,11 @@ func (s *Server) runVMImport(ctx context.Context, t *tasks.Run) (any, error) {
 	var sp *agent.StagedPackage
 	if p.Req.URL != "" {
 		t.Progress(ctx, 1, "downloading "+p.Req.URL)
-		sp, err = s.agents.StagingFetch(ctx, target(h), ds, p.Staging, agent.FetchRequest{URL: p.Req.URL}, func(f float64, msg string) {
+		sp, err = s.agents.StagingFetch(ctx, hosts.TargetOf(h), ds, p.Staging, agent.FetchRequest{URL: p.Req.URL}, func(f float64, msg string) {
 			t.Progress(ctx, 1+int(f*29), msg)
 		})
 	} else {
-		sp, err = s.agents.StagingIndex(ctx, target(h), ds, p.Staging)
+		sp, err = s.agents.StagingIndex(ctx, hosts.TargetOf(h), ds, p.Staging)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("import: %w", err)
@@ -289,7 +289,7 @@ func (s *Server) fillImportedDisks(ctx context.Context, t *tasks.Run, vm *api.VM
 	}
 	if len(req.Disks) > 0 {
 		t.Progress(ctx, lo, fmt.Sprintf("vm %s: converting %d disks on host %s", vm.Metadata.Name, len(req.Disks), h.Metadata.Name))
-		_, err := s.agents.StagingConvert(ctx, target(h), p.Datastore, p.Staging, req, func(f float64, msg string) {
+		_, err := s.agents.StagingConvert(ctx, hosts.TargetOf(h), p.Datastore, p.Staging, req, func(f float64, msg string) {
 			t.Progress(ctx, lo+int(f*float64(hi-lo)), "vm "+vm.Metadata.Name+": "+msg)
 		})
 		if err != nil {
@@ -307,7 +307,7 @@ func (s *Server) fillImportedDisks(ctx context.Context, t *tasks.Run, vm *api.VM
 		}
 		d := vm.Spec.Disks[0]
 		rel := path.Join(path.Dir(d.Path), "ovf-env.iso")
-		if _, err := s.agents.PutFile(ctx, target(h), d.Datastore.ID, rel, &b, int64(b.Len()), false); err != nil {
+		if _, err := s.agents.PutFile(ctx, hosts.TargetOf(h), d.Datastore.ID, rel, &b, int64(b.Len()), false); err != nil {
 			return fmt.Errorf("write the OVF environment ISO: %w", err)
 		}
 	}
@@ -323,7 +323,7 @@ func (s *Server) attachImportedDisk(ctx context.Context, t *tasks.Run, p importP
 func (s *Server) attachDisk(ctx context.Context, t *tasks.Run, p importParams, plan *importPlan) (api.Ref, error) {
 	vm := plan.attach
 	ref := api.Ref{ID: vm.Metadata.ID, Name: vm.Metadata.Name}
-	h, err := s.vmHost(vm)
+	h, err := s.inv.VMHost(vm)
 	if err != nil {
 		return ref, err
 	}
@@ -331,14 +331,14 @@ func (s *Server) attachDisk(ctx context.Context, t *tasks.Run, p importParams, p
 	if dsName == "" && len(vm.Spec.Disks) > 0 {
 		dsName = vm.Spec.Disks[0].Datastore.ID
 	}
-	dso, err := s.pick(api.KindDatastore, dsName, func(o api.Object) bool { return o.(*api.Datastore).Spec.Shared })
+	dso, err := s.inv.Pick(api.KindDatastore, dsName, func(o api.Object) bool { return o.(*api.Datastore).Spec.Shared })
 	if err != nil {
 		return ref, err
 	}
 	nd := api.VMDisk{Name: plan.disk, Datastore: api.Ref{ID: dso.GetMeta().ID}, Bus: plan.vms[0].req.Disks[0].Bus,
-		Path: fmt.Sprintf("%s/%s-%s.qcow2", vmDir(vm), plan.disk, t.Task.Metadata.ID[len(t.Task.Metadata.ID)-6:])}
+		Path: fmt.Sprintf("%s/%s-%s.qcow2", inventory.VMDir(vm), plan.disk, t.Task.Metadata.ID[len(t.Task.Metadata.ID)-6:])}
 	t.Progress(ctx, 30, fmt.Sprintf("converting the disk on host %s", h.Metadata.Name))
-	conv, err := s.agents.StagingConvert(ctx, target(h), p.Datastore, p.Staging, agent.ConvertRequest{Disks: []agent.ConvertDisk{{
+	conv, err := s.agents.StagingConvert(ctx, hosts.TargetOf(h), p.Datastore, p.Staging, agent.ConvertRequest{Disks: []agent.ConvertDisk{{
 		Files: plan.vms[0].sources[0].Files, Datastore: nd.Datastore.ID, Path: nd.Path}}}, func(f float64, msg string) {
 		t.Progress(ctx, 30+int(f*60), msg)
 	})
@@ -346,13 +346,15 @@ func (s *Server) attachDisk(ctx context.Context, t *tasks.Run, p importParams, p
 		return ref, fmt.Errorf("import a disk for vm %s: %w", vm.Metadata.Name, err)
 	}
 	nd.SizeBytes = api.Size(conv[0].VirtualBytes)
-	removeFile := func() { _ = s.agents.DeleteFile(context.WithoutCancel(ctx), target(h), nd.Datastore.ID, nd.Path) }
+	removeFile := func() {
+		_ = s.agents.DeleteFile(context.WithoutCancel(ctx), hosts.TargetOf(h), nd.Datastore.ID, nd.Path)
+	}
 	err = state.UpdateKind(ctx, s.st, nil, api.KindVM, vm.Metadata.ID, func(o api.Object) error {
 		v := o.(*api.VM)
 		if v.Status.PowerState != api.PowerOff || v.Status.Phase != api.PhaseReady {
 			return api.Errorf(api.ErrConflict, "vm %s changed state (%s, %s) during the import", v.Metadata.Name, v.Status.Phase, v.Status.PowerState)
 		}
-		if slices.ContainsFunc(vmFiles(v), func(d api.VMDisk) bool { return d.Name == nd.Name }) || len(v.Spec.Disks) >= api.MaxDisksPerVM {
+		if slices.ContainsFunc(inventory.VMFiles(v), func(d api.VMDisk) bool { return d.Name == nd.Name }) || len(v.Spec.Disks) >= api.MaxDisksPerVM {
 			return api.Errorf(api.ErrConflict, "vm %s's disks changed during the import (it has %d, or one named %s)", v.Metadata.Name, len(v.Spec.Disks), nd.Name)
 		}
 		v.Spec.Disks = append(v.Spec.Disks, nd)
@@ -365,9 +367,9 @@ func (s *Server) attachDisk(ctx context.Context, t *tasks.Run, p importParams, p
 	o, err := s.store.Get(ctx, api.KindVM, vm.Metadata.ID)
 	if err == nil {
 		var cfg = o.(*api.VM)
-		c, cerr := s.vmConfig(cfg)
+		c, cerr := s.inv.VMConfig(cfg)
 		if cerr == nil {
-			_, err = s.agents.Define(ctx, target(h), c)
+			_, err = s.agents.Define(ctx, hosts.TargetOf(h), c)
 		} else {
 			err = cerr
 		}
@@ -401,18 +403,18 @@ func (s *Server) undoImport(ctx context.Context, taskID string) string {
 	var names []string
 	for _, vm := range vms {
 		names = append(names, vm.Metadata.Name)
-		if h, err := s.vmHost(vm); err == nil {
-			if err := s.agents.Undefine(ctx, target(h), vm.Metadata.ID, true); err != nil && !errors.Is(err, api.ErrNotFound) {
+		if h, err := s.inv.VMHost(vm); err == nil {
+			if err := s.agents.Undefine(ctx, hosts.TargetOf(h), vm.Metadata.ID, true); err != nil && !errors.Is(err, api.ErrNotFound) {
 				s.log.Warn("cannot undefine an imported VM", "vm", vm.Metadata.Name, "err", err)
 			}
 			if len(vm.Spec.Disks) > 0 {
 				d := vm.Spec.Disks[0]
-				if err := s.agents.DeleteFile(ctx, target(h), d.Datastore.ID, path.Dir(d.Path)); err != nil {
+				if err := s.agents.DeleteFile(ctx, hosts.TargetOf(h), d.Datastore.ID, path.Dir(d.Path)); err != nil {
 					s.log.Warn("cannot remove the files of an imported VM", "vm", vm.Metadata.Name, "err", err)
 				}
 			}
 		}
-		if err := s.removeVM(ctx, vm); err != nil {
+		if err := s.inv.RemoveVM(ctx, vm); err != nil {
 			s.log.Error("cannot remove a VM of a failed import", "vm", vm.Metadata.Name, "err", err)
 		}
 	}
@@ -423,7 +425,7 @@ func (s *Server) undoImport(ctx context.Context, taskID string) string {
 // dropStaging removes an import's staging folder.
 func (s *Server) dropStaging(ctx context.Context, p importParams) {
 	if _, h, err := s.stagingHost(p.Staging); err == nil {
-		if err := s.agents.StagingDelete(ctx, target(h), p.Datastore, p.Staging); err != nil {
+		if err := s.agents.StagingDelete(ctx, hosts.TargetOf(h), p.Datastore, p.Staging); err != nil {
 			s.log.Warn("cannot remove a staging folder", "staging", p.Staging, "err", err)
 		}
 	}

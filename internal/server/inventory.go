@@ -7,52 +7,13 @@ import (
 	"strings"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/control/inventory"
 	"github.com/vdc-project/vdc/internal/control/tasks"
 	"github.com/vdc-project/vdc/internal/store"
 )
 
-// lookup finds an object by name or ID in the cache.
-func (s *Server) lookup(kind, nameOrID string) (api.Object, error) {
-	if nameOrID == "" {
-		return nil, api.Errorf(api.ErrInvalid, "no %s given", singular(kind))
-	}
-	o, ok := s.cache.Lookup(kind, nameOrID)
-	if !ok {
-		return nil, api.Errorf(api.ErrNotFound, "%s %q not found", singular(kind), nameOrID)
-	}
-	return o, nil
-}
-
-// pick resolves an optional reference: the named object, or the only one
-// of its kind that passes the filter when none is named.
-func (s *Server) pick(kind, nameOrID string, keep func(api.Object) bool) (api.Object, error) {
-	if nameOrID != "" {
-		o, err := s.lookup(kind, nameOrID)
-		if err != nil {
-			return nil, err
-		}
-		if keep != nil && !keep(o) {
-			return nil, api.Errorf(api.ErrInvalid, "%s %q cannot be used here (it belongs elsewhere)", singular(kind), nameOrID)
-		}
-		return o, nil
-	}
-	var found []api.Object
-	s.cache.Each(kind, func(o api.Object) {
-		if keep == nil || keep(o) {
-			found = append(found, o)
-		}
-	})
-	switch len(found) {
-	case 1:
-		return found[0], nil
-	case 0:
-		return nil, api.Errorf(api.ErrInvalid, "there is no %s to use; create one first", singular(kind))
-	}
-	return nil, api.Errorf(api.ErrInvalid, "there are %d %s; say which one", len(found), kind)
-}
-
 func (s *Server) pickDatacenter(name string) (*api.Datacenter, error) {
-	o, err := s.pick(api.KindDatacenter, name, nil)
+	o, err := s.inv.Pick(api.KindDatacenter, name, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -60,24 +21,11 @@ func (s *Server) pickDatacenter(name string) (*api.Datacenter, error) {
 }
 
 func (s *Server) pickCluster(name string) (*api.Cluster, error) {
-	o, err := s.pick(api.KindCluster, name, nil)
+	o, err := s.inv.Pick(api.KindCluster, name, nil)
 	if err != nil {
 		return nil, err
 	}
 	return o.(*api.Cluster), nil
-}
-
-// datacenterOf returns the datacenter ID of a datacenter-scoped object.
-func datacenterOf(o api.Object) string {
-	switch v := o.(type) {
-	case *api.Cluster:
-		return v.Spec.Datacenter.ID
-	case *api.Datastore:
-		return v.Spec.Datacenter.ID
-	case *api.PortGroup:
-		return v.Spec.Datacenter.ID
-	}
-	return ""
 }
 
 func (s *Server) listObjects(kind string) http.HandlerFunc {
@@ -88,7 +36,7 @@ func (s *Server) listObjects(kind string) http.HandlerFunc {
 		}
 		var dcID string
 		if dc := r.URL.Query().Get("datacenter"); dc != "" {
-			d, err := s.lookup(api.KindDatacenter, dc)
+			d, err := s.inv.Lookup(api.KindDatacenter, dc)
 			if err != nil {
 				fail(w, err)
 				return
@@ -98,7 +46,7 @@ func (s *Server) listObjects(kind string) http.HandlerFunc {
 		v := &viewer{s: s}
 		var items []api.Object
 		for _, o := range s.cache.List(kind) {
-			in := datacenterOf(o)
+			in := inventory.DatacenterOf(o)
 			if kind == api.KindDatacenter {
 				in = o.GetMeta().ID // ls --datacenter of datacenters: that one
 			}
@@ -107,13 +55,9 @@ func (s *Server) listObjects(kind string) http.HandlerFunc {
 			}
 			items = append(items, v.view(o))
 		}
-		sortByName(items)
+		inventory.SortByName(items)
 		reply(w, http.StatusOK, api.List[api.Object]{Items: nonNil(items), Revision: s.cache.Rev()})
 	}
-}
-
-func sortByName(items []api.Object) {
-	sort.Slice(items, func(i, j int) bool { return items[i].GetMeta().Name < items[j].GetMeta().Name })
 }
 
 func (s *Server) getObject(kind string) http.HandlerFunc {
@@ -122,7 +66,7 @@ func (s *Server) getObject(kind string) http.HandlerFunc {
 			fail(w, err)
 			return
 		}
-		o, err := s.lookup(kind, r.PathValue("name"))
+		o, err := s.inv.Lookup(kind, r.PathValue("name"))
 		if err != nil {
 			fail(w, err)
 			return
@@ -158,7 +102,7 @@ func (s *Server) inUse(o api.Object) error {
 	switch o.(type) {
 	case *api.Datacenter:
 		for _, k := range []string{api.KindCluster, api.KindDatastore, api.KindPortGroup} {
-			add(k, func(x api.Object) bool { return datacenterOf(x) == id })
+			add(k, func(x api.Object) bool { return inventory.DatacenterOf(x) == id })
 		}
 	case *api.Cluster:
 		add(api.KindHost, func(x api.Object) bool { return x.(*api.Host).Spec.Cluster.ID == id })
@@ -329,17 +273,8 @@ func (s *Server) updateDatacenter(w http.ResponseWriter, r *http.Request) {
 	}
 	s.update(w, r, api.KindDatacenter, func(o api.Object) error {
 		upd := o.(*api.Datacenter)
-		return firstErr(rename("datacenter", &upd.Metadata, req.Name), relabel(&upd.Metadata, req.Labels), redescribe(&upd.Spec.Description, req.Description))
+		return inventory.FirstErr(rename("datacenter", &upd.Metadata, req.Name), relabel(&upd.Metadata, req.Labels), redescribe(&upd.Spec.Description, req.Description))
 	})
-}
-
-func firstErr(errs ...error) error {
-	for _, e := range errs {
-		if e != nil {
-			return e
-		}
-	}
-	return nil
 }
 
 func validateOvercommit(what string, v float64) error {
@@ -360,7 +295,7 @@ func (s *Server) createCluster(w http.ResponseWriter, r *http.Request) {
 	if req.MemoryOvercommit == 0 {
 		req.MemoryOvercommit = api.DefaultMemoryOvercommit
 	}
-	err := firstErr(validateCommon("cluster", req.Name, req.Labels, req.Description),
+	err := inventory.FirstErr(validateCommon("cluster", req.Name, req.Labels, req.Description),
 		validateOvercommit("CPU", req.CPUOvercommit), validateOvercommit("memory", req.MemoryOvercommit),
 		s.cache.Sync(r.Context()))
 	if err != nil {
@@ -393,7 +328,7 @@ func (s *Server) updateCluster(w http.ResponseWriter, r *http.Request) {
 	}
 	s.update(w, r, api.KindCluster, func(o api.Object) error {
 		upd := o.(*api.Cluster)
-		err := firstErr(rename("cluster", &upd.Metadata, req.Name), relabel(&upd.Metadata, req.Labels), redescribe(&upd.Spec.Description, req.Description))
+		err := inventory.FirstErr(rename("cluster", &upd.Metadata, req.Name), relabel(&upd.Metadata, req.Labels), redescribe(&upd.Spec.Description, req.Description))
 		if err == nil && req.CPUOvercommit != nil {
 			err = validateOvercommit("CPU", *req.CPUOvercommit)
 			upd.Spec.CPUOvercommit = *req.CPUOvercommit
@@ -414,7 +349,7 @@ func (s *Server) createDatastore(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	err := firstErr(validateCommon("datastore", req.Name, req.Labels, req.Description), api.ValidateDatastorePath(req.Path), s.cache.Sync(r.Context()))
+	err := inventory.FirstErr(validateCommon("datastore", req.Name, req.Labels, req.Description), api.ValidateDatastorePath(req.Path), s.cache.Sync(r.Context()))
 	if err != nil {
 		fail(w, err)
 		return
@@ -429,7 +364,7 @@ func (s *Server) createDatastore(w http.ResponseWriter, r *http.Request) {
 		Spec:     api.DatastoreSpec{Datacenter: api.Ref{ID: dc.Metadata.ID}, Path: req.Path, Shared: req.Host == "", Description: req.Description},
 	}
 	if req.Host != "" {
-		h, err := s.lookup(api.KindHost, req.Host)
+		h, err := s.inv.Lookup(api.KindHost, req.Host)
 		if err != nil {
 			fail(w, err)
 			return
@@ -450,7 +385,7 @@ func (s *Server) updateDatastore(w http.ResponseWriter, r *http.Request) {
 	}
 	s.update(w, r, api.KindDatastore, func(o api.Object) error {
 		upd := o.(*api.Datastore)
-		return firstErr(rename("datastore", &upd.Metadata, req.Name), relabel(&upd.Metadata, req.Labels), redescribe(&upd.Spec.Description, req.Description))
+		return inventory.FirstErr(rename("datastore", &upd.Metadata, req.Name), relabel(&upd.Metadata, req.Labels), redescribe(&upd.Spec.Description, req.Description))
 	})
 }
 
@@ -466,7 +401,7 @@ func (s *Server) createPortGroup(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	if err := firstErr(validateCommon("port group", req.Name, req.Labels, req.Description), validateVLAN(req.VLAN), s.cache.Sync(r.Context())); err != nil {
+	if err := inventory.FirstErr(validateCommon("port group", req.Name, req.Labels, req.Description), validateVLAN(req.VLAN), s.cache.Sync(r.Context())); err != nil {
 		fail(w, err)
 		return
 	}
@@ -488,7 +423,7 @@ func (s *Server) updatePortGroup(w http.ResponseWriter, r *http.Request) {
 	}
 	s.update(w, r, api.KindPortGroup, func(o api.Object) error {
 		upd := o.(*api.PortGroup)
-		err := firstErr(rename("port group", &upd.Metadata, req.Name), relabel(&upd.Metadata, req.Labels), redescribe(&upd.Spec.Description, req.Description))
+		err := inventory.FirstErr(rename("port group", &upd.Metadata, req.Name), relabel(&upd.Metadata, req.Labels), redescribe(&upd.Spec.Description, req.Description))
 		if err == nil && req.VLAN != nil {
 			err = validateVLAN(*req.VLAN)
 			upd.Spec.VLAN = *req.VLAN

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/control/inventory"
 	"github.com/vdc-project/vdc/internal/control/state"
 	"github.com/vdc-project/vdc/internal/control/tasks"
 	"github.com/vdc-project/vdc/internal/scheduler"
@@ -91,7 +92,7 @@ func (s *Server) planEvacuation(h *api.Host) ([]evacuation, []string, error) {
 			candidates = append(candidates, sh)
 		}
 	}
-	vms := s.vmsOn(h.Metadata.ID)
+	vms := s.inv.VMsOn(h.Metadata.ID)
 	sort.Slice(vms, func(i, j int) bool { // the biggest first: they are the hardest to fit
 		return vms[i].Spec.MemoryBytes > vms[j].Spec.MemoryBytes
 	})
@@ -140,7 +141,7 @@ func (s *Server) planEvacuation(h *api.Host) ([]evacuation, []string, error) {
 	}
 	if len(stuck) > 0 {
 		return plan, stuck, api.Errorf(api.ErrUnprocessable, "cannot evacuate host %s: %d VMs have nowhere to go: %s",
-			h.Metadata.Name, len(stuck), strings.Join(firstN(stuck, 5), "; "))
+			h.Metadata.Name, len(stuck), strings.Join(inventory.FirstN(stuck, 5), "; "))
 	}
 	return plan, nil, nil
 }
@@ -217,7 +218,7 @@ func (s *Server) runHostEvacuate(ctx context.Context, t *tasks.Run) (any, error)
 	if len(failed) > 0 {
 		s.undoMaintenance(t, h)
 		return nil, api.Errorf(api.ErrUnprocessable, "host %s left maintenance: %d VMs could not move: %s (%d moved)",
-			h.Metadata.Name, len(failed), strings.Join(firstN(failed, 5), "; "), moved)
+			h.Metadata.Name, len(failed), strings.Join(inventory.FirstN(failed, 5), "; "), moved)
 	}
 	if left := s.tally.VMsOn(h.Metadata.ID); len(left) > 0 {
 		s.undoMaintenance(t, h)
@@ -233,7 +234,7 @@ type childResult struct {
 
 // startChildMigration queues the migration of one VM as a task of its own.
 func (s *Server) startChildMigration(ctx context.Context, t *tasks.Run, e evacuation) (*api.Task, error) {
-	child := tasks.New(ctx, opVMMigrate, e.vm, vmMigrateParams{Host: e.to})
+	child := tasks.New(ctx, api.OpVMMigrate, e.vm, vmMigrateParams{Host: e.to})
 	child.Owner, child.Parent = t.Task.Owner, t.Task.Metadata.ID
 	return s.submitter.Submit(ctx, s.store.Txn(), child)
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/agent"
+	"github.com/vdc-project/vdc/internal/control/hosts"
+	"github.com/vdc-project/vdc/internal/control/inventory"
 	"github.com/vdc-project/vdc/internal/control/state"
 	"github.com/vdc-project/vdc/internal/control/tasks"
 	"github.com/vdc-project/vdc/internal/hypervisor"
@@ -58,7 +60,7 @@ func (s *Server) migrateVM(w http.ResponseWriter, r *http.Request) {
 	}
 	vm, src, err := s.pathVM(r)
 	if err == nil {
-		err = checkReady(vm)
+		err = inventory.CheckReady(vm)
 	}
 	if err != nil {
 		fail(w, fmt.Errorf("migrate: %w", err))
@@ -69,7 +71,7 @@ func (s *Server) migrateVM(w http.ResponseWriter, r *http.Request) {
 		fail(w, fmt.Errorf("migrate vm %s: %w", vm.Metadata.Name, err))
 		return
 	}
-	t, err := s.submitter.Submit(r.Context(), s.store.Txn(), tasks.New(r.Context(), opVMMigrate, vm, p))
+	t, err := s.submitter.Submit(r.Context(), s.store.Txn(), tasks.New(r.Context(), api.OpVMMigrate, vm, p))
 	if err != nil {
 		fail(w, err)
 		return
@@ -83,7 +85,7 @@ func (s *Server) planMigration(vm *api.VM, src *api.Host, req api.MigrateRequest
 	p := vmMigrateParams{Host: src.Metadata.ID, Disks: req.Disks, Options: req}
 	dst := src
 	if req.Host != "" {
-		o, err := s.lookup(api.KindHost, req.Host)
+		o, err := s.inv.Lookup(api.KindHost, req.Host)
 		if err != nil {
 			return p, err
 		}
@@ -92,7 +94,7 @@ func (s *Server) planMigration(vm *api.VM, src *api.Host, req api.MigrateRequest
 	}
 	var ds *api.Datastore
 	if req.Datastore != "" {
-		o, err := s.lookup(api.KindDatastore, req.Datastore)
+		o, err := s.inv.Lookup(api.KindDatastore, req.Datastore)
 		if err != nil {
 			return p, err
 		}
@@ -146,7 +148,7 @@ func (s *Server) checkMigration(vm *api.VM, src, dst *api.Host, p vmMigrateParam
 	if dst.Status.Connection != api.HostConnected {
 		return api.Errorf(api.ErrConflict, "host %s is disconnected", dst.Metadata.Name)
 	}
-	if err := s.notHotAdding(vm); err != nil {
+	if err := s.inv.NotHotAdding(vm); err != nil {
 		return err
 	}
 	if dst.Spec.Maintenance && dst.Metadata.ID != src.Metadata.ID {
@@ -154,7 +156,7 @@ func (s *Server) checkMigration(vm *api.VM, src, dst *api.Host, p vmMigrateParam
 	}
 	vco, ok := s.cache.Get(api.KindCluster, vm.Spec.Cluster.ID)
 	dco, ok2 := s.cache.Get(api.KindCluster, dst.Spec.Cluster.ID)
-	if !ok || !ok2 || datacenterOf(vco) != datacenterOf(dco) {
+	if !ok || !ok2 || inventory.DatacenterOf(vco) != inventory.DatacenterOf(dco) {
 		return api.Errorf(api.ErrConflict, "host %s is in another datacenter: the VM's port groups and datastores are not there", dst.Metadata.Name)
 	}
 	if dst.Status.Driver != src.Status.Driver {
@@ -179,7 +181,7 @@ func (s *Server) checkMigration(vm *api.VM, src, dst *api.Host, p vmMigrateParam
 		return id
 	}
 	if p.Datastore != "" {
-		if o, ok := s.cache.Get(api.KindDatastore, p.Datastore); !ok || datacenterOf(o) != datacenterOf(vco) {
+		if o, ok := s.cache.Get(api.KindDatastore, p.Datastore); !ok || inventory.DatacenterOf(o) != inventory.DatacenterOf(vco) {
 			return api.Errorf(api.ErrConflict, "datastore %s is not in the VM's datacenter", dsName(p.Datastore))
 		}
 		if !reaches(dst, p.Datastore) {
@@ -268,7 +270,7 @@ func (s *Server) runVMMigrate(ctx context.Context, t *tasks.Run) (any, error) {
 	if err := t.Params(&p); err != nil {
 		return nil, err
 	}
-	vm, src, err := s.loadVM(ctx, t)
+	vm, src, err := s.inv.LoadVM(ctx, t)
 	if err != nil {
 		return nil, err
 	}
@@ -294,7 +296,7 @@ func (s *Server) runVMMigrate(ctx context.Context, t *tasks.Run) (any, error) {
 		}
 	}
 	after := s.afterMove(vm, p)
-	cfg, err := s.vmConfig(after)
+	cfg, err := s.inv.VMConfig(after)
 	if err != nil {
 		return nil, err
 	}
@@ -338,7 +340,7 @@ func (s *Server) switchTo(ctx context.Context, vm *api.VM, after *api.VM, st *ap
 		v.Spec.Disks = after.Spec.Disks
 		if st != nil {
 			v.Status.StateSeq = st.Seq
-			setPower(v, st.PowerState, st.Reason)
+			inventory.SetPower(v, st.PowerState, st.Reason)
 			v.Status.Guest, v.Status.VNC = st.Guest, st.VNC
 		}
 		return nil
@@ -354,14 +356,14 @@ func (s *Server) coldMove(ctx context.Context, t *tasks.Run, vm *api.VM, src, ds
 		}
 	}
 	t.Progress(ctx, 20, "registering the VM on host "+dst.Metadata.Name)
-	st, err := s.agents.Define(ctx, target(dst), cfg)
+	st, err := s.agents.Define(ctx, hosts.TargetOf(dst), cfg)
 	if err != nil {
 		return fmt.Errorf("define vm %s on host %s: %w", vm.Metadata.Name, dst.Metadata.Name, err)
 	}
 	if src.Metadata.ID != dst.Metadata.ID {
-		if err := s.agents.Release(ctx, target(src), vm.Metadata.ID, len(moved) > 0); err != nil {
+		if err := s.agents.Release(ctx, hosts.TargetOf(src), vm.Metadata.ID, len(moved) > 0); err != nil {
 			// Undo: the VM stays where it was.
-			_ = s.agents.Undefine(ctx, target(dst), vm.Metadata.ID, false)
+			_ = s.agents.Undefine(ctx, hosts.TargetOf(dst), vm.Metadata.ID, false)
 			return fmt.Errorf("release vm %s on host %s: %w", vm.Metadata.Name, src.Metadata.Name, err)
 		}
 	} else {
@@ -376,7 +378,7 @@ func (s *Server) coldMove(ctx context.Context, t *tasks.Run, vm *api.VM, src, ds
 func (s *Server) removeOldDisk(ctx context.Context, h *api.Host, vm *api.VM, disk, path string) {
 	for _, d := range vm.Spec.Disks {
 		if d.Name == disk {
-			if err := s.agents.DeleteFile(ctx, target(h), d.Datastore.ID, d.Path); err != nil {
+			if err := s.agents.DeleteFile(ctx, hosts.TargetOf(h), d.Datastore.ID, d.Path); err != nil {
 				s.log.Warn("cannot remove a moved disk's old file", "vm", vm.Metadata.Name, "path", path, "err", err)
 			}
 		}
@@ -393,7 +395,7 @@ func (s *Server) moveDisksLive(ctx context.Context, t *tasks.Run, vm *api.VM, h 
 	}
 	start := time.Now()
 	if !t.Resumed {
-		if err := s.agents.MoveDisks(ctx, target(h), vm.Metadata.ID, moves); err != nil {
+		if err := s.agents.MoveDisks(ctx, hosts.TargetOf(h), vm.Metadata.ID, moves); err != nil {
 			return fmt.Errorf("move the disks of vm %s: %w", vm.Metadata.Name, err)
 		}
 	}
@@ -403,7 +405,7 @@ func (s *Server) moveDisksLive(ctx context.Context, t *tasks.Run, vm *api.VM, h 
 	}
 	res.TotalMs, res.DiskBytes = time.Since(start).Milliseconds(), api.Size(st.DiskDone)
 	// The host keeps the new paths for the VM's next start.
-	if _, err := s.agents.Define(ctx, target(h), cfg); err != nil {
+	if _, err := s.agents.Define(ctx, hosts.TargetOf(h), cfg); err != nil {
 		return fmt.Errorf("record the new disk paths of vm %s: %w", vm.Metadata.Name, err)
 	}
 	return s.switchTo(ctx, vm, after, nil)
@@ -415,7 +417,7 @@ func (s *Server) followMigration(ctx context.Context, t *tasks.Run, vm *api.VM, 
 	var moved int64 = -1
 	lastMove, lastAnswer := time.Now(), time.Now()
 	for {
-		info, err := s.agents.VM(ctx, target(src), vm.Metadata.ID)
+		info, err := s.agents.VM(ctx, hosts.TargetOf(src), vm.Metadata.ID)
 		if err != nil {
 			// QEMU migrates on while its agent restarts: wait for it.
 			if ctx.Err() == nil && time.Since(lastAnswer) < s.cfg.MigrationStallTimeout {
@@ -426,7 +428,7 @@ func (s *Server) followMigration(ctx context.Context, t *tasks.Run, vm *api.VM, 
 		if ctx.Err() != nil {
 			if t.Canceled(ctx) {
 				cctx, cancel := t.CleanupCtx()
-				_ = s.agents.CancelMigration(cctx, target(src), vm.Metadata.ID)
+				_ = s.agents.CancelMigration(cctx, hosts.TargetOf(src), vm.Metadata.ID)
 				if onCancel != nil {
 					onCancel(cctx)
 				}
@@ -446,14 +448,14 @@ func (s *Server) followMigration(ctx context.Context, t *tasks.Run, vm *api.VM, 
 			moved, lastMove = now, time.Now()
 		} else if time.Since(lastMove) > s.cfg.MigrationStallTimeout && st.State != hypervisor.MigrationCompleted {
 			cctx, cancel := t.CleanupCtx()
-			_ = s.agents.CancelMigration(cctx, target(src), vm.Metadata.ID)
+			_ = s.agents.CancelMigration(cctx, hosts.TargetOf(src), vm.Metadata.ID)
 			cancel()
 			return st, fmt.Errorf("no data moved for %s: the link to the target is cut or too slow", s.cfg.MigrationStallTimeout)
 		}
 		if st.State != hypervisor.MigrationCompleted && !s.connected(dst.Metadata.ID) {
 			// Its agent died or it is cut off: it could not take the VM over.
 			cctx, cancel := t.CleanupCtx()
-			_ = s.agents.CancelMigration(cctx, target(src), vm.Metadata.ID)
+			_ = s.agents.CancelMigration(cctx, hosts.TargetOf(src), vm.Metadata.ID)
 			cancel()
 			return st, fmt.Errorf("host %s stopped sending heartbeats (its agent is down or it is cut off)", dst.Metadata.Name)
 		}
@@ -519,8 +521,7 @@ func migrationMessage(st hypervisor.MigrationStatus) string {
 	return strings.Join(parts, "; ")
 }
 
-// opVMMigrate is the task operation that moves a VM.
-const opVMMigrate = "vm.migrate"
+// api.OpVMMigrate is the task operation that moves a VM.
 
 // liveMigrate moves a running VM to another host: the target starts a copy
 // waiting for it, the source sends memory (and disks over NBD when they
@@ -540,14 +541,14 @@ func (s *Server) liveMigrate(ctx context.Context, t *tasks.Run, vm *api.VM, src,
 	t.After(release)
 	// The copy gets the hardware the VM runs with (vCPUs and memory
 	// hot-added, its display as it started), not what its spec would boot.
-	info, err := s.agents.VM(ctx, target(src), vm.Metadata.ID)
+	info, err := s.agents.VM(ctx, hosts.TargetOf(src), vm.Metadata.ID)
 	if err != nil {
 		return fmt.Errorf("read the hardware of vm %s on host %s: %w", vm.Metadata.Name, src.Metadata.Name, err)
 	}
 	cfg.Hardware = info.Hardware
 	t.Progress(ctx, 2, "starting the copy on host "+dst.Metadata.Name)
 	prepared := time.Now()
-	in, err := s.agents.Incoming(ctx, target(dst), agent.IncomingRequest{Config: cfg,
+	in, err := s.agents.Incoming(ctx, hosts.TargetOf(dst), agent.IncomingRequest{Config: cfg,
 		Options: hypervisor.IncomingOptions{TLS: !o.Insecure, Disks: nbd, Multifd: o.Multifd, Compress: o.Compress}})
 	if err != nil {
 		return fmt.Errorf("start receiving vm %s on host %s: %w", vm.Metadata.Name, dst.Metadata.Name, err)
@@ -557,7 +558,7 @@ func (s *Server) liveMigrate(ctx context.Context, t *tasks.Run, vm *api.VM, src,
 		// itself once it is back (see orphanCopies).
 		c, cancel := context.WithTimeout(c, 15*time.Second)
 		defer cancel()
-		if err := s.agents.AbortIncoming(c, target(dst), vm.Metadata.ID); err != nil && !errors.Is(err, api.ErrNotFound) {
+		if err := s.agents.AbortIncoming(c, hosts.TargetOf(dst), vm.Metadata.ID); err != nil && !errors.Is(err, api.ErrNotFound) {
 			s.log.Warn("cannot remove the copy of a failed migration now; the host drops it when it is back", "vm", vm.Metadata.Name,
 				"host", dst.Metadata.Name, "err", err)
 		}
@@ -568,7 +569,7 @@ func (s *Server) liveMigrate(ctx context.Context, t *tasks.Run, vm *api.VM, src,
 		to.TLSHostname = pki.HostDNSName(dst.Metadata.ID)
 	}
 	res.PrepareMs = time.Since(prepared).Milliseconds()
-	if err := s.agents.MigrateOut(ctx, target(src), vm.Metadata.ID, to); err != nil {
+	if err := s.agents.MigrateOut(ctx, hosts.TargetOf(src), vm.Metadata.ID, to); err != nil {
 		cctx, cancel := t.CleanupCtx()
 		abort(cctx)
 		cancel()
@@ -632,7 +633,7 @@ func (s *Server) switchOver(ctx context.Context, vm *api.VM, src, dst *api.Host,
 	if err := s.switchTo(ctx, vm, after, &fin); err != nil {
 		return err
 	}
-	if err := s.agents.Release(ctx, target(src), vm.Metadata.ID, nbd); err != nil && !errors.Is(err, api.ErrNotFound) {
+	if err := s.agents.Release(ctx, hosts.TargetOf(src), vm.Metadata.ID, nbd); err != nil && !errors.Is(err, api.ErrNotFound) {
 		s.log.Error("the source host could not forget a migrated VM; its paused copy stays there", "vm", vm.Metadata.Name,
 			"host", src.Metadata.Name, "err", err)
 	}
@@ -644,7 +645,7 @@ func (s *Server) switchOver(ctx context.Context, vm *api.VM, src, dst *api.Host,
 func (s *Server) finishIncoming(ctx context.Context, vm *api.VM, dst *api.Host) (api.AgentVMState, error) {
 	deadline := time.Now().Add(switchOverRetry)
 	for {
-		fin, err := s.agents.FinishIncoming(ctx, target(dst), vm.Metadata.ID)
+		fin, err := s.agents.FinishIncoming(ctx, hosts.TargetOf(dst), vm.Metadata.ID)
 		if err == nil || !errors.Is(err, api.ErrUnavailable) || time.Now().After(deadline) || ctx.Err() != nil {
 			return fin, err
 		}
@@ -662,7 +663,7 @@ func (s *Server) takeBack(ctx context.Context, vm *api.VM, src, dst *api.Host, f
 	name := vm.Metadata.Name
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	info, err := s.agents.VM(cctx, target(dst), vm.Metadata.ID)
+	info, err := s.agents.VM(cctx, hosts.TargetOf(dst), vm.Metadata.ID)
 	switch {
 	case err == nil && !info.Incoming:
 		// It did run there after all (the answer was lost).
@@ -671,9 +672,9 @@ func (s *Server) takeBack(ctx context.Context, vm *api.VM, src, dst *api.Host, f
 	case err == nil, agent.NeverReached(finishErr):
 		// The copy never ran (or its host never heard of running it).
 		if err == nil {
-			_ = s.agents.AbortIncoming(cctx, target(dst), vm.Metadata.ID)
+			_ = s.agents.AbortIncoming(cctx, hosts.TargetOf(dst), vm.Metadata.ID)
 		}
-		if terr := s.agents.CancelMigration(cctx, target(src), vm.Metadata.ID); terr != nil {
+		if terr := s.agents.CancelMigration(cctx, hosts.TargetOf(src), vm.Metadata.ID); terr != nil {
 			return fmt.Errorf("vm %s: host %s could not run it (%v) and host %s could not take it back: %w; it is paused on %s",
 				name, dst.Metadata.Name, finishErr, src.Metadata.Name, terr, src.Metadata.Name)
 		}
@@ -688,9 +689,9 @@ func (s *Server) takeBack(ctx context.Context, vm *api.VM, src, dst *api.Host, f
 // resumeMigration finishes, after a server restart, a migration a previous
 // leader started: by what the two hosts say.
 func (s *Server) resumeMigration(ctx context.Context, t *tasks.Run, vm *api.VM, src, dst *api.Host, after *api.VM, nbd bool, res *api.MigrateResult) error {
-	abort := func(c context.Context) { _ = s.agents.AbortIncoming(c, target(dst), vm.Metadata.ID) }
-	dinfo, derr := s.agents.VM(ctx, target(dst), vm.Metadata.ID)
-	sinfo, serr := s.agents.VM(ctx, target(src), vm.Metadata.ID)
+	abort := func(c context.Context) { _ = s.agents.AbortIncoming(c, hosts.TargetOf(dst), vm.Metadata.ID) }
+	dinfo, derr := s.agents.VM(ctx, hosts.TargetOf(dst), vm.Metadata.ID)
+	sinfo, serr := s.agents.VM(ctx, hosts.TargetOf(src), vm.Metadata.ID)
 	switch {
 	case derr == nil && !dinfo.Incoming:
 		// It finished: only the bookkeeping is left.
@@ -699,7 +700,7 @@ func (s *Server) resumeMigration(ctx context.Context, t *tasks.Run, vm *api.VM, 
 			return err
 		}
 		if serr == nil {
-			_ = s.agents.Release(ctx, target(src), vm.Metadata.ID, nbd)
+			_ = s.agents.Release(ctx, hosts.TargetOf(src), vm.Metadata.ID, nbd)
 		}
 		return nil
 	case derr == nil && serr == nil && sinfo.Migration.State == hypervisor.MigrationCompleted:

@@ -20,6 +20,7 @@ import (
 
 	"github.com/vdc-project/vdc/internal/control/auth"
 	"github.com/vdc-project/vdc/internal/control/hosts"
+	"github.com/vdc-project/vdc/internal/control/inventory"
 	"github.com/vdc-project/vdc/internal/control/placement"
 	"github.com/vdc-project/vdc/internal/control/state"
 	"github.com/vdc-project/vdc/internal/control/tasks"
@@ -92,6 +93,7 @@ type Server struct {
 	authz   auth.Authorizer
 	events  *eventLog
 	places  *placement.Placer
+	inv     *inventory.Inventory
 	tally   *state.Tally
 	lists   *listCache
 
@@ -196,6 +198,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err := s.bootstrapPKI(ctx); err != nil {
 		return err
 	}
+	s.inv = &inventory.Inventory{St: s.st, Tally: s.tally, Hosts: s.agents, Tasks: s.submitter}
 	s.auth = newAuthenticator(s.cli)
 	s.authn, s.authz = s.auth, auth.AllowAll{}
 	go s.auth.watch(ctx, s.log)

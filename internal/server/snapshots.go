@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/control/hosts"
+	"github.com/vdc-project/vdc/internal/control/inventory"
 	"github.com/vdc-project/vdc/internal/control/state"
 	"github.com/vdc-project/vdc/internal/control/tasks"
 	"github.com/vdc-project/vdc/internal/hypervisor"
@@ -30,12 +32,6 @@ import (
 // MaxSnapshots bounds a VM's snapshot tree (as vSphere advises: long
 // chains slow every read).
 const MaxSnapshots = 32
-
-const (
-	opSnapshotCreate = "vm.snapshot.create"
-	opSnapshotRevert = "vm.snapshot.revert"
-	opSnapshotDelete = "vm.snapshot.delete"
-)
 
 type snapshotCreateParams struct {
 	api.SnapshotCreateRequest
@@ -125,13 +121,13 @@ func checkTree(vm *api.VM) error {
 // storageReady checks what every storage change of a VM needs: a VM that
 // exists for good, on a host that answers, and no migration under way.
 func (s *Server) storageReady(vm *api.VM) (*api.Host, error) {
-	if err := checkReady(vm); err != nil {
+	if err := inventory.CheckReady(vm); err != nil {
 		return nil, err
 	}
 	if vm.Status.PowerState == api.PowerUnknown {
 		return nil, api.Errorf(api.ErrConflict, "the state of vm %s is unknown: %s", vm.Metadata.Name, vm.Status.Message)
 	}
-	return s.vmHost(vm)
+	return s.inv.VMHost(vm)
 }
 
 // POST /api/v1/vms/{name}/snapshots
@@ -140,7 +136,7 @@ func (s *Server) createSnapshot(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	if err := firstErr(api.ValidateName("snapshot", req.Name), validateDescription(req.Description)); err != nil {
+	if err := inventory.FirstErr(api.ValidateName("snapshot", req.Name), validateDescription(req.Description)); err != nil {
 		fail(w, err)
 		return
 	}
@@ -151,13 +147,13 @@ func (s *Server) createSnapshot(w http.ResponseWriter, r *http.Request) {
 	}
 	// The name is claimed with the task: racing creates of one name at
 	// one VM get 409, all but one.
-	t, err := s.submitOnVM(r.Context(), vm, func(vm *api.VM) (*api.Task, error) {
+	t, err := s.inv.SubmitOnVM(r.Context(), vm, func(vm *api.VM) (*api.Task, error) {
 		p, err := s.planSnapshot(vm, req)
 		if err != nil {
 			return nil, fmt.Errorf("snapshot vm %s: %w", vm.Metadata.Name, err)
 		}
-		t := tasks.New(r.Context(), opSnapshotCreate, vm, p)
-		t.Claims = []string{vmClaim(vm.Metadata.ID, "snapshots", req.Name)}
+		t := tasks.New(r.Context(), api.OpSnapshotCreate, vm, p)
+		t.Claims = []string{inventory.VMClaim(vm.Metadata.ID, "snapshots", req.Name)}
 		return t, nil
 	})
 	if err != nil {
@@ -172,7 +168,7 @@ func (s *Server) planSnapshot(vm *api.VM, req api.SnapshotCreateRequest) (snapsh
 	if _, err := s.storageReady(vm); err != nil {
 		return p, err
 	}
-	pending := s.pendingClaims(vmClaim(vm.Metadata.ID, "snapshots", ""))
+	pending := s.inv.PendingClaims(inventory.VMClaim(vm.Metadata.ID, "snapshots", ""))
 	switch n := len(vm.Spec.Snapshots) + len(pending); {
 	case vm.Spec.Template:
 		return p, api.Errorf(api.ErrConflict, "vm %s is a template: clone it to change it", vm.Metadata.Name)
@@ -184,10 +180,10 @@ func (s *Server) planSnapshot(vm *api.VM, req api.SnapshotCreateRequest) (snapsh
 	if slices.ContainsFunc(vm.Spec.Snapshots, func(x api.VMSnapshot) bool { return x.Name == req.Name && !x.Hidden }) {
 		return p, api.Errorf(api.ErrConflict, "vm %s already has a snapshot named %q", vm.Metadata.Name, req.Name)
 	}
-	if t := pending[vmClaim(vm.Metadata.ID, "snapshots", req.Name)]; t != nil {
+	if t := pending[inventory.VMClaim(vm.Metadata.ID, "snapshots", req.Name)]; t != nil {
 		return p, api.Errorf(api.ErrConflict, "vm %s is already taking a snapshot named %q (task %s)", vm.Metadata.Name, req.Name, t.Metadata.ID)
 	}
-	if err := s.notMoving(vm); err != nil {
+	if err := s.inv.NotMoving(vm); err != nil {
 		return p, err
 	}
 	suffix := fileSuffix()
@@ -201,17 +197,6 @@ func (s *Server) planSnapshot(vm *api.VM, req api.SnapshotCreateRequest) (snapsh
 		}
 	}
 	return p, nil
-}
-
-// notMoving refuses storage changes while a migration task runs on the VM.
-func (s *Server) notMoving(vm *api.VM) error {
-	var busy error
-	s.cache.Each(api.KindTask, func(o api.Object) {
-		if t := o.(*api.Task); t.Target.ID == vm.Metadata.ID && t.Op == opVMMigrate && !api.TaskDone(t.State) {
-			busy = api.Errorf(api.ErrConflict, "vm %s is being migrated (task %s)", vm.Metadata.Name, t.Metadata.ID)
-		}
-	})
-	return busy
 }
 
 // checkFree refuses work that needs more space than a datastore has.
@@ -248,28 +233,12 @@ func (s *Server) abs(dsID, rel string) (string, error) {
 	return filepath.Join(o.(*api.Datastore).Spec.Path, rel), nil
 }
 
-// onDatastore says whether a file is on one of the datastores: one of
-// vdc's own disk files, or an image put there on purpose.
-func (s *Server) onDatastore(path string) bool {
-	if path == "" {
-		return false
-	}
-	on := false
-	s.cache.Each(api.KindDatastore, func(o api.Object) {
-		root := o.(*api.Datastore).Spec.Path
-		if rel, err := filepath.Rel(root, path); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
-			on = true
-		}
-	})
-	return on
-}
-
 func (s *Server) runSnapshotCreate(ctx context.Context, t *tasks.Run) (any, error) {
 	var p snapshotCreateParams
 	if err := t.Params(&p); err != nil {
 		return nil, err
 	}
-	vm, h, err := s.loadVM(ctx, t)
+	vm, h, err := s.inv.LoadVM(ctx, t)
 	if err != nil {
 		return nil, err
 	}
@@ -296,16 +265,16 @@ func (s *Server) runSnapshotCreate(ctx context.Context, t *tasks.Run) (any, erro
 	var res hypervisor.SnapshotResult
 	if t.Resumed {
 		// The host may have switched already: it says which files it uses.
-		if info, err := s.agents.VM(ctx, target(h), vm.Metadata.ID); err == nil && len(info.Disks) > 0 &&
+		if info, err := s.agents.VM(ctx, hosts.TargetOf(h), vm.Metadata.ID); err == nil && len(info.Disks) > 0 &&
 			slices.ContainsFunc(info.Disks, func(d hypervisor.DiskConfig) bool { return d.Path == req.Overlays[d.Name] }) {
 			res.Note = "the server restarted while the snapshot was taken; its memory is not kept"
 			if req.MemoryFile != "" {
-				_ = s.agents.RemoveFiles(ctx, target(h), []string{req.MemoryFile})
+				_ = s.agents.RemoveFiles(ctx, hosts.TargetOf(h), []string{req.MemoryFile})
 			}
 			goto record
 		}
 	}
-	res, err = s.agents.Snapshot(ctx, target(h), vm.Metadata.ID, req)
+	res, err = s.agents.Snapshot(ctx, hosts.TargetOf(h), vm.Metadata.ID, req)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot vm %s: %w", vm.Metadata.Name, err)
 	}
@@ -349,7 +318,7 @@ func (s *Server) revertSnapshot(w http.ResponseWriter, r *http.Request) {
 		_, err = s.storageReady(vm)
 	}
 	if err == nil {
-		err = s.notMoving(vm)
+		err = s.inv.NotMoving(vm)
 	}
 	if err != nil {
 		fail(w, fmt.Errorf("revert vm %s: %w", vm.Metadata.Name, err))
@@ -360,7 +329,7 @@ func (s *Server) revertSnapshot(w http.ResponseWriter, r *http.Request) {
 	for _, d := range snap.Disks {
 		p.Overlays[d.Name] = overlayPath(d.Path, d.Name, suffix)
 	}
-	s.submitTask(w, r, tasks.New(r.Context(), opSnapshotRevert, vm, p))
+	s.submitTask(w, r, tasks.New(r.Context(), api.OpSnapshotRevert, vm, p))
 }
 
 func (s *Server) runSnapshotRevert(ctx context.Context, t *tasks.Run) (any, error) {
@@ -368,7 +337,7 @@ func (s *Server) runSnapshotRevert(ctx context.Context, t *tasks.Run) (any, erro
 	if err := t.Params(&p); err != nil {
 		return nil, err
 	}
-	vm, h, err := s.loadVM(ctx, t)
+	vm, h, err := s.inv.LoadVM(ctx, t)
 	if err != nil {
 		return nil, err
 	}
@@ -417,11 +386,11 @@ func (s *Server) runSnapshotRevert(ctx context.Context, t *tasks.Run) (any, erro
 	if vm.Status.PowerState == api.PowerOn && !snap.Memory {
 		t.Progress(ctx, 20, "powering off, then reverting to snapshot "+snap.Name+" (taken without memory)")
 	}
-	st, err := s.agents.Revert(ctx, target(h), vm.Metadata.ID, req)
+	st, err := s.agents.Revert(ctx, hosts.TargetOf(h), vm.Metadata.ID, req)
 	if err != nil {
 		return nil, fmt.Errorf("revert vm %s to snapshot %s: %w", vm.Metadata.Name, snap.Name, err)
 	}
-	if err := s.agents.RemoveFiles(ctx, target(h), drop); err != nil {
+	if err := s.agents.RemoveFiles(ctx, hosts.TargetOf(h), drop); err != nil {
 		s.log.Warn("cannot remove the files of a reverted state", "vm", vm.Metadata.Name, "err", err)
 	}
 	t.Stage(api.KindVM, vm.Metadata.ID, func(o api.Object) error {
@@ -432,7 +401,7 @@ func (s *Server) runSnapshotRevert(ctx context.Context, t *tasks.Run) (any, erro
 		v.Status.Disks = nil // measured again by the host
 		return nil
 	})
-	t.Stage(api.KindVM, vm.Metadata.ID, vmStateChange(st))
+	t.Stage(api.KindVM, vm.Metadata.ID, inventory.VMStateChange(st))
 	return api.SnapshotResult{Snapshot: snap.Name}, nil
 }
 
@@ -448,18 +417,18 @@ func (s *Server) deleteSnapshot(w http.ResponseWriter, r *http.Request) {
 		_, err = s.storageReady(vm)
 	}
 	if err == nil {
-		err = s.notMoving(vm)
+		err = s.inv.NotMoving(vm)
 	}
 	if err == nil {
 		if deps := s.snapshotDependents(vm, snap); len(deps) > 0 {
-			err = api.Errorf(api.ErrConflict, "linked clones depend on snapshot %s: %s; delete them first", snap.Name, strings.Join(firstN(deps, 10), ", "))
+			err = api.Errorf(api.ErrConflict, "linked clones depend on snapshot %s: %s; delete them first", snap.Name, strings.Join(inventory.FirstN(deps, 10), ", "))
 		}
 	}
 	if err != nil {
 		fail(w, fmt.Errorf("delete snapshot of vm %s: %w", vm.Metadata.Name, err))
 		return
 	}
-	s.submitTask(w, r, tasks.New(r.Context(), opSnapshotDelete, vm, snapshotDeleteParams{Snapshot: snap.ID}))
+	s.submitTask(w, r, tasks.New(r.Context(), api.OpSnapshotDelete, vm, snapshotDeleteParams{Snapshot: snap.ID}))
 }
 
 // GET /api/v1/vms/{name}/snapshots
@@ -508,15 +477,6 @@ func visibleTree(vm *api.VM) (snaps []api.VMSnapshot, current string, err error)
 	return snaps, current, nil
 }
 
-// vmFiles lists every disk file of a VM (current and snapshots').
-func vmFiles(vm *api.VM) []api.VMDisk {
-	out := slices.Clone(vm.Spec.Disks)
-	for _, sn := range vm.Spec.Snapshots {
-		out = append(out, sn.Disks...)
-	}
-	return out
-}
-
 // dependents lists the other VMs whose disks are linked to a file.
 func (s *Server) dependents(self, abs string) []string {
 	var names []string
@@ -525,7 +485,7 @@ func (s *Server) dependents(self, abs string) []string {
 		if v.Metadata.ID == self {
 			return
 		}
-		for _, d := range vmFiles(v) {
+		for _, d := range inventory.VMFiles(v) {
 			if d.Linked && d.Source == abs {
 				names = append(names, v.Metadata.Name)
 				return
@@ -550,7 +510,7 @@ func (s *Server) snapshotDependents(vm *api.VM, sn *api.VMSnapshot) []string {
 // vmDependents lists the VMs linked to any file of a VM.
 func (s *Server) vmDependents(vm *api.VM) []string {
 	var out []string
-	for _, d := range vmFiles(vm) {
+	for _, d := range inventory.VMFiles(vm) {
 		if f, err := s.abs(d.Datastore.ID, d.Path); err == nil {
 			out = append(out, s.dependents(vm.Metadata.ID, f)...)
 		}
@@ -564,7 +524,7 @@ func (s *Server) runSnapshotDelete(ctx context.Context, t *tasks.Run) (any, erro
 	if err := t.Params(&p); err != nil {
 		return nil, err
 	}
-	vm, h, err := s.loadVM(ctx, t)
+	vm, h, err := s.inv.LoadVM(ctx, t)
 	if err != nil {
 		return nil, err
 	}
@@ -672,7 +632,7 @@ func (s *Server) runStep(ctx context.Context, t *tasks.Run, vm *api.VM, h *api.H
 		}
 	}
 	for _, m := range st.merges {
-		merge := func() error { return s.agents.MergeDisk(ctx, target(h), vm.Metadata.ID, m) }
+		merge := func() error { return s.agents.MergeDisk(ctx, hosts.TargetOf(h), vm.Metadata.ID, m) }
 		err := retry("merging "+filepath.Base(m.Top), merge)
 		// QEMU may have died under the merge: once the host has seen it
 		// go, it finishes the merge offline.
@@ -685,5 +645,5 @@ func (s *Server) runStep(ctx context.Context, t *tasks.Run, vm *api.VM, h *api.H
 			return err
 		}
 	}
-	return retry("removing files", func() error { return s.agents.RemoveFiles(ctx, target(h), st.remove) })
+	return retry("removing files", func() error { return s.agents.RemoveFiles(ctx, hosts.TargetOf(h), st.remove) })
 }

@@ -6,7 +6,6 @@ import (
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/control/tasks"
-	"github.com/vdc-project/vdc/internal/hypervisor"
 )
 
 // Thin provisioning accounting. For each disk, VM and datastore:
@@ -86,38 +85,6 @@ func datastoreEvents(base api.Event, prev, cur *api.Datastore) []api.Event {
 	return []api.Event{e}
 }
 
-// seedFor builds a VM's NoCloud seed: meta-data with its ID as the
-// instance ID (a clone is a new instance: cloud-init runs again), the
-// user's user-data as given, and the SSH keys and host name in
-// vendor-data, which cloud-init merges under the user-data.
-func seedFor(vm *api.VM) *hypervisor.Seed {
-	ci := vm.Spec.CloudInit
-	if ci == nil {
-		return nil
-	}
-	host := ci.Hostname
-	if host == "" {
-		host = vm.Metadata.Name
-	}
-	seed := &hypervisor.Seed{
-		MetaData: fmt.Sprintf("instance-id: %s\nlocal-hostname: %s\n", vm.Metadata.ID, host),
-		UserData: ci.UserData,
-	}
-	if seed.UserData == "" {
-		seed.UserData = "#cloud-config\n{}\n"
-	}
-	var vd strings.Builder
-	fmt.Fprintf(&vd, "#cloud-config\nhostname: %s\n", host)
-	if len(ci.SSHKeys) > 0 {
-		vd.WriteString("ssh_authorized_keys:\n")
-		for _, k := range ci.SSHKeys {
-			fmt.Fprintf(&vd, "  - %q\n", k)
-		}
-	}
-	seed.VendorData = vd.String()
-	return seed
-}
-
 func validateCloudInit(ci *api.CloudInit) error {
 	if ci == nil {
 		return nil
@@ -173,12 +140,12 @@ func (s *Server) snapshotFiles(vm *api.VM) []string {
 }
 
 func (s *Server) registerStorageTasks(r *tasks.Runner) {
-	r.Register(opSnapshotCreate, tasks.Handler{Run: s.runSnapshotCreate, Resumable: true})
-	r.Register(opSnapshotRevert, tasks.Handler{Run: s.runSnapshotRevert, Resumable: true})
-	r.Register(opSnapshotDelete, tasks.Handler{Run: s.runSnapshotDelete, Resumable: true})
-	r.Register(opVMClone, tasks.Handler{Run: s.runClone, Resumable: true})
-	r.Register(opDiskAdd, tasks.Handler{Run: s.runDiskAdd, Resumable: true})
-	r.Register(opDiskResize, tasks.Handler{Run: s.runDiskResize, Resumable: true})
-	r.Register(opDiskRemove, tasks.Handler{Run: s.runDiskRemove, Resumable: true})
-	r.Register(opImageImport, tasks.Handler{Run: s.runImageImport, Resumable: true})
+	r.Register(api.OpSnapshotCreate, tasks.Handler{Run: s.runSnapshotCreate, Resumable: true})
+	r.Register(api.OpSnapshotRevert, tasks.Handler{Run: s.runSnapshotRevert, Resumable: true})
+	r.Register(api.OpSnapshotDelete, tasks.Handler{Run: s.runSnapshotDelete, Resumable: true})
+	r.Register(api.OpVMClone, tasks.Handler{Run: s.runClone, Resumable: true})
+	r.Register(api.OpDiskAdd, tasks.Handler{Run: s.runDiskAdd, Resumable: true})
+	r.Register(api.OpDiskResize, tasks.Handler{Run: s.runDiskResize, Resumable: true})
+	r.Register(api.OpDiskRemove, tasks.Handler{Run: s.runDiskRemove, Resumable: true})
+	r.Register(api.OpImageImport, tasks.Handler{Run: s.runImageImport, Resumable: true})
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/agent"
+	"github.com/vdc-project/vdc/internal/control/hosts"
 	"github.com/vdc-project/vdc/internal/control/tasks"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 )
@@ -22,12 +23,12 @@ func (s *Server) pathVM(r *http.Request) (*api.VM, *api.Host, error) {
 	if err := s.cache.Sync(r.Context()); err != nil {
 		return nil, nil, err
 	}
-	o, err := s.lookup(api.KindVM, r.PathValue("name"))
+	o, err := s.inv.Lookup(api.KindVM, r.PathValue("name"))
 	if err != nil {
 		return nil, nil, err
 	}
 	vm := o.(*api.VM)
-	h, err := s.vmHost(vm)
+	h, err := s.inv.VMHost(vm)
 	return vm, h, err
 }
 
@@ -71,7 +72,7 @@ func (s *Server) execVM(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	started := time.Now().UTC()
-	res, err := s.agents.Exec(r.Context(), target(h), vm.Metadata.ID, agent.ExecRequest{
+	res, err := s.agents.Exec(r.Context(), hosts.TargetOf(h), vm.Metadata.ID, agent.ExecRequest{
 		ExecRequest:    hypervisor.ExecRequest{Path: req.Command[0], Args: req.Command[1:], Input: []byte(req.Input)},
 		TimeoutSeconds: req.TimeoutSeconds,
 	})
@@ -112,7 +113,7 @@ func (s *Server) consoleLog(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	b, err := s.agents.ConsoleLog(r.Context(), target(h), vm.Metadata.ID, n)
+	b, err := s.agents.ConsoleLog(r.Context(), hosts.TargetOf(h), vm.Metadata.ID, n)
 	if err != nil {
 		fail(w, err)
 		return
@@ -143,7 +144,7 @@ func (s *Server) relayStream(w http.ResponseWriter, r *http.Request, what string
 		return
 	}
 	dctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-	hostWS, err := dial(dctx, target(h), vm.Metadata.ID)
+	hostWS, err := dial(dctx, hosts.TargetOf(h), vm.Metadata.ID)
 	cancel()
 	if err != nil {
 		fail(w, err)

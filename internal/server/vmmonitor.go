@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/control/hosts"
+	"github.com/vdc-project/vdc/internal/control/inventory"
 	"github.com/vdc-project/vdc/internal/control/state"
 	"github.com/vdc-project/vdc/internal/control/tasks"
 )
@@ -99,8 +101,8 @@ func (s *Server) monitorGuests(ctx context.Context) {
 				if h.(*api.Host).Spec.Cluster.ID != cl.Metadata.ID || h.(*api.Host).Status.Connection != api.HostConnected {
 					continue
 				}
-				for _, vm := range s.vmsOn(h.GetMeta().ID) {
-					if !haProtected(cl, vm) {
+				for _, vm := range s.inv.VMsOn(h.GetMeta().ID) {
+					if !inventory.HAProtected(cl, vm) {
 						continue
 					}
 					ok, why := guestVerdict(vm, cl.Spec.HA.VMMonitoring, now)
@@ -124,7 +126,7 @@ func (s *Server) monitorGuests(ctx context.Context) {
 			if busy[r.vm.Metadata.ID] {
 				continue
 			}
-			t := tasks.New(ctx, opVMHAReset, r.vm, nil)
+			t := tasks.New(ctx, api.OpVMHAReset, r.vm, nil)
 			t.Owner, t.Message = ownerHA, r.why
 			if _, err := s.submitter.Submit(ctx, s.store.Txn(), t); err != nil {
 				s.log.Warn("VM monitoring: cannot queue a reset", "vm", r.vm.Metadata.Name, "err", err)
@@ -138,7 +140,7 @@ func (s *Server) monitorGuests(ctx context.Context) {
 // runVMHAReset resets a VM whose guest hangs, keeping what its console
 // showed before, and counts the reset against the cluster's limit.
 func (s *Server) runVMHAReset(ctx context.Context, t *tasks.Run) (any, error) {
-	vm, h, err := s.loadVM(ctx, t)
+	vm, h, err := s.inv.LoadVM(ctx, t)
 	if err != nil {
 		return nil, err
 	}
@@ -152,12 +154,12 @@ func (s *Server) runVMHAReset(ctx context.Context, t *tasks.Run) (any, error) {
 		return nil, api.Errorf(api.ErrConflict, "vm %s not reset: %s", vm.Metadata.Name, why)
 	}
 	res := api.VMResetResult{Reason: why}
-	if log, err := s.agents.ConsoleLog(ctx, target(h), vm.Metadata.ID, consoleKept); err == nil {
+	if log, err := s.agents.ConsoleLog(ctx, hosts.TargetOf(h), vm.Metadata.ID, consoleKept); err == nil {
 		res.ConsoleLog = string(log)
 	} else {
 		res.ConsoleLog = "(console log unavailable: " + err.Error() + ")"
 	}
-	st, err := s.agents.Power(ctx, target(h), vm.Metadata.ID, api.PowerRequest{Action: api.ActionReset})
+	st, err := s.agents.Power(ctx, hosts.TargetOf(h), vm.Metadata.ID, api.PowerRequest{Action: api.ActionReset})
 	if err != nil {
 		return nil, fmt.Errorf("reset vm %s on host %s: %w", vm.Metadata.Name, h.Metadata.Name, err)
 	}
@@ -172,7 +174,7 @@ func (s *Server) runVMHAReset(ctx context.Context, t *tasks.Run) (any, error) {
 			}
 		}
 		v.Status.HAResets = append(kept, now)
-		if err := vmStateChange(st)(v); err != nil && !errors.Is(err, state.ErrUnchanged) {
+		if err := inventory.VMStateChange(st)(v); err != nil && !errors.Is(err, state.ErrUnchanged) {
 			return err
 		}
 		return nil

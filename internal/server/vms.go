@@ -2,7 +2,6 @@ package server
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"fmt"
 	"net"
@@ -12,7 +11,7 @@ import (
 	"strings"
 
 	"github.com/vdc-project/vdc/api"
-	"github.com/vdc-project/vdc/internal/control/placement"
+	"github.com/vdc-project/vdc/internal/control/inventory"
 	"github.com/vdc-project/vdc/internal/control/state"
 	"github.com/vdc-project/vdc/internal/control/tasks"
 	"github.com/vdc-project/vdc/internal/store"
@@ -32,7 +31,7 @@ func (s *Server) listVMs(w http.ResponseWriter, r *http.Request) {
 			if param == "cluster" {
 				kind = api.KindCluster
 			}
-			o, err := s.lookup(kind, v)
+			o, err := s.inv.Lookup(kind, v)
 			if err != nil {
 				fail(w, err)
 				return
@@ -49,7 +48,7 @@ func (s *Server) listVMs(w http.ResponseWriter, r *http.Request) {
 			items = append(items, o)
 		}
 	})
-	sortByName(items)
+	inventory.SortByName(items)
 	var buf bytes.Buffer
 	s.writeList(&buf, items, s.cache.Rev())
 	w.Header().Set("Content-Type", "application/json")
@@ -93,7 +92,7 @@ func validateHotAddRoom(cpus int, mem api.Size, maxCPUs int, maxMem api.Size) er
 }
 
 func validateCreate(req *api.VMCreateRequest) error {
-	if err := firstErr(validateCommon("vm", req.Name, req.Labels, req.Description), validateVMShape(req.CPUs, req.Memory),
+	if err := inventory.FirstErr(validateCommon("vm", req.Name, req.Labels, req.Description), validateVMShape(req.CPUs, req.Memory),
 		validateHotAddRoom(req.CPUs, req.Memory, req.MaxCPUs, req.MaxMemory), validateHAPriority(req.HAPriority), validateCloudInit(req.CloudInit)); err != nil {
 		return err
 	}
@@ -200,7 +199,7 @@ func (s *Server) createVM(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
-	t := tasks.New(ctx, "vm.create", vm, vmCreateParams{PowerOn: req.PowerOn})
+	t := tasks.New(ctx, api.OpVMCreate, vm, vmCreateParams{PowerOn: req.PowerOn})
 	t, err = s.submitter.Submit(ctx, txn, t)
 	if err != nil {
 		fail(w, err)
@@ -215,7 +214,7 @@ func (s *Server) buildVM(req *api.VMCreateRequest) (*api.VM, *api.Cluster, strin
 	var hostID string
 	var cl *api.Cluster
 	if req.Host != "" {
-		ho, err := s.lookup(api.KindHost, req.Host)
+		ho, err := s.inv.Lookup(api.KindHost, req.Host)
 		if err != nil {
 			return nil, nil, "", err
 		}
@@ -236,7 +235,7 @@ func (s *Server) buildVM(req *api.VMCreateRequest) (*api.VM, *api.Cluster, strin
 		}
 	}
 	dc := cl.Spec.Datacenter.ID
-	inDC := func(o api.Object) bool { return datacenterOf(o) == dc }
+	inDC := func(o api.Object) bool { return inventory.DatacenterOf(o) == dc }
 	id := store.NewID()
 	vm := &api.VM{
 		Metadata: api.ObjectMeta{ID: id, Name: req.Name, Labels: req.Labels},
@@ -246,7 +245,7 @@ func (s *Server) buildVM(req *api.VMCreateRequest) (*api.VM, *api.Cluster, strin
 	}
 	dir := fmt.Sprintf("%s-%s", req.Name, id[len(id)-8:])
 	for i, d := range req.Disks {
-		o, err := s.pick(api.KindDatastore, d.Datastore, inDC)
+		o, err := s.inv.Pick(api.KindDatastore, d.Datastore, inDC)
 		if err != nil {
 			return nil, nil, "", fmt.Errorf("disk %d: %w", i, err)
 		}
@@ -307,7 +306,7 @@ func (s *Server) buildVM(req *api.VMCreateRequest) (*api.VM, *api.Cluster, strin
 	}
 	used := map[string]bool{} // by this request
 	for i, n := range nics {
-		o, err := s.pick(api.KindPortGroup, n.PortGroup, inDC)
+		o, err := s.inv.Pick(api.KindPortGroup, n.PortGroup, inDC)
 		if err != nil {
 			return nil, nil, "", fmt.Errorf("nic %d: %w", i, err)
 		}
@@ -325,16 +324,6 @@ func (s *Server) buildVM(req *api.VMCreateRequest) (*api.VM, *api.Cluster, strin
 		vm.Spec.NICs = append(vm.Spec.NICs, api.VMNIC{Name: fmt.Sprintf("nic%d", i), PortGroup: api.Ref{ID: o.GetMeta().ID}, MAC: mac, Model: model})
 	}
 	return vm, cl, hostID, nil
-}
-
-// removeVM deletes a VM and its MAC claims from the store.
-func (s *Server) removeVM(ctx context.Context, vm *api.VM) error {
-	txn := s.store.Txn().Delete(&api.VM{Metadata: api.ObjectMeta{ID: vm.Metadata.ID, Name: vm.Metadata.Name}})
-	for _, n := range vm.Spec.NICs {
-		txn.DeleteRaw(placement.MACKey(n.MAC))
-	}
-	_, err := txn.Commit(ctx)
-	return err
 }
 
 // newMAC picks a free address under 52:54:00, the prefix QEMU and libvirt
@@ -358,7 +347,7 @@ func (s *Server) applyImage(req *api.VMCreateRequest, vm *api.VM, dir string, in
 	}
 	source := req.Image
 	if !filepath.IsAbs(source) {
-		o, err := s.lookup(api.KindImage, req.Image)
+		o, err := s.inv.Lookup(api.KindImage, req.Image)
 		if err != nil {
 			return err
 		}
@@ -384,7 +373,7 @@ func (s *Server) applyImage(req *api.VMCreateRequest, vm *api.VM, dir string, in
 		}
 	}
 	if len(vm.Spec.Disks) == 0 {
-		ds, err := s.pick(api.KindDatastore, "", inDC)
+		ds, err := s.inv.Pick(api.KindDatastore, "", inDC)
 		if err != nil {
 			return fmt.Errorf("disk for image %s: %w", req.Image, err)
 		}
@@ -396,30 +385,6 @@ func (s *Server) applyImage(req *api.VMCreateRequest, vm *api.VM, dir string, in
 	}
 	vm.Spec.Disks[0].Source, vm.Spec.Disks[0].Linked = source, req.Linked
 	vm.Spec.Disks[0].ForeignSource = vm.Spec.Image.IsZero() // a file the user named, not a registered image
-	return nil
-}
-
-// vmState gives the power state of a VM for checks, with the reason a
-// request cannot go ahead when nobody can tell.
-func (s *Server) vmHost(vm *api.VM) (*api.Host, error) {
-	o, ok := s.cache.Get(api.KindHost, vm.Spec.Host.ID)
-	if !ok {
-		return nil, api.Errorf(api.ErrConflict, "vm %s is on a host that is no longer in the inventory", vm.Metadata.Name)
-	}
-	h := o.(*api.Host)
-	if h.Status.Connection != api.HostConnected {
-		return h, api.Errorf(api.ErrConflict, "host %s of vm %s is disconnected", h.Metadata.Name, vm.Metadata.Name)
-	}
-	return h, nil
-}
-
-func checkReady(vm *api.VM) error {
-	switch vm.Status.Phase {
-	case api.PhaseCreating:
-		return api.Errorf(api.ErrConflict, "vm %s is still being created", vm.Metadata.Name)
-	case api.PhaseDeleting:
-		return api.Errorf(api.ErrConflict, "vm %s is being deleted", vm.Metadata.Name)
-	}
 	return nil
 }
 
@@ -437,7 +402,7 @@ func (s *Server) updateVM(w http.ResponseWriter, r *http.Request) {
 	t, err := s.modify(r, api.KindVM, func(o api.Object) error {
 		vm := o.(*api.VM)
 		hot, note = nil, ""
-		err := firstErr(checkReady(vm), rename("vm", &vm.Metadata, req.Name), relabel(&vm.Metadata, req.Labels), redescribe(&vm.Spec.Description, req.Description))
+		err := inventory.FirstErr(inventory.CheckReady(vm), rename("vm", &vm.Metadata, req.Name), relabel(&vm.Metadata, req.Labels), redescribe(&vm.Spec.Description, req.Description))
 		if err == nil && req.HAPriority != nil {
 			// Takes effect at once: the host's HA settings change, and a
 			// running VM takes or lets go of its lease.
@@ -473,7 +438,7 @@ func (s *Server) updateVM(w http.ResponseWriter, r *http.Request) {
 		if req.Memory != nil {
 			mem = *req.Memory
 		}
-		if err := firstErr(validateVMShape(cpus, mem), validateHotAddRoom(cpus, mem, vm.Spec.MaxCPUs, vm.Spec.MaxMemoryBytes)); err != nil {
+		if err := inventory.FirstErr(validateVMShape(cpus, mem), validateHotAddRoom(cpus, mem, vm.Spec.MaxCPUs, vm.Spec.MaxMemoryBytes)); err != nil {
 			return err
 		}
 		if !running || (cpus == vm.Spec.CPUs && mem == vm.Spec.MemoryBytes) {
@@ -488,7 +453,7 @@ func (s *Server) updateVM(w http.ResponseWriter, r *http.Request) {
 		return nil
 	}, func(upd api.Object) *api.Task {
 		if hot != nil {
-			return tasks.New(r.Context(), opVMHotAdd, upd, hot)
+			return tasks.New(r.Context(), api.OpVMHotAdd, upd, hot)
 		}
 		t := tasks.Done(tasks.New(r.Context(), tasks.OpName(api.KindVM, "update"), upd, nil), upd)
 		t.Message = note
@@ -510,22 +475,22 @@ func (s *Server) deleteVM(w http.ResponseWriter, r *http.Request) {
 	}
 	t, err := s.modify(r, api.KindVM, func(o api.Object) error {
 		vm := o.(*api.VM)
-		if err := checkReady(vm); err != nil {
+		if err := inventory.CheckReady(vm); err != nil {
 			return err
 		}
-		if _, err := s.vmHost(vm); err != nil {
+		if _, err := s.inv.VMHost(vm); err != nil {
 			return fmt.Errorf("cannot delete vm %s: %w", vm.Metadata.Name, err)
 		}
 		if state.HoldsResources(vm) && !force {
 			return api.Errorf(api.ErrConflict, "vm %s is %s: stop it first, or delete with force", vm.Metadata.Name, vm.Status.PowerState)
 		}
 		if deps := s.vmDependents(vm); len(deps) > 0 {
-			return api.Errorf(api.ErrConflict, "cannot delete vm %s: linked clones depend on its disks: %s", vm.Metadata.Name, strings.Join(firstN(deps, 10), ", "))
+			return api.Errorf(api.ErrConflict, "cannot delete vm %s: linked clones depend on its disks: %s", vm.Metadata.Name, strings.Join(inventory.FirstN(deps, 10), ", "))
 		}
 		vm.Status.Phase = api.PhaseDeleting
 		return nil
 	}, func(upd api.Object) *api.Task {
-		return tasks.New(r.Context(), "vm.delete", upd, vmDeleteParams{Force: force})
+		return tasks.New(r.Context(), api.OpVMDelete, upd, vmDeleteParams{Force: force})
 	})
 	if err != nil {
 		fail(w, err)
@@ -589,7 +554,7 @@ func (s *Server) powerVM(w http.ResponseWriter, r *http.Request) {
 	}
 	vm, h, err := s.pathVM(r)
 	if err == nil {
-		err = firstErr(checkReady(vm), checkPower(vm, req.Action))
+		err = inventory.FirstErr(inventory.CheckReady(vm), checkPower(vm, req.Action))
 	}
 	if err == nil && vm.Spec.Template {
 		err = api.Errorf(api.ErrConflict, "vm %s is a template: it does not run; clone it (vdc vm create NEW --from-template %s)", vm.Metadata.Name, vm.Metadata.Name)
@@ -601,7 +566,7 @@ func (s *Server) powerVM(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	t, err := s.submitter.Submit(r.Context(), s.store.Txn(), tasks.New(r.Context(), "vm.power."+req.Action, vm, req))
+	t, err := s.submitter.Submit(r.Context(), s.store.Txn(), tasks.New(r.Context(), api.OpVMPower(req.Action), vm, req))
 	if err != nil {
 		fail(w, err)
 		return

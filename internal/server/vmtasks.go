@@ -4,83 +4,33 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"time"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/control/hosts"
+	"github.com/vdc-project/vdc/internal/control/inventory"
 	"github.com/vdc-project/vdc/internal/control/state"
 	"github.com/vdc-project/vdc/internal/control/tasks"
-	"github.com/vdc-project/vdc/internal/hypervisor"
 )
 
 func (s *Server) registerTaskHandlers(r *tasks.Runner) {
-	r.Register("vm.create", tasks.Handler{Run: s.runVMCreate, Resumable: true})
+	r.Register(api.OpVMCreate, tasks.Handler{Run: s.runVMCreate, Resumable: true})
 	s.registerTransferTasks(r)
-	r.Register("vm.delete", tasks.Handler{Run: s.runVMDelete, Resumable: true})
-	r.Register(opVMMigrate, tasks.Handler{Run: s.runVMMigrate, Resumable: true, Cancelable: true})
-	r.Register("host.maintenance.enter", tasks.Handler{Run: s.runHostEvacuate, Resumable: true, Cancelable: true})
-	r.Register(opHostFailover, tasks.Handler{Run: s.runHostFailover, Resumable: true})
-	r.Register(opVMHARestart, tasks.Handler{Run: s.runVMHARestart, Resumable: true})
-	r.Register(opVMHAReset, tasks.Handler{Run: s.runVMHAReset, Interrupted: "the VM may or may not have been reset"})
+	r.Register(api.OpVMDelete, tasks.Handler{Run: s.runVMDelete, Resumable: true})
+	r.Register(api.OpVMMigrate, tasks.Handler{Run: s.runVMMigrate, Resumable: true, Cancelable: true})
+	r.Register(api.OpHostMaintenanceEnter, tasks.Handler{Run: s.runHostEvacuate, Resumable: true, Cancelable: true})
+	r.Register(api.OpHostFailover, tasks.Handler{Run: s.runHostFailover, Resumable: true})
+	r.Register(api.OpVMHARestart, tasks.Handler{Run: s.runVMHARestart, Resumable: true})
+	r.Register(api.OpVMHAReset, tasks.Handler{Run: s.runVMHAReset, Interrupted: "the VM may or may not have been reset"})
 	s.registerStorageTasks(r)
-	r.Register(opVMHotAdd, tasks.Handler{Run: s.runVMHotAdd, Resumable: true})
+	r.Register(api.OpVMHotAdd, tasks.Handler{Run: s.runVMHotAdd, Resumable: true})
 	for action := range powerActions {
 		h := tasks.Handler{Run: s.runVMPower, Resumable: true}
 		if action == api.ActionReset {
 			h = tasks.Handler{Run: s.runVMPower, Interrupted: "the VM may or may not have been reset"}
 		}
-		r.Register("vm.power."+action, h)
+		r.Register(api.OpVMPower(action), h)
 	}
-}
-
-// vmConfig is what the host needs to run a VM.
-func (s *Server) vmConfig(vm *api.VM) (hypervisor.VMConfig, error) {
-	cfg := hypervisor.VMConfig{ID: vm.Metadata.ID, Name: vm.Metadata.Name, CPUs: vm.Spec.CPUs,
-		MemoryBytes: int64(vm.Spec.MemoryBytes), Labels: vm.Metadata.Labels, CDROM: vm.Spec.CDROM, VNC: vm.Spec.VNC,
-		MaxCPUs: vm.Spec.MaxCPUs, MaxMemoryBytes: int64(vm.Spec.MaxMemoryBytes), Lease: s.vmLease(vm)}
-	for _, d := range vm.Spec.Disks {
-		o, ok := s.cache.Get(api.KindDatastore, d.Datastore.ID)
-		if !ok {
-			return cfg, api.Errorf(api.ErrConflict, "disk %s of vm %s is on datastore %s, which is gone", d.Name, vm.Metadata.Name, d.Datastore.ID)
-		}
-		cfg.Disks = append(cfg.Disks, hypervisor.DiskConfig{Name: d.Name, Path: filepath.Join(o.(*api.Datastore).Spec.Path, d.Path),
-			SizeBytes: int64(d.SizeBytes), Bus: d.Bus, Source: d.Source, Linked: d.Linked, Own: !d.ForeignSource && s.onDatastore(d.Source), Thick: d.Thick, Slot: d.Slot})
-	}
-	cfg.Seed = seedFor(vm)
-	if b := vm.Spec.Boot; b != nil {
-		io, ok := s.cache.Get(api.KindImage, vm.Spec.Image.ID)
-		if !ok {
-			return cfg, api.Errorf(api.ErrConflict, "image of vm %s is gone", vm.Metadata.Name)
-		}
-		dso, ok := s.cache.Get(api.KindDatastore, io.(*api.Image).Spec.Datastore.ID)
-		if !ok {
-			return cfg, api.Errorf(api.ErrConflict, "datastore of the image of vm %s is gone", vm.Metadata.Name)
-		}
-		root := dso.(*api.Datastore).Spec.Path
-		cfg.Boot = &hypervisor.BootConfig{Kernel: filepath.Join(root, b.Kernel), Cmdline: b.Cmdline}
-		if b.Initrd != "" {
-			cfg.Boot.Initrd = filepath.Join(root, b.Initrd)
-		}
-	}
-	for _, n := range vm.Spec.NICs {
-		vlan := 0
-		if o, ok := s.cache.Get(api.KindPortGroup, n.PortGroup.ID); ok {
-			vlan = o.(*api.PortGroup).Spec.VLAN
-		}
-		cfg.NICs = append(cfg.NICs, hypervisor.NICConfig{Name: n.Name, MAC: n.MAC, Model: n.Model, PortGroup: n.PortGroup.ID, VLAN: vlan})
-	}
-	return cfg, nil
-}
-
-// loadVM reads a task's VM and its host.
-func (s *Server) loadVM(ctx context.Context, t *tasks.Run) (*api.VM, *api.Host, error) {
-	o, err := s.store.Get(ctx, api.KindVM, t.Task.Target.ID)
-	if err != nil {
-		return nil, nil, fmt.Errorf("vm %s: %w", t.Task.Target.Name, err)
-	}
-	vm := o.(*api.VM)
-	h, err := s.vmHost(vm)
-	return vm, h, err
 }
 
 func (s *Server) runVMCreate(ctx context.Context, t *tasks.Run) (any, error) {
@@ -88,7 +38,7 @@ func (s *Server) runVMCreate(ctx context.Context, t *tasks.Run) (any, error) {
 	if err := t.Params(&p); err != nil {
 		return nil, err
 	}
-	vm, h, err := s.loadVM(ctx, t)
+	vm, h, err := s.inv.LoadVM(ctx, t)
 	if vm == nil {
 		return nil, err
 	}
@@ -104,9 +54,9 @@ func (s *Server) runVMCreate(ctx context.Context, t *tasks.Run) (any, error) {
 		if err != nil {
 			// Undo: nothing of the VM may stay behind.
 			if h != nil && h.Status.Address != "" {
-				_ = s.agents.Undefine(ctx, target(h), vm.Metadata.ID, true)
+				_ = s.agents.Undefine(ctx, hosts.TargetOf(h), vm.Metadata.ID, true)
 			}
-			if derr := s.removeVM(ctx, vm); derr != nil {
+			if derr := s.inv.RemoveVM(ctx, vm); derr != nil {
 				s.log.Error("cannot remove the VM of a failed create", "vm", vm.Metadata.Name, "err", derr)
 			}
 			return nil, fmt.Errorf("create vm %s on host %s: %w", vm.Metadata.Name, vm.Spec.Host.Name, err)
@@ -123,12 +73,12 @@ func (s *Server) runVMCreate(ctx context.Context, t *tasks.Run) (any, error) {
 
 // defineVM gives the host the VM's definition and marks the VM ready.
 func (s *Server) defineVM(ctx context.Context, t *tasks.Run, vm *api.VM, h *api.Host) error {
-	cfg, err := s.vmConfig(vm)
+	cfg, err := s.inv.VMConfig(vm)
 	if err != nil {
 		return err
 	}
 	t.Progress(ctx, 10, "defining the VM on host "+h.Metadata.Name)
-	st, err := s.agents.Define(ctx, target(h), cfg)
+	st, err := s.agents.Define(ctx, hosts.TargetOf(h), cfg)
 	if err != nil {
 		return err
 	}
@@ -145,7 +95,7 @@ func (s *Server) defineVM(ctx context.Context, t *tasks.Run, vm *api.VM, h *api.
 		}
 		return nil
 	})
-	t.Stage(api.KindVM, vm.Metadata.ID, vmStateChange(st))
+	t.Stage(api.KindVM, vm.Metadata.ID, inventory.VMStateChange(st))
 	return nil
 }
 
@@ -154,25 +104,25 @@ func (s *Server) runVMDelete(ctx context.Context, t *tasks.Run) (any, error) {
 	if err := t.Params(&p); err != nil {
 		return nil, err
 	}
-	vm, h, err := s.loadVM(ctx, t)
+	vm, h, err := s.inv.LoadVM(ctx, t)
 	if errors.Is(err, api.ErrNotFound) && t.Resumed {
 		return nil, nil // already gone
 	}
 	if err == nil {
 		t.Progress(ctx, 20, "removing the VM from host "+h.Metadata.Name)
-		err = s.agents.Undefine(ctx, target(h), vm.Metadata.ID, p.Force)
+		err = s.agents.Undefine(ctx, hosts.TargetOf(h), vm.Metadata.ID, p.Force)
 		if errors.Is(err, api.ErrNotFound) {
 			err = nil // the host never had it, or already removed it
 		}
 		if err == nil {
 			// The files its snapshots kept go too.
-			if rerr := s.agents.RemoveFiles(ctx, target(h), s.snapshotFiles(vm)); rerr != nil {
+			if rerr := s.agents.RemoveFiles(ctx, hosts.TargetOf(h), s.snapshotFiles(vm)); rerr != nil {
 				s.log.Warn("cannot remove the snapshot files of a deleted VM", "vm", vm.Metadata.Name, "err", rerr)
 			}
 		}
 	}
 	if err == nil {
-		if err = s.removeVM(ctx, vm); err == nil {
+		if err = s.inv.RemoveVM(ctx, vm); err == nil {
 			return nil, nil
 		}
 	}
@@ -195,7 +145,7 @@ func (s *Server) runVMPower(ctx context.Context, t *tasks.Run) (any, error) {
 	if req.Action == api.ActionStart {
 		return s.powerOn(ctx, t, t.Task.Target.ID)
 	}
-	vm, h, err := s.loadVM(ctx, t)
+	vm, h, err := s.inv.LoadVM(ctx, t)
 	if err != nil {
 		return nil, err
 	}
@@ -210,12 +160,12 @@ func (s *Server) runVMPower(ctx context.Context, t *tasks.Run) (any, error) {
 		st, err = s.gracefulStop(ctx, t, vm, h, req)
 	} else {
 		t.Progress(ctx, 10, req.Action+" in progress")
-		st, err = s.agents.Power(ctx, target(h), vm.Metadata.ID, req)
+		st, err = s.agents.Power(ctx, hosts.TargetOf(h), vm.Metadata.ID, req)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s vm %s on host %s: %w", req.Action, vm.Metadata.Name, h.Metadata.Name, err)
 	}
-	t.Stage(api.KindVM, vm.Metadata.ID, vmStateChange(st))
+	t.Stage(api.KindVM, vm.Metadata.ID, inventory.VMStateChange(st))
 	return st.PowerState, nil
 }
 
@@ -241,7 +191,7 @@ func (s *Server) gracefulStop(ctx context.Context, t *tasks.Run, vm *api.VM, h *
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		st, err = s.agents.Power(ctx, target(h), vm.Metadata.ID, req)
+		st, err = s.agents.Power(ctx, hosts.TargetOf(h), vm.Metadata.ID, req)
 	}()
 	// One update a second, at most about a hundred for a long timeout.
 	step := max(time.Second, (timeout / 100).Truncate(time.Second))
@@ -277,7 +227,7 @@ func (s *Server) powerOn(ctx context.Context, t *tasks.Run, vmID string) (any, e
 		return nil, err
 	}
 	vm := o.(*api.VM)
-	h, err := s.vmHost(vm)
+	h, err := s.inv.VMHost(vm)
 	if err != nil {
 		return nil, err
 	}
@@ -304,19 +254,19 @@ func (s *Server) powerOn(ctx context.Context, t *tasks.Run, vmID string) (any, e
 		if err := s.checkHAAdmission(vm, co.(*api.Cluster), h); err != nil {
 			return nil, err
 		}
-		cfg, err := s.vmConfig(vm)
+		cfg, err := s.inv.VMConfig(vm)
 		if err != nil {
 			return nil, err
 		}
-		if _, err := s.agents.Define(ctx, target(h), cfg); err != nil {
+		if _, err := s.agents.Define(ctx, hosts.TargetOf(h), cfg); err != nil {
 			return nil, fmt.Errorf("update the definition of vm %s on host %s: %w", vm.Metadata.Name, h.Metadata.Name, err)
 		}
 	}
 	t.Progress(ctx, 60, "powering on")
-	st, err := s.agents.Power(ctx, target(h), vm.Metadata.ID, api.PowerRequest{Action: action})
+	st, err := s.agents.Power(ctx, hosts.TargetOf(h), vm.Metadata.ID, api.PowerRequest{Action: action})
 	if err != nil {
 		return nil, fmt.Errorf("power on vm %s on host %s: %w", vm.Metadata.Name, h.Metadata.Name, err)
 	}
-	t.Stage(api.KindVM, vm.Metadata.ID, vmStateChange(st))
+	t.Stage(api.KindVM, vm.Metadata.ID, inventory.VMStateChange(st))
 	return st.PowerState, nil
 }

@@ -68,3 +68,8 @@ type Client interface {
 }
 
 var _ Client = (*agent.Client)(nil)
+
+// TargetOf is where calls to host h go.
+func TargetOf(h *api.Host) Target {
+	return Target{ID: h.Metadata.ID, Name: h.Metadata.Name, Address: h.Status.Address}
+}

@@ -1,0 +1,75 @@
+package inventory
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/store"
+)
+
+// Claims. Some names are picked when a request comes in but recorded only
+// when its task ends: a snapshot's, a new disk's (and its hot-plug slot),
+// the VMs an import makes. The request claims each in the transaction
+// that queues its task (a key in the store naming the task, listed in
+// Task.Claims), and that transaction also checks that the VM it decided
+// from is unchanged; the transaction that records the task's outcome lets
+// the claims go. So two requests at once cannot both pick one name, and a
+// name a task recorded just before is seen.
+
+// ErrRaced says a request lost every try to racing writes.
+var ErrRaced = api.Errorf(api.ErrConflict, "other changes kept getting in first; try again")
+
+// SubmitOnVM queues the task that build makes from a VM, with the claims
+// the task lists, provided the VM is unchanged since it was read. When
+// another write got in first (a host's status report, a racing request's
+// claim), build runs again on the inventory as it is now: it sees what the
+// racing request claimed, and refuses or picks another name.
+func (in *Inventory) SubmitOnVM(ctx context.Context, vm *api.VM, build func(vm *api.VM) (*api.Task, error)) (*api.Task, error) {
+	for try := 0; try < 20; try++ {
+		t, err := build(vm)
+		if err != nil {
+			return nil, err
+		}
+		changed := api.Errorf(api.ErrConflict, "vm %s changed", vm.Metadata.Name)
+		txn := in.St.Store.Txn().Unchanged(vm, changed)
+		for _, c := range t.Claims {
+			txn.Claim(store.ClaimKey(c), t.Metadata.ID, ErrRaced)
+		}
+		t, err = in.Tasks.Submit(ctx, txn, t)
+		if err == nil || !errors.Is(err, api.ErrConflict) {
+			return t, err
+		}
+		if err := in.St.Cache.Sync(ctx); err != nil {
+			return nil, err
+		}
+		o, ok := in.St.Cache.Get(api.KindVM, vm.Metadata.ID)
+		if !ok {
+			return nil, api.Errorf(api.ErrNotFound, "vm %s was deleted", vm.Metadata.Name)
+		}
+		vm = o.(*api.VM)
+	}
+	return nil, ErrRaced
+}
+
+// PendingClaims lists the claims under prefix that unfinished tasks hold,
+// with the task holding each, as the cache has them.
+func (in *Inventory) PendingClaims(prefix string) map[string]*api.Task {
+	out := map[string]*api.Task{}
+	in.St.Cache.Each(api.KindTask, func(o api.Object) {
+		t := o.(*api.Task)
+		if api.TaskDone(t.State) {
+			return
+		}
+		for _, c := range t.Claims {
+			if strings.HasPrefix(c, prefix) {
+				out[c] = t
+			}
+		}
+	})
+	return out
+}
+
+// VMClaim names a claim on one of a VM's names: vms/ID/snapshots/NAME.
+func VMClaim(vmID, what, name string) string { return "vms/" + vmID + "/" + what + "/" + name }
