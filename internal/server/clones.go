@@ -49,7 +49,7 @@ func (s *Server) cloneWith(w http.ResponseWriter, r *http.Request, req api.Clone
 	ctx := r.Context()
 	err := inventory.FirstErr(validateCommon("vm", req.Name, req.Labels, req.Description), validateCloudInit(req.CloudInit))
 	if err == nil && (req.CPUs != 0 || req.Memory != 0) {
-		err = validateVMShape(max(req.CPUs, 1), max(req.Memory, api.MinVMMemory))
+		err = inventory.ValidateVMShape(max(req.CPUs, 1), max(req.Memory, api.MinVMMemory))
 	}
 	if err != nil {
 		fail(w, err)
@@ -108,7 +108,7 @@ func (s *Server) planClone(src *api.VM, srcHost *api.Host, req api.CloneRequest)
 	if err := inventory.CheckReady(src); err != nil {
 		return nil, p, nil, "", err
 	}
-	if err := s.vmNameFree(req.Name, nil); err != nil {
+	if err := s.inv.VMNameFree(req.Name, nil); err != nil {
 		return nil, p, nil, "", err
 	}
 	disks, cpus, mem := src.Spec.Disks, src.Spec.CPUs, src.Spec.MemoryBytes
@@ -221,7 +221,7 @@ func (s *Server) planClone(src *api.VM, srcHost *api.Host, req api.CloneRequest)
 	}
 	used := map[string]bool{}
 	for _, n := range src.Spec.NICs {
-		mac := s.newMAC(used)
+		mac := s.inv.NewMAC(used)
 		used[mac] = true
 		n.MAC = mac
 		vm.Spec.NICs = append(vm.Spec.NICs, n)

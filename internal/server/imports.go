@@ -182,7 +182,7 @@ func validateImport(req *api.ImportRequest) error {
 			return api.Errorf(api.ErrInvalid, "a disk import needs the VM to attach it to, or a name for a new VM")
 		}
 		if req.CPUs != 0 || req.Memory != 0 {
-			if err := validateVMShape(max(req.CPUs, 1), max(req.Memory, api.Size(1<<30))); err != nil {
+			if err := inventory.ValidateVMShape(max(req.CPUs, 1), max(req.Memory, api.Size(1<<30))); err != nil {
 				return err
 			}
 		}
@@ -305,7 +305,7 @@ func (s *Server) createImport(w http.ResponseWriter, r *http.Request) {
 		}
 		txn := s.store.Txn()
 		for _, n := range slices.Compact(slices.Sorted(slices.Values(names))) {
-			if err := s.vmNameFree(n, nil); err != nil {
+			if err := s.inv.VMNameFree(n, nil); err != nil {
 				fail(w, err)
 				return
 			}
@@ -328,22 +328,9 @@ func (s *Server) checkNames(plan *importPlan, self *api.Task) error {
 		return nil
 	}
 	for _, vm := range plan.vms {
-		if err := s.vmNameFree(vm.req.Name, self); err != nil {
+		if err := s.inv.VMNameFree(vm.req.Name, self); err != nil {
 			return fmt.Errorf("%w; import under another name (--name)", err)
 		}
-	}
-	return nil
-}
-
-// vmNameFree refuses a VM name that is taken, or claimed by an unfinished
-// task other than self (an import).
-func (s *Server) vmNameFree(name string, self *api.Task) error {
-	if _, taken := s.cache.Lookup(api.KindVM, name); taken {
-		return api.Errorf(api.ErrConflict, "a vm named %q already exists", name)
-	}
-	c := store.NameClaim(api.KindVM, name)
-	if t := s.inv.PendingClaims(c)[c]; t != nil && (self == nil || t.Metadata.ID != self.Metadata.ID) {
-		return api.Errorf(api.ErrConflict, "a vm named %q is being made by task %s (%s)", name, t.Metadata.ID, t.Op)
 	}
 	return nil
 }

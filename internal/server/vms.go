@@ -2,7 +2,6 @@ package server
 
 import (
 	"bytes"
-	"crypto/rand"
 	"fmt"
 	"net"
 	"net/http"
@@ -60,19 +59,6 @@ type vmCreateParams struct {
 	PowerOn bool `json:"powerOn,omitempty"`
 }
 
-func validateVMShape(cpus int, mem api.Size) error {
-	if cpus < 1 || cpus > api.MaxVMCPUs {
-		return api.Errorf(api.ErrInvalid, "cpus must be between 1 and %d, got %d", api.MaxVMCPUs, cpus)
-	}
-	if mem < api.MinVMMemory || mem > api.MaxVMMemory {
-		return api.Errorf(api.ErrInvalid, "memory must be between %s and %s, got %s", api.MinVMMemory, api.MaxVMMemory, mem)
-	}
-	if mem%(1<<20) != 0 {
-		return api.Errorf(api.ErrInvalid, "memory must be a whole number of MiB, got %s (%d bytes)", mem, int64(mem))
-	}
-	return nil
-}
-
 // validateHotAddRoom checks the room a VM leaves for hot-add: none (0), or
 // a ceiling at or above what it has.
 func validateHotAddRoom(cpus int, mem api.Size, maxCPUs int, maxMem api.Size) error {
@@ -92,7 +78,7 @@ func validateHotAddRoom(cpus int, mem api.Size, maxCPUs int, maxMem api.Size) er
 }
 
 func validateCreate(req *api.VMCreateRequest) error {
-	if err := inventory.FirstErr(validateCommon("vm", req.Name, req.Labels, req.Description), validateVMShape(req.CPUs, req.Memory),
+	if err := inventory.FirstErr(validateCommon("vm", req.Name, req.Labels, req.Description), inventory.ValidateVMShape(req.CPUs, req.Memory),
 		validateHotAddRoom(req.CPUs, req.Memory, req.MaxCPUs, req.MaxMemory), validateHAPriority(req.HAPriority), validateCloudInit(req.CloudInit)); err != nil {
 		return err
 	}
@@ -174,7 +160,7 @@ func (s *Server) createVM(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	if err := s.vmNameFree(req.Name, nil); err != nil {
+	if err := s.inv.VMNameFree(req.Name, nil); err != nil {
 		fail(w, err)
 		return
 	}
@@ -312,7 +298,7 @@ func (s *Server) buildVM(req *api.VMCreateRequest) (*api.VM, *api.Cluster, strin
 		}
 		mac := strings.ToLower(n.MAC)
 		if mac == "" {
-			mac = s.newMAC(used)
+			mac = s.inv.NewMAC(used)
 		} else if used[mac] || s.tally.MACInUse(mac) {
 			return nil, nil, "", api.Errorf(api.ErrConflict, "nic %d: MAC address %s is already in use", i, mac)
 		}
@@ -324,19 +310,6 @@ func (s *Server) buildVM(req *api.VMCreateRequest) (*api.VM, *api.Cluster, strin
 		vm.Spec.NICs = append(vm.Spec.NICs, api.VMNIC{Name: fmt.Sprintf("nic%d", i), PortGroup: api.Ref{ID: o.GetMeta().ID}, MAC: mac, Model: model})
 	}
 	return vm, cl, hostID, nil
-}
-
-// newMAC picks a free address under 52:54:00, the prefix QEMU and libvirt
-// use. Two concurrent creates could draw the same one: one in 16 million.
-func (s *Server) newMAC(used map[string]bool) string {
-	for {
-		b := make([]byte, 3)
-		_, _ = rand.Read(b)
-		mac := fmt.Sprintf("52:54:00:%02x:%02x:%02x", b[0], b[1], b[2])
-		if !used[mac] && !s.tally.MACInUse(mac) {
-			return mac
-		}
-	}
 }
 
 // applyImage makes a VM from an image: a kernel image boots directly; a
@@ -438,7 +411,7 @@ func (s *Server) updateVM(w http.ResponseWriter, r *http.Request) {
 		if req.Memory != nil {
 			mem = *req.Memory
 		}
-		if err := inventory.FirstErr(validateVMShape(cpus, mem), validateHotAddRoom(cpus, mem, vm.Spec.MaxCPUs, vm.Spec.MaxMemoryBytes)); err != nil {
+		if err := inventory.FirstErr(inventory.ValidateVMShape(cpus, mem), validateHotAddRoom(cpus, mem, vm.Spec.MaxCPUs, vm.Spec.MaxMemoryBytes)); err != nil {
 			return err
 		}
 		if !running || (cpus == vm.Spec.CPUs && mem == vm.Spec.MemoryBytes) {

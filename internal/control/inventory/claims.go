@@ -73,3 +73,16 @@ func (in *Inventory) PendingClaims(prefix string) map[string]*api.Task {
 
 // VMClaim names a claim on one of a VM's names: vms/ID/snapshots/NAME.
 func VMClaim(vmID, what, name string) string { return "vms/" + vmID + "/" + what + "/" + name }
+
+// VMNameFree refuses a VM name that is taken, or claimed by an unfinished
+// task other than self (an import).
+func (in *Inventory) VMNameFree(name string, self *api.Task) error {
+	if _, taken := in.St.Cache.Lookup(api.KindVM, name); taken {
+		return api.Errorf(api.ErrConflict, "a vm named %q already exists", name)
+	}
+	c := store.NameClaim(api.KindVM, name)
+	if t := in.PendingClaims(c)[c]; t != nil && (self == nil || t.Metadata.ID != self.Metadata.ID) {
+		return api.Errorf(api.ErrConflict, "a vm named %q is being made by task %s (%s)", name, t.Metadata.ID, t.Op)
+	}
+	return nil
+}
