@@ -244,7 +244,7 @@ func (s *Server) createJoinToken(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	cl, err := s.pickCluster(req.Cluster)
+	cl, err := s.inv.PickCluster(req.Cluster)
 	if err != nil {
 		fail(w, err)
 		return

@@ -47,7 +47,7 @@ func (s *Server) cloneVM(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) cloneWith(w http.ResponseWriter, r *http.Request, req api.CloneRequest) {
 	ctx := r.Context()
-	err := inventory.FirstErr(validateCommon("vm", req.Name, req.Labels, req.Description), validateCloudInit(req.CloudInit))
+	err := inventory.FirstErr(inventory.ValidateCommon("vm", req.Name, req.Labels, req.Description), validateCloudInit(req.CloudInit))
 	if err == nil && (req.CPUs != 0 || req.Memory != 0) {
 		err = inventory.ValidateVMShape(max(req.CPUs, 1), max(req.Memory, api.MinVMMemory))
 	}

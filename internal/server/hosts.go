@@ -50,7 +50,7 @@ func (s *Server) updateHost(w http.ResponseWriter, r *http.Request) {
 	}
 	s.update(w, r, api.KindHost, func(o api.Object) error {
 		upd := o.(*api.Host)
-		if err := inventory.FirstErr(rename("host", &upd.Metadata, req.Name), relabel(&upd.Metadata, req.Labels)); err != nil || req.Cluster == nil {
+		if err := inventory.FirstErr(inventory.Rename("host", &upd.Metadata, req.Name), inventory.Relabel(&upd.Metadata, req.Labels)); err != nil || req.Cluster == nil {
 			return err
 		}
 		cl, err := s.inv.Lookup(api.KindCluster, *req.Cluster)

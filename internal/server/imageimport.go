@@ -31,7 +31,7 @@ func (s *Server) importImage(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	err := validateCommon("image", req.Name, req.Labels, req.Description)
+	err := inventory.ValidateCommon("image", req.Name, req.Labels, req.Description)
 	if err == nil && req.SHA256 != "" && !sha256Digest.MatchString(req.SHA256) {
 		err = api.Errorf(api.ErrInvalid, "sha256 must be 64 hex digits")
 	}
@@ -82,7 +82,7 @@ func (s *Server) validateImageSource(src, dc string) error {
 		}
 		return api.ValidateText("image URL", src)
 	}
-	_, err := s.checkHostFile("image source", src, "an http(s) URL or a file in a datastore", "; upload other files (vdc image import FILE uploads a file of its machine)", func(o api.Object) bool { return inventory.DatacenterOf(o) == dc })
+	_, err := s.inv.CheckHostFile("image source", src, "an http(s) URL or a file in a datastore", "; upload other files (vdc image import FILE uploads a file of its machine)", func(o api.Object) bool { return inventory.DatacenterOf(o) == dc })
 	return err
 }
 
@@ -117,7 +117,7 @@ func (s *Server) runImageImport(ctx context.Context, t *tasks.Run) (any, error) 
 	if !isURL(p.Source) {
 		// The host reads the file from its datastore (which may have gone
 		// since the request was checked).
-		src, ok := s.datastoreHolding(p.Source, nil)
+		src, ok := s.inv.DatastoreHolding(p.Source, nil)
 		if !ok {
 			return nil, undo(api.Errorf(api.ErrInvalid, "image source %s is not an http(s) URL or a file in a datastore", p.Source))
 		}

@@ -21,7 +21,7 @@ func (s *Server) createImage(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	err := validateCommon("image", req.Name, req.Labels, req.Description)
+	err := inventory.ValidateCommon("image", req.Name, req.Labels, req.Description)
 	if err == nil && req.Type != api.ImageKernel && req.Type != api.ImageDisk {
 		err = api.Errorf(api.ErrInvalid, "image type must be %s or %s, got %q", api.ImageKernel, api.ImageDisk, req.Type)
 	}

@@ -169,7 +169,7 @@ func validateImport(req *api.ImportRequest) error {
 			return err
 		}
 	}
-	if err := validateLabels(req.Labels); err != nil {
+	if err := inventory.ValidateLabels(req.Labels); err != nil {
 		return err
 	}
 	switch req.Bus {
@@ -579,7 +579,7 @@ func (s *Server) portGroupsFor(req api.ImportRequest) ([]string, error) {
 			dc = co.(*api.Cluster).Spec.Datacenter.ID
 		}
 	} else {
-		cl, err := s.pickCluster(req.Cluster)
+		cl, err := s.inv.PickCluster(req.Cluster)
 		if err != nil {
 			return nil, err
 		}

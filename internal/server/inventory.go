@@ -12,22 +12,6 @@ import (
 	"github.com/vdc-project/vdc/internal/store"
 )
 
-func (s *Server) pickDatacenter(name string) (*api.Datacenter, error) {
-	o, err := s.inv.Pick(api.KindDatacenter, name, nil)
-	if err != nil {
-		return nil, err
-	}
-	return o.(*api.Datacenter), nil
-}
-
-func (s *Server) pickCluster(name string) (*api.Cluster, error) {
-	o, err := s.inv.Pick(api.KindCluster, name, nil)
-	if err != nil {
-		return nil, err
-	}
-	return o.(*api.Cluster), nil
-}
-
 func (s *Server) listObjects(kind string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if err := s.cache.Sync(r.Context()); err != nil {
@@ -158,105 +142,12 @@ func (s *Server) createInline(w http.ResponseWriter, r *http.Request, obj api.Ob
 	s.commitInline(w, r, txn, t)
 }
 
-const maxLabels = 64
-
-func validateLabels(l map[string]string) error {
-	if len(l) > maxLabels {
-		return api.Errorf(api.ErrInvalid, "at most %d labels, got %d", maxLabels, len(l))
-	}
-	for k, v := range l {
-		if err := validateLabelKey(k); err != nil {
-			return err
-		}
-		if len(v) > 253 {
-			return api.Errorf(api.ErrInvalid, "label %q: keys and values are at most 253 characters", k)
-		}
-		if err := api.ValidateText(fmt.Sprintf("label %q value", k), v); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// validateLabelKey accepts keys like "tier" or "sim.vdc.io/ignore-acpi".
-func validateLabelKey(k string) error {
-	if k == "" || len(k) > 253 {
-		return api.Errorf(api.ErrInvalid, "label key %q must be 1-253 characters", k)
-	}
-	for i, r := range k {
-		alnum := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
-		if !alnum && (i == 0 || !strings.ContainsRune("-_./", r)) {
-			return api.Errorf(api.ErrInvalid, "label key %q: use letters, digits, '-', '_', '.' and '/', starting with a letter or digit", k)
-		}
-	}
-	return nil
-}
-
-func validateDescription(d string) error {
-	if len(d) > api.MaxDescription {
-		return api.Errorf(api.ErrInvalid, "description is %d characters long; the limit is %d", len(d), api.MaxDescription)
-	}
-	return api.ValidateText("description", d)
-}
-
-// validateCommon checks the fields every create/update request shares.
-func validateCommon(kind, name string, labels map[string]string, desc string) error {
-	if err := api.ValidateName(kind, name); err != nil {
-		return err
-	}
-	if err := validateLabels(labels); err != nil {
-		return err
-	}
-	return validateDescription(desc)
-}
-
-// rename applies an optional new name.
-func rename(kind string, m *api.ObjectMeta, name *string) error {
-	if name == nil {
-		return nil
-	}
-	if err := api.ValidateName(kind, *name); err != nil {
-		return err
-	}
-	m.Name = *name
-	return nil
-}
-
-// relabel merges label changes; an empty value removes a label.
-func relabel(m *api.ObjectMeta, l map[string]string) error {
-	if l == nil {
-		return nil
-	}
-	if m.Labels == nil {
-		m.Labels = map[string]string{}
-	}
-	for k, v := range l {
-		if v == "" {
-			delete(m.Labels, k)
-		} else {
-			m.Labels[k] = v
-		}
-	}
-	return validateLabels(m.Labels)
-}
-
-func redescribe(d *string, to *string) error {
-	if to == nil {
-		return nil
-	}
-	if err := validateDescription(*to); err != nil {
-		return err
-	}
-	*d = *to
-	return nil
-}
-
 func (s *Server) createDatacenter(w http.ResponseWriter, r *http.Request) {
 	var req api.DatacenterCreateRequest
 	if !decode(w, r, &req) {
 		return
 	}
-	if err := validateCommon("datacenter", req.Name, req.Labels, req.Description); err != nil {
+	if err := inventory.ValidateCommon("datacenter", req.Name, req.Labels, req.Description); err != nil {
 		fail(w, err)
 		return
 	}
@@ -273,7 +164,7 @@ func (s *Server) updateDatacenter(w http.ResponseWriter, r *http.Request) {
 	}
 	s.update(w, r, api.KindDatacenter, func(o api.Object) error {
 		upd := o.(*api.Datacenter)
-		return inventory.FirstErr(rename("datacenter", &upd.Metadata, req.Name), relabel(&upd.Metadata, req.Labels), redescribe(&upd.Spec.Description, req.Description))
+		return inventory.FirstErr(inventory.Rename("datacenter", &upd.Metadata, req.Name), inventory.Relabel(&upd.Metadata, req.Labels), inventory.Redescribe(&upd.Spec.Description, req.Description))
 	})
 }
 
@@ -295,14 +186,14 @@ func (s *Server) createCluster(w http.ResponseWriter, r *http.Request) {
 	if req.MemoryOvercommit == 0 {
 		req.MemoryOvercommit = api.DefaultMemoryOvercommit
 	}
-	err := inventory.FirstErr(validateCommon("cluster", req.Name, req.Labels, req.Description),
+	err := inventory.FirstErr(inventory.ValidateCommon("cluster", req.Name, req.Labels, req.Description),
 		validateOvercommit("CPU", req.CPUOvercommit), validateOvercommit("memory", req.MemoryOvercommit),
 		s.cache.Sync(r.Context()))
 	if err != nil {
 		fail(w, err)
 		return
 	}
-	dc, err := s.pickDatacenter(req.Datacenter)
+	dc, err := s.inv.PickDatacenter(req.Datacenter)
 	if err != nil {
 		fail(w, err)
 		return
@@ -328,7 +219,7 @@ func (s *Server) updateCluster(w http.ResponseWriter, r *http.Request) {
 	}
 	s.update(w, r, api.KindCluster, func(o api.Object) error {
 		upd := o.(*api.Cluster)
-		err := inventory.FirstErr(rename("cluster", &upd.Metadata, req.Name), relabel(&upd.Metadata, req.Labels), redescribe(&upd.Spec.Description, req.Description))
+		err := inventory.FirstErr(inventory.Rename("cluster", &upd.Metadata, req.Name), inventory.Relabel(&upd.Metadata, req.Labels), inventory.Redescribe(&upd.Spec.Description, req.Description))
 		if err == nil && req.CPUOvercommit != nil {
 			err = validateOvercommit("CPU", *req.CPUOvercommit)
 			upd.Spec.CPUOvercommit = *req.CPUOvercommit
@@ -349,12 +240,12 @@ func (s *Server) createDatastore(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	err := inventory.FirstErr(validateCommon("datastore", req.Name, req.Labels, req.Description), api.ValidateDatastorePath(req.Path), s.cache.Sync(r.Context()))
+	err := inventory.FirstErr(inventory.ValidateCommon("datastore", req.Name, req.Labels, req.Description), api.ValidateDatastorePath(req.Path), s.cache.Sync(r.Context()))
 	if err != nil {
 		fail(w, err)
 		return
 	}
-	dc, err := s.pickDatacenter(req.Datacenter)
+	dc, err := s.inv.PickDatacenter(req.Datacenter)
 	if err != nil {
 		fail(w, err)
 		return
@@ -371,7 +262,7 @@ func (s *Server) createDatastore(w http.ResponseWriter, r *http.Request) {
 		}
 		ds.Spec.Host = api.Ref{ID: h.GetMeta().ID}
 	}
-	if err := s.checkDatastorePath(req.Path, ds.Spec.Host.ID); err != nil {
+	if err := s.inv.CheckDatastorePath(req.Path, ds.Spec.Host.ID); err != nil {
 		fail(w, err)
 		return
 	}
@@ -385,7 +276,7 @@ func (s *Server) updateDatastore(w http.ResponseWriter, r *http.Request) {
 	}
 	s.update(w, r, api.KindDatastore, func(o api.Object) error {
 		upd := o.(*api.Datastore)
-		return inventory.FirstErr(rename("datastore", &upd.Metadata, req.Name), relabel(&upd.Metadata, req.Labels), redescribe(&upd.Spec.Description, req.Description))
+		return inventory.FirstErr(inventory.Rename("datastore", &upd.Metadata, req.Name), inventory.Relabel(&upd.Metadata, req.Labels), inventory.Redescribe(&upd.Spec.Description, req.Description))
 	})
 }
 
@@ -401,11 +292,11 @@ func (s *Server) createPortGroup(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	if err := inventory.FirstErr(validateCommon("port group", req.Name, req.Labels, req.Description), validateVLAN(req.VLAN), s.cache.Sync(r.Context())); err != nil {
+	if err := inventory.FirstErr(inventory.ValidateCommon("port group", req.Name, req.Labels, req.Description), validateVLAN(req.VLAN), s.cache.Sync(r.Context())); err != nil {
 		fail(w, err)
 		return
 	}
-	dc, err := s.pickDatacenter(req.Datacenter)
+	dc, err := s.inv.PickDatacenter(req.Datacenter)
 	if err != nil {
 		fail(w, err)
 		return
@@ -423,7 +314,7 @@ func (s *Server) updatePortGroup(w http.ResponseWriter, r *http.Request) {
 	}
 	s.update(w, r, api.KindPortGroup, func(o api.Object) error {
 		upd := o.(*api.PortGroup)
-		err := inventory.FirstErr(rename("port group", &upd.Metadata, req.Name), relabel(&upd.Metadata, req.Labels), redescribe(&upd.Spec.Description, req.Description))
+		err := inventory.FirstErr(inventory.Rename("port group", &upd.Metadata, req.Name), inventory.Relabel(&upd.Metadata, req.Labels), inventory.Redescribe(&upd.Spec.Description, req.Description))
 		if err == nil && req.VLAN != nil {
 			err = validateVLAN(*req.VLAN)
 			upd.Spec.VLAN = *req.VLAN

@@ -198,7 +198,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err := s.bootstrapPKI(ctx); err != nil {
 		return err
 	}
-	s.inv = &inventory.Inventory{St: s.st, Tally: s.tally, Hosts: s.agents, Tasks: s.submitter}
+	s.inv = &inventory.Inventory{St: s.st, Tally: s.tally, Hosts: s.agents, Tasks: s.submitter, ServerDataDir: s.cfg.DataDir}
 	s.auth = newAuthenticator(s.cli)
 	s.authn, s.authz = s.auth, auth.AllowAll{}
 	go s.auth.watch(ctx, s.log)

@@ -136,7 +136,7 @@ func (s *Server) createSnapshot(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	if err := inventory.FirstErr(api.ValidateName("snapshot", req.Name), validateDescription(req.Description)); err != nil {
+	if err := inventory.FirstErr(api.ValidateName("snapshot", req.Name), inventory.ValidateDescription(req.Description)); err != nil {
 		fail(w, err)
 		return
 	}

@@ -78,7 +78,7 @@ func validateHotAddRoom(cpus int, mem api.Size, maxCPUs int, maxMem api.Size) er
 }
 
 func validateCreate(req *api.VMCreateRequest) error {
-	if err := inventory.FirstErr(validateCommon("vm", req.Name, req.Labels, req.Description), inventory.ValidateVMShape(req.CPUs, req.Memory),
+	if err := inventory.FirstErr(inventory.ValidateCommon("vm", req.Name, req.Labels, req.Description), inventory.ValidateVMShape(req.CPUs, req.Memory),
 		validateHotAddRoom(req.CPUs, req.Memory, req.MaxCPUs, req.MaxMemory), validateHAPriority(req.HAPriority), validateCloudInit(req.CloudInit)); err != nil {
 		return err
 	}
@@ -172,11 +172,11 @@ func (s *Server) createVM(w http.ResponseWriter, r *http.Request) {
 	var extra []string
 	for _, d := range vm.Spec.Disks {
 		if d.ForeignSource {
-			extra = append(extra, s.datastoreOf(d.Source))
+			extra = append(extra, s.inv.DatastoreOf(d.Source))
 		}
 	}
 	if vm.Spec.CDROM != "" {
-		extra = append(extra, s.datastoreOf(vm.Spec.CDROM))
+		extra = append(extra, s.inv.DatastoreOf(vm.Spec.CDROM))
 	}
 	txn := s.store.Txn()
 	release, err := s.places.PlaceNew(txn, vm, cl, hostID, req.PowerOn, extra...)
@@ -216,7 +216,7 @@ func (s *Server) buildVM(req *api.VMCreateRequest) (*api.VM, *api.Cluster, strin
 		}
 	} else {
 		var err error
-		if cl, err = s.pickCluster(req.Cluster); err != nil {
+		if cl, err = s.inv.PickCluster(req.Cluster); err != nil {
 			return nil, nil, "", err
 		}
 	}
@@ -260,7 +260,7 @@ func (s *Server) buildVM(req *api.VMCreateRequest) (*api.VM, *api.Cluster, strin
 		if what == "image" {
 			hint = "; copy it into a datastore, or upload it (vdc image import FILE --name NAME, then --image NAME)"
 		}
-		ds, err := s.checkHostFile(what, p, "a file in a datastore", hint, inDC)
+		ds, err := s.inv.CheckHostFile(what, p, "a file in a datastore", hint, inDC)
 		if err != nil {
 			return nil, nil, "", err
 		}
@@ -375,7 +375,7 @@ func (s *Server) updateVM(w http.ResponseWriter, r *http.Request) {
 	t, err := s.modify(r, api.KindVM, func(o api.Object) error {
 		vm := o.(*api.VM)
 		hot, note = nil, ""
-		err := inventory.FirstErr(inventory.CheckReady(vm), rename("vm", &vm.Metadata, req.Name), relabel(&vm.Metadata, req.Labels), redescribe(&vm.Spec.Description, req.Description))
+		err := inventory.FirstErr(inventory.CheckReady(vm), inventory.Rename("vm", &vm.Metadata, req.Name), inventory.Relabel(&vm.Metadata, req.Labels), inventory.Redescribe(&vm.Spec.Description, req.Description))
 		if err == nil && req.HAPriority != nil {
 			// Takes effect at once: the host's HA settings change, and a
 			// running VM takes or lets go of its lease.

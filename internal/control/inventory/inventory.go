@@ -24,4 +24,7 @@ type Inventory struct {
 	Tally *state.Tally
 	Hosts hosts.Client
 	Tasks *tasks.Submitter
+	// ServerDataDir is the management server's own data, which no
+	// datastore may overlap.
+	ServerDataDir string
 }
