@@ -1,73 +1,17 @@
 package server
 
 import (
-	"context"
-	"fmt"
-	"maps"
 	"net/http"
-	"path"
-	"slices"
-	"strconv"
-	"strings"
 
 	"github.com/vdc-project/vdc/api"
-	"github.com/vdc-project/vdc/internal/control/hosts"
-	"github.com/vdc-project/vdc/internal/control/inventory"
-	"github.com/vdc-project/vdc/internal/control/tasks"
-	"github.com/vdc-project/vdc/internal/hypervisor"
+	"github.com/vdc-project/vdc/internal/control/storage"
 )
 
-type diskAddParams struct {
-	Disk api.VMDisk `json:"disk"`
-}
+// nextDiskName and claimDiskName are the storage service's, for the
+// imports that attach a disk to a VM.
+func (s *Server) nextDiskName(vm *api.VM) string { return s.storage.NextDiskName(vm) }
 
-type diskResizeParams struct {
-	Disk string   `json:"disk"`
-	Size api.Size `json:"size"`
-}
-
-type diskRemoveParams struct {
-	Disk string `json:"disk"`
-}
-
-// nextDiskName picks a disk name the VM never had (snapshots keep the
-// files of disks removed since, by name) and no unfinished task claimed;
-// claimDiskName claims it with the task.
-func (s *Server) nextDiskName(vm *api.VM) string {
-	names := slices.Collect(maps.Keys(s.inv.PendingClaims(inventory.VMClaim(vm.Metadata.ID, "disks", ""))))
-	for _, d := range inventory.VMFiles(vm) {
-		names = append(names, d.Name)
-	}
-	n := 0
-	for _, name := range names {
-		if i, err := strconv.Atoi(strings.TrimPrefix(path.Base(name), "disk")); err == nil && i >= n {
-			n = i + 1
-		}
-	}
-	return fmt.Sprintf("disk%d", n)
-}
-
-func claimDiskName(t *api.Task, vm *api.VM, name string) {
-	t.Claims = append(t.Claims, inventory.VMClaim(vm.Metadata.ID, "disks", name))
-}
-
-func (s *Server) diskTarget(r *http.Request, what string) (*api.VM, error) {
-	vm, _, err := s.pathVM(r)
-	if err != nil {
-		return nil, err
-	}
-	return vm, s.diskReady(vm, what)
-}
-
-func (s *Server) diskReady(vm *api.VM, what string) error {
-	if _, err := s.storageReady(vm); err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	if vm.Spec.Template {
-		return api.Errorf(api.ErrConflict, "%s: vm %s is a template; clone it to change it", what, vm.Metadata.Name)
-	}
-	return s.inv.NotMoving(vm)
-}
+func claimDiskName(t *api.Task, vm *api.VM, name string) { storage.ClaimDiskName(t, vm, name) }
 
 // POST /api/v1/vms/{name}/disks
 func (s *Server) addDisk(w http.ResponseWriter, r *http.Request) {
@@ -92,113 +36,12 @@ func (s *Server) addDisk(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	// The disk's name and slot are claimed with the task: racing adds
-	// each get their own.
-	t, err := s.inv.SubmitOnVM(r.Context(), vm, func(vm *api.VM) (*api.Task, error) {
-		d, err := s.planDiskAdd(vm, req)
-		if err != nil {
-			return nil, err
-		}
-		t := tasks.New(r.Context(), api.OpDiskAdd, vm, diskAddParams{Disk: d})
-		claimDiskName(t, vm, d.Name)
-		if d.Slot != "" {
-			t.Claims = append(t.Claims, inventory.VMClaim(vm.Metadata.ID, "slots", d.Slot))
-		}
-		return t, nil
-	})
+	t, err := s.storage.AddDisk(r.Context(), vm, req)
 	if err != nil {
 		fail(w, err)
 		return
 	}
 	replyTask(w, t)
-}
-
-func (s *Server) planDiskAdd(vm *api.VM, req api.DiskAddRequest) (api.VMDisk, error) {
-	if err := s.diskReady(vm, "add a disk"); err != nil {
-		return api.VMDisk{}, err
-	}
-	if n := len(vm.Spec.Disks) + len(s.inv.PendingClaims(inventory.VMClaim(vm.Metadata.ID, "disks", ""))); n >= api.MaxDisksPerVM {
-		return api.VMDisk{}, api.Errorf(api.ErrConflict, "vm %s has %d disks (some being added), the most it may have", vm.Metadata.Name, n)
-	}
-	if req.Bus == api.BusSATA && vm.Status.PowerState != api.PowerOff {
-		return api.VMDisk{}, api.Errorf(api.ErrConflict, "vm %s is %s: SATA disks cannot be hot-plugged; use virtio or scsi, or stop it", vm.Metadata.Name, vm.Status.PowerState)
-	}
-	co, _ := s.cache.Get(api.KindCluster, vm.Spec.Cluster.ID)
-	dc := ""
-	if co != nil {
-		dc = inventory.DatacenterOf(co)
-	}
-	dsName := req.Datastore
-	if dsName == "" && len(vm.Spec.Disks) > 0 {
-		dsName = vm.Spec.Disks[0].Datastore.ID
-	}
-	dso, err := s.inv.Pick(api.KindDatastore, dsName, func(o api.Object) bool { return inventory.DatacenterOf(o) == dc })
-	if err != nil {
-		return api.VMDisk{}, fmt.Errorf("add a disk to vm %s: %w", vm.Metadata.Name, err)
-	}
-	ds := dso.(*api.Datastore)
-	h, _ := s.inv.VMHost(vm)
-	if h != nil && !slices.ContainsFunc(h.Status.Datastores, func(r api.Ref) bool { return r.ID == ds.Metadata.ID }) {
-		return api.VMDisk{}, api.Errorf(api.ErrConflict, "host %s of vm %s does not reach datastore %s", h.Metadata.Name, vm.Metadata.Name, ds.Metadata.Name)
-	}
-	if req.Thick {
-		if err := s.checkFree(ds.Metadata.ID, req.Size, "a thick disk of "+req.Size.String()); err != nil {
-			return api.VMDisk{}, fmt.Errorf("add a disk to vm %s: %w", vm.Metadata.Name, err)
-		}
-	}
-	name := s.nextDiskName(vm)
-	d := api.VMDisk{Name: name, SizeBytes: req.Size, Datastore: api.Ref{ID: ds.Metadata.ID}, Bus: req.Bus, Thick: req.Thick,
-		Path: path.Join(inventory.VMDir(vm), name+".qcow2")}
-	if req.Bus == api.BusVirtio && vm.Status.PowerState != api.PowerOff {
-		if d.Slot = s.freeSlot(vm); d.Slot == "" {
-			return api.VMDisk{}, api.Errorf(api.ErrConflict, "vm %s has no free hot-plug slot (%d virtio disks were added while it ran, or are being added); stop it to add more", vm.Metadata.Name, hotplugSlots)
-		}
-	}
-	return d, nil
-}
-
-func (s *Server) runDiskAdd(ctx context.Context, t *tasks.Run) (any, error) {
-	var p diskAddParams
-	if err := t.Params(&p); err != nil {
-		return nil, err
-	}
-	vm, h, err := s.inv.LoadVM(ctx, t)
-	if err != nil {
-		return nil, err
-	}
-	if slices.ContainsFunc(vm.Spec.Disks, func(d api.VMDisk) bool { return d.Name == p.Disk.Name }) {
-		return p.Disk.Name, nil // added before the server restarted
-	}
-	f, err := s.abs(p.Disk.Datastore.ID, p.Disk.Path)
-	if err != nil {
-		return nil, err
-	}
-	what := "making disk " + p.Disk.Name
-	if vm.Status.PowerState != api.PowerOff {
-		what += " and plugging it into the running VM"
-	}
-	t.Progress(ctx, 20, what)
-	st, err := s.agents.AddDisk(ctx, hosts.TargetOf(h), vm.Metadata.ID, hypervisor.DiskConfig{Name: p.Disk.Name, Path: f,
-		SizeBytes: int64(p.Disk.SizeBytes), Bus: p.Disk.Bus, Thick: p.Disk.Thick, Slot: p.Disk.Slot})
-	if err != nil {
-		return nil, fmt.Errorf("add disk %s to vm %s: %w", p.Disk.Name, vm.Metadata.Name, err)
-	}
-	t.Stage(api.KindVM, vm.Metadata.ID, func(o api.Object) error {
-		v := o.(*api.VM)
-		v.Spec.Disks = append(v.Spec.Disks, p.Disk)
-		return nil
-	})
-	t.Stage(api.KindVM, vm.Metadata.ID, inventory.VMStateChange(st))
-	return p.Disk.Name, nil
-}
-
-func findDisk(vm *api.VM, name string) (*api.VMDisk, error) {
-	for i := range vm.Spec.Disks {
-		if vm.Spec.Disks[i].Name == name {
-			return &vm.Spec.Disks[i], nil
-		}
-	}
-	return nil, api.Errorf(api.ErrNotFound, "vm %s has no disk %q", vm.Metadata.Name, name)
 }
 
 // PATCH /api/v1/vms/{name}/disks/{disk}
@@ -207,135 +50,30 @@ func (s *Server) resizeDisk(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	vm, err := s.diskTarget(r, "resize a disk")
+	vm, _, err := s.pathVM(r)
 	if err != nil {
 		fail(w, err)
 		return
 	}
-	d, err := findDisk(vm, r.PathValue("disk"))
+	t, err := s.storage.ResizeDisk(r.Context(), vm, r.PathValue("disk"), req.Size)
 	if err != nil {
 		fail(w, err)
 		return
 	}
-	switch {
-	case req.Size > api.MaxDiskSize:
-		err = api.Errorf(api.ErrInvalid, "disk size must be at most %s, got %s", api.MaxDiskSize, req.Size)
-	case req.Size < d.SizeBytes:
-		err = api.Errorf(api.ErrInvalid, "disk %s is %s; disks only grow (asked for %s)", d.Name, d.SizeBytes, req.Size)
-	case req.Size == d.SizeBytes:
-		err = api.Errorf(api.ErrConflict, "disk %s is already %s", d.Name, d.SizeBytes)
-	case d.Thick:
-		err = s.checkFree(d.Datastore.ID, req.Size-d.SizeBytes, "growing thick disk "+d.Name)
-	}
-	if err != nil {
-		fail(w, fmt.Errorf("resize disk of vm %s: %w", vm.Metadata.Name, err))
-		return
-	}
-	s.submitTask(w, r, tasks.New(r.Context(), api.OpDiskResize, vm, diskResizeParams{Disk: d.Name, Size: req.Size}))
-}
-
-func (s *Server) runDiskResize(ctx context.Context, t *tasks.Run) (any, error) {
-	var p diskResizeParams
-	if err := t.Params(&p); err != nil {
-		return nil, err
-	}
-	vm, h, err := s.inv.LoadVM(ctx, t)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := findDisk(vm, p.Disk); err != nil {
-		return nil, err
-	}
-	t.Progress(ctx, 20, fmt.Sprintf("growing disk %s to %s", p.Disk, p.Size))
-	if err := s.agents.ResizeDisk(ctx, hosts.TargetOf(h), vm.Metadata.ID, p.Disk, int64(p.Size)); err != nil {
-		return nil, fmt.Errorf("resize disk %s of vm %s: %w", p.Disk, vm.Metadata.Name, err)
-	}
-	t.Stage(api.KindVM, vm.Metadata.ID, func(o api.Object) error {
-		if d, err := findDisk(o.(*api.VM), p.Disk); err == nil {
-			d.SizeBytes = p.Size
-		}
-		return nil
-	})
-	return p.Size, nil
+	replyTask(w, t)
 }
 
 // DELETE /api/v1/vms/{name}/disks/{disk}
 func (s *Server) removeDisk(w http.ResponseWriter, r *http.Request) {
-	vm, err := s.diskTarget(r, "remove a disk")
+	vm, _, err := s.pathVM(r)
 	if err != nil {
 		fail(w, err)
 		return
 	}
-	d, err := findDisk(vm, r.PathValue("disk"))
+	t, err := s.storage.RemoveDisk(r.Context(), vm, r.PathValue("disk"))
 	if err != nil {
 		fail(w, err)
 		return
 	}
-	if d.Bus == api.BusSATA && vm.Status.PowerState != api.PowerOff {
-		fail(w, api.Errorf(api.ErrConflict, "vm %s is %s: SATA disks cannot be unplugged; stop it first", vm.Metadata.Name, vm.Status.PowerState))
-		return
-	}
-	s.submitTask(w, r, tasks.New(r.Context(), api.OpDiskRemove, vm, diskRemoveParams{Disk: d.Name}))
-}
-
-func (s *Server) runDiskRemove(ctx context.Context, t *tasks.Run) (any, error) {
-	var p diskRemoveParams
-	if err := t.Params(&p); err != nil {
-		return nil, err
-	}
-	vm, h, err := s.inv.LoadVM(ctx, t)
-	if err != nil {
-		return nil, err
-	}
-	d, err := findDisk(vm, p.Disk)
-	if err != nil {
-		if t.Resumed {
-			return nil, nil
-		}
-		return nil, err
-	}
-	msg := "removing disk " + p.Disk
-	if vm.Status.PowerState != api.PowerOff {
-		msg = "waiting for the guest to release disk " + p.Disk
-	}
-	t.Progress(ctx, 20, msg)
-	if err := s.agents.RemoveDisk(ctx, hosts.TargetOf(h), vm.Metadata.ID, p.Disk); err != nil && !(t.Resumed && strings.Contains(err.Error(), "no disk")) {
-		return nil, fmt.Errorf("remove disk %s of vm %s: %w", p.Disk, vm.Metadata.Name, err)
-	}
-	// Its current file goes; older ones stay for the snapshots that have them.
-	if f, err := s.abs(d.Datastore.ID, d.Path); err == nil {
-		if err := s.agents.RemoveFiles(ctx, hosts.TargetOf(h), []string{f}); err != nil {
-			s.log.Warn("cannot remove a removed disk's file", "vm", vm.Metadata.Name, "file", f, "err", err)
-		}
-	}
-	t.Stage(api.KindVM, vm.Metadata.ID, func(o api.Object) error {
-		v := o.(*api.VM)
-		v.Spec.Disks = slices.DeleteFunc(v.Spec.Disks, func(x api.VMDisk) bool { return x.Name == p.Disk })
-		v.Status.Disks = slices.DeleteFunc(v.Status.Disks, func(x api.DiskStatus) bool { return x.Name == p.Disk })
-		return nil
-	})
-	return nil, nil
-}
-
-// hotplugSlots is how many spare PCIe root ports a VM has (the qemu
-// driver's command line makes them hp0..hp3).
-const hotplugSlots = 4
-
-// freeSlot picks a hot-plug root port no disk of the VM (or of one of its
-// snapshots, which a revert brings back) sits in, and no unfinished task
-// claimed.
-func (s *Server) freeSlot(vm *api.VM) string {
-	used := map[string]bool{}
-	for c := range s.inv.PendingClaims(inventory.VMClaim(vm.Metadata.ID, "slots", "")) {
-		used[path.Base(c)] = true
-	}
-	for _, d := range inventory.VMFiles(vm) {
-		used[d.Slot] = true
-	}
-	for i := 0; i < hotplugSlots; i++ {
-		if s := fmt.Sprintf("hp%d", i); !used[s] {
-			return s
-		}
-	}
-	return ""
+	replyTask(w, t)
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/vdc-project/vdc/internal/control/inventory"
 	"github.com/vdc-project/vdc/internal/control/placement"
 	"github.com/vdc-project/vdc/internal/control/state"
+	"github.com/vdc-project/vdc/internal/control/storage"
 	"github.com/vdc-project/vdc/internal/control/tasks"
 	"github.com/vdc-project/vdc/internal/netguard"
 	"github.com/vdc-project/vdc/internal/pki"
@@ -94,6 +95,7 @@ type Server struct {
 	events  *eventLog
 	places  *placement.Placer
 	inv     *inventory.Inventory
+	storage *storage.Service
 	tally   *state.Tally
 	lists   *listCache
 
@@ -199,6 +201,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return err
 	}
 	s.inv = &inventory.Inventory{St: s.st, Tally: s.tally, Hosts: s.agents, Tasks: s.submitter, ServerDataDir: s.cfg.DataDir}
+	s.storage = storage.New(storage.Deps{State: s.st, Inv: s.inv, Hosts: s.agents, Places: s.places, Tasks: s.submitter, Log: s.log})
 	s.auth = newAuthenticator(s.cli)
 	s.authn, s.authz = s.auth, auth.AllowAll{}
 	go s.auth.watch(ctx, s.log)

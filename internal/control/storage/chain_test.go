@@ -1,4 +1,4 @@
-package server
+package storage
 
 import (
 	"errors"
@@ -273,17 +273,17 @@ func TestDatastoreAlarms(t *testing.T) {
 		{0, 0, ""}, {100 * gib, 50 * gib, ""}, {100 * gib, 20 * gib, api.DatastoreAlarmWarning},
 		{100 * gib, 6 * gib, api.DatastoreAlarmWarning}, {100 * gib, 5 * gib, api.DatastoreAlarmCritical}, {100 * gib, 0, api.DatastoreAlarmCritical},
 	} {
-		if got := alarmLevel(c.capacity, c.free); got != c.want {
-			t.Errorf("alarmLevel(%s, %s) = %q, want %q", c.capacity, c.free, got, c.want)
+		if got := AlarmLevel(c.capacity, c.free); got != c.want {
+			t.Errorf("AlarmLevel(%s, %s) = %q, want %q", c.capacity, c.free, got, c.want)
 		}
 	}
 	prev := &api.Datastore{Metadata: api.ObjectMeta{Name: "ds1"}, Status: api.DatastoreStatus{CapacityBytes: 100 * gib, FreeBytes: 30 * gib}}
 	cur := &api.Datastore{Metadata: api.ObjectMeta{Name: "ds1"}, Status: api.DatastoreStatus{CapacityBytes: 100 * gib, FreeBytes: 4 * gib, Alarm: api.DatastoreAlarmCritical}}
-	evs := datastoreEvents(api.Event{Kind: api.KindDatastore}, prev, cur)
+	evs := DatastoreEvents(api.Event{Kind: api.KindDatastore}, prev, cur)
 	if len(evs) != 1 || evs[0].Type != api.EventDatastoreAlarm || evs[0].To != "critical" || !strings.Contains(evs[0].Message, "96% used, past 95%") {
 		t.Fatalf("events %+v", evs)
 	}
-	if evs := datastoreEvents(api.Event{}, cur, cur); len(evs) != 0 {
+	if evs := DatastoreEvents(api.Event{}, cur, cur); len(evs) != 0 {
 		t.Fatalf("no change, events %+v", evs)
 	}
 }
@@ -306,18 +306,18 @@ func TestTreeWalksStopOnACycle(t *testing.T) {
 			t.Errorf("%s: %v, want an error naming the cycle", what, err)
 		}
 	}
-	_, _, err := visibleTree(vm)
-	check("visibleTree", err)
+	_, _, err := VisibleTree(vm)
+	check("VisibleTree", err)
 	if err == nil || !strings.Contains(err.Error(), "vm race-vm") {
-		t.Errorf("visibleTree does not name the VM: %v", err)
+		t.Errorf("VisibleTree does not name the VM: %v", err)
 	}
-	_, err = findSnapshot(vm, "base") // revert, delete, clone --snapshot
-	check("findSnapshot", err)
+	_, err = FindSnapshot(vm, "base") // revert, delete, clone --snapshot
+	check("FindSnapshot", err)
 	_, err = planCollect(vm.Spec, true, absOf, func(string) bool { return false })
 	check("planCollect", err)
 	// Unlooped, the same walks go through.
 	vm.Spec.Snapshots[1].ParentID = "base"
-	snaps, cur, err := visibleTree(vm)
+	snaps, cur, err := VisibleTree(vm)
 	if err != nil || len(snaps) != 2 || snaps[1].ParentID != "base" || cur != "2" {
 		t.Fatalf("visible tree past a deleted snapshot: %+v, current %s (%v)", snaps, cur, err)
 	}
@@ -332,11 +332,11 @@ func TestFindSnapshotOfARepeatedName(t *testing.T) {
 	a, b := snap("id-1", "", false, "vm/1.qcow2"), snap("id-2", "id-1", false, "vm/2.qcow2")
 	a.Name, b.Name = "snap-race", "snap-race"
 	vm := &api.VM{Metadata: api.ObjectMeta{Name: "race-vm"}, Spec: api.VMSpec{Snapshots: []api.VMSnapshot{a, b}, CurrentSnapshotID: "id-2"}}
-	_, err := findSnapshot(vm, "snap-race")
+	_, err := FindSnapshot(vm, "snap-race")
 	if !errors.Is(err, api.ErrConflict) || !strings.Contains(err.Error(), "id-1, id-2") {
 		t.Fatalf("a repeated name: %v", err)
 	}
-	if sn, err := findSnapshot(vm, "id-2"); err != nil || sn.ParentID != "id-1" {
+	if sn, err := FindSnapshot(vm, "id-2"); err != nil || sn.ParentID != "id-1" {
 		t.Fatalf("by ID: %+v %v", sn, err)
 	}
 }
