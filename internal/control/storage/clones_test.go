@@ -38,7 +38,9 @@ func TestClonePlanningRefusals(t *testing.T) {
 		vm.Status.Disks = []api.DiskStatus{{Name: "disk0", AllocatedBytes: 2 * gib}}
 	})
 	w.vm(t, "v2", nil)
-	unknown := w.vm(t, "vu", func(vm *api.VM) { vm.Status.PowerState, vm.Status.Message = api.PowerUnknown, "host h1 stopped answering" })
+	unknown := w.vm(t, "vu", func(vm *api.VM) {
+		vm.Status.PowerState, vm.Status.Message = api.PowerUnknown, "host h1 stopped answering"
+	})
 	creating := w.vm(t, "vc", func(vm *api.VM) { vm.Status.Phase = api.PhaseCreating })
 	tmpl := w.vm(t, "vt", func(vm *api.VM) { vm.Spec.Template = true })
 	before := len(w.tasks())

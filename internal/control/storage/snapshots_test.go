@@ -79,17 +79,23 @@ func TestSnapshotDeleteCollects(t *testing.T) {
 		kept    bool
 	}{{
 		name: "linear, the current state's base: the current file merges into it", running: true,
-		build:  func(w *world) ([]api.VMSnapshot, string) { return []api.VMSnapshot{w.snap("a", ""), w.snap("b", "a")}, "b" },
+		build: func(w *world) ([]api.VMSnapshot, string) {
+			return []api.VMSnapshot{w.snap("a", ""), w.snap("b", "a")}, "b"
+		},
 		delete: "b", merges: []string{"cur.qcow2>b.qcow2 active live"},
 		tree: "a<@v1/a.qcow2 | current a@v1/b.qcow2",
 	}, {
 		name: "linear, under the current state's base: its child merges into it, live", running: true,
-		build:  func(w *world) ([]api.VMSnapshot, string) { return []api.VMSnapshot{w.snap("a", ""), w.snap("b", "a")}, "b" },
+		build: func(w *world) ([]api.VMSnapshot, string) {
+			return []api.VMSnapshot{w.snap("a", ""), w.snap("b", "a")}, "b"
+		},
 		delete: "a", merges: []string{"b.qcow2>a.qcow2 backing cur.qcow2 live"},
 		tree: "b<@v1/a.qcow2 | current b@v1/cur.qcow2",
 	}, {
-		name:   "linear, the VM off: the merge is offline",
-		build:  func(w *world) ([]api.VMSnapshot, string) { return []api.VMSnapshot{w.snap("a", ""), w.snap("b", "a")}, "b" },
+		name: "linear, the VM off: the merge is offline",
+		build: func(w *world) ([]api.VMSnapshot, string) {
+			return []api.VMSnapshot{w.snap("a", ""), w.snap("b", "a")}, "b"
+		},
 		delete: "a", merges: []string{"b.qcow2>a.qcow2 backing cur.qcow2"},
 		tree: "b<@v1/a.qcow2 | current b@v1/cur.qcow2",
 	}, {
