@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/control/retry"
 	"github.com/vdc-project/vdc/internal/control/state"
 	"github.com/vdc-project/vdc/internal/control/tasks"
 	"github.com/vdc-project/vdc/internal/netguard"
@@ -47,23 +48,28 @@ func (s *Server) agentJoin(w http.ResponseWriter, r *http.Request) {
 	// revision checks settle races with other servers.
 	s.joinMu.Lock()
 	defer s.joinMu.Unlock()
-	for try := 0; try < 20; try++ {
-		resp, retry, err := s.join(ctx, req)
-		if retry {
-			continue
+	var resp api.JoinResponse
+	raced := api.Errorf(api.ErrConflict, "join as host %q: the inventory kept changing; retry", req.Name)
+	err := retry.Conflicts(ctx, 20, func() error {
+		var again bool
+		var err error
+		if resp, again, err = s.join(ctx, req); again {
+			return raced
 		}
 		if err != nil {
-			fail(w, err)
-			return
+			return retry.Stop(err)
 		}
-		reply(w, http.StatusOK, resp)
+		return nil
+	})
+	if err != nil {
+		fail(w, err)
 		return
 	}
-	fail(w, api.Errorf(api.ErrConflict, "join as host %q: the inventory kept changing; retry", req.Name))
+	reply(w, http.StatusOK, resp)
 }
 
-// join makes one attempt; retry says that someone wrote in between.
-func (s *Server) join(ctx context.Context, req api.JoinRequest) (resp api.JoinResponse, retry bool, err error) {
+// join makes one attempt; again says that someone wrote in between.
+func (s *Server) join(ctx context.Context, req api.JoinRequest) (resp api.JoinResponse, again bool, err error) {
 	jt, err := s.readJoinToken(ctx, req.Token)
 	if err != nil {
 		return resp, false, err
@@ -367,29 +373,33 @@ func (s *Server) replaceHost(w http.ResponseWriter, r *http.Request) {
 // starting again from the stored host when a heartbeat or another writer
 // got in between. fn may add writes to the transaction.
 func (s *Server) changeHost(ctx context.Context, id string, t *api.Task, fn func(*api.Host, *store.Txn) error) (*api.Host, error) {
-	for try := 0; try < 20; try++ {
-		var cur api.Object
-		if o, ok := s.cache.Get(api.KindHost, id); ok && try == 0 {
-			cur = o
-		} else {
+	var upd *api.Host
+	fresh, raced := false, false
+	err := retry.Conflicts(ctx, 20, func() error {
+		raced = false
+		cur, ok := state.Get[*api.Host](s.st, id)
+		if !ok || fresh {
 			var err error
-			if cur, err = s.store.Get(ctx, api.KindHost, id); err != nil {
-				return nil, err
+			if cur, err = state.Read[*api.Host](ctx, s.st, id); err != nil {
+				return retry.Stop(err)
 			}
 		}
-		upd := store.Clone(cur.(*api.Host))
+		fresh = true
+		upd = store.Clone(cur)
 		txn := s.store.Txn()
 		if err := fn(upd, txn); err != nil {
-			return nil, err
+			return retry.Stop(err)
 		}
 		txn.Update(cur, upd)
 		_, err := s.submitter.Submit(ctx, txn, t)
-		if err == nil {
-			return upd, nil
-		}
-		if !errors.Is(err, api.ErrConflict) {
-			return nil, err
-		}
+		raced = errors.Is(err, api.ErrConflict)
+		return err
+	})
+	if raced {
+		return nil, api.Errorf(api.ErrConflict, "host %s keeps changing; gave up", id)
 	}
-	return nil, api.Errorf(api.ErrConflict, "host %s keeps changing; gave up", id)
+	if err != nil {
+		return nil, err
+	}
+	return upd, nil
 }
