@@ -21,6 +21,7 @@ import (
 	"github.com/vdc-project/vdc/internal/control/auth"
 	"github.com/vdc-project/vdc/internal/control/hosts"
 	"github.com/vdc-project/vdc/internal/control/inventory"
+	"github.com/vdc-project/vdc/internal/control/leader"
 	"github.com/vdc-project/vdc/internal/control/placement"
 	"github.com/vdc-project/vdc/internal/control/state"
 	"github.com/vdc-project/vdc/internal/control/tasks"
@@ -109,8 +110,7 @@ type Server struct {
 	ln   net.Listener
 	url  string
 
-	leaderMu sync.Mutex
-	leader   *leadership // nil unless this server leads
+	elect *leader.Election
 
 	runner    *tasks.Runner
 	submitter *tasks.Submitter
@@ -212,7 +212,8 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		ln.Close()
 		return err
 	}
-	s.runner = tasks.NewRunner(s.st, s.leaderTxn, s.name, s.log)
+	s.elect = leader.New(s.store, s.name, s.log)
+	s.runner = tasks.NewRunner(s.st, s.elect.Txn, s.name, s.log)
 	s.registerTaskHandlers(s.runner)
 	s.reqCtx, s.reqCancel = context.WithCancel(context.Background())
 	// No write or whole-request read timeout: event streams, long polls,
@@ -243,7 +244,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			}()
 		}
 	}
-	go s.campaign(ctx)
+	go s.elect.Campaign(ctx, s.lead, s.runner.Wait)
 	s.log.Info("management server running", "api", s.url, "data", s.cfg.DataDir, "etcd", s.EtcdClientURL())
 	return nil
 }
@@ -290,15 +291,14 @@ func (s *Server) Stop() {
 			<-done
 		}
 	}
-	s.leaderMu.Lock()
-	l := s.leader
-	s.leaderMu.Unlock()
+	resign := func(context.Context) {}
+	if s.elect != nil {
+		resign = s.elect.Resigner()
+	}
 	if s.stop != nil {
 		s.stop() // no new campaign; the leader's duties end too
 	}
-	if l != nil {
-		l.stop(ctx)
-	}
+	resign(ctx)
 	s.closeStore()
 	s.log.Info("management server stopped")
 }
