@@ -2,16 +2,12 @@ package server
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -22,155 +18,7 @@ import (
 	"github.com/vdc-project/vdc/internal/store"
 )
 
-const (
-	tokenPrefix     = store.SysPrefix + "tokens/"
-	joinTokenPrefix = store.SysPrefix + "jointokens/"
-)
-
-// Only hashes of secrets are stored.
-func hashSecret(s string) string {
-	sum := sha256.Sum256([]byte(s))
-	return hex.EncodeToString(sum[:])
-}
-
-type userToken struct {
-	User        string    `json:"user"`
-	Role        string    `json:"role"`
-	Description string    `json:"description,omitempty"`
-	Created     time.Time `json:"created"`
-}
-
-// authenticator checks bearer tokens, remembering good ones so that not
-// every request reads etcd. A watch on the tokens drops what it remembers
-// of a token the moment its record changes or goes: a deleted token stops
-// working at once. While the watch is not running nothing is remembered.
-type authenticator struct {
-	cli *clientv3.Client
-
-	mu   sync.Mutex
-	seen map[string]authEntry
-	// gen counts token changes and watch restarts: a check that read etcd
-	// before one of them must not remember what it read.
-	gen      uint64
-	watching bool
-}
-
-type authEntry struct {
-	tok   userToken
-	until time.Time
-}
-
-// authCacheFor bounds how long a token is remembered even with the watch
-// running (a second line of defence, should an event ever be missed).
-const authCacheFor = 5 * time.Minute
-
-func newAuthenticator(cli *clientv3.Client) *authenticator {
-	return &authenticator{cli: cli, seen: map[string]authEntry{}}
-}
-
-// watch keeps the remembered tokens true to etcd until ctx ends.
-func (a *authenticator) watch(ctx context.Context, log *slog.Logger) {
-	wait := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		wch := a.cli.Watch(clientv3.WithRequireLeader(ctx), tokenPrefix, clientv3.WithPrefix(), clientv3.WithCreatedNotify())
-		for resp := range wch {
-			if err := resp.Err(); err != nil {
-				log.Warn("token watch failed; checking every token against etcd until it is back", "err", err)
-				break
-			}
-			if resp.Created {
-				a.setWatching(true)
-				wait = 100 * time.Millisecond
-				continue
-			}
-			a.mu.Lock()
-			for _, ev := range resp.Events {
-				delete(a.seen, strings.TrimPrefix(string(ev.Kv.Key), tokenPrefix))
-			}
-			a.gen++
-			a.mu.Unlock()
-		}
-		a.setWatching(false)
-		select {
-		case <-ctx.Done():
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 5*time.Second)
-	}
-}
-
-// setWatching forgets every token when the watch starts or stops: events
-// may have been missed in between.
-func (a *authenticator) setWatching(on bool) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.watching = on
-	a.seen = map[string]authEntry{}
-	a.gen++
-}
-
-// forget drops what is remembered of a token (its hash) at once, on the
-// server that deleted it; the watch does the same on every server.
-func (a *authenticator) forget(h string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	delete(a.seen, h)
-	a.gen++
-}
-
-func (a *authenticator) create(ctx context.Context, secret, user, role string) error {
-	b, _ := json.Marshal(userToken{User: user, Role: role, Created: time.Now().UTC()})
-	if _, err := a.cli.Put(ctx, tokenPrefix+hashSecret(secret), string(b)); err != nil {
-		return fmt.Errorf("store token for %s: %w", user, err)
-	}
-	return nil
-}
-
-func (a *authenticator) exists(ctx context.Context, secret string) (bool, error) {
-	resp, err := a.cli.Get(ctx, tokenPrefix+hashSecret(secret), clientv3.WithCountOnly())
-	if err != nil {
-		return false, fmt.Errorf("check token: %w", err)
-	}
-	return resp.Count > 0, nil
-}
-
-func (a *authenticator) check(ctx context.Context, secret string) (userToken, error) {
-	h := hashSecret(secret)
-	now := time.Now()
-	a.mu.Lock()
-	e, ok := a.seen[h]
-	gen := a.gen
-	a.mu.Unlock()
-	if ok && now.Before(e.until) {
-		return e.tok, nil
-	}
-	resp, err := a.cli.Get(ctx, tokenPrefix+h)
-	if err != nil {
-		return userToken{}, fmt.Errorf("check token: %w", err)
-	}
-	if len(resp.Kvs) == 0 {
-		return userToken{}, api.Errorf(api.ErrUnauthorized, "invalid token")
-	}
-	var t userToken
-	if err := json.Unmarshal(resp.Kvs[0].Value, &t); err != nil {
-		return userToken{}, fmt.Errorf("read token: %w", err)
-	}
-	a.mu.Lock()
-	if a.watching && a.gen == gen {
-		a.seen[h] = authEntry{tok: t, until: now.Add(authCacheFor)}
-	}
-	a.mu.Unlock()
-	return t, nil
-}
-
-// Authenticate is the authenticator's side of auth.Authenticator.
-func (a *authenticator) Authenticate(ctx context.Context, secret string) (auth.Principal, error) {
-	tok, err := a.check(ctx, secret)
-	if err != nil {
-		return auth.Principal{}, err
-	}
-	return auth.Principal{User: tok.User, Role: tok.Role}, nil
-}
+const joinTokenPrefix = store.SysPrefix + "jointokens/"
 
 // requireToken lets through only requests with a valid bearer token.
 func (s *Server) requireToken(next http.Handler) http.Handler {
@@ -184,14 +32,15 @@ func (s *Server) requireToken(next http.Handler) http.Handler {
 			return
 		}
 		p, err := s.authn.Authenticate(r.Context(), secret)
-		if err == nil {
-			err = s.authz.Authorize(r.Context(), p, r.Method+" "+r.Pattern, "", "")
-		}
 		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="vdc", error="invalid_token"`)
 			if errors.Is(err, api.ErrUnauthorized) {
 				w.Header().Set("Connection", "close")
 			}
+			fail(w, err)
+			return
+		}
+		if err := s.authz.Authorize(r.Context(), p, r.Method+" "+r.Pattern, "", ""); err != nil {
 			fail(w, err)
 			return
 		}
@@ -269,9 +118,9 @@ func (s *Server) addJoinToken(ctx context.Context, txn *store.Txn, rec joinToken
 	if err != nil {
 		return "", fmt.Errorf("make a lease for a join token: %w", err)
 	}
-	secret := randomSecret()
+	secret := auth.NewSecret()
 	b, _ := json.Marshal(rec)
-	txn.PutRaw(joinTokenPrefix+hashSecret(secret), string(b), clientv3.WithLease(lease.ID))
+	txn.PutRaw(joinTokenPrefix+auth.Hash(secret), string(b), clientv3.WithLease(lease.ID))
 	return "vdc1." + secret + "." + s.ca.Fingerprint(), nil
 }
 
@@ -289,7 +138,7 @@ func (s *Server) readJoinToken(ctx context.Context, tok string) (*joinToken, err
 	if len(parts) != 3 || parts[0] != "vdc1" || parts[1] == "" || parts[2] != s.ca.Fingerprint() {
 		return nil, errBadJoinToken()
 	}
-	key := joinTokenPrefix + hashSecret(parts[1])
+	key := joinTokenPrefix + auth.Hash(parts[1])
 	resp, err := s.cli.Get(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("read join token: %w", err)

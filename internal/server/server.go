@@ -89,7 +89,7 @@ type Server struct {
 	cache   *store.Cache
 	ca      *pki.CA
 	agents  hosts.Client
-	auth    *authenticator
+	auth    *auth.Tokens
 	authn   auth.Authenticator
 	authz   auth.Authorizer
 	events  *eventLog
@@ -199,9 +199,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return err
 	}
 	s.inv = &inventory.Inventory{St: s.st, Tally: s.tally, Hosts: s.agents, Tasks: s.submitter, ServerDataDir: s.cfg.DataDir}
-	s.auth = newAuthenticator(s.cli)
+	s.auth = auth.NewTokens(s.store)
 	s.authn, s.authz = s.auth, auth.AllowAll{}
-	go s.auth.watch(ctx, s.log)
+	go s.auth.Watch(ctx, s.log)
 	ln, err := netguard.Listen(s.cfg.Listen, s.cfg.Limits, s.log)
 	if err != nil {
 		return fmt.Errorf("API listen on %s: %w", s.cfg.Listen, err)
