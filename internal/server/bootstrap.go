@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -74,7 +75,7 @@ func (s *Server) bootstrapPKI(ctx context.Context) error {
 		return "", false
 	}
 	ac.RestartWait = s.cfg.HostTimeout
-	ac.CheckPeer = s.peerIsCurrent
+	ac.CheckPeer = func(hostID string, cert *x509.Certificate) error { return s.enroll.PeerIsCurrent(hostID, cert) }
 	s.agents = ac
 	return nil
 }

@@ -11,7 +11,6 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/vdc-project/vdc/internal/control/auth"
+	"github.com/vdc-project/vdc/internal/control/enroll"
 	"github.com/vdc-project/vdc/internal/control/hosts"
 	"github.com/vdc-project/vdc/internal/control/inventory"
 	"github.com/vdc-project/vdc/internal/control/leader"
@@ -95,6 +95,7 @@ type Server struct {
 	events  *eventLog
 	places  *placement.Placer
 	inv     *inventory.Inventory
+	enroll  *enroll.Service
 	tally   *state.Tally
 	lists   *listCache
 
@@ -115,7 +116,6 @@ type Server struct {
 	runner    *tasks.Runner
 	submitter *tasks.Submitter
 	st        *state.State
-	joinMu    sync.Mutex
 	idem      idempotencyLeases
 	// dropAnswer, set by tests only, names requests whose answer is lost.
 	dropAnswer atomic.Pointer[func(method, path string) bool]
@@ -199,6 +199,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return err
 	}
 	s.inv = &inventory.Inventory{St: s.st, Tally: s.tally, Hosts: s.agents, Tasks: s.submitter, ServerDataDir: s.cfg.DataDir}
+	s.enroll = enroll.New(s.inv, s.ca, s.cfg.HostCertTTL, s.log)
 	s.auth = auth.NewTokens(s.store)
 	s.authn, s.authz = s.auth, auth.AllowAll{}
 	go s.auth.Watch(ctx, s.log)
