@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/agent"
 	"github.com/vdc-project/vdc/internal/control/hosts/hoststest"
 	"github.com/vdc-project/vdc/internal/control/inventory"
 	"github.com/vdc-project/vdc/internal/control/placement"
@@ -382,5 +383,57 @@ func TestDeleteRemovesTheVMFromHostAndStore(t *testing.T) {
 	}
 	if _, err := state.Read[*api.VM](ctx, w.st, vm.Metadata.ID); !errors.Is(err, api.ErrNotFound) {
 		t.Fatalf("deleted VM still in the store: %v", err)
+	}
+}
+
+// A running VM grows by a vm.hot-add task, within the room it started
+// with and never down; the host's answer sets its new size.
+func TestHotAddGrowsARunningVM(t *testing.T) {
+	w := newWorld(t)
+	w.answerPower()
+	ctx := context.Background()
+	req := createReq("grow", 1)
+	req.MaxCPUs, req.PowerOn = 3, true
+	vm := w.create(t, req)
+
+	two := 2
+	four := 4
+	if _, err := w.svc.PlanUpdate(w.vm(t, vm.Metadata.ID), &api.VMUpdateRequest{CPUs: &four}); err == nil ||
+		err.Error() != "maxCpus (3) is below the VM's 4 vCPUs: the most it can grow to while it runs is at least what it has" {
+		t.Fatalf("grow past max-cpus: %v", err)
+	}
+	upd := w.vm(t, vm.Metadata.ID)
+	plan, err := w.svc.PlanUpdate(upd, &api.VMUpdateRequest{CPUs: &two})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if upd.Spec.CPUs != 1 {
+		t.Fatalf("the spec of a running VM took the new size before the host added it: %d vCPUs", upd.Spec.CPUs)
+	}
+	w.hosts.On["HotAdd"] = func(hoststest.Call) ([]any, error) {
+		return []any{hypervisor.HotAddResult{Hardware: api.VMHardware{CPUs: 1, MemoryBytes: 512 << 20, HotCPUs: []api.HotCPU{{}}}, Guest: "1 vCPU online"}}, nil
+	}
+	tk := plan.Task(ctx, upd)
+	if tk.Op != api.OpVMHotAdd {
+		t.Fatalf("the task of a hot-add: %s", tk.Op)
+	}
+	if tk, err = w.sub.Submit(ctx, w.st.Store.Txn().Update(vm, upd), tk); err != nil {
+		t.Fatal(err)
+	}
+	if tk = w.wait(t, tk); tk.State != api.TaskSucceeded {
+		t.Fatalf("hot-add: %s %+v", tk.State, tk.Error)
+	}
+	calls := w.hosts.Calls()
+	if c := calls[len(calls)-1]; c.Method != "HotAdd" || c.Host != "h2" || c.Args[1].(agent.HotAddRequest).CPUs != 2 {
+		t.Fatalf("last host call: %+v", c)
+	}
+	if got := w.vm(t, vm.Metadata.ID); got.Spec.CPUs != 2 {
+		t.Fatalf("after the hot-add the VM has %d vCPUs", got.Spec.CPUs)
+	}
+	upd = w.vm(t, vm.Metadata.ID)
+	one := 1
+	if _, err := w.svc.PlanUpdate(upd, &api.VMUpdateRequest{CPUs: &one}); !errors.Is(err, api.ErrConflict) || !strings.HasPrefix(err.Error(),
+		"vm grow is on with 2 vCPUs: vCPUs can be added while it runs, not removed") {
+		t.Fatalf("shrink a running VM: %v", err)
 	}
 }
