@@ -25,6 +25,7 @@ import (
 	"github.com/vdc-project/vdc/internal/control/placement"
 	"github.com/vdc-project/vdc/internal/control/state"
 	"github.com/vdc-project/vdc/internal/control/tasks"
+	"github.com/vdc-project/vdc/internal/control/vms"
 	"github.com/vdc-project/vdc/internal/netguard"
 	"github.com/vdc-project/vdc/internal/pki"
 	"github.com/vdc-project/vdc/internal/store"
@@ -98,6 +99,7 @@ type Server struct {
 	enroll  *enroll.Service
 	tally   *state.Tally
 	lists   *listCache
+	vms     *vms.Service
 
 	tlsCert  tls.Certificate
 	httpSrv  *http.Server
@@ -200,6 +202,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	}
 	s.inv = &inventory.Inventory{St: s.st, Tally: s.tally, Hosts: s.agents, Tasks: s.submitter, ServerDataDir: s.cfg.DataDir}
 	s.enroll = enroll.New(s.inv, s.ca, s.cfg.HostCertTTL, s.log)
+	s.vms = s.newVMs()
 	s.auth = auth.NewTokens(s.store)
 	s.authn, s.authz = s.auth, auth.AllowAll{}
 	go s.auth.Watch(ctx, s.log)
