@@ -2,9 +2,8 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/base32"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/client"
 	"github.com/vdc-project/vdc/internal/agent"
+	"github.com/vdc-project/vdc/internal/control/auth"
 	"github.com/vdc-project/vdc/internal/control/state"
 	"github.com/vdc-project/vdc/internal/pki"
 	"github.com/vdc-project/vdc/internal/store"
@@ -75,7 +75,7 @@ func (s *Server) bootstrapPKI(ctx context.Context) error {
 		return "", false
 	}
 	ac.RestartWait = s.cfg.HostTimeout
-	ac.CheckPeer = s.peerIsCurrent
+	ac.CheckPeer = func(hostID string, cert *x509.Certificate) error { return s.enroll.PeerIsCurrent(hostID, cert) }
 	s.agents = ac
 	return nil
 }
@@ -88,7 +88,7 @@ func (s *Server) bootstrapAdmin(ctx context.Context) error {
 	tok := strings.TrimSpace(string(b))
 	revoked := false
 	if err == nil && tok != "" {
-		if revoked, err = s.revoked(ctx, tok); err != nil {
+		if revoked, err = s.auth.Revoked(ctx, tok); err != nil {
 			return err
 		}
 		if revoked {
@@ -97,18 +97,18 @@ func (s *Server) bootstrapAdmin(ctx context.Context) error {
 	}
 	switch {
 	case err == nil && tok != "" && !revoked:
-		ok, err := s.auth.exists(ctx, tok)
+		ok, err := s.auth.Exists(ctx, tok)
 		if err != nil {
 			return err
 		}
 		if !ok { // data dir and store disagree (e.g. a new etcd): register it
-			if err := s.auth.create(ctx, tok, "admin", "admin"); err != nil {
+			if err := s.auth.Create(ctx, tok, "admin", "admin"); err != nil {
 				return err
 			}
 		}
 	case err == nil || errors.Is(err, os.ErrNotExist):
-		tok = "vdca." + randomSecret()
-		if err := s.auth.create(ctx, tok, "admin", "admin"); err != nil {
+		tok = "vdca." + auth.NewSecret()
+		if err := s.auth.Create(ctx, tok, "admin", "admin"); err != nil {
 			return err
 		}
 		if err := os.WriteFile(tokPath, []byte(tok+"\n"), 0o600); err != nil {
@@ -120,13 +120,4 @@ func (s *Server) bootstrapAdmin(ctx context.Context) error {
 	}
 	cc := client.Config{Server: s.url, CA: string(s.ca.CertPEM), Token: tok}
 	return cc.Save(s.ClientConfigPath())
-}
-
-// randomSecret returns 160 random bits in lower-case base32.
-func randomSecret() string {
-	b := make([]byte, 20)
-	if _, err := rand.Read(b); err != nil {
-		panic(err)
-	}
-	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b))
 }

@@ -1,11 +1,13 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"net/http"
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/control/inventory"
+	"github.com/vdc-project/vdc/internal/control/retry"
 	"github.com/vdc-project/vdc/internal/control/tasks"
 	"github.com/vdc-project/vdc/internal/store"
 )
@@ -25,28 +27,40 @@ func (s *Server) modify(r *http.Request, kind string, fn func(upd api.Object) er
 	if err != nil {
 		return nil, err
 	}
-	for try := 0; ; try++ {
+	var t *api.Task
+	err = retry.Conflicts(ctx, 11, func() error {
 		if err := checkIfMatch(r, cur); err != nil {
-			return nil, err
+			return retry.Stop(err)
 		}
 		upd := store.Clone(cur)
 		if err := fn(upd); err != nil {
-			return nil, err
+			return retry.Stop(err)
 		}
 		upd.GetMeta().Generation = cur.GetMeta().Generation + 1
-		t, err := s.submitter.Submit(ctx, s.store.Txn().Update(cur, upd), taskFor(upd))
-		if err == nil || !errors.Is(err, api.ErrConflict) || try == 10 {
-			return t, err
+		var err error
+		if t, err = s.submitter.Submit(ctx, s.store.Txn().Update(cur, upd), taskFor(upd)); err == nil || !errors.Is(err, api.ErrConflict) {
+			return err
 		}
-		fresh, gerr := s.store.Get(ctx, kind, cur.GetMeta().ID)
-		if gerr != nil {
-			return nil, gerr
-		}
-		if fresh.GetMeta().Generation != cur.GetMeta().Generation || fresh.GetMeta().Name != cur.GetMeta().Name {
-			return nil, err // someone else changed it: the loser gets 409
-		}
-		cur = fresh
+		return s.onlyStatusChanged(ctx, &cur, err, true)
+	})
+	return t, err
+}
+
+// onlyStatusChanged reads again an object whose commit failed with err (a
+// conflict): when only its status changed (a host's report), cur becomes
+// the fresh copy and err comes back for another try; when its generation
+// (or, with sameName, its name) changed, someone else changed it and the
+// loser gets err (409).
+func (s *Server) onlyStatusChanged(ctx context.Context, cur *api.Object, err error, sameName bool) error {
+	fresh, gerr := s.store.Get(ctx, (*cur).Kind(), (*cur).GetMeta().ID)
+	if gerr != nil {
+		return retry.Stop(gerr)
 	}
+	if fresh.GetMeta().Generation != (*cur).GetMeta().Generation || (sameName && fresh.GetMeta().Name != (*cur).GetMeta().Name) {
+		return retry.Stop(err)
+	}
+	*cur = fresh
+	return err
 }
 
 // update is modify for a plain PATCH: the task is done with the request.
@@ -70,27 +84,22 @@ func (s *Server) remove(w http.ResponseWriter, r *http.Request, kind string) {
 		return
 	}
 	cur, err := s.inv.Lookup(kind, r.PathValue("name"))
-	for try := 0; err == nil; try++ {
-		if err = inventory.FirstErr(checkIfMatch(r, cur), s.inUse(cur)); err != nil {
-			break
-		}
-		t := tasks.Done(tasks.New(ctx, tasks.OpName(kind, "delete"), cur, nil), nil)
-		if t, err = s.submitter.Submit(ctx, s.store.Txn().Delete(cur), t); err == nil {
-			replyTask(w, t)
-			return
-		}
-		if !errors.Is(err, api.ErrConflict) || try == 10 {
-			break
-		}
-		fresh, gerr := s.store.Get(ctx, kind, cur.GetMeta().ID)
-		if gerr != nil {
-			err = gerr
-			break
-		}
-		if fresh.GetMeta().Generation != cur.GetMeta().Generation {
-			break
-		}
-		cur = fresh
+	var t *api.Task
+	if err == nil {
+		err = retry.Conflicts(ctx, 11, func() error {
+			if err := inventory.FirstErr(checkIfMatch(r, cur), s.inUse(cur)); err != nil {
+				return retry.Stop(err)
+			}
+			var err error
+			if t, err = s.submitter.Submit(ctx, s.store.Txn().Delete(cur), tasks.Done(tasks.New(ctx, tasks.OpName(kind, "delete"), cur, nil), nil)); err == nil || !errors.Is(err, api.ErrConflict) {
+				return err
+			}
+			return s.onlyStatusChanged(ctx, &cur, err, false)
+		})
 	}
-	fail(w, err)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	replyTask(w, t)
 }

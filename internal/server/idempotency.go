@@ -150,7 +150,7 @@ func (s *Server) idempotent(next http.HandlerFunc) http.HandlerFunc {
 		c := &idempotencyClaim{
 			key:     key,
 			user:    user,
-			etcdKey: idempotencyPrefix + hashSecret(user+"\x00"+key),
+			etcdKey: idempotencyPrefix + auth.Hash(user+"\x00"+key),
 			request: hex.EncodeToString(h.Sum(nil)),
 			route:   r.Method + " " + r.URL.Path,
 		}

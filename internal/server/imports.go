@@ -560,7 +560,7 @@ func (s *Server) planVM(req api.ImportRequest, vm ovf.VMPlan, count int, props [
 		}
 		cr.NICs = append(cr.NICs, api.NICRequest{PortGroup: pg, Model: n.Model})
 	}
-	if err := validateCreate(&cr); err != nil {
+	if err := s.vms.ValidateCreate(&cr); err != nil {
 		return pv, fmt.Errorf("vm %s: %w", name, err)
 	}
 	pv.req = cr

@@ -85,7 +85,7 @@ func (s *Server) planDisk(p *importParams, sp *agent.StagedPackage) (*importPlan
 	}
 	cr := api.VMCreateRequest{Name: name, Cluster: req.Cluster, Host: req.Host, CPUs: cpus, Memory: mem, Labels: req.Labels,
 		Disks: []api.DiskRequest{{Size: api.MinVMMemory, Datastore: req.Datastore, Bus: req.Bus}}}
-	if err := validateCreate(&cr); err != nil {
+	if err := s.vms.ValidateCreate(&cr); err != nil {
 		return nil, err
 	}
 	ip.vms = []plannedVM{{req: cr, sources: []diskSource{src}}}
@@ -187,7 +187,7 @@ func (s *Server) runVMImport(ctx context.Context, t *tasks.Run) (any, error) {
 		if err := s.fillImportedDisks(ctx, t, vm, vh, pv, sp, p, lo, hi); err != nil {
 			return nil, fmt.Errorf("import vm %s: %w", vm.Metadata.Name, err)
 		}
-		if err := s.defineVM(ctx, t, vm, vh); err != nil {
+		if err := s.vms.Define(ctx, t, vm, vh); err != nil {
 			return nil, fmt.Errorf("import vm %s: define it on host %s: %w", vm.Metadata.Name, vh.Metadata.Name, err)
 		}
 		res.VMs = append(res.VMs, api.Ref{ID: vm.Metadata.ID, Name: vm.Metadata.Name})
@@ -196,7 +196,7 @@ func (s *Server) runVMImport(ctx context.Context, t *tasks.Run) (any, error) {
 	if p.Req.PowerOn {
 		for _, m := range vms {
 			t.Progress(ctx, 95, "powering on "+m.vm.Metadata.Name)
-			if _, err := s.powerOn(ctx, t, m.vm.Metadata.ID); err != nil {
+			if _, err := s.vms.PowerOn(ctx, t, m.vm.Metadata.ID); err != nil {
 				res.Warnings = append(res.Warnings, fmt.Sprintf("vm %s was imported but did not power on: %v", m.vm.Metadata.Name, err))
 			}
 		}
@@ -217,7 +217,7 @@ func (s *Server) createImportedVM(ctx context.Context, t *tasks.Run, pv plannedV
 	if err := s.cache.Sync(ctx); err != nil {
 		return nil, nil, err
 	}
-	vm, cl, hostID, err := s.buildVM(&req)
+	vm, cl, hostID, err := s.vms.Build(&req)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -11,7 +11,6 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,12 +18,15 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/vdc-project/vdc/internal/control/auth"
+	"github.com/vdc-project/vdc/internal/control/enroll"
 	"github.com/vdc-project/vdc/internal/control/hosts"
 	"github.com/vdc-project/vdc/internal/control/inventory"
+	"github.com/vdc-project/vdc/internal/control/leader"
 	"github.com/vdc-project/vdc/internal/control/placement"
 	"github.com/vdc-project/vdc/internal/control/state"
 	"github.com/vdc-project/vdc/internal/control/storage"
 	"github.com/vdc-project/vdc/internal/control/tasks"
+	"github.com/vdc-project/vdc/internal/control/vms"
 	"github.com/vdc-project/vdc/internal/netguard"
 	"github.com/vdc-project/vdc/internal/pki"
 	"github.com/vdc-project/vdc/internal/store"
@@ -89,15 +91,17 @@ type Server struct {
 	cache   *store.Cache
 	ca      *pki.CA
 	agents  hosts.Client
-	auth    *authenticator
+	auth    *auth.Tokens
 	authn   auth.Authenticator
 	authz   auth.Authorizer
 	events  *eventLog
 	places  *placement.Placer
 	inv     *inventory.Inventory
+	enroll  *enroll.Service
 	storage *storage.Service
 	tally   *state.Tally
 	lists   *listCache
+	vms     *vms.Service
 
 	tlsCert  tls.Certificate
 	httpSrv  *http.Server
@@ -111,13 +115,11 @@ type Server struct {
 	ln   net.Listener
 	url  string
 
-	leaderMu sync.Mutex
-	leader   *leadership // nil unless this server leads
+	elect *leader.Election
 
 	runner    *tasks.Runner
 	submitter *tasks.Submitter
 	st        *state.State
-	joinMu    sync.Mutex
 	idem      idempotencyLeases
 	// dropAnswer, set by tests only, names requests whose answer is lost.
 	dropAnswer atomic.Pointer[func(method, path string) bool]
@@ -201,10 +203,12 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return err
 	}
 	s.inv = &inventory.Inventory{St: s.st, Tally: s.tally, Hosts: s.agents, Tasks: s.submitter, ServerDataDir: s.cfg.DataDir}
+	s.enroll = enroll.New(s.inv, s.ca, s.cfg.HostCertTTL, s.log)
 	s.storage = storage.New(storage.Deps{State: s.st, Inv: s.inv, Hosts: s.agents, Places: s.places, Tasks: s.submitter, Log: s.log})
-	s.auth = newAuthenticator(s.cli)
+	s.vms = s.newVMs()
+	s.auth = auth.NewTokens(s.store)
 	s.authn, s.authz = s.auth, auth.AllowAll{}
-	go s.auth.watch(ctx, s.log)
+	go s.auth.Watch(ctx, s.log)
 	ln, err := netguard.Listen(s.cfg.Listen, s.cfg.Limits, s.log)
 	if err != nil {
 		return fmt.Errorf("API listen on %s: %w", s.cfg.Listen, err)
@@ -215,7 +219,8 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		ln.Close()
 		return err
 	}
-	s.runner = tasks.NewRunner(s.st, s.leaderTxn, s.name, s.log)
+	s.elect = leader.New(s.store, s.name, s.log)
+	s.runner = tasks.NewRunner(s.st, s.elect.Txn, s.name, s.log)
 	s.registerTaskHandlers(s.runner)
 	s.reqCtx, s.reqCancel = context.WithCancel(context.Background())
 	// No write or whole-request read timeout: event streams, long polls,
@@ -246,7 +251,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			}()
 		}
 	}
-	go s.campaign(ctx)
+	go s.elect.Campaign(ctx, s.lead, s.runner.Wait)
 	s.log.Info("management server running", "api", s.url, "data", s.cfg.DataDir, "etcd", s.EtcdClientURL())
 	return nil
 }
@@ -293,15 +298,14 @@ func (s *Server) Stop() {
 			<-done
 		}
 	}
-	s.leaderMu.Lock()
-	l := s.leader
-	s.leaderMu.Unlock()
+	resign := func(context.Context) {}
+	if s.elect != nil {
+		resign = s.elect.Resigner()
+	}
 	if s.stop != nil {
 		s.stop() // no new campaign; the leader's duties end too
 	}
-	if l != nil {
-		l.stop(ctx)
-	}
+	resign(ctx)
 	s.closeStore()
 	s.log.Info("management server stopped")
 }

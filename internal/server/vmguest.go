@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/coder/websocket"
@@ -13,8 +12,6 @@ import (
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/agent"
 	"github.com/vdc-project/vdc/internal/control/hosts"
-	"github.com/vdc-project/vdc/internal/control/tasks"
-	"github.com/vdc-project/vdc/internal/hypervisor"
 )
 
 // pathVM finds the VM named in the path (with the latest writes seen) and
@@ -71,26 +68,7 @@ func (s *Server) execVM(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	started := time.Now().UTC()
-	res, err := s.agents.Exec(r.Context(), hosts.TargetOf(h), vm.Metadata.ID, agent.ExecRequest{
-		ExecRequest:    hypervisor.ExecRequest{Path: req.Command[0], Args: req.Command[1:], Input: []byte(req.Input)},
-		TimeoutSeconds: req.TimeoutSeconds,
-	})
-	out := api.ExecResult{ExitCode: res.ExitCode, Signal: res.Signal, Stdout: string(res.Stdout), Stderr: string(res.Stderr), Truncated: res.Truncated}
-	t := tasks.New(r.Context(), "vm.exec", vm, map[string]any{"command": req.Command}) // not the input: it may hold secrets
-	t.Started = &started
-	if err != nil {
-		err = fmt.Errorf("exec %q in vm %s: %w", strings.Join(req.Command, " "), vm.Metadata.Name, err)
-		now := time.Now().UTC()
-		t.State, t.Finished = api.TaskFailed, &now
-		t.Error, _ = api.ErrorFrom(err)
-	} else {
-		tasks.Done(t, map[string]int{"exitCode": res.ExitCode})
-		t.Started = &started
-	}
-	if _, serr := s.submitter.Submit(r.Context(), s.store.Txn(), t); serr != nil {
-		s.log.Warn("cannot record exec task", "vm", vm.Metadata.Name, "err", serr)
-	}
+	out, err := s.vms.Exec(r.Context(), vm, h, req)
 	if err != nil {
 		fail(w, err)
 		return
@@ -113,7 +91,7 @@ func (s *Server) consoleLog(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	b, err := s.agents.ConsoleLog(r.Context(), hosts.TargetOf(h), vm.Metadata.ID, n)
+	b, err := s.vms.ConsoleLog(r.Context(), vm, h, n)
 	if err != nil {
 		fail(w, err)
 		return

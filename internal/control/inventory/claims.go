@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/control/retry"
+	"github.com/vdc-project/vdc/internal/control/state"
 	"github.com/vdc-project/vdc/internal/store"
 )
 
@@ -27,30 +29,37 @@ var ErrRaced = api.Errorf(api.ErrConflict, "other changes kept getting in first;
 // claim), build runs again on the inventory as it is now: it sees what the
 // racing request claimed, and refuses or picks another name.
 func (in *Inventory) SubmitOnVM(ctx context.Context, vm *api.VM, build func(vm *api.VM) (*api.Task, error)) (*api.Task, error) {
-	for try := 0; try < 20; try++ {
+	var out *api.Task
+	raced := false
+	err := retry.Conflicts(ctx, 20, func() error {
+		if raced {
+			raced = false // another write got in first: build again on what is there now
+			if err := in.St.Cache.Sync(ctx); err != nil {
+				return retry.Stop(err)
+			}
+			cur, ok := state.Get[*api.VM](in.St, vm.Metadata.ID)
+			if !ok {
+				return retry.Stop(api.Errorf(api.ErrNotFound, "vm %s was deleted", vm.Metadata.Name))
+			}
+			vm = cur
+		}
 		t, err := build(vm)
 		if err != nil {
-			return nil, err
+			return retry.Stop(err)
 		}
 		changed := api.Errorf(api.ErrConflict, "vm %s changed", vm.Metadata.Name)
 		txn := in.St.Store.Txn().Unchanged(vm, changed)
 		for _, c := range t.Claims {
 			txn.Claim(store.ClaimKey(c), t.Metadata.ID, ErrRaced)
 		}
-		t, err = in.Tasks.Submit(ctx, txn, t)
-		if err == nil || !errors.Is(err, api.ErrConflict) {
-			return t, err
-		}
-		if err := in.St.Cache.Sync(ctx); err != nil {
-			return nil, err
-		}
-		o, ok := in.St.Cache.Get(api.KindVM, vm.Metadata.ID)
-		if !ok {
-			return nil, api.Errorf(api.ErrNotFound, "vm %s was deleted", vm.Metadata.Name)
-		}
-		vm = o.(*api.VM)
+		out, err = in.Tasks.Submit(ctx, txn, t)
+		raced = errors.Is(err, api.ErrConflict)
+		return err
+	})
+	if raced {
+		return nil, ErrRaced
 	}
-	return nil, ErrRaced
+	return out, err
 }
 
 // PendingClaims lists the claims under prefix that unfinished tasks hold,

@@ -10,6 +10,7 @@ import (
 	"errors"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/control/retry"
 	"github.com/vdc-project/vdc/internal/store"
 )
 
@@ -106,28 +107,30 @@ func UpdateKind(ctx context.Context, st *State, txn func() *store.Txn, kind, id 
 	if txn == nil {
 		txn = st.Store.Txn
 	}
-	for try := 0; try < 20; try++ {
-		var cur api.Object
-		var err error
-		if o, ok := st.Cache.Get(kind, id); ok && try == 0 {
-			cur = o
-		} else if cur, err = st.Store.Get(ctx, kind, id); err != nil {
-			return err
+	fresh, raced := false, false
+	err := retry.Conflicts(ctx, 20, func() error {
+		raced = false
+		cur, ok := st.Cache.Get(kind, id)
+		if !ok || fresh {
+			var err error
+			if cur, err = st.Store.Get(ctx, kind, id); err != nil {
+				return retry.Stop(err)
+			}
 		}
+		fresh = true // after a conflict, read etcd: the cache may lag
 		upd := store.Clone(cur)
 		if err := fn(upd); err != nil {
 			if errors.Is(err, ErrUnchanged) {
 				return nil
 			}
-			return err
+			return retry.Stop(err)
 		}
-		_, err = txn().Update(cur, upd).Commit(ctx)
-		if err == nil || !errors.Is(err, api.ErrConflict) {
-			return err
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
+		_, err := txn().Update(cur, upd).Commit(ctx)
+		raced = errors.Is(err, api.ErrConflict)
+		return err
+	})
+	if raced {
+		return api.Errorf(api.ErrConflict, "%s %s keeps changing; gave up updating it", api.Singular(kind), id)
 	}
-	return api.Errorf(api.ErrConflict, "%s %s keeps changing; gave up updating it", api.Singular(kind), id)
+	return err
 }

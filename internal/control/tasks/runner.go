@@ -22,6 +22,7 @@ import (
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/agent"
+	"github.com/vdc-project/vdc/internal/control/retry"
 	"github.com/vdc-project/vdc/internal/control/state"
 	"github.com/vdc-project/vdc/internal/store"
 )
@@ -218,44 +219,50 @@ func (r *Runner) execute(ctx context.Context, t *api.Task) {
 // markRunning records that the task runs here. It returns false when the
 // task is no longer to run (done, canceled, or the write failed).
 func (r *Runner) markRunning(ctx context.Context, run *Run, h Handler) (*api.Task, bool) {
-	t := run.Task
-	for {
-		upd := store.Clone(t)
+	var upd *api.Task
+	stale := false
+	err := retry.Conflicts(ctx, 0, func() error {
+		if stale {
+			// Changed since it was queued (a cancel request, most often):
+			// no other change of it may come to queue it again, so go on
+			// from the current version here.
+			fresh, err := state.Read[*api.Task](ctx, r.st, run.Task.Metadata.ID)
+			if err != nil {
+				return retry.Stop(err)
+			}
+			run.Task = fresh
+			if api.TaskDone(fresh.State) {
+				return retry.Stop(errAlreadyEnded)
+			}
+			if fresh.CancelRequested && fresh.State == api.TaskQueued {
+				r.cancelQueued(ctx, run, h)
+				return retry.Stop(errAlreadyEnded)
+			}
+		}
+		upd = store.Clone(run.Task)
 		upd.State = api.TaskRunning
 		upd.Server = r.server
 		if upd.Started == nil {
 			now := time.Now().UTC()
 			upd.Started = &now
 		}
-		rev, err := r.fence().Update(t, upd).Commit(ctx)
-		if err == nil {
-			upd.Metadata.Revision = rev
-			run.Task = upd
-			return upd, true
-		}
-		if !errors.Is(err, api.ErrConflict) {
+		rev, err := r.fence().Update(run.Task, upd).Commit(ctx)
+		stale = true
+		upd.Metadata.Revision = rev
+		return err
+	})
+	if err != nil {
+		if err != errAlreadyEnded {
 			run.Log.Warn("cannot start task", "err", err)
-			return nil, false
 		}
-		// Changed since it was queued (a cancel request, most often): no
-		// other change of it may come to queue it again, so go on from
-		// the current version here.
-		fresh, gerr := state.Read[*api.Task](ctx, r.st, t.Metadata.ID)
-		if gerr != nil {
-			run.Log.Warn("cannot start task", "err", gerr)
-			return nil, false
-		}
-		t = fresh
-		run.Task = t
-		if api.TaskDone(t.State) {
-			return nil, false
-		}
-		if t.CancelRequested && t.State == api.TaskQueued {
-			r.cancelQueued(ctx, run, h)
-			return nil, false
-		}
+		return nil, false
 	}
+	run.Task = upd
+	return upd, true
 }
+
+// errAlreadyEnded stops markRunning: the task ended before it ran.
+var errAlreadyEnded = errors.New("the task ended before it ran")
 
 // cancelQueued ends a task canceled before it ran.
 func (r *Runner) cancelQueued(ctx context.Context, run *Run, h Handler) {
@@ -274,48 +281,53 @@ func (r *Runner) finish(ctx context.Context, run *Run, result any, err error) {
 			fn()
 		}
 	}()
-	for try := 0; try < 5; try++ {
-		upd := store.Clone(run.Task)
-		now := time.Now().UTC()
-		upd.Finished = &now
-		if upd.Started == nil {
-			upd.Started = &now
-		}
-		switch {
-		case errors.Is(err, ErrCanceled):
-			upd.State = api.TaskCanceled
-			upd.Error, _ = api.ErrorFrom(err)
-		case err != nil:
-			upd.State = api.TaskFailed
-			upd.Error, _ = api.ErrorFrom(err)
-		default:
-			upd.State = api.TaskSucceeded
-			upd.Progress = 100
-			upd.Message = run.Summary
-			if result != nil {
-				upd.Result, _ = json.Marshal(result)
+	try := 0
+	werr := retry.Conflicts(ctx, 5, func() error {
+		if try++; try > 1 {
+			cur, err := state.Read[*api.Task](ctx, r.st, run.Task.Metadata.ID)
+			if err != nil {
+				return retry.Stop(err)
 			}
+			run.Task = cur
 		}
+		upd := outcome(run, result, err)
 		txn := r.fence()
 		for _, c := range run.Task.Claims {
 			txn.DeleteRaw(store.ClaimKey(c)) // the names are recorded, or free again
 		}
-		if serr := run.applyStaged(ctx, txn, try > 0); serr != nil {
+		if serr := run.applyStaged(ctx, txn, try > 1); serr != nil {
 			run.Log.Error("cannot record what the task changed", "err", serr)
 		}
-		_, werr := txn.Update(run.Task, upd).Commit(ctx)
-		if werr == nil {
-			return
-		}
-		if !errors.Is(werr, api.ErrConflict) {
-			run.Log.Error("cannot record task result", "err", werr)
-			return
-		}
-		cur, gerr := state.Read[*api.Task](ctx, r.st, run.Task.Metadata.ID)
-		if gerr != nil {
-			run.Log.Error("cannot record task result", "err", gerr)
-			return
-		}
-		run.Task = cur
+		_, err := txn.Update(run.Task, upd).Commit(ctx)
+		return err
+	})
+	if werr != nil {
+		run.Log.Error("cannot record task result", "err", werr)
 	}
+}
+
+// outcome is the task's record once it ended with result or err.
+func outcome(run *Run, result any, err error) *api.Task {
+	upd := store.Clone(run.Task)
+	now := time.Now().UTC()
+	upd.Finished = &now
+	if upd.Started == nil {
+		upd.Started = &now
+	}
+	switch {
+	case errors.Is(err, ErrCanceled):
+		upd.State = api.TaskCanceled
+		upd.Error, _ = api.ErrorFrom(err)
+	case err != nil:
+		upd.State = api.TaskFailed
+		upd.Error, _ = api.ErrorFrom(err)
+	default:
+		upd.State = api.TaskSucceeded
+		upd.Progress = 100
+		upd.Message = run.Summary
+		if result != nil {
+			upd.Result, _ = json.Marshal(result)
+		}
+	}
+	return upd
 }

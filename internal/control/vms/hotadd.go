@@ -1,4 +1,4 @@
-package server
+package vms
 
 import (
 	"context"
@@ -14,15 +14,15 @@ import (
 
 // api.OpVMHotAdd is the task that adds vCPUs and memory to a running VM.
 
-// vmHotAddParams are the size the VM is to have.
-type vmHotAddParams struct {
+// hotAddParams are the size the VM is to have.
+type hotAddParams struct {
 	CPUs   int      `json:"cpus"`
 	Memory api.Size `json:"memory"`
 }
 
 // checkHotAdd says whether a running VM can grow to cpus and mem now:
 // only up, within the room it started with, on a host with room.
-func (s *Server) checkHotAdd(vm *api.VM, cpus int, mem api.Size) error {
+func (s *Service) checkHotAdd(vm *api.VM, cpus int, mem api.Size) error {
 	name := vm.Metadata.Name
 	if vm.Status.PowerState != api.PowerOn {
 		return api.Errorf(api.ErrConflict, "vm %s is %s: resume it to hot-add vCPUs or memory, or stop it to change them", name, vm.Status.PowerState)
@@ -50,16 +50,18 @@ func (s *Server) checkHotAdd(vm *api.VM, cpus int, mem api.Size) error {
 	if err != nil {
 		return err
 	}
-	co, ok := s.cache.Get(api.KindCluster, vm.Spec.Cluster.ID)
-	if !ok {
-		return api.Errorf(api.ErrConflict, "vm %s is in no cluster", name)
+	cl, err := s.cluster(vm)
+	if err != nil {
+		return err
 	}
-	_, err = s.places.AdmitGrow(vm, co.(*api.Cluster), h, cpus-vm.Spec.CPUs, int64(mem-vm.Spec.MemoryBytes), false)
+	_, err = s.places.AdmitGrow(vm, cl, h, cpus-vm.Spec.CPUs, int64(mem-vm.Spec.MemoryBytes), false)
 	return err
 }
 
-func (s *Server) runVMHotAdd(ctx context.Context, t *tasks.Run) (any, error) {
-	var p vmHotAddParams
+// runHotAdd is the vm.hot-add task: the host adds the vCPUs and memory,
+// holding the room they take, and asks the guest to bring them online.
+func (s *Service) runHotAdd(ctx context.Context, t *tasks.Run) (any, error) {
+	var p hotAddParams
 	if err := t.Params(&p); err != nil {
 		return nil, err
 	}
@@ -74,27 +76,17 @@ func (s *Server) runVMHotAdd(ctx context.Context, t *tasks.Run) (any, error) {
 	if vm.Status.PowerState != api.PowerOn {
 		return nil, api.Errorf(api.ErrConflict, "hot-add to vm %s: it is %s now; change its vCPUs and memory with vdc vm update while it is off", name, vm.Status.PowerState)
 	}
-	co, ok := s.cache.Get(api.KindCluster, vm.Spec.Cluster.ID)
-	if !ok {
-		return nil, api.Errorf(api.ErrConflict, "vm %s is in no cluster", name)
+	cl, err := s.cluster(vm)
+	if err != nil {
+		return nil, err
 	}
-	release, err := s.places.AdmitGrow(vm, co.(*api.Cluster), h, max(p.CPUs-vm.Spec.CPUs, 0), int64(max(p.Memory-vm.Spec.MemoryBytes, 0)), true)
+	release, err := s.places.AdmitGrow(vm, cl, h, max(p.CPUs-vm.Spec.CPUs, 0), int64(max(p.Memory-vm.Spec.MemoryBytes, 0)), true)
 	if err != nil {
 		return nil, err
 	}
 	t.After(release)
-	var what []string
-	switch n := p.CPUs - vm.Spec.CPUs; {
-	case n == 1:
-		what = append(what, "1 vCPU")
-	case n > 1:
-		what = append(what, fmt.Sprintf("%d vCPUs", n))
-	}
-	if m := p.Memory - vm.Spec.MemoryBytes; m > 0 {
-		what = append(what, m.String()+" of memory")
-	}
-	t.Progress(ctx, 20, fmt.Sprintf("hot-adding %s to vm %s on host %s, then asking the guest to bring them online", strings.Join(what, " and "), name, h.Metadata.Name))
-	res, err := s.agents.HotAdd(ctx, hosts.TargetOf(h), vm.Metadata.ID, agent.HotAddRequest{CPUs: p.CPUs, MemoryBytes: int64(p.Memory)})
+	t.Progress(ctx, 20, fmt.Sprintf("hot-adding %s to vm %s on host %s, then asking the guest to bring them online", hotAddWhat(vm, p), name, h.Metadata.Name))
+	res, err := s.hosts.HotAdd(ctx, hosts.TargetOf(h), vm.Metadata.ID, agent.HotAddRequest{CPUs: p.CPUs, MemoryBytes: int64(p.Memory)})
 	if err != nil {
 		return nil, fmt.Errorf("hot-add to vm %s on host %s: %w", name, h.Metadata.Name, err)
 	}
@@ -106,4 +98,19 @@ func (s *Server) runVMHotAdd(ctx context.Context, t *tasks.Run) (any, error) {
 	})
 	return api.VMResizeResult{CPUs: cpus, MemoryBytes: mem,
 		Message: fmt.Sprintf("vm %s now has %d vCPUs and %s; %s", name, cpus, mem, res.Guest)}, nil
+}
+
+// hotAddWhat says what a hot-add adds: "2 vCPUs and 512 MiB of memory".
+func hotAddWhat(vm *api.VM, p hotAddParams) string {
+	var what []string
+	switch n := p.CPUs - vm.Spec.CPUs; {
+	case n == 1:
+		what = append(what, "1 vCPU")
+	case n > 1:
+		what = append(what, fmt.Sprintf("%d vCPUs", n))
+	}
+	if m := p.Memory - vm.Spec.MemoryBytes; m > 0 {
+		what = append(what, m.String()+" of memory")
+	}
+	return strings.Join(what, " and ")
 }

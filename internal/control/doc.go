@@ -1,0 +1,27 @@
+// Package control holds the management server's services, one job per
+// package; internal/server is only their HTTP front and the process that
+// wires them. A newcomer finds a capability here in one hop:
+//
+//	state        typed reads and retrying writes over the store and its cache; the VM tally
+//	retry        the one way to try again (conflicts, paced retries), ctx honoured
+//	auth         who a request acts as: Authenticator (API tokens), Authorizer, principal in ctx
+//	leader       the election among servers and the leader-fenced transaction
+//	tasks        the task registry and runner; Submit queues a task with the request's writes
+//	hosts        the hosts' agents behind the Client interface (hoststest.Fake for tests)
+//	placement    where a VM goes and whether a host can power it on (reservations, MAC claims)
+//	inventory    the rules every domain shares: lookups, a VM's host and config, readiness, claims
+//	enroll       host identity: join tokens, join, certificate renewal and replace
+//	vms          VM lifecycle: create, define, power, delete, hot-add, guest access
+//	migration    live and cold migration, storage motion
+//	storage      snapshots and chains, clones and templates, disks
+//	transfer     images, OVF/OVA and disk imports, exports
+//	ha           host failure handling, VM restarts, guest heartbeat resets
+//	maintenance  maintenance mode and evacuation
+//
+// Who may call whom, by layer (a package imports lower layers only; the
+// test in this directory checks it): 0 retry; 1 state, auth; 2 leader,
+// tasks, hosts, placement; 3 inventory; 4 enroll and the domain packages,
+// vms to maintenance, which call each other only through small interfaces
+// they declare, wired by the server. No package here imports
+// internal/server.
+package control
