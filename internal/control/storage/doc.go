@@ -5,8 +5,9 @@
 // of a datastore and their events).
 //
 // storage plans against the inventory and runs its task bodies through
-// hosts.Client; it may call state, tasks, hosts, placement and inventory,
-// and no other domain package (a clone that powers on queues a power task,
-// which the vms package runs). The HTTP layer (internal/server) decodes the
-// requests, resolves the VM a path names and calls a Service.
+// hosts.Client; it may call retry, state, tasks, hosts, placement and
+// inventory, and no other domain package (a clone that powers on queues a
+// power task, which the vms package runs). The HTTP layer
+// (internal/server) decodes the requests, resolves the VM a path names
+// and calls a Service.
 package storage

@@ -12,6 +12,7 @@ import (
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/control/hosts"
 	"github.com/vdc-project/vdc/internal/control/inventory"
+	"github.com/vdc-project/vdc/internal/control/retry"
 	"github.com/vdc-project/vdc/internal/control/state"
 	"github.com/vdc-project/vdc/internal/control/tasks"
 )
@@ -144,26 +145,17 @@ func (s *Service) collectOnce(ctx context.Context, d *snapshotDelete, n int) (do
 // that does not answer, for up to the service's HostWait.
 func (s *Service) waitHost(ctx context.Context, t *tasks.Run, h *api.Host, what string, fn func() error) error {
 	deadline := time.Now().Add(s.hostWait)
-	for {
+	return retry.Every(ctx, 0, s.retryEvery, func() error {
 		err := fn()
-		if err == nil || !errors.Is(err, api.ErrUnavailable) || time.Now().After(deadline) || ctx.Err() != nil {
-			return err
+		switch {
+		case err == nil:
+			return nil
+		case !errors.Is(err, api.ErrUnavailable) || time.Now().After(deadline):
+			return retry.Stop(err)
 		}
 		t.Progress(ctx, t.Task.Progress, what+": waiting for host "+h.Metadata.Name+" to answer again")
-		if err := sleep(ctx, s.retryEvery); err != nil {
-			return err
-		}
-	}
-}
-
-// sleep waits for d or the end of ctx.
-func sleep(ctx context.Context, d time.Duration) error {
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(d):
-		return nil
-	}
+		return err
+	})
 }
 
 // runStep performs one step of a snapshot delete on the VM's host,
@@ -171,17 +163,18 @@ func sleep(ctx context.Context, d time.Duration) error {
 func (s *Service) runStep(ctx context.Context, t *tasks.Run, vm *api.VM, h *api.Host, st *collectStep) error {
 	for _, m := range st.merges {
 		merge := func() error { return s.hosts.MergeDisk(ctx, hosts.TargetOf(h), vm.Metadata.ID, m) }
-		err := s.waitHost(ctx, t, h, "merging "+filepath.Base(m.Top), merge)
 		// QEMU may have died under the merge: once the host has seen it
-		// go, it finishes the merge offline.
-		for try := 0; err != nil && try < 3 && ctx.Err() == nil; try++ {
-			s.log.Warn("disk merge failed; trying again", "vm", vm.Metadata.Name, "top", m.Top, "err", err)
-			if serr := sleep(ctx, s.retryEvery); serr != nil {
-				break
+		// go, it finishes the merge offline. So a failed merge is tried
+		// again, 3 times.
+		var last error
+		tries := 0
+		if err := retry.Every(ctx, 4, s.retryEvery, func() error {
+			if tries++; tries > 1 {
+				s.log.Warn("disk merge failed; trying again", "vm", vm.Metadata.Name, "top", m.Top, "err", last)
 			}
-			err = s.waitHost(ctx, t, h, "merging "+filepath.Base(m.Top), merge)
-		}
-		if err != nil {
+			last = s.waitHost(ctx, t, h, "merging "+filepath.Base(m.Top), merge)
+			return last
+		}); err != nil {
 			return err
 		}
 	}

@@ -2,6 +2,7 @@ package storage_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -263,5 +264,63 @@ func TestSnapshotNameTaken(t *testing.T) {
 	wantErr(t, "a taken name", err, api.ErrConflict, `snapshot vm v1: vm v1 already has a snapshot named "a"`)
 	if _, err := w.svc.CreateSnapshot(context.Background(), vm, api.SnapshotCreateRequest{Name: "old"}); err != nil {
 		t.Fatalf("the name of a deleted snapshot: %v", err)
+	}
+}
+
+// A merge is tried again while the host does not answer, and 3 more
+// times when it fails (QEMU died under it); past that the delete fails,
+// saying what it was doing, and the tree is as before.
+func TestSnapshotDeleteRetriesMerges(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		fails []error // the answers to the merges, in order, then success
+		calls int
+		err   string
+	}{
+		// More answers than the tries after a failure: the host is waited for.
+		{"the host restarting", slices.Repeat([]error{api.Errorf(api.ErrUnavailable, "host h1 is restarting")}, 5), 6, ""},
+		{"QEMU dying under it", []error{errors.New("qemu exited"), errors.New("qemu exited"), errors.New("qemu exited")}, 4, ""},
+		{"failing for good", []error{errors.New("qemu exited"), errors.New("qemu exited"), errors.New("qemu exited"), errors.New("block job failed")}, 4,
+			"delete snapshot b of vm v1: merging the data of a deleted snapshot into the current state: block job failed"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w := newWorld(t)
+			var mu sync.Mutex
+			n := 0
+			w.hosts.On["MergeDisk"] = func(hoststest.Call) ([]any, error) {
+				mu.Lock()
+				defer mu.Unlock()
+				n++
+				if n <= len(c.fails) {
+					return nil, c.fails[n-1]
+				}
+				return nil, nil
+			}
+			w.start(t)
+			vm := w.vm(t, "v1", func(vm *api.VM) {
+				vm.Spec.Snapshots, vm.Spec.CurrentSnapshotID = []api.VMSnapshot{w.snap("a", ""), w.snap("b", "a")}, "id-b"
+			})
+			tk, err := w.svc.DeleteSnapshot(context.Background(), vm, "b")
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := w.wait(t, tk.Metadata.ID)
+			if got := len(w.calls("MergeDisk")); got != c.calls {
+				t.Errorf("%d merges, want %d", got, c.calls)
+			}
+			got, _ := w.readVM(vm.Metadata.ID)
+			if c.err == "" {
+				if done.State != api.TaskSucceeded || tree(got) != "a<@v1/a.qcow2 | current a@v1/b.qcow2" {
+					t.Fatalf("task %s %v, tree %s", done.State, done.Error, tree(got))
+				}
+				return
+			}
+			if done.State != api.TaskFailed || done.Error == nil || done.Error.Message != c.err {
+				t.Fatalf("task %s %+v, want the error %q", done.State, done.Error, c.err)
+			}
+			if tree(got) != "a<@v1/a.qcow2 b<a@v1/b.qcow2 | current b@v1/cur.qcow2" {
+				t.Fatalf("a failed delete changed the tree: %s", tree(got))
+			}
+		})
 	}
 }
