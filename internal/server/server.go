@@ -24,6 +24,7 @@ import (
 	"github.com/vdc-project/vdc/internal/control/placement"
 	"github.com/vdc-project/vdc/internal/control/state"
 	"github.com/vdc-project/vdc/internal/control/tasks"
+	"github.com/vdc-project/vdc/internal/control/transfer"
 	"github.com/vdc-project/vdc/internal/netguard"
 	"github.com/vdc-project/vdc/internal/pki"
 	"github.com/vdc-project/vdc/internal/store"
@@ -96,6 +97,8 @@ type Server struct {
 	inv     *inventory.Inventory
 	tally   *state.Tally
 	lists   *listCache
+
+	transfer *transfer.Service // images, imports, exports
 
 	tlsCert  tls.Certificate
 	httpSrv  *http.Server
@@ -199,6 +202,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return err
 	}
 	s.inv = &inventory.Inventory{St: s.st, Tally: s.tally, Hosts: s.agents, Tasks: s.submitter, ServerDataDir: s.cfg.DataDir}
+	s.transfer = s.newTransfer()
 	s.auth = newAuthenticator(s.cli)
 	s.authn, s.authz = s.auth, auth.AllowAll{}
 	go s.auth.watch(ctx, s.log)
