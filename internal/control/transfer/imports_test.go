@@ -90,7 +90,7 @@ func TestImportPlanningRefusesBadPackages(t *testing.T) {
 		code error
 		want string
 	}{
-		"entity bomb": {dry(`<!DOCTYPE x [<!ENTITY a "a">]><Envelope xmlns="` + ovf.NS1 + `"/>`), api.ErrInvalid, "DOCTYPE"},
+		"entity bomb":  {dry(`<!DOCTYPE x [<!ENTITY a "a">]><Envelope xmlns="` + ovf.NS1 + `"/>`), api.ErrInvalid, "DOCTYPE"},
 		"no namespace": {dry(`<Envelope/>`), api.ErrInvalid, "<Envelope> has no namespace"},
 		"no VM":        {dry(`<Envelope xmlns="` + ovf.NS1 + `"><References/></Envelope>`), api.ErrInvalid, "no VM"},
 		"unknown property": {api.ImportRequest{Format: api.ImportOVF, Descriptor: string(props), DryRun: true, Properties: map[string]string{"x": "1"}},
