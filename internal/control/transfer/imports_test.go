@@ -66,21 +66,23 @@ func staged(t *testing.T, files ...[2]string) *agent.StagedPackage {
 // upload is the ID of an upload on the world's datastore.
 func (w *world) upload() string { return w.ds.Metadata.ID + "-0123456789abcdef" }
 
-// Bad and hostile packages are refused at planning, with the messages the
-// API gives, and nothing is made: no task, no VM, no host call but the
-// index of an upload.
-func TestImportPlanningRefusesBadPackages(t *testing.T) {
-	w := newWorld(t)
-	ctx := context.Background()
-	props, err := os.ReadFile("../../ovf/testdata/properties.ovf")
+func readProps(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("../../ovf/testdata/properties.ovf")
 	if err != nil {
 		t.Fatal(err)
 	}
+	return string(b)
+}
+
+// Bad and hostile descriptors are refused at planning, with the messages
+// the API gives, and nothing is made: no task, no VM, no host call.
+func TestImportPlanningRefusesBadDescriptors(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	props := readProps(t)
 	oneNIC := func(network string) string {
 		return envelope("", `<Disk ovf:diskId="d1" ovf:capacity="1" ovf:capacityAllocationUnits="byte * 2^20"/>`, system("solo", "d1", network))
-	}
-	hostile := func(href string) string {
-		return envelope(`<File ovf:href="`+href+`" ovf:id="f1"/>`, fileDisk("d1", "f1"), system("x", "d1", "VM Network"))
 	}
 	dry := func(desc string) api.ImportRequest {
 		return api.ImportRequest{Format: api.ImportOVF, Descriptor: desc, DryRun: true}
@@ -93,9 +95,9 @@ func TestImportPlanningRefusesBadPackages(t *testing.T) {
 		"entity bomb":  {dry(`<!DOCTYPE x [<!ENTITY a "a">]><Envelope xmlns="` + ovf.NS1 + `"/>`), api.ErrInvalid, "DOCTYPE"},
 		"no namespace": {dry(`<Envelope/>`), api.ErrInvalid, "<Envelope> has no namespace"},
 		"no VM":        {dry(`<Envelope xmlns="` + ovf.NS1 + `"><References/></Envelope>`), api.ErrInvalid, "no VM"},
-		"unknown property": {api.ImportRequest{Format: api.ImportOVF, Descriptor: string(props), DryRun: true, Properties: map[string]string{"x": "1"}},
+		"unknown property": {api.ImportRequest{Format: api.ImportOVF, Descriptor: props, DryRun: true, Properties: map[string]string{"x": "1"}},
 			api.ErrInvalid, "not in the package"},
-		"bad deployment": {api.ImportRequest{Format: api.ImportOVF, Descriptor: string(props), DryRun: true, Deployment: "xl"}, api.ErrInvalid, "small, large"},
+		"bad deployment": {api.ImportRequest{Format: api.ImportOVF, Descriptor: props, DryRun: true, Deployment: "xl"}, api.ErrInvalid, "small, large"},
 		"unknown network": {api.ImportRequest{Format: api.ImportOVF, Descriptor: oneNIC("VM Network"), DryRun: true, Networks: map[string]string{"x": "vm-network"}},
 			api.ErrInvalid, `the package has no network "x" to map (its networks: VM Network)`},
 		"unmapped network": {dry(oneNIC("VM Network")), api.ErrInvalid,
@@ -104,7 +106,7 @@ func TestImportPlanningRefusesBadPackages(t *testing.T) {
 			Networks: map[string]string{"VM Network": "far-away"}}, api.ErrInvalid, `network "VM Network": port group far-away is in another datacenter`},
 		"descriptor of a disk": {api.ImportRequest{Format: api.ImportFormatDisk, Descriptor: oneNIC("x"), DryRun: true, Name: "d"}, api.ErrInvalid,
 			"a disk import has no descriptor"},
-		"too long a property": {api.ImportRequest{Format: api.ImportOVF, Descriptor: string(props), DryRun: true, Properties: map[string]string{strings.Repeat("k", 300): "1"}},
+		"too long a property": {api.ImportRequest{Format: api.ImportOVF, Descriptor: props, DryRun: true, Properties: map[string]string{strings.Repeat("k", 300): "1"}},
 			api.ErrInvalid, "is too long"},
 		"upload of another datastore": {api.ImportRequest{Format: api.ImportOVA, Upload: store.NewID() + "-0123456789abcdef"}, api.ErrNotFound, "its datastore is gone"},
 	} {
@@ -120,7 +122,21 @@ func TestImportPlanningRefusesBadPackages(t *testing.T) {
 		t.Errorf("dry runs of descriptors called the hosts: %+v", calls)
 	}
 
-	// Uploads: what the host indexed is checked before any task.
+	if tasks := state.List[*api.Task](w.st, nil); len(tasks) != 0 {
+		t.Errorf("refused imports queued tasks: %+v", tasks)
+	}
+}
+
+// Bad and hostile uploads are refused before any task, as the host
+// indexed them, with the messages the API gives; nothing is made and the
+// hosts are asked for nothing but the index.
+func TestImportPlanningRefusesBadUploads(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	props := readProps(t)
+	hostile := func(href string) string {
+		return envelope(`<File ovf:href="`+href+`" ovf:id="f1"/>`, fileDisk("d1", "f1"), system("x", "d1", "VM Network"))
+	}
 	var index *agent.StagedPackage
 	w.hosts.On["StagingIndex"] = func(hoststest.Call) ([]any, error) { return []any{index}, nil }
 	for name, c := range map[string]struct {
@@ -132,7 +148,7 @@ func TestImportPlanningRefusesBadPackages(t *testing.T) {
 			"the upload holds only the descriptor: upload the files it references too"},
 		"file missing": {staged(t, [2]string{"app.ovf", twoVMs()}, [2]string{"web.raw", "w"}), api.ImportRequest{Format: api.ImportOVF, Networks: map[string]string{"VM Network": "vm-network"}},
 			"file db.raw (f2) is referenced by the descriptor but not in the package"},
-		"license not accepted": {staged(t, [2]string{"app.ovf", string(props)}, [2]string{"readme.txt", "hi"}), api.ImportRequest{Format: api.ImportOVF},
+		"license not accepted": {staged(t, [2]string{"app.ovf", props}, [2]string{"readme.txt", "hi"}), api.ImportRequest{Format: api.ImportOVF},
 			"the package has a license agreement (1): read it (vdc import ... --dry-run shows it) and accept it with --accept-eula"},
 		"file outside the package": {staged(t, [2]string{"app.ovf", hostile("../../etc/shadow")}, [2]string{"x.raw", "x"}), api.ImportRequest{Format: api.ImportOVF},
 			`file "../../etc/shadow" points outside the package`},
