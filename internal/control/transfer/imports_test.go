@@ -121,7 +121,6 @@ func TestImportPlanningRefusesBadDescriptors(t *testing.T) {
 	if calls := w.hosts.Calls(); len(calls) != 0 {
 		t.Errorf("dry runs of descriptors called the hosts: %+v", calls)
 	}
-
 	if tasks := state.List[*api.Task](w.st, nil); len(tasks) != 0 {
 		t.Errorf("refused imports queued tasks: %+v", tasks)
 	}
