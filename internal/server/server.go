@@ -25,6 +25,7 @@ import (
 	"github.com/vdc-project/vdc/internal/control/placement"
 	"github.com/vdc-project/vdc/internal/control/state"
 	"github.com/vdc-project/vdc/internal/control/tasks"
+	"github.com/vdc-project/vdc/internal/control/transfer"
 	"github.com/vdc-project/vdc/internal/control/vms"
 	"github.com/vdc-project/vdc/internal/netguard"
 	"github.com/vdc-project/vdc/internal/pki"
@@ -100,6 +101,8 @@ type Server struct {
 	tally   *state.Tally
 	lists   *listCache
 	vms     *vms.Service
+
+	transfer *transfer.Service // images, imports, exports
 
 	tlsCert  tls.Certificate
 	httpSrv  *http.Server
@@ -203,6 +206,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	s.inv = &inventory.Inventory{St: s.st, Tally: s.tally, Hosts: s.agents, Tasks: s.submitter, ServerDataDir: s.cfg.DataDir}
 	s.enroll = enroll.New(s.inv, s.ca, s.cfg.HostCertTTL, s.log)
 	s.vms = s.newVMs()
+	s.transfer = s.newTransfer()
 	s.auth = auth.NewTokens(s.store)
 	s.authn, s.authz = s.auth, auth.AllowAll{}
 	go s.auth.Watch(ctx, s.log)

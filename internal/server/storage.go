@@ -147,5 +147,4 @@ func (s *Server) registerStorageTasks(r *tasks.Runner) {
 	r.Register(api.OpDiskAdd, tasks.Handler{Run: s.runDiskAdd, Resumable: true})
 	r.Register(api.OpDiskResize, tasks.Handler{Run: s.runDiskResize, Resumable: true})
 	r.Register(api.OpDiskRemove, tasks.Handler{Run: s.runDiskRemove, Resumable: true})
-	r.Register(api.OpImageImport, tasks.Handler{Run: s.runImageImport, Resumable: true})
 }
