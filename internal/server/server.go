@@ -26,6 +26,7 @@ import (
 	"github.com/vdc-project/vdc/internal/control/state"
 	"github.com/vdc-project/vdc/internal/control/storage"
 	"github.com/vdc-project/vdc/internal/control/tasks"
+	"github.com/vdc-project/vdc/internal/control/transfer"
 	"github.com/vdc-project/vdc/internal/control/vms"
 	"github.com/vdc-project/vdc/internal/netguard"
 	"github.com/vdc-project/vdc/internal/pki"
@@ -102,6 +103,8 @@ type Server struct {
 	tally   *state.Tally
 	lists   *listCache
 	vms     *vms.Service
+
+	transfer *transfer.Service // images, imports, exports
 
 	tlsCert  tls.Certificate
 	httpSrv  *http.Server
@@ -206,6 +209,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	s.enroll = enroll.New(s.inv, s.ca, s.cfg.HostCertTTL, s.log)
 	s.storage = storage.New(storage.Deps{State: s.st, Inv: s.inv, Hosts: s.agents, Places: s.places, Tasks: s.submitter, Log: s.log})
 	s.vms = s.newVMs()
+	s.transfer = s.newTransfer()
 	s.auth = auth.NewTokens(s.store)
 	s.authn, s.authz = s.auth, auth.AllowAll{}
 	go s.auth.Watch(ctx, s.log)

@@ -25,5 +25,4 @@ func (s *Server) vmDependents(vm *api.VM) []string { return s.storage.VMDependen
 
 func (s *Server) registerStorageTasks(r *tasks.Runner) {
 	s.storage.Register(r)
-	r.Register(api.OpImageImport, tasks.Handler{Run: s.runImageImport, Resumable: true})
 }
