@@ -4,14 +4,7 @@ import (
 	"net/http"
 
 	"github.com/vdc-project/vdc/api"
-	"github.com/vdc-project/vdc/internal/control/storage"
 )
-
-// nextDiskName and claimDiskName are the storage service's, for the
-// imports that attach a disk to a VM.
-func (s *Server) nextDiskName(vm *api.VM) string { return s.storage.NextDiskName(vm) }
-
-func claimDiskName(t *api.Task, vm *api.VM, name string) { storage.ClaimDiskName(t, vm, name) }
 
 // POST /api/v1/vms/{name}/disks
 func (s *Server) addDisk(w http.ResponseWriter, r *http.Request) {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/control/storage"
 	"github.com/vdc-project/vdc/internal/store"
 )
 
@@ -74,7 +75,7 @@ func events(ch store.Change) []api.Event {
 			return []api.Event{e}
 		}
 	case *api.Datastore:
-		return datastoreEvents(base, ch.Prev.(*api.Datastore), o)
+		return storage.DatastoreEvents(base, ch.Prev.(*api.Datastore), o)
 	case *api.Host:
 		p := ch.Prev.(*api.Host)
 		var out []api.Event

@@ -76,6 +76,3 @@ func (s *Server) listSnapshots(w http.ResponseWriter, r *http.Request) {
 	}
 	reply(w, http.StatusOK, api.List[api.VMSnapshot]{Items: nonNil(snaps), Revision: vm.Metadata.Revision})
 }
-
-// visibleTree is storage.VisibleTree, for the VM view.
-func visibleTree(vm *api.VM) ([]api.VMSnapshot, string, error) { return storage.VisibleTree(vm) }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/control/state"
+	"github.com/vdc-project/vdc/internal/control/storage"
 )
 
 // viewer fills in what an answer shows but the store does not keep: the
@@ -108,10 +109,10 @@ func (v *viewer) view(obj api.Object) api.Object {
 			d.Datastore = v.ref(api.KindDatastore, d.Datastore)
 			c.Spec.Disks[i] = d
 		}
-		c.Status.Storage = vmStorage(o)
+		c.Status.Storage = storage.VMStorage(o)
 		// A damaged tree is shown as it is stored, for the reader to see
 		// (the CLI checks it too); the snapshot calls refuse it.
-		if snaps, cur, err := visibleTree(o); err == nil {
+		if snaps, cur, err := storage.VisibleTree(o); err == nil {
 			c.Spec.Snapshots, c.Spec.CurrentSnapshotID = snaps, cur
 		}
 		c.Spec.NICs = make([]api.VMNIC, len(o.Spec.NICs))

@@ -2,6 +2,7 @@ package server
 
 import (
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/control/storage"
 	"github.com/vdc-project/vdc/internal/control/tasks"
 	"github.com/vdc-project/vdc/internal/control/transfer"
 )
@@ -20,6 +21,8 @@ func (s *Server) registerTransferTasks(r *tasks.Runner) { s.transfer.Register(r)
 // transferDisks is the disk naming of storage for disk imports (disks.go).
 type transferDisks struct{ s *Server }
 
-func (a transferDisks) NextDiskName(vm *api.VM) string { return a.s.nextDiskName(vm) }
+func (a transferDisks) NextDiskName(vm *api.VM) string { return a.s.storage.NextDiskName(vm) }
 
-func (transferDisks) ClaimDiskName(t *api.Task, vm *api.VM, name string) { claimDiskName(t, vm, name) }
+func (transferDisks) ClaimDiskName(t *api.Task, vm *api.VM, name string) {
+	storage.ClaimDiskName(t, vm, name)
+}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/control/storage"
 	"github.com/vdc-project/vdc/internal/control/vms"
 )
 
@@ -25,8 +26,8 @@ func (vmsHA) ValidateHAPriority(p string) error { return validateHAPriority(p) }
 // snapshots.go).
 type vmsStorage struct{ s *Server }
 
-func (vmsStorage) ValidateCloudInit(ci *api.CloudInit) error { return validateCloudInit(ci) }
+func (vmsStorage) ValidateCloudInit(ci *api.CloudInit) error { return storage.ValidateCloudInit(ci) }
 
-func (a vmsStorage) SnapshotFiles(vm *api.VM) []string { return a.s.snapshotFiles(vm) }
+func (a vmsStorage) SnapshotFiles(vm *api.VM) []string { return a.s.storage.SnapshotFiles(vm) }
 
-func (a vmsStorage) Dependents(vm *api.VM) []string { return a.s.vmDependents(vm) }
+func (a vmsStorage) Dependents(vm *api.VM) []string { return a.s.storage.VMDependents(vm) }
