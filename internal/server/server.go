@@ -21,6 +21,7 @@ import (
 	"github.com/vdc-project/vdc/internal/control/auth"
 	"github.com/vdc-project/vdc/internal/control/hosts"
 	"github.com/vdc-project/vdc/internal/control/inventory"
+	"github.com/vdc-project/vdc/internal/control/migration"
 	"github.com/vdc-project/vdc/internal/control/placement"
 	"github.com/vdc-project/vdc/internal/control/state"
 	"github.com/vdc-project/vdc/internal/control/tasks"
@@ -114,6 +115,7 @@ type Server struct {
 
 	runner    *tasks.Runner
 	submitter *tasks.Submitter
+	migration *migration.Service
 	st        *state.State
 	joinMu    sync.Mutex
 	idem      idempotencyLeases
@@ -199,6 +201,8 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return err
 	}
 	s.inv = &inventory.Inventory{St: s.st, Tally: s.tally, Hosts: s.agents, Tasks: s.submitter, ServerDataDir: s.cfg.DataDir}
+	s.migration = migration.New(migration.Deps{State: s.st, Inventory: s.inv, Hosts: s.agents, Placer: s.places, Tasks: s.submitter,
+		Log: s.log, StallTimeout: s.cfg.MigrationStallTimeout})
 	s.auth = newAuthenticator(s.cli)
 	s.authn, s.authz = s.auth, auth.AllowAll{}
 	go s.auth.watch(ctx, s.log)
