@@ -130,7 +130,7 @@ func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request) {
 	resp := api.HeartbeatResponse{
 		IntervalSeconds: int(s.cfg.HeartbeatInterval / time.Second),
 		Datastores:      s.datastoresFor(h),
-		DropIncoming:    s.orphanCopies(h, hb.Incoming),
+		DropIncoming:    s.migration.OrphanCopies(h, hb.Incoming),
 		Drop:            s.strays(h, hb.VMs),
 		// A certificate that outlives the server's policy (one from before
 		// certificates were short-lived) is renewed at once.

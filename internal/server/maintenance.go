@@ -10,6 +10,7 @@ import (
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/control/inventory"
+	"github.com/vdc-project/vdc/internal/control/migration"
 	"github.com/vdc-project/vdc/internal/control/state"
 	"github.com/vdc-project/vdc/internal/control/tasks"
 	"github.com/vdc-project/vdc/internal/scheduler"
@@ -234,9 +235,7 @@ type childResult struct {
 
 // startChildMigration queues the migration of one VM as a task of its own.
 func (s *Server) startChildMigration(ctx context.Context, t *tasks.Run, e evacuation) (*api.Task, error) {
-	child := tasks.New(ctx, api.OpVMMigrate, e.vm, vmMigrateParams{Host: e.to})
-	child.Owner, child.Parent = t.Task.Owner, t.Task.Metadata.ID
-	return s.submitter.Submit(ctx, s.store.Txn(), child)
+	return s.migration.QueueChild(ctx, migration.Child{VM: e.vm, HostID: e.to, Parent: t.Task})
 }
 
 // waitChild waits for a child task to end; a cancel of the parent cancels it.

@@ -22,6 +22,7 @@ import (
 	"github.com/vdc-project/vdc/internal/control/hosts"
 	"github.com/vdc-project/vdc/internal/control/inventory"
 	"github.com/vdc-project/vdc/internal/control/leader"
+	"github.com/vdc-project/vdc/internal/control/migration"
 	"github.com/vdc-project/vdc/internal/control/placement"
 	"github.com/vdc-project/vdc/internal/control/state"
 	"github.com/vdc-project/vdc/internal/control/storage"
@@ -122,6 +123,7 @@ type Server struct {
 
 	runner    *tasks.Runner
 	submitter *tasks.Submitter
+	migration *migration.Service
 	st        *state.State
 	idem      idempotencyLeases
 	// dropAnswer, set by tests only, names requests whose answer is lost.
@@ -207,6 +209,8 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	}
 	s.inv = &inventory.Inventory{St: s.st, Tally: s.tally, Hosts: s.agents, Tasks: s.submitter, ServerDataDir: s.cfg.DataDir}
 	s.enroll = enroll.New(s.inv, s.ca, s.cfg.HostCertTTL, s.log)
+	s.migration = migration.New(migration.Deps{State: s.st, Inventory: s.inv, Hosts: s.agents, Placer: s.places, Tasks: s.submitter,
+		Log: s.log, StallTimeout: s.cfg.MigrationStallTimeout})
 	s.storage = storage.New(storage.Deps{State: s.st, Inv: s.inv, Hosts: s.agents, Places: s.places, Tasks: s.submitter, Log: s.log})
 	s.vms = s.newVMs()
 	s.transfer = s.newTransfer()

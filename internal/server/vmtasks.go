@@ -8,7 +8,7 @@ import (
 func (s *Server) registerTaskHandlers(r *tasks.Runner) {
 	s.vms.Register(r)
 	s.registerTransferTasks(r)
-	r.Register(api.OpVMMigrate, tasks.Handler{Run: s.runVMMigrate, Resumable: true, Cancelable: true})
+	s.migration.Register(r)
 	r.Register(api.OpHostMaintenanceEnter, tasks.Handler{Run: s.runHostEvacuate, Resumable: true, Cancelable: true})
 	r.Register(api.OpHostFailover, tasks.Handler{Run: s.runHostFailover, Resumable: true})
 	r.Register(api.OpVMHARestart, tasks.Handler{Run: s.runVMHARestart, Resumable: true})
