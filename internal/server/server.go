@@ -19,8 +19,11 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/vdc-project/vdc/internal/control/auth"
+	"github.com/vdc-project/vdc/internal/control/ha"
 	"github.com/vdc-project/vdc/internal/control/hosts"
+	"github.com/vdc-project/vdc/internal/control/hosts/liveness"
 	"github.com/vdc-project/vdc/internal/control/inventory"
+	"github.com/vdc-project/vdc/internal/control/maintenance"
 	"github.com/vdc-project/vdc/internal/control/placement"
 	"github.com/vdc-project/vdc/internal/control/state"
 	"github.com/vdc-project/vdc/internal/control/tasks"
@@ -96,6 +99,11 @@ type Server struct {
 	inv     *inventory.Inventory
 	tally   *state.Tally
 	lists   *listCache
+	// bus carries what heartbeats tell to those who act on it.
+	bus         *hosts.Bus
+	liveness    *liveness.Service
+	ha          *ha.Service
+	maintenance *maintenance.Service
 
 	tlsCert  tls.Certificate
 	httpSrv  *http.Server
@@ -199,6 +207,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return err
 	}
 	s.inv = &inventory.Inventory{St: s.st, Tally: s.tally, Hosts: s.agents, Tasks: s.submitter, ServerDataDir: s.cfg.DataDir}
+	s.newHostServices()
 	s.auth = newAuthenticator(s.cli)
 	s.authn, s.authz = s.auth, auth.AllowAll{}
 	go s.auth.watch(ctx, s.log)

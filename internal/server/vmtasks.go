@@ -18,10 +18,8 @@ func (s *Server) registerTaskHandlers(r *tasks.Runner) {
 	s.registerTransferTasks(r)
 	r.Register(api.OpVMDelete, tasks.Handler{Run: s.runVMDelete, Resumable: true})
 	r.Register(api.OpVMMigrate, tasks.Handler{Run: s.runVMMigrate, Resumable: true, Cancelable: true})
-	r.Register(api.OpHostMaintenanceEnter, tasks.Handler{Run: s.runHostEvacuate, Resumable: true, Cancelable: true})
-	r.Register(api.OpHostFailover, tasks.Handler{Run: s.runHostFailover, Resumable: true})
-	r.Register(api.OpVMHARestart, tasks.Handler{Run: s.runVMHARestart, Resumable: true})
-	r.Register(api.OpVMHAReset, tasks.Handler{Run: s.runVMHAReset, Interrupted: "the VM may or may not have been reset"})
+	s.maintenance.Register(r)
+	s.ha.Register(r)
 	s.registerStorageTasks(r)
 	r.Register(api.OpVMHotAdd, tasks.Handler{Run: s.runVMHotAdd, Resumable: true})
 	for action := range powerActions {
