@@ -36,6 +36,8 @@ type world struct {
 	hosts map[string]*api.Host
 	// migrate does a vm.migrate task's work (moves the VM by default).
 	migrate func(ctx context.Context, t *tasks.Run) error
+	// queued, if set, is told of every migration the evacuation queues.
+	queued func()
 }
 
 type migrateParams struct {
@@ -46,6 +48,9 @@ type migrateParams struct {
 type migrations struct{ w *world }
 
 func (m migrations) Migrate(ctx context.Context, t *tasks.Run, vm *api.VM, hostID string) (*api.Task, error) {
+	if m.w.queued != nil {
+		m.w.queued()
+	}
 	child := tasks.New(ctx, api.OpVMMigrate, vm, migrateParams{Host: hostID})
 	child.Owner, child.Parent = t.Task.Owner, t.Task.Metadata.ID
 	return m.w.sub.Submit(ctx, m.w.st.Store.Txn(), child)
@@ -220,21 +225,27 @@ func TestPlanNamesTheVMsThatCannotMove(t *testing.T) {
 	}
 }
 
-// The evacuation moves the VMs at most four at a time, and ends with the
-// host empty and in maintenance.
+// The evacuation moves the VMs at most four at a time: the fifth is
+// queued only once one of the first four ended. It ends with the host
+// empty and in maintenance.
 func TestEvacuationMovesFourAtATime(t *testing.T) {
 	w := newWorld(t, "h1", "h2", "h3")
 	for _, n := range []string{"a", "b", "c", "d", "e", "f"} {
 		w.vm(n, "h1", api.PowerOn, 512<<20)
 	}
 	var mu sync.Mutex
-	active, most := 0, 0
+	active, most, finished := 0, 0, 0
+	var endedBefore []int // by migration queued: how many had ended then
+	w.queued = func() {
+		mu.Lock()
+		endedBefore = append(endedBefore, finished)
+		mu.Unlock()
+	}
 	full, release := make(chan struct{}), make(chan struct{})
 	w.migrate = func(ctx context.Context, t *tasks.Run) error {
 		mu.Lock()
 		active++
-		most = max(most, active)
-		if active == 4 {
+		if most = max(most, active); active == 4 && most == 4 {
 			close(full)
 		}
 		mu.Unlock()
@@ -245,6 +256,7 @@ func TestEvacuationMovesFourAtATime(t *testing.T) {
 		}
 		mu.Lock()
 		active--
+		finished++
 		mu.Unlock()
 		return nil
 	}
@@ -257,17 +269,20 @@ func TestEvacuationMovesFourAtATime(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("never 4 migrations at once")
 	}
-	// All four started wait on the release: no fifth is queued meanwhile.
-	if n := len(state.List(w.st, func(t *api.Task) bool { return t.Op == api.OpVMMigrate })); n != 4 {
-		t.Errorf("%d migrations queued while 4 run, want 4", n)
-	}
 	close(release)
 	tk = w.wait(tk.Metadata.ID, done)
 	if tk.State != api.TaskSucceeded || string(tk.Result) != `{"moved":6}` {
 		t.Fatalf("evacuation: %s %s %+v", tk.State, tk.Result, tk.Error)
 	}
-	if most != 4 || len(w.tally.VMsOn(w.hosts["h1"].Metadata.ID)) != 0 || !w.host("h1").Spec.Maintenance {
-		t.Errorf("at most %d at once; h1 has %d VMs left; in maintenance %v", most, len(w.tally.VMsOn(w.hosts["h1"].Metadata.ID)), w.host("h1").Spec.Maintenance)
+	mu.Lock()
+	defer mu.Unlock()
+	for i, n := range endedBefore {
+		if n < i-3 {
+			t.Errorf("migration %d queued when %d had ended: more than 4 at once", i+1, n)
+		}
+	}
+	if left := w.tally.VMsOn(w.hosts["h1"].Metadata.ID); most != 4 || len(endedBefore) != 6 || len(left) != 0 || !w.host("h1").Spec.Maintenance {
+		t.Errorf("at most %d at once, %d queued; h1 has %d VMs left; in maintenance %v", most, len(endedBefore), len(left), w.host("h1").Spec.Maintenance)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -98,14 +99,16 @@ func admitAll(*api.Host) error { return nil }
 
 // The leader's monitor publishes HostFailed for a host of an HA cluster
 // silent past the cluster's detection time: again while no subscriber
-// takes it, then never more. A host that heartbeats in time is not
-// published, nor one of a cluster without HA, which is only shown
-// disconnected with its VMs unknown.
+// takes it, then never more, even while the host does not show it failed
+// (the cache behind). Its VMs are shown unknown at once, though the host
+// timeout is not up. A host that heartbeats in time is not published.
 func TestSilentHostPublishesHostFailedOnce(t *testing.T) {
-	w := newWorld(t, 600*time.Millisecond)
-	fast, slow, noHA := w.cluster("fast", 1), w.cluster("slow", 3), w.cluster("plain", 0)
-	a, b, c, d := w.host("a", fast), w.host("b", slow), w.host("c", fast), w.host("d", noHA)
-	vmA, vmD := w.vm("on-a", a), w.vm("on-d", d)
+	w := newWorld(t, time.Minute)
+	fast, slow := w.cluster("fast", 1), w.cluster("slow", 3)
+	a, c := w.host("a", fast), w.host("c", fast)
+	w.host("b", slow)
+	w.host("e", fast) // taken with no write: the host is left as it was
+	vmA, vmC := w.vm("on-a", a), w.vm("on-c", c)
 
 	var mu sync.Mutex
 	published := map[string]int{}
@@ -115,18 +118,19 @@ func TestSilentHostPublishesHostFailedOnce(t *testing.T) {
 		published[e.Host.Metadata.Name]++
 		n := published[e.Host.Metadata.Name]
 		mu.Unlock()
-		if e.Host.Metadata.Name == "a" && n == 1 {
+		switch name := e.Host.Metadata.Name; {
+		case name == "a" && n == 1:
 			return errors.New("not now") // judged again next time
+		case name == "e":
+			return nil
+		case name == "b" && n == 1:
+			defer close(bDone)
 		}
 		// Taken: declared failed, as HA does.
-		err := state.Update(ctx, w.st, nil, e.Host.Metadata.ID, func(h *api.Host) error {
+		return state.Update(ctx, w.st, nil, e.Host.Metadata.ID, func(h *api.Host) error {
 			h.Status.FailedAt = time.Now()
 			return nil
 		})
-		if e.Host.Metadata.Name == "b" && n == 1 {
-			close(bDone)
-		}
-		return err
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -137,7 +141,7 @@ func TestSilentHostPublishesHostFailedOnce(t *testing.T) {
 	for waiting := true; waiting; {
 		select {
 		case <-beat.C:
-			if _, err := w.svc.Heartbeat(ctx, c, &api.Heartbeat{}, admitAll); err != nil {
+			if _, err := w.svc.Heartbeat(ctx, c, &api.Heartbeat{VMs: []api.AgentVMState{{ID: vmC.Metadata.ID, PowerState: api.PowerOn}}}, admitAll); err != nil {
 				t.Fatal(err)
 			}
 		case <-bDone:
@@ -146,23 +150,54 @@ func TestSilentHostPublishesHostFailedOnce(t *testing.T) {
 			t.Fatal("b, silent past 3 s, was never published as failed")
 		}
 	}
-	// By then a, failed after 1 s, has been judged several more times.
+	// By then a and e, failed after 1 s, have been judged several more times.
 	mu.Lock()
 	got := maps.Clone(published)
 	mu.Unlock()
-	if got["a"] != 2 || got["b"] != 1 || got["c"] != 0 || got["d"] != 0 {
-		t.Errorf("HostFailed published %v, want a twice (refused, then taken), b once, c and d never", got)
+	if got["a"] != 2 || got["b"] != 1 || got["e"] != 1 || got["c"] != 0 {
+		t.Errorf("HostFailed published %v, want a twice (refused, then taken), b and e once, c never", got)
 	}
-	for _, vm := range []*api.VM{vmA, vmD} {
-		w.waitVM(vm.Metadata.ID, func(vm *api.VM) bool { return vm.Status.PowerState == api.PowerUnknown })
+	w.waitVM(vmA.Metadata.ID, func(vm *api.VM) bool { return vm.Status.PowerState == api.PowerUnknown })
+	if vm, _ := state.Read[*api.VM](ctx, w.st, vmC.Metadata.ID); vm.Status.PowerState != api.PowerOn {
+		t.Errorf("the VM of c, which heartbeats, is %s", vm.Status.PowerState)
 	}
-	for _, h := range []*api.Host{a, b, d} {
-		if h, _ := state.Read[*api.Host](ctx, w.st, h.Metadata.ID); h.Status.Connection != api.HostDisconnected {
-			t.Errorf("host %s is %s", h.Metadata.Name, h.Status.Connection)
+}
+
+// A host silent past the host timeout is shown disconnected and its VMs
+// unknown; in a cluster without HA, it is never published as failed (as
+// one of an HA cluster, silent as long, is).
+func TestSilentHostIsShownDisconnected(t *testing.T) {
+	w := newWorld(t, 600*time.Millisecond)
+	d := w.host("d", w.cluster("plain", 0))
+	w.host("ha", w.cluster("ha", 2))
+	vm := w.vm("on-d", d)
+	var failedD atomic.Int32
+	haFailed := make(chan struct{}, 1)
+	hosts.On(w.bus, func(_ context.Context, e hosts.HostFailed) error {
+		if e.Host.Metadata.Name == "d" {
+			failedD.Add(1)
+		} else {
+			select {
+			case haFailed <- struct{}{}:
+			default:
+			}
 		}
+		return nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go w.svc.Monitor(ctx)
+	got := w.waitVM(vm.Metadata.ID, func(vm *api.VM) bool { return vm.Status.PowerState == api.PowerUnknown })
+	if got.Status.Message != "host d is disconnected" {
+		t.Errorf("the VM's message: %q", got.Status.Message)
 	}
-	if h, _ := state.Read[*api.Host](ctx, w.st, c.Metadata.ID); h.Status.Connection != api.HostConnected {
-		t.Errorf("host c, which heartbeats, is %s", h.Status.Connection)
+	select {
+	case <-haFailed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the host of the HA cluster was never published as failed")
+	}
+	if h, _ := state.Read[*api.Host](ctx, w.st, d.Metadata.ID); h.Status.Connection != api.HostDisconnected || failedD.Load() != 0 {
+		t.Errorf("host d is %s; HostFailed published %d times", h.Status.Connection, failedD.Load())
 	}
 }
 
