@@ -7,7 +7,8 @@
 //	auth         who a request acts as: Authenticator (API tokens), Authorizer, principal in ctx
 //	leader       the election among servers and the leader-fenced transaction
 //	tasks        the task registry and runner; Submit queues a task with the request's writes
-//	hosts        the hosts' agents behind the Client interface (hoststest.Fake for tests)
+//	hosts        the hosts' agents behind the Client interface (hoststest.Fake for tests), the
+//	             bus of what heartbeats tell; hosts/liveness ingests heartbeats and watches for silence
 //	placement    where a VM goes and whether a host can power it on (reservations, MAC claims)
 //	inventory    the rules every domain shares: lookups, a VM's host and config, readiness, claims
 //	enroll       host identity: join tokens, join, certificate renewal and replace
@@ -20,8 +21,8 @@
 //
 // Who may call whom, by layer (a package imports lower layers only; the
 // test in this directory checks it): 0 retry; 1 state, auth; 2 leader,
-// tasks, hosts, placement; 3 inventory; 4 enroll and the domain packages,
-// vms to maintenance, which call each other only through small interfaces
+// tasks, hosts, placement; 3 inventory; 4 enroll, hosts/liveness and the
+// domain packages, vms to maintenance, which call each other only through small interfaces
 // they declare, wired by the server. No package here imports
 // internal/server.
 package control

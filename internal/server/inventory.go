@@ -200,7 +200,7 @@ func (s *Server) createCluster(w http.ResponseWriter, r *http.Request) {
 	}
 	var ha *api.ClusterHA
 	if req.HA != nil {
-		if ha, err = s.validateHA(nil, req.HA); err != nil {
+		if ha, err = s.ha.ValidateHA(nil, req.HA); err != nil {
 			fail(w, err)
 			return
 		}
@@ -229,7 +229,7 @@ func (s *Server) updateCluster(w http.ResponseWriter, r *http.Request) {
 			upd.Spec.MemoryOvercommit = *req.MemoryOvercommit
 		}
 		if err == nil && req.HA != nil {
-			upd.Spec.HA, err = s.validateHA(upd.Spec.HA, req.HA)
+			upd.Spec.HA, err = s.ha.ValidateHA(upd.Spec.HA, req.HA)
 		}
 		return err
 	})

@@ -12,8 +12,8 @@ import (
 // lead starts the leader's duties; they stop when ctx ends.
 func (s *Server) lead(ctx context.Context) {
 	s.runner.Start(ctx)
-	go s.monitorHosts(ctx)
-	go s.monitorGuests(ctx)
+	go s.liveness.Monitor(ctx)
+	go s.ha.MonitorGuests(ctx)
 	go s.collectTasks(ctx)
 }
 

@@ -19,9 +19,12 @@ import (
 
 	"github.com/vdc-project/vdc/internal/control/auth"
 	"github.com/vdc-project/vdc/internal/control/enroll"
+	"github.com/vdc-project/vdc/internal/control/ha"
 	"github.com/vdc-project/vdc/internal/control/hosts"
+	"github.com/vdc-project/vdc/internal/control/hosts/liveness"
 	"github.com/vdc-project/vdc/internal/control/inventory"
 	"github.com/vdc-project/vdc/internal/control/leader"
+	"github.com/vdc-project/vdc/internal/control/maintenance"
 	"github.com/vdc-project/vdc/internal/control/migration"
 	"github.com/vdc-project/vdc/internal/control/placement"
 	"github.com/vdc-project/vdc/internal/control/state"
@@ -106,6 +109,11 @@ type Server struct {
 	vms     *vms.Service
 
 	transfer *transfer.Service // images, imports, exports
+	// bus carries what heartbeats tell to those who act on it.
+	bus         *hosts.Bus
+	liveness    *liveness.Service
+	ha          *ha.Service
+	maintenance *maintenance.Service
 
 	tlsCert  tls.Certificate
 	httpSrv  *http.Server
@@ -212,6 +220,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	s.migration = migration.New(migration.Deps{State: s.st, Inventory: s.inv, Hosts: s.agents, Placer: s.places, Tasks: s.submitter,
 		Log: s.log, StallTimeout: s.cfg.MigrationStallTimeout})
 	s.storage = storage.New(storage.Deps{State: s.st, Inv: s.inv, Hosts: s.agents, Places: s.places, Tasks: s.submitter, Log: s.log})
+	s.newHostServices()
 	s.vms = s.newVMs()
 	s.transfer = s.newTransfer()
 	s.auth = auth.NewTokens(s.store)

@@ -10,17 +10,8 @@ import (
 // placer, with what it needs of HA and storage adapted from the server.
 func (s *Server) newVMs() *vms.Service {
 	return vms.New(vms.Deps{State: s.st, Inv: s.inv, Hosts: s.agents, Places: s.places, Tasks: s.submitter,
-		HA: vmsHA{s}, Storage: vmsStorage{s}, Log: s.log})
+		HA: s.ha, Storage: vmsStorage{s}, Log: s.log})
 }
-
-// vmsHA is the HA side of the VM lifecycle (ha.go).
-type vmsHA struct{ s *Server }
-
-func (a vmsHA) CheckHAAdmission(vm *api.VM, cl *api.Cluster, h *api.Host) error {
-	return a.s.checkHAAdmission(vm, cl, h)
-}
-
-func (vmsHA) ValidateHAPriority(p string) error { return validateHAPriority(p) }
 
 // vmsStorage is the storage side of the VM lifecycle (storage.go,
 // snapshots.go).

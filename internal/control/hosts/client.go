@@ -1,7 +1,10 @@
 // Package hosts is what the control plane knows and calls of its hosts:
 // the Client interface every control package calls a host's agent
 // through (agent.Client implements it; hoststest.Fake stands in for it in
-// unit tests), and the Target a call goes to.
+// unit tests), the Target a call goes to, and the Bus on which what the
+// hosts' heartbeats and silences tell is published (HostFailed,
+// VMsReported...) for the domains that act on it to subscribe.
+// hosts/liveness records heartbeats and watches for silent hosts.
 package hosts
 
 import (

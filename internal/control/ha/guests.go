@@ -1,4 +1,4 @@
-package server
+package ha
 
 import (
 	"context"
@@ -72,8 +72,15 @@ func latest(a, b time.Time) time.Time {
 	return b
 }
 
-// monitorGuests (leader only) resets the VMs whose guests hang.
-func (s *Server) monitorGuests(ctx context.Context) {
+// guestReset is a reset VM monitoring decided, and why.
+type guestReset struct {
+	vm  *api.VM
+	why string
+}
+
+// MonitorGuests (leader only) resets the VMs whose guests hang, judging
+// them every second until ctx ends.
+func (s *Service) MonitorGuests(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	capped := map[string]bool{} // VMs whose resets ran out, logged once
@@ -83,83 +90,83 @@ func (s *Server) monitorGuests(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		now := time.Now()
 		// Decide from a snapshot, then queue outside the cache's lock.
-		type reset struct {
-			vm  *api.VM
-			why string
+		if resets := s.hungGuests(time.Now(), capped); len(resets) > 0 {
+			s.queueResets(ctx, resets)
 		}
-		var resets []reset
-		var clusters []*api.Cluster
-		s.cache.Each(api.KindCluster, func(o api.Object) {
-			if cl := o.(*api.Cluster); cl.Spec.HA.On() && cl.Spec.HA.VMMonitoring.Enabled {
-				clusters = append(clusters, cl)
-			}
-		})
-		for _, cl := range clusters {
-			for _, h := range s.cache.List(api.KindHost) {
-				if h.(*api.Host).Spec.Cluster.ID != cl.Metadata.ID || h.(*api.Host).Status.Connection != api.HostConnected {
-					continue
-				}
-				for _, vm := range s.inv.VMsOn(h.GetMeta().ID) {
-					if !inventory.HAProtected(cl, vm) {
-						continue
-					}
-					ok, why := guestVerdict(vm, cl.Spec.HA.VMMonitoring, now)
-					switch {
-					case ok:
-						delete(capped, vm.Metadata.ID)
-						resets = append(resets, reset{vm, why})
-					case vm.Status.Guest != nil && vm.Status.Guest.State == api.GuestNotResponding && !capped[vm.Metadata.ID] &&
-						len(vm.Status.HAResets) >= cl.Spec.HA.VMMonitoring.MaxResets:
-						capped[vm.Metadata.ID] = true
-						s.log.Warn("VM monitoring: the guest still hangs, and its resets ran out", "vm", vm.Metadata.Name, "why", why)
-					}
-				}
-			}
-		}
-		if len(resets) == 0 {
-			continue
-		}
-		busy := s.busyVMs()
-		for _, r := range resets {
-			if busy[r.vm.Metadata.ID] {
+	}
+}
+
+// hungGuests picks the protected VMs of connected hosts in clusters with
+// VM monitoring that are to be reset at time now.
+func (s *Service) hungGuests(now time.Time, capped map[string]bool) []guestReset {
+	clusters := state.List(s.d.State, func(cl *api.Cluster) bool { return cl.Spec.HA.On() && cl.Spec.HA.VMMonitoring.Enabled })
+	var resets []guestReset
+	for _, cl := range clusters {
+		for _, h := range state.List[*api.Host](s.d.State, nil) {
+			if h.Spec.Cluster.ID != cl.Metadata.ID || h.Status.Connection != api.HostConnected {
 				continue
 			}
-			t := tasks.New(ctx, api.OpVMHAReset, r.vm, nil)
-			t.Owner, t.Message = ownerHA, r.why
-			if _, err := s.submitter.Submit(ctx, s.store.Txn(), t); err != nil {
-				s.log.Warn("VM monitoring: cannot queue a reset", "vm", r.vm.Metadata.Name, "err", err)
-			} else {
-				s.log.Warn("VM monitoring: resetting a hung guest", "vm", r.vm.Metadata.Name, "why", r.why)
+			for _, vm := range s.d.Inv.VMsOn(h.Metadata.ID) {
+				if !inventory.HAProtected(cl, vm) {
+					continue
+				}
+				ok, why := guestVerdict(vm, cl.Spec.HA.VMMonitoring, now)
+				switch {
+				case ok:
+					delete(capped, vm.Metadata.ID)
+					resets = append(resets, guestReset{vm, why})
+				case vm.Status.Guest != nil && vm.Status.Guest.State == api.GuestNotResponding && !capped[vm.Metadata.ID] &&
+					len(vm.Status.HAResets) >= cl.Spec.HA.VMMonitoring.MaxResets:
+					capped[vm.Metadata.ID] = true
+					s.d.Log.Warn("VM monitoring: the guest still hangs, and its resets ran out", "vm", vm.Metadata.Name, "why", why)
+				}
 			}
+		}
+	}
+	return resets
+}
+
+// queueResets queues a vm.ha-reset task for each VM no other task works on.
+func (s *Service) queueResets(ctx context.Context, resets []guestReset) {
+	busy := s.busyVMs("")
+	for _, r := range resets {
+		if busy[r.vm.Metadata.ID] {
+			continue
+		}
+		t := tasks.New(ctx, api.OpVMHAReset, r.vm, nil)
+		t.Owner, t.Message = Owner, r.why
+		if _, err := s.d.Tasks.Submit(ctx, s.d.State.Store.Txn(), t); err != nil {
+			s.d.Log.Warn("VM monitoring: cannot queue a reset", "vm", r.vm.Metadata.Name, "err", err)
+		} else {
+			s.d.Log.Warn("VM monitoring: resetting a hung guest", "vm", r.vm.Metadata.Name, "why", r.why)
 		}
 	}
 }
 
 // runVMHAReset resets a VM whose guest hangs, keeping what its console
 // showed before, and counts the reset against the cluster's limit.
-func (s *Server) runVMHAReset(ctx context.Context, t *tasks.Run) (any, error) {
-	vm, h, err := s.inv.LoadVM(ctx, t)
+func (s *Service) runVMHAReset(ctx context.Context, t *tasks.Run) (any, error) {
+	vm, h, err := s.d.Inv.LoadVM(ctx, t)
 	if err != nil {
 		return nil, err
 	}
-	co, ok := s.cache.Get(api.KindCluster, vm.Spec.Cluster.ID)
-	if !ok || !co.(*api.Cluster).Spec.HA.On() {
+	cl, ok := state.Get[*api.Cluster](s.d.State, vm.Spec.Cluster.ID)
+	if !ok || !cl.Spec.HA.On() {
 		return nil, api.Errorf(api.ErrConflict, "vm %s: HA is off in its cluster", vm.Metadata.Name)
 	}
-	m := co.(*api.Cluster).Spec.HA.VMMonitoring
+	m := cl.Spec.HA.VMMonitoring
 	reset, why := guestVerdict(vm, m, time.Now())
 	if !reset {
 		return nil, api.Errorf(api.ErrConflict, "vm %s not reset: %s", vm.Metadata.Name, why)
 	}
 	res := api.VMResetResult{Reason: why}
-	if log, err := s.agents.ConsoleLog(ctx, hosts.TargetOf(h), vm.Metadata.ID, consoleKept); err == nil {
+	if log, err := s.d.Hosts.ConsoleLog(ctx, hosts.TargetOf(h), vm.Metadata.ID, consoleKept); err == nil {
 		res.ConsoleLog = string(log)
 	} else {
 		res.ConsoleLog = "(console log unavailable: " + err.Error() + ")"
 	}
-	st, err := s.agents.Power(ctx, hosts.TargetOf(h), vm.Metadata.ID, api.PowerRequest{Action: api.ActionReset})
+	st, err := s.d.Hosts.Power(ctx, hosts.TargetOf(h), vm.Metadata.ID, api.PowerRequest{Action: api.ActionReset})
 	if err != nil {
 		return nil, fmt.Errorf("reset vm %s on host %s: %w", vm.Metadata.Name, h.Metadata.Name, err)
 	}
