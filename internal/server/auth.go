@@ -42,16 +42,16 @@ func (s *Server) requireToken(next http.Handler) http.Handler {
 }
 
 // POST /api/v1/join-tokens
-func (s *Server) createJoinToken(w http.ResponseWriter, r *http.Request) {
+func (s *Server) createJoinToken(w http.ResponseWriter, r *http.Request) error {
 	var req api.JoinTokenRequest
-	if !decode(w, r, &req) {
-		return
+	if err := decode(w, r, &req); err != nil {
+		return err
 	}
 	txn := s.store.Txn()
 	tok, err := s.enroll.CreateToken(r.Context(), txn, req)
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	s.commitResponse(w, r.Context(), txn, http.StatusCreated, tok, "store join token")
+	return nil
 }

@@ -64,24 +64,23 @@ func (s *Server) onlyStatusChanged(ctx context.Context, cur *api.Object, err err
 }
 
 // update is modify for a plain PATCH: the task is done with the request.
-func (s *Server) update(w http.ResponseWriter, r *http.Request, kind string, fn func(upd api.Object) error) {
+func (s *Server) update(w http.ResponseWriter, r *http.Request, kind string, fn func(upd api.Object) error) error {
 	t, err := s.modify(r, kind, fn, func(upd api.Object) *api.Task {
 		return tasks.Done(tasks.New(r.Context(), tasks.OpName(kind, "update"), upd, nil), upd)
 	})
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	replyTask(w, t)
+	return nil
 }
 
 // remove deletes the object named in the path if nothing depends on it,
 // with the same care for status writes as modify.
-func (s *Server) remove(w http.ResponseWriter, r *http.Request, kind string) {
+func (s *Server) remove(w http.ResponseWriter, r *http.Request, kind string) error {
 	ctx := r.Context()
 	if err := s.cache.Sync(ctx); err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	cur, err := s.inv.Lookup(kind, r.PathValue("name"))
 	var t *api.Task
@@ -98,8 +97,8 @@ func (s *Server) remove(w http.ResponseWriter, r *http.Request, kind string) {
 		})
 	}
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	replyTask(w, t)
+	return nil
 }

@@ -10,36 +10,35 @@ import (
 )
 
 // POST /api/v1/vms/{name}/clone
-func (s *Server) cloneVM(w http.ResponseWriter, r *http.Request) {
+func (s *Server) cloneVM(w http.ResponseWriter, r *http.Request) error {
 	var req api.CloneRequest
-	if !decode(w, r, &req) {
-		return
+	if err := decode(w, r, &req); err != nil {
+		return err
 	}
-	s.cloneWith(w, r, req)
+	return s.cloneWith(w, r, req)
+
 }
 
-func (s *Server) cloneWith(w http.ResponseWriter, r *http.Request, req api.CloneRequest) {
+func (s *Server) cloneWith(w http.ResponseWriter, r *http.Request, req api.CloneRequest) error {
 	if err := storage.ValidateClone(req); err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	src, _, err := s.pathVM(r)
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	t, err := s.storage.Clone(r.Context(), src, req)
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	replyTask(w, t)
+	return nil
 }
 
 // POST /api/v1/vms/{name}/mark-template: the VM becomes a template, only
 // cloned from. POST .../unmark-template turns it back.
-func (s *Server) markTemplate(on bool) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+func (s *Server) markTemplate(on bool) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
 		op := storage.OpMarkTemplate
 		if !on {
 			op = storage.OpUnmarkTemplate
@@ -47,18 +46,17 @@ func (s *Server) markTemplate(on bool) http.HandlerFunc {
 		t, err := s.modify(r, api.KindVM, func(o api.Object) error { return s.storage.MarkTemplate(o.(*api.VM), on) },
 			func(upd api.Object) *api.Task { return tasks.Done(tasks.New(r.Context(), op, upd, nil), nil) })
 		if err != nil {
-			fail(w, err)
-			return
+			return err
 		}
 		replyTask(w, t)
+		return nil
 	}
 }
 
 // GET /api/v1/templates
-func (s *Server) listTemplates(w http.ResponseWriter, r *http.Request) {
+func (s *Server) listTemplates(w http.ResponseWriter, r *http.Request) error {
 	if err := s.cache.Sync(r.Context()); err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	v := &viewer{s: s}
 	var items []api.Object
@@ -69,16 +67,17 @@ func (s *Server) listTemplates(w http.ResponseWriter, r *http.Request) {
 	})
 	inventory.SortByName(items)
 	reply(w, http.StatusOK, api.List[api.Object]{Items: nonNil(items), Revision: s.cache.Rev()})
+	return nil
 }
 
 // createFromTemplate serves POST /api/v1/vms with fromTemplate: a clone of
 // the template, under the request's name.
-func (s *Server) createFromTemplate(w http.ResponseWriter, r *http.Request, req api.VMCreateRequest) {
+func (s *Server) createFromTemplate(w http.ResponseWriter, r *http.Request, req api.VMCreateRequest) error {
 	tmpl, body, err := s.storage.FromTemplate(r.Context(), req)
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	r.SetPathValue("name", tmpl.Metadata.ID)
-	s.cloneWith(w, r, body)
+	return s.cloneWith(w, r, body)
+
 }

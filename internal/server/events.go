@@ -158,11 +158,10 @@ func (l *eventLog) subscribe(after int64) ([]api.Event, chan api.Event, func()) 
 
 // GET /api/v1/events?types=task,vm.power&kind=vms&id=ID (SSE). Resume with
 // the Last-Event-ID header or ?after=SEQ.
-func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
+func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) error {
 	flusher, ok := w.(http.Flusher)
 	if !ok {
-		fail(w, fmt.Errorf("streaming not supported"))
-		return
+		return fmt.Errorf("streaming not supported")
 	}
 	q := r.URL.Query()
 	var after int64
@@ -172,8 +171,7 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 {
-			fail(w, api.Errorf(api.ErrInvalid, "event ID must be a sequence number, got %q", v))
-			return
+			return api.Errorf(api.ErrInvalid, "event ID must be a sequence number, got %q", v)
 		}
 		after = n
 	}
@@ -202,7 +200,7 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
 	for _, e := range backlog {
 		if keep(e) {
 			if send(e) != nil {
-				return
+				return nil
 			}
 		}
 	}
@@ -212,20 +210,20 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
 	for {
 		select {
 		case <-r.Context().Done():
-			return
+			return nil
 		case e, ok := <-ch:
 			if !ok {
-				return
+				return nil
 			}
 			if keep(e) {
 				if send(e) != nil {
-					return
+					return nil
 				}
 				flusher.Flush()
 			}
 		case <-ping.C:
 			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
-				return
+				return nil
 			}
 			flusher.Flush()
 		}

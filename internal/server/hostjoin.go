@@ -18,50 +18,51 @@ func (s *Server) hostOfRequest(r *http.Request) (*api.Host, *x509.Certificate, e
 }
 
 // POST /api/v1/agent/join: see enroll.Service.Join.
-func (s *Server) agentJoin(w http.ResponseWriter, r *http.Request) {
+func (s *Server) agentJoin(w http.ResponseWriter, r *http.Request) error {
 	var req api.JoinRequest
-	if !decode(w, r, &req) {
-		return
+	if err := decode(w, r, &req); err != nil {
+		return err
 	}
 	resp, err := s.enroll.Join(r.Context(), req)
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	reply(w, http.StatusOK, resp)
+	return nil
 }
 
 // POST /api/v1/agent/renew: see enroll.Service.Renew.
-func (s *Server) agentRenew(w http.ResponseWriter, r *http.Request) {
+func (s *Server) agentRenew(w http.ResponseWriter, r *http.Request) error {
 	h, cert, err := s.hostOfRequest(r)
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	var req api.RenewRequest
-	if !decode(w, r, &req) {
-		return
+	if err := decode(w, r, &req); err != nil {
+		return err
 	}
 	resp, err := s.enroll.Renew(r.Context(), h, cert, req)
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	reply(w, http.StatusOK, resp)
+	return nil
 }
 
 // POST /api/v1/hosts/{name}/replace: see enroll.Service.Replace.
-func (s *Server) replaceHost(w http.ResponseWriter, r *http.Request) {
+func (s *Server) replaceHost(w http.ResponseWriter, r *http.Request) error {
 	var req api.HostReplaceRequest
-	if r.ContentLength != 0 && !decode(w, r, &req) {
-		return
+	if r.ContentLength != 0 {
+		if err := decode(w, r, &req); err != nil {
+			return err
+		}
 	}
 	resp, err := s.enroll.Replace(r.Context(), r.PathValue("name"), req)
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	reply(w, http.StatusOK, resp)
+	return nil
 }
 
 // The heartbeat handler checks a host's certificate with these.

@@ -10,17 +10,15 @@ import (
 )
 
 // GET /api/v1/hosts?cluster=
-func (s *Server) listHosts(w http.ResponseWriter, r *http.Request) {
+func (s *Server) listHosts(w http.ResponseWriter, r *http.Request) error {
 	if err := s.cache.Sync(r.Context()); err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	var clusterID string
 	if c := r.URL.Query().Get("cluster"); c != "" {
 		o, err := s.inv.Lookup(api.KindCluster, c)
 		if err != nil {
-			fail(w, err)
-			return
+			return err
 		}
 		clusterID = o.GetMeta().ID
 	}
@@ -36,14 +34,15 @@ func (s *Server) listHosts(w http.ResponseWriter, r *http.Request) {
 	}
 	inventory.SortByName(items)
 	reply(w, http.StatusOK, api.List[api.Object]{Items: nonNil(items), Revision: s.cache.Rev()})
+	return nil
 }
 
-func (s *Server) updateHost(w http.ResponseWriter, r *http.Request) {
+func (s *Server) updateHost(w http.ResponseWriter, r *http.Request) error {
 	var req api.HostUpdateRequest
-	if !decode(w, r, &req) {
-		return
+	if err := decode(w, r, &req); err != nil {
+		return err
 	}
-	s.update(w, r, api.KindHost, func(o api.Object) error {
+	return s.update(w, r, api.KindHost, func(o api.Object) error {
 		upd := o.(*api.Host)
 		if err := inventory.FirstErr(inventory.Rename("host", &upd.Metadata, req.Name), inventory.Relabel(&upd.Metadata, req.Labels)); err != nil || req.Cluster == nil {
 			return err
@@ -58,18 +57,18 @@ func (s *Server) updateHost(w http.ResponseWriter, r *http.Request) {
 		upd.Spec.Cluster = api.Ref{ID: cl.GetMeta().ID}
 		return nil
 	})
+
 }
 
 // POST /api/v1/agent/heartbeat
-func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request) {
+func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request) error {
 	h, cert, err := s.hostOfRequest(r)
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	var hb api.Heartbeat
-	if !decode(w, r, &hb) {
-		return
+	if err := decode(w, r, &hb); err != nil {
+		return err
 	}
 	serial := pki.Serial(cert)
 	resp, err := s.liveness.Heartbeat(r.Context(), h, &hb, func(h *api.Host) error {
@@ -80,11 +79,11 @@ func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request) {
 		return nil
 	})
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	// A certificate that outlives the server's policy (one from before
 	// certificates were short-lived) is renewed at once.
 	resp.RenewCertificate = cert.NotAfter.After(time.Now().Add(s.cfg.HostCertTTL + time.Minute))
 	reply(w, http.StatusOK, resp)
+	return nil
 }

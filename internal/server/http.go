@@ -14,35 +14,32 @@ import (
 	"github.com/vdc-project/vdc/api"
 )
 
-func (s *Server) getVersion(w http.ResponseWriter, r *http.Request) {
+func (s *Server) getVersion(w http.ResponseWriter, r *http.Request) error {
 	reply(w, http.StatusOK, s.version())
+	return nil
 }
 
 // decode reads a JSON body strictly: unknown fields and trailing data are
 // errors, as is a body over 1 MiB, and so is a body that is not a JSON
 // object (null, a list, a string...), which would otherwise pass as an
 // empty request.
-func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+func decode(w http.ResponseWriter, r *http.Request, v any) error {
 	br := bufio.NewReader(http.MaxBytesReader(w, r.Body, 1<<20))
 	if err := checkJSONKind(br, v); err != nil {
-		fail(w, err)
-		return false
+		return err
 	}
 	dec := json.NewDecoder(br)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		fail(w, badJSON(err))
-		return false
+		return badJSON(err)
 	}
 	if dec.More() {
-		fail(w, api.Errorf(api.ErrInvalid, "request body has data after the JSON object"))
-		return false
+		return api.Errorf(api.ErrInvalid, "request body has data after the JSON object")
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		fail(w, api.Errorf(api.ErrInvalid, "request body has data after the JSON object"))
-		return false
+		return api.Errorf(api.ErrInvalid, "request body has data after the JSON object")
 	}
-	return true
+	return nil
 }
 
 // checkJSONKind peeks at the first byte of a JSON body: an object for a

@@ -8,15 +8,15 @@ import (
 
 // POST /api/v1/images/import: the image record, in phase uploading, and
 // a task that has a host fetch the file into the image's folder.
-func (s *Server) importImage(w http.ResponseWriter, r *http.Request) {
+func (s *Server) importImage(w http.ResponseWriter, r *http.Request) error {
 	var req api.ImageImportRequest
-	if !decode(w, r, &req) {
-		return
+	if err := decode(w, r, &req); err != nil {
+		return err
 	}
 	t, err := s.transfer.ImportImage(r.Context(), req)
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	replyTask(w, t)
+	return nil
 }

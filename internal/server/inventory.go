@@ -12,18 +12,16 @@ import (
 	"github.com/vdc-project/vdc/internal/store"
 )
 
-func (s *Server) listObjects(kind string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+func (s *Server) listObjects(kind string) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
 		if err := s.cache.Sync(r.Context()); err != nil {
-			fail(w, err)
-			return
+			return err
 		}
 		var dcID string
 		if dc := r.URL.Query().Get("datacenter"); dc != "" {
 			d, err := s.inv.Lookup(api.KindDatacenter, dc)
 			if err != nil {
-				fail(w, err)
-				return
+				return err
 			}
 			dcID = d.GetMeta().ID
 		}
@@ -41,21 +39,21 @@ func (s *Server) listObjects(kind string) http.HandlerFunc {
 		}
 		inventory.SortByName(items)
 		reply(w, http.StatusOK, api.List[api.Object]{Items: nonNil(items), Revision: s.cache.Rev()})
+		return nil
 	}
 }
 
-func (s *Server) getObject(kind string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+func (s *Server) getObject(kind string) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
 		if err := s.cache.Sync(r.Context()); err != nil {
-			fail(w, err)
-			return
+			return err
 		}
 		o, err := s.inv.Lookup(kind, r.PathValue("name"))
 		if err != nil {
-			fail(w, err)
-			return
+			return err
 		}
 		replyObject(w, (&viewer{s: s}).view(o))
+		return nil
 	}
 }
 
@@ -118,54 +116,56 @@ func (s *Server) inUse(o api.Object) error {
 	return nil
 }
 
-func (s *Server) deleteObject(kind string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) { s.remove(w, r, kind) }
+func (s *Server) deleteObject(kind string) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error { return s.remove(w, r, kind) }
 }
 
 // commitInline writes a change the request completes itself, with its
 // (finished) task, and answers with the task.
-func (s *Server) commitInline(w http.ResponseWriter, r *http.Request, txn *store.Txn, t *api.Task) {
+func (s *Server) commitInline(w http.ResponseWriter, r *http.Request, txn *store.Txn, t *api.Task) error {
 	t, err := s.submitter.Submit(r.Context(), txn, t)
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	replyTask(w, t)
+	return nil
 }
 
 // createInline stores a new object with its finished task; the task's
 // result is the object.
-func (s *Server) createInline(w http.ResponseWriter, r *http.Request, obj api.Object) {
+func (s *Server) createInline(w http.ResponseWriter, r *http.Request, obj api.Object) error {
 	t := tasks.New(r.Context(), tasks.OpName(obj.Kind(), "create"), obj, nil)
 	txn := s.store.Txn().Create(obj)
 	tasks.Done(t, obj)
-	s.commitInline(w, r, txn, t)
+	return s.commitInline(w, r, txn, t)
+
 }
 
-func (s *Server) createDatacenter(w http.ResponseWriter, r *http.Request) {
+func (s *Server) createDatacenter(w http.ResponseWriter, r *http.Request) error {
 	var req api.DatacenterCreateRequest
-	if !decode(w, r, &req) {
-		return
+	if err := decode(w, r, &req); err != nil {
+		return err
 	}
 	if err := inventory.ValidateCommon("datacenter", req.Name, req.Labels, req.Description); err != nil {
-		fail(w, err)
-		return
+		return err
 	}
-	s.createInline(w, r, &api.Datacenter{
+	return s.createInline(w, r, &api.Datacenter{
 		Metadata: api.ObjectMeta{Name: req.Name, Labels: req.Labels},
 		Spec:     api.DatacenterSpec{Description: req.Description},
 	})
+
 }
 
-func (s *Server) updateDatacenter(w http.ResponseWriter, r *http.Request) {
+func (s *Server) updateDatacenter(w http.ResponseWriter, r *http.Request) error {
 	var req api.DatacenterUpdateRequest
-	if !decode(w, r, &req) {
-		return
+	if err := decode(w, r, &req); err != nil {
+		return err
 	}
-	s.update(w, r, api.KindDatacenter, func(o api.Object) error {
+	return s.update(w, r, api.KindDatacenter, func(o api.Object) error {
 		upd := o.(*api.Datacenter)
 		return inventory.FirstErr(inventory.Rename("datacenter", &upd.Metadata, req.Name), inventory.Relabel(&upd.Metadata, req.Labels), inventory.Redescribe(&upd.Spec.Description, req.Description))
 	})
+
 }
 
 func validateOvercommit(what string, v float64) error {
@@ -175,10 +175,10 @@ func validateOvercommit(what string, v float64) error {
 	return nil
 }
 
-func (s *Server) createCluster(w http.ResponseWriter, r *http.Request) {
+func (s *Server) createCluster(w http.ResponseWriter, r *http.Request) error {
 	var req api.ClusterCreateRequest
-	if !decode(w, r, &req) {
-		return
+	if err := decode(w, r, &req); err != nil {
+		return err
 	}
 	if req.CPUOvercommit == 0 {
 		req.CPUOvercommit = api.DefaultCPUOvercommit
@@ -190,34 +190,32 @@ func (s *Server) createCluster(w http.ResponseWriter, r *http.Request) {
 		validateOvercommit("CPU", req.CPUOvercommit), validateOvercommit("memory", req.MemoryOvercommit),
 		s.cache.Sync(r.Context()))
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	dc, err := s.inv.PickDatacenter(req.Datacenter)
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	var ha *api.ClusterHA
 	if req.HA != nil {
 		if ha, err = s.ha.ValidateHA(nil, req.HA); err != nil {
-			fail(w, err)
-			return
+			return err
 		}
 	}
-	s.createInline(w, r, &api.Cluster{
+	return s.createInline(w, r, &api.Cluster{
 		Metadata: api.ObjectMeta{Name: req.Name, Labels: req.Labels},
 		Spec: api.ClusterSpec{Datacenter: api.Ref{ID: dc.Metadata.ID}, Description: req.Description,
 			CPUOvercommit: req.CPUOvercommit, MemoryOvercommit: req.MemoryOvercommit, HA: ha},
 	})
+
 }
 
-func (s *Server) updateCluster(w http.ResponseWriter, r *http.Request) {
+func (s *Server) updateCluster(w http.ResponseWriter, r *http.Request) error {
 	var req api.ClusterUpdateRequest
-	if !decode(w, r, &req) {
-		return
+	if err := decode(w, r, &req); err != nil {
+		return err
 	}
-	s.update(w, r, api.KindCluster, func(o api.Object) error {
+	return s.update(w, r, api.KindCluster, func(o api.Object) error {
 		upd := o.(*api.Cluster)
 		err := inventory.FirstErr(inventory.Rename("cluster", &upd.Metadata, req.Name), inventory.Relabel(&upd.Metadata, req.Labels), inventory.Redescribe(&upd.Spec.Description, req.Description))
 		if err == nil && req.CPUOvercommit != nil {
@@ -233,22 +231,21 @@ func (s *Server) updateCluster(w http.ResponseWriter, r *http.Request) {
 		}
 		return err
 	})
+
 }
 
-func (s *Server) createDatastore(w http.ResponseWriter, r *http.Request) {
+func (s *Server) createDatastore(w http.ResponseWriter, r *http.Request) error {
 	var req api.DatastoreCreateRequest
-	if !decode(w, r, &req) {
-		return
+	if err := decode(w, r, &req); err != nil {
+		return err
 	}
 	err := inventory.FirstErr(inventory.ValidateCommon("datastore", req.Name, req.Labels, req.Description), api.ValidateDatastorePath(req.Path), s.cache.Sync(r.Context()))
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	dc, err := s.inv.PickDatacenter(req.Datacenter)
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	ds := &api.Datastore{
 		Metadata: api.ObjectMeta{Name: req.Name, Labels: req.Labels},
@@ -257,27 +254,27 @@ func (s *Server) createDatastore(w http.ResponseWriter, r *http.Request) {
 	if req.Host != "" {
 		h, err := s.inv.Lookup(api.KindHost, req.Host)
 		if err != nil {
-			fail(w, err)
-			return
+			return err
 		}
 		ds.Spec.Host = api.Ref{ID: h.GetMeta().ID}
 	}
 	if err := s.inv.CheckDatastorePath(req.Path, ds.Spec.Host.ID); err != nil {
-		fail(w, err)
-		return
+		return err
 	}
-	s.createInline(w, r, ds)
+	return s.createInline(w, r, ds)
+
 }
 
-func (s *Server) updateDatastore(w http.ResponseWriter, r *http.Request) {
+func (s *Server) updateDatastore(w http.ResponseWriter, r *http.Request) error {
 	var req api.DatastoreUpdateRequest
-	if !decode(w, r, &req) {
-		return
+	if err := decode(w, r, &req); err != nil {
+		return err
 	}
-	s.update(w, r, api.KindDatastore, func(o api.Object) error {
+	return s.update(w, r, api.KindDatastore, func(o api.Object) error {
 		upd := o.(*api.Datastore)
 		return inventory.FirstErr(inventory.Rename("datastore", &upd.Metadata, req.Name), inventory.Relabel(&upd.Metadata, req.Labels), inventory.Redescribe(&upd.Spec.Description, req.Description))
 	})
+
 }
 
 func validateVLAN(v int) error {
@@ -287,32 +284,31 @@ func validateVLAN(v int) error {
 	return nil
 }
 
-func (s *Server) createPortGroup(w http.ResponseWriter, r *http.Request) {
+func (s *Server) createPortGroup(w http.ResponseWriter, r *http.Request) error {
 	var req api.PortGroupCreateRequest
-	if !decode(w, r, &req) {
-		return
+	if err := decode(w, r, &req); err != nil {
+		return err
 	}
 	if err := inventory.FirstErr(inventory.ValidateCommon("port group", req.Name, req.Labels, req.Description), validateVLAN(req.VLAN), s.cache.Sync(r.Context())); err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	dc, err := s.inv.PickDatacenter(req.Datacenter)
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
-	s.createInline(w, r, &api.PortGroup{
+	return s.createInline(w, r, &api.PortGroup{
 		Metadata: api.ObjectMeta{Name: req.Name, Labels: req.Labels},
 		Spec:     api.PortGroupSpec{Datacenter: api.Ref{ID: dc.Metadata.ID}, VLAN: req.VLAN, Description: req.Description},
 	})
+
 }
 
-func (s *Server) updatePortGroup(w http.ResponseWriter, r *http.Request) {
+func (s *Server) updatePortGroup(w http.ResponseWriter, r *http.Request) error {
 	var req api.PortGroupUpdateRequest
-	if !decode(w, r, &req) {
-		return
+	if err := decode(w, r, &req); err != nil {
+		return err
 	}
-	s.update(w, r, api.KindPortGroup, func(o api.Object) error {
+	return s.update(w, r, api.KindPortGroup, func(o api.Object) error {
 		upd := o.(*api.PortGroup)
 		err := inventory.FirstErr(inventory.Rename("port group", &upd.Metadata, req.Name), inventory.Relabel(&upd.Metadata, req.Labels), inventory.Redescribe(&upd.Spec.Description, req.Description))
 		if err == nil && req.VLAN != nil {
@@ -321,4 +317,5 @@ func (s *Server) updatePortGroup(w http.ResponseWriter, r *http.Request) {
 		}
 		return err
 	})
+
 }

@@ -10,14 +10,13 @@ import (
 // POST /api/v1/hosts/{name}/maintenance {"action": "enter"|"exit"}. Enter
 // keeps new VMs off the host at once, then a task moves its VMs away:
 // running ones live, powered-off ones by registration.
-func (s *Server) hostMaintenance(w http.ResponseWriter, r *http.Request) {
+func (s *Server) hostMaintenance(w http.ResponseWriter, r *http.Request) error {
 	var req api.MaintenanceRequest
-	if !decode(w, r, &req) {
-		return
+	if err := decode(w, r, &req); err != nil {
+		return err
 	}
 	if req.Action != api.MaintenanceEnter && req.Action != api.MaintenanceExit {
-		fail(w, api.Errorf(api.ErrInvalid, "maintenance action must be enter or exit, got %q", req.Action))
-		return
+		return api.Errorf(api.ErrInvalid, "maintenance action must be enter or exit, got %q", req.Action)
 	}
 	evacuate := false
 	t, err := s.modify(r, api.KindHost, func(o api.Object) (err error) {
@@ -31,8 +30,8 @@ func (s *Server) hostMaintenance(w http.ResponseWriter, r *http.Request) {
 		return t
 	})
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	replyTask(w, t)
+	return nil
 }

@@ -9,24 +9,22 @@ import (
 )
 
 // POST /api/v1/vms/{name}/migrate
-func (s *Server) migrateVM(w http.ResponseWriter, r *http.Request) {
+func (s *Server) migrateVM(w http.ResponseWriter, r *http.Request) error {
 	var req api.MigrateRequest
-	if !decode(w, r, &req) {
-		return
+	if err := decode(w, r, &req); err != nil {
+		return err
 	}
 	if err := migration.ValidateRequest(req); err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	vm, src, err := s.pathVM(r)
 	if err != nil {
-		fail(w, fmt.Errorf("migrate: %w", err))
-		return
+		return fmt.Errorf("migrate: %w", err)
 	}
 	t, err := s.migration.Migrate(r.Context(), vm, src, req)
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	replyTask(w, t)
+	return nil
 }

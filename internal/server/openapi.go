@@ -15,10 +15,11 @@ import (
 )
 
 // GET /api/v1/openapi.json
-func (s *Server) getOpenAPI(w http.ResponseWriter, r *http.Request) {
+func (s *Server) getOpenAPI(w http.ResponseWriter, r *http.Request) error {
 	s.openapiOnce.Do(func() { s.openapiDoc, _ = json.MarshalIndent(openAPI(s.apiRoutes()), "", "  ") })
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(s.openapiDoc)
+	return nil
 }
 
 type openapiCache struct {

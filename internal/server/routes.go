@@ -12,7 +12,7 @@ import (
 // drift apart.
 type route struct {
 	method, path string
-	handler      http.HandlerFunc
+	handler      handlerFunc
 	summary      string
 	body         any // the request body's type (a zero value), if any
 	reply        any // the success answer's type
@@ -36,16 +36,16 @@ type param struct {
 var inventoryTypes = []struct {
 	kind                string
 	obj, create, update any
-	createFn, updateFn  func(*Server) http.HandlerFunc
+	createFn, updateFn  func(*Server) handlerFunc
 }{
 	{api.KindDatacenter, api.Datacenter{}, api.DatacenterCreateRequest{}, api.DatacenterUpdateRequest{},
-		func(s *Server) http.HandlerFunc { return s.createDatacenter }, func(s *Server) http.HandlerFunc { return s.updateDatacenter }},
+		func(s *Server) handlerFunc { return s.createDatacenter }, func(s *Server) handlerFunc { return s.updateDatacenter }},
 	{api.KindCluster, api.Cluster{}, api.ClusterCreateRequest{}, api.ClusterUpdateRequest{},
-		func(s *Server) http.HandlerFunc { return s.createCluster }, func(s *Server) http.HandlerFunc { return s.updateCluster }},
+		func(s *Server) handlerFunc { return s.createCluster }, func(s *Server) handlerFunc { return s.updateCluster }},
 	{api.KindDatastore, api.Datastore{}, api.DatastoreCreateRequest{}, api.DatastoreUpdateRequest{},
-		func(s *Server) http.HandlerFunc { return s.createDatastore }, func(s *Server) http.HandlerFunc { return s.updateDatastore }},
+		func(s *Server) handlerFunc { return s.createDatastore }, func(s *Server) handlerFunc { return s.updateDatastore }},
 	{api.KindPortGroup, api.PortGroup{}, api.PortGroupCreateRequest{}, api.PortGroupUpdateRequest{},
-		func(s *Server) http.HandlerFunc { return s.createPortGroup }, func(s *Server) http.HandlerFunc { return s.updatePortGroup }},
+		func(s *Server) handlerFunc { return s.createPortGroup }, func(s *Server) handlerFunc { return s.updatePortGroup }},
 }
 
 var (
@@ -184,6 +184,20 @@ func (s *Server) apiRoutes() []route {
 	return rs
 }
 
+// handlerFunc is an API call's handler: it writes its answer, or returns
+// the error that serve answers with (api.ErrorFrom: the status and the
+// error body), the one place errors become HTTP answers.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// serve answers a handler's error.
+func serve(h handlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			fail(w, err)
+		}
+	}
+}
+
 // listOf stands for api.List of a type in the document.
 type listDoc struct{ item any }
 
@@ -193,7 +207,7 @@ func (s *Server) routes() http.Handler {
 	authed := http.NewServeMux()
 	root := http.NewServeMux()
 	for _, r := range s.apiRoutes() {
-		mux, h := authed, r.handler
+		mux, h := authed, serve(r.handler)
 		if r.idempotent {
 			h = s.idempotent(h)
 		} else {

@@ -10,69 +10,64 @@ import (
 )
 
 // POST /api/v1/vms/{name}/snapshots
-func (s *Server) createSnapshot(w http.ResponseWriter, r *http.Request) {
+func (s *Server) createSnapshot(w http.ResponseWriter, r *http.Request) error {
 	var req api.SnapshotCreateRequest
-	if !decode(w, r, &req) {
-		return
+	if err := decode(w, r, &req); err != nil {
+		return err
 	}
 	if err := inventory.FirstErr(api.ValidateName("snapshot", req.Name), inventory.ValidateDescription(req.Description)); err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	vm, _, err := s.pathVM(r)
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	t, err := s.storage.CreateSnapshot(r.Context(), vm, req)
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	replyTask(w, t)
+	return nil
 }
 
 // POST /api/v1/vms/{name}/snapshots/{snapshot}/revert
-func (s *Server) revertSnapshot(w http.ResponseWriter, r *http.Request) {
+func (s *Server) revertSnapshot(w http.ResponseWriter, r *http.Request) error {
 	vm, _, err := s.pathVM(r)
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	t, err := s.storage.RevertSnapshot(r.Context(), vm, r.PathValue("snapshot"))
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	replyTask(w, t)
+	return nil
 }
 
 // DELETE /api/v1/vms/{name}/snapshots/{snapshot}
-func (s *Server) deleteSnapshot(w http.ResponseWriter, r *http.Request) {
+func (s *Server) deleteSnapshot(w http.ResponseWriter, r *http.Request) error {
 	vm, _, err := s.pathVM(r)
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	t, err := s.storage.DeleteSnapshot(r.Context(), vm, r.PathValue("snapshot"))
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	replyTask(w, t)
+	return nil
 }
 
 // GET /api/v1/vms/{name}/snapshots
-func (s *Server) listSnapshots(w http.ResponseWriter, r *http.Request) {
+func (s *Server) listSnapshots(w http.ResponseWriter, r *http.Request) error {
 	vm, _, err := s.pathVM(r)
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	snaps, _, err := storage.VisibleTree(vm)
 	if err != nil {
-		fail(w, fmt.Errorf("list the snapshots of vm %s: %w", vm.Metadata.Name, err))
-		return
+		return fmt.Errorf("list the snapshots of vm %s: %w", vm.Metadata.Name, err)
 	}
 	reply(w, http.StatusOK, api.List[api.VMSnapshot]{Items: nonNil(snaps), Revision: vm.Metadata.Revision})
+	return nil
 }

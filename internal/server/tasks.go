@@ -14,24 +14,21 @@ import (
 var singular = api.Singular
 
 // POST /api/v1/tasks/{id}/cancel
-func (s *Server) cancelTask(w http.ResponseWriter, r *http.Request) {
+func (s *Server) cancelTask(w http.ResponseWriter, r *http.Request) error {
 	if err := s.cache.Sync(r.Context()); err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	o, ok := s.cache.Get(api.KindTask, r.PathValue("id"))
 	if !ok {
-		fail(w, api.Errorf(api.ErrNotFound, "task %s not found", r.PathValue("id")))
-		return
+		return api.Errorf(api.ErrNotFound, "task %s not found", r.PathValue("id"))
 	}
 	t := o.(*api.Task)
 	switch {
 	case api.TaskDone(t.State):
-		fail(w, api.Errorf(api.ErrConflict, "task %s (%s %s) has already %s", t.Metadata.ID, t.Op, t.Target.Name, t.State))
-		return
+		return api.Errorf(api.ErrConflict, "task %s (%s %s) has already %s", t.Metadata.ID, t.Op, t.Target.Name, t.State)
+
 	case t.State == api.TaskRunning && !s.cancelable(t.Op):
-		fail(w, api.Errorf(api.ErrConflict, "task %s (%s) cannot be canceled once it runs; wait for it to end", t.Metadata.ID, t.Op))
-		return
+		return api.Errorf(api.ErrConflict, "task %s (%s) cannot be canceled once it runs; wait for it to end", t.Metadata.ID, t.Op)
 	}
 	err := state.UpdateKind(r.Context(), s.st, nil, api.KindTask, t.Metadata.ID, func(o api.Object) error {
 		tk := o.(*api.Task)
@@ -42,33 +39,30 @@ func (s *Server) cancelTask(w http.ResponseWriter, r *http.Request) {
 		return nil
 	})
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	o, _ = s.store.Get(r.Context(), api.KindTask, t.Metadata.ID)
 	reply(w, http.StatusAccepted, o)
+	return nil
 }
 
 // GET /api/v1/tasks?state=&target=&limit=
-func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) {
+func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) error {
 	if err := s.cache.Sync(r.Context()); err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	q := r.URL.Query()
 	limit := 0
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
-			fail(w, api.Errorf(api.ErrInvalid, "limit must be a whole number, got %q", v))
-			return
+			return api.Errorf(api.ErrInvalid, "limit must be a whole number, got %q", v)
 		}
 		limit = n
 	}
 	state, target := q.Get("state"), q.Get("target")
 	if state != "" && state != "active" && !api.TaskDone(state) && state != api.TaskQueued && state != api.TaskRunning {
-		fail(w, api.Errorf(api.ErrInvalid, "state must be queued, running, active, succeeded, failed or canceled, got %q", state))
-		return
+		return api.Errorf(api.ErrInvalid, "state must be queued, running, active, succeeded, failed or canceled, got %q", state)
 	}
 	var items []*api.Task
 	s.cache.Each(api.KindTask, func(o api.Object) {
@@ -89,12 +83,13 @@ func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) {
 		items = items[:limit]
 	}
 	reply(w, http.StatusOK, api.List[*api.Task]{Items: nonNil(items), Revision: s.cache.Rev()})
+	return nil
 }
 
 // GET /api/v1/tasks/{id}?wait=30s&after=REV waits until the task changes
 // past revision REV (or finishes), for progress without polling; with
 // done=true it waits for the end only.
-func (s *Server) getTask(w http.ResponseWriter, r *http.Request) {
+func (s *Server) getTask(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	id := r.PathValue("id")
 	q := r.URL.Query()
@@ -103,30 +98,25 @@ func (s *Server) getTask(w http.ResponseWriter, r *http.Request) {
 	// others need the latest writes.
 	if !ok || q.Get("wait") == "" {
 		if err := s.cache.Sync(ctx); err != nil {
-			fail(w, err)
-			return
+			return err
 		}
 		if o, ok = s.cache.Get(api.KindTask, id); !ok {
-			fail(w, api.Errorf(api.ErrNotFound, "task %s not found", id))
-			return
+			return api.Errorf(api.ErrNotFound, "task %s not found", id)
 		}
 	}
 	untilDone, err := queryBool(r, "done")
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	if v := q.Get("wait"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d < 0 || d > 5*time.Minute {
-			fail(w, api.Errorf(api.ErrInvalid, "wait must be a duration up to 5m, like 30s, got %q", v))
-			return
+			return api.Errorf(api.ErrInvalid, "wait must be a duration up to 5m, like 30s, got %q", v)
 		}
 		after := o.GetMeta().Revision
 		if a := q.Get("after"); a != "" {
 			if after, err = strconv.ParseInt(a, 10, 64); err != nil {
-				fail(w, api.Errorf(api.ErrInvalid, "after must be a revision, got %q", a))
-				return
+				return api.Errorf(api.ErrInvalid, "after must be a revision, got %q", a)
 			}
 		}
 		wctx, cancel := context.WithTimeout(ctx, d)
@@ -140,6 +130,7 @@ func (s *Server) getTask(w http.ResponseWriter, r *http.Request) {
 		cancel()
 	}
 	replyObject(w, o)
+	return nil
 }
 
 func nonNil[T any](s []T) []T {

@@ -8,50 +8,48 @@ import (
 )
 
 // POST /api/v1/tokens
-func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
+func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 	var req api.TokenCreateRequest
-	if !decode(w, r, &req) {
-		return
+	if err := decode(w, r, &req); err != nil {
+		return err
 	}
 	ctx := r.Context()
 	if req.User == "" {
 		req.User = auth.User(ctx)
 	}
 	if err := api.ValidateName("user", req.User); err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	if len(req.Description) > 1024 {
-		fail(w, api.Errorf(api.ErrInvalid, "description must be at most 1024 bytes, got %d", len(req.Description)))
-		return
+		return api.Errorf(api.ErrInvalid, "description must be at most 1024 bytes, got %d", len(req.Description))
 	}
 	if err := api.ValidateText("description", req.Description); err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	txn := s.store.Txn()
 	out := s.auth.Mint(txn, req.User, req.Description)
 	s.log.Info("creating an API token", "id", out.ID, "user", out.User, "by", auth.User(ctx))
 	s.commitResponse(w, ctx, txn, http.StatusCreated, out, "create token for "+out.User)
+	return nil
 }
 
 // GET /api/v1/tokens
-func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
+func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) error {
 	list, err := s.auth.List(r.Context())
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	reply(w, http.StatusOK, list)
+	return nil
 }
 
 // DELETE /api/v1/tokens/{id}
-func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) {
+func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) error {
 	tok, err := s.auth.Delete(r.Context(), r.PathValue("id"))
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	s.log.Warn("deleted an API token", "id", tok.ID, "user", tok.User, "by", auth.User(r.Context()))
 	reply(w, http.StatusOK, tok)
+	return nil
 }

@@ -43,96 +43,90 @@ func (s *Server) runningVM(r *http.Request, what string) (*api.VM, *api.Host, er
 
 // POST /api/v1/vms/{name}/exec runs a program in the guest, as `qm guest
 // exec` does, and records a task for the audit trail.
-func (s *Server) execVM(w http.ResponseWriter, r *http.Request) {
+func (s *Server) execVM(w http.ResponseWriter, r *http.Request) error {
 	var req api.ExecRequest
-	if !decode(w, r, &req) {
-		return
+	if err := decode(w, r, &req); err != nil {
+		return err
 	}
 	if len(req.Command) == 0 || req.Command[0] == "" {
-		fail(w, api.Errorf(api.ErrInvalid, "command is empty: give the program and its arguments"))
-		return
+		return api.Errorf(api.ErrInvalid, "command is empty: give the program and its arguments")
 	}
 	if req.TimeoutSeconds == 0 {
 		req.TimeoutSeconds = 60
 	}
 	if req.TimeoutSeconds < 1 || req.TimeoutSeconds > 3600 {
-		fail(w, api.Errorf(api.ErrInvalid, "timeoutSeconds must be between 1 and 3600, got %d", req.TimeoutSeconds))
-		return
+		return api.Errorf(api.ErrInvalid, "timeoutSeconds must be between 1 and 3600, got %d", req.TimeoutSeconds)
 	}
 	if len(req.Input) > 1<<20 {
-		fail(w, api.Errorf(api.ErrInvalid, "input is larger than 1 MiB"))
-		return
+		return api.Errorf(api.ErrInvalid, "input is larger than 1 MiB")
 	}
 	vm, h, err := s.runningVM(r, "exec")
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	out, err := s.vms.Exec(r.Context(), vm, h, req)
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	reply(w, http.StatusOK, out)
+	return nil
 }
 
 // GET /api/v1/vms/{name}/console/log?bytes=N
-func (s *Server) consoleLog(w http.ResponseWriter, r *http.Request) {
+func (s *Server) consoleLog(w http.ResponseWriter, r *http.Request) error {
 	n := 64 << 10
 	if v := r.URL.Query().Get("bytes"); v != "" {
 		var err error
 		if n, err = strconv.Atoi(v); err != nil || n < 1 || n > 16<<20 {
-			fail(w, api.Errorf(api.ErrInvalid, "bytes must be between 1 and 16 MiB, got %q", v))
-			return
+			return api.Errorf(api.ErrInvalid, "bytes must be between 1 and 16 MiB, got %q", v)
 		}
 	}
 	vm, h, err := s.pathVM(r)
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	b, err := s.vms.ConsoleLog(r.Context(), vm, h, n)
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, _ = w.Write(b)
+	return nil
 }
 
 // GET /api/v1/vms/{name}/console: the serial console over a websocket,
 // relayed to the VM's host.
-func (s *Server) console(w http.ResponseWriter, r *http.Request) {
-	s.relayStream(w, r, "console", s.agents.Console)
+func (s *Server) console(w http.ResponseWriter, r *http.Request) error {
+	return s.relayStream(w, r, "console", s.agents.Console)
+
 }
 
 // GET /api/v1/vms/{name}/vnc: the VNC display over a websocket, relayed
 // to the VM's host over its mutual-TLS agent API. Only authenticated API
 // clients reach it: QEMU listens on no TCP port.
-func (s *Server) vnc(w http.ResponseWriter, r *http.Request) {
-	s.relayStream(w, r, "VNC display", s.agents.VNC)
+func (s *Server) vnc(w http.ResponseWriter, r *http.Request) error {
+	return s.relayStream(w, r, "VNC display", s.agents.VNC)
+
 }
 
 // relayStream bridges a client's websocket to one of a running VM's
 // streams on its host.
-func (s *Server) relayStream(w http.ResponseWriter, r *http.Request, what string, dial func(context.Context, agent.Target, string) (*websocket.Conn, error)) {
+func (s *Server) relayStream(w http.ResponseWriter, r *http.Request, what string, dial func(context.Context, agent.Target, string) (*websocket.Conn, error)) error {
 	vm, h, err := s.runningVM(r, what)
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	dctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	hostWS, err := dial(dctx, hosts.TargetOf(h), vm.Metadata.ID)
 	cancel()
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	defer hostWS.CloseNow()
 	hostWS.SetReadLimit(1 << 20)
 	ws, err := websocket.Accept(w, r, nil)
 	if err != nil {
-		return
+		return nil
 	}
 	defer ws.CloseNow()
 	ws.SetReadLimit(1 << 20)
@@ -152,4 +146,5 @@ func (s *Server) relayStream(w http.ResponseWriter, r *http.Request, what string
 	}
 	go relay(hostWS, ws)
 	relay(ws, hostWS)
+	return nil
 }

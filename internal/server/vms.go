@@ -10,10 +10,9 @@ import (
 )
 
 // GET /api/v1/vms?host=&cluster=&power=
-func (s *Server) listVMs(w http.ResponseWriter, r *http.Request) {
+func (s *Server) listVMs(w http.ResponseWriter, r *http.Request) error {
 	if err := s.cache.Sync(r.Context()); err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	q := r.URL.Query()
 	var hostID, clusterID string
@@ -25,8 +24,7 @@ func (s *Server) listVMs(w http.ResponseWriter, r *http.Request) {
 			}
 			o, err := s.inv.Lookup(kind, v)
 			if err != nil {
-				fail(w, err)
-				return
+				return err
 			}
 			*id = o.GetMeta().ID
 		}
@@ -45,34 +43,34 @@ func (s *Server) listVMs(w http.ResponseWriter, r *http.Request) {
 	s.writeList(&buf, items, s.cache.Rev())
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(buf.Bytes())
+	return nil
 }
 
 // POST /api/v1/vms
-func (s *Server) createVM(w http.ResponseWriter, r *http.Request) {
+func (s *Server) createVM(w http.ResponseWriter, r *http.Request) error {
 	var req api.VMCreateRequest
-	if !decode(w, r, &req) {
-		return
+	if err := decode(w, r, &req); err != nil {
+		return err
 	}
 	if req.FromTemplate != "" {
-		s.createFromTemplate(w, r, req)
-		return
+		return s.createFromTemplate(w, r, req)
 	}
 	t, err := s.vms.Create(r.Context(), &req)
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	replyTask(w, t)
+	return nil
 }
 
 // PATCH /api/v1/vms/{name}: rename, relabel, describe, VNC; CPUs and
 // memory while the VM is off, or growing while it runs (hot-add: a
 // vm.hot-add task, in the same transaction as the rest). The host gets
 // a definition changed while off at the next start.
-func (s *Server) updateVM(w http.ResponseWriter, r *http.Request) {
+func (s *Server) updateVM(w http.ResponseWriter, r *http.Request) error {
 	var req api.VMUpdateRequest
-	if !decode(w, r, &req) {
-		return
+	if err := decode(w, r, &req); err != nil {
+		return err
 	}
 	var plan *vms.Update
 	t, err := s.modify(r, api.KindVM, func(o api.Object) (err error) {
@@ -80,18 +78,17 @@ func (s *Server) updateVM(w http.ResponseWriter, r *http.Request) {
 		return err
 	}, func(upd api.Object) *api.Task { return plan.Task(r.Context(), upd) })
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	replyTask(w, t)
+	return nil
 }
 
 // DELETE /api/v1/vms/{name}?force=true
-func (s *Server) deleteVM(w http.ResponseWriter, r *http.Request) {
+func (s *Server) deleteVM(w http.ResponseWriter, r *http.Request) error {
 	force, err := queryBool(r, "force")
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	t, err := s.modify(r, api.KindVM, func(o api.Object) error {
 		return s.vms.PlanDelete(o.(*api.VM), force)
@@ -99,31 +96,29 @@ func (s *Server) deleteVM(w http.ResponseWriter, r *http.Request) {
 		return s.vms.DeleteTask(r.Context(), upd, force)
 	})
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	replyTask(w, t)
+	return nil
 }
 
 // POST /api/v1/vms/{name}/power
-func (s *Server) powerVM(w http.ResponseWriter, r *http.Request) {
+func (s *Server) powerVM(w http.ResponseWriter, r *http.Request) error {
 	var req api.PowerRequest
-	if !decode(w, r, &req) {
-		return
+	if err := decode(w, r, &req); err != nil {
+		return err
 	}
 	if err := vms.CheckPowerRequest(req); err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	vm, h, err := s.pathVM(r)
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	t, err := s.vms.Power(r.Context(), vm, h, req)
 	if err != nil {
-		fail(w, err)
-		return
+		return err
 	}
 	replyTask(w, t)
+	return nil
 }
