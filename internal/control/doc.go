@@ -6,6 +6,8 @@
 //	retry        the one way to try again (conflicts, paced retries), ctx honoured
 //	auth         who a request acts as: Authenticator (API tokens), Authorizer, principal in ctx
 //	leader       the election among servers and the leader-fenced transaction
+//	ca           the datacenter CA in the store (its key sealed), the embedded etcd member's
+//	             TLS files and their renewal, the server's serving certificate
 //	tasks        the task registry and runner; Submit queues a task with the request's writes
 //	hosts        the hosts' agents behind the Client interface (hoststest.Fake for tests), the
 //	             bus of what heartbeats tell; hosts/liveness ingests heartbeats and watches for silence
@@ -20,7 +22,7 @@
 //	maintenance  maintenance mode and evacuation
 //
 // Who may call whom, by layer (a package imports lower layers only; the
-// test in this directory checks it): 0 retry; 1 state, auth; 2 leader,
+// test in this directory checks it): 0 retry; 1 state, auth; 2 leader, ca,
 // tasks, hosts, placement; 3 inventory; 4 enroll, hosts/liveness and the
 // domain packages, vms to maintenance, which call each other only through small interfaces
 // they declare, wired by the server. No package here imports

@@ -2,72 +2,58 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/client"
 	"github.com/vdc-project/vdc/internal/agent"
 	"github.com/vdc-project/vdc/internal/control/auth"
 	"github.com/vdc-project/vdc/internal/control/state"
-	"github.com/vdc-project/vdc/internal/pki"
-	"github.com/vdc-project/vdc/internal/store"
 )
 
-const caKey = store.SysPrefix + "ca"
-
-// storedCA is the datacenter CA in the store. Its private key is sealed
-// with the server's seal key (a file in its data dir, mode 0600), bound to
-// the certificate: whoever reads the store without that file learns
-// nothing of the key. Key holds it in clear in stores written before
-// sealing; a server that reads one seals it in place.
-type storedCA struct {
-	Cert      string `json:"cert"`
-	Key       string `json:"key,omitempty"`
-	SealedKey string `json:"sealedKey,omitempty"`
-	SealKeyID string `json:"sealKeyID,omitempty"`
+// openEmbedded starts the embedded etcd member with mutual TLS (see
+// ca.Authority.OpenEmbedded).
+func (s *Server) openEmbedded(ctx context.Context) error {
+	e, err := s.authority.OpenEmbedded(ctx, filepath.Join(s.cfg.DataDir, "etcd"))
+	if err != nil {
+		return err
+	}
+	s.etcd, s.cli = e, e.Client
+	return nil
 }
 
-// freshCA is a CA made by this server and not yet in the store.
-type freshCA struct {
-	ca     *pki.CA
-	keyPEM []byte
+// EtcdClientURL is where the embedded etcd member serves clients with a
+// certificate from the datacenter CA (CN vdc-server), or "" with an
+// external etcd.
+func (s *Server) EtcdClientURL() string {
+	if s.etcd == nil {
+		return ""
+	}
+	return s.etcd.ClientURL()
 }
 
 // bootstrapPKI loads the datacenter CA from etcd, creating it on the very
-// first start (racing servers agree through a create-if-absent), and issues
+// first start, keeps the embedded member's certificate renewed, and issues
 // this server's certificate for the API and for calling agents.
 func (s *Server) bootstrapPKI(ctx context.Context) error {
-	ca, err := s.loadOrCreateCA(ctx, s.cli, s.freshCA)
-	if err != nil {
+	var err error
+	if s.ca, err = s.authority.Load(ctx, s.cli); err != nil {
 		return err
 	}
-	s.ca, s.freshCA = ca, nil
 	if s.etcd != nil {
-		if err := s.files.renewMember(ca, false); err != nil {
+		if err := s.authority.KeepMemberCert(ctx); err != nil {
 			return err
 		}
-		go s.keepMemberCert(ctx)
 	}
-	dns, ips := pki.LocalNames(append(s.cfg.TLSNames, s.name)...)
-	certPEM, key, err := s.ca.Issue(pki.Names{CN: pki.ServerCN, DNS: dns, IPs: ips}, 365*24*time.Hour)
-	if err != nil {
+	if s.tlsCert, err = s.authority.ServingCert(append(s.cfg.TLSNames, s.name)...); err != nil {
 		return err
 	}
-	// The chain includes the CA so that a joining host can find the CA its
-	// token pins.
-	cert, err := tls.X509KeyPair(append(certPEM, s.ca.CertPEM...), key)
-	if err != nil {
-		return fmt.Errorf("load server certificate: %w", err)
-	}
-	s.tlsCert = cert
-	ac := agent.NewClient(cert, s.ca.Pool())
+	ac := agent.NewClient(s.tlsCert, s.ca.Pool())
 	ac.Lookup = func(hostID string) (string, bool) {
 		if h, ok := state.Get[*api.Host](s.st, hostID); ok {
 			return h.Status.Address, h.Status.Connection == api.HostConnected

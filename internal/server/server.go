@@ -18,6 +18,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/vdc-project/vdc/internal/control/auth"
+	"github.com/vdc-project/vdc/internal/control/ca"
 	"github.com/vdc-project/vdc/internal/control/enroll"
 	"github.com/vdc-project/vdc/internal/control/ha"
 	"github.com/vdc-project/vdc/internal/control/hosts"
@@ -83,30 +84,28 @@ const DefaultHostCertTTL = 30 * 24 * time.Hour
 
 // Server is a running management server.
 type Server struct {
-	cfg   Config
-	log   *slog.Logger
-	name  string
-	etcd  *store.Embedded
-	files serverFiles
-	// freshCA is the CA this server made for a new embedded member,
-	// until bootstrapPKI stores it.
-	freshCA *freshCA
-	cli     *clientv3.Client
-	store   *store.Store
-	cache   *store.Cache
-	ca      *pki.CA
-	agents  hosts.Client
-	auth    *auth.Tokens
-	authn   auth.Authenticator
-	authz   auth.Authorizer
-	events  *eventLog
-	places  *placement.Placer
-	inv     *inventory.Inventory
-	enroll  *enroll.Service
-	storage *storage.Service
-	tally   *state.Tally
-	lists   *listCache
-	vms     *vms.Service
+	cfg  Config
+	log  *slog.Logger
+	name string
+	etcd *store.Embedded
+	// authority is the datacenter CA and this server's PKI files.
+	authority *ca.Authority
+	cli       *clientv3.Client
+	store     *store.Store
+	cache     *store.Cache
+	ca        *pki.CA
+	agents    hosts.Client
+	auth      *auth.Tokens
+	authn     auth.Authenticator
+	authz     auth.Authorizer
+	events    *eventLog
+	places    *placement.Placer
+	inv       *inventory.Inventory
+	enroll    *enroll.Service
+	storage   *storage.Service
+	tally     *state.Tally
+	lists     *listCache
+	vms       *vms.Service
 
 	transfer *transfer.Service // images, imports, exports
 	// bus carries what heartbeats tell to those who act on it.
@@ -168,7 +167,8 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	return &Server{cfg: cfg, log: cfg.Log.With("server", cfg.Name), name: cfg.Name, files: serverFiles{dir: filepath.Join(cfg.DataDir, "pki")}}, nil
+	log := cfg.Log.With("server", cfg.Name)
+	return &Server{cfg: cfg, log: log, name: cfg.Name, authority: ca.New(filepath.Join(cfg.DataDir, "pki"), log)}, nil
 }
 
 // EtcdTLS names the PEM files of a server's TLS client of an external
