@@ -231,3 +231,52 @@ func TestServingCert(t *testing.T) {
 		t.Fatalf("names %v %v, want localhost, api.example.org and 192.0.2.7", leaf.DNSNames, leaf.IPAddresses)
 	}
 }
+
+// Servers of one datacenter starting at once on an empty store (same seal
+// key, each with a CA of its own at hand) agree on one CA: the first
+// stored.
+func TestRacingServersAgreeOnOneCA(t *testing.T) {
+	e := storetest.Start(t)
+	sealKey := filepath.Join(t.TempDir(), "seal.key")
+	if _, err := pki.LoadOrCreateSealKey(sealKey); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(sealKey)
+	const n = 8
+	got := make(chan string, n)
+	start := make(chan struct{})
+	for i := 0; i < n; i++ {
+		dir := t.TempDir()
+		if err := pki.WriteSecretFile(filepath.Join(dir, "seal.key"), b); err != nil {
+			t.Fatal(err)
+		}
+		a := ca.New(dir, quiet())
+		made, keyPEM := newCA(t)
+		ca.SetFresh(a, made, keyPEM)
+		go func() {
+			<-start
+			c, err := a.Load(context.Background(), e.Client)
+			if err != nil {
+				got <- "error: " + err.Error()
+				return
+			}
+			got <- c.Fingerprint()
+		}()
+	}
+	close(start)
+	fps := make([]string, n)
+	for i := range fps {
+		fps[i] = <-got
+	}
+	_, rec, _ := raw(t, e.Client)
+	stored, err := pki.ParseCertPEM([]byte(rec.Cert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := pki.Fingerprint(stored.Raw)
+	for _, fp := range fps {
+		if fp != want {
+			t.Fatalf("a racing server got CA %s, the store holds %s", fp, want)
+		}
+	}
+}
