@@ -84,28 +84,26 @@ const DefaultHostCertTTL = 30 * 24 * time.Hour
 
 // Server is a running management server.
 type Server struct {
-	cfg  Config
-	log  *slog.Logger
-	name string
-	etcd *store.Embedded
-	// authority is the datacenter CA and this server's PKI files.
-	authority *ca.Authority
-	cli       *clientv3.Client
-	store     *store.Store
-	cache     *store.Cache
-	ca        *pki.CA
-	agents    hosts.Client
-	auth      *auth.Tokens
-	authn     auth.Authenticator
-	authz     auth.Authorizer
-	events    *eventLog
-	places    *placement.Placer
-	inv       *inventory.Inventory
-	enroll    *enroll.Service
-	storage   *storage.Service
-	tally     *state.Tally
-	lists     *listCache
-	vms       *vms.Service
+	cfg     Config
+	log     *slog.Logger
+	name    string
+	etcd    *store.Embedded
+	cli     *clientv3.Client
+	store   *store.Store
+	cache   *store.Cache
+	ca      *pki.CA
+	agents  hosts.Client
+	auth    *auth.Tokens
+	authn   auth.Authenticator
+	authz   auth.Authorizer
+	events  *eventLog
+	places  *placement.Placer
+	inv     *inventory.Inventory
+	enroll  *enroll.Service
+	storage *storage.Service
+	tally   *state.Tally
+	lists   *listCache
+	vms     *vms.Service
 
 	transfer *transfer.Service // images, imports, exports
 	// bus carries what heartbeats tell to those who act on it.
@@ -127,6 +125,9 @@ type Server struct {
 	url  string
 
 	elect *leader.Election
+
+	// authority is the datacenter CA and this server's PKI files.
+	authority *ca.Authority
 
 	runner    *tasks.Runner
 	submitter *tasks.Submitter
