@@ -39,7 +39,7 @@ func newWorld(t *testing.T) *world {
 	dc := &api.Datacenter{Metadata: api.ObjectMeta{ID: store.NewID(), Name: "dc1"}}
 	cl := &api.Cluster{Metadata: api.ObjectMeta{ID: store.NewID(), Name: "c1"}, Spec: api.ClusterSpec{Datacenter: api.Ref{ID: dc.Metadata.ID}}}
 	ds := &api.Datastore{Metadata: api.ObjectMeta{ID: store.NewID(), Name: "ds1"},
-		Spec: api.DatastoreSpec{Datacenter: api.Ref{ID: dc.Metadata.ID}, Path: "/srv/ds1", Shared: true},
+		Spec:   api.DatastoreSpec{Datacenter: api.Ref{ID: dc.Metadata.ID}, Path: "/srv/ds1", Shared: true},
 		Status: api.DatastoreStatus{CapacityBytes: 100 * gib, FreeBytes: 90 * gib}}
 	host := func(name, conn string, cpus int, mem api.Size) *api.Host {
 		return &api.Host{Metadata: api.ObjectMeta{ID: store.NewID(), Name: name}, Spec: api.HostSpec{Cluster: api.Ref{ID: cl.Metadata.ID}},
@@ -67,7 +67,7 @@ func (w *world) create(t *testing.T, objs ...api.Object) {
 // vm on h1 with one disk per size on ds1.
 func (w *world) vm(name, power string, cpus int, mem api.Size, disks ...api.Size) *api.VM {
 	vm := &api.VM{Metadata: api.ObjectMeta{ID: store.NewID(), Name: name},
-		Spec: api.VMSpec{Cluster: api.Ref{ID: w.cl.Metadata.ID}, Host: api.Ref{ID: w.h1.Metadata.ID}, CPUs: cpus, MemoryBytes: mem},
+		Spec:   api.VMSpec{Cluster: api.Ref{ID: w.cl.Metadata.ID}, Host: api.Ref{ID: w.h1.Metadata.ID}, CPUs: cpus, MemoryBytes: mem},
 		Status: api.VMStatus{PowerState: power}}
 	for i, s := range disks {
 		name := "disk" + string(rune('0'+i))
