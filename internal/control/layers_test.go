@@ -22,6 +22,7 @@ var layer = map[string]int{
 	"control/inventory": 3,
 	"control/enroll":    4, "control/vms": 4, "control/migration": 4, "control/storage": 4,
 	"control/transfer": 4, "control/ha": 4, "control/maintenance": 4, "control/hosts/liveness": 4,
+	"control/events": 5, "control/views": 5,
 }
 
 // The import rules of internal/control's doc hold: no control package

@@ -86,7 +86,7 @@ func (s *Server) remove(w http.ResponseWriter, r *http.Request, kind string) err
 	var t *api.Task
 	if err == nil {
 		err = retry.Conflicts(ctx, 11, func() error {
-			if err := inventory.FirstErr(checkIfMatch(r, cur), s.inUse(cur)); err != nil {
+			if err := inventory.FirstErr(checkIfMatch(r, cur), s.inv.InUse(cur)); err != nil {
 				return retry.Stop(err)
 			}
 			var err error

@@ -58,11 +58,10 @@ func (s *Server) listTemplates(w http.ResponseWriter, r *http.Request) error {
 	if err := s.cache.Sync(r.Context()); err != nil {
 		return err
 	}
-	v := &viewer{s: s}
 	var items []api.Object
 	s.cache.Each(api.KindVM, func(o api.Object) {
 		if o.(*api.VM).Spec.Template {
-			items = append(items, v.view(o))
+			items = append(items, s.views.View(o))
 		}
 	})
 	inventory.SortByName(items)

@@ -22,7 +22,6 @@ func (s *Server) listHosts(w http.ResponseWriter, r *http.Request) error {
 		}
 		clusterID = o.GetMeta().ID
 	}
-	v := &viewer{s: s}
 	var items []api.Object
 	s.cache.Each(api.KindHost, func(o api.Object) {
 		if clusterID == "" || o.(*api.Host).Spec.Cluster.ID == clusterID {
@@ -30,7 +29,7 @@ func (s *Server) listHosts(w http.ResponseWriter, r *http.Request) error {
 		}
 	})
 	for i := range items {
-		items[i] = v.view(items[i])
+		items[i] = s.views.View(items[i])
 	}
 	inventory.SortByName(items)
 	reply(w, http.StatusOK, api.List[api.Object]{Items: nonNil(items), Revision: s.cache.Rev()})

@@ -1,10 +1,7 @@
 package server
 
 import (
-	"fmt"
 	"net/http"
-	"sort"
-	"strings"
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/control/inventory"
@@ -25,7 +22,6 @@ func (s *Server) listObjects(kind string) handlerFunc {
 			}
 			dcID = d.GetMeta().ID
 		}
-		v := &viewer{s: s}
 		var items []api.Object
 		for _, o := range s.cache.List(kind) {
 			in := inventory.DatacenterOf(o)
@@ -35,7 +31,7 @@ func (s *Server) listObjects(kind string) handlerFunc {
 			if dcID != "" && in != dcID {
 				continue
 			}
-			items = append(items, v.view(o))
+			items = append(items, s.views.View(o))
 		}
 		inventory.SortByName(items)
 		reply(w, http.StatusOK, api.List[api.Object]{Items: nonNil(items), Revision: s.cache.Rev()})
@@ -52,68 +48,9 @@ func (s *Server) getObject(kind string) handlerFunc {
 		if err != nil {
 			return err
 		}
-		replyObject(w, (&viewer{s: s}).view(o))
+		replyObject(w, s.views.View(o))
 		return nil
 	}
-}
-
-// inUse says what still depends on an object that is to be deleted.
-func (s *Server) inUse(o api.Object) error {
-	id := o.GetMeta().ID
-	var users []string
-	add := func(kind string, match func(api.Object) bool) {
-		n := 0
-		var names []string
-		s.cache.Each(kind, func(x api.Object) {
-			if match(x) {
-				n++
-				if len(names) < 5 {
-					names = append(names, x.GetMeta().Name)
-				}
-			}
-		})
-		if n > 0 {
-			sort.Strings(names)
-			more := ""
-			if n > len(names) {
-				more = fmt.Sprintf(" and %d more", n-len(names))
-			}
-			users = append(users, fmt.Sprintf("%d %s (%s%s)", n, kind, strings.Join(names, ", "), more))
-		}
-	}
-	switch o.(type) {
-	case *api.Datacenter:
-		for _, k := range []string{api.KindCluster, api.KindDatastore, api.KindPortGroup} {
-			add(k, func(x api.Object) bool { return inventory.DatacenterOf(x) == id })
-		}
-	case *api.Cluster:
-		add(api.KindHost, func(x api.Object) bool { return x.(*api.Host).Spec.Cluster.ID == id })
-		add(api.KindVM, func(x api.Object) bool { return x.(*api.VM).Spec.Cluster.ID == id })
-	case *api.Datastore:
-		add(api.KindVM, func(x api.Object) bool {
-			for _, d := range x.(*api.VM).Spec.Disks {
-				if d.Datastore.ID == id {
-					return true
-				}
-			}
-			return false
-		})
-	case *api.PortGroup:
-		add(api.KindVM, func(x api.Object) bool {
-			for _, n := range x.(*api.VM).Spec.NICs {
-				if n.PortGroup.ID == id {
-					return true
-				}
-			}
-			return false
-		})
-	case *api.Host:
-		add(api.KindVM, func(x api.Object) bool { return x.(*api.VM).Spec.Host.ID == id })
-	}
-	if len(users) > 0 {
-		return api.Errorf(api.ErrConflict, "cannot delete %s %q: it still has %s", singular(o.Kind()), o.GetMeta().Name, strings.Join(users, "; "))
-	}
-	return nil
 }
 
 func (s *Server) deleteObject(kind string) handlerFunc {

@@ -20,6 +20,7 @@ import (
 	"github.com/vdc-project/vdc/internal/control/auth"
 	"github.com/vdc-project/vdc/internal/control/ca"
 	"github.com/vdc-project/vdc/internal/control/enroll"
+	"github.com/vdc-project/vdc/internal/control/events"
 	"github.com/vdc-project/vdc/internal/control/ha"
 	"github.com/vdc-project/vdc/internal/control/hosts"
 	"github.com/vdc-project/vdc/internal/control/hosts/liveness"
@@ -32,6 +33,7 @@ import (
 	"github.com/vdc-project/vdc/internal/control/storage"
 	"github.com/vdc-project/vdc/internal/control/tasks"
 	"github.com/vdc-project/vdc/internal/control/transfer"
+	"github.com/vdc-project/vdc/internal/control/views"
 	"github.com/vdc-project/vdc/internal/control/vms"
 	"github.com/vdc-project/vdc/internal/netguard"
 	"github.com/vdc-project/vdc/internal/pki"
@@ -96,13 +98,14 @@ type Server struct {
 	auth    *auth.Tokens
 	authn   auth.Authenticator
 	authz   auth.Authorizer
-	events  *eventLog
+	events  *events.Log
 	places  *placement.Placer
 	inv     *inventory.Inventory
 	enroll  *enroll.Service
 	storage *storage.Service
 	tally   *state.Tally
-	lists   *listCache
+	lists   *views.ListCache
+	views   *views.Viewer
 	vms     *vms.Service
 
 	transfer *transfer.Service // images, imports, exports
@@ -203,15 +206,16 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	s.cache = store.NewCache(s.store, s.log)
 	s.tally = state.NewTally()
 	s.cache.Observe(s.tally.Observe)
-	s.lists = newListCache()
-	s.cache.Observe(s.lists.observe)
+	s.st = &state.State{Store: s.store, Cache: s.cache}
+	s.views = views.New(s.st, s.tally)
+	s.lists = views.NewListCache(s.views)
+	s.cache.Observe(s.lists.Observe)
 	if err := s.cache.Start(ctx); err != nil {
 		return err
 	}
-	s.st = &state.State{Store: s.store, Cache: s.cache}
 	s.submitter = &tasks.Submitter{State: s.st, Guard: idempotencyGuard{s}}
-	s.events = newEventLog(4096)
-	s.cache.Subscribe(s.events.observe)
+	s.events = events.NewLog(4096)
+	s.cache.Subscribe(s.events.Observe)
 	s.places = placement.New(s.st, s.tally)
 	if err := s.bootstrapPKI(ctx); err != nil {
 		return err

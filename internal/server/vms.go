@@ -40,7 +40,7 @@ func (s *Server) listVMs(w http.ResponseWriter, r *http.Request) error {
 	})
 	inventory.SortByName(items)
 	var buf bytes.Buffer
-	s.writeList(&buf, items, s.cache.Rev())
+	s.lists.Write(&buf, items, s.cache.Rev())
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(buf.Bytes())
 	return nil

@@ -3,8 +3,9 @@
 // is on and what it needs there (VMHost, VMConfig, VMLease), whether a VM
 // is ready or busy (CheckReady, NotMoving, NotHotAdding), recording what a
 // host reports of a VM (VMStateChange, SetPower), the VMs of a host, claims
-// on names that tasks record later (SubmitOnVM, PendingClaims), and
-// following a job on a host (FollowJob).
+// on names that tasks record later (SubmitOnVM, PendingClaims), what still
+// depends on an object to be deleted (InUse), and following a job on a
+// host (FollowJob).
 //
 // inventory depends on state, tasks, hosts and placement; the domain
 // packages (vms, migration, storage, transfer, ha, maintenance) depend on
