@@ -203,33 +203,13 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			s.closeStore()
 		}
 	}()
-	s.cache = store.NewCache(s.store, s.log)
-	s.tally = state.NewTally()
-	s.cache.Observe(s.tally.Observe)
-	s.st = &state.State{Store: s.store, Cache: s.cache}
-	s.views = views.New(s.st, s.tally)
-	s.lists = views.NewListCache(s.views)
-	s.cache.Observe(s.lists.Observe)
-	if err := s.cache.Start(ctx); err != nil {
+	if err := s.startState(ctx); err != nil {
 		return err
 	}
-	s.submitter = &tasks.Submitter{State: s.st, Guard: idempotencyGuard{s}}
-	s.events = events.NewLog(4096)
-	s.cache.Subscribe(s.events.Observe)
-	s.places = placement.New(s.st, s.tally)
 	if err := s.bootstrapPKI(ctx); err != nil {
 		return err
 	}
-	s.inv = &inventory.Inventory{St: s.st, Tally: s.tally, Hosts: s.agents, Tasks: s.submitter, ServerDataDir: s.cfg.DataDir}
-	s.enroll = enroll.New(s.inv, s.ca, s.cfg.HostCertTTL, s.log)
-	s.migration = migration.New(migration.Deps{State: s.st, Inventory: s.inv, Hosts: s.agents, Placer: s.places, Tasks: s.submitter,
-		Log: s.log, StallTimeout: s.cfg.MigrationStallTimeout})
-	s.storage = storage.New(storage.Deps{State: s.st, Inv: s.inv, Hosts: s.agents, Places: s.places, Tasks: s.submitter, Log: s.log})
-	s.newHostServices()
-	s.vms = s.newVMs()
-	s.transfer = s.newTransfer()
-	s.auth = auth.NewTokens(s.store)
-	s.authn, s.authz = s.auth, auth.AllowAll{}
+	s.newServices()
 	go s.auth.Watch(ctx, s.log)
 	ln, err := netguard.Listen(s.cfg.Listen, s.cfg.Limits, s.log)
 	if err != nil {
@@ -244,6 +224,50 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	s.elect = leader.New(s.store, s.name, s.log)
 	s.runner = tasks.NewRunner(s.st, s.elect.Txn, s.name, s.log)
 	s.registerTaskHandlers(s.runner)
+	s.serveAPI(ln)
+	s.serveDebug()
+	go s.elect.Campaign(ctx, s.lead, s.runner.Wait)
+	s.log.Info("management server running", "api", s.url, "data", s.cfg.DataDir, "etcd", s.EtcdClientURL())
+	return nil
+}
+
+// startState starts the cache over the store, with what follows it: the
+// tally, the views' list cache and the event log.
+func (s *Server) startState(ctx context.Context) error {
+	s.cache = store.NewCache(s.store, s.log)
+	s.tally = state.NewTally()
+	s.cache.Observe(s.tally.Observe)
+	s.st = &state.State{Store: s.store, Cache: s.cache}
+	s.views = views.New(s.st, s.tally)
+	s.lists = views.NewListCache(s.views)
+	s.cache.Observe(s.lists.Observe)
+	if err := s.cache.Start(ctx); err != nil {
+		return err
+	}
+	s.events = events.NewLog(4096)
+	s.cache.Subscribe(s.events.Observe)
+	return nil
+}
+
+// newServices builds the control services on the state and the hosts'
+// client (see internal/control's doc for who calls whom).
+func (s *Server) newServices() {
+	s.submitter = &tasks.Submitter{State: s.st, Guard: idempotencyGuard{s}}
+	s.places = placement.New(s.st, s.tally)
+	s.inv = &inventory.Inventory{St: s.st, Tally: s.tally, Hosts: s.agents, Tasks: s.submitter, ServerDataDir: s.cfg.DataDir}
+	s.enroll = enroll.New(s.inv, s.ca, s.cfg.HostCertTTL, s.log)
+	s.migration = migration.New(migration.Deps{State: s.st, Inventory: s.inv, Hosts: s.agents, Placer: s.places, Tasks: s.submitter,
+		Log: s.log, StallTimeout: s.cfg.MigrationStallTimeout})
+	s.storage = storage.New(storage.Deps{State: s.st, Inv: s.inv, Hosts: s.agents, Places: s.places, Tasks: s.submitter, Log: s.log})
+	s.newHostServices()
+	s.vms = s.newVMs()
+	s.transfer = s.newTransfer()
+	s.auth = auth.NewTokens(s.store)
+	s.authn, s.authz = s.auth, auth.AllowAll{}
+}
+
+// serveAPI serves the API on ln, with mutual TLS for hosts.
+func (s *Server) serveAPI(ln net.Listener) {
 	s.reqCtx, s.reqCancel = context.WithCancel(context.Background())
 	// No write or whole-request read timeout: event streams, long polls,
 	// consoles and multi-GB transfers run as long as they make progress.
@@ -260,22 +284,25 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			s.log.Error("API server stopped", "err", err)
 		}
 	}()
-	if s.cfg.DebugListen != "" {
-		if dln, err := netguard.Listen(s.cfg.DebugListen, s.cfg.Limits, s.log); err != nil {
-			s.log.Error("no debug endpoint", "listen", s.cfg.DebugListen, "err", err)
-		} else {
-			s.debugSrv = s.cfg.Limits.Server(debugMux(), s.log)
-			go func() {
-				s.log.Info("debug endpoint (pprof)", "listen", dln.Addr().String())
-				if err := s.debugSrv.Serve(dln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-					s.log.Error("debug endpoint stopped", "err", err)
-				}
-			}()
-		}
+}
+
+// serveDebug serves pprof on the debug listener, if one is configured.
+func (s *Server) serveDebug() {
+	if s.cfg.DebugListen == "" {
+		return
 	}
-	go s.elect.Campaign(ctx, s.lead, s.runner.Wait)
-	s.log.Info("management server running", "api", s.url, "data", s.cfg.DataDir, "etcd", s.EtcdClientURL())
-	return nil
+	dln, err := netguard.Listen(s.cfg.DebugListen, s.cfg.Limits, s.log)
+	if err != nil {
+		s.log.Error("no debug endpoint", "listen", s.cfg.DebugListen, "err", err)
+		return
+	}
+	s.debugSrv = s.cfg.Limits.Server(debugMux(), s.log)
+	go func() {
+		s.log.Info("debug endpoint (pprof)", "listen", dln.Addr().String())
+		if err := s.debugSrv.Serve(dln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("debug endpoint stopped", "err", err)
+		}
+	}()
 }
 
 func (s *Server) openStore(ctx context.Context) error {
