@@ -34,6 +34,7 @@ import (
 	"github.com/vdc-project/vdc/internal/control/vms"
 	"github.com/vdc-project/vdc/internal/netguard"
 	"github.com/vdc-project/vdc/internal/pki"
+	"github.com/vdc-project/vdc/internal/server/idempotency"
 	"github.com/vdc-project/vdc/internal/store"
 )
 
@@ -133,7 +134,7 @@ type Server struct {
 	submitter *tasks.Submitter
 	migration *migration.Service
 	st        *state.State
-	idem      idempotencyLeases
+	idem      *idempotency.Keys
 	// dropAnswer, set by tests only, names requests whose answer is lost.
 	dropAnswer atomic.Pointer[func(method, path string) bool]
 	openapiCache
@@ -208,7 +209,8 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return err
 	}
 	s.st = &state.State{Store: s.store, Cache: s.cache}
-	s.submitter = &tasks.Submitter{State: s.st, Guard: idempotencyGuard{s}}
+	s.idem = idempotency.New(s.store, s.cache)
+	s.submitter = &tasks.Submitter{State: s.st, Guard: s.idem}
 	s.events = newEventLog(4096)
 	s.cache.Subscribe(s.events.observe)
 	s.places = placement.New(s.st, s.tally)
