@@ -94,6 +94,7 @@ type creator struct {
 	entered, release chan struct{}
 	mu               sync.Mutex
 	made             map[string]bool
+	submitted        []string // the tasks Submit returned
 }
 
 func newCreator(f *fixture, hold string) *creator {
@@ -128,6 +129,7 @@ func (c *creator) handle(w http.ResponseWriter, r *http.Request) error {
 	}
 	c.mu.Lock()
 	c.made[req.Name] = true
+	c.submitted = append(c.submitted, task.Metadata.ID)
 	c.mu.Unlock()
 	w.Header().Set("Location", "/api/v1/tasks/"+task.Metadata.ID)
 	w.Header().Set("Content-Type", "application/json")
@@ -266,8 +268,13 @@ func TestConcurrentRepeatsGetTheWinnersAnswer(t *testing.T) {
 			if l.status != http.StatusAccepted || taskID(t, l) != taskID(t, winner) {
 				t.Fatalf("loser: %+v; want the winner's task %s", l, taskID(t, winner))
 			}
-			if hold == "start" && !l.replayed {
+			switch {
+			case hold == "start" && !l.replayed:
 				t.Errorf("the loser, whose handler failed, was not answered as a replay: %+v", l)
+			case hold == "submit" && (len(c.submitted) != 2 || c.submitted[1] != c.submitted[0]):
+				// The guard turns the loser's failed commit into the
+				// winner's task, which its handler goes on with.
+				t.Errorf("the loser's submit did not return the winner's task: submits returned %v", c.submitted)
 			}
 			if n := c.runs.Load(); n != 2 {
 				t.Fatalf("the handler ran %d times, want 2", n)
