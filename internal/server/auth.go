@@ -52,6 +52,5 @@ func (s *Server) createJoinToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.commitResponse(w, r.Context(), txn, http.StatusCreated, tok, "store join token")
-	return nil
+	return s.idem.CommitResponse(w, r.Context(), txn, http.StatusCreated, tok, "store join token")
 }

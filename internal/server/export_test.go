@@ -2,6 +2,7 @@ package server
 
 import (
 	"github.com/vdc-project/vdc/internal/control/auth"
+	"github.com/vdc-project/vdc/internal/server/idempotency"
 	"github.com/vdc-project/vdc/internal/store"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -19,4 +20,4 @@ func TokenKeyForTest(secret string) string { return store.SysPrefix + "tokens/" 
 func (s *Server) DropAnswersForTest(drop func(method, path string) bool) { s.dropAnswer.Store(&drop) }
 
 // IdempotencyPrefixForTest is where Idempotency-Keys are recorded in etcd.
-const IdempotencyPrefixForTest = idempotencyPrefix
+const IdempotencyPrefixForTest = idempotency.Prefix

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/server/idempotency"
 	"github.com/vdc-project/vdc/internal/version"
 )
 
@@ -53,8 +54,8 @@ func openAPI(routes []route) map[string]any {
 			params = append(params, map[string]any{"name": q.name, "in": "query", "schema": schema, "description": doc})
 		}
 		if r.idempotent {
-			params = append(params, map[string]any{"name": IdempotencyHeader, "in": "header",
-				"schema": map[string]any{"type": "string", "maxLength": maxIdempotencyKey},
+			params = append(params, map[string]any{"name": idempotency.Header, "in": "header",
+				"schema": map[string]any{"type": "string", "maxLength": idempotency.MaxKey},
 				"description": "a fresh random value (a UUID) per request: the same request sent again with it, within 24 hours, " +
 					"returns the task the first one recorded instead of doing it twice; the key sent with a different request is refused with 422"})
 		}

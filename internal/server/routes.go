@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/server/idempotency"
 )
 
 // route is one API call: how it is served and how it is documented. The
@@ -20,8 +21,8 @@ type route struct {
 	query        []param
 	public       bool // authenticated otherwise than by bearer token
 	stream       bool // text/event-stream
-	// idempotent calls take an Idempotency-Key header (see idempotency.go);
-	// set from the table by takesIdempotencyKey.
+	// idempotent calls take an Idempotency-Key header (see package
+	// idempotency); set from the table by idempotency.Takes.
 	idempotent bool
 }
 
@@ -179,7 +180,8 @@ func (s *Server) apiRoutes() []route {
 			body: api.Heartbeat{}, reply: api.HeartbeatResponse{}, public: true},
 	)
 	for i := range rs {
-		rs[i].idempotent = takesIdempotencyKey(rs[i])
+		_, task := rs[i].reply.(api.Task)
+		rs[i].idempotent = idempotency.Takes(rs[i].method, rs[i].path, task)
 	}
 	return rs
 }
@@ -207,19 +209,19 @@ func (s *Server) routes() http.Handler {
 	authed := http.NewServeMux()
 	root := http.NewServeMux()
 	for _, r := range s.apiRoutes() {
-		mux, h := authed, serve(r.handler)
+		h := r.handler
 		if r.idempotent {
-			h = s.idempotent(h)
+			h = s.idem.Wrap(h)
 		} else {
-			h = refuseIdempotencyKey(r, h)
+			h = idempotency.Refuse(r.method, r.path, h)
 		}
-		h = checkQuery(r, h)
+		mux, hf := authed, checkQuery(r, serve(h))
 		if r.public {
 			// These authenticate in the handler (a join token, a host's
 			// current certificate), which then trusts the connection.
 			mux = root
 		}
-		mux.HandleFunc(r.method+" "+r.path, h)
+		mux.HandleFunc(r.method+" "+r.path, hf)
 	}
 	authed.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
 		fail(w, api.Errorf(api.ErrNotFound, "no such API call: %s %s", r.Method, r.URL.Path))
@@ -238,7 +240,7 @@ func (s *Server) answerFaults(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		next.ServeHTTP(&heldResponse{header: http.Header{}}, r)
+		next.ServeHTTP(&idempotency.Held{}, r)
 		panic(http.ErrAbortHandler)
 	})
 }

@@ -37,6 +37,7 @@ import (
 	"github.com/vdc-project/vdc/internal/control/vms"
 	"github.com/vdc-project/vdc/internal/netguard"
 	"github.com/vdc-project/vdc/internal/pki"
+	"github.com/vdc-project/vdc/internal/server/idempotency"
 	"github.com/vdc-project/vdc/internal/store"
 )
 
@@ -136,7 +137,7 @@ type Server struct {
 	submitter *tasks.Submitter
 	migration *migration.Service
 	st        *state.State
-	idem      idempotencyLeases
+	idem      *idempotency.Keys
 	// dropAnswer, set by tests only, names requests whose answer is lost.
 	dropAnswer atomic.Pointer[func(method, path string) bool]
 	openapiCache
@@ -252,7 +253,8 @@ func (s *Server) startState(ctx context.Context) error {
 // newServices builds the control services on the state and the hosts'
 // client (see internal/control's doc for who calls whom).
 func (s *Server) newServices() {
-	s.submitter = &tasks.Submitter{State: s.st, Guard: idempotencyGuard{s}}
+	s.idem = idempotency.New(s.store, s.cache)
+	s.submitter = &tasks.Submitter{State: s.st, Guard: s.idem}
 	s.places = placement.New(s.st, s.tally)
 	s.inv = &inventory.Inventory{St: s.st, Tally: s.tally, Hosts: s.agents, Tasks: s.submitter, ServerDataDir: s.cfg.DataDir}
 	s.enroll = enroll.New(s.inv, s.ca, s.cfg.HostCertTTL, s.log)

@@ -29,8 +29,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 	txn := s.store.Txn()
 	out := s.auth.Mint(txn, req.User, req.Description)
 	s.log.Info("creating an API token", "id", out.ID, "user", out.User, "by", auth.User(ctx))
-	s.commitResponse(w, ctx, txn, http.StatusCreated, out, "create token for "+out.User)
-	return nil
+	return s.idem.CommitResponse(w, ctx, txn, http.StatusCreated, out, "create token for "+out.User)
 }
 
 // GET /api/v1/tokens
