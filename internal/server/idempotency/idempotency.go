@@ -124,6 +124,10 @@ type claim struct {
 	// used once a commit recorded the key: further writes of the same
 	// request (retries of a step) do not claim it again.
 	used atomic.Bool
+	// settled is the answer of a repeat that committed first, found when
+	// this request's own commit failed on the key: the request answers
+	// with it, as a replay, whatever the handler then wrote.
+	settled atomic.Pointer[replay]
 }
 
 type claimKey struct{}
@@ -197,6 +201,10 @@ func (k *Keys) Wrap(next Handler) Handler {
 		// name is now taken), the answer is that request's.
 		held := &Held{}
 		err = next(held, r.WithContext(context.WithValue(ctx, claimKey{}, c)))
+		if rep := c.settled.Load(); rep != nil {
+			rep.write(w)
+			return nil
+		}
 		status := held.status
 		if status == 0 && err != nil {
 			_, status = api.ErrorFrom(err) // as the server will answer

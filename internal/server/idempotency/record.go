@@ -141,6 +141,7 @@ func (k *Keys) settle(ctx context.Context, err error) (*replay, error) {
 	case rerr != nil:
 		return nil, rerr
 	case rep != nil:
+		c.settled.Store(rep)
 		return rep, nil
 	}
 	return nil, err
