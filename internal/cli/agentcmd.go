@@ -106,16 +106,8 @@ func (d *driverFlags) new(ctx context.Context, dataDir, host string, log *slog.L
 	return sim.New(sim.Options{CPUs: d.simCPUs, MemoryBytes: int64(mem), Host: host, Logger: log}), nil
 }
 
-func newAgentCmd(g *globals) *cobra.Command {
-	var cfg agent.Config
-	var df driverFlags
-	var lf logFlags
-	var simHosts int
-	var capMemory string
-	cmd := &cobra.Command{
-		Use:   "agent",
-		Short: "Run the host agent that runs this machine's VMs",
-		Long: `Run the host agent. The first start joins the datacenter with a join token
+// agentLong is the help text of vdc agent.
+const agentLong = `Run the host agent. The first start joins the datacenter with a join token
 (from 'vdc host token create'); the host's certificate and identity are then
 kept in --data and later starts need no token. VMs keep running when the agent
 stops; a restarted agent re-attaches to them.
@@ -135,71 +127,35 @@ machine (as under vdc up, which sets them) must share its capacity, or
 placement admits VMs that cannot run.
 
 --sim-hosts N runs N simulated hosts in this one process (NAME-1..NAME-N, data
-in DATA/NAME-i), for scale tests and planning.`,
+in DATA/NAME-i), for scale tests and planning.`
+
+// agentFlags are the flags of vdc agent.
+type agentFlags struct {
+	cfg       agent.Config
+	df        driverFlags
+	lf        logFlags
+	simHosts  int
+	capMemory string
+}
+
+func newAgentCmd(g *globals) *cobra.Command {
+	a := &agentFlags{}
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the host agent that runs this machine's VMs",
+		Long:  agentLong,
 		Example: `  vdc agent --server https://10.0.0.1:7443 --join-token-file /root/join-token --data /var/lib/vdc-agent --name esx1
   VDC_JOIN_TOKEN=vdc1.xxxx.yyyy vdc agent --server https://10.0.0.1:7443 --data /var/lib/vdc-agent --name esx1`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkMaxConns(cfg.Limits.MaxConnsPerIP); err != nil {
-				return err
-			}
-			log, closeLog, err := lf.logger(os.Stderr)
-			if err != nil {
-				return err
-			}
-			defer closeLog()
-			if err := joinTokenSource(&cfg, log); err != nil {
-				return err
-			}
-			if capMemory != "" {
-				m, err := api.ParseSize(capMemory)
-				if err != nil || m <= 0 {
-					return fmt.Errorf("--capacity-memory %q: give a size such as 4GiB", capMemory)
-				}
-				cfg.CapacityMemory = int64(m)
-			}
-			if cfg.CapacityCPUs < 0 {
-				return fmt.Errorf("--capacity-cpus must be at least 1, got %d", cfg.CapacityCPUs)
-			}
-			if simHosts > 0 && df.driver == "" {
-				df.driver = "sim"
-			}
-			df.pick(g.stderr)
-			if err := df.check(); err != nil {
-				return err
-			}
-			ctx, stop := signalContext(cmd.Context())
-			defer stop()
-			if simHosts <= 0 {
-				return runAgent(ctx, cfg, &df, log)
-			}
-			if df.driver != "sim" {
-				return errors.New("--sim-hosts needs --driver sim")
-			}
-			if cfg.Name == "" {
-				cfg.Name = "sim"
-			}
-			var wg sync.WaitGroup
-			errs := make(chan error, simHosts)
-			for i := 1; i <= simHosts; i++ {
-				c := cfg
-				c.Name = fmt.Sprintf("%s-%d", cfg.Name, i)
-				c.DataDir = filepath.Join(cfg.DataDir, c.Name)
-				c.Advertise = ""
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					if err := runAgent(ctx, c, &df, log); err != nil {
-						errs <- fmt.Errorf("host %s: %w", c.Name, err)
-						stop()
-					}
-				}()
-			}
-			wg.Wait()
-			close(errs)
-			return errors.Join(collect(errs)...)
-		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return a.run(cmd, g) },
 	}
+	a.add(cmd)
+	return cmd
+}
+
+// add defines the flags of vdc agent on cmd.
+func (a *agentFlags) add(cmd *cobra.Command) {
+	cfg := &a.cfg
 	cmd.Flags().StringVar(&cfg.ServerURL, "server", "", "management server URL, e.g. https://10.0.0.1:7443")
 	cmd.Flags().StringVar(&cfg.JoinTokenFile, "join-token-file", "", "file holding the join token (needed the first time only, or after 'vdc host replace')")
 	cmd.Flags().StringVar(&cfg.JoinToken, "join-token", "", "join token; visible to every user in 'ps': prefer --join-token-file or "+joinTokenEnv)
@@ -207,14 +163,83 @@ in DATA/NAME-i), for scale tests and planning.`,
 	cmd.Flags().StringVar(&cfg.Name, "name", "", "host name (default: the hostname)")
 	cmd.Flags().StringVar(&cfg.Listen, "listen", "", "agent API address (default :7444, or 127.0.0.1:0 when the server is on loopback)")
 	cmd.Flags().StringVar(&cfg.Advertise, "advertise", "", "address the server should dial (default: derived from --listen)")
-	cmd.Flags().IntVar(&simHosts, "sim-hosts", 0, "run this many simulated hosts in one process")
+	cmd.Flags().IntVar(&a.simHosts, "sim-hosts", 0, "run this many simulated hosts in one process")
 	cmd.Flags().IntVar(&cfg.CapacityCPUs, "capacity-cpus", 0, "CPUs this host offers to VMs (default: all of the machine's)")
-	cmd.Flags().StringVar(&capMemory, "capacity-memory", "", "memory this host offers to VMs, e.g. 8GiB (default: all of the machine's)")
+	cmd.Flags().StringVar(&a.capMemory, "capacity-memory", "", "memory this host offers to VMs, e.g. 8GiB (default: all of the machine's)")
 	addMaxConnsFlag(cmd, &cfg.Limits.MaxConnsPerIP)
-	df.add(cmd, "")
-	lf.add(cmd)
+	a.df.add(cmd, "")
+	a.lf.add(cmd)
 	_ = cmd.MarkFlagRequired("server")
-	return cmd
+}
+
+// run checks the flags and runs the agent, or the simulated hosts.
+func (a *agentFlags) run(cmd *cobra.Command, g *globals) error {
+	cfg, df := &a.cfg, &a.df
+	if err := checkMaxConns(cfg.Limits.MaxConnsPerIP); err != nil {
+		return err
+	}
+	log, closeLog, err := a.lf.logger(os.Stderr)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	if err := joinTokenSource(cfg, log); err != nil {
+		return err
+	}
+	if a.capMemory != "" {
+		m, err := api.ParseSize(a.capMemory)
+		if err != nil || m <= 0 {
+			return fmt.Errorf("--capacity-memory %q: give a size such as 4GiB", a.capMemory)
+		}
+		cfg.CapacityMemory = int64(m)
+	}
+	if cfg.CapacityCPUs < 0 {
+		return fmt.Errorf("--capacity-cpus must be at least 1, got %d", cfg.CapacityCPUs)
+	}
+	if a.simHosts > 0 && df.driver == "" {
+		df.driver = "sim"
+	}
+	df.pick(g.stderr)
+	if err := df.check(); err != nil {
+		return err
+	}
+	ctx, stop := signalContext(cmd.Context())
+	defer stop()
+	if a.simHosts <= 0 {
+		return runAgent(ctx, *cfg, df, log)
+	}
+	return a.runSimHosts(ctx, stop, log)
+}
+
+// runSimHosts runs --sim-hosts simulated hosts in this process, stopping
+// them all when one fails.
+func (a *agentFlags) runSimHosts(ctx context.Context, stop func(), log *slog.Logger) error {
+	cfg, df := a.cfg, &a.df
+	if df.driver != "sim" {
+		return errors.New("--sim-hosts needs --driver sim")
+	}
+	if cfg.Name == "" {
+		cfg.Name = "sim"
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, a.simHosts)
+	for i := 1; i <= a.simHosts; i++ {
+		c := cfg
+		c.Name = fmt.Sprintf("%s-%d", cfg.Name, i)
+		c.DataDir = filepath.Join(cfg.DataDir, c.Name)
+		c.Advertise = ""
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := runAgent(ctx, c, df, log); err != nil {
+				errs <- fmt.Errorf("host %s: %w", c.Name, err)
+				stop()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return errors.Join(collect(errs)...)
 }
 
 // joinTokenEnv is the environment variable that may carry a join token.
