@@ -273,109 +273,153 @@ type localFile struct {
 // the host does that as the files arrive, and reading them twice would
 // only cost.
 func localPackage(format, src string, read bool) ([]localFile, *ovf.Package, []string, error) {
-	stat := func(name, p string) (localFile, error) {
-		fi, err := os.Stat(p)
-		if err != nil {
-			return localFile{}, err
-		}
-		if !fi.Mode().IsRegular() {
-			return localFile{}, fmt.Errorf("%s is not a regular file", p)
-		}
-		return localFile{name: name, path: p, size: fi.Size()}, nil
-	}
 	switch format {
 	case api.ImportOVA:
-		lf, err := stat(filepath.Base(src), src)
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		if !strings.HasSuffix(strings.ToLower(lf.name), ".ova") {
-			lf.name += ".ova"
-		}
-		if !read {
-			return []localFile{lf}, nil, nil, nil // the host reads it as it arrives
-		}
-		fh, err := os.Open(src)
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		defer fh.Close()
-		pkg, err := ovf.ReadOVA(fh)
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		return []localFile{lf}, pkg, nil, nil
+		return localOVA(src, read)
 	case api.ImportOVF:
-		data, err := os.ReadFile(src)
-		if err != nil {
-			return nil, nil, nil, err
+		return localOVF(src, read)
+	}
+	return localDisk(src)
+}
+
+// statLocal describes the regular file p, named name in the package.
+func statLocal(name, p string) (localFile, error) {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return localFile{}, err
+	}
+	if !fi.Mode().IsRegular() {
+		return localFile{}, fmt.Errorf("%s is not a regular file", p)
+	}
+	return localFile{name: name, path: p, size: fi.Size()}, nil
+}
+
+// localOVA lists an OVA, reading it with read.
+func localOVA(src string, read bool) ([]localFile, *ovf.Package, []string, error) {
+	lf, err := statLocal(filepath.Base(src), src)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if !strings.HasSuffix(strings.ToLower(lf.name), ".ova") {
+		lf.name += ".ova"
+	}
+	if !read {
+		return []localFile{lf}, nil, nil, nil // the host reads it as it arrives
+	}
+	fh, err := os.Open(src)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	defer fh.Close()
+	pkg, err := ovf.ReadOVA(fh)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return []localFile{lf}, pkg, nil, nil
+}
+
+// localOVF lists an OVF descriptor and the files beside it, reading them
+// into the package with read.
+func localOVF(src string, read bool) ([]localFile, *ovf.Package, []string, error) {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	env, err := ovf.Parse(data)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	dir, base := filepath.Dir(src), filepath.Base(src)
+	pkg := ovf.NewPackage()
+	if err := pkg.AddBytes(base, data); err != nil {
+		return nil, nil, nil, err
+	}
+	files := []localFile{{name: base, path: src, size: int64(len(data))}}
+	stem := strings.TrimSuffix(base, filepath.Ext(base))
+	for _, extra := range []string{stem + ".mf", stem + ".cert"} {
+		if lf, err := statLocal(extra, filepath.Join(dir, extra)); err == nil {
+			files = append(files, lf)
 		}
-		env, err := ovf.Parse(data)
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		dir, base := filepath.Dir(src), filepath.Base(src)
-		pkg := ovf.NewPackage()
-		if err := pkg.AddBytes(base, data); err != nil {
-			return nil, nil, nil, err
-		}
-		files := []localFile{{name: base, path: src, size: int64(len(data))}}
-		var missing []string
-		stem := strings.TrimSuffix(base, filepath.Ext(base))
-		for _, extra := range []string{stem + ".mf", stem + ".cert"} {
-			if lf, err := stat(extra, filepath.Join(dir, extra)); err == nil {
-				files = append(files, lf)
-			}
-		}
-		for _, fr := range env.Files {
-			if err := ovf.CheckHref(fr.Href); err != nil {
-				return nil, nil, nil, err
-			}
-			names := []string{path.Clean(fr.Href)}
-			if fr.ChunkSize > 0 {
-				names = nil
-				for i := 0; ; i++ {
-					n := ovf.ChunkName(path.Clean(fr.Href), i)
-					if _, err := os.Stat(filepath.Join(dir, filepath.FromSlash(n))); err != nil {
-						if i == 0 {
-							names = append(names, n) // none: the first is missing
-						}
-						break
-					}
-					names = append(names, n)
-				}
-			}
-			for _, n := range names {
-				lf, err := stat(n, filepath.Join(dir, filepath.FromSlash(n)))
-				switch {
-				case read && errors.Is(err, fs.ErrNotExist):
-					missing = append(missing, n) // a dry run plans without it
-					continue
-				case errors.Is(err, fs.ErrNotExist):
-					return nil, nil, nil, fmt.Errorf("file %s of the package is missing: there is no %s beside the descriptor", n, filepath.Join(dir, filepath.FromSlash(n)))
-				case err != nil:
-					return nil, nil, nil, fmt.Errorf("file %s of the package: %w", fr.Href, err)
-				}
-				files = append(files, lf)
-			}
-		}
-		if !read {
-			return files, pkg, missing, nil
-		}
-		for _, lf := range files[1:] {
-			fh, err := os.Open(lf.path)
-			if err != nil {
-				return nil, nil, nil, err
-			}
-			err = pkg.Add(lf.name, 0, lf.size, fh)
-			fh.Close()
-			if err != nil {
-				return nil, nil, nil, err
-			}
-		}
+	}
+	refs, missing, err := ovfReferenced(env, dir, read)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	files = append(files, refs...)
+	if !read {
 		return files, pkg, missing, nil
 	}
-	lf, err := stat(filepath.Base(src), src)
+	if err := addLocalFiles(pkg, files[1:]); err != nil {
+		return nil, nil, nil, err
+	}
+	return files, pkg, missing, nil
+}
+
+// ovfReferenced lists the files the descriptor in dir references (each
+// chunk of a chunked one); with read, those not there are missing rather
+// than an error.
+func ovfReferenced(env *ovf.Envelope, dir string, read bool) (files []localFile, missing []string, err error) {
+	for _, fr := range env.Files {
+		if err := ovf.CheckHref(fr.Href); err != nil {
+			return nil, nil, err
+		}
+		names := []string{path.Clean(fr.Href)}
+		if fr.ChunkSize > 0 {
+			names = ovfChunks(dir, fr.Href)
+		}
+		for _, n := range names {
+			lf, err := statLocal(n, filepath.Join(dir, filepath.FromSlash(n)))
+			switch {
+			case read && errors.Is(err, fs.ErrNotExist):
+				missing = append(missing, n) // a dry run plans without it
+				continue
+			case errors.Is(err, fs.ErrNotExist):
+				return nil, nil, fmt.Errorf("file %s of the package is missing: there is no %s beside the descriptor", n, filepath.Join(dir, filepath.FromSlash(n)))
+			case err != nil:
+				return nil, nil, fmt.Errorf("file %s of the package: %w", fr.Href, err)
+			}
+			files = append(files, lf)
+		}
+	}
+	return files, missing, nil
+}
+
+// ovfChunks names the chunks of the chunked file href found in dir, or
+// only the first when there is none.
+func ovfChunks(dir, href string) []string {
+	var names []string
+	for i := 0; ; i++ {
+		n := ovf.ChunkName(path.Clean(href), i)
+		if _, err := os.Stat(filepath.Join(dir, filepath.FromSlash(n))); err != nil {
+			if i == 0 {
+				names = append(names, n) // none: the first is missing
+			}
+			break
+		}
+		names = append(names, n)
+	}
+	return names
+}
+
+// addLocalFiles reads files into the package, checking them as it goes.
+func addLocalFiles(pkg *ovf.Package, files []localFile) error {
+	for _, lf := range files {
+		fh, err := os.Open(lf.path)
+		if err != nil {
+			return err
+		}
+		err = pkg.Add(lf.name, 0, lf.size, fh)
+		fh.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// localDisk lists a disk file and, for a VMDK descriptor, its extents.
+func localDisk(src string) ([]localFile, *ovf.Package, []string, error) {
+	lf, err := statLocal(filepath.Base(src), src)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -385,7 +429,7 @@ func localPackage(format, src string, read bool) ([]localFile, *ovf.Package, []s
 	}
 	files := []localFile{lf}
 	for _, e := range det.Extents {
-		ef, err := stat(e, filepath.Join(filepath.Dir(src), e))
+		ef, err := statLocal(e, filepath.Join(filepath.Dir(src), e))
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("extent %s: %w", e, err)
 		}
