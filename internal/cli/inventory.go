@@ -431,94 +431,107 @@ func newDatacenterCmd(g *globals) *cobra.Command {
 }
 
 func newClusterCmd(g *globals) *cobra.Command {
-	// overcommit adds the two ratio flags; check refuses a ratio given as 0 or less.
-	overcommit := func(cmd *cobra.Command) (cpu, mem *float64, check func() error) {
-		cpu = cmd.Flags().Float64("cpu-overcommit", 0, fmt.Sprintf("vCPUs of powered-on VMs per physical CPU of a host (default %g)", api.DefaultCPUOvercommit))
-		mem = cmd.Flags().Float64("memory-overcommit", 0, fmt.Sprintf("VM memory per byte of host memory (default %g)", api.DefaultMemoryOvercommit))
-		return cpu, mem, func() error {
-			for _, f := range []struct {
-				name string
-				v    float64
-			}{{"cpu-overcommit", *cpu}, {"memory-overcommit", *mem}} {
-				if cmd.Flags().Changed(f.name) && !(f.v > 0) {
-					return fmt.Errorf("--%s must be above 0, got %g", f.name, f.v)
-				}
-			}
-			return nil
-		}
-	}
 	d := &nounDef[*api.Cluster]{
 		kind: api.KindCluster, singular: "cluster", plural: "clusters", use: "cluster",
-		short: "Manage clusters, the groups of hosts that VMs are placed on",
-		columns: func(now time.Time) []column[*api.Cluster] {
-			return []column[*api.Cluster]{
-				{header: "name", value: func(o *api.Cluster) string { return o.Metadata.Name }},
-				{header: "datacenter", value: func(o *api.Cluster) string { return o.Spec.Datacenter.String() }},
-				{header: "hosts", value: func(o *api.Cluster) string { return usedOf(o.Status.ConnectedHosts, o.Status.Hosts) }},
-				{header: "vms", value: func(o *api.Cluster) string { return strconv.Itoa(o.Status.VMs) }},
-				{header: "cpu", value: func(o *api.Cluster) string { return usedOf(o.Status.UsedCPUs, o.Status.CPUs) }},
-				{header: "memory", value: func(o *api.Cluster) string { return usedOf(o.Status.UsedMemory, o.Status.MemoryBytes) }},
-				{header: "overcommit", value: func(o *api.Cluster) string {
-					return fmt.Sprintf("cpu %gx, mem %gx", o.Spec.CPUOvercommit, o.Spec.MemoryOvercommit)
-				}},
-				{header: "ha", value: func(o *api.Cluster) string { return haSummary(o.Spec.HA) }},
-				{header: "age", value: func(o *api.Cluster) string { return age(now, o.Metadata.Created) }},
-			}
-		},
-		info: func(v *infoView, o *api.Cluster, now time.Time) {
-			metaInfo(v, &o.Metadata, now)
-			v.add("Datacenter", o.Spec.Datacenter.String())
-			v.add("Description", o.Spec.Description)
-			v.add("Hosts", fmt.Sprintf("%d (%d connected)", o.Status.Hosts, o.Status.ConnectedHosts))
-			v.add("VMs", strconv.Itoa(o.Status.VMs))
-			v.add("CPU", usedOf(o.Status.UsedCPUs, o.Status.CPUs)+" (vCPUs of powered-on VMs/physical)")
-			v.add("Memory", usedOf(o.Status.UsedMemory, o.Status.MemoryBytes))
-			v.add("CPU overcommit", fmt.Sprintf("%gx", o.Spec.CPUOvercommit))
-			v.add("Memory overcommit", fmt.Sprintf("%gx", o.Spec.MemoryOvercommit))
-			haInfo(v, o.Spec.HA)
-		},
-		create: func(cmd *cobra.Command) func(string) (any, error) {
-			m := addMetaFlags(cmd, false, true)
-			dc := cmd.Flags().String("datacenter", "", "datacenter (default: the only one)")
-			cpu, mem, check := overcommit(cmd)
-			ha := haFlags(cmd)
-			return func(name string) (any, error) {
-				if err := check(); err != nil {
-					return nil, err
-				}
-				hu, err := ha()
-				if err != nil {
-					return nil, err
-				}
-				labels, err := m.labelMap()
-				return api.ClusterCreateRequest{Name: name, Datacenter: *dc, Description: m.description, Labels: labels,
-					CPUOvercommit: *cpu, MemoryOvercommit: *mem, HA: hu}, err
-			}
-		},
+		short:         "Manage clusters, the groups of hosts that VMs are placed on",
+		columns:       clusterColumns,
+		info:          clusterInfo,
+		create:        clusterCreateFlags,
 		createExample: "  vdc cluster create prod --datacenter dc1 --cpu-overcommit 2",
-		update: func(cmd *cobra.Command) func() (any, error) {
-			m := addMetaFlags(cmd, true, true)
-			cpu, mem, check := overcommit(cmd)
-			ha := haFlags(cmd)
-			return func() (any, error) {
-				if err := check(); err != nil {
-					return nil, err
-				}
-				hu, err := ha()
-				if err != nil {
-					return nil, err
-				}
-				mc, err := m.change("cluster")
-				return api.ClusterUpdateRequest{Name: mc.name, Description: mc.description, Labels: mc.labels,
-					CPUOvercommit: changed(cmd, "cpu-overcommit", *cpu), MemoryOvercommit: changed(cmd, "memory-overcommit", *mem), HA: hu}, err
-			}
-		},
+		update:        clusterUpdateFlags,
 		updateExample: `  vdc cluster update prod --memory-overcommit 1.5
   vdc cluster update prod --ha on --ha-admission-control host-failures --ha-vm-monitoring on
   vdc cluster update prod --ha-failure-detection 3s --ha-isolation-response shutdown`,
 		listFlags: datacenterFilter,
 	}
 	return d.command(g)
+}
+
+// overcommitFlags adds the two ratio flags; check refuses a ratio given as 0 or less.
+func overcommitFlags(cmd *cobra.Command) (cpu, mem *float64, check func() error) {
+	cpu = cmd.Flags().Float64("cpu-overcommit", 0, fmt.Sprintf("vCPUs of powered-on VMs per physical CPU of a host (default %g)", api.DefaultCPUOvercommit))
+	mem = cmd.Flags().Float64("memory-overcommit", 0, fmt.Sprintf("VM memory per byte of host memory (default %g)", api.DefaultMemoryOvercommit))
+	return cpu, mem, func() error {
+		for _, f := range []struct {
+			name string
+			v    float64
+		}{{"cpu-overcommit", *cpu}, {"memory-overcommit", *mem}} {
+			if cmd.Flags().Changed(f.name) && !(f.v > 0) {
+				return fmt.Errorf("--%s must be above 0, got %g", f.name, f.v)
+			}
+		}
+		return nil
+	}
+}
+
+// clusterColumns are the columns of vdc cluster ls.
+func clusterColumns(now time.Time) []column[*api.Cluster] {
+	return []column[*api.Cluster]{
+		{header: "name", value: func(o *api.Cluster) string { return o.Metadata.Name }},
+		{header: "datacenter", value: func(o *api.Cluster) string { return o.Spec.Datacenter.String() }},
+		{header: "hosts", value: func(o *api.Cluster) string { return usedOf(o.Status.ConnectedHosts, o.Status.Hosts) }},
+		{header: "vms", value: func(o *api.Cluster) string { return strconv.Itoa(o.Status.VMs) }},
+		{header: "cpu", value: func(o *api.Cluster) string { return usedOf(o.Status.UsedCPUs, o.Status.CPUs) }},
+		{header: "memory", value: func(o *api.Cluster) string { return usedOf(o.Status.UsedMemory, o.Status.MemoryBytes) }},
+		{header: "overcommit", value: func(o *api.Cluster) string {
+			return fmt.Sprintf("cpu %gx, mem %gx", o.Spec.CPUOvercommit, o.Spec.MemoryOvercommit)
+		}},
+		{header: "ha", value: func(o *api.Cluster) string { return haSummary(o.Spec.HA) }},
+		{header: "age", value: func(o *api.Cluster) string { return age(now, o.Metadata.Created) }},
+	}
+}
+
+// clusterInfo is vdc cluster info.
+func clusterInfo(v *infoView, o *api.Cluster, now time.Time) {
+	metaInfo(v, &o.Metadata, now)
+	v.add("Datacenter", o.Spec.Datacenter.String())
+	v.add("Description", o.Spec.Description)
+	v.add("Hosts", fmt.Sprintf("%d (%d connected)", o.Status.Hosts, o.Status.ConnectedHosts))
+	v.add("VMs", strconv.Itoa(o.Status.VMs))
+	v.add("CPU", usedOf(o.Status.UsedCPUs, o.Status.CPUs)+" (vCPUs of powered-on VMs/physical)")
+	v.add("Memory", usedOf(o.Status.UsedMemory, o.Status.MemoryBytes))
+	v.add("CPU overcommit", fmt.Sprintf("%gx", o.Spec.CPUOvercommit))
+	v.add("Memory overcommit", fmt.Sprintf("%gx", o.Spec.MemoryOvercommit))
+	haInfo(v, o.Spec.HA)
+}
+
+// clusterCreateFlags are the flags of vdc cluster create.
+func clusterCreateFlags(cmd *cobra.Command) func(string) (any, error) {
+	m := addMetaFlags(cmd, false, true)
+	dc := cmd.Flags().String("datacenter", "", "datacenter (default: the only one)")
+	cpu, mem, check := overcommitFlags(cmd)
+	ha := haFlags(cmd)
+	return func(name string) (any, error) {
+		if err := check(); err != nil {
+			return nil, err
+		}
+		hu, err := ha()
+		if err != nil {
+			return nil, err
+		}
+		labels, err := m.labelMap()
+		return api.ClusterCreateRequest{Name: name, Datacenter: *dc, Description: m.description, Labels: labels,
+			CPUOvercommit: *cpu, MemoryOvercommit: *mem, HA: hu}, err
+	}
+}
+
+// clusterUpdateFlags are the flags of vdc cluster update.
+func clusterUpdateFlags(cmd *cobra.Command) func() (any, error) {
+	m := addMetaFlags(cmd, true, true)
+	cpu, mem, check := overcommitFlags(cmd)
+	ha := haFlags(cmd)
+	return func() (any, error) {
+		if err := check(); err != nil {
+			return nil, err
+		}
+		hu, err := ha()
+		if err != nil {
+			return nil, err
+		}
+		mc, err := m.change("cluster")
+		return api.ClusterUpdateRequest{Name: mc.name, Description: mc.description, Labels: mc.labels,
+			CPUOvercommit: changed(cmd, "cpu-overcommit", *cpu), MemoryOvercommit: changed(cmd, "memory-overcommit", *mem), HA: hu}, err
+	}
 }
 
 func newDatastoreCmd(g *globals) *cobra.Command {
