@@ -433,6 +433,14 @@ func vmPower(vm *api.VM) string {
 
 func vmInfo(v *infoView, vm *api.VM, now time.Time) {
 	metaInfo(v, &vm.Metadata, now)
+	vmInfoState(v, vm, now)
+	vmInfoGuest(v, vm, now)
+	vmInfoStorage(v, vm)
+	vmInfoDevices(v, vm)
+}
+
+// vmInfoState is the placement, power and shape part of vm info.
+func vmInfoState(v *infoView, vm *api.VM, now time.Time) {
 	v.add("Description", vm.Spec.Description)
 	v.add("Cluster", vm.Spec.Cluster.String())
 	v.add("Host", vm.Spec.Host.String())
@@ -464,6 +472,10 @@ func vmInfo(v *infoView, vm *api.VM, now time.Time) {
 		v.add("CD-ROM", vm.Spec.CDROM)
 	}
 	v.add("VNC", vncInfo(vm))
+}
+
+// vmInfoGuest is the guest agent part of vm info, and whether the VM is a template.
+func vmInfoGuest(v *infoView, vm *api.VM, now time.Time) {
 	if g := vm.Status.Guest; g != nil {
 		state := g.State
 		if seen := age(now, g.LastSeen); seen != "" {
@@ -477,6 +489,10 @@ func vmInfo(v *infoView, vm *api.VM, now time.Time) {
 	if vm.Spec.Template {
 		v.add("Template", "yes (vdc vm create NEW --from-template "+vm.Metadata.Name+")")
 	}
+}
+
+// vmInfoStorage is the storage, snapshots and cloud-init part of vm info.
+func vmInfoStorage(v *infoView, vm *api.VM) {
 	if st := vm.Status.Storage; st != nil {
 		v.add("Storage", fmt.Sprintf("%s capacity, %s provisioned, %s allocated", st.CapacityBytes, st.ProvisionedBytes, st.AllocatedBytes))
 	}
@@ -492,6 +508,10 @@ func vmInfo(v *infoView, vm *api.VM, now time.Time) {
 	if ci := vm.Spec.CloudInit; ci != nil {
 		v.add("Cloud-init", fmt.Sprintf("NoCloud seed: %d bytes of user-data, %d SSH keys", len(ci.UserData), len(ci.SSHKeys)))
 	}
+}
+
+// vmInfoDevices is the tables of disks and NICs of vm info.
+func vmInfoDevices(v *infoView, vm *api.VM) {
 	allocated := map[string]api.Size{}
 	for _, d := range vm.Status.Disks {
 		allocated[d.Name] = d.AllocatedBytes + d.SnapshotBytes
