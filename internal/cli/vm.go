@@ -20,50 +20,11 @@ import (
 func newVMCmd(g *globals) *cobra.Command {
 	d := &nounDef[*api.VM]{
 		kind: api.KindVM, singular: "vm", title: "VM", plural: "VMs", use: "vm",
-		short:   "Manage virtual machines",
-		columns: vmColumns,
-		info:    vmInfo,
-		listFlags: func(cmd *cobra.Command) func() (url.Values, error) {
-			host := cmd.Flags().String("host", "", "only the VMs of this host")
-			cluster := cmd.Flags().String("cluster", "", "only the VMs of this cluster")
-			power := cmd.Flags().String("power", "", "only the VMs in this power state: on, off, suspended or unknown")
-			return func() (url.Values, error) {
-				q := url.Values{}
-				states := []string{api.PowerOn, api.PowerOff, api.PowerSuspended, api.PowerUnknown}
-				if *power != "" && !slices.Contains(states, *power) {
-					return nil, fmt.Errorf("--power must be one of %s, got %q", strings.Join(states, ", "), *power)
-				}
-				for k, v := range map[string]string{"host": *host, "cluster": *cluster, "power": *power} {
-					if v != "" {
-						q.Set(k, v)
-					}
-				}
-				return q, nil
-			}
-		},
-		create: func(cmd *cobra.Command) func(string) (any, error) {
-			f := &vmCreateFlags{meta: addMetaFlags(cmd, false, true)}
-			fl := cmd.Flags()
-			fl.IntVar(&f.cpus, "cpus", 1, "virtual CPUs")
-			fl.StringVar(&f.memory, "memory", "1GiB", "memory, e.g. 512MiB, 2G")
-			fl.StringArrayVar(&f.disks, "disk", nil, "add a disk: SIZE[,datastore=D][,bus=virtio|scsi|sata][,thick=true] (repeatable; thin unless thick; with --image the first is made from the image, SIZE 0 keeping its size)")
-			fl.StringArrayVar(&f.nics, "nic", nil, "add a NIC: PORTGROUP[,mac=MAC][,model=MODEL] (repeatable; default: one on the datacenter's only port group)")
-			fl.BoolVar(&f.noNIC, "no-nic", false, "create the VM without any NIC")
-			fl.StringVar(&f.host, "host", "", "host to run on (default: placement picks one)")
-			fl.StringVar(&f.cluster, "cluster", "", "cluster (default: the only one, or the host's)")
-			fl.BoolVar(&f.start, "start", false, "power the VM on once it is created")
-			fl.StringVar(&f.image, "image", "", "make the VM from an image: a registered one (e.g. test), or the absolute path of a disk file (qcow2, raw...) in a datastore (upload others with vdc image import FILE)")
-			fl.BoolVar(&f.linked, "linked", false, "with a disk --image: a thin overlay on the image instead of a copy")
-			fl.StringVar(&f.cdrom, "cdrom", "", "attach this ISO file (absolute path of a file in a datastore) as a CD-ROM and boot from it")
-			fl.BoolVar(&f.vnc, "vnc", false, "give the VM a VNC display (reached through the server: vdc vm console NAME --vnc)")
-			fl.IntVar(&f.maxCPUs, "max-cpus", 0, "CPU hot-add: the running VM can grow to this many vCPUs (vdc vm update --cpus); 0: off")
-			fl.StringVar(&f.maxMemory, "max-memory", "", "memory hot-add: the running VM can grow to this much memory, in steps of 128 MiB; default off")
-			fl.StringVar(&f.haPriority, "ha-priority", "", "HA restart priority: high, medium (default), low or disabled")
-			fl.StringVar(&f.template, "from-template", "", "make the VM from a template (with --linked: a linked clone); its shape is the template's unless --cpus/--memory are given")
-			f.cloudInit = addCloudInitFlags(cmd)
-			f.cmd = cmd
-			return func(name string) (any, error) { return f.request(name) }
-		},
+		short:     "Manage virtual machines",
+		columns:   vmColumns,
+		info:      vmInfo,
+		listFlags: vmListFlags,
+		create:    vmCreateCmdFlags,
 		createExample: `  vdc vm create web1 --cpus 2 --memory 1GiB --disk 10GiB --start
   vdc vm create db1 --cpus 4 --memory 8G --disk 20G --disk 200G,datastore=nfs1,bus=scsi --nic vm-network --nic dmz,model=e1000
   vdc vm create scratch --memory 512MiB --no-nic --host esx2
@@ -72,76 +33,14 @@ func newVMCmd(g *globals) *cobra.Command {
   vdc vm create inst --memory 2G --disk 20G --cdrom /srv/iso/debian-12.iso --vnc --start
   vdc vm create web5 --from-template gold-debian --linked --start
   vdc vm create deb1 --memory 2G --image debian-12 --linked --cloud-init user-data.yaml --ssh-key ~/.ssh/id_ed25519.pub --start`,
-		created: func(vm *api.VM) string {
-			s := fmt.Sprintf("vm %s created on %s", vm.Metadata.Name, vm.Spec.Host)
-			if vm.Status.PowerState == api.PowerOn {
-				s += " and powered on"
-			}
-			return s
-		},
-		update: func(cmd *cobra.Command) func() (any, error) {
-			m := addMetaFlags(cmd, true, true)
-			cpus := cmd.Flags().Int("cpus", 0, "virtual CPUs; while the VM runs, added up to --max-cpus (hot-add)")
-			memory := cmd.Flags().String("memory", "", "memory, e.g. 2GiB; while the VM runs, added up to --max-memory in steps of 128 MiB (hot-add)")
-			maxCPUs := cmd.Flags().Int("max-cpus", 0, "CPU hot-add: how many vCPUs the VM can grow to while it runs, 0 for off (while it is off)")
-			maxMemory := cmd.Flags().String("max-memory", "", "memory hot-add: how much memory the VM can grow to while it runs, 0 for off (while it is off)")
-			vnc := cmd.Flags().String("vnc", "", "VNC display, on or off (a running VM gets it at its next power-on)")
-			prio := cmd.Flags().String("ha-priority", "", "HA restart priority: high, medium, low or disabled")
-			return func() (any, error) {
-				mc, err := m.change("vm")
-				if err != nil {
-					return nil, err
-				}
-				req := api.VMUpdateRequest{Name: mc.name, Description: mc.description, Labels: mc.labels, HAPriority: changed(cmd, "ha-priority", *prio)}
-				if cmd.Flags().Changed("cpus") {
-					if err := checkCPUs(*cpus); err != nil {
-						return nil, err
-					}
-					req.CPUs = cpus
-				}
-				if cmd.Flags().Changed("memory") {
-					mem, err := parseSizeFlag("--memory", *memory, api.MinVMMemory, api.MaxVMMemory)
-					if err != nil {
-						return nil, err
-					}
-					req.Memory = &mem
-				}
-				if cmd.Flags().Changed("max-cpus") || cmd.Flags().Changed("max-memory") {
-					mc, mm, err := hotAddFlags(*maxCPUs, *maxMemory)
-					if err != nil {
-						return nil, err
-					}
-					if cmd.Flags().Changed("max-cpus") {
-						req.MaxCPUs = &mc
-					}
-					if cmd.Flags().Changed("max-memory") {
-						req.MaxMemory = &mm
-					}
-				}
-				if cmd.Flags().Changed("vnc") {
-					on, err := parseOnOff("vnc", *vnc)
-					if err != nil {
-						return nil, err
-					}
-					req.VNC = &on
-				}
-				return req, nil
-			}
-		},
+		created: vmCreated,
+		update:  vmUpdateFlags,
 		updateExample: `  vdc vm update web1 --cpus 4 --memory 4GiB
   vdc vm update web1 --max-cpus 8 --max-memory 16GiB   # while off: turn on hot-add
   vdc vm update web1 --cpus 6 --memory 8GiB            # while on: hot-add, the guest brings them online
   vdc vm update web1 --vnc on
   vdc vm update web1 --name web-01 --label tier=web --label old=`,
-		deleteFlags: func(cmd *cobra.Command) func() url.Values {
-			force := cmd.Flags().Bool("force", false, "delete a VM that is not off: power it off first")
-			return func() url.Values {
-				if *force {
-					return url.Values{"force": {"true"}}
-				}
-				return nil
-			}
-		},
+		deleteFlags: vmDeleteFlags,
 	}
 	cmd := d.command(g, newExecCmd(g), newConsoleCmd(g), newMigrateCmd(g),
 		newSnapshotCmd(g), newCloneCmd(g), newMarkTemplateCmd(g), newDiskCmd(g))
@@ -149,6 +48,122 @@ func newVMCmd(g *globals) *cobra.Command {
 		cmd.AddCommand(newPowerCmd(g, p))
 	}
 	return cmd
+}
+
+// vmListFlags are the filters of vm ls.
+func vmListFlags(cmd *cobra.Command) func() (url.Values, error) {
+	host := cmd.Flags().String("host", "", "only the VMs of this host")
+	cluster := cmd.Flags().String("cluster", "", "only the VMs of this cluster")
+	power := cmd.Flags().String("power", "", "only the VMs in this power state: on, off, suspended or unknown")
+	return func() (url.Values, error) {
+		q := url.Values{}
+		states := []string{api.PowerOn, api.PowerOff, api.PowerSuspended, api.PowerUnknown}
+		if *power != "" && !slices.Contains(states, *power) {
+			return nil, fmt.Errorf("--power must be one of %s, got %q", strings.Join(states, ", "), *power)
+		}
+		for k, v := range map[string]string{"host": *host, "cluster": *cluster, "power": *power} {
+			if v != "" {
+				q.Set(k, v)
+			}
+		}
+		return q, nil
+	}
+}
+
+// vmCreateCmdFlags defines the flags of vm create.
+func vmCreateCmdFlags(cmd *cobra.Command) func(string) (any, error) {
+	f := &vmCreateFlags{meta: addMetaFlags(cmd, false, true)}
+	fl := cmd.Flags()
+	fl.IntVar(&f.cpus, "cpus", 1, "virtual CPUs")
+	fl.StringVar(&f.memory, "memory", "1GiB", "memory, e.g. 512MiB, 2G")
+	fl.StringArrayVar(&f.disks, "disk", nil, "add a disk: SIZE[,datastore=D][,bus=virtio|scsi|sata][,thick=true] (repeatable; thin unless thick; with --image the first is made from the image, SIZE 0 keeping its size)")
+	fl.StringArrayVar(&f.nics, "nic", nil, "add a NIC: PORTGROUP[,mac=MAC][,model=MODEL] (repeatable; default: one on the datacenter's only port group)")
+	fl.BoolVar(&f.noNIC, "no-nic", false, "create the VM without any NIC")
+	fl.StringVar(&f.host, "host", "", "host to run on (default: placement picks one)")
+	fl.StringVar(&f.cluster, "cluster", "", "cluster (default: the only one, or the host's)")
+	fl.BoolVar(&f.start, "start", false, "power the VM on once it is created")
+	fl.StringVar(&f.image, "image", "", "make the VM from an image: a registered one (e.g. test), or the absolute path of a disk file (qcow2, raw...) in a datastore (upload others with vdc image import FILE)")
+	fl.BoolVar(&f.linked, "linked", false, "with a disk --image: a thin overlay on the image instead of a copy")
+	fl.StringVar(&f.cdrom, "cdrom", "", "attach this ISO file (absolute path of a file in a datastore) as a CD-ROM and boot from it")
+	fl.BoolVar(&f.vnc, "vnc", false, "give the VM a VNC display (reached through the server: vdc vm console NAME --vnc)")
+	fl.IntVar(&f.maxCPUs, "max-cpus", 0, "CPU hot-add: the running VM can grow to this many vCPUs (vdc vm update --cpus); 0: off")
+	fl.StringVar(&f.maxMemory, "max-memory", "", "memory hot-add: the running VM can grow to this much memory, in steps of 128 MiB; default off")
+	fl.StringVar(&f.haPriority, "ha-priority", "", "HA restart priority: high, medium (default), low or disabled")
+	fl.StringVar(&f.template, "from-template", "", "make the VM from a template (with --linked: a linked clone); its shape is the template's unless --cpus/--memory are given")
+	f.cloudInit = addCloudInitFlags(cmd)
+	f.cmd = cmd
+	return func(name string) (any, error) { return f.request(name) }
+}
+
+// vmCreated says what vm create did.
+func vmCreated(vm *api.VM) string {
+	s := fmt.Sprintf("vm %s created on %s", vm.Metadata.Name, vm.Spec.Host)
+	if vm.Status.PowerState == api.PowerOn {
+		s += " and powered on"
+	}
+	return s
+}
+
+// vmUpdateFlags are the flags of vm update.
+func vmUpdateFlags(cmd *cobra.Command) func() (any, error) {
+	m := addMetaFlags(cmd, true, true)
+	cpus := cmd.Flags().Int("cpus", 0, "virtual CPUs; while the VM runs, added up to --max-cpus (hot-add)")
+	memory := cmd.Flags().String("memory", "", "memory, e.g. 2GiB; while the VM runs, added up to --max-memory in steps of 128 MiB (hot-add)")
+	maxCPUs := cmd.Flags().Int("max-cpus", 0, "CPU hot-add: how many vCPUs the VM can grow to while it runs, 0 for off (while it is off)")
+	maxMemory := cmd.Flags().String("max-memory", "", "memory hot-add: how much memory the VM can grow to while it runs, 0 for off (while it is off)")
+	vnc := cmd.Flags().String("vnc", "", "VNC display, on or off (a running VM gets it at its next power-on)")
+	prio := cmd.Flags().String("ha-priority", "", "HA restart priority: high, medium, low or disabled")
+	return func() (any, error) {
+		mc, err := m.change("vm")
+		if err != nil {
+			return nil, err
+		}
+		req := api.VMUpdateRequest{Name: mc.name, Description: mc.description, Labels: mc.labels, HAPriority: changed(cmd, "ha-priority", *prio)}
+		if cmd.Flags().Changed("cpus") {
+			if err := checkCPUs(*cpus); err != nil {
+				return nil, err
+			}
+			req.CPUs = cpus
+		}
+		if cmd.Flags().Changed("memory") {
+			mem, err := parseSizeFlag("--memory", *memory, api.MinVMMemory, api.MaxVMMemory)
+			if err != nil {
+				return nil, err
+			}
+			req.Memory = &mem
+		}
+		if cmd.Flags().Changed("max-cpus") || cmd.Flags().Changed("max-memory") {
+			mc, mm, err := hotAddFlags(*maxCPUs, *maxMemory)
+			if err != nil {
+				return nil, err
+			}
+			if cmd.Flags().Changed("max-cpus") {
+				req.MaxCPUs = &mc
+			}
+			if cmd.Flags().Changed("max-memory") {
+				req.MaxMemory = &mm
+			}
+		}
+		if cmd.Flags().Changed("vnc") {
+			on, err := parseOnOff("vnc", *vnc)
+			if err != nil {
+				return nil, err
+			}
+			req.VNC = &on
+		}
+		return req, nil
+	}
+}
+
+// vmDeleteFlags are the flags of vm delete.
+func vmDeleteFlags(cmd *cobra.Command) func() url.Values {
+	force := cmd.Flags().Bool("force", false, "delete a VM that is not off: power it off first")
+	return func() url.Values {
+		if *force {
+			return url.Values{"force": {"true"}}
+		}
+		return nil
+	}
 }
 
 // vmCreateFlags are the flags of vm create.
