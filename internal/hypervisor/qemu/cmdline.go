@@ -38,6 +38,21 @@ const memorySlots = api.MaxMemoryHotAdds
 // bootHardware). It is pure: same config, same line (golden tests hold
 // it).
 func args(cfg hypervisor.VMConfig, hw api.VMHardware, p paths, accel string) []string {
+	a := machineArgs(cfg, hw, p, accel)
+	a = append(a, displayArgs(hw, p)...)
+	a = append(a, hotAddedArgs(hw)...)
+	a = append(a, kernelArgs(cfg)...)
+	a = append(a, hotplugPortArgs()...)
+	disks, sata := diskArgs(cfg)
+	a = append(a, disks...)
+	a = append(a, cdArgs(cfg, p, sata)...)
+	a = append(a, nicArgs(cfg)...)
+	return a
+}
+
+// machineArgs are the machine, its vCPUs and memory, and the channels the
+// driver talks to it through (QMP, serial console, guest agent).
+func machineArgs(cfg hypervisor.VMConfig, hw api.VMHardware, p paths, accel string) []string {
 	smp := fmt.Sprint(hw.CPUs)
 	if hw.MaxCPUs > hw.CPUs {
 		smp += fmt.Sprintf(",maxcpus=%d", hw.MaxCPUs)
@@ -46,7 +61,7 @@ func args(cfg hypervisor.VMConfig, hw api.VMHardware, p paths, accel string) []s
 	if hw.MaxMemoryBytes > hw.MemoryBytes {
 		mem = fmt.Sprintf("size=%dM,slots=%d,maxmem=%dM", hw.MemoryBytes>>20, memorySlots, hw.MaxMemoryBytes>>20)
 	}
-	a := []string{
+	return []string{
 		"-name", "guest=" + cfg.Name + ",debug-threads=on",
 		"-uuid", smbiosUUID(cfg.ID),
 		"-machine", "q35",
@@ -67,15 +82,22 @@ func args(cfg hypervisor.VMConfig, hw api.VMHardware, p paths, accel string) []s
 		"-device", "virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0",
 		"-device", "virtio-rng-pci,id=rng0",
 	}
-	// The display is a unix socket in the VM's runtime directory (0700):
-	// never a TCP port, which VNC would serve to anyone without a password.
-	// The agent relays it to the server, the server to its clients.
+}
+
+// displayArgs: the display is a unix socket in the VM's runtime directory
+// (0700): never a TCP port, which VNC would serve to anyone without a
+// password. The agent relays it to the server, the server to its clients.
+func displayArgs(hw api.VMHardware, p paths) []string {
 	if hw.VNC {
-		a = append(a, "-vga", "std", "-vnc", "unix:"+escape(p.vnc()))
-	} else {
-		a = append(a, "-display", "none")
+		return []string{"-vga", "std", "-vnc", "unix:" + escape(p.vnc())}
 	}
-	// Hot-added vCPUs and memory, for a copy receiving a VM that has them.
+	return []string{"-display", "none"}
+}
+
+// hotAddedArgs are the hot-added vCPUs and memory, for a copy receiving a
+// VM that has them.
+func hotAddedArgs(hw api.VMHardware) []string {
+	var a []string
 	for _, c := range hw.HotCPUs {
 		a = append(a, "-device", cpuDevice(c))
 	}
@@ -83,18 +105,36 @@ func args(cfg hypervisor.VMConfig, hw api.VMHardware, p paths, accel string) []s
 		a = append(a, "-object", fmt.Sprintf("memory-backend-ram,id=%s,size=%dM", dimmBackend(i), size>>20),
 			"-device", fmt.Sprintf("pc-dimm,id=%s,memdev=%s", dimmID(i), dimmBackend(i)))
 	}
-	if cfg.Boot != nil {
-		a = append(a, "-kernel", cfg.Boot.Kernel)
-		if cfg.Boot.Initrd != "" {
-			a = append(a, "-initrd", cfg.Boot.Initrd)
-		}
-		cmdline := strings.TrimSpace(cfg.Boot.Cmdline + " vdc.hostname=" + cfg.Name)
-		a = append(a, "-append", cmdline)
+	return a
+}
+
+// kernelArgs boot a kernel directly, when the VM has one.
+func kernelArgs(cfg hypervisor.VMConfig) []string {
+	if cfg.Boot == nil {
+		return nil
 	}
-	// Empty root ports take disks added while the VM runs.
+	a := []string{"-kernel", cfg.Boot.Kernel}
+	if cfg.Boot.Initrd != "" {
+		a = append(a, "-initrd", cfg.Boot.Initrd)
+	}
+	cmdline := strings.TrimSpace(cfg.Boot.Cmdline + " vdc.hostname=" + cfg.Name)
+	return append(a, "-append", cmdline)
+}
+
+// hotplugPortArgs are the empty root ports that take disks added while
+// the VM runs.
+func hotplugPortArgs() []string {
+	var a []string
 	for i := 0; i < hotplugPorts; i++ {
 		a = append(a, "-device", fmt.Sprintf("pcie-root-port,id=%s,chassis=%d,bus=pcie.0", hotplugPort(i), i+1))
 	}
+	return a
+}
+
+// diskArgs are the VM's disks on their buses; it returns how many SATA
+// ports they took.
+func diskArgs(cfg hypervisor.VMConfig) ([]string, int) {
+	var a []string
 	scsi, sata := false, 0
 	for i, d := range cfg.Disks {
 		node := d.Name
@@ -124,6 +164,13 @@ func args(cfg hypervisor.VMConfig, hw api.VMHardware, p paths, accel string) []s
 			a = append(a, "-device", fmt.Sprintf("virtio-blk-pci,drive=%s,id=%s-dev%s%s", node, node, bus, boot))
 		}
 	}
+	return a, sata
+}
+
+// cdArgs are the attached ISO and the cloud-init seed, on the SATA ports
+// after the disks' (sata of them taken).
+func cdArgs(cfg hypervisor.VMConfig, p paths, sata int) []string {
+	var a []string
 	if cfg.CDROM != "" {
 		// An attached ISO boots first (installing from it); a kernel boot
 		// needs no boot device.
@@ -145,6 +192,12 @@ func args(cfg hypervisor.VMConfig, hw api.VMHardware, p paths, accel string) []s
 			"-device", fmt.Sprintf("ide-cd,bus=ide.%d,drive=seed0,id=seed0-dev", sata),
 		)
 	}
+	return a
+}
+
+// nicArgs are the VM's network cards.
+func nicArgs(cfg hypervisor.VMConfig) []string {
+	var a []string
 	for i, n := range cfg.NICs {
 		model := n.Model
 		switch model {
