@@ -451,29 +451,7 @@ func fetch(ctx context.Context, dir string, u *url.URL, descriptorOnly bool, pro
 	}}
 	isOVA := strings.HasSuffix(strings.ToLower(name), ".ova")
 	if descriptorOnly {
-		sp := &StagedPackage{Package: ovf.NewPackage()}
-		if !isOVA {
-			data, err := io.ReadAll(io.LimitReader(body, ovf.MaxDescriptorBytes+1))
-			if err != nil {
-				return nil, err
-			}
-			return sp, sp.Package.AddBytes(name, data)
-		}
-		errDone := errors.New("done")
-		err := ovf.ScanOVA(body, func(e ovf.TarEntry, data io.Reader) error {
-			if strings.HasSuffix(e.Name, ".ovf") || strings.HasSuffix(e.Name, ".mf") {
-				if err := sp.Package.Add(e.Name, e.Offset, e.Size, data); err != nil {
-					return err
-				}
-				return nil
-			}
-			return errDone
-		})
-		if err != nil && !errors.Is(err, errDone) {
-			return nil, wrapInvalid(err)
-		}
-		sp.OVA = name
-		return sp, nil
+		return fetchDescriptor(body, name, isOVA)
 	}
 	if total > 0 {
 		if err := checkFree(dir, total); err != nil {
@@ -488,13 +466,50 @@ func fetch(ctx context.Context, dir string, u *url.URL, descriptorOnly bool, pro
 		return sp, err
 	}
 	// An OVF: fetch the files it references, beside it.
+	if err := fetchReferenced(ctx, dir, u, sp, progress); err != nil {
+		return nil, err
+	}
+	return readIndex(dir)
+}
+
+// fetchDescriptor reads only the descriptor (and manifest) of the package
+// name that body streams, without staging its disks.
+func fetchDescriptor(body io.Reader, name string, isOVA bool) (*StagedPackage, error) {
+	sp := &StagedPackage{Package: ovf.NewPackage()}
+	if !isOVA {
+		data, err := io.ReadAll(io.LimitReader(body, ovf.MaxDescriptorBytes+1))
+		if err != nil {
+			return nil, err
+		}
+		return sp, sp.Package.AddBytes(name, data)
+	}
+	errDone := errors.New("done")
+	err := ovf.ScanOVA(body, func(e ovf.TarEntry, data io.Reader) error {
+		if strings.HasSuffix(e.Name, ".ovf") || strings.HasSuffix(e.Name, ".mf") {
+			if err := sp.Package.Add(e.Name, e.Offset, e.Size, data); err != nil {
+				return err
+			}
+			return nil
+		}
+		return errDone
+	})
+	if err != nil && !errors.Is(err, errDone) {
+		return nil, wrapInvalid(err)
+	}
+	sp.OVA = name
+	return sp, nil
+}
+
+// fetchReferenced downloads the files the staged OVF references, relative
+// to its URL u, into dir beside it.
+func fetchReferenced(ctx context.Context, dir string, u *url.URL, sp *StagedPackage, progress func(float64, string)) error {
 	env, err := ovf.Parse(sp.Package.Descriptor)
 	if err != nil {
-		return nil, wrapInvalid(err)
+		return wrapInvalid(err)
 	}
 	for _, f := range env.Files {
 		if err := ovf.CheckHref(f.Href); err != nil {
-			return nil, wrapInvalid(err)
+			return wrapInvalid(err)
 		}
 		names := []string{f.Href}
 		if f.ChunkSize > 0 {
@@ -511,7 +526,7 @@ func fetch(ctx context.Context, dir string, u *url.URL, descriptorOnly bool, pro
 			fu := u.ResolveReference(ref)
 			fr, err := get(ctx, fu.String())
 			if err != nil {
-				return nil, err
+				return err
 			}
 			fb := &progressReader{r: fr.Body, fn: func(x, _ int64) {
 				progress(0, fmt.Sprintf("downloading %s: %s", n, api.Size(x)))
@@ -519,11 +534,11 @@ func fetch(ctx context.Context, dir string, u *url.URL, descriptorOnly bool, pro
 			_, err = receive(dir, n, fb, fr.ContentLength)
 			fr.Body.Close()
 			if err != nil {
-				return nil, err
+				return err
 			}
 		}
 	}
-	return readIndex(dir)
+	return nil
 }
 
 func wrapInvalid(err error) error {
