@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/agent/agenthttp"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 )
 
@@ -31,28 +32,28 @@ func (a *Agent) hotplugger() (hypervisor.Hotplugger, error) {
 // config with the new size, so that its next boot has it too.
 func (a *Agent) hotAdd(w http.ResponseWriter, r *http.Request) {
 	var req HotAddRequest
-	if !decodeBody(w, r, &req) {
+	if !agenthttp.Decode(w, r, &req) {
 		return
 	}
 	hp, err := a.hotplugger()
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	e, err := a.vms.get(r.PathValue("id"))
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	e.op.Lock()
 	defer e.op.Unlock()
 	if a.vms.isIncoming(e) {
-		fail(w, fmt.Errorf("vm %s is being received by a migration: %w", e.cfg.Name, hypervisor.ErrWrongState))
+		agenthttp.Fail(w, fmt.Errorf("vm %s is being received by a migration: %w", e.cfg.Name, hypervisor.ErrWrongState))
 		return
 	}
 	res, err := hp.HotAdd(r.Context(), e.cfg.ID, req.CPUs, req.MemoryBytes)
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	a.vms.mu.Lock()
@@ -60,10 +61,10 @@ func (a *Agent) hotAdd(w http.ResponseWriter, r *http.Request) {
 	a.vms.mu.Unlock()
 	cfg.CPUs, cfg.MemoryBytes = res.Hardware.TotalCPUs(), int64(res.Hardware.TotalMemory())
 	if err := a.vms.saveConfig(e, cfg); err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
-	reply(w, http.StatusOK, res)
+	agenthttp.Reply(w, http.StatusOK, res)
 }
 
 // runningHardware is what a running VM has now, for a copy that is to

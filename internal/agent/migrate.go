@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/agent/agenthttp"
 	"github.com/vdc-project/vdc/internal/atomicfile"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 	"github.com/vdc-project/vdc/internal/pki"
@@ -70,7 +71,7 @@ func (a *Agent) vmInfo(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	e, err := a.vms.get(id)
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	info := VMInfo{Incoming: a.vms.isIncoming(e)}
@@ -79,7 +80,7 @@ func (a *Agent) vmInfo(w http.ResponseWriter, r *http.Request) {
 	a.vms.mu.Unlock()
 	if !info.Incoming {
 		if info.AgentVMState, err = a.vms.observe(r.Context(), id, e); err != nil {
-			fail(w, err)
+			agenthttp.Fail(w, err)
 			return
 		}
 		if info.PowerState != hypervisor.StateOff {
@@ -89,18 +90,18 @@ func (a *Agent) vmInfo(w http.ResponseWriter, r *http.Request) {
 	if m, err := a.migrator(); err == nil {
 		info.Migration, _ = m.MigrationStatus(r.Context(), id)
 	}
-	reply(w, http.StatusOK, info)
+	agenthttp.Reply(w, http.StatusOK, info)
 }
 
 // POST /agent/v1/vms/{id}/incoming
 func (a *Agent) incoming(w http.ResponseWriter, r *http.Request) {
 	var req IncomingRequest
-	if !decodeBody(w, r, &req) {
+	if !agenthttp.Decode(w, r, &req) {
 		return
 	}
 	m, err := a.migrator()
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	// The disks' sources are the source host's files, not this host's.
@@ -110,31 +111,31 @@ func (a *Agent) incoming(w http.ResponseWriter, r *http.Request) {
 		check.Disks[i].Source = ""
 	}
 	if err := a.checkVMFiles(check); err != nil {
-		fail(w, fmt.Errorf("receive vm %s: %w", req.Config.Name, err))
+		agenthttp.Fail(w, fmt.Errorf("receive vm %s: %w", req.Config.Name, err))
 		return
 	}
 	req.Options.Address = a.migrationIP()
 	in, err := a.vms.incoming(r.Context(), m, req.Config, req.Options)
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
-	reply(w, http.StatusOK, in)
+	agenthttp.Reply(w, http.StatusOK, in)
 }
 
 // POST /agent/v1/vms/{id}/incoming/finish
 func (a *Agent) finishIncoming(w http.ResponseWriter, r *http.Request) {
 	m, err := a.migrator()
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	st, err := a.vms.finishIncoming(r.Context(), m, r.PathValue("id"))
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
-	reply(w, http.StatusOK, st)
+	agenthttp.Reply(w, http.StatusOK, st)
 }
 
 // DELETE /agent/v1/vms/{id}/incoming
@@ -144,7 +145,7 @@ func (a *Agent) abortIncoming(w http.ResponseWriter, r *http.Request) {
 		err = a.vms.abortIncoming(r.Context(), m, r.PathValue("id"))
 	}
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -153,7 +154,7 @@ func (a *Agent) abortIncoming(w http.ResponseWriter, r *http.Request) {
 // POST /agent/v1/vms/{id}/migrate
 func (a *Agent) migrateOut(w http.ResponseWriter, r *http.Request) {
 	var to hypervisor.MigrateTarget
-	if !decodeBody(w, r, &to) {
+	if !agenthttp.Decode(w, r, &to) {
 		return
 	}
 	m, err := a.migrator()
@@ -164,7 +165,7 @@ func (a *Agent) migrateOut(w http.ResponseWriter, r *http.Request) {
 		err = m.MigrateOut(r.Context(), r.PathValue("id"), to)
 	}
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	w.WriteHeader(http.StatusAccepted)
@@ -177,7 +178,7 @@ func (a *Agent) cancelMigration(w http.ResponseWriter, r *http.Request) {
 		err = m.CancelMigration(r.Context(), r.PathValue("id"))
 	}
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -190,7 +191,7 @@ func (a *Agent) releaseVM(w http.ResponseWriter, r *http.Request) {
 		err = a.vms.release(r.Context(), m, r.PathValue("id"), r.URL.Query().Get("removeDisks") == "true")
 	}
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -199,7 +200,7 @@ func (a *Agent) releaseVM(w http.ResponseWriter, r *http.Request) {
 // POST /agent/v1/vms/{id}/move-disks
 func (a *Agent) moveDisks(w http.ResponseWriter, r *http.Request) {
 	var moves []hypervisor.DiskMove
-	if !decodeBody(w, r, &moves) {
+	if !agenthttp.Decode(w, r, &moves) {
 		return
 	}
 	m, err := a.migrator()
@@ -210,7 +211,7 @@ func (a *Agent) moveDisks(w http.ResponseWriter, r *http.Request) {
 		err = m.MoveDisks(r.Context(), r.PathValue("id"), moves)
 	}
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	w.WriteHeader(http.StatusAccepted)

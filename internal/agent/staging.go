@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/agent/agenthttp"
 	"github.com/vdc-project/vdc/internal/disk"
 	"github.com/vdc-project/vdc/internal/ovf"
 )
@@ -190,7 +191,7 @@ func receive(dir, name string, r io.Reader, want int64) (StagingFile, error) {
 	}
 	if err != nil {
 		if errors.Is(err, ovf.ErrInvalid) {
-			err = &wrapped{err, api.ErrInvalid}
+			err = agenthttp.WithClass(err, api.ErrInvalid)
 		}
 		return res, fmt.Errorf("receive %s: %w", name, err)
 	}
@@ -275,23 +276,23 @@ func (a *Agent) stagingPut(w http.ResponseWriter, r *http.Request) {
 		err = os.MkdirAll(dir, 0o755)
 	}
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	if r.ContentLength < 0 {
-		fail(w, api.Errorf(api.ErrInvalid, "upload needs a Content-Length"))
+		agenthttp.Fail(w, api.Errorf(api.ErrInvalid, "upload needs a Content-Length"))
 		return
 	}
 	if err := checkFree(dir, r.ContentLength); err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	res, err := receive(dir, r.URL.Query().Get("name"), r.Body, r.ContentLength)
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
-	reply(w, http.StatusOK, res)
+	agenthttp.Reply(w, http.StatusOK, res)
 }
 
 func freeBytes(dir string) (int64, error) {
@@ -318,36 +319,36 @@ func checkFree(dir string, need int64) error {
 func (a *Agent) stagingIndex(w http.ResponseWriter, r *http.Request) {
 	dir, err := a.stagingPath(r)
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	if _, err := os.Stat(dir); err != nil {
-		fail(w, api.Errorf(api.ErrNotFound, "staging folder %s does not exist", r.PathValue("id")))
+		agenthttp.Fail(w, api.Errorf(api.ErrNotFound, "staging folder %s does not exist", r.PathValue("id")))
 		return
 	}
 	sp, err := readIndex(dir)
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
-	reply(w, http.StatusOK, sp)
+	agenthttp.Reply(w, http.StatusOK, sp)
 }
 
 // GET /agent/v1/staging/{id}/files?datastore=D&name=N streams a file.
 func (a *Agent) stagingGetFile(w http.ResponseWriter, r *http.Request) {
 	dir, err := a.stagingPath(r)
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	name := r.URL.Query().Get("name")
 	if ovf.CheckHref(name) != nil || path.Clean(name) != name {
-		fail(w, api.Errorf(api.ErrInvalid, "bad file name %q", name))
+		agenthttp.Fail(w, api.Errorf(api.ErrInvalid, "bad file name %q", name))
 		return
 	}
 	f, err := os.Open(filepath.Join(filesDir(dir), filepath.FromSlash(name)))
 	if err != nil {
-		fail(w, api.Errorf(api.ErrNotFound, "%s is not in staging folder %s", name, r.PathValue("id")))
+		agenthttp.Fail(w, api.Errorf(api.ErrNotFound, "%s is not in staging folder %s", name, r.PathValue("id")))
 		return
 	}
 	defer f.Close()
@@ -364,7 +365,7 @@ func (a *Agent) stagingDelete(w http.ResponseWriter, r *http.Request) {
 		err = os.RemoveAll(dir)
 	}
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -412,12 +413,12 @@ func get(ctx context.Context, u string) (*http.Response, error) {
 // with the files it references (relative to its URL), or a disk image.
 func (a *Agent) stagingFetch(w http.ResponseWriter, r *http.Request) {
 	var req FetchRequest
-	if !decodeBody(w, r, &req) {
+	if !agenthttp.Decode(w, r, &req) {
 		return
 	}
 	u, err := url.Parse(req.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		fail(w, api.Errorf(api.ErrInvalid, "fetch %q: only http and https URLs are fetched", req.URL))
+		agenthttp.Fail(w, api.Errorf(api.ErrInvalid, "fetch %q: only http and https URLs are fetched", req.URL))
 		return
 	}
 	dir, err := a.stagingPath(r)
@@ -425,7 +426,7 @@ func (a *Agent) stagingFetch(w http.ResponseWriter, r *http.Request) {
 		err = os.MkdirAll(dir, 0o755)
 	}
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	streamJob(w, func(progress func(float64, string)) (any, error) {
@@ -543,7 +544,7 @@ func fetchReferenced(ctx context.Context, dir string, u *url.URL, sp *StagedPack
 
 func wrapInvalid(err error) error {
 	if errors.Is(err, ovf.ErrInvalid) || errors.Is(err, disk.ErrBadImage) {
-		return &wrapped{err, api.ErrInvalid}
+		return agenthttp.WithClass(err, api.ErrInvalid)
 	}
 	return err
 }

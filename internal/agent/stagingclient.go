@@ -13,6 +13,7 @@ import (
 	"sync"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/agent/agenthttp"
 )
 
 func stagingURL(ds, id, suffix string, q url.Values) string {
@@ -79,7 +80,7 @@ func (c *Client) job(ctx context.Context, h Target, path string, in any, progres
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return fmt.Errorf("host %s: %w", h.Name, &wrapped{err, api.ErrUnavailable})
+		return fmt.Errorf("host %s: %w", h.Name, agenthttp.WithClass(err, api.ErrUnavailable))
 	}
 	return api.Errorf(api.ErrUnavailable, "host %s: the job ended without a result (did the agent stop?)", h.Name)
 }

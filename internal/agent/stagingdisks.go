@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/agent/agenthttp"
 	"github.com/vdc-project/vdc/internal/disk"
 	"github.com/vdc-project/vdc/internal/ovf"
 )
@@ -47,22 +48,22 @@ type ConvertedDisk struct {
 // qcow2, from the staged data. A failure removes every disk it made.
 func (a *Agent) stagingConvert(w http.ResponseWriter, r *http.Request) {
 	var req ConvertRequest
-	if !decodeBody(w, r, &req) {
+	if !agenthttp.Decode(w, r, &req) {
 		return
 	}
 	dir, err := a.stagingPath(r)
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	dsts := make([]string, len(req.Disks))
 	for i, d := range req.Disks {
 		if dsts[i], err = a.datastorePath(d.Datastore, d.Path); err != nil {
-			fail(w, err)
+			agenthttp.Fail(w, err)
 			return
 		}
 		if _, err := os.Stat(dsts[i]); err == nil {
-			fail(w, api.Errorf(api.ErrConflict, "disk file %s already exists", d.Path))
+			agenthttp.Fail(w, api.Errorf(api.ErrConflict, "disk file %s already exists", d.Path))
 			return
 		}
 	}
@@ -340,7 +341,7 @@ type ExportedFile struct {
 // write those files (the descriptor and manifest, once the disks are known).
 func (a *Agent) stagingExport(w http.ResponseWriter, r *http.Request) {
 	var req ExportRequest
-	if !decodeBody(w, r, &req) {
+	if !agenthttp.Decode(w, r, &req) {
 		return
 	}
 	dir, err := a.stagingPath(r)
@@ -348,27 +349,27 @@ func (a *Agent) stagingExport(w http.ResponseWriter, r *http.Request) {
 		err = os.MkdirAll(filesDir(dir), 0o755)
 	}
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	srcs := make([]string, len(req.Disks))
 	for i, d := range req.Disks {
 		if ovf.CheckHref(d.Name) != nil || strings.Contains(d.Name, "/") {
-			fail(w, api.Errorf(api.ErrInvalid, "bad file name %q", d.Name))
+			agenthttp.Fail(w, api.Errorf(api.ErrInvalid, "bad file name %q", d.Name))
 			return
 		}
 		if srcs[i], err = a.datastorePath(d.Datastore, d.Path); err != nil {
-			fail(w, err)
+			agenthttp.Fail(w, err)
 			return
 		}
 	}
 	for name, data := range req.Files {
 		if ovf.CheckHref(name) != nil || strings.Contains(name, "/") {
-			fail(w, api.Errorf(api.ErrInvalid, "bad file name %q", name))
+			agenthttp.Fail(w, api.Errorf(api.ErrInvalid, "bad file name %q", name))
 			return
 		}
 		if err := os.WriteFile(filepath.Join(filesDir(dir), name), data, 0o644); err != nil {
-			fail(w, err)
+			agenthttp.Fail(w, err)
 			return
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/vdc-project/vdc/internal/agent/agenthttp"
 	"github.com/vdc-project/vdc/internal/atomicfile"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 )
@@ -48,23 +49,23 @@ func (a *Agent) storage() (hypervisor.Storage, error) {
 // VM's config as the operation changed it, so that a restarted agent (and
 // the next start) uses the files the VM uses now.
 func (a *Agent) withVM(w http.ResponseWriter, r *http.Request, body any, op func(context.Context, hypervisor.Storage, *hypervisor.VMConfig) (any, error)) {
-	if body != nil && !decodeBody(w, r, body) {
+	if body != nil && !agenthttp.Decode(w, r, body) {
 		return
 	}
 	st, err := a.storage()
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	e, err := a.vms.get(r.PathValue("id"))
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	e.op.Lock()
 	defer e.op.Unlock()
 	if a.vms.isIncoming(e) {
-		fail(w, fmt.Errorf("vm %s is being received by a migration: %w", e.cfg.Name, hypervisor.ErrWrongState))
+		agenthttp.Fail(w, fmt.Errorf("vm %s is being received by a migration: %w", e.cfg.Name, hypervisor.ErrWrongState))
 		return
 	}
 	cfg := e.cfg
@@ -76,7 +77,7 @@ func (a *Agent) withVM(w http.ResponseWriter, r *http.Request, body any, op func
 		}
 	}
 	if opErr != nil {
-		fail(w, opErr)
+		agenthttp.Fail(w, opErr)
 		return
 	}
 	if out == nil {
@@ -85,7 +86,7 @@ func (a *Agent) withVM(w http.ResponseWriter, r *http.Request, body any, op func
 		st.Disks = measureDisks(r.Context(), a.cfg.Driver, e.cfg, true)
 		out = st
 	}
-	reply(w, http.StatusOK, out)
+	agenthttp.Reply(w, http.StatusOK, out)
 }
 
 func equalJSON(a, b any) bool {
@@ -204,22 +205,22 @@ func (a *Agent) removeDisk(w http.ResponseWriter, r *http.Request) {
 // POST /agent/v1/files/remove
 func (a *Agent) removeFiles(w http.ResponseWriter, r *http.Request) {
 	var req RemoveFilesRequest
-	if !decodeBody(w, r, &req) {
+	if !agenthttp.Decode(w, r, &req) {
 		return
 	}
 	st, err := a.storage()
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	for _, p := range req.Paths {
 		if err := a.inDatastore(p); err != nil {
-			fail(w, err)
+			agenthttp.Fail(w, err)
 			return
 		}
 	}
 	if err := st.RemoveFiles(r.Context(), req.Paths); err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	for _, p := range req.Paths {
