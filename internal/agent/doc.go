@@ -6,4 +6,7 @@
 // VMs outlive the agent: a restarted agent re-attaches to them.
 //
 // Client is the server's side of the same API.
+//
+// Subpackages: staging serves the staging area of imports and exports
+// (its part of the API), agenthttp what all the handlers share.
 package agent

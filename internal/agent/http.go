@@ -6,6 +6,7 @@ import (
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/agent/agenthttp"
+	"github.com/vdc-project/vdc/internal/agent/staging"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 	"github.com/vdc-project/vdc/internal/netguard"
 )
@@ -58,7 +59,7 @@ func (a *Agent) handler() http.Handler {
 	})
 	a.guestRoutes(mux)
 	a.migrationRoutes(mux)
-	a.stagingRoutes(mux)
+	(&staging.Area{Resolve: a.datastorePath, BeforeConvert: a.cfg.BeforeConvert}).Routes(mux)
 	a.storageRoutes(mux)
 	a.hardwareRoutes(mux)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/agent/agenthttp"
+	"github.com/vdc-project/vdc/internal/agent/staging"
 	"github.com/vdc-project/vdc/internal/disk"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 )
@@ -197,7 +197,7 @@ func importImage(ctx context.Context, source, from, path, wantSum string, progre
 	}
 	defer os.Remove(tmp.Name())
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(tmp, h), &progressReader{r: in, total: total, fn: progress})
+	n, err := io.Copy(io.MultiWriter(tmp, h), staging.NewProgressReader(in, total, progress))
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
@@ -232,24 +232,6 @@ func importImage(ctx context.Context, source, from, path, wantSum string, progre
 		return nil, err
 	}
 	return &FileResult{SizeBytes: n, SHA256: sum, Format: info.Format, VirtualSize: info.VirtualSize}, nil
-}
-
-type progressReader struct {
-	r     io.Reader
-	done  int64
-	total int64
-	fn    func(done, total int64)
-	last  time.Time
-}
-
-func (p *progressReader) Read(b []byte) (int, error) {
-	n, err := p.r.Read(b)
-	p.done += int64(n)
-	if p.fn != nil && (time.Since(p.last) > 200*time.Millisecond || errors.Is(err, io.EOF)) {
-		p.last = time.Now()
-		p.fn(p.done, max(p.total, p.done))
-	}
-	return n, err
 }
 
 // GET /agent/v1/jobs/{id}

@@ -1,4 +1,16 @@
-package agent
+// Package staging is the host agent's staging area for imports and
+// exports. Staging folders hold what an import or an export works on: an
+// uploaded or downloaded package, disks unpacked from it, disks converted
+// for an export. Each lives in .vdc-staging/<id> of a datastore, so that
+// the data stays on the storage it came for and a hostile package can
+// touch nothing outside its folder.
+//
+// It serves the folders' part of the agent API (upload, fetch, index,
+// convert, export, delete), streaming the progress of long jobs as JSON
+// lines; the server's side is agent.Client's Staging* calls. It calls the
+// disk and ovf packages, and agenthttp; the agent gives it how to find a
+// datastore's files.
+package staging
 
 import (
 	"context"
@@ -23,23 +35,30 @@ import (
 	"github.com/vdc-project/vdc/internal/ovf"
 )
 
-// Staging folders hold what an import or an export works on: an uploaded
-// or downloaded package, disks unpacked from it, disks converted for an
-// export. Each lives in .vdc-staging/<id> of a datastore, so that the
-// data stays on the storage it came for and a hostile package can touch
-// nothing outside its folder.
+// stagingDir is the folder of a datastore that holds its staging folders.
 const stagingDir = ".vdc-staging"
 
-// StagedPackage is what a staging folder holds, as the agent read it.
-type StagedPackage struct {
+// Area serves the staging folders of a host's datastores
+// (/agent/v1/staging/...).
+type Area struct {
+	// Resolve gives the path of rel in the host's datastore ds, refusing a
+	// datastore the host does not use and a path that leaves it.
+	Resolve func(ds, rel string) (string, error)
+	// BeforeConvert, when set, is called before each imported disk is
+	// converted, and an error from it fails the conversion (tests).
+	BeforeConvert func(ctx context.Context) error
+}
+
+// Package is what a staging folder holds, as the agent read it.
+type Package struct {
 	// OVA is the name of the OVA file in the folder when the package is
 	// one; the other files are in the folder under their own names.
 	OVA     string       `json:"ova,omitempty"`
 	Package *ovf.Package `json:"package"`
 }
 
-// StagingFile is one file of a staging folder.
-type StagingFile struct {
+// File is one file of a staging folder.
+type File struct {
 	Name   string `json:"name"`
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
@@ -57,7 +76,8 @@ func lockStaging(dir string) func() {
 	return mu.Unlock
 }
 
-func (a *Agent) stagingRoutes(mux *http.ServeMux) {
+// Routes serves the staging API on mux.
+func (a *Area) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("PUT /agent/v1/staging/{id}/files", a.stagingPut)
 	mux.HandleFunc("GET /agent/v1/staging/{id}/files", a.stagingGetFile)
 	mux.HandleFunc("GET /agent/v1/staging/{id}", a.stagingIndex)
@@ -68,12 +88,12 @@ func (a *Agent) stagingRoutes(mux *http.ServeMux) {
 }
 
 // stagingPath resolves a staging folder of a datastore.
-func (a *Agent) stagingPath(r *http.Request) (string, error) {
+func (a *Area) stagingPath(r *http.Request) (string, error) {
 	id := r.PathValue("id")
 	if !stagingIDRE.MatchString(id) {
 		return "", api.Errorf(api.ErrInvalid, "bad staging id %q", id)
 	}
-	p, err := a.datastorePath(r.URL.Query().Get("datastore"), stagingDir+"/"+id)
+	p, err := a.Resolve(r.URL.Query().Get("datastore"), stagingDir+"/"+id)
 	if err == nil {
 		sweepStaging(filepath.Dir(p), time.Now())
 	}
@@ -101,22 +121,22 @@ func sweepStaging(root string, now time.Time) {
 	}
 }
 
-func readIndex(dir string) (*StagedPackage, error) {
+func readIndex(dir string) (*Package, error) {
 	b, err := os.ReadFile(filepath.Join(dir, "index.json"))
 	if errors.Is(err, os.ErrNotExist) {
-		return &StagedPackage{Package: ovf.NewPackage()}, nil
+		return &Package{Package: ovf.NewPackage()}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	var sp StagedPackage
+	var sp Package
 	if err := json.Unmarshal(b, &sp); err != nil {
 		return nil, fmt.Errorf("staging index %s: %w", dir, err)
 	}
 	return &sp, nil
 }
 
-func writeIndex(dir string, sp *StagedPackage) error {
+func writeIndex(dir string, sp *Package) error {
 	b, err := json.Marshal(sp)
 	if err != nil {
 		return err
@@ -135,8 +155,8 @@ func filesDir(dir string) string { return filepath.Join(dir, "files") }
 // reading it as it goes: an OVA is scanned (tar checks, offsets, digests)
 // while it is written, so it is read once. A file that fails any check is
 // removed.
-func receive(dir, name string, r io.Reader, want int64) (StagingFile, error) {
-	res := StagingFile{Name: name}
+func receive(dir, name string, r io.Reader, want int64) (File, error) {
+	res := File{Name: name}
 	clean := path.Clean(name)
 	if err := ovf.CheckHref(clean); err != nil || clean != name || strings.HasPrefix(name, ".") || name == "index.json" {
 		return res, api.Errorf(api.ErrInvalid, "bad file name %q: it must be a relative path inside the package", name)
@@ -270,7 +290,7 @@ func firstN(s []string, n int) []string {
 
 // PUT /agent/v1/staging/{id}/files?datastore=D&name=N: the body is one
 // file of a package (or a whole OVA).
-func (a *Agent) stagingPut(w http.ResponseWriter, r *http.Request) {
+func (a *Area) stagingPut(w http.ResponseWriter, r *http.Request) {
 	dir, err := a.stagingPath(r)
 	if err == nil {
 		err = os.MkdirAll(dir, 0o755)
@@ -316,7 +336,7 @@ func checkFree(dir string, need int64) error {
 }
 
 // GET /agent/v1/staging/{id}?datastore=D: what the folder holds.
-func (a *Agent) stagingIndex(w http.ResponseWriter, r *http.Request) {
+func (a *Area) stagingIndex(w http.ResponseWriter, r *http.Request) {
 	dir, err := a.stagingPath(r)
 	if err != nil {
 		agenthttp.Fail(w, err)
@@ -335,7 +355,7 @@ func (a *Agent) stagingIndex(w http.ResponseWriter, r *http.Request) {
 }
 
 // GET /agent/v1/staging/{id}/files?datastore=D&name=N streams a file.
-func (a *Agent) stagingGetFile(w http.ResponseWriter, r *http.Request) {
+func (a *Area) stagingGetFile(w http.ResponseWriter, r *http.Request) {
 	dir, err := a.stagingPath(r)
 	if err != nil {
 		agenthttp.Fail(w, err)
@@ -359,7 +379,7 @@ func (a *Agent) stagingGetFile(w http.ResponseWriter, r *http.Request) {
 }
 
 // DELETE /agent/v1/staging/{id}?datastore=D
-func (a *Agent) stagingDelete(w http.ResponseWriter, r *http.Request) {
+func (a *Area) stagingDelete(w http.ResponseWriter, r *http.Request) {
 	dir, err := a.stagingPath(r)
 	if err == nil {
 		err = os.RemoveAll(dir)
@@ -411,7 +431,7 @@ func get(ctx context.Context, u string) (*http.Response, error) {
 
 // POST /agent/v1/staging/{id}/fetch?datastore=D: download an OVA, an OVF
 // with the files it references (relative to its URL), or a disk image.
-func (a *Agent) stagingFetch(w http.ResponseWriter, r *http.Request) {
+func (a *Area) stagingFetch(w http.ResponseWriter, r *http.Request) {
 	var req FetchRequest
 	if !agenthttp.Decode(w, r, &req) {
 		return
@@ -434,7 +454,7 @@ func (a *Agent) stagingFetch(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func fetch(ctx context.Context, dir string, u *url.URL, descriptorOnly bool, progress func(float64, string)) (*StagedPackage, error) {
+func fetch(ctx context.Context, dir string, u *url.URL, descriptorOnly bool, progress func(float64, string)) (*Package, error) {
 	resp, err := get(ctx, u.String())
 	if err != nil {
 		return nil, err
@@ -475,8 +495,8 @@ func fetch(ctx context.Context, dir string, u *url.URL, descriptorOnly bool, pro
 
 // fetchDescriptor reads only the descriptor (and manifest) of the package
 // name that body streams, without staging its disks.
-func fetchDescriptor(body io.Reader, name string, isOVA bool) (*StagedPackage, error) {
-	sp := &StagedPackage{Package: ovf.NewPackage()}
+func fetchDescriptor(body io.Reader, name string, isOVA bool) (*Package, error) {
+	sp := &Package{Package: ovf.NewPackage()}
 	if !isOVA {
 		data, err := io.ReadAll(io.LimitReader(body, ovf.MaxDescriptorBytes+1))
 		if err != nil {
@@ -503,7 +523,7 @@ func fetchDescriptor(body io.Reader, name string, isOVA bool) (*StagedPackage, e
 
 // fetchReferenced downloads the files the staged OVF references, relative
 // to its URL u, into dir beside it.
-func fetchReferenced(ctx context.Context, dir string, u *url.URL, sp *StagedPackage, progress func(float64, string)) error {
+func fetchReferenced(ctx context.Context, dir string, u *url.URL, sp *Package, progress func(float64, string)) error {
 	env, err := ovf.Parse(sp.Package.Descriptor)
 	if err != nil {
 		return wrapInvalid(err)

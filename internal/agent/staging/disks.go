@@ -1,4 +1,4 @@
-package agent
+package staging
 
 import (
 	"compress/gzip"
@@ -46,7 +46,7 @@ type ConvertedDisk struct {
 
 // POST /agent/v1/staging/{id}/convert?datastore=D: make each disk, in
 // qcow2, from the staged data. A failure removes every disk it made.
-func (a *Agent) stagingConvert(w http.ResponseWriter, r *http.Request) {
+func (a *Area) stagingConvert(w http.ResponseWriter, r *http.Request) {
 	var req ConvertRequest
 	if !agenthttp.Decode(w, r, &req) {
 		return
@@ -58,7 +58,7 @@ func (a *Agent) stagingConvert(w http.ResponseWriter, r *http.Request) {
 	}
 	dsts := make([]string, len(req.Disks))
 	for i, d := range req.Disks {
-		if dsts[i], err = a.datastorePath(d.Datastore, d.Path); err != nil {
+		if dsts[i], err = a.Resolve(d.Datastore, d.Path); err != nil {
 			agenthttp.Fail(w, err)
 			return
 		}
@@ -85,8 +85,8 @@ func (a *Agent) stagingConvert(w http.ResponseWriter, r *http.Request) {
 			_ = os.RemoveAll(filepath.Join(dir, "work"))
 		}()
 		for i, d := range req.Disks {
-			if a.cfg.BeforeConvert != nil {
-				if err := a.cfg.BeforeConvert(r.Context()); err != nil {
+			if a.BeforeConvert != nil {
+				if err := a.BeforeConvert(r.Context()); err != nil {
 					return nil, fmt.Errorf("disk %d (%s): %w", i+1, strings.Join(d.Files, ", "), err)
 				}
 			}
@@ -105,7 +105,7 @@ func (a *Agent) stagingConvert(w http.ResponseWriter, r *http.Request) {
 }
 
 // source finds a staged file's data: a byte range of the OVA, or a file.
-func source(dir string, sp *StagedPackage, name string) (disk.Source, error) {
+func source(dir string, sp *Package, name string) (disk.Source, error) {
 	f := sp.Package.Files[name]
 	if f == nil {
 		return disk.Source{}, api.Errorf(api.ErrInvalid, "%s is not in the package", name)
@@ -149,7 +149,7 @@ func maxUnpacked(capacity int64) int64 {
 	return capacity + capacity/32 + 64<<20
 }
 
-func convertOne(ctx context.Context, dir string, sp *StagedPackage, d ConvertDisk, dst string, progress func(float64, string)) (ConvertedDisk, error) {
+func convertOne(ctx context.Context, dir string, sp *Package, d ConvertDisk, dst string, progress func(float64, string)) (ConvertedDisk, error) {
 	res := ConvertedDisk{Path: d.Path}
 	if len(d.Files) == 0 {
 		return res, api.Errorf(api.ErrInvalid, "no file holds the disk's data")
@@ -248,7 +248,7 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 }
 
 // unpack writes a gzip-compressed and/or chunked file whole into out.
-func unpack(ctx context.Context, dir string, sp *StagedPackage, d ConvertDisk, out string, progress func(float64, string)) (string, error) {
+func unpack(ctx context.Context, dir string, sp *Package, d ConvertDisk, out string, progress func(float64, string)) (string, error) {
 	var readers []io.Reader
 	var closers []io.Closer
 	defer func() {
@@ -339,7 +339,7 @@ type ExportedFile struct {
 // POST /agent/v1/staging/{id}/export?datastore=D: write each disk as a
 // streamOptimized VMDK into the folder and hash it; or, with Files only,
 // write those files (the descriptor and manifest, once the disks are known).
-func (a *Agent) stagingExport(w http.ResponseWriter, r *http.Request) {
+func (a *Area) stagingExport(w http.ResponseWriter, r *http.Request) {
 	var req ExportRequest
 	if !agenthttp.Decode(w, r, &req) {
 		return
@@ -358,7 +358,7 @@ func (a *Agent) stagingExport(w http.ResponseWriter, r *http.Request) {
 			agenthttp.Fail(w, api.Errorf(api.ErrInvalid, "bad file name %q", d.Name))
 			return
 		}
-		if srcs[i], err = a.datastorePath(d.Datastore, d.Path); err != nil {
+		if srcs[i], err = a.Resolve(d.Datastore, d.Path); err != nil {
 			agenthttp.Fail(w, err)
 			return
 		}
