@@ -161,7 +161,7 @@ func (a *Agent) exec(w http.ResponseWriter, r *http.Request) {
 	}
 	ga, err := a.guestAgent()
 	if err == nil {
-		_, err = a.vms.get(r.PathValue("id"))
+		_, err = a.vms.Get(r.PathValue("id"))
 	}
 	if err != nil {
 		agenthttp.Fail(w, err)

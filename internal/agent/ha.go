@@ -111,11 +111,11 @@ func (a *Agent) applyLeases(ctx context.Context) {
 	if !ok {
 		return
 	}
-	for _, id := range a.vms.ids() {
+	for _, id := range a.vms.IDs() {
 		if want[id] == "" || l.Lease(id) == want[id] {
 			continue
 		}
-		if err := a.vms.holdLease(ctx, id, want[id]); err != nil {
+		if err := a.vms.HoldLease(ctx, id, want[id]); err != nil {
 			a.log.Error("cannot make a running VM hold its lease", "vm", id, "err", err)
 		}
 	}
@@ -223,8 +223,8 @@ func (a *Agent) fence(ctx context.Context, p *api.HostHA, allowed time.Duration)
 	var records []api.FenceRecord
 	for _, pv := range p.Protected {
 		id := pv.ID
-		e, err := a.vms.get(id)
-		if err != nil || a.vms.isIncoming(e) {
+		e, err := a.vms.Get(id)
+		if err != nil || a.vms.IsIncoming(e) {
 			continue
 		}
 		st, err := a.cfg.Driver.State(ctx, id)
@@ -238,14 +238,14 @@ func (a *Agent) fence(ctx context.Context, p *api.HostHA, allowed time.Duration)
 			if p.IsolationResponse == api.IsolationShutdown {
 				req = api.PowerRequest{Action: api.ActionStop, TimeoutSeconds: max(int(allowed/time.Second), 1)}
 			}
-			_, err := a.vms.power(ctx, id, req)
+			_, err := a.vms.Power(ctx, id, req)
 			rec := api.FenceRecord{VM: id, Action: p.IsolationResponse, At: time.Now().UTC(),
 				Reason: "host isolated: the server and its isolation addresses were unreachable"}
 			if err != nil {
 				rec.Reason += "; failed: " + err.Error()
-				a.log.Error("isolation response failed", "vm", e.cfg.Name, "err", err)
+				a.log.Error("isolation response failed", "vm", e.Cfg.Name, "err", err)
 			} else {
-				a.log.Warn("isolation response applied", "vm", e.cfg.Name, "action", p.IsolationResponse)
+				a.log.Warn("isolation response applied", "vm", e.Cfg.Name, "action", p.IsolationResponse)
 			}
 			mu.Lock()
 			records = append(records, rec)
@@ -275,15 +275,15 @@ func (a *Agent) dropVMs(ctx context.Context, ids []string) {
 		return
 	}
 	for _, id := range ids {
-		e, err := a.vms.get(id)
+		e, err := a.vms.Get(id)
 		if err != nil {
 			continue
 		}
-		err = a.vms.release(ctx, m, id, false)
+		err = a.vms.Release(ctx, m, id, false)
 		if err != nil && !errors.Is(err, hypervisor.ErrNotFound) {
-			a.log.Error("cannot drop a VM that now runs on another host", "vm", e.cfg.Name, "err", err)
+			a.log.Error("cannot drop a VM that now runs on another host", "vm", e.Cfg.Name, "err", err)
 			continue
 		}
-		a.log.Warn("dropped a VM that HA restarted on another host while this one was cut off", "vm", e.cfg.Name)
+		a.log.Warn("dropped a VM that HA restarted on another host while this one was cut off", "vm", e.Cfg.Name)
 	}
 }

@@ -40,27 +40,25 @@ func (a *Agent) hotAdd(w http.ResponseWriter, r *http.Request) {
 		agenthttp.Fail(w, err)
 		return
 	}
-	e, err := a.vms.get(r.PathValue("id"))
+	e, err := a.vms.Get(r.PathValue("id"))
 	if err != nil {
 		agenthttp.Fail(w, err)
 		return
 	}
-	e.op.Lock()
-	defer e.op.Unlock()
-	if a.vms.isIncoming(e) {
-		agenthttp.Fail(w, fmt.Errorf("vm %s is being received by a migration: %w", e.cfg.Name, hypervisor.ErrWrongState))
+	e.Op.Lock()
+	defer e.Op.Unlock()
+	if a.vms.IsIncoming(e) {
+		agenthttp.Fail(w, fmt.Errorf("vm %s is being received by a migration: %w", e.Cfg.Name, hypervisor.ErrWrongState))
 		return
 	}
-	res, err := hp.HotAdd(r.Context(), e.cfg.ID, req.CPUs, req.MemoryBytes)
+	res, err := hp.HotAdd(r.Context(), e.Cfg.ID, req.CPUs, req.MemoryBytes)
 	if err != nil {
 		agenthttp.Fail(w, err)
 		return
 	}
-	a.vms.mu.Lock()
-	cfg := e.cfg
-	a.vms.mu.Unlock()
+	cfg := a.vms.Config(e)
 	cfg.CPUs, cfg.MemoryBytes = res.Hardware.TotalCPUs(), int64(res.Hardware.TotalMemory())
-	if err := a.vms.saveConfig(e, cfg); err != nil {
+	if err := a.vms.SaveConfig(e, cfg); err != nil {
 		agenthttp.Fail(w, err)
 		return
 	}

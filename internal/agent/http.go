@@ -15,7 +15,7 @@ import (
 func (a *Agent) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /agent/v1/vms", func(w http.ResponseWriter, r *http.Request) {
-		states, _ := a.vms.states(r.Context(), true)
+		states, _ := a.vms.States(r.Context(), true)
 		agenthttp.Reply(w, http.StatusOK, states)
 	})
 	mux.HandleFunc("PUT /agent/v1/vms/{id}", func(w http.ResponseWriter, r *http.Request) {
@@ -31,7 +31,7 @@ func (a *Agent) handler() http.Handler {
 			agenthttp.Fail(w, fmt.Errorf("define vm %s: %w", cfg.Name, err))
 			return
 		}
-		st, err := a.vms.define(r.Context(), cfg)
+		st, err := a.vms.Define(r.Context(), cfg)
 		if err != nil {
 			agenthttp.Fail(w, err)
 			return
@@ -39,7 +39,7 @@ func (a *Agent) handler() http.Handler {
 		agenthttp.Reply(w, http.StatusOK, st)
 	})
 	mux.HandleFunc("DELETE /agent/v1/vms/{id}", func(w http.ResponseWriter, r *http.Request) {
-		if err := a.vms.undefine(r.Context(), r.PathValue("id"), r.URL.Query().Get("force") == "true"); err != nil {
+		if err := a.vms.Undefine(r.Context(), r.PathValue("id"), r.URL.Query().Get("force") == "true"); err != nil {
 			agenthttp.Fail(w, err)
 			return
 		}
@@ -50,7 +50,7 @@ func (a *Agent) handler() http.Handler {
 		if !agenthttp.Decode(w, r, &req) {
 			return
 		}
-		st, err := a.vms.power(r.Context(), r.PathValue("id"), req)
+		st, err := a.vms.Power(r.Context(), r.PathValue("id"), req)
 		if err != nil {
 			agenthttp.Fail(w, err)
 			return

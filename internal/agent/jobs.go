@@ -108,7 +108,7 @@ func (a *Agent) startCopy(w http.ResponseWriter, r *http.Request) {
 		c.File, err = a.readableFile("disk", c.File)
 	}
 	if err == nil && c.VM != "" {
-		_, err = a.vms.get(c.VM)
+		_, err = a.vms.Get(c.VM)
 	}
 	if err != nil {
 		agenthttp.Fail(w, err)
