@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/agent/hostha"
 	"github.com/vdc-project/vdc/internal/agent/registry"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 	"github.com/vdc-project/vdc/internal/netguard"
@@ -82,7 +83,7 @@ type Agent struct {
 	datastores []api.DatastoreToCheck
 	refused    map[string]string // datastore ID -> why this host does not use it
 
-	ha *haState
+	ha *hostha.Guard
 
 	// Heartbeats carry only changes; these track what the server has.
 	ackedSeq uint64
@@ -163,8 +164,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}()
 	go a.watchDriver(ctx)
-	a.ha = loadHA(a.cfg.DataDir)
-	go a.watchIsolation(ctx)
+	a.ha = hostha.New(a.cfg.DataDir, a.cfg.ServerURL, a.cfg.Driver, a.vms, a.log)
+	go a.ha.Watch(ctx)
 	a.log.Info("agent running", "api", a.addr, "server", a.cfg.ServerURL, "vms", a.vms.Count())
 	a.heartbeatLoop(ctx)
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -200,7 +201,7 @@ func (a *Agent) listen() (net.Listener, error) {
 	l := a.cfg.Listen
 	if l == "" {
 		l = ":7444"
-		if a.serverIsLocal() {
+		if hostha.ServerIsLocal(a.cfg.ServerURL) {
 			l = "127.0.0.1:0"
 		}
 	}
@@ -304,7 +305,7 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 		CPUs: cmp.Or(a.cfg.CapacityCPUs, info.CPUs), MemoryBytes: api.Size(cmp.Or(a.cfg.CapacityMemory, info.MemoryBytes)),
 		VMs: vms, Full: full, VMsSeq: seq, Datastores: a.checkDatastores(),
 		Incoming: a.vms.IncomingOlderThan(incomingGrace),
-		HAGen:    a.ha.gen(), Fenced: a.ha.pendingFences(),
+		HAGen:    a.ha.Gen(), Fenced: a.ha.PendingFences(),
 	}
 	var resp api.HeartbeatResponse
 	if err := a.post(ctx, "/api/v1/agent/heartbeat", hb, &resp); err != nil {
@@ -320,12 +321,12 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 	if resp.IntervalSeconds > 0 {
 		a.interval = time.Duration(resp.IntervalSeconds) * time.Second
 	}
-	policyChanged, err := a.ha.contact(len(hb.Fenced), resp.HA, a.interval)
+	policyChanged, err := a.ha.Contact(len(hb.Fenced), resp.HA, a.interval)
 	if err != nil {
 		a.log.Warn("cannot save the HA settings", "err", err)
 	}
 	if policyChanged {
-		a.applyLeases(ctx)
+		a.ha.ApplyLeases(ctx)
 	}
 	a.dropVMs(ctx, resp.Drop)
 	a.mu.Lock()
