@@ -10,6 +10,7 @@ import (
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/hypervisor"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/cmdline"
 	"github.com/vdc-project/vdc/internal/qga"
 )
 
@@ -203,11 +204,11 @@ func (v *vm) plugCPU(ctx context.Context, hw api.VMHardware) (api.HotCPU, error)
 
 // plugDIMM adds a DIMM of size bytes in slot i.
 func (v *vm) plugDIMM(ctx context.Context, i int, size int64) error {
-	if err := v.command(ctx, "object-add", map[string]any{"qom-type": "memory-backend-ram", "id": dimmBackend(i), "size": size}); err != nil {
+	if err := v.command(ctx, "object-add", map[string]any{"qom-type": "memory-backend-ram", "id": cmdline.DIMMBackend(i), "size": size}); err != nil {
 		return err
 	}
-	if err := v.command(ctx, "device_add", map[string]any{"driver": "pc-dimm", "id": dimmID(i), "memdev": dimmBackend(i)}); err != nil {
-		_ = v.command(context.WithoutCancel(ctx), "object-del", map[string]any{"id": dimmBackend(i)})
+	if err := v.command(ctx, "device_add", map[string]any{"driver": "pc-dimm", "id": cmdline.DIMMID(i), "memdev": cmdline.DIMMBackend(i)}); err != nil {
+		_ = v.command(context.WithoutCancel(ctx), "object-del", map[string]any{"id": cmdline.DIMMBackend(i)})
 		return err
 	}
 	return nil

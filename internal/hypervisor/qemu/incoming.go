@@ -13,6 +13,7 @@ import (
 
 	"github.com/vdc-project/vdc/internal/disk"
 	"github.com/vdc-project/vdc/internal/hypervisor"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/cmdline"
 )
 
 // incomingFile records, in a received VM's directory, the disks Incoming
@@ -261,7 +262,7 @@ func (d *Driver) FinishIncoming(ctx context.Context, id string) error {
 // QEMU process (waiting for a source that will not come) and the disks it
 // was receiving.
 func (d *Driver) Discard(ctx context.Context, id, dir string) error {
-	if pid, alive := findProcess(filepath.Join(dir, "qemu.pid"), smbiosUUID(id)); alive {
+	if pid, alive := findProcess(filepath.Join(dir, "qemu.pid"), cmdline.SMBIOSUUID(id)); alive {
 		exited := make(chan struct{})
 		go watchPID(pid, exited)
 		if err := killAndWait(pid, exited); err != nil {

@@ -1,31 +1,21 @@
-package qemu
+// Package cmdline builds the QEMU command line of a VM: machine, vCPUs and
+// memory (with room for hot-add), the driver's channels (QMP, serial
+// console, guest agent), display, disks on their buses, CD-ROMs and NICs.
+// It is pure: same config, same line (golden tests in testdata hold it).
+// The driver (package qemu) runs what it builds; the device names it
+// gives (hot-plug ports, DIMMs) are the ones the driver hot-plugs into.
+package cmdline
 
 import (
 	"fmt"
-	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/google/uuid"
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 )
-
-// paths are where a VM's runtime files live. Sockets go in a short
-// directory (a unix socket path is limited to 107 bytes); logs and the pid
-// file in the VM's own directory.
-type paths struct {
-	run, dir string
-}
-
-func (p paths) qmp() string        { return filepath.Join(p.run, "qmp.sock") }
-func (p paths) qga() string        { return filepath.Join(p.run, "qga.sock") }
-func (p paths) console() string    { return filepath.Join(p.run, "console.sock") }
-func (p paths) vnc() string        { return filepath.Join(p.run, "vnc.sock") }
-func (p paths) consoleLog() string { return filepath.Join(p.dir, "console.log") }
-func (p paths) pidFile() string    { return filepath.Join(p.dir, "qemu.pid") }
-func (p paths) qemuLog() string    { return filepath.Join(p.dir, "qemu.log") }
-func (p paths) stateFile() string  { return filepath.Join(p.dir, "state.json") }
-func (p paths) seed() string       { return filepath.Join(p.dir, "cidata.iso") }
 
 // CPUModel is the vCPU model every VM gets: a common baseline, so that a
 // VM can later move between hosts whatever their CPUs.
@@ -34,25 +24,31 @@ const CPUModel = "qemu64"
 // memorySlots is how many DIMM slots a VM with memory hot-add gets.
 const memorySlots = api.MaxMemoryHotAdds
 
-// args builds the QEMU command line for a VM with the hardware hw (see
-// bootHardware). It is pure: same config, same line (golden tests hold
-// it).
-func args(cfg hypervisor.VMConfig, hw api.VMHardware, p paths, accel string) []string {
-	a := machineArgs(cfg, hw, p, accel)
-	a = append(a, displayArgs(hw, p)...)
+// Files are the files a VM's command line names: the sockets of its QMP
+// monitor, guest agent, serial console and display, the console's log,
+// the pid file and the cloud-init seed ISO.
+type Files struct {
+	QMP, QGA, Console, ConsoleLog, VNC, PIDFile, Seed string
+}
+
+// Args builds the QEMU command line for a VM with the hardware hw (see
+// hypervisor.BootHardware), its files at f, on the accelerator accel.
+func Args(cfg hypervisor.VMConfig, hw api.VMHardware, f Files, accel string) []string {
+	a := machineArgs(cfg, hw, f, accel)
+	a = append(a, displayArgs(hw, f)...)
 	a = append(a, hotAddedArgs(hw)...)
 	a = append(a, kernelArgs(cfg)...)
 	a = append(a, hotplugPortArgs()...)
 	disks, sata := diskArgs(cfg)
 	a = append(a, disks...)
-	a = append(a, cdArgs(cfg, p, sata)...)
+	a = append(a, cdArgs(cfg, f, sata)...)
 	a = append(a, nicArgs(cfg)...)
 	return a
 }
 
 // machineArgs are the machine, its vCPUs and memory, and the channels the
 // driver talks to it through (QMP, serial console, guest agent).
-func machineArgs(cfg hypervisor.VMConfig, hw api.VMHardware, p paths, accel string) []string {
+func machineArgs(cfg hypervisor.VMConfig, hw api.VMHardware, f Files, accel string) []string {
 	smp := fmt.Sprint(hw.CPUs)
 	if hw.MaxCPUs > hw.CPUs {
 		smp += fmt.Sprintf(",maxcpus=%d", hw.MaxCPUs)
@@ -63,22 +59,22 @@ func machineArgs(cfg hypervisor.VMConfig, hw api.VMHardware, p paths, accel stri
 	}
 	return []string{
 		"-name", "guest=" + cfg.Name + ",debug-threads=on",
-		"-uuid", smbiosUUID(cfg.ID),
+		"-uuid", SMBIOSUUID(cfg.ID),
 		"-machine", "q35",
 		"-accel", accel,
 		"-cpu", CPUModel,
 		"-smp", smp,
 		"-m", mem,
 		"-nodefaults", "-no-user-config",
-		"-pidfile", p.pidFile(),
+		"-pidfile", f.PIDFile,
 		"-rtc", "base=utc",
 		"-msg", "timestamp=on",
-		"-chardev", "socket,id=qmp0,path=" + p.qmp() + ",server=on,wait=off",
+		"-chardev", "socket,id=qmp0,path=" + f.QMP + ",server=on,wait=off",
 		"-mon", "chardev=qmp0,mode=control",
-		"-chardev", "socket,id=con0,path=" + p.console() + ",server=on,wait=off,logfile=" + p.consoleLog() + ",logappend=on",
+		"-chardev", "socket,id=con0,path=" + f.Console + ",server=on,wait=off,logfile=" + f.ConsoleLog + ",logappend=on",
 		"-serial", "chardev:con0",
 		"-device", "virtio-serial-pci,id=vser0",
-		"-chardev", "socket,id=qga0,path=" + p.qga() + ",server=on,wait=off",
+		"-chardev", "socket,id=qga0,path=" + f.QGA + ",server=on,wait=off",
 		"-device", "virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0",
 		"-device", "virtio-rng-pci,id=rng0",
 	}
@@ -87,9 +83,9 @@ func machineArgs(cfg hypervisor.VMConfig, hw api.VMHardware, p paths, accel stri
 // displayArgs: the display is a unix socket in the VM's runtime directory
 // (0700): never a TCP port, which VNC would serve to anyone without a
 // password. The agent relays it to the server, the server to its clients.
-func displayArgs(hw api.VMHardware, p paths) []string {
+func displayArgs(hw api.VMHardware, f Files) []string {
 	if hw.VNC {
-		return []string{"-vga", "std", "-vnc", "unix:" + escape(p.vnc())}
+		return []string{"-vga", "std", "-vnc", "unix:" + escape(f.VNC)}
 	}
 	return []string{"-display", "none"}
 }
@@ -102,8 +98,8 @@ func hotAddedArgs(hw api.VMHardware) []string {
 		a = append(a, "-device", cpuDevice(c))
 	}
 	for i, size := range hw.DIMMs {
-		a = append(a, "-object", fmt.Sprintf("memory-backend-ram,id=%s,size=%dM", dimmBackend(i), size>>20),
-			"-device", fmt.Sprintf("pc-dimm,id=%s,memdev=%s", dimmID(i), dimmBackend(i)))
+		a = append(a, "-object", fmt.Sprintf("memory-backend-ram,id=%s,size=%dM", DIMMBackend(i), size>>20),
+			"-device", fmt.Sprintf("pc-dimm,id=%s,memdev=%s", DIMMID(i), DIMMBackend(i)))
 	}
 	return a
 }
@@ -125,8 +121,8 @@ func kernelArgs(cfg hypervisor.VMConfig) []string {
 // the VM runs.
 func hotplugPortArgs() []string {
 	var a []string
-	for i := 0; i < hotplugPorts; i++ {
-		a = append(a, "-device", fmt.Sprintf("pcie-root-port,id=%s,chassis=%d,bus=pcie.0", hotplugPort(i), i+1))
+	for i := 0; i < HotplugPorts; i++ {
+		a = append(a, "-device", fmt.Sprintf("pcie-root-port,id=%s,chassis=%d,bus=pcie.0", HotplugPort(i), i+1))
 	}
 	return a
 }
@@ -169,7 +165,7 @@ func diskArgs(cfg hypervisor.VMConfig) ([]string, int) {
 
 // cdArgs are the attached ISO and the cloud-init seed, on the SATA ports
 // after the disks' (sata of them taken).
-func cdArgs(cfg hypervisor.VMConfig, p paths, sata int) []string {
+func cdArgs(cfg hypervisor.VMConfig, f Files, sata int) []string {
 	var a []string
 	if cfg.CDROM != "" {
 		// An attached ISO boots first (installing from it); a kernel boot
@@ -187,7 +183,7 @@ func cdArgs(cfg hypervisor.VMConfig, p paths, sata int) []string {
 	}
 	if cfg.Seed != nil {
 		a = append(a,
-			"-blockdev", fmt.Sprintf("driver=file,filename=%s,node-name=seed0-file,read-only=on", escape(p.seed())),
+			"-blockdev", fmt.Sprintf("driver=file,filename=%s,node-name=seed0-file,read-only=on", escape(f.Seed)),
 			"-blockdev", "driver=raw,file=seed0-file,node-name=seed0,read-only=on",
 			"-device", fmt.Sprintf("ide-cd,bus=ide.%d,drive=seed0,id=seed0-dev", sata),
 		)
@@ -231,8 +227,27 @@ func cpuDevice(c api.HotCPU) string {
 	return s
 }
 
-func dimmID(i int) string      { return fmt.Sprintf("dimm%d", i) }
-func dimmBackend(i int) string { return "mem-" + dimmID(i) }
+// DIMMID is the device ID of the i-th hot-added DIMM, DIMMBackend its
+// memory backend's.
+func DIMMID(i int) string      { return fmt.Sprintf("dimm%d", i) }
+func DIMMBackend(i int) string { return "mem-" + DIMMID(i) }
 
 // escape doubles commas, QEMU's way of quoting them in option values.
 func escape(s string) string { return strings.ReplaceAll(s, ",", ",,") }
+
+// SMBIOSUUID is the UUID QEMU gets for a VM (the guest sees it in SMBIOS,
+// and the agent recognizes the VM's process by it): the VM's ID when that
+// is a UUID, as vdc's IDs are, else one derived from it.
+func SMBIOSUUID(id string) string {
+	if u, err := uuid.Parse(id); err == nil {
+		return u.String()
+	}
+	return uuid.NewSHA1(uuid.NameSpaceOID, []byte("vdc-vm:"+id)).String()
+}
+
+// HotplugPorts is how many empty PCIe root ports every VM gets, for disks
+// added while it runs (q35's root bus itself is not hot-pluggable).
+const HotplugPorts = 4
+
+// HotplugPort is the ID of the i-th empty root port.
+func HotplugPort(i int) string { return fmt.Sprintf("hp%d", i) }
