@@ -136,66 +136,9 @@ func (c *Client) Do(ctx context.Context, r Request, out any) error {
 	if len(r.Query) > 0 {
 		u += "?" + r.Query.Encode()
 	}
-	// A call answered with a task records one, and the server takes a
-	// key for every such call but a cancel (which records none).
-	_, task := out.(*api.Task)
-	idempotent := r.Idempotent || task && r.Method != http.MethodGet && !strings.HasSuffix(r.Path, "/cancel")
-	key := r.IdempotencyKey
-	if idempotent && key == "" {
-		key = uuid.NewString()
-	}
+	key := idempotencyKey(r, out)
 	safe := r.Method == http.MethodGet || r.Method == http.MethodHead || key != ""
-	attempt := func() ([]byte, error) {
-		var rd io.Reader
-		if body != nil {
-			rd = bytes.NewReader(body)
-		}
-		req, err := http.NewRequestWithContext(ctx, r.Method, u, rd)
-		if err != nil {
-			return nil, backoff.Permanent(err)
-		}
-		if body != nil {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		if c.token != "" {
-			req.Header.Set("Authorization", "Bearer "+c.token)
-		}
-		if r.IfMatch > 0 {
-			req.Header.Set("If-Match", fmt.Sprintf(`"%d"`, r.IfMatch))
-		}
-		if key != "" {
-			req.Header.Set(IdempotencyHeader, key)
-		}
-		resp, err := c.hc.Do(req)
-		if err != nil {
-			var ue *url.Error
-			if errors.As(err, &ue) {
-				err = ue.Err
-			}
-			err = fmt.Errorf("cannot reach the vdc server at %s: %w", c.base, err)
-			if ctx.Err() != nil || !(safe || neverSent(err)) {
-				return nil, backoff.Permanent(err)
-			}
-			return nil, err
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode/100 != 2 {
-			aerr, fromVDC := readError(resp)
-			if safe && isTransient(resp, fromVDC) {
-				return nil, aerr
-			}
-			return nil, backoff.Permanent(aerr)
-		}
-		b, err := io.ReadAll(resp.Body)
-		if err != nil {
-			err = fmt.Errorf("%s %s: read answer: %w", r.Method, u, err)
-			if ctx.Err() != nil || !safe {
-				return nil, backoff.Permanent(err)
-			}
-			return nil, err
-		}
-		return b, nil
-	}
+	attempt := func() ([]byte, error) { return c.send(ctx, r, u, body, key, safe) }
 	b, err := c.retry(ctx, attempt)
 	if err != nil {
 		return err
@@ -207,6 +150,75 @@ func (c *Client) Do(ctx context.Context, r Request, out any) error {
 		return fmt.Errorf("%s %s: decode answer: %w", r.Method, u, err)
 	}
 	return nil
+}
+
+// idempotencyKey is the Idempotency-Key a call is sent with: the
+// request's, a new one for an idempotent call without one, or none.
+func idempotencyKey(r Request, out any) string {
+	// A call answered with a task records one, and the server takes a
+	// key for every such call but a cancel (which records none).
+	_, task := out.(*api.Task)
+	idempotent := r.Idempotent || task && r.Method != http.MethodGet && !strings.HasSuffix(r.Path, "/cancel")
+	key := r.IdempotencyKey
+	if idempotent && key == "" {
+		key = uuid.NewString()
+	}
+	return key
+}
+
+// send makes one attempt at a call to u, and returns the answer's body.
+// Its error is a backoff.Permanent one unless the call may be sent again
+// (safe, or it never left).
+func (c *Client) send(ctx context.Context, r Request, u string, body []byte, key string, safe bool) ([]byte, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, r.Method, u, rd)
+	if err != nil {
+		return nil, backoff.Permanent(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if r.IfMatch > 0 {
+		req.Header.Set("If-Match", fmt.Sprintf(`"%d"`, r.IfMatch))
+	}
+	if key != "" {
+		req.Header.Set(IdempotencyHeader, key)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		err = fmt.Errorf("cannot reach the vdc server at %s: %w", c.base, err)
+		if ctx.Err() != nil || !(safe || neverSent(err)) {
+			return nil, backoff.Permanent(err)
+		}
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		aerr, fromVDC := readError(resp)
+		if safe && isTransient(resp, fromVDC) {
+			return nil, aerr
+		}
+		return nil, backoff.Permanent(aerr)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		err = fmt.Errorf("%s %s: read answer: %w", r.Method, u, err)
+		if ctx.Err() != nil || !safe {
+			return nil, backoff.Permanent(err)
+		}
+		return nil, err
+	}
+	return b, nil
 }
 
 // retry runs op with exponential backoff for up to c.RetryFor.

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/agent/hostha"
+	"github.com/vdc-project/vdc/internal/agent/registry"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 	"github.com/vdc-project/vdc/internal/netguard"
 	"github.com/vdc-project/vdc/internal/pki"
@@ -70,7 +72,7 @@ type Agent struct {
 	tls   atomic.Pointer[tlsState]
 	hc    *http.Client // to the server; used by the heartbeat loop only
 	certs certCare
-	vms   *registry
+	vms   *registry.Registry
 	jobs  jobs
 
 	addr     string // advertised
@@ -81,7 +83,7 @@ type Agent struct {
 	datastores []api.DatastoreToCheck
 	refused    map[string]string // datastore ID -> why this host does not use it
 
-	ha *haState
+	ha *hostha.Guard
 
 	// Heartbeats carry only changes; these track what the server has.
 	ackedSeq uint64
@@ -144,8 +146,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("lay out the host certificate for QEMU: %w", err)
 	}
 	a.hc = a.newServerClient()
-	a.vms = newRegistry(filepath.Join(a.cfg.DataDir, "vms"), a.cfg.Driver, a.log, a.changed)
-	if err := a.vms.load(ctx); err != nil {
+	a.vms = registry.New(filepath.Join(a.cfg.DataDir, "vms"), a.cfg.Driver, a.log, a.changed)
+	if err := a.vms.Load(ctx); err != nil {
 		return err
 	}
 	ln, err := a.listen()
@@ -162,9 +164,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}()
 	go a.watchDriver(ctx)
-	a.ha = loadHA(a.cfg.DataDir)
-	go a.watchIsolation(ctx)
-	a.log.Info("agent running", "api", a.addr, "server", a.cfg.ServerURL, "vms", a.vms.count())
+	a.ha = hostha.New(a.cfg.DataDir, a.cfg.ServerURL, a.cfg.Driver, a.vms, a.log)
+	go a.ha.Watch(ctx)
+	a.log.Info("agent running", "api", a.addr, "server", a.cfg.ServerURL, "vms", a.vms.Count())
 	a.heartbeatLoop(ctx)
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -199,7 +201,7 @@ func (a *Agent) listen() (net.Listener, error) {
 	l := a.cfg.Listen
 	if l == "" {
 		l = ":7444"
-		if a.serverIsLocal() {
+		if hostha.ServerIsLocal(a.cfg.ServerURL) {
 			l = "127.0.0.1:0"
 		}
 	}
@@ -245,7 +247,7 @@ func (a *Agent) changed() {
 
 func (a *Agent) watchDriver(ctx context.Context) {
 	for id := range a.cfg.Driver.Subscribe(ctx) {
-		a.vms.refresh(ctx, id)
+		a.vms.Refresh(ctx, id)
 	}
 }
 
@@ -287,7 +289,7 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 	}
 	hn, _ := os.Hostname()
 	full := a.needFull || a.beats%fullEvery == 0
-	vms, seq := a.vms.states(ctx, full)
+	vms, seq := a.vms.States(ctx, full)
 	if !full {
 		changed := vms[:0]
 		for _, v := range vms {
@@ -302,8 +304,8 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 		Version: version.String(), Hypervisor: info.Version,
 		CPUs: cmp.Or(a.cfg.CapacityCPUs, info.CPUs), MemoryBytes: api.Size(cmp.Or(a.cfg.CapacityMemory, info.MemoryBytes)),
 		VMs: vms, Full: full, VMsSeq: seq, Datastores: a.checkDatastores(),
-		Incoming: a.vms.incomingOlderThan(incomingGrace),
-		HAGen:    a.ha.gen(), Fenced: a.ha.pendingFences(),
+		Incoming: a.vms.IncomingOlderThan(incomingGrace),
+		HAGen:    a.ha.Gen(), Fenced: a.ha.PendingFences(),
 	}
 	var resp api.HeartbeatResponse
 	if err := a.post(ctx, "/api/v1/agent/heartbeat", hb, &resp); err != nil {
@@ -319,12 +321,12 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 	if resp.IntervalSeconds > 0 {
 		a.interval = time.Duration(resp.IntervalSeconds) * time.Second
 	}
-	policyChanged, err := a.ha.contact(len(hb.Fenced), resp.HA, a.interval)
+	policyChanged, err := a.ha.Contact(len(hb.Fenced), resp.HA, a.interval)
 	if err != nil {
 		a.log.Warn("cannot save the HA settings", "err", err)
 	}
 	if policyChanged {
-		a.applyLeases(ctx)
+		a.ha.ApplyLeases(ctx)
 	}
 	a.dropVMs(ctx, resp.Drop)
 	a.mu.Lock()
@@ -354,7 +356,7 @@ func (a *Agent) dropIncoming(ctx context.Context, ids []string) {
 		return
 	}
 	for _, id := range ids {
-		err := a.vms.abortIncoming(ctx, m, id)
+		err := a.vms.AbortIncoming(ctx, m, id)
 		a.log.Warn("dropped the copy of a migration that no longer runs", "vm", id, "err", err)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/agent/agenthttp"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 	"github.com/vdc-project/vdc/internal/netguard"
 	"github.com/vdc-project/vdc/internal/pki"
@@ -194,7 +195,7 @@ func (c *Client) sendOnce(ctx context.Context, h Target, addr string, tr *http.T
 	}
 	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("host %s unreachable: %w", h.Name, &wrapped{err, api.ErrUnavailable})
+		return nil, fmt.Errorf("host %s unreachable: %w", h.Name, agenthttp.WithClass(err, api.ErrUnavailable))
 	}
 	if resp.StatusCode/100 != 2 {
 		defer resp.Body.Close()

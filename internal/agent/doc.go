@@ -6,4 +6,9 @@
 // VMs outlive the agent: a restarted agent re-attaches to them.
 //
 // Client is the server's side of the same API.
+//
+// Subpackages: registry keeps the host's VMs (configs, reported states,
+// copies being received), hostha is the host's part of HA (policy, leases,
+// isolation response), staging serves the staging area of imports and
+// exports (its part of the API), agenthttp what all the handlers share.
 package agent

@@ -17,6 +17,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/agent/agenthttp"
 	"github.com/vdc-project/vdc/internal/disk"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 )
@@ -77,16 +78,16 @@ func (a *Agent) datastorePath(id, rel string) (string, error) {
 func (a *Agent) putFile(w http.ResponseWriter, r *http.Request) {
 	path, err := a.datastorePath(r.PathValue("id"), r.URL.Query().Get("path"))
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		fail(w, fmt.Errorf("upload %s: %w", path, err))
+		agenthttp.Fail(w, fmt.Errorf("upload %s: %w", path, err))
 		return
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".upload*")
 	if err != nil {
-		fail(w, fmt.Errorf("upload %s: %w", path, err))
+		agenthttp.Fail(w, fmt.Errorf("upload %s: %w", path, err))
 		return
 	}
 	defer os.Remove(tmp.Name())
@@ -96,37 +97,37 @@ func (a *Agent) putFile(w http.ResponseWriter, r *http.Request) {
 		err = cerr
 	}
 	if err != nil {
-		fail(w, fmt.Errorf("upload %s: %w", path, err))
+		agenthttp.Fail(w, fmt.Errorf("upload %s: %w", path, err))
 		return
 	}
 	if want := r.Header.Get("Content-Length"); want != "" && want != strconv.FormatInt(n, 10) {
-		fail(w, api.Errorf(api.ErrInvalid, "upload %s: got %d bytes of %s", path, n, want))
+		agenthttp.Fail(w, api.Errorf(api.ErrInvalid, "upload %s: got %d bytes of %s", path, n, want))
 		return
 	}
 	res := FileResult{SizeBytes: n, SHA256: hex.EncodeToString(h.Sum(nil))}
 	if r.URL.Query().Get("inspect") == "true" && disk.Available() {
 		info, err := disk.Inspect(r.Context(), tmp.Name())
 		if err != nil {
-			fail(w, api.Errorf(api.ErrInvalid, "upload %s: not a disk image qemu-img can read: %v", path, err))
+			agenthttp.Fail(w, api.Errorf(api.ErrInvalid, "upload %s: not a disk image qemu-img can read: %v", path, err))
 			return
 		}
 		if info.Format == "qcow2" {
 			if err := disk.Check(r.Context(), tmp.Name()); err != nil {
-				fail(w, api.Errorf(api.ErrInvalid, "upload %s: damaged qcow2: %v", path, err))
+				agenthttp.Fail(w, api.Errorf(api.ErrInvalid, "upload %s: damaged qcow2: %v", path, err))
 				return
 			}
 		}
 		if info.BackingFile != "" {
-			fail(w, api.Errorf(api.ErrInvalid, "upload %s: the image depends on a backing file (%s); upload a standalone image", path, info.BackingFile))
+			agenthttp.Fail(w, api.Errorf(api.ErrInvalid, "upload %s: the image depends on a backing file (%s); upload a standalone image", path, info.BackingFile))
 			return
 		}
 		res.Format, res.VirtualSize = info.Format, info.VirtualSize
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
-		fail(w, fmt.Errorf("upload %s: %w", path, err))
+		agenthttp.Fail(w, fmt.Errorf("upload %s: %w", path, err))
 		return
 	}
-	reply(w, http.StatusOK, res)
+	agenthttp.Reply(w, http.StatusOK, res)
 }
 
 // DELETE /agent/v1/datastores/{id}/files?path=images/test: removes a file
@@ -134,11 +135,11 @@ func (a *Agent) putFile(w http.ResponseWriter, r *http.Request) {
 func (a *Agent) deleteFile(w http.ResponseWriter, r *http.Request) {
 	path, err := a.datastorePath(r.PathValue("id"), r.URL.Query().Get("path"))
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	if err := os.RemoveAll(path); err != nil {
-		fail(w, fmt.Errorf("delete %s: %w", path, err))
+		agenthttp.Fail(w, fmt.Errorf("delete %s: %w", path, err))
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -155,15 +156,15 @@ func (a *Agent) guestAgent() (hypervisor.GuestAgent, error) {
 // POST /agent/v1/vms/{id}/exec
 func (a *Agent) exec(w http.ResponseWriter, r *http.Request) {
 	var req ExecRequest
-	if !decodeBody(w, r, &req) {
+	if !agenthttp.Decode(w, r, &req) {
 		return
 	}
 	ga, err := a.guestAgent()
 	if err == nil {
-		_, err = a.vms.get(r.PathValue("id"))
+		_, err = a.vms.Get(r.PathValue("id"))
 	}
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), time.Duration(max(req.TimeoutSeconds, 1))*time.Second)
@@ -173,10 +174,10 @@ func (a *Agent) exec(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, context.DeadlineExceeded) {
 			err = api.Errorf(api.ErrUnprocessable, "%v: no answer from the guest agent within %ds", err, req.TimeoutSeconds)
 		}
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
-	reply(w, http.StatusOK, res)
+	agenthttp.Reply(w, http.StatusOK, res)
 }
 
 func (a *Agent) consoleDriver() (hypervisor.Console, error) {
@@ -191,13 +192,13 @@ func (a *Agent) consoleDriver() (hypervisor.Console, error) {
 func (a *Agent) consoleLog(w http.ResponseWriter, r *http.Request) {
 	c, err := a.consoleDriver()
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	n, _ := strconv.Atoi(r.URL.Query().Get("bytes"))
 	b, err := c.ConsoleLog(r.Context(), r.PathValue("id"), n)
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -209,7 +210,7 @@ func (a *Agent) consoleLog(w http.ResponseWriter, r *http.Request) {
 func (a *Agent) console(w http.ResponseWriter, r *http.Request) {
 	c, err := a.consoleDriver()
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	a.relay(w, r, c.ConsoleAttach)
@@ -221,7 +222,7 @@ func (a *Agent) console(w http.ResponseWriter, r *http.Request) {
 func (a *Agent) vnc(w http.ResponseWriter, r *http.Request) {
 	d, ok := a.cfg.Driver.(hypervisor.Display)
 	if !ok {
-		fail(w, fmt.Errorf("VNC display: %w", hypervisor.ErrNotSupported))
+		agenthttp.Fail(w, fmt.Errorf("VNC display: %w", hypervisor.ErrNotSupported))
 		return
 	}
 	a.relay(w, r, d.DisplayAttach)
@@ -232,7 +233,7 @@ func (a *Agent) vnc(w http.ResponseWriter, r *http.Request) {
 func (a *Agent) relay(w http.ResponseWriter, r *http.Request, attach func(context.Context, string) (io.ReadWriteCloser, error)) {
 	conn, err := attach(r.Context(), r.PathValue("id"))
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	defer conn.Close()

@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/agent/agenthttp"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 )
 
@@ -31,39 +32,37 @@ func (a *Agent) hotplugger() (hypervisor.Hotplugger, error) {
 // config with the new size, so that its next boot has it too.
 func (a *Agent) hotAdd(w http.ResponseWriter, r *http.Request) {
 	var req HotAddRequest
-	if !decodeBody(w, r, &req) {
+	if !agenthttp.Decode(w, r, &req) {
 		return
 	}
 	hp, err := a.hotplugger()
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
-	e, err := a.vms.get(r.PathValue("id"))
+	e, err := a.vms.Get(r.PathValue("id"))
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
-	e.op.Lock()
-	defer e.op.Unlock()
-	if a.vms.isIncoming(e) {
-		fail(w, fmt.Errorf("vm %s is being received by a migration: %w", e.cfg.Name, hypervisor.ErrWrongState))
+	e.Op.Lock()
+	defer e.Op.Unlock()
+	if a.vms.IsIncoming(e) {
+		agenthttp.Fail(w, fmt.Errorf("vm %s is being received by a migration: %w", e.Cfg.Name, hypervisor.ErrWrongState))
 		return
 	}
-	res, err := hp.HotAdd(r.Context(), e.cfg.ID, req.CPUs, req.MemoryBytes)
+	res, err := hp.HotAdd(r.Context(), e.Cfg.ID, req.CPUs, req.MemoryBytes)
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
-	a.vms.mu.Lock()
-	cfg := e.cfg
-	a.vms.mu.Unlock()
+	cfg := a.vms.Config(e)
 	cfg.CPUs, cfg.MemoryBytes = res.Hardware.TotalCPUs(), int64(res.Hardware.TotalMemory())
-	if err := a.vms.saveConfig(e, cfg); err != nil {
-		fail(w, err)
+	if err := a.vms.SaveConfig(e, cfg); err != nil {
+		agenthttp.Fail(w, err)
 		return
 	}
-	reply(w, http.StatusOK, res)
+	agenthttp.Reply(w, http.StatusOK, res)
 }
 
 // runningHardware is what a running VM has now, for a copy that is to

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,6 +17,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/agent/agenthttp"
+	"github.com/vdc-project/vdc/internal/agent/staging"
 	"github.com/vdc-project/vdc/internal/disk"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 )
@@ -96,7 +97,7 @@ func (j *jobs) get(id string) (Job, bool) {
 // VM's disk, into a new file; answers with the job.
 func (a *Agent) startCopy(w http.ResponseWriter, r *http.Request) {
 	var c hypervisor.DiskCopy
-	if !decodeBody(w, r, &c) {
+	if !agenthttp.Decode(w, r, &c) {
 		return
 	}
 	st, err := a.storage()
@@ -107,16 +108,16 @@ func (a *Agent) startCopy(w http.ResponseWriter, r *http.Request) {
 		c.File, err = a.readableFile("disk", c.File)
 	}
 	if err == nil && c.VM != "" {
-		_, err = a.vms.get(c.VM)
+		_, err = a.vms.Get(c.VM)
 	}
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	job := a.jobs.start(func(ctx context.Context, progress func(done, total int64)) (*FileResult, error) {
 		return nil, st.CopyDisk(ctx, c, progress)
 	})
-	reply(w, http.StatusAccepted, job)
+	agenthttp.Reply(w, http.StatusAccepted, job)
 }
 
 // ImportRequest fetches a disk image into a datastore.
@@ -129,12 +130,12 @@ type ImportRequest struct {
 // POST /agent/v1/datastores/{id}/import
 func (a *Agent) startImport(w http.ResponseWriter, r *http.Request) {
 	var req ImportRequest
-	if !decodeBody(w, r, &req) {
+	if !agenthttp.Decode(w, r, &req) {
 		return
 	}
 	path, err := a.datastorePath(r.PathValue("id"), req.Path)
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	// A file is read only from a datastore, symlinks resolved: an import
@@ -142,14 +143,14 @@ func (a *Agent) startImport(w http.ResponseWriter, r *http.Request) {
 	from := req.Source
 	if !isURL(req.Source) {
 		if from, err = a.readableFile("image source", req.Source); err != nil {
-			fail(w, api.Errorf(api.ErrInvalid, "image source %s is not an http(s) URL or a file in a datastore of host %s", req.Source, a.cfg.Name))
+			agenthttp.Fail(w, api.Errorf(api.ErrInvalid, "image source %s is not an http(s) URL or a file in a datastore of host %s", req.Source, a.cfg.Name))
 			return
 		}
 	}
 	job := a.jobs.start(func(ctx context.Context, progress func(done, total int64)) (*FileResult, error) {
 		return importImage(ctx, req.Source, from, path, req.SHA256, progress)
 	})
-	reply(w, http.StatusAccepted, job)
+	agenthttp.Reply(w, http.StatusAccepted, job)
 }
 
 // importImage fetches an image next to its final name, checks it is a
@@ -196,7 +197,7 @@ func importImage(ctx context.Context, source, from, path, wantSum string, progre
 	}
 	defer os.Remove(tmp.Name())
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(tmp, h), &progressReader{r: in, total: total, fn: progress})
+	n, err := io.Copy(io.MultiWriter(tmp, h), staging.NewProgressReader(in, total, progress))
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
@@ -233,32 +234,14 @@ func importImage(ctx context.Context, source, from, path, wantSum string, progre
 	return &FileResult{SizeBytes: n, SHA256: sum, Format: info.Format, VirtualSize: info.VirtualSize}, nil
 }
 
-type progressReader struct {
-	r     io.Reader
-	done  int64
-	total int64
-	fn    func(done, total int64)
-	last  time.Time
-}
-
-func (p *progressReader) Read(b []byte) (int, error) {
-	n, err := p.r.Read(b)
-	p.done += int64(n)
-	if p.fn != nil && (time.Since(p.last) > 200*time.Millisecond || errors.Is(err, io.EOF)) {
-		p.last = time.Now()
-		p.fn(p.done, max(p.total, p.done))
-	}
-	return n, err
-}
-
 // GET /agent/v1/jobs/{id}
 func (a *Agent) getJob(w http.ResponseWriter, r *http.Request) {
 	job, ok := a.jobs.get(r.PathValue("id"))
 	if !ok {
-		fail(w, api.Errorf(api.ErrNotFound, "no job %s on this host (the agent restarted?)", r.PathValue("id")))
+		agenthttp.Fail(w, api.Errorf(api.ErrNotFound, "no job %s on this host (the agent restarted?)", r.PathValue("id")))
 		return
 	}
-	reply(w, http.StatusOK, job)
+	agenthttp.Reply(w, http.StatusOK, job)
 }
 
 func freeSpace(dir string) (int64, error) {

@@ -1,18 +1,15 @@
 package agent
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
-	"time"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/agent/agenthttp"
 	"github.com/vdc-project/vdc/internal/atomicfile"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 	"github.com/vdc-project/vdc/internal/pki"
@@ -68,18 +65,16 @@ func (a *Agent) migrationIP() string {
 // GET /agent/v1/vms/{id}
 func (a *Agent) vmInfo(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	e, err := a.vms.get(id)
+	e, err := a.vms.Get(id)
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
-	info := VMInfo{Incoming: a.vms.isIncoming(e)}
-	a.vms.mu.Lock()
-	info.Disks = e.cfg.Disks
-	a.vms.mu.Unlock()
+	info := VMInfo{Incoming: a.vms.IsIncoming(e)}
+	info.Disks = a.vms.Config(e).Disks
 	if !info.Incoming {
-		if info.AgentVMState, err = a.vms.observe(r.Context(), id, e); err != nil {
-			fail(w, err)
+		if info.AgentVMState, err = a.vms.Observe(r.Context(), id, e); err != nil {
+			agenthttp.Fail(w, err)
 			return
 		}
 		if info.PowerState != hypervisor.StateOff {
@@ -89,18 +84,18 @@ func (a *Agent) vmInfo(w http.ResponseWriter, r *http.Request) {
 	if m, err := a.migrator(); err == nil {
 		info.Migration, _ = m.MigrationStatus(r.Context(), id)
 	}
-	reply(w, http.StatusOK, info)
+	agenthttp.Reply(w, http.StatusOK, info)
 }
 
 // POST /agent/v1/vms/{id}/incoming
 func (a *Agent) incoming(w http.ResponseWriter, r *http.Request) {
 	var req IncomingRequest
-	if !decodeBody(w, r, &req) {
+	if !agenthttp.Decode(w, r, &req) {
 		return
 	}
 	m, err := a.migrator()
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	// The disks' sources are the source host's files, not this host's.
@@ -110,41 +105,41 @@ func (a *Agent) incoming(w http.ResponseWriter, r *http.Request) {
 		check.Disks[i].Source = ""
 	}
 	if err := a.checkVMFiles(check); err != nil {
-		fail(w, fmt.Errorf("receive vm %s: %w", req.Config.Name, err))
+		agenthttp.Fail(w, fmt.Errorf("receive vm %s: %w", req.Config.Name, err))
 		return
 	}
 	req.Options.Address = a.migrationIP()
-	in, err := a.vms.incoming(r.Context(), m, req.Config, req.Options)
+	in, err := a.vms.Incoming(r.Context(), m, req.Config, req.Options)
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
-	reply(w, http.StatusOK, in)
+	agenthttp.Reply(w, http.StatusOK, in)
 }
 
 // POST /agent/v1/vms/{id}/incoming/finish
 func (a *Agent) finishIncoming(w http.ResponseWriter, r *http.Request) {
 	m, err := a.migrator()
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
-	st, err := a.vms.finishIncoming(r.Context(), m, r.PathValue("id"))
+	st, err := a.vms.FinishIncoming(r.Context(), m, r.PathValue("id"))
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
-	reply(w, http.StatusOK, st)
+	agenthttp.Reply(w, http.StatusOK, st)
 }
 
 // DELETE /agent/v1/vms/{id}/incoming
 func (a *Agent) abortIncoming(w http.ResponseWriter, r *http.Request) {
 	m, err := a.migrator()
 	if err == nil {
-		err = a.vms.abortIncoming(r.Context(), m, r.PathValue("id"))
+		err = a.vms.AbortIncoming(r.Context(), m, r.PathValue("id"))
 	}
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -153,18 +148,18 @@ func (a *Agent) abortIncoming(w http.ResponseWriter, r *http.Request) {
 // POST /agent/v1/vms/{id}/migrate
 func (a *Agent) migrateOut(w http.ResponseWriter, r *http.Request) {
 	var to hypervisor.MigrateTarget
-	if !decodeBody(w, r, &to) {
+	if !agenthttp.Decode(w, r, &to) {
 		return
 	}
 	m, err := a.migrator()
 	if err == nil {
-		_, err = a.vms.get(r.PathValue("id"))
+		_, err = a.vms.Get(r.PathValue("id"))
 	}
 	if err == nil {
 		err = m.MigrateOut(r.Context(), r.PathValue("id"), to)
 	}
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	w.WriteHeader(http.StatusAccepted)
@@ -177,7 +172,7 @@ func (a *Agent) cancelMigration(w http.ResponseWriter, r *http.Request) {
 		err = m.CancelMigration(r.Context(), r.PathValue("id"))
 	}
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -187,10 +182,10 @@ func (a *Agent) cancelMigration(w http.ResponseWriter, r *http.Request) {
 func (a *Agent) releaseVM(w http.ResponseWriter, r *http.Request) {
 	m, err := a.migrator()
 	if err == nil {
-		err = a.vms.release(r.Context(), m, r.PathValue("id"), r.URL.Query().Get("removeDisks") == "true")
+		err = a.vms.Release(r.Context(), m, r.PathValue("id"), r.URL.Query().Get("removeDisks") == "true")
 	}
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -199,132 +194,21 @@ func (a *Agent) releaseVM(w http.ResponseWriter, r *http.Request) {
 // POST /agent/v1/vms/{id}/move-disks
 func (a *Agent) moveDisks(w http.ResponseWriter, r *http.Request) {
 	var moves []hypervisor.DiskMove
-	if !decodeBody(w, r, &moves) {
+	if !agenthttp.Decode(w, r, &moves) {
 		return
 	}
 	m, err := a.migrator()
 	if err == nil {
-		_, err = a.vms.get(r.PathValue("id"))
+		_, err = a.vms.Get(r.PathValue("id"))
 	}
 	if err == nil {
 		err = m.MoveDisks(r.Context(), r.PathValue("id"), moves)
 	}
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	w.WriteHeader(http.StatusAccepted)
-}
-
-func (r *registry) isIncoming(e *vmEntry) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return e.incoming
-}
-
-// incoming starts receiving a VM; it is recorded, but not saved nor
-// reported, until the migration finishes.
-func (r *registry) incoming(ctx context.Context, m hypervisor.Migrator, cfg hypervisor.VMConfig, opt hypervisor.IncomingOptions) (hypervisor.Incoming, error) {
-	cfg.Dir = filepath.Join(r.dir, cfg.ID)
-	e := &vmEntry{cfg: cfg, incoming: true, since: time.Now()}
-	r.mu.Lock()
-	if _, exists := r.vms[cfg.ID]; exists {
-		r.mu.Unlock()
-		return hypervisor.Incoming{}, fmt.Errorf("receive vm %s: this host already has it: %w", cfg.Name, hypervisor.ErrWrongState)
-	}
-	r.vms[cfg.ID] = e
-	r.mu.Unlock()
-	e.op.Lock()
-	defer e.op.Unlock()
-	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
-		r.drop(cfg.ID)
-		return hypervisor.Incoming{}, err
-	}
-	in, err := m.Incoming(ctx, cfg, opt)
-	if err != nil {
-		r.drop(cfg.ID)
-		_ = os.RemoveAll(cfg.Dir)
-		return in, fmt.Errorf("receive vm %s: %w", cfg.Name, err)
-	}
-	return in, nil
-}
-
-// incomingOlderThan lists the copies received for longer than age.
-func (r *registry) incomingOlderThan(age time.Duration) []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var ids []string
-	for id, e := range r.vms {
-		if e.incoming && time.Since(e.since) > age {
-			ids = append(ids, id)
-		}
-	}
-	sort.Strings(ids)
-	return ids
-}
-
-func (r *registry) drop(id string) {
-	r.mu.Lock()
-	delete(r.vms, id)
-	r.mu.Unlock()
-}
-
-// finishIncoming makes a received VM a VM of this host.
-func (r *registry) finishIncoming(ctx context.Context, m hypervisor.Migrator, id string) (api.AgentVMState, error) {
-	e, err := r.get(id)
-	if err != nil {
-		return api.AgentVMState{}, err
-	}
-	e.op.Lock()
-	defer e.op.Unlock()
-	if !r.isIncoming(e) {
-		return r.observe(ctx, id, e) // finished before (a resumed task asks again)
-	}
-	if err := m.FinishIncoming(ctx, id); err != nil {
-		return api.AgentVMState{}, fmt.Errorf("finish receiving vm %s: %w", e.cfg.Name, err)
-	}
-	b, _ := json.MarshalIndent(e.cfg, "", "  ")
-	if err := atomicfile.WriteFile(filepath.Join(e.cfg.Dir, "config.json"), b, 0o600); err != nil {
-		return api.AgentVMState{}, fmt.Errorf("finish receiving vm %s: save config: %w", e.cfg.Name, err)
-	}
-	r.mu.Lock()
-	e.incoming = false
-	r.mu.Unlock()
-	return r.observe(ctx, id, e)
-}
-
-// abortIncoming throws a copy being received away.
-func (r *registry) abortIncoming(ctx context.Context, m hypervisor.Migrator, id string) error {
-	e, err := r.get(id)
-	if err != nil {
-		return err
-	}
-	e.op.Lock()
-	defer e.op.Unlock()
-	if !r.isIncoming(e) {
-		return fmt.Errorf("abort receiving vm %s: it is not being received: %w", e.cfg.Name, hypervisor.ErrWrongState)
-	}
-	if err := m.AbortIncoming(ctx, id); err != nil {
-		return err
-	}
-	r.drop(id)
-	return os.RemoveAll(e.cfg.Dir)
-}
-
-// release forgets a VM that now runs on another host.
-func (r *registry) release(ctx context.Context, m hypervisor.Migrator, id string, removeDisks bool) error {
-	e, err := r.get(id)
-	if err != nil {
-		return err
-	}
-	e.op.Lock()
-	defer e.op.Unlock()
-	if err := m.Release(ctx, id, removeDisks); err != nil {
-		return fmt.Errorf("release vm %s: %w", e.cfg.Name, err)
-	}
-	r.drop(id)
-	r.onChange()
-	return os.RemoveAll(e.cfg.Dir)
 }
 
 // QEMUTLSDir is where an agent keeps its certificate in the layout QEMU's

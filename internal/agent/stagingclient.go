@@ -13,6 +13,24 @@ import (
 	"sync"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/agent/agenthttp"
+	"github.com/vdc-project/vdc/internal/agent/staging"
+)
+
+// The staging area's wire types, under the names the server and the
+// control packages use. They are aliases so that those packages, being
+// reshaped by others at the same time, need not change with this move;
+// new code should name the staging package's types.
+type (
+	StagedPackage  = staging.Package
+	StagingFile    = staging.File
+	FetchRequest   = staging.FetchRequest
+	ConvertDisk    = staging.ConvertDisk
+	ConvertRequest = staging.ConvertRequest
+	ConvertedDisk  = staging.ConvertedDisk
+	ExportDisk     = staging.ExportDisk
+	ExportRequest  = staging.ExportRequest
+	ExportedFile   = staging.ExportedFile
 )
 
 func stagingURL(ds, id, suffix string, q url.Values) string {
@@ -61,7 +79,7 @@ func (c *Client) job(ctx context.Context, h Target, path string, in any, progres
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 64<<20)
 	for sc.Scan() {
-		var l JobLine
+		var l staging.JobLine
 		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
 			return fmt.Errorf("host %s: bad job output: %w", h.Name, err)
 		}
@@ -79,14 +97,14 @@ func (c *Client) job(ctx context.Context, h Target, path string, in any, progres
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return fmt.Errorf("host %s: %w", h.Name, &wrapped{err, api.ErrUnavailable})
+		return fmt.Errorf("host %s: %w", h.Name, agenthttp.WithClass(err, api.ErrUnavailable))
 	}
 	return api.Errorf(api.ErrUnavailable, "host %s: the job ended without a result (did the agent stop?)", h.Name)
 }
 
 // StagingPut streams one file into a staging folder of a datastore.
-func (c *Client) StagingPut(ctx context.Context, h Target, ds, id, name string, body io.Reader, size int64) (StagingFile, error) {
-	var res StagingFile
+func (c *Client) StagingPut(ctx context.Context, h Target, ds, id, name string, body io.Reader, size int64) (staging.File, error) {
+	var res staging.File
 	resp, err := c.open(ctx, h, http.MethodPut, stagingURL(ds, id, "/files", url.Values{"name": {name}}), body, size)
 	if err != nil {
 		return res, err
@@ -96,29 +114,29 @@ func (c *Client) StagingPut(ctx context.Context, h Target, ds, id, name string, 
 }
 
 // StagingIndex reads what a staging folder holds.
-func (c *Client) StagingIndex(ctx context.Context, h Target, ds, id string) (*StagedPackage, error) {
-	var sp StagedPackage
+func (c *Client) StagingIndex(ctx context.Context, h Target, ds, id string) (*staging.Package, error) {
+	var sp staging.Package
 	err := c.do(ctx, h, http.MethodGet, stagingURL(ds, id, "", nil), nil, &sp)
 	return &sp, err
 }
 
 // StagingFetch has the host download a package into a staging folder.
-func (c *Client) StagingFetch(ctx context.Context, h Target, ds, id string, req FetchRequest, progress func(float64, string)) (*StagedPackage, error) {
-	var sp StagedPackage
+func (c *Client) StagingFetch(ctx context.Context, h Target, ds, id string, req staging.FetchRequest, progress func(float64, string)) (*staging.Package, error) {
+	var sp staging.Package
 	err := c.job(ctx, h, stagingURL(ds, id, "/fetch", nil), req, progress, &sp)
 	return &sp, err
 }
 
 // StagingConvert makes VM disks from a staged package.
-func (c *Client) StagingConvert(ctx context.Context, h Target, ds, id string, req ConvertRequest, progress func(float64, string)) ([]ConvertedDisk, error) {
-	var out []ConvertedDisk
+func (c *Client) StagingConvert(ctx context.Context, h Target, ds, id string, req staging.ConvertRequest, progress func(float64, string)) ([]staging.ConvertedDisk, error) {
+	var out []staging.ConvertedDisk
 	err := c.job(ctx, h, stagingURL(ds, id, "/convert", nil), req, progress, &out)
 	return out, err
 }
 
 // StagingExport writes a VM's disks (and given files) into a staging folder.
-func (c *Client) StagingExport(ctx context.Context, h Target, ds, id string, req ExportRequest, progress func(float64, string)) ([]ExportedFile, error) {
-	var out []ExportedFile
+func (c *Client) StagingExport(ctx context.Context, h Target, ds, id string, req staging.ExportRequest, progress func(float64, string)) ([]staging.ExportedFile, error) {
+	var out []staging.ExportedFile
 	err := c.job(ctx, h, stagingURL(ds, id, "/export", nil), req, progress, &out)
 	return out, err
 }

@@ -9,7 +9,8 @@ import (
 	"path/filepath"
 	"slices"
 
-	"github.com/vdc-project/vdc/internal/atomicfile"
+	"github.com/vdc-project/vdc/internal/agent/agenthttp"
+	"github.com/vdc-project/vdc/internal/agent/registry"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 )
 
@@ -48,62 +49,50 @@ func (a *Agent) storage() (hypervisor.Storage, error) {
 // VM's config as the operation changed it, so that a restarted agent (and
 // the next start) uses the files the VM uses now.
 func (a *Agent) withVM(w http.ResponseWriter, r *http.Request, body any, op func(context.Context, hypervisor.Storage, *hypervisor.VMConfig) (any, error)) {
-	if body != nil && !decodeBody(w, r, body) {
+	if body != nil && !agenthttp.Decode(w, r, body) {
 		return
 	}
 	st, err := a.storage()
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
-	e, err := a.vms.get(r.PathValue("id"))
+	e, err := a.vms.Get(r.PathValue("id"))
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
-	e.op.Lock()
-	defer e.op.Unlock()
-	if a.vms.isIncoming(e) {
-		fail(w, fmt.Errorf("vm %s is being received by a migration: %w", e.cfg.Name, hypervisor.ErrWrongState))
+	e.Op.Lock()
+	defer e.Op.Unlock()
+	if a.vms.IsIncoming(e) {
+		agenthttp.Fail(w, fmt.Errorf("vm %s is being received by a migration: %w", e.Cfg.Name, hypervisor.ErrWrongState))
 		return
 	}
-	cfg := e.cfg
-	cfg.Disks = slices.Clone(e.cfg.Disks)
+	cfg := e.Cfg
+	cfg.Disks = slices.Clone(e.Cfg.Disks)
 	out, opErr := op(r.Context(), st, &cfg)
-	if !equalJSON(cfg, e.cfg) {
-		if err := a.vms.saveConfig(e, cfg); err != nil && opErr == nil {
+	if !equalJSON(cfg, e.Cfg) {
+		if err := a.vms.SaveConfig(e, cfg); err != nil && opErr == nil {
 			opErr = err
 		}
 	}
 	if opErr != nil {
-		fail(w, opErr)
+		agenthttp.Fail(w, opErr)
 		return
 	}
 	if out == nil {
 		// The state, with the disks as they are now (their files changed).
-		st, _ := a.vms.observe(r.Context(), e.cfg.ID, e)
-		st.Disks = measureDisks(r.Context(), a.cfg.Driver, e.cfg, true)
+		st, _ := a.vms.Observe(r.Context(), e.Cfg.ID, e)
+		st.Disks = registry.MeasureDisks(r.Context(), a.cfg.Driver, e.Cfg, true)
 		out = st
 	}
-	reply(w, http.StatusOK, out)
+	agenthttp.Reply(w, http.StatusOK, out)
 }
 
 func equalJSON(a, b any) bool {
 	x, _ := json.Marshal(a)
 	y, _ := json.Marshal(b)
 	return string(x) == string(y)
-}
-
-// saveConfig records a VM's config after a storage operation.
-func (r *registry) saveConfig(e *vmEntry, cfg hypervisor.VMConfig) error {
-	b, _ := json.MarshalIndent(cfg, "", "  ")
-	if err := atomicfile.WriteFile(filepath.Join(cfg.Dir, "config.json"), b, 0o600); err != nil {
-		return fmt.Errorf("vm %s: save config: %w", cfg.Name, err)
-	}
-	r.mu.Lock()
-	e.cfg = cfg
-	r.mu.Unlock()
-	return nil
 }
 
 func setPath(cfg *hypervisor.VMConfig, disk, path string) {
@@ -204,22 +193,22 @@ func (a *Agent) removeDisk(w http.ResponseWriter, r *http.Request) {
 // POST /agent/v1/files/remove
 func (a *Agent) removeFiles(w http.ResponseWriter, r *http.Request) {
 	var req RemoveFilesRequest
-	if !decodeBody(w, r, &req) {
+	if !agenthttp.Decode(w, r, &req) {
 		return
 	}
 	st, err := a.storage()
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	for _, p := range req.Paths {
 		if err := a.inDatastore(p); err != nil {
-			fail(w, err)
+			agenthttp.Fail(w, err)
 			return
 		}
 	}
 	if err := st.RemoveFiles(r.Context(), req.Paths); err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	for _, p := range req.Paths {

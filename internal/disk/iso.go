@@ -9,13 +9,21 @@ import (
 	"time"
 )
 
+// The layout of an ISO WriteISO writes: 2048-byte sectors; the system
+// area (0-15), the primary volume descriptor (16), the terminator (17),
+// the path tables (18, 19), the root folder (20), then the files.
+const (
+	isoSector    = 2048
+	isoRootLBA   = 20
+	isoFirstFile = 21
+)
+
 // WriteISO writes a small ISO 9660 (level 1) image holding files in its
 // root folder: how a VM gets its OVF environment (ovf-env.xml, on a
 // CD-ROM labeled "OVF ENV", as VMware's ISO transport does) without any
 // tool installed. Names must be 8.3 upper case (OVF_ENV.XML); Linux shows
 // them in lower case.
 func WriteISO(w io.Writer, label string, files map[string][]byte) error {
-	const sector = 2048
 	names := make([]string, 0, len(files))
 	for n := range files {
 		if !validISOName(n) {
@@ -24,68 +32,82 @@ func WriteISO(w io.Writer, label string, files map[string][]byte) error {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	const rootLBA, firstFile = 20, 21
-	lba := uint32(firstFile)
+	lba := uint32(isoFirstFile)
 	loc := map[string]uint32{}
 	for _, n := range names {
 		loc[n] = lba
-		lba += uint32((len(files[n]) + sector - 1) / sector)
+		lba += uint32((len(files[n]) + isoSector - 1) / isoSector)
 		if len(files[n]) == 0 {
 			lba++
 		}
 	}
 	total := lba
 	now := time.Now().UTC()
-	img := make([]byte, int(total)*sector)
-
-	dirRecord := func(name []byte, extent, size uint32, dir bool) []byte {
-		l := 33 + len(name)
-		if l%2 == 1 {
-			l++
-		}
-		r := make([]byte, l)
-		r[0] = byte(l)
-		both32(r[2:], extent)
-		both32(r[10:], size)
-		r[18], r[19], r[20], r[21], r[22], r[23] = byte(now.Year()-1900), byte(now.Month()), byte(now.Day()), byte(now.Hour()), byte(now.Minute()), byte(now.Second())
-		if dir {
-			r[25] = 2
-		}
-		both16(r[28:], 1)
-		r[32] = byte(len(name))
-		copy(r[33:], name)
-		return r
-	}
+	img := make([]byte, int(total)*isoSector)
 	// The root folder.
 	var root []byte
-	root = append(root, dirRecord([]byte{0}, rootLBA, sector, true)...)
-	root = append(root, dirRecord([]byte{1}, rootLBA, sector, true)...)
+	root = append(root, isoDirRecord([]byte{0}, isoRootLBA, isoSector, true, now)...)
+	root = append(root, isoDirRecord([]byte{1}, isoRootLBA, isoSector, true, now)...)
 	for _, n := range names {
-		root = append(root, dirRecord([]byte(n+";1"), loc[n], uint32(len(files[n])), false)...)
+		root = append(root, isoDirRecord([]byte(n+";1"), loc[n], uint32(len(files[n])), false, now)...)
 	}
-	if len(root) > sector {
+	if len(root) > isoSector {
 		return fmt.Errorf("write ISO: too many files for one folder sector")
 	}
-	copy(img[rootLBA*sector:], root)
+	copy(img[isoRootLBA*isoSector:], root)
 	for _, n := range names {
-		copy(img[int(loc[n])*sector:], files[n])
+		copy(img[int(loc[n])*isoSector:], files[n])
 	}
 	// Path tables (little- and big-endian), each with the root only.
-	pt := func(at int, be bool) {
-		p := img[at*sector:]
-		p[0] = 1
-		if be {
-			binary.BigEndian.PutUint32(p[2:], rootLBA)
-			binary.BigEndian.PutUint16(p[6:], 1)
-		} else {
-			binary.LittleEndian.PutUint32(p[2:], rootLBA)
-			binary.LittleEndian.PutUint16(p[6:], 1)
-		}
+	isoPathTable(img[18*isoSector:], false)
+	isoPathTable(img[19*isoSector:], true)
+	isoPrimaryVolume(img[16*isoSector:], label, total, now)
+	// Terminator.
+	term := img[17*isoSector:]
+	term[0] = 255
+	copy(term[1:], "CD001")
+	term[6] = 1
+	_, err := w.Write(img)
+	return err
+}
+
+// isoDirRecord is a directory record of a file or folder (dir) at extent,
+// of size bytes, dated now.
+func isoDirRecord(name []byte, extent, size uint32, dir bool, now time.Time) []byte {
+	l := 33 + len(name)
+	if l%2 == 1 {
+		l++
 	}
-	pt(18, false)
-	pt(19, true)
-	// Primary volume descriptor.
-	pvd := img[16*sector:]
+	r := make([]byte, l)
+	r[0] = byte(l)
+	both32(r[2:], extent)
+	both32(r[10:], size)
+	r[18], r[19], r[20], r[21], r[22], r[23] = byte(now.Year()-1900), byte(now.Month()), byte(now.Day()), byte(now.Hour()), byte(now.Minute()), byte(now.Second())
+	if dir {
+		r[25] = 2
+	}
+	both16(r[28:], 1)
+	r[32] = byte(len(name))
+	copy(r[33:], name)
+	return r
+}
+
+// isoPathTable writes a path table holding the root only, big-endian (be)
+// or little-endian, into its sector p.
+func isoPathTable(p []byte, be bool) {
+	p[0] = 1
+	if be {
+		binary.BigEndian.PutUint32(p[2:], isoRootLBA)
+		binary.BigEndian.PutUint16(p[6:], 1)
+	} else {
+		binary.LittleEndian.PutUint32(p[2:], isoRootLBA)
+		binary.LittleEndian.PutUint16(p[6:], 1)
+	}
+}
+
+// isoPrimaryVolume writes the primary volume descriptor of a volume of
+// total sectors into its sector pvd.
+func isoPrimaryVolume(pvd []byte, label string, total uint32, now time.Time) {
 	pvd[0] = 1
 	copy(pvd[1:], "CD001")
 	pvd[6] = 1
@@ -94,11 +116,11 @@ func WriteISO(w io.Writer, label string, files map[string][]byte) error {
 	both32(pvd[80:], total)
 	both16(pvd[120:], 1)
 	both16(pvd[124:], 1)
-	both16(pvd[128:], sector)
+	both16(pvd[128:], isoSector)
 	both32(pvd[132:], 10)
 	binary.LittleEndian.PutUint32(pvd[140:], 18)
 	binary.BigEndian.PutUint32(pvd[148:], 19)
-	copy(pvd[156:190], dirRecord([]byte{0}, rootLBA, sector, true))
+	copy(pvd[156:190], isoDirRecord([]byte{0}, isoRootLBA, isoSector, true, now))
 	for _, f := range [][2]int{{190, 318}, {318, 446}, {446, 574}, {574, 702}, {702, 739}, {739, 776}, {776, 813}} {
 		pad(pvd[f[0]:f[1]], "")
 	}
@@ -109,13 +131,6 @@ func WriteISO(w io.Writer, label string, files map[string][]byte) error {
 	copy(pvd[847:], "0000000000000000")
 	copy(pvd[864:], stamp)
 	pvd[881] = 1
-	// Terminator.
-	term := img[17*sector:]
-	term[0] = 255
-	copy(term[1:], "CD001")
-	term[6] = 1
-	_, err := w.Write(img)
-	return err
 }
 
 func validISOName(n string) bool {

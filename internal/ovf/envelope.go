@@ -173,31 +173,8 @@ func Parse(data []byte) (*Envelope, error) {
 		return nil, invalidf("root element is <%s>, not <Envelope>: this is not an OVF descriptor", root.name)
 	}
 	env := &Envelope{}
-	switch root.space {
-	case NS09:
-		env.Version = "0.9"
-	case NS1:
-		env.Version = "1.0"
-		if v := root.attr("version"); strings.HasPrefix(v, "1.") {
-			env.Version = v
-		}
-	case NS2:
-		env.Version = "2.0"
-		if v := root.attr("version"); strings.HasPrefix(v, "2.") {
-			env.Version = v
-		}
-	case "":
-		return nil, invalidf("<Envelope> has no namespace; OVF 1.x uses %s", NS1)
-	default:
-		return nil, invalidf("<Envelope> has namespace %q, which is no OVF version (0.9, 1.x and 2.0 are read)", root.space)
-	}
-	if v, ok := root.lookup("version"); ok && v != "" {
-		if _, err := strconv.ParseFloat(v, 64); err != nil {
-			return nil, invalidf("ovf:version %q is not a version number", v)
-		}
-		if !strings.HasPrefix(v, env.Version[:1]) && !(env.Version == "0.9" && v == "0.9") {
-			return nil, invalidf("ovf:version %q does not match the envelope namespace (OVF %s)", v, env.Version)
-		}
+	if env.Version, err = envelopeVersion(root); err != nil {
+		return nil, err
 	}
 	if err := checkRequired(root); err != nil {
 		return nil, err
@@ -205,48 +182,120 @@ func Parse(data []byte) (*Envelope, error) {
 	if err := env.readReferences(root); err != nil {
 		return nil, err
 	}
+	if err := env.readSections(root); err != nil {
+		return nil, err
+	}
+	content, err := topContent(root)
+	if err != nil {
+		return nil, err
+	}
+	ids := map[string]bool{}
+	if err := env.readContent(content, ids, 0); err != nil {
+		return nil, err
+	}
+	if len(env.Systems) == 0 {
+		return nil, invalidf("virtual system collection %q holds no virtual system", env.Collection)
+	}
+	return env, env.checkRefs()
+}
+
+// envelopeVersion is the OVF version of the envelope's namespace, checked
+// against its ovf:version.
+func envelopeVersion(root *node) (string, error) {
+	var version string
+	switch root.space {
+	case NS09:
+		version = "0.9"
+	case NS1:
+		version = "1.0"
+		if v := root.attr("version"); strings.HasPrefix(v, "1.") {
+			version = v
+		}
+	case NS2:
+		version = "2.0"
+		if v := root.attr("version"); strings.HasPrefix(v, "2.") {
+			version = v
+		}
+	case "":
+		return "", invalidf("<Envelope> has no namespace; OVF 1.x uses %s", NS1)
+	default:
+		return "", invalidf("<Envelope> has namespace %q, which is no OVF version (0.9, 1.x and 2.0 are read)", root.space)
+	}
+	if v, ok := root.lookup("version"); ok && v != "" {
+		if _, err := strconv.ParseFloat(v, 64); err != nil {
+			return "", invalidf("ovf:version %q is not a version number", v)
+		}
+		if !strings.HasPrefix(v, version[:1]) && !(version == "0.9" && v == "0.9") {
+			return "", invalidf("ovf:version %q does not match the envelope namespace (OVF %s)", v, version)
+		}
+	}
+	return version, nil
+}
+
+// readSections reads the envelope's sections (the content is read after).
+func (env *Envelope) readSections(root *node) error {
 	for _, sec := range root.children {
 		if err := checkRequired(sec); err != nil {
-			return nil, err
+			return err
 		}
 		switch sec.kind() {
 		case "References", "VirtualSystem", "VirtualSystemCollection":
 		case "DiskSection":
 			if err := env.readDisks(sec); err != nil {
-				return nil, err
+				return err
 			}
 		case "NetworkSection":
-			for _, n := range sec.all("Network") {
-				name := n.attr("name")
-				if name == "" {
-					return nil, invalidf("a <Network> (line %d) has no ovf:name", n.line)
-				}
-				env.Networks = append(env.Networks, Network{Name: name, Description: n.childText("Description")})
+			if err := env.readNetworks(sec); err != nil {
+				return err
 			}
 		case "DeploymentOptionSection":
-			for _, c := range sec.all("Configuration") {
-				id := c.attr("id")
-				if id == "" {
-					return nil, invalidf("a deployment option <Configuration> (line %d) has no ovf:id", c.line)
-				}
-				for _, d := range env.Deployment {
-					if d.ID == id {
-						return nil, invalidf("deployment option %q is defined twice", id)
-					}
-				}
-				env.Deployment = append(env.Deployment, DeploymentOption{ID: id, Label: c.childText("Label"),
-					Description: c.childText("Description"), Default: c.attr("default") == "true"})
+			if err := env.readDeployment(sec); err != nil {
+				return err
 			}
 		case "ProductSection":
 			p, err := readProduct(sec)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			env.Products = append(env.Products, p)
 		case "EulaSection":
 			env.EULAs = append(env.EULAs, sec.childText("License"))
 		}
 	}
+	return nil
+}
+
+func (env *Envelope) readNetworks(sec *node) error {
+	for _, n := range sec.all("Network") {
+		name := n.attr("name")
+		if name == "" {
+			return invalidf("a <Network> (line %d) has no ovf:name", n.line)
+		}
+		env.Networks = append(env.Networks, Network{Name: name, Description: n.childText("Description")})
+	}
+	return nil
+}
+
+func (env *Envelope) readDeployment(sec *node) error {
+	for _, c := range sec.all("Configuration") {
+		id := c.attr("id")
+		if id == "" {
+			return invalidf("a deployment option <Configuration> (line %d) has no ovf:id", c.line)
+		}
+		for _, d := range env.Deployment {
+			if d.ID == id {
+				return invalidf("deployment option %q is defined twice", id)
+			}
+		}
+		env.Deployment = append(env.Deployment, DeploymentOption{ID: id, Label: c.childText("Label"),
+			Description: c.childText("Description"), Default: c.attr("default") == "true"})
+	}
+	return nil
+}
+
+// topContent is the envelope's one VirtualSystem or
+// VirtualSystemCollection.
+func topContent(root *node) (*node, error) {
 	content := root.first("VirtualSystem")
 	if content == nil {
 		content = root.first("VirtualSystemCollection")
@@ -257,14 +306,7 @@ func Parse(data []byte) (*Envelope, error) {
 	if len(root.all("VirtualSystem"))+len(root.all("VirtualSystemCollection")) > 1 {
 		return nil, invalidf("descriptor has more than one top-level content element; OVF allows exactly one")
 	}
-	ids := map[string]bool{}
-	if err := env.readContent(content, ids, 0); err != nil {
-		return nil, err
-	}
-	if len(env.Systems) == 0 {
-		return nil, invalidf("virtual system collection %q holds no virtual system", env.Collection)
-	}
-	return env, env.checkRefs()
+	return content, nil
 }
 
 func (env *Envelope) readReferences(root *node) error {

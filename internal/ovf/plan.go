@@ -285,24 +285,52 @@ func chooseHardware(p *Plan, vs *VirtualSystem) *HardwareSection {
 	return hw
 }
 
+// vmPlanner plans one VM of a package from its hardware items.
+type vmPlanner struct {
+	env              *Envelope
+	p                *Plan
+	vm               VMPlan
+	controllers      map[string]*Item
+	disks            map[string]*Disk
+	files            map[string]*File
+	dropped          []string
+	memSeen, cpuSeen bool
+}
+
+func (pl *vmPlanner) warn(format string, args ...any) {
+	pl.p.Warnings = append(pl.p.Warnings, fmt.Sprintf("vm %s: ", pl.vm.Name)+fmt.Sprintf(format, args...))
+}
+
 func (env *Envelope) planVM(p *Plan, vs *VirtualSystem) (VMPlan, error) {
-	vm := VMPlan{ID: vs.ID, Name: vs.Name, OS: vs.OS.Description, OSType: vs.OS.VMwareType, Annotation: vs.Annotation}
-	if vm.Name == "" {
-		vm.Name = vs.ID
+	pl := &vmPlanner{env: env, p: p,
+		vm: VMPlan{ID: vs.ID, Name: vs.Name, OS: vs.OS.Description, OSType: vs.OS.VMwareType, Annotation: vs.Annotation}}
+	if pl.vm.Name == "" {
+		pl.vm.Name = vs.ID
 	}
-	if vm.OS == "" {
-		vm.OS = cimOSName(vs.OS.ID)
-	}
-	warn := func(format string, args ...any) {
-		p.Warnings = append(p.Warnings, fmt.Sprintf("vm %s: ", vm.Name)+fmt.Sprintf(format, args...))
+	if pl.vm.OS == "" {
+		pl.vm.OS = cimOSName(vs.OS.ID)
 	}
 	hw := chooseHardware(p, vs)
-	vm.SystemType = strings.Join(hw.SystemTypes, " ")
+	pl.vm.SystemType = strings.Join(hw.SystemTypes, " ")
 	for _, t := range hw.Transport {
 		if !slices.Contains(p.Transport, t) {
 			p.Transport = append(p.Transport, t)
 		}
 	}
+	pl.firmware(hw, vs)
+	items := dedupBounds(hw.Items, p.Deployment)
+	pl.index(items)
+	for i := range items {
+		if err := pl.item(&items[i]); err != nil {
+			return pl.vm, err
+		}
+	}
+	err := pl.finish()
+	return pl.vm, err
+}
+
+// firmware records the firmware the package asks for.
+func (pl *vmPlanner) firmware(hw *HardwareSection, vs *VirtualSystem) {
 	fw := strings.ToLower(hw.Extra["firmware"])
 	if fw == "" {
 		fw = vs.Firmware
@@ -311,144 +339,172 @@ func (env *Envelope) planVM(p *Plan, vs *VirtualSystem) (VMPlan, error) {
 		fw = "efi"
 	}
 	if fw != "" {
-		vm.Firmware = fw
+		pl.vm.Firmware = fw
 		if fw == "efi" {
-			warn("the package asks for EFI firmware; vdc VMs boot with BIOS (SeaBIOS), so a guest that boots only with EFI will not start")
+			pl.warn("the package asks for EFI firmware; vdc VMs boot with BIOS (SeaBIOS), so a guest that boots only with EFI will not start")
 		}
 	}
-	items := dedupBounds(hw.Items, p.Deployment)
-	controllers := map[string]*Item{}
+}
+
+// index finds the controllers among the items, and the package's disks
+// and files by ID.
+func (pl *vmPlanner) index(items []Item) {
+	pl.controllers = map[string]*Item{}
 	for i := range items {
 		if t := items[i].ResourceType; t == rtIDE || t == rtSCSI || t == rtOtherStore || t == rtFC || t == rtISCSI {
-			controllers[items[i].InstanceID] = &items[i]
+			pl.controllers[items[i].InstanceID] = &items[i]
 		}
 	}
-	disks := map[string]*Disk{}
-	for i := range env.Disks {
-		disks[env.Disks[i].ID] = &env.Disks[i]
+	pl.disks = map[string]*Disk{}
+	for i := range pl.env.Disks {
+		pl.disks[pl.env.Disks[i].ID] = &pl.env.Disks[i]
 	}
-	files := map[string]*File{}
-	for i := range env.Files {
-		files[env.Files[i].ID] = &env.Files[i]
+	pl.files = map[string]*File{}
+	for i := range pl.env.Files {
+		pl.files[pl.env.Files[i].ID] = &pl.env.Files[i]
 	}
-	var dropped []string
-	memSeen, cpuSeen := false, false
-	for i := range items {
-		it := &items[i]
-		switch it.ResourceType {
-		case rtCPU:
-			if !it.HasQuantity {
-				return vm, invalidf("vm %s: the processor item has no VirtualQuantity", vm.Name)
+}
+
+// item plans one hardware item.
+func (pl *vmPlanner) item(it *Item) error {
+	switch it.ResourceType {
+	case rtCPU:
+		return pl.cpu(it)
+	case rtMemory:
+		return pl.memory(it)
+	case rtIDE, rtSCSI, rtOtherStore, rtFC, rtISCSI:
+		if it.ResourceType == rtSCSI {
+			if st := strings.ToLower(it.ResourceSubType); st != "" && st != "virtio" && st != "virtio-scsi" && it.Config["vdc:controller"] != "virtio-scsi" {
+				pl.warn("SCSI controller %s (%s) becomes virtio-scsi; the guest needs a virtio-scsi driver", it.name(), it.ResourceSubType)
 			}
-			if it.VirtualQuantity < 1 || it.VirtualQuantity > maxCPUs {
-				return vm, invalidf("vm %s asks for %d virtual CPUs; vdc VMs have 1 to %d", vm.Name, it.VirtualQuantity, maxCPUs)
+		}
+		if it.ResourceType == rtFC || it.ResourceType == rtISCSI {
+			pl.warn("%s %s becomes a virtio-scsi controller", rtName(it.ResourceType), it.name())
+		}
+	case rtDisk:
+		return pl.disk(it)
+	case rtEthernet, rtOtherNet:
+		pl.nic(it)
+	case rtCD, rtDVD:
+		what := rtName(it.ResourceType) + " " + it.name()
+		for _, hr := range it.HostResource {
+			if k, id := splitHostResource(hr); k == "file" {
+				what += fmt.Sprintf(" (with file %s: attach it yourself with --cdrom)", id)
 			}
-			vm.CPUs, cpuSeen = clampInt(it.VirtualQuantity), true
-		case rtMemory:
-			units := it.AllocationUnits
-			if units == "" {
-				units = "byte * 2^20" // what VMware assumes
-			}
-			if !it.HasQuantity {
-				return vm, invalidf("vm %s: the memory item has no VirtualQuantity", vm.Name)
-			}
-			n, err := scaledBytes(fmt.Sprint(it.VirtualQuantity), units, "byte")
-			if err != nil {
-				return vm, invalidf("vm %s: memory %d %s: %v", vm.Name, it.VirtualQuantity, units, err)
-			}
-			if n < 1<<20 || n > maxMemory {
-				return vm, invalidf("vm %s asks for %d bytes of memory; vdc VMs have 1 MiB to 16 TiB", vm.Name, n)
-			}
-			vm.MemoryBytes, memSeen = (n+(1<<20)-1)&^((1<<20)-1), true
-		case rtIDE, rtSCSI, rtOtherStore, rtFC, rtISCSI:
-			if it.ResourceType == rtSCSI {
-				if st := strings.ToLower(it.ResourceSubType); st != "" && st != "virtio" && st != "virtio-scsi" && it.Config["vdc:controller"] != "virtio-scsi" {
-					warn("SCSI controller %s (%s) becomes virtio-scsi; the guest needs a virtio-scsi driver", it.name(), it.ResourceSubType)
-				}
-			}
-			if it.ResourceType == rtFC || it.ResourceType == rtISCSI {
-				warn("%s %s becomes a virtio-scsi controller", rtName(it.ResourceType), it.name())
-			}
-		case rtDisk:
-			d, err := planDisk(it, controllers, disks, files)
-			if err != nil {
-				return vm, fmt.Errorf("vm %s: %w", vm.Name, err)
-			}
-			if d == nil {
-				dropped = append(dropped, it.name()+" (disk drive with no disk)")
-				continue
-			}
-			dup := false
-			for _, o := range vm.Disks {
-				if o.DiskID != "" && o.DiskID == d.DiskID {
-					warn("disk %s is attached twice; it is attached once", d.DiskID)
-					dup = true
-				}
-			}
-			if dup {
-				continue
-			}
-			for _, o := range vm.Disks {
-				if o.File != nil && d.File != nil && o.File.ID == d.File.ID {
-					return vm, invalidf("vm %s: disks %s and %s use the same file %s", vm.Name, o.DiskID, d.DiskID, d.File.Href)
-				}
-			}
-			if d.CapacityBytes == 0 && d.File != nil {
-				warn("disk %s gives no capacity; it takes the size of its image", d.DiskID)
-			}
-			vm.Disks = append(vm.Disks, *d)
-		case rtEthernet, rtOtherNet:
-			n := NICPlan{SourceModel: it.ResourceSubType}
-			if len(it.Connection) > 0 {
-				n.Network = it.Connection[0]
-			}
-			n.Model = nicModel(it)
-			if n.Model == "e1000" && n.SourceModel != "" && !strings.EqualFold(n.SourceModel, "e1000") {
-				warn("network adapter %s (%s) becomes an e1000", it.name(), n.SourceModel)
-			}
-			if n.Network != "" && !env.hasNetwork(n.Network) {
-				warn("network adapter %s connects to %q, which is not in the NetworkSection", it.name(), n.Network)
-			}
-			if it.MAC != "" {
-				if _, err := net.ParseMAC(it.MAC); err != nil {
-					warn("network adapter %s has a MAC address %q that is not one; a new one is made", it.name(), it.MAC)
-				}
-			}
-			vm.NICs = append(vm.NICs, n)
-		case rtCD, rtDVD:
-			what := rtName(it.ResourceType) + " " + it.name()
-			for _, hr := range it.HostResource {
-				if k, id := splitHostResource(hr); k == "file" {
-					what += fmt.Sprintf(" (with file %s: attach it yourself with --cdrom)", id)
-				}
-			}
-			dropped = append(dropped, what)
-		default:
-			dropped = append(dropped, rtName(it.ResourceType)+" "+it.name())
+		}
+		pl.dropped = append(pl.dropped, what)
+	default:
+		pl.dropped = append(pl.dropped, rtName(it.ResourceType)+" "+it.name())
+	}
+	return nil
+}
+
+func (pl *vmPlanner) cpu(it *Item) error {
+	if !it.HasQuantity {
+		return invalidf("vm %s: the processor item has no VirtualQuantity", pl.vm.Name)
+	}
+	if it.VirtualQuantity < 1 || it.VirtualQuantity > maxCPUs {
+		return invalidf("vm %s asks for %d virtual CPUs; vdc VMs have 1 to %d", pl.vm.Name, it.VirtualQuantity, maxCPUs)
+	}
+	pl.vm.CPUs, pl.cpuSeen = clampInt(it.VirtualQuantity), true
+	return nil
+}
+
+func (pl *vmPlanner) memory(it *Item) error {
+	units := it.AllocationUnits
+	if units == "" {
+		units = "byte * 2^20" // what VMware assumes
+	}
+	if !it.HasQuantity {
+		return invalidf("vm %s: the memory item has no VirtualQuantity", pl.vm.Name)
+	}
+	n, err := scaledBytes(fmt.Sprint(it.VirtualQuantity), units, "byte")
+	if err != nil {
+		return invalidf("vm %s: memory %d %s: %v", pl.vm.Name, it.VirtualQuantity, units, err)
+	}
+	if n < 1<<20 || n > maxMemory {
+		return invalidf("vm %s asks for %d bytes of memory; vdc VMs have 1 MiB to 16 TiB", pl.vm.Name, n)
+	}
+	pl.vm.MemoryBytes, pl.memSeen = (n+(1<<20)-1)&^((1<<20)-1), true
+	return nil
+}
+
+func (pl *vmPlanner) disk(it *Item) error {
+	d, err := planDisk(it, pl.controllers, pl.disks, pl.files)
+	if err != nil {
+		return fmt.Errorf("vm %s: %w", pl.vm.Name, err)
+	}
+	if d == nil {
+		pl.dropped = append(pl.dropped, it.name()+" (disk drive with no disk)")
+		return nil
+	}
+	dup := false
+	for _, o := range pl.vm.Disks {
+		if o.DiskID != "" && o.DiskID == d.DiskID {
+			pl.warn("disk %s is attached twice; it is attached once", d.DiskID)
+			dup = true
 		}
 	}
-	if !cpuSeen {
+	if dup {
+		return nil
+	}
+	for _, o := range pl.vm.Disks {
+		if o.File != nil && d.File != nil && o.File.ID == d.File.ID {
+			return invalidf("vm %s: disks %s and %s use the same file %s", pl.vm.Name, o.DiskID, d.DiskID, d.File.Href)
+		}
+	}
+	if d.CapacityBytes == 0 && d.File != nil {
+		pl.warn("disk %s gives no capacity; it takes the size of its image", d.DiskID)
+	}
+	pl.vm.Disks = append(pl.vm.Disks, *d)
+	return nil
+}
+
+func (pl *vmPlanner) nic(it *Item) {
+	n := NICPlan{SourceModel: it.ResourceSubType}
+	if len(it.Connection) > 0 {
+		n.Network = it.Connection[0]
+	}
+	n.Model = nicModel(it)
+	if n.Model == "e1000" && n.SourceModel != "" && !strings.EqualFold(n.SourceModel, "e1000") {
+		pl.warn("network adapter %s (%s) becomes an e1000", it.name(), n.SourceModel)
+	}
+	if n.Network != "" && !pl.env.hasNetwork(n.Network) {
+		pl.warn("network adapter %s connects to %q, which is not in the NetworkSection", it.name(), n.Network)
+	}
+	if it.MAC != "" {
+		if _, err := net.ParseMAC(it.MAC); err != nil {
+			pl.warn("network adapter %s has a MAC address %q that is not one; a new one is made", it.name(), it.MAC)
+		}
+	}
+	pl.vm.NICs = append(pl.vm.NICs, n)
+}
+
+// finish fills in what the items left out and checks vdc's limits.
+func (pl *vmPlanner) finish() error {
+	vm := &pl.vm
+	if !pl.cpuSeen {
 		vm.CPUs = 1
-		warn("no processor item; the VM gets 1 CPU")
+		pl.warn("no processor item; the VM gets 1 CPU")
 	}
-	if !memSeen {
+	if !pl.memSeen {
 		vm.MemoryBytes = defaultMem
-		warn("no memory item; the VM gets 1 GiB")
+		pl.warn("no memory item; the VM gets 1 GiB")
 	}
-	if len(dropped) > 0 {
-		warn("vdc gives the VM no %s", strings.Join(dropped, ", "))
+	if len(pl.dropped) > 0 {
+		pl.warn("vdc gives the VM no %s", strings.Join(pl.dropped, ", "))
 	}
 	if len(vm.Disks) > maxDisks {
-		return vm, invalidf("vm %s has %d disks; vdc VMs have at most %d", vm.Name, len(vm.Disks), maxDisks)
+		return invalidf("vm %s has %d disks; vdc VMs have at most %d", vm.Name, len(vm.Disks), maxDisks)
 	}
 	if len(vm.NICs) > maxNICs {
-		return vm, invalidf("vm %s has %d network adapters; vdc VMs have at most %d", vm.Name, len(vm.NICs), maxNICs)
+		return invalidf("vm %s has %d network adapters; vdc VMs have at most %d", vm.Name, len(vm.NICs), maxNICs)
 	}
 	if len(vm.Disks) == 0 {
 		// It may boot from the network; nothing else in a package boots it.
-		warn("the VM has no disk: it has nothing to boot from but the network")
+		pl.warn("the VM has no disk: it has nothing to boot from but the network")
 	}
-	return vm, nil
+	return nil
 }
 
 // dedupBounds keeps the items of the chosen deployment and, of items that

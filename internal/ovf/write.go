@@ -111,6 +111,18 @@ func WriteDescriptor(out io.Writer, vm ExportVM, version string) error {
 	w.line(`<Envelope ovf:version="%s" xmlns="%s" xmlns:ovf="%s" xmlns:cim="%s" xmlns:rasd="%s" xmlns:vssd="%s" xmlns:vmw="%s" xmlns:vdc="%s" xmlns:xsi="%s"%s>`,
 		version, ns, ns, CIMNS, RASDNS, VSSDNS, VMWNS, VdcNS, xsiNS, extra)
 	w.indent++
+	w.references(vm)
+	w.diskSection(vm)
+	w.networkSection(vm)
+	w.virtualSystem(vm, version)
+	w.indent--
+	w.line("</Envelope>")
+	_, err := out.Write(w.b.Bytes())
+	return err
+}
+
+// references lists the disks' files.
+func (w *xw) references(vm ExportVM) {
 	w.line("<References>")
 	w.indent++
 	for i, d := range vm.Disks {
@@ -118,6 +130,9 @@ func WriteDescriptor(out io.Writer, vm ExportVM, version string) error {
 	}
 	w.indent--
 	w.line("</References>")
+}
+
+func (w *xw) diskSection(vm ExportVM) {
 	w.line("<DiskSection>")
 	w.indent++
 	w.elem("Info", "Virtual disk information")
@@ -131,6 +146,10 @@ func WriteDescriptor(out io.Writer, vm ExportVM, version string) error {
 	}
 	w.indent--
 	w.line("</DiskSection>")
+}
+
+// networkSection lists the networks the NICs connect to, once each.
+func (w *xw) networkSection(vm ExportVM) {
 	var nets []string
 	for _, n := range vm.NICs {
 		if !contains(nets, n.Network) {
@@ -149,6 +168,9 @@ func WriteDescriptor(out io.Writer, vm ExportVM, version string) error {
 	}
 	w.indent--
 	w.line("</NetworkSection>")
+}
+
+func (w *xw) virtualSystem(vm ExportVM, version string) {
 	w.line(`<VirtualSystem ovf:id="%s">`, esc(vm.Name))
 	w.indent++
 	w.elem("Info", "A virtual machine")
@@ -170,6 +192,14 @@ func WriteDescriptor(out io.Writer, vm ExportVM, version string) error {
 	w.elem("Info", "The kind of installed guest operating system")
 	w.indent--
 	w.line("</OperatingSystemSection>")
+	w.hardware(vm, version)
+	w.indent--
+	w.line("</VirtualSystem>")
+}
+
+// hardware writes the VirtualHardwareSection: CPUs, memory, the disk
+// controllers, the disks and the NICs, numbered in that order.
+func (w *xw) hardware(vm ExportVM, version string) {
 	w.line("<VirtualHardwareSection>")
 	w.indent++
 	w.elem("Info", "Virtual hardware requirements")
@@ -189,7 +219,16 @@ func WriteDescriptor(out io.Writer, vm ExportVM, version string) error {
 	w.item("Item", "rasd", rasd{"AllocationUnits": "byte * 2^20", "Description": "Memory Size",
 		"ElementName": fmt.Sprintf("%dMB of memory", vm.MemoryBytes>>20), "InstanceID": next(), "ResourceType": "4",
 		"VirtualQuantity": fmt.Sprint(vm.MemoryBytes >> 20)}, nil)
-	var scsiID, sataID string
+	scsiID, sataID := w.controllers(vm, next)
+	w.diskItems(vm, version, scsiID, sataID, next)
+	w.nicItems(vm, version, next)
+	w.indent--
+	w.line("</VirtualHardwareSection>")
+}
+
+// controllers writes the SCSI and SATA controllers the disks need, and
+// returns their instance IDs ("" for one not needed).
+func (w *xw) controllers(vm ExportVM, next func() string) (scsiID, sataID string) {
 	for _, d := range vm.Disks {
 		if d.Bus == BusSATA && sataID == "" {
 			sataID = next()
@@ -202,9 +241,13 @@ func WriteDescriptor(out io.Writer, vm ExportVM, version string) error {
 				"InstanceID": scsiID, "ResourceSubType": "lsilogic", "ResourceType": "6"}, map[string]string{"controller": "virtio-scsi"})
 		}
 	}
-	diskTag, diskPrefix, nicTag, nicPrefix := "Item", "rasd", "Item", "rasd"
+	return scsiID, sataID
+}
+
+func (w *xw) diskItems(vm ExportVM, version, scsiID, sataID string, next func() string) {
+	diskTag, diskPrefix := "Item", "rasd"
 	if version == "2.0" {
-		diskTag, diskPrefix, nicTag, nicPrefix = "StorageItem", "sasd", "EthernetPortItem", "epasd"
+		diskTag, diskPrefix = "StorageItem", "sasd"
 	}
 	scsiUnit, sataUnit := 0, 0
 	for i, d := range vm.Disks {
@@ -223,6 +266,13 @@ func WriteDescriptor(out io.Writer, vm ExportVM, version string) error {
 			"HostResource": fmt.Sprintf("ovf:/disk/vmdisk%d", i+1), "InstanceID": next(), "Parent": parent, "ResourceType": "17"}, vdc)
 		*unit++
 	}
+}
+
+func (w *xw) nicItems(vm ExportVM, version string, next func() string) {
+	nicTag, nicPrefix := "Item", "rasd"
+	if version == "2.0" {
+		nicTag, nicPrefix = "EthernetPortItem", "epasd"
+	}
 	for i, n := range vm.NICs {
 		var vdc map[string]string
 		if n.Model != "" && n.Model != "e1000" {
@@ -232,14 +282,6 @@ func WriteDescriptor(out io.Writer, vm ExportVM, version string) error {
 			"Description": fmt.Sprintf("E1000 ethernet adapter on %q", n.Network), "ElementName": fmt.Sprintf("Network adapter %d", i+1),
 			"InstanceID": next(), "ResourceSubType": "E1000", "ResourceType": "10"}, vdc)
 	}
-	w.indent--
-	w.line("</VirtualHardwareSection>")
-	w.indent--
-	w.line("</VirtualSystem>")
-	w.indent--
-	w.line("</Envelope>")
-	_, err := out.Write(w.b.Bytes())
-	return err
 }
 
 func contains(s []string, v string) bool {

@@ -77,20 +77,10 @@ func Build(ctx context.Context, o Options) (Result, error) {
 		return Result{}, fmt.Errorf("build test guest: create output dir: %w", err)
 	}
 	start := time.Now()
-
-	busybox, err := findBusybox()
+	t, err := findHostTools(ctx)
 	if err != nil {
 		return Result{}, fmt.Errorf("build test guest: %w", err)
 	}
-	qga, err := findTool("qemu-ga", "/usr/sbin/qemu-ga", "qemu-guest-agent")
-	if err != nil {
-		return Result{}, fmt.Errorf("build test guest: %w", err)
-	}
-	libs, err := sharedLibraries(ctx, qga)
-	if err != nil {
-		return Result{}, fmt.Errorf("build test guest: %w", err)
-	}
-
 	cacheDir := o.CacheDir
 	if cacheDir == "" {
 		tmp, err := os.MkdirTemp("", "vdc-testguest-")
@@ -104,48 +94,98 @@ func Build(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("build test guest: %w", err)
 	}
-
-	im := image{}
-	addSkeleton(im)
-	if err := addBusybox(ctx, im, busybox); err != nil {
-		return Result{}, fmt.Errorf("build test guest: %w", err)
-	}
-	if err := addRootfs(im); err != nil {
-		return Result{}, fmt.Errorf("build test guest: %w", err)
-	}
-	im.HostFile("usr/sbin/qemu-ga", 0o755, qga)
-	for _, lib := range libs {
-		im.HostFile(lib, 0o755, lib)
-	}
-	nmods, err := addModules(ctx, im, k, log)
+	im, nmods, err := buildImage(ctx, t, k, log)
 	if err != nil {
-		return Result{}, fmt.Errorf("build test guest: kernel %s: %w", k.version, err)
+		return Result{}, err
 	}
-
 	res := Result{
 		BzImage:       filepath.Join(outDir, "vmlinuz"),
 		Initrd:        filepath.Join(outDir, "initrd.img"),
 		Cmdline:       DefaultCmdline,
 		KernelVersion: k.version,
 	}
-	if err := writeAtomic(res.BzImage, func(w io.Writer) error { return copyFile(w, k.image) }); err != nil {
-		return Result{}, fmt.Errorf("build test guest: write kernel: %w", err)
+	if res.Kernel, err = writeKernel(ctx, outDir, res.BzImage, k, cacheDir, log); err != nil {
+		return Result{}, err
 	}
-	res.Kernel = res.BzImage
+	if err := writeInitrd(res.Initrd, im); err != nil {
+		return Result{}, fmt.Errorf("build test guest: write initramfs: %w", err)
+	}
+	fi, _ := os.Stat(res.Initrd)
+	log.Info("built test guest", "kernel", k.version, "modules", nmods,
+		"initrd_bytes", fi.Size(), "took", time.Since(start).Round(time.Millisecond))
+	return res, nil
+}
+
+// hostTools are the host's programs the guest is made of: busybox, and
+// qemu-ga with the shared libraries it needs.
+type hostTools struct {
+	busybox, qga string
+	libs         []string
+}
+
+func findHostTools(ctx context.Context) (hostTools, error) {
+	var t hostTools
+	var err error
+	if t.busybox, err = findBusybox(); err != nil {
+		return t, err
+	}
+	if t.qga, err = findTool("qemu-ga", "/usr/sbin/qemu-ga", "qemu-guest-agent"); err != nil {
+		return t, err
+	}
+	if t.libs, err = sharedLibraries(ctx, t.qga); err != nil {
+		return t, err
+	}
+	return t, nil
+}
+
+// buildImage assembles the initramfs: the skeleton, busybox, our rootfs,
+// qemu-ga and the kernel's modules (it returns how many).
+func buildImage(ctx context.Context, t hostTools, k kernel, log *slog.Logger) (image, int, error) {
+	im := image{}
+	addSkeleton(im)
+	if err := addBusybox(ctx, im, t.busybox); err != nil {
+		return nil, 0, fmt.Errorf("build test guest: %w", err)
+	}
+	if err := addRootfs(im); err != nil {
+		return nil, 0, fmt.Errorf("build test guest: %w", err)
+	}
+	im.HostFile("usr/sbin/qemu-ga", 0o755, t.qga)
+	for _, lib := range t.libs {
+		im.HostFile(lib, 0o755, lib)
+	}
+	nmods, err := addModules(ctx, im, k, log)
+	if err != nil {
+		return nil, 0, fmt.Errorf("build test guest: kernel %s: %w", k.version, err)
+	}
+	return im, nmods, nil
+}
+
+// writeKernel writes the kernel as distributed to bzImage and, when it can
+// be extracted, the uncompressed one next to it; it returns the one to
+// boot.
+func writeKernel(ctx context.Context, outDir, bzImage string, k kernel, cacheDir string, log *slog.Logger) (string, error) {
+	if err := writeAtomic(bzImage, func(w io.Writer) error { return copyFile(w, k.image) }); err != nil {
+		return "", fmt.Errorf("build test guest: write kernel: %w", err)
+	}
 	vmlinux := filepath.Join(outDir, "vmlinux")
-	if pvh, err := pvhKernel(ctx, k.image, cacheDir); err != nil {
+	pvh, err := pvhKernel(ctx, k.image, cacheDir)
+	if err != nil {
 		log.Info("booting the compressed kernel", "reason", err)
 		// A vmlinux from an earlier build must not pass for this kernel.
 		if err := os.Remove(vmlinux); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return Result{}, fmt.Errorf("build test guest: remove stale kernel: %w", err)
+			return "", fmt.Errorf("build test guest: remove stale kernel: %w", err)
 		}
-	} else {
-		if err := writeAtomic(vmlinux, func(w io.Writer) error { return copyFile(w, pvh) }); err != nil {
-			return Result{}, fmt.Errorf("build test guest: write kernel: %w", err)
-		}
-		res.Kernel = vmlinux
+		return bzImage, nil
 	}
-	err = writeAtomic(res.Initrd, func(w io.Writer) error {
+	if err := writeAtomic(vmlinux, func(w io.Writer) error { return copyFile(w, pvh) }); err != nil {
+		return "", fmt.Errorf("build test guest: write kernel: %w", err)
+	}
+	return vmlinux, nil
+}
+
+// writeInitrd writes the image as a gzipped cpio archive.
+func writeInitrd(path string, im image) error {
+	return writeAtomic(path, func(w io.Writer) error {
 		// The kernel inflates this at every boot and the build writes it
 		// every time; BestSpeed costs a few percent in size only.
 		zw, err := gzip.NewWriterLevel(w, gzip.BestSpeed)
@@ -157,13 +197,6 @@ func Build(ctx context.Context, o Options) (Result, error) {
 		}
 		return zw.Close()
 	})
-	if err != nil {
-		return Result{}, fmt.Errorf("build test guest: write initramfs: %w", err)
-	}
-	fi, _ := os.Stat(res.Initrd)
-	log.Info("built test guest", "kernel", k.version, "modules", nmods,
-		"initrd_bytes", fi.Size(), "took", time.Since(start).Round(time.Millisecond))
-	return res, nil
 }
 
 // addSkeleton adds the directory layout and the console node the kernel

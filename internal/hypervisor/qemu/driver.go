@@ -17,8 +17,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/vdc-project/vdc/internal/hypervisor"
 )
 
@@ -179,16 +177,6 @@ func (d *Driver) runDirFor(cfg hypervisor.VMConfig) string {
 	}
 	sum := sha256.Sum256([]byte(cfg.Dir + "\x00" + cfg.ID))
 	return filepath.Join(d.opt.RunDir, hex.EncodeToString(sum[:8]))
-}
-
-// smbiosUUID is the UUID QEMU gets for a VM (the guest sees it in SMBIOS,
-// and the agent recognizes the VM's process by it): the VM's ID when that
-// is a UUID, as vdc's IDs are, else one derived from it.
-func smbiosUUID(id string) string {
-	if u, err := uuid.Parse(id); err == nil {
-		return u.String()
-	}
-	return uuid.NewSHA1(uuid.NameSpaceOID, []byte("vdc-vm:"+id)).String()
 }
 
 func (d *Driver) get(id string) (*vm, error) {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/hypervisor"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/cmdline"
 	"github.com/vdc-project/vdc/internal/qga"
 )
 
@@ -203,11 +204,11 @@ func (v *vm) plugCPU(ctx context.Context, hw api.VMHardware) (api.HotCPU, error)
 
 // plugDIMM adds a DIMM of size bytes in slot i.
 func (v *vm) plugDIMM(ctx context.Context, i int, size int64) error {
-	if err := v.command(ctx, "object-add", map[string]any{"qom-type": "memory-backend-ram", "id": dimmBackend(i), "size": size}); err != nil {
+	if err := v.command(ctx, "object-add", map[string]any{"qom-type": "memory-backend-ram", "id": cmdline.DIMMBackend(i), "size": size}); err != nil {
 		return err
 	}
-	if err := v.command(ctx, "device_add", map[string]any{"driver": "pc-dimm", "id": dimmID(i), "memdev": dimmBackend(i)}); err != nil {
-		_ = v.command(context.WithoutCancel(ctx), "object-del", map[string]any{"id": dimmBackend(i)})
+	if err := v.command(ctx, "device_add", map[string]any{"driver": "pc-dimm", "id": cmdline.DIMMID(i), "memdev": cmdline.DIMMBackend(i)}); err != nil {
+		_ = v.command(context.WithoutCancel(ctx), "object-del", map[string]any{"id": cmdline.DIMMBackend(i)})
 		return err
 	}
 	return nil
@@ -264,38 +265,9 @@ func (v *vm) onlineInGuest(ctx context.Context, before *guestView, cpus, newCPUs
 	if n, err := c.MemoryBlockSize(ctx); err == nil && n > 0 {
 		blockSize = n
 	}
-	// The guest takes the new devices from ACPI events, shortly after.
-	deadline := time.Now().Add(guestOnlineWait)
-	var vcpus []qga.VCPU
-	var newBlocks []qga.MemoryBlock
-	for {
-		gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		vcpus, err = c.VCPUs(gctx)
-		var blocks []qga.MemoryBlock
-		if err == nil {
-			blocks, err = c.MemoryBlocks(gctx)
-		}
-		cancel()
-		if err != nil {
-			return "cannot ask the guest agent about the new hardware: " + err.Error()
-		}
-		newBlocks = newBlocks[:0]
-		for _, b := range blocks {
-			if !before.blocks[b.PhysIndex] {
-				newBlocks = append(newBlocks, b)
-			}
-		}
-		if len(vcpus) >= cpus && int64(len(newBlocks))*blockSize >= newMem {
-			break
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Sprintf("the guest did not take the new hardware within %s (it lists %d vCPUs and %s of new memory): its kernel may lack CPU or memory hotplug",
-				guestOnlineWait, len(vcpus), api.Size(int64(len(newBlocks))*blockSize))
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(200 * time.Millisecond):
-		}
+	vcpus, newBlocks, failure := waitGuestSees(ctx, c, before, cpus, newMem, blockSize)
+	if failure != "" {
+		return failure
 	}
 	var offCPUs []int
 	for _, x := range vcpus {
@@ -309,23 +281,9 @@ func (v *vm) onlineInGuest(ctx context.Context, before *guestView, cpus, newCPUs
 			offBlocks = append(offBlocks, b.PhysIndex)
 		}
 	}
-	var problems []string
 	gctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if len(offCPUs) > 0 {
-		if n, err := c.OnlineVCPUs(gctx, offCPUs); err != nil || n < len(offCPUs) {
-			problems = append(problems, fmt.Sprintf("%d of %d new vCPUs brought online (%v)", n, len(offCPUs), err))
-		}
-	}
-	if len(offBlocks) > 0 {
-		failed, err := c.OnlineMemoryBlocks(gctx, offBlocks)
-		switch {
-		case err != nil:
-			problems = append(problems, "memory not brought online: "+err.Error())
-		case len(failed) > 0:
-			problems = append(problems, fmt.Sprintf("%d of %d new memory blocks not brought online: %v", len(failed), len(offBlocks), failed))
-		}
-	}
+	problems := bringOnline(gctx, c, offCPUs, offBlocks)
 	online := 0
 	if all, err := c.VCPUs(gctx); err == nil {
 		for _, x := range all {
@@ -342,6 +300,67 @@ func (v *vm) onlineInGuest(ctx context.Context, before *guestView, cpus, newCPUs
 		return fmt.Sprintf("the guest brought %s online by itself; it has %d vCPUs online", what, online)
 	}
 	return fmt.Sprintf("the guest agent brought %s online; the guest has %d vCPUs online", what, online)
+}
+
+// waitGuestSees waits until the guest lists cpus vCPUs and newMem bytes of
+// memory blocks it did not have before, and returns them; or, when it
+// does not in time or its agent fails, what went wrong.
+func waitGuestSees(ctx context.Context, c *qga.Client, before *guestView, cpus int, newMem, blockSize int64) ([]qga.VCPU, []qga.MemoryBlock, string) {
+	// The guest takes the new devices from ACPI events, shortly after.
+	deadline := time.Now().Add(guestOnlineWait)
+	var vcpus []qga.VCPU
+	var newBlocks []qga.MemoryBlock
+	for {
+		gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		var err error
+		vcpus, err = c.VCPUs(gctx)
+		var blocks []qga.MemoryBlock
+		if err == nil {
+			blocks, err = c.MemoryBlocks(gctx)
+		}
+		cancel()
+		if err != nil {
+			return nil, nil, "cannot ask the guest agent about the new hardware: " + err.Error()
+		}
+		newBlocks = newBlocks[:0]
+		for _, b := range blocks {
+			if !before.blocks[b.PhysIndex] {
+				newBlocks = append(newBlocks, b)
+			}
+		}
+		if len(vcpus) >= cpus && int64(len(newBlocks))*blockSize >= newMem {
+			return vcpus, newBlocks, ""
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return nil, nil, fmt.Sprintf("the guest did not take the new hardware within %s (it lists %d vCPUs and %s of new memory): its kernel may lack CPU or memory hotplug",
+				guestOnlineWait, len(vcpus), api.Size(int64(len(newBlocks))*blockSize))
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// bringOnline has the guest agent bring the vCPUs and memory blocks the
+// guest left offline online; it returns what did not work.
+func bringOnline(ctx context.Context, c *qga.Client, offCPUs []int, offBlocks []uint64) []string {
+	var problems []string
+	if len(offCPUs) > 0 {
+		if n, err := c.OnlineVCPUs(ctx, offCPUs); err != nil || n < len(offCPUs) {
+			problems = append(problems, fmt.Sprintf("%d of %d new vCPUs brought online (%v)", n, len(offCPUs), err))
+		}
+	}
+	if len(offBlocks) > 0 {
+		failed, err := c.OnlineMemoryBlocks(ctx, offBlocks)
+		switch {
+		case err != nil:
+			problems = append(problems, "memory not brought online: "+err.Error())
+		case len(failed) > 0:
+			problems = append(problems, fmt.Sprintf("%d of %d new memory blocks not brought online: %v", len(failed), len(offBlocks), failed))
+		}
+	}
+	return problems
 }
 
 func describeAdded(cpus int, mem int64) string {

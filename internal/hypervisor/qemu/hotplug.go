@@ -11,13 +11,8 @@ import (
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/disk"
 	"github.com/vdc-project/vdc/internal/hypervisor"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/cmdline"
 )
-
-// hotplugPorts is how many empty PCIe root ports every VM gets, for disks
-// added while it runs (q35's root bus itself is not hot-pluggable).
-const hotplugPorts = 4
-
-func hotplugPort(i int) string { return fmt.Sprintf("hp%d", i) }
 
 // makeDiskFile creates an empty disk, thin or thick, unless it exists.
 func makeDiskFile(ctx context.Context, dc hypervisor.DiskConfig) error {
@@ -121,16 +116,16 @@ func (v *vm) freePort(ctx context.Context) (string, error) {
 	if err := v.query(ctx, "query-pci", &buses); err != nil {
 		return "", err
 	}
-	for i := 0; i < hotplugPorts; i++ {
+	for i := 0; i < cmdline.HotplugPorts; i++ {
 		for _, b := range buses {
 			for _, dev := range b.Devices {
-				if dev.QDevID == hotplugPort(i) && (dev.PCIBridge == nil || len(dev.PCIBridge.Devices) == 0) {
-					return hotplugPort(i), nil
+				if dev.QDevID == cmdline.HotplugPort(i) && (dev.PCIBridge == nil || len(dev.PCIBridge.Devices) == 0) {
+					return cmdline.HotplugPort(i), nil
 				}
 			}
 		}
 	}
-	return "", fmt.Errorf("all %d hot-plug slots are taken; stop the VM to add more disks", hotplugPorts)
+	return "", fmt.Errorf("all %d hot-plug slots are taken; stop the VM to add more disks", cmdline.HotplugPorts)
 }
 
 // ResizeDisk grows a disk: block_resize while the VM runs (the guest sees

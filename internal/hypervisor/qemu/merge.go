@@ -230,34 +230,53 @@ func (v *vm) job(ctx context.Context, id string) (*qmpJobInfo, error) {
 // (see the phases above).
 func (v *vm) activeCommit(ctx context.Context, m hypervisor.DiskMerge, j mergeJournal) error {
 	id := commitJob(m.Disk)
-	root, err := v.node(ctx, m.Disk)
-	if err != nil {
+	root, cur, err := v.startActiveCommit(ctx, m, id)
+	if err != nil || cur == m.Base {
 		return err
 	}
-	cur, err := v.fileOfNode(ctx, root)
-	if err != nil {
+	if err := v.waitCommitReady(ctx, id); err != nil {
 		return err
+	}
+	return v.pivot(ctx, m, j, id, root, cur)
+}
+
+// startActiveCommit starts the commit job id unless it runs already; it
+// returns the disk's root node and the file it uses (Base when the disk
+// switched already: nothing is left to do).
+func (v *vm) startActiveCommit(ctx context.Context, m hypervisor.DiskMerge, id string) (root, cur string, err error) {
+	root, err = v.node(ctx, m.Disk)
+	if err != nil {
+		return "", "", err
+	}
+	cur, err = v.fileOfNode(ctx, root)
+	if err != nil {
+		return "", "", err
 	}
 	if cur == m.Base {
 		// Switched before the agent that asked could record it.
 		_ = v.command(ctx, "job-dismiss", map[string]any{"id": id})
-		return nil
+		return root, cur, nil
 	}
 	job, err := v.job(ctx, id)
 	if err != nil {
-		return err
+		return "", "", err
 	}
 	if job == nil {
 		base, err := v.nodeOfFile(ctx, m.Base)
 		if err != nil {
-			return err
+			return "", "", err
 		}
 		if err := v.command(ctx, "block-commit", v.d.withSpeed(map[string]any{"job-id": id, "device": root, "base-node": base,
 			"auto-dismiss": false})); err != nil {
-			return err
+			return "", "", err
 		}
 	}
-	// Ready: Base holds all of Top and follows the guest's writes.
+	return root, cur, nil
+}
+
+// waitCommitReady waits until the commit job is ready: Base holds all of
+// Top and follows the guest's writes.
+func (v *vm) waitCommitReady(ctx context.Context, id string) error {
 	for {
 		job, err := v.job(ctx, id)
 		if err != nil {
@@ -267,7 +286,7 @@ func (v *vm) activeCommit(ctx context.Context, m hypervisor.DiskMerge, j mergeJo
 			return fmt.Errorf("the merge job ended before it was ready")
 		}
 		if job.Status == "ready" {
-			break
+			return nil
 		}
 		if job.Status == "concluded" {
 			_ = v.command(context.Background(), "job-dismiss", map[string]any{"id": id})
@@ -279,6 +298,12 @@ func (v *vm) activeCommit(ctx context.Context, m hypervisor.DiskMerge, j mergeJo
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// pivot completes the ready commit job with the guest paused, so that the
+// disk switches from Top (cur, its file now) to Base, journalling each
+// phase.
+func (v *vm) pivot(ctx context.Context, m hypervisor.DiskMerge, j mergeJournal, id, root, cur string) error {
 	defer v.hold()()
 	power := v.powerState()
 	j.Phase, j.Resume = phasePivoting, power == hypervisor.StateOn
@@ -306,6 +331,7 @@ func (v *vm) activeCommit(ctx context.Context, m hypervisor.DiskMerge, j mergeJo
 		return err
 	}
 	v.dropOrphan(root)
+	var err error
 	if root, err = v.node(ctx, m.Disk); err == nil {
 		cur, err = v.fileOfNode(ctx, root)
 	}

@@ -76,44 +76,13 @@ func (d *Driver) Snapshot(ctx context.Context, id string, req hypervisor.Snapsho
 	if len(req.Overlays) == 0 {
 		return res, fmt.Errorf("snapshot vm %s: no disks to snapshot: %w", v.cfg.Name, hypervisor.ErrInvalid)
 	}
-	type sw struct {
-		name, old, overlay string
-		size               int64
+	sws, err := v.snapshotSwitches(ctx, req.Overlays)
+	if err != nil || len(sws) == 0 {
+		return res, err
 	}
-	var sws []sw
-	for name, ov := range req.Overlays {
-		dc, err := v.disk(name)
-		if err != nil {
-			return res, fmt.Errorf("snapshot: %w", err)
-		}
-		if dc.Path == ov {
-			continue // done before (a retried call)
-		}
-		if _, err := os.Stat(ov); err == nil {
-			return res, fmt.Errorf("snapshot vm %s: overlay %s already exists", v.cfg.Name, ov)
-		}
-		info, err := disk.Inspect(ctx, dc.Path)
-		if err != nil {
-			return res, fmt.Errorf("snapshot vm %s: %w", v.cfg.Name, err)
-		}
-		sws = append(sws, sw{name, dc.Path, ov, info.VirtualSize})
-	}
-	slices.SortFunc(sws, func(a, b sw) int { return strings.Compare(a.name, b.name) })
-	if len(sws) == 0 {
-		return res, nil
-	}
-	var made []string
-	undo := func() {
-		for _, p := range made {
-			_ = os.Remove(p)
-		}
-	}
-	for _, s := range sws {
-		if err := disk.CreateOverlayOn(ctx, s.overlay, s.old, "qcow2", s.size); err != nil {
-			undo()
-			return res, fmt.Errorf("snapshot vm %s: %w", v.cfg.Name, err)
-		}
-		made = append(made, s.overlay)
+	undo, err := v.makeOverlays(ctx, sws)
+	if err != nil {
+		return res, err
 	}
 	power := v.powerState()
 	if power == hypervisor.StateOff {
@@ -135,12 +104,76 @@ func (d *Driver) Snapshot(ctx context.Context, id string, req hypervisor.Snapsho
 			defer thaw()
 		}
 	}
+	if err := v.switchToOverlays(ctx, sws, undo, req.MemoryFile != "", power); err != nil {
+		return res, err
+	}
+	if req.MemoryFile != "" {
+		v.snapshotMemory(ctx, req.MemoryFile, power, &res)
+	}
+	return res, nil
+}
+
+// snapSwitch is one disk a snapshot switches from its file (old) to a new
+// overlay.
+type snapSwitch struct {
+	name, old, overlay string
+	size               int64
+}
+
+// snapshotSwitches are the disks to switch to the overlays (disk name:
+// overlay file), in the order of their names; those already on theirs (a
+// retried call) are left out.
+func (v *vm) snapshotSwitches(ctx context.Context, overlays map[string]string) ([]snapSwitch, error) {
+	var sws []snapSwitch
+	for name, ov := range overlays {
+		dc, err := v.disk(name)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot: %w", err)
+		}
+		if dc.Path == ov {
+			continue // done before (a retried call)
+		}
+		if _, err := os.Stat(ov); err == nil {
+			return nil, fmt.Errorf("snapshot vm %s: overlay %s already exists", v.cfg.Name, ov)
+		}
+		info, err := disk.Inspect(ctx, dc.Path)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot vm %s: %w", v.cfg.Name, err)
+		}
+		sws = append(sws, snapSwitch{name, dc.Path, ov, info.VirtualSize})
+	}
+	slices.SortFunc(sws, func(a, b snapSwitch) int { return strings.Compare(a.name, b.name) })
+	return sws, nil
+}
+
+// makeOverlays creates the overlay files, and returns how to remove them.
+func (v *vm) makeOverlays(ctx context.Context, sws []snapSwitch) (undo func(), err error) {
+	var made []string
+	undo = func() {
+		for _, p := range made {
+			_ = os.Remove(p)
+		}
+	}
+	for _, s := range sws {
+		if err := disk.CreateOverlayOn(ctx, s.overlay, s.old, "qcow2", s.size); err != nil {
+			undo()
+			return nil, fmt.Errorf("snapshot vm %s: %w", v.cfg.Name, err)
+		}
+		made = append(made, s.overlay)
+	}
+	return undo, nil
+}
+
+// switchToOverlays opens the overlays in QEMU and switches the running
+// VM's disks to them in one transaction, pausing the VM first when its
+// memory is to be saved too (it stays paused then).
+func (v *vm) switchToOverlays(ctx context.Context, sws []snapSwitch, undo func(), pause bool, power string) error {
 	var actions []map[string]any
 	for _, s := range sws {
 		node, err := v.node(ctx, s.name)
 		if err != nil {
 			undo()
-			return res, err
+			return err
 		}
 		ovNode := overlayNode(s.overlay)
 		add := map[string]any{"driver": "qcow2", "node-name": ovNode, "discard": "unmap", "backing": nil,
@@ -148,7 +181,7 @@ func (d *Driver) Snapshot(ctx context.Context, id string, req hypervisor.Snapsho
 		if err := v.command(ctx, "blockdev-add", add); err != nil {
 			v.dropNodes(s.overlay)
 			undo()
-			return res, fmt.Errorf("snapshot vm %s: open overlay %s: %w", v.cfg.Name, s.overlay, err)
+			return fmt.Errorf("snapshot vm %s: open overlay %s: %w", v.cfg.Name, s.overlay, err)
 		}
 		actions = append(actions, map[string]any{"type": "blockdev-snapshot", "data": map[string]any{"node": node, "overlay": ovNode}})
 	}
@@ -159,10 +192,10 @@ func (d *Driver) Snapshot(ctx context.Context, id string, req hypervisor.Snapsho
 		undo()
 	}
 	paused := false
-	if req.MemoryFile != "" {
+	if pause {
 		if err := v.command(ctx, "stop", nil); err != nil {
 			dropAll()
-			return res, fmt.Errorf("snapshot vm %s: pause: %w", v.cfg.Name, err)
+			return fmt.Errorf("snapshot vm %s: pause: %w", v.cfg.Name, err)
 		}
 		paused = true
 	}
@@ -174,34 +207,38 @@ func (d *Driver) Snapshot(ctx context.Context, id string, req hypervisor.Snapsho
 	if err := v.command(ctx, "transaction", map[string]any{"actions": actions}); err != nil {
 		resume()
 		dropAll()
-		return res, fmt.Errorf("snapshot vm %s: switch to the overlays: %w", v.cfg.Name, err)
+		return fmt.Errorf("snapshot vm %s: switch to the overlays: %w", v.cfg.Name, err)
 	}
 	for _, s := range sws {
 		v.setDiskPath(s.name, s.overlay)
 	}
-	if req.MemoryFile != "" {
-		err := v.saveMemory(ctx, req.MemoryFile)
-		// A completed save leaves QEMU's disks inactive: cont activates
-		// them again (and a suspended VM is paused again after).
-		if cerr := v.command(context.WithoutCancel(ctx), "cont", nil); cerr != nil && err == nil {
-			err = cerr
-		}
-		if power == hypervisor.StateSuspended {
-			_ = v.command(context.WithoutCancel(ctx), "stop", nil)
-		}
-		if err != nil {
-			_ = os.Remove(req.MemoryFile)
-			// The disks did switch: the snapshot stands, without memory.
-			res.Note = strings.TrimSpace(res.Note + " memory not saved: " + err.Error())
-			return res, nil
-		}
-		res.Memory = true
-		v.mu.Lock()
-		hw := v.hw
-		v.mu.Unlock()
-		res.Hardware = &hw
+	return nil
+}
+
+// snapshotMemory saves the paused VM's memory into file and lets it go on
+// (a suspended VM stays paused). The disks switched already: when the
+// save fails the snapshot stands without memory, and res says so.
+func (v *vm) snapshotMemory(ctx context.Context, file string, power string, res *hypervisor.SnapshotResult) {
+	err := v.saveMemory(ctx, file)
+	// A completed save leaves QEMU's disks inactive: cont activates
+	// them again (and a suspended VM is paused again after).
+	if cerr := v.command(context.WithoutCancel(ctx), "cont", nil); cerr != nil && err == nil {
+		err = cerr
 	}
-	return res, nil
+	if power == hypervisor.StateSuspended {
+		_ = v.command(context.WithoutCancel(ctx), "stop", nil)
+	}
+	if err != nil {
+		_ = os.Remove(file)
+		// The disks did switch: the snapshot stands, without memory.
+		res.Note = strings.TrimSpace(res.Note + " memory not saved: " + err.Error())
+		return
+	}
+	res.Memory = true
+	v.mu.Lock()
+	hw := v.hw
+	v.mu.Unlock()
+	res.Hardware = &hw
 }
 
 // overlayNode names the QMP node of a disk file from its file name.
@@ -305,22 +342,8 @@ func (d *Driver) Revert(ctx context.Context, id string, req hypervisor.RevertReq
 			return fmt.Errorf("revert vm %s: power off: %w", v.cfg.Name, err)
 		}
 	}
-	var made []string
-	for _, dc := range req.Disks {
-		if _, err := os.Stat(dc.Path); err == nil {
-			continue // made by an earlier try
-		}
-		info, err := disk.Inspect(ctx, dc.Source)
-		if err != nil {
-			return fmt.Errorf("revert vm %s: %w", v.cfg.Name, err)
-		}
-		if err := disk.CreateOverlayOn(ctx, dc.Path, dc.Source, info.Format, max(dc.SizeBytes, info.VirtualSize)); err != nil {
-			for _, p := range made {
-				_ = os.Remove(p)
-			}
-			return fmt.Errorf("revert vm %s: %w", v.cfg.Name, err)
-		}
-		made = append(made, dc.Path)
+	if err := v.revertOverlays(ctx, req.Disks); err != nil {
+		return err
 	}
 	v.mu.Lock()
 	v.cfg.Disks = nil
@@ -338,6 +361,35 @@ func (d *Driver) Revert(ctx context.Context, id string, req hypervisor.RevertReq
 	if req.MemoryFile == "" {
 		return nil
 	}
+	return v.restoreMemory(ctx, req)
+}
+
+// revertOverlays creates the disks' new overlays on the snapshot's files
+// (each disk's Source); a failure removes those it made.
+func (v *vm) revertOverlays(ctx context.Context, disks []hypervisor.DiskConfig) error {
+	var made []string
+	for _, dc := range disks {
+		if _, err := os.Stat(dc.Path); err == nil {
+			continue // made by an earlier try
+		}
+		info, err := disk.Inspect(ctx, dc.Source)
+		if err != nil {
+			return fmt.Errorf("revert vm %s: %w", v.cfg.Name, err)
+		}
+		if err := disk.CreateOverlayOn(ctx, dc.Path, dc.Source, info.Format, max(dc.SizeBytes, info.VirtualSize)); err != nil {
+			for _, p := range made {
+				_ = os.Remove(p)
+			}
+			return fmt.Errorf("revert vm %s: %w", v.cfg.Name, err)
+		}
+		made = append(made, dc.Path)
+	}
+	return nil
+}
+
+// restoreMemory starts the reverted VM from its saved state, running or
+// paused as it was saved.
+func (v *vm) restoreMemory(ctx context.Context, req hypervisor.RevertRequest) error {
 	defer v.hold()()
 	// Like a copy received by a migration, the guest's agent channel is
 	// left alone until the state is in.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/hypervisor"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/cmdline"
 	"github.com/vdc-project/vdc/internal/qga"
 	"github.com/vdc-project/vdc/internal/qmp"
 )
@@ -186,7 +187,7 @@ func (v *vm) launch(ctx context.Context, hw api.VMHardware, extra []string) erro
 	v.mu.Lock()
 	cfg := v.cfg
 	v.mu.Unlock()
-	cmd := exec.Command(v.d.opt.Binary, append(args(cfg, hw, v.p, v.d.accel), extra...)...)
+	cmd := exec.Command(v.d.opt.Binary, append(cmdline.Args(cfg, hw, v.p.files(), v.d.accel), extra...)...)
 	cmd.Dir = v.cfg.Dir
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own session: signals to the agent (Ctrl-C, its process group)
@@ -406,7 +407,7 @@ func (v *vm) attach(ctx context.Context) error {
 		v.hw = *saved.Hardware
 	}
 	v.mu.Unlock()
-	pid, alive := findProcess(v.p.pidFile(), smbiosUUID(v.cfg.ID))
+	pid, alive := findProcess(v.p.pidFile(), cmdline.SMBIOSUUID(v.cfg.ID))
 	if !alive {
 		if saved.Power != hypervisor.StateOff {
 			v.set(hypervisor.StateOff, "QEMU ended while no agent watched it")

@@ -1,4 +1,16 @@
-package agent
+// Package staging is the host agent's staging area for imports and
+// exports. Staging folders hold what an import or an export works on: an
+// uploaded or downloaded package, disks unpacked from it, disks converted
+// for an export. Each lives in .vdc-staging/<id> of a datastore, so that
+// the data stays on the storage it came for and a hostile package can
+// touch nothing outside its folder.
+//
+// It serves the folders' part of the agent API (upload, fetch, index,
+// convert, export, delete), streaming the progress of long jobs as JSON
+// lines; the server's side is agent.Client's Staging* calls. It calls the
+// disk and ovf packages, and agenthttp; the agent gives it how to find a
+// datastore's files.
+package staging
 
 import (
 	"context"
@@ -18,27 +30,35 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/agent/agenthttp"
 	"github.com/vdc-project/vdc/internal/disk"
 	"github.com/vdc-project/vdc/internal/ovf"
 )
 
-// Staging folders hold what an import or an export works on: an uploaded
-// or downloaded package, disks unpacked from it, disks converted for an
-// export. Each lives in .vdc-staging/<id> of a datastore, so that the
-// data stays on the storage it came for and a hostile package can touch
-// nothing outside its folder.
+// stagingDir is the folder of a datastore that holds its staging folders.
 const stagingDir = ".vdc-staging"
 
-// StagedPackage is what a staging folder holds, as the agent read it.
-type StagedPackage struct {
+// Area serves the staging folders of a host's datastores
+// (/agent/v1/staging/...).
+type Area struct {
+	// Resolve gives the path of rel in the host's datastore ds, refusing a
+	// datastore the host does not use and a path that leaves it.
+	Resolve func(ds, rel string) (string, error)
+	// BeforeConvert, when set, is called before each imported disk is
+	// converted, and an error from it fails the conversion (tests).
+	BeforeConvert func(ctx context.Context) error
+}
+
+// Package is what a staging folder holds, as the agent read it.
+type Package struct {
 	// OVA is the name of the OVA file in the folder when the package is
 	// one; the other files are in the folder under their own names.
 	OVA     string       `json:"ova,omitempty"`
 	Package *ovf.Package `json:"package"`
 }
 
-// StagingFile is one file of a staging folder.
-type StagingFile struct {
+// File is one file of a staging folder.
+type File struct {
 	Name   string `json:"name"`
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
@@ -56,7 +76,8 @@ func lockStaging(dir string) func() {
 	return mu.Unlock
 }
 
-func (a *Agent) stagingRoutes(mux *http.ServeMux) {
+// Routes serves the staging API on mux.
+func (a *Area) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("PUT /agent/v1/staging/{id}/files", a.stagingPut)
 	mux.HandleFunc("GET /agent/v1/staging/{id}/files", a.stagingGetFile)
 	mux.HandleFunc("GET /agent/v1/staging/{id}", a.stagingIndex)
@@ -67,12 +88,12 @@ func (a *Agent) stagingRoutes(mux *http.ServeMux) {
 }
 
 // stagingPath resolves a staging folder of a datastore.
-func (a *Agent) stagingPath(r *http.Request) (string, error) {
+func (a *Area) stagingPath(r *http.Request) (string, error) {
 	id := r.PathValue("id")
 	if !stagingIDRE.MatchString(id) {
 		return "", api.Errorf(api.ErrInvalid, "bad staging id %q", id)
 	}
-	p, err := a.datastorePath(r.URL.Query().Get("datastore"), stagingDir+"/"+id)
+	p, err := a.Resolve(r.URL.Query().Get("datastore"), stagingDir+"/"+id)
 	if err == nil {
 		sweepStaging(filepath.Dir(p), time.Now())
 	}
@@ -100,22 +121,22 @@ func sweepStaging(root string, now time.Time) {
 	}
 }
 
-func readIndex(dir string) (*StagedPackage, error) {
+func readIndex(dir string) (*Package, error) {
 	b, err := os.ReadFile(filepath.Join(dir, "index.json"))
 	if errors.Is(err, os.ErrNotExist) {
-		return &StagedPackage{Package: ovf.NewPackage()}, nil
+		return &Package{Package: ovf.NewPackage()}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	var sp StagedPackage
+	var sp Package
 	if err := json.Unmarshal(b, &sp); err != nil {
 		return nil, fmt.Errorf("staging index %s: %w", dir, err)
 	}
 	return &sp, nil
 }
 
-func writeIndex(dir string, sp *StagedPackage) error {
+func writeIndex(dir string, sp *Package) error {
 	b, err := json.Marshal(sp)
 	if err != nil {
 		return err
@@ -134,8 +155,8 @@ func filesDir(dir string) string { return filepath.Join(dir, "files") }
 // reading it as it goes: an OVA is scanned (tar checks, offsets, digests)
 // while it is written, so it is read once. A file that fails any check is
 // removed.
-func receive(dir, name string, r io.Reader, want int64) (StagingFile, error) {
-	res := StagingFile{Name: name}
+func receive(dir, name string, r io.Reader, want int64) (File, error) {
+	res := File{Name: name}
 	clean := path.Clean(name)
 	if err := ovf.CheckHref(clean); err != nil || clean != name || strings.HasPrefix(name, ".") || name == "index.json" {
 		return res, api.Errorf(api.ErrInvalid, "bad file name %q: it must be a relative path inside the package", name)
@@ -190,7 +211,7 @@ func receive(dir, name string, r io.Reader, want int64) (StagingFile, error) {
 	}
 	if err != nil {
 		if errors.Is(err, ovf.ErrInvalid) {
-			err = &wrapped{err, api.ErrInvalid}
+			err = agenthttp.WithClass(err, api.ErrInvalid)
 		}
 		return res, fmt.Errorf("receive %s: %w", name, err)
 	}
@@ -269,29 +290,29 @@ func firstN(s []string, n int) []string {
 
 // PUT /agent/v1/staging/{id}/files?datastore=D&name=N: the body is one
 // file of a package (or a whole OVA).
-func (a *Agent) stagingPut(w http.ResponseWriter, r *http.Request) {
+func (a *Area) stagingPut(w http.ResponseWriter, r *http.Request) {
 	dir, err := a.stagingPath(r)
 	if err == nil {
 		err = os.MkdirAll(dir, 0o755)
 	}
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	if r.ContentLength < 0 {
-		fail(w, api.Errorf(api.ErrInvalid, "upload needs a Content-Length"))
+		agenthttp.Fail(w, api.Errorf(api.ErrInvalid, "upload needs a Content-Length"))
 		return
 	}
 	if err := checkFree(dir, r.ContentLength); err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	res, err := receive(dir, r.URL.Query().Get("name"), r.Body, r.ContentLength)
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
-	reply(w, http.StatusOK, res)
+	agenthttp.Reply(w, http.StatusOK, res)
 }
 
 func freeBytes(dir string) (int64, error) {
@@ -315,39 +336,39 @@ func checkFree(dir string, need int64) error {
 }
 
 // GET /agent/v1/staging/{id}?datastore=D: what the folder holds.
-func (a *Agent) stagingIndex(w http.ResponseWriter, r *http.Request) {
+func (a *Area) stagingIndex(w http.ResponseWriter, r *http.Request) {
 	dir, err := a.stagingPath(r)
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	if _, err := os.Stat(dir); err != nil {
-		fail(w, api.Errorf(api.ErrNotFound, "staging folder %s does not exist", r.PathValue("id")))
+		agenthttp.Fail(w, api.Errorf(api.ErrNotFound, "staging folder %s does not exist", r.PathValue("id")))
 		return
 	}
 	sp, err := readIndex(dir)
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
-	reply(w, http.StatusOK, sp)
+	agenthttp.Reply(w, http.StatusOK, sp)
 }
 
 // GET /agent/v1/staging/{id}/files?datastore=D&name=N streams a file.
-func (a *Agent) stagingGetFile(w http.ResponseWriter, r *http.Request) {
+func (a *Area) stagingGetFile(w http.ResponseWriter, r *http.Request) {
 	dir, err := a.stagingPath(r)
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	name := r.URL.Query().Get("name")
 	if ovf.CheckHref(name) != nil || path.Clean(name) != name {
-		fail(w, api.Errorf(api.ErrInvalid, "bad file name %q", name))
+		agenthttp.Fail(w, api.Errorf(api.ErrInvalid, "bad file name %q", name))
 		return
 	}
 	f, err := os.Open(filepath.Join(filesDir(dir), filepath.FromSlash(name)))
 	if err != nil {
-		fail(w, api.Errorf(api.ErrNotFound, "%s is not in staging folder %s", name, r.PathValue("id")))
+		agenthttp.Fail(w, api.Errorf(api.ErrNotFound, "%s is not in staging folder %s", name, r.PathValue("id")))
 		return
 	}
 	defer f.Close()
@@ -358,13 +379,13 @@ func (a *Agent) stagingGetFile(w http.ResponseWriter, r *http.Request) {
 }
 
 // DELETE /agent/v1/staging/{id}?datastore=D
-func (a *Agent) stagingDelete(w http.ResponseWriter, r *http.Request) {
+func (a *Area) stagingDelete(w http.ResponseWriter, r *http.Request) {
 	dir, err := a.stagingPath(r)
 	if err == nil {
 		err = os.RemoveAll(dir)
 	}
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -410,14 +431,14 @@ func get(ctx context.Context, u string) (*http.Response, error) {
 
 // POST /agent/v1/staging/{id}/fetch?datastore=D: download an OVA, an OVF
 // with the files it references (relative to its URL), or a disk image.
-func (a *Agent) stagingFetch(w http.ResponseWriter, r *http.Request) {
+func (a *Area) stagingFetch(w http.ResponseWriter, r *http.Request) {
 	var req FetchRequest
-	if !decodeBody(w, r, &req) {
+	if !agenthttp.Decode(w, r, &req) {
 		return
 	}
 	u, err := url.Parse(req.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		fail(w, api.Errorf(api.ErrInvalid, "fetch %q: only http and https URLs are fetched", req.URL))
+		agenthttp.Fail(w, api.Errorf(api.ErrInvalid, "fetch %q: only http and https URLs are fetched", req.URL))
 		return
 	}
 	dir, err := a.stagingPath(r)
@@ -425,7 +446,7 @@ func (a *Agent) stagingFetch(w http.ResponseWriter, r *http.Request) {
 		err = os.MkdirAll(dir, 0o755)
 	}
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	streamJob(w, func(progress func(float64, string)) (any, error) {
@@ -433,7 +454,7 @@ func (a *Agent) stagingFetch(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func fetch(ctx context.Context, dir string, u *url.URL, descriptorOnly bool, progress func(float64, string)) (*StagedPackage, error) {
+func fetch(ctx context.Context, dir string, u *url.URL, descriptorOnly bool, progress func(float64, string)) (*Package, error) {
 	resp, err := get(ctx, u.String())
 	if err != nil {
 		return nil, err
@@ -451,29 +472,7 @@ func fetch(ctx context.Context, dir string, u *url.URL, descriptorOnly bool, pro
 	}}
 	isOVA := strings.HasSuffix(strings.ToLower(name), ".ova")
 	if descriptorOnly {
-		sp := &StagedPackage{Package: ovf.NewPackage()}
-		if !isOVA {
-			data, err := io.ReadAll(io.LimitReader(body, ovf.MaxDescriptorBytes+1))
-			if err != nil {
-				return nil, err
-			}
-			return sp, sp.Package.AddBytes(name, data)
-		}
-		errDone := errors.New("done")
-		err := ovf.ScanOVA(body, func(e ovf.TarEntry, data io.Reader) error {
-			if strings.HasSuffix(e.Name, ".ovf") || strings.HasSuffix(e.Name, ".mf") {
-				if err := sp.Package.Add(e.Name, e.Offset, e.Size, data); err != nil {
-					return err
-				}
-				return nil
-			}
-			return errDone
-		})
-		if err != nil && !errors.Is(err, errDone) {
-			return nil, wrapInvalid(err)
-		}
-		sp.OVA = name
-		return sp, nil
+		return fetchDescriptor(body, name, isOVA)
 	}
 	if total > 0 {
 		if err := checkFree(dir, total); err != nil {
@@ -488,13 +487,50 @@ func fetch(ctx context.Context, dir string, u *url.URL, descriptorOnly bool, pro
 		return sp, err
 	}
 	// An OVF: fetch the files it references, beside it.
+	if err := fetchReferenced(ctx, dir, u, sp, progress); err != nil {
+		return nil, err
+	}
+	return readIndex(dir)
+}
+
+// fetchDescriptor reads only the descriptor (and manifest) of the package
+// name that body streams, without staging its disks.
+func fetchDescriptor(body io.Reader, name string, isOVA bool) (*Package, error) {
+	sp := &Package{Package: ovf.NewPackage()}
+	if !isOVA {
+		data, err := io.ReadAll(io.LimitReader(body, ovf.MaxDescriptorBytes+1))
+		if err != nil {
+			return nil, err
+		}
+		return sp, sp.Package.AddBytes(name, data)
+	}
+	errDone := errors.New("done")
+	err := ovf.ScanOVA(body, func(e ovf.TarEntry, data io.Reader) error {
+		if strings.HasSuffix(e.Name, ".ovf") || strings.HasSuffix(e.Name, ".mf") {
+			if err := sp.Package.Add(e.Name, e.Offset, e.Size, data); err != nil {
+				return err
+			}
+			return nil
+		}
+		return errDone
+	})
+	if err != nil && !errors.Is(err, errDone) {
+		return nil, wrapInvalid(err)
+	}
+	sp.OVA = name
+	return sp, nil
+}
+
+// fetchReferenced downloads the files the staged OVF references, relative
+// to its URL u, into dir beside it.
+func fetchReferenced(ctx context.Context, dir string, u *url.URL, sp *Package, progress func(float64, string)) error {
 	env, err := ovf.Parse(sp.Package.Descriptor)
 	if err != nil {
-		return nil, wrapInvalid(err)
+		return wrapInvalid(err)
 	}
 	for _, f := range env.Files {
 		if err := ovf.CheckHref(f.Href); err != nil {
-			return nil, wrapInvalid(err)
+			return wrapInvalid(err)
 		}
 		names := []string{f.Href}
 		if f.ChunkSize > 0 {
@@ -511,7 +547,7 @@ func fetch(ctx context.Context, dir string, u *url.URL, descriptorOnly bool, pro
 			fu := u.ResolveReference(ref)
 			fr, err := get(ctx, fu.String())
 			if err != nil {
-				return nil, err
+				return err
 			}
 			fb := &progressReader{r: fr.Body, fn: func(x, _ int64) {
 				progress(0, fmt.Sprintf("downloading %s: %s", n, api.Size(x)))
@@ -519,16 +555,16 @@ func fetch(ctx context.Context, dir string, u *url.URL, descriptorOnly bool, pro
 			_, err = receive(dir, n, fb, fr.ContentLength)
 			fr.Body.Close()
 			if err != nil {
-				return nil, err
+				return err
 			}
 		}
 	}
-	return readIndex(dir)
+	return nil
 }
 
 func wrapInvalid(err error) error {
 	if errors.Is(err, ovf.ErrInvalid) || errors.Is(err, disk.ErrBadImage) {
-		return &wrapped{err, api.ErrInvalid}
+		return agenthttp.WithClass(err, api.ErrInvalid)
 	}
 	return err
 }

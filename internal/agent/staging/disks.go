@@ -1,4 +1,4 @@
-package agent
+package staging
 
 import (
 	"compress/gzip"
@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/agent/agenthttp"
 	"github.com/vdc-project/vdc/internal/disk"
 	"github.com/vdc-project/vdc/internal/ovf"
 )
@@ -45,24 +46,24 @@ type ConvertedDisk struct {
 
 // POST /agent/v1/staging/{id}/convert?datastore=D: make each disk, in
 // qcow2, from the staged data. A failure removes every disk it made.
-func (a *Agent) stagingConvert(w http.ResponseWriter, r *http.Request) {
+func (a *Area) stagingConvert(w http.ResponseWriter, r *http.Request) {
 	var req ConvertRequest
-	if !decodeBody(w, r, &req) {
+	if !agenthttp.Decode(w, r, &req) {
 		return
 	}
 	dir, err := a.stagingPath(r)
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	dsts := make([]string, len(req.Disks))
 	for i, d := range req.Disks {
-		if dsts[i], err = a.datastorePath(d.Datastore, d.Path); err != nil {
-			fail(w, err)
+		if dsts[i], err = a.Resolve(d.Datastore, d.Path); err != nil {
+			agenthttp.Fail(w, err)
 			return
 		}
 		if _, err := os.Stat(dsts[i]); err == nil {
-			fail(w, api.Errorf(api.ErrConflict, "disk file %s already exists", d.Path))
+			agenthttp.Fail(w, api.Errorf(api.ErrConflict, "disk file %s already exists", d.Path))
 			return
 		}
 	}
@@ -84,8 +85,8 @@ func (a *Agent) stagingConvert(w http.ResponseWriter, r *http.Request) {
 			_ = os.RemoveAll(filepath.Join(dir, "work"))
 		}()
 		for i, d := range req.Disks {
-			if a.cfg.BeforeConvert != nil {
-				if err := a.cfg.BeforeConvert(r.Context()); err != nil {
+			if a.BeforeConvert != nil {
+				if err := a.BeforeConvert(r.Context()); err != nil {
 					return nil, fmt.Errorf("disk %d (%s): %w", i+1, strings.Join(d.Files, ", "), err)
 				}
 			}
@@ -104,7 +105,7 @@ func (a *Agent) stagingConvert(w http.ResponseWriter, r *http.Request) {
 }
 
 // source finds a staged file's data: a byte range of the OVA, or a file.
-func source(dir string, sp *StagedPackage, name string) (disk.Source, error) {
+func source(dir string, sp *Package, name string) (disk.Source, error) {
 	f := sp.Package.Files[name]
 	if f == nil {
 		return disk.Source{}, api.Errorf(api.ErrInvalid, "%s is not in the package", name)
@@ -148,7 +149,7 @@ func maxUnpacked(capacity int64) int64 {
 	return capacity + capacity/32 + 64<<20
 }
 
-func convertOne(ctx context.Context, dir string, sp *StagedPackage, d ConvertDisk, dst string, progress func(float64, string)) (ConvertedDisk, error) {
+func convertOne(ctx context.Context, dir string, sp *Package, d ConvertDisk, dst string, progress func(float64, string)) (ConvertedDisk, error) {
 	res := ConvertedDisk{Path: d.Path}
 	if len(d.Files) == 0 {
 		return res, api.Errorf(api.ErrInvalid, "no file holds the disk's data")
@@ -247,7 +248,7 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 }
 
 // unpack writes a gzip-compressed and/or chunked file whole into out.
-func unpack(ctx context.Context, dir string, sp *StagedPackage, d ConvertDisk, out string, progress func(float64, string)) (string, error) {
+func unpack(ctx context.Context, dir string, sp *Package, d ConvertDisk, out string, progress func(float64, string)) (string, error) {
 	var readers []io.Reader
 	var closers []io.Closer
 	defer func() {
@@ -338,9 +339,9 @@ type ExportedFile struct {
 // POST /agent/v1/staging/{id}/export?datastore=D: write each disk as a
 // streamOptimized VMDK into the folder and hash it; or, with Files only,
 // write those files (the descriptor and manifest, once the disks are known).
-func (a *Agent) stagingExport(w http.ResponseWriter, r *http.Request) {
+func (a *Area) stagingExport(w http.ResponseWriter, r *http.Request) {
 	var req ExportRequest
-	if !decodeBody(w, r, &req) {
+	if !agenthttp.Decode(w, r, &req) {
 		return
 	}
 	dir, err := a.stagingPath(r)
@@ -348,27 +349,27 @@ func (a *Agent) stagingExport(w http.ResponseWriter, r *http.Request) {
 		err = os.MkdirAll(filesDir(dir), 0o755)
 	}
 	if err != nil {
-		fail(w, err)
+		agenthttp.Fail(w, err)
 		return
 	}
 	srcs := make([]string, len(req.Disks))
 	for i, d := range req.Disks {
 		if ovf.CheckHref(d.Name) != nil || strings.Contains(d.Name, "/") {
-			fail(w, api.Errorf(api.ErrInvalid, "bad file name %q", d.Name))
+			agenthttp.Fail(w, api.Errorf(api.ErrInvalid, "bad file name %q", d.Name))
 			return
 		}
-		if srcs[i], err = a.datastorePath(d.Datastore, d.Path); err != nil {
-			fail(w, err)
+		if srcs[i], err = a.Resolve(d.Datastore, d.Path); err != nil {
+			agenthttp.Fail(w, err)
 			return
 		}
 	}
 	for name, data := range req.Files {
 		if ovf.CheckHref(name) != nil || strings.Contains(name, "/") {
-			fail(w, api.Errorf(api.ErrInvalid, "bad file name %q", name))
+			agenthttp.Fail(w, api.Errorf(api.ErrInvalid, "bad file name %q", name))
 			return
 		}
 		if err := os.WriteFile(filepath.Join(filesDir(dir), name), data, 0o644); err != nil {
-			fail(w, err)
+			agenthttp.Fail(w, err)
 			return
 		}
 	}

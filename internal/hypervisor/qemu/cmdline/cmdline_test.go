@@ -1,4 +1,4 @@
-package qemu
+package cmdline
 
 import (
 	"flag"
@@ -14,7 +14,11 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 func TestCommandLineGolden(t *testing.T) {
-	p := paths{run: "/run/vdc/01a2-vm", dir: "/var/lib/vdc/vms/01a2-vm"}
+	// The files of a VM whose runtime folder is /run/vdc/01a2-vm and
+	// whose folder is /var/lib/vdc/vms/01a2-vm, as the driver lays them out.
+	f := Files{QMP: "/run/vdc/01a2-vm/qmp.sock", QGA: "/run/vdc/01a2-vm/qga.sock", Console: "/run/vdc/01a2-vm/console.sock",
+		VNC: "/run/vdc/01a2-vm/vnc.sock", ConsoleLog: "/var/lib/vdc/vms/01a2-vm/console.log",
+		PIDFile: "/var/lib/vdc/vms/01a2-vm/qemu.pid", Seed: "/var/lib/vdc/vms/01a2-vm/cidata.iso"}
 	cases := map[string]hypervisor.VMConfig{
 		"kernel-boot": {ID: "01a20096-7419-776f-b43d-425f3f583beb", Name: "web1", CPUs: 2, MemoryBytes: 256 << 20,
 			Boot: &hypervisor.BootConfig{Kernel: "/ds/images/test/vmlinuz", Initrd: "/ds/images/test/initrd.img", Cmdline: "console=ttyS0"},
@@ -48,7 +52,7 @@ func TestCommandLineGolden(t *testing.T) {
 		if cfg.Hardware != nil {
 			hw = *cfg.Hardware
 		}
-		got := strings.Join(args(cfg, hw, p, "tcg"), "\n") + "\n"
+		got := strings.Join(Args(cfg, hw, f, "tcg"), "\n") + "\n"
 		golden := filepath.Join("testdata", name+".args")
 		if *update {
 			if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
@@ -60,7 +64,7 @@ func TestCommandLineGolden(t *testing.T) {
 			t.Fatalf("%v (run go test -update to create it)", err)
 		}
 		if got != string(want) {
-			t.Errorf("%s: command line changed; if on purpose, run go test ./internal/hypervisor/qemu -run Golden -update\n--- got\n%s--- want\n%s", name, got, want)
+			t.Errorf("%s: command line changed; if on purpose, run go test ./internal/hypervisor/qemu/cmdline -run Golden -update\n--- got\n%s--- want\n%s", name, got, want)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package agent
+package registry
 
 import (
 	"context"
@@ -15,11 +15,11 @@ import (
 	"github.com/vdc-project/vdc/internal/hypervisor/sim"
 )
 
-func newTestRegistry(t *testing.T, dir string) *registry {
+func newTestRegistry(t *testing.T, dir string) *Registry {
 	drv := sim.New(sim.Options{ShutdownDelay: 10 * time.Millisecond})
 	t.Cleanup(func() { _ = drv.Close() })
-	r := newRegistry(dir, drv, slog.New(slog.NewTextHandler(io.Discard, nil)), func() {})
-	if err := r.load(context.Background()); err != nil {
+	r := New(dir, drv, slog.New(slog.NewTextHandler(io.Discard, nil)), func() {})
+	if err := r.Load(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	return r
@@ -34,18 +34,18 @@ func TestRegistryKeepsVMsAcrossRestarts(t *testing.T) {
 	ctx := context.Background()
 	r := newTestRegistry(t, dir)
 	for _, id := range []string{"a", "b"} {
-		if _, err := r.define(ctx, cfg(id)); err != nil {
+		if _, err := r.Define(ctx, cfg(id)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	st, err := r.power(ctx, "a", api.PowerRequest{Action: api.ActionStart})
+	st, err := r.Power(ctx, "a", api.PowerRequest{Action: api.ActionStart})
 	if err != nil || st.PowerState != api.PowerOn {
 		t.Fatalf("start: %+v %v", st, err)
 	}
-	_, seqBefore := r.states(ctx, false)
+	_, seqBefore := r.States(ctx, false)
 	// A new agent process on the same data dir finds both VMs as they were.
 	r2 := newTestRegistry(t, dir)
-	states, seq := r2.states(ctx, false)
+	states, seq := r2.States(ctx, false)
 	got := map[string]string{}
 	for _, s := range states {
 		got[s.ID] = s.PowerState
@@ -62,22 +62,22 @@ func TestRegistryDeleteNeedsForceWhenRunning(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
 	r := newTestRegistry(t, dir)
-	if _, err := r.define(ctx, cfg("a")); err != nil {
+	if _, err := r.Define(ctx, cfg("a")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.power(ctx, "a", api.PowerRequest{Action: api.ActionStart}); err != nil {
+	if _, err := r.Power(ctx, "a", api.PowerRequest{Action: api.ActionStart}); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.undefine(ctx, "a", false); !errors.Is(err, hypervisor.ErrWrongState) {
+	if err := r.Undefine(ctx, "a", false); !errors.Is(err, hypervisor.ErrWrongState) {
 		t.Fatalf("delete running VM without force: %v", err)
 	}
-	if err := r.undefine(ctx, "a", true); err != nil {
+	if err := r.Undefine(ctx, "a", true); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "a")); !os.IsNotExist(err) {
 		t.Fatalf("VM files left behind: %v", err)
 	}
-	if err := r.undefine(ctx, "a", true); !errors.Is(err, hypervisor.ErrNotFound) {
+	if err := r.Undefine(ctx, "a", true); !errors.Is(err, hypervisor.ErrNotFound) {
 		t.Fatalf("delete twice: %v", err)
 	}
 }
@@ -87,14 +87,14 @@ func TestGracefulStopFallsBackToPowerOff(t *testing.T) {
 	r := newTestRegistry(t, t.TempDir())
 	c := cfg("a")
 	c.Labels = map[string]string{sim.LabelIgnoreACPI: "true"}
-	if _, err := r.define(ctx, c); err != nil {
+	if _, err := r.Define(ctx, c); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.power(ctx, "a", api.PowerRequest{Action: api.ActionStart}); err != nil {
+	if _, err := r.Power(ctx, "a", api.PowerRequest{Action: api.ActionStart}); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	st, err := r.power(ctx, "a", api.PowerRequest{Action: api.ActionStop, TimeoutSeconds: 1})
+	st, err := r.Power(ctx, "a", api.PowerRequest{Action: api.ActionStop, TimeoutSeconds: 1})
 	if err != nil || st.PowerState != api.PowerOff {
 		t.Fatalf("stop: %+v %v", st, err)
 	}
@@ -102,27 +102,15 @@ func TestGracefulStopFallsBackToPowerOff(t *testing.T) {
 		t.Fatal("powered off before the graceful timeout")
 	}
 	// A cooperative guest goes off by itself, well before the timeout.
-	if _, err := r.define(ctx, cfg("b")); err != nil {
+	if _, err := r.Define(ctx, cfg("b")); err != nil {
 		t.Fatal(err)
 	}
-	r.power(ctx, "b", api.PowerRequest{Action: api.ActionStart})
+	r.Power(ctx, "b", api.PowerRequest{Action: api.ActionStart})
 	start = time.Now()
-	if st, err := r.power(ctx, "b", api.PowerRequest{Action: api.ActionStop, TimeoutSeconds: 30}); err != nil || st.PowerState != api.PowerOff {
+	if st, err := r.Power(ctx, "b", api.PowerRequest{Action: api.ActionStop, TimeoutSeconds: 30}); err != nil || st.PowerState != api.PowerOff {
 		t.Fatalf("stop b: %+v %v", st, err)
 	}
 	if time.Since(start) > 20*time.Second {
 		t.Fatal("graceful stop of a cooperative guest waited for the timeout")
-	}
-}
-
-func TestParseJoinToken(t *testing.T) {
-	fp := "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
-	if s, f, err := ParseJoinToken("vdc1.secret." + fp); err != nil || s != "secret" || f != fp {
-		t.Fatalf("%q %q %v", s, f, err)
-	}
-	for _, bad := range []string{"", "vdc1.secret", "vdc2.secret." + fp, "vdc1.secret.short"} {
-		if _, _, err := ParseJoinToken(bad); err == nil {
-			t.Errorf("accepted %q", bad)
-		}
 	}
 }

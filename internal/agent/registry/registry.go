@@ -1,4 +1,8 @@
-package agent
+// Package registry keeps the VMs defined on a host: their configs in the
+// agent's data dir, what the hypervisor driver says of them, the state
+// last reported to the server and its sequence numbers, and the copies
+// being received by migrations. It calls the hypervisor driver only.
+package registry
 
 import (
 	"bytes"
@@ -20,23 +24,26 @@ import (
 	"github.com/vdc-project/vdc/internal/hypervisor"
 )
 
-// registry is the set of VMs defined on this host. Each VM's config is kept
-// in <data>/vms/<id>/config.json so a restarted agent finds it again.
-type registry struct {
+// Registry is the set of VMs defined on this host. Each VM's config is
+// kept in <data>/vms/<id>/config.json so a restarted agent finds it again.
+type Registry struct {
 	dir      string
 	drv      hypervisor.Driver
 	log      *slog.Logger
 	onChange func()
 
 	mu      sync.Mutex
-	vms     map[string]*vmEntry
+	vms     map[string]*Entry
 	lastSeq uint64
 }
 
-type vmEntry struct {
-	op  sync.Mutex // serializes operations on this VM
-	cfg hypervisor.VMConfig
-	// incoming marks a copy being received by a migration: not a VM of
+// Entry is one VM of the registry.
+type Entry struct {
+	Op sync.Mutex // serializes operations on this VM
+	// Cfg is the VM's config. It changes (SaveConfig) with Op held and
+	// under the registry's lock: read it holding either (Config).
+	Cfg hypervisor.VMConfig
+	// Incoming marks a copy being received by a migration: not a VM of
 	// this host (not reported, not saved) until the migration finishes.
 	incoming bool
 	since    time.Time // when the copy started to be received
@@ -47,19 +54,28 @@ type vmEntry struct {
 	seq  uint64
 }
 
-func newRegistry(dir string, drv hypervisor.Driver, log *slog.Logger, onChange func()) *registry {
-	return &registry{dir: dir, drv: drv, log: log, onChange: onChange, vms: map[string]*vmEntry{}}
+// New is the registry of the VMs kept in dir, run by drv; onChange is
+// called when the VMs' states change.
+func New(dir string, drv hypervisor.Driver, log *slog.Logger, onChange func()) *Registry {
+	return &Registry{dir: dir, drv: drv, log: log, onChange: onChange, vms: map[string]*Entry{}}
+}
+
+// Config is the VM's config now.
+func (r *Registry) Config(e *Entry) hypervisor.VMConfig {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return e.Cfg
 }
 
 // nextSeq orders state changes, also across agent restarts: it is at least
 // the wall clock in nanoseconds.
-func (r *registry) nextSeq() uint64 {
+func (r *Registry) nextSeq() uint64 {
 	s := max(r.lastSeq+1, uint64(time.Now().UnixNano()))
 	r.lastSeq = s
 	return s
 }
 
-func (r *registry) load(ctx context.Context) error {
+func (r *Registry) Load(ctx context.Context) error {
 	if err := os.MkdirAll(r.dir, 0o700); err != nil {
 		return fmt.Errorf("create VM dir: %w", err)
 	}
@@ -93,20 +109,20 @@ func (r *registry) load(ctx context.Context) error {
 			continue
 		}
 		r.mu.Lock()
-		r.vms[cfg.ID] = &vmEntry{cfg: cfg, last: api.AgentVMState{ID: cfg.ID, PowerState: st.Power, Reason: st.Reason, VNC: st.VNC}, seq: r.nextSeq()}
+		r.vms[cfg.ID] = &Entry{Cfg: cfg, last: api.AgentVMState{ID: cfg.ID, PowerState: st.Power, Reason: st.Reason, VNC: st.VNC}, seq: r.nextSeq()}
 		r.mu.Unlock()
 		r.log.Info("re-attached VM", "vm", cfg.Name, "power", st.Power)
 	}
 	return nil
 }
 
-func (r *registry) count() int {
+func (r *Registry) Count() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return len(r.vms)
 }
 
-func (r *registry) get(id string) (*vmEntry, error) {
+func (r *Registry) Get(id string) (*Entry, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e, ok := r.vms[id]
@@ -116,9 +132,9 @@ func (r *registry) get(id string) (*vmEntry, error) {
 	return e, nil
 }
 
-// observe reads a VM's state (and its guest's, when the driver talks to
+// Observe reads a VM's state (and its guest's, when the driver talks to
 // guests) and returns it with its sequence number.
-func (r *registry) observe(ctx context.Context, id string, e *vmEntry) (api.AgentVMState, error) {
+func (r *Registry) Observe(ctx context.Context, id string, e *Entry) (api.AgentVMState, error) {
 	st, err := r.drv.State(ctx, id)
 	if err != nil {
 		return api.AgentVMState{}, err
@@ -160,10 +176,10 @@ func sameState(a, b api.AgentVMState) bool {
 	return g.State == h.State && g.OS == h.OS && g.Kernel == h.Kernel && g.Hostname == h.Hostname && slices.Equal(g.IPAddresses, h.IPAddresses)
 }
 
-// measureDisks reports each disk's allocated bytes (and, with virtual, its
+// MeasureDisks reports each disk's allocated bytes (and, with virtual, its
 // size as the guest sees it, which costs a qemu-img run). Disks without a
 // file (sim) are left out.
-func measureDisks(ctx context.Context, drv hypervisor.Driver, cfg hypervisor.VMConfig, virtual bool) []api.DiskStatus {
+func MeasureDisks(ctx context.Context, drv hypervisor.Driver, cfg hypervisor.VMConfig, virtual bool) []api.DiskStatus {
 	if st, ok := drv.(hypervisor.Storage); ok {
 		// The driver knows the disks' chains (and sim models them).
 		if us, err := st.Usage(ctx, cfg.ID); err == nil {
@@ -192,25 +208,25 @@ func measureDisks(ctx context.Context, drv hypervisor.Driver, cfg hypervisor.VMC
 	return out
 }
 
-// define creates or updates a VM. The config is saved only once the driver
+// Define creates or updates a VM. The config is saved only once the driver
 // has accepted it.
-func (r *registry) define(ctx context.Context, cfg hypervisor.VMConfig) (api.AgentVMState, error) {
+func (r *Registry) Define(ctx context.Context, cfg hypervisor.VMConfig) (api.AgentVMState, error) {
 	cfg.Dir = filepath.Join(r.dir, cfg.ID)
 	r.mu.Lock()
 	e, exists := r.vms[cfg.ID]
 	if !exists {
-		e = &vmEntry{cfg: cfg}
+		e = &Entry{Cfg: cfg}
 	}
 	r.mu.Unlock()
-	e.op.Lock()
-	defer e.op.Unlock()
+	e.Op.Lock()
+	defer e.Op.Unlock()
 	b, _ := json.MarshalIndent(cfg, "", "  ")
 	if old, err := os.ReadFile(filepath.Join(cfg.Dir, "config.json")); exists && err == nil && bytes.Equal(old, b) {
 		// Same definition as before (every power-on sends it): nothing to do.
-		if err := r.syncLease(ctx, cfg); err != nil {
+		if err := r.SyncLease(ctx, cfg); err != nil {
 			return api.AgentVMState{}, err
 		}
-		st, err := r.observe(ctx, cfg.ID, e)
+		st, err := r.Observe(ctx, cfg.ID, e)
 		if err != nil {
 			return api.AgentVMState{}, fmt.Errorf("define vm %s: %w", cfg.Name, err)
 		}
@@ -229,45 +245,45 @@ func (r *registry) define(ctx context.Context, cfg hypervisor.VMConfig) (api.Age
 		return api.AgentVMState{}, fmt.Errorf("define vm %s: save config: %w", cfg.Name, err)
 	}
 	r.mu.Lock()
-	e.cfg = cfg
+	e.Cfg = cfg
 	r.vms[cfg.ID] = e
 	r.mu.Unlock()
-	if err := r.syncLease(ctx, cfg); err != nil {
+	if err := r.SyncLease(ctx, cfg); err != nil {
 		return api.AgentVMState{}, err
 	}
-	st, err := r.observe(ctx, cfg.ID, e)
+	st, err := r.Observe(ctx, cfg.ID, e)
 	if err != nil {
 		return api.AgentVMState{}, fmt.Errorf("define vm %s: %w", cfg.Name, err)
 	}
-	st.Disks = measureDisks(ctx, r.drv, cfg, true)
+	st.Disks = MeasureDisks(ctx, r.drv, cfg, true)
 	return st, nil
 }
 
-// syncLease makes a running VM hold the lease its definition names (HA
+// SyncLease makes a running VM hold the lease its definition names (HA
 // was turned on, its disks moved): a VM that is off takes it when it
-// starts. The caller holds e.op.
-func (r *registry) syncLease(ctx context.Context, cfg hypervisor.VMConfig) error {
+// starts. The caller holds e.Op.
+func (r *Registry) SyncLease(ctx context.Context, cfg hypervisor.VMConfig) error {
 	if err := r.leaseLocked(ctx, cfg.ID, cfg.Lease); err != nil {
 		return fmt.Errorf("define vm %s: %w", cfg.Name, err)
 	}
 	return nil
 }
 
-// holdLease makes a running VM hold the lease at path.
-func (r *registry) holdLease(ctx context.Context, id, path string) error {
-	e, err := r.get(id)
+// HoldLease makes a running VM hold the lease at path.
+func (r *Registry) HoldLease(ctx context.Context, id, path string) error {
+	e, err := r.Get(id)
 	if err != nil {
 		return err
 	}
-	e.op.Lock()
-	defer e.op.Unlock()
-	if r.isIncoming(e) {
+	e.Op.Lock()
+	defer e.Op.Unlock()
+	if r.IsIncoming(e) {
 		return nil
 	}
 	if err := r.leaseLocked(ctx, id, path); err != nil {
 		return err
 	}
-	_, err = r.observe(ctx, id, e)
+	_, err = r.Observe(ctx, id, e)
 	return err
 }
 
@@ -275,7 +291,7 @@ func (r *registry) holdLease(ctx context.Context, id, path string) error {
 // (a VM no longer protected keeps its lease until it stops): what it is
 // told may be older than the VM's arrival here, and a lease held too long
 // only refuses a second copy.
-func (r *registry) leaseLocked(ctx context.Context, id, path string) error {
+func (r *Registry) leaseLocked(ctx context.Context, id, path string) error {
 	l, ok := r.drv.(hypervisor.Leaser)
 	if !ok || path == "" || l.Lease(id) == path {
 		return nil
@@ -287,8 +303,8 @@ func (r *registry) leaseLocked(ctx context.Context, id, path string) error {
 	return l.HoldLease(ctx, id, path)
 }
 
-// ids lists the VMs of this host (not the copies being received).
-func (r *registry) ids() []string {
+// IDs lists the VMs of this host (not the copies being received).
+func (r *Registry) IDs() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make([]string, 0, len(r.vms))
@@ -301,31 +317,31 @@ func (r *registry) ids() []string {
 	return out
 }
 
-// undefine removes a VM; one that is not off needs force, which powers it off.
-func (r *registry) undefine(ctx context.Context, id string, force bool) error {
-	e, err := r.get(id)
+// Undefine removes a VM; one that is not off needs force, which powers it off.
+func (r *Registry) Undefine(ctx context.Context, id string, force bool) error {
+	e, err := r.Get(id)
 	if err != nil {
 		return err
 	}
-	e.op.Lock()
-	defer e.op.Unlock()
+	e.Op.Lock()
+	defer e.Op.Unlock()
 	st, err := r.drv.State(ctx, id)
 	if err != nil {
-		return fmt.Errorf("delete vm %s: %w", e.cfg.Name, err)
+		return fmt.Errorf("delete vm %s: %w", e.Cfg.Name, err)
 	}
 	if st.Power != hypervisor.StateOff {
 		if !force {
-			return fmt.Errorf("delete vm %s: it is %s; stop it first or force: %w", e.cfg.Name, st.Power, hypervisor.ErrWrongState)
+			return fmt.Errorf("delete vm %s: it is %s; stop it first or force: %w", e.Cfg.Name, st.Power, hypervisor.ErrWrongState)
 		}
 		if err := r.drv.PowerOff(ctx, id); err != nil {
-			return fmt.Errorf("delete vm %s: power off: %w", e.cfg.Name, err)
+			return fmt.Errorf("delete vm %s: power off: %w", e.Cfg.Name, err)
 		}
 	}
 	if err := r.drv.Undefine(ctx, id); err != nil && !errors.Is(err, hypervisor.ErrNotFound) {
-		return fmt.Errorf("delete vm %s: %w", e.cfg.Name, err)
+		return fmt.Errorf("delete vm %s: %w", e.Cfg.Name, err)
 	}
-	if err := os.RemoveAll(e.cfg.Dir); err != nil {
-		return fmt.Errorf("delete vm %s: remove its files: %w", e.cfg.Name, err)
+	if err := os.RemoveAll(e.Cfg.Dir); err != nil {
+		return fmt.Errorf("delete vm %s: remove its files: %w", e.Cfg.Name, err)
 	}
 	r.mu.Lock()
 	delete(r.vms, id)
@@ -334,27 +350,27 @@ func (r *registry) undefine(ctx context.Context, id string, force bool) error {
 	return nil
 }
 
-// power runs a power action and returns the resulting state.
-func (r *registry) power(ctx context.Context, id string, req api.PowerRequest) (api.AgentVMState, error) {
-	e, err := r.get(id)
+// Power runs a power action and returns the resulting state.
+func (r *Registry) Power(ctx context.Context, id string, req api.PowerRequest) (api.AgentVMState, error) {
+	e, err := r.Get(id)
 	if err != nil {
 		return api.AgentVMState{}, err
 	}
-	e.op.Lock()
-	defer e.op.Unlock()
-	name := e.cfg.Name
+	e.Op.Lock()
+	defer e.Op.Unlock()
+	name := e.Cfg.Name
 	if err := r.doPower(ctx, e, req); err != nil {
 		return api.AgentVMState{}, fmt.Errorf("%s vm %s: %w", req.Action, name, err)
 	}
-	st, err := r.observe(ctx, id, e)
+	st, err := r.Observe(ctx, id, e)
 	if err != nil {
 		return api.AgentVMState{}, fmt.Errorf("%s vm %s: read state: %w", req.Action, name, err)
 	}
 	return st, nil
 }
 
-func (r *registry) doPower(ctx context.Context, e *vmEntry, req api.PowerRequest) error {
-	id := e.cfg.ID
+func (r *Registry) doPower(ctx context.Context, e *Entry, req api.PowerRequest) error {
+	id := e.Cfg.ID
 	switch req.Action {
 	case api.ActionStart:
 		return r.drv.Start(ctx, id)
@@ -380,8 +396,8 @@ func (r *registry) doPower(ctx context.Context, e *vmEntry, req api.PowerRequest
 
 // shutdown asks the guest to shut down and powers the VM off if it has not
 // within the timeout.
-func (r *registry) shutdown(ctx context.Context, e *vmEntry, timeoutSeconds int) error {
-	id := e.cfg.ID
+func (r *Registry) shutdown(ctx context.Context, e *Entry, timeoutSeconds int) error {
+	id := e.Cfg.ID
 	timeout := api.DefaultStopTimeout
 	if timeoutSeconds > 0 {
 		timeout = time.Duration(timeoutSeconds) * time.Second
@@ -405,23 +421,23 @@ func (r *registry) shutdown(ctx context.Context, e *vmEntry, timeoutSeconds int)
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-deadline.C:
-			r.log.Warn("guest did not shut down in time; powering off", "vm", e.cfg.Name, "timeout", timeout)
+			r.log.Warn("guest did not shut down in time; powering off", "vm", e.Cfg.Name, "timeout", timeout)
 			return r.drv.PowerOff(ctx, id)
 		case <-tick.C:
 		}
 	}
 }
 
-// refresh re-reads one VM's state from the driver.
-func (r *registry) refresh(ctx context.Context, id string) {
-	if e, err := r.get(id); err == nil {
-		_, _ = r.observe(ctx, id, e)
+// Refresh re-reads one VM's state from the driver.
+func (r *Registry) Refresh(ctx context.Context, id string) {
+	if e, err := r.Get(id); err == nil {
+		_, _ = r.Observe(ctx, id, e)
 	}
 }
 
-// states reads every VM's state, for the heartbeat, and the sequence
+// States reads every VM's state, for the heartbeat, and the sequence
 // number as of the listing. With disks, it measures the disks too.
-func (r *registry) states(ctx context.Context, disks bool) ([]api.AgentVMState, uint64) {
+func (r *Registry) States(ctx context.Context, disks bool) ([]api.AgentVMState, uint64) {
 	r.mu.Lock()
 	watermark := r.lastSeq
 	ids := make([]string, 0, len(r.vms))
@@ -434,19 +450,31 @@ func (r *registry) states(ctx context.Context, disks bool) ([]api.AgentVMState, 
 	sort.Strings(ids)
 	out := make([]api.AgentVMState, 0, len(ids))
 	for _, id := range ids {
-		e, err := r.get(id)
+		e, err := r.Get(id)
 		if err != nil {
 			continue
 		}
-		st, err := r.observe(ctx, id, e)
+		st, err := r.Observe(ctx, id, e)
 		if err != nil {
-			r.log.Warn("cannot read VM state", "vm", e.cfg.Name, "err", err)
+			r.log.Warn("cannot read VM state", "vm", e.Cfg.Name, "err", err)
 			continue
 		}
 		if disks {
-			st.Disks = measureDisks(ctx, r.drv, e.cfg, false)
+			st.Disks = MeasureDisks(ctx, r.drv, e.Cfg, false)
 		}
 		out = append(out, st)
 	}
 	return out, watermark
+}
+
+// SaveConfig records a VM's config after a storage operation.
+func (r *Registry) SaveConfig(e *Entry, cfg hypervisor.VMConfig) error {
+	b, _ := json.MarshalIndent(cfg, "", "  ")
+	if err := atomicfile.WriteFile(filepath.Join(cfg.Dir, "config.json"), b, 0o600); err != nil {
+		return fmt.Errorf("vm %s: save config: %w", cfg.Name, err)
+	}
+	r.mu.Lock()
+	e.Cfg = cfg
+	r.mu.Unlock()
+	return nil
 }

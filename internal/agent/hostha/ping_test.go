@@ -1,4 +1,4 @@
-package agent
+package hostha
 
 import (
 	"context"
@@ -55,8 +55,7 @@ func TestServerIsLocal(t *testing.T) {
 		"https://127.0.0.1:7443": true, "https://localhost:7443": true, "https://[::1]:7443": true,
 		"https://10.0.0.1:7443": false, "https://mgmt.example:7443": false,
 	} {
-		a := &Agent{cfg: Config{ServerURL: u}}
-		if got := a.serverIsLocal(); got != want {
+		if got := ServerIsLocal(u); got != want {
 			t.Errorf("%s: local=%v, want %v", u, got, want)
 		}
 	}
