@@ -23,8 +23,8 @@ func (s *Service) haVM(vm *api.VM) scheduler.HAVM {
 // h: it refuses one that would leave cluster cl unable to restart its VMs
 // after the host failures it must tolerate.
 func (s *Service) CheckHAAdmission(vm *api.VM, cl *api.Cluster, h *api.Host) error {
-	if !cl.Spec.HA.On() {
-		return nil
+	if ha := cl.Spec.HA; !ha.On() || ha.AdmissionControl.Policy == api.AdmissionOff || ha.AdmissionControl.Policy == "" {
+		return nil // nothing to check: no need to list the cluster's VMs
 	}
 	var others []scheduler.HAVM
 	// Listed first: VMsOn reads the cache, which Each holds locked.
