@@ -60,6 +60,12 @@ type Heartbeat struct {
 	// a live migration, for a while: the server answers with the ones no
 	// migration task waits for any more (DropIncoming).
 	Incoming []string `json:"incoming,omitempty"`
+	// TunnelAddress is the host's end of its switches' VXLAN tunnels.
+	TunnelAddress string `json:"tunnelAddress,omitempty"`
+	// NetworkGen is the desired network's version the host realized
+	// (HostNetwork.Gen), and Networks how each switch went.
+	NetworkGen string         `json:"networkGen,omitempty"`
+	Networks   []SwitchReport `json:"networks,omitempty"`
 	// HAGen is the version of the HA settings the host has (HostHA.Gen).
 	HAGen string `json:"haGen,omitempty"`
 	// Fenced says what the host did to its VMs while it was isolated.
@@ -112,6 +118,9 @@ type HeartbeatResponse struct {
 	// the server showed the host disconnected (its VMs unknown), and a
 	// host that hung does not know it missed anything.
 	SendFull bool `json:"sendFull,omitempty"`
+	// Network is the host's desired network, when it differs from the
+	// NetworkGen the host reported.
+	Network *HostNetwork `json:"network,omitempty"`
 }
 
 type DatastoreToCheck struct {

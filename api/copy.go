@@ -34,6 +34,10 @@ func DeepCopy[T Object](o T) T {
 		c := *v
 		c.Metadata = v.Metadata.copy()
 		c.Status.Datastores = slices.Clone(v.Status.Datastores)
+		c.Status.Networks = slices.Clone(v.Status.Networks)
+		for i, n := range c.Status.Networks {
+			c.Status.Networks[i].PortGroups = maps.Clone(n.PortGroups)
+		}
 		if v.Status.Certificate != nil {
 			hc := *v.Status.Certificate
 			c.Status.Certificate = &hc
@@ -90,6 +94,8 @@ func newOf(o Object) Object {
 		return new(PortGroup)
 	case *Image:
 		return new(Image)
+	case *Switch:
+		return new(Switch)
 	}
 	panic("copy: unknown kind " + o.Kind())
 }

@@ -90,6 +90,13 @@ type HostStatus struct {
 	MemoryBytes Size   `json:"memoryBytes"`
 	// Datastores the agent reports it can reach.
 	Datastores []Ref `json:"datastores,omitempty"`
+	// TunnelAddress is the host's address on the network joining the
+	// hosts: the end of its switches' VXLAN tunnels.
+	TunnelAddress string `json:"tunnelAddress,omitempty"`
+	// NetworkGen is the version of the desired network the host last
+	// realized, and Networks how each of its switches went.
+	NetworkGen string         `json:"networkGen,omitempty"`
+	Networks   []SwitchReport `json:"networks,omitempty"`
 	// FailedAt is when HA declared the host failed (its heartbeats stopped
 	// for the cluster's failure detection time) and restarted its VMs
 	// elsewhere; zero once it is back.
@@ -162,13 +169,36 @@ type PortGroup struct {
 }
 
 type PortGroupSpec struct {
-	Datacenter  Ref    `json:"datacenter"`
-	VLAN        int    `json:"vlan"`
-	Description string `json:"description,omitempty"`
+	Datacenter Ref `json:"datacenter"`
+	// Switch is the distributed switch that carries the port group; none
+	// makes it a NAT network (QEMU user-mode: outbound only, each VM on
+	// its own).
+	Switch Ref `json:"switch,omitzero"`
+	// One of VNI, VLAN or Isolated, on a switch.
+	VNI         int          `json:"vni,omitempty"`
+	VLAN        int          `json:"vlan"`
+	Isolated    bool         `json:"isolated,omitempty"`
+	Security    PortSecurity `json:"security"`
+	Shaping     Shaping      `json:"shaping"`
+	Description string       `json:"description,omitempty"`
 }
 
 type PortGroupStatus struct {
-	Ports int `json:"ports"` // NICs attached (computed)
+	Type  string `json:"type"`  // nat, vxlan, vlan or isolated (computed)
+	Ports int    `json:"ports"` // NICs attached (computed)
+}
+
+// PortGroupType says what kind of network a port group is.
+func (o *PortGroup) Type() string {
+	switch {
+	case o.Spec.Switch.IsZero():
+		return PortGroupNAT
+	case o.Spec.VNI != 0:
+		return PortGroupVXLAN
+	case o.Spec.VLAN != 0:
+		return PortGroupVLAN
+	}
+	return PortGroupIsolated
 }
 
 func (o *Datacenter) GetMeta() *ObjectMeta { return &o.Metadata }

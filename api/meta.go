@@ -63,6 +63,8 @@ func Singular(kind string) string {
 		return "vm"
 	case KindPortGroup:
 		return "port group"
+	case KindSwitch:
+		return "switch"
 	}
 	return strings.TrimSuffix(kind, "s")
 }

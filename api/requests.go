@@ -53,17 +53,29 @@ type DatastoreUpdateRequest struct {
 	Labels      map[string]string `json:"labels,omitempty"`
 }
 
+// PortGroupCreateRequest makes a port group: on a switch, one of VNI,
+// VLAN or Isolated; without a switch, a NAT network.
 type PortGroupCreateRequest struct {
 	Name        string            `json:"name"`
 	Datacenter  string            `json:"datacenter,omitempty"`
-	VLAN        int               `json:"vlan,omitempty"` // 0: untagged
+	Switch      string            `json:"switch,omitempty"`
+	VNI         int               `json:"vni,omitempty"`
+	VLAN        int               `json:"vlan,omitempty"`
+	Isolated    bool              `json:"isolated,omitempty"`
+	Security    *PortSecurity     `json:"security,omitempty"`
+	Shaping     *Shaping          `json:"shaping,omitempty"`
 	Description string            `json:"description,omitempty"`
 	Labels      map[string]string `json:"labels,omitempty"`
 }
 
+// PortGroupUpdateRequest changes a port group; its switch and kind stay,
+// its VNI or VLAN may change (the hosts follow).
 type PortGroupUpdateRequest struct {
 	Name        *string           `json:"name,omitempty"`
+	VNI         *int              `json:"vni,omitempty"`
 	VLAN        *int              `json:"vlan,omitempty"`
+	Security    *PortSecurity     `json:"security,omitempty"`
+	Shaping     *Shaping          `json:"shaping,omitempty"`
 	Description *string           `json:"description,omitempty"`
 	Labels      map[string]string `json:"labels,omitempty"`
 }

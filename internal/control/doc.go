@@ -20,13 +20,14 @@
 //	transfer     images, OVF/OVA and disk imports, exports
 //	ha           host failure handling, VM restarts, guest heartbeat resets
 //	maintenance  maintenance mode and evacuation
+//	network      distributed switches and port groups, each host's desired network, realization
 //	events       what changes mean to a user: the event log behind /api/v1/events, resume, fan-out
 //	views        objects as the API shows them: referenced names, sums over VMs; the list cache
 //
 // Who may call whom, by layer (a package imports lower layers only; the
 // test in this directory checks it): 0 retry; 1 state, auth; 2 leader, ca,
 // tasks, hosts, placement; 3 inventory; 4 enroll, hosts/liveness and the
-// domain packages, vms to maintenance, which call each other only through small interfaces
+// domain packages, vms to network, which call each other only through small interfaces
 // they declare, wired by the server; 5 events and views, the read side,
 // which may use the domain packages' pure functions (storage's datastore
 // alarms, a VM's storage). No package here imports internal/server.

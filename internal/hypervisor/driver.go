@@ -97,6 +97,13 @@ type NICConfig struct {
 	Model     string `json:"model"`
 	PortGroup string `json:"portGroup"` // port group ID
 	VLAN      int    `json:"vlan"`
+	// Switch is the distributed switch of the port group; none means NAT
+	// (QEMU user-mode networking).
+	Switch string `json:"switch,omitempty"`
+	// Tap is the host's tap device the NIC is plugged into, made and
+	// attached to the port group by the agent before QEMU starts; set by
+	// the agent for a NIC on a switch.
+	Tap string `json:"tap,omitempty"`
 }
 
 // VMState is a driver's view of one VM.

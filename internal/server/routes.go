@@ -47,6 +47,8 @@ var inventoryTypes = []struct {
 		func(s *Server) handlerFunc { return s.createDatastore }, func(s *Server) handlerFunc { return s.updateDatastore }},
 	{api.KindPortGroup, api.PortGroup{}, api.PortGroupCreateRequest{}, api.PortGroupUpdateRequest{},
 		func(s *Server) handlerFunc { return s.createPortGroup }, func(s *Server) handlerFunc { return s.updatePortGroup }},
+	{api.KindSwitch, api.Switch{}, api.SwitchCreateRequest{}, api.SwitchUpdateRequest{},
+		func(s *Server) handlerFunc { return s.createSwitch }, func(s *Server) handlerFunc { return s.updateSwitch }},
 }
 
 var (
@@ -54,7 +56,7 @@ var (
 	powerStates  = []string{api.PowerOn, api.PowerOff, api.PowerSuspended, api.PowerUnknown}
 	taskStates   = []string{api.TaskQueued, api.TaskRunning, "active", api.TaskSucceeded, api.TaskFailed, api.TaskCanceled}
 	eventTypes   = []string{api.EventTask, api.EventVMPower, api.EventHostConnection, api.EventHostHA, api.EventCreated, api.EventDeleted, api.EventDatastoreAlarm}
-	objectKinds  = []string{api.KindDatacenter, api.KindCluster, api.KindHost, api.KindDatastore, api.KindPortGroup, api.KindVM, api.KindTask, api.KindImage}
+	objectKinds  = []string{api.KindDatacenter, api.KindCluster, api.KindHost, api.KindDatastore, api.KindPortGroup, api.KindSwitch, api.KindVM, api.KindTask, api.KindImage}
 	ifMatchNote  = " Send If-Match with the revision you read to change only that version (409 otherwise)."
 )
 

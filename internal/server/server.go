@@ -28,6 +28,7 @@ import (
 	"github.com/vdc-project/vdc/internal/control/leader"
 	"github.com/vdc-project/vdc/internal/control/maintenance"
 	"github.com/vdc-project/vdc/internal/control/migration"
+	"github.com/vdc-project/vdc/internal/control/network"
 	"github.com/vdc-project/vdc/internal/control/placement"
 	"github.com/vdc-project/vdc/internal/control/state"
 	"github.com/vdc-project/vdc/internal/control/storage"
@@ -115,6 +116,7 @@ type Server struct {
 	liveness    *liveness.Service
 	ha          *ha.Service
 	maintenance *maintenance.Service
+	network     *network.Service // switches, port groups, the hosts' desired networks
 
 	tlsCert  tls.Certificate
 	httpSrv  *http.Server

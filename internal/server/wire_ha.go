@@ -9,6 +9,7 @@ import (
 	"github.com/vdc-project/vdc/internal/control/hosts/liveness"
 	"github.com/vdc-project/vdc/internal/control/maintenance"
 	"github.com/vdc-project/vdc/internal/control/migration"
+	"github.com/vdc-project/vdc/internal/control/network"
 	"github.com/vdc-project/vdc/internal/control/tasks"
 )
 
@@ -23,6 +24,8 @@ func (s *Server) newHostServices() {
 	s.ha = ha.New(ha.Deps{State: s.st, Inv: s.inv, Hosts: s.agents, Places: s.places, Tasks: s.submitter, Txn: s.leaderTxn,
 		HeartbeatInterval: s.cfg.HeartbeatInterval, Log: s.log})
 	s.ha.Subscribe(s.bus)
+	s.network = network.New(network.Deps{State: s.st, Inv: s.inv})
+	s.network.Subscribe(s.bus)
 	hosts.On(s.bus, func(_ context.Context, e hosts.VMsReported) error {
 		e.Reply.DropIncoming = append(e.Reply.DropIncoming, s.migration.OrphanCopies(e.Host, e.Incoming)...)
 		return nil

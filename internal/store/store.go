@@ -29,6 +29,7 @@ var factories = map[string]func() api.Object{
 	api.KindHost:       func() api.Object { return new(api.Host) },
 	api.KindDatastore:  func() api.Object { return new(api.Datastore) },
 	api.KindPortGroup:  func() api.Object { return new(api.PortGroup) },
+	api.KindSwitch:     func() api.Object { return new(api.Switch) },
 	api.KindVM:         func() api.Object { return new(api.VM) },
 	api.KindTask:       func() api.Object { return new(api.Task) },
 	api.KindImage:      func() api.Object { return new(api.Image) },

@@ -57,11 +57,21 @@ type HASettings struct {
 	Reply *Reply
 }
 
-func (HostFailed) hostEvent()    {}
-func (HostRecovered) hostEvent() {}
-func (VMsReported) hostEvent()   {}
-func (Fenced) hostEvent()        {}
-func (HASettings) hostEvent()    {}
+// NetworkSettings: a heartbeat says which version of the desired network
+// the host realized (Gen); a subscriber with another for it sets
+// Reply.Network.
+type NetworkSettings struct {
+	Host  *api.Host
+	Gen   string
+	Reply *Reply
+}
+
+func (NetworkSettings) hostEvent() {}
+func (HostFailed) hostEvent()      {}
+func (HostRecovered) hostEvent()   {}
+func (VMsReported) hostEvent()     {}
+func (Fenced) hostEvent()          {}
+func (HASettings) hostEvent()      {}
 
 // Reply is what subscribers add to a heartbeat's answer.
 type Reply struct {
@@ -71,6 +81,8 @@ type Reply struct {
 	DropIncoming []string
 	// HA are new HA settings for the host; nil when unchanged.
 	HA *api.HostHA
+	// Network is the host's desired network; nil when unchanged.
+	Network *api.HostNetwork
 }
 
 // Bus delivers events to subscribers, synchronously and in the order they

@@ -24,12 +24,15 @@ func (in *Inventory) InUse(o api.Object) error {
 	}
 	switch o.(type) {
 	case *api.Datacenter:
-		for _, k := range []string{api.KindCluster, api.KindDatastore, api.KindPortGroup} {
+		for _, k := range []string{api.KindCluster, api.KindDatastore, api.KindSwitch, api.KindPortGroup} {
 			add(k, func(x api.Object) bool { return DatacenterOf(x) == id })
 		}
 	case *api.Cluster:
 		add(api.KindHost, func(x api.Object) bool { return x.(*api.Host).Spec.Cluster.ID == id })
 		add(api.KindVM, func(x api.Object) bool { return x.(*api.VM).Spec.Cluster.ID == id })
+		add(api.KindSwitch, func(x api.Object) bool { return x.(*api.Switch).Spec.Cluster.ID == id })
+	case *api.Switch:
+		add(api.KindPortGroup, func(x api.Object) bool { return x.(*api.PortGroup).Spec.Switch.ID == id })
 	case *api.Datastore:
 		add(api.KindVM, func(x api.Object) bool {
 			for _, d := range x.(*api.VM).Spec.Disks {

@@ -28,6 +28,8 @@ func DatacenterOf(o api.Object) string {
 		return v.Spec.Datacenter.ID
 	case *api.PortGroup:
 		return v.Spec.Datacenter.ID
+	case *api.Switch:
+		return v.Spec.Datacenter.ID
 	}
 	return ""
 }

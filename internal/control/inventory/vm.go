@@ -95,11 +95,11 @@ func (in *Inventory) VMConfig(vm *api.VM) (hypervisor.VMConfig, error) {
 		}
 	}
 	for _, n := range vm.Spec.NICs {
-		vlan := 0
-		if o, ok := in.St.Cache.Get(api.KindPortGroup, n.PortGroup.ID); ok {
-			vlan = o.(*api.PortGroup).Spec.VLAN
+		nic := hypervisor.NICConfig{Name: n.Name, MAC: n.MAC, Model: n.Model, PortGroup: n.PortGroup.ID}
+		if pg, ok := state.Get[*api.PortGroup](in.St, n.PortGroup.ID); ok {
+			nic.VLAN, nic.Switch = pg.Spec.VLAN, pg.Spec.Switch.ID
 		}
-		cfg.NICs = append(cfg.NICs, hypervisor.NICConfig{Name: n.Name, MAC: n.MAC, Model: n.Model, PortGroup: n.PortGroup.ID, VLAN: vlan})
+		cfg.NICs = append(cfg.NICs, nic)
 	}
 	return cfg, nil
 }

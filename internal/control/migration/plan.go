@@ -121,6 +121,9 @@ func (s *Service) checkHost(vm *api.VM, src, dst *api.Host) error {
 	if !ok || !ok2 || inventory.DatacenterOf(vcl) != inventory.DatacenterOf(dcl) {
 		return api.Errorf(api.ErrConflict, "host %s is in another datacenter: the VM's port groups and datastores are not there", dst.Metadata.Name)
 	}
+	if err := s.inv.CanCarryNICs(vm, dst); err != nil {
+		return err
+	}
 	if dst.Status.Driver != src.Status.Driver {
 		return api.Errorf(api.ErrConflict, "host %s runs the %s driver, the VM's host %s", dst.Metadata.Name, dst.Status.Driver, src.Status.Driver)
 	}

@@ -4,6 +4,7 @@ import (
 	"sort"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/control/network"
 	"github.com/vdc-project/vdc/internal/control/state"
 	"github.com/vdc-project/vdc/internal/control/storage"
 )
@@ -36,7 +37,15 @@ func (v *Viewer) View(obj api.Object) api.Object {
 	case *api.PortGroup:
 		c := *o
 		c.Spec.Datacenter = v.ref(api.KindDatacenter, c.Spec.Datacenter)
+		c.Spec.Switch = v.ref(api.KindSwitch, c.Spec.Switch)
 		c.Status.Ports = v.tally.PortGroupPorts(c.Metadata.ID)
+		c.Status.Type = c.Type()
+		return &c
+	case *api.Switch:
+		c := *o
+		c.Spec.Datacenter = v.ref(api.KindDatacenter, c.Spec.Datacenter)
+		c.Spec.Cluster = v.ref(api.KindCluster, c.Spec.Cluster)
+		c.Status = api.SwitchStatus{PortGroups: network.PortGroups(v.st, o), Hosts: network.Realization(v.st, o)}
 		return &c
 	case *api.Image:
 		c := *o

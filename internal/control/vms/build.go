@@ -218,6 +218,9 @@ func (b *build) nics() error {
 		if err != nil {
 			return fmt.Errorf("nic %d: %w", i, err)
 		}
+		if err := b.s.inv.PortGroupInCluster(o.(*api.PortGroup), b.vm.Spec.Cluster.ID); err != nil {
+			return fmt.Errorf("nic %d: %w", i, err)
+		}
 		mac := strings.ToLower(n.MAC)
 		if mac == "" {
 			mac = b.s.inv.NewMAC(used)

@@ -45,12 +45,14 @@ func (s *Service) Heartbeat(ctx context.Context, h *api.Host, hb *api.Heartbeat,
 	reply := &hosts.Reply{}
 	s.publish(ctx, hosts.VMsReported{Host: h, VMs: hb.VMs, Incoming: hb.Incoming, Reply: reply})
 	s.publish(ctx, hosts.HASettings{Host: h, Gen: hb.HAGen, Reply: reply})
+	s.publish(ctx, hosts.NetworkSettings{Host: h, Gen: hb.NetworkGen, Reply: reply})
 	return api.HeartbeatResponse{
 		IntervalSeconds: int(s.d.HeartbeatInterval / time.Second),
 		Datastores:      s.datastoresFor(h),
 		DropIncoming:    reply.DropIncoming,
 		Drop:            reply.Drop,
 		HA:              reply.HA,
+		Network:         reply.Network,
 		// Its VMs are shown unknown until a full list says otherwise; a
 		// list of changes says nothing of the VMs that did not change.
 		SendFull: reconnected && !hb.Full,
@@ -72,6 +74,7 @@ func record(h *api.Host, hb *api.Heartbeat, now time.Time) (reconnected bool, fa
 	st.Address, st.Hostname, st.Driver, st.Accel, st.Version = hb.Address, hb.Hostname, hb.Driver, hb.Accel, hb.Version
 	st.Hypervisor, st.AccelReason = hb.Hypervisor, hb.AccelReason
 	st.CPUs, st.MemoryBytes = hb.CPUs, hb.MemoryBytes
+	st.TunnelAddress, st.NetworkGen, st.Networks = hb.TunnelAddress, hb.NetworkGen, hb.Networks
 	st.Datastores = st.Datastores[:0]
 	for _, d := range hb.Datastores {
 		if d.Reachable {
