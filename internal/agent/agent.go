@@ -23,8 +23,10 @@ import (
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/agent/hostha"
+	"github.com/vdc-project/vdc/internal/agent/network"
 	"github.com/vdc-project/vdc/internal/agent/registry"
 	"github.com/vdc-project/vdc/internal/hypervisor"
+	"github.com/vdc-project/vdc/internal/netconf"
 	"github.com/vdc-project/vdc/internal/netguard"
 	"github.com/vdc-project/vdc/internal/pki"
 	"github.com/vdc-project/vdc/internal/version"
@@ -57,7 +59,13 @@ type Config struct {
 	// API (connections per address before a server's certificate is
 	// seen, header, idle and request-body timeouts).
 	Limits netguard.Limits
-	Log    *slog.Logger
+	// Networks are the switch backends by kind (api.Backend*); default:
+	// the sim driver's accounting for a sim host, else bridge and ovs.
+	Networks map[string]netconf.Backend
+	// TunnelAddress is this host's end of VXLAN tunnels; default: the
+	// advertised address's IP.
+	TunnelAddress string
+	Log           *slog.Logger
 	// BeforeConvert, when set, is called before each imported disk is
 	// converted, and an error from it fails the conversion: tests hold an
 	// import there to cancel it mid-way. Nil in production.
@@ -74,6 +82,7 @@ type Agent struct {
 	certs certCare
 	vms   *registry.Registry
 	jobs  jobs
+	net   *network.Manager
 
 	addr     string // advertised
 	interval time.Duration
@@ -146,8 +155,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("lay out the host certificate for QEMU: %w", err)
 	}
 	a.hc = a.newServerClient()
-	a.vms = registry.New(filepath.Join(a.cfg.DataDir, "vms"), a.cfg.Driver, a.log, a.changed)
+	a.vms = registry.New(filepath.Join(a.cfg.DataDir, "vms"), a.cfg.Driver, a.log, a.vmsChanged)
 	if err := a.vms.Load(ctx); err != nil {
+		return err
+	}
+	if err := a.startNetwork(ctx); err != nil {
 		return err
 	}
 	ln, err := a.listen()
@@ -306,7 +318,9 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 		VMs: vms, Full: full, VMsSeq: seq, Datastores: a.checkDatastores(),
 		Incoming: a.vms.IncomingOlderThan(incomingGrace),
 		HAGen:    a.ha.Gen(), Fenced: a.ha.PendingFences(),
+		TunnelAddress: a.tunnelAddress(),
 	}
+	hb.NetworkGen, hb.Networks = a.net.Report()
 	var resp api.HeartbeatResponse
 	if err := a.post(ctx, "/api/v1/agent/heartbeat", hb, &resp); err != nil {
 		a.needFull = true // the server may have missed changes
@@ -337,6 +351,11 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 		a.changed() // report on the new datastores without waiting a tick
 	}
 	a.dropIncoming(ctx, resp.DropIncoming)
+	if resp.Network != nil {
+		if err := a.net.Set(resp.Network); err != nil {
+			a.log.Warn("cannot take the desired network", "err", err)
+		}
+	}
 	return nil
 }
 

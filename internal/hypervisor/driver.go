@@ -104,6 +104,8 @@ type NICConfig struct {
 	// attached to the port group by the agent before QEMU starts; set by
 	// the agent for a NIC on a switch.
 	Tap string `json:"tap,omitempty"`
+	// LinkDown unplugs the virtual cable (the guest sees no carrier).
+	LinkDown bool `json:"linkDown,omitempty"`
 }
 
 // VMState is a driver's view of one VM.

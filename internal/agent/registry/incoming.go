@@ -38,6 +38,13 @@ func (r *Registry) Incoming(ctx context.Context, m hypervisor.Migrator, cfg hype
 		r.drop(cfg.ID)
 		return hypervisor.Incoming{}, err
 	}
+	if r.BeforeStart != nil {
+		if err := r.BeforeStart(ctx, cfg); err != nil {
+			r.drop(cfg.ID)
+			_ = os.RemoveAll(cfg.Dir)
+			return hypervisor.Incoming{}, fmt.Errorf("receive vm %s: %w", cfg.Name, err)
+		}
+	}
 	in, err := m.Incoming(ctx, cfg, opt)
 	if err != nil {
 		r.drop(cfg.ID)

@@ -31,6 +31,9 @@ type Registry struct {
 	drv      hypervisor.Driver
 	log      *slog.Logger
 	onChange func()
+	// BeforeStart, when set, readies what a VM needs on the host before
+	// it starts (its NICs' ports); its error fails the start.
+	BeforeStart func(ctx context.Context, cfg hypervisor.VMConfig) error
 
 	mu      sync.Mutex
 	vms     map[string]*Entry
@@ -303,6 +306,18 @@ func (r *Registry) leaseLocked(ctx context.Context, id, path string) error {
 	return l.HoldLease(ctx, id, path)
 }
 
+// Configs lists the configs of every VM of this host and of the copies
+// being received.
+func (r *Registry) Configs() []hypervisor.VMConfig {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]hypervisor.VMConfig, 0, len(r.vms))
+	for _, e := range r.vms {
+		out = append(out, e.Cfg)
+	}
+	return out
+}
+
 // IDs lists the VMs of this host (not the copies being received).
 func (r *Registry) IDs() []string {
 	r.mu.Lock()
@@ -373,6 +388,11 @@ func (r *Registry) doPower(ctx context.Context, e *Entry, req api.PowerRequest) 
 	id := e.Cfg.ID
 	switch req.Action {
 	case api.ActionStart:
+		if r.BeforeStart != nil {
+			if err := r.BeforeStart(ctx, e.Cfg); err != nil {
+				return err
+			}
+		}
 		return r.drv.Start(ctx, id)
 	case api.ActionReset:
 		return r.drv.Reset(ctx, id)

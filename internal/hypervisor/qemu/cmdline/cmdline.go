@@ -191,6 +191,16 @@ func cdArgs(cfg hypervisor.VMConfig, f Files, sata int) []string {
 	return a
 }
 
+// Netdev is the -netdev option of a NIC: the tap the agent made and
+// plugged into the NIC's port group, or QEMU's user-mode networking (NAT)
+// for a port group on no switch.
+func Netdev(id string, n hypervisor.NICConfig) string {
+	if n.Tap == "" {
+		return "user,id=" + id
+	}
+	return fmt.Sprintf("tap,id=%s,ifname=%s,script=no,downscript=no", id, n.Tap)
+}
+
 // nicArgs are the VM's network cards.
 func nicArgs(cfg hypervisor.VMConfig) []string {
 	var a []string
@@ -204,11 +214,8 @@ func nicArgs(cfg hypervisor.VMConfig) []string {
 		case "rtl8139":
 			model = "rtl8139"
 		}
-		// User-mode networking until port groups are realized as bridges.
-		a = append(a,
-			"-netdev", fmt.Sprintf("user,id=net%d", i),
-			"-device", fmt.Sprintf("%s,netdev=net%d,mac=%s,id=%s", model, i, n.MAC, n.Name),
-		)
+		a = append(a, "-netdev", Netdev(fmt.Sprintf("net%d", i), n),
+			"-device", fmt.Sprintf("%s,netdev=net%d,mac=%s,id=%s", model, i, n.MAC, n.Name))
 	}
 	return a
 }

@@ -1,0 +1,63 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net"
+
+	"github.com/vdc-project/vdc/internal/agent/network"
+	"github.com/vdc-project/vdc/internal/hypervisor"
+	"github.com/vdc-project/vdc/internal/netconf"
+)
+
+// startNetwork starts converging the host's networks: at once to the
+// desired network saved before a restart (so that nothing waits for the
+// server), then to every one the server sends.
+func (a *Agent) startNetwork(ctx context.Context) error {
+	backends := a.cfg.Networks
+	if backends == nil {
+		info, err := a.cfg.Driver.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("read host info from driver: %w", err)
+		}
+		backends = defaultBackends(info.Driver)
+	}
+	a.net = network.New(a.cfg.DataDir, backends, a.vms.Configs, a.log, a.changed)
+	a.vms.BeforeStart = a.net.Ensure
+	go a.net.Run(ctx)
+	return nil
+}
+
+// defaultBackends are a host's switch backends: the sim driver's
+// accounting on a sim host, else the real ones.
+func defaultBackends(driver string) map[string]netconf.Backend {
+	if driver == "sim" {
+		return map[string]netconf.Backend{"sim": &network.Sim{}}
+	}
+	return realBackends()
+}
+
+// vmsChanged is told of every change of the VMs' states: the server
+// hears of it, and the ports of VMs that came or went follow.
+func (a *Agent) vmsChanged() {
+	a.changed()
+	if a.net != nil {
+		a.net.Changed()
+	}
+}
+
+// tunnelAddress is this host's end of its switches' VXLAN tunnels.
+func (a *Agent) tunnelAddress() string {
+	if a.cfg.TunnelAddress != "" {
+		return a.cfg.TunnelAddress
+	}
+	host, _, err := net.SplitHostPort(a.addr)
+	if err != nil {
+		return ""
+	}
+	return host
+}
+
+// plugNICs names the taps of a VM's NICs on switches, before it is
+// defined or received.
+func plugNICs(cfg *hypervisor.VMConfig) { network.PlugNICs(cfg) }
