@@ -73,7 +73,13 @@ func startServerAt(t *testing.T, dir, addr string, opts ...func(*server.Config))
 // opts change the server's configuration.
 func newDC(t *testing.T, hosts int, opts ...func(*server.Config)) *dc {
 	t.Helper()
-	d := &dc{t: t, dir: t.TempDir(), agents: map[string]context.CancelFunc{}}
+	return newDCWith(t, hosts, nil, opts...)
+}
+
+// newDCWith is newDC with agentConfig set before the first agent starts.
+func newDCWith(t *testing.T, hosts int, agentConfig func(*agent.Config), opts ...func(*server.Config)) *dc {
+	t.Helper()
+	d := &dc{t: t, dir: t.TempDir(), agents: map[string]context.CancelFunc{}, agentConfig: agentConfig}
 	d.srv, d.c = startServer(t, d.dir, opts...)
 	t.Cleanup(func() {
 		for _, stop := range d.agents {

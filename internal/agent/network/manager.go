@@ -163,7 +163,7 @@ func (m *Manager) converge(ctx context.Context) {
 // network, with the ports of the host's VMs and extra's.
 func (m *Manager) convergeLocked(ctx context.Context, extra *hypervisor.VMConfig) {
 	want := m.want
-	byBackend, pgSwitch := m.split(want)
+	byBackend, pgBackend := m.split(want)
 	ports := m.portsOf(extra)
 	reports := []api.SwitchReport{}
 	m.ports = map[string]error{}
@@ -171,7 +171,7 @@ func (m *Manager) convergeLocked(ctx context.Context, extra *hypervisor.VMConfig
 		be := m.backends[name]
 		host := byBackend[name]
 		for _, p := range ports {
-			if sw, ok := pgSwitch[p.PortGroup]; ok && backendOf(want, sw) == name {
+			if pgBackend[p.PortGroup] == name {
 				host.Ports = append(host.Ports, p)
 			}
 		}
@@ -228,10 +228,10 @@ func (m *Manager) convergeLocked(ctx context.Context, extra *hypervisor.VMConfig
 }
 
 // split turns the desired network into each backend's share, and maps
-// each port group to its switch's ID.
+// each port group to the backend that realizes it.
 func (m *Manager) split(want *api.HostNetwork) (map[string]netconf.Host, map[string]string) {
 	out := map[string]netconf.Host{}
-	pgSwitch := map[string]string{}
+	pgBackend := map[string]string{}
 	for _, sw := range want.Switches {
 		name := sw.Backend
 		if _, ok := m.backends[name]; !ok {
@@ -241,10 +241,10 @@ func (m *Manager) split(want *api.HostNetwork) (map[string]netconf.Host, map[str
 		h.Switches = append(h.Switches, toSwitch(sw))
 		out[name] = h
 		for _, pg := range sw.PortGroups {
-			pgSwitch[pg.ID] = sw.ID
+			pgBackend[pg.ID] = name
 		}
 	}
-	return out, pgSwitch
+	return out, pgBackend
 }
 
 // onlyBackend is the backend that stands in for every kind (the sim
@@ -258,14 +258,6 @@ func onlyBackend(bs map[string]netconf.Backend, name string) string {
 	return name
 }
 
-func backendOf(want *api.HostNetwork, switchID string) string {
-	for _, sw := range want.Switches {
-		if sw.ID == switchID {
-			return sw.Backend
-		}
-	}
-	return ""
-}
 
 func backendNames(bs map[string]netconf.Backend) []string {
 	var out []string
