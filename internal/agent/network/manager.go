@@ -258,7 +258,6 @@ func onlyBackend(bs map[string]netconf.Backend, name string) string {
 	return name
 }
 
-
 func backendNames(bs map[string]netconf.Backend) []string {
 	var out []string
 	for n := range bs {
