@@ -15,7 +15,9 @@
 //	func NewSwitchCmd(g *cmdutil.Globals) *cobra.Command
 //
 // which internal/cli's root adds to the tree (cli.newRoot); that is the
-// only line outside the noun's package that a new noun needs.
+// only line outside the noun's package that a new noun needs. (A flag
+// that takes names of a kind, as --host does, is completed from the
+// flagKinds table in internal/cli/complete.go: a new one goes there.)
 //
 // An inventory noun, one with ls, info, create, update and delete, fills a
 // Noun and calls Noun.Command with any extra verbs:

@@ -73,8 +73,8 @@ func UsedOf[N int | api.Size](used, total N) string {
 	return fmt.Sprint(used) + "/" + fmt.Sprint(total)
 }
 
-// LabelString prints labels sorted, "k=v,k2=v2".
-func LabelString(l map[string]string) string {
+// labelString prints labels sorted, "k=v,k2=v2".
+func labelString(l map[string]string) string {
 	keys := slices.Sorted(maps.Keys(l))
 	parts := make([]string, len(keys))
 	for i, k := range keys {

@@ -269,6 +269,6 @@ func needChange(cmd *cobra.Command) error {
 func MetaInfo(v *InfoView, m *api.ObjectMeta, now time.Time) {
 	v.Add("Name", m.Name)
 	v.Add("ID", m.ID)
-	v.Add("Labels", LabelString(m.Labels))
+	v.Add("Labels", labelString(m.Labels))
 	v.Add("Created", TimeAndAge(now, m.Created))
 }

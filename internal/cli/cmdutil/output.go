@@ -36,11 +36,11 @@ func PrintList[T any](g *Globals, items []T, cols []Column[T]) error {
 		}
 		return WriteJSON(g.Stdout, items)
 	}
-	return WriteTable(g.Stdout, items, cols)
+	return writeTable(g.Stdout, items, cols)
 }
 
-// WriteTable prints a header row in capitals and one aligned row per item.
-func WriteTable[T any](w io.Writer, items []T, cols []Column[T]) error {
+// writeTable prints a header row in capitals and one aligned row per item.
+func writeTable[T any](w io.Writer, items []T, cols []Column[T]) error {
 	cells := make([][]string, len(items))
 	filled := make([]bool, len(cols))
 	for i, it := range items {

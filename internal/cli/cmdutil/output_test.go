@@ -20,7 +20,7 @@ var rowCols = []Column[row]{
 
 func TestWriteTable(t *testing.T) {
 	var b bytes.Buffer
-	if err := WriteTable(&b, []row{{"a", "1", ""}, {"longer-name", "", ""}}, rowCols); err != nil {
+	if err := writeTable(&b, []row{{"a", "1", ""}, {"longer-name", "", ""}}, rowCols); err != nil {
 		t.Fatal(err)
 	}
 	// Header in capitals, columns aligned, empty cells as "-", the empty
@@ -33,7 +33,7 @@ func TestWriteTable(t *testing.T) {
 	}
 
 	b.Reset()
-	if err := WriteTable(&b, []row{{"a", "1", "two\nlines\there"}, {"b", "2", ""}}, rowCols); err != nil {
+	if err := writeTable(&b, []row{{"a", "1", "two\nlines\there"}, {"b", "2", ""}}, rowCols); err != nil {
 		t.Fatal(err)
 	}
 	want = "NAME  LONG HEADER  NOTE\n" +
@@ -147,7 +147,7 @@ func TestFormatHelpers(t *testing.T) {
 	if got := UsedOf(3, 8); got != "3/8" {
 		t.Errorf("UsedOf ints = %q", got)
 	}
-	if got := LabelString(map[string]string{"z": "1", "a": "2"}); got != "a=2,z=1" {
+	if got := labelString(map[string]string{"z": "1", "a": "2"}); got != "a=2,z=1" {
 		t.Errorf("labelString = %q, want sorted", got)
 	}
 	if got := Truncate("abcdef", 4); got != "abc…" {

@@ -23,7 +23,7 @@ func NewBenchCmd(g *cmdutil.Globals) *cobra.Command {
 
 // printBench prints a result as JSON with -o json, else as text.
 func printBench(g *cmdutil.Globals, res any, text func()) error {
-	if g.Output == "json" {
+	if g.JSONOutput() {
 		enc := json.NewEncoder(g.Stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(res)

@@ -211,7 +211,8 @@ func TestVMListColumns(t *testing.T) {
 			Status: api.VMStatus{Phase: api.PhaseReady, PowerState: api.PowerOn}},
 	}
 	var b strings.Builder
-	if err := cmdutil.WriteTable(&b, vms, vmColumns(now)); err != nil {
+	table := &cmdutil.Globals{Stdout: &b, Output: cmdutil.OutputTable}
+	if err := cmdutil.PrintList(table, vms, vmColumns(now)); err != nil {
 		t.Fatal(err)
 	}
 	want := "NAME  POWER  HOST    CPUS  MEMORY  DISKS   AGE\n" +
@@ -222,7 +223,7 @@ func TestVMListColumns(t *testing.T) {
 	// A status message brings the MESSAGE column in.
 	vms[0].Status.Message = "host host-1 is disconnected"
 	b.Reset()
-	_ = cmdutil.WriteTable(&b, vms, vmColumns(now))
+	_ = cmdutil.PrintList(table, vms, vmColumns(now))
 	if !strings.Contains(b.String(), "MESSAGE") || !strings.Contains(b.String(), "host host-1 is disconnected") {
 		t.Errorf("table without the message:\n%s", b.String())
 	}

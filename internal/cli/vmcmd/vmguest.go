@@ -68,7 +68,7 @@ does), print what it wrote to stdout and stderr, and exit with its exit code.`,
 			if err != nil {
 				return fmt.Errorf("exec in vm %s: %w", args[0], err)
 			}
-			if g.Output == "json" {
+			if g.JSONOutput() {
 				enc := json.NewEncoder(g.Stdout)
 				enc.SetIndent("", "  ")
 				return enc.Encode(res)
