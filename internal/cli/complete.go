@@ -12,6 +12,7 @@ import (
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/client"
+	"github.com/vdc-project/vdc/internal/cli/cmdutil"
 )
 
 // Shell completion of names (vdc completion bash|zsh|fish|powershell
@@ -34,11 +35,10 @@ const (
 // is the name of the noun the command belongs to.
 var argKinds = map[string]string{"VM": api.KindVM, "SRC": api.KindVM, "SNAPSHOT": completeSnapshots, "DISK": completeDisks}
 
-// nounKinds are the kinds named by NAME under each noun command.
-var nounKinds = map[string]string{
-	"vm": api.KindVM, "host": api.KindHost, "cluster": api.KindCluster, "datastore": api.KindDatastore,
-	"datacenter": api.KindDatacenter, "portgroup": api.KindPortGroup, "image": api.KindImage, "export": api.KindVM,
-}
+// nounKinds are the kinds named by NAME under the noun commands that are
+// no cmdutil.Noun; a Noun's command says its kind itself, in its
+// cmdutil.KindAnnotation.
+var nounKinds = map[string]string{"export": api.KindVM}
 
 // flagKinds are the flags that take a name, in any command.
 var flagKinds = map[string]string{
@@ -56,11 +56,14 @@ var flagValues = map[string][]string{
 
 // registerCompletions gives every command of the tree completion of the
 // names its arguments and flags take.
-func registerCompletions(g *globals, root *cobra.Command) {
-	var walk func(cmd *cobra.Command, noun string)
-	walk = func(cmd *cobra.Command, noun string) {
+func registerCompletions(g *cmdutil.Globals, root *cobra.Command) {
+	var walk func(cmd *cobra.Command, nounKind string)
+	walk = func(cmd *cobra.Command, nounKind string) {
 		if cmd.Parent() == root {
-			noun = cmd.Name()
+			nounKind = nounKinds[cmd.Name()]
+			if k, ok := cmd.Annotations[cmdutil.KindAnnotation]; ok {
+				nounKind = k
+			}
 		}
 		if cmd.ValidArgsFunction == nil && cmd.Runnable() {
 			var kinds []string
@@ -70,17 +73,17 @@ func registerCompletions(g *globals, root *cobra.Command) {
 				}
 				kind := argKinds[tok]
 				if tok == "NAME" {
-					kind = nounKinds[noun]
+					kind = nounKind
 				}
 				kinds = append(kinds, kind)
 			}
 			if slices.ContainsFunc(kinds, func(k string) bool { return k != "" }) {
-				cmd.ValidArgsFunction = g.completeArgs(kinds)
+				cmd.ValidArgsFunction = completeArgs(g, kinds)
 			}
 		}
 		for name, kind := range flagKinds {
 			if cmd.LocalNonPersistentFlags().Lookup(name) != nil {
-				_ = cmd.RegisterFlagCompletionFunc(name, g.completeFlag(kind))
+				_ = cmd.RegisterFlagCompletionFunc(name, completeFlag(g, kind))
 			}
 		}
 		for name, words := range flagValues {
@@ -89,14 +92,14 @@ func registerCompletions(g *globals, root *cobra.Command) {
 			}
 		}
 		for _, sub := range cmd.Commands() {
-			walk(sub, noun)
+			walk(sub, nounKind)
 		}
 	}
 	walk(root, "")
 }
 
 // completeArgs completes the i-th argument with names of kinds[i].
-func (g *globals) completeArgs(kinds []string) cobra.CompletionFunc {
+func completeArgs(g *cmdutil.Globals, kinds []string) cobra.CompletionFunc {
 	return func(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
 		if len(args) >= len(kinds) || kinds[len(args)] == "" {
 			return nil, cobra.ShellCompDirectiveNoFileComp
@@ -105,13 +108,13 @@ func (g *globals) completeArgs(kinds []string) cobra.CompletionFunc {
 		if len(args) > 0 {
 			vm = args[0]
 		}
-		return g.namesOf(cmd.Context(), kinds[len(args)], vm, toComplete), cobra.ShellCompDirectiveNoFileComp
+		return namesOf(cmd.Context(), g, kinds[len(args)], vm, toComplete), cobra.ShellCompDirectiveNoFileComp
 	}
 }
 
-func (g *globals) completeFlag(kind string) cobra.CompletionFunc {
+func completeFlag(g *cmdutil.Globals, kind string) cobra.CompletionFunc {
 	return func(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
-		names := g.namesOf(cmd.Context(), kind, "", toComplete)
+		names := namesOf(cmd.Context(), g, kind, "", toComplete)
 		if kind == api.KindImage {
 			// --image also takes the path of a disk file.
 			return names, cobra.ShellCompDirectiveDefault
@@ -132,13 +135,13 @@ type completionItem struct {
 
 // namesOf returns the names of a kind that start with prefix; nil when
 // the server cannot be asked.
-func (g *globals) namesOf(ctx context.Context, kind, vm, prefix string) []string {
+func namesOf(ctx context.Context, g *cmdutil.Globals, kind, vm, prefix string) []string {
 	if ctx == nil {
 		ctx = context.Background()
 	}
 	ctx, cancel := context.WithTimeout(ctx, completionTimeout)
 	defer cancel()
-	c, err := client.FromFile(g.config)
+	c, err := client.FromFile(g.Config)
 	if err != nil {
 		return nil
 	}

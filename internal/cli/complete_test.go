@@ -13,6 +13,7 @@ import (
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/client"
+	"github.com/vdc-project/vdc/internal/cli/cmdutil"
 )
 
 // complete runs `vdc __complete ARGS...` as the shell scripts do and
@@ -20,7 +21,7 @@ import (
 func complete(t *testing.T, cfg string, args ...string) []string {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	root := newRoot(&globals{stdout: &out, stderr: &errOut})
+	root := newRoot(&cmdutil.Globals{Stdout: &out, Stderr: &errOut})
 	root.SetOut(&out)
 	root.SetErr(&errOut)
 	root.SetArgs(append([]string{"__complete", "--config", cfg}, args...))

@@ -16,6 +16,7 @@ import (
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/client"
+	"github.com/vdc-project/vdc/internal/cli/cmdutil"
 )
 
 var eventTypes = []string{api.EventTask, api.EventVMPower, api.EventHostConnection, api.EventCreated, api.EventDeleted}
@@ -27,7 +28,7 @@ var eventKinds = map[string]string{
 	"portgroup": api.KindPortGroup, "pg": api.KindPortGroup, "task": api.KindTask,
 }
 
-func newEventsCmd(g *globals) *cobra.Command {
+func newEventsCmd(g *cmdutil.Globals) *cobra.Command {
 	var q client.EventQuery
 	cmd := &cobra.Command{
 		Use:   "events",
@@ -35,19 +36,19 @@ func newEventsCmd(g *globals) *cobra.Command {
 		Long: `Follow events (tasks, power changes, host connections, objects created and
 deleted), one line each, until Ctrl-C. With -o json, one JSON object per line.`,
 		Example: "  vdc events\n  vdc events --type vm.power --type host.connection\n  vdc events --kind vm -o json",
-		Args:    exactArgs(0),
-		PreRunE: func(*cobra.Command, []string) error { return g.checkOutput() },
+		Args:    cmdutil.ExactArgs(0),
+		PreRunE: func(*cobra.Command, []string) error { return g.CheckOutput() },
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := normalizeEventQuery(&q); err != nil {
 				return err
 			}
-			c, err := g.client()
+			c, err := g.Client()
 			if err != nil {
 				return err
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 			defer stop()
-			return followEvents(ctx, c, q, g.stderr, func(e api.Event) error { return printEvent(g.stdout, e, g.jsonOutput()) })
+			return followEvents(ctx, c, q, g.Stderr, func(e api.Event) error { return printEvent(g.Stdout, e, g.JSONOutput()) })
 		},
 	}
 	cmd.Flags().StringArrayVar(&q.Types, "type", nil, "only events of this type: "+strings.Join(eventTypes, ", ")+" (repeatable)")
@@ -106,7 +107,7 @@ func followEvents(ctx context.Context, c *client.Client, q client.EventQuery, wa
 		}
 		streamed = true
 		if err != nil {
-			fmt.Fprintf(warn, "event stream lost (%s); reconnecting\n", safe(err.Error()))
+			fmt.Fprintf(warn, "event stream lost (%s); reconnecting\n", cmdutil.Safe(err.Error()))
 		}
 		select {
 		case <-ctx.Done():
@@ -133,7 +134,7 @@ func printEvent(w io.Writer, e api.Event, asJSON bool) error {
 func eventLine(e api.Event) string {
 	msg := e.Message
 	if msg == "" {
-		msg = strings.TrimSpace(kindName(e.Kind) + " " + e.Name)
+		msg = strings.TrimSpace(cmdutil.KindName(e.Kind) + " " + e.Name)
 		if e.From != "" || e.To != "" {
 			msg += ": " + e.From + " → " + e.To
 		}
@@ -147,5 +148,5 @@ func eventLine(e api.Event) string {
 		}
 		msg += ")"
 	}
-	return fmt.Sprintf("%s  %-15s  %s", e.Time.Local().Format("15:04:05.000"), safe(e.Type), safe(msg))
+	return fmt.Sprintf("%s  %-15s  %s", e.Time.Local().Format("15:04:05.000"), cmdutil.Safe(e.Type), cmdutil.Safe(msg))
 }

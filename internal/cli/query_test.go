@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vdc-project/vdc/internal/cli/cmdutil"
 	"github.com/vdc-project/vdc/internal/server"
 )
 
@@ -39,7 +40,7 @@ func TestListFiltersAreQueryParametersTheServerTakes(t *testing.T) {
 		{"vm", "delete", "nosuchvm", "--force"},
 	} {
 		var out bytes.Buffer
-		root := newRoot(&globals{stdout: &out, stderr: &out})
+		root := newRoot(&cmdutil.Globals{Stdout: &out, Stderr: &out})
 		root.SetArgs(append([]string{"--config", srv.ClientConfigPath()}, args...))
 		err := root.Execute()
 		// Filters that name nothing are 404s; what must not happen is a

@@ -1,5 +1,10 @@
 // Package cli is the vdc command line: `vdc <noun> <verb>`, a client of the
 // REST API only, plus the commands that run the server and agent processes.
+//
+// This package builds the tree: the root command and its global flags, the
+// task, events and version commands, and shell completion of names. The
+// nouns live in subpackages (vmcmd, inventorycmd, transfercmd, proccmd),
+// written with cmdutil, whose doc says how to add one.
 package cli
 
 import (
@@ -11,26 +16,21 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/vdc-project/vdc/client"
+	"github.com/vdc-project/vdc/internal/cli/cmdutil"
+	"github.com/vdc-project/vdc/internal/cli/inventorycmd"
+	"github.com/vdc-project/vdc/internal/cli/proccmd"
+	"github.com/vdc-project/vdc/internal/cli/transfercmd"
+	"github.com/vdc-project/vdc/internal/cli/vmcmd"
 	"github.com/vdc-project/vdc/internal/version"
 )
 
-// globals are the flags every command shares.
-type globals struct {
-	config string // client config file
-	output string // table or json
-	async  bool   // return the task ID instead of waiting
-	stdout io.Writer
-	stderr io.Writer
-}
-
 // NewRoot builds the vdc command tree.
 func NewRoot() *cobra.Command {
-	return newRoot(&globals{stdout: os.Stdout, stderr: os.Stderr})
+	return newRoot(&cmdutil.Globals{Stdout: os.Stdout, Stderr: os.Stderr})
 }
 
 // newRoot builds the tree writing to g's outputs (tests capture them).
-func newRoot(g *globals) *cobra.Command {
+func newRoot(g *cmdutil.Globals) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "vdc",
 		Short:         "vdc runs a virtual datacenter: hosts, VMs, storage and networks",
@@ -38,14 +38,14 @@ func newRoot(g *globals) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.PersistentFlags().StringVar(&g.config, "config", "", "client config file (default $VDC_CONFIG, else <user config dir>/vdc/config.json)")
-	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format of list and info commands: table or json")
+	root.PersistentFlags().StringVar(&g.Config, "config", "", "client config file (default $VDC_CONFIG, else <user config dir>/vdc/config.json)")
+	root.PersistentFlags().StringVarP(&g.Output, "output", "o", cmdutil.OutputTable, "output format of list and info commands: table or json")
 	root.AddCommand(
-		newUpCmd(g), newServerCmd(g), newAgentCmd(g),
-		newVMCmd(g), newHostCmd(g), newImageCmd(g), newTemplateCmd(g),
-		newDatacenterCmd(g), newClusterCmd(g), newDatastoreCmd(g), newPortGroupCmd(g),
-		newTaskCmd(g), newEventsCmd(g), newVersionCmd(g), newBenchCmd(g), newAPITokenCmd(g),
-		newImportCmd(g), newExportCmd(g), newWaitCmd(g),
+		proccmd.NewUpCmd(g), proccmd.NewServerCmd(g), proccmd.NewAgentCmd(g),
+		vmcmd.NewVMCmd(g), inventorycmd.NewHostCmd(g), transfercmd.NewImageCmd(g), vmcmd.NewTemplateCmd(g),
+		inventorycmd.NewDatacenterCmd(g), inventorycmd.NewClusterCmd(g), inventorycmd.NewDatastoreCmd(g), inventorycmd.NewPortGroupCmd(g),
+		newTaskCmd(g), newEventsCmd(g), newVersionCmd(g), proccmd.NewBenchCmd(g), inventorycmd.NewAPITokenCmd(g),
+		transfercmd.NewImportCmd(g), transfercmd.NewExportCmd(g), proccmd.NewWaitCmd(g),
 	)
 	registerCompletions(g, root)
 	return root
@@ -55,7 +55,7 @@ func newRoot(g *globals) *cobra.Command {
 func Execute() int {
 	root := NewRoot()
 	if err := root.ExecuteContext(context.Background()); err != nil {
-		var code exitCode
+		var code cmdutil.ExitCode
 		if errors.As(err, &code) {
 			return int(code)
 		}
@@ -65,13 +65,8 @@ func Execute() int {
 	return 0
 }
 
-// client opens the API client from the config file.
-func (g *globals) client() (*client.Client, error) {
-	return client.FromFile(g.config)
-}
-
 // printError prints a command's error; its text is mostly the server's,
 // made safe to print.
 func printError(w io.Writer, err error) {
-	fmt.Fprintln(w, "vdc:", safeText(err.Error()))
+	fmt.Fprintln(w, "vdc:", cmdutil.SafeText(err.Error()))
 }

@@ -9,15 +9,16 @@ import (
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/client"
+	"github.com/vdc-project/vdc/internal/cli/cmdutil"
 )
 
-func newTaskCmd(g *globals) *cobra.Command {
-	cmd := group(g, "task", "List, inspect and wait for tasks, the record of every change")
+func newTaskCmd(g *cmdutil.Globals) *cobra.Command {
+	cmd := cmdutil.Group(g, "task", "List, inspect and wait for tasks, the record of every change")
 	cmd.AddCommand(newTaskLsCmd(g), newTaskInfoCmd(g), newTaskWaitCmd(g), newTaskCancelCmd(g))
 	return cmd
 }
 
-func newTaskLsCmd(g *globals) *cobra.Command {
+func newTaskLsCmd(g *cmdutil.Globals) *cobra.Command {
 	var q client.TaskQuery
 	var all bool
 	cmd := &cobra.Command{
@@ -25,7 +26,7 @@ func newTaskLsCmd(g *globals) *cobra.Command {
 		Aliases: []string{"list"},
 		Short:   "List tasks, newest first",
 		Example: "  vdc task ls\n  vdc task ls --state active\n  vdc task ls --target web1 --all -o json",
-		Args:    exactArgs(0),
+		Args:    cmdutil.ExactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if all && cmd.Flags().Changed("limit") {
 				return fmt.Errorf("--all and --limit contradict each other: give one")
@@ -35,7 +36,7 @@ func newTaskLsCmd(g *globals) *cobra.Command {
 			} else if q.Limit < 1 {
 				return fmt.Errorf("--limit must be at least 1, got %d (--all lists every task)", q.Limit)
 			}
-			c, err := g.client()
+			c, err := g.Client()
 			if err != nil {
 				return err
 			}
@@ -43,7 +44,7 @@ func newTaskLsCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("list tasks: %w", err)
 			}
-			return printList(g, tasks, taskColumns(time.Now()))
+			return cmdutil.PrintList(g, tasks, taskColumns(time.Now()))
 		},
 	}
 	cmd.Flags().StringVar(&q.State, "state", "", "only tasks in this state: queued, running, active (both), succeeded, failed or canceled")
@@ -53,17 +54,17 @@ func newTaskLsCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func taskColumns(now time.Time) []column[*api.Task] {
-	return []column[*api.Task]{
-		{header: "id", value: func(t *api.Task) string { return t.Metadata.ID }},
-		{header: "op", value: func(t *api.Task) string { return t.Op }},
-		{header: "target", value: taskTarget},
-		{header: "state", value: func(t *api.Task) string { return t.State }},
-		{header: "progress", value: func(t *api.Task) string { return strconv.Itoa(t.Progress) + "%" }},
-		{header: "owner", value: func(t *api.Task) string { return t.Owner }},
-		{header: "age", value: func(t *api.Task) string { return age(now, taskCreated(t)) }},
-		{header: "duration", value: func(t *api.Task) string { return taskDuration(t, now) }},
-		{header: "message", value: taskMessage},
+func taskColumns(now time.Time) []cmdutil.Column[*api.Task] {
+	return []cmdutil.Column[*api.Task]{
+		{Header: "id", Value: func(t *api.Task) string { return t.Metadata.ID }},
+		{Header: "op", Value: func(t *api.Task) string { return t.Op }},
+		{Header: "target", Value: taskTarget},
+		{Header: "state", Value: func(t *api.Task) string { return t.State }},
+		{Header: "progress", Value: func(t *api.Task) string { return strconv.Itoa(t.Progress) + "%" }},
+		{Header: "owner", Value: func(t *api.Task) string { return t.Owner }},
+		{Header: "age", Value: func(t *api.Task) string { return cmdutil.Age(now, taskCreated(t)) }},
+		{Header: "duration", Value: func(t *api.Task) string { return taskDuration(t, now) }},
+		{Header: "message", Value: taskMessage},
 	}
 }
 
@@ -71,9 +72,9 @@ func taskColumns(now time.Time) []column[*api.Task] {
 // did ("3 of 3 restarted").
 func taskMessage(t *api.Task) string {
 	if t.Error != nil {
-		return truncate(t.Error.Message, 60)
+		return cmdutil.Truncate(t.Error.Message, 60)
 	}
-	return truncate(t.Message, 60)
+	return cmdutil.Truncate(t.Message, 60)
 }
 
 // taskTarget names the target, by ID when it has no name.
@@ -100,18 +101,18 @@ func taskDuration(t *api.Task, now time.Time) string {
 	if t.Finished != nil {
 		end = *t.Finished
 	}
-	return shortDuration(end.Sub(*t.Started))
+	return cmdutil.ShortDuration(end.Sub(*t.Started))
 }
 
-func newTaskInfoCmd(g *globals) *cobra.Command {
+func newTaskInfoCmd(g *cmdutil.Globals) *cobra.Command {
 	return &cobra.Command{
 		Use:     "info ID",
 		Aliases: []string{"show"},
 		Short:   "Show a task in detail",
 		Example: "  vdc task info 01J9Z3...\n  vdc task info 01J9Z3... -o json",
-		Args:    exactArgs(1),
+		Args:    cmdutil.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.client()
+			c, err := g.Client()
 			if err != nil {
 				return err
 			}
@@ -120,34 +121,34 @@ func newTaskInfoCmd(g *globals) *cobra.Command {
 				return fmt.Errorf("read task %s: %w", args[0], err)
 			}
 			now := time.Now()
-			return printInfo(g, t, func(v *infoView, t *api.Task) { taskInfo(v, t, now) })
+			return cmdutil.PrintInfo(g, t, func(v *cmdutil.InfoView, t *api.Task) { taskInfo(v, t, now) })
 		},
 	}
 }
 
-func taskInfo(v *infoView, t *api.Task, now time.Time) {
-	v.add("ID", t.Metadata.ID)
-	v.add("Op", t.Op)
-	v.add("Target", fmt.Sprintf("%s %s (%s)", kindName(t.Target.Kind), taskTarget(t), t.Target.ID))
-	v.add("Owner", t.Owner)
-	v.add("State", t.State)
-	v.add("Progress", strconv.Itoa(t.Progress)+"%")
-	v.add("Message", t.Message)
+func taskInfo(v *cmdutil.InfoView, t *api.Task, now time.Time) {
+	v.Add("ID", t.Metadata.ID)
+	v.Add("Op", t.Op)
+	v.Add("Target", fmt.Sprintf("%s %s (%s)", cmdutil.KindName(t.Target.Kind), taskTarget(t), t.Target.ID))
+	v.Add("Owner", t.Owner)
+	v.Add("State", t.State)
+	v.Add("Progress", strconv.Itoa(t.Progress)+"%")
+	v.Add("Message", t.Message)
 	if t.Error != nil {
-		v.add("Error", fmt.Sprintf("%s (%s)", t.Error.Message, t.Error.Code))
+		v.Add("Error", fmt.Sprintf("%s (%s)", t.Error.Message, t.Error.Code))
 	}
-	v.add("Created", timeAndAge(now, taskCreated(t)))
+	v.Add("Created", cmdutil.TimeAndAge(now, taskCreated(t)))
 	if t.Started != nil {
-		v.add("Started", timeAndAge(now, *t.Started))
+		v.Add("Started", cmdutil.TimeAndAge(now, *t.Started))
 	}
 	if t.Finished != nil {
-		v.add("Finished", timeAndAge(now, *t.Finished))
+		v.Add("Finished", cmdutil.TimeAndAge(now, *t.Finished))
 	}
-	v.add("Duration", taskDuration(t, now))
-	v.add("Server", t.Server)
+	v.Add("Duration", taskDuration(t, now))
+	v.Add("Server", t.Server)
 }
 
-func newTaskWaitCmd(g *globals) *cobra.Command {
+func newTaskWaitCmd(g *cmdutil.Globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "wait ID",
 		Short: "Wait for a task to finish; fail if the task failed",
@@ -155,9 +156,9 @@ func newTaskWaitCmd(g *globals) *cobra.Command {
 task's error if it failed or was canceled. With -o json, prints the finished
 task.`,
 		Example: "  id=$(vdc vm create web1 --disk 10G --async)\n  vdc task wait $id",
-		Args:    exactArgs(1),
+		Args:    cmdutil.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.client()
+			c, err := g.Client()
 			if err != nil {
 				return err
 			}
@@ -165,16 +166,16 @@ task.`,
 			if err != nil {
 				return fmt.Errorf("read task %s: %w", args[0], err)
 			}
-			t, werr := g.waitTask(cmd.Context(), c, t)
+			t, werr := g.WaitTask(cmd.Context(), c, t)
 			if !api.TaskDone(t.State) { // waiting broke off: no final task to show
 				return werr
 			}
-			if g.jsonOutput() {
-				if err := writeJSON(g.stdout, t); err != nil {
+			if g.JSONOutput() {
+				if err := cmdutil.WriteJSON(g.Stdout, t); err != nil {
 					return err
 				}
 			} else if werr == nil {
-				fmt.Fprintln(g.stdout, safe(fmt.Sprintf("task %s succeeded: %s %s", t.Metadata.ID, t.Op, taskTarget(t))))
+				fmt.Fprintln(g.Stdout, cmdutil.Safe(fmt.Sprintf("task %s succeeded: %s %s", t.Metadata.ID, t.Op, taskTarget(t))))
 			}
 			if werr != nil {
 				return fmt.Errorf("%s %s: %w", t.Op, taskTarget(t), werr)
@@ -184,13 +185,13 @@ task.`,
 	}
 }
 
-func newTaskCancelCmd(g *globals) *cobra.Command {
+func newTaskCancelCmd(g *cmdutil.Globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "cancel ID",
 		Short: "Cancel a queued task, or a running one that can stop (a migration): it undoes what it did",
-		Args:  exactArgs(1),
+		Args:  cmdutil.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.client()
+			c, err := g.Client()
 			if err != nil {
 				return err
 			}
@@ -198,15 +199,15 @@ func newTaskCancelCmd(g *globals) *cobra.Command {
 			if err := c.Do(cmd.Context(), client.Request{Method: "POST", Path: "/tasks/" + args[0] + "/cancel"}, &t); err != nil {
 				return fmt.Errorf("cancel task %s: %w", args[0], err)
 			}
-			if g.async {
-				fmt.Fprintln(g.stdout, safe(fmt.Sprintf("cancel of task %s (%s %s) asked for", args[0], t.Op, t.Target.Name)))
+			if g.Async {
+				fmt.Fprintln(g.Stdout, cmdutil.Safe(fmt.Sprintf("cancel of task %s (%s %s) asked for", args[0], t.Op, t.Target.Name)))
 				return nil
 			}
 			final, err := c.WaitTask(cmd.Context(), args[0], nil)
 			if final == nil {
 				return err
 			}
-			fmt.Fprintln(g.stdout, safe(fmt.Sprintf("task %s (%s %s) %s", args[0], final.Op, final.Target.Name, final.State)))
+			fmt.Fprintln(g.Stdout, cmdutil.Safe(fmt.Sprintf("task %s (%s %s) %s", args[0], final.Op, final.Target.Name, final.State)))
 			return nil
 		},
 	}
