@@ -17,8 +17,8 @@ const (
 	// filterPrio is the priority of the redirect filter on a tap's ingress.
 	filterPrio = 0x7664
 
-	minRate     = 8000             // bit/s; below this tbf's byte rate rounds to nothing
-	minBurst    = 64 << 10         // bytes: a whole GSO super-frame passes unsplit
+	minRate     = 8000     // bit/s; below this tbf's byte rate rounds to nothing
+	minBurst    = 64 << 10 // bytes: a whole GSO super-frame passes unsplit
 	burstTime   = 10 * time.Millisecond
 	queueTime   = 50 * time.Millisecond
 	maxBurstFor = 250 * time.Second // tbf keeps the burst as a 32-bit count of 64 ns ticks
