@@ -54,8 +54,8 @@
 // at which such a burst may pass (a second bucket of one frame; equal to the
 // average it forbids bursts above the average). Rates count whole Ethernet
 // frames (header included, no FCS or preamble). Frames beyond the bucket
-// wait in a queue of about 50 ms at the average rate and are dropped when
-// it is full, so TCP sees queueing and loss, not a hard policer.
+// wait in a queue (the burst plus 50 ms at the average rate) and are
+// dropped when it is full, so TCP sees queueing and loss, not a hard policer.
 //
 //   - In (towards the VM): a tbf qdisc at the root of the tap (its egress),
 //     handle 7664:.
