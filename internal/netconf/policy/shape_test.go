@@ -158,4 +158,3 @@ func (l *lab) sentBytes(dev string) uint64 {
 	}
 	return q.Statistics.Basic.Bytes
 }
-
