@@ -65,8 +65,10 @@ func TestShapeChangesInPlace(t *testing.T) {
 		t.Errorf("the ifb's tbf was replaced, not changed: its byte counter went from %d to %d", outBytes, got)
 	}
 	in := measure(t, b, a, slower.In.AverageBitsPerSec)
+	t.Logf("in after the change: limit 12 Mbit/s, measured %.2f Mbit/s", in/1e6)
 	within(t, "in after change", in, slower.In.AverageBitsPerSec)
 	out := measure(t, a, b, slower.Out.AverageBitsPerSec)
+	t.Logf("out after the change: limit 16 Mbit/s (peak 32), measured %.2f Mbit/s", out/1e6)
 	within(t, "out after change", out, slower.Out.AverageBitsPerSec)
 }
 
