@@ -74,10 +74,26 @@ type PortGroupUpdateRequest struct {
 	Name        *string           `json:"name,omitempty"`
 	VNI         *int              `json:"vni,omitempty"`
 	VLAN        *int              `json:"vlan,omitempty"`
-	Security    *PortSecurity     `json:"security,omitempty"`
-	Shaping     *Shaping          `json:"shaping,omitempty"`
+	Security    SecurityUpdate    `json:"security,omitzero"`
+	Shaping     ShapingUpdate     `json:"shaping,omitzero"`
 	Description *string           `json:"description,omitempty"`
 	Labels      map[string]string `json:"labels,omitempty"`
+}
+
+// SecurityUpdate changes the port security settings given.
+type SecurityUpdate struct {
+	AllowMACChanges      *bool `json:"allowMacChanges,omitempty"`
+	AllowForgedTransmits *bool `json:"allowForgedTransmits,omitempty"`
+	AllowPromiscuous     *bool `json:"allowPromiscuous,omitempty"`
+}
+
+// ShapingUpdate sets (In, Out) or removes (NoIn, NoOut) a direction's
+// shaping; what it does not name stays.
+type ShapingUpdate struct {
+	In    *TrafficShape `json:"in,omitempty"`
+	Out   *TrafficShape `json:"out,omitempty"`
+	NoIn  bool          `json:"noIn,omitempty"`
+	NoOut bool          `json:"noOut,omitempty"`
 }
 
 type HostUpdateRequest struct {

@@ -44,6 +44,7 @@ var nounKinds = map[string]string{"export": api.KindVM}
 var flagKinds = map[string]string{
 	"host": api.KindHost, "datastore": api.KindDatastore, "cluster": api.KindCluster, "vm": api.KindVM,
 	"from-template": completeTemplates, "image": api.KindImage, "nic": api.KindPortGroup,
+	"switch": api.KindSwitch,
 }
 
 // flagValues are the flags that take one of a few words.
@@ -52,6 +53,7 @@ var flagValues = map[string][]string{
 	"vnc":         {"on", "off"},
 	"power":       {api.PowerOn, api.PowerOff, api.PowerSuspended, api.PowerUnknown},
 	"output":      {"table", "json"},
+	"backend":     {api.BackendBridge, api.BackendOVS},
 }
 
 // registerCompletions gives every command of the tree completion of the

@@ -18,6 +18,7 @@ import (
 
 	"github.com/vdc-project/vdc/internal/cli/cmdutil"
 	"github.com/vdc-project/vdc/internal/cli/inventorycmd"
+	"github.com/vdc-project/vdc/internal/cli/netcmd"
 	"github.com/vdc-project/vdc/internal/cli/proccmd"
 	"github.com/vdc-project/vdc/internal/cli/transfercmd"
 	"github.com/vdc-project/vdc/internal/cli/vmcmd"
@@ -43,7 +44,7 @@ func newRoot(g *cmdutil.Globals) *cobra.Command {
 	root.AddCommand(
 		proccmd.NewUpCmd(g), proccmd.NewServerCmd(g), proccmd.NewAgentCmd(g),
 		vmcmd.NewVMCmd(g), inventorycmd.NewHostCmd(g), transfercmd.NewImageCmd(g), vmcmd.NewTemplateCmd(g),
-		inventorycmd.NewDatacenterCmd(g), inventorycmd.NewClusterCmd(g), inventorycmd.NewDatastoreCmd(g), inventorycmd.NewPortGroupCmd(g),
+		inventorycmd.NewDatacenterCmd(g), inventorycmd.NewClusterCmd(g), inventorycmd.NewDatastoreCmd(g), netcmd.NewPortGroupCmd(g), netcmd.NewSwitchCmd(g),
 		newTaskCmd(g), newEventsCmd(g), newVersionCmd(g), proccmd.NewBenchCmd(g), inventorycmd.NewAPITokenCmd(g),
 		transfercmd.NewImportCmd(g), transfercmd.NewExportCmd(g), proccmd.NewWaitCmd(g),
 	)

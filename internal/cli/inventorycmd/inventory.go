@@ -228,58 +228,6 @@ func NewDatastoreCmd(g *cmdutil.Globals) *cobra.Command {
 	return d.Command(g)
 }
 
-func NewPortGroupCmd(g *cmdutil.Globals) *cobra.Command {
-	vlan := func(n int) string {
-		if n == 0 {
-			return "untagged"
-		}
-		return strconv.Itoa(n)
-	}
-	d := &cmdutil.Noun[*api.PortGroup]{
-		Kind: api.KindPortGroup, Singular: "port group", Plural: "port groups",
-		Use: "portgroup", Aliases: []string{"pg"},
-		Short: "Manage port groups, the networks VM NICs attach to",
-		Columns: func(now time.Time) []cmdutil.Column[*api.PortGroup] {
-			return []cmdutil.Column[*api.PortGroup]{
-				{Header: "name", Value: func(o *api.PortGroup) string { return o.Metadata.Name }},
-				{Header: "datacenter", Value: func(o *api.PortGroup) string { return o.Spec.Datacenter.String() }},
-				{Header: "vlan", Value: func(o *api.PortGroup) string { return vlan(o.Spec.VLAN) }},
-				{Header: "ports", Value: func(o *api.PortGroup) string { return strconv.Itoa(o.Status.Ports) }},
-				{Header: "age", Value: func(o *api.PortGroup) string { return cmdutil.Age(now, o.Metadata.Created) }},
-			}
-		},
-		Info: func(v *cmdutil.InfoView, o *api.PortGroup, now time.Time) {
-			cmdutil.MetaInfo(v, &o.Metadata, now)
-			v.Add("Datacenter", o.Spec.Datacenter.String())
-			v.Add("VLAN", vlan(o.Spec.VLAN))
-			v.Add("Ports", strconv.Itoa(o.Status.Ports))
-			v.Add("Description", o.Spec.Description)
-		},
-		Create: func(cmd *cobra.Command) func(string) (any, error) {
-			m := cmdutil.AddMetaFlags(cmd, false, true)
-			id := cmd.Flags().Int("vlan", 0, "VLAN ID, 1-4094 (default: untagged)")
-			dc := cmd.Flags().String("datacenter", "", "datacenter (default: the only one)")
-			return func(name string) (any, error) {
-				labels, err := m.LabelMap()
-				return api.PortGroupCreateRequest{Name: name, Datacenter: *dc, VLAN: *id, Description: m.Description, Labels: labels}, err
-			}
-		},
-		CreateExample: "  vdc pg create vm-network\n  vdc pg create dmz --vlan 20",
-		Update: func(cmd *cobra.Command) func() (any, error) {
-			m := cmdutil.AddMetaFlags(cmd, true, true)
-			id := cmd.Flags().Int("vlan", 0, "VLAN ID, 1-4094; 0 for untagged")
-			return func() (any, error) {
-				mc, err := m.Change("port group")
-				return api.PortGroupUpdateRequest{Name: mc.Name, Description: mc.Description, Labels: mc.Labels,
-					VLAN: cmdutil.Changed(cmd, "vlan", *id)}, err
-			}
-		},
-		UpdateExample: "  vdc pg update dmz --vlan 30",
-		ListFlags:     datacenterFilter,
-	}
-	return d.Command(g)
-}
-
 func datastoreOvercommit(o *api.Datastore) string {
 	if o.Status.OvercommitRatio == 0 {
 		return ""

@@ -131,7 +131,7 @@ func (s *Service) UpdatePortGroup(pg *api.PortGroup, req api.PortGroupUpdateRequ
 		return err
 	}
 	if pg.Spec.Switch.IsZero() {
-		if req.VNI != nil || req.VLAN != nil || req.Security != nil || req.Shaping != nil {
+		if req.VNI != nil || req.VLAN != nil || req.Security != (api.SecurityUpdate{}) || req.Shaping != (api.ShapingUpdate{}) {
 			return api.Errorf(api.ErrInvalid, "port group %s is a NAT network (no switch): it has no VNI, VLAN, security or shaping", pg.Metadata.Name)
 		}
 		return nil
@@ -149,11 +149,23 @@ func (s *Service) UpdatePortGroup(pg *api.PortGroup, req api.PortGroupUpdateRequ
 		}
 		pg.Spec.VLAN = *req.VLAN
 	}
-	if req.Security != nil {
-		pg.Spec.Security = *req.Security
+	setBool(&pg.Spec.Security.AllowMACChanges, req.Security.AllowMACChanges)
+	setBool(&pg.Spec.Security.AllowForgedTransmits, req.Security.AllowForgedTransmits)
+	setBool(&pg.Spec.Security.AllowPromiscuous, req.Security.AllowPromiscuous)
+	sh := &pg.Spec.Shaping
+	switch {
+	case req.Shaping.NoIn && req.Shaping.In != nil, req.Shaping.NoOut && req.Shaping.Out != nil:
+		return api.Errorf(api.ErrInvalid, "port group %s: a direction's shaping is both set and removed", pg.Metadata.Name)
+	case req.Shaping.NoIn:
+		sh.In = nil
+	case req.Shaping.In != nil:
+		sh.In = req.Shaping.In
 	}
-	if req.Shaping != nil {
-		pg.Spec.Shaping = *req.Shaping
+	switch {
+	case req.Shaping.NoOut:
+		sh.Out = nil
+	case req.Shaping.Out != nil:
+		sh.Out = req.Shaping.Out
 	}
 	sw, err := state.Find[*api.Switch](s.d.State, pg.Spec.Switch.ID)
 	if err != nil {
@@ -204,4 +216,10 @@ func validateShape(dir string, sh *api.TrafficShape) error {
 		return api.Errorf(api.ErrInvalid, "%s shaping: the burst must not be negative", dir)
 	}
 	return nil
+}
+
+func setBool(dst *bool, v *bool) {
+	if v != nil {
+		*dst = *v
+	}
 }
