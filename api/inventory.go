@@ -175,12 +175,15 @@ type PortGroupSpec struct {
 	// its own).
 	Switch Ref `json:"switch,omitzero"`
 	// One of VNI, VLAN or Isolated, on a switch.
-	VNI         int          `json:"vni,omitempty"`
-	VLAN        int          `json:"vlan"`
-	Isolated    bool         `json:"isolated,omitempty"`
-	Security    PortSecurity `json:"security"`
-	Shaping     Shaping      `json:"shaping"`
-	Description string       `json:"description,omitempty"`
+	VNI      int          `json:"vni,omitempty"`
+	VLAN     int          `json:"vlan"`
+	Isolated bool         `json:"isolated,omitempty"`
+	Security PortSecurity `json:"security"`
+	Shaping  Shaping      `json:"shaping"`
+	// DHCP, when set, gives each NIC on the port group a fixed address
+	// of the subnet, served by the host that runs the VM.
+	DHCP        *PortGroupDHCP `json:"dhcp,omitempty"`
+	Description string         `json:"description,omitempty"`
 }
 
 type PortGroupStatus struct {

@@ -86,6 +86,19 @@ type PortSecurity struct {
 	AllowPromiscuous bool `json:"allowPromiscuous,omitempty"`
 }
 
+// PortGroupDHCP is a port group's DHCP service. Every host answers the
+// NICs of its own VMs only, from the same ServerIP, each NIC with the
+// address it was given when it was made (VMNIC.IPv4): a VM keeps its
+// address wherever it runs.
+type PortGroupDHCP struct {
+	Subnet string   `json:"subnet"` // IPv4 CIDR: 192.0.2.0/24
+	Router string   `json:"router,omitempty"`
+	DNS    []string `json:"dns,omitempty"`
+	// ServerIP is the address the hosts answer from (default: the
+	// subnet's last usable address); no NIC gets it.
+	ServerIP string `json:"serverIP,omitempty"`
+}
+
 // TrafficShape limits one direction of each port's traffic.
 type TrafficShape struct {
 	AverageBitsPerSec uint64 `json:"averageBitsPerSec"`
@@ -143,9 +156,10 @@ type HostPortGroup struct {
 	VLAN     int    `json:"vlan,omitempty"`
 	Isolated bool   `json:"isolated,omitempty"`
 	// Peers are the tunnel addresses of the switch's other hosts.
-	Peers    []string     `json:"peers,omitempty"`
-	Security PortSecurity `json:"security"`
-	Shaping  Shaping      `json:"shaping"`
+	Peers    []string       `json:"peers,omitempty"`
+	Security PortSecurity   `json:"security"`
+	Shaping  Shaping        `json:"shaping"`
+	DHCP     *PortGroupDHCP `json:"dhcp,omitempty"`
 }
 
 // SwitchReport is a host's account of one switch, in its heartbeats.

@@ -64,6 +64,7 @@ type PortGroupCreateRequest struct {
 	Isolated    bool              `json:"isolated,omitempty"`
 	Security    *PortSecurity     `json:"security,omitempty"`
 	Shaping     *Shaping          `json:"shaping,omitempty"`
+	DHCP        *PortGroupDHCP    `json:"dhcp,omitempty"`
 	Description string            `json:"description,omitempty"`
 	Labels      map[string]string `json:"labels,omitempty"`
 }

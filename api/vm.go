@@ -114,6 +114,11 @@ type VMNIC struct {
 	PortGroup Ref    `json:"portGroup"`
 	MAC       string `json:"mac"`
 	Model     string `json:"model"`
+	// IPv4 is the NIC's address on a port group with DHCP, given when the
+	// NIC was made.
+	IPv4 string `json:"ipv4,omitempty"`
+	// LinkDown: the virtual cable is unplugged.
+	LinkDown bool `json:"linkDown,omitempty"`
 }
 
 type VMStatus struct {
