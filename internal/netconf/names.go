@@ -85,6 +85,12 @@ func hash(s string, digits int) string {
 	return hex.EncodeToString(sum[:])[:digits]
 }
 
+// DeviceGroup is the device group (IFLA_GROUP; `ip link show group
+// 7759971`) of every device vdc makes. Unlike the alias, the group is
+// set in the same netlink request that creates a device, so a device
+// whose maker died before it got its alias is still recognisable.
+const DeviceGroup = 0x766463 // "vdc"
+
 // Device aliases (IFLA_IFALIAS, shown by `ip link`) mark every device
 // vdc made, and which backend made it: "vdc/bridge: portgroup web
 // (switch dvs1)", "vdc/bridge: vm db1 nic0". A backend removes only
