@@ -115,3 +115,20 @@ type Backend interface {
 	// removes every device it made that want does not hold.
 	Converge(ctx context.Context, want Host) (Report, error)
 }
+
+// PortPolicy is one port as policy enforcement (nftables bridge rules,
+// tc shaping) sees it, after the backend made its tap.
+type PortPolicy struct {
+	Tap       string // the port's tap device
+	PortGroup string // port group ID
+	MAC       net.HardwareAddr
+	Policy    Policy
+}
+
+// PolicyEnforcer enforces port-group policies on a host's ports. A
+// backend that has one calls it at the end of every Converge with every
+// port it attached, so that it can also remove what it did for ports
+// that are gone.
+type PolicyEnforcer interface {
+	Converge(ctx context.Context, ports []PortPolicy) error
+}

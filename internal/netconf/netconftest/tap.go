@@ -1,0 +1,221 @@
+package netconftest
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Tap is a test's end of a tap device, as QEMU would hold it: frames
+// written here leave the tap towards its bridge (what the guest sends),
+// frames read are what the network delivers to the guest.
+type Tap struct {
+	Name string
+	Host *Host
+	f    *os.File
+}
+
+// OpenTap attaches to the existing tap name on the host (TUNSETIFF with
+// IFF_TAP|IFF_NO_PI, as QEMU's -netdev tap,ifname=name does), so it has
+// carrier, and closes it at the end of the test.
+func (h *Host) OpenTap(t testing.TB, name string) *Tap {
+	t.Helper()
+	var f *os.File
+	err := inNS(h.NS, func() error {
+		var err error
+		f, err = openTun(name, unix.IFF_TAP|unix.IFF_NO_PI)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("open tap %s on %s: %v", name, h.Name, err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return &Tap{Name: name, Host: h, f: f}
+}
+
+func (tp *Tap) String() string { return tp.Host.Name + "/" + tp.Name }
+
+// Close detaches from the tap (as QEMU exiting would).
+func (tp *Tap) Close() error { return tp.f.Close() }
+
+func openTun(name string, flags uint16) (*os.File, error) {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open /dev/net/tun: %w", err)
+	}
+	req, err := unix.NewIfreq(name)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	req.SetUint16(flags)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, req); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("TUNSETIFF %s: %w", name, err)
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	// Non-blocking before os.NewFile: reads then honour deadlines.
+	return os.NewFile(uintptr(fd), "tap "+name), nil
+}
+
+// Frame is a broadcast ARP request from a random MAC, padded with a
+// random token that tells it from every other frame on the wire; size
+// is its length without FCS (at least 60).
+type Frame struct {
+	Bytes []byte
+	Token []byte
+}
+
+// NewFrame makes a frame of size bytes (60 if smaller).
+func NewFrame(size int) Frame {
+	size = max(size, 60)
+	token := make([]byte, 16)
+	_, _ = rand.Read(token)
+	src := make([]byte, 6)
+	_, _ = rand.Read(src)
+	src[0] = src[0]&^1 | 2
+	b := make([]byte, 0, size)
+	b = append(b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
+	b = append(b, src...)
+	b = binary.BigEndian.AppendUint16(b, 0x0806) // ARP
+	b = append(b, 0, 1, 8, 0, 6, 4, 0, 1)        // Ethernet/IPv4 request
+	b = append(b, src...)
+	b = append(b, 198, 51, 100, 1) // sender 198.51.100.1
+	b = append(b, 0, 0, 0, 0, 0, 0)
+	b = append(b, 198, 51, 100, 2) // target
+	b = append(b, token...)
+	for len(b) < size {
+		b = append(b, byte(len(b)))
+	}
+	return Frame{Bytes: b, Token: token}
+}
+
+// watch reads tp until stop, and reports whether a frame holding token
+// arrived (seen is closed at the first).
+type watch struct {
+	tap  *Tap
+	seen chan struct{}
+	done chan struct{}
+	err  error
+	once sync.Once
+}
+
+func (tp *Tap) watch(token []byte) *watch {
+	w := &watch{tap: tp, seen: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		buf := make([]byte, 65536)
+		for {
+			n, err := tp.f.Read(buf)
+			if err != nil {
+				if !errors.Is(err, os.ErrDeadlineExceeded) {
+					w.err = err
+				}
+				return
+			}
+			if bytes.Contains(buf[:n], token) {
+				w.once.Do(func() { close(w.seen) })
+			}
+		}
+	}()
+	return w
+}
+
+func (w *watch) got() bool {
+	select {
+	case <-w.seen:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop ends the read and clears the deadline for the next watch.
+func (w *watch) stop() error {
+	_ = w.tap.f.SetReadDeadline(time.Now())
+	<-w.done
+	_ = w.tap.f.SetReadDeadline(time.Time{})
+	return w.err
+}
+
+// Timeouts of Deliver. Carrier and bridge port state follow a tap's
+// opening asynchronously (linkwatch), so the frame is sent again until
+// it arrives or deliverTimeout passes; a tap that must not get it is
+// watched for quietWindow more once the wanted ones have it.
+const (
+	deliverTimeout = 15 * time.Second
+	resendEvery    = 100 * time.Millisecond
+	quietWindow    = 750 * time.Millisecond
+)
+
+// Deliver writes a fresh frame of size bytes into from, again every
+// resendEvery, until every tap in to has read it; then it checks that
+// no tap in not read it, even quietWindow later. to must not be empty:
+// it is what proves the frame was on its way, so a tap in not that saw
+// nothing did so while the frame was being flooded.
+func Deliver(t testing.TB, size int, from *Tap, to, not []*Tap) {
+	t.Helper()
+	if len(to) == 0 {
+		t.Fatal("Deliver needs a tap that gets the frame")
+	}
+	frame := NewFrame(size)
+	var wanted, unwanted []*watch
+	for _, tp := range to {
+		wanted = append(wanted, tp.watch(frame.Token))
+	}
+	for _, tp := range not {
+		unwanted = append(unwanted, tp.watch(frame.Token))
+	}
+	stopAll := func() {
+		for _, w := range append(wanted, unwanted...) {
+			if err := w.stop(); err != nil {
+				t.Errorf("read %s: %v", w.tap, err)
+			}
+		}
+	}
+	deadline := time.Now().Add(deliverTimeout)
+	tick := time.NewTicker(resendEvery)
+	defer tick.Stop()
+	for !allGot(wanted) {
+		if time.Now().After(deadline) {
+			stopAll()
+			t.Fatalf("a %d-byte frame written into %s did not reach %v within %v", size, from, missing(wanted), deliverTimeout)
+		}
+		if _, err := from.f.Write(frame.Bytes); err != nil && !errors.Is(err, unix.EIO) {
+			stopAll()
+			t.Fatalf("write a %d-byte frame into %s: %v", size, from, err)
+		}
+		<-tick.C
+	}
+	quiet := time.NewTimer(quietWindow)
+	<-quiet.C
+	stopAll()
+	for _, w := range unwanted {
+		if w.got() {
+			t.Errorf("a frame written into %s reached %s, which must not see it", from, w.tap)
+		}
+	}
+}
+
+func allGot(ws []*watch) bool { return len(missing(ws)) == 0 }
+
+func missing(ws []*watch) []string {
+	var out []string
+	for _, w := range ws {
+		if !w.got() {
+			out = append(out, w.tap.String())
+		}
+	}
+	return out
+}
