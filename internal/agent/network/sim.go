@@ -46,3 +46,15 @@ func (s *Sim) Ports() int {
 	defer s.mu.Unlock()
 	return len(s.last.Ports)
 }
+
+// Unavailable stands in for a backend this host cannot run: every switch
+// reports Why.
+type Unavailable struct{ Why error }
+
+func (Unavailable) Name() string { return "unavailable" }
+func (u Unavailable) Caps(context.Context) netconf.Caps {
+	return netconf.Caps{VLAN: u.Why, Teaming: u.Why}
+}
+func (u Unavailable) Converge(context.Context, netconf.Host) (netconf.Report, error) {
+	return netconf.Report{}, u.Why
+}

@@ -140,3 +140,22 @@ func validateAll(ports []Port) error {
 	}
 	return nil
 }
+
+// Enforcer is the netconf.PolicyEnforcer of the bridge backend: it
+// enforces the ports' policies in the namespace NS (0: the caller's).
+type Enforcer struct {
+	NS  netns.NsHandle
+	Log *slog.Logger
+}
+
+func (e Enforcer) Converge(ctx context.Context, ports []netconf.PortPolicy) error {
+	ps := make([]Port, 0, len(ports))
+	for _, p := range ports {
+		ps = append(ps, Port{Tap: p.Tap, MAC: p.MAC, Policy: p.Policy})
+	}
+	var opts []Option
+	if e.Log != nil {
+		opts = append(opts, WithLogger(e.Log))
+	}
+	return Converge(ctx, e.NS, ps, opts...)
+}
