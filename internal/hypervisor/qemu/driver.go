@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/internal/hypervisor"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/cmdline"
 )
 
 var _ hypervisor.Driver = (*Driver)(nil)
@@ -232,3 +233,6 @@ func (d *Driver) Close() error {
 	}
 	return nil
 }
+
+// CPUModel is the vCPU model every VM gets (see cmdline.CPUModel).
+const CPUModel = cmdline.CPUModel

@@ -37,7 +37,7 @@ func (v *vm) agent(ctx context.Context) (*qga.Client, error) {
 	if c != nil {
 		return c, nil
 	}
-	c, err := qga.Dial(ctx, v.p.qga())
+	c, err := qga.Dial(ctx, v.p.QGA())
 	if err != nil {
 		return nil, fmt.Errorf("guest agent of vm %s: %w", v.cfg.Name, err)
 	}

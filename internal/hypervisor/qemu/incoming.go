@@ -14,6 +14,7 @@ import (
 	"github.com/vdc-project/vdc/internal/disk"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 	"github.com/vdc-project/vdc/internal/hypervisor/qemu/cmdline"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/proc"
 )
 
 // incomingFile records, in a received VM's directory, the disks Incoming
@@ -262,10 +263,10 @@ func (d *Driver) FinishIncoming(ctx context.Context, id string) error {
 // QEMU process (waiting for a source that will not come) and the disks it
 // was receiving.
 func (d *Driver) Discard(ctx context.Context, id, dir string) error {
-	if pid, alive := findProcess(filepath.Join(dir, "qemu.pid"), cmdline.SMBIOSUUID(id)); alive {
+	if pid, alive := proc.Find(filepath.Join(dir, "qemu.pid"), cmdline.SMBIOSUUID(id)); alive {
 		exited := make(chan struct{})
-		go watchPID(pid, exited)
-		if err := killAndWait(pid, exited); err != nil {
+		go proc.Watch(pid, exited)
+		if err := proc.KillAndWait(pid, exited); err != nil {
 			return err
 		}
 		d.log.Info("killed the QEMU of an interrupted incoming migration", "vm", id, "pid", pid)
@@ -309,7 +310,7 @@ func (v *vm) abortIncoming(ctx context.Context) {
 	made := v.made
 	v.mu.Unlock()
 	if exited != nil {
-		_ = killAndWait(pid, exited)
+		_ = proc.KillAndWait(pid, exited)
 	}
 	for _, p := range made {
 		_ = os.Remove(p)

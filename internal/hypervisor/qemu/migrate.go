@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/internal/hypervisor"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/proc"
 	"github.com/vdc-project/vdc/internal/qmp"
 )
 
@@ -146,10 +147,10 @@ func (v *vm) query(ctx context.Context, cmd string, out any) error {
 // its disks).
 func (v *vm) forget() {
 	v.release()
-	if v.p.run != v.p.dir {
-		_ = os.RemoveAll(v.p.run)
+	if v.p.Run != v.p.Dir {
+		_ = os.RemoveAll(v.p.Run)
 	}
-	for _, f := range []string{v.p.stateFile(), v.p.pidFile()} {
+	for _, f := range []string{v.p.StateFile(), v.p.PIDFile()} {
 		_ = os.Remove(f)
 	}
 	v.d.mu.Lock()
@@ -157,22 +158,6 @@ func (v *vm) forget() {
 		delete(v.d.vms, v.cfg.ID)
 	}
 	v.d.mu.Unlock()
-}
-
-// killAndWait ends a QEMU process and waits until it is gone.
-func killAndWait(pid int, exited <-chan struct{}) error {
-	if pid > 0 {
-		p, err := os.FindProcess(pid)
-		if err == nil {
-			_ = p.Kill()
-		}
-	}
-	select {
-	case <-exited:
-		return nil
-	case <-time.After(15 * time.Second):
-		return fmt.Errorf("QEMU (pid %d) does not die", pid)
-	}
 }
 
 // qmpMigrate is the part of query-migrate we use.
@@ -349,7 +334,7 @@ func (d *Driver) Release(ctx context.Context, id string, removeDisks bool) error
 		select {
 		case <-exited:
 		case <-time.After(10 * time.Second):
-			if err := killAndWait(pid, exited); err != nil {
+			if err := proc.KillAndWait(pid, exited); err != nil {
 				return fmt.Errorf("release vm %s: %w", v.cfg.Name, err)
 			}
 		}

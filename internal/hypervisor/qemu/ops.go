@@ -11,13 +11,14 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/internal/hypervisor"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/proc"
 )
 
 func (d *Driver) newVM(cfg hypervisor.VMConfig) *vm {
 	// The VM's config is its own: the driver changes it (disk moves).
 	cfg.Disks = slices.Clone(cfg.Disks)
 	cfg.NICs = slices.Clone(cfg.NICs)
-	return &vm{d: d, cfg: cfg, p: paths{run: d.runDirFor(cfg), dir: cfg.Dir}, log: d.log.With("vm", cfg.Name),
+	return &vm{d: d, cfg: cfg, p: proc.Paths{Run: d.runDirFor(cfg), Dir: cfg.Dir}, log: d.log.With("vm", cfg.Name),
 		power: hypervisor.StateOff, since: time.Now().UTC()}
 }
 
@@ -53,10 +54,10 @@ func (d *Driver) Define(ctx context.Context, cfg hypervisor.VMConfig) error {
 		return nil
 	}
 	v = d.newVM(cfg)
-	if s, err := readState(v.p.stateFile()); err == nil {
+	if s, err := proc.ReadState(v.p.StateFile()); err == nil {
 		// Defined before by another agent process: keep what it knew.
 		v.power, v.reason, v.since = s.Power, s.Reason, s.Since
-	} else if err := writeState(v.p.stateFile(), savedState{Power: hypervisor.StateOff, Since: v.since}); err != nil {
+	} else if err := proc.WriteState(v.p.StateFile(), proc.State{Power: hypervisor.StateOff, Since: v.since}); err != nil {
 		return fmt.Errorf("define vm %s: %w", cfg.Name, err)
 	}
 	d.mu.Lock()
@@ -112,10 +113,10 @@ func (d *Driver) Undefine(ctx context.Context, id string) error {
 		}
 		_ = os.Remove(filepath.Dir(disk.Path)) // the VM's folder, if now empty
 	}
-	if v.p.run != v.p.dir {
-		_ = os.RemoveAll(v.p.run)
+	if v.p.Run != v.p.Dir {
+		_ = os.RemoveAll(v.p.Run)
 	}
-	for _, f := range []string{v.p.stateFile(), v.p.pidFile(), v.p.qemuLog(), v.p.consoleLog(), v.p.consoleLog() + ".1"} {
+	for _, f := range []string{v.p.StateFile(), v.p.PIDFile(), v.p.QEMULog(), v.p.ConsoleLog(), v.p.ConsoleLog() + ".1"} {
 		_ = os.Remove(f)
 	}
 	d.mu.Lock()

@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 	"github.com/vdc-project/vdc/internal/hypervisor/qemu/cmdline"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/proc"
 	"github.com/vdc-project/vdc/internal/qga"
 	"github.com/vdc-project/vdc/internal/qmp"
 )
@@ -24,7 +24,7 @@ import (
 type vm struct {
 	d   *Driver
 	cfg hypervisor.VMConfig
-	p   paths
+	p   proc.Paths
 	log *slog.Logger
 
 	mu     sync.Mutex
@@ -95,13 +95,13 @@ func (v *vm) set(power, reason string) {
 // save keeps the VM's state for the next agent process.
 func (v *vm) save() {
 	v.mu.Lock()
-	st := savedState{Power: v.power, Reason: v.reason, Since: v.since, Lease: v.lease}
+	st := proc.State{Power: v.power, Reason: v.reason, Since: v.since, Lease: v.lease}
 	if v.qmp != nil {
 		hw := v.hw
 		st.Hardware = &hw
 	}
 	v.mu.Unlock()
-	if err := writeState(v.p.stateFile(), st); err != nil {
+	if err := proc.WriteState(v.p.StateFile(), st); err != nil {
 		v.log.Warn("cannot save VM state", "err", err)
 	}
 }
@@ -155,7 +155,7 @@ func (v *vm) kill() {
 	pid, exited := v.pid, v.exited
 	v.mu.Unlock()
 	if exited != nil {
-		_ = killAndWait(pid, exited)
+		_ = proc.KillAndWait(pid, exited)
 	}
 }
 
@@ -166,20 +166,20 @@ func (v *vm) launch(ctx context.Context, hw api.VMHardware, extra []string) erro
 	if err := v.d.checkFiles(v.cfg); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(v.p.run, 0o700); err != nil {
+	if err := os.MkdirAll(v.p.Run, 0o700); err != nil {
 		return err
 	}
-	if err := writeSeed(ctx, v.cfg, v.p.seed()); err != nil {
+	if err := writeSeed(ctx, v.cfg, v.p.Seed()); err != nil {
 		return err
 	}
-	for _, s := range []string{v.p.qmp(), v.p.qga(), v.p.console(), v.p.vnc()} {
+	for _, s := range []string{v.p.QMP(), v.p.QGA(), v.p.Console(), v.p.VNC()} {
 		_ = os.Remove(s) // a stale socket of an earlier run
 	}
 	// Keep the previous boot's console output one generation back.
-	if fi, err := os.Stat(v.p.consoleLog()); err == nil && fi.Size() > 0 {
-		_ = os.Rename(v.p.consoleLog(), v.p.consoleLog()+".1")
+	if fi, err := os.Stat(v.p.ConsoleLog()); err == nil && fi.Size() > 0 {
+		_ = os.Rename(v.p.ConsoleLog(), v.p.ConsoleLog()+".1")
 	}
-	logf, err := os.OpenFile(v.p.qemuLog(), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	logf, err := os.OpenFile(v.p.QEMULog(), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
 	}
@@ -187,7 +187,7 @@ func (v *vm) launch(ctx context.Context, hw api.VMHardware, extra []string) erro
 	v.mu.Lock()
 	cfg := v.cfg
 	v.mu.Unlock()
-	cmd := exec.Command(v.d.opt.Binary, append(cmdline.Args(cfg, hw, v.p.files(), v.d.accel), extra...)...)
+	cmd := exec.Command(v.d.opt.Binary, append(cmdline.Args(cfg, hw, v.p.Files(), v.d.accel), extra...)...)
 	cmd.Dir = v.cfg.Dir
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own session: signals to the agent (Ctrl-C, its process group)
@@ -209,11 +209,11 @@ func (v *vm) launch(ctx context.Context, hw api.VMHardware, extra []string) erro
 	v.guest = hypervisor.GuestInfo{}
 	v.mu.Unlock()
 
-	q, err := dialQMP(ctx, v.p.qmp(), exited)
+	q, err := proc.DialQMP(ctx, v.p.QMP(), exited)
 	if err != nil {
 		_ = cmd.Process.Kill()
 		<-exited
-		msg := tail(v.p.qemuLog(), 3)
+		msg := proc.Tail(v.p.QEMULog(), 3)
 		if msg == "" {
 			msg = err.Error()
 		}
@@ -221,29 +221,6 @@ func (v *vm) launch(ctx context.Context, hw api.VMHardware, extra []string) erro
 	}
 	v.running(q, cmd.Process.Pid, exited, func() error { return waitErr })
 	return nil
-}
-
-// dialQMP connects to a QEMU that is starting, giving up if it exits.
-func dialQMP(ctx context.Context, path string, exited <-chan struct{}) (*qmp.Client, error) {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		dctx, cancel := context.WithTimeout(ctx, time.Second)
-		q, err := qmp.Dial(dctx, path)
-		cancel()
-		if err == nil {
-			return q, nil
-		}
-		select {
-		case <-exited:
-			return nil, fmt.Errorf("QEMU exited before its QMP socket answered: %w", err)
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("QMP socket %s did not answer in 30s: %w", path, err)
-		}
-	}
 }
 
 // running takes over a live QEMU: it follows its events and its exit, and
@@ -383,7 +360,7 @@ func (v *vm) onExit(exitErr func() error) {
 			}
 		}
 		reason = "QEMU ended unexpectedly: " + why
-		if t := tail(v.p.qemuLog(), 2); t != "" {
+		if t := proc.Tail(v.p.QEMULog(), 2); t != "" {
 			reason += ": " + t
 		}
 		v.log.Warn("VM stopped unexpectedly", "vm", v.cfg.Name, "reason", reason)
@@ -394,7 +371,7 @@ func (v *vm) onExit(exitErr func() error) {
 // attach takes over a VM defined earlier, maybe running under a QEMU an
 // earlier agent started.
 func (v *vm) attach(ctx context.Context) error {
-	saved, err := readState(v.p.stateFile())
+	saved, err := proc.ReadState(v.p.StateFile())
 	if err != nil {
 		return err
 	}
@@ -407,7 +384,7 @@ func (v *vm) attach(ctx context.Context) error {
 		v.hw = *saved.Hardware
 	}
 	v.mu.Unlock()
-	pid, alive := findProcess(v.p.pidFile(), cmdline.SMBIOSUUID(v.cfg.ID))
+	pid, alive := proc.Find(v.p.PIDFile(), cmdline.SMBIOSUUID(v.cfg.ID))
 	if !alive {
 		if saved.Power != hypervisor.StateOff {
 			v.set(hypervisor.StateOff, "QEMU ended while no agent watched it")
@@ -415,8 +392,8 @@ func (v *vm) attach(ctx context.Context) error {
 		return nil
 	}
 	exited := make(chan struct{})
-	go watchPID(pid, exited)
-	q, err := dialQMP(ctx, v.p.qmp(), exited)
+	go proc.Watch(pid, exited)
+	q, err := proc.DialQMP(ctx, v.p.QMP(), exited)
 	if err != nil {
 		return fmt.Errorf("re-attach vm %s (pid %d): %w", v.cfg.Name, pid, err)
 	}
@@ -449,34 +426,6 @@ func (v *vm) attach(ctx context.Context) error {
 	}
 	v.log.Info("re-attached to a running VM", "vm", v.cfg.Name, "pid", pid, "status", st.Status)
 	return nil
-}
-
-// watchPID closes exited when a process that is not our child ends.
-func watchPID(pid int, exited chan struct{}) {
-	for {
-		if err := syscall.Kill(pid, 0); err != nil {
-			close(exited)
-			return
-		}
-		if _, err := os.Stat(filepath.Join("/proc", fmt.Sprint(pid))); err != nil {
-			close(exited)
-			return
-		}
-		if stat, err := os.ReadFile(filepath.Join("/proc", fmt.Sprint(pid), "stat")); err == nil && zombie(stat) {
-			close(exited)
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-func zombie(stat []byte) bool {
-	for i := len(stat) - 1; i > 0; i-- {
-		if stat[i] == ')' {
-			return i+2 < len(stat) && stat[i+2] == 'Z'
-		}
-	}
-	return false
 }
 
 // askShutdown asks the guest once: through its agent if it answers, else
