@@ -11,6 +11,7 @@ import (
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/disk"
 	"github.com/vdc-project/vdc/internal/hypervisor"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/blockjob"
 	"github.com/vdc-project/vdc/internal/hypervisor/qemu/cmdline"
 )
 
@@ -89,7 +90,7 @@ func (v *vm) plug(ctx context.Context, dc hypervisor.DiskConfig) error {
 		if port == "" {
 			var err error
 			if port, err = v.freePort(ctx); err != nil {
-				v.dropNamed(node)
+				blockjob.Drop(v, node)
 				return err
 			}
 		}

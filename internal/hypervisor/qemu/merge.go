@@ -7,12 +7,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
-	"time"
 
 	"github.com/vdc-project/vdc/internal/disk"
 	"github.com/vdc-project/vdc/internal/hypervisor"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/blockjob"
 )
 
 // A merge writes its intent into the VM's directory before it touches
@@ -165,65 +164,7 @@ func (v *vm) hasQEMU() bool {
 	return v.qmp != nil
 }
 
-// blockNode is a node of query-named-block-nodes.
-type blockNode struct {
-	NodeName string `json:"node-name"`
-	Drv      string `json:"drv"`
-	File     string `json:"file"`
-}
-
-// nodeOfFile finds the format node QEMU has open for a disk file.
-func (v *vm) nodeOfFile(ctx context.Context, path string) (string, error) {
-	var nodes []blockNode
-	if err := v.command2(ctx, "query-named-block-nodes", map[string]any{"flat": true}, &nodes); err != nil {
-		return "", err
-	}
-	for _, n := range nodes {
-		if n.File == path && n.Drv != "file" {
-			return n.NodeName, nil
-		}
-	}
-	return "", fmt.Errorf("QEMU does not have %s open", path)
-}
-
-// fileOfNode is the file a format node reads.
-func (v *vm) fileOfNode(ctx context.Context, node string) (string, error) {
-	var nodes []blockNode
-	if err := v.command2(ctx, "query-named-block-nodes", map[string]any{"flat": true}, &nodes); err != nil {
-		return "", err
-	}
-	for _, n := range nodes {
-		if n.NodeName == node {
-			return n.File, nil
-		}
-	}
-	return "", fmt.Errorf("QEMU has no node %s", node)
-}
-
-// command2 is a QMP command with arguments and an answer.
-func (v *vm) command2(ctx context.Context, cmd string, args, out any) error {
-	v.mu.Lock()
-	q := v.qmp
-	v.mu.Unlock()
-	if q == nil {
-		return fmt.Errorf("%s: vm %s has no running QEMU: %w", cmd, v.cfg.Name, hypervisor.ErrWrongState)
-	}
-	return q.Execute(ctx, cmd, args, out)
-}
-
 func commitJob(diskName string) string { return "commit-" + diskName }
-
-// job returns our job of that ID in QEMU, if it has one.
-func (v *vm) job(ctx context.Context, id string) (*qmpJobInfo, error) {
-	var jobs []qmpJobInfo
-	if err := v.query(ctx, "query-jobs", &jobs); err != nil {
-		return nil, err
-	}
-	if i := slices.IndexFunc(jobs, func(j qmpJobInfo) bool { return j.ID == id }); i >= 0 {
-		return &jobs[i], nil
-	}
-	return nil, nil
-}
 
 // activeCommit merges the disk's active file into its base while the
 // guest writes, then switches the disk to the base with the guest paused
@@ -234,7 +175,7 @@ func (v *vm) activeCommit(ctx context.Context, m hypervisor.DiskMerge, j mergeJo
 	if err != nil || cur == m.Base {
 		return err
 	}
-	if err := v.waitCommitReady(ctx, id); err != nil {
+	if err := blockjob.WaitReady(ctx, v, id); err != nil {
 		return err
 	}
 	return v.pivot(ctx, m, j, id, root, cur)
@@ -248,7 +189,7 @@ func (v *vm) startActiveCommit(ctx context.Context, m hypervisor.DiskMerge, id s
 	if err != nil {
 		return "", "", err
 	}
-	cur, err = v.fileOfNode(ctx, root)
+	cur, err = blockjob.FileOfNode(ctx, v, root)
 	if err != nil {
 		return "", "", err
 	}
@@ -257,12 +198,12 @@ func (v *vm) startActiveCommit(ctx context.Context, m hypervisor.DiskMerge, id s
 		_ = v.command(ctx, "job-dismiss", map[string]any{"id": id})
 		return root, cur, nil
 	}
-	job, err := v.job(ctx, id)
+	job, err := blockjob.Find(ctx, v, id)
 	if err != nil {
 		return "", "", err
 	}
 	if job == nil {
-		base, err := v.nodeOfFile(ctx, m.Base)
+		base, err := blockjob.NodeOfFile(ctx, v, m.Base)
 		if err != nil {
 			return "", "", err
 		}
@@ -272,32 +213,6 @@ func (v *vm) startActiveCommit(ctx context.Context, m hypervisor.DiskMerge, id s
 		}
 	}
 	return root, cur, nil
-}
-
-// waitCommitReady waits until the commit job is ready: Base holds all of
-// Top and follows the guest's writes.
-func (v *vm) waitCommitReady(ctx context.Context, id string) error {
-	for {
-		job, err := v.job(ctx, id)
-		if err != nil {
-			return err
-		}
-		if job == nil {
-			return fmt.Errorf("the merge job ended before it was ready")
-		}
-		if job.Status == "ready" {
-			return nil
-		}
-		if job.Status == "concluded" {
-			_ = v.command(context.Background(), "job-dismiss", map[string]any{"id": id})
-			return fmt.Errorf("the merge job failed: %s", job.Error)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 }
 
 // pivot completes the ready commit job with the guest paused, so that the
@@ -326,14 +241,14 @@ func (v *vm) pivot(ctx context.Context, m hypervisor.DiskMerge, j mergeJournal, 
 		resume()
 		return err
 	}
-	if err := v.waitJob(ctx, id, nil); err != nil {
+	if err := blockjob.Wait(ctx, v, id, nil); err != nil {
 		resume()
 		return err
 	}
-	v.dropOrphan(root)
+	blockjob.DropOrphan(v, root)
 	var err error
 	if root, err = v.node(ctx, m.Disk); err == nil {
-		cur, err = v.fileOfNode(ctx, root)
+		cur, err = blockjob.FileOfNode(ctx, v, root)
 	}
 	if err != nil || cur != m.Base {
 		resume()
@@ -353,19 +268,19 @@ func (v *vm) pivot(ctx context.Context, m hypervisor.DiskMerge, j mergeJournal, 
 // QEMU points the file above it at the base when done.
 func (v *vm) liveCommit(ctx context.Context, m hypervisor.DiskMerge) error {
 	id := commitJob(m.Disk)
-	job, err := v.job(ctx, id)
+	job, err := blockjob.Find(ctx, v, id)
 	if err != nil {
 		return err
 	}
 	if job == nil {
-		top, err := v.nodeOfFile(ctx, m.Top)
+		top, err := blockjob.NodeOfFile(ctx, v, m.Top)
 		if err != nil {
 			if done, _ := v.childrenOn(ctx, m); done {
 				return nil
 			}
 			return err
 		}
-		base, err := v.nodeOfFile(ctx, m.Base)
+		base, err := blockjob.NodeOfFile(ctx, v, m.Base)
 		if err != nil {
 			return err
 		}
@@ -377,9 +292,9 @@ func (v *vm) liveCommit(ctx context.Context, m hypervisor.DiskMerge) error {
 			"backing-file": m.Base, "auto-dismiss": false})); err != nil {
 			return err
 		}
-		defer v.dropOrphan(top)
+		defer blockjob.DropOrphan(v, top)
 	}
-	return v.waitJob(ctx, id, nil)
+	return blockjob.Wait(ctx, v, id, nil)
 }
 
 // withSpeed caps a block job at the driver's merge bandwidth.
@@ -388,18 +303,6 @@ func (d *Driver) withSpeed(args map[string]any) map[string]any {
 		args["speed"] = d.opt.MergeBandwidth
 	}
 	return args
-}
-
-// dropOrphan deletes a node a commit took out of the disk's chain: nodes
-// we named (the command line's, blockdev-add's) outlive it otherwise and
-// keep holding their backing node, which blocks the next snapshot.
-func (v *vm) dropOrphan(node string) {
-	if strings.HasPrefix(node, "#") {
-		return // QEMU's own: it went with the chain
-	}
-	ctx := context.Background()
-	_ = v.command(ctx, "blockdev-del", map[string]any{"node-name": node})
-	_ = v.command(ctx, "blockdev-del", map[string]any{"node-name": node + "-file"})
 }
 
 // childrenOn says whether every child of Top already points at Base.

@@ -44,6 +44,11 @@ func (m *migration) update(fn func(st *hypervisor.MigrationStatus)) {
 	m.mu.Unlock()
 }
 
+// diskProgress records how far the disk copies are.
+func (m *migration) diskProgress(total, done int64) {
+	m.update(func(st *hypervisor.MigrationStatus) { st.DiskTotal, st.DiskDone = total, done })
+}
+
 func (m *migration) fail(err error) {
 	m.update(func(st *hypervisor.MigrationStatus) {
 		if st.State != hypervisor.MigrationCancelled {
@@ -131,16 +136,6 @@ func (v *vm) setMigrationParams(ctx context.Context, multifd int, compress strin
 		return nil
 	}
 	return v.command(ctx, "migrate-set-parameters", params)
-}
-
-func (v *vm) query(ctx context.Context, cmd string, out any) error {
-	v.mu.Lock()
-	q := v.qmp
-	v.mu.Unlock()
-	if q == nil {
-		return fmt.Errorf("%s: vm %s has no running QEMU: %w", cmd, v.cfg.Name, hypervisor.ErrWrongState)
-	}
-	return q.Execute(ctx, cmd, nil, out)
 }
 
 // forget drops a VM from the driver and removes its runtime files (not

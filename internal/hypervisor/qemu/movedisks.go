@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/vdc-project/vdc/internal/disk"
 	"github.com/vdc-project/vdc/internal/hypervisor"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/blockjob"
 )
 
 // MoveDisks mirrors a running VM's disks to new files and switches over.
@@ -69,10 +69,10 @@ func (v *vm) moveDisks(ctx context.Context, m *migration, moves []hypervisor.Dis
 		}
 		ids = append(ids, id)
 	}
-	if err := v.waitJobs(ctx, m, ids); err != nil {
+	if err := blockjob.WaitMirrors(ctx, v, ids, m.diskProgress); err != nil {
 		return err
 	}
-	if err := v.completeMoves(ctx, ids); err != nil {
+	if err := blockjob.CompleteMirrors(ctx, v, ids); err != nil {
 		return err
 	}
 	v.switchDisks(jobs)
@@ -121,32 +121,6 @@ func (v *vm) startMove(ctx context.Context, mv hypervisor.DiskMove, jobs *[]disk
 		return "", err
 	}
 	return id, nil
-}
-
-// completeMoves switches the VM to the new files and waits until the
-// mirror jobs are gone.
-func (v *vm) completeMoves(ctx context.Context, ids []string) error {
-	for _, id := range ids {
-		if err := v.command(ctx, "block-job-complete", map[string]any{"device": id}); err != nil {
-			return err
-		}
-	}
-	for {
-		var left []qmpJob
-		if err := v.query(ctx, "query-block-jobs", &left); err != nil {
-			return err
-		}
-		busy := false
-		for _, j := range left {
-			for _, id := range ids {
-				busy = busy || j.Device == id
-			}
-		}
-		if !busy {
-			return nil
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // switchDisks records the disks' new paths and removes the old files.

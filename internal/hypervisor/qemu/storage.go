@@ -13,6 +13,7 @@ import (
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/disk"
 	"github.com/vdc-project/vdc/internal/hypervisor"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/blockjob"
 )
 
 var _ hypervisor.Storage = (*Driver)(nil)
@@ -175,11 +176,11 @@ func (v *vm) switchToOverlays(ctx context.Context, sws []snapSwitch, undo func()
 			undo()
 			return err
 		}
-		ovNode := overlayNode(s.overlay)
+		ovNode := blockjob.NodeName(s.overlay)
 		add := map[string]any{"driver": "qcow2", "node-name": ovNode, "discard": "unmap", "backing": nil,
 			"file": map[string]any{"driver": "file", "node-name": ovNode + "-file", "filename": s.overlay, "discard": "unmap"}}
 		if err := v.command(ctx, "blockdev-add", add); err != nil {
-			v.dropNodes(s.overlay)
+			blockjob.Drop(v, blockjob.NodeName(s.overlay))
 			undo()
 			return fmt.Errorf("snapshot vm %s: open overlay %s: %w", v.cfg.Name, s.overlay, err)
 		}
@@ -187,7 +188,7 @@ func (v *vm) switchToOverlays(ctx context.Context, sws []snapSwitch, undo func()
 	}
 	dropAll := func() {
 		for _, s := range sws {
-			v.dropNodes(s.overlay)
+			blockjob.Drop(v, blockjob.NodeName(s.overlay))
 		}
 		undo()
 	}
@@ -239,24 +240,6 @@ func (v *vm) snapshotMemory(ctx context.Context, file string, power string, res 
 	hw := v.hw
 	v.mu.Unlock()
 	res.Hardware = &hw
-}
-
-// overlayNode names the QMP node of a disk file from its file name.
-func overlayNode(path string) string {
-	base := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
-	return "n-" + strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
-			return r
-		}
-		return '-'
-	}, base)
-}
-
-func (v *vm) dropNodes(path string) {
-	n := overlayNode(path)
-	ctx := context.Background()
-	_ = v.command(ctx, "blockdev-del", map[string]any{"node-name": n})
-	_ = v.command(ctx, "blockdev-del", map[string]any{"node-name": n + "-file"})
 }
 
 // freeze asks the guest agent to freeze the guest's file systems, and
@@ -602,61 +585,14 @@ func (v *vm) backup(ctx context.Context, diskName, dst string, size int64, progr
 		"file": map[string]any{"driver": "file", "node-name": tn + "-file", "filename": dst}}); err != nil {
 		return fmt.Errorf("copy disk %s: %w", diskName, err)
 	}
-	defer v.dropNamed(tn)
+	defer blockjob.Drop(v, tn)
 	if err := v.command(ctx, "blockdev-backup", map[string]any{"job-id": job, "device": src, "target": tn, "sync": "full",
 		"auto-dismiss": false}); err != nil {
 		return fmt.Errorf("copy disk %s: %w", diskName, err)
 	}
-	return v.waitJob(ctx, job, func(j qmpJob) {
+	return blockjob.Wait(ctx, v, job, func(j blockjob.Job) {
 		if progress != nil {
 			progress(j.Offset, j.Len)
 		}
 	})
-}
-
-func (v *vm) dropNamed(node string) {
-	ctx := context.Background()
-	_ = v.command(ctx, "blockdev-del", map[string]any{"node-name": node})
-	_ = v.command(ctx, "blockdev-del", map[string]any{"node-name": node + "-file"})
-}
-
-// qmpJobInfo is query-jobs' view of a job.
-type qmpJobInfo struct {
-	ID              string `json:"id"`
-	Status          string `json:"status"`
-	CurrentProgress int64  `json:"current-progress"`
-	TotalProgress   int64  `json:"total-progress"`
-	Error           string `json:"error"`
-}
-
-// waitJob waits for a block job started with auto-dismiss off to
-// conclude, and dismisses it.
-func (v *vm) waitJob(ctx context.Context, id string, each func(qmpJob)) error {
-	for {
-		var jobs []qmpJobInfo
-		if err := v.query(ctx, "query-jobs", &jobs); err != nil {
-			return err
-		}
-		i := slices.IndexFunc(jobs, func(j qmpJobInfo) bool { return j.ID == id })
-		if i < 0 {
-			return fmt.Errorf("block job %s is gone", id)
-		}
-		j := jobs[i]
-		if each != nil {
-			each(qmpJob{Device: id, Len: j.TotalProgress, Offset: j.CurrentProgress})
-		}
-		if j.Status == "concluded" {
-			_ = v.command(context.Background(), "job-dismiss", map[string]any{"id": id})
-			if j.Error != "" {
-				return fmt.Errorf("block job %s: %s", id, j.Error)
-			}
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			_ = v.command(context.Background(), "job-cancel", map[string]any{"id": id})
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 }

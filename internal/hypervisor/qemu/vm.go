@@ -466,15 +466,26 @@ func (v *vm) repeatShutdown(ctx context.Context) {
 	}
 }
 
-// command sends a QMP command to the running QEMU.
-func (v *vm) command(ctx context.Context, cmd string, args any) error {
+// Execute sends a QMP command to the running QEMU, with arguments args
+// and the answer decoded into out (either may be nil).
+func (v *vm) Execute(ctx context.Context, cmd string, args, out any) error {
 	v.mu.Lock()
 	q := v.qmp
 	v.mu.Unlock()
 	if q == nil {
 		return fmt.Errorf("%s: vm %s has no running QEMU: %w", cmd, v.cfg.Name, hypervisor.ErrWrongState)
 	}
-	return q.Execute(ctx, cmd, args, nil)
+	return q.Execute(ctx, cmd, args, out)
+}
+
+// command sends a QMP command to the running QEMU.
+func (v *vm) command(ctx context.Context, cmd string, args any) error {
+	return v.Execute(ctx, cmd, args, nil)
+}
+
+// query sends a QMP command without arguments and reads its answer.
+func (v *vm) query(ctx context.Context, cmd string, out any) error {
+	return v.Execute(ctx, cmd, nil, out)
 }
 
 // powerOff makes QEMU quit (killing it if it does not) and waits for it.
