@@ -14,6 +14,7 @@ import (
 	"github.com/vdc-project/vdc/internal/disk"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 	"github.com/vdc-project/vdc/internal/hypervisor/qemu/cmdline"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/migration"
 	"github.com/vdc-project/vdc/internal/hypervisor/qemu/proc"
 )
 
@@ -119,7 +120,7 @@ func (v *vm) startIncoming(ctx context.Context, opt hypervisor.IncomingOptions) 
 	v.d.vms[cfg.ID] = v
 	v.d.mu.Unlock()
 	if opt.TLS {
-		if err := v.addTLS(ctx, "server"); err != nil {
+		if err := migration.AddTLS(ctx, v, v.d.opt.TLSDir, "server"); err != nil {
 			return fmt.Errorf("receive vm %s: %w", cfg.Name, err)
 		}
 	}
@@ -127,7 +128,7 @@ func (v *vm) startIncoming(ctx context.Context, opt hypervisor.IncomingOptions) 
 	if opt.TLS {
 		tls = "server"
 	}
-	if err := v.setMigrationParams(ctx, opt.Multifd, opt.Compress, tls, map[string]any{}); err != nil {
+	if err := migration.SetParams(ctx, v, opt.Multifd, opt.Compress, tls, map[string]any{}); err != nil {
 		return fmt.Errorf("receive vm %s: %w", cfg.Name, err)
 	}
 	return nil
@@ -181,7 +182,7 @@ func (v *vm) exportDisks(ctx context.Context, address string, tls bool) (string,
 	// nbd-server-start takes the legacy socket address form ("data").
 	args := map[string]any{"addr": map[string]any{"type": "inet", "data": map[string]any{"host": address, "port": strconv.Itoa(port)}}}
 	if tls {
-		args["tls-creds"] = tlsObject("server")
+		args["tls-creds"] = migration.TLSObject("server")
 	}
 	if err := v.command(ctx, "nbd-server-start", args); err != nil {
 		return "", err

@@ -8,6 +8,7 @@ import (
 
 	"github.com/vdc-project/vdc/internal/hypervisor"
 	"github.com/vdc-project/vdc/internal/hypervisor/qemu/blockjob"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/migration"
 )
 
 // node finds the block node a disk's device uses now (it changes when
@@ -19,8 +20,8 @@ func (v *vm) node(ctx context.Context, diskName string) (string, error) {
 // mirrorTo copies every disk to the target's NBD exports, at most speed
 // bytes/s (0: no limit) like the memory stream, and keeps them in step
 // until the memory has moved.
-func (v *vm) mirrorTo(ctx context.Context, m *migration, nbd, tlsHostname string, speed int64) error {
-	m.update(func(st *hypervisor.MigrationStatus) { st.State = hypervisor.MigrationMirroring })
+func (v *vm) mirrorTo(ctx context.Context, m *migration.Job, nbd, tlsHostname string, speed int64) error {
+	m.Update(func(st *hypervisor.MigrationStatus) { st.State = hypervisor.MigrationMirroring })
 	host, port, err := net.SplitHostPort(nbd)
 	if err != nil {
 		return err
@@ -35,7 +36,7 @@ func (v *vm) mirrorTo(ctx context.Context, m *migration, nbd, tlsHostname string
 		add := map[string]any{"driver": "nbd", "node-name": target,
 			"server": map[string]any{"type": "inet", "host": host, "port": port}, "export": dc.Name}
 		if tlsHostname != "" {
-			add["tls-creds"] = tlsObject("client")
+			add["tls-creds"] = migration.TLSObject("client")
 			add["tls-hostname"] = tlsHostname
 		}
 		if err := v.command(ctx, "blockdev-add", add); err != nil {
@@ -53,7 +54,7 @@ func (v *vm) mirrorTo(ctx context.Context, m *migration, nbd, tlsHostname string
 	v.mu.Lock()
 	v.mirrors = ids
 	v.mu.Unlock()
-	return blockjob.WaitMirrors(ctx, v, ids, m.diskProgress)
+	return blockjob.WaitMirrors(ctx, v, ids, m.DiskProgress)
 }
 
 // finishMirrors ends the mirror jobs: cancelling a ready mirror leaves

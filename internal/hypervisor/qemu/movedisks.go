@@ -9,6 +9,7 @@ import (
 	"github.com/vdc-project/vdc/internal/disk"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 	"github.com/vdc-project/vdc/internal/hypervisor/qemu/blockjob"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/migration"
 )
 
 // MoveDisks mirrors a running VM's disks to new files and switches over.
@@ -28,12 +29,12 @@ func (d *Driver) MoveDisks(ctx context.Context, id string, moves []hypervisor.Di
 		return err
 	}
 	mctx, cancel := context.WithCancel(context.Background())
-	m.cancel = cancel
+	m.Cancel = cancel
 	go func() {
-		defer close(m.done)
+		defer close(m.Done)
 		defer cancel()
 		if err := v.moveDisks(mctx, m, moves); err != nil {
-			m.fail(err)
+			m.Fail(err)
 			v.log.Warn("disk move failed", "vm", v.cfg.Name, "err", err)
 		}
 	}()
@@ -47,8 +48,8 @@ type diskMove struct {
 	old string
 }
 
-func (v *vm) moveDisks(ctx context.Context, m *migration, moves []hypervisor.DiskMove) (err error) {
-	m.update(func(st *hypervisor.MigrationStatus) { st.State = hypervisor.MigrationMirroring })
+func (v *vm) moveDisks(ctx context.Context, m *migration.Job, moves []hypervisor.DiskMove) (err error) {
+	m.Update(func(st *hypervisor.MigrationStatus) { st.State = hypervisor.MigrationMirroring })
 	var jobs []diskMove
 	defer func() {
 		if err == nil {
@@ -69,7 +70,7 @@ func (v *vm) moveDisks(ctx context.Context, m *migration, moves []hypervisor.Dis
 		}
 		ids = append(ids, id)
 	}
-	if err := blockjob.WaitMirrors(ctx, v, ids, m.diskProgress); err != nil {
+	if err := blockjob.WaitMirrors(ctx, v, ids, m.DiskProgress); err != nil {
 		return err
 	}
 	if err := blockjob.CompleteMirrors(ctx, v, ids); err != nil {
@@ -77,7 +78,7 @@ func (v *vm) moveDisks(ctx context.Context, m *migration, moves []hypervisor.Dis
 	}
 	v.switchDisks(jobs)
 	jobs = nil
-	m.update(func(st *hypervisor.MigrationStatus) { st.State = hypervisor.MigrationCompleted })
+	m.Update(func(st *hypervisor.MigrationStatus) { st.State = hypervisor.MigrationCompleted })
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/internal/hypervisor"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/migration"
 )
 
 // MigrateOut starts sending a running VM to a copy on another host.
@@ -26,12 +27,12 @@ func (d *Driver) MigrateOut(ctx context.Context, id string, to hypervisor.Migrat
 		return err
 	}
 	mctx, cancel := context.WithCancel(context.Background())
-	m.cancel = cancel
+	m.Cancel = cancel
 	go func() {
-		defer close(m.done)
+		defer close(m.Done)
 		defer cancel()
 		if err := v.migrateOut(mctx, m, to); err != nil {
-			m.fail(err)
+			m.Fail(err)
 			v.cleanupMirrors(context.Background())
 			v.log.Warn("migration failed", "vm", v.cfg.Name, "err", err)
 		}
@@ -39,35 +40,35 @@ func (d *Driver) MigrateOut(ctx context.Context, id string, to hypervisor.Migrat
 	return nil
 }
 
-func (v *vm) newMigration() (*migration, error) {
+func (v *vm) newMigration() (*migration.Job, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if v.mig != nil && !v.mig.finished() {
+	if v.mig != nil && !v.mig.Finished() {
 		return nil, fmt.Errorf("vm %s is already migrating: %w", v.cfg.Name, hypervisor.ErrWrongState)
 	}
-	v.mig = &migration{start: time.Now(), done: make(chan struct{}), status: hypervisor.MigrationStatus{State: hypervisor.MigrationSetup}}
+	v.mig = migration.NewJob()
 	return v.mig, nil
 }
 
-func (v *vm) migrateOut(ctx context.Context, m *migration, to hypervisor.MigrateTarget) error {
+func (v *vm) migrateOut(ctx context.Context, m *migration.Job, to hypervisor.MigrateTarget) error {
 	tls := ""
 	if to.TLSHostname != "" {
 		tls = "client"
-		if err := v.addTLS(ctx, tls); err != nil {
+		if err := migration.AddTLS(ctx, v, v.d.opt.TLSDir, tls); err != nil {
 			return err
 		}
 	}
 	// Parameters stay set in QEMU from one migration to the next: set
 	// every one, to the default where the request has none.
 	extra := map[string]any{"auto-converge": to.AutoConverge, "tls-hostname": to.TLSHostname,
-		"max-bandwidth": unlimitedBandwidth, "downtime-limit": defaultDowntimeLimit.Milliseconds()}
+		"max-bandwidth": migration.UnlimitedBandwidth, "downtime-limit": migration.DefaultDowntimeLimit.Milliseconds()}
 	if to.MaxBandwidth > 0 {
 		extra["max-bandwidth"] = to.MaxBandwidth
 	}
 	if to.DowntimeLimit > 0 {
 		extra["downtime-limit"] = to.DowntimeLimit.Milliseconds()
 	}
-	if err := v.setMigrationParams(ctx, to.Multifd, to.Compress, tls, extra); err != nil {
+	if err := migration.SetParams(ctx, v, to.Multifd, to.Compress, tls, extra); err != nil {
 		return err
 	}
 	if to.NBD != "" {
@@ -75,16 +76,16 @@ func (v *vm) migrateOut(ctx context.Context, m *migration, to hypervisor.Migrate
 			return fmt.Errorf("copy the disks: %w", err)
 		}
 	}
-	m.update(func(st *hypervisor.MigrationStatus) { st.State = hypervisor.MigrationActive })
+	m.Update(func(st *hypervisor.MigrationStatus) { st.State = hypervisor.MigrationActive })
 	if err := v.command(ctx, "migrate", map[string]any{"uri": to.URI}); err != nil {
 		return err
 	}
 	for {
-		var q qmpMigrate
+		var q migration.Query
 		if err := v.query(ctx, "query-migrate", &q); err != nil {
 			return err
 		}
-		m.update(func(st *hypervisor.MigrationStatus) { q.into(st) })
+		m.Update(func(st *hypervisor.MigrationStatus) { q.Into(st) })
 		switch q.Status {
 		case "completed":
 			if to.NBD != "" {
@@ -98,7 +99,7 @@ func (v *vm) migrateOut(ctx context.Context, m *migration, to hypervisor.Migrate
 			if err := v.dropLease(ctx); err != nil {
 				return err
 			}
-			m.update(func(st *hypervisor.MigrationStatus) {
+			m.Update(func(st *hypervisor.MigrationStatus) {
 				st.State = hypervisor.MigrationCompleted
 				st.TotalTime = time.Duration(q.TotalTime) * time.Millisecond
 			})
@@ -106,7 +107,7 @@ func (v *vm) migrateOut(ctx context.Context, m *migration, to hypervisor.Migrate
 		case "failed":
 			return fmt.Errorf("QEMU: %s", q.ErrorDesc)
 		case "cancelled":
-			m.update(func(st *hypervisor.MigrationStatus) { st.State = hypervisor.MigrationCancelled })
+			m.Update(func(st *hypervisor.MigrationStatus) { st.State = hypervisor.MigrationCancelled })
 			return errors.New("cancelled")
 		}
 		select {

@@ -14,6 +14,7 @@ import (
 	"github.com/vdc-project/vdc/internal/disk"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 	"github.com/vdc-project/vdc/internal/hypervisor/qemu/blockjob"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/migration"
 )
 
 var _ hypervisor.Storage = (*Driver)(nil)
@@ -220,7 +221,7 @@ func (v *vm) switchToOverlays(ctx context.Context, sws []snapSwitch, undo func()
 // (a suspended VM stays paused). The disks switched already: when the
 // save fails the snapshot stands without memory, and res says so.
 func (v *vm) snapshotMemory(ctx context.Context, file string, power string, res *hypervisor.SnapshotResult) {
-	err := v.saveMemory(ctx, file)
+	err := migration.SaveMemory(ctx, v, file)
 	// A completed save leaves QEMU's disks inactive: cont activates
 	// them again (and a suspended VM is paused again after).
 	if cerr := v.command(context.WithoutCancel(ctx), "cont", nil); cerr != nil && err == nil {
@@ -267,43 +268,6 @@ func (v *vm) freeze(ctx context.Context) (func(), error) {
 		}
 	}, nil
 }
-
-// saveMemory writes the paused VM's RAM and device state to a file, as an
-// outgoing migration into it.
-func (v *vm) saveMemory(ctx context.Context, file string) error {
-	if err := v.setMigrationParams(ctx, 0, "", "", map[string]any{"max-bandwidth": unlimitedBandwidth,
-		"downtime-limit": defaultDowntimeLimit.Milliseconds(), "auto-converge": false, "tls-hostname": ""}); err != nil {
-		return err
-	}
-	if err := v.command(ctx, "migrate", map[string]any{"uri": "exec:cat > " + shellQuote(file)}); err != nil {
-		return err
-	}
-	return v.waitMigration(ctx, "save the memory")
-}
-
-// waitMigration waits for QEMU's migration (to or from a file) to end.
-func (v *vm) waitMigration(ctx context.Context, what string) error {
-	for {
-		var q qmpMigrate
-		if err := v.query(ctx, "query-migrate", &q); err != nil {
-			return err
-		}
-		switch q.Status {
-		case "completed":
-			return nil
-		case "failed", "cancelled":
-			return fmt.Errorf("%s: %s %s", what, q.Status, q.ErrorDesc)
-		}
-		select {
-		case <-ctx.Done():
-			_ = v.command(context.Background(), "migrate_cancel", nil)
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // Revert powers the VM off, replaces its disks with new overlays on the
 // snapshot's files and, with a memory file, runs it from the saved state.
@@ -403,13 +367,7 @@ func (v *vm) restoreMemory(ctx context.Context, req hypervisor.RevertRequest) er
 		return fmt.Errorf("revert vm %s: restore its memory: %w", v.cfg.Name, err)
 	}
 	v.set(hypervisor.StateOn, "")
-	if err := v.setMigrationParams(ctx, 0, "", "", map[string]any{}); err != nil {
-		return fail(err)
-	}
-	if err := v.command(ctx, "migrate-incoming", map[string]any{"uri": "exec:cat " + shellQuote(req.MemoryFile)}); err != nil {
-		return fail(err)
-	}
-	if err := v.waitMigration(ctx, "restore the memory"); err != nil {
+	if err := migration.RestoreMemory(ctx, v, req.MemoryFile); err != nil {
 		return fail(err)
 	}
 	if req.Paused {

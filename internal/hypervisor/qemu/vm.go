@@ -15,6 +15,7 @@ import (
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 	"github.com/vdc-project/vdc/internal/hypervisor/qemu/cmdline"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/migration"
 	"github.com/vdc-project/vdc/internal/hypervisor/qemu/proc"
 	"github.com/vdc-project/vdc/internal/qga"
 	"github.com/vdc-project/vdc/internal/qmp"
@@ -45,11 +46,11 @@ type vm struct {
 
 	// A copy being received (Incoming) is not a VM of this host yet.
 	incoming     bool
-	made         []string   // disks Incoming created, removed if it is aborted
-	mig          *migration // the current or last migration out
-	mirrors      []string   // block jobs copying the disks to a target
-	shuttingDown bool       // a shutdown request is being repeated
-	lease        string     // the lease file the running QEMU holds
+	made         []string       // disks Incoming created, removed if it is aborted
+	mig          *migration.Job // the current or last migration out
+	mirrors      []string       // block jobs copying the disks to a target
+	shuttingDown bool           // a shutdown request is being repeated
+	lease        string         // the lease file the running QEMU holds
 	// hw is the running QEMU's hardware: what it started with, and the
 	// vCPUs and memory hot-added since (hotadd.go).
 	hw api.VMHardware
@@ -324,7 +325,7 @@ func (v *vm) migrating() bool {
 	v.mu.Lock()
 	m := v.mig
 	v.mu.Unlock()
-	return m != nil && m.get().State != hypervisor.MigrationFailed && m.get().State != hypervisor.MigrationCancelled
+	return m != nil && m.Get().State != hypervisor.MigrationFailed && m.Get().State != hypervisor.MigrationCancelled
 }
 
 // onExit records why QEMU ended.
