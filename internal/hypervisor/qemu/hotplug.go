@@ -13,24 +13,8 @@ import (
 	"github.com/vdc-project/vdc/internal/hypervisor"
 	"github.com/vdc-project/vdc/internal/hypervisor/qemu/blockjob"
 	"github.com/vdc-project/vdc/internal/hypervisor/qemu/cmdline"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/diskfile"
 )
-
-// makeDiskFile creates an empty disk, thin or thick, unless it exists.
-func makeDiskFile(ctx context.Context, dc hypervisor.DiskConfig) error {
-	if _, err := os.Stat(dc.Path); err == nil {
-		return nil
-	}
-	if err := os.MkdirAll(filepath.Dir(dc.Path), 0o755); err != nil {
-		return err
-	}
-	if dc.Thick {
-		if err := checkRoom(filepath.Dir(dc.Path), dc.SizeBytes, "make thick disk "+dc.Name); err != nil {
-			return err
-		}
-		return disk.CreateThick(ctx, dc.Path, dc.SizeBytes)
-	}
-	return disk.Create(ctx, dc.Path, dc.SizeBytes)
-}
 
 // AddDisk makes the disk's file and, when the VM runs, plugs it in: a
 // virtio disk goes into a free PCIe root port, a SCSI one onto the
@@ -57,7 +41,7 @@ func (d *Driver) AddDisk(ctx context.Context, id string, dc hypervisor.DiskConfi
 		return fmt.Errorf("add disk %s to vm %s: it has no SCSI controller yet; add a virtio disk, or stop it: %w", dc.Name, v.cfg.Name, hypervisor.ErrWrongState)
 	}
 	_, statErr := os.Stat(dc.Path)
-	if err := makeDiskFile(ctx, dc); err != nil {
+	if err := diskfile.MakeEmpty(ctx, dc); err != nil {
 		return fmt.Errorf("add disk %s to vm %s: %w", dc.Name, v.cfg.Name, err)
 	}
 	defer func() {
@@ -151,7 +135,7 @@ func (d *Driver) ResizeDisk(ctx context.Context, id, name string, size int64) er
 		return fmt.Errorf("resize disk %s of vm %s: it is %s; disks only grow: %w", name, v.cfg.Name, api.Size(info.VirtualSize), hypervisor.ErrInvalid)
 	}
 	if dc.Thick {
-		if err := checkRoom(filepath.Dir(dc.Path), size-info.VirtualSize, "grow thick disk "+name); err != nil {
+		if err := diskfile.CheckRoom(filepath.Dir(dc.Path), size-info.VirtualSize, "grow thick disk "+name); err != nil {
 			return err
 		}
 	}

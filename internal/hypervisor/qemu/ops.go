@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/internal/hypervisor"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/diskfile"
 	"github.com/vdc-project/vdc/internal/hypervisor/qemu/proc"
 )
 
@@ -44,7 +45,7 @@ func (d *Driver) Define(ctx context.Context, cfg hypervisor.VMConfig) error {
 	d.mu.Lock()
 	v, exists := d.vms[cfg.ID]
 	d.mu.Unlock()
-	if err := d.createDisks(ctx, cfg); err != nil {
+	if err := diskfile.CreateAll(ctx, cfg); err != nil {
 		return fmt.Errorf("define vm %s: %w", cfg.Name, err)
 	}
 	if exists {
@@ -235,5 +236,29 @@ func (d *Driver) Resume(ctx context.Context, id string) error {
 		return err
 	}
 	v.set(hypervisor.StateOn, "")
+	return nil
+}
+
+// checkFiles makes sure the files a VM boots from exist.
+func (d *Driver) checkFiles(cfg hypervisor.VMConfig) error {
+	var need []string
+	if cfg.Boot != nil {
+		need = append(need, cfg.Boot.Kernel)
+		if cfg.Boot.Initrd != "" {
+			need = append(need, cfg.Boot.Initrd)
+		}
+	}
+	if cfg.CDROM != "" {
+		need = append(need, cfg.CDROM)
+	}
+	for _, f := range need {
+		fi, err := os.Stat(f)
+		if err != nil {
+			return fmt.Errorf("boot file: %w", err)
+		}
+		if fi.IsDir() {
+			return fmt.Errorf("boot file %s is a directory", f)
+		}
+	}
 	return nil
 }

@@ -10,10 +10,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/disk"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 	"github.com/vdc-project/vdc/internal/hypervisor/qemu/blockjob"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/diskfile"
 	"github.com/vdc-project/vdc/internal/hypervisor/qemu/migration"
 )
 
@@ -391,38 +391,7 @@ func (d *Driver) Usage(ctx context.Context, id string) ([]hypervisor.DiskUsage, 
 	v.mu.Lock()
 	disks := slices.Clone(v.cfg.Disks)
 	v.mu.Unlock()
-	return measureChains(ctx, disks), nil
-}
-
-// The chains are read from the qcow2 headers, not with qemu-img: this
-// runs for every disk on every full heartbeat.
-func measureChains(ctx context.Context, disks []hypervisor.DiskConfig) []hypervisor.DiskUsage {
-	var out []hypervisor.DiskUsage
-	for _, dc := range disks {
-		u := hypervisor.DiskUsage{Name: dc.Name}
-		h, err := disk.ReadHeader(dc.Path)
-		if err != nil {
-			continue
-		}
-		u.VirtualBytes = h.VirtualSize
-		if u.AllocatedBytes, err = disk.Allocated(dc.Path); err != nil {
-			continue
-		}
-		dir := filepath.Dir(dc.Path)
-		for p, i := h.Backing, 0; p != "" && i < 256 && filepath.Dir(p) == dir; i++ {
-			a, err := disk.Allocated(p)
-			if err != nil {
-				break
-			}
-			u.ChainBytes += a
-			if h, err = disk.ReadHeader(p); err != nil {
-				break
-			}
-			p = h.Backing
-		}
-		out = append(out, u)
-	}
-	return out
+	return diskfile.MeasureChains(ctx, disks), nil
 }
 
 // RemoveFiles deletes disk files (and memory files) nothing uses.
@@ -466,13 +435,13 @@ func (d *Driver) CopyDisk(ctx context.Context, c hypervisor.DiskCopy, progress f
 	if err != nil {
 		return fmt.Errorf("copy disk: %w", err)
 	}
-	if err := checkRoom(filepath.Dir(c.Dst), info.ActualSize, "copy disk "+src); err != nil {
+	if err := diskfile.CheckRoom(filepath.Dir(c.Dst), info.ActualSize, "copy disk "+src); err != nil {
 		return err
 	}
 	// Progress counts data, not the virtual size: a thin 20 GiB disk
 	// holding 3 MiB copies 3 MiB. Both QEMU and qemu-img skip what was
 	// never written; their share done is applied to the data there is.
-	data := float64(chainData(ctx, src))
+	data := float64(diskfile.ChainData(ctx, src))
 	share := func(f float64) {
 		if progress != nil {
 			progress(int64(min(f, 1)*data), int64(data))
@@ -496,33 +465,6 @@ func (d *Driver) CopyDisk(ctx context.Context, c hypervisor.DiskCopy, progress f
 	// The last word is what the copy really holds.
 	if n, err := disk.Allocated(c.Dst); err == nil && progress != nil {
 		progress(n, n)
-	}
-	return nil
-}
-
-// chainData is about the data a full copy of the disk at path holds: what
-// its file and the files under it take (the copy flattens the chain).
-func chainData(ctx context.Context, path string) int64 {
-	chain, err := disk.Chain(ctx, path)
-	if err != nil {
-		return 0
-	}
-	var n int64
-	for _, e := range chain {
-		n += e.ActualSize
-	}
-	return n
-}
-
-// checkRoom refuses work that would fill a datastore: it needs need bytes
-// and a margin.
-func checkRoom(dir string, need int64, what string) error {
-	free, err := freeBytes(dir)
-	if err != nil {
-		return nil
-	}
-	if margin := int64(64 << 20); free < need+margin {
-		return fmt.Errorf("%s: the datastore has %s free and this needs %s: %w", what, api.Size(free), api.Size(need+margin), hypervisor.ErrNoSpace)
 	}
 	return nil
 }
