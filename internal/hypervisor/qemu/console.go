@@ -60,7 +60,7 @@ func (d *Driver) DisplayAttach(ctx context.Context, id string) (io.ReadWriteClos
 	if err := v.wrongState("attach to the display of", hypervisor.StateOn, hypervisor.StateSuspended); err != nil {
 		return nil, err
 	}
-	addr := v.state().VNC
+	addr := v.State().VNC
 	sock, ok := strings.CutPrefix(addr, "unix:")
 	switch {
 	case addr == "" && v.cfg.VNC:

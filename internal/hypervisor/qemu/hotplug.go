@@ -24,7 +24,7 @@ func (d *Driver) AddDisk(ctx context.Context, id string, dc hypervisor.DiskConfi
 	if err != nil {
 		return err
 	}
-	if _, err := v.disk(dc.Name); err == nil {
+	if _, err := v.Disk(dc.Name); err == nil {
 		return fmt.Errorf("add disk %s to vm %s: it has one of that name: %w", dc.Name, v.cfg.Name, hypervisor.ErrInvalid)
 	}
 	running := v.powerState() != hypervisor.StateOff
@@ -120,7 +120,7 @@ func (d *Driver) ResizeDisk(ctx context.Context, id, name string, size int64) er
 	if err != nil {
 		return err
 	}
-	dc, err := v.disk(name)
+	dc, err := v.Disk(name)
 	if err != nil {
 		return fmt.Errorf("resize: %w", err)
 	}
@@ -165,7 +165,7 @@ func (d *Driver) RemoveDisk(ctx context.Context, id, name string) error {
 	if err != nil {
 		return err
 	}
-	dc, err := v.disk(name)
+	dc, err := v.Disk(name)
 	if err != nil {
 		return fmt.Errorf("remove: %w", err)
 	}

@@ -256,7 +256,7 @@ func (d *Driver) FinishIncoming(ctx context.Context, id string) error {
 	v.mu.Unlock()
 	go v.pollGuest(runCtx)
 	_ = os.Remove(filepath.Join(v.cfg.Dir, incomingFile))
-	v.set(hypervisor.StateOn, "")
+	v.SetPower(hypervisor.StateOn, "")
 	return nil
 }
 

@@ -120,7 +120,7 @@ func (d *Driver) CancelMigration(ctx context.Context, id string) error {
 	var st struct {
 		Status string `json:"status"`
 	}
-	if err := v.query(ctx, "query-status", &st); err == nil && st.Status != "running" && v.state().Power == hypervisor.StateOn {
+	if err := v.query(ctx, "query-status", &st); err == nil && st.Status != "running" && v.State().Power == hypervisor.StateOn {
 		_ = v.command(ctx, "cont", nil)
 	}
 	return nil

@@ -88,9 +88,9 @@ func (d *Driver) Attach(ctx context.Context, cfg hypervisor.VMConfig) (hyperviso
 	if u := v.unfinishedMerge(); u != "" {
 		// Reported with the VM's state until the merge is finished.
 		v.log.Warn("the VM has an unfinished disk merge", "merge", u)
-		v.set(v.state().Power, "unfinished disk merge of "+u+": it is finished when the snapshot delete is retried (the task does)")
+		v.SetPower(v.State().Power, "unfinished disk merge of "+u+": it is finished when the snapshot delete is retried (the task does)")
 	}
-	return v.state(), nil
+	return v.State(), nil
 }
 
 // Undefine removes a VM that is off: its disks and runtime files.
@@ -134,7 +134,7 @@ func (d *Driver) State(ctx context.Context, id string) (hypervisor.VMState, erro
 	if err != nil {
 		return hypervisor.VMState{}, err
 	}
-	return v.state(), nil
+	return v.State(), nil
 }
 
 func (d *Driver) Start(ctx context.Context, id string) error {
@@ -220,7 +220,7 @@ func (d *Driver) Suspend(ctx context.Context, id string) error {
 	if err := v.command(ctx, "stop", nil); err != nil {
 		return err
 	}
-	v.set(hypervisor.StateSuspended, "")
+	v.SetPower(hypervisor.StateSuspended, "")
 	return nil
 }
 
@@ -235,7 +235,7 @@ func (d *Driver) Resume(ctx context.Context, id string) error {
 	if err := v.command(ctx, "cont", nil); err != nil {
 		return err
 	}
-	v.set(hypervisor.StateOn, "")
+	v.SetPower(hypervisor.StateOn, "")
 	return nil
 }
 

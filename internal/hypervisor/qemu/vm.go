@@ -72,14 +72,14 @@ type vm struct {
 	guestTick  int
 }
 
-func (v *vm) state() hypervisor.VMState {
+func (v *vm) State() hypervisor.VMState {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return hypervisor.VMState{Power: v.power, Reason: v.reason, Since: v.since, VNC: v.vnc}
 }
 
-// set changes the power state, saves it and tells subscribers.
-func (v *vm) set(power, reason string) {
+// SetPower changes the power state, saves it and tells subscribers.
+func (v *vm) SetPower(power, reason string) {
 	v.mu.Lock()
 	changed := v.power != power || v.reason != reason
 	if v.power != power {
@@ -137,7 +137,7 @@ func (v *vm) start(ctx context.Context) error {
 		v.kill()
 		return fmt.Errorf("start vm %s: %w", v.cfg.Name, err)
 	}
-	v.set(hypervisor.StateOn, "")
+	v.SetPower(hypervisor.StateOn, "")
 	return nil
 }
 
@@ -297,8 +297,8 @@ func (v *vm) onEvent(e qmp.Event) {
 		if v.migrating() || v.isQuiet() {
 			return // a migration or snapshot pauses it itself; not a suspend
 		}
-		if v.state().Power == hypervisor.StateOn {
-			v.set(hypervisor.StateSuspended, v.pauseReason())
+		if v.State().Power == hypervisor.StateOn {
+			v.SetPower(hypervisor.StateSuspended, v.pauseReason())
 		}
 	case "RESUME":
 		if v.isQuiet() {
@@ -307,11 +307,11 @@ func (v *vm) onEvent(e qmp.Event) {
 		v.mu.Lock()
 		v.ioError = ""
 		v.mu.Unlock()
-		if v.state().Power == hypervisor.StateSuspended {
-			v.set(hypervisor.StateOn, "")
+		if v.State().Power == hypervisor.StateSuspended {
+			v.SetPower(hypervisor.StateOn, "")
 		}
 	case "GUEST_PANICKED":
-		v.set(v.state().Power, "the guest kernel panicked")
+		v.SetPower(v.State().Power, "the guest kernel panicked")
 	case "RESET":
 		v.mu.Lock()
 		v.answered, v.guestSince = false, time.Now()
@@ -366,7 +366,7 @@ func (v *vm) onExit(exitErr func() error) {
 		}
 		v.log.Warn("VM stopped unexpectedly", "vm", v.cfg.Name, "reason", reason)
 	}
-	v.set(hypervisor.StateOff, reason)
+	v.SetPower(hypervisor.StateOff, reason)
 }
 
 // attach takes over a VM defined earlier, maybe running under a QEMU an
@@ -388,7 +388,7 @@ func (v *vm) attach(ctx context.Context) error {
 	pid, alive := proc.Find(v.p.PIDFile(), cmdline.SMBIOSUUID(v.cfg.ID))
 	if !alive {
 		if saved.Power != hypervisor.StateOff {
-			v.set(hypervisor.StateOff, "QEMU ended while no agent watched it")
+			v.SetPower(hypervisor.StateOff, "QEMU ended while no agent watched it")
 		}
 		return nil
 	}
@@ -412,17 +412,17 @@ func (v *vm) attach(ctx context.Context) error {
 		// QEMU's: finish it, or end it if another copy holds the lease.
 		if err := v.run(ctx); err != nil {
 			v.kill()
-			v.set(hypervisor.StateOff, "start interrupted, then refused: "+err.Error())
+			v.SetPower(hypervisor.StateOff, "start interrupted, then refused: "+err.Error())
 			return nil
 		}
-		v.set(hypervisor.StateOn, "")
+		v.SetPower(hypervisor.StateOn, "")
 	case "paused":
 		if saved.Power != hypervisor.StateSuspended {
-			v.set(hypervisor.StateSuspended, "paused by QEMU")
+			v.SetPower(hypervisor.StateSuspended, "paused by QEMU")
 		}
 	default:
 		if saved.Power != hypervisor.StateOn {
-			v.set(hypervisor.StateOn, "")
+			v.SetPower(hypervisor.StateOn, "")
 		}
 	}
 	v.log.Info("re-attached to a running VM", "vm", v.cfg.Name, "pid", pid, "status", st.Status)
@@ -455,7 +455,7 @@ func (v *vm) repeatShutdown(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if v.state().Power != hypervisor.StateOn {
+		if v.State().Power != hypervisor.StateOn {
 			v.mu.Lock()
 			v.shuttingDown = false
 			v.mu.Unlock()
@@ -516,7 +516,7 @@ func (v *vm) powerOff(ctx context.Context) error {
 		}
 	}
 	// onExit runs in the monitor; wait until it recorded the state.
-	for i := 0; i < 100 && v.state().Power != hypervisor.StateOff; i++ {
+	for i := 0; i < 100 && v.State().Power != hypervisor.StateOff; i++ {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return nil
