@@ -114,12 +114,12 @@ func (d *Driver) HotAdd(ctx context.Context, id string, cpus int, memoryBytes in
 // guestView is what the guest has before a hot-add (nil: its agent does
 // not answer).
 func (v *vm) guestView(ctx context.Context) *hotadd.GuestView {
-	if v.guestInfo().State != hypervisor.GuestRunning {
+	if v.guest.Info().State != hypervisor.GuestRunning {
 		return nil
 	}
 	gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	c, err := v.agent(gctx)
+	c, err := v.guest.Client(gctx)
 	if err != nil {
 		return nil
 	}
@@ -132,7 +132,7 @@ func (v *vm) onlineInGuest(ctx context.Context, before *hotadd.GuestView, cpus, 
 	if before == nil {
 		return "the guest agent does not answer: the guest has the new hardware and must bring it online itself"
 	}
-	c, err := v.agent(ctx)
+	c, err := v.guest.Client(ctx)
 	if err != nil {
 		return "the guest agent does not answer: " + err.Error()
 	}

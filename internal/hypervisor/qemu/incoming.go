@@ -254,7 +254,7 @@ func (d *Driver) FinishIncoming(ctx context.Context, id string) error {
 	v.incoming, v.made = false, nil
 	runCtx := v.runCtx
 	v.mu.Unlock()
-	go v.pollGuest(runCtx)
+	go v.guest.Poll(runCtx)
 	_ = os.Remove(filepath.Join(v.cfg.Dir, incomingFile))
 	v.SetPower(hypervisor.StateOn, "")
 	return nil

@@ -12,6 +12,7 @@ import (
 
 	"github.com/vdc-project/vdc/internal/hypervisor"
 	"github.com/vdc-project/vdc/internal/hypervisor/qemu/diskfile"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/guestagent"
 	"github.com/vdc-project/vdc/internal/hypervisor/qemu/proc"
 )
 
@@ -19,8 +20,11 @@ func (d *Driver) newVM(cfg hypervisor.VMConfig) *vm {
 	// The VM's config is its own: the driver changes it (disk moves).
 	cfg.Disks = slices.Clone(cfg.Disks)
 	cfg.NICs = slices.Clone(cfg.NICs)
-	return &vm{d: d, cfg: cfg, p: proc.Paths{Run: d.runDirFor(cfg), Dir: cfg.Dir}, log: d.log.With("vm", cfg.Name),
+	v := &vm{d: d, cfg: cfg, p: proc.Paths{Run: d.runDirFor(cfg), Dir: cfg.Dir}, log: d.log.With("vm", cfg.Name),
 		power: hypervisor.StateOff, since: time.Now().UTC()}
+	v.guest = guestagent.New(guestagent.Options{Socket: v.p.QGA(), Name: func() string { return v.cfg.Name },
+		Running: v.HasQEMU, Changed: func() { d.notify(cfg.ID) }, Poll: d.opt.GuestPoll, Grace: d.opt.GuestAgentGrace, Log: v.log})
+	return v
 }
 
 func validate(cfg hypervisor.VMConfig) error {

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"slices"
-	"time"
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/hypervisor"
@@ -89,29 +88,7 @@ func (d *Driver) Snapshot(ctx context.Context, id string, req hypervisor.Snapsho
 
 // Freeze asks the guest agent to freeze the guest's file systems, and
 // returns how to thaw them.
-func (v *vm) Freeze(ctx context.Context) (func(), error) {
-	fctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	c, err := v.reach(fctx)
-	if err != nil {
-		if errors.Is(err, hypervisor.ErrWrongState) || ctx.Err() != nil {
-			return nil, err
-		}
-		return nil, v.silent("quiesce", err)
-	}
-	var n int
-	if err := c.Execute(fctx, "guest-fsfreeze-freeze", nil, &n); err != nil {
-		return nil, fmt.Errorf("guest agent: %w", err)
-	}
-	return func() {
-		tctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		var n int
-		if err := c.Execute(tctx, "guest-fsfreeze-thaw", nil, &n); err != nil {
-			v.log.Error("cannot thaw the guest's file systems", "err", err)
-		}
-	}, nil
-}
+func (v *vm) Freeze(ctx context.Context) (func(), error) { return v.guest.Freeze(ctx) }
 
 // Revert powers the VM off, replaces its disks with new overlays on the
 // snapshot's files and, with a memory file, runs it from the saved state.
@@ -170,7 +147,7 @@ func (v *vm) restoreMemory(ctx context.Context, req hypervisor.RevertRequest) er
 		runCtx, running := v.runCtx, v.qmp != nil
 		v.mu.Unlock()
 		if running {
-			go v.pollGuest(runCtx)
+			go v.guest.Poll(runCtx)
 		}
 	}()
 	// The saved state goes back into the hardware it was saved from.

@@ -15,9 +15,9 @@ import (
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 	"github.com/vdc-project/vdc/internal/hypervisor/qemu/cmdline"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/guestagent"
 	"github.com/vdc-project/vdc/internal/hypervisor/qemu/migration"
 	"github.com/vdc-project/vdc/internal/hypervisor/qemu/proc"
-	"github.com/vdc-project/vdc/internal/qga"
 	"github.com/vdc-project/vdc/internal/qmp"
 )
 
@@ -60,16 +60,9 @@ type vm struct {
 	// ioError says why QEMU paused the guest on a failed write.
 	ioError string
 
-	dialMu   sync.Mutex // one guest agent dial at a time
-	guest    hypervisor.GuestInfo
-	answered bool // the guest agent answered since this boot
-	// guestSince is when the guest last started (a boot, a reset, or this
-	// agent taking the VM over): its agent has had a chance to answer
-	// once GuestAgentGrace has passed since.
-	guestSince time.Time
-	lastAnswer time.Time // of the guest agent, to anyone
-	qga        *qga.Client
-	guestTick  int
+	// guest watches the guest agent; its lock is taken after mu, never
+	// before.
+	guest *guestagent.Agent
 }
 
 func (v *vm) State() hypervisor.VMState {
@@ -206,8 +199,8 @@ func (v *vm) launch(ctx context.Context, hw api.VMHardware, extra []string) erro
 	v.mu.Lock()
 	v.started = time.Now()
 	v.hw = hw
-	v.stopping, v.guestDown, v.answered = false, false, false
-	v.guest = hypervisor.GuestInfo{}
+	v.stopping, v.guestDown = false, false
+	v.guest.Launched()
 	v.mu.Unlock()
 
 	q, err := proc.DialQMP(ctx, v.p.QMP(), exited)
@@ -230,7 +223,7 @@ func (v *vm) running(q *qmp.Client, pid int, exited chan struct{}, exitErr func(
 	ctx, cancel := context.WithCancel(context.Background())
 	v.mu.Lock()
 	v.qmp, v.pid, v.exited, v.stop, v.runCtx, v.shuttingDown = q, pid, exited, cancel, ctx, false
-	v.guestSince = time.Now()
+	v.guest.Started()
 	v.mu.Unlock()
 	// Where the display is, as QEMU says (a QEMU started by an older vdc
 	// may serve it on TCP).
@@ -274,7 +267,7 @@ func (v *vm) running(q *qmp.Client, pid int, exited chan struct{}, exitErr func(
 	// to its guest agent channel until it does (FinishIncoming starts the
 	// poller then), or the bytes queue into the device mid-migration.
 	if !v.isIncoming() {
-		go v.pollGuest(ctx)
+		go v.guest.Poll(ctx)
 	}
 }
 
@@ -313,9 +306,7 @@ func (v *vm) onEvent(e qmp.Event) {
 	case "GUEST_PANICKED":
 		v.SetPower(v.State().Power, "the guest kernel panicked")
 	case "RESET":
-		v.mu.Lock()
-		v.answered, v.guestSince = false, time.Now()
-		v.mu.Unlock()
+		v.guest.Reset()
 	}
 }
 
@@ -334,16 +325,12 @@ func (v *vm) onExit(exitErr func() error) {
 	if v.stop != nil {
 		v.stop()
 	}
-	if v.qga != nil {
-		v.qga.Close()
-		v.qga = nil
-	}
+	v.guest.Exited()
 	if v.qmp != nil {
 		v.qmp.Close()
 	}
 	v.qmp, v.pid, v.exited, v.vnc = nil, 0, nil, ""
 	v.lease = "" // the kernel let go of it with the process
-	v.guest = hypervisor.GuestInfo{}
 	stopping, guestDown := v.stopping || v.shuttingDown, v.guestDown
 	v.mu.Unlock()
 	reason := ""
@@ -432,9 +419,9 @@ func (v *vm) attach(ctx context.Context) error {
 // askShutdown asks the guest once: through its agent if it answers, else
 // with the ACPI power button.
 func (v *vm) askShutdown(ctx context.Context) error {
-	if v.guestInfo().State == hypervisor.GuestRunning {
+	if v.guest.Info().State == hypervisor.GuestRunning {
 		gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := v.guestShutdown(gctx)
+		err := v.guest.Shutdown(gctx)
 		cancel()
 		if err == nil {
 			return nil
@@ -529,10 +516,7 @@ func (v *vm) release() {
 	if v.stop != nil {
 		v.stop()
 	}
-	if v.qga != nil {
-		v.qga.Close()
-		v.qga = nil
-	}
+	v.guest.Close()
 	if v.qmp != nil {
 		v.qmp.Close()
 		v.qmp = nil
