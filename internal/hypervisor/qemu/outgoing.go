@@ -2,7 +2,6 @@ package qemu
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -50,25 +49,10 @@ func (v *vm) newMigration() (*migration.Job, error) {
 	return v.mig, nil
 }
 
+// migrateOut sends the VM to the target, its disks first when they go
+// too, and lets go of its lease once the target has it all.
 func (v *vm) migrateOut(ctx context.Context, m *migration.Job, to hypervisor.MigrateTarget) error {
-	tls := ""
-	if to.TLSHostname != "" {
-		tls = "client"
-		if err := migration.AddTLS(ctx, v, v.d.opt.TLSDir, tls); err != nil {
-			return err
-		}
-	}
-	// Parameters stay set in QEMU from one migration to the next: set
-	// every one, to the default where the request has none.
-	extra := map[string]any{"auto-converge": to.AutoConverge, "tls-hostname": to.TLSHostname,
-		"max-bandwidth": migration.UnlimitedBandwidth, "downtime-limit": migration.DefaultDowntimeLimit.Milliseconds()}
-	if to.MaxBandwidth > 0 {
-		extra["max-bandwidth"] = to.MaxBandwidth
-	}
-	if to.DowntimeLimit > 0 {
-		extra["downtime-limit"] = to.DowntimeLimit.Milliseconds()
-	}
-	if err := migration.SetParams(ctx, v, to.Multifd, to.Compress, tls, extra); err != nil {
+	if err := migration.Prepare(ctx, v, v.d.opt.TLSDir, to); err != nil {
 		return err
 	}
 	if to.NBD != "" {
@@ -76,44 +60,24 @@ func (v *vm) migrateOut(ctx context.Context, m *migration.Job, to hypervisor.Mig
 			return fmt.Errorf("copy the disks: %w", err)
 		}
 	}
-	m.Update(func(st *hypervisor.MigrationStatus) { st.State = hypervisor.MigrationActive })
-	if err := v.command(ctx, "migrate", map[string]any{"uri": to.URI}); err != nil {
+	q, err := migration.Send(ctx, v, m, to.URI)
+	if err != nil {
 		return err
 	}
-	for {
-		var q migration.Query
-		if err := v.query(ctx, "query-migrate", &q); err != nil {
+	if to.NBD != "" {
+		// The source is paused: finishing the mirrors flushes the last
+		// writes to the target.
+		if err := v.finishMirrors(ctx, false); err != nil {
 			return err
 		}
-		m.Update(func(st *hypervisor.MigrationStatus) { q.Into(st) })
-		switch q.Status {
-		case "completed":
-			if to.NBD != "" {
-				// The source is paused: finishing the mirrors flushes the
-				// last writes to the target.
-				if err := v.finishMirrors(ctx, false); err != nil {
-					return err
-				}
-			}
-			// The target takes the lease once it is told to run.
-			if err := v.dropLease(ctx); err != nil {
-				return err
-			}
-			m.Update(func(st *hypervisor.MigrationStatus) {
-				st.State = hypervisor.MigrationCompleted
-				st.TotalTime = time.Duration(q.TotalTime) * time.Millisecond
-			})
-			return nil
-		case "failed":
-			return fmt.Errorf("QEMU: %s", q.ErrorDesc)
-		case "cancelled":
-			m.Update(func(st *hypervisor.MigrationStatus) { st.State = hypervisor.MigrationCancelled })
-			return errors.New("cancelled")
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(25 * time.Millisecond):
-		}
 	}
+	// The target takes the lease once it is told to run.
+	if err := v.dropLease(ctx); err != nil {
+		return err
+	}
+	m.Update(func(st *hypervisor.MigrationStatus) {
+		st.State = hypervisor.MigrationCompleted
+		st.TotalTime = time.Duration(q.TotalTime) * time.Millisecond
+	})
+	return nil
 }
