@@ -235,6 +235,10 @@ func (d *Driver) Close() error {
 	return nil
 }
 
+// SeedTool makes NoCloud seed ISOs (Debian's genisoimage, as cloud-localds
+// uses).
+var SeedTool = "genisoimage"
+
 // CPUModel is the vCPU model every VM gets (see cmdline.CPUModel).
 const CPUModel = cmdline.CPUModel
 

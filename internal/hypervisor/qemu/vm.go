@@ -18,6 +18,7 @@ import (
 	"github.com/vdc-project/vdc/internal/hypervisor/qemu/guestagent"
 	"github.com/vdc-project/vdc/internal/hypervisor/qemu/migration"
 	"github.com/vdc-project/vdc/internal/hypervisor/qemu/proc"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/seed"
 	"github.com/vdc-project/vdc/internal/qmp"
 )
 
@@ -163,7 +164,7 @@ func (v *vm) launch(ctx context.Context, hw api.VMHardware, extra []string) erro
 	if err := os.MkdirAll(v.p.Run, 0o700); err != nil {
 		return err
 	}
-	if err := writeSeed(ctx, v.cfg, v.p.Seed()); err != nil {
+	if err := seed.Write(ctx, SeedTool, v.cfg.Seed, v.p.Seed()); err != nil {
 		return err
 	}
 	for _, s := range []string{v.p.QMP(), v.p.QGA(), v.p.Console(), v.p.VNC()} {
