@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/hypervisor"
@@ -30,6 +31,13 @@ func (v *vm) Hardware() api.VMHardware {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return v.hw
+}
+
+// HasQEMU says whether the VM has a running QEMU.
+func (v *vm) HasQEMU() bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.qmp != nil
 }
 
 // Hold keeps QEMU's STOP and RESUME events from being read as the VM
@@ -67,6 +75,7 @@ func (v *vm) SetDiskPath(name, path string) {
 	}
 }
 
+// Disk is the VM's disk of that name.
 func (v *vm) Disk(name string) (hypervisor.DiskConfig, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -214,4 +223,54 @@ func (d *Driver) CopyDisk(ctx context.Context, c hypervisor.DiskCopy, progress f
 		return v, nil
 	}
 	return storage.Copy(ctx, c, find, progress)
+}
+
+// MergeDisk merges Top into Base (see storage.Merge).
+func (d *Driver) MergeDisk(ctx context.Context, id string, m hypervisor.DiskMerge) error {
+	v, err := d.get(id)
+	if err != nil {
+		return err
+	}
+	return storage.Merge(ctx, v, m, d.opt.MergeBandwidth)
+}
+
+// unfinishedMerge names a disk whose merge was interrupted, if any.
+func (v *vm) unfinishedMerge() string { return storage.UnfinishedMerge(v.cfg.Dir) }
+
+// refuseUnfinished keeps a VM with an interrupted merge from starting.
+func (v *vm) refuseUnfinished() error {
+	if u := v.unfinishedMerge(); u != "" {
+		return fmt.Errorf("vm %s has an unfinished disk merge of %s; delete the snapshot again to finish it: %w",
+			v.cfg.Name, strings.TrimSpace(u), hypervisor.ErrWrongState)
+	}
+	return nil
+}
+
+// MoveDisks mirrors a running VM's disks to new files and switches over.
+func (d *Driver) MoveDisks(ctx context.Context, id string, moves []hypervisor.DiskMove) error {
+	v, err := d.get(id)
+	if err != nil {
+		return err
+	}
+	if err := v.wrongState("move the disks of", hypervisor.StateOn, hypervisor.StateSuspended); err != nil {
+		return err
+	}
+	if err := v.refuseUnfinished(); err != nil {
+		return err
+	}
+	m, err := v.newMigration()
+	if err != nil {
+		return err
+	}
+	mctx, cancel := context.WithCancel(context.Background())
+	m.Cancel = cancel
+	go func() {
+		defer close(m.Done)
+		defer cancel()
+		if err := storage.MoveDisks(mctx, v, m, moves); err != nil {
+			m.Fail(err)
+			v.log.Warn("disk move failed", "vm", v.cfg.Name, "err", err)
+		}
+	}()
+	return nil
 }
