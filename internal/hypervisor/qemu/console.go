@@ -19,7 +19,7 @@ func (d *Driver) ConsoleLog(ctx context.Context, id string, max int) ([]byte, er
 		return nil, err
 	}
 	var out []byte
-	for _, f := range []string{v.p.consoleLog() + ".1", v.p.consoleLog()} {
+	for _, f := range []string{v.p.ConsoleLog() + ".1", v.p.ConsoleLog()} {
 		b, err := os.ReadFile(f)
 		if err != nil && !os.IsNotExist(err) {
 			return nil, fmt.Errorf("console log of vm %s: %w", v.cfg.Name, err)
@@ -43,7 +43,7 @@ func (d *Driver) ConsoleAttach(ctx context.Context, id string) (io.ReadWriteClos
 		return nil, err
 	}
 	var dialer net.Dialer
-	c, err := dialer.DialContext(ctx, "unix", v.p.console())
+	c, err := dialer.DialContext(ctx, "unix", v.p.Console())
 	if err != nil {
 		return nil, fmt.Errorf("console of vm %s: %w", v.cfg.Name, err)
 	}
@@ -60,7 +60,7 @@ func (d *Driver) DisplayAttach(ctx context.Context, id string) (io.ReadWriteClos
 	if err := v.wrongState("attach to the display of", hypervisor.StateOn, hypervisor.StateSuspended); err != nil {
 		return nil, err
 	}
-	addr := v.state().VNC
+	addr := v.State().VNC
 	sock, ok := strings.CutPrefix(addr, "unix:")
 	switch {
 	case addr == "" && v.cfg.VNC:

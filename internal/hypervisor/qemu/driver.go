@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/internal/hypervisor"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/cmdline"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/kvmprobe"
 )
 
 var _ hypervisor.Driver = (*Driver)(nil)
@@ -232,3 +234,15 @@ func (d *Driver) Close() error {
 	}
 	return nil
 }
+
+// SeedTool makes NoCloud seed ISOs (Debian's genisoimage, as cloud-localds
+// uses).
+var SeedTool = "genisoimage"
+
+// CPUModel is the vCPU model every VM gets (see cmdline.CPUModel).
+const CPUModel = cmdline.CPUModel
+
+// ProbeKVM checks that KVM really runs guests, and faster than TCG:
+// /dev/kvm existing (or even opening) is not enough. It returns nil when
+// KVM should be used, else why not.
+func ProbeKVM(ctx context.Context, binary string) error { return kvmprobe.KVM(ctx, binary) }

@@ -11,25 +11,10 @@ import (
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/disk"
 	"github.com/vdc-project/vdc/internal/hypervisor"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/blockjob"
 	"github.com/vdc-project/vdc/internal/hypervisor/qemu/cmdline"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/diskfile"
 )
-
-// makeDiskFile creates an empty disk, thin or thick, unless it exists.
-func makeDiskFile(ctx context.Context, dc hypervisor.DiskConfig) error {
-	if _, err := os.Stat(dc.Path); err == nil {
-		return nil
-	}
-	if err := os.MkdirAll(filepath.Dir(dc.Path), 0o755); err != nil {
-		return err
-	}
-	if dc.Thick {
-		if err := checkRoom(filepath.Dir(dc.Path), dc.SizeBytes, "make thick disk "+dc.Name); err != nil {
-			return err
-		}
-		return disk.CreateThick(ctx, dc.Path, dc.SizeBytes)
-	}
-	return disk.Create(ctx, dc.Path, dc.SizeBytes)
-}
 
 // AddDisk makes the disk's file and, when the VM runs, plugs it in: a
 // virtio disk goes into a free PCIe root port, a SCSI one onto the
@@ -39,7 +24,7 @@ func (d *Driver) AddDisk(ctx context.Context, id string, dc hypervisor.DiskConfi
 	if err != nil {
 		return err
 	}
-	if _, err := v.disk(dc.Name); err == nil {
+	if _, err := v.Disk(dc.Name); err == nil {
 		return fmt.Errorf("add disk %s to vm %s: it has one of that name: %w", dc.Name, v.cfg.Name, hypervisor.ErrInvalid)
 	}
 	running := v.powerState() != hypervisor.StateOff
@@ -56,7 +41,7 @@ func (d *Driver) AddDisk(ctx context.Context, id string, dc hypervisor.DiskConfi
 		return fmt.Errorf("add disk %s to vm %s: it has no SCSI controller yet; add a virtio disk, or stop it: %w", dc.Name, v.cfg.Name, hypervisor.ErrWrongState)
 	}
 	_, statErr := os.Stat(dc.Path)
-	if err := makeDiskFile(ctx, dc); err != nil {
+	if err := diskfile.MakeEmpty(ctx, dc); err != nil {
 		return fmt.Errorf("add disk %s to vm %s: %w", dc.Name, v.cfg.Name, err)
 	}
 	defer func() {
@@ -89,7 +74,7 @@ func (v *vm) plug(ctx context.Context, dc hypervisor.DiskConfig) error {
 		if port == "" {
 			var err error
 			if port, err = v.freePort(ctx); err != nil {
-				v.dropNamed(node)
+				blockjob.Drop(v, node)
 				return err
 			}
 		}
@@ -135,7 +120,7 @@ func (d *Driver) ResizeDisk(ctx context.Context, id, name string, size int64) er
 	if err != nil {
 		return err
 	}
-	dc, err := v.disk(name)
+	dc, err := v.Disk(name)
 	if err != nil {
 		return fmt.Errorf("resize: %w", err)
 	}
@@ -150,7 +135,7 @@ func (d *Driver) ResizeDisk(ctx context.Context, id, name string, size int64) er
 		return fmt.Errorf("resize disk %s of vm %s: it is %s; disks only grow: %w", name, v.cfg.Name, api.Size(info.VirtualSize), hypervisor.ErrInvalid)
 	}
 	if dc.Thick {
-		if err := checkRoom(filepath.Dir(dc.Path), size-info.VirtualSize, "grow thick disk "+name); err != nil {
+		if err := diskfile.CheckRoom(filepath.Dir(dc.Path), size-info.VirtualSize, "grow thick disk "+name); err != nil {
 			return err
 		}
 	}
@@ -180,7 +165,7 @@ func (d *Driver) RemoveDisk(ctx context.Context, id, name string) error {
 	if err != nil {
 		return err
 	}
-	dc, err := v.disk(name)
+	dc, err := v.Disk(name)
 	if err != nil {
 		return fmt.Errorf("remove: %w", err)
 	}

@@ -5,15 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/vdc-project/vdc/internal/disk"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 	"github.com/vdc-project/vdc/internal/hypervisor/qemu/cmdline"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/migration"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/proc"
 )
 
 // incomingFile records, in a received VM's directory, the disks Incoming
@@ -44,12 +44,12 @@ func (d *Driver) Incoming(ctx context.Context, cfg hypervisor.VMConfig, opt hype
 		return in, err
 	}
 	if opt.Disks {
-		if in.NBD, err = v.exportDisks(ctx, opt.Address, opt.TLS); err != nil {
+		if in.NBD, err = migration.ExportDisks(ctx, v, opt.Address, diskNames(cfg.Disks), opt.TLS); err != nil {
 			return in, fmt.Errorf("receive vm %s: %w", cfg.Name, err)
 		}
 	}
 	var uri string
-	if uri, err = v.listenIncoming(ctx, opt.Address); err != nil {
+	if uri, err = migration.Listen(ctx, v, cfg.Name, opt.Address); err != nil {
 		return in, err
 	}
 	in.URI = uri
@@ -118,7 +118,7 @@ func (v *vm) startIncoming(ctx context.Context, opt hypervisor.IncomingOptions) 
 	v.d.vms[cfg.ID] = v
 	v.d.mu.Unlock()
 	if opt.TLS {
-		if err := v.addTLS(ctx, "server"); err != nil {
+		if err := migration.AddTLS(ctx, v, v.d.opt.TLSDir, "server"); err != nil {
 			return fmt.Errorf("receive vm %s: %w", cfg.Name, err)
 		}
 	}
@@ -126,31 +126,18 @@ func (v *vm) startIncoming(ctx context.Context, opt hypervisor.IncomingOptions) 
 	if opt.TLS {
 		tls = "server"
 	}
-	if err := v.setMigrationParams(ctx, opt.Multifd, opt.Compress, tls, map[string]any{}); err != nil {
+	if err := migration.SetParams(ctx, v, opt.Multifd, opt.Compress, tls, map[string]any{}); err != nil {
 		return fmt.Errorf("receive vm %s: %w", cfg.Name, err)
 	}
 	return nil
 }
 
-// listenIncoming has QEMU listen for the state on address and returns
-// the URI the source sends it to.
-func (v *vm) listenIncoming(ctx context.Context, address string) (string, error) {
-	if err := v.command(ctx, "migrate-incoming", map[string]any{"uri": "tcp:" + net.JoinHostPort(address, "0")}); err != nil {
-		return "", fmt.Errorf("receive vm %s: %w", v.cfg.Name, err)
+func diskNames(disks []hypervisor.DiskConfig) []string {
+	var names []string
+	for _, dc := range disks {
+		names = append(names, dc.Name)
 	}
-	var st struct {
-		SocketAddress []struct {
-			Host string `json:"host"`
-			Port string `json:"port"`
-		} `json:"socket-address"`
-	}
-	if err := v.query(ctx, "query-migrate", &st); err != nil {
-		return "", err
-	}
-	if len(st.SocketAddress) == 0 {
-		return "", fmt.Errorf("receive vm %s: QEMU does not say where it listens", v.cfg.Name)
-	}
-	return "tcp:" + net.JoinHostPort(address, st.SocketAddress[0].Port), nil
+	return names
 }
 
 // makeEmptyDisks creates the disks a VM will receive over NBD.
@@ -168,41 +155,6 @@ func (v *vm) makeEmptyDisks(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// exportDisks serves the VM's (empty) disks over NBD for the source to
-// fill, and returns host:port.
-func (v *vm) exportDisks(ctx context.Context, address string, tls bool) (string, error) {
-	port, err := freePort(address)
-	if err != nil {
-		return "", err
-	}
-	// nbd-server-start takes the legacy socket address form ("data").
-	args := map[string]any{"addr": map[string]any{"type": "inet", "data": map[string]any{"host": address, "port": strconv.Itoa(port)}}}
-	if tls {
-		args["tls-creds"] = tlsObject("server")
-	}
-	if err := v.command(ctx, "nbd-server-start", args); err != nil {
-		return "", err
-	}
-	for _, dc := range v.cfg.Disks {
-		if err := v.command(ctx, "block-export-add", map[string]any{"type": "nbd", "id": "exp-" + dc.Name,
-			"node-name": dc.Name, "name": dc.Name, "writable": true}); err != nil {
-			return "", err
-		}
-	}
-	return net.JoinHostPort(address, strconv.Itoa(port)), nil
-}
-
-// freePort finds a TCP port free on an address (for NBD, which cannot
-// report the port it picked).
-func freePort(address string) (int, error) {
-	l, err := net.Listen("tcp", net.JoinHostPort(address, "0"))
-	if err != nil {
-		return 0, fmt.Errorf("find a free port on %s: %w", address, err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // FinishIncoming runs the received copy.
@@ -252,9 +204,9 @@ func (d *Driver) FinishIncoming(ctx context.Context, id string) error {
 	v.incoming, v.made = false, nil
 	runCtx := v.runCtx
 	v.mu.Unlock()
-	go v.pollGuest(runCtx)
+	go v.guest.Poll(runCtx)
 	_ = os.Remove(filepath.Join(v.cfg.Dir, incomingFile))
-	v.set(hypervisor.StateOn, "")
+	v.SetPower(hypervisor.StateOn, "")
 	return nil
 }
 
@@ -262,10 +214,10 @@ func (d *Driver) FinishIncoming(ctx context.Context, id string) error {
 // QEMU process (waiting for a source that will not come) and the disks it
 // was receiving.
 func (d *Driver) Discard(ctx context.Context, id, dir string) error {
-	if pid, alive := findProcess(filepath.Join(dir, "qemu.pid"), cmdline.SMBIOSUUID(id)); alive {
+	if pid, alive := proc.Find(filepath.Join(dir, "qemu.pid"), cmdline.SMBIOSUUID(id)); alive {
 		exited := make(chan struct{})
-		go watchPID(pid, exited)
-		if err := killAndWait(pid, exited); err != nil {
+		go proc.Watch(pid, exited)
+		if err := proc.KillAndWait(pid, exited); err != nil {
 			return err
 		}
 		d.log.Info("killed the QEMU of an interrupted incoming migration", "vm", id, "pid", pid)
@@ -309,7 +261,7 @@ func (v *vm) abortIncoming(ctx context.Context) {
 	made := v.made
 	v.mu.Unlock()
 	if exited != nil {
-		_ = killAndWait(pid, exited)
+		_ = proc.KillAndWait(pid, exited)
 	}
 	for _, p := range made {
 		_ = os.Remove(p)

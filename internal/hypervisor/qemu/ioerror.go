@@ -53,7 +53,7 @@ func (v *vm) onIOError(e qmp.Event) {
 	if changed {
 		v.log.Warn("guest paused by an I/O error", "disk", name, "nospace", d.NoSpace, "reason", d.Reason)
 		if power == hypervisor.StateSuspended {
-			v.set(hypervisor.StateSuspended, why)
+			v.SetPower(hypervisor.StateSuspended, why)
 		}
 	}
 }

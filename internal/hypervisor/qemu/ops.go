@@ -11,14 +11,20 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/internal/hypervisor"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/diskfile"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/guestagent"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/proc"
 )
 
 func (d *Driver) newVM(cfg hypervisor.VMConfig) *vm {
 	// The VM's config is its own: the driver changes it (disk moves).
 	cfg.Disks = slices.Clone(cfg.Disks)
 	cfg.NICs = slices.Clone(cfg.NICs)
-	return &vm{d: d, cfg: cfg, p: paths{run: d.runDirFor(cfg), dir: cfg.Dir}, log: d.log.With("vm", cfg.Name),
+	v := &vm{d: d, cfg: cfg, p: proc.Paths{Run: d.runDirFor(cfg), Dir: cfg.Dir}, log: d.log.With("vm", cfg.Name),
 		power: hypervisor.StateOff, since: time.Now().UTC()}
+	v.guest = guestagent.New(guestagent.Options{Socket: v.p.QGA(), Name: func() string { return v.cfg.Name },
+		Running: v.HasQEMU, Changed: func() { d.notify(cfg.ID) }, Poll: d.opt.GuestPoll, Grace: d.opt.GuestAgentGrace, Log: v.log})
+	return v
 }
 
 func validate(cfg hypervisor.VMConfig) error {
@@ -43,7 +49,7 @@ func (d *Driver) Define(ctx context.Context, cfg hypervisor.VMConfig) error {
 	d.mu.Lock()
 	v, exists := d.vms[cfg.ID]
 	d.mu.Unlock()
-	if err := d.createDisks(ctx, cfg); err != nil {
+	if err := diskfile.CreateAll(ctx, cfg); err != nil {
 		return fmt.Errorf("define vm %s: %w", cfg.Name, err)
 	}
 	if exists {
@@ -53,10 +59,10 @@ func (d *Driver) Define(ctx context.Context, cfg hypervisor.VMConfig) error {
 		return nil
 	}
 	v = d.newVM(cfg)
-	if s, err := readState(v.p.stateFile()); err == nil {
+	if s, err := proc.ReadState(v.p.StateFile()); err == nil {
 		// Defined before by another agent process: keep what it knew.
 		v.power, v.reason, v.since = s.Power, s.Reason, s.Since
-	} else if err := writeState(v.p.stateFile(), savedState{Power: hypervisor.StateOff, Since: v.since}); err != nil {
+	} else if err := proc.WriteState(v.p.StateFile(), proc.State{Power: hypervisor.StateOff, Since: v.since}); err != nil {
 		return fmt.Errorf("define vm %s: %w", cfg.Name, err)
 	}
 	d.mu.Lock()
@@ -86,9 +92,9 @@ func (d *Driver) Attach(ctx context.Context, cfg hypervisor.VMConfig) (hyperviso
 	if u := v.unfinishedMerge(); u != "" {
 		// Reported with the VM's state until the merge is finished.
 		v.log.Warn("the VM has an unfinished disk merge", "merge", u)
-		v.set(v.state().Power, "unfinished disk merge of "+u+": it is finished when the snapshot delete is retried (the task does)")
+		v.SetPower(v.State().Power, "unfinished disk merge of "+u+": it is finished when the snapshot delete is retried (the task does)")
 	}
-	return v.state(), nil
+	return v.State(), nil
 }
 
 // Undefine removes a VM that is off: its disks and runtime files.
@@ -112,10 +118,10 @@ func (d *Driver) Undefine(ctx context.Context, id string) error {
 		}
 		_ = os.Remove(filepath.Dir(disk.Path)) // the VM's folder, if now empty
 	}
-	if v.p.run != v.p.dir {
-		_ = os.RemoveAll(v.p.run)
+	if v.p.Run != v.p.Dir {
+		_ = os.RemoveAll(v.p.Run)
 	}
-	for _, f := range []string{v.p.stateFile(), v.p.pidFile(), v.p.qemuLog(), v.p.consoleLog(), v.p.consoleLog() + ".1"} {
+	for _, f := range []string{v.p.StateFile(), v.p.PIDFile(), v.p.QEMULog(), v.p.ConsoleLog(), v.p.ConsoleLog() + ".1"} {
 		_ = os.Remove(f)
 	}
 	d.mu.Lock()
@@ -132,7 +138,7 @@ func (d *Driver) State(ctx context.Context, id string) (hypervisor.VMState, erro
 	if err != nil {
 		return hypervisor.VMState{}, err
 	}
-	return v.state(), nil
+	return v.State(), nil
 }
 
 func (d *Driver) Start(ctx context.Context, id string) error {
@@ -218,7 +224,7 @@ func (d *Driver) Suspend(ctx context.Context, id string) error {
 	if err := v.command(ctx, "stop", nil); err != nil {
 		return err
 	}
-	v.set(hypervisor.StateSuspended, "")
+	v.SetPower(hypervisor.StateSuspended, "")
 	return nil
 }
 
@@ -233,6 +239,30 @@ func (d *Driver) Resume(ctx context.Context, id string) error {
 	if err := v.command(ctx, "cont", nil); err != nil {
 		return err
 	}
-	v.set(hypervisor.StateOn, "")
+	v.SetPower(hypervisor.StateOn, "")
+	return nil
+}
+
+// checkFiles makes sure the files a VM boots from exist.
+func (d *Driver) checkFiles(cfg hypervisor.VMConfig) error {
+	var need []string
+	if cfg.Boot != nil {
+		need = append(need, cfg.Boot.Kernel)
+		if cfg.Boot.Initrd != "" {
+			need = append(need, cfg.Boot.Initrd)
+		}
+	}
+	if cfg.CDROM != "" {
+		need = append(need, cfg.CDROM)
+	}
+	for _, f := range need {
+		fi, err := os.Stat(f)
+		if err != nil {
+			return fmt.Errorf("boot file: %w", err)
+		}
+		if fi.IsDir() {
+			return fmt.Errorf("boot file %s is a directory", f)
+		}
+	}
 	return nil
 }

@@ -4,22 +4,45 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/vdc-project/vdc/api"
-	"github.com/vdc-project/vdc/internal/disk"
 	"github.com/vdc-project/vdc/internal/hypervisor"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/diskfile"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/migration"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/storage"
 )
 
 var _ hypervisor.Storage = (*Driver)(nil)
 
-// hold keeps QEMU's STOP and RESUME events from being read as the VM
+// The disk operations (package storage) work on a vm through these
+// methods.
+var _ storage.VM = (*vm)(nil)
+
+func (v *vm) Name() string      { return v.cfg.Name }
+func (v *vm) Dir() string       { return v.cfg.Dir }
+func (v *vm) Log() *slog.Logger { return v.log }
+
+// Hardware is the running QEMU's hardware.
+func (v *vm) Hardware() api.VMHardware {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.hw
+}
+
+// HasQEMU says whether the VM has a running QEMU.
+func (v *vm) HasQEMU() bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.qmp != nil
+}
+
+// Hold keeps QEMU's STOP and RESUME events from being read as the VM
 // being suspended or resumed while a storage operation pauses it itself.
-func (v *vm) hold() func() {
+func (v *vm) Hold() func() {
 	v.mu.Lock()
 	v.quiet++
 	v.mu.Unlock()
@@ -37,14 +60,14 @@ func (v *vm) isQuiet() bool {
 }
 
 // powerState is the VM's power state now.
-func (v *vm) powerState() string { return v.state().Power }
+func (v *vm) powerState() string { return v.State().Power }
 
 func (v *vm) diskIndex(name string) int {
 	return slices.IndexFunc(v.cfg.Disks, func(d hypervisor.DiskConfig) bool { return d.Name == name })
 }
 
-// setDiskPath records a disk's new active file.
-func (v *vm) setDiskPath(name, path string) {
+// SetDiskPath records a disk's new active file.
+func (v *vm) SetDiskPath(name, path string) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if i := v.diskIndex(name); i >= 0 {
@@ -52,7 +75,8 @@ func (v *vm) setDiskPath(name, path string) {
 	}
 }
 
-func (v *vm) disk(name string) (hypervisor.DiskConfig, error) {
+// Disk is the VM's disk of that name.
+func (v *vm) Disk(name string) (hypervisor.DiskConfig, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	i := v.diskIndex(name)
@@ -62,265 +86,18 @@ func (v *vm) disk(name string) (hypervisor.DiskConfig, error) {
 	return v.cfg.Disks[i], nil
 }
 
-// Snapshot switches the VM's disks to new overlays: for a VM that is off
-// by making them with qemu-img, for one that runs with QMP's
-// blockdev-snapshot in one transaction over all disks. With a memory file
-// the VM is paused, its disks switched and its state saved, then it goes
-// on: disks and memory are of the same instant.
+// Snapshot switches the VM's disks to new overlays (see storage.Snapshot).
 func (d *Driver) Snapshot(ctx context.Context, id string, req hypervisor.SnapshotRequest) (hypervisor.SnapshotResult, error) {
-	var res hypervisor.SnapshotResult
 	v, err := d.get(id)
 	if err != nil {
-		return res, err
+		return hypervisor.SnapshotResult{}, err
 	}
-	if len(req.Overlays) == 0 {
-		return res, fmt.Errorf("snapshot vm %s: no disks to snapshot: %w", v.cfg.Name, hypervisor.ErrInvalid)
-	}
-	sws, err := v.snapshotSwitches(ctx, req.Overlays)
-	if err != nil || len(sws) == 0 {
-		return res, err
-	}
-	undo, err := v.makeOverlays(ctx, sws)
-	if err != nil {
-		return res, err
-	}
-	power := v.powerState()
-	if power == hypervisor.StateOff {
-		for _, s := range sws {
-			v.setDiskPath(s.name, s.overlay)
-		}
-		if req.MemoryFile != "" {
-			res.Note = "the VM is off: there is no memory to save"
-		}
-		return res, nil
-	}
-	defer v.hold()()
-	if req.Quiesce {
-		thaw, err := v.freeze(ctx)
-		if err != nil {
-			res.Note = "file systems not frozen: " + err.Error()
-		} else {
-			res.Quiesced = true
-			defer thaw()
-		}
-	}
-	if err := v.switchToOverlays(ctx, sws, undo, req.MemoryFile != "", power); err != nil {
-		return res, err
-	}
-	if req.MemoryFile != "" {
-		v.snapshotMemory(ctx, req.MemoryFile, power, &res)
-	}
-	return res, nil
+	return storage.Snapshot(ctx, v, req)
 }
 
-// snapSwitch is one disk a snapshot switches from its file (old) to a new
-// overlay.
-type snapSwitch struct {
-	name, old, overlay string
-	size               int64
-}
-
-// snapshotSwitches are the disks to switch to the overlays (disk name:
-// overlay file), in the order of their names; those already on theirs (a
-// retried call) are left out.
-func (v *vm) snapshotSwitches(ctx context.Context, overlays map[string]string) ([]snapSwitch, error) {
-	var sws []snapSwitch
-	for name, ov := range overlays {
-		dc, err := v.disk(name)
-		if err != nil {
-			return nil, fmt.Errorf("snapshot: %w", err)
-		}
-		if dc.Path == ov {
-			continue // done before (a retried call)
-		}
-		if _, err := os.Stat(ov); err == nil {
-			return nil, fmt.Errorf("snapshot vm %s: overlay %s already exists", v.cfg.Name, ov)
-		}
-		info, err := disk.Inspect(ctx, dc.Path)
-		if err != nil {
-			return nil, fmt.Errorf("snapshot vm %s: %w", v.cfg.Name, err)
-		}
-		sws = append(sws, snapSwitch{name, dc.Path, ov, info.VirtualSize})
-	}
-	slices.SortFunc(sws, func(a, b snapSwitch) int { return strings.Compare(a.name, b.name) })
-	return sws, nil
-}
-
-// makeOverlays creates the overlay files, and returns how to remove them.
-func (v *vm) makeOverlays(ctx context.Context, sws []snapSwitch) (undo func(), err error) {
-	var made []string
-	undo = func() {
-		for _, p := range made {
-			_ = os.Remove(p)
-		}
-	}
-	for _, s := range sws {
-		if err := disk.CreateOverlayOn(ctx, s.overlay, s.old, "qcow2", s.size); err != nil {
-			undo()
-			return nil, fmt.Errorf("snapshot vm %s: %w", v.cfg.Name, err)
-		}
-		made = append(made, s.overlay)
-	}
-	return undo, nil
-}
-
-// switchToOverlays opens the overlays in QEMU and switches the running
-// VM's disks to them in one transaction, pausing the VM first when its
-// memory is to be saved too (it stays paused then).
-func (v *vm) switchToOverlays(ctx context.Context, sws []snapSwitch, undo func(), pause bool, power string) error {
-	var actions []map[string]any
-	for _, s := range sws {
-		node, err := v.node(ctx, s.name)
-		if err != nil {
-			undo()
-			return err
-		}
-		ovNode := overlayNode(s.overlay)
-		add := map[string]any{"driver": "qcow2", "node-name": ovNode, "discard": "unmap", "backing": nil,
-			"file": map[string]any{"driver": "file", "node-name": ovNode + "-file", "filename": s.overlay, "discard": "unmap"}}
-		if err := v.command(ctx, "blockdev-add", add); err != nil {
-			v.dropNodes(s.overlay)
-			undo()
-			return fmt.Errorf("snapshot vm %s: open overlay %s: %w", v.cfg.Name, s.overlay, err)
-		}
-		actions = append(actions, map[string]any{"type": "blockdev-snapshot", "data": map[string]any{"node": node, "overlay": ovNode}})
-	}
-	dropAll := func() {
-		for _, s := range sws {
-			v.dropNodes(s.overlay)
-		}
-		undo()
-	}
-	paused := false
-	if pause {
-		if err := v.command(ctx, "stop", nil); err != nil {
-			dropAll()
-			return fmt.Errorf("snapshot vm %s: pause: %w", v.cfg.Name, err)
-		}
-		paused = true
-	}
-	resume := func() {
-		if paused && power == hypervisor.StateOn {
-			_ = v.command(context.WithoutCancel(ctx), "cont", nil)
-		}
-	}
-	if err := v.command(ctx, "transaction", map[string]any{"actions": actions}); err != nil {
-		resume()
-		dropAll()
-		return fmt.Errorf("snapshot vm %s: switch to the overlays: %w", v.cfg.Name, err)
-	}
-	for _, s := range sws {
-		v.setDiskPath(s.name, s.overlay)
-	}
-	return nil
-}
-
-// snapshotMemory saves the paused VM's memory into file and lets it go on
-// (a suspended VM stays paused). The disks switched already: when the
-// save fails the snapshot stands without memory, and res says so.
-func (v *vm) snapshotMemory(ctx context.Context, file string, power string, res *hypervisor.SnapshotResult) {
-	err := v.saveMemory(ctx, file)
-	// A completed save leaves QEMU's disks inactive: cont activates
-	// them again (and a suspended VM is paused again after).
-	if cerr := v.command(context.WithoutCancel(ctx), "cont", nil); cerr != nil && err == nil {
-		err = cerr
-	}
-	if power == hypervisor.StateSuspended {
-		_ = v.command(context.WithoutCancel(ctx), "stop", nil)
-	}
-	if err != nil {
-		_ = os.Remove(file)
-		// The disks did switch: the snapshot stands, without memory.
-		res.Note = strings.TrimSpace(res.Note + " memory not saved: " + err.Error())
-		return
-	}
-	res.Memory = true
-	v.mu.Lock()
-	hw := v.hw
-	v.mu.Unlock()
-	res.Hardware = &hw
-}
-
-// overlayNode names the QMP node of a disk file from its file name.
-func overlayNode(path string) string {
-	base := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
-	return "n-" + strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
-			return r
-		}
-		return '-'
-	}, base)
-}
-
-func (v *vm) dropNodes(path string) {
-	n := overlayNode(path)
-	ctx := context.Background()
-	_ = v.command(ctx, "blockdev-del", map[string]any{"node-name": n})
-	_ = v.command(ctx, "blockdev-del", map[string]any{"node-name": n + "-file"})
-}
-
-// freeze asks the guest agent to freeze the guest's file systems, and
+// Freeze asks the guest agent to freeze the guest's file systems, and
 // returns how to thaw them.
-func (v *vm) freeze(ctx context.Context) (func(), error) {
-	fctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	c, err := v.reach(fctx)
-	if err != nil {
-		if errors.Is(err, hypervisor.ErrWrongState) || ctx.Err() != nil {
-			return nil, err
-		}
-		return nil, v.silent("quiesce", err)
-	}
-	var n int
-	if err := c.Execute(fctx, "guest-fsfreeze-freeze", nil, &n); err != nil {
-		return nil, fmt.Errorf("guest agent: %w", err)
-	}
-	return func() {
-		tctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		var n int
-		if err := c.Execute(tctx, "guest-fsfreeze-thaw", nil, &n); err != nil {
-			v.log.Error("cannot thaw the guest's file systems", "err", err)
-		}
-	}, nil
-}
-
-// saveMemory writes the paused VM's RAM and device state to a file, as an
-// outgoing migration into it.
-func (v *vm) saveMemory(ctx context.Context, file string) error {
-	if err := v.setMigrationParams(ctx, 0, "", "", map[string]any{"max-bandwidth": unlimitedBandwidth,
-		"downtime-limit": defaultDowntimeLimit.Milliseconds(), "auto-converge": false, "tls-hostname": ""}); err != nil {
-		return err
-	}
-	if err := v.command(ctx, "migrate", map[string]any{"uri": "exec:cat > " + shellQuote(file)}); err != nil {
-		return err
-	}
-	return v.waitMigration(ctx, "save the memory")
-}
-
-// waitMigration waits for QEMU's migration (to or from a file) to end.
-func (v *vm) waitMigration(ctx context.Context, what string) error {
-	for {
-		var q qmpMigrate
-		if err := v.query(ctx, "query-migrate", &q); err != nil {
-			return err
-		}
-		switch q.Status {
-		case "completed":
-			return nil
-		case "failed", "cancelled":
-			return fmt.Errorf("%s: %s %s", what, q.Status, q.ErrorDesc)
-		}
-		select {
-		case <-ctx.Done():
-			_ = v.command(context.Background(), "migrate_cancel", nil)
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+func (v *vm) Freeze(ctx context.Context) (func(), error) { return v.guest.Freeze(ctx) }
 
 // Revert powers the VM off, replaces its disks with new overlays on the
 // snapshot's files and, with a memory file, runs it from the saved state.
@@ -342,7 +119,7 @@ func (d *Driver) Revert(ctx context.Context, id string, req hypervisor.RevertReq
 			return fmt.Errorf("revert vm %s: power off: %w", v.cfg.Name, err)
 		}
 	}
-	if err := v.revertOverlays(ctx, req.Disks); err != nil {
+	if err := storage.RevertOverlays(ctx, v, req.Disks); err != nil {
 		return err
 	}
 	v.mu.Lock()
@@ -364,33 +141,10 @@ func (d *Driver) Revert(ctx context.Context, id string, req hypervisor.RevertReq
 	return v.restoreMemory(ctx, req)
 }
 
-// revertOverlays creates the disks' new overlays on the snapshot's files
-// (each disk's Source); a failure removes those it made.
-func (v *vm) revertOverlays(ctx context.Context, disks []hypervisor.DiskConfig) error {
-	var made []string
-	for _, dc := range disks {
-		if _, err := os.Stat(dc.Path); err == nil {
-			continue // made by an earlier try
-		}
-		info, err := disk.Inspect(ctx, dc.Source)
-		if err != nil {
-			return fmt.Errorf("revert vm %s: %w", v.cfg.Name, err)
-		}
-		if err := disk.CreateOverlayOn(ctx, dc.Path, dc.Source, info.Format, max(dc.SizeBytes, info.VirtualSize)); err != nil {
-			for _, p := range made {
-				_ = os.Remove(p)
-			}
-			return fmt.Errorf("revert vm %s: %w", v.cfg.Name, err)
-		}
-		made = append(made, dc.Path)
-	}
-	return nil
-}
-
 // restoreMemory starts the reverted VM from its saved state, running or
 // paused as it was saved.
 func (v *vm) restoreMemory(ctx context.Context, req hypervisor.RevertRequest) error {
-	defer v.hold()()
+	defer v.Hold()()
 	// Like a copy received by a migration, the guest's agent channel is
 	// left alone until the state is in.
 	v.mu.Lock()
@@ -402,7 +156,7 @@ func (v *vm) restoreMemory(ctx context.Context, req hypervisor.RevertRequest) er
 		runCtx, running := v.runCtx, v.qmp != nil
 		v.mu.Unlock()
 		if running {
-			go v.pollGuest(runCtx)
+			go v.guest.Poll(runCtx)
 		}
 	}()
 	// The saved state goes back into the hardware it was saved from.
@@ -419,18 +173,12 @@ func (v *vm) restoreMemory(ctx context.Context, req hypervisor.RevertRequest) er
 		_ = v.powerOff(context.WithoutCancel(ctx))
 		return fmt.Errorf("revert vm %s: restore its memory: %w", v.cfg.Name, err)
 	}
-	v.set(hypervisor.StateOn, "")
-	if err := v.setMigrationParams(ctx, 0, "", "", map[string]any{}); err != nil {
-		return fail(err)
-	}
-	if err := v.command(ctx, "migrate-incoming", map[string]any{"uri": "exec:cat " + shellQuote(req.MemoryFile)}); err != nil {
-		return fail(err)
-	}
-	if err := v.waitMigration(ctx, "restore the memory"); err != nil {
+	v.SetPower(hypervisor.StateOn, "")
+	if err := migration.RestoreMemory(ctx, v, req.MemoryFile); err != nil {
 		return fail(err)
 	}
 	if req.Paused {
-		v.set(hypervisor.StateSuspended, "")
+		v.SetPower(hypervisor.StateSuspended, "")
 		return nil
 	}
 	if err := v.command(ctx, "cont", nil); err != nil {
@@ -450,38 +198,7 @@ func (d *Driver) Usage(ctx context.Context, id string) ([]hypervisor.DiskUsage, 
 	v.mu.Lock()
 	disks := slices.Clone(v.cfg.Disks)
 	v.mu.Unlock()
-	return measureChains(ctx, disks), nil
-}
-
-// The chains are read from the qcow2 headers, not with qemu-img: this
-// runs for every disk on every full heartbeat.
-func measureChains(ctx context.Context, disks []hypervisor.DiskConfig) []hypervisor.DiskUsage {
-	var out []hypervisor.DiskUsage
-	for _, dc := range disks {
-		u := hypervisor.DiskUsage{Name: dc.Name}
-		h, err := disk.ReadHeader(dc.Path)
-		if err != nil {
-			continue
-		}
-		u.VirtualBytes = h.VirtualSize
-		if u.AllocatedBytes, err = disk.Allocated(dc.Path); err != nil {
-			continue
-		}
-		dir := filepath.Dir(dc.Path)
-		for p, i := h.Backing, 0; p != "" && i < 256 && filepath.Dir(p) == dir; i++ {
-			a, err := disk.Allocated(p)
-			if err != nil {
-				break
-			}
-			u.ChainBytes += a
-			if h, err = disk.ReadHeader(p); err != nil {
-				break
-			}
-			p = h.Backing
-		}
-		out = append(out, u)
-	}
-	return out
+	return diskfile.MeasureChains(ctx, disks), nil
 }
 
 // RemoveFiles deletes disk files (and memory files) nothing uses.
@@ -496,167 +213,64 @@ func (d *Driver) RemoveFiles(ctx context.Context, paths []string) error {
 }
 
 // CopyDisk copies a file, or a running VM's disk as of now, into a new
-// standalone qcow2 file.
-func (d *Driver) CopyDisk(ctx context.Context, c hypervisor.DiskCopy, progress func(done, total int64)) (err error) {
-	if _, err := os.Stat(c.Dst); err == nil {
-		return fmt.Errorf("copy disk: %s already exists", c.Dst)
-	}
-	if err := os.MkdirAll(filepath.Dir(c.Dst), 0o755); err != nil {
-		return fmt.Errorf("copy disk: %w", err)
-	}
-	defer func() {
+// standalone qcow2 file (see storage.Copy).
+func (d *Driver) CopyDisk(ctx context.Context, c hypervisor.DiskCopy, progress func(done, total int64)) error {
+	find := func(id string) (storage.VM, error) {
+		v, err := d.get(id)
 		if err != nil {
-			_ = os.Remove(c.Dst)
+			return nil, err
+		}
+		return v, nil
+	}
+	return storage.Copy(ctx, c, find, progress)
+}
+
+// MergeDisk merges Top into Base (see storage.Merge).
+func (d *Driver) MergeDisk(ctx context.Context, id string, m hypervisor.DiskMerge) error {
+	v, err := d.get(id)
+	if err != nil {
+		return err
+	}
+	return storage.Merge(ctx, v, m, d.opt.MergeBandwidth)
+}
+
+// unfinishedMerge names a disk whose merge was interrupted, if any.
+func (v *vm) unfinishedMerge() string { return storage.UnfinishedMerge(v.cfg.Dir) }
+
+// refuseUnfinished keeps a VM with an interrupted merge from starting.
+func (v *vm) refuseUnfinished() error {
+	if u := v.unfinishedMerge(); u != "" {
+		return fmt.Errorf("vm %s has an unfinished disk merge of %s; delete the snapshot again to finish it: %w",
+			v.cfg.Name, strings.TrimSpace(u), hypervisor.ErrWrongState)
+	}
+	return nil
+}
+
+// MoveDisks mirrors a running VM's disks to new files and switches over.
+func (d *Driver) MoveDisks(ctx context.Context, id string, moves []hypervisor.DiskMove) error {
+	v, err := d.get(id)
+	if err != nil {
+		return err
+	}
+	if err := v.wrongState("move the disks of", hypervisor.StateOn, hypervisor.StateSuspended); err != nil {
+		return err
+	}
+	if err := v.refuseUnfinished(); err != nil {
+		return err
+	}
+	m, err := v.newMigration()
+	if err != nil {
+		return err
+	}
+	mctx, cancel := context.WithCancel(context.Background())
+	m.Cancel = cancel
+	go func() {
+		defer close(m.Done)
+		defer cancel()
+		if err := storage.MoveDisks(mctx, v, m, moves); err != nil {
+			m.Fail(err)
+			v.log.Warn("disk move failed", "vm", v.cfg.Name, "err", err)
 		}
 	}()
-	src := c.File
-	var v *vm
-	if c.VM != "" {
-		if v, err = d.get(c.VM); err != nil {
-			return err
-		}
-		dc, err := v.disk(c.Disk)
-		if err != nil {
-			return err
-		}
-		src = dc.Path
-	}
-	info, err := disk.Inspect(ctx, src)
-	if err != nil {
-		return fmt.Errorf("copy disk: %w", err)
-	}
-	if err := checkRoom(filepath.Dir(c.Dst), info.ActualSize, "copy disk "+src); err != nil {
-		return err
-	}
-	// Progress counts data, not the virtual size: a thin 20 GiB disk
-	// holding 3 MiB copies 3 MiB. Both QEMU and qemu-img skip what was
-	// never written; their share done is applied to the data there is.
-	data := float64(chainData(ctx, src))
-	share := func(f float64) {
-		if progress != nil {
-			progress(int64(min(f, 1)*data), int64(data))
-		}
-	}
-	if v != nil && v.powerState() != hypervisor.StateOff {
-		err = v.backup(ctx, c.Disk, c.Dst, info.VirtualSize, func(done, total int64) {
-			share(float64(done) / float64(max(total, 1)))
-		})
-	} else {
-		err = disk.ConvertProgress(ctx, src, info.Format, c.Dst, func(pct float64) { share(pct / 100) })
-	}
-	if err != nil {
-		return err
-	}
-	if c.Size > info.VirtualSize {
-		if err := disk.Resize(ctx, c.Dst, c.Size); err != nil {
-			return err
-		}
-	}
-	// The last word is what the copy really holds.
-	if n, err := disk.Allocated(c.Dst); err == nil && progress != nil {
-		progress(n, n)
-	}
 	return nil
-}
-
-// chainData is about the data a full copy of the disk at path holds: what
-// its file and the files under it take (the copy flattens the chain).
-func chainData(ctx context.Context, path string) int64 {
-	chain, err := disk.Chain(ctx, path)
-	if err != nil {
-		return 0
-	}
-	var n int64
-	for _, e := range chain {
-		n += e.ActualSize
-	}
-	return n
-}
-
-// checkRoom refuses work that would fill a datastore: it needs need bytes
-// and a margin.
-func checkRoom(dir string, need int64, what string) error {
-	free, err := freeBytes(dir)
-	if err != nil {
-		return nil
-	}
-	if margin := int64(64 << 20); free < need+margin {
-		return fmt.Errorf("%s: the datastore has %s free and this needs %s: %w", what, api.Size(free), api.Size(need+margin), hypervisor.ErrNoSpace)
-	}
-	return nil
-}
-
-// backup copies a running VM's disk as it is now (blockdev-backup
-// sync=full: writes the guest makes meanwhile do not go into the copy).
-func (v *vm) backup(ctx context.Context, diskName, dst string, size int64, progress func(done, total int64)) error {
-	if err := disk.Create(ctx, dst, size); err != nil {
-		return err
-	}
-	src, err := v.node(ctx, diskName)
-	if err != nil {
-		return err
-	}
-	tn := "bk-" + diskName
-	job := "backup-" + diskName
-	if err := v.command(ctx, "blockdev-add", map[string]any{"driver": "qcow2", "node-name": tn,
-		"file": map[string]any{"driver": "file", "node-name": tn + "-file", "filename": dst}}); err != nil {
-		return fmt.Errorf("copy disk %s: %w", diskName, err)
-	}
-	defer v.dropNamed(tn)
-	if err := v.command(ctx, "blockdev-backup", map[string]any{"job-id": job, "device": src, "target": tn, "sync": "full",
-		"auto-dismiss": false}); err != nil {
-		return fmt.Errorf("copy disk %s: %w", diskName, err)
-	}
-	return v.waitJob(ctx, job, func(j qmpJob) {
-		if progress != nil {
-			progress(j.Offset, j.Len)
-		}
-	})
-}
-
-func (v *vm) dropNamed(node string) {
-	ctx := context.Background()
-	_ = v.command(ctx, "blockdev-del", map[string]any{"node-name": node})
-	_ = v.command(ctx, "blockdev-del", map[string]any{"node-name": node + "-file"})
-}
-
-// qmpJobInfo is query-jobs' view of a job.
-type qmpJobInfo struct {
-	ID              string `json:"id"`
-	Status          string `json:"status"`
-	CurrentProgress int64  `json:"current-progress"`
-	TotalProgress   int64  `json:"total-progress"`
-	Error           string `json:"error"`
-}
-
-// waitJob waits for a block job started with auto-dismiss off to
-// conclude, and dismisses it.
-func (v *vm) waitJob(ctx context.Context, id string, each func(qmpJob)) error {
-	for {
-		var jobs []qmpJobInfo
-		if err := v.query(ctx, "query-jobs", &jobs); err != nil {
-			return err
-		}
-		i := slices.IndexFunc(jobs, func(j qmpJobInfo) bool { return j.ID == id })
-		if i < 0 {
-			return fmt.Errorf("block job %s is gone", id)
-		}
-		j := jobs[i]
-		if each != nil {
-			each(qmpJob{Device: id, Len: j.TotalProgress, Offset: j.CurrentProgress})
-		}
-		if j.Status == "concluded" {
-			_ = v.command(context.Background(), "job-dismiss", map[string]any{"id": id})
-			if j.Error != "" {
-				return fmt.Errorf("block job %s: %s", id, j.Error)
-			}
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			_ = v.command(context.Background(), "job-cancel", map[string]any{"id": id})
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 }

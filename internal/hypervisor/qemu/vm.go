@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -16,7 +15,10 @@ import (
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 	"github.com/vdc-project/vdc/internal/hypervisor/qemu/cmdline"
-	"github.com/vdc-project/vdc/internal/qga"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/guestagent"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/migration"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/proc"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/seed"
 	"github.com/vdc-project/vdc/internal/qmp"
 )
 
@@ -24,7 +26,7 @@ import (
 type vm struct {
 	d   *Driver
 	cfg hypervisor.VMConfig
-	p   paths
+	p   proc.Paths
 	log *slog.Logger
 
 	mu     sync.Mutex
@@ -45,11 +47,11 @@ type vm struct {
 
 	// A copy being received (Incoming) is not a VM of this host yet.
 	incoming     bool
-	made         []string   // disks Incoming created, removed if it is aborted
-	mig          *migration // the current or last migration out
-	mirrors      []string   // block jobs copying the disks to a target
-	shuttingDown bool       // a shutdown request is being repeated
-	lease        string     // the lease file the running QEMU holds
+	made         []string       // disks Incoming created, removed if it is aborted
+	mig          *migration.Job // the current or last migration out
+	mirrors      []string       // block jobs copying the disks to a target
+	shuttingDown bool           // a shutdown request is being repeated
+	lease        string         // the lease file the running QEMU holds
 	// hw is the running QEMU's hardware: what it started with, and the
 	// vCPUs and memory hot-added since (hotadd.go).
 	hw api.VMHardware
@@ -59,26 +61,19 @@ type vm struct {
 	// ioError says why QEMU paused the guest on a failed write.
 	ioError string
 
-	dialMu   sync.Mutex // one guest agent dial at a time
-	guest    hypervisor.GuestInfo
-	answered bool // the guest agent answered since this boot
-	// guestSince is when the guest last started (a boot, a reset, or this
-	// agent taking the VM over): its agent has had a chance to answer
-	// once GuestAgentGrace has passed since.
-	guestSince time.Time
-	lastAnswer time.Time // of the guest agent, to anyone
-	qga        *qga.Client
-	guestTick  int
+	// guest watches the guest agent; its lock is taken after mu, never
+	// before.
+	guest *guestagent.Agent
 }
 
-func (v *vm) state() hypervisor.VMState {
+func (v *vm) State() hypervisor.VMState {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return hypervisor.VMState{Power: v.power, Reason: v.reason, Since: v.since, VNC: v.vnc}
 }
 
-// set changes the power state, saves it and tells subscribers.
-func (v *vm) set(power, reason string) {
+// SetPower changes the power state, saves it and tells subscribers.
+func (v *vm) SetPower(power, reason string) {
 	v.mu.Lock()
 	changed := v.power != power || v.reason != reason
 	if v.power != power {
@@ -95,13 +90,13 @@ func (v *vm) set(power, reason string) {
 // save keeps the VM's state for the next agent process.
 func (v *vm) save() {
 	v.mu.Lock()
-	st := savedState{Power: v.power, Reason: v.reason, Since: v.since, Lease: v.lease}
+	st := proc.State{Power: v.power, Reason: v.reason, Since: v.since, Lease: v.lease}
 	if v.qmp != nil {
 		hw := v.hw
 		st.Hardware = &hw
 	}
 	v.mu.Unlock()
-	if err := writeState(v.p.stateFile(), st); err != nil {
+	if err := proc.WriteState(v.p.StateFile(), st); err != nil {
 		v.log.Warn("cannot save VM state", "err", err)
 	}
 }
@@ -136,7 +131,7 @@ func (v *vm) start(ctx context.Context) error {
 		v.kill()
 		return fmt.Errorf("start vm %s: %w", v.cfg.Name, err)
 	}
-	v.set(hypervisor.StateOn, "")
+	v.SetPower(hypervisor.StateOn, "")
 	return nil
 }
 
@@ -155,7 +150,7 @@ func (v *vm) kill() {
 	pid, exited := v.pid, v.exited
 	v.mu.Unlock()
 	if exited != nil {
-		_ = killAndWait(pid, exited)
+		_ = proc.KillAndWait(pid, exited)
 	}
 }
 
@@ -166,20 +161,20 @@ func (v *vm) launch(ctx context.Context, hw api.VMHardware, extra []string) erro
 	if err := v.d.checkFiles(v.cfg); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(v.p.run, 0o700); err != nil {
+	if err := os.MkdirAll(v.p.Run, 0o700); err != nil {
 		return err
 	}
-	if err := writeSeed(ctx, v.cfg, v.p.seed()); err != nil {
+	if err := seed.Write(ctx, SeedTool, v.cfg.Seed, v.p.Seed()); err != nil {
 		return err
 	}
-	for _, s := range []string{v.p.qmp(), v.p.qga(), v.p.console(), v.p.vnc()} {
+	for _, s := range []string{v.p.QMP(), v.p.QGA(), v.p.Console(), v.p.VNC()} {
 		_ = os.Remove(s) // a stale socket of an earlier run
 	}
 	// Keep the previous boot's console output one generation back.
-	if fi, err := os.Stat(v.p.consoleLog()); err == nil && fi.Size() > 0 {
-		_ = os.Rename(v.p.consoleLog(), v.p.consoleLog()+".1")
+	if fi, err := os.Stat(v.p.ConsoleLog()); err == nil && fi.Size() > 0 {
+		_ = os.Rename(v.p.ConsoleLog(), v.p.ConsoleLog()+".1")
 	}
-	logf, err := os.OpenFile(v.p.qemuLog(), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	logf, err := os.OpenFile(v.p.QEMULog(), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
 	}
@@ -187,7 +182,7 @@ func (v *vm) launch(ctx context.Context, hw api.VMHardware, extra []string) erro
 	v.mu.Lock()
 	cfg := v.cfg
 	v.mu.Unlock()
-	cmd := exec.Command(v.d.opt.Binary, append(cmdline.Args(cfg, hw, v.p.files(), v.d.accel), extra...)...)
+	cmd := exec.Command(v.d.opt.Binary, append(cmdline.Args(cfg, hw, v.p.Files(), v.d.accel), extra...)...)
 	cmd.Dir = v.cfg.Dir
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own session: signals to the agent (Ctrl-C, its process group)
@@ -205,15 +200,15 @@ func (v *vm) launch(ctx context.Context, hw api.VMHardware, extra []string) erro
 	v.mu.Lock()
 	v.started = time.Now()
 	v.hw = hw
-	v.stopping, v.guestDown, v.answered = false, false, false
-	v.guest = hypervisor.GuestInfo{}
+	v.stopping, v.guestDown = false, false
+	v.guest.Launched()
 	v.mu.Unlock()
 
-	q, err := dialQMP(ctx, v.p.qmp(), exited)
+	q, err := proc.DialQMP(ctx, v.p.QMP(), exited)
 	if err != nil {
 		_ = cmd.Process.Kill()
 		<-exited
-		msg := tail(v.p.qemuLog(), 3)
+		msg := proc.Tail(v.p.QEMULog(), 3)
 		if msg == "" {
 			msg = err.Error()
 		}
@@ -223,36 +218,13 @@ func (v *vm) launch(ctx context.Context, hw api.VMHardware, extra []string) erro
 	return nil
 }
 
-// dialQMP connects to a QEMU that is starting, giving up if it exits.
-func dialQMP(ctx context.Context, path string, exited <-chan struct{}) (*qmp.Client, error) {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		dctx, cancel := context.WithTimeout(ctx, time.Second)
-		q, err := qmp.Dial(dctx, path)
-		cancel()
-		if err == nil {
-			return q, nil
-		}
-		select {
-		case <-exited:
-			return nil, fmt.Errorf("QEMU exited before its QMP socket answered: %w", err)
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("QMP socket %s did not answer in 30s: %w", path, err)
-		}
-	}
-}
-
 // running takes over a live QEMU: it follows its events and its exit, and
 // polls the guest agent. exitErr, when known, is the exit status.
 func (v *vm) running(q *qmp.Client, pid int, exited chan struct{}, exitErr func() error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	v.mu.Lock()
 	v.qmp, v.pid, v.exited, v.stop, v.runCtx, v.shuttingDown = q, pid, exited, cancel, ctx, false
-	v.guestSince = time.Now()
+	v.guest.Started()
 	v.mu.Unlock()
 	// Where the display is, as QEMU says (a QEMU started by an older vdc
 	// may serve it on TCP).
@@ -296,7 +268,7 @@ func (v *vm) running(q *qmp.Client, pid int, exited chan struct{}, exitErr func(
 	// to its guest agent channel until it does (FinishIncoming starts the
 	// poller then), or the bytes queue into the device mid-migration.
 	if !v.isIncoming() {
-		go v.pollGuest(ctx)
+		go v.guest.Poll(ctx)
 	}
 }
 
@@ -319,8 +291,8 @@ func (v *vm) onEvent(e qmp.Event) {
 		if v.migrating() || v.isQuiet() {
 			return // a migration or snapshot pauses it itself; not a suspend
 		}
-		if v.state().Power == hypervisor.StateOn {
-			v.set(hypervisor.StateSuspended, v.pauseReason())
+		if v.State().Power == hypervisor.StateOn {
+			v.SetPower(hypervisor.StateSuspended, v.pauseReason())
 		}
 	case "RESUME":
 		if v.isQuiet() {
@@ -329,15 +301,13 @@ func (v *vm) onEvent(e qmp.Event) {
 		v.mu.Lock()
 		v.ioError = ""
 		v.mu.Unlock()
-		if v.state().Power == hypervisor.StateSuspended {
-			v.set(hypervisor.StateOn, "")
+		if v.State().Power == hypervisor.StateSuspended {
+			v.SetPower(hypervisor.StateOn, "")
 		}
 	case "GUEST_PANICKED":
-		v.set(v.state().Power, "the guest kernel panicked")
+		v.SetPower(v.State().Power, "the guest kernel panicked")
 	case "RESET":
-		v.mu.Lock()
-		v.answered, v.guestSince = false, time.Now()
-		v.mu.Unlock()
+		v.guest.Reset()
 	}
 }
 
@@ -347,7 +317,7 @@ func (v *vm) migrating() bool {
 	v.mu.Lock()
 	m := v.mig
 	v.mu.Unlock()
-	return m != nil && m.get().State != hypervisor.MigrationFailed && m.get().State != hypervisor.MigrationCancelled
+	return m != nil && m.Get().State != hypervisor.MigrationFailed && m.Get().State != hypervisor.MigrationCancelled
 }
 
 // onExit records why QEMU ended.
@@ -356,16 +326,12 @@ func (v *vm) onExit(exitErr func() error) {
 	if v.stop != nil {
 		v.stop()
 	}
-	if v.qga != nil {
-		v.qga.Close()
-		v.qga = nil
-	}
+	v.guest.Exited()
 	if v.qmp != nil {
 		v.qmp.Close()
 	}
 	v.qmp, v.pid, v.exited, v.vnc = nil, 0, nil, ""
 	v.lease = "" // the kernel let go of it with the process
-	v.guest = hypervisor.GuestInfo{}
 	stopping, guestDown := v.stopping || v.shuttingDown, v.guestDown
 	v.mu.Unlock()
 	reason := ""
@@ -383,18 +349,18 @@ func (v *vm) onExit(exitErr func() error) {
 			}
 		}
 		reason = "QEMU ended unexpectedly: " + why
-		if t := tail(v.p.qemuLog(), 2); t != "" {
+		if t := proc.Tail(v.p.QEMULog(), 2); t != "" {
 			reason += ": " + t
 		}
 		v.log.Warn("VM stopped unexpectedly", "vm", v.cfg.Name, "reason", reason)
 	}
-	v.set(hypervisor.StateOff, reason)
+	v.SetPower(hypervisor.StateOff, reason)
 }
 
 // attach takes over a VM defined earlier, maybe running under a QEMU an
 // earlier agent started.
 func (v *vm) attach(ctx context.Context) error {
-	saved, err := readState(v.p.stateFile())
+	saved, err := proc.ReadState(v.p.StateFile())
 	if err != nil {
 		return err
 	}
@@ -407,16 +373,16 @@ func (v *vm) attach(ctx context.Context) error {
 		v.hw = *saved.Hardware
 	}
 	v.mu.Unlock()
-	pid, alive := findProcess(v.p.pidFile(), cmdline.SMBIOSUUID(v.cfg.ID))
+	pid, alive := proc.Find(v.p.PIDFile(), cmdline.SMBIOSUUID(v.cfg.ID))
 	if !alive {
 		if saved.Power != hypervisor.StateOff {
-			v.set(hypervisor.StateOff, "QEMU ended while no agent watched it")
+			v.SetPower(hypervisor.StateOff, "QEMU ended while no agent watched it")
 		}
 		return nil
 	}
 	exited := make(chan struct{})
-	go watchPID(pid, exited)
-	q, err := dialQMP(ctx, v.p.qmp(), exited)
+	go proc.Watch(pid, exited)
+	q, err := proc.DialQMP(ctx, v.p.QMP(), exited)
 	if err != nil {
 		return fmt.Errorf("re-attach vm %s (pid %d): %w", v.cfg.Name, pid, err)
 	}
@@ -434,57 +400,29 @@ func (v *vm) attach(ctx context.Context) error {
 		// QEMU's: finish it, or end it if another copy holds the lease.
 		if err := v.run(ctx); err != nil {
 			v.kill()
-			v.set(hypervisor.StateOff, "start interrupted, then refused: "+err.Error())
+			v.SetPower(hypervisor.StateOff, "start interrupted, then refused: "+err.Error())
 			return nil
 		}
-		v.set(hypervisor.StateOn, "")
+		v.SetPower(hypervisor.StateOn, "")
 	case "paused":
 		if saved.Power != hypervisor.StateSuspended {
-			v.set(hypervisor.StateSuspended, "paused by QEMU")
+			v.SetPower(hypervisor.StateSuspended, "paused by QEMU")
 		}
 	default:
 		if saved.Power != hypervisor.StateOn {
-			v.set(hypervisor.StateOn, "")
+			v.SetPower(hypervisor.StateOn, "")
 		}
 	}
 	v.log.Info("re-attached to a running VM", "vm", v.cfg.Name, "pid", pid, "status", st.Status)
 	return nil
 }
 
-// watchPID closes exited when a process that is not our child ends.
-func watchPID(pid int, exited chan struct{}) {
-	for {
-		if err := syscall.Kill(pid, 0); err != nil {
-			close(exited)
-			return
-		}
-		if _, err := os.Stat(filepath.Join("/proc", fmt.Sprint(pid))); err != nil {
-			close(exited)
-			return
-		}
-		if stat, err := os.ReadFile(filepath.Join("/proc", fmt.Sprint(pid), "stat")); err == nil && zombie(stat) {
-			close(exited)
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-func zombie(stat []byte) bool {
-	for i := len(stat) - 1; i > 0; i-- {
-		if stat[i] == ')' {
-			return i+2 < len(stat) && stat[i+2] == 'Z'
-		}
-	}
-	return false
-}
-
 // askShutdown asks the guest once: through its agent if it answers, else
 // with the ACPI power button.
 func (v *vm) askShutdown(ctx context.Context) error {
-	if v.guestInfo().State == hypervisor.GuestRunning {
+	if v.guest.Info().State == hypervisor.GuestRunning {
 		gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := v.guestShutdown(gctx)
+		err := v.guest.Shutdown(gctx)
 		cancel()
 		if err == nil {
 			return nil
@@ -505,7 +443,7 @@ func (v *vm) repeatShutdown(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if v.state().Power != hypervisor.StateOn {
+		if v.State().Power != hypervisor.StateOn {
 			v.mu.Lock()
 			v.shuttingDown = false
 			v.mu.Unlock()
@@ -517,15 +455,26 @@ func (v *vm) repeatShutdown(ctx context.Context) {
 	}
 }
 
-// command sends a QMP command to the running QEMU.
-func (v *vm) command(ctx context.Context, cmd string, args any) error {
+// Execute sends a QMP command to the running QEMU, with arguments args
+// and the answer decoded into out (either may be nil).
+func (v *vm) Execute(ctx context.Context, cmd string, args, out any) error {
 	v.mu.Lock()
 	q := v.qmp
 	v.mu.Unlock()
 	if q == nil {
 		return fmt.Errorf("%s: vm %s has no running QEMU: %w", cmd, v.cfg.Name, hypervisor.ErrWrongState)
 	}
-	return q.Execute(ctx, cmd, args, nil)
+	return q.Execute(ctx, cmd, args, out)
+}
+
+// command sends a QMP command to the running QEMU.
+func (v *vm) command(ctx context.Context, cmd string, args any) error {
+	return v.Execute(ctx, cmd, args, nil)
+}
+
+// query sends a QMP command without arguments and reads its answer.
+func (v *vm) query(ctx context.Context, cmd string, out any) error {
+	return v.Execute(ctx, cmd, nil, out)
 }
 
 // powerOff makes QEMU quit (killing it if it does not) and waits for it.
@@ -555,7 +504,7 @@ func (v *vm) powerOff(ctx context.Context) error {
 		}
 	}
 	// onExit runs in the monitor; wait until it recorded the state.
-	for i := 0; i < 100 && v.state().Power != hypervisor.StateOff; i++ {
+	for i := 0; i < 100 && v.State().Power != hypervisor.StateOff; i++ {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return nil
@@ -568,10 +517,7 @@ func (v *vm) release() {
 	if v.stop != nil {
 		v.stop()
 	}
-	if v.qga != nil {
-		v.qga.Close()
-		v.qga = nil
-	}
+	v.guest.Close()
 	if v.qmp != nil {
 		v.qmp.Close()
 		v.qmp = nil

@@ -1,44 +1,16 @@
-package qemu
+package storage
 
 import (
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/vdc-project/vdc/internal/disk"
 	"github.com/vdc-project/vdc/internal/hypervisor"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/blockjob"
+	"github.com/vdc-project/vdc/internal/hypervisor/qemu/migration"
 )
-
-// MoveDisks mirrors a running VM's disks to new files and switches over.
-func (d *Driver) MoveDisks(ctx context.Context, id string, moves []hypervisor.DiskMove) error {
-	v, err := d.get(id)
-	if err != nil {
-		return err
-	}
-	if err := v.wrongState("move the disks of", hypervisor.StateOn, hypervisor.StateSuspended); err != nil {
-		return err
-	}
-	if err := v.refuseUnfinished(); err != nil {
-		return err
-	}
-	m, err := v.newMigration()
-	if err != nil {
-		return err
-	}
-	mctx, cancel := context.WithCancel(context.Background())
-	m.cancel = cancel
-	go func() {
-		defer close(m.done)
-		defer cancel()
-		if err := v.moveDisks(mctx, m, moves); err != nil {
-			m.fail(err)
-			v.log.Warn("disk move failed", "vm", v.cfg.Name, "err", err)
-		}
-	}()
-	return nil
-}
 
 // diskMove is one disk being moved: where it goes and the file it
 // leaves.
@@ -47,8 +19,12 @@ type diskMove struct {
 	old string
 }
 
-func (v *vm) moveDisks(ctx context.Context, m *migration, moves []hypervisor.DiskMove) (err error) {
-	m.update(func(st *hypervisor.MigrationStatus) { st.State = hypervisor.MigrationMirroring })
+// MoveDisks mirrors the running VM's disks to new files and switches
+// over, reporting its progress in m; a failure leaves the VM on its
+// old files and removes the new ones.
+func MoveDisks(ctx context.Context, target VM, m *migration.Job, moves []hypervisor.DiskMove) (err error) {
+	v := vm{VM: target}
+	m.Update(func(st *hypervisor.MigrationStatus) { st.State = hypervisor.MigrationMirroring })
 	var jobs []diskMove
 	defer func() {
 		if err == nil {
@@ -69,30 +45,25 @@ func (v *vm) moveDisks(ctx context.Context, m *migration, moves []hypervisor.Dis
 		}
 		ids = append(ids, id)
 	}
-	if err := v.waitJobs(ctx, m, ids); err != nil {
+	if err := blockjob.WaitMirrors(ctx, v, ids, m.DiskProgress); err != nil {
 		return err
 	}
-	if err := v.completeMoves(ctx, ids); err != nil {
+	if err := blockjob.CompleteMirrors(ctx, v, ids); err != nil {
 		return err
 	}
 	v.switchDisks(jobs)
 	jobs = nil
-	m.update(func(st *hypervisor.MigrationStatus) { st.State = hypervisor.MigrationCompleted })
+	m.Update(func(st *hypervisor.MigrationStatus) { st.State = hypervisor.MigrationCompleted })
 	return nil
 }
 
 // startMove creates the new file of a disk and mirrors the disk into it;
 // it records the move in jobs once the file exists, for the cleanup of a
 // failed move.
-func (v *vm) startMove(ctx context.Context, mv hypervisor.DiskMove, jobs *[]diskMove) (string, error) {
-	var dc *hypervisor.DiskConfig
-	for i := range v.cfg.Disks {
-		if v.cfg.Disks[i].Name == mv.Name {
-			dc = &v.cfg.Disks[i]
-		}
-	}
-	if dc == nil {
-		return "", fmt.Errorf("vm %s has no disk %s", v.cfg.Name, mv.Name)
+func (v vm) startMove(ctx context.Context, mv hypervisor.DiskMove, jobs *[]diskMove) (string, error) {
+	dc, err := v.Disk(mv.Name)
+	if err != nil {
+		return "", fmt.Errorf("vm %s has no disk %s", v.Name(), mv.Name)
 	}
 	info, err := disk.Inspect(ctx, dc.Path)
 	if err != nil {
@@ -123,43 +94,11 @@ func (v *vm) startMove(ctx context.Context, mv hypervisor.DiskMove, jobs *[]disk
 	return id, nil
 }
 
-// completeMoves switches the VM to the new files and waits until the
-// mirror jobs are gone.
-func (v *vm) completeMoves(ctx context.Context, ids []string) error {
-	for _, id := range ids {
-		if err := v.command(ctx, "block-job-complete", map[string]any{"device": id}); err != nil {
-			return err
-		}
-	}
-	for {
-		var left []qmpJob
-		if err := v.query(ctx, "query-block-jobs", &left); err != nil {
-			return err
-		}
-		busy := false
-		for _, j := range left {
-			for _, id := range ids {
-				busy = busy || j.Device == id
-			}
-		}
-		if !busy {
-			return nil
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // switchDisks records the disks' new paths and removes the old files.
-func (v *vm) switchDisks(jobs []diskMove) {
-	v.mu.Lock()
+func (v vm) switchDisks(jobs []diskMove) {
 	for _, j := range jobs {
-		for i := range v.cfg.Disks {
-			if v.cfg.Disks[i].Name == j.mv.Name {
-				v.cfg.Disks[i].Path = j.mv.Path
-			}
-		}
+		v.SetDiskPath(j.mv.Name, j.mv.Path)
 	}
-	v.mu.Unlock()
 	for _, j := range jobs {
 		_ = os.Remove(j.old)
 		_ = os.Remove(filepath.Dir(j.old))

@@ -1,4 +1,8 @@
-package qemu
+// Package kvmprobe tells whether KVM really runs guests here, and faster
+// than TCG: /dev/kvm existing (or even opening) is not enough. It boots a
+// one-sector probe guest under both accelerators and compares. It needs no
+// VM and no driver state.
+package kvmprobe
 
 import (
 	"bytes"
@@ -74,10 +78,10 @@ func probe(ctx context.Context, binary, img, accel string, limit time.Duration) 
 	}
 }
 
-// ProbeKVM checks that KVM really runs guests, and faster than TCG:
+// KVM checks that KVM really runs guests, and faster than TCG:
 // /dev/kvm existing (or even opening) is not enough. It returns nil when
 // KVM should be used, else why not.
-func ProbeKVM(ctx context.Context, binary string) error {
+func KVM(ctx context.Context, binary string) error {
 	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
 	if err != nil {
 		return fmt.Errorf("open /dev/kvm: %w", err)

@@ -1,4 +1,4 @@
-package qemu
+package kvmprobe
 
 import (
 	"context"
@@ -6,11 +6,13 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/vdc-project/vdc/internal/testenv"
 )
 
 // The probe guest really runs (under TCG, which always works).
 func TestProbeGuestRuns(t *testing.T) {
-	needQEMU(t)
+	testenv.NeedTools(t, "qemu-system-x86", "qemu-system-x86_64")
 	img := filepath.Join(t.TempDir(), "probe.img")
 	if err := os.WriteFile(img, probeSector, 0o600); err != nil {
 		t.Fatal(err)
@@ -19,5 +21,5 @@ func TestProbeGuestRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("probe under TCG: %s; KVM verdict: %v", d, ProbeKVM(context.Background(), "qemu-system-x86_64"))
+	t.Logf("probe under TCG: %s; KVM verdict: %v", d, KVM(context.Background(), "qemu-system-x86_64"))
 }
