@@ -104,6 +104,9 @@ type NICConfig struct {
 	// attached to the port group by the agent before QEMU starts; set by
 	// the agent for a NIC on a switch.
 	Tap string `json:"tap,omitempty"`
+	// IPv4 is the NIC's address on a port group with DHCP: the host's
+	// DHCP service gives it to this MAC.
+	IPv4 string `json:"ipv4,omitempty"`
 	// LinkDown unplugs the virtual cable (the guest sees no carrier).
 	LinkDown bool `json:"linkDown,omitempty"`
 }

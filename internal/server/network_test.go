@@ -157,3 +157,50 @@ func mustList[T api.Object](t *testing.T, c *client.Client, kind string) []T {
 	}
 	return l
 }
+
+func TestDHCPGivesEachNICAFixedAddress(t *testing.T) {
+	d := newDC(t, 1)
+	ctx := context.Background()
+	d.run(d.c.Create(ctx, api.KindSwitch, api.SwitchCreateRequest{Name: "dvs1", Cluster: "cluster1"}))
+	for _, bad := range []api.PortGroupDHCP{{Subnet: "192.0.2.0/30"}, {Subnet: "2001:db8::/64"}, {Subnet: "192.0.2.0/24", Router: "198.51.100.1"},
+		{Subnet: "192.0.2.0/24", ServerIP: "192.0.2.255"}, {Subnet: "192.0.2.0/24", DNS: []string{"dns.example"}}} {
+		if _, err := d.c.Create(ctx, api.KindPortGroup, api.PortGroupCreateRequest{Name: "x", Switch: "dvs1", VNI: 9, DHCP: &bad}); !errors.Is(err, api.ErrInvalid) {
+			t.Errorf("DHCP %+v: %v; want it refused", bad, err)
+		}
+	}
+	// A /29 has six host addresses: the server takes the last, the router
+	// the first, four are left for NICs.
+	d.run(d.c.Create(ctx, api.KindPortGroup, api.PortGroupCreateRequest{Name: "small", Switch: "dvs1", VNI: 10,
+		DHCP: &api.PortGroupDHCP{Subnet: "192.0.2.8/29", Router: "192.0.2.9"}}))
+	pg, _ := client.Get[*api.PortGroup](ctx, d.c, api.KindPortGroup, "small")
+	if pg.Spec.DHCP.ServerIP != "192.0.2.14" {
+		t.Fatalf("DHCP server address %q, want the subnet's last usable 192.0.2.14", pg.Spec.DHCP.ServerIP)
+	}
+	mk := func(name string) error {
+		_, err := d.c.CreateVM(ctx, api.VMCreateRequest{Name: name, CPUs: 1, Memory: api.MustSize("64MiB"), NICs: []api.NICRequest{{PortGroup: "small"}}})
+		return err
+	}
+	var got []string
+	for _, name := range []string{"v1", "v2", "v3", "v4"} {
+		if err := mk(name); err != nil {
+			t.Fatalf("create %s: %v", name, err)
+		}
+		eventually(t, 10*time.Second, name+" created", func() bool { return d.vm(name).Status.Phase != api.PhaseCreating })
+		got = append(got, d.vm(name).Spec.NICs[0].IPv4)
+	}
+	if want := []string{"192.0.2.10", "192.0.2.11", "192.0.2.12", "192.0.2.13"}; !slices.Equal(got, want) {
+		t.Fatalf("addresses %v, want %v", got, want)
+	}
+	if err := mk("v5"); !errors.Is(err, api.ErrUnprocessable) || !strings.Contains(err.Error(), "no free address") {
+		t.Fatalf("a fifth NIC on a full subnet: %v", err)
+	}
+	// A deleted VM's address is free again.
+	d.run(d.c.Delete(ctx, api.KindVM, "v2", nil))
+	if err := mk("v6"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "v6 created", func() bool { return d.vm("v6").Status.Phase != api.PhaseCreating })
+	if ip := d.vm("v6").Spec.NICs[0].IPv4; ip != "192.0.2.11" {
+		t.Fatalf("v6 got %s, want v2's freed 192.0.2.11", ip)
+	}
+}

@@ -46,7 +46,10 @@ func (cl *cluster) waitRealized(sw string, hosts int) {
 func (cl *cluster) netVM(name, host, pg, addr string) {
 	cl.t.Helper()
 	cl.vdc("vm", "create", name, "--memory", "192MiB", "--image", "test", "--host", host, "--nic", pg, "--start")
-	cl.waitGuest(name)
+	eventually(cl.t, 3*time.Minute, "the guest agent of "+name+" to answer", func() bool {
+		g := cl.vm(name).Status.Guest
+		return g != nil && g.State == api.GuestRunning
+	})
 	cl.vdc("vm", "exec", name, "--", "/bin/sh", "-c", "ip link set eth0 up && ip addr add "+addr+"/24 dev eth0")
 }
 

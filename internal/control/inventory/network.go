@@ -1,6 +1,9 @@
 package inventory
 
 import (
+	"fmt"
+	"net/netip"
+
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/control/state"
 )
@@ -44,4 +47,45 @@ func (in *Inventory) PortGroupInCluster(pg *api.PortGroup, clusterID string) err
 		return api.Errorf(api.ErrInvalid, "port group %s is on switch %s, which is not on the VM's cluster %s", pg.Metadata.Name, sw.Metadata.Name, cl)
 	}
 	return nil
+}
+
+// NICAddress picks the lowest free address of port group pg's DHCP
+// subnet for a new NIC ("" when pg has no DHCP): not the network's, the
+// broadcast's, the router's or the DHCP server's, nor one another NIC
+// holds or taken (this request's).
+func (in *Inventory) NICAddress(pg *api.PortGroup, taken map[string]bool) (string, error) {
+	d := pg.Spec.DHCP
+	if d == nil {
+		return "", nil
+	}
+	prefix, err := netip.ParsePrefix(d.Subnet)
+	if err != nil {
+		return "", fmt.Errorf("port group %s: DHCP subnet %q: %w", pg.Metadata.Name, d.Subnet, err)
+	}
+	used := map[string]bool{d.Router: true, d.ServerIP: true}
+	state.Each(in.St, func(vm *api.VM) {
+		for _, n := range vm.Spec.NICs {
+			if n.PortGroup.ID == pg.Metadata.ID {
+				used[n.IPv4] = true
+			}
+		}
+	})
+	prefix = prefix.Masked()
+	last := LastUsable(prefix)
+	for a := prefix.Addr().Next(); a.IsValid() && a.Compare(last) <= 0; a = a.Next() {
+		if s := a.String(); !used[s] && !taken[s] {
+			return s, nil
+		}
+	}
+	return "", api.Errorf(api.ErrUnprocessable, "port group %s: its DHCP subnet %s has no free address left", pg.Metadata.Name, d.Subnet)
+}
+
+// LastUsable is the last address of an IPv4 prefix before its broadcast.
+func LastUsable(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().As4()
+	host := uint32(1)<<(32-p.Bits()) - 1
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	v |= host
+	v-- // not the broadcast
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }

@@ -49,6 +49,9 @@ func (in *Inventory) RemoveVM(ctx context.Context, vm *api.VM) error {
 	txn := in.St.Store.Txn().Delete(&api.VM{Metadata: api.ObjectMeta{ID: vm.Metadata.ID, Name: vm.Metadata.Name}})
 	for _, n := range vm.Spec.NICs {
 		txn.DeleteRaw(placement.MACKey(n.MAC))
+		if n.IPv4 != "" {
+			txn.DeleteRaw(placement.IPKey(n.PortGroup.ID, n.IPv4))
+		}
 	}
 	_, err := txn.Commit(ctx)
 	return err
@@ -95,7 +98,7 @@ func (in *Inventory) VMConfig(vm *api.VM) (hypervisor.VMConfig, error) {
 		}
 	}
 	for _, n := range vm.Spec.NICs {
-		nic := hypervisor.NICConfig{Name: n.Name, MAC: n.MAC, Model: n.Model, PortGroup: n.PortGroup.ID}
+		nic := hypervisor.NICConfig{Name: n.Name, MAC: n.MAC, Model: n.Model, PortGroup: n.PortGroup.ID, IPv4: n.IPv4, LinkDown: n.LinkDown}
 		if pg, ok := state.Get[*api.PortGroup](in.St, n.PortGroup.ID); ok {
 			nic.VLAN, nic.Switch = pg.Spec.VLAN, pg.Spec.Switch.ID
 		}

@@ -2,6 +2,7 @@ package network
 
 import (
 	"fmt"
+	"net/netip"
 	"regexp"
 	"slices"
 
@@ -94,8 +95,8 @@ func (s *Service) NewPortGroup(req api.PortGroupCreateRequest) (*api.PortGroup, 
 		pg.Spec.Shaping = *req.Shaping
 	}
 	if req.Switch == "" {
-		if req.VNI != 0 || req.VLAN != 0 || req.Isolated || req.Security != nil || req.Shaping != nil {
-			return nil, api.Errorf(api.ErrInvalid, "port group %s: --vxlan, --vlan, --isolated, security and shaping need a switch (--switch); a port group without one is a NAT network", req.Name)
+		if req.VNI != 0 || req.VLAN != 0 || req.Isolated || req.Security != nil || req.Shaping != nil || req.DHCP != nil {
+			return nil, api.Errorf(api.ErrInvalid, "port group %s: --vxlan, --vlan, --isolated, security, shaping and DHCP need a switch (--switch); a port group without one is a NAT network", req.Name)
 		}
 		dc, err := s.d.Inv.PickDatacenter(req.Datacenter)
 		if err != nil {
@@ -121,7 +122,52 @@ func (s *Service) NewPortGroup(req api.PortGroupCreateRequest) (*api.PortGroup, 
 	if err := s.checkPortGroup(pg, sw); err != nil {
 		return nil, err
 	}
+	if req.DHCP != nil {
+		d, err := checkDHCP(*req.DHCP)
+		if err != nil {
+			return nil, fmt.Errorf("port group %s: %w", req.Name, err)
+		}
+		pg.Spec.DHCP = &d
+	}
 	return pg, nil
+}
+
+// checkDHCP checks a port group's DHCP settings and fills in the server
+// address: an IPv4 subnet of /8 to /29, the router and the server in it.
+func checkDHCP(d api.PortGroupDHCP) (api.PortGroupDHCP, error) {
+	p, err := netip.ParsePrefix(d.Subnet)
+	if err != nil || !p.Addr().Is4() || p.Bits() < 8 || p.Bits() > 29 {
+		return d, api.Errorf(api.ErrInvalid, "DHCP subnet %q: give an IPv4 network of /8 to /29 (192.0.2.0/24)", d.Subnet)
+	}
+	p = p.Masked()
+	d.Subnet = p.String()
+	inSubnet := func(what, a string) error {
+		ip, err := netip.ParseAddr(a)
+		if err != nil || !p.Contains(ip) || ip == p.Addr() || ip.Compare(inventory.LastUsable(p)) > 0 {
+			return api.Errorf(api.ErrInvalid, "DHCP %s %q is not a host address of subnet %s", what, a, d.Subnet)
+		}
+		return nil
+	}
+	if d.ServerIP == "" {
+		d.ServerIP = inventory.LastUsable(p).String()
+	}
+	if err := inSubnet("server address", d.ServerIP); err != nil {
+		return d, err
+	}
+	if d.Router != "" {
+		if err := inSubnet("router", d.Router); err != nil {
+			return d, err
+		}
+		if d.Router == d.ServerIP {
+			return d, api.Errorf(api.ErrInvalid, "the DHCP server address %s is the router's: give the server another (--dhcp-server)", d.ServerIP)
+		}
+	}
+	for _, a := range d.DNS {
+		if _, err := netip.ParseAddr(a); err != nil {
+			return d, api.Errorf(api.ErrInvalid, "DHCP DNS server %q is not an IP address", a)
+		}
+	}
+	return d, nil
 }
 
 // UpdatePortGroup applies an update request to pg (a copy to be stored).

@@ -83,7 +83,7 @@ func Desired(st *state.State, h *api.Host) *api.HostNetwork {
 			Uplinks: sw.Spec.Uplinks, LocalIP: h.Status.TunnelAddress, PortGroups: []api.HostPortGroup{}}
 		for _, pg := range pgs[sw.Metadata.ID] {
 			hp := api.HostPortGroup{ID: pg.Metadata.ID, Name: pg.Metadata.Name, VNI: pg.Spec.VNI, VLAN: pg.Spec.VLAN,
-				Isolated: pg.Spec.Isolated, Security: pg.Spec.Security, Shaping: pg.Spec.Shaping}
+				Isolated: pg.Spec.Isolated, Security: pg.Spec.Security, Shaping: pg.Spec.Shaping, DHCP: pg.Spec.DHCP}
 			if pg.Spec.VNI != 0 {
 				hp.Peers = peers
 			}

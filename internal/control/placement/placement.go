@@ -161,11 +161,18 @@ func (p *Placer) PlaceNew(txn *store.Txn, vm *api.VM, cl *api.Cluster, hostID st
 // MACKey is the store key that claims a MAC address for a VM.
 func MACKey(mac string) string { return store.SysPrefix + "macs/" + mac }
 
-// ClaimMACs adds to txn a claim on each MAC address of vm's NICs; the
-// commit fails with a conflict if another VM holds one.
+// IPKey is the store key that claims a port group's address for a VM.
+func IPKey(portGroupID, ip string) string { return store.SysPrefix + "ips/" + portGroupID + "/" + ip }
+
+// ClaimMACs adds to txn a claim on each MAC address of vm's NICs, and on
+// each NIC's address on its port group; the commit fails with a conflict
+// if another VM holds one.
 func ClaimMACs(txn *store.Txn, vm *api.VM) {
 	for _, n := range vm.Spec.NICs {
 		txn.Claim(MACKey(n.MAC), vm.Metadata.ID, api.Errorf(api.ErrConflict, "MAC address %s is already in use", n.MAC))
+		if n.IPv4 != "" {
+			txn.Claim(IPKey(n.PortGroup.ID, n.IPv4), vm.Metadata.ID, api.Errorf(api.ErrConflict, "address %s is already in use on the port group", n.IPv4))
+		}
 	}
 }
 

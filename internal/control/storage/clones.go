@@ -128,7 +128,13 @@ func (s *Service) planClone(src *api.VM, req api.CloneRequest) (*clonePlan, erro
 	for _, n := range src.Spec.NICs {
 		mac := s.inv.NewMAC(used)
 		used[mac] = true
-		n.MAC = mac
+		n.MAC, n.IPv4 = mac, ""
+		if pg, ok := state.Get[*api.PortGroup](s.st, n.PortGroup.ID); ok {
+			if n.IPv4, err = s.inv.NICAddress(pg, used); err != nil {
+				return nil, fmt.Errorf("clone %s: %s: %w", src.Metadata.Name, n.Name, err)
+			}
+			used[n.IPv4] = true
+		}
 		pl.vm.Spec.NICs = append(pl.vm.Spec.NICs, n)
 	}
 	pl.params.VM = pl.vm.Metadata.ID

@@ -218,9 +218,15 @@ func (b *build) nics() error {
 		if err != nil {
 			return fmt.Errorf("nic %d: %w", i, err)
 		}
-		if err := b.s.inv.PortGroupInCluster(o.(*api.PortGroup), b.vm.Spec.Cluster.ID); err != nil {
+		pg := o.(*api.PortGroup)
+		if err := b.s.inv.PortGroupInCluster(pg, b.vm.Spec.Cluster.ID); err != nil {
 			return fmt.Errorf("nic %d: %w", i, err)
 		}
+		ip, err := b.s.inv.NICAddress(pg, used)
+		if err != nil {
+			return fmt.Errorf("nic %d: %w", i, err)
+		}
+		used[ip] = true
 		mac := strings.ToLower(n.MAC)
 		if mac == "" {
 			mac = b.s.inv.NewMAC(used)
@@ -232,7 +238,7 @@ func (b *build) nics() error {
 		if model == "" {
 			model = "virtio"
 		}
-		b.vm.Spec.NICs = append(b.vm.Spec.NICs, api.VMNIC{Name: fmt.Sprintf("nic%d", i), PortGroup: api.Ref{ID: o.GetMeta().ID}, MAC: mac, Model: model})
+		b.vm.Spec.NICs = append(b.vm.Spec.NICs, api.VMNIC{Name: fmt.Sprintf("nic%d", i), PortGroup: api.Ref{ID: o.GetMeta().ID}, MAC: mac, Model: model, IPv4: ip})
 	}
 	return nil
 }
