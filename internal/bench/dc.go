@@ -40,7 +40,7 @@ func startDC(ctx context.Context, dir string, serverArgs ...string) (*datacenter
 		return nil, err
 	}
 	if d.c, err = waitForServer(ctx, filepath.Join(srvDir, "admin.json")); err == nil {
-		err = d.c.Bootstrap(ctx, filepath.Join(dir, client.DefaultDatastore))
+		err = d.c.Bootstrap(ctx, filepath.Join(dir, client.DefaultDatastore), false)
 	}
 	if err != nil {
 		d.stop()

@@ -37,6 +37,7 @@ func NewPortGroupCmd(g *cmdutil.Globals) *cobra.Command {
 			vni := fl.Int("vxlan", 0, "a VXLAN overlay across the switch's hosts, with this VNI (1-16777215)")
 			vlan := fl.Int("vlan", 0, "an 802.1Q VLAN of the uplinks, with this ID (1-4094)")
 			iso := fl.Bool("isolated", false, "the VMs of one host only")
+			dhcp := fl.String("dhcp", "", "give each NIC a fixed address of this IPv4 subnet by DHCP, served by the host the VM runs on: SUBNET[,router=IP][,dns=IP][,server=IP]")
 			pol := addPolicyFlags(cmd, false)
 			return func(name string) (any, error) {
 				labels, err := m.LabelMap()
@@ -53,12 +54,16 @@ func NewPortGroupCmd(g *cmdutil.Globals) *cobra.Command {
 				if sh.In != nil || sh.Out != nil {
 					req.Shaping = &api.Shaping{In: sh.In, Out: sh.Out}
 				}
+				if err == nil && *dhcp != "" {
+					req.DHCP, err = parseDHCP(*dhcp)
+				}
 				return req, err
 			}
 		},
 		CreateExample: `  vdc pg create web --switch dvs1 --vxlan 5001
   vdc pg create dmz --switch dvs1 --vlan 20 --shape-in 100Mbit --shape-out 50Mbit,peak=80Mbit,burst=1MiB
   vdc pg create lab --switch dvs1 --isolated --allow-promiscuous
+  vdc pg create app --switch dvs1 --vxlan 5002 --dhcp 192.168.50.0/24,router=192.168.50.1
   vdc pg create outbound              # NAT: no switch`,
 		Update: func(cmd *cobra.Command) func() (any, error) {
 			m := cmdutil.AddMetaFlags(cmd, true, true)
@@ -118,6 +123,11 @@ func portGroupInfo(v *cmdutil.InfoView, o *api.PortGroup, now time.Time) {
 	v.Add("Promiscuous", allowed(sec.AllowPromiscuous))
 	v.Add("Shaping in", shapeString(o.Spec.Shaping.In))
 	v.Add("Shaping out", shapeString(o.Spec.Shaping.Out))
+	if d := o.Spec.DHCP; d != nil {
+		v.Add("DHCP", fmt.Sprintf("%s from %s", d.Subnet, d.ServerIP))
+		v.Add("Router", d.Router)
+		v.Add("DNS", strings.Join(d.DNS, ", "))
+	}
 }
 
 func allowed(b bool) string {
@@ -139,6 +149,19 @@ func shapeString(s *api.TrafficShape) string {
 		out += ", burst " + s.BurstBytes.String()
 	}
 	return out
+}
+
+// parseDHCP reads SUBNET[,router=IP][,dns=IP][,server=IP].
+func parseDHCP(spec string) (*api.PortGroupDHCP, error) {
+	subnet, opts, err := cmdutil.SplitSpec("--dhcp", "subnet", spec, "router", "dns", "server")
+	if err != nil {
+		return nil, err
+	}
+	d := &api.PortGroupDHCP{Subnet: subnet, Router: opts["router"], ServerIP: opts["server"]}
+	if dns := opts["dns"]; dns != "" {
+		d.DNS = strings.Split(dns, "+")
+	}
+	return d, nil
 }
 
 func deref(b *bool) bool { return b != nil && *b }

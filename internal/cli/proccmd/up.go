@@ -22,6 +22,7 @@ import (
 	"github.com/vdc-project/vdc/internal/agent"
 	"github.com/vdc-project/vdc/internal/cli/cmdutil"
 	"github.com/vdc-project/vdc/internal/hypervisor/qemu"
+	"github.com/vdc-project/vdc/internal/lab"
 	"github.com/vdc-project/vdc/internal/server"
 )
 
@@ -32,6 +33,7 @@ func NewUpCmd(g *cmdutil.Globals) *cobra.Command {
 	var data string
 	var hosts int
 	var capf capacityFlags
+	var labf labFlags
 	var readyTimeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -91,13 +93,26 @@ it. Running it again on the same --data brings everything back.`,
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
 			u := &upRun{g: g, data: data, hosts: hosts, df: &df, capf: &capf, readyTimeout: readyTimeout, maxConns: f.maxConns, log: log}
-			return u.run(ctx, f.config(filepath.Join(data, "server"), log))
+			cfg := f.config(filepath.Join(data, "server"), log)
+			if u.lab, err = labf.pick(df.driver, data); err != nil {
+				return err
+			}
+			if u.lab != nil {
+				if err := u.lab.Ensure(hosts); err != nil {
+					return fmt.Errorf("make the hosts' lab network: %w", err)
+				}
+				if err := labListen(u.lab, &cfg); err != nil {
+					return err
+				}
+			}
+			return u.run(ctx, cfg)
 		},
 	}
 	cmd.Flags().StringVar(&data, "data", "./vdc-data", "data directory for the server, hosts and datastore")
 	cmd.Flags().IntVar(&hosts, "hosts", 3, "number of host agents")
 	cmd.Flags().DurationVar(&readyTimeout, "ready-timeout", 2*time.Minute, "how long the hosts may take to join before vdc up gives up")
 	capf.add(cmd)
+	labf.add(cmd)
 	f.add(cmd)
 	df.add(cmd, "")
 	lf.add(cmd)
@@ -115,8 +130,10 @@ type upRun struct {
 	maxConns int
 	started  time.Time // before the server started: hosts heard from since are live
 	log      *slog.Logger
-	srv      *server.Server
-	c        *client.Client
+	// lab, when set, is the network of the hosts' namespaces.
+	lab *lab.Lab
+	srv *server.Server
+	c   *client.Client
 }
 
 func (u *upRun) run(ctx context.Context, cfg server.Config) error {
@@ -176,7 +193,7 @@ Ctrl-C stops the server and agents; VMs keep their power state.
 
 // bootstrap creates the default inventory where it is missing.
 func (u *upRun) bootstrap(ctx context.Context) error {
-	return u.c.Bootstrap(ctx, filepath.Join(u.data, "datastores", client.DefaultDatastore))
+	return u.c.Bootstrap(ctx, filepath.Join(u.data, "datastores", client.DefaultDatastore), u.lab != nil)
 }
 
 // agentProcs supervises the agent processes.
@@ -228,10 +245,15 @@ func (u *upRun) startAgents(ctx context.Context) (*agentProcs, error) {
 			cancel()
 			return nil, err
 		}
+		bin := exe
+		if u.lab != nil { // the agent runs in its host's namespace
+			prefix := u.lab.Exec(i)
+			bin, args = prefix[0], append(append(prefix[1:], exe), args...)
+		}
 		procs.wg.Add(1)
 		go func() {
 			defer procs.wg.Done()
-			u.supervise(actx, name, exe, u.agentLog(i), args)
+			u.supervise(actx, name, bin, u.agentLog(i), args)
 		}()
 	}
 	return procs, nil
@@ -240,8 +262,12 @@ func (u *upRun) startAgents(ctx context.Context) (*agentProcs, error) {
 // agentArgs is the command line of host i's agent; a host that has yet to
 // join reads its token from tokenFile.
 func (u *upRun) agentArgs(i int, tokenFile string) []string {
+	listen := "127.0.0.1:0"
+	if u.lab != nil {
+		listen = u.lab.HostIP(i).String() + ":0"
+	}
 	args := append([]string{"agent", "--server", u.srv.URL(), "--data", u.hostDir(i), "--name", fmt.Sprintf("host-%d", i),
-		"--listen", "127.0.0.1:0", "--log-file", u.agentLog(i),
+		"--listen", listen, "--log-file", u.agentLog(i),
 		"--max-conns-per-address", strconv.Itoa(u.maxConns)}, u.df.args()...)
 	args = append(args, u.capf.args()...)
 	if tokenFile != "" {
