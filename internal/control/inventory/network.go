@@ -24,8 +24,27 @@ func (in *Inventory) CanCarryNICs(vm *api.VM, h *api.Host) error {
 			return api.Errorf(api.ErrConflict, "host %s does not have port group %s (%s of vm %s): its switch %s is on another cluster",
 				h.Metadata.Name, pg.Metadata.Name, n.Name, vm.Metadata.Name, sw.Metadata.Name)
 		}
+		if why := notRealized(h, sw.Metadata.ID, pg.Metadata.ID); why != "" {
+			return api.Errorf(api.ErrConflict, "host %s has not realized port group %s (%s of vm %s): %s",
+				h.Metadata.Name, pg.Metadata.Name, n.Name, vm.Metadata.Name, why)
+		}
 	}
 	return nil
+}
+
+// notRealized is why host h reports switch sw's port group pg not
+// realized; "" when it does not.
+func notRealized(h *api.Host, sw, pg string) string {
+	for _, r := range h.Status.Networks {
+		if r.Switch != sw {
+			continue
+		}
+		if r.Error != "" {
+			return r.Error
+		}
+		return r.PortGroups[pg]
+	}
+	return ""
 }
 
 // PortGroupInCluster says why a VM of cluster clusterID cannot have a NIC
