@@ -255,6 +255,23 @@ func TestPlanningRefusals(t *testing.T) {
 				f.sync(t)
 			})
 		}, api.MigrateRequest{Host: "h2"}, "migrate vm vm1: vm vm1 is getting vCPUs or memory hot-added (task "},
+		{"port group not realized on the target", func(t *testing.T) {
+			ctx := context.Background()
+			sw := &api.Switch{Metadata: f.meta("sw1"), Spec: api.SwitchSpec{Cluster: f.ref("c1"), Backend: api.BackendBridge, MTU: 1500}}
+			pg := &api.PortGroup{Metadata: f.meta("web"), Spec: api.PortGroupSpec{Datacenter: api.Ref{ID: "dc1"}, Switch: f.ref("sw1"), VLAN: 20}}
+			for _, o := range []api.Object{sw, pg} {
+				if _, err := f.st.Store.Create(ctx, o); err != nil {
+					t.Fatal(err)
+				}
+			}
+			f.sync(t)
+			change(t, f, "vm1", func(v *api.VM) {
+				v.Spec.NICs = []api.VMNIC{{Name: "nic0", PortGroup: f.ref("web"), MAC: "52:54:00:00:00:01", Model: "virtio"}}
+			})
+			change(t, f, "h2", func(h *api.Host) {
+				h.Status.Networks = []api.SwitchReport{{Switch: f.ids["sw1"], PortGroups: map[string]string{f.ids["web"]: "no 802.1Q VLAN support (8021q)"}}}
+			})
+		}, api.MigrateRequest{Host: "h2"}, "migrate vm vm1: host h2 has not realized port group web (nic0 of vm vm1): no 802.1Q VLAN support (8021q)"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if c.setup != nil {
