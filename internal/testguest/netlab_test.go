@@ -84,13 +84,16 @@ func (l *guestLab) tap(name, bridge string) {
 
 // dhcp starts dnsmasq on the bridges: DHCPv4 from .100 to .199 of each
 // bridge's /24, and router advertisements of each one's IPv6 /64 (SLAAC,
-// no DHCPv6). DNS is off. It waits until dnsmasq serves.
+// no DHCPv6). DNS is off. No ping before an offer (--no-ping): nothing
+// else is on these networks, and dnsmasq's check that an address is free
+// held every first lease back by about three seconds. It waits until
+// dnsmasq serves.
 func (l *guestLab) dhcp(ctx context.Context, nets map[string][2]string) {
 	t := l.t
 	t.Helper()
 	args := []string{"netns", "exec", l.ns, "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
 		"--no-resolv", "--no-hosts", "--port=0", "--bind-interfaces", "--except-interface=lo",
-		"--enable-ra", "--log-dhcp", "--log-facility=-",
+		"--enable-ra", "--no-ping", "--log-dhcp", "--log-facility=-",
 		"--dhcp-leasefile=" + filepath.Join(l.dir, "leases"), "--pid-file=" + filepath.Join(l.dir, "dnsmasq.pid")}
 	for br, n := range nets {
 		v4 := strings.TrimSuffix(n[0], ".0/24")
