@@ -60,7 +60,8 @@ type Result struct {
 var rootfs embed.FS
 
 // Build writes a kernel and an initramfs that boot into busybox with
-// qemu-ga, ACPI power-button handling and DHCP on eth0.
+// qemu-ga, ACPI power-button handling, DHCP on every NIC and a TCP echo
+// (see the package doc).
 func Build(ctx context.Context, o Options) (Result, error) {
 	log := o.Log
 	if log == nil {

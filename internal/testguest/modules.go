@@ -25,19 +25,22 @@ import (
 var earlyModules = []string{"evdev", "button"}
 
 // guestModules are the drivers for the devices a vdc VM has: virtio disks,
-// NICs and the agent's serial port, plus the SATA/SCSI disks and CD-ROMs
-// that imported VMs or install media use, and ISO 9660 to read cloud-init
-// seeds. Dependencies come from modules.dep.
+// the NIC models vdc offers (virtio, e1000, rtl8139: QEMU's is an
+// RTL8139C+, which 8139cp drives) and the agent's serial port, plus the
+// SATA/SCSI disks and CD-ROMs that imported VMs or install media use, and
+// ISO 9660 to read cloud-init seeds. Dependencies come from modules.dep.
 var guestModules = []string{
 	"virtio_pci", "virtio_blk", "virtio_scsi", "virtio_net", "virtio_console",
-	"virtio_balloon", "virtio_rng",
+	"virtio_balloon", "virtio_rng", "e1000", "8139cp",
 	"sd_mod", "sr_mod", "ahci", "isofs",
 }
 
 // requiredModules must be present (as a module or built in): without them
-// the guest cannot do its job (agent channel, power button).
+// the guest cannot do its job (agent channel, power button, a driver for
+// every NIC model a VM can have).
 var requiredModules = map[string]bool{
-	"evdev": true, "button": true, "virtio_pci": true, "virtio_console": true, "virtio_net": true,
+	"evdev": true, "button": true, "virtio_pci": true, "virtio_console": true,
+	"virtio_net": true, "e1000": true, "8139cp": true,
 }
 
 // moduleName turns a module path or name into the name modprobe uses:

@@ -38,6 +38,20 @@ type testVM struct {
 // user-mode NIC and the console in a file. QEMU is killed at cleanup.
 func startVM(t *testing.T, g Result, hostname, extraCmdline string) *testVM {
 	t.Helper()
+	return startVMWith(t, g, vmConfig{hostname: hostname, cmdline: extraCmdline})
+}
+
+// vmConfig is what a test VM is made of beyond the guest itself.
+type vmConfig struct {
+	hostname string
+	cmdline  string   // appended to the kernel command line
+	netns    string   // run QEMU in this network namespace ("": this one)
+	nics     []string // QEMU arguments for the NICs; nil: one user-mode virtio NIC
+	extra    []string // more QEMU arguments (hot-plug ports...)
+}
+
+func startVMWith(t *testing.T, g Result, c vmConfig) *testVM {
+	t.Helper()
 	// Unix socket paths are limited to 108 bytes; t.TempDir() can be longer.
 	sockDir, err := os.MkdirTemp("", "vdctg")
 	if err != nil {
@@ -53,12 +67,16 @@ func startVM(t *testing.T, g Result, hostname, extraCmdline string) *testVM {
 		qmpSock: filepath.Join(sockDir, "qmp.sock"),
 		exited:  make(chan struct{}),
 	}
-	cmdline := g.Cmdline + " vdc.hostname=" + hostname
-	if extraCmdline != "" {
-		cmdline += " " + extraCmdline
+	cmdline := g.Cmdline + " vdc.hostname=" + c.hostname
+	if c.cmdline != "" {
+		cmdline += " " + c.cmdline
+	}
+	nics := c.nics
+	if nics == nil {
+		nics = []string{"-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0"}
 	}
 	args := []string{
-		"-name", "vdc-testguest-" + hostname,
+		"-name", "vdc-testguest-" + c.hostname,
 		"-accel", "tcg", "-machine", "q35", "-m", "256",
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-kernel", g.Kernel, "-initrd", g.Initrd, "-append", cmdline,
@@ -66,15 +84,21 @@ func startVM(t *testing.T, g Result, hostname, extraCmdline string) *testVM {
 		"-chardev", "socket,id=qga0,path=" + vm.qgaSock + ",server=on,wait=off",
 		"-device", "virtio-serial-pci,id=vser0",
 		"-device", "virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0",
-		"-netdev", "user,id=net0",
-		"-device", "virtio-net-pci,netdev=net0",
 		"-qmp", "unix:" + vm.qmpSock + ",server=on,wait=off",
+	}
+	args = append(append(args, nics...), c.extra...)
+	bin := "qemu-system-x86_64"
+	if c.netns != "" {
+		// ip execs QEMU in the namespace: same process, so the kill and
+		// Pdeathsig below still reach it.
+		args = append([]string{"netns", "exec", c.netns, bin}, args...)
+		bin = "ip"
 	}
 	errFile, err := os.Create(vm.stderr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	vm.cmd = exec.Command("qemu-system-x86_64", args...)
+	vm.cmd = exec.Command(bin, args...)
 	vm.cmd.Stdout = errFile
 	vm.cmd.Stderr = errFile
 	// If the test binary dies without running cleanups, QEMU goes too.
@@ -201,10 +225,20 @@ func dialQMP(ctx context.Context, path string) (*qmpConn, error) {
 // execute runs a command without arguments and waits for its answer,
 // skipping the events QEMU sends in between.
 func (q *qmpConn) execute(ctx context.Context, command string) error {
+	return q.executeArgs(ctx, command, nil)
+}
+
+// executeArgs runs a command with arguments (nil for none).
+func (q *qmpConn) executeArgs(ctx context.Context, command string, args any) error {
 	if dl, ok := ctx.Deadline(); ok {
 		q.c.SetDeadline(dl)
 	}
-	if _, err := fmt.Fprintf(q.c, `{"execute":%q}`+"\n", command); err != nil {
+	req := map[string]any{"execute": command}
+	if args != nil {
+		req["arguments"] = args
+	}
+	b, _ := json.Marshal(req)
+	if _, err := q.c.Write(append(b, '\n')); err != nil {
 		return fmt.Errorf("qmp %s: %w", command, err)
 	}
 	for {
