@@ -2,12 +2,14 @@ package e2e
 
 import (
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/netconf"
 )
 
 // newSwitchLab is a migration lab whose hosts' network carries jumbo
@@ -124,13 +126,24 @@ func TestVXLANPortGroupAcrossHosts(t *testing.T) {
 	if out, err := cl.try("portgroup", "delete", "db"); err == nil || !strings.Contains(out, "c") {
 		t.Fatalf("delete port group db in use: %v %s", err, out)
 	}
-	// Once c is gone, db can go, and the hosts drop its devices.
+	// Once c is gone, db can go, and host-2 drops exactly c's tap and db's
+	// bridge and VXLAN device.
+	var db api.PortGroup
+	cl.json(&db, "portgroup", "info", "db")
+	gone := []string{netconf.TapName(cl.vm("c").Metadata.ID, 0), netconf.BridgeName(db.Metadata.ID), netconf.VXLANName(db.Metadata.ID)}
+	before := vdcLinks(t, lab, "host-2")
 	cl.vdc("vm", "delete", "c", "--force")
-	before := len(vdcLinks(t, lab, "host-2"))
 	cl.vdc("portgroup", "delete", "db")
-	eventually(t, 30*time.Second, "host-2 drops db's bridge, VXLAN device and c's tap", func() bool {
-		return len(vdcLinks(t, lab, "host-2")) == before-3
+	var after []string
+	eventually(t, 30*time.Second, "host-2 drops c's tap and db's bridge and VXLAN device", func() bool {
+		after = vdcLinks(t, lab, "host-2")
+		return len(after) == len(before)-len(gone)
 	})
+	for _, l := range after {
+		if slices.Contains(gone, strings.Fields(l)[0]) {
+			t.Fatalf("host-2 still has %s: %v", l, after)
+		}
+	}
 	if !cl.pings("a", "192.168.50.2") {
 		t.Fatal("a lost b after port group db went")
 	}
@@ -147,8 +160,9 @@ func TestTCPAcrossLiveMigration(t *testing.T) {
 	cl.netVM("b", "host-2", "web", "192.168.50.2")
 	// b's echo service sends each line back; a writes a numbered line every
 	// 50 ms and keeps what comes back.
+	// Detached from the exec's pipes, which the guest agent reads to the end.
 	cl.vdc("vm", "exec", "a", "--", "/bin/sh", "-c",
-		"(i=0; while :; do echo $i; i=$((i+1)); usleep 50000; done | nc 192.168.50.2 7777 >/tmp/back 2>/tmp/nc.err &) ; true")
+		"(i=0; while :; do echo $i; i=$((i+1)); usleep 50000; done | nc 192.168.50.2 7777 >/tmp/back) </dev/null >/dev/null 2>&1 &")
 	lines := func() []string {
 		out := cl.vdc("vm", "exec", "a", "--", "/bin/cat", "/tmp/back")
 		return strings.Fields(out)
