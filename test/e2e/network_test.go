@@ -242,3 +242,66 @@ func TestPortGroupSecurityAndShaping(t *testing.T) {
 		t.Fatalf("%.2f Mbit/s through a port group shaped to 2 Mbit/s: not within 15 %%", rate/1e6)
 	}
 }
+
+// TestAgentKilledWhileChangingTheNetwork: kill -9 an agent in the middle
+// of realizing many port groups and removing others; its VM's traffic
+// goes on while it is gone, and once restarted the host holds exactly
+// the desired devices.
+func TestAgentKilledWhileChangingTheNetwork(t *testing.T) {
+	lab, cl := newSwitchLab(t, 2, api.BackendBridge)
+	cl.vdc("portgroup", "create", "web", "--switch", "dvs1", "--vxlan", "5001")
+	for i := range 10 {
+		cl.vdc("portgroup", "create", fmt.Sprintf("old%d", i), "--switch", "dvs1", "--vxlan", strconv.Itoa(6000+i))
+	}
+	cl.waitRealized("dvs1", 2)
+	cl.netVM("a", "host-1", "web", "192.168.50.1")
+	cl.netVM("b", "host-2", "web", "192.168.50.2")
+	// a streams numbered lines to b, which keeps them: read on b, whose
+	// agent stays up.
+	cl.vdc("vm", "exec", "b", "--", "/bin/sh", "-c", "(sleep 100000 | nc -l -p 9001 >/tmp/got) </dev/null >/dev/null 2>&1 &")
+	cl.vdc("vm", "exec", "a", "--", "/bin/sh", "-c",
+		"(sleep 1; i=0; while :; do echo $i; i=$((i+1)); usleep 50000; done | nc 192.168.50.2 9001) </dev/null >/dev/null 2>&1 &")
+	lines := func() int { return len(strings.Fields(cl.vdc("vm", "exec", "b", "--", "/bin/cat", "/tmp/got"))) }
+	eventually(t, 30*time.Second, "the stream runs", func() bool { return lines() > 10 })
+
+	// Ten port groups go and ten come; host-1's agent dies as it follows
+	// (it converges on each heartbeat, every second, as the changes come),
+	// and the last changes come while it is dead.
+	change := func(i int) {
+		cl.vdc("portgroup", "delete", fmt.Sprintf("old%d", i))
+		cl.vdc("portgroup", "create", fmt.Sprintf("new%d", i), "--switch", "dvs1", "--vxlan", strconv.Itoa(7000+i))
+	}
+	for i := range 7 {
+		change(i)
+	}
+	cl.agents["host-1"].kill9()
+	for i := 7; i < 10; i++ {
+		change(i)
+	}
+	n := lines()
+	eventually(t, 30*time.Second, "a's stream goes on with its agent dead", func() bool { return lines() > n+20 })
+
+	cl.startAgent("host-1")
+	cl.waitConnected("host-1")
+	cl.waitRealized("dvs1", 2)
+	var pgs []api.PortGroup
+	cl.json(&pgs, "portgroup", "ls")
+	want := []string{netconf.TapName(cl.vm("a").Metadata.ID, 0)}
+	for _, pg := range pgs {
+		if pg.Spec.Switch.Name == "dvs1" {
+			want = append(want, netconf.BridgeName(pg.Metadata.ID), netconf.VXLANName(pg.Metadata.ID))
+		}
+	}
+	var have []string
+	for _, l := range vdcLinks(t, lab, "host-1") {
+		have = append(have, strings.Fields(l)[0])
+	}
+	slices.Sort(want)
+	slices.Sort(have)
+	if !slices.Equal(have, want) {
+		t.Fatalf("host-1 after the restart has devices\n%v\nwant exactly\n%v", have, want)
+	}
+	if !cl.pings("a", "192.168.50.2") {
+		t.Fatal("a cannot reach b after its agent came back")
+	}
+}
