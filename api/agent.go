@@ -66,6 +66,10 @@ type Heartbeat struct {
 	// (HostNetwork.Gen), and Networks how each switch went.
 	NetworkGen string         `json:"networkGen,omitempty"`
 	Networks   []SwitchReport `json:"networks,omitempty"`
+	// Uplinks are the host's interfaces its switches use, with their LLDP
+	// neighbours; LLDP says why there are none when lldpd cannot run.
+	Uplinks []HostUplink `json:"uplinks,omitempty"`
+	LLDP    string       `json:"lldp,omitempty"`
 	// HAGen is the version of the HA settings the host has (HostHA.Gen).
 	HAGen string `json:"haGen,omitempty"`
 	// Fenced says what the host did to its VMs while it was isolated.

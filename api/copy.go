@@ -35,6 +35,11 @@ func DeepCopy[T Object](o T) T {
 		c.Metadata = v.Metadata.copy()
 		c.Status.Datastores = slices.Clone(v.Status.Datastores)
 		c.Status.Networks = slices.Clone(v.Status.Networks)
+		c.Status.Uplinks = slices.Clone(v.Status.Uplinks)
+		for i, u := range c.Status.Uplinks {
+			c.Status.Uplinks[i].Addresses = slices.Clone(u.Addresses)
+			c.Status.Uplinks[i].Neighbors = slices.Clone(u.Neighbors)
+		}
 		for i, n := range c.Status.Networks {
 			c.Status.Networks[i].PortGroups = maps.Clone(n.PortGroups)
 		}

@@ -97,6 +97,10 @@ type HostStatus struct {
 	// realized, and Networks how each of its switches went.
 	NetworkGen string         `json:"networkGen,omitempty"`
 	Networks   []SwitchReport `json:"networks,omitempty"`
+	// Uplinks are the host's interfaces its switches use, with their LLDP
+	// neighbours; LLDP says why there are none when lldpd cannot run.
+	Uplinks []HostUplink `json:"uplinks,omitempty"`
+	LLDP    string       `json:"lldp,omitempty"`
 	// FailedAt is when HA declared the host failed (its heartbeats stopped
 	// for the cluster's failure detection time) and restarted its VMs
 	// elsewhere; zero once it is back.

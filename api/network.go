@@ -172,3 +172,26 @@ type SwitchReport struct {
 
 func (o *Switch) GetMeta() *ObjectMeta { return &o.Metadata }
 func (o *Switch) Kind() string         { return KindSwitch }
+
+// HostUplink is one of a host's network interfaces that its switches use
+// (their uplinks, the interface of the host's tunnel address), with the
+// neighbours LLDP sees on it: the physical switch port it plugs into, as
+// vSphere shows CDP/LLDP.
+type HostUplink struct {
+	Name      string         `json:"name"`
+	MAC       string         `json:"mac,omitempty"`
+	MTU       int            `json:"mtu,omitempty"`
+	Up        bool           `json:"up"`
+	Addresses []string       `json:"addresses,omitempty"`
+	Neighbors []LLDPNeighbor `json:"neighbors,omitempty"`
+}
+
+// LLDPNeighbor is what a neighbour's LLDP frames say of it.
+type LLDPNeighbor struct {
+	ChassisID   string `json:"chassisId"`
+	SysName     string `json:"sysName,omitempty"`
+	Description string `json:"description,omitempty"`
+	PortID      string `json:"portId"`
+	PortDescr   string `json:"portDescr,omitempty"`
+	MgmtIP      string `json:"mgmtIP,omitempty"`
+}

@@ -321,6 +321,7 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 		TunnelAddress: a.tunnelAddress(),
 	}
 	hb.NetworkGen, hb.Networks = a.net.Report()
+	hb.Uplinks, hb.LLDP = a.net.Uplinks()
 	var resp api.HeartbeatResponse
 	if err := a.post(ctx, "/api/v1/agent/heartbeat", hb, &resp); err != nil {
 		a.needFull = true // the server may have missed changes

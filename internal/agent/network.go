@@ -24,6 +24,9 @@ func (a *Agent) startNetwork(ctx context.Context) error {
 	a.net = network.New(a.cfg.DataDir, backends, a.vms.Configs, a.log, a.changed)
 	a.vms.BeforeStart = a.net.Ensure
 	go a.net.Run(ctx)
+	if _, sim := backends["sim"]; !sim {
+		go a.net.WatchUplinks(ctx, a.cfg.Name, a.tunnelAddress)
+	}
 	return nil
 }
 

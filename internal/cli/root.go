@@ -41,9 +41,11 @@ func newRoot(g *cmdutil.Globals) *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&g.Config, "config", "", "client config file (default $VDC_CONFIG, else <user config dir>/vdc/config.json)")
 	root.PersistentFlags().StringVarP(&g.Output, "output", "o", cmdutil.OutputTable, "output format of list and info commands: table or json")
+	host := inventorycmd.NewHostCmd(g)
+	host.AddCommand(netcmd.NewHostNetworkCmd(g))
 	root.AddCommand(
 		proccmd.NewUpCmd(g), proccmd.NewServerCmd(g), proccmd.NewAgentCmd(g),
-		vmcmd.NewVMCmd(g), inventorycmd.NewHostCmd(g), transfercmd.NewImageCmd(g), vmcmd.NewTemplateCmd(g),
+		vmcmd.NewVMCmd(g), host, transfercmd.NewImageCmd(g), vmcmd.NewTemplateCmd(g),
 		inventorycmd.NewDatacenterCmd(g), inventorycmd.NewClusterCmd(g), inventorycmd.NewDatastoreCmd(g), netcmd.NewPortGroupCmd(g), netcmd.NewSwitchCmd(g),
 		newTaskCmd(g), newEventsCmd(g), newVersionCmd(g), proccmd.NewBenchCmd(g), inventorycmd.NewAPITokenCmd(g),
 		transfercmd.NewImportCmd(g), transfercmd.NewExportCmd(g), proccmd.NewWaitCmd(g),

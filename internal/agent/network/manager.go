@@ -37,6 +37,7 @@ const ResyncEvery = time.Minute
 
 // Manager converges one host's networks.
 type Manager struct {
+	dir      string
 	file     string
 	backends map[string]netconf.Backend // by api.Backend*
 	vms      func() []hypervisor.VMConfig
@@ -49,13 +50,17 @@ type Manager struct {
 	realize string // Gen of the last converge
 	reports []api.SwitchReport
 	ports   map[string]error // by tap, from the last converge
+
+	upMu    sync.Mutex // guards the uplinks as last read
+	uplinks []api.HostUplink
+	lldpWhy string
 }
 
 // New is the manager of a host whose data directory is dir; vms lists
 // the configs of the VMs the host has (defined or arriving); onDone is
 // called after each converge.
 func New(dir string, backends map[string]netconf.Backend, vms func() []hypervisor.VMConfig, log *slog.Logger, onDone func()) *Manager {
-	m := &Manager{file: filepath.Join(dir, "network.json"), backends: backends, vms: vms, log: log,
+	m := &Manager{dir: dir, file: filepath.Join(dir, "network.json"), backends: backends, vms: vms, log: log,
 		kick: make(chan struct{}, 1), onDone: onDone, ports: map[string]error{}}
 	b, err := os.ReadFile(m.file)
 	if err == nil {
@@ -220,7 +225,7 @@ func (m *Manager) convergeLocked(ctx context.Context, extra *hypervisor.VMConfig
 		}
 	}
 	sort.Slice(reports, func(i, j int) bool { return reports[i].Switch < reports[j].Switch })
-	changed := m.realize != want.Gen || !sameReports(m.reports, reports)
+	changed := m.realize != want.Gen || !sameJSON(m.reports, reports)
 	m.realize, m.reports = want.Gen, reports
 	if changed && m.onDone != nil {
 		m.onDone()
@@ -324,7 +329,7 @@ func (m *Manager) pgName(id string) string {
 	return id
 }
 
-func sameReports(a, b []api.SwitchReport) bool {
+func sameJSON(a, b any) bool {
 	x, _ := json.Marshal(a)
 	y, _ := json.Marshal(b)
 	return string(x) == string(y)

@@ -75,6 +75,7 @@ func record(h *api.Host, hb *api.Heartbeat, now time.Time) (reconnected bool, fa
 	st.Hypervisor, st.AccelReason = hb.Hypervisor, hb.AccelReason
 	st.CPUs, st.MemoryBytes = hb.CPUs, hb.MemoryBytes
 	st.TunnelAddress, st.NetworkGen, st.Networks = hb.TunnelAddress, hb.NetworkGen, hb.Networks
+	st.Uplinks, st.LLDP = hb.Uplinks, hb.LLDP
 	st.Datastores = st.Datastores[:0]
 	for _, d := range hb.Datastores {
 		if d.Reachable {
