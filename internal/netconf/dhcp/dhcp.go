@@ -140,7 +140,11 @@ func Converge(ctx context.Context, ns netns.NsHandle, runDir string, want []Serv
 	errs = append(errs, removeStale(ctx, h, runDir, want)...)
 	// The rules go in before any server starts, so a new server never
 	// hears, even briefly, what other hosts' VMs send.
-	if err := applyRules(ns, want); err != nil {
+	guards := make([]guarded, len(want))
+	for i, s := range want {
+		guards[i] = guarded{s: s, offHost: h.offHostPorts(s)}
+	}
+	if err := applyRules(ns, guards); err != nil {
 		errs = append(errs, fmt.Errorf("converge DHCP services: %w", err))
 	}
 	for _, s := range want {

@@ -11,10 +11,13 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/vdc-project/vdc/internal/netconf"
 )
 
 // host is one network namespace as Converge changes it.
@@ -156,6 +159,31 @@ func (h *host) release(st *state, portGroup string) error {
 	}
 	h.log.Info("bridge has its own MAC back", "bridge", st.Bridge, "mac", orig.String())
 	return nil
+}
+
+// offHostPorts are the ports of the service's bridge that lead off the
+// host: those there now whose names do not start with VMPortPrefix, and
+// the port group's VXLAN and VLAN devices' names as the bridge backend
+// makes them, so that such a device made after this Converge is
+// covered already.
+func (h *host) offHostPorts(s Service) []string {
+	ports := []string{netconf.VXLANName(s.PortGroup), netconf.VLANName(s.PortGroup)}
+	br, err := h.h.LinkByName(s.Bridge)
+	if err != nil {
+		return ports
+	}
+	links, err := h.h.LinkList()
+	if err != nil {
+		h.log.Warn("cannot list the bridge's ports", "bridge", s.Bridge, "err", err)
+		return ports
+	}
+	for _, l := range links {
+		a := l.Attrs()
+		if a.MasterIndex == br.Attrs().Index && !strings.HasPrefix(a.Name, VMPortPrefix) && !slices.Contains(ports, a.Name) {
+			ports = append(ports, a.Name)
+		}
+	}
+	return ports
 }
 
 func hostPrefix(ip netip.Addr) *net.IPNet {
