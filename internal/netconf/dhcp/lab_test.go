@@ -46,11 +46,13 @@ type labHost struct {
 }
 
 type labVM struct {
-	name string
-	ns   netns.NsHandle
-	mac  net.HardwareAddr
-	port string // the host-side end, on the bridge
-	on   *labHost
+	name  string
+	ns    netns.NsHandle // the guest
+	nicNS netns.NsHandle // its NIC, see newVM
+	nic   *netlink.Handle
+	mac   net.HardwareAddr
+	port  string // the NIC's port on the host's bridge
+	on    *labHost
 }
 
 func needLab(t *testing.T) {
@@ -124,6 +126,14 @@ func (h *labHost) attach(t *testing.T, name string) {
 	h.up(t, name)
 }
 
+// waitUp waits until port name carries frames: the kernel brings a
+// bridge port up when it sees the carrier (both ends of a veth up),
+// asynchronously.
+func (h *labHost) waitUp(t *testing.T, name string) {
+	t.Helper()
+	waitOperUp(t, h.h, name)
+}
+
 func (h *labHost) killServers() {
 	dirs, _ := filepath.Glob(filepath.Join(h.runDir, "*"))
 	for _, d := range dirs {
@@ -144,49 +154,113 @@ func tunnel(t *testing.T, a, b *labHost) {
 	}
 	a.attach(t, va)
 	b.attach(t, vb)
+	a.waitUp(t, va)
+	b.waitUp(t, vb)
 }
 
-// newVM makes a VM with mac whose NIC is on host h's bridge.
+// newVM makes a VM with mac whose NIC is on host h's bridge. The NIC
+// is a namespace of its own between the guest and the hosts (a bridge
+// "nic" with the guest's veth and one veth to the host it runs on), so
+// that a migration moves the VM's port between hosts while the guest's
+// link stays up, as in a live migration: a guest whose link went down
+// would flush its ARP cache.
 func newVM(t *testing.T, h *labHost, name, mac string) *labVM {
 	t.Helper()
 	hw, err := net.ParseMAC(mac)
 	if err != nil {
 		t.Fatal(err)
 	}
-	vm := &labVM{name: name, ns: newNS(t), mac: hw, port: "vt" + name, on: h}
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: vm.port}, PeerName: "eth0",
-		PeerHardwareAddr: hw, PeerNamespace: netlink.NsFd(int(vm.ns))}
-	if err := h.h.LinkAdd(veth); err != nil {
-		t.Fatalf("VM %s on host %s: %v", name, h.name, err)
+	vm := &labVM{name: name, ns: newNS(t), nicNS: newNS(t), mac: hw, port: "vt" + name}
+	if vm.nic, err = netlink.NewHandleAt(vm.nicNS); err != nil {
+		t.Fatal(err)
 	}
-	h.attach(t, vm.port)
+	t.Cleanup(vm.nic.Close)
+	if err := vm.nic.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "nic"}}); err != nil {
+		t.Fatalf("VM %s: NIC bridge: %v", name, err)
+	}
+	setUp(t, vm.nic, "nic")
+	guest := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "guest"}, PeerName: "eth0",
+		PeerHardwareAddr: hw, PeerNamespace: netlink.NsFd(int(vm.ns))}
+	if err := vm.nic.LinkAdd(guest); err != nil {
+		t.Fatalf("VM %s: guest link: %v", name, err)
+	}
+	plug(t, vm.nic, "nic", "guest")
 	vh, err := netlink.NewHandleAt(vm.ns)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer vh.Close()
-	for _, ifn := range []string{"lo", "eth0"} {
-		l, err := vh.LinkByName(ifn)
-		if err == nil {
-			err = vh.LinkSetUp(l)
-		}
-		if err != nil {
-			t.Fatalf("VM %s: set %s up: %v", name, ifn, err)
-		}
-	}
+	setUp(t, vh, "lo")
+	setUp(t, vh, "eth0")
+	vm.plugInto(t, h)
 	return vm
 }
 
+// plugInto joins the VM's NIC to host h's bridge by a veth pair: "to"
+// and the host's name in the NIC, the VM's port name on the host.
+func (vm *labVM) plugInto(t *testing.T, h *labHost) {
+	t.Helper()
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "to" + h.name}, PeerName: vm.port, PeerNamespace: netlink.NsFd(int(h.ns))}
+	if err := vm.nic.LinkAdd(veth); err != nil {
+		t.Fatalf("VM %s on host %s: %v", vm.name, h.name, err)
+	}
+	plug(t, vm.nic, "nic", "to"+h.name)
+	h.attach(t, vm.port)
+	h.waitUp(t, vm.port)
+	waitOperUp(t, vm.nic, "to"+h.name)
+	vm.on = h
+}
+
 // migrate moves the VM's port to host to, as a live migration does: the
-// guest keeps its NIC, its address and its ARP cache.
+// guest keeps its NIC, its address and its ARP cache; the port is on
+// the new host before it goes from the old one.
 func (vm *labVM) migrate(t *testing.T, to *labHost) {
 	t.Helper()
-	l := vm.on.link(t, vm.port)
-	if err := vm.on.h.LinkSetNsFd(l, int(to.ns)); err != nil {
-		t.Fatalf("move port of VM %s to host %s: %v", vm.name, to.name, err)
+	from := vm.on
+	vm.plugInto(t, to)
+	l, err := vm.nic.LinkByName("to" + from.name)
+	if err == nil {
+		err = vm.nic.LinkDel(l)
 	}
-	to.attach(t, vm.port)
-	vm.on = to
+	if err != nil {
+		t.Fatalf("VM %s: unplug from host %s: %v", vm.name, from.name, err)
+	}
+}
+
+func setUp(t *testing.T, h *netlink.Handle, name string) {
+	t.Helper()
+	l, err := h.LinkByName(name)
+	if err == nil {
+		err = h.LinkSetUp(l)
+	}
+	if err != nil {
+		t.Fatalf("set %s up: %v", name, err)
+	}
+}
+
+// plug puts port on bridge br (both in h's namespace) and sets it up.
+func plug(t *testing.T, h *netlink.Handle, br, port string) {
+	t.Helper()
+	b, err := h.LinkByName(br)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := h.LinkByName(port)
+	if err == nil {
+		err = h.LinkSetMaster(l, b)
+	}
+	if err != nil {
+		t.Fatalf("attach %s to %s: %v", port, br, err)
+	}
+	setUp(t, h, port)
+}
+
+func waitOperUp(t *testing.T, h *netlink.Handle, name string) {
+	t.Helper()
+	waitFor(t, 5*time.Second, name+" up", func() bool {
+		l, err := h.LinkByName(name)
+		return err == nil && l.Attrs().OperState == netlink.OperUp
+	})
 }
 
 func (vm *labVM) binding(ip, hostname string) Binding {
@@ -210,11 +284,11 @@ func (vm *labVM) start(t *testing.T, cmd *exec.Cmd) {
 // dhcpScript is udhcpc's event script: it records each event with what
 // the server said, and configures the address as a guest would.
 const dhcpScript = `#!/bin/sh
-echo "$1 ip=$ip mask=$mask router=$router dns=$dns mtu=$mtu hostname=$hostname serverid=$serverid lease=$lease" >> "$EVENTS"
 case "$1" in
 bound|renew) busybox ifconfig "$interface" "$ip" netmask "$subnet" ;;
 deconfig) busybox ifconfig "$interface" 0.0.0.0 ;;
 esac
+echo "$1 ip=$ip mask=$mask router=$router dns=$dns mtu=$mtu hostname=$hostname serverid=$serverid lease=$lease" >> "$EVENTS"
 `
 
 // dhcpClient is a udhcpc for the VM's eth0 whose events go to a file.
@@ -265,6 +339,19 @@ func (c *dhcpClient) last(t *testing.T, kind string) map[string]string {
 		}
 	}
 	return got
+}
+
+// count is how many events of kind the events file has.
+func (c *dhcpClient) count(t *testing.T, kind string) int {
+	t.Helper()
+	b, _ := os.ReadFile(c.events)
+	n := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && f[0] == kind {
+			n++
+		}
+	}
+	return n
 }
 
 func (vm *labVM) runWith(t *testing.T, timeout time.Duration, env []string, name string, args ...string) (string, error) {
