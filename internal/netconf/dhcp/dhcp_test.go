@@ -186,6 +186,45 @@ func TestMigratedVMRenewsWithNewHost(t *testing.T) {
 	}
 }
 
+// Two port groups on one host, with the same subnet and server address
+// (tenants choose their subnets): each dnsmasq answers on its own
+// bridge only.
+func TestTwoPortGroupsOneHost(t *testing.T) {
+	needLab(t)
+	a, b := newHost(t, "a"), newHost(t, "b")
+	a.addBridge(t, "vbdhcptest2")
+	web := newVM(t, a, "w1", "52:54:00:0a:00:01")
+	db := newVMOn(t, a, "vbdhcptest2", "d1", "52:54:00:0d:00:01")
+	sWeb := service(web.binding("192.0.2.10", "web1"))
+	sDB := service(db.binding("192.0.2.10", "db1"))
+	sDB.PortGroup, sDB.Bridge = "pg-db", "vbdhcptest2"
+	a.converge(t, sWeb, sDB)
+
+	checkLease(t, web, "192.0.2.10", "web1", a, b)
+	got, out := newClient(t, db).once(t)
+	if got["ip"] != "192.0.2.10" || got["hostname"] != "db1" {
+		t.Fatalf("VM d1 on the second port group got %v\n%s", got, out)
+	}
+	dbDir := filepath.Join(a.runDir, "pg-db")
+	logs := func(dir string) string { b, _ := os.ReadFile(filepath.Join(dir, logFile)); return string(b) }
+	if strings.Contains(logs(a.dir()), db.mac.String()) || strings.Contains(logs(dbDir), web.mac.String()) {
+		t.Errorf("a port group's dnsmasq heard the other's VM:\nweb:\n%s\ndb:\n%s", logs(a.dir()), logs(dbDir))
+	}
+	if n := countServers(t, dbDir) + countServers(t, a.dir()); n != 2 {
+		t.Errorf("%d dnsmasq processes, want 2", n)
+	}
+
+	// One port group's service goes; the other's stays as it was.
+	pid := a.pid(t)
+	a.converge(t, sWeb)
+	if _, err := os.Stat(dbDir); !os.IsNotExist(err) || countServers(t, dbDir) != 0 {
+		t.Errorf("the removed port group's service is left: %v, %d servers", err, countServers(t, dbDir))
+	}
+	if a.pid(t) != pid {
+		t.Errorf("removing the other port group's service restarted this one")
+	}
+}
+
 // A killed dnsmasq comes back with the next Converge; a changed
 // configuration restarts it with its leases; a removed service leaves
 // nothing behind.
@@ -322,13 +361,4 @@ func countServers(t *testing.T, dir string) int {
 		}
 	}
 	return n
-}
-
-// mustMAC parses a MAC for the table tests.
-func mustMAC(s string) net.HardwareAddr {
-	m, err := net.ParseMAC(s)
-	if err != nil {
-		panic(err)
-	}
-	return m
 }

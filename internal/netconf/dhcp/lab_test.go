@@ -46,13 +46,14 @@ type labHost struct {
 }
 
 type labVM struct {
-	name  string
-	ns    netns.NsHandle // the guest
-	nicNS netns.NsHandle // its NIC, see newVM
-	nic   *netlink.Handle
-	mac   net.HardwareAddr
-	port  string // the NIC's port on the host's bridge
-	on    *labHost
+	name   string
+	ns     netns.NsHandle // the guest
+	nicNS  netns.NsHandle // its NIC, see newVM
+	nic    *netlink.Handle
+	mac    net.HardwareAddr
+	port   string // the NIC's port on the host's bridge
+	bridge string // which bridge
+	on     *labHost
 }
 
 func needLab(t *testing.T) {
@@ -92,14 +93,18 @@ func newHost(t *testing.T, name string) *labHost {
 		t.Fatalf("rtnetlink in host %s: %v", name, err)
 	}
 	t.Cleanup(h.h.Close)
-	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: labBridge}}
-	if err := h.h.LinkAdd(br); err != nil {
-		t.Fatalf("host %s: add bridge: %v", name, err)
-	}
-	h.up(t, labBridge)
+	h.addBridge(t, labBridge)
 	// Whatever the test leaves running, its dnsmasqs go with it.
 	t.Cleanup(func() { h.killServers() })
 	return h
+}
+
+func (h *labHost) addBridge(t *testing.T, name string) {
+	t.Helper()
+	if err := h.h.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name}}); err != nil {
+		t.Fatalf("host %s: add bridge %s: %v", h.name, name, err)
+	}
+	h.up(t, name)
 }
 
 func (h *labHost) link(t *testing.T, name string) netlink.Link {
@@ -118,9 +123,11 @@ func (h *labHost) up(t *testing.T, name string) {
 	}
 }
 
-func (h *labHost) attach(t *testing.T, name string) {
+func (h *labHost) attach(t *testing.T, name string) { h.attachTo(t, labBridge, name) }
+
+func (h *labHost) attachTo(t *testing.T, bridge, name string) {
 	t.Helper()
-	if err := h.h.LinkSetMaster(h.link(t, name), h.link(t, labBridge)); err != nil {
+	if err := h.h.LinkSetMaster(h.link(t, name), h.link(t, bridge)); err != nil {
 		t.Fatalf("host %s: attach %s to the bridge: %v", h.name, name, err)
 	}
 	h.up(t, name)
@@ -166,11 +173,17 @@ func tunnel(t *testing.T, a, b *labHost) {
 // would flush its ARP cache.
 func newVM(t *testing.T, h *labHost, name, mac string) *labVM {
 	t.Helper()
+	return newVMOn(t, h, labBridge, name, mac)
+}
+
+// newVMOn makes a VM whose NIC is on bridge of host h.
+func newVMOn(t *testing.T, h *labHost, bridge, name, mac string) *labVM {
+	t.Helper()
 	hw, err := net.ParseMAC(mac)
 	if err != nil {
 		t.Fatal(err)
 	}
-	vm := &labVM{name: name, ns: newNS(t), nicNS: newNS(t), mac: hw, port: "vt" + name}
+	vm := &labVM{name: name, ns: newNS(t), nicNS: newNS(t), mac: hw, port: "vt" + name, bridge: bridge}
 	if vm.nic, err = netlink.NewHandleAt(vm.nicNS); err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +218,7 @@ func (vm *labVM) plugInto(t *testing.T, h *labHost) {
 		t.Fatalf("VM %s on host %s: %v", vm.name, h.name, err)
 	}
 	plug(t, vm.nic, "nic", "to"+h.name)
-	h.attach(t, vm.port)
+	h.attachTo(t, vm.bridge, vm.port)
 	h.waitUp(t, vm.port)
 	waitOperUp(t, vm.nic, "to"+h.name)
 	vm.on = h
