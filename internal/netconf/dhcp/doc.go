@@ -62,33 +62,47 @@
 // to the guests (a strict net.ipv4.conf.all.rp_filter is logged, as it
 // overrides that).
 //
-// # Keeping the server host-local (nftables table "bridge vdc-dhcp")
+// # Keeping the server host-local (nftables tables "vdc-dhcp")
 //
 // Every host answers from the same address (and MAC) on a network that
 // spans hosts: a VXLAN port group's bridge also holds the VXLAN device,
 // a VLAN port group's the uplink's sub-interface. Without rules a host
 // would hear other hosts' VMs and answer them, and its VMs would hear
-// every host's server. The table, family bridge, is replaced whole by
-// each Converge in one netlink batch; a chain per service, reached
-// through verdict maps keyed on the bridge's name, holds:
+// every host's server. Converge replaces three tables named vdc-dhcp in
+// one netlink batch (the kernel applies it whole or not at all), each
+// dispatching through verdict maps to a chain per service:
 //
-//	forward: a frame between a VM's tap ("vt...") and any other port
-//	         ("vx...", "vl..."): DHCP (UDP port 67 or 68), ARP from or
-//	         for ServerIP, and IPv4 from or to ServerIP are dropped.
-//	input:   a frame the bridge delivers to the host: dropped unless it
-//	         comes from a VM's tap and is ARP for ServerIP or a DHCP
-//	         request (UDP to port 67).
-//	output:  a frame the host sends on the bridge: dropped unless it goes
-//	         to a VM's tap and is ARP from ServerIP or a DHCP answer (UDP
-//	         from ServerIP, port 67).
+//	bridge vdc-dhcp  prerouting: a frame entering the bridge from a port
+//	                 off the host, postrouting: one leaving through such
+//	                 a port: DHCP (UDP port 67 or 68), ARP from or for
+//	                 ServerIP, and IPv4 from or to ServerIP are dropped.
+//	inet vdc-dhcp    input (iifname = the bridge): only DHCP requests
+//	                 (UDP to port 67) are taken in; output (oifname):
+//	                 only DHCP answers from ServerIP, port 67, go out;
+//	                 forward: nothing is routed to or from the bridge.
+//	arp vdc-dhcp     input: only ARP for ServerIP; output: only ARP
+//	                 from ServerIP.
+//
+// A port off the host is any port of the bridge whose name does not
+// start with "vt" (VM taps): VXLAN devices "vx...", VLAN sub-interfaces
+// "vl...". The bridge table matches them by name, as listed when
+// Converge runs plus the port group's VXLAN and VLAN device names as
+// the bridge backend makes them (netconf.VXLANName, VLANName), so a
+// tunnel made later is covered already; any other port added later is
+// covered by the next Converge. (Matching a frame's bridge by name,
+// meta ibrname, needs nft_meta_bridge, which kernels without
+// CONFIG_NFT_BRIDGE_META lack.) The host-side rules match the bridge
+// itself, the device the host's IP stack sees the frames on; with
+// br_netfilter, frames bridged between two ports also pass the inet
+// forward hook, from the bridge to itself, and are let through.
 //
 // So no host hears another host's server or answers another host's
-// VMs, and the host offers its VMs nothing but DHCP: no ping, no
-// service of the host's reachable at ServerIP, no routing through it.
-// Drops are counted (nft list table bridge vdc-dhcp). The table of the
-// policy package ("bridge vdc") is left alone. On a port group with this
-// service, DHCP does not cross hosts at all: a DHCP server in a guest
-// reaches only the VMs of its own host.
+// VMs, and the host offers its VMs nothing but DHCP: no service of the
+// host's is reachable at ServerIP, no routing through it, not even an
+// answer to ping. Drops are counted (nft list table bridge vdc-dhcp).
+// The policy package's table ("bridge vdc") is left alone. On a port
+// group with this service, DHCP does not cross hosts at all: a DHCP
+// server in a guest reaches only the VMs of its own host.
 //
 // Only IPv4 is served (DHCPv6 is not: IPv6 guests use SLAAC from the
 // port group's router). Calls are serialised within the process; the

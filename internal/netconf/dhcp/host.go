@@ -53,13 +53,17 @@ type state struct {
 	OrigMAC string `json:"orig_mac,omitempty"`
 }
 
+// isServiceDir says whether dir is a service's directory: it holds the
+// service's state or pid file, or nothing (a Converge ended before it
+// wrote any).
 func isServiceDir(dir string) bool {
 	for _, f := range []string{stateFile, pidFile} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
 			return true
 		}
 	}
-	return false
+	entries, err := os.ReadDir(dir)
+	return err == nil && len(entries) == 0
 }
 
 func readState(dir string) (*state, error) {
