@@ -1,0 +1,292 @@
+package dhcp
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"github.com/vdc-project/vdc/internal/netconf"
+)
+
+// host is one network namespace as Converge changes it.
+type host struct {
+	ns  netns.NsHandle
+	h   *netlink.Handle
+	log *slog.Logger
+}
+
+func openHost(ns netns.NsHandle, log *slog.Logger) (*host, error) {
+	var h *netlink.Handle
+	var err error
+	if ns == 0 {
+		h, err = netlink.NewHandle()
+	} else {
+		h, err = netlink.NewHandleAt(ns)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open rtnetlink in network namespace %d: %w", int(ns), err)
+	}
+	return &host{ns: ns, h: h, log: log}, nil
+}
+
+func (h *host) close() { h.h.Close() }
+
+// state is what Converge changed on the host for a service, kept in
+// its directory so that a later Converge (in another agent process, if
+// need be) can undo it.
+type state struct {
+	Bridge   string     `json:"bridge"`
+	ServerIP netip.Addr `json:"server_ip"`
+	// OrigMAC is the bridge's MAC before it got ServerMAC.
+	OrigMAC string `json:"orig_mac,omitempty"`
+}
+
+// isServiceDir says whether dir is a service's directory: it holds the
+// service's state or pid file, or nothing (a Converge ended before it
+// wrote any).
+func isServiceDir(dir string) bool {
+	for _, f := range []string{stateFile, pidFile} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			return true
+		}
+	}
+	entries, err := os.ReadDir(dir)
+	return err == nil && len(entries) == 0
+}
+
+func readState(dir string) (*state, error) {
+	b, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read service state: %w", err)
+	}
+	var st state
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("read service state %s: %w", filepath.Join(dir, stateFile), err)
+	}
+	return &st, nil
+}
+
+func writeState(dir string, st state) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("encode service state: %w", err)
+	}
+	return writeAtomic(filepath.Join(dir, stateFile), append(b, '\n'))
+}
+
+// claim readies the service's bridge: the server's address on it (a
+// /32), its MAC ServerMAC and reverse-path filtering off. It undoes what
+// an earlier claim did on another bridge or with another address first,
+// and records what it changes before changing it. It returns the
+// bridge's ifindex.
+func (h *host) claim(dir string, s Service) (int, error) {
+	old, err := readState(dir)
+	if err != nil {
+		return 0, err
+	}
+	if old != nil && (old.Bridge != s.Bridge || old.ServerIP != s.ServerIP) {
+		if old.Bridge != s.Bridge {
+			err = h.release(old, s.PortGroup)
+		} else {
+			err = h.delAddr(old.Bridge, old.ServerIP)
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+	l, err := h.h.LinkByName(s.Bridge)
+	if err != nil {
+		if errors.As(err, &netlink.LinkNotFoundError{}) {
+			return 0, fmt.Errorf("bridge %s does not exist (the switch backend has not made it)", s.Bridge)
+		}
+		return 0, fmt.Errorf("look up bridge %s: %w", s.Bridge, err)
+	}
+	mac := ServerMAC(s.PortGroup)
+	st := state{Bridge: s.Bridge, ServerIP: s.ServerIP}
+	if old != nil && old.Bridge == s.Bridge {
+		st.OrigMAC = old.OrigMAC
+	}
+	if cur := l.Attrs().HardwareAddr; st.OrigMAC == "" && !bytes.Equal(cur, mac) {
+		st.OrigMAC = cur.String()
+	}
+	if old == nil || *old != st {
+		if err := writeState(dir, st); err != nil {
+			return 0, err
+		}
+	}
+	log := h.log.With("portgroup", s.PortGroup, "bridge", s.Bridge)
+	if !bytes.Equal(l.Attrs().HardwareAddr, mac) {
+		if err := h.h.LinkSetHardwareAddr(l, mac); err != nil {
+			return 0, fmt.Errorf("give bridge %s the DHCP server's MAC %s: %w", s.Bridge, mac, err)
+		}
+		log.Info("bridge has the DHCP server's MAC", "mac", mac.String(), "was", st.OrigMAC)
+	}
+	if err := h.addAddr(l, s.ServerIP, log); err != nil {
+		return 0, err
+	}
+	h.noRPFilter(s.Bridge, log)
+	return l.Attrs().Index, nil
+}
+
+// release undoes claim on st's bridge: the address goes, and the
+// bridge's MAC, if it still is the server's, goes back to what it was.
+// A bridge that is gone needs nothing.
+func (h *host) release(st *state, portGroup string) error {
+	if err := h.delAddr(st.Bridge, st.ServerIP); err != nil {
+		return err
+	}
+	l, err := h.h.LinkByName(st.Bridge)
+	if err != nil {
+		return nil
+	}
+	orig, err := net.ParseMAC(st.OrigMAC)
+	if err != nil || !bytes.Equal(l.Attrs().HardwareAddr, ServerMAC(portGroup)) {
+		return nil
+	}
+	if err := h.h.LinkSetHardwareAddr(l, orig); err != nil {
+		return fmt.Errorf("give bridge %s its MAC %s back: %w", st.Bridge, orig, err)
+	}
+	h.log.Info("bridge has its own MAC back", "bridge", st.Bridge, "mac", orig.String())
+	return nil
+}
+
+// offHostPorts are the ports of the service's bridge that lead off the
+// host: those there now whose names do not start with VMPortPrefix, and
+// the port group's VXLAN and VLAN devices' names as the bridge backend
+// makes them, so that such a device made after this Converge is
+// covered already.
+func (h *host) offHostPorts(s Service) []string {
+	ports := []string{netconf.VXLANName(s.PortGroup), netconf.VLANName(s.PortGroup)}
+	br, err := h.h.LinkByName(s.Bridge)
+	if err != nil {
+		return ports
+	}
+	links, err := h.h.LinkList()
+	if err != nil {
+		h.log.Warn("cannot list the bridge's ports", "bridge", s.Bridge, "err", err)
+		return ports
+	}
+	for _, l := range links {
+		a := l.Attrs()
+		if a.MasterIndex == br.Attrs().Index && !strings.HasPrefix(a.Name, VMPortPrefix) && !slices.Contains(ports, a.Name) {
+			ports = append(ports, a.Name)
+		}
+	}
+	return ports
+}
+
+func hostPrefix(ip netip.Addr) *net.IPNet {
+	return &net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(ip.BitLen(), ip.BitLen())}
+}
+
+func (h *host) addAddr(l netlink.Link, ip netip.Addr, log *slog.Logger) error {
+	have, err := h.hasAddr(l, ip)
+	if err != nil || have {
+		return err
+	}
+	if err := h.h.AddrAdd(l, &netlink.Addr{IPNet: hostPrefix(ip)}); err != nil {
+		return fmt.Errorf("add the DHCP server's address %s/32 to bridge %s: %w", ip, l.Attrs().Name, err)
+	}
+	log.Info("DHCP server address added", "addr", ip.String()+"/32")
+	return nil
+}
+
+// delAddr removes ip/32 from bridge, if both are there.
+func (h *host) delAddr(bridge string, ip netip.Addr) error {
+	l, err := h.h.LinkByName(bridge)
+	if err != nil || !ip.IsValid() {
+		return nil
+	}
+	have, err := h.hasAddr(l, ip)
+	if err != nil || !have {
+		return err
+	}
+	if err := h.h.AddrDel(l, &netlink.Addr{IPNet: hostPrefix(ip)}); err != nil {
+		return fmt.Errorf("remove the DHCP server's address %s/32 from bridge %s: %w", ip, bridge, err)
+	}
+	h.log.Info("DHCP server address removed", "bridge", bridge, "addr", ip.String()+"/32")
+	return nil
+}
+
+func (h *host) hasAddr(l netlink.Link, ip netip.Addr) (bool, error) {
+	addrs, err := h.h.AddrList(l, netlink.FAMILY_V4)
+	if err != nil {
+		return false, fmt.Errorf("list addresses of %s: %w", l.Attrs().Name, err)
+	}
+	for _, a := range addrs {
+		ones, _ := a.Mask.Size()
+		if got, ok := netip.AddrFromSlice(a.IP); ok && got.Unmap() == ip && ones == ip.BitLen() {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// noRPFilter turns reverse-path filtering off on the bridge: there is
+// no route to the subnet (only the server's /32), so a strict filter
+// would drop the guests' unicast renewals and ARP requests. The
+// kernel uses the larger of the bridge's and "all"'s setting, so a
+// strict "all" is reported, not overridden.
+func (h *host) noRPFilter(bridge string, log *slog.Logger) {
+	dev := "/proc/sys/net/ipv4/conf/" + bridge + "/rp_filter"
+	var all string
+	err := inNS(h.ns, func() error {
+		b, err := os.ReadFile("/proc/sys/net/ipv4/conf/all/rp_filter")
+		all = strings.TrimSpace(string(b))
+		if err != nil {
+			return err
+		}
+		if b, err = os.ReadFile(dev); err != nil || strings.TrimSpace(string(b)) == "0" {
+			return err
+		}
+		return os.WriteFile(dev, []byte("0\n"), 0o644)
+	})
+	if err != nil {
+		log.Warn("cannot turn reverse-path filtering off on the bridge", "err", err)
+	}
+	if all == "1" {
+		log.Warn("net.ipv4.conf.all.rp_filter is 1 (strict): guests' DHCP renewals will be dropped; set it to 0 or 2")
+	}
+}
+
+// inNS runs fn on an OS thread switched into ns (0: as it is), for what
+// netlink cannot aim at a namespace: forking dnsmasq, /proc/sys/net.
+// The thread goes back to its namespace after; if it cannot, it stays
+// locked and dies with the goroutine.
+func inNS(ns netns.NsHandle, fn func() error) error {
+	if ns == 0 {
+		return fn()
+	}
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("get the current network namespace: %w", err)
+	}
+	defer orig.Close()
+	if err := netns.Set(ns); err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("enter network namespace %s: %w", ns, err)
+	}
+	fnErr := fn()
+	if err := netns.Set(orig); err != nil {
+		return fmt.Errorf("return to network namespace %s: %w", orig, err)
+	}
+	runtime.UnlockOSThread()
+	return fnErr
+}
