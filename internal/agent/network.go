@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net"
 
+	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/agent/network"
+	"github.com/vdc-project/vdc/internal/netconf/bridge"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 )
 
@@ -24,7 +26,8 @@ func (a *Agent) startNetwork(ctx context.Context) error {
 	a.net = network.New(a.cfg.DataDir, backends, a.vms.Configs, a.log, a.changed)
 	a.vms.BeforeStart = a.net.Ensure
 	go a.net.Run(ctx)
-	if _, sim := backends["sim"]; !sim {
+	if _, ok := backends[api.BackendBridge].(*bridge.Backend); ok { // real, and this host's alone
+		a.net.EnableDHCP()
 		go a.net.WatchUplinks(ctx, a.cfg.Name, a.tunnelAddress)
 	}
 	return nil

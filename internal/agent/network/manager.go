@@ -38,6 +38,7 @@ const ResyncEvery = time.Minute
 // Manager converges one host's networks.
 type Manager struct {
 	dir      string
+	dhcpDir  string // set: run the port groups' DHCP services
 	file     string
 	backends map[string]netconf.Backend // by api.Backend*
 	vms      func() []hypervisor.VMConfig
@@ -224,6 +225,11 @@ func (m *Manager) convergeLocked(ctx context.Context, extra *hypervisor.VMConfig
 			m.ports[p.Tap] = errNoPortGroup
 		}
 	}
+	vms := m.vms()
+	if extra != nil {
+		vms = append(vms, *extra)
+	}
+	m.convergeDHCP(ctx, want, pgBackend, reports, vms)
 	sort.Slice(reports, func(i, j int) bool { return reports[i].Switch < reports[j].Switch })
 	changed := m.realize != want.Gen || !sameJSON(m.reports, reports)
 	m.realize, m.reports = want.Gen, reports
