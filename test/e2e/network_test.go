@@ -305,3 +305,25 @@ func TestAgentKilledWhileChangingTheNetwork(t *testing.T) {
 		t.Fatal("a cannot reach b after its agent came back")
 	}
 }
+
+// TestDHCPOnAPortGroup: VMs on a port group with DHCP get their NICs'
+// fixed addresses from the host they run on, with no setup in the guest.
+func TestDHCPOnAPortGroup(t *testing.T) {
+	_, cl := newSwitchLab(t, 2, api.BackendBridge)
+	cl.vdc("portgroup", "create", "app", "--switch", "dvs1", "--vxlan", "5005", "--dhcp", "192.168.60.0/24")
+	cl.waitRealized("dvs1", 2)
+	for _, v := range []struct{ name, host string }{{"a", "host-1"}, {"b", "host-2"}} {
+		cl.vdc("vm", "create", v.name, "--memory", "192MiB", "--image", "test", "--host", v.host, "--nic", "app", "--start")
+	}
+	for _, name := range []string{"a", "b"} {
+		vm := cl.waitGuest(name) // until the guest reports an address
+		want := vm.Spec.NICs[0].IPv4
+		if !slices.Contains(vm.Status.Guest.IPAddresses, want) {
+			t.Fatalf("vm %s's guest has addresses %v; its NIC's is %s", name, vm.Status.Guest.IPAddresses, want)
+		}
+	}
+	b := cl.vm("b").Spec.NICs[0].IPv4
+	if !cl.pings("a", b) {
+		t.Fatalf("a cannot ping b at its DHCP address %s", b)
+	}
+}
