@@ -2,6 +2,8 @@ package network
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"context"
 	"encoding/json"
 	"errors"
@@ -26,19 +28,22 @@ import (
 // default is 30 s; a new neighbour shows within this).
 const lldpTxInterval = 10
 
-// LLDP runs the host's own lldpd (Debian's lldpd: its own control socket
-// in the agent's data directory, so that hosts sharing a machine in
-// network namespaces each have one) on the host's uplinks, and reads what
-// it hears. lldpd outlives the agent; a restarted agent adopts it.
+// LLDP runs the host's own lldpd (Debian's lldpd: its own control socket,
+// so that hosts sharing a machine in network namespaces each have one) on
+// the host's uplinks, and reads what it hears. lldpd outlives the agent;
+// a restarted agent adopts it. Its files are under /run/vdc, not in the
+// agent's data directory: lldpcli runs as the _lldpd user, who may not
+// enter that.
 type LLDP struct {
-	dir  string // <agent data>/lldp
+	dir  string // /run/vdc/lldp-<hash of the agent's data directory>
 	name string // the host's name, advertised as its system name
 	log  *slog.Logger
 	ifs  []string // the interfaces lldpd runs on
 }
 
 func newLLDP(dataDir, hostName string, log *slog.Logger) *LLDP {
-	return &LLDP{dir: filepath.Join(dataDir, "lldp"), name: hostName, log: log}
+	sum := sha256.Sum256([]byte(dataDir))
+	return &LLDP{dir: filepath.Join("/run/vdc", "lldp-"+hex.EncodeToString(sum[:6])), name: hostName, log: log}
 }
 
 func (l *LLDP) socket() string  { return filepath.Join(l.dir, "lldpd.socket") }
