@@ -7,8 +7,8 @@ import (
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/agent/network"
-	"github.com/vdc-project/vdc/internal/netconf/bridge"
 	"github.com/vdc-project/vdc/internal/hypervisor"
+	"github.com/vdc-project/vdc/internal/netconf/bridge"
 )
 
 // startNetwork starts converging the host's networks: at once to the

@@ -102,6 +102,11 @@ func (l *Lab) ensureBridge() (netlink.Link, error) {
 	if err := addAddr(br, netip.PrefixFrom(l.ServerIP(), 24)); err != nil {
 		return nil, fmt.Errorf("address lab bridge %s: %w", l.Bridge, err)
 	}
+	// Pass LLDP (01:80:c2:00:00:0e, bit 14) on, as a switch that shows
+	// its hosts to each other would: each host's lldpd sees the others.
+	if err := os.WriteFile(filepath.Join("/sys/class/net", l.Bridge, "bridge/group_fwd_mask"), []byte("16384"), 0o644); err != nil {
+		return nil, fmt.Errorf("lab bridge %s: forward LLDP: %w", l.Bridge, err)
+	}
 	if err := netlink.LinkSetUp(br); err != nil {
 		return nil, fmt.Errorf("bring lab bridge %s up: %w", l.Bridge, err)
 	}

@@ -2,9 +2,9 @@ package network
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,11 +31,11 @@ const lldpTxInterval = 10
 // LLDP runs the host's own lldpd (Debian's lldpd: its own control socket,
 // so that hosts sharing a machine in network namespaces each have one) on
 // the host's uplinks, and reads what it hears. lldpd outlives the agent;
-// a restarted agent adopts it. Its files are under /run/vdc, not in the
-// agent's data directory: lldpcli runs as the _lldpd user, who may not
-// enter that.
+// a restarted agent adopts it. Its files are under /run/vdc-lldp, open
+// to all, not in the agent's data directory: lldpcli runs as the _lldpd
+// user, who may not enter that.
 type LLDP struct {
-	dir  string // /run/vdc/lldp-<hash of the agent's data directory>
+	dir  string // /run/vdc-lldp/<hash of the agent's data directory>
 	name string // the host's name, advertised as its system name
 	log  *slog.Logger
 	ifs  []string // the interfaces lldpd runs on
@@ -43,7 +43,7 @@ type LLDP struct {
 
 func newLLDP(dataDir, hostName string, log *slog.Logger) *LLDP {
 	sum := sha256.Sum256([]byte(dataDir))
-	return &LLDP{dir: filepath.Join("/run/vdc", "lldp-"+hex.EncodeToString(sum[:6])), name: hostName, log: log}
+	return &LLDP{dir: filepath.Join("/run/vdc-lldp", hex.EncodeToString(sum[:6])), name: hostName, log: log}
 }
 
 func (l *LLDP) socket() string  { return filepath.Join(l.dir, "lldpd.socket") }
@@ -102,6 +102,7 @@ func (l *LLDP) start() error {
 	if err := os.MkdirAll(l.dir, 0o755); err != nil {
 		return fmt.Errorf("lldp: %w", err)
 	}
+	_ = os.Chmod(filepath.Dir(l.dir), 0o755)
 	_ = os.Remove(l.socket())
 	logf, err := os.OpenFile(filepath.Join(l.dir, "lldpd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
