@@ -90,10 +90,17 @@ func (l *LLDP) running() int {
 	if err != nil {
 		return 0
 	}
-	cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil || !bytes.Contains(cmd, []byte(l.socket())) {
+	// lldpd renames its processes ("lldpd: monitor."), so it is known by
+	// its program and by its control socket answering.
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil || filepath.Base(exe) != "lldpd" {
 		return 0
 	}
+	c, err := net.Dial("unix", l.socket())
+	if err != nil {
+		return 0
+	}
+	c.Close()
 	return pid
 }
 
