@@ -2,15 +2,19 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/netconf"
+	"github.com/vdc-project/vdc/internal/testenv"
 )
 
 // newSwitchLab is a migration lab whose hosts' network carries jumbo
@@ -115,7 +119,7 @@ func TestVXLANPortGroupAcrossHosts(t *testing.T) {
 	t.Logf("host-2: %v", links)
 	tapIn := 0
 	for _, l := range links {
-		if strings.HasPrefix(l, "vt") && strings.Fields(l+" x")[1] != "x" {
+		if strings.HasPrefix(l, "vt") && strings.Fields(l + " x")[1] != "x" {
 			tapIn++
 		}
 	}
@@ -325,5 +329,65 @@ func TestDHCPOnAPortGroup(t *testing.T) {
 	b := cl.vm("b").Spec.NICs[0].IPv4
 	if !cl.pings("a", b) {
 		t.Fatalf("a cannot ping b at its DHCP address %s", b)
+	}
+}
+
+// TestLLDPShowsTheSwitchPort: with an LLDP speaker on the lab's router
+// (the hosts' top-of-rack switch), vdc host network shows each host's
+// uplink plugged into its port; each host runs one lldpd, also after its
+// agent restarts.
+func TestLLDPShowsTheSwitchPort(t *testing.T) {
+	testenv.NeedTools(t, "apt-get install lldpd", "lldpd", "lldpcli")
+	lab, cl := newSwitchLab(t, 2, api.BackendBridge)
+	// lldpcli runs as _lldpd: its socket must be where that user may go.
+	dir, err := os.MkdirTemp("", "vdc-tor-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "tor.socket")
+	tor := startCmd(t, "lldpd of the lab router", "ip", "netns", "exec", lab.router, "lldpd", "-d", "-u", sock, "-S", "lab top-of-rack")
+	t.Cleanup(func() { _ = tor.stop(syscall.SIGTERM) })
+	eventually(t, 10*time.Second, "the router's lldpd", func() bool {
+		return exec.Command("ip", "netns", "exec", lab.router, "lldpcli", "-u", sock, "configure", "system", "hostname", "tor1").Run() == nil
+	})
+	_ = exec.Command("ip", "netns", "exec", lab.router, "lldpcli", "-u", sock, "configure", "lldp", "tx-interval", "5").Run()
+	seen := func(host string) bool {
+		var n struct {
+			Uplinks []api.HostUplink `json:"uplinks"`
+		}
+		cl.json(&n, "host", "network", host)
+		for _, u := range n.Uplinks {
+			for _, nb := range u.Neighbors {
+				if u.Name == "eth0" && nb.SysName == "tor1" && nb.PortDescr == lab.link(host) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	lldpds := func(host string) int {
+		out, _ := exec.Command("ip", "netns", "pids", lab.ns(host)).Output()
+		n := 0
+		for _, p := range strings.Fields(string(out)) {
+			if exe, err := os.Readlink("/proc/" + p + "/exe"); err == nil && filepath.Base(exe) == "lldpd" {
+				n++
+			}
+		}
+		return n
+	}
+	for _, h := range lab.hosts {
+		eventually(t, 90*time.Second, h+" shows its uplink on tor1's port "+lab.link(h), func() bool { return seen(h) })
+	}
+	before := lldpds("host-1")
+	cl.agents["host-1"].kill9()
+	cl.startAgent("host-1")
+	cl.waitConnected("host-1")
+	cl.heartbeats(15, "host-1") // more than one round of reading the uplinks
+	if after := lldpds("host-1"); after != before || !seen("host-1") {
+		t.Fatalf("after an agent restart host-1 runs %d lldpd processes (had %d), neighbour seen: %v", after, before, seen("host-1"))
 	}
 }
