@@ -6,11 +6,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 
+	"github.com/vdc-project/vdc/internal/lab"
 	"github.com/vdc-project/vdc/internal/testenv"
 )
 
@@ -162,4 +164,23 @@ func (l *netLab) cut(host string) {
 }
 func (l *netLab) restore(host string) {
 	run(l.t, "ip", "-n", l.router, "link", "set", l.link(host), "up")
+}
+
+// removeUpLab removes the lab network a vdc up on dataDir made for its
+// hosts (as root with real VMs), killing what still runs in the hosts'
+// namespaces (VMs, dnsmasq, lldpd outlive vdc up by design).
+func removeUpLab(t *testing.T, dataDir string, hosts int) {
+	l := lab.For(dataDir)
+	for i := 1; i <= hosts; i++ {
+		if pids, err := exec.Command("ip", "netns", "pids", l.Namespace(i)).Output(); err == nil {
+			for _, p := range strings.Fields(string(pids)) {
+				if pid, err := strconv.Atoi(p); err == nil {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+		}
+	}
+	if err := l.Remove(hosts); err != nil {
+		t.Logf("remove the lab of %s: %v", dataDir, err)
+	}
 }

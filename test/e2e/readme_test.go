@@ -51,6 +51,7 @@ func TestREADMEQuickStart(t *testing.T) {
 	dir := t.TempDir()
 	env := []string{"HOME=" + dir, "VDC_CONFIG=" + filepath.Join(dir, "config.json")}
 	var up *proc
+	t.Cleanup(func() { removeUpLab(t, filepath.Join(dir, "vdc-data"), 3) }) // last: vdc up as root ran its hosts in a lab
 	t.Cleanup(func() { killVMsUnder(dir) })
 	for _, l := range lines {
 		switch {
