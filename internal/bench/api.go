@@ -44,8 +44,13 @@ type APIResult struct {
 	ListP50           float64 `json:"listP50Ms"` // full list of every VM, read in full
 	ListP99           float64 `json:"listP99Ms"`
 	ListBytes         int     `json:"listBytes"`
-	ServerRSSMiB      float64 `json:"serverRssMiB"`
-	ServerPeakRSSMiB  float64 `json:"serverPeakRssMiB"`
+	// The server's CPU time per VM created and per power-on: what the
+	// control plane costs, much less sensitive to the machine's load than
+	// the rates.
+	ServerCPUPerCreateMs  float64 `json:"serverCpuPerCreateMs"`
+	ServerCPUPerPowerOnMs float64 `json:"serverCpuPerPowerOnMs"`
+	ServerRSSMiB          float64 `json:"serverRssMiB"`
+	ServerPeakRSSMiB      float64 `json:"serverPeakRssMiB"`
 }
 
 // API starts a `vdc server` and one `vdc agent --sim-hosts N` process (N
@@ -83,7 +88,7 @@ func API(ctx context.Context, o APIOptions) (*APIResult, error) {
 		return nil, err
 	}
 	res := &APIResult{VMs: o.VMs, Hosts: o.Hosts, Concurrency: o.Concurrency}
-	createAndPowerOn(ctx, w, dc.c, o, res)
+	createAndPowerOn(ctx, w, dc.c, o, res, dc.srv.Process.Pid)
 	if err := timeLists(ctx, w, dc.c, o, res); err != nil {
 		return nil, err
 	}
@@ -92,16 +97,18 @@ func API(ctx context.Context, o APIOptions) (*APIResult, error) {
 }
 
 // createAndPowerOn creates the VMs, then powers them on, and times both.
-func createAndPowerOn(ctx context.Context, w io.Writer, c *client.Client, o APIOptions, res *APIResult) {
+func createAndPowerOn(ctx context.Context, w io.Writer, c *client.Client, o APIOptions, res *APIResult, server int) {
 	name := func(i int) string { return fmt.Sprintf("bench-%05d", i) }
 	fmt.Fprintf(w, "creating %d VMs...\n", o.VMs)
 	created := make([]bool, o.VMs)
+	cpu0 := procCPU(server)
 	createTime, creates, createErrs := parallel(ctx, w, o.VMs, o.Concurrency, func(i int) error {
 		err := waitTask(ctx, c)(c.CreateVM(ctx, api.VMCreateRequest{Name: name(i), CPUs: 1, Memory: api.MustSize("256MiB"),
 			Disks: []api.DiskRequest{{Size: api.MustSize("10GiB")}}}))
 		created[i] = err == nil
 		return err
 	})
+	cpu1 := procCPU(server)
 	fmt.Fprintf(w, "powering on %d VMs...\n", o.VMs)
 	powerTime, powers, powerErrs := parallel(ctx, w, o.VMs, o.Concurrency, func(i int) error {
 		if !created[i] {
@@ -109,6 +116,9 @@ func createAndPowerOn(ctx context.Context, w io.Writer, c *client.Client, o APIO
 		}
 		return waitTask(ctx, c)(c.Power(ctx, name(i), api.PowerRequest{Action: api.ActionStart}))
 	})
+	cpu2 := procCPU(server)
+	res.ServerCPUPerCreateMs = float64((cpu1 - cpu0).Milliseconds()) / float64(o.VMs)
+	res.ServerCPUPerPowerOnMs = float64((cpu2 - cpu1).Milliseconds()) / float64(o.VMs)
 	res.CreateSeconds, res.PowerOnSeconds = createTime.Seconds(), powerTime.Seconds()
 	res.CreatesPerSecond = float64(o.VMs) / createTime.Seconds()
 	res.PowerOnsPerSecond = float64(o.VMs) / powerTime.Seconds()

@@ -58,11 +58,13 @@ latencies (p50/p99) and the server's memory.`,
   create:        %6.0f VMs/s  (%.1f s)  latency p50 %.1f ms  p99 %.1f ms  errors %d
   power on:      %6.0f VMs/s  (%.1f s)  latency p50 %.1f ms  p99 %.1f ms  errors %d
   list all VMs:  p50 %.1f ms  p99 %.1f ms  (%.1f MiB of JSON)
+  server CPU:    %.2f ms per create, %.2f ms per power-on (embedded etcd included)
   server memory: %.0f MiB RSS, peak %.0f MiB (embedded etcd included)
 `, res.VMs, res.Hosts, res.Concurrency,
 					res.CreatesPerSecond, res.CreateSeconds, res.CreateP50, res.CreateP99, res.CreateErrors,
 					res.PowerOnsPerSecond, res.PowerOnSeconds, res.PowerOnP50, res.PowerOnP99, res.PowerOnErrors,
-					res.ListP50, res.ListP99, float64(res.ListBytes)/(1<<20), res.ServerRSSMiB, res.ServerPeakRSSMiB)
+					res.ListP50, res.ListP99, float64(res.ListBytes)/(1<<20), res.ServerCPUPerCreateMs, res.ServerCPUPerPowerOnMs,
+					res.ServerRSSMiB, res.ServerPeakRSSMiB)
 			})
 		},
 	}
