@@ -27,14 +27,7 @@ import (
 )
 
 func NewUpCmd(g *cmdutil.Globals) *cobra.Command {
-	var f serverFlags
-	var df driverFlags
-	var lf logFlags
-	var data string
-	var hosts int
-	var capf capacityFlags
-	var labf labFlags
-	var readyTimeout time.Duration
+	o := &upFlags{}
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Start a whole datacenter on this machine: a server and N host agents",
@@ -47,76 +40,100 @@ host has joined and reaches the datastore (or fails, naming the host that did
 not and its log, after --ready-timeout), with how each host runs VMs (KVM or
 TCG, and why not KVM) and what it offers them. The hosts share this machine:
 with real VMs each offers its share of the CPUs and memory (or
---capacity-cpus/--capacity-memory each). Runs in the foreground; Ctrl-C stops
-it. Running it again on the same --data brings everything back.`,
+--capacity-cpus/--capacity-memory each). As root with real VMs each host
+runs in its own network namespace on a lab bridge (--netns), the switch dvs1
+carries vm-network as a VXLAN overlay with DHCP, and the server listens on
+the bridge. Runs in the foreground; Ctrl-C stops it (the VMs, and the lab,
+stay). Running it again on the same --data brings everything back.`,
 		Example: `  vdc up
   vdc up --data /tmp/lab --hosts 5 --listen 127.0.0.1:0`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if hosts < 0 || hosts > 1000 {
-				return fmt.Errorf("--hosts must be between 0 and 1000, got %d", hosts)
-			}
-			if !cmd.Flags().Changed("max-conns-per-address") {
-				// Every host of vdc up is on 127.0.0.1, and all of them
-				// join and first report at once, before they count as
-				// authenticated.
-				f.maxConns = max(f.maxConns, 2*hosts+16)
-			}
-			if err := f.check(); err != nil {
-				return err
-			}
-			if readyTimeout <= 0 {
-				return fmt.Errorf("--ready-timeout must be positive, got %s", readyTimeout)
-			}
-			df.pick(g.Stdout)
-			if err := df.check(); err != nil {
-				return err
-			}
-			if err := capf.share(df.driver, hosts); err != nil {
-				return err
-			}
-			data, err := filepath.Abs(data)
-			if err != nil {
-				return err
-			}
-			if err := os.MkdirAll(data, 0o700); err != nil {
-				return fmt.Errorf("create data dir: %w", err)
-			}
-			if lf.file == "" {
-				lf.file = filepath.Join(data, "server.log")
-			}
-			log, closeLog, err := lf.logger(os.Stderr)
-			if err != nil {
-				return err
-			}
-			defer closeLog()
-			ctx, stop := signalContext(cmd.Context())
-			defer stop()
-			u := &upRun{g: g, data: data, hosts: hosts, df: &df, capf: &capf, readyTimeout: readyTimeout, maxConns: f.maxConns, log: log}
-			cfg := f.config(filepath.Join(data, "server"), log)
-			if u.lab, err = labf.pick(df.driver, data); err != nil {
-				return err
-			}
-			if u.lab != nil {
-				if err := u.lab.Ensure(hosts); err != nil {
-					return fmt.Errorf("make the hosts' lab network: %w", err)
-				}
-				if err := labListen(u.lab, &cfg); err != nil {
-					return err
-				}
-			}
-			return u.run(ctx, cfg)
-		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd, g) },
 	}
-	cmd.Flags().StringVar(&data, "data", "./vdc-data", "data directory for the server, hosts and datastore")
-	cmd.Flags().IntVar(&hosts, "hosts", 3, "number of host agents")
-	cmd.Flags().DurationVar(&readyTimeout, "ready-timeout", 2*time.Minute, "how long the hosts may take to join before vdc up gives up")
-	capf.add(cmd)
-	labf.add(cmd)
-	f.add(cmd)
-	df.add(cmd, "")
-	lf.add(cmd)
+	cmd.Flags().StringVar(&o.data, "data", "./vdc-data", "data directory for the server, hosts and datastore")
+	cmd.Flags().IntVar(&o.hosts, "hosts", 3, "number of host agents")
+	cmd.Flags().DurationVar(&o.readyTimeout, "ready-timeout", 2*time.Minute, "how long the hosts may take to join before vdc up gives up")
+	o.capf.add(cmd)
+	o.labf.add(cmd)
+	o.f.add(cmd)
+	o.df.add(cmd, "")
+	o.lf.add(cmd)
 	return cmd
+}
+
+// upFlags are vdc up's flags.
+type upFlags struct {
+	f            serverFlags
+	df           driverFlags
+	lf           logFlags
+	capf         capacityFlags
+	labf         labFlags
+	data         string
+	hosts        int
+	readyTimeout time.Duration
+}
+
+// run checks the flags, makes the lab network when there is one, and runs
+// the datacenter until Ctrl-C.
+func (o *upFlags) run(cmd *cobra.Command, g *cmdutil.Globals) error {
+	if err := o.check(cmd, g); err != nil {
+		return err
+	}
+	data, err := filepath.Abs(o.data)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	if o.lf.file == "" {
+		o.lf.file = filepath.Join(data, "server.log")
+	}
+	log, closeLog, err := o.lf.logger(os.Stderr)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	ctx, stop := signalContext(cmd.Context())
+	defer stop()
+	u := &upRun{g: g, data: data, hosts: o.hosts, df: &o.df, capf: &o.capf, readyTimeout: o.readyTimeout, maxConns: o.f.maxConns, log: log}
+	cfg := o.f.config(filepath.Join(data, "server"), log)
+	if u.lab, err = o.labf.pick(o.df.driver, data); err != nil {
+		return err
+	}
+	if u.lab != nil {
+		if err := u.lab.Ensure(o.hosts); err != nil {
+			return fmt.Errorf("make the hosts' lab network: %w", err)
+		}
+		if err := labListen(u.lab, &cfg); err != nil {
+			return err
+		}
+	}
+	return u.run(ctx, cfg)
+}
+
+// check checks the flags and picks the driver.
+func (o *upFlags) check(cmd *cobra.Command, g *cmdutil.Globals) error {
+	if o.hosts < 0 || o.hosts > 1000 {
+		return fmt.Errorf("--hosts must be between 0 and 1000, got %d", o.hosts)
+	}
+	if !cmd.Flags().Changed("max-conns-per-address") {
+		// Every host of vdc up is on 127.0.0.1 (or the lab), and all of
+		// them join and first report at once, before they count as
+		// authenticated.
+		o.f.maxConns = max(o.f.maxConns, 2*o.hosts+16)
+	}
+	if err := o.f.check(); err != nil {
+		return err
+	}
+	if o.readyTimeout <= 0 {
+		return fmt.Errorf("--ready-timeout must be positive, got %s", o.readyTimeout)
+	}
+	o.df.pick(g.Stdout)
+	if err := o.df.check(); err != nil {
+		return err
+	}
+	return o.capf.share(o.df.driver, o.hosts)
 }
 
 type upRun struct {
