@@ -196,13 +196,13 @@ func (u *upRun) run(ctx context.Context, cfg server.Config) error {
   client config: %s
   hosts:         %d of %d ready (%s driver), logs in %s
 %s  inventory:     datacenter %s, cluster %s, datastore %s, port group %s
-try:
+%stry:
   vdc vm create web1 --cpus 2 --memory 1GiB --disk 10GiB
   vdc vm start web1
   vdc vm ls
 Ctrl-C stops the server and agents; VMs keep their power state.
 `, srv.URL(), cfgPath, len(hosts), u.hosts, u.df.driver, filepath.Join(u.data, "hosts"), u.hostLines(hosts),
-		client.DefaultDatacenter, client.DefaultCluster, client.DefaultDatastore, client.DefaultPortGroup)
+		client.DefaultDatacenter, client.DefaultCluster, client.DefaultDatastore, client.DefaultPortGroup, u.networkLines())
 	<-ctx.Done()
 	fmt.Fprintln(u.g.Stderr, "stopping vdc...")
 	return nil
@@ -507,4 +507,15 @@ func (c *capacityFlags) args() []string {
 		a = append(a, "--capacity-memory", c.memory)
 	}
 	return a
+}
+
+// networkLines say how the hosts are networked, in a lab.
+func (u *upRun) networkLines() string {
+	if u.lab == nil {
+		return ""
+	}
+	return fmt.Sprintf("  network:       each host in its own namespace (%s .. %s) on bridge %s, %s;\n"+
+		"                 switch %s carries %s as VXLAN %d with DHCP %s\n",
+		u.lab.Namespace(1), u.lab.Namespace(u.hosts), u.lab.Bridge, u.lab.Subnet,
+		client.DefaultSwitch, client.DefaultPortGroup, client.DefaultVNI, client.DefaultSubnet)
 }
