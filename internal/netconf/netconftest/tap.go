@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"sync"
 	"testing"
@@ -20,7 +21,11 @@ import (
 type Tap struct {
 	Name string
 	Host *Host
-	f    *os.File
+	// MAC is the guest's address on this tap when the tap is a NIC's of
+	// the suite (see NIC); frames written here then come from it, as a
+	// guest's do. nil: each frame from a random address.
+	MAC net.HardwareAddr
+	f   *os.File
 }
 
 // OpenTap attaches to the existing tap name on the host (TUNSETIFF with
@@ -38,7 +43,7 @@ func (h *Host) OpenTap(t testing.TB, name string) *Tap {
 		t.Fatalf("open tap %s on %s: %v", name, h.Name, err)
 	}
 	t.Cleanup(func() { f.Close() })
-	return &Tap{Name: name, Host: h, f: f}
+	return &Tap{Name: name, Host: h, MAC: nicMAC(name), f: f}
 }
 
 func (tp *Tap) String() string { return tp.Host.Name + "/" + tp.Name }
@@ -99,6 +104,14 @@ func NewFrame(size int) Frame {
 		b = append(b, byte(len(b)))
 	}
 	return Frame{Bytes: b, Token: token}
+}
+
+// From makes the frame come from mac: its Ethernet source and ARP
+// sender hardware address.
+func (f Frame) From(mac net.HardwareAddr) Frame {
+	copy(f.Bytes[6:12], mac)
+	copy(f.Bytes[22:28], mac)
+	return f
 }
 
 // watch reads tp until stop, and reports whether a frame holding token
@@ -170,6 +183,9 @@ func Deliver(t testing.TB, size int, from *Tap, to, not []*Tap) {
 		t.Fatal("Deliver needs a tap that gets the frame")
 	}
 	frame := NewFrame(size)
+	if len(from.MAC) == 6 {
+		frame = frame.From(from.MAC)
+	}
 	var wanted, unwanted []*watch
 	for _, tp := range to {
 		wanted = append(wanted, tp.watch(frame.Token))
