@@ -108,3 +108,5 @@ func (w tWriter) Write(p []byte) (int, error) {
 }
 
 func TestConformance(t *testing.T) { netconftest.Run(t, newBackend) }
+
+func TestPolicyConformance(t *testing.T) { netconftest.RunPolicy(t, newBackend) }
