@@ -65,23 +65,18 @@ func (b *Backend) convergePortGroup(ctx context.Context, cv *snap, pg *pgPlan) {
 // back first) and kernel devices with the backend's alias.
 func (b *Backend) removeLeftovers(ctx context.Context, cv *snap, p *plan) error {
 	var errs []error
+	doomed := b.doomedBridges(cv, p)
 	for _, name := range slices.Sorted(mapKeys(cv.db.ports)) {
 		port := cv.db.ports[name]
-		if !port.owned() || p.bridges[port.bridge] && p.ovsPorts[name] != "" {
-			continue
-		}
-		if p.ovsPorts[name] != "" && cv.db.bridges[p.ovsPorts[name]] != nil {
-			continue // moves to another bridge of ours, in one step, later
+		if !port.owned() || p.bridges[port.bridge] && p.ovsPorts[name] != "" || doomed[port.bridge] {
+			continue // doomed: goes with its bridge, after the bridge gave back what it took
 		}
 		if err := b.delPort(ctx, cv, name); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	for _, name := range slices.Sorted(mapKeys(cv.db.bridges)) {
+	for _, name := range slices.Sorted(mapKeys(doomed)) {
 		br := cv.db.bridges[name]
-		if !br.owned() || p.bridges[name] {
-			continue
-		}
 		if err := b.restoreAddrs(ctx, cv, name); err != nil {
 			errs = append(errs, fmt.Errorf("remove OVS bridge %s: %w", name, err))
 			continue
@@ -111,6 +106,30 @@ func (b *Backend) removeLeftovers(ctx context.Context, cv *snap, p *plan) error 
 		delete(cv.links, name)
 	}
 	return errors.Join(errs...)
+}
+
+// doomedBridges are the bridges of the backend that the plan does not
+// want. One that holds a port vdc did not make stays, for that port's
+// sake (and says so), emptied of vdc's ports.
+func (b *Backend) doomedBridges(cv *snap, p *plan) map[string]bool {
+	doomed := map[string]bool{}
+	for name, br := range cv.db.bridges {
+		if !br.owned() || p.bridges[name] {
+			continue
+		}
+		var foreign []string
+		for _, port := range br.ports {
+			if pt := cv.db.ports[port]; port != name && pt != nil && !pt.owned() {
+				foreign = append(foreign, port)
+			}
+		}
+		if len(foreign) > 0 {
+			b.log.Warn("keeping an OVS bridge vdc no longer wants: it holds ports vdc did not make", "bridge", name, "ports", foreign)
+			continue
+		}
+		doomed[name] = true
+	}
+	return doomed
 }
 
 func mapKeys[V any](m map[string]V) func(func(string) bool) {
