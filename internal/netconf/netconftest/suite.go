@@ -41,6 +41,7 @@ func Run(t *testing.T, nb NewBackend) {
 		{"UnderlayTooSmallForMTU", testMTUTooBig},
 		{"ForeignDeviceWithAWantedName", testForeign},
 		{"BadDesiredState", testBadWant},
+		{"TeamedUplinks", testTeaming},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { c.fn(t, nb) })

@@ -135,11 +135,21 @@ func (b *Backend) Name() string { return Name }
 // Datapath is the datapath type the backend gives its bridges, and why.
 func (b *Backend) Datapath() (string, string) { return b.datapath, b.whyDP }
 
+// TapOffloads says whether QEMU may open this backend's taps with
+// vnet_hdr (checksum and segmentation offloads between guest and host).
+// The userspace datapath forwards a frame as the tap gives it: a
+// checksum a guest left to offloading arrives unfilled at the other end
+// (and a TSO super-frame does not fit the underlay), so with it QEMU must
+// use -netdev tap,...,vnet_hdr=off. OVS 3.1's userspace TSO does not
+// help: with it, such frames into VXLAN tunnels are dropped.
+func (b *Backend) TapOffloads() bool { return b.datapath != DatapathNetdev }
+
 // Dir is the backend's Open vSwitch directory.
 func (b *Backend) Dir() string { return b.c.dir }
 
 // Caps implements netconf.Backend: VLAN tags are OVS's own, in both
-// datapaths; teaming is an active-backup bond of the switch's uplinks.
+// datapaths (no 8021q needed); teaming is an OVS active-backup bond of
+// the switch's uplinks, the first preferred.
 func (b *Backend) Caps(ctx context.Context) netconf.Caps {
 	return netconf.Caps{}
 }

@@ -87,7 +87,9 @@ func newBackend(t *testing.T, ns netns.NsHandle) netconf.Backend {
 func newOVS(t *testing.T, ns netns.NsHandle) *ovs.Backend {
 	t.Helper()
 	needOVS(t)
-	b, err := ovs.New(ovs.Options{NetNS: ns, Dir: dirFor(t, ns), Logger: testLogger(t)})
+	// VDC_OVS_DATAPATH=netdev|system pins the datapath (default: the
+	// kernel one where the module is there).
+	b, err := ovs.New(ovs.Options{NetNS: ns, Dir: dirFor(t, ns), Logger: testLogger(t), Datapath: os.Getenv("VDC_OVS_DATAPATH")})
 	if err != nil {
 		t.Fatalf("new ovs backend: %v", err)
 	}

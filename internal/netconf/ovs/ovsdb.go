@@ -138,7 +138,6 @@ func (b *Backend) ensurePort(ctx context.Context, cv *snap, w wantPort) error {
 		}
 		if len(w.bond) > 0 {
 			args = append(append(args, "--", "add-bond", w.bridge, w.name), w.bond...)
-			args = append(args, "bond_mode=active-backup")
 		} else {
 			args = append(args, "--", "add-port", w.bridge, w.name)
 		}

@@ -159,3 +159,33 @@ func TestUplinkAddressesMoveAndComeBack(t *testing.T) {
 		t.Errorf("the route given back is not the one added: %v", err)
 	}
 }
+
+// With the userspace datapath and VLAN port groups only, the uplink is
+// in OVS (the trunk) but keeps its addresses: OVS reads copies of its
+// frames, and the host's own traffic does not go through OVS.
+func TestVLANUplinkKeepsAddresses(t *testing.T) {
+	lab := netconftest.NewLab(t, netconftest.LabOptions{Hosts: 2})
+	h0, h1 := lab.Hosts[0], lab.Hosts[1]
+	b := newOVS(t, h0.NS)
+	if dp, _ := b.Datapath(); dp != ovs.DatapathNetdev {
+		t.Skipf("the kernel datapath takes an uplink's frames from the host (datapath %s)", dp)
+	}
+	addrs := addrsOf(t, h0, h0.Uplink)
+	peerAddr := listenIn(t, h1, h1.IPv4)
+	sw := netconftest.SwitchOn(h0, "sw1", netconftest.VLANGroup("pg-v10", 10))
+	sw.Uplinks = []string{h0.Uplink}
+	netconftest.ConvergeClean(t, b, netconf.Host{Switches: []netconf.Switch{sw}})
+	ub := ovs.UplinkBridgeName([]string{h0.Uplink})
+	if ports := strings.Fields(vsctl(t, b.Dir(), "list-ports", ub)); !slices.Contains(ports, h0.Uplink) {
+		t.Fatalf("uplink bridge %s has ports %v, want %s among them", ub, ports, h0.Uplink)
+	}
+	if got := addrsOf(t, h0, h0.Uplink); !slices.Equal(got, addrs) {
+		t.Errorf("the uplink of a VLAN-only switch has addresses %v, want its own %v", got, addrs)
+	}
+	if got := addrsOf(t, h0, ub); len(got) != 0 {
+		t.Errorf("the uplink bridge's internal port took addresses %v", got)
+	}
+	if err := tcpReaches(t, h0, peerAddr); err != nil {
+		t.Errorf("the host cannot reach %s with its uplink in OVS: %v", peerAddr, err)
+	}
+}
