@@ -91,6 +91,8 @@
 //	        must not receive others' unicast: FLOOD without learning, so
 //	        that unicast to that source does not come back to the tap
 //
+// Per policy:
+//
 //   - Forged transmits (AllowForgedTransmits false): a frame from a tap
 //     whose source is not the port's MAC is dropped.
 //   - MAC changes / promiscuous (both false, "guarded"): the tap is
