@@ -89,8 +89,11 @@ func netnsInode(pid int) (uint64, error) {
 // directory that runs in another namespace is an error: the directory
 // belongs to another host.
 func (b *Backend) ensureDaemons(ctx context.Context) error {
+	// init is the probe: it answers, and it makes the database's root
+	// record if an agent died between starting the server and making it
+	// (on a database that has it, it writes nothing).
 	if err := b.ensureDaemon(ctx, b.c.ovsdbDaemon(), b.startOVSDB, func(ctx context.Context) error {
-		_, err := b.c.vsctl(ctx, "--no-wait", "get", "Open_vSwitch", ".", "_uuid")
+		_, err := b.c.vsctl(ctx, "--no-wait", "init")
 		return err
 	}); err != nil {
 		return err

@@ -295,7 +295,7 @@ func (b *Backend) wantUplink(cv *snap, p *plan, sw netconf.Switch, devs []string
 			switch {
 			case l == nil:
 				return nil, fmt.Errorf("switch %s: uplink %s does not exist on this host: %w", name, d, netconf.ErrInvalid)
-			case l.Attrs().MasterIndex != 0:
+			case l.Attrs().MasterIndex != 0 && !inKernelDatapath(cv, l):
 				return nil, fmt.Errorf("switch %s: uplink %s is a port of another device (ifindex %d); it cannot also be in Open vSwitch: %w", name, d, l.Attrs().MasterIndex, netconf.ErrInvalid)
 			}
 			if _, _, ours := netconf.AliasOwner(l.Attrs().Alias); ours {
@@ -318,6 +318,17 @@ func (b *Backend) wantUplink(cv *snap, p *plan, sw netconf.Switch, devs []string
 	// them there only to route its tunnels.
 	u.move = u.tunnel || b.datapath == DatapathSystem
 	return u, nil
+}
+
+// inKernelDatapath says whether l's master is an OVS kernel datapath
+// (where the kernel datapath keeps its ports).
+func inKernelDatapath(cv *snap, l netlink.Link) bool {
+	for _, m := range cv.links {
+		if m.Attrs().Index == l.Attrs().MasterIndex {
+			return m.Type() == "openvswitch"
+		}
+	}
+	return false
 }
 
 func (b *Backend) planPortGroup(sp *switchPlan, pg netconf.PortGroup) *pgPlan {

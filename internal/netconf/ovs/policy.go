@@ -55,7 +55,11 @@ func (b *Backend) convergePolicy(ctx context.Context, cv *snap, pg *pgPlan, rep 
 			rep.Ports[pp.port.Tap] = fmt.Errorf("tap %s of %q: OVS gave it no OpenFlow port number (%s), so its port group's policy cannot be enforced", pp.port.Tap, netconf.PortAlias(pp.port), ifaceErr(i))
 			continue
 		}
-		taps = append(taps, tapPolicy{name: pp.port.Tap, ofport: i.ofport, mac: pp.port.MAC, policy: pg.pg.Policy, mtu: pg.mtu})
+		tp := tapPolicy{name: pp.port.Tap, ofport: i.ofport, mac: pp.port.MAC, policy: pg.pg.Policy, mtu: pg.mtu}
+		if len(tp.mac) != 6 && (tp.guardFrom() || tp.guardTo()) {
+			rep.Ports[tp.name] = fmt.Errorf("tap %s of %q has no MAC: port group %s guards MACs, so the tap sends and receives only broadcast and multicast, or nothing", tp.name, netconf.PortAlias(pp.port), pg)
+		}
+		taps = append(taps, tp)
 	}
 	var errs []error
 	if err := b.ensureMeters(ctx, pg.bridge, taps, false); err != nil {
@@ -156,7 +160,7 @@ func flowTable(taps []tapPolicy) []string {
 // replaceFlows makes the bridge's flow table exactly flows, changing
 // nothing when it already is.
 func (b *Backend) replaceFlows(ctx context.Context, bridge string, flows []string) error {
-	file := filepath.Join(b.c.dir, bridge+".flows")
+	file := b.flowsFile(bridge)
 	if err := os.WriteFile(file, []byte(strings.Join(flows, "\n")+"\n"), 0o600); err != nil {
 		return fmt.Errorf("write the flows of %s: %w", bridge, err)
 	}
@@ -170,6 +174,10 @@ func (b *Backend) replaceFlows(ctx context.Context, bridge string, flows []strin
 	b.log.Info("replaced flows", "bridge", bridge, "flows", len(flows), "diff", strings.TrimSpace(diff))
 	return nil
 }
+
+// flowsFile is where the bridge's wanted flows are written for
+// ovs-ofctl to compare and load.
+func (b *Backend) flowsFile(bridge string) string { return filepath.Join(b.c.dir, bridge+".flows") }
 
 // meterSpec is a tap's Out meter as dump-meters prints it (after
 // "meter=N "): a policer at the average rate that lets a burst through.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strconv"
 
@@ -86,6 +87,7 @@ func (b *Backend) removeLeftovers(ctx context.Context, cv *snap, p *plan) error 
 			continue
 		}
 		b.log.Info("removed OVS bridge", "bridge", name, "portgroup", br.ext[extPortGroup], "uplinks", br.ext[extUplinks])
+		_ = os.Remove(b.flowsFile(name))
 	}
 	if err := b.rereadDB(ctx, cv); err != nil {
 		return errors.Join(append(errs, err)...)
