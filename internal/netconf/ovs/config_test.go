@@ -183,3 +183,49 @@ func TestOVSLeftovers(t *testing.T) {
 		t.Errorf("Queue records after converging to nothing: %s", q)
 	}
 }
+
+// A changed shape changes the tap's meter and QoS in place (the same
+// QoS record); an unshaped port group has neither.
+func TestShapeChangesInPlace(t *testing.T) {
+	lab := netconftest.NewLab(t, netconftest.LabOptions{Hosts: 1})
+	h0 := lab.Hosts[0]
+	b := newOVS(t, h0.NS)
+	p := netconftest.NIC("vm-a", 0, "pg-x")
+	with := func(in, out uint64) netconf.Host {
+		pg := netconftest.IsolatedGroup("pg-x")
+		pg.Policy.In.AverageBitsPerSec, pg.Policy.Out.AverageBitsPerSec = in, out
+		return netconf.Host{Switches: []netconf.Switch{netconftest.SwitchOn(h0, "sw1", pg)}, Ports: []netconf.Port{p}}
+	}
+	dir, br := b.Dir(), ovs.BridgeName("pg-x")
+	meters := func() string {
+		return ovsTool(t, dir, "ovs-ofctl", "-O", "OpenFlow13", "dump-meters", br)
+	}
+	netconftest.ConvergeClean(t, b, with(50e6, 30e6))
+	qos := strings.TrimSpace(vsctl(t, dir, "get", "Port", p.Tap, "qos"))
+	if rate := vsctl(t, dir, "get", "QoS", qos, "other_config:max-rate"); !strings.Contains(rate, "50000000") {
+		t.Errorf("QoS max-rate %s, want 50000000", rate)
+	}
+	if m := meters(); !strings.Contains(m, "rate=30000") {
+		t.Errorf("meters %s, want one at 30000 kbit/s", m)
+	}
+	netconftest.ConvergeClean(t, b, with(20e6, 10e6))
+	if now := strings.TrimSpace(vsctl(t, dir, "get", "Port", p.Tap, "qos")); now != qos {
+		t.Errorf("the QoS was remade: %s, was %s", now, qos)
+	}
+	if rate := vsctl(t, dir, "get", "QoS", qos, "other_config:max-rate"); !strings.Contains(rate, "20000000") {
+		t.Errorf("QoS max-rate %s after the change, want 20000000", rate)
+	}
+	if m := meters(); !strings.Contains(m, "rate=10000") || strings.Contains(m, "rate=30000") {
+		t.Errorf("meters %s after the change, want one at 10000 kbit/s", m)
+	}
+	netconftest.ConvergeClean(t, b, with(0, 0))
+	if q := strings.TrimSpace(vsctl(t, dir, "get", "Port", p.Tap, "qos")); q != "[]" {
+		t.Errorf("an unshaped tap has QoS %s", q)
+	}
+	if m := meters(); strings.Contains(m, "meter=") {
+		t.Errorf("an unshaped port group has meters: %s", m)
+	}
+	if n := strings.TrimSpace(vsctl(t, dir, "--columns=_uuid", "list", "QoS")); n != "" {
+		t.Errorf("QoS records left: %s", n)
+	}
+}
