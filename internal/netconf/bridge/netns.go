@@ -1,87 +1,14 @@
 package bridge
 
 import (
-	"fmt"
-	"os"
-	"runtime"
-
 	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
+
+	"github.com/vdc-project/vdc/internal/netconf/tap"
 )
 
-// inNS runs fn on an OS thread switched into ns, for the calls netlink
-// cannot aim at a namespace (opening /dev/net/tun binds the tap to the
-// opener's namespace). The thread goes back to its namespace after; if
-// it cannot, it stays locked and dies with the goroutine.
-func inNS(ns netns.NsHandle, fn func() error) error {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("get the current network namespace: %w", err)
-	}
-	defer orig.Close()
-	if err := netns.Set(ns); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("enter network namespace %s: %w", ns, err)
-	}
-	fnErr := fn()
-	if err := netns.Set(orig); err != nil {
-		// The thread is in the wrong namespace: leave it locked so the
-		// runtime ends it with this goroutine instead of reusing it.
-		return fmt.Errorf("return to network namespace %s: %w", orig, err)
-	}
-	runtime.UnlockOSThread()
-	return fnErr
-}
-
-// tapFlags are the flags a tap is made with: a tap (Ethernet frames)
-// without packet information. vnet_hdr is on, so QEMU's virtio-net can
-// offload checksums and segmentation; the flags are a default, as every
-// opener's TUNSETIFF sets its own (QEMU asks for vnet_hdr when the
-// kernel offers it, the conformance suite does not). No multi_queue:
-// QEMU opens a single-queue tap by name with -netdev
-// tap,ifname=NAME,script=no,downscript=no.
-const tapFlags = unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR
-
-// createTap makes a persistent tap named name in ns: it outlives the
-// file descriptor that made it (and the agent), until deleted. setup
-// runs while the new tap is not persistent yet, held only by the
-// descriptor: if the process dies before the end, the tap goes too.
+// createTap makes a persistent tap named name in ns (see tap.Create):
+// setup runs while the new tap is held only by its descriptor, so an
+// agent killed before the end leaves no tap.
 func createTap(ns netns.NsHandle, name string, setup func() error) error {
-	return inNS(ns, func() error {
-		f, err := openTun(name, tapFlags|unix.IFF_TUN_EXCL)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := setup(); err != nil {
-			return err
-		}
-		if err := unix.IoctlSetInt(int(f.Fd()), unix.TUNSETPERSIST, 1); err != nil {
-			return fmt.Errorf("make tap %s persistent: %w", name, err)
-		}
-		return nil
-	})
-}
-
-// openTun opens /dev/net/tun and attaches it to the tun/tap device name
-// (making it when missing) with flags. The device belongs to the
-// namespace of the calling thread.
-func openTun(name string, flags uint16) (*os.File, error) {
-	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("open /dev/net/tun for %s: %w", name, err)
-	}
-	req, err := unix.NewIfreq(name)
-	if err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("tap name %q: %w", name, err)
-	}
-	req.SetUint16(flags)
-	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, req); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("attach to tap %s (TUNSETIFF): %w", name, err)
-	}
-	return os.NewFile(uintptr(fd), "/dev/net/tun:"+name), nil
+	return tap.Create(ns, name, setup)
 }

@@ -432,3 +432,37 @@ func testBadWant(t *testing.T, nb NewBackend) {
 	}
 	requireTap(t, h0, b.Name(), good, true, netconf.DefaultMTU)
 }
+
+// Teaming: where the backend says it teams uplinks, a switch on two
+// keeps its VMs' traffic when the first loses its carrier; where it
+// says it does not, it says why, and the switch works on the first.
+func testTeaming(t *testing.T, nb NewBackend) {
+	lab := NewLab(t, LabOptions{Hosts: 2, SpareUplinks: 1})
+	h0, h1 := lab.Hosts[0], lab.Hosts[1]
+	b0 := nb(t, h0.NS)
+	sw0 := SwitchOn(h0, "sw1", VXLANGroup("pg-web", 100, h1.IPv4))
+	sw0.Uplinks = []string{h0.Uplink, h0.Spares[0]}
+	a, c := NIC("vm-a", 0, "pg-web"), NIC("vm-c", 0, "pg-web")
+	ConvergeClean(t, b0, netconf.Host{Switches: []netconf.Switch{sw0}, Ports: []netconf.Port{a}})
+	ConvergeClean(t, nb(t, h1.NS), netconf.Host{
+		Switches: []netconf.Switch{SwitchOn(h1, "sw1", VXLANGroup("pg-web", 100, h0.IPv4))}, Ports: []netconf.Port{c},
+	})
+	ta, tc := h0.OpenTap(t, a.Tap), h1.OpenTap(t, c.Tap)
+	Deliver(t, 60, ta, []*Tap{tc}, nil)
+	Deliver(t, 60, tc, []*Tap{ta}, nil)
+	caps := b0.Caps(t.Context())
+	if caps.Teaming != nil {
+		t.Logf("%s backend: no teaming: %v", b0.Name(), caps.Teaming)
+		if !errors.Is(caps.Teaming, netconf.ErrNotSupported) {
+			t.Errorf("Caps.Teaming %q does not wrap netconf.ErrNotSupported", caps.Teaming)
+		}
+		return
+	}
+	h0.SetCable(t, h0.Uplink, false)
+	Deliver(t, 60, ta, []*Tap{tc}, nil)
+	Deliver(t, 60, tc, []*Tap{ta}, nil)
+	h0.SetCable(t, h0.Uplink, true)
+	h0.SetCable(t, h0.Spares[0], false)
+	Deliver(t, 60, tc, []*Tap{ta}, nil)
+	Deliver(t, 60, ta, []*Tap{tc}, nil)
+}

@@ -36,7 +36,12 @@ type Host struct {
 	// and IPv6.
 	Uplink     string
 	IPv4, IPv6 netip.Addr
-	h          *netlink.Handle
+	// Spares are more interfaces on the lab network (eth1...), without
+	// addresses, for teaming.
+	Spares []string
+	h      *netlink.Handle
+	cables map[string]string // interface -> its veth peer on the lab bridge
+	lab    *Lab
 }
 
 // LabOptions shape a lab.
@@ -45,6 +50,9 @@ type LabOptions struct {
 	// UnderlayMTU of the uplinks; 0 means 1550, enough for VXLAN over
 	// IPv4 at MTU 1500.
 	UnderlayMTU int
+	// SpareUplinks is how many interfaces on the lab network each host
+	// has besides its uplink (Host.Spares).
+	SpareUplinks int
 }
 
 // UplinkName is every lab host's uplink.
@@ -84,7 +92,11 @@ func NewLab(t testing.TB, opts LabOptions) *Lab {
 		t.Fatalf("set the lab bridge up: %v", err)
 	}
 	for i := range opts.Hosts {
-		lab.Hosts = append(lab.Hosts, lab.addHost(t, uh, sw, i, opts.UnderlayMTU))
+		h := lab.addHost(t, uh, sw, i, opts.UnderlayMTU)
+		for j := 1; j <= opts.SpareUplinks; j++ {
+			lab.addSpare(t, uh, sw, h, fmt.Sprintf("lab0p%ds%d", i, j), fmt.Sprintf("eth%d", j), opts.UnderlayMTU)
+		}
+		lab.Hosts = append(lab.Hosts, h)
 	}
 	return lab
 }
@@ -92,6 +104,8 @@ func NewLab(t testing.TB, opts LabOptions) *Lab {
 func (lab *Lab) addHost(t testing.TB, uh *netlink.Handle, sw *netlink.Bridge, i, mtu int) *Host {
 	t.Helper()
 	host := &Host{
+		lab:    lab,
+		cables: map[string]string{UplinkName: fmt.Sprintf("lab0p%d", i)},
 		Name:   fmt.Sprintf("host%d", i),
 		Uplink: UplinkName,
 		IPv4:   netip.AddrFrom4([4]byte{192, 0, 2, byte(i + 1)}),
@@ -142,6 +156,54 @@ func (lab *Lab) addHost(t testing.TB, uh *netlink.Handle, sw *netlink.Bridge, i,
 		}
 	}
 	return host
+}
+
+func (lab *Lab) addSpare(t testing.TB, uh *netlink.Handle, sw *netlink.Bridge, host *Host, port, name string, mtu int) {
+	t.Helper()
+	veth := &netlink.Veth{
+		LinkAttrs:     netlink.LinkAttrs{Name: port, MTU: mtu, TxQLen: -1, MasterIndex: sw.Attrs().Index},
+		PeerName:      name,
+		PeerMTU:       uint32(mtu),
+		PeerNamespace: netlink.NsFd(host.NS),
+	}
+	if err := uh.LinkAdd(veth); err != nil {
+		t.Fatalf("make spare uplink %s of %s: %v", name, host.Name, err)
+	}
+	if err := uh.LinkSetUp(veth); err != nil {
+		t.Fatalf("set %s up: %v", port, err)
+	}
+	l, err := host.h.LinkByName(name)
+	if err == nil {
+		err = host.h.LinkSetUp(l)
+	}
+	if err != nil {
+		t.Fatalf("set %s of %s up: %v", name, host.Name, err)
+	}
+	host.Spares = append(host.Spares, name)
+	host.cables[name] = port
+}
+
+// SetCable plugs (up) or pulls (down) the lab end of one of the host's
+// interfaces on the lab network: pulled, the interface loses its
+// carrier.
+func (h *Host) SetCable(t testing.TB, dev string, up bool) {
+	t.Helper()
+	uh, err := netlink.NewHandleAt(h.lab.Underlay)
+	if err != nil {
+		t.Fatalf("netlink in the underlay namespace: %v", err)
+	}
+	defer uh.Close()
+	l, err := uh.LinkByName(h.cables[dev])
+	if err == nil {
+		if up {
+			err = uh.LinkSetUp(l)
+		} else {
+			err = uh.LinkSetDown(l)
+		}
+	}
+	if err != nil {
+		t.Fatalf("set the cable of %s on %s up=%v: %v", dev, h.Name, up, err)
+	}
 }
 
 // Handle is a netlink handle in the host's namespace.

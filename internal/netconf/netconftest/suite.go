@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"net"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 
@@ -40,6 +41,7 @@ func Run(t *testing.T, nb NewBackend) {
 		{"UnderlayTooSmallForMTU", testMTUTooBig},
 		{"ForeignDeviceWithAWantedName", testForeign},
 		{"BadDesiredState", testBadWant},
+		{"TeamedUplinks", testTeaming},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { c.fn(t, nb) })
@@ -69,14 +71,28 @@ func SwitchOn(h *Host, id string, pgs ...netconf.PortGroup) netconf.Switch {
 }
 
 // NIC is VM vm's NIC nic on port group pg, named as the agent names it.
+// Frames the suite writes into its tap come from its MAC, as a guest's
+// do (see Tap.MAC).
 func NIC(vm string, nic int, pg string) netconf.Port {
 	sum := sha256.Sum256([]byte(vm))
-	return netconf.Port{
+	p := netconf.Port{
 		Tap:       netconf.TapName(vm, nic),
 		Alias:     netconf.NICAlias(vm, nic),
 		MAC:       net.HardwareAddr{0x52, 0x54, 0, sum[0], sum[1], byte(nic)},
 		PortGroup: pg,
 	}
+	nicMACs.Store(p.Tap, p.MAC)
+	return p
+}
+
+// nicMACs holds the MAC of every tap NIC has named.
+var nicMACs sync.Map // tap name -> net.HardwareAddr
+
+func nicMAC(tap string) net.HardwareAddr {
+	if mac, ok := nicMACs.Load(tap); ok {
+		return mac.(net.HardwareAddr)
+	}
+	return nil
 }
 
 // Converge converges want on b and fails the test on an error.

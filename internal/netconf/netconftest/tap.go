@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"sync"
 	"testing"
@@ -20,7 +21,11 @@ import (
 type Tap struct {
 	Name string
 	Host *Host
-	f    *os.File
+	// MAC is the guest's address on this tap when the tap is a NIC's of
+	// the suite (see NIC); frames written here then come from it, as a
+	// guest's do. nil: each frame from a random address.
+	MAC net.HardwareAddr
+	f   *os.File
 }
 
 // OpenTap attaches to the existing tap name on the host (TUNSETIFF with
@@ -38,7 +43,7 @@ func (h *Host) OpenTap(t testing.TB, name string) *Tap {
 		t.Fatalf("open tap %s on %s: %v", name, h.Name, err)
 	}
 	t.Cleanup(func() { f.Close() })
-	return &Tap{Name: name, Host: h, f: f}
+	return &Tap{Name: name, Host: h, MAC: nicMAC(name), f: f}
 }
 
 func (tp *Tap) String() string { return tp.Host.Name + "/" + tp.Name }
@@ -101,18 +106,36 @@ func NewFrame(size int) Frame {
 	return Frame{Bytes: b, Token: token}
 }
 
-// watch reads tp until stop, and reports whether a frame holding token
-// arrived (seen is closed at the first).
-type watch struct {
-	tap  *Tap
-	seen chan struct{}
-	done chan struct{}
-	err  error
-	once sync.Once
+// From makes the frame come from mac: its Ethernet source and ARP
+// sender hardware address.
+func (f Frame) From(mac net.HardwareAddr) Frame {
+	copy(f.Bytes[6:12], mac)
+	copy(f.Bytes[22:28], mac)
+	return f
 }
 
-func (tp *Tap) watch(token []byte) *watch {
-	w := &watch{tap: tp, seen: make(chan struct{}), done: make(chan struct{})}
+// To makes the frame unicast to mac.
+func (f Frame) To(mac net.HardwareAddr) Frame {
+	copy(f.Bytes[0:6], mac)
+	return f
+}
+
+// watch reads tp until stop, and reports which of its tokens arrived in
+// a frame (seen[i] is closed at the first holding tokens[i]).
+type watch struct {
+	tap    *Tap
+	tokens [][]byte
+	seen   []chan struct{}
+	done   chan struct{}
+	err    error
+	once   []sync.Once
+}
+
+func (tp *Tap) watch(tokens ...[]byte) *watch {
+	w := &watch{tap: tp, tokens: tokens, done: make(chan struct{}), once: make([]sync.Once, len(tokens))}
+	for range tokens {
+		w.seen = append(w.seen, make(chan struct{}))
+	}
 	go func() {
 		defer close(w.done)
 		buf := make([]byte, 65536)
@@ -124,17 +147,22 @@ func (tp *Tap) watch(token []byte) *watch {
 				}
 				return
 			}
-			if bytes.Contains(buf[:n], token) {
-				w.once.Do(func() { close(w.seen) })
+			for i, token := range w.tokens {
+				if bytes.Contains(buf[:n], token) {
+					w.once[i].Do(func() { close(w.seen[i]) })
+				}
 			}
 		}
 	}()
 	return w
 }
 
-func (w *watch) got() bool {
+// got says whether the first token arrived; gotToken whether token i.
+func (w *watch) got() bool { return w.gotToken(0) }
+
+func (w *watch) gotToken(i int) bool {
 	select {
-	case <-w.seen:
+	case <-w.seen[i]:
 		return true
 	default:
 		return false
@@ -163,22 +191,59 @@ const (
 // resendEvery, until every tap in to has read it; then it checks that
 // no tap in not read it, even quietWindow later. to must not be empty:
 // it is what proves the frame was on its way, so a tap in not that saw
-// nothing did so while the frame was being flooded.
+// nothing did so while the frame was being flooded. The frame is a
+// broadcast from from's MAC (a random one when from has none).
 func Deliver(t testing.TB, size int, from *Tap, to, not []*Tap) {
+	t.Helper()
+	frame := NewFrame(size)
+	if len(from.MAC) == 6 {
+		frame = frame.From(from.MAC)
+	}
+	DeliverFrame(t, frame, from, to, not)
+}
+
+// DeliverFrame is Deliver with a frame of the caller's.
+func DeliverFrame(t testing.TB, frame Frame, from *Tap, to, not []*Tap) {
 	t.Helper()
 	if len(to) == 0 {
 		t.Fatal("Deliver needs a tap that gets the frame")
 	}
-	frame := NewFrame(size)
-	var wanted, unwanted []*watch
-	for _, tp := range to {
-		wanted = append(wanted, tp.watch(frame.Token))
+	exchange(t, []Frame{frame}, from, to, not, nil)
+}
+
+// Blocked writes bad and then witness into from, again and again, until
+// every tap in at has read witness; then it checks that none of them
+// read bad, even quietWindow later. The witness, written after bad on
+// the same path, is what proves that bad had its chance to arrive.
+func Blocked(t testing.TB, bad, witness Frame, from *Tap, at []*Tap) {
+	t.Helper()
+	if len(at) == 0 {
+		t.Fatal("Blocked needs a tap that gets the witness")
 	}
-	for _, tp := range not {
-		unwanted = append(unwanted, tp.watch(frame.Token))
+	exchange(t, []Frame{witness, bad}, from, at, nil, at)
+}
+
+// exchange writes frames[1:] and then frames[0] into from until every
+// tap in to has frames[0]; then, after quietWindow, checks that no tap
+// in not got frames[0] and no tap in blocked got frames[1:].
+func exchange(t testing.TB, frames []Frame, from *Tap, to, not, blocked []*Tap) {
+	t.Helper()
+	tokens := make([][]byte, len(frames))
+	for i, f := range frames {
+		tokens[i] = f.Token
+	}
+	watches := map[*Tap]*watch{}
+	for _, tp := range append(append(append([]*Tap{}, to...), not...), blocked...) {
+		if watches[tp] == nil {
+			watches[tp] = tp.watch(tokens...)
+		}
+	}
+	var wanted []*watch
+	for _, tp := range to {
+		wanted = append(wanted, watches[tp])
 	}
 	stopAll := func() {
-		for _, w := range append(wanted, unwanted...) {
+		for _, w := range watches {
 			if err := w.stop(); err != nil {
 				t.Errorf("read %s: %v", w.tap, err)
 			}
@@ -187,23 +252,34 @@ func Deliver(t testing.TB, size int, from *Tap, to, not []*Tap) {
 	deadline := time.Now().Add(deliverTimeout)
 	tick := time.NewTicker(resendEvery)
 	defer tick.Stop()
+	order := append(append([]Frame{}, frames[1:]...), frames[0])
 	for !allGot(wanted) {
 		if time.Now().After(deadline) {
 			stopAll()
-			t.Fatalf("a %d-byte frame written into %s did not reach %v within %v", size, from, missing(wanted), deliverTimeout)
+			t.Fatalf("a %d-byte frame written into %s did not reach %v within %v", len(frames[0].Bytes), from, missing(wanted), deliverTimeout)
 		}
-		if _, err := from.f.Write(frame.Bytes); err != nil && !errors.Is(err, unix.EIO) {
-			stopAll()
-			t.Fatalf("write a %d-byte frame into %s: %v", size, from, err)
+		for _, f := range order {
+			if _, err := from.f.Write(f.Bytes); err != nil && !errors.Is(err, unix.EIO) {
+				stopAll()
+				t.Fatalf("write a %d-byte frame into %s: %v", len(f.Bytes), from, err)
+			}
 		}
 		<-tick.C
 	}
 	quiet := time.NewTimer(quietWindow)
 	<-quiet.C
 	stopAll()
-	for _, w := range unwanted {
-		if w.got() {
-			t.Errorf("a frame written into %s reached %s, which must not see it", from, w.tap)
+	for _, tp := range not {
+		if watches[tp].got() {
+			t.Errorf("a frame written into %s reached %s, which must not see it", from, tp)
+		}
+	}
+	for _, tp := range blocked {
+		for i := 1; i < len(frames); i++ {
+			if watches[tp].gotToken(i) {
+				t.Errorf("a frame written into %s (from %s to %s) reached %s, which must not see it",
+					from, net.HardwareAddr(frames[i].Bytes[6:12]), net.HardwareAddr(frames[i].Bytes[0:6]), tp)
+			}
 		}
 	}
 }
