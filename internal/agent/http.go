@@ -31,7 +31,7 @@ func (a *Agent) handler() http.Handler {
 			agenthttp.Fail(w, fmt.Errorf("define vm %s: %w", cfg.Name, err))
 			return
 		}
-		plugNICs(&cfg)
+		a.plugNICs(&cfg)
 		st, err := a.vms.Define(r.Context(), cfg)
 		if err != nil {
 			agenthttp.Fail(w, err)

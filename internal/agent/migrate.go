@@ -109,7 +109,7 @@ func (a *Agent) incoming(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req.Options.Address = a.migrationIP()
-	plugNICs(&req.Config)
+	a.plugNICs(&req.Config)
 	in, err := a.vms.Incoming(r.Context(), m, req.Config, req.Options)
 	if err != nil {
 		agenthttp.Fail(w, err)

@@ -21,7 +21,7 @@ func (a *Agent) startNetwork(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("read host info from driver: %w", err)
 		}
-		backends = network.Backends(info.Driver, a.log)
+		backends = network.Backends(info.Driver, a.cfg.DataDir, a.log)
 	}
 	a.net = network.New(a.cfg.DataDir, backends, a.vms.Configs, a.log, a.changed)
 	a.vms.BeforeStart = a.net.Ensure
@@ -56,4 +56,4 @@ func (a *Agent) tunnelAddress() string {
 
 // plugNICs names the taps of a VM's NICs on switches, before it is
 // defined or received.
-func plugNICs(cfg *hypervisor.VMConfig) { network.PlugNICs(cfg) }
+func (a *Agent) plugNICs(cfg *hypervisor.VMConfig) { a.net.PlugNICs(cfg) }

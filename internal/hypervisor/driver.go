@@ -107,6 +107,10 @@ type NICConfig struct {
 	// IPv4 is the NIC's address on a port group with DHCP: the host's
 	// DHCP service gives it to this MAC.
 	IPv4 string `json:"ipv4,omitempty"`
+	// NoOffloads opens the tap without the virtio-net header (vnet_hdr=off):
+	// its switch's datapath (Open vSwitch's userspace one) does not finish
+	// the checksums and segmentation a guest leaves to the host.
+	NoOffloads bool `json:"noOffloads,omitempty"`
 	// LinkDown unplugs the virtual cable (the guest sees no carrier).
 	LinkDown bool `json:"linkDown,omitempty"`
 }

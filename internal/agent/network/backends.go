@@ -1,15 +1,18 @@
 package network
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"syscall"
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/netconf"
 	"github.com/vdc-project/vdc/internal/netconf/bridge"
+	"github.com/vdc-project/vdc/internal/netconf/ovs"
 	"github.com/vdc-project/vdc/internal/netconf/policy"
 )
 
@@ -17,7 +20,7 @@ import (
 // the sim driver's accounting, else the real ones in the agent's network
 // namespace, which the agent must have to itself. A backend that cannot
 // start stands in as Unavailable, so that its switches say why.
-func Backends(driver string, log *slog.Logger) map[string]netconf.Backend {
+func Backends(driver, dataDir string, log *slog.Logger) map[string]netconf.Backend {
 	if driver == "sim" {
 		return map[string]netconf.Backend{"sim": &Sim{}}
 	}
@@ -31,6 +34,14 @@ func Backends(driver string, log *slog.Logger) map[string]netconf.Backend {
 		out[api.BackendBridge] = Unavailable{Why: fmt.Errorf("the bridge backend cannot start: %w", err)}
 	} else {
 		out[api.BackendBridge] = b
+	}
+	if _, err := exec.LookPath("ovs-vswitchd"); err != nil {
+		out[api.BackendOVS] = Unavailable{Why: errors.New("Open vSwitch is not installed (apt-get install openvswitch-switch)")}
+	} else if o, err := ovs.New(ovs.Options{Dir: filepath.Join(dataDir, "ovs"), Logger: log}); err != nil {
+		log.Warn("no ovs switch backend on this host", "err", err)
+		out[api.BackendOVS] = Unavailable{Why: fmt.Errorf("the ovs backend cannot start: %w", err)}
+	} else {
+		out[api.BackendOVS] = o
 	}
 	return out
 }

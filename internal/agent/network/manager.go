@@ -341,6 +341,24 @@ func sameJSON(a, b any) bool {
 	return string(x) == string(y)
 }
 
+// PlugNICs names the tap of each of cfg's NICs that is on a switch, and
+// turns off the offloads of those whose switch's backend cannot finish
+// them (TapOffloads).
+func (m *Manager) PlugNICs(cfg *hypervisor.VMConfig) {
+	PlugNICs(cfg)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.want == nil {
+		return
+	}
+	_, pgBackend := m.split(m.want)
+	for i := range cfg.NICs {
+		n := &cfg.NICs[i]
+		be, ok := m.backends[pgBackend[n.PortGroup]].(interface{ TapOffloads() bool })
+		n.NoOffloads = n.Tap != "" && ok && !be.TapOffloads()
+	}
+}
+
 // PlugNICs names the tap of each of cfg's NICs that is on a switch.
 func PlugNICs(cfg *hypervisor.VMConfig) {
 	for i := range cfg.NICs {

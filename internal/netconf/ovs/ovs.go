@@ -165,6 +165,11 @@ func (b *Backend) Converge(ctx context.Context, want netconf.Host) (netconf.Repo
 	if err := ctx.Err(); err != nil {
 		return rep, fmt.Errorf("converge ovs switches: %w", err)
 	}
+	if len(want.Switches) == 0 && len(want.Ports) == 0 && b.c.ovsdbDaemon().pid() == 0 {
+		// No ovs switch here, and no daemons: none was ever realized, so
+		// nothing is left to remove. The daemons start with the first.
+		return rep, nil
+	}
 	if err := b.ensureDaemons(ctx); err != nil {
 		return rep, fmt.Errorf("converge ovs switches: %w", err)
 	}

@@ -198,7 +198,11 @@ func Netdev(id string, n hypervisor.NICConfig) string {
 	if n.Tap == "" {
 		return "user,id=" + id
 	}
-	return fmt.Sprintf("tap,id=%s,ifname=%s,script=no,downscript=no", id, n.Tap)
+	s := fmt.Sprintf("tap,id=%s,ifname=%s,script=no,downscript=no", id, n.Tap)
+	if n.NoOffloads {
+		s += ",vnet_hdr=off"
+	}
+	return s
 }
 
 // nicArgs are the VM's network cards.
