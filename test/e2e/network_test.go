@@ -94,8 +94,22 @@ func vdcLinks(t *testing.T, lab *netLab, host string) []string {
 	return links
 }
 
-func TestVXLANPortGroupAcrossHosts(t *testing.T) {
-	lab, cl := newSwitchLab(t, 2, api.BackendBridge)
+// forBackends runs a test for each switch backend, as subtests.
+func forBackends(t *testing.T, test func(t *testing.T, backend string)) {
+	for _, be := range []string{api.BackendBridge, api.BackendOVS} {
+		t.Run(be, func(t *testing.T) {
+			if be == api.BackendOVS {
+				testenv.NeedTools(t, "apt-get install openvswitch-switch", "ovs-vswitchd", "ovsdb-server", "ovs-vsctl")
+			}
+			test(t, be)
+		})
+	}
+}
+
+func TestVXLANPortGroupAcrossHosts(t *testing.T) { forBackends(t, testVXLANPortGroup) }
+
+func testVXLANPortGroup(t *testing.T, backend string) {
+	lab, cl := newSwitchLab(t, 2, backend)
 	cl.vdc("portgroup", "create", "web", "--switch", "dvs1", "--vxlan", "5001")
 	cl.vdc("portgroup", "create", "db", "--switch", "dvs1", "--vxlan", "5002")
 	cl.waitRealized("dvs1", 2)
@@ -114,7 +128,26 @@ func TestVXLANPortGroupAcrossHosts(t *testing.T) {
 		t.Fatal("a VM on port group web reaches c on port group db")
 	}
 
-	// Each NIC is a tap named for its VM, in its port group's bridge.
+	// Deleting a port group in use is refused, naming the VM.
+	if out, err := cl.try("portgroup", "delete", "db"); err == nil || !strings.Contains(out, "c") {
+		t.Fatalf("delete port group db in use: %v %s", err, out)
+	}
+	if backend == api.BackendBridge {
+		checkBridgeDevices(t, lab, cl)
+	} else {
+		cl.vdc("vm", "delete", "c", "--force")
+		cl.vdc("portgroup", "delete", "db")
+	}
+	cl.waitRealized("dvs1", 2)
+	if !cl.pings("a", "192.168.50.2") {
+		t.Fatal("a lost b after port group db went")
+	}
+}
+
+// checkBridgeDevices: on the bridge backend each NIC is a tap named for its
+// VM in its port group's bridge, and once c and port group db are gone the
+// host has dropped exactly c's tap and db's bridge and VXLAN device.
+func checkBridgeDevices(t *testing.T, lab *netLab, cl *cluster) {
 	links := vdcLinks(t, lab, "host-2")
 	t.Logf("host-2: %v", links)
 	tapIn := 0
@@ -127,12 +160,6 @@ func TestVXLANPortGroupAcrossHosts(t *testing.T) {
 		t.Fatalf("host-2 has %d taps in a bridge, want 2 (b and c): %v", tapIn, links)
 	}
 
-	// Deleting a port group in use is refused, naming the VM.
-	if out, err := cl.try("portgroup", "delete", "db"); err == nil || !strings.Contains(out, "c") {
-		t.Fatalf("delete port group db in use: %v %s", err, out)
-	}
-	// Once c is gone, db can go, and host-2 drops exactly c's tap and db's
-	// bridge and VXLAN device.
 	var db api.PortGroup
 	cl.json(&db, "portgroup", "info", "db")
 	gone := []string{netconf.TapName(cl.vm("c").Metadata.ID, 0), netconf.BridgeName(db.Metadata.ID), netconf.VXLANName(db.Metadata.ID)}
@@ -149,16 +176,15 @@ func TestVXLANPortGroupAcrossHosts(t *testing.T) {
 			t.Fatalf("host-2 still has %s: %v", l, after)
 		}
 	}
-	if !cl.pings("a", "192.168.50.2") {
-		t.Fatal("a lost b after port group db went")
-	}
 }
 
 // TestTCPAcrossLiveMigration keeps a TCP stream from a VM to another
 // while the other migrates live between hosts: the stream goes on, and
 // the lines counted at the far end have no gap.
-func TestTCPAcrossLiveMigration(t *testing.T) {
-	_, cl := newSwitchLab(t, 2, api.BackendBridge)
+func TestTCPAcrossLiveMigration(t *testing.T) { forBackends(t, testTCPAcrossLiveMigration) }
+
+func testTCPAcrossLiveMigration(t *testing.T, backend string) {
+	_, cl := newSwitchLab(t, 2, backend)
 	cl.vdc("portgroup", "create", "web", "--switch", "dvs1", "--vxlan", "5001")
 	cl.waitRealized("dvs1", 2)
 	cl.netVM("a", "host-1", "web", "192.168.50.1")
@@ -191,8 +217,10 @@ func TestTCPAcrossLiveMigration(t *testing.T) {
 // TestPortGroupSecurityAndShaping: a guest that takes another MAC sends
 // and receives nothing until the port group allows it; a shaped port
 // group's traffic runs at its limit.
-func TestPortGroupSecurityAndShaping(t *testing.T) {
-	lab, cl := newSwitchLab(t, 2, api.BackendBridge)
+func TestPortGroupSecurityAndShaping(t *testing.T) { forBackends(t, testPortGroupSecurityAndShaping) }
+
+func testPortGroupSecurityAndShaping(t *testing.T, backend string) {
+	lab, cl := newSwitchLab(t, 2, backend)
 	cl.vdc("portgroup", "create", "web", "--switch", "dvs1", "--vxlan", "5001")
 	cl.waitRealized("dvs1", 2)
 	cl.netVM("a", "host-1", "web", "192.168.50.1")
