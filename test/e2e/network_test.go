@@ -233,6 +233,14 @@ func testPortGroupSecurityAndShaping(t *testing.T, backend string) {
 			for _, h := range lab.hosts {
 				out, _ := exec.Command("ip", "netns", "exec", lab.ns(h), "tc", "-s", "qdisc", "show").CombinedOutput()
 				t.Logf("qdiscs of %s:\n%s", h, out)
+				if backend == api.BackendOVS {
+					dir := filepath.Join(cl.dir, "hosts", h, "ovs")
+					script := "for b in $(ovs-vsctl --db=unix:" + dir + "/db.sock list-br); do echo == $b; ovs-ofctl show $b; ovs-ofctl dump-flows $b; ovs-appctl fdb/show $b; done"
+					cmd := exec.Command("ip", "netns", "exec", lab.ns(h), "sh", "-c", script)
+					cmd.Env = append(os.Environ(), "OVS_RUNDIR="+dir)
+					out, _ := cmd.CombinedOutput()
+					t.Logf("Open vSwitch of %s:\n%s", h, out)
+				}
 			}
 		}
 	})

@@ -36,7 +36,7 @@ func (b *Backend) ensureNoFlood(ctx context.Context, bridge string, taps []tapPo
 	return errors.Join(errs...)
 }
 
-var showPort = regexp.MustCompile(`^\s*(\d+)\(([^)]*)\):`)
+var showPort = regexp.MustCompile(`^\s*(\w+)\(([^)]*)\):`)
 
 // parseNoFlood reads `ovs-ofctl show`: each port's "N(name):" line and
 // its "config:" line.
@@ -45,7 +45,12 @@ func parseNoFlood(out string) map[int]bool {
 	port := -1
 	for _, line := range strings.Split(out, "\n") {
 		if m := showPort.FindStringSubmatch(line); m != nil {
-			port, _ = strconv.Atoi(m[1])
+			// LOCAL (the bridge's own port) has a name, not a number: its
+			// config line is not a tap's.
+			var err error
+			if port, err = strconv.Atoi(m[1]); err != nil {
+				port = -1
+			}
 			continue
 		}
 		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "config:"); ok && port >= 0 {
