@@ -63,6 +63,7 @@ func (a *Agent) handler() http.Handler {
 	(&staging.Area{Resolve: a.datastorePath, BeforeConvert: a.cfg.BeforeConvert}).Routes(mux)
 	a.storageRoutes(mux)
 	a.hardwareRoutes(mux)
+	a.nicRoutes(mux)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !peerIsServer(r) {
 			agenthttp.Fail(w, api.Errorf(api.ErrForbidden, "only a management server may call the agent API"))

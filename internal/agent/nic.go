@@ -1,0 +1,216 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+
+	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/agent/agenthttp"
+	"github.com/vdc-project/vdc/internal/agent/network"
+	"github.com/vdc-project/vdc/internal/agent/registry"
+	"github.com/vdc-project/vdc/internal/hypervisor"
+)
+
+func (a *Agent) nicRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /agent/v1/vms/{id}/nics", a.addNIC)
+	mux.HandleFunc("PUT /agent/v1/vms/{id}/nics/{nic}", a.updateNIC)
+	mux.HandleFunc("DELETE /agent/v1/vms/{id}/nics/{nic}", a.removeNIC)
+}
+
+func (a *Agent) nicDriver() (hypervisor.NICs, error) {
+	d, ok := a.cfg.Driver.(hypervisor.NICs)
+	if !ok {
+		return nil, fmt.Errorf("adding, changing and removing NICs: %w", hypervisor.ErrNotSupported)
+	}
+	return d, nil
+}
+
+// nicChange is one change of a VM's NICs: edit changes a copy of its
+// config; apply tells the driver, given the config as edited (taps
+// named). With unplugFirst (a removal) the driver lets go of the NIC
+// before the host's network does; else the host's network is ready
+// first (a running VM's new or moved tap made and attached before QEMU
+// opens it).
+type nicChange struct {
+	edit        func(cfg *hypervisor.VMConfig) (done bool, err error)
+	apply       func(ctx context.Context, drv hypervisor.NICs, cfg hypervisor.VMConfig) error
+	unplugFirst bool
+}
+
+// changeNICs runs a change of a VM's NICs under the VM's lock and
+// answers with its state. The config is saved as changed and the host's
+// network converged to it; when anything fails the old config comes back
+// and the network follows it again.
+func (a *Agent) changeNICs(w http.ResponseWriter, r *http.Request, body any, c nicChange) {
+	if body != nil && !agenthttp.Decode(w, r, body) {
+		return
+	}
+	drv, err := a.nicDriver()
+	if err != nil {
+		agenthttp.Fail(w, err)
+		return
+	}
+	e, err := a.vms.Get(r.PathValue("id"))
+	if err != nil {
+		agenthttp.Fail(w, err)
+		return
+	}
+	e.Op.Lock()
+	defer e.Op.Unlock()
+	if a.vms.IsIncoming(e) {
+		agenthttp.Fail(w, fmt.Errorf("vm %s is being received by a migration: %w", e.Cfg.Name, hypervisor.ErrWrongState))
+		return
+	}
+	old := a.vms.Config(e)
+	cfg := old
+	cfg.NICs = slices.Clone(old.NICs)
+	done, err := c.edit(&cfg)
+	if err == nil && !done {
+		network.PlugNICs(&cfg)
+		err = a.applyNICs(r.Context(), e, drv, old, cfg, c)
+	}
+	if err != nil {
+		agenthttp.Fail(w, err)
+		return
+	}
+	st, err := a.vms.Observe(r.Context(), cfg.ID, e)
+	if err != nil {
+		agenthttp.Fail(w, err)
+		return
+	}
+	agenthttp.Reply(w, http.StatusOK, st)
+}
+
+func (a *Agent) applyNICs(ctx context.Context, e *registry.Entry, drv hypervisor.NICs, old, cfg hypervisor.VMConfig, c nicChange) error {
+	if c.unplugFirst {
+		if err := c.apply(ctx, drv, cfg); err != nil {
+			return err
+		}
+		err := a.vms.SaveConfig(e, cfg)
+		a.netChanged()
+		return err
+	}
+	if err := a.vms.SaveConfig(e, cfg); err != nil {
+		return err
+	}
+	err := a.readyPorts(ctx, cfg)
+	if err == nil {
+		err = c.apply(ctx, drv, cfg)
+	}
+	if err != nil {
+		if serr := a.vms.SaveConfig(e, old); serr != nil {
+			a.log.Error("cannot restore a VM's config after a failed NIC change", "vm", cfg.Name, "err", serr)
+		}
+		a.netChanged()
+	}
+	return err
+}
+
+// readyPorts has the host's network take a VM's NICs as cfg has them:
+// at once for a running VM on a switch (its taps made, attached, moved
+// or set down before QEMU is told), else at the next converge.
+func (a *Agent) readyPorts(ctx context.Context, cfg hypervisor.VMConfig) error {
+	st, err := a.cfg.Driver.State(ctx, cfg.ID)
+	if err != nil {
+		return err
+	}
+	if a.net == nil || st.Power == hypervisor.StateOff {
+		a.netChanged()
+		return nil
+	}
+	if err := a.net.Ensure(ctx, cfg); err != nil {
+		return agenthttp.WithClass(err, api.ErrConflict)
+	}
+	return nil
+}
+
+func (a *Agent) netChanged() {
+	if a.net != nil {
+		a.net.Changed()
+	}
+}
+
+// POST /agent/v1/vms/{id}/nics: adds a NIC, hot-plugged when the VM
+// runs. Adding one the VM has (same name and MAC) again is a no-op.
+func (a *Agent) addNIC(w http.ResponseWriter, r *http.Request) {
+	var n hypervisor.NICConfig
+	a.changeNICs(w, r, &n, nicChange{
+		edit: func(cfg *hypervisor.VMConfig) (bool, error) {
+			if i := hypervisor.NICIndex(*cfg, n.Name); i >= 0 {
+				if cfg.NICs[i].MAC == n.MAC {
+					return true, nil // added before: the server asks again after a restart
+				}
+				return false, fmt.Errorf("add %s to vm %s: it has a NIC of that name: %w", n.Name, cfg.Name, hypervisor.ErrInvalid)
+			}
+			cfg.NICs = append(cfg.NICs, n)
+			return false, nil
+		},
+		apply: func(ctx context.Context, drv hypervisor.NICs, cfg hypervisor.VMConfig) error {
+			return drv.AddNIC(ctx, cfg.ID, cfg.NICs[hypervisor.NICIndex(cfg, n.Name)])
+		},
+	})
+}
+
+// PUT /agent/v1/vms/{id}/nics/{nic}: changes a NIC's port group or link
+// state, live while the VM runs.
+func (a *Agent) updateNIC(w http.ResponseWriter, r *http.Request) {
+	var n hypervisor.NICConfig
+	a.changeNICs(w, r, &n, nicChange{
+		edit: func(cfg *hypervisor.VMConfig) (bool, error) {
+			n.Name = r.PathValue("nic")
+			i := hypervisor.NICIndex(*cfg, n.Name)
+			if i < 0 {
+				return false, fmt.Errorf("update: vm %s has no NIC %s: %w", cfg.Name, n.Name, hypervisor.ErrInvalid)
+			}
+			n.Slot = cfg.NICs[i].Slot
+			cfg.NICs[i] = n
+			return false, nil
+		},
+		apply: func(ctx context.Context, drv hypervisor.NICs, cfg hypervisor.VMConfig) error {
+			return drv.UpdateNIC(ctx, cfg.ID, cfg.NICs[hypervisor.NICIndex(cfg, n.Name)])
+		},
+	})
+}
+
+// DELETE /agent/v1/vms/{id}/nics/{nic}: unplugs a NIC from a running VM
+// (once its guest let go of it), then its tap goes.
+func (a *Agent) removeNIC(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("nic")
+	a.changeNICs(w, r, nil, nicChange{
+		unplugFirst: true,
+		edit: func(cfg *hypervisor.VMConfig) (bool, error) {
+			i := hypervisor.NICIndex(*cfg, name)
+			if i < 0 {
+				return false, fmt.Errorf("remove: vm %s has no NIC %s: %w", cfg.Name, name, hypervisor.ErrInvalid)
+			}
+			cfg.NICs = slices.Delete(cfg.NICs, i, i+1)
+			return false, nil
+		},
+		apply: func(ctx context.Context, drv hypervisor.NICs, cfg hypervisor.VMConfig) error {
+			return drv.RemoveNIC(ctx, cfg.ID, name)
+		},
+	})
+}
+
+// AddNIC adds a NIC to a VM, hot-plugged when it runs.
+func (c *Client) AddNIC(ctx context.Context, h Target, vmID string, n hypervisor.NICConfig) (api.AgentVMState, error) {
+	var st api.AgentVMState
+	err := c.do(ctx, h, http.MethodPost, "/agent/v1/vms/"+vmID+"/nics", n, &st)
+	return st, err
+}
+
+// UpdateNIC changes a VM's NIC (named n.Name) to n.
+func (c *Client) UpdateNIC(ctx context.Context, h Target, vmID string, n hypervisor.NICConfig) (api.AgentVMState, error) {
+	var st api.AgentVMState
+	err := c.do(ctx, h, http.MethodPut, "/agent/v1/vms/"+vmID+"/nics/"+n.Name, n, &st)
+	return st, err
+}
+
+// RemoveNIC removes a VM's NIC, unplugged when it runs.
+func (c *Client) RemoveNIC(ctx context.Context, h Target, vmID, nic string) (api.AgentVMState, error) {
+	var st api.AgentVMState
+	err := c.do(ctx, h, http.MethodDelete, "/agent/v1/vms/"+vmID+"/nics/"+nic, nil, &st)
+	return st, err
+}
