@@ -84,8 +84,8 @@ func bridgeOf(t *testing.T, lab *netLab, host, tap string) string {
 // through it. Moved live to a third port group, the same tap changes
 // bridge and reachability follows: the new port group's VM answers, the
 // old one's no longer. With its link down the guest loses its carrier and
-// the traffic stops; up again, it flows. Removed, it leaves the guest and
-// the host.
+// the traffic stops; up again, it flows. It moves with the VM in a live
+// migration. Removed, it leaves the guest and the host.
 func TestNICHotplugAndLiveMove(t *testing.T) {
 	lab, cl := newSwitchLab(t, 2, api.BackendBridge)
 	cl.vdc("portgroup", "create", "web", "--switch", "dvs1", "--vxlan", "5001")
@@ -146,14 +146,25 @@ func TestNICHotplugAndLiveMove(t *testing.T) {
 	cl.vdc("vm", "nic", "update", "a", "nic1", "--link", "up")
 	eventually(t, 30*time.Second, "a to ping b again once nic1's link is up", func() bool { return cl.pings("a", "192.168.60.2") })
 
+	// A live migration takes the hot-plugged NIC along, in its slot, on
+	// the same port group: the target's copy is laid out as the source.
+	cl.vdc("vm", "migrate", "a", "--host", "host-2")
+	if br := bridgeOf(t, lab, "host-2", n.Tap); br == "" || br != bridgeOf(t, lab, "host-2", cl.nic("b", "nic0").Tap) {
+		t.Fatalf("after the migration tap %s is in bridge %q on host-2, want web's", n.Tap, br)
+	}
+	eventually(t, 30*time.Second, "a to ping b through nic1 after the migration", func() bool { return cl.pings("a", "192.168.60.2") })
+	if _, _, ok := tapOnHost(t, lab, "host-1", n.Tap); ok {
+		t.Errorf("host-1 kept tap %s after a left", n.Tap)
+	}
+
 	info := cl.vdc("vm", "info", "a")
 	if !strings.Contains(info, n.Tap) || !strings.Contains(info, "nic1") {
 		t.Errorf("vm info does not show nic1's tap %s:\n%s", n.Tap, info)
 	}
 	cl.vdc("vm", "nic", "rm", "a", "nic1")
 	cl.guestIface("a", n.MAC, true)
-	eventually(t, 30*time.Second, "host-1 to drop tap "+n.Tap, func() bool {
-		_, _, ok := tapOnHost(t, lab, "host-1", n.Tap)
+	eventually(t, 30*time.Second, "host-2 to drop tap "+n.Tap, func() bool {
+		_, _, ok := tapOnHost(t, lab, "host-2", n.Tap)
 		return !ok
 	})
 	if !cl.pings("a", "192.168.50.2") {
