@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -28,13 +29,13 @@ func (a *Agent) nicDriver() (hypervisor.NICs, error) {
 }
 
 // nicChange is one change of a VM's NICs: edit changes a copy of its
-// config; apply tells the driver, given the config as edited (taps
+// config (or refuses); apply tells the driver, given the config as edited (taps
 // named). With unplugFirst (a removal) the driver lets go of the NIC
 // before the host's network does; else the host's network is ready
 // first (a running VM's new or moved tap made and attached before QEMU
 // opens it).
 type nicChange struct {
-	edit        func(cfg *hypervisor.VMConfig) (done bool, err error)
+	edit        func(cfg *hypervisor.VMConfig) error
 	apply       func(ctx context.Context, drv hypervisor.NICs, cfg hypervisor.VMConfig) error
 	unplugFirst bool
 }
@@ -66,8 +67,8 @@ func (a *Agent) changeNICs(w http.ResponseWriter, r *http.Request, body any, c n
 	old := a.vms.Config(e)
 	cfg := old
 	cfg.NICs = slices.Clone(old.NICs)
-	done, err := c.edit(&cfg)
-	if err == nil && !done {
+	err = c.edit(&cfg)
+	if err == nil {
 		network.PlugNICs(&cfg)
 		err = a.applyNICs(r.Context(), e, drv, old, cfg, c)
 	}
@@ -133,22 +134,29 @@ func (a *Agent) netChanged() {
 }
 
 // POST /agent/v1/vms/{id}/nics: adds a NIC, hot-plugged when the VM
-// runs. Adding one the VM has (same name and MAC) again is a no-op.
+// runs. Adding one the VM's config has (same name and MAC) again makes
+// sure the driver has it too: the server asks again after a restart.
 func (a *Agent) addNIC(w http.ResponseWriter, r *http.Request) {
 	var n hypervisor.NICConfig
+	again := false
 	a.changeNICs(w, r, &n, nicChange{
-		edit: func(cfg *hypervisor.VMConfig) (bool, error) {
+		edit: func(cfg *hypervisor.VMConfig) error {
 			if i := hypervisor.NICIndex(*cfg, n.Name); i >= 0 {
-				if cfg.NICs[i].MAC == n.MAC {
-					return true, nil // added before: the server asks again after a restart
+				if cfg.NICs[i].MAC != n.MAC {
+					return fmt.Errorf("add %s to vm %s: it has a NIC of that name: %w", n.Name, cfg.Name, hypervisor.ErrInvalid)
 				}
-				return false, fmt.Errorf("add %s to vm %s: it has a NIC of that name: %w", n.Name, cfg.Name, hypervisor.ErrInvalid)
+				again = true
+				return nil
 			}
 			cfg.NICs = append(cfg.NICs, n)
-			return false, nil
+			return nil
 		},
 		apply: func(ctx context.Context, drv hypervisor.NICs, cfg hypervisor.VMConfig) error {
-			return drv.AddNIC(ctx, cfg.ID, cfg.NICs[hypervisor.NICIndex(cfg, n.Name)])
+			err := drv.AddNIC(ctx, cfg.ID, cfg.NICs[hypervisor.NICIndex(cfg, n.Name)])
+			if again && errors.Is(err, hypervisor.ErrInvalid) {
+				return nil // the driver has it
+			}
+			return err
 		},
 	})
 }
@@ -158,15 +166,15 @@ func (a *Agent) addNIC(w http.ResponseWriter, r *http.Request) {
 func (a *Agent) updateNIC(w http.ResponseWriter, r *http.Request) {
 	var n hypervisor.NICConfig
 	a.changeNICs(w, r, &n, nicChange{
-		edit: func(cfg *hypervisor.VMConfig) (bool, error) {
+		edit: func(cfg *hypervisor.VMConfig) error {
 			n.Name = r.PathValue("nic")
 			i := hypervisor.NICIndex(*cfg, n.Name)
 			if i < 0 {
-				return false, fmt.Errorf("update: vm %s has no NIC %s: %w", cfg.Name, n.Name, hypervisor.ErrInvalid)
+				return fmt.Errorf("update: vm %s has no NIC %s: %w", cfg.Name, n.Name, hypervisor.ErrInvalid)
 			}
 			n.Slot = cfg.NICs[i].Slot
 			cfg.NICs[i] = n
-			return false, nil
+			return nil
 		},
 		apply: func(ctx context.Context, drv hypervisor.NICs, cfg hypervisor.VMConfig) error {
 			return drv.UpdateNIC(ctx, cfg.ID, cfg.NICs[hypervisor.NICIndex(cfg, n.Name)])
@@ -180,13 +188,13 @@ func (a *Agent) removeNIC(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("nic")
 	a.changeNICs(w, r, nil, nicChange{
 		unplugFirst: true,
-		edit: func(cfg *hypervisor.VMConfig) (bool, error) {
+		edit: func(cfg *hypervisor.VMConfig) error {
 			i := hypervisor.NICIndex(*cfg, name)
 			if i < 0 {
-				return false, fmt.Errorf("remove: vm %s has no NIC %s: %w", cfg.Name, name, hypervisor.ErrInvalid)
+				return fmt.Errorf("remove: vm %s has no NIC %s: %w", cfg.Name, name, hypervisor.ErrInvalid)
 			}
 			cfg.NICs = slices.Delete(cfg.NICs, i, i+1)
-			return false, nil
+			return nil
 		},
 		apply: func(ctx context.Context, drv hypervisor.NICs, cfg hypervisor.VMConfig) error {
 			return drv.RemoveNIC(ctx, cfg.ID, name)

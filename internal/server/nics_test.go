@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,6 +28,21 @@ type nicDC struct {
 	*dc
 	mu      sync.Mutex
 	drivers map[string]*sim.Driver
+	flaky   *flakyNICs
+}
+
+// flakyNICs is a sim driver whose NIC adds fail while fail is set, as
+// QEMU's device_add can.
+type flakyNICs struct {
+	*sim.Driver
+	fail atomic.Bool
+}
+
+func (f *flakyNICs) AddNIC(ctx context.Context, id string, n hypervisor.NICConfig) error {
+	if f.fail.Load() {
+		return errors.New("device_add: QEMU went away")
+	}
+	return f.Driver.AddNIC(ctx, id, n)
 }
 
 func newNICDC(t *testing.T) *nicDC {
@@ -36,6 +52,8 @@ func newNICDC(t *testing.T) *nicDC {
 		n.mu.Lock()
 		defer n.mu.Unlock()
 		n.drivers[cfg.Name] = cfg.Driver.(*sim.Driver)
+		n.flaky = &flakyNICs{Driver: n.drivers[cfg.Name]}
+		cfg.Driver = n.flaky
 	})
 	ctx := context.Background()
 	d := n.dc
@@ -215,3 +233,38 @@ func TestNICBadInputChangesNothing(t *testing.T) {
 }
 
 func second(_ *api.Task, err error) error { return err }
+
+// A NIC add that fails on the host leaves nothing: not in the VM, not on
+// the host (its config is as before: the same name is free again), and
+// its address and MAC are free for the next add.
+func TestNICAddFailedOnTheHostLeavesNothing(t *testing.T) {
+	d := newNICDC(t)
+	ctx := context.Background()
+	d.flaky.fail.Store(true)
+	tk, err := d.c.AddNIC(ctx, "web1", api.NICAddRequest{PortGroup: "web", MAC: "52:54:00:aa:00:01"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.c.Wait(ctx, tk); err == nil || !strings.Contains(err.Error(), "QEMU went away") || !strings.Contains(err.Error(), "nic1") {
+		t.Fatalf("an add QEMU fails: %v; want the task failed, naming nic1 and why", err)
+	}
+	if n, _ := vmNIC(d.vm("web1"), "nic1"); n.Name != "" {
+		t.Fatalf("the failed nic1 was recorded: %+v", n)
+	}
+	if _, ok := d.hostNICs(t)["nic1"]; ok {
+		t.Fatal("the host has the failed nic1")
+	}
+	d.flaky.fail.Store(false)
+	d.run(d.c.AddNIC(ctx, "web1", api.NICAddRequest{PortGroup: "web"}))
+	n, _ := vmNIC(d.vm("web1"), "nic1")
+	if n.IPv4 != "192.0.2.1" {
+		t.Fatalf("the next add: %+v; want nic1 with the address the failed one had", n)
+	}
+	if h, ok := d.hostNICs(t)["nic1"]; !ok || h.MAC != n.MAC || h.Slot == "" {
+		t.Fatalf("after the next add the host has nic1 as %+v (%v), want MAC %s", h, ok, n.MAC)
+	}
+	d.run(d.c.AddNIC(ctx, "web1", api.NICAddRequest{PortGroup: "web", MAC: "52:54:00:aa:00:01"}))
+	if n, _ := vmNIC(d.vm("web1"), "nic2"); n.MAC != "52:54:00:aa:00:01" {
+		t.Fatalf("an add with the failed one's MAC: %+v", n)
+	}
+}
