@@ -151,37 +151,42 @@ func TestNICHotplugRealGuest(t *testing.T) {
 	if got := guestIface(t, dst, cfg.ID, nic1.MAC); got != eth {
 		t.Fatalf("after the migration the guest's NIC with MAC %s is %q, want %s", nic1.MAC, got, eth)
 	}
-	// On the target the hot-plugged NIC unplugs too, and a new one goes
-	// into the slot it left, its link down from the start; an e1000 goes
-	// into another.
-	if err := dst.RemoveNIC(ctx, cfg.ID, "nic1"); err != nil {
+	nicsOnTarget(t, dst, cfg.ID, nic1)
+}
+
+// nicsOnTarget checks a migrated VM's NICs on its new host: the hot-plugged
+// nic1 unplugs there too, a new NIC goes into the slot it left, its link
+// down from the start, an e1000 goes into another, and the next start
+// has the new NIC in its slot with its link down.
+func nicsOnTarget(t *testing.T, dst *Driver, id string, nic1 hypervisor.NICConfig) {
+	t.Helper()
+	ctx := context.Background()
+	if err := dst.RemoveNIC(ctx, id, "nic1"); err != nil {
 		t.Fatal(err)
 	}
-	waitIface(t, dst, cfg.ID, nic1.MAC, false)
+	waitIface(t, dst, id, nic1.MAC, false)
 	nic2 := hypervisor.NICConfig{Name: "nic2", MAC: "52:54:00:5e:01:02", Model: "virtio", Slot: "hp0", LinkDown: true}
-	if err := dst.AddNIC(ctx, cfg.ID, nic2); err != nil {
+	if err := dst.AddNIC(ctx, id, nic2); err != nil {
 		t.Fatal(err)
 	}
-	if err := dst.AddNIC(ctx, cfg.ID, nic2); !errors.Is(err, hypervisor.ErrInvalid) {
+	if err := dst.AddNIC(ctx, id, nic2); !errors.Is(err, hypervisor.ErrInvalid) {
 		t.Fatalf("add nic2 twice: %v", err)
 	}
-	eth2 := waitIface(t, dst, cfg.ID, nic2.MAC, true)
-	waitCarrier(t, dst, cfg.ID, eth2, "0")
+	eth2 := waitIface(t, dst, id, nic2.MAC, true)
+	waitCarrier(t, dst, id, eth2, "0")
 	nic3 := hypervisor.NICConfig{Name: "nic3", MAC: "52:54:00:5e:01:03", Model: "e1000", Slot: "hp1"}
-	if err := dst.AddNIC(ctx, cfg.ID, nic3); err != nil {
+	if err := dst.AddNIC(ctx, id, nic3); err != nil {
 		t.Fatal(err)
 	}
-	if info := hmpNetwork(t, dst, cfg.ID); !strings.Contains(info, "nic3: index=0,type=nic,model=e1000,macaddr="+nic3.MAC) {
+	if info := hmpNetwork(t, dst, id); !strings.Contains(info, "nic3: index=0,type=nic,model=e1000,macaddr="+nic3.MAC) {
 		t.Errorf("QEMU's info network after an e1000 was plugged in:\n%s", info)
 	}
-
-	// The next start has nic2 in its slot with its link down.
-	if err := dst.PowerOff(ctx, cfg.ID); err != nil {
+	if err := dst.PowerOff(ctx, id); err != nil {
 		t.Fatal(err)
 	}
-	if err := dst.Start(ctx, cfg.ID); err != nil {
+	if err := dst.Start(ctx, id); err != nil {
 		t.Fatal(err)
 	}
-	waitGuest(t, dst, cfg.ID)
-	waitCarrier(t, dst, cfg.ID, waitIface(t, dst, cfg.ID, nic2.MAC, true), "0")
+	waitGuest(t, dst, id)
+	waitCarrier(t, dst, id, waitIface(t, dst, id, nic2.MAC, true), "0")
 }
