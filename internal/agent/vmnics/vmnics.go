@@ -1,6 +1,6 @@
 // Package vmnics is the agent API's calls that add, change and remove a
 // defined VM's NICs, live while it runs: each saves the VM's config with
-// its NICs' taps named (network.PlugNICs), has the host's network take
+// its NICs' taps named (as for a define: Routes.Plug), has the host's network take
 // them (a running VM's new or moved tap made and attached before QEMU
 // hears of it, through the network manager's Ensure; the next converge
 // otherwise) and tells the driver (hypervisor.NICs); when anything fails
@@ -35,7 +35,11 @@ type Routes struct {
 	VMs    *registry.Registry
 	Driver hypervisor.Driver
 	Net    Network // nil: the host has no network manager
-	Log    *slog.Logger
+	// Plug names the taps of a VM's NICs on switches (and whatever else
+	// the host's switches need of them), as the agent does before a VM
+	// is defined; nil: network.PlugNICs.
+	Plug func(cfg *hypervisor.VMConfig)
+	Log  *slog.Logger
 }
 
 // Register adds the calls to mux.
@@ -94,7 +98,11 @@ func (rt *Routes) changeNICs(w http.ResponseWriter, r *http.Request, body any, c
 	cfg.NICs = slices.Clone(old.NICs)
 	err = c.edit(&cfg)
 	if err == nil {
-		network.PlugNICs(&cfg)
+		if rt.Plug != nil {
+			rt.Plug(&cfg)
+		} else {
+			network.PlugNICs(&cfg)
+		}
 		err = rt.applyNICs(r.Context(), e, drv, old, cfg, c)
 	}
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/vdc-project/vdc/internal/hypervisor"
@@ -48,11 +49,7 @@ func (d *Driver) AddNIC(ctx context.Context, id string, n hypervisor.NICConfig) 
 
 func (v *vm) plugNIC(ctx context.Context, n hypervisor.NICConfig) error {
 	nd := cmdline.NetdevID(n.Name)
-	netdev := map[string]any{"type": "user", "id": nd}
-	if n.Tap != "" {
-		netdev = map[string]any{"type": "tap", "id": nd, "ifname": n.Tap, "script": "no", "downscript": "no"}
-	}
-	if err := v.command(ctx, "netdev_add", netdev); err != nil {
+	if err := v.command(ctx, "netdev_add", netdevArgs(cmdline.Netdev(nd, n))); err != nil {
 		return err
 	}
 	dev := map[string]any{"driver": cmdline.Device(n.Model), "id": n.Name, "netdev": nd, "mac": n.MAC, "bus": n.Slot}
@@ -66,6 +63,27 @@ func (v *vm) plugNIC(ctx context.Context, n hypervisor.NICConfig) error {
 		}
 	}
 	return nil
+}
+
+// netdevArgs turns a -netdev option ("tap,id=net-nic1,ifname=vt…,
+// vnet_hdr=off") into netdev_add's arguments, so that a hot-plugged NIC's
+// backend is the one its next start gives it: on and off are booleans
+// there.
+func netdevArgs(opt string) map[string]any {
+	parts := strings.Split(opt, ",")
+	args := map[string]any{"type": parts[0]}
+	for _, p := range parts[1:] {
+		k, v, _ := strings.Cut(p, "=")
+		switch v {
+		case "on":
+			args[k] = true
+		case "off":
+			args[k] = false
+		default:
+			args[k] = v
+		}
+	}
+	return args
 }
 
 // setLink plugs (up) or unplugs the NIC's virtual cable: the guest sees

@@ -190,3 +190,20 @@ func nicsOnTarget(t *testing.T, dst *Driver, id string, nic1 hypervisor.NICConfi
 	waitGuest(t, dst, id)
 	waitCarrier(t, dst, id, waitIface(t, dst, id, nic2.MAC, true), "0")
 }
+
+// A hot-plugged NIC's backend has the options its next start gives it.
+func TestNICNetdevArgsFollowTheCommandLine(t *testing.T) {
+	got := netdevArgs("tap,id=net-nic1,ifname=vt0123abcdn1,script=no,downscript=no,vnet_hdr=off")
+	want := map[string]any{"type": "tap", "id": "net-nic1", "ifname": "vt0123abcdn1", "script": "no", "downscript": "no", "vnet_hdr": false}
+	if len(got) != len(want) {
+		t.Fatalf("netdev_add arguments %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Fatalf("netdev_add arguments %v, want %v", got, want)
+		}
+	}
+	if got := netdevArgs("user,id=net-nic0"); len(got) != 2 || got["type"] != "user" || got["id"] != "net-nic0" {
+		t.Fatalf("NAT netdev_add arguments %v", got)
+	}
+}
