@@ -28,6 +28,7 @@ func DeepCopy[T Object](o T) T {
 			c.Status.Guest = &g
 		}
 		c.Status.Disks = slices.Clone(v.Status.Disks)
+		c.Status.NICs = slices.Clone(v.Status.NICs)
 		copyStorage(&c, v)
 		out = &c
 	case *Host:

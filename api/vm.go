@@ -119,6 +119,11 @@ type VMNIC struct {
 	IPv4 string `json:"ipv4,omitempty"`
 	// LinkDown: the virtual cable is unplugged.
 	LinkDown bool `json:"linkDown,omitempty"`
+	// Slot is the spare PCIe root port a NIC hot-plugged into a running
+	// VM sits in (shared with disks, see VMDisk.Slot): it stays there, so
+	// that the next start and a live migration's target lay the devices
+	// out as the guest has them.
+	Slot string `json:"slot,omitempty"`
 }
 
 type VMStatus struct {
@@ -145,6 +150,8 @@ type VMStatus struct {
 	HAResets []time.Time `json:"haResets,omitempty"`
 	// Storage sums the disks (computed when read).
 	Storage *VMStorage `json:"storage,omitempty"`
+	// NICs names each NIC's tap device on the host (computed when read).
+	NICs []NICStatus `json:"nics,omitempty"`
 }
 
 // Guest agent states.
@@ -216,6 +223,11 @@ type VMHardware struct {
 	// DIMMs are the memory added since, a DIMM each.
 	DIMMs []Size `json:"dimms,omitempty"`
 	VNC   bool   `json:"vnc,omitempty"`
+	// NICPorts are the NICs (by name) that had a PCIe root port of their
+	// own when the process started, so that they can be unplugged while
+	// it runs; the ports stay, empty, when their NICs go. None: a QEMU
+	// started by a vdc that put NICs on the root bus (no hot-unplug).
+	NICPorts []string `json:"nicPorts,omitempty"`
 }
 
 // HotCPU is one hot-added vCPU: its device ID, type and place in the
@@ -228,6 +240,7 @@ type HotCPU struct {
 
 func (h VMHardware) copy() VMHardware {
 	h.DIMMs = slices.Clone(h.DIMMs)
+	h.NICPorts = slices.Clone(h.NICPorts)
 	if h.HotCPUs != nil {
 		cpus := make([]HotCPU, len(h.HotCPUs))
 		for i, c := range h.HotCPUs {

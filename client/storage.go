@@ -80,6 +80,21 @@ func (c *Client) RemoveDisk(ctx context.Context, vm, disk string) (*api.Task, er
 	return c.task(ctx, http.MethodDelete, vmPath(vm, "disks", disk), nil)
 }
 
+// AddNIC adds a NIC to a VM, hot-plugged when it runs.
+func (c *Client) AddNIC(ctx context.Context, vm string, req api.NICAddRequest) (*api.Task, error) {
+	return c.task(ctx, http.MethodPost, vmPath(vm, "nics"), req)
+}
+
+// UpdateNIC moves a VM's NIC to another port group or sets its link.
+func (c *Client) UpdateNIC(ctx context.Context, vm, nic string, req api.NICUpdateRequest) (*api.Task, error) {
+	return c.task(ctx, http.MethodPatch, vmPath(vm, "nics", nic), req)
+}
+
+// RemoveNIC removes a VM's NIC, unplugged when it runs.
+func (c *Client) RemoveNIC(ctx context.Context, vm, nic string) (*api.Task, error) {
+	return c.task(ctx, http.MethodDelete, vmPath(vm, "nics", nic), nil)
+}
+
 // ImportImage has a host fetch a disk image into a datastore.
 func (c *Client) ImportImage(ctx context.Context, req api.ImageImportRequest) (*api.Task, error) {
 	return c.task(ctx, http.MethodPost, "/images/import", req)

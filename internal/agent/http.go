@@ -7,6 +7,7 @@ import (
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/agent/agenthttp"
 	"github.com/vdc-project/vdc/internal/agent/staging"
+	"github.com/vdc-project/vdc/internal/agent/vmnics"
 	"github.com/vdc-project/vdc/internal/hypervisor"
 	"github.com/vdc-project/vdc/internal/netguard"
 )
@@ -63,6 +64,11 @@ func (a *Agent) handler() http.Handler {
 	(&staging.Area{Resolve: a.datastorePath, BeforeConvert: a.cfg.BeforeConvert}).Routes(mux)
 	a.storageRoutes(mux)
 	a.hardwareRoutes(mux)
+	nics := &vmnics.Routes{VMs: a.vms, Driver: a.cfg.Driver, Plug: plugNICs, Log: a.log}
+	if a.net != nil {
+		nics.Net = a.net
+	}
+	nics.Register(mux)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !peerIsServer(r) {
 			agenthttp.Fail(w, api.Errorf(api.ErrForbidden, "only a management server may call the agent API"))

@@ -29,11 +29,13 @@ const (
 	completeTemplates = "templates"
 	completeSnapshots = "snapshots" // of the VM given as the first argument
 	completeDisks     = "disks"     // of the VM given as the first argument
+	completeNICs      = "nics"      // of the VM given as the first argument
 )
 
 // argKinds says what each placeholder of a command's Use line names; NAME
 // is the name of the noun the command belongs to.
-var argKinds = map[string]string{"VM": api.KindVM, "SRC": api.KindVM, "SNAPSHOT": completeSnapshots, "DISK": completeDisks}
+var argKinds = map[string]string{"VM": api.KindVM, "SRC": api.KindVM, "SNAPSHOT": completeSnapshots, "DISK": completeDisks,
+	"NIC": completeNICs, "PORTGROUP": api.KindPortGroup}
 
 // nounKinds are the kinds named by NAME under the noun commands that are
 // no cmdutil.Noun; a Noun's command says its kind itself, in its
@@ -44,7 +46,7 @@ var nounKinds = map[string]string{"export": api.KindVM}
 var flagKinds = map[string]string{
 	"host": api.KindHost, "datastore": api.KindDatastore, "cluster": api.KindCluster, "vm": api.KindVM,
 	"from-template": completeTemplates, "image": api.KindImage, "nic": api.KindPortGroup,
-	"switch": api.KindSwitch,
+	"switch": api.KindSwitch, "portgroup": api.KindPortGroup,
 }
 
 // flagValues are the flags that take one of a few words.
@@ -54,6 +56,7 @@ var flagValues = map[string][]string{
 	"power":       {api.PowerOn, api.PowerOff, api.PowerSuspended, api.PowerUnknown},
 	"output":      {"table", "json"},
 	"backend":     {api.BackendBridge, api.BackendOVS},
+	"link":        {"up", "down"},
 }
 
 // registerCompletions gives every command of the tree completion of the
@@ -73,6 +76,7 @@ func registerCompletions(g *cmdutil.Globals, root *cobra.Command) {
 				if strings.HasPrefix(tok, "-") || strings.HasPrefix(tok, "[") || strings.HasPrefix(tok, "(") {
 					break
 				}
+				tok, _, _ = strings.Cut(tok, "[") // PORTGROUP[,model=MODEL]
 				kind := argKinds[tok]
 				if tok == "NAME" {
 					kind = nounKind
@@ -132,6 +136,7 @@ type completionItem struct {
 		Template  bool             `json:"template"`
 		Snapshots []api.VMSnapshot `json:"snapshots"`
 		Disks     []api.VMDisk     `json:"disks"`
+		NICs      []api.VMNIC      `json:"nics"`
 	} `json:"spec"`
 }
 
@@ -148,17 +153,22 @@ func namesOf(ctx context.Context, g *cmdutil.Globals, kind, vm, prefix string) [
 		return nil
 	}
 	switch kind {
-	case completeSnapshots, completeDisks:
+	case completeSnapshots, completeDisks, completeNICs:
 		var one completionItem
 		if vm == "" || c.Do(ctx, client.Request{Method: http.MethodGet, Path: "/" + api.KindVM + "/" + url.PathEscape(vm)}, &one) != nil {
 			return nil
 		}
 		var out []string
-		if kind == completeDisks {
+		switch kind {
+		case completeDisks:
 			for _, d := range one.Spec.Disks {
 				out = append(out, d.Name)
 			}
-		} else {
+		case completeNICs:
+			for _, n := range one.Spec.NICs {
+				out = append(out, n.Name)
+			}
+		default:
 			for _, s := range one.Spec.Snapshots {
 				if !s.Hidden {
 					out = append(out, s.Name)

@@ -42,7 +42,7 @@ func complete(t *testing.T, cfg string, args ...string) []string {
 func completionServer(t *testing.T) string {
 	vm := func(name string, template bool, snaps ...string) *api.VM {
 		v := &api.VM{Metadata: api.ObjectMeta{ID: "id-" + name, Name: name}, Spec: api.VMSpec{Template: template,
-			Disks: []api.VMDisk{{Name: "disk0"}, {Name: "disk1"}}}}
+			Disks: []api.VMDisk{{Name: "disk0"}, {Name: "disk1"}}, NICs: []api.VMNIC{{Name: "nic0"}, {Name: "nic2"}}}}
 		for _, s := range snaps {
 			v.Spec.Snapshots = append(v.Spec.Snapshots, api.VMSnapshot{Name: s})
 		}
@@ -57,6 +57,8 @@ func completionServer(t *testing.T) string {
 			json.NewEncoder(w).Encode(api.List[*api.VM]{Items: vms})
 		case r.URL.Path == "/api/v1/vms/web1":
 			json.NewEncoder(w).Encode(vms[0])
+		case r.URL.Path == "/api/v1/portgroups":
+			json.NewEncoder(w).Encode(api.List[*api.PortGroup]{Items: []*api.PortGroup{{Metadata: api.ObjectMeta{Name: "web"}}, {Metadata: api.ObjectMeta{Name: "db"}}}})
 		case r.URL.Path == "/api/v1/hosts":
 			json.NewEncoder(w).Encode(api.List[*api.Host]{Items: []*api.Host{{Metadata: api.ObjectMeta{Name: "host-1"}}, {Metadata: api.ObjectMeta{Name: "host-2"}}}})
 		default:
@@ -89,6 +91,10 @@ func TestCompletionOfNames(t *testing.T) {
 		{[]string{"vm", "create", "x", "--from-template", ""}, "gold"},
 		{[]string{"host", "maintenance", "enter", ""}, "host-1 host-2"},
 		{[]string{"vm", "update", "web1", "--vnc", ""}, "on off"},
+		{[]string{"vm", "nic", "rm", "web1", ""}, "nic0 nic2"},
+		{[]string{"vm", "nic", "add", "web1", ""}, "web db"},
+		{[]string{"vm", "nic", "update", "web1", "nic0", "--portgroup", ""}, "web db"},
+		{[]string{"vm", "nic", "update", "web1", "nic0", "--link", ""}, "up down"},
 	} {
 		if got := strings.Join(complete(t, cfg, c.args...), " "); got != c.want {
 			t.Errorf("vdc %s<Tab>: %q, want %q", strings.Join(c.args, " "), got, c.want)

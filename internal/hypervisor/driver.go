@@ -113,6 +113,9 @@ type NICConfig struct {
 	NoOffloads bool `json:"noOffloads,omitempty"`
 	// LinkDown unplugs the virtual cable (the guest sees no carrier).
 	LinkDown bool `json:"linkDown,omitempty"`
+	// Slot is the hot-plug root port of a NIC plugged in while the VM
+	// ran ("" for one it started with, which gets a root port of its own).
+	Slot string `json:"slot,omitempty"`
 }
 
 // VMState is a driver's view of one VM.

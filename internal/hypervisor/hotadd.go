@@ -7,10 +7,17 @@ import (
 )
 
 // BootHardware is the hardware a VM starts with from its config: no
-// hot-added devices yet, room for them up to the config's maxima.
+// hot-added devices yet, room for them up to the config's maxima, and a
+// root port of its own for each NIC not in a hot-plug slot.
 func BootHardware(cfg VMConfig) api.VMHardware {
-	return api.VMHardware{CPUs: cfg.CPUs, MaxCPUs: cfg.MaxCPUs, MemoryBytes: api.Size(cfg.MemoryBytes),
+	hw := api.VMHardware{CPUs: cfg.CPUs, MaxCPUs: cfg.MaxCPUs, MemoryBytes: api.Size(cfg.MemoryBytes),
 		MaxMemoryBytes: api.Size(cfg.MaxMemoryBytes), VNC: cfg.VNC}
+	for _, n := range cfg.NICs {
+		if n.Slot == "" {
+			hw.NICPorts = append(hw.NICPorts, n.Name)
+		}
+	}
+	return hw
 }
 
 // CheckHotAdd says whether a running VM with hardware hw can grow to cpus

@@ -135,6 +135,12 @@ func (s *Server) apiRoutes() []route {
 			body: api.DiskResizeRequest{}, reply: task, status: http.StatusAccepted},
 		route{method: "DELETE", path: "/api/v1/vms/{name}/disks/{disk}", handler: s.removeDisk, summary: "Remove a disk (unplugged when the VM runs)",
 			reply: task, status: http.StatusAccepted},
+		route{method: "POST", path: "/api/v1/vms/{name}/nics", handler: s.addNIC, summary: "Add a NIC (hot-plugged when the VM runs); its name is the next free nicN",
+			body: api.NICAddRequest{}, reply: task, status: http.StatusAccepted},
+		route{method: "PATCH", path: "/api/v1/vms/{name}/nics/{nic}", handler: s.updateNIC, summary: "Move a NIC to another port group (live within one kind of switch), or set its link up or down (live)",
+			body: api.NICUpdateRequest{}, reply: task, status: http.StatusAccepted},
+		route{method: "DELETE", path: "/api/v1/vms/{name}/nics/{nic}", handler: s.removeNIC, summary: "Remove a NIC (unplugged when the VM runs)",
+			reply: task, status: http.StatusAccepted},
 
 		route{method: "POST", path: "/api/v1/images/import", handler: s.importImage,
 			summary: "Import a disk image (qcow2 or raw cloud image) from a URL or a file in a datastore", body: api.ImageImportRequest{}, reply: task, status: http.StatusAccepted},

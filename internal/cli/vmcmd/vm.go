@@ -44,7 +44,7 @@ func NewVMCmd(g *cmdutil.Globals) *cobra.Command {
 		DeleteFlags: vmDeleteFlags,
 	}
 	cmd := d.Command(g, newExecCmd(g), newConsoleCmd(g), newMigrateCmd(g),
-		newSnapshotCmd(g), newCloneCmd(g), newMarkTemplateCmd(g), newDiskCmd(g))
+		newSnapshotCmd(g), newCloneCmd(g), newMarkTemplateCmd(g), newDiskCmd(g), newNICCmd(g))
 	for _, p := range powerVerbs {
 		cmd.AddCommand(newPowerCmd(g, p))
 	}
@@ -238,7 +238,7 @@ func (f *vmCreateFlags) request(name string) (api.VMCreateRequest, error) {
 		req.NICs = []api.NICRequest{}
 	}
 	for _, s := range f.nics {
-		n, err := parseNIC(s)
+		n, err := parseNIC("--nic", s)
 		if err != nil {
 			return req, err
 		}
@@ -295,18 +295,24 @@ func parseDisk(spec string) (api.DiskRequest, error) {
 	return d, nil
 }
 
-// parseNIC reads PORTGROUP[,mac=MAC][,model=MODEL].
-func parseNIC(spec string) (api.NICRequest, error) {
+// parseNIC reads PORTGROUP[,mac=MAC][,model=MODEL]; what names it in
+// errors (--nic, PORTGROUP).
+func parseNIC(what, spec string) (api.NICRequest, error) {
 	var n api.NICRequest
-	pg, opts, err := cmdutil.SplitSpec("--nic", "port group", spec, "mac", "model")
+	pg, opts, err := cmdutil.SplitSpec(what, "port group", spec, "mac", "model")
 	if err != nil {
 		return n, err
 	}
 	n.PortGroup, n.MAC, n.Model = pg, opts["mac"], opts["model"]
 	if n.MAC != "" {
 		if hw, err := net.ParseMAC(n.MAC); err != nil || len(hw) != 6 {
-			return n, fmt.Errorf("--nic %q: mac %q is not a MAC address like 52:54:00:12:34:56", spec, n.MAC)
+			return n, fmt.Errorf("%s %q: mac %q is not a MAC address like 52:54:00:12:34:56", what, spec, n.MAC)
 		}
+	}
+	switch n.Model {
+	case "", api.NICVirtio, api.NICE1000, api.NICRTL8139:
+	default:
+		return n, fmt.Errorf("%s %q: model must be virtio, e1000 or rtl8139, got %q", what, spec, n.Model)
 	}
 	return n, nil
 }
@@ -521,11 +527,11 @@ func vmInfoDevices(v *cmdutil.InfoView, vm *api.VM) {
 		}
 		disks = append(disks, []string{d.Name, d.SizeBytes.String(), alloc, kind, d.Datastore.String(), d.Bus, d.Path, from})
 	}
-	for _, n := range vm.Spec.NICs {
-		nics = append(nics, []string{n.Name, n.PortGroup.String(), n.MAC, n.Model})
+	for _, n := range nicViews(vm) {
+		nics = append(nics, []string{n.Name, n.PortGroup, n.MAC, n.Model, orDash(n.IPv4), tapCell(n), linkState(n.LinkDown)})
 	}
 	v.Table("Disks", []string{"name", "capacity", "allocated", "type", "datastore", "bus", "path", "from"}, disks)
-	v.Table("NICs", []string{"name", "port group", "mac", "model"}, nics)
+	v.Table("NICs", []string{"name", "port group", "mac", "model", "ipv4", "tap", "link"}, nics)
 }
 
 // vncInfo says whether the VM has a display and how to reach it; a

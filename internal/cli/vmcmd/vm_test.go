@@ -63,7 +63,7 @@ func TestParseNIC(t *testing.T) {
 		{"dmz,mac=52:54:00:12:34:56,model=virtio", api.NICRequest{PortGroup: "dmz", MAC: "52:54:00:12:34:56", Model: "virtio"}},
 	}
 	for _, c := range good {
-		got, err := parseNIC(c.spec)
+		got, err := parseNIC("--nic", c.spec)
 		if err != nil {
 			t.Errorf("parseNIC(%q): %v", c.spec, err)
 		} else if got != c.want {
@@ -79,7 +79,7 @@ func TestParseNIC(t *testing.T) {
 		{"pg,model=a,model=b", "model given twice"},
 	}
 	for _, c := range bad {
-		_, err := parseNIC(c.spec)
+		_, err := parseNIC("--nic", c.spec)
 		if err == nil {
 			t.Errorf("parseNIC(%q): no error", c.spec)
 			continue

@@ -53,6 +53,10 @@ type Client interface {
 	AddDisk(ctx context.Context, h Target, vmID string, d hypervisor.DiskConfig) (api.AgentVMState, error)
 	ResizeDisk(ctx context.Context, h Target, vmID, disk string, size int64) error
 	RemoveDisk(ctx context.Context, h Target, vmID, disk string) error
+	// NICs, hot-plugged into and unplugged from running VMs.
+	AddNIC(ctx context.Context, h Target, vmID string, n hypervisor.NICConfig) (api.AgentVMState, error)
+	UpdateNIC(ctx context.Context, h Target, vmID string, n hypervisor.NICConfig) (api.AgentVMState, error)
+	RemoveNIC(ctx context.Context, h Target, vmID, nic string) (api.AgentVMState, error)
 	RemoveFiles(ctx context.Context, h Target, paths []string) error
 	CopyDisk(ctx context.Context, h Target, cp hypervisor.DiskCopy) (agent.Job, error)
 

@@ -29,6 +29,13 @@ var ErrRaced = api.Errorf(api.ErrConflict, "other changes kept getting in first;
 // claim), build runs again on the inventory as it is now: it sees what the
 // racing request claimed, and refuses or picks another name.
 func (in *Inventory) SubmitOnVM(ctx context.Context, vm *api.VM, build func(vm *api.VM) (*api.Task, error)) (*api.Task, error) {
+	return in.SubmitOnVMWith(ctx, vm, func(vm *api.VM, _ *store.Txn) (*api.Task, error) { return build(vm) })
+}
+
+// SubmitOnVMWith is SubmitOnVM for a build that adds writes of its own
+// to the transaction that queues the task (the claims a new NIC's MAC
+// and address hold for good).
+func (in *Inventory) SubmitOnVMWith(ctx context.Context, vm *api.VM, build func(vm *api.VM, txn *store.Txn) (*api.Task, error)) (*api.Task, error) {
 	var out *api.Task
 	raced := false
 	err := retry.Conflicts(ctx, 20, func() error {
@@ -43,12 +50,13 @@ func (in *Inventory) SubmitOnVM(ctx context.Context, vm *api.VM, build func(vm *
 			}
 			vm = cur
 		}
-		t, err := build(vm)
+		txn := in.St.Store.Txn()
+		t, err := build(vm, txn)
 		if err != nil {
 			return retry.Stop(err)
 		}
 		changed := api.Errorf(api.ErrConflict, "vm %s changed", vm.Metadata.Name)
-		txn := in.St.Store.Txn().Unchanged(vm, changed)
+		txn.Unchanged(vm, changed)
 		for _, c := range t.Claims {
 			txn.Claim(store.ClaimKey(c), t.Metadata.ID, ErrRaced)
 		}

@@ -3,6 +3,7 @@ package inventory
 import (
 	"fmt"
 	"net/netip"
+	"path"
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/control/state"
@@ -89,6 +90,9 @@ func (in *Inventory) NICAddress(pg *api.PortGroup, taken map[string]bool) (strin
 			}
 		}
 	})
+	for c := range in.PendingClaims(IPClaim(pg.Metadata.ID, "")) {
+		used[path.Base(c)] = true // given to a NIC being added or moved
+	}
 	prefix = prefix.Masked()
 	last := LastUsable(prefix)
 	for a := prefix.Addr().Next(); a.IsValid() && a.Compare(last) <= 0; a = a.Next() {

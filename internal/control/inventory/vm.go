@@ -98,13 +98,19 @@ func (in *Inventory) VMConfig(vm *api.VM) (hypervisor.VMConfig, error) {
 		}
 	}
 	for _, n := range vm.Spec.NICs {
-		nic := hypervisor.NICConfig{Name: n.Name, MAC: n.MAC, Model: n.Model, PortGroup: n.PortGroup.ID, IPv4: n.IPv4, LinkDown: n.LinkDown}
-		if pg, ok := state.Get[*api.PortGroup](in.St, n.PortGroup.ID); ok {
-			nic.VLAN, nic.Switch = pg.Spec.VLAN, pg.Spec.Switch.ID
-		}
-		cfg.NICs = append(cfg.NICs, nic)
+		cfg.NICs = append(cfg.NICs, in.NICConfig(n))
 	}
 	return cfg, nil
+}
+
+// NICConfig is what the host needs of one NIC: its port group's VLAN and
+// switch (none: NAT) with it.
+func (in *Inventory) NICConfig(n api.VMNIC) hypervisor.NICConfig {
+	nic := hypervisor.NICConfig{Name: n.Name, MAC: n.MAC, Model: n.Model, PortGroup: n.PortGroup.ID, IPv4: n.IPv4, LinkDown: n.LinkDown, Slot: n.Slot}
+	if pg, ok := state.Get[*api.PortGroup](in.St, n.PortGroup.ID); ok {
+		nic.VLAN, nic.Switch = pg.Spec.VLAN, pg.Spec.Switch.ID
+	}
+	return nic
 }
 
 // SetPower changes a VM's power state and the fields that go with it.

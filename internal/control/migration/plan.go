@@ -110,7 +110,7 @@ func (s *Service) checkHost(vm *api.VM, src, dst *api.Host) error {
 	if dst.Status.Connection != api.HostConnected {
 		return api.Errorf(api.ErrConflict, "host %s is disconnected", dst.Metadata.Name)
 	}
-	if err := s.inv.NotHotAdding(vm); err != nil {
+	if err := inventory.FirstErr(s.inv.NotHotAdding(vm), s.inv.NotChangingNICs(vm)); err != nil {
 		return err
 	}
 	if dst.Spec.Maintenance && dst.Metadata.ID != src.Metadata.ID {

@@ -30,10 +30,6 @@ type diskRemoveParams struct {
 	Disk string `json:"disk"`
 }
 
-// hotplugSlots is how many spare PCIe root ports a VM has (the qemu
-// driver's command line makes them hp0..hp3).
-const hotplugSlots = 4
-
 // NextDiskName picks a disk name the VM never had (snapshots keep the
 // files of disks removed since, by name) and no unfinished task claimed;
 // ClaimDiskName claims it with the task.
@@ -55,25 +51,6 @@ func (s *Service) NextDiskName(vm *api.VM) string {
 // adds it (submitted through inventory.SubmitOnVM).
 func ClaimDiskName(t *api.Task, vm *api.VM, name string) {
 	t.Claims = append(t.Claims, inventory.VMClaim(vm.Metadata.ID, "disks", name))
-}
-
-// freeSlot picks a hot-plug root port no disk of the VM (or of one of its
-// snapshots, which a revert brings back) sits in, and no unfinished task
-// claimed.
-func (s *Service) freeSlot(vm *api.VM) string {
-	used := map[string]bool{}
-	for c := range s.inv.PendingClaims(inventory.VMClaim(vm.Metadata.ID, "slots", "")) {
-		used[path.Base(c)] = true
-	}
-	for _, d := range inventory.VMFiles(vm) {
-		used[d.Slot] = true
-	}
-	for i := 0; i < hotplugSlots; i++ {
-		if s := fmt.Sprintf("hp%d", i); !used[s] {
-			return s
-		}
-	}
-	return ""
 }
 
 // diskReady checks what a change of a VM's disks needs; what says which
@@ -109,7 +86,7 @@ func (s *Service) AddDisk(ctx context.Context, vm *api.VM, req api.DiskAddReques
 		t := tasks.New(ctx, api.OpDiskAdd, vm, diskAddParams{Disk: d})
 		ClaimDiskName(t, vm, d.Name)
 		if d.Slot != "" {
-			t.Claims = append(t.Claims, inventory.VMClaim(vm.Metadata.ID, "slots", d.Slot))
+			t.Claims = append(t.Claims, inventory.SlotClaim(vm.Metadata.ID, d.Slot))
 		}
 		return t, nil
 	})
@@ -133,8 +110,8 @@ func (s *Service) planDiskAdd(vm *api.VM, req api.DiskAddRequest) (api.VMDisk, e
 	d := api.VMDisk{Name: name, SizeBytes: req.Size, Datastore: api.Ref{ID: ds.Metadata.ID}, Bus: req.Bus, Thick: req.Thick,
 		Path: path.Join(inventory.VMDir(vm), name+".qcow2")}
 	if req.Bus == api.BusVirtio && vm.Status.PowerState != api.PowerOff {
-		if d.Slot = s.freeSlot(vm); d.Slot == "" {
-			return api.VMDisk{}, api.Errorf(api.ErrConflict, "vm %s has no free hot-plug slot (%d virtio disks were added while it ran, or are being added); stop it to add more", vm.Metadata.Name, hotplugSlots)
+		if d.Slot = s.inv.FreeSlot(vm); d.Slot == "" {
+			return api.VMDisk{}, api.Errorf(api.ErrConflict, "vm %s has no free hot-plug slot (%d virtio disks and NICs were added while it ran, or are being added); stop it to add more", vm.Metadata.Name, inventory.HotplugSlots)
 		}
 	}
 	return d, nil

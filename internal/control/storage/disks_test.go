@@ -46,7 +46,7 @@ func TestDiskAddPicksNextNameAndSlot(t *testing.T) {
 	}
 	_, err := w.svc.AddDisk(ctx, w.cached(t, vm.Metadata.ID), api.DiskAddRequest{Size: gib, Bus: api.BusVirtio})
 	wantErr(t, "a fifth hot-plugged disk", err, api.ErrConflict,
-		"vm v1 has no free hot-plug slot (4 virtio disks were added while it ran, or are being added); stop it to add more")
+		"vm v1 has no free hot-plug slot (4 virtio disks and NICs were added while it ran, or are being added); stop it to add more")
 	// Off, a VM needs no slot.
 	off := w.vm(t, "v2", nil)
 	tk, err := w.svc.AddDisk(ctx, off, api.DiskAddRequest{Size: gib, Bus: api.BusVirtio})

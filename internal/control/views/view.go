@@ -2,11 +2,14 @@ package views
 
 import (
 	"sort"
+	"strconv"
+	"strings"
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/control/network"
 	"github.com/vdc-project/vdc/internal/control/state"
 	"github.com/vdc-project/vdc/internal/control/storage"
+	"github.com/vdc-project/vdc/internal/netconf"
 )
 
 // Viewer fills in what an answer shows but the store does not keep: the
@@ -158,9 +161,26 @@ func (v *Viewer) vm(o *api.VM) *api.VM {
 		c.Spec.Snapshots, c.Spec.CurrentSnapshotID = snaps, cur
 	}
 	c.Spec.NICs = make([]api.VMNIC, len(o.Spec.NICs))
+	c.Status.NICs = nil
 	for i, n := range o.Spec.NICs {
 		n.PortGroup = v.ref(api.KindPortGroup, n.PortGroup)
 		c.Spec.NICs[i] = n
+		c.Status.NICs = append(c.Status.NICs, api.NICStatus{Name: n.Name, Tap: v.tap(o, i, n)})
 	}
 	return &c
+}
+
+// tap is the tap device of the i-th NIC of vm, named as the agent names
+// it (agent/network.PlugNICs: by the NIC's number, for a NIC on a
+// switch's port group); "" for a NAT NIC.
+func (v *Viewer) tap(vm *api.VM, i int, n api.VMNIC) string {
+	pg, ok := state.Get[*api.PortGroup](v.st, n.PortGroup.ID)
+	if !ok || pg.Spec.Switch.IsZero() {
+		return ""
+	}
+	num, err := strconv.Atoi(strings.TrimPrefix(n.Name, "nic"))
+	if err != nil {
+		num = i
+	}
+	return netconf.TapName(vm.Metadata.ID, num)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/vdc-project/vdc/internal/control/state"
 	"github.com/vdc-project/vdc/internal/control/state/statetest"
 	"github.com/vdc-project/vdc/internal/control/views"
+	"github.com/vdc-project/vdc/internal/netconf"
 	"github.com/vdc-project/vdc/internal/store"
 )
 
@@ -150,5 +151,23 @@ func TestListCacheFollowsRenames(t *testing.T) {
 	}
 	if got := list(); got.Spec.Host.Name != "h1-renamed" {
 		t.Errorf("after the rename the list shows host %q", got.Spec.Host.Name)
+	}
+}
+
+// A VM's view names each NIC's tap as the agent makes it (by the NIC's
+// number, so it stays when another NIC goes): one for a NIC on a
+// switch's port group, none for a NAT one.
+func TestVMViewNamesTheTapsOfNICsOnSwitches(t *testing.T) {
+	w := newWorld(t)
+	sw := &api.Switch{Metadata: api.ObjectMeta{ID: store.NewID(), Name: "dvs1"}, Spec: api.SwitchSpec{Datacenter: api.Ref{ID: w.dc.Metadata.ID}, Cluster: api.Ref{ID: w.cl.Metadata.ID}}}
+	web := &api.PortGroup{Metadata: api.ObjectMeta{ID: store.NewID(), Name: "web"}, Spec: api.PortGroupSpec{Datacenter: api.Ref{ID: w.dc.Metadata.ID}, Switch: api.Ref{ID: sw.Metadata.ID}, VNI: 5001}}
+	nat := &api.PortGroup{Metadata: api.ObjectMeta{ID: store.NewID(), Name: "nat"}, Spec: api.PortGroupSpec{Datacenter: api.Ref{ID: w.dc.Metadata.ID}}}
+	vm := &api.VM{Metadata: api.ObjectMeta{ID: store.NewID(), Name: "vm1"}, Spec: api.VMSpec{Cluster: api.Ref{ID: w.cl.Metadata.ID},
+		NICs: []api.VMNIC{{Name: "nic0", PortGroup: api.Ref{ID: nat.Metadata.ID}}, {Name: "nic2", PortGroup: api.Ref{ID: web.Metadata.ID}}}}}
+	w.create(t, sw, web, nat, vm)
+	got := w.v.View(vm).(*api.VM).Status.NICs
+	want := []api.NICStatus{{Name: "nic0"}, {Name: "nic2", Tap: netconf.TapName(vm.Metadata.ID, 2)}}
+	if len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+		t.Fatalf("NIC status %+v, want %+v", got, want)
 	}
 }

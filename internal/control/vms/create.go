@@ -118,19 +118,27 @@ func validateNICs(nics []api.NICRequest) error {
 		return api.Errorf(api.ErrInvalid, "at most %d NICs, got %d", api.MaxNICsPerVM, len(nics))
 	}
 	for i, n := range nics {
-		if n.PortGroup == "" {
-			return api.Errorf(api.ErrInvalid, "nic %d: no port group given", i)
+		if err := validateNIC(n); err != nil {
+			return fmt.Errorf("nic %d: %w", i, err)
 		}
-		if n.MAC != "" {
-			if err := validateMAC(n.MAC); err != nil {
-				return fmt.Errorf("nic %d: %w", i, err)
-			}
+	}
+	return nil
+}
+
+// validateNIC checks one NIC a request asks for, on its own.
+func validateNIC(n api.NICRequest) error {
+	if n.PortGroup == "" {
+		return api.Errorf(api.ErrInvalid, "no port group given")
+	}
+	if n.MAC != "" {
+		if err := validateMAC(n.MAC); err != nil {
+			return err
 		}
-		switch n.Model {
-		case "", "virtio", "e1000", "rtl8139":
-		default:
-			return api.Errorf(api.ErrInvalid, "nic %d: model must be virtio, e1000 or rtl8139, got %q", i, n.Model)
-		}
+	}
+	switch n.Model {
+	case "", api.NICVirtio, api.NICE1000, api.NICRTL8139:
+	default:
+		return api.Errorf(api.ErrInvalid, "model must be virtio, e1000 or rtl8139, got %q", n.Model)
 	}
 	return nil
 }

@@ -2,9 +2,10 @@
 // (ValidateCreate, Build, Create), defining it on its host (Define),
 // powering it on and off (Power, PowerOn), changing it (PlanUpdate, with
 // the hot-add of vCPUs and memory to a running VM), deleting it
-// (PlanDelete) and running programs in its guest (Exec). Register adds
-// the handlers of its tasks: vm.create, vm.delete, vm.power.* and
-// vm.hot-add.
+// (PlanDelete), adding, changing and removing its NICs (AddNIC,
+// UpdateNIC, RemoveNIC, live while it runs) and running programs in its
+// guest (Exec). Register adds the handlers of its tasks: vm.create,
+// vm.delete, vm.power.*, vm.hot-add and vm.nic-*.
 //
 // vms calls state, tasks, hosts, placement and inventory, and no other
 // domain package: what it needs of HA (admission control, the HA
@@ -85,6 +86,9 @@ func (s *Service) Register(r *tasks.Runner) {
 	r.Register(api.OpVMCreate, tasks.Handler{Run: s.runCreate, Resumable: true})
 	r.Register(api.OpVMDelete, tasks.Handler{Run: s.runDelete, Resumable: true})
 	r.Register(api.OpVMHotAdd, tasks.Handler{Run: s.runHotAdd, Resumable: true})
+	r.Register(api.OpNICAdd, tasks.Handler{Run: s.runNICAdd, Resumable: true})
+	r.Register(api.OpNICRemove, tasks.Handler{Run: s.runNICRemove, Resumable: true})
+	r.Register(api.OpNICUpdate, tasks.Handler{Run: s.runNICUpdate, Resumable: true})
 	for action := range powerActions {
 		h := tasks.Handler{Run: s.runPower, Resumable: true}
 		if action == api.ActionReset {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/disk"
@@ -110,7 +109,7 @@ func (v *vm) freePort(ctx context.Context) (string, error) {
 			}
 		}
 	}
-	return "", fmt.Errorf("all %d hot-plug slots are taken; stop the VM to add more disks", cmdline.HotplugPorts)
+	return "", fmt.Errorf("all %d hot-plug slots are taken; stop the VM to add more disks or NICs", cmdline.HotplugPorts)
 }
 
 // ResizeDisk grows a disk: block_resize while the VM runs (the guest sees
@@ -186,45 +185,12 @@ func (d *Driver) RemoveDisk(ctx context.Context, id, name string) error {
 }
 
 func (v *vm) unplug(ctx context.Context, name string) error {
-	v.mu.Lock()
-	q := v.qmp
-	v.mu.Unlock()
-	if q == nil {
-		return fmt.Errorf("vm %s has no running QEMU: %w", v.cfg.Name, hypervisor.ErrWrongState)
-	}
 	node, err := v.node(ctx, name)
 	if err != nil {
 		return err
 	}
-	events, unsubscribe := q.Subscribe()
-	defer unsubscribe()
-	if err := v.command(ctx, "device_del", map[string]any{"id": name + "-dev"}); err != nil {
+	if err := v.deleteDevice(ctx, name+"-dev", "the disk"); err != nil {
 		return err
-	}
-	// The guest has to let go of a PCIe device (about 5 s for Linux's
-	// pciehp); one that never does keeps it.
-	deadline := time.After(60 * time.Second)
-wait:
-	for {
-		select {
-		case e, ok := <-events:
-			if !ok {
-				return fmt.Errorf("QEMU went away")
-			}
-			if e.Name == "DEVICE_DELETED" {
-				var dd struct {
-					Device string `json:"device"`
-				}
-				_ = json.Unmarshal(e.Data, &dd)
-				if dd.Device == name+"-dev" {
-					break wait
-				}
-			}
-		case <-deadline:
-			return fmt.Errorf("the guest did not release the disk within a minute (is it in use?)")
-		case <-ctx.Done():
-			return ctx.Err()
-		}
 	}
 	_ = v.command(ctx, "blockdev-del", map[string]any{"node-name": node})
 	if node == name {

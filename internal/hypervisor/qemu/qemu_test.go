@@ -103,3 +103,14 @@ func TestStorageConformance(t *testing.T) {
 		Timeout: 2 * time.Minute,
 	})
 }
+
+// NICs added, changed and removed on real QEMU, with the same suite as
+// sim.
+func TestNICConformance(t *testing.T) {
+	g := testGuest(t)
+	hypervisortest.RunNICs(t, hypervisortest.Harness{
+		New:     func(t *testing.T, dir string) hypervisor.Driver { return newTestDriver(t, dir) },
+		Config:  func(t *testing.T, dir, id string) hypervisor.VMConfig { return testConfig(g, dir, id) },
+		Timeout: 2 * time.Minute,
+	})
+}

@@ -215,6 +215,10 @@ func (v *vm) launch(ctx context.Context, hw api.VMHardware, extra []string) erro
 		return fmt.Errorf("QEMU did not start: %s", msg)
 	}
 	v.running(q, cmd.Process.Pid, exited, func() error { return waitErr })
+	if err := v.applyLinks(ctx); err != nil {
+		v.kill()
+		return err
+	}
 	return nil
 }
 
@@ -369,6 +373,7 @@ func (v *vm) attach(ctx context.Context) error {
 	// A QEMU that an older agent started without saying its hardware
 	// has the one its config boots with.
 	v.hw = hypervisor.BootHardware(v.cfg)
+	v.hw.NICPorts = nil // such a vdc put the NICs on the root bus
 	if saved.Hardware != nil {
 		v.hw = *saved.Hardware
 	}

@@ -627,3 +627,12 @@ func TestStorageConformance(t *testing.T) {
 		Timeout: 5 * time.Second,
 	})
 }
+
+// Sim models NIC hot-plug as qemu does it, held to the same suite.
+func TestNICConformance(t *testing.T) {
+	hypervisortest.RunNICs(t, hypervisortest.Harness{
+		New:     func(t *testing.T, dir string) hypervisor.Driver { return newDriver(t, sim.Options{}) },
+		Config:  vmConfig,
+		Timeout: 5 * time.Second,
+	})
+}

@@ -211,6 +211,24 @@ func (f *Fake) RemoveDisk(ctx context.Context, h hosts.Target, vmID string, disk
 	return err
 }
 
+// AddNIC records the call.
+func (f *Fake) AddNIC(ctx context.Context, h hosts.Target, vmID string, n hypervisor.NICConfig) (api.AgentVMState, error) {
+	res, err := f.call("AddNIC", h, vmID, vmID, n)
+	return result[api.AgentVMState](res, 0), err
+}
+
+// UpdateNIC records the call.
+func (f *Fake) UpdateNIC(ctx context.Context, h hosts.Target, vmID string, n hypervisor.NICConfig) (api.AgentVMState, error) {
+	res, err := f.call("UpdateNIC", h, vmID, vmID, n)
+	return result[api.AgentVMState](res, 0), err
+}
+
+// RemoveNIC records the call.
+func (f *Fake) RemoveNIC(ctx context.Context, h hosts.Target, vmID string, nic string) (api.AgentVMState, error) {
+	res, err := f.call("RemoveNIC", h, vmID, vmID, nic)
+	return result[api.AgentVMState](res, 0), err
+}
+
 // RemoveFiles records the call.
 func (f *Fake) RemoveFiles(ctx context.Context, h hosts.Target, paths []string) error {
 	_, err := f.call("RemoveFiles", h, "", paths)

@@ -8,6 +8,7 @@ package cmdline
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -42,7 +43,7 @@ func Args(cfg hypervisor.VMConfig, hw api.VMHardware, f Files, accel string) []s
 	disks, sata := diskArgs(cfg)
 	a = append(a, disks...)
 	a = append(a, cdArgs(cfg, f, sata)...)
-	a = append(a, nicArgs(cfg)...)
+	a = append(a, nicArgs(cfg, hw)...)
 	return a
 }
 
@@ -191,6 +192,22 @@ func cdArgs(cfg hypervisor.VMConfig, f Files, sata int) []string {
 	return a
 }
 
+// NetdevID is the ID of a NIC's -netdev (its backend in QEMU).
+func NetdevID(nic string) string { return "net-" + nic }
+
+// NICPort is the ID of the root port a NIC the VM started with sits in,
+// alone, so that it can be unplugged while the VM runs.
+func NICPort(nic string) string { return "np-" + nic }
+
+// Device is the QEMU device driver of a NIC model.
+func Device(model string) string {
+	switch model {
+	case "", api.NICVirtio:
+		return "virtio-net-pci"
+	}
+	return model // e1000, rtl8139
+}
+
 // Netdev is the -netdev option of a NIC: the tap the agent made and
 // plugged into the NIC's port group, or QEMU's user-mode networking (NAT)
 // for a port group on no switch.
@@ -205,24 +222,32 @@ func Netdev(id string, n hypervisor.NICConfig) string {
 	return s
 }
 
-// nicArgs are the VM's network cards.
-func nicArgs(cfg hypervisor.VMConfig) []string {
+// nicArgs are the VM's network cards: each in the hot-plug port it was
+// plugged into, or in a root port of its own when hw has one for it (the
+// ports of NICs removed since stay, empty, as the running VM has them),
+// else (a VM started by an older vdc) on the root bus.
+func nicArgs(cfg hypervisor.VMConfig, hw api.VMHardware) []string {
 	var a []string
-	for i, n := range cfg.NICs {
-		model := n.Model
-		switch model {
-		case "", "virtio":
-			model = "virtio-net-pci"
-		case "e1000":
-			model = "e1000"
-		case "rtl8139":
-			model = "rtl8139"
+	for i, name := range hw.NICPorts {
+		a = append(a, "-device", fmt.Sprintf("pcie-root-port,id=%s,chassis=%d,bus=pcie.0", NICPort(name), nicChassis+i))
+	}
+	for _, n := range cfg.NICs {
+		bus := ""
+		switch {
+		case n.Slot != "":
+			bus = ",bus=" + n.Slot
+		case slices.Contains(hw.NICPorts, n.Name):
+			bus = ",bus=" + NICPort(n.Name)
 		}
-		a = append(a, "-netdev", Netdev(fmt.Sprintf("net%d", i), n),
-			"-device", fmt.Sprintf("%s,netdev=net%d,mac=%s,id=%s", model, i, n.MAC, n.Name))
+		a = append(a, "-netdev", Netdev(NetdevID(n.Name), n),
+			"-device", fmt.Sprintf("%s,netdev=%s,mac=%s,id=%s%s", Device(n.Model), NetdevID(n.Name), n.MAC, n.Name, bus))
 	}
 	return a
 }
+
+// nicChassis is the chassis number of the first NIC root port, past the
+// hot-plug ports'.
+const nicChassis = 16
 
 // cpuDevice is the -device option of a hot-added vCPU.
 func cpuDevice(c api.HotCPU) string {
@@ -257,7 +282,7 @@ func SMBIOSUUID(id string) string {
 }
 
 // HotplugPorts is how many empty PCIe root ports every VM gets, for disks
-// added while it runs (q35's root bus itself is not hot-pluggable).
+// and NICs added while it runs (q35's root bus itself is not hot-pluggable).
 const HotplugPorts = 4
 
 // HotplugPort is the ID of the i-th empty root port.

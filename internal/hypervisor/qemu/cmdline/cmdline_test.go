@@ -47,6 +47,19 @@ func TestCommandLineGolden(t *testing.T) {
 	// With room for hot-add, as a VM starts.
 	cases["hot-add-room"] = hypervisor.VMConfig{ID: "01a20096-7419-776f-b43d-425f3f583bee", Name: "app2", CPUs: 2, MemoryBytes: 1 << 30,
 		MaxCPUs: 8, MaxMemoryBytes: 8 << 30}
+	// A copy receiving a VM that started with nic0 and nic1, lost nic0
+	// and got nic2 hot-plugged since: nic0's root port stays, empty, and
+	// nic2 is in the hot-plug port it went into.
+	moved := hypervisor.VMConfig{ID: "01a20096-7419-776f-b43d-425f3f583bef", Name: "lb1", CPUs: 1, MemoryBytes: 256 << 20,
+		NICs: []hypervisor.NICConfig{{Name: "nic1", MAC: "52:54:00:00:00:11", Model: "virtio", Tap: "vt0123abcdn1"},
+			{Name: "nic2", MAC: "52:54:00:00:00:12", Model: "e1000", Slot: "hp1"}}}
+	moved.Hardware = &api.VMHardware{CPUs: 1, MemoryBytes: 256 << 20, NICPorts: []string{"nic0", "nic1"}}
+	cases["nics-changed-live"] = moved
+	// A copy receiving a VM started by a vdc that put NICs on the root bus.
+	old := hypervisor.VMConfig{ID: "01a20096-7419-776f-b43d-425f3f583bf0", Name: "old1", CPUs: 1, MemoryBytes: 256 << 20,
+		NICs: []hypervisor.NICConfig{{Name: "nic0", MAC: "52:54:00:00:00:21", Model: "virtio"}}}
+	old.Hardware = &api.VMHardware{CPUs: 1, MemoryBytes: 256 << 20}
+	cases["nics-root-bus"] = old
 	for name, cfg := range cases {
 		hw := hypervisor.BootHardware(cfg)
 		if cfg.Hardware != nil {
