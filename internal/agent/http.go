@@ -64,7 +64,7 @@ func (a *Agent) handler() http.Handler {
 	(&staging.Area{Resolve: a.datastorePath, BeforeConvert: a.cfg.BeforeConvert}).Routes(mux)
 	a.storageRoutes(mux)
 	a.hardwareRoutes(mux)
-	nics := &vmnics.Routes{VMs: a.vms, Driver: a.cfg.Driver, Plug: plugNICs, Log: a.log}
+	nics := &vmnics.Routes{VMs: a.vms, Driver: a.cfg.Driver, Plug: a.plugNICs, Log: a.log}
 	if a.net != nil {
 		nics.Net = a.net
 	}
