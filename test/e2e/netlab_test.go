@@ -29,6 +29,7 @@ type netLab struct {
 	router string // the router's namespace
 	hosts  []string
 	wanemu *proc // the WAN emulator, once started
+	mtu    int   // of the hosts' links, when not 1500
 }
 
 // needNetLab skips unless this is root with iproute2, or fails with
@@ -90,18 +91,30 @@ func newNetLab(t *testing.T, n int) *netLab {
 	run(t, "ip", "-n", l.router, "link", "set", "up0", "up")
 
 	for i := 1; i <= n; i++ {
-		name := fmt.Sprintf("host-%d", i)
-		ns := l.ns(name)
-		addNS(t, ns)
-		run(t, "ip", "-n", l.router, "link", "add", l.link(name), "type", "veth", "peer", "name", "eth0", "netns", ns)
-		run(t, "ip", "-n", l.router, "addr", "add", l.addr(i, 1)+"/24", "dev", l.link(name))
-		run(t, "ip", "-n", l.router, "link", "set", l.link(name), "up")
-		run(t, "ip", "-n", ns, "addr", "add", l.addr(i, 2)+"/24", "dev", "eth0")
-		run(t, "ip", "-n", ns, "link", "set", "eth0", "up")
-		run(t, "ip", "-n", ns, "route", "add", "default", "via", l.addr(i, 1))
-		l.hosts = append(l.hosts, name)
+		l.addHost(fmt.Sprintf("host-%d", i))
 	}
 	return l
+}
+
+// addHost adds host name ("host-N") to the lab: a namespace on subnet N,
+// routed through the router, its eth0 jumbo-framed like the others'.
+func (l *netLab) addHost(name string) {
+	t := l.t
+	var i int
+	fmt.Sscan(strings.TrimPrefix(name, "host-"), &i)
+	ns := l.ns(name)
+	addNS(t, ns)
+	run(t, "ip", "-n", l.router, "link", "add", l.link(name), "type", "veth", "peer", "name", "eth0", "netns", ns)
+	run(t, "ip", "-n", l.router, "addr", "add", l.addr(i, 1)+"/24", "dev", l.link(name))
+	run(t, "ip", "-n", l.router, "link", "set", l.link(name), "up")
+	run(t, "ip", "-n", ns, "addr", "add", l.addr(i, 2)+"/24", "dev", "eth0")
+	run(t, "ip", "-n", ns, "link", "set", "eth0", "up")
+	run(t, "ip", "-n", ns, "route", "add", "default", "via", l.addr(i, 1))
+	if l.mtu > 0 {
+		run(t, "ip", "-n", ns, "link", "set", "eth0", "mtu", fmt.Sprint(l.mtu))
+		run(t, "ip", "-n", l.router, "link", "set", l.link(name), "mtu", fmt.Sprint(l.mtu))
+	}
+	l.hosts = append(l.hosts, name)
 }
 
 func (l *netLab) addr(subnet, host int) string {

@@ -22,6 +22,7 @@ import (
 // backend on cluster1.
 func newSwitchLab(t *testing.T, hosts int, backend string) (*netLab, *cluster) {
 	lab, cl := newMigrationLab(t, hosts)
+	lab.mtu = 9000
 	for _, h := range lab.hosts {
 		run(t, "ip", "-n", lab.ns(h), "link", "set", "eth0", "mtu", "9000")
 		run(t, "ip", "-n", lab.router, "link", "set", lab.link(h), "mtu", "9000")
@@ -349,7 +350,7 @@ func TestAgentKilledWhileChangingTheNetwork(t *testing.T) {
 // TestDHCPOnAPortGroup: VMs on a port group with DHCP get their NICs'
 // fixed addresses from the host they run on, with no setup in the guest.
 func TestDHCPOnAPortGroup(t *testing.T) {
-	_, cl := newSwitchLab(t, 2, api.BackendBridge)
+	lab, cl := newSwitchLab(t, 2, api.BackendBridge)
 	cl.vdc("portgroup", "create", "app", "--switch", "dvs1", "--vxlan", "5005", "--dhcp", "192.168.60.0/24")
 	cl.waitRealized("dvs1", 2)
 	for _, v := range []struct{ name, host string }{{"a", "host-1"}, {"b", "host-2"}} {
@@ -365,6 +366,18 @@ func TestDHCPOnAPortGroup(t *testing.T) {
 	b := cl.vm("b").Spec.NICs[0].IPv4
 	if !cl.pings("a", b) {
 		t.Fatalf("a cannot ping b at its DHCP address %s", b)
+	}
+
+	// A host that joins later realizes the switch by itself, the others'
+	// flood lists gain it, and its VMs get their addresses from it.
+	lab.addHost("host-3")
+	cl.startAgentToken("host-3", strings.TrimSpace(cl.vdc("host", "token", "create", "--uses", "1")))
+	cl.waitConnected("host-3")
+	cl.waitRealized("dvs1", 3)
+	cl.vdc("vm", "create", "c", "--memory", "192MiB", "--image", "test", "--host", "host-3", "--nic", "app", "--start")
+	c := cl.waitGuest("c").Spec.NICs[0].IPv4
+	if !cl.pings("a", c) || !cl.pings("b", c) {
+		t.Fatalf("a and b cannot both reach c (%s) on the host that joined later", c)
 	}
 }
 
