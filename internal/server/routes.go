@@ -6,6 +6,7 @@ import (
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/server/idempotency"
+	"github.com/vdc-project/vdc/internal/server/openapi"
 )
 
 // route is one API call: how it is served and how it is documented. The
@@ -209,9 +210,7 @@ func serve(h handlerFunc) http.HandlerFunc {
 }
 
 // listOf stands for api.List of a type in the document.
-type listDoc struct{ item any }
-
-func listOf(item any) any { return listDoc{item} }
+func listOf(item any) any { return openapi.ListOf{Item: item} }
 
 func (s *Server) routes() http.Handler {
 	authed := http.NewServeMux()
