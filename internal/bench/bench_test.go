@@ -17,7 +17,7 @@ func TestResultJSONFieldNames(t *testing.T) {
 	}{
 		{APIResult{}, `{"vms":0,"hosts":0,"concurrency":0,"createSeconds":0,"createsPerSecond":0,"createP50Ms":0,"createP99Ms":0,"createErrors":0,` +
 			`"powerOnSeconds":0,"powerOnsPerSecond":0,"powerOnP50Ms":0,"powerOnP99Ms":0,"powerOnErrors":0,"listP50Ms":0,"listP99Ms":0,"listBytes":0,` +
-			`"serverRssMiB":0,"serverPeakRssMiB":0}`},
+			`"serverCpuPerCreateMs":0,"serverCpuPerPowerOnMs":0,"serverRssMiB":0,"serverPeakRssMiB":0}`},
 		{BootResult{}, `{"accel":"","runs":0,"plainQemuMedianMs":0,"plainQemuMinMs":0,"vdcMedianMs":0,"vdcMinMs":0,"ratio":0,"vms":0,` +
 			`"agentRssMiB":0,"agentIdleRssMiB":0,"qemuRssMiBEach":0,"allGuestsUpSeconds":0}`},
 		{HAResult{}, `{"vms":0,"hosts":0,"failedHosts":0,"detectionSetSeconds":0,"heartbeatSeconds":0,"detectedSeconds":0,` +
