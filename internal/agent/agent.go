@@ -159,9 +159,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.vms.Load(ctx); err != nil {
 		return err
 	}
-	if err := a.startNetwork(ctx); err != nil {
-		return err
-	}
+	a.startNetwork(ctx)
 	ln, err := a.listen()
 	if err != nil {
 		return err

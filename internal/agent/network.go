@@ -8,20 +8,25 @@ import (
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/agent/network"
 	"github.com/vdc-project/vdc/internal/hypervisor"
+	"github.com/vdc-project/vdc/internal/netconf"
 	"github.com/vdc-project/vdc/internal/netconf/bridge"
 )
 
 // startNetwork starts converging the host's networks: at once to the
 // desired network saved before a restart (so that nothing waits for the
 // server), then to every one the server sends.
-func (a *Agent) startNetwork(ctx context.Context) error {
+func (a *Agent) startNetwork(ctx context.Context) {
 	backends := a.cfg.Networks
 	if backends == nil {
 		info, err := a.cfg.Driver.Info(ctx)
 		if err != nil {
-			return fmt.Errorf("read host info from driver: %w", err)
+			// The agent runs on (its VMs need it); the switches say why not.
+			err = fmt.Errorf("read host info from driver: %w", err)
+			a.log.Warn("this host's switches cannot be realized", "err", err)
+			backends = map[string]netconf.Backend{api.BackendBridge: network.Unavailable{Why: err}, api.BackendOVS: network.Unavailable{Why: err}}
+		} else {
+			backends = network.Backends(info.Driver, a.cfg.DataDir, a.log)
 		}
-		backends = network.Backends(info.Driver, a.cfg.DataDir, a.log)
 	}
 	a.net = network.New(a.cfg.DataDir, backends, a.vms.Configs, a.log, a.changed)
 	a.vms.BeforeStart = a.net.Ensure
@@ -30,7 +35,6 @@ func (a *Agent) startNetwork(ctx context.Context) error {
 		a.net.EnableDHCP()
 		go a.net.WatchUplinks(ctx, a.cfg.Name, a.tunnelAddress)
 	}
-	return nil
 }
 
 // vmsChanged is told of every change of the VMs' states: the server
