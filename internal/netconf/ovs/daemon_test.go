@@ -146,13 +146,15 @@ func TestDirOfAnotherNamespaceRefused(t *testing.T) {
 	lab := netconftest.NewLab(t, netconftest.LabOptions{Hosts: 2})
 	h0, h1 := lab.Hosts[0], lab.Hosts[1]
 	b0 := newOVS(t, h0.NS)
-	netconftest.ConvergeClean(t, b0, netconf.Host{})
+	// The daemons start with the first ovs switch.
+	want := netconf.Host{Switches: []netconf.Switch{{ID: "sw1", Name: "sw1", PortGroups: []netconf.PortGroup{{ID: "pg1", Name: "lab", Isolated: true}}}}}
+	netconftest.ConvergeClean(t, b0, want)
 	b1, err := ovs.New(ovs.Options{NetNS: h1.NS, Dir: b0.Dir(), Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b1.Close()
-	_, err = b1.Converge(t.Context(), netconf.Host{})
+	_, err = b1.Converge(t.Context(), want)
 	if err == nil || !strings.Contains(err.Error(), "another network namespace") {
 		t.Fatalf("converge on another host's directory: %v", err)
 	}
@@ -175,4 +177,15 @@ func ovsTool(t *testing.T, dir, tool string, args ...string) string {
 		t.Fatalf("%s %s: %v: %s", tool, strings.Join(args, " "), err, out)
 	}
 	return string(out)
+}
+
+// TestNoDaemonsWithoutSwitches: a host with no ovs switch runs no Open
+// vSwitch (every agent has the backend; few hosts use it).
+func TestNoDaemonsWithoutSwitches(t *testing.T) {
+	lab := netconftest.NewLab(t, netconftest.LabOptions{Hosts: 1})
+	b := newOVS(t, lab.Hosts[0].NS)
+	netconftest.ConvergeClean(t, b, netconf.Host{})
+	if _, err := os.Stat(filepath.Join(b.Dir(), "ovsdb-server.pid")); err == nil {
+		t.Fatal("an empty converge started ovsdb-server")
+	}
 }
