@@ -48,7 +48,8 @@ type Manager struct {
 
 	mu      sync.Mutex // one converge at a time; guards the fields below
 	want    *api.HostNetwork
-	realize string // Gen of the last converge
+	newWant chan struct{} // closed (and replaced) when want changes
+	realize string        // Gen of the last converge
 	reports []api.SwitchReport
 	ports   map[string]error // by tap, from the last converge
 
@@ -62,7 +63,7 @@ type Manager struct {
 // called after each converge.
 func New(dir string, backends map[string]netconf.Backend, vms func() []hypervisor.VMConfig, log *slog.Logger, onDone func()) *Manager {
 	m := &Manager{dir: dir, file: filepath.Join(dir, "network.json"), backends: backends, vms: vms, log: log,
-		kick: make(chan struct{}, 1), onDone: onDone, ports: map[string]error{}}
+		kick: make(chan struct{}, 1), onDone: onDone, ports: map[string]error{}, newWant: make(chan struct{})}
 	b, err := os.ReadFile(m.file)
 	if err == nil {
 		var want api.HostNetwork
@@ -110,6 +111,8 @@ func (m *Manager) Set(want *api.HostNetwork) error {
 	}
 	m.mu.Lock()
 	m.want = want
+	close(m.newWant) // wakes those waiting for a new desired network
+	m.newWant = make(chan struct{})
 	m.mu.Unlock()
 	m.Changed()
 	return nil
@@ -126,25 +129,63 @@ func (m *Manager) Report() (gen string, reports []api.SwitchReport) {
 // Ensure converges with vm's NICs included and says why one of them
 // cannot be plugged in: its switch or port group is not on this host,
 // or not realized.
+//
+// A port group made a moment ago may not have reached the host yet: then
+// it asks for a heartbeat at once (its answer brings the new network) and
+// tries again, for up to newNetworkWait.
 func (m *Manager) Ensure(ctx context.Context, vm hypervisor.VMConfig) error {
 	if !switched(vm) {
 		return nil
 	}
+	deadline := time.Now().Add(newNetworkWait)
+	for {
+		err, missing := m.ensure(ctx, vm)
+		if !missing || time.Now().After(deadline) {
+			return err
+		}
+		m.mu.Lock()
+		wait := m.newWant
+		m.mu.Unlock()
+		if m.onDone != nil {
+			m.onDone() // a heartbeat now
+		}
+		t := time.NewTimer(time.Until(deadline))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-wait:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// newNetworkWait is how long Ensure waits for a port group the host has
+// not heard of yet.
+const newNetworkWait = 20 * time.Second
+
+// ensure converges with vm's NICs; missing says that one's port group is
+// not (yet) in the host's desired network.
+func (m *Manager) ensure(ctx context.Context, vm hypervisor.VMConfig) (err error, missing bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.want == nil {
-		return fmt.Errorf("vm %s: this host has not received its network from the server yet", vm.Name)
+		return fmt.Errorf("vm %s: this host has not received its network from the server yet", vm.Name), true
 	}
 	m.convergeLocked(ctx, &vm)
 	for _, n := range vm.NICs {
 		if n.Tap == "" {
 			continue
 		}
-		if err := m.ports[n.Tap]; err != nil {
-			return fmt.Errorf("plug %s of vm %s into port group %s: %w", n.Name, vm.Name, m.pgName(n.PortGroup), err)
+		if perr := m.ports[n.Tap]; perr != nil {
+			if err == nil {
+				err = fmt.Errorf("plug %s of vm %s into port group %s: %w", n.Name, vm.Name, m.pgName(n.PortGroup), perr)
+			}
+			missing = missing || errors.Is(perr, errNoPortGroup)
 		}
 	}
-	return nil
+	return err, missing
 }
 
 func switched(vm hypervisor.VMConfig) bool {
