@@ -92,8 +92,11 @@ func (r *Registry) FinishIncoming(ctx context.Context, m hypervisor.Migrator, id
 	if err := atomicfile.WriteFile(filepath.Join(e.Cfg.Dir, "config.json"), b, 0o600); err != nil {
 		return api.AgentVMState{}, fmt.Errorf("finish receiving vm %s: save config: %w", e.Cfg.Name, err)
 	}
+	// Joining the host's list is a change of its own: a fresh seq, so that
+	// a heartbeat listed while the VM was still incoming (without it) is
+	// not taken for this host having lost it.
 	r.mu.Lock()
-	e.incoming = false
+	e.incoming, e.last = false, api.AgentVMState{}
 	r.mu.Unlock()
 	return r.Observe(ctx, id, e)
 }

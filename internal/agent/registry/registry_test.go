@@ -114,3 +114,47 @@ func TestGracefulStopFallsBackToPowerOff(t *testing.T) {
 		t.Fatal("graceful stop of a cooperative guest waited for the timeout")
 	}
 }
+
+// onDriver reports every VM on, as QEMU does for a copy it receives
+// while the source still runs it.
+type onDriver struct{ *sim.Driver }
+
+func (d onDriver) State(ctx context.Context, id string) (hypervisor.VMState, error) {
+	st, err := d.Driver.State(ctx, id)
+	st.Power, st.Reason = hypervisor.StateOn, ""
+	return st, err
+}
+
+// A heartbeat listed while a VM was still being received (so without it)
+// must not look, once the VM is received, like a list made after it
+// arrived: the server would mark it unknown on its new host.
+func TestReceivedVMIsNewerThanListsMadeWithoutIt(t *testing.T) {
+	ctx := context.Background()
+	drv := onDriver{sim.New(sim.Options{})}
+	t.Cleanup(func() { _ = drv.Close() })
+	r := New(t.TempDir(), drv, slog.New(slog.NewTextHandler(io.Discard, nil)), func() {})
+	if err := r.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Incoming(ctx, drv, cfg("a"), hypervisor.IncomingOptions{Address: "127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	e, err := r.Get("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Observe(ctx, "a", e); err != nil { // the migration task asks how it goes
+		t.Fatal(err)
+	}
+	listed, watermark := r.States(ctx, false)
+	if len(listed) != 0 {
+		t.Fatalf("a VM being received is listed: %+v", listed)
+	}
+	st, err := r.FinishIncoming(ctx, drv, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Seq <= watermark {
+		t.Fatalf("the received VM's state seq %d is not newer than a list made without it (%d)", st.Seq, watermark)
+	}
+}
