@@ -48,11 +48,6 @@ func render(dir string, s Service, ifindex int) files {
 }
 
 func renderConf(dir string, s Service, ifindex int) []byte {
-	lease := s.LeaseSeconds
-	if lease == 0 {
-		lease = DefaultLeaseSeconds
-	}
-	mask := net.IP(net.CIDRMask(s.Subnet.Bits(), 32)).String()
 	var b strings.Builder
 	line := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	line("# DHCP service of port group %s on bridge %s (ifindex %d).", s.PortGroup, s.Bridge, ifindex)
@@ -70,6 +65,23 @@ func renderConf(dir string, s Service, ifindex int) []byte {
 	line("# Root, because the files live in the agent's private directory: an")
 	line("# unprivileged dnsmasq could not re-read the bindings on SIGHUP.")
 	line("user=root")
+	line("pid-file=%s", filepath.Join(dir, pidFile))
+	line("log-facility=%s", filepath.Join(dir, logFile))
+	if s.Subnet.IsValid() {
+		renderDHCP4(line, dir, s)
+	}
+	if s.Prefix6.IsValid() {
+		renderRA(line, s)
+	}
+	return []byte(b.String())
+}
+
+func renderDHCP4(line func(string, ...any), dir string, s Service) {
+	lease := s.LeaseSeconds
+	if lease == 0 {
+		lease = DefaultLeaseSeconds
+	}
+	mask := net.IP(net.CIDRMask(s.Subnet.Bits(), 32)).String()
 	line("# The server's address is a /32 on the bridge: the netmask says which")
 	line("# subnet it serves; static: only the bindings' addresses are handed out.")
 	line("dhcp-range=%s,static,%s,%d", s.Subnet.Addr(), mask, lease)
@@ -79,21 +91,52 @@ func renderConf(dir string, s Service, ifindex int) []byte {
 	line("dhcp-authoritative")
 	line("dhcp-lease-max=%d", max(1000, 2*len(s.Bindings)))
 	line("dhcp-leasefile=%s", filepath.Join(dir, leaseFile))
-	line("pid-file=%s", filepath.Join(dir, pidFile))
-	line("log-facility=%s", filepath.Join(dir, logFile))
 	if s.Router.IsValid() {
 		line("dhcp-option=option:router,%s", s.Router)
 	} else {
 		line("# No router: an empty option keeps dnsmasq from offering itself.")
 		line("dhcp-option=option:router")
 	}
-	if len(s.DNS) > 0 {
-		line("dhcp-option=option:dns-server,%s", joinAddrs(s.DNS))
+	if dns := addrsOf(s.DNS, true); len(dns) > 0 {
+		line("dhcp-option=option:dns-server,%s", joinAddrs(dns, ""))
 	}
 	if s.MTU > 0 {
 		line("dhcp-option=option:mtu,%d", s.MTU)
 	}
-	return []byte(b.String())
+}
+
+// renderRA advertises Prefix6 for SLAAC only (ra-only: no DHCPv6), every
+// raInterval seconds and to each router solicitation, with router
+// lifetime 0: the host is no router. dnsmasq finds the prefix's context
+// by the bridge's address in it (ServerIP6).
+func renderRA(line func(string, ...any), s Service) {
+	line("# IPv6: router advertisements of %s for SLAAC, from the bridge's", s.Prefix6)
+	line("# link-local address; router lifetime 0: this host is not a router.")
+	line("enable-ra")
+	line("dhcp-range=%s,ra-only,%d", s.Prefix6.Addr(), s.Prefix6.Bits())
+	mtu := "off"
+	if s.MTU > 0 {
+		mtu = fmt.Sprint(s.MTU)
+	}
+	line("ra-param=%s,mtu:%s,%d,0", s.Bridge, mtu, raInterval)
+	if dns := addrsOf(s.DNS, false); len(dns) > 0 {
+		line("dhcp-option=option6:dns-server,%s", joinAddrs(dns, "[]"))
+	}
+}
+
+// raInterval is how often, in seconds, the advertisements are sent
+// unsolicited.
+const raInterval = 10
+
+// addrsOf picks the IPv4 (v4) or IPv6 addresses of as.
+func addrsOf(as []netip.Addr, v4 bool) []netip.Addr {
+	var out []netip.Addr
+	for _, a := range as {
+		if a.Is4() == v4 {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // renderHosts is the dhcp-hostsfile: "MAC,IP[,hostname]" per binding,
@@ -112,10 +155,15 @@ func renderHosts(bs []Binding) []byte {
 	return []byte(b.String())
 }
 
-func joinAddrs(as []netip.Addr) string {
+// joinAddrs lists addresses for dnsmasq, each in brackets[0] and
+// brackets[1] when given (IPv6 options are written [ADDR]).
+func joinAddrs(as []netip.Addr, brackets string) string {
 	s := make([]string, len(as))
 	for i, a := range as {
 		s[i] = a.String()
+		if brackets != "" {
+			s[i] = brackets[:1] + s[i] + brackets[1:]
+		}
 	}
 	return strings.Join(s, ",")
 }

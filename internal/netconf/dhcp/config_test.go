@@ -46,7 +46,8 @@ func TestRenderGolden(t *testing.T) {
 	s := Service{
 		PortGroup: "0190a1b2-web", Bridge: "vb0123456789", Subnet: netip.MustParsePrefix("192.0.2.0/24"),
 		ServerIP: netip.MustParseAddr("192.0.2.254"), Router: netip.MustParseAddr("192.0.2.1"),
-		DNS:          []netip.Addr{netip.MustParseAddr("198.51.100.53"), netip.MustParseAddr("198.51.100.54")},
+		Prefix6:      netip.MustParsePrefix("2001:db8:1::/64"),
+		DNS:          []netip.Addr{netip.MustParseAddr("198.51.100.53"), netip.MustParseAddr("198.51.100.54"), netip.MustParseAddr("2001:db8::53")},
 		MTU:          1450,
 		LeaseSeconds: 7200,
 		Bindings: []Binding{
@@ -117,7 +118,15 @@ func TestInvalidServicesChangeNothing(t *testing.T) {
 		{"server outside", func(s *Service) []Service { s.ServerIP = addr("198.51.100.1"); return nil }, api.ErrInvalid, "outside subnet"},
 		{"server is broadcast", func(s *Service) []Service { s.ServerIP = addr("192.0.2.255"); return nil }, api.ErrInvalid, "broadcast"},
 		{"router is server", func(s *Service) []Service { s.Router = s.ServerIP; return nil }, api.ErrInvalid, "router"},
-		{"DNS IPv6", func(s *Service) []Service { s.DNS = []netip.Addr{addr("2001:db8::53")}; return nil }, api.ErrInvalid, "DNS"},
+		{"DNS IPv6", func(s *Service) []Service { s.DNS = []netip.Addr{addr("2001:db8::53")}; return nil }, api.ErrInvalid, "no IPv6 prefix"},
+		{"nothing to serve", func(s *Service) []Service { s.Subnet = netip.Prefix{}; return nil }, api.ErrInvalid, "neither"},
+		{"bindings without subnet", func(s *Service) []Service {
+			s.Subnet, s.Prefix6 = netip.Prefix{}, netip.MustParsePrefix("2001:db8::/64")
+			return nil
+		}, api.ErrInvalid, "no IPv4 subnet"},
+		{"prefix not /64", func(s *Service) []Service { s.Prefix6 = netip.MustParsePrefix("2001:db8::/56"); return nil }, api.ErrInvalid, "/64"},
+		{"link-local prefix", func(s *Service) []Service { s.Prefix6 = netip.MustParsePrefix("fe80::/64"); return nil }, api.ErrInvalid, "unicast prefix"},
+		{"prefix host bits", func(s *Service) []Service { s.Prefix6 = netip.MustParsePrefix("2001:db8::1/64"); return nil }, api.ErrInvalid, "host bits"},
 		{"MTU", func(s *Service) []Service { s.MTU = 20; return nil }, api.ErrInvalid, "MTU"},
 		{"lease", func(s *Service) []Service { s.LeaseSeconds = 60; return nil }, api.ErrInvalid, "lease time"},
 		{"binding outside", func(s *Service) []Service { s.Bindings[0].IP = addr("10.0.0.1"); return nil }, api.ErrInvalid, "outside subnet"},

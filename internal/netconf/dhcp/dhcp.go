@@ -24,9 +24,16 @@ type Service struct {
 	PortGroup string
 	// Bridge is the host-local Linux bridge the port group's VMs are on.
 	Bridge string
-	// Subnet is the port group's IPv4 subnet (DHCPv6 is not offered:
-	// IPv6 guests use SLAAC from the port group's router).
+	// Subnet is the port group's IPv4 subnet; unset (with Prefix6 set),
+	// no DHCPv4 is served.
 	Subnet netip.Prefix
+	// Prefix6 is an IPv6 /64 every host advertises to its VMs on the
+	// port group (router advertisements: SLAAC, no DHCPv6), as a router
+	// of the port group would. The advertisements say the host is not a
+	// router (router lifetime 0): guests take addresses and an on-link
+	// route, and a default route only from a real router on the port
+	// group. Unset, none are sent.
+	Prefix6 netip.Prefix
 	// ServerIP is the address the server answers from: the same on
 	// every host (for example the subnet's last usable address), so a
 	// VM's renewals reach whichever host runs it.
@@ -34,7 +41,8 @@ type Service struct {
 	// Router is the default gateway handed out (option 3); unset, none
 	// is (the host is not a router).
 	Router netip.Addr
-	// DNS are the name servers handed out (option 6); none, none are.
+	// DNS are the name servers handed out: IPv4 ones by DHCP (option 6),
+	// IPv6 ones in the router advertisements (RDNSS); none, none are.
 	DNS []netip.Addr
 	// MTU is handed out as option 26 when set.
 	MTU int
@@ -73,6 +81,21 @@ func ServerMAC(portGroup string) net.HardwareAddr {
 	mac[0] = mac[0]&^1 | 2
 	return mac
 }
+
+// ServerIP6 is the server's IPv6 address in prefix p (a /64: the
+// link-local prefix fe80::/64 gives the address the advertisements are
+// sent from): its interface identifier is ServerMAC's modified EUI-64,
+// so it is the same on every host and no guest's SLAAC address, made
+// from the guest's own MAC, is it.
+func ServerIP6(portGroup string, p netip.Prefix) netip.Addr {
+	mac := ServerMAC(portGroup)
+	a := p.Masked().Addr().As16()
+	copy(a[8:], []byte{mac[0] ^ 2, mac[1], mac[2], 0xff, 0xfe, mac[3], mac[4], mac[5]})
+	return netip.AddrFrom16(a)
+}
+
+// linkLocal is fe80::/64.
+var linkLocal = netip.MustParsePrefix("fe80::/64")
 
 // ServiceError is why one port group's DHCP service is not (fully)
 // running. Converge returns them joined (errors.Join), so a caller can

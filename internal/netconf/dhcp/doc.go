@@ -74,12 +74,16 @@
 //
 //	bridge vdc-dhcp  prerouting: a frame entering the bridge from a port
 //	                 off the host, postrouting: one leaving through such
-//	                 a port: DHCP (UDP port 67 or 68), ARP from or for
-//	                 ServerIP, and IPv4 from or to ServerIP are dropped.
+//	                 a port: any frame from or to ServerMAC, DHCP (UDP
+//	                 port 67 or 68), ARP from or for ServerIP, and IPv4
+//	                 from or to ServerIP are dropped.
 //	inet vdc-dhcp    input (iifname = the bridge): only DHCP requests
-//	                 (UDP to port 67) are taken in; output (oifname):
-//	                 only DHCP answers from ServerIP, port 67, go out;
-//	                 forward: nothing is routed to or from the bridge.
+//	                 (UDP to port 67) and, with Prefix6, router
+//	                 solicitations and neighbour discovery are taken in;
+//	                 output (oifname): only DHCP answers from ServerIP,
+//	                 port 67, and router advertisements and neighbour
+//	                 discovery go out; forward: nothing is routed to or
+//	                 from the bridge.
 //	arp vdc-dhcp     input: only ARP for ServerIP; output: only ARP
 //	                 from ServerIP.
 //
@@ -104,7 +108,22 @@
 // group with this service, DHCP does not cross hosts at all: a DHCP
 // server in a guest reaches only the VMs of its own host.
 //
-// Only IPv4 is served (DHCPv6 is not: IPv6 guests use SLAAC from the
-// port group's router). Calls are serialised within the process; the
-// namespace is the caller's (0 for the current one).
+// # IPv6: router advertisements for SLAAC
+//
+// With Prefix6 the same dnsmasq also advertises the prefix (enable-ra,
+// ra-only: SLAAC, no DHCPv6) every 10 seconds and to each router
+// solicitation, with router lifetime 0: guests make their addresses from
+// it and route it on-link, but take a default route only from a real
+// router on the port group. The bridge gets two addresses, both with
+// ServerMAC's interface identifier (ServerIP6) and without duplicate
+// address detection, since every host has them: the link-local one the
+// advertisements come from, and one in Prefix6 as a /64 with no prefix
+// route, by which dnsmasq knows the prefix is the bridge's (the host is
+// not on the guests' network). The rules above keep both host-local, as
+// for IPv4: nothing from or to ServerMAC crosses a port off the host.
+// A service may serve IPv6 only (no Subnet). DHCPv6 is not offered:
+// guests' addresses come from their MACs, the same on every host.
+//
+// Calls are serialised within the process; the namespace is the
+// caller's (0 for the current one).
 package dhcp

@@ -16,6 +16,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/vdc-project/vdc/internal/netconf"
 )
@@ -49,6 +50,10 @@ func (h *host) close() { h.h.Close() }
 type state struct {
 	Bridge   string     `json:"bridge"`
 	ServerIP netip.Addr `json:"server_ip"`
+	// ServerIP6 and LinkLocal6 are the server's IPv6 addresses, when it
+	// advertises a prefix.
+	ServerIP6  netip.Addr `json:"server_ip6,omitzero"`
+	LinkLocal6 netip.Addr `json:"link_local6,omitzero"`
 	// OrigMAC is the bridge's MAC before it got ServerMAC.
 	OrigMAC string `json:"orig_mac,omitempty"`
 }
@@ -89,24 +94,31 @@ func writeState(dir string, st state) error {
 	return writeAtomic(filepath.Join(dir, stateFile), append(b, '\n'))
 }
 
-// claim readies the service's bridge: the server's address on it (a
-// /32), its MAC ServerMAC and reverse-path filtering off. It undoes what
-// an earlier claim did on another bridge or with another address first,
-// and records what it changes before changing it. It returns the
+// claim readies the service's bridge: the server's addresses on it
+// (addrs), its MAC ServerMAC and reverse-path filtering off. It undoes
+// what an earlier claim did on another bridge or with other addresses
+// first, and records what it changes before changing it. It returns the
 // bridge's ifindex.
 func (h *host) claim(dir string, s Service) (int, error) {
 	old, err := readState(dir)
 	if err != nil {
 		return 0, err
 	}
-	if old != nil && (old.Bridge != s.Bridge || old.ServerIP != s.ServerIP) {
-		if old.Bridge != s.Bridge {
-			err = h.release(old, s.PortGroup)
-		} else {
-			err = h.delAddr(old.Bridge, old.ServerIP)
-		}
-		if err != nil {
+	st := state{Bridge: s.Bridge, ServerIP: s.ServerIP}
+	if s.Prefix6.IsValid() {
+		st.ServerIP6, st.LinkLocal6 = ServerIP6(s.PortGroup, s.Prefix6), ServerIP6(s.PortGroup, linkLocal)
+	}
+	if old != nil && old.Bridge != s.Bridge {
+		if err := h.release(old, s.PortGroup); err != nil {
 			return 0, err
+		}
+	} else if old != nil {
+		for _, a := range old.addrs() {
+			if !slices.Contains(st.addrs(), a) {
+				if err := h.delAddr(old.Bridge, a); err != nil {
+					return 0, err
+				}
+			}
 		}
 	}
 	l, err := h.h.LinkByName(s.Bridge)
@@ -117,7 +129,6 @@ func (h *host) claim(dir string, s Service) (int, error) {
 		return 0, fmt.Errorf("look up bridge %s: %w", s.Bridge, err)
 	}
 	mac := ServerMAC(s.PortGroup)
-	st := state{Bridge: s.Bridge, ServerIP: s.ServerIP}
 	if old != nil && old.Bridge == s.Bridge {
 		st.OrigMAC = old.OrigMAC
 	}
@@ -136,19 +147,36 @@ func (h *host) claim(dir string, s Service) (int, error) {
 		}
 		log.Info("bridge has the DHCP server's MAC", "mac", mac.String(), "was", st.OrigMAC)
 	}
-	if err := h.addAddr(l, s.ServerIP, log); err != nil {
-		return 0, err
+	for _, a := range st.addrs() {
+		if err := h.addAddr(l, a, log); err != nil {
+			return 0, err
+		}
 	}
-	h.noRPFilter(s.Bridge, log)
+	if s.Subnet.IsValid() {
+		h.noRPFilter(s.Bridge, log)
+	}
 	return l.Attrs().Index, nil
 }
 
-// release undoes claim on st's bridge: the address goes, and the
+// addrs are the addresses the service's server has on its bridge.
+func (st *state) addrs() []netip.Addr {
+	var out []netip.Addr
+	for _, a := range []netip.Addr{st.ServerIP, st.ServerIP6, st.LinkLocal6} {
+		if a.IsValid() {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// release undoes claim on st's bridge: the addresses go, and the
 // bridge's MAC, if it still is the server's, goes back to what it was.
 // A bridge that is gone needs nothing.
 func (h *host) release(st *state, portGroup string) error {
-	if err := h.delAddr(st.Bridge, st.ServerIP); err != nil {
-		return err
+	for _, a := range st.addrs() {
+		if err := h.delAddr(st.Bridge, a); err != nil {
+			return err
+		}
 	}
 	l, err := h.h.LinkByName(st.Bridge)
 	if err != nil {
@@ -190,8 +218,20 @@ func (h *host) offHostPorts(s Service) []string {
 	return ports
 }
 
-func hostPrefix(ip netip.Addr) *net.IPNet {
-	return &net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(ip.BitLen(), ip.BitLen())}
+// serverAddr is how a server's address goes on its bridge: an IPv4 one
+// as a /32 (see the package doc); an IPv6 one as a /64, so that dnsmasq
+// finds the prefix it advertises by it, but with no prefix route (the
+// host is not on the guests' network) and no duplicate address
+// detection (every host has it; its frames never leave the host).
+func serverAddr(ip netip.Addr) *netlink.Addr {
+	if ip.Is4() {
+		return &netlink.Addr{IPNet: &net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(32, 32)}}
+	}
+	a := &netlink.Addr{IPNet: &net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(64, 128)}, Flags: unix.IFA_F_NODAD}
+	if !ip.IsLinkLocalUnicast() {
+		a.Flags |= unix.IFA_F_NOPREFIXROUTE
+	}
+	return a
 }
 
 func (h *host) addAddr(l netlink.Link, ip netip.Addr, log *slog.Logger) error {
@@ -199,14 +239,15 @@ func (h *host) addAddr(l netlink.Link, ip netip.Addr, log *slog.Logger) error {
 	if err != nil || have {
 		return err
 	}
-	if err := h.h.AddrAdd(l, &netlink.Addr{IPNet: hostPrefix(ip)}); err != nil {
-		return fmt.Errorf("add the DHCP server's address %s/32 to bridge %s: %w", ip, l.Attrs().Name, err)
+	a := serverAddr(ip)
+	if err := h.h.AddrAdd(l, a); err != nil {
+		return fmt.Errorf("add the DHCP server's address %s to bridge %s: %w", a.IPNet, l.Attrs().Name, err)
 	}
-	log.Info("DHCP server address added", "addr", ip.String()+"/32")
+	log.Info("DHCP server address added", "addr", a.IPNet.String())
 	return nil
 }
 
-// delAddr removes ip/32 from bridge, if both are there.
+// delAddr removes the server's address ip from bridge, if both are there.
 func (h *host) delAddr(bridge string, ip netip.Addr) error {
 	l, err := h.h.LinkByName(bridge)
 	if err != nil || !ip.IsValid() {
@@ -216,21 +257,27 @@ func (h *host) delAddr(bridge string, ip netip.Addr) error {
 	if err != nil || !have {
 		return err
 	}
-	if err := h.h.AddrDel(l, &netlink.Addr{IPNet: hostPrefix(ip)}); err != nil {
-		return fmt.Errorf("remove the DHCP server's address %s/32 from bridge %s: %w", ip, bridge, err)
+	a := serverAddr(ip)
+	if err := h.h.AddrDel(l, a); err != nil {
+		return fmt.Errorf("remove the DHCP server's address %s from bridge %s: %w", a.IPNet, bridge, err)
 	}
-	h.log.Info("DHCP server address removed", "bridge", bridge, "addr", ip.String()+"/32")
+	h.log.Info("DHCP server address removed", "bridge", bridge, "addr", a.IPNet.String())
 	return nil
 }
 
 func (h *host) hasAddr(l netlink.Link, ip netip.Addr) (bool, error) {
-	addrs, err := h.h.AddrList(l, netlink.FAMILY_V4)
+	family := netlink.FAMILY_V4
+	if ip.Is6() {
+		family = netlink.FAMILY_V6
+	}
+	addrs, err := h.h.AddrList(l, family)
 	if err != nil {
 		return false, fmt.Errorf("list addresses of %s: %w", l.Attrs().Name, err)
 	}
+	want, _ := serverAddr(ip).Mask.Size()
 	for _, a := range addrs {
 		ones, _ := a.Mask.Size()
-		if got, ok := netip.AddrFromSlice(a.IP); ok && got.Unmap() == ip && ones == ip.BitLen() {
+		if got, ok := netip.AddrFromSlice(a.IP); ok && got.Unmap() == ip && ones == want {
 			return true, nil
 		}
 	}

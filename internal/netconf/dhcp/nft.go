@@ -91,15 +91,24 @@ func applyRules(ns netns.NsHandle, services []guarded) error {
 func addIsolation(c *nftables.Conn, t *nftables.Table, services []guarded) error {
 	targets := map[string]string{}
 	for _, g := range services {
-		ch := addChain(c, t, "iso-"+g.s.Bridge, g.s, [][]expr.Any{
-			join(bridgeUDP(udpDport, portServer), drop()),
-			join(bridgeUDP(udpDport, portClient), drop()),
-			join(bridgeARP(arpSaddr, g.s.ServerIP), drop()),
-			join(bridgeARP(arpDaddr, g.s.ServerIP), drop()),
-			join(bridgeIP(ipSaddr, g.s.ServerIP), drop()),
-			join(bridgeIP(ipDaddr, g.s.ServerIP), drop()),
-		})
-		for _, p := range g.offHost {
+		mac := ServerMAC(g.s.PortGroup)
+		rules := [][]expr.Any{
+			// Every frame of the server (DHCP answers, ARP, router
+			// advertisements, neighbour discovery) or to it.
+			join(etherAddr(6, mac), drop()),
+			join(etherAddr(0, mac), drop()),
+		}
+		if g.s.Subnet.IsValid() {
+			rules = append(rules,
+				join(bridgeUDP(udpDport, portServer), drop()),
+				join(bridgeUDP(udpDport, portClient), drop()),
+				join(bridgeARP(arpSaddr, g.s.ServerIP), drop()),
+				join(bridgeARP(arpDaddr, g.s.ServerIP), drop()),
+				join(bridgeIP(ipSaddr, g.s.ServerIP), drop()),
+				join(bridgeIP(ipDaddr, g.s.ServerIP), drop()))
+		}
+		ch := addChain(c, t, "iso-"+g.s.Bridge, g.s, rules)
+	for _, p := range g.offHost {
 			targets[p] = ch.Name
 		}
 	}
@@ -120,14 +129,21 @@ func addHostGuard(c *nftables.Conn, inet, arp *nftables.Table, services []guarde
 	arpIn, arpOut := map[string]string{}, map[string]string{}
 	for _, g := range services {
 		s, br := g.s, g.s.Bridge
-		in[br] = addChain(c, inet, "in-"+br, s, [][]expr.Any{
-			join(inetUDP(udpDport, portServer), accept()),
-			drop(),
-		}).Name
-		out[br] = addChain(c, inet, "out-"+br, s, [][]expr.Any{
-			join(inetIP(ipSaddr, s.ServerIP), udp(udpSport, portServer), accept()),
-			drop(),
-		}).Name
+		var inRules, outRules [][]expr.Any
+		if s.Subnet.IsValid() {
+			inRules = append(inRules, join(inetUDP(udpDport, portServer), accept()))
+			outRules = append(outRules, join(inetIP(ipSaddr, s.ServerIP), udp(udpSport, portServer), accept()))
+		}
+		if s.Prefix6.IsValid() {
+			for _, typ := range []byte{icmp6RouterSolicit, icmp6NeighborSolicit, icmp6NeighborAdvert} {
+				inRules = append(inRules, join(icmp6(typ), accept()))
+			}
+			for _, typ := range []byte{icmp6RouterAdvert, icmp6NeighborSolicit, icmp6NeighborAdvert} {
+				outRules = append(outRules, join(icmp6(typ), accept()))
+			}
+		}
+		in[br] = addChain(c, inet, "in-"+br, s, append(inRules, drop())).Name
+		out[br] = addChain(c, inet, "out-"+br, s, append(outRules, drop())).Name
 		// With br_netfilter, frames bridged between two ports of the
 		// bridge pass this hook too, as from the bridge to itself.
 		fwdIn[br] = addChain(c, inet, "fwd-in-"+br, s, [][]expr.Any{
@@ -138,14 +154,13 @@ func addHostGuard(c *nftables.Conn, inet, arp *nftables.Table, services []guarde
 			join(ifnameIs(expr.MetaKeyIIFNAME, br), accept()),
 			drop(),
 		}).Name
-		arpIn[br] = addChain(c, arp, "in-"+br, s, [][]expr.Any{
-			join(arpAddr(arpDaddr, s.ServerIP), accept()),
-			drop(),
-		}).Name
-		arpOut[br] = addChain(c, arp, "out-"+br, s, [][]expr.Any{
-			join(arpAddr(arpSaddr, s.ServerIP), accept()),
-			drop(),
-		}).Name
+		var arpInRules, arpOutRules [][]expr.Any
+		if s.Subnet.IsValid() {
+			arpInRules = append(arpInRules, join(arpAddr(arpDaddr, s.ServerIP), accept()))
+			arpOutRules = append(arpOutRules, join(arpAddr(arpSaddr, s.ServerIP), accept()))
+		}
+		arpIn[br] = addChain(c, arp, "in-"+br, s, append(arpInRules, drop())).Name
+		arpOut[br] = addChain(c, arp, "out-"+br, s, append(arpOutRules, drop())).Name
 	}
 	for _, b := range []struct {
 		t       *nftables.Table
@@ -265,6 +280,29 @@ func bridgeARP(offset uint32, a netip.Addr) []expr.Any {
 }
 func bridgeUDP(offset uint32, port uint16) []expr.Any {
 	return join(etherType(etherIPv4), udp(offset, port))
+}
+
+// etherAddr: the frame's destination (offset 0) or source (6) MAC is mac
+// (bridge family).
+func etherAddr(offset uint32, mac []byte) []expr.Any {
+	return []expr.Any{load(expr.PayloadBaseLLHeader, offset, 6), cmpEq(mac)}
+}
+
+// ICMPv6 types of router and neighbour discovery (RFC 4861).
+const (
+	icmp6RouterSolicit   = 133
+	icmp6RouterAdvert    = 134
+	icmp6NeighborSolicit = 135
+	icmp6NeighborAdvert  = 136
+)
+
+// icmp6: the packet is ICMPv6 of type typ (inet family).
+func icmp6(typ byte) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1}, cmpEq([]byte{unix.NFPROTO_IPV6}),
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1}, cmpEq([]byte{unix.IPPROTO_ICMPV6}),
+		load(expr.PayloadBaseTransportHeader, 0, 1), cmpEq([]byte{typ}),
+	}
 }
 
 // ipv4: the packet is IPv4 (inet family).

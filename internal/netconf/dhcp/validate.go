@@ -43,8 +43,9 @@ func validateAll(runDir string, want []Service) error {
 
 // Validate says whether a service can be run: an IPv4 subnet holding
 // the server's, the router's and every binding's address (none of them
-// the network or broadcast address, none twice), unicast MACs listed
-// once, valid hostnames, and an MTU and lease time DHCP can carry.
+// the network or broadcast address, none twice), or an IPv6 /64 to
+// advertise, or both; unicast MACs listed once, valid hostnames, and an
+// MTU and lease time DHCP can carry.
 func Validate(s Service) error {
 	if err := validateService(s); err != nil {
 		return fmt.Errorf("DHCP service of port group %q: %w", s.PortGroup, err)
@@ -59,8 +60,20 @@ func validateService(s Service) error {
 	if err := netconf.ValidName(s.Bridge); err != nil {
 		return fmt.Errorf("bridge: %w", errors.Join(err, api.ErrInvalid))
 	}
-	if err := validateSubnet(s); err != nil {
-		return err
+	switch {
+	case !s.Subnet.IsValid() && !s.Prefix6.IsValid():
+		return fmt.Errorf("neither an IPv4 subnet nor an IPv6 prefix to serve: %w", api.ErrInvalid)
+	case s.Subnet.IsValid():
+		if err := validateSubnet(s); err != nil {
+			return err
+		}
+	case s.ServerIP.IsValid() || s.Router.IsValid() || len(s.Bindings) > 0:
+		return fmt.Errorf("an IPv4 server, router or bindings but no IPv4 subnet: %w", api.ErrInvalid)
+	}
+	if s.Prefix6.IsValid() {
+		if err := validatePrefix6(s.Prefix6); err != nil {
+			return err
+		}
 	}
 	if s.MTU != 0 && (s.MTU < 68 || s.MTU > 65535) {
 		return fmt.Errorf("MTU %d is outside 68..65535: %w", s.MTU, api.ErrInvalid)
@@ -69,8 +82,13 @@ func validateService(s Service) error {
 		return fmt.Errorf("lease time %ds is outside %d..%d seconds: %w", s.LeaseSeconds, MinLeaseSeconds, 1<<31-1, api.ErrInvalid)
 	}
 	for _, d := range s.DNS {
-		if !d.Is4() || d.IsUnspecified() {
-			return fmt.Errorf("DNS server %s is not an IPv4 unicast address: %w", d, api.ErrInvalid)
+		switch {
+		case d.IsUnspecified() || d.IsMulticast() || d.Is4In6():
+			return fmt.Errorf("DNS server %s is not a unicast address: %w", d, api.ErrInvalid)
+		case d.Is4() && !s.Subnet.IsValid():
+			return fmt.Errorf("DNS server %s is IPv4 but no IPv4 subnet is served: %w", d, api.ErrInvalid)
+		case d.Is6() && !s.Prefix6.IsValid():
+			return fmt.Errorf("DNS server %s is IPv6 but no IPv6 prefix is advertised: %w", d, api.ErrInvalid)
 		}
 	}
 	return validateBindings(s)
@@ -79,10 +97,8 @@ func validateService(s Service) error {
 func validateSubnet(s Service) error {
 	p := s.Subnet
 	switch {
-	case !p.IsValid():
-		return fmt.Errorf("no subnet: %w", api.ErrInvalid)
 	case !p.Addr().Is4():
-		return fmt.Errorf("subnet %s: only IPv4 subnets get DHCP (IPv6 guests use SLAAC): %w", p, api.ErrNotSupported)
+		return fmt.Errorf("subnet %s: only IPv4 subnets get DHCP (an IPv6 prefix is advertised for SLAAC: Prefix6): %w", p, api.ErrNotSupported)
 	case p.Masked() != p:
 		return fmt.Errorf("subnet %s has host bits set (did you mean %s?): %w", p, p.Masked(), api.ErrInvalid)
 	case p.Bits() > 30:
@@ -98,6 +114,23 @@ func validateSubnet(s Service) error {
 		if s.Router == s.ServerIP {
 			return fmt.Errorf("router %s is the DHCP server's address, which takes no traffic but DHCP: %w", s.Router, api.ErrInvalid)
 		}
+	}
+	return nil
+}
+
+// validatePrefix6 says why p cannot be advertised for SLAAC: it must be
+// a global unicast /64.
+func validatePrefix6(p netip.Prefix) error {
+	a := p.Addr()
+	switch {
+	case !a.Is6() || a.Is4In6():
+		return fmt.Errorf("IPv6 prefix %s is not IPv6: %w", p, api.ErrInvalid)
+	case p.Bits() != 64:
+		return fmt.Errorf("IPv6 prefix %s: SLAAC needs a /64: %w", p, api.ErrInvalid)
+	case p.Masked() != p:
+		return fmt.Errorf("IPv6 prefix %s has host bits set (did you mean %s?): %w", p, p.Masked(), api.ErrInvalid)
+	case !a.IsGlobalUnicast() && !a.IsPrivate():
+		return fmt.Errorf("IPv6 prefix %s is not a global or unique local unicast prefix: %w", p, api.ErrInvalid)
 	}
 	return nil
 }
