@@ -86,12 +86,16 @@ type PortSecurity struct {
 	AllowPromiscuous bool `json:"allowPromiscuous,omitempty"`
 }
 
-// PortGroupDHCP is a port group's DHCP service. Every host answers the
-// NICs of its own VMs only, from the same ServerIP, each NIC with the
+// PortGroupDHCP is a port group's address service. Every host answers
+// the NICs of its own VMs only, from the same ServerIP, each NIC with the
 // address it was given when it was made (VMNIC.IPv4): a VM keeps its
-// address wherever it runs.
+// address wherever it runs. With IPv6Prefix every host also advertises
+// that prefix to its VMs (router advertisements: SLAAC, as a router of
+// the port group would, but saying it is no default router). Subnet,
+// IPv6Prefix or both.
 type PortGroupDHCP struct {
-	Subnet string   `json:"subnet"` // IPv4 CIDR: 192.0.2.0/24
+	Subnet     string `json:"subnet,omitempty"`     // IPv4 CIDR: 192.0.2.0/24
+	IPv6Prefix string `json:"ipv6Prefix,omitempty"` // an IPv6 /64: 2001:db8:1::/64
 	Router string   `json:"router,omitempty"`
 	DNS    []string `json:"dns,omitempty"`
 	// ServerIP is the address the hosts answer from (default: the

@@ -112,6 +112,12 @@ func TestNetworkBadInputChangesNothing(t *testing.T) {
 		{"shaping rate 0", api.KindPortGroup, api.PortGroupCreateRequest{Name: "x", Switch: "dvs1", VNI: 9, Shaping: &api.Shaping{In: zero}}, api.ErrInvalid, "average rate"},
 		{"MTU below IPv6's", api.KindSwitch, api.SwitchCreateRequest{Name: "x", Cluster: "cluster1", MTU: 1200}, api.ErrInvalid, "1280"},
 		{"unknown backend", api.KindSwitch, api.SwitchCreateRequest{Name: "x", Cluster: "cluster1", Backend: "nexus"}, api.ErrInvalid, "backend"},
+		{"IPv6 prefix not /64", api.KindPortGroup, api.PortGroupCreateRequest{Name: "x", Switch: "dvs1", VNI: 9,
+			DHCP: &api.PortGroupDHCP{IPv6Prefix: "2001:db8::/48"}}, api.ErrInvalid, "/64"},
+		{"IPv6 DNS without prefix", api.KindPortGroup, api.PortGroupCreateRequest{Name: "x", Switch: "dvs1", VNI: 9,
+			DHCP: &api.PortGroupDHCP{Subnet: "192.0.2.0/24", DNS: []string{"2001:db8::53"}}}, api.ErrInvalid, "no IPv6 prefix"},
+		{"empty address service", api.KindPortGroup, api.PortGroupCreateRequest{Name: "x", Switch: "dvs1", VNI: 9,
+			DHCP: &api.PortGroupDHCP{}}, api.ErrInvalid, "IPv6 prefix"},
 		{"bad uplink", api.KindSwitch, api.SwitchCreateRequest{Name: "x", Cluster: "cluster1", Uplinks: []string{"eth0; reboot"}}, api.ErrInvalid, "uplink"},
 	}
 	before := func() int {

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -347,11 +349,27 @@ func TestAgentKilledWhileChangingTheNetwork(t *testing.T) {
 	}
 }
 
+// slaac is the address a guest makes for its NIC's MAC in an IPv6 /64
+// (modified EUI-64).
+func slaac(t *testing.T, prefix, mac string) string {
+	t.Helper()
+	p := netip.MustParsePrefix(prefix)
+	hw, err := net.ParseMAC(mac)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := p.Addr().As16()
+	copy(a[8:], []byte{hw[0] ^ 2, hw[1], hw[2], 0xff, 0xfe, hw[3], hw[4], hw[5]})
+	return netip.AddrFrom16(a).String()
+}
+
 // TestDHCPOnAPortGroup: VMs on a port group with DHCP get their NICs'
-// fixed addresses from the host they run on, with no setup in the guest.
+// fixed addresses from the host they run on, and SLAAC addresses of the
+// port group's IPv6 prefix, with no setup in the guest.
 func TestDHCPOnAPortGroup(t *testing.T) {
 	lab, cl := newSwitchLab(t, 2, api.BackendBridge)
-	cl.vdc("portgroup", "create", "app", "--switch", "dvs1", "--vxlan", "5005", "--dhcp", "192.168.60.0/24")
+	const prefix6 = "2001:db8:60::/64"
+	cl.vdc("portgroup", "create", "app", "--switch", "dvs1", "--vxlan", "5005", "--dhcp", "192.168.60.0/24", "--ipv6-prefix", prefix6)
 	cl.waitRealized("dvs1", 2)
 	for _, v := range []struct{ name, host string }{{"a", "host-1"}, {"b", "host-2"}} {
 		cl.vdc("vm", "create", v.name, "--memory", "192MiB", "--image", "test", "--host", v.host, "--nic", "app", "--start")
@@ -366,6 +384,16 @@ func TestDHCPOnAPortGroup(t *testing.T) {
 	b := cl.vm("b").Spec.NICs[0].IPv4
 	if !cl.pings("a", b) {
 		t.Fatalf("a cannot ping b at its DHCP address %s", b)
+	}
+	for _, name := range []string{"a", "b"} {
+		want := slaac(t, prefix6, cl.vm(name).Spec.NICs[0].MAC)
+		eventually(t, time.Minute, "the guest of "+name+" reports its SLAAC address "+want, func() bool {
+			g := cl.vm(name).Status.Guest
+			return g != nil && slices.Contains(g.IPAddresses, want)
+		})
+	}
+	if b6 := slaac(t, prefix6, cl.vm("b").Spec.NICs[0].MAC); !cl.pings("a", b6) {
+		t.Fatalf("a cannot ping b at its SLAAC address %s", b6)
 	}
 
 	// A host that joins later realizes the switch by itself, the others'

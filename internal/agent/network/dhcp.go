@@ -69,11 +69,12 @@ func (m *Manager) convergeDHCP(ctx context.Context, want *api.HostNetwork, pgBac
 
 // service is port group pg's DHCP service on this host.
 func service(sw api.HostSwitch, pg api.HostPortGroup, vms []hypervisor.VMConfig) (dhcp.Service, bool) {
-	subnet, err := netip.ParsePrefix(pg.DHCP.Subnet)
-	if err != nil {
+	s := dhcp.Service{PortGroup: pg.ID, Bridge: netconf.BridgeName(pg.ID), MTU: sw.MTU}
+	s.Subnet, _ = netip.ParsePrefix(pg.DHCP.Subnet)
+	s.Prefix6, _ = netip.ParsePrefix(pg.DHCP.IPv6Prefix)
+	if !s.Subnet.IsValid() && !s.Prefix6.IsValid() {
 		return dhcp.Service{}, false
 	}
-	s := dhcp.Service{PortGroup: pg.ID, Bridge: netconf.BridgeName(pg.ID), Subnet: subnet, MTU: sw.MTU}
 	s.ServerIP, _ = netip.ParseAddr(pg.DHCP.ServerIP)
 	s.Router, _ = netip.ParseAddr(pg.DHCP.Router)
 	for _, d := range pg.DHCP.DNS {
@@ -83,6 +84,9 @@ func service(sw api.HostSwitch, pg api.HostPortGroup, vms []hypervisor.VMConfig)
 	}
 	for _, vm := range vms {
 		for _, n := range vm.NICs {
+			if !s.Subnet.IsValid() {
+				break
+			}
 			ip, err := netip.ParseAddr(n.IPv4)
 			mac, merr := net.ParseMAC(n.MAC)
 			if n.PortGroup != pg.ID || n.Tap == "" || err != nil || merr != nil {

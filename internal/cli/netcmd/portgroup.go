@@ -38,6 +38,7 @@ func NewPortGroupCmd(g *cmdutil.Globals) *cobra.Command {
 			vlan := fl.Int("vlan", 0, "an 802.1Q VLAN of the uplinks, with this ID (1-4094)")
 			iso := fl.Bool("isolated", false, "the VMs of one host only")
 			dhcp := fl.String("dhcp", "", "give each NIC a fixed address of this IPv4 subnet by DHCP, served by the host the VM runs on: SUBNET[,router=IP][,dns=IP][,server=IP]")
+			prefix6 := fl.String("ipv6-prefix", "", "advertise this IPv6 /64 to the guests (router advertisements from the host the VM runs on: SLAAC, no default route): PREFIX[,dns=IP]")
 			pol := addPolicyFlags(cmd, false)
 			return func(name string) (any, error) {
 				labels, err := m.LabelMap()
@@ -57,6 +58,9 @@ func NewPortGroupCmd(g *cmdutil.Globals) *cobra.Command {
 				if err == nil && *dhcp != "" {
 					req.DHCP, err = parseDHCP(*dhcp)
 				}
+				if err == nil && *prefix6 != "" {
+					req.DHCP, err = parseIPv6Prefix(req.DHCP, *prefix6)
+				}
 				return req, err
 			}
 		},
@@ -64,6 +68,7 @@ func NewPortGroupCmd(g *cmdutil.Globals) *cobra.Command {
   vdc pg create dmz --switch dvs1 --vlan 20 --shape-in 100Mbit --shape-out 50Mbit,peak=80Mbit,burst=1MiB
   vdc pg create lab --switch dvs1 --isolated --allow-promiscuous
   vdc pg create app --switch dvs1 --vxlan 5002 --dhcp 192.168.50.0/24,router=192.168.50.1
+  vdc pg create v6 --switch dvs1 --vxlan 5003 --ipv6-prefix 2001:db8:5003::/64
   vdc pg create outbound              # NAT: no switch`,
 		Update: func(cmd *cobra.Command) func() (any, error) {
 			m := cmdutil.AddMetaFlags(cmd, true, true)
@@ -124,8 +129,11 @@ func portGroupInfo(v *cmdutil.InfoView, o *api.PortGroup, now time.Time) {
 	v.Add("Shaping in", shapeString(o.Spec.Shaping.In))
 	v.Add("Shaping out", shapeString(o.Spec.Shaping.Out))
 	if d := o.Spec.DHCP; d != nil {
-		v.Add("DHCP", fmt.Sprintf("%s from %s", d.Subnet, d.ServerIP))
-		v.Add("Router", d.Router)
+		if d.Subnet != "" {
+			v.Add("DHCP", fmt.Sprintf("%s from %s", d.Subnet, d.ServerIP))
+			v.Add("Router", d.Router)
+		}
+		v.Add("IPv6 prefix", d.IPv6Prefix)
 		v.Add("DNS", strings.Join(d.DNS, ", "))
 	}
 }
@@ -160,6 +168,22 @@ func parseDHCP(spec string) (*api.PortGroupDHCP, error) {
 	d := &api.PortGroupDHCP{Subnet: subnet, Router: opts["router"], ServerIP: opts["server"]}
 	if dns := opts["dns"]; dns != "" {
 		d.DNS = strings.Split(dns, "+")
+	}
+	return d, nil
+}
+
+// parseIPv6Prefix reads PREFIX[,dns=IP] into d (made when nil).
+func parseIPv6Prefix(d *api.PortGroupDHCP, spec string) (*api.PortGroupDHCP, error) {
+	prefix, opts, err := cmdutil.SplitSpec("--ipv6-prefix", "prefix", spec, "dns")
+	if err != nil {
+		return nil, err
+	}
+	if d == nil {
+		d = &api.PortGroupDHCP{}
+	}
+	d.IPv6Prefix = prefix
+	if dns := opts["dns"]; dns != "" {
+		d.DNS = append(d.DNS, strings.Split(dns, "+")...)
 	}
 	return d, nil
 }

@@ -70,12 +70,12 @@ func (in *Inventory) PortGroupInCluster(pg *api.PortGroup, clusterID string) err
 }
 
 // NICAddress picks the lowest free address of port group pg's DHCP
-// subnet for a new NIC ("" when pg has no DHCP): not the network's, the
+// subnet for a new NIC ("" when pg has no DHCP subnet): not the network's, the
 // broadcast's, the router's or the DHCP server's, nor one another NIC
 // holds or taken (this request's).
 func (in *Inventory) NICAddress(pg *api.PortGroup, taken map[string]bool) (string, error) {
 	d := pg.Spec.DHCP
-	if d == nil {
+	if d == nil || d.Subnet == "" {
 		return "", nil
 	}
 	prefix, err := netip.ParsePrefix(d.Subnet)

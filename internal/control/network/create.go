@@ -132,9 +132,37 @@ func (s *Service) NewPortGroup(req api.PortGroupCreateRequest) (*api.PortGroup, 
 	return pg, nil
 }
 
-// checkDHCP checks a port group's DHCP settings and fills in the server
-// address: an IPv4 subnet of /8 to /29, the router and the server in it.
+// checkDHCP checks a port group's address service and fills in the
+// server address: an IPv4 subnet of /8 to /29 with the router and the
+// server in it, an IPv6 /64 to advertise, or both.
 func checkDHCP(d api.PortGroupDHCP) (api.PortGroupDHCP, error) {
+	if d.Subnet == "" && d.IPv6Prefix == "" {
+		return d, api.Errorf(api.ErrInvalid, "DHCP: give an IPv4 subnet (192.0.2.0/24), an IPv6 prefix to advertise (2001:db8:1::/64), or both")
+	}
+	if d.IPv6Prefix != "" {
+		p, err := netip.ParsePrefix(d.IPv6Prefix)
+		if err != nil || !p.Addr().Is6() || p.Addr().Is4In6() || p.Bits() != 64 || !p.Addr().IsGlobalUnicast() {
+			return d, api.Errorf(api.ErrInvalid, "IPv6 prefix %q: give a global or unique local /64 (2001:db8:1::/64): SLAAC needs 64 bits of interface ID", d.IPv6Prefix)
+		}
+		d.IPv6Prefix = p.Masked().String()
+	}
+	for _, a := range d.DNS {
+		ip, err := netip.ParseAddr(a)
+		switch {
+		case err != nil:
+			return d, api.Errorf(api.ErrInvalid, "DHCP DNS server %q is not an IP address", a)
+		case ip.Is4() && d.Subnet == "":
+			return d, api.Errorf(api.ErrInvalid, "DNS server %s is IPv4, but the port group gets no IPv4 subnet (--dhcp)", a)
+		case ip.Is6() && d.IPv6Prefix == "":
+			return d, api.Errorf(api.ErrInvalid, "DNS server %s is IPv6, but the port group gets no IPv6 prefix (--ipv6-prefix)", a)
+		}
+	}
+	if d.Subnet == "" {
+		if d.Router != "" || d.ServerIP != "" {
+			return d, api.Errorf(api.ErrInvalid, "DHCP router and server addresses need an IPv4 subnet")
+		}
+		return d, nil
+	}
 	p, err := netip.ParsePrefix(d.Subnet)
 	if err != nil || !p.Addr().Is4() || p.Bits() < 8 || p.Bits() > 29 {
 		return d, api.Errorf(api.ErrInvalid, "DHCP subnet %q: give an IPv4 network of /8 to /29 (192.0.2.0/24)", d.Subnet)
@@ -160,11 +188,6 @@ func checkDHCP(d api.PortGroupDHCP) (api.PortGroupDHCP, error) {
 		}
 		if d.Router == d.ServerIP {
 			return d, api.Errorf(api.ErrInvalid, "the DHCP server address %s is the router's: give the server another (--dhcp-server)", d.ServerIP)
-		}
-	}
-	for _, a := range d.DNS {
-		if _, err := netip.ParseAddr(a); err != nil {
-			return d, api.Errorf(api.ErrInvalid, "DHCP DNS server %q is not an IP address", a)
 		}
 	}
 	return d, nil
