@@ -71,10 +71,25 @@ func addNS(t *testing.T, ns string) {
 	run(t, "ip", "-n", ns, "link", "set", "lo", "up")
 }
 
+// labNets hands out the S of 10.S.0.0/16 to labs: distinct for labs of
+// tests that run in parallel, from a random start so that two test
+// processes are unlikely to meet.
+var labNets = struct {
+	sync.Mutex
+	next int
+}{next: rand.IntN(100)}
+
+func nextLabNet() int {
+	labNets.Lock()
+	defer labNets.Unlock()
+	labNets.next++
+	return 100 + labNets.next%100
+}
+
 // newNetLab makes n hosts named host-1..host-n.
 func newNetLab(t *testing.T, n int) *netLab {
 	needNetLab(t)
-	l := &netLab{t: t, id: fmt.Sprintf("%04x", rand.IntN(0xffff)), net: 100 + rand.IntN(100)}
+	l := &netLab{t: t, id: fmt.Sprintf("%04x", rand.IntN(0xffff)), net: nextLabNet()}
 	l.router = "vdcrt" + l.id
 	addNS(t, l.router)
 	r := []string{"ip", "netns", "exec", l.router}
