@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vdc-project/vdc/internal/cli/authcmd"
 	"github.com/vdc-project/vdc/internal/cli/cmdutil"
 	"github.com/vdc-project/vdc/internal/cli/inventorycmd"
 	"github.com/vdc-project/vdc/internal/cli/netcmd"
@@ -49,6 +50,7 @@ func newRoot(g *cmdutil.Globals) *cobra.Command {
 		inventorycmd.NewDatacenterCmd(g), inventorycmd.NewClusterCmd(g), inventorycmd.NewDatastoreCmd(g), netcmd.NewPortGroupCmd(g), netcmd.NewSwitchCmd(g),
 		newTaskCmd(g), newEventsCmd(g), newVersionCmd(g), proccmd.NewBenchCmd(g), inventorycmd.NewAPITokenCmd(g),
 		transfercmd.NewImportCmd(g), transfercmd.NewExportCmd(g), proccmd.NewWaitCmd(g),
+		authcmd.NewRoleCmd(g), authcmd.NewPermissionCmd(g),
 	)
 	registerCompletions(g, root)
 	return root

@@ -10,7 +10,8 @@ import (
 type access struct {
 	priv authz.Privilege
 	// on is where priv is checked: onRoot (the whole system), onList (the
-	// answer holds only what the caller may read), onAny (no privilege:
+	// answer holds only what the caller may read), onBody (the handler
+	// checks it on the object the request names), onAny (no privilege:
 	// any authenticated caller), onPublic (not a user's call: the handler
 	// authenticates a join token or a host certificate), or the kind of
 	// the object the path names ({name}, or {id} for tasks).
@@ -26,6 +27,7 @@ const (
 	onList   = "list"
 	onAny    = "any"
 	onPublic = "public"
+	onBody   = "body"
 )
 
 // routeAccess is the one table of what every API call needs, by its
@@ -42,6 +44,13 @@ var routeAccess = func() map[string]access {
 		"GET /api/v1/tokens":                    {priv: authz.ManageSessions, on: onRoot},
 		"POST /api/v1/tokens":                   {priv: authz.ManageSessions, on: onRoot},
 		"DELETE /api/v1/tokens/{id}":            {priv: authz.ManageSessions, on: onRoot},
+		"GET /api/v1/roles":                     {on: onAny},
+		"GET /api/v1/roles/{name}":              {on: onAny},
+		"POST /api/v1/roles":                    {priv: authz.ModifyRoles, on: onRoot},
+		"DELETE /api/v1/roles/{name}":           {priv: authz.ModifyRoles, on: onRoot},
+		"GET /api/v1/permissions":               {priv: authz.SystemRead, on: onList},
+		"POST /api/v1/permissions":              {priv: authz.ModifyPermissions, on: onBody},
+		"DELETE /api/v1/permissions/{name}":     {priv: authz.ModifyPermissions, on: onBody},
 		"POST /api/v1/agent/join":               {on: onPublic},
 		"POST /api/v1/agent/renew":              {on: onPublic},
 		"POST /api/v1/agent/heartbeat":          {on: onPublic},

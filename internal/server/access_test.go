@@ -29,7 +29,7 @@ func TestEveryRouteNeedsAPrivilege(t *testing.T) {
 			continue
 		case onAny:
 			continue
-		case onRoot, onList, api.KindVM, api.KindHost, api.KindTask, api.KindImage,
+		case onRoot, onList, onBody, api.KindVM, api.KindHost, api.KindTask, api.KindImage,
 			api.KindDatacenter, api.KindCluster, api.KindDatastore, api.KindPortGroup, api.KindSwitch:
 		default:
 			t.Errorf("%s: checked on %q, which is no object", key, a.on)

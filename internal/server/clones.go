@@ -61,9 +61,13 @@ func (s *Server) listTemplates(w http.ResponseWriter, r *http.Request) error {
 	var items []api.Object
 	s.cache.Each(api.KindVM, func(o api.Object) {
 		if o.(*api.VM).Spec.Template {
-			items = append(items, s.views.View(o))
+			items = append(items, o)
 		}
 	})
+	items = readable(s, r, items)
+	for i := range items {
+		items[i] = s.views.View(items[i])
+	}
 	inventory.SortByName(items)
 	reply(w, http.StatusOK, api.List[api.Object]{Items: nonNil(items), Revision: s.cache.Rev()})
 	return nil

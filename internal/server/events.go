@@ -37,9 +37,10 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	kind, id := q.Get("kind"), q.Get("id")
+	visible := s.eventVisible(r)
 	keep := func(e api.Event) bool {
 		return (len(types) == 0 || types[e.Type]) && (kind == "" || e.Kind == kind || e.Task != nil && e.Task.Target.Kind == kind) &&
-			(id == "" || e.ID == id || e.Task != nil && e.Task.Target.ID == id)
+			(id == "" || e.ID == id || e.Task != nil && e.Task.Target.ID == id) && visible(e)
 	}
 	backlog, ch, cancel := s.events.Subscribe(after)
 	defer cancel()

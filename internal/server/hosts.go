@@ -28,6 +28,7 @@ func (s *Server) listHosts(w http.ResponseWriter, r *http.Request) error {
 			items = append(items, o)
 		}
 	})
+	items = readable(s, r, items)
 	for i := range items {
 		items[i] = s.views.View(items[i])
 	}

@@ -119,6 +119,7 @@ func TestIdempotencyKeyAnswersARepeatWithTheFirstTask(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	d.permit("root", "bob", "Administrator", true)
 	if code, replayed, b := keyedCall(t, d, "POST", "/api/v1/vms", body, other.Token, "key-1"); code != http.StatusConflict || replayed {
 		t.Fatalf("bob with admin's key and body: %d replayed=%v %s; want 409 (i1 exists)", code, replayed, b)
 	}

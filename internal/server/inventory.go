@@ -31,7 +31,11 @@ func (s *Server) listObjects(kind string) handlerFunc {
 			if dcID != "" && in != dcID {
 				continue
 			}
-			items = append(items, s.views.View(o))
+			items = append(items, o)
+		}
+		items = readable(s, r, items)
+		for i := range items {
+			items[i] = s.views.View(items[i])
 		}
 		inventory.SortByName(items)
 		reply(w, http.StatusOK, api.List[api.Object]{Items: nonNil(items), Revision: s.cache.Rev()})

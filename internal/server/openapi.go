@@ -27,6 +27,14 @@ func describe(routes []route) []openapi.Route {
 	for _, r := range routes {
 		d := openapi.Route{Method: r.method, Path: r.path, Summary: r.summary, Body: r.body, Reply: r.reply, Status: r.status,
 			Public: r.public, Stream: r.stream, Idempotent: r.idempotent}
+		a := routeAccess[r.method+" "+r.path]
+		d.Privilege, d.On = string(a.priv), a.on
+		for action, p := range a.byAction {
+			if d.ByAction == nil {
+				d.ByAction = map[string]string{}
+			}
+			d.ByAction[action] = string(p)
+		}
 		for _, q := range r.query {
 			d.Query = append(d.Query, openapi.Param{Name: q.name, Doc: q.doc, Values: q.values, List: q.list})
 		}

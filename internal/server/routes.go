@@ -57,7 +57,7 @@ var (
 	powerStates  = []string{api.PowerOn, api.PowerOff, api.PowerSuspended, api.PowerUnknown}
 	taskStates   = []string{api.TaskQueued, api.TaskRunning, "active", api.TaskSucceeded, api.TaskFailed, api.TaskCanceled}
 	eventTypes   = []string{api.EventTask, api.EventVMPower, api.EventHostConnection, api.EventHostHA, api.EventCreated, api.EventDeleted, api.EventDatastoreAlarm}
-	objectKinds  = []string{api.KindDatacenter, api.KindCluster, api.KindHost, api.KindDatastore, api.KindPortGroup, api.KindSwitch, api.KindVM, api.KindTask, api.KindImage}
+	objectKinds  = []string{api.KindDatacenter, api.KindCluster, api.KindHost, api.KindDatastore, api.KindPortGroup, api.KindSwitch, api.KindVM, api.KindTask, api.KindImage, api.KindRole, api.KindPermission}
 	ifMatchNote  = " Send If-Match with the revision you read to change only that version (409 otherwise)."
 )
 
@@ -72,6 +72,16 @@ func (s *Server) apiRoutes() []route {
 		{method: "POST", path: "/api/v1/tokens", handler: s.createToken, summary: "Create an API token; the answer holds its secret, shown this once",
 			body: api.TokenCreateRequest{}, reply: api.Token{}, status: http.StatusCreated},
 		{method: "DELETE", path: "/api/v1/tokens/{id}", handler: s.deleteToken, summary: "Delete an API token: it stops working at once", reply: api.Token{}},
+		{method: "GET", path: "/api/v1/roles", handler: s.listRoles, summary: "List roles: the built-in ones, then custom ones", reply: listOf(api.Role{})},
+		{method: "GET", path: "/api/v1/roles/{name}", handler: s.getRole, summary: "Read a role and its privileges", reply: api.Role{}},
+		{method: "POST", path: "/api/v1/roles", handler: s.createRole, summary: "Create a custom role: a set of privileges", body: api.RoleCreateRequest{}, reply: task},
+		{method: "DELETE", path: "/api/v1/roles/{name}", handler: s.deleteRole, summary: "Delete a custom role no permission uses", reply: task},
+		{method: "GET", path: "/api/v1/permissions", handler: s.listPermissions, summary: "List permissions (those on objects the caller may see)",
+			reply: listOf(api.Permission{})},
+		{method: "POST", path: "/api/v1/permissions", handler: s.createPermission,
+			summary: "Give a user or group a role on an object (Authorization.ModifyPermissions on it); it takes effect at once",
+			body:    api.PermissionCreateRequest{}, reply: task},
+		{method: "DELETE", path: "/api/v1/permissions/{name}", handler: s.deletePermission, summary: "Remove a permission; it stops applying at once", reply: task},
 	}
 	for _, it := range inventoryTypes {
 		one, name := api.Singular(it.kind), "/api/v1/"+it.kind+"/{name}"
@@ -221,6 +231,9 @@ func (s *Server) routes() http.Handler {
 			h = s.idem.Wrap(h)
 		} else {
 			h = idempotency.Refuse(r.method, r.path, h)
+		}
+		if !r.public {
+			h = s.checkAccess(routeAccess[r.method+" "+r.path], h)
 		}
 		mux, hf := authed, checkQuery(r, serve(h))
 		if r.public {

@@ -100,6 +100,7 @@ type Server struct {
 	auth    *auth.Tokens
 	authn   auth.Authenticator
 	authz   auth.Authorizer
+	perms   *permissions
 	events  *events.Log
 	places  *placement.Placer
 	inv     *inventory.Inventory
@@ -238,6 +239,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 // tally, the views' list cache and the event log.
 func (s *Server) startState(ctx context.Context) error {
 	s.cache = store.NewCache(s.store, s.log)
+	s.perms = newPermissions(s.cache)
 	s.tally = state.NewTally()
 	s.cache.Observe(s.tally.Observe)
 	s.st = &state.State{Store: s.store, Cache: s.cache}
@@ -267,7 +269,7 @@ func (s *Server) newServices() {
 	s.vms = s.newVMs()
 	s.transfer = s.newTransfer()
 	s.auth = auth.NewTokens(s.store)
-	s.authn, s.authz = s.auth, auth.AllowAll{}
+	s.authn, s.authz = s.auth, s.perms
 }
 
 // serveAPI serves the API on ln, with mutual TLS for hosts.

@@ -77,6 +77,7 @@ func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) error {
 		}
 		items = append(items, t)
 	})
+	items = readable(s, r, items)
 	// Newest first; IDs are time-ordered.
 	sort.Slice(items, func(i, j int) bool { return items[i].Metadata.ID > items[j].Metadata.ID })
 	if limit > 0 && len(items) > limit {

@@ -38,6 +38,7 @@ func (s *Server) listVMs(w http.ResponseWriter, r *http.Request) error {
 			items = append(items, o)
 		}
 	})
+	items = readable(s, r, items)
 	inventory.SortByName(items)
 	var buf bytes.Buffer
 	s.lists.Write(&buf, items, s.cache.Rev())

@@ -33,6 +33,8 @@ var factories = map[string]func() api.Object{
 	api.KindVM:         func() api.Object { return new(api.VM) },
 	api.KindTask:       func() api.Object { return new(api.Task) },
 	api.KindImage:      func() api.Object { return new(api.Image) },
+	api.KindRole:       func() api.Object { return new(api.Role) },
+	api.KindPermission: func() api.Object { return new(api.Permission) },
 }
 
 // Kinds lists every stored kind.

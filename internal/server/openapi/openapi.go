@@ -25,6 +25,11 @@ type Route struct {
 	Public                bool // authenticated otherwise than by bearer token
 	Stream                bool // text/event-stream
 	Idempotent            bool // takes an Idempotency-Key header
+	// Privilege is what the caller needs (authz's names) and On where:
+	// shown as the operation's x-vdc-privilege and x-vdc-privilege-on.
+	Privilege, On string
+	// ByAction are the privileges of the body's actions, when they differ.
+	ByAction map[string]string
 }
 
 // ListOf is the Reply of a list call: api.List of Item's type.
@@ -46,6 +51,15 @@ func Document(routes []Route) map[string]any {
 	paths := map[string]map[string]any{}
 	for _, r := range routes {
 		op := map[string]any{"summary": r.Summary, "operationId": strings.ToLower(r.Method) + opID(r.Path)}
+		if r.Privilege != "" {
+			op["x-vdc-privilege"] = r.Privilege
+		}
+		if r.On != "" {
+			op["x-vdc-privilege-on"] = r.On
+		}
+		if r.ByAction != nil {
+			op["x-vdc-privilege-by-action"] = r.ByAction
+		}
 		var params []any
 		for _, m := range pathParam.FindAllStringSubmatch(r.Path, -1) {
 			params = append(params, map[string]any{"name": m[1], "in": "path", "required": true, "schema": map[string]any{"type": "string"},

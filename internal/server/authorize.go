@@ -1,0 +1,250 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/control/auth"
+	"github.com/vdc-project/vdc/internal/control/authz"
+	"github.com/vdc-project/vdc/internal/store"
+)
+
+// permissions is the datacenter's Authorizer: the roles and permissions
+// in the cache, with the inventory's tree (see package authz). The policy
+// is rebuilt when a role or permission changes, as the cache sees it: a
+// removed permission stops working for every request after the change
+// reached this server's cache (at once for requests that Sync).
+type permissions struct {
+	cache *store.Cache
+	gen   atomic.Uint64 // role and permission changes seen
+
+	mu    sync.Mutex
+	built uint64
+	pol   *authz.Policy
+}
+
+func newPermissions(c *store.Cache) *permissions {
+	p := &permissions{cache: c}
+	p.gen.Store(1)
+	c.Observe(func(ch store.Change) {
+		if ch.Kind == api.KindRole || ch.Kind == api.KindPermission {
+			p.gen.Add(1)
+		}
+	})
+	return p
+}
+
+// adminPermission is what the admin user always holds (api.AdminUser).
+var adminPermission = authz.Permission{Object: authz.Root, Principal: api.AdminUser, Role: authz.RoleAdministrator, Propagate: true}
+
+func (p *permissions) policy() *authz.Policy {
+	g := p.gen.Load()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pol != nil && p.built == g {
+		return p.pol
+	}
+	var roles []authz.Role
+	for _, o := range p.cache.List(api.KindRole) {
+		r := o.(*api.Role)
+		ps := make([]authz.Privilege, len(r.Spec.Privileges))
+		for i, x := range r.Spec.Privileges {
+			ps[i] = authz.Privilege(x)
+		}
+		slices.Sort(ps)
+		roles = append(roles, authz.Role{Name: r.Metadata.Name, Privileges: ps})
+	}
+	perms := []authz.Permission{adminPermission}
+	for _, o := range p.cache.List(api.KindPermission) {
+		x := o.(*api.Permission).Spec
+		obj := authz.Root
+		if x.Object.Kind != authz.Root.Kind {
+			obj = authz.Object{Kind: x.Object.Kind, ID: x.Object.ID}
+		}
+		perms = append(perms, authz.Permission{Object: obj, Principal: x.Principal, Group: x.Group, Role: x.Role, Propagate: x.Propagate})
+	}
+	p.pol, p.built = authz.NewPolicy(roles, perms), g
+	return p.pol
+}
+
+// rights are who's privileges on o (nil: the root).
+func (p *permissions) rights(who auth.Principal, o api.Object) authz.Rights {
+	obj, anc := p.place(o)
+	return p.policy().Rights(authz.Subject{User: who.User}, obj, anc)
+}
+
+// Authorize implements auth.Authorizer: action is a privilege, kind and
+// id the object (empty: the root). A caller who may not even see the
+// object is told it does not exist, so that names do not leak.
+func (p *permissions) Authorize(_ context.Context, who auth.Principal, action, kind, id string) error {
+	var o api.Object
+	if kind != "" {
+		var ok bool
+		if o, ok = p.cache.Get(kind, id); !ok {
+			return nil // the handler answers 404
+		}
+	}
+	r := p.rights(who, o)
+	switch {
+	case r.Has(authz.Privilege(action)):
+		return nil
+	case o != nil && !r.Has(authz.SystemRead):
+		return api.Errorf(api.ErrNotFound, "%s %q not found", api.Singular(kind), id)
+	case o != nil:
+		return api.Errorf(api.ErrForbidden, "user %s lacks %s on %s %s", who.User, action, api.Singular(kind), o.GetMeta().Name)
+	}
+	return api.Errorf(api.ErrForbidden, "user %s lacks %s", who.User, action)
+}
+
+// CanRead says whether who may see o (System.Read): what lists show.
+func (p *permissions) CanRead(who auth.Principal, o api.Object) bool {
+	return p.rights(who, o).Has(authz.SystemRead)
+}
+
+// place is o as the rules see it, with its ancestors, nearest first: a VM
+// under its host, cluster and datacenter; a task under its target.
+func (p *permissions) place(o api.Object) (authz.Object, []authz.Object) {
+	if o == nil {
+		return authz.Root, nil
+	}
+	if t, ok := o.(*api.Task); ok {
+		target, ok := p.cache.Get(t.Target.Kind, t.Target.ID)
+		if !ok {
+			return authz.Object{Kind: api.KindTask, ID: t.Metadata.ID}, nil
+		}
+		obj, anc := p.place(target)
+		return authz.Object{Kind: api.KindTask, ID: t.Metadata.ID}, append([]authz.Object{obj}, anc...)
+	}
+	self := authz.Object{Kind: o.Kind(), ID: o.GetMeta().ID}
+	var anc []authz.Object
+	add := func(kind, id string) bool {
+		if id == "" {
+			return false
+		}
+		anc = append(anc, authz.Object{Kind: kind, ID: id})
+		return true
+	}
+	cluster := func(id string) {
+		if add(api.KindCluster, id) {
+			if c, ok := p.cache.Get(api.KindCluster, id); ok {
+				add(api.KindDatacenter, c.(*api.Cluster).Spec.Datacenter.ID)
+			}
+		}
+	}
+	switch v := o.(type) {
+	case *api.VM:
+		add(api.KindHost, v.Spec.Host.ID)
+		cluster(v.Spec.Cluster.ID)
+	case *api.Host:
+		cluster(v.Spec.Cluster.ID)
+	case *api.Cluster:
+		add(api.KindDatacenter, v.Spec.Datacenter.ID)
+	case *api.Datastore:
+		add(api.KindHost, v.Spec.Host.ID)
+		add(api.KindDatacenter, v.Spec.Datacenter.ID)
+	case *api.PortGroup:
+		add(api.KindSwitch, v.Spec.Switch.ID)
+		add(api.KindDatacenter, v.Spec.Datacenter.ID)
+	case *api.Switch:
+		add(api.KindDatacenter, v.Spec.Datacenter.ID)
+	case *api.Image:
+		add(api.KindDatastore, v.Spec.Datastore.ID)
+		if ds, ok := p.cache.Get(api.KindDatastore, v.Spec.Datastore.ID); ok {
+			add(api.KindDatacenter, ds.(*api.Datastore).Spec.Datacenter.ID)
+		}
+	}
+	return self, anc
+}
+
+// checkAccess runs h only when the caller holds what a says (see
+// routeAccess): on the root, or on the object the path names; lists
+// filter what they answer themselves (canRead). An object the caller may
+// not even see is "not found".
+func (s *Server) checkAccess(a access, h handlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		who, _ := auth.From(r.Context())
+		switch a.on {
+		case onAny, onList, onBody:
+			return h(w, r)
+		case onRoot:
+			if err := s.authz.Authorize(r.Context(), who, string(a.priv), "", ""); err != nil {
+				return err
+			}
+			return h(w, r)
+		}
+		if err := s.cache.Sync(r.Context()); err != nil {
+			return err
+		}
+		key := r.PathValue("name")
+		if a.on == api.KindTask {
+			key = r.PathValue("id")
+		}
+		o, ok := s.cache.Lookup(a.on, key)
+		if !ok {
+			return h(w, r) // its 404
+		}
+		priv := a.priv
+		if a.byAction != nil {
+			action, err := peekAction(r)
+			if err != nil {
+				return err
+			}
+			if p, ok := a.byAction[action]; ok {
+				priv = p
+			}
+		}
+		if err := s.authz.Authorize(r.Context(), who, string(priv), a.on, o.GetMeta().ID); err != nil {
+			return err
+		}
+		return h(w, r)
+	}
+}
+
+// peekAction reads the "action" of a JSON body and leaves the body for
+// the handler to decode.
+func peekAction(r *http.Request) (string, error) {
+	b, err := io.ReadAll(io.LimitReader(r.Body, 1<<20+1))
+	if err != nil {
+		return "", api.Errorf(api.ErrInvalid, "read the request body: %v", err)
+	}
+	r.Body = io.NopCloser(bytes.NewReader(b))
+	var v struct {
+		Action string `json:"action"`
+	}
+	_ = json.Unmarshal(b, &v) // the handler answers a bad body
+	return v.Action, nil
+}
+
+// readable keeps of objs those the request's caller may see (System.Read):
+// what lists answer. Call it outside the cache's callbacks.
+func readable[T api.Object](s *Server, r *http.Request, objs []T) []T {
+	who, _ := auth.From(r.Context())
+	if who.User == api.AdminUser {
+		return objs
+	}
+	return slices.DeleteFunc(objs, func(o T) bool { return !s.perms.CanRead(who, o) })
+}
+
+// eventVisible says which events the request's caller may see: those of
+// objects (and tasks) it may read; for others than the admin, not those
+// of objects that are gone.
+func (s *Server) eventVisible(r *http.Request) func(api.Event) bool {
+	who, _ := auth.From(r.Context())
+	if who.User == api.AdminUser {
+		return func(api.Event) bool { return true }
+	}
+	return func(e api.Event) bool {
+		if e.Task != nil {
+			return s.perms.CanRead(who, e.Task)
+		}
+		o, ok := s.cache.Get(e.Kind, e.ID)
+		return ok && s.perms.CanRead(who, o)
+	}
+}
