@@ -94,10 +94,10 @@ type PortSecurity struct {
 // the port group would, but saying it is no default router). Subnet,
 // IPv6Prefix or both.
 type PortGroupDHCP struct {
-	Subnet     string `json:"subnet,omitempty"`     // IPv4 CIDR: 192.0.2.0/24
-	IPv6Prefix string `json:"ipv6Prefix,omitempty"` // an IPv6 /64: 2001:db8:1::/64
-	Router string   `json:"router,omitempty"`
-	DNS    []string `json:"dns,omitempty"`
+	Subnet     string   `json:"subnet,omitempty"`     // IPv4 CIDR: 192.0.2.0/24
+	IPv6Prefix string   `json:"ipv6Prefix,omitempty"` // an IPv6 /64: 2001:db8:1::/64
+	Router     string   `json:"router,omitempty"`
+	DNS        []string `json:"dns,omitempty"`
 	// ServerIP is the address the hosts answer from (default: the
 	// subnet's last usable address); no NIC gets it.
 	ServerIP string `json:"serverIP,omitempty"`

@@ -119,7 +119,6 @@ func TestPermissionsDecideWhatAUserMay(t *testing.T) {
 	}
 }
 
-
 // Roles and permissions refuse bad input, clearly, and change nothing.
 func TestRolesAndPermissionsBadInput(t *testing.T) {
 	d := newDC(t, 1)

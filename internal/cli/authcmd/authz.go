@@ -101,7 +101,9 @@ func NewPermissionCmd(g *cmdutil.Globals) *cobra.Command {
 			}
 			return g.Apply(cmd.Context(), cmdutil.Change{
 				What: "add a permission on " + req.Object,
-				Call: func(ctx context.Context, c *client.Client) (*api.Task, error) { return c.Create(ctx, api.KindPermission, req) },
+				Call: func(ctx context.Context, c *client.Client) (*api.Task, error) {
+					return c.Create(ctx, api.KindPermission, req)
+				},
 				Done: func(_ context.Context, _ *client.Client, t *api.Task) string {
 					return fmt.Sprintf("permission %s: %s %s has role %s on %s", t.Target.Name, map[bool]string{true: "group", false: "user"}[req.Group],
 						req.Principal, req.Role, req.Object)

@@ -108,7 +108,7 @@ func addIsolation(c *nftables.Conn, t *nftables.Table, services []guarded) error
 				join(bridgeIP(ipDaddr, g.s.ServerIP), drop()))
 		}
 		ch := addChain(c, t, "iso-"+g.s.Bridge, g.s, rules)
-	for _, p := range g.offHost {
+		for _, p := range g.offHost {
 			targets[p] = ch.Name
 		}
 	}
