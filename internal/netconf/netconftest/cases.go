@@ -2,6 +2,7 @@ package netconftest
 
 import (
 	"errors"
+	"fmt"
 	"maps"
 	"net/netip"
 	"reflect"
@@ -211,6 +212,33 @@ func testPeers(t *testing.T, nb NewBackend) {
 	Deliver(t, 60, ta, []*Tap{ta2, tb, tc}, nil)
 	ConvergeClean(t, b0, with())
 	Deliver(t, 60, ta, []*Tap{ta2}, []*Tap{tb, tc})
+}
+
+// Three hosts, each with every other in its flood list (as the server
+// makes them): a broadcast reaches each other host's VM once, and does
+// not come back nor go round (a host forwards what a tunnel brings to its
+// own ports only).
+func testFullMesh(t *testing.T, nb NewBackend) {
+	lab := NewLab(t, LabOptions{Hosts: 3})
+	var taps []*Tap
+	for i, h := range lab.Hosts {
+		var peers []netip.Addr
+		for _, o := range lab.Hosts {
+			if o != h {
+				peers = append(peers, o.IPv4)
+			}
+		}
+		port := NIC(fmt.Sprintf("vm-%d", i), 0, "pg-web")
+		ConvergeClean(t, nb(t, h.NS), netconf.Host{Switches: []netconf.Switch{SwitchOn(h, "sw1", VXLANGroup("pg-web", 100, peers...))},
+			Ports: []netconf.Port{port}})
+		taps = append(taps, h.OpenTap(t, port.Tap))
+	}
+	Deliver(t, 60, taps[0], taps[1:], nil) // the paths are up
+	got := Copies(t, NewFrame(60).From(taps[0].MAC), taps[0], taps)
+	if got[taps[0]] != 0 || got[taps[1]] != 1 || got[taps[2]] != 1 {
+		t.Fatalf("one broadcast from %s arrived %d, %d and %d times at the three hosts' VMs; want 0, 1, 1 (a loop repeats it)",
+			taps[0], got[taps[0]], got[taps[1]], got[taps[2]])
+	}
 }
 
 // A port moved to another port group keeps its tap (same ifindex, QEMU

@@ -34,6 +34,7 @@ func Run(t *testing.T, nb NewBackend) {
 		{"RestartedBackendChangesNothing", testRestart},
 		{"LeftoversRemovedForeignDevicesKept", testLeftovers},
 		{"FloodListFollowsPeers", testPeers},
+		{"FullMeshOfThreeHostsDoesNotLoop", testFullMesh},
 		{"PortMovesKeepingItsTap", testPortMove},
 		{"PortDown", testPortDown},
 		{"VLANPortGroups", testVLAN},

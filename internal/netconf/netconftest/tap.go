@@ -295,3 +295,41 @@ func missing(ws []*watch) []string {
 	}
 	return out
 }
+
+// Copies writes frame into from once and counts how many copies of it
+// each tap of at reads in the next quietWindow*2 (a path that loops
+// delivers it again and again).
+func Copies(t testing.TB, frame Frame, from *Tap, at []*Tap) map[*Tap]int {
+	t.Helper()
+	var mu sync.Mutex
+	got := map[*Tap]int{}
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(2 * quietWindow)
+	for _, tp := range at {
+		_ = tp.f.SetReadDeadline(deadline)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 65536)
+			for {
+				n, err := tp.f.Read(buf)
+				if err != nil {
+					return
+				}
+				if bytes.Contains(buf[:n], frame.Token) {
+					mu.Lock()
+					got[tp]++
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	if _, err := from.f.Write(frame.Bytes); err != nil {
+		t.Fatalf("write into %s: %v", from, err)
+	}
+	wg.Wait()
+	for _, tp := range at {
+		_ = tp.f.SetReadDeadline(time.Time{})
+	}
+	return got
+}

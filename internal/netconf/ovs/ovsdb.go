@@ -108,6 +108,9 @@ type wantPort struct {
 	bond         []string // interfaces of a bond port
 	other        map[string]string
 	ext          map[string]string // besides owner and role
+	// protected ports forward nothing to each other (OVS's Port
+	// protected): the split horizon of a full mesh of tunnels.
+	protected bool
 }
 
 func (w wantPort) extIDs() map[string]string {
@@ -181,6 +184,9 @@ func (b *Backend) portSets(p *dbPort, w wantPort) []string {
 		set = append(set, "trunks="+strings.Join(ts, ","))
 	case w.trunks == nil && p != nil && len(p.trunks) > 0:
 		args = append(args, "--", "clear", "Port", w.name, "trunks")
+	}
+	if p == nil && w.protected || p != nil && p.protected != w.protected {
+		set = append(set, "protected="+strconv.FormatBool(w.protected))
 	}
 	if len(w.bond) > 0 && (p == nil || p.bondMode != "active-backup") {
 		set = append(set, "bond_mode=active-backup")

@@ -41,6 +41,10 @@ func (b *Backend) convergePortGroup(ctx context.Context, cv *snap, pg *pgPlan) {
 				"key": strconv.Itoa(pg.pg.VNI), "dst_port": strconv.Itoa(netconf.VXLANPort),
 			},
 			ext: map[string]string{extPortGroup: pg.pg.ID, extPeer: peer.String()},
+			// Head-end replication: what comes from one host goes to
+			// the local ports only, never on to another host (with three
+			// hosts or more, a broadcast would loop for ever).
+			protected: true,
 		})
 		if err != nil {
 			pg.err = errors.Join(pg.err, fmt.Errorf("port group %s: tunnel to %s: %w", pg, peer, err))

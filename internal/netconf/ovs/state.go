@@ -45,6 +45,7 @@ type dbPort struct {
 	bondMode   string
 	qos        string   // UUID, "" for none
 	ifaces     []string // interface names
+	protected  bool
 }
 
 type dbIface struct {
@@ -72,7 +73,7 @@ func (p *dbPort) owned() bool   { return p.ext[extOwner] == Name }
 
 var stateColumns = map[string][]string{
 	"Bridge":    {"_uuid", "name", "datapath_type", "fail_mode", "external_ids", "other_config", "ports"},
-	"Port":      {"_uuid", "name", "external_ids", "other_config", "tag", "trunks", "vlan_mode", "bond_mode", "qos", "interfaces"},
+	"Port":      {"_uuid", "name", "external_ids", "other_config", "tag", "trunks", "vlan_mode", "bond_mode", "qos", "interfaces", "protected"},
 	"Interface": {"_uuid", "name", "type", "options", "external_ids", "mtu_request", "ofport", "error"},
 	"QoS":       {"_uuid", "type", "other_config", "external_ids", "queues"},
 	"Queue":     {"_uuid", "other_config", "external_ids"},
@@ -100,7 +101,7 @@ func (c ctl) readState(ctx context.Context) (*ovsState, error) {
 	for _, r := range tables["Port"] {
 		p := &dbPort{uuid: atom(r["_uuid"]), name: atom(r["name"]), ext: ovsMap(r["external_ids"]),
 			other: ovsMap(r["other_config"]), tag: ovsInt(r["tag"]), vlanMode: firstOf(ovsSet(r["vlan_mode"])),
-			bondMode: firstOf(ovsSet(r["bond_mode"])), qos: firstOf(ovsSet(r["qos"]))}
+			bondMode: firstOf(ovsSet(r["bond_mode"])), qos: firstOf(ovsSet(r["qos"])), protected: atom(r["protected"]) == "true"}
 		for _, t := range ovsSet(r["trunks"]) {
 			if n, err := strconv.Atoi(t); err == nil {
 				p.trunks = append(p.trunks, n)
