@@ -48,9 +48,13 @@ type Version struct {
 // TokenCreateRequest is the body of POST /api/v1/tokens: an API token for
 // a user (the CLI's config holds one).
 type TokenCreateRequest struct {
-	// User is who the token acts as (default: the caller).
+	// User is who the token acts as (default: the caller), with the
+	// user's permissions.
 	User        string `json:"user,omitempty"`
 	Description string `json:"description,omitempty"`
+	// ExpiresSeconds ends the token that long after its creation (0:
+	// never).
+	ExpiresSeconds int64 `json:"expiresSeconds,omitempty"`
 }
 
 // Token is an API token. Its secret is shown once, in the answer to its
@@ -60,6 +64,9 @@ type Token struct {
 	User        string    `json:"user"`
 	Description string    `json:"description,omitempty"`
 	Created     time.Time `json:"created"`
+	Expires     time.Time `json:"expires,omitzero"`
+	// Session marks a login's token (vdc login).
+	Session bool `json:"session,omitempty"`
 	// Token is the secret to send as "Authorization: Bearer TOKEN",
 	// in the answer to POST /api/v1/tokens only.
 	Token string `json:"token,omitempty"`

@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"maps"
+	"reflect"
 	"slices"
 )
 
@@ -88,20 +89,5 @@ func (m ObjectMeta) copy() ObjectMeta {
 	return m
 }
 
-func newOf(o Object) Object {
-	switch o.(type) {
-	case *Datacenter:
-		return new(Datacenter)
-	case *Cluster:
-		return new(Cluster)
-	case *Datastore:
-		return new(Datastore)
-	case *PortGroup:
-		return new(PortGroup)
-	case *Image:
-		return new(Image)
-	case *Switch:
-		return new(Switch)
-	}
-	panic("copy: unknown kind " + o.Kind())
-}
+// newOf is a new, empty object of o's type.
+func newOf(o Object) Object { return reflect.New(reflect.TypeOf(o).Elem()).Interface().(Object) }

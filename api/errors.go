@@ -10,27 +10,29 @@ import (
 // in one place and the client turns the status back, so errors.Is works on
 // both sides of the wire.
 var (
-	ErrInvalid       = errors.New("invalid")       // 400
-	ErrUnauthorized  = errors.New("unauthorized")  // 401
-	ErrForbidden     = errors.New("forbidden")     // 403
-	ErrNotFound      = errors.New("not found")     // 404
-	ErrConflict      = errors.New("conflict")      // 409: exists, wrong state, stale revision
-	ErrUnprocessable = errors.New("unprocessable") // 422: valid request that cannot be satisfied (no room)
-	ErrNotSupported  = errors.New("not supported") // 501
-	ErrUnavailable   = errors.New("unavailable")   // 503: host disconnected, no leader
+	ErrInvalid         = errors.New("invalid")           // 400
+	ErrUnauthorized    = errors.New("unauthorized")      // 401
+	ErrForbidden       = errors.New("forbidden")         // 403
+	ErrNotFound        = errors.New("not found")         // 404
+	ErrConflict        = errors.New("conflict")          // 409: exists, wrong state, stale revision
+	ErrUnprocessable   = errors.New("unprocessable")     // 422: valid request that cannot be satisfied (no room)
+	ErrTooManyRequests = errors.New("too many requests") // 429: slow down (failed logins)
+	ErrNotSupported    = errors.New("not supported")     // 501
+	ErrUnavailable     = errors.New("unavailable")       // 503: host disconnected, no leader
 )
 
 // Error codes as they appear on the wire.
 const (
-	CodeInvalid       = "invalid"
-	CodeUnauthorized  = "unauthorized"
-	CodeForbidden     = "forbidden"
-	CodeNotFound      = "not_found"
-	CodeConflict      = "conflict"
-	CodeUnprocessable = "unprocessable"
-	CodeNotSupported  = "not_supported"
-	CodeUnavailable   = "unavailable"
-	CodeInternal      = "internal"
+	CodeInvalid         = "invalid"
+	CodeUnauthorized    = "unauthorized"
+	CodeForbidden       = "forbidden"
+	CodeNotFound        = "not_found"
+	CodeConflict        = "conflict"
+	CodeUnprocessable   = "unprocessable"
+	CodeTooManyRequests = "too_many_requests"
+	CodeNotSupported    = "not_supported"
+	CodeUnavailable     = "unavailable"
+	CodeInternal        = "internal"
 )
 
 var classes = []struct {
@@ -44,6 +46,7 @@ var classes = []struct {
 	{ErrNotFound, CodeNotFound, http.StatusNotFound},
 	{ErrConflict, CodeConflict, http.StatusConflict},
 	{ErrUnprocessable, CodeUnprocessable, http.StatusUnprocessableEntity},
+	{ErrTooManyRequests, CodeTooManyRequests, http.StatusTooManyRequests},
 	{ErrNotSupported, CodeNotSupported, http.StatusNotImplemented},
 	{ErrUnavailable, CodeUnavailable, http.StatusServiceUnavailable},
 }

@@ -77,7 +77,7 @@ func (p *permissions) policy() *authz.Policy {
 // rights are who's privileges on o (nil: the root).
 func (p *permissions) rights(who auth.Principal, o api.Object) authz.Rights {
 	obj, anc := p.place(o)
-	return p.policy().Rights(authz.Subject{User: who.User}, obj, anc)
+	return p.policy().Rights(authz.Subject{User: who.User, Groups: who.Groups}, obj, anc)
 }
 
 // Authorize implements auth.Authorizer: action is a privilege, kind and

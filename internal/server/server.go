@@ -101,6 +101,7 @@ type Server struct {
 	authn   auth.Authenticator
 	authz   auth.Authorizer
 	perms   *permissions
+	logins  *auth.Logins
 	events  *events.Log
 	places  *placement.Placer
 	inv     *inventory.Inventory
@@ -269,7 +270,8 @@ func (s *Server) newServices() {
 	s.vms = s.newVMs()
 	s.transfer = s.newTransfer()
 	s.auth = auth.NewTokens(s.store)
-	s.authn, s.authz = s.auth, s.perms
+	s.authn, s.authz = users{tokens: s.auth, cache: s.cache}, s.perms
+	s.logins = auth.NewLogins()
 }
 
 // serveAPI serves the API on ln, with mutual TLS for hosts.

@@ -2,6 +2,7 @@ package server
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/control/auth"
@@ -26,8 +27,16 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 	if err := api.ValidateText("description", req.Description); err != nil {
 		return err
 	}
+	const maxExpiry = 10 * 365 * 24 * 3600
+	if req.ExpiresSeconds < 0 || req.ExpiresSeconds > maxExpiry {
+		return api.Errorf(api.ErrInvalid, "a token expires 1 s to 10 years after it is made, or never (0), got %d s", req.ExpiresSeconds)
+	}
+	var expires time.Time
+	if req.ExpiresSeconds > 0 {
+		expires = time.Now().UTC().Add(time.Duration(req.ExpiresSeconds) * time.Second)
+	}
 	txn := s.store.Txn()
-	out := s.auth.Mint(txn, req.User, req.Description)
+	out := s.auth.Mint(txn, req.User, req.Description, expires)
 	s.log.Info("creating an API token", "id", out.ID, "user", out.User, "by", auth.User(ctx))
 	return s.idem.CommitResponse(w, ctx, txn, http.StatusCreated, out, "create token for "+out.User)
 }

@@ -35,6 +35,8 @@ var factories = map[string]func() api.Object{
 	api.KindImage:      func() api.Object { return new(api.Image) },
 	api.KindRole:       func() api.Object { return new(api.Role) },
 	api.KindPermission: func() api.Object { return new(api.Permission) },
+	api.KindUser:       func() api.Object { return new(api.User) },
+	api.KindGroup:      func() api.Object { return new(api.Group) },
 }
 
 // Kinds lists every stored kind.

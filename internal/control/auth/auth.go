@@ -11,6 +11,10 @@ import "context"
 type Principal struct {
 	User string
 	Role string
+	// Groups are the groups the user is a member of.
+	Groups []string
+	// Token is the ID of the token (or session) the request came with.
+	Token string
 }
 
 // Authenticator checks a bearer secret.

@@ -7,6 +7,7 @@ import (
 	"encoding/base32"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -40,7 +41,22 @@ type record struct {
 	Role        string    `json:"role"`
 	Description string    `json:"description,omitempty"`
 	Created     time.Time `json:"created"`
+	// Expires, when set, ends the token; a session's moves on while it is
+	// used (SessionIdle), up to MaxExpires.
+	Expires    time.Time `json:"expires,omitzero"`
+	MaxExpires time.Time `json:"maxExpires,omitzero"`
+	Session    bool      `json:"session,omitempty"`
 }
+
+// Sessions end after SessionIdle without a request, and SessionMax after
+// the login in any case.
+const (
+	SessionIdle = 30 * time.Minute
+	SessionMax  = 12 * time.Hour
+	// refreshAfter is how stale a session's expiry may get before a
+	// request moves it on (a write at most this often per session).
+	refreshAfter = time.Minute
+)
 
 // Tokens checks bearer tokens (it is the datacenter's Authenticator), remembering good ones so that not
 // every request reads etcd. A watch on the tokens drops what it remembers
@@ -148,7 +164,7 @@ func (a *Tokens) check(ctx context.Context, secret string) (record, error) {
 	gen := a.gen
 	a.mu.Unlock()
 	if ok && now.Before(e.until) {
-		return e.tok, nil
+		return a.live(ctx, h, e.tok, now)
 	}
 	resp, err := a.cli.Get(ctx, tokenPrefix+h)
 	if err != nil {
@@ -166,7 +182,31 @@ func (a *Tokens) check(ctx context.Context, secret string) (record, error) {
 		a.seen[h] = authEntry{tok: t, until: now.Add(authCacheFor)}
 	}
 	a.mu.Unlock()
+	return a.live(ctx, h, t, now)
+}
+
+// live refuses an expired token and moves a session's expiry on.
+func (a *Tokens) live(ctx context.Context, h string, t record, now time.Time) (record, error) {
+	if !t.Expires.IsZero() && !now.Before(t.Expires) {
+		return record{}, api.Errorf(api.ErrUnauthorized, "token expired at %s", t.Expires.Format(time.RFC3339))
+	}
+	if t.Session && t.Expires.Before(t.MaxExpires) && t.Expires.Sub(now) < SessionIdle-refreshAfter {
+		t.Expires = minTime(now.Add(SessionIdle), t.MaxExpires)
+		b, _ := json.Marshal(t)
+		// Best effort: a session whose refresh is lost ends at its old
+		// expiry. The watch makes every server read the new record.
+		if _, err := a.cli.Put(ctx, tokenPrefix+h, string(b)); err == nil {
+			a.forget(h)
+		}
+	}
 	return t, nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // Authenticate checks a bearer secret (Authenticator).
@@ -175,7 +215,7 @@ func (a *Tokens) Authenticate(ctx context.Context, secret string) (Principal, er
 	if err != nil {
 		return Principal{}, err
 	}
-	return Principal{User: tok.User, Role: tok.Role}, nil
+	return Principal{User: tok.User, Role: tok.Role, Token: tokenID(Hash(secret))}, nil
 }
 
 const (
@@ -190,7 +230,7 @@ var _ Authenticator = (*Tokens)(nil)
 func tokenID(hash string) string { return hash[:tokenIDLen] }
 
 func tokenView(hash string, t record) api.Token {
-	return api.Token{ID: tokenID(hash), User: t.User, Description: t.Description, Created: t.Created}
+	return api.Token{ID: tokenID(hash), User: t.User, Description: t.Description, Created: t.Created, Expires: t.Expires, Session: t.Session}
 }
 
 // NewSecret is a fresh random secret for a token.
@@ -202,13 +242,26 @@ func NewSecret() string {
 	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b))
 }
 
-// Mint makes a new admin token for user: it adds the token's record to
-// txn (failing the commit if the secret was ever taken) and returns the
-// token with its secret, to show once the caller's commit succeeded.
-func (a *Tokens) Mint(txn *store.Txn, user, description string) api.Token {
+// Mint makes a new API token for user, valid until expires (zero:
+// until deleted): it adds the token's record to txn (failing the commit
+// if the secret was ever taken) and returns the token with its secret,
+// to show once the caller's commit succeeded. The token acts as the user,
+// with the user's permissions.
+func (a *Tokens) Mint(txn *store.Txn, user, description string, expires time.Time) api.Token {
+	return a.mint(txn, record{User: user, Description: description, Created: time.Now().UTC(), Expires: expires})
+}
+
+// MintSession makes a login session's token for user.
+func (a *Tokens) MintSession(txn *store.Txn, user string) api.Session {
+	now := time.Now().UTC()
+	t := a.mint(txn, record{User: user, Description: "login session", Created: now, Session: true,
+		Expires: now.Add(SessionIdle), MaxExpires: now.Add(SessionMax)})
+	return api.Session{ID: t.ID, User: user, Token: t.Token, Created: now, Expires: t.Expires, MaxExpires: now.Add(SessionMax)}
+}
+
+func (a *Tokens) mint(txn *store.Txn, t record) api.Token {
 	secret := tokenSecretPrefix + NewSecret()
 	h := Hash(secret)
-	t := record{User: user, Role: "admin", Description: description, Created: time.Now().UTC()}
 	b, _ := json.Marshal(t)
 	txn.Claim(tokenPrefix+h, string(b), api.Errorf(api.ErrConflict, "a token with this secret exists (retry)"))
 	out := tokenView(h, t)
@@ -262,6 +315,27 @@ func (a *Tokens) Delete(ctx context.Context, id string) (api.Token, error) {
 	}
 	a.forget(h)
 	return tokenView(h, t), nil
+}
+
+// DeleteUser removes every token and session of user (its password
+// changed, or it went): they stop working on this server at once, on the
+// others when their watch sees the deletes.
+func (a *Tokens) DeleteUser(ctx context.Context, user string) (int, error) {
+	l, err := a.List(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, t := range l.Items {
+		if t.User != user {
+			continue
+		}
+		if _, err := a.Delete(ctx, t.ID); err != nil && !errors.Is(err, api.ErrNotFound) {
+			return n, fmt.Errorf("end the tokens of user %s: %w", user, err)
+		}
+		n++
+	}
+	return n, nil
 }
 
 // Revoked says whether a token (its secret) was deleted.
