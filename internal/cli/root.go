@@ -50,7 +50,8 @@ func newRoot(g *cmdutil.Globals) *cobra.Command {
 		inventorycmd.NewDatacenterCmd(g), inventorycmd.NewClusterCmd(g), inventorycmd.NewDatastoreCmd(g), netcmd.NewPortGroupCmd(g), netcmd.NewSwitchCmd(g),
 		newTaskCmd(g), newEventsCmd(g), newVersionCmd(g), proccmd.NewBenchCmd(g), inventorycmd.NewAPITokenCmd(g),
 		transfercmd.NewImportCmd(g), transfercmd.NewExportCmd(g), proccmd.NewWaitCmd(g),
-		authcmd.NewRoleCmd(g), authcmd.NewPermissionCmd(g),
+		authcmd.NewRoleCmd(g), authcmd.NewPermissionCmd(g), authcmd.NewUserCmd(g), authcmd.NewGroupCmd(g),
+		authcmd.NewLoginCmd(g), authcmd.NewSessionCmd(g),
 	)
 	registerCompletions(g, root)
 	return root

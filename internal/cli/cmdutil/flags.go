@@ -3,7 +3,9 @@ package cmdutil
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -149,4 +151,21 @@ func SplitSpec(flag, headName, spec string, keys ...string) (head string, opts m
 		opts[k] = v
 	}
 	return head, opts, nil
+}
+
+// ParseDays reads a duration that may be given in days ("30d") as well
+// as Go's units ("12h", "90m").
+func ParseDays(s string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days <= 0 {
+			return 0, fmt.Errorf("%q is not a whole number of days", s)
+		}
+		return time.Duration(days) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%q is not a duration (30d, 12h, 90m)", s)
+	}
+	return d, nil
 }

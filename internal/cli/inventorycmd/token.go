@@ -20,6 +20,7 @@ func NewAPITokenCmd(g *cmdutil.Globals) *cobra.Command {
 
 func newAPITokenCreateCmd(g *cmdutil.Globals) *cobra.Command {
 	var req api.TokenCreateRequest
+	var expires string
 	cmd := &cobra.Command{
 		Use:   "create",
 		Short: "Make an API token and print its secret (shown this once)",
@@ -27,9 +28,16 @@ func newAPITokenCreateCmd(g *cmdutil.Globals) *cobra.Command {
 "Authorization: Bearer TOKEN"; for the CLI, put it in a client config
 (the "token" field). The server keeps only a hash: the secret cannot be shown
 again. 'vdc token rm ID' revokes it.`,
-		Example: "  vdc token create --description 'backup script'\n  vdc token create --user alice",
+		Example: "  vdc token create --description 'backup script'\n  vdc token create --user ci --expires 30d",
 		Args:    cmdutil.ExactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if expires != "" {
+				d, err := cmdutil.ParseDays(expires)
+				if err != nil {
+					return fmt.Errorf("--expires: %w", err)
+				}
+				req.ExpiresSeconds = int64(d.Seconds())
+			}
 			c, err := g.Client()
 			if err != nil {
 				return err
@@ -50,6 +58,7 @@ again. 'vdc token rm ID' revokes it.`,
 	}
 	cmd.Flags().StringVar(&req.User, "user", "", "who the token acts as (default: you)")
 	cmd.Flags().StringVar(&req.Description, "description", "", "what the token is for")
+	cmd.Flags().StringVar(&expires, "expires", "", "end the token after this long (30d, 12h; default: never)")
 	return cmd
 }
 
@@ -72,6 +81,8 @@ func newAPITokenListCmd(g *cmdutil.Globals) *cobra.Command {
 				{Header: "id", Value: func(t api.Token) string { return t.ID }},
 				{Header: "user", Value: func(t api.Token) string { return t.User }},
 				{Header: "created", Value: func(t api.Token) string { return t.Created.Local().Format(time.DateTime) }},
+				{Header: "expires", Value: func(t api.Token) string { return expiry(t.Expires) }},
+				{Header: "kind", Value: func(t api.Token) string { return map[bool]string{true: "session", false: "token"}[t.Session] }},
 				{Header: "description", Value: func(t api.Token) string { return t.Description }, Optional: true},
 			})
 		},
@@ -97,4 +108,11 @@ func newAPITokenDeleteCmd(g *cmdutil.Globals) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+func expiry(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return t.Local().Format(time.DateTime)
 }
