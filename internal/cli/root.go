@@ -51,7 +51,7 @@ func newRoot(g *cmdutil.Globals) *cobra.Command {
 		newTaskCmd(g), newEventsCmd(g), newVersionCmd(g), proccmd.NewBenchCmd(g), inventorycmd.NewAPITokenCmd(g),
 		transfercmd.NewImportCmd(g), transfercmd.NewExportCmd(g), proccmd.NewWaitCmd(g),
 		authcmd.NewRoleCmd(g), authcmd.NewPermissionCmd(g), authcmd.NewUserCmd(g), authcmd.NewGroupCmd(g),
-		authcmd.NewLoginCmd(g), authcmd.NewSessionCmd(g),
+		authcmd.NewLoginCmd(g), authcmd.NewSessionCmd(g), authcmd.NewAuditCmd(g),
 	)
 	registerCompletions(g, root)
 	return root

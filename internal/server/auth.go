@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/control/audit"
 	"github.com/vdc-project/vdc/internal/control/auth"
 	"github.com/vdc-project/vdc/internal/netguard"
 )
@@ -30,6 +31,7 @@ func (s *Server) requireToken(next http.Handler) http.Handler {
 			fail(w, err)
 			return
 		}
+		audit.SetUser(r.Context(), p.User)
 		// An authenticated client's connections do not count against the
 		// per-address limit.
 		netguard.Trust(r.Context())

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/control/audit"
 	"github.com/vdc-project/vdc/internal/control/auth"
 	"github.com/vdc-project/vdc/internal/control/authz"
 	"github.com/vdc-project/vdc/internal/store"
@@ -200,9 +201,19 @@ func (s *Server) checkAccess(a access, h handlerFunc) handlerFunc {
 				priv = p
 			}
 		}
+		audit.SetObject(r.Context(), a.on+":"+o.GetMeta().Name, string(priv))
 		if err := s.authz.Authorize(r.Context(), who, string(priv), a.on, o.GetMeta().ID); err != nil {
 			return err
 		}
+		return h(w, r)
+	}
+}
+
+// noteCall notes the route (and the privilege it needs) in the request's
+// audit record.
+func noteCall(route string, priv authz.Privilege, h handlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		audit.SetCall(r.Context(), route, string(priv))
 		return h(w, r)
 	}
 }

@@ -89,6 +89,10 @@ func (s *Server) apiRoutes() []route {
 			body: api.LoginRequest{}, reply: api.Session{}, status: http.StatusCreated, public: true},
 		{method: "GET", path: "/api/v1/sessions", handler: s.listSessions, summary: "List the caller's sessions", reply: listOf(api.Token{})},
 		{method: "DELETE", path: "/api/v1/sessions/{id}", handler: s.deleteSession, summary: "End a session (the caller's, or anyone's with Sessions.TerminateSession)", reply: api.Token{}},
+		{method: "GET", path: "/api/v1/audit", handler: s.listAudit, summary: "Read the audit trail, newest first", reply: listOf(api.AuditRecord{}),
+			query: []param{{name: "user", doc: "only this user's requests"}, {name: "object", doc: "only those on this object (KIND:NAME)"},
+				{name: "result", doc: "only those with this result", values: []string{api.AuditOK, api.AuditRefused, api.AuditFailed}},
+				{name: "since", doc: "only those since this long ago (1h) or this time (RFC 3339)"}, {name: "limit", doc: "at most this many (default 1000)"}}},
 		{method: "GET", path: "/api/v1/roles", handler: s.listRoles, summary: "List roles: the built-in ones, then custom ones", reply: listOf(api.Role{})},
 		{method: "GET", path: "/api/v1/roles/{name}", handler: s.getRole, summary: "Read a role and its privileges", reply: api.Role{}},
 		{method: "POST", path: "/api/v1/roles", handler: s.createRole, summary: "Create a custom role: a set of privileges", body: api.RoleCreateRequest{}, reply: task},
@@ -252,6 +256,7 @@ func (s *Server) routes() http.Handler {
 		if !r.public {
 			h = s.checkAccess(routeAccess[r.method+" "+r.path], h)
 		}
+		h = noteCall(r.method+" "+r.path, routeAccess[r.method+" "+r.path].priv, h)
 		mux, hf := authed, checkQuery(r, serve(h))
 		if r.public {
 			// These authenticate in the handler (a join token, a host's
@@ -265,7 +270,7 @@ func (s *Server) routes() http.Handler {
 	})
 	root.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	root.Handle("/", s.requireToken(authed))
-	return s.answerFaults(root)
+	return s.auditRequests(s.answerFaults(root))
 }
 
 // answerFaults loses the answers that tests ask to lose (see

@@ -17,6 +17,7 @@ import (
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/vdc-project/vdc/internal/control/audit"
 	"github.com/vdc-project/vdc/internal/control/auth"
 	"github.com/vdc-project/vdc/internal/control/ca"
 	"github.com/vdc-project/vdc/internal/control/enroll"
@@ -71,6 +72,8 @@ type Config struct {
 	// HostCertTTL is how long the certificates issued to hosts are valid
 	// (default 30 days); agents renew theirs past two thirds of that.
 	HostCertTTL time.Duration
+	// AuditRetention is how long audit records are kept (0: 90 days).
+	AuditRetention time.Duration
 	// DebugListen, when set, serves Go's pprof profiles there (keep it on
 	// loopback).
 	DebugListen string
@@ -102,6 +105,7 @@ type Server struct {
 	authz   auth.Authorizer
 	perms   *permissions
 	logins  *auth.Logins
+	audit   *audit.Log
 	events  *events.Log
 	places  *placement.Placer
 	inv     *inventory.Inventory
@@ -216,6 +220,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	}
 	s.newServices()
 	go s.auth.Watch(ctx, s.log)
+	go s.audit.Run(ctx)
 	ln, err := netguard.Listen(s.cfg.Listen, s.cfg.Limits, s.log)
 	if err != nil {
 		return fmt.Errorf("API listen on %s: %w", s.cfg.Listen, err)
@@ -272,6 +277,7 @@ func (s *Server) newServices() {
 	s.auth = auth.NewTokens(s.store)
 	s.authn, s.authz = users{tokens: s.auth, cache: s.cache}, s.perms
 	s.logins = auth.NewLogins()
+	s.audit = audit.New(s.store, s.cfg.AuditRetention, s.log)
 }
 
 // serveAPI serves the API on ln, with mutual TLS for hosts.

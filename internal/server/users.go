@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/control/audit"
 	"github.com/vdc-project/vdc/internal/control/auth"
 	"github.com/vdc-project/vdc/internal/control/authz"
 	"github.com/vdc-project/vdc/internal/control/inventory"
@@ -246,6 +247,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	addr, _, _ := net.SplitHostPort(r.RemoteAddr)
+	audit.SetUser(r.Context(), req.User)
 	if wait, ok := s.logins.Allow(req.User, addr); !ok {
 		s.log.Warn("login refused: too many failures", "user", req.User, "from", addr)
 		return api.Errorf(api.ErrTooManyRequests, "too many failed logins of user %q or from %s: try again in %s", req.User, addr, wait.Round(1e9))

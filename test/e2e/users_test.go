@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vdc-project/vdc/client"
 )
@@ -70,6 +71,10 @@ func TestUserLogsInWithTheCLI(t *testing.T) {
 	if out, err := cl.vdcStdin(mine, "", "session", "ls"); err != nil || !strings.Contains(out, "alice") {
 		t.Fatalf("session ls: %v\n%s", err, out)
 	}
+	eventually(t, 10*time.Second, "vdc audit ls to show alice's refused delete", func() bool {
+		out := cl.vdc("audit", "ls", "--user", "alice", "--result", "refused")
+		return strings.Contains(out, "vms:web1") && strings.Contains(out, "DELETE /api/v1/vms/{name}")
+	})
 	cl.vdc("user", "disable", "alice")
 	if out, err := cl.vdcStdin(mine, "", "vm", "ls"); err == nil || !strings.Contains(out, "disabled") {
 		t.Fatalf("a disabled user's CLI: %v\n%s", err, out)

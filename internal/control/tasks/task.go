@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/control/audit"
 	"github.com/vdc-project/vdc/internal/control/auth"
 	"github.com/vdc-project/vdc/internal/control/state"
 	"github.com/vdc-project/vdc/internal/store"
@@ -90,6 +91,7 @@ func (s *Submitter) Submit(ctx context.Context, txn *store.Txn, t *api.Task) (*a
 		s.Guard.Committed(ctx)
 	}
 	t.Metadata.Revision = rev
+	audit.SetTask(ctx, t.Metadata.ID)
 	if err := s.State.Cache.WaitRev(ctx, rev); err != nil {
 		return nil, err
 	}
