@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vdc-project/vdc/internal/cli/cmdutil"
+	"github.com/vdc-project/vdc/internal/control/audit"
 	"github.com/vdc-project/vdc/internal/netguard"
 	"github.com/vdc-project/vdc/internal/server"
 )
@@ -58,6 +59,7 @@ type serverFlags struct {
 	retention          time.Duration
 	stall              time.Duration
 	hostCertTTL        time.Duration
+	auditRetention     time.Duration
 	debug              string
 	maxConns           int
 }
@@ -76,6 +78,7 @@ func (f *serverFlags) add(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&f.stall, "migration-stall-timeout", 30*time.Second, "fail a migration that moved no data for this long")
 	cmd.Flags().DurationVar(&f.hostCertTTL, "host-cert-ttl", server.DefaultHostCertTTL,
 		"life of the certificates issued to hosts (at least 1m); agents renew theirs past two thirds of it")
+	cmd.Flags().DurationVar(&f.auditRetention, "audit-retention", audit.DefaultRetention, "how long audit records are kept (at least 1h)")
 	cmd.Flags().StringVar(&f.debug, "debug-listen", "", "serve Go pprof profiles on this address (keep it on loopback)")
 	addMaxConnsFlag(cmd, &f.maxConns)
 }
@@ -101,6 +104,9 @@ func (f *serverFlags) check() error {
 	if (f.etcdTLS.CertFile == "") != (f.etcdTLS.KeyFile == "") {
 		return errors.New("--etcd-cert and --etcd-key go together")
 	}
+	if f.auditRetention < time.Hour {
+		return fmt.Errorf("--audit-retention must be at least 1h, got %s", f.auditRetention)
+	}
 	if f.hostCertTTL < time.Minute || f.hostCertTTL > 5*365*24*time.Hour {
 		return fmt.Errorf("--host-cert-ttl must be between 1m and 5 years, got %s", f.hostCertTTL)
 	}
@@ -110,7 +116,7 @@ func (f *serverFlags) check() error {
 func (f *serverFlags) config(dataDir string, log *slog.Logger) server.Config {
 	return server.Config{DataDir: dataDir, Listen: f.listen, Name: f.name, EtcdEndpoints: f.etcd, EtcdTLS: f.etcdTLS, TLSNames: f.tlsNames,
 		HeartbeatInterval: f.heartbeat, HostTimeout: f.timeout, TaskRetention: f.retention, MigrationStallTimeout: f.stall,
-		HostCertTTL: f.hostCertTTL, DebugListen: f.debug, Limits: netguard.Limits{MaxConnsPerIP: f.maxConns}, Log: log}
+		HostCertTTL: f.hostCertTTL, AuditRetention: f.auditRetention, DebugListen: f.debug, Limits: netguard.Limits{MaxConnsPerIP: f.maxConns}, Log: log}
 }
 
 func NewServerCmd(g *cmdutil.Globals) *cobra.Command {
