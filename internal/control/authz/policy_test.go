@@ -122,9 +122,57 @@ func benchInventory() (*Policy, [][]Object, []Subject) {
 // One check of one privilege on one VM.
 func BenchmarkCheck(b *testing.B) {
 	p, anc, users := benchInventory()
+	vms := make([]Object, len(anc))
+	for i := range vms {
+		vms[i] = Object{"vms", fmt.Sprint("vm", i)}
+	}
 	b.ResetTimer()
 	for i := range b.N {
 		vm := i % len(anc)
-		p.Allowed(users[i%len(users)], VMPowerOn, Object{"vms", fmt.Sprint("vm", vm)}, anc[vm])
+		p.Allowed(users[i%len(users)], VMPowerOn, vms[vm], anc[vm])
 	}
+}
+
+// Filtering a 10,000-VM list for a user who sees 10 % of it (VirtualMachineUser
+// on 10 of the 100 folders) and for one who sees all of it (the admin,
+// Administrator on the root): one list per op.
+func BenchmarkListFilter(b *testing.B) {
+	p, anc, _ := benchInventory()
+	vms := make([]Object, len(anc))
+	for i := range vms {
+		vms[i] = Object{"vms", fmt.Sprint("vm", i)}
+	}
+	perms := []Permission{{Object: Root, Principal: "admin", Role: RoleAdministrator, Propagate: true}}
+	for i := range 10 {
+		perms = append(perms, Permission{Object: Object{"folders", fmt.Sprint("f", i*10)}, Principal: "tenpct", Role: RoleVMUser, Propagate: true})
+	}
+	p = NewPolicy(nil, append(perms, p.byObjectList()...))
+	for _, c := range []struct {
+		name string
+		who  Subject
+		want int
+	}{{"tenth", Subject{User: "tenpct"}, 1000}, {"admin", Subject{User: "admin"}, 10000}} {
+		b.Run(c.name, func(b *testing.B) {
+			for range b.N {
+				n := 0
+				for i, vm := range vms {
+					if p.Allowed(c.who, SystemRead, vm, anc[i]) {
+						n++
+					}
+				}
+				if n < c.want {
+					b.Fatalf("%s sees %d VMs, want at least %d", c.name, n, c.want)
+				}
+			}
+		})
+	}
+}
+
+// byObjectList is every permission of p.
+func (p *Policy) byObjectList() []Permission {
+	var out []Permission
+	for _, ps := range p.byObject {
+		out = append(out, ps...)
+	}
+	return out
 }
