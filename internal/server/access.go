@@ -44,6 +44,7 @@ var routeAccess = func() map[string]access {
 		"GET /api/v1/tokens":                    {priv: authz.ManageSessions, on: onRoot},
 		"POST /api/v1/tokens":                   {priv: authz.ManageSessions, on: onRoot},
 		"DELETE /api/v1/tokens/{id}":            {priv: authz.ManageSessions, on: onRoot},
+		"POST /api/v1/tokens/rotate":            {on: onAny},
 		"GET /api/v1/audit":                     {priv: authz.ReadAudit, on: onRoot},
 		"GET /api/v1/users":                     {priv: authz.SystemRead, on: onRoot},
 		"POST /api/v1/users":                    {priv: authz.ModifyUsers, on: onRoot},

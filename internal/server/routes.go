@@ -71,6 +71,8 @@ func (s *Server) apiRoutes() []route {
 		{method: "GET", path: "/api/v1/tokens", handler: s.listTokens, summary: "List API tokens (without their secrets)", reply: listOf(api.Token{})},
 		{method: "POST", path: "/api/v1/tokens", handler: s.createToken, summary: "Create an API token; the answer holds its secret, shown this once",
 			body: api.TokenCreateRequest{}, reply: api.Token{}, status: http.StatusCreated},
+		{method: "POST", path: "/api/v1/tokens/rotate", handler: s.rotateToken,
+			summary: "Replace the token this request came with by a new one (shown this once); the old one stops working", reply: api.Token{}, status: http.StatusCreated},
 		{method: "DELETE", path: "/api/v1/tokens/{id}", handler: s.deleteToken, summary: "Delete an API token: it stops working at once", reply: api.Token{}},
 		{method: "GET", path: "/api/v1/users", handler: s.listObjects(api.KindUser), summary: "List users", reply: listOf(api.User{})},
 		{method: "POST", path: "/api/v1/users", handler: s.createUser, summary: "Create a user with a password (stored hashed, argon2id)",

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"net/http"
 	"time"
 
@@ -59,5 +60,26 @@ func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.log.Warn("deleted an API token", "id", tok.ID, "user", tok.User, "by", auth.User(r.Context()))
 	reply(w, http.StatusOK, tok)
+	return nil
+}
+
+// POST /api/v1/tokens/rotate: a new token for the caller, which replaces
+// the one the request came with (deleted once the new one is stored).
+func (s *Server) rotateToken(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	who, _ := auth.From(ctx)
+	if who.Token == "" {
+		return api.Errorf(api.ErrInvalid, "this request came with no token to rotate")
+	}
+	txn := s.store.Txn()
+	out := s.auth.Mint(txn, who.User, "rotated from "+who.Token, time.Time{})
+	if _, err := txn.Commit(ctx); err != nil {
+		return fmt.Errorf("store the new token of %s: %w", who.User, err)
+	}
+	if _, err := s.auth.Delete(ctx, who.Token); err != nil {
+		return fmt.Errorf("new token %s made, but the old one %s is not deleted: %w (delete it with vdc token rm %s)", out.ID, who.Token, err, who.Token)
+	}
+	s.log.Warn("rotated an API token", "user", who.User, "old", who.Token, "new", out.ID)
+	reply(w, http.StatusCreated, out)
 	return nil
 }

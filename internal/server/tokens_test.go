@@ -148,3 +148,28 @@ func TestDeletedAdminTokenStaysDeletedAcrossRestarts(t *testing.T) {
 		t.Fatalf("admin-token file still holds the deleted token (%v)", err)
 	}
 }
+
+// A token rotated is replaced: the old secret stops working, the new one
+// works, as the same user.
+func TestTokenRotate(t *testing.T) {
+	d := newDC(t, 0)
+	ctx := context.Background()
+	old, err := d.c.CreateToken(ctx, api.TokenCreateRequest{User: "admin", Description: "second admin token"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := clientWithToken(t, d, old.Token)
+	var fresh api.Token
+	if err := c.Do(ctx, client.Request{Method: "POST", Path: "/tokens/rotate"}, &fresh); err != nil {
+		t.Fatalf("rotate: %v", err)
+	}
+	if fresh.Token == "" || fresh.Token == old.Token || fresh.User != "admin" {
+		t.Fatalf("rotated token: %+v", fresh)
+	}
+	if _, err := c.Version(ctx); !errors.Is(err, api.ErrUnauthorized) {
+		t.Fatalf("the old token after a rotate: %v, want 401", err)
+	}
+	if _, err := clientWithToken(t, d, fresh.Token).ListTokens(ctx); err != nil {
+		t.Fatalf("the new token: %v", err)
+	}
+}

@@ -2,6 +2,8 @@ package inventorycmd
 
 import (
 	"fmt"
+	"github.com/vdc-project/vdc/client"
+	"net/http"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -14,7 +16,7 @@ import (
 // authenticates with.
 func NewAPITokenCmd(g *cmdutil.Globals) *cobra.Command {
 	cmd := cmdutil.Group(g, "token", "Manage API tokens (create one per user or script; delete one to revoke it at once)")
-	cmd.AddCommand(newAPITokenCreateCmd(g), newAPITokenListCmd(g), newAPITokenDeleteCmd(g))
+	cmd.AddCommand(newAPITokenCreateCmd(g), newAPITokenListCmd(g), newAPITokenDeleteCmd(g), newAPITokenRotateCmd(g))
 	return cmd
 }
 
@@ -115,4 +117,39 @@ func expiry(t time.Time) string {
 		return "never"
 	}
 	return t.Local().Format(time.DateTime)
+}
+
+func newAPITokenRotateCmd(g *cmdutil.Globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rotate",
+		Short: "Replace the token of your client config by a new one: the old one stops working",
+		Long: `Replace the token of your client config (the admin token that vdc up wrote,
+for instance) by a new one, and write it into the config. The old token stops
+working at once, wherever it was copied.`,
+		Args: cmdutil.ExactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			path := g.Config
+			if path == "" {
+				path = client.DefaultConfigPath()
+			}
+			cfg, err := client.LoadConfig(path)
+			if err != nil {
+				return err
+			}
+			c, err := client.New(cfg)
+			if err != nil {
+				return err
+			}
+			var t api.Token
+			if err := c.Do(cmd.Context(), client.Request{Method: http.MethodPost, Path: "/tokens/rotate"}, &t); err != nil {
+				return fmt.Errorf("rotate the token of %s: %w", path, err)
+			}
+			cfg.Token = t.Token
+			if err := cfg.Save(path); err != nil {
+				return fmt.Errorf("token rotated to %s, but %w: keep this new token, the old one is gone: %s", t.ID, err, t.Token)
+			}
+			fmt.Fprintf(g.Stdout, "Token rotated: %s now holds token %s of user %s; the old one no longer works.\n", path, t.ID, cmdutil.SafeText(t.User))
+			return nil
+		},
+	}
 }
