@@ -4,7 +4,9 @@
 //
 //	state        typed reads and retrying writes over the store and its cache; the VM tally
 //	retry        the one way to try again (conflicts, paced retries), ctx honoured
-//	auth         who a request acts as: Authenticator (API tokens), Authorizer, principal in ctx
+//	auth         who a request acts as: Authenticator (API tokens, sessions, passwords), principal in ctx
+//	authz        privileges, roles, and effective rights over the inventory tree (pure)
+//	audit        the audit trail: a request's record filled in as it goes, batched to etcd
 //	leader       the election among servers and the leader-fenced transaction
 //	ca           the datacenter CA in the store (its key sealed), the embedded etcd member's
 //	             TLS files and their renewal, the server's serving certificate
@@ -25,7 +27,7 @@
 //	views        objects as the API shows them: referenced names, sums over VMs; the list cache
 //
 // Who may call whom, by layer (a package imports lower layers only; the
-// test in this directory checks it): 0 retry; 1 state, auth; 2 leader, ca,
+// test in this directory checks it): 0 retry, authz, audit; 1 state, auth; 2 leader, ca,
 // tasks, hosts, placement; 3 inventory; 4 enroll, hosts/liveness and the
 // domain packages, vms to network, which call each other only through small interfaces
 // they declare, wired by the server; 5 events and views, the read side,

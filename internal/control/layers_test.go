@@ -16,7 +16,7 @@ const prefix = "github.com/vdc-project/vdc/internal/"
 // a lower layer only (domain packages talk to each other through
 // interfaces they declare, wired by the server).
 var layer = map[string]int{
-	"control/retry": 0,
+	"control/retry": 0, "control/authz": 0, "control/audit": 0,
 	"control/state": 1, "control/auth": 1,
 	"control/leader": 2, "control/ca": 2, "control/tasks": 2, "control/hosts": 2, "control/placement": 2,
 	"control/inventory": 3,
