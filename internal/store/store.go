@@ -65,10 +65,14 @@ type scoped interface{ NameScope() string }
 func indexName(obj api.Object) string {
 	n := obj.GetMeta().Name
 	if s, ok := obj.(scoped); ok && n != "" {
-		return s.NameScope() + "/" + n
+		return ScopedName(s.NameScope(), n)
 	}
 	return n
 }
+
+// ScopedName is the key Cache.Lookup finds an object with this name in
+// this scope by.
+func ScopedName(scope, name string) string { return scope + "/" + name }
 
 // ClaimKey is where a task's claim is kept (api.Task.Claims lists them).
 func ClaimKey(claim string) string { return claimPrefix + claim }
