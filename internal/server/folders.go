@@ -56,10 +56,12 @@ func (s *Server) createFolder(w http.ResponseWriter, r *http.Request) error {
 		}
 		leaf = &api.Folder{Metadata: api.ObjectMeta{ID: store.NewID(), Name: n},
 			Spec: api.FolderSpec{Datacenter: api.Ref{ID: dcID}, Parent: api.Ref{ID: parent}}}
+		if i == len(names)-1 { // the labels and description are the new folder's
+			leaf.Metadata.Labels, leaf.Spec.Description = req.Labels, req.Description
+		}
 		txn.Create(leaf)
 		parent = leaf.Metadata.ID
 	}
-	leaf.Metadata.Labels, leaf.Spec.Description = req.Labels, req.Description
 	t := tasks.New(r.Context(), tasks.OpName(api.KindFolder, "create"), leaf, nil)
 	tasks.Done(t, leaf)
 	return s.commitInline(w, r, txn, t)

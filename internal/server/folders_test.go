@@ -56,20 +56,23 @@ func vmsIn(t *testing.T, c *client.Client, folder string) []string {
 }
 
 // Folders nest and are named by their paths; two parents may each hold a
-// folder of one name; a VM made in a folder, or moved to one, shows its
-// path; a rename shows at once in what is under the folder.
-func TestFoldersNestAndHoldVMs(t *testing.T) {
-	d := newDC(t, 1)
+// folder of one name.
+func TestFoldersNestAndAreFoundByPath(t *testing.T) {
+	d := newDC(t, 0)
 	ctx := context.Background()
 	d.folder("/web", false)
-	d.folder("/web/prod", false)
+	d.run(d.c.Create(ctx, api.KindFolder, api.FolderCreateRequest{Path: "/web/prod", Description: "production", Labels: map[string]string{"tier": "web"}}))
 	d.folder("/db/prod", true) // and /db on the way
 	if got, want := folderPaths(t, d.c), []string{"/db", "/db/prod", "/web", "/web/prod"}; !slices.Equal(got, want) {
 		t.Fatalf("folders %v, want %v", got, want)
 	}
 	prod := getFolder(t, d.c, "/web/prod")
-	if prod.Spec.Parent.Name != "/web" || prod.Spec.Datacenter.Name != "dc1" || getFolder(t, d.c, prod.Metadata.ID).Spec.Path != "/web/prod" {
-		t.Fatalf("folder /web/prod reads as %+v", prod.Spec)
+	if prod.Spec.Parent.Name != "/web" || prod.Spec.Datacenter.Name != "dc1" || getFolder(t, d.c, prod.Metadata.ID).Spec.Path != "/web/prod" ||
+		prod.Spec.Description != "production" || prod.Metadata.Labels["tier"] != "web" {
+		t.Fatalf("folder /web/prod reads as %+v %+v", prod.Metadata, prod.Spec)
+	}
+	if db := getFolder(t, d.c, "/db"); db.Spec.Description != "" || db.Status.Folders != 1 {
+		t.Fatalf("/db, made on the way to /db/prod, reads as %+v %+v", db.Spec, db.Status)
 	}
 	if getFolder(t, d.c, "web").Spec.Path != "/web" || getFolder(t, d.c, "dc1:/db/prod").Spec.Path != "/db/prod" {
 		t.Fatal("a folder is not found by its unique name, or by its datacenter and path")
@@ -77,7 +80,16 @@ func TestFoldersNestAndHoldVMs(t *testing.T) {
 	if _, err := client.Get[*api.Folder](ctx, d.c, api.KindFolder, "prod"); !errors.Is(err, api.ErrInvalid) || !strings.Contains(err.Error(), "2 folders") {
 		t.Fatalf("read folder prod, a name two folders have: %v, want 400 saying so", err)
 	}
+}
 
+// A VM made in a folder, or moved to one, shows its path; a rename shows
+// at once in what is under the folder.
+func TestFoldersHoldVMs(t *testing.T) {
+	d := newDC(t, 1)
+	ctx := context.Background()
+	d.folder("/web/prod", true)
+	d.folder("/db/prod", true)
+	prod := getFolder(t, d.c, "/web/prod")
 	d.run(d.c.CreateVM(ctx, api.VMCreateRequest{Name: "web1", CPUs: 1, Memory: api.MustSize("64MiB"), Folder: "/web/prod"}))
 	d.run(d.c.CreateVM(ctx, api.VMCreateRequest{Name: "top1", CPUs: 1, Memory: api.MustSize("64MiB")}))
 	if f := d.vm("web1").Spec.Folder; f.Name != "/web/prod" || f.ID != prod.Metadata.ID {
