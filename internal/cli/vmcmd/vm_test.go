@@ -210,7 +210,7 @@ func TestVMListColumns(t *testing.T) {
 				Disks: []api.VMDisk{{SizeBytes: 10 << 30}, {SizeBytes: 1 << 30}}},
 			Status: api.VMStatus{Phase: api.PhaseReady, PowerState: api.PowerOn}},
 		{Metadata: api.ObjectMeta{Name: "web2", Created: now.Add(-time.Minute)},
-			Spec: api.VMSpec{Host: api.Ref{ID: "h", Name: "host-1"}, Folder: api.Ref{ID: "f", Name: "/web/prod"}, CPUs: 1, MemoryBytes: 1 << 30},
+			Spec:   api.VMSpec{Host: api.Ref{ID: "h", Name: "host-1"}, Folder: api.Ref{ID: "f", Name: "/web/prod"}, CPUs: 1, MemoryBytes: 1 << 30},
 			Status: api.VMStatus{Phase: api.PhaseReady, PowerState: api.PowerOff}},
 	}
 	var b strings.Builder
