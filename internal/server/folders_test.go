@@ -303,3 +303,25 @@ func TestMoveNeedsTheRightOnBothEnds(t *testing.T) {
 		t.Fatalf("web1 is in %s after carol's move", f)
 	}
 }
+
+// A clone goes in its source's folder, or the one it is given; a VM made
+// from a template too.
+func TestClonesGoInAFolder(t *testing.T) {
+	d := newDC(t, 1)
+	ctx := context.Background()
+	d.folder("/web", false)
+	d.folder("/db", false)
+	d.run(d.c.CreateVM(ctx, api.VMCreateRequest{Name: "web1", CPUs: 1, Memory: api.MustSize("64MiB"), Folder: "/web"}))
+	d.run(d.c.Clone(ctx, "web1", api.CloneRequest{Name: "web2"}))
+	d.run(d.c.Clone(ctx, "web1", api.CloneRequest{Name: "db2", Folder: "/db"}))
+	d.run(d.c.MarkTemplate(ctx, "web1", true))
+	d.run(d.c.CreateVM(ctx, api.VMCreateRequest{Name: "db3", FromTemplate: "web1", Folder: "/db"}))
+	for vm, want := range map[string]string{"web2": "/web", "db2": "/db", "db3": "/db"} {
+		if got := d.vm(vm).Spec.Folder.Name; got != want {
+			t.Errorf("%s is in %q, want %s", vm, got, want)
+		}
+	}
+	if _, err := d.c.Clone(ctx, "web2", api.CloneRequest{Name: "x", Folder: "/nope"}); !errors.Is(err, api.ErrNotFound) {
+		t.Errorf("clone into no such folder: %v, want 404", err)
+	}
+}
