@@ -95,7 +95,7 @@ func mutate(v reflect.Value, shared bool) {
 // A copy equals the original, and changing everything the copy reaches
 // leaves the original as it was.
 func TestDeepCopy(t *testing.T) {
-	for _, o := range []Object{&VM{}, &Task{}, &Host{}, &Datacenter{}, &Cluster{}, &Datastore{}, &PortGroup{}, &Image{}} {
+	for _, o := range []Object{&VM{}, &Task{}, &Host{}, &Datacenter{}, &Cluster{}, &Datastore{}, &PortGroup{}, &Image{}, &Folder{}} {
 		n := 0
 		fill(reflect.ValueOf(o).Elem(), &n)
 		before, _ := json.Marshal(o)

@@ -24,6 +24,7 @@ const (
 	OpVMImport             = "vm.import"
 	OpVMIsolation          = "vm.isolation-response"
 	OpVMMigrate            = "vm.migrate"
+	OpVMMove               = "vm.move"
 )
 
 // OpVMPower is the Op of a power action's task: "vm.power.start".

@@ -84,6 +84,9 @@ type CloneRequest struct {
 	CloudInit   *CloudInit        `json:"cloudInit,omitempty"`
 	Labels      map[string]string `json:"labels,omitempty"`
 	Description string            `json:"description,omitempty"`
+	// Folder is the VM folder the clone goes in (a path, name or ID;
+	// default: the source's).
+	Folder string `json:"folder,omitempty"`
 }
 
 // CloneResult is the result of a vm.clone task.

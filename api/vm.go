@@ -30,8 +30,11 @@ type VM struct {
 }
 
 type VMSpec struct {
-	Cluster     Ref      `json:"cluster"`
-	Host        Ref      `json:"host"`
+	Cluster Ref `json:"cluster"`
+	Host    Ref `json:"host"`
+	// Folder is the VM folder the VM is in (none: its datacenter's top
+	// level); answers name it by its path ("/web/prod").
+	Folder      Ref      `json:"folder,omitzero"`
 	CPUs        int      `json:"cpus"`
 	MemoryBytes Size     `json:"memoryBytes"`
 	Disks       []VMDisk `json:"disks"`
@@ -308,6 +311,9 @@ type VMCreateRequest struct {
 	// FromTemplate makes the VM a clone of a template (Linked: a linked
 	// clone); its shape is the template's unless CPUs or Memory are given.
 	FromTemplate string `json:"fromTemplate,omitempty"`
+	// Folder is the VM folder it goes in, in its cluster's datacenter: a
+	// path ("/web/prod"), a name or an ID; default: the top level.
+	Folder string `json:"folder,omitempty"`
 }
 
 type DiskRequest struct {

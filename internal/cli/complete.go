@@ -35,7 +35,7 @@ const (
 // argKinds says what each placeholder of a command's Use line names; NAME
 // is the name of the noun the command belongs to.
 var argKinds = map[string]string{"VM": api.KindVM, "SRC": api.KindVM, "SNAPSHOT": completeSnapshots, "DISK": completeDisks,
-	"NIC": completeNICs, "PORTGROUP": api.KindPortGroup}
+	"NIC": completeNICs, "PORTGROUP": api.KindPortGroup, "FOLDER": api.KindFolder}
 
 // nounKinds are the kinds named by NAME under the noun commands that are
 // no cmdutil.Noun; a Noun's command says its kind itself, in its
@@ -46,7 +46,7 @@ var nounKinds = map[string]string{"export": api.KindVM}
 var flagKinds = map[string]string{
 	"host": api.KindHost, "datastore": api.KindDatastore, "cluster": api.KindCluster, "vm": api.KindVM,
 	"from-template": completeTemplates, "image": api.KindImage, "nic": api.KindPortGroup,
-	"switch": api.KindSwitch, "portgroup": api.KindPortGroup,
+	"switch": api.KindSwitch, "portgroup": api.KindPortGroup, "folder": api.KindFolder,
 }
 
 // flagValues are the flags that take one of a few words.
@@ -134,6 +134,7 @@ type completionItem struct {
 	Metadata api.ObjectMeta `json:"metadata"`
 	Spec     struct {
 		Template  bool             `json:"template"`
+		Path      string           `json:"path"` // a folder's, which names it
 		Snapshots []api.VMSnapshot `json:"snapshots"`
 		Disks     []api.VMDisk     `json:"disks"`
 		NICs      []api.VMNIC      `json:"nics"`
@@ -190,6 +191,10 @@ func namesOf(ctx context.Context, g *cmdutil.Globals, kind, vm, prefix string) [
 	var out []string
 	for _, it := range l.Items {
 		if kind == api.KindVM && it.Spec.Template != templates {
+			continue
+		}
+		if kind == api.KindFolder {
+			out = append(out, it.Spec.Path)
 			continue
 		}
 		out = append(out, it.Metadata.Name)

@@ -25,7 +25,7 @@ var eventTypes = []string{api.EventTask, api.EventVMPower, api.EventHostConnecti
 var eventKinds = map[string]string{
 	"vm": api.KindVM, "host": api.KindHost, "datacenter": api.KindDatacenter, "dc": api.KindDatacenter,
 	"cluster": api.KindCluster, "datastore": api.KindDatastore, "ds": api.KindDatastore,
-	"portgroup": api.KindPortGroup, "pg": api.KindPortGroup, "task": api.KindTask,
+	"portgroup": api.KindPortGroup, "pg": api.KindPortGroup, "task": api.KindTask, "folder": api.KindFolder,
 }
 
 func newEventsCmd(g *cmdutil.Globals) *cobra.Command {

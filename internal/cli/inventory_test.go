@@ -37,6 +37,10 @@ func TestCommandErrorsBeforeAnyCall(t *testing.T) {
 		{[]string{"host", "token", "create", "--uses", "0"}, "--uses must be at least 1"},
 		{[]string{"cluster", "update", "c", "--cpu-overcommit", "-1"}, "--cpu-overcommit must be above 0"},
 		{[]string{"ds", "create", "d"}, `"path" not set`},
+		{[]string{"folder", "create", "web"}, "must start with /"},
+		{[]string{"folder", "create", "/web//x"}, "name is empty"},
+		{[]string{"folder", "rename", "/web", "a/b"}, "invalid character"},
+		{[]string{"vm", "move", "web1"}, "usage: vdc vm move VM FOLDER"},
 	} {
 		err := run(c.args...)
 		if err == nil || !strings.Contains(err.Error(), c.wantErr) {
@@ -54,10 +58,10 @@ func TestCommandErrorsBeforeAnyCall(t *testing.T) {
 func TestCommandTree(t *testing.T) {
 	root := NewRoot()
 	mine := map[string]bool{"vm": true, "host": true, "datacenter": true, "cluster": true, "datastore": true,
-		"portgroup": true, "task": true, "events": true, "version": true}
+		"portgroup": true, "task": true, "events": true, "version": true, "folder": true}
 	mutating := map[string]bool{"create": true, "update": true, "delete": true, "start": true, "stop": true,
 		"reset": true, "suspend": true, "resume": true, "enter": true, "exit": true, "migrate": true,
-		"clone": true, "revert": true, "rm": true, "add": true, "resize": true, "mark-template": true}
+		"clone": true, "revert": true, "rm": true, "add": true, "resize": true, "mark-template": true, "move": true, "rename": true}
 	found := map[string]bool{}
 	var walk func(c *cobra.Command)
 	walk = func(c *cobra.Command) {
@@ -81,7 +85,8 @@ func TestCommandTree(t *testing.T) {
 		}
 	}
 	for _, p := range []string{"vdc vm create", "vdc vm stop", "vdc vm rm", "vdc host maintenance enter",
-		"vdc host token create", "vdc datastore create", "vdc portgroup update", "vdc task wait", "vdc events", "vdc version"} {
+		"vdc host token create", "vdc datastore create", "vdc portgroup update", "vdc task wait", "vdc events", "vdc version",
+		"vdc folder create", "vdc folder rename", "vdc folder ls", "vdc vm move"} {
 		cmd, _, err := root.Find(strings.Fields(p)[1:])
 		if err != nil || !found[cmd.CommandPath()] {
 			t.Errorf("command %q missing (found %v, %v)", p, cmd.CommandPath(), err)

@@ -27,7 +27,8 @@ func TestListFiltersAreQueryParametersTheServerTakes(t *testing.T) {
 	}
 	defer srv.Stop()
 	for _, args := range [][]string{
-		{"vm", "ls", "--host", "h", "--cluster", "c", "--power", "on"},
+		{"vm", "ls", "--host", "h", "--cluster", "c", "--power", "on", "--folder", "/web"},
+		{"folder", "ls", "--datacenter", "d"},
 		{"host", "ls", "--cluster", "c"},
 		{"cluster", "ls", "--datacenter", "d"},
 		{"datastore", "ls", "--datacenter", "d"},

@@ -47,7 +47,7 @@ func newRoot(g *cmdutil.Globals) *cobra.Command {
 	root.AddCommand(
 		proccmd.NewUpCmd(g), proccmd.NewServerCmd(g), proccmd.NewAgentCmd(g),
 		vmcmd.NewVMCmd(g), host, transfercmd.NewImageCmd(g), vmcmd.NewTemplateCmd(g),
-		inventorycmd.NewDatacenterCmd(g), inventorycmd.NewClusterCmd(g), inventorycmd.NewDatastoreCmd(g), netcmd.NewPortGroupCmd(g), netcmd.NewSwitchCmd(g),
+		inventorycmd.NewDatacenterCmd(g), inventorycmd.NewFolderCmd(g), inventorycmd.NewClusterCmd(g), inventorycmd.NewDatastoreCmd(g), netcmd.NewPortGroupCmd(g), netcmd.NewSwitchCmd(g),
 		newTaskCmd(g), newEventsCmd(g), newVersionCmd(g), proccmd.NewBenchCmd(g), inventorycmd.NewAPITokenCmd(g),
 		transfercmd.NewImportCmd(g), transfercmd.NewExportCmd(g), proccmd.NewWaitCmd(g),
 		authcmd.NewRoleCmd(g), authcmd.NewPermissionCmd(g), authcmd.NewUserCmd(g), authcmd.NewGroupCmd(g),

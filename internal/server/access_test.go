@@ -30,7 +30,7 @@ func TestEveryRouteNeedsAPrivilege(t *testing.T) {
 		case onAny:
 			continue
 		case onRoot, onList, onBody, api.KindVM, api.KindHost, api.KindTask, api.KindImage,
-			api.KindDatacenter, api.KindCluster, api.KindDatastore, api.KindPortGroup, api.KindSwitch:
+			api.KindDatacenter, api.KindCluster, api.KindDatastore, api.KindPortGroup, api.KindSwitch, api.KindFolder:
 		default:
 			t.Errorf("%s: checked on %q, which is no object", key, a.on)
 		}

@@ -110,7 +110,9 @@ func (p *permissions) CanRead(who auth.Principal, o api.Object) bool {
 }
 
 // place is o as the rules see it, with its ancestors, nearest first: a VM
-// under its host, cluster and datacenter; a task under its target.
+// under its folders (innermost first), then its host, cluster and
+// datacenter; a folder under its parent folders and its datacenter; a
+// task under its target.
 func (p *permissions) place(o api.Object) (authz.Object, []authz.Object) {
 	if o == nil {
 		return authz.Root, nil
@@ -139,10 +141,23 @@ func (p *permissions) place(o api.Object) (authz.Object, []authz.Object) {
 			}
 		}
 	}
+	folders := func(id string) {
+		for i := 0; i <= api.MaxFolderDepth && add(api.KindFolder, id); i++ {
+			f, ok := p.cache.Get(api.KindFolder, id)
+			if !ok {
+				return
+			}
+			id = f.(*api.Folder).Spec.Parent.ID
+		}
+	}
 	switch v := o.(type) {
 	case *api.VM:
+		folders(v.Spec.Folder.ID)
 		add(api.KindHost, v.Spec.Host.ID)
 		cluster(v.Spec.Cluster.ID)
+	case *api.Folder:
+		folders(v.Spec.Parent.ID)
+		add(api.KindDatacenter, v.Spec.Datacenter.ID)
 	case *api.Host:
 		cluster(v.Spec.Cluster.ID)
 	case *api.Cluster:
@@ -187,8 +202,8 @@ func (s *Server) checkAccess(a access, h handlerFunc) handlerFunc {
 		if a.on == api.KindTask {
 			key = r.PathValue("id")
 		}
-		o, ok := s.cache.Lookup(a.on, key)
-		if !ok {
+		o, err := s.inv.Lookup(a.on, key) // a folder by its path too
+		if err != nil {
 			return h(w, r) // its 404
 		}
 		priv := a.priv

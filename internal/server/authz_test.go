@@ -168,7 +168,9 @@ func TestRolesAndPermissionsBadInput(t *testing.T) {
 func TestNoAccessUserIsRefusedEverywhere(t *testing.T) {
 	d := newDC(t, 1)
 	ctx := context.Background()
-	d.run(d.c.CreateVM(ctx, api.VMCreateRequest{Name: "web1", CPUs: 1, Memory: api.MustSize("64MiB")}))
+	// A folder named like the VM: the folder calls' {name} finds it.
+	d.run(d.c.Create(ctx, api.KindFolder, api.FolderCreateRequest{Path: "/web1"}))
+	d.run(d.c.CreateVM(ctx, api.VMCreateRequest{Name: "web1", CPUs: 1, Memory: api.MustSize("64MiB"), Folder: "/web1"}))
 	d.permit("root", "mallory", "NoAccess", true)
 	mallory := userClient(t, d, "mallory")
 	var doc struct {
@@ -227,6 +229,9 @@ func TestNoAccessUserIsRefusedEverywhere(t *testing.T) {
 	if after := countAll(t, d.c); !maps.Equal(after, before) {
 		t.Fatalf("calls refused to a NoAccess user changed the inventory: %v, was %v", after, before)
 	}
+	if f := d.vm("web1").Spec.Folder.Name; f != "/web1" {
+		t.Fatalf("calls refused to a NoAccess user moved web1 to %q", f)
+	}
 }
 
 // countAll counts the objects of each kind, tasks aside.
@@ -234,7 +239,7 @@ func countAll(t *testing.T, c *client.Client) map[string]int {
 	t.Helper()
 	out := map[string]int{}
 	for _, kind := range []string{api.KindDatacenter, api.KindCluster, api.KindHost, api.KindDatastore, api.KindPortGroup,
-		api.KindSwitch, api.KindVM, api.KindImage, api.KindRole, api.KindPermission} {
+		api.KindSwitch, api.KindVM, api.KindImage, api.KindRole, api.KindPermission, api.KindFolder} {
 		out[kind] = len(mustList[*api.VM](t, c, kind))
 	}
 	return out

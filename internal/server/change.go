@@ -19,6 +19,12 @@ import (
 // change of the object's generation, which the client saw in If-Match,
 // still fails with 409.
 func (s *Server) modify(r *http.Request, kind string, fn func(upd api.Object) error, taskFor func(upd api.Object) *api.Task) (*api.Task, error) {
+	return s.modifyGuarded(r, kind, fn, taskFor, nil)
+}
+
+// modifyGuarded is modify with guard adding its preconditions to the
+// transaction (that an object the change relies on is unchanged).
+func (s *Server) modifyGuarded(r *http.Request, kind string, fn func(upd api.Object) error, taskFor func(upd api.Object) *api.Task, guard func(*store.Txn)) (*api.Task, error) {
 	ctx := r.Context()
 	if err := s.cache.Sync(ctx); err != nil {
 		return nil, err
@@ -37,8 +43,12 @@ func (s *Server) modify(r *http.Request, kind string, fn func(upd api.Object) er
 			return retry.Stop(err)
 		}
 		upd.GetMeta().Generation = cur.GetMeta().Generation + 1
+		txn := s.store.Txn().Update(cur, upd)
+		if guard != nil {
+			guard(txn)
+		}
 		var err error
-		if t, err = s.submitter.Submit(ctx, s.store.Txn().Update(cur, upd), taskFor(upd)); err == nil || !errors.Is(err, api.ErrConflict) {
+		if t, err = s.submitter.Submit(ctx, txn, taskFor(upd)); err == nil || !errors.Is(err, api.ErrConflict) {
 			return err
 		}
 		return s.onlyStatusChanged(ctx, &cur, err, true)

@@ -2,6 +2,8 @@ package server
 
 import (
 	"net/http"
+	"slices"
+	"strings"
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/control/inventory"
@@ -38,6 +40,11 @@ func (s *Server) listObjects(kind string) handlerFunc {
 			items[i] = s.views.View(items[i])
 		}
 		inventory.SortByName(items)
+		if kind == api.KindFolder { // by path: each under its parent
+			slices.SortStableFunc(items, func(a, b api.Object) int {
+				return slices.Compare(strings.Split(a.(*api.Folder).Spec.Path, "/"), strings.Split(b.(*api.Folder).Spec.Path, "/"))
+			})
+		}
 		reply(w, http.StatusOK, api.List[api.Object]{Items: nonNil(items), Revision: s.cache.Rev()})
 		return nil
 	}

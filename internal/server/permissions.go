@@ -15,7 +15,7 @@ import (
 
 // permissionKinds are the kinds of objects permissions go on (besides
 // the root).
-var permissionKinds = []string{api.KindDatacenter, api.KindCluster, api.KindHost, api.KindDatastore, api.KindPortGroup,
+var permissionKinds = []string{api.KindDatacenter, api.KindFolder, api.KindCluster, api.KindHost, api.KindDatastore, api.KindPortGroup,
 	api.KindSwitch, api.KindVM, api.KindImage}
 
 // GET /api/v1/roles: the built-in roles, then the stored ones.
@@ -186,7 +186,8 @@ func (s *Server) createPermission(w http.ResponseWriter, r *http.Request) error 
 		Spec: api.PermissionSpec{Principal: req.Principal, Group: req.Group, Role: ro.Metadata.Name, Object: ref, Propagate: req.Propagate}})
 }
 
-// permissionObject resolves "root" or KIND:NAME.
+// permissionObject resolves "root" or KIND:NAME; a folder's NAME may be
+// its path (folders:/web/prod), and it is named by its path.
 func (s *Server) permissionObject(spec string) (api.ObjectRef, error) {
 	if spec == authz.Root.Kind {
 		return api.ObjectRef{Kind: authz.Root.Kind}, nil
@@ -199,7 +200,11 @@ func (s *Server) permissionObject(spec string) (api.ObjectRef, error) {
 	if err != nil {
 		return api.ObjectRef{}, err
 	}
-	return api.ObjectRef{Kind: kind, ID: o.GetMeta().ID, Name: o.GetMeta().Name}, nil
+	ref := api.ObjectRef{Kind: kind, ID: o.GetMeta().ID, Name: o.GetMeta().Name}
+	if kind == api.KindFolder {
+		ref.Name = inventory.FolderPath(s.st, ref.ID)
+	}
+	return ref, nil
 }
 
 // DELETE /api/v1/permissions/{name}: the caller needs

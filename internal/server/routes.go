@@ -57,7 +57,8 @@ var (
 	powerStates  = []string{api.PowerOn, api.PowerOff, api.PowerSuspended, api.PowerUnknown}
 	taskStates   = []string{api.TaskQueued, api.TaskRunning, "active", api.TaskSucceeded, api.TaskFailed, api.TaskCanceled}
 	eventTypes   = []string{api.EventTask, api.EventVMPower, api.EventHostConnection, api.EventHostHA, api.EventCreated, api.EventDeleted, api.EventDatastoreAlarm}
-	objectKinds  = []string{api.KindDatacenter, api.KindCluster, api.KindHost, api.KindDatastore, api.KindPortGroup, api.KindSwitch, api.KindVM, api.KindTask, api.KindImage, api.KindRole, api.KindPermission}
+	objectKinds  = []string{api.KindDatacenter, api.KindCluster, api.KindHost, api.KindDatastore, api.KindPortGroup, api.KindSwitch, api.KindVM, api.KindTask, api.KindImage, api.KindRole, api.KindPermission, api.KindFolder}
+	folderPath   = "/api/v1/folders/{name}"
 	ifMatchNote  = " Send If-Match with the revision you read to change only that version (409 otherwise)."
 )
 
@@ -130,7 +131,8 @@ func (s *Server) apiRoutes() []route {
 
 		route{method: "GET", path: "/api/v1/vms", handler: s.listVMs, summary: "List VMs", reply: listOf(api.VM{}),
 			query: []param{{name: "host", doc: "only VMs on this host (name or ID)"}, {name: "cluster", doc: "only VMs of this cluster (name or ID)"},
-				{name: "power", doc: "only VMs in this power state", values: powerStates}}},
+				{name: "power", doc: "only VMs in this power state", values: powerStates},
+				{name: "folder", doc: "only VMs directly in this folder (path, name or ID; / for the top level)"}}},
 		route{method: "POST", path: "/api/v1/vms", handler: s.createVM, summary: "Create a VM (placed on a host with room unless one is named)",
 			body: api.VMCreateRequest{}, reply: task, status: http.StatusAccepted},
 		route{method: "GET", path: "/api/v1/vms/{name}", handler: s.getObject(api.KindVM), summary: "Read a VM", reply: api.VM{}},
@@ -140,6 +142,19 @@ func (s *Server) apiRoutes() []route {
 			query: []param{{name: "force", doc: "true to power off and delete a running VM"}}},
 		route{method: "POST", path: "/api/v1/vms/{name}/power", handler: s.powerVM, summary: "Start, stop, reset, suspend or resume a VM",
 			body: api.PowerRequest{}, reply: task, status: http.StatusAccepted},
+
+		route{method: "POST", path: "/api/v1/vms/{name}/move", handler: s.moveVM,
+			summary: "Move a VM to another folder of its datacenter (/ for the top level); needs VirtualMachine.Inventory.Move on the VM and on the folder",
+			body:    api.VMMoveRequest{}, reply: task},
+
+		route{method: "GET", path: "/api/v1/folders", handler: s.listObjects(api.KindFolder), summary: "List VM folders", reply: listOf(api.Folder{}),
+			query: []param{byDatacenter}},
+		route{method: "POST", path: "/api/v1/folders", handler: s.createFolder,
+			summary: "Create a VM folder at a path (its parent must exist, or set parents)", body: api.FolderCreateRequest{}, reply: task},
+		route{method: "GET", path: folderPath, handler: s.getObject(api.KindFolder), summary: "Read a VM folder by ID, path (URL-escaped: %2Fweb%2Fprod) or name", reply: api.Folder{}},
+		route{method: "PATCH", path: folderPath, handler: s.updateFolder, summary: "Rename, relabel or describe a VM folder." + ifMatchNote,
+			body: api.FolderUpdateRequest{}, reply: task},
+		route{method: "DELETE", path: folderPath, handler: s.deleteObject(api.KindFolder), summary: "Delete an empty VM folder (no VMs, no folders)", reply: task},
 
 		route{method: "POST", path: "/api/v1/vms/{name}/migrate", handler: s.migrateVM,
 			summary: "Move a VM to another host and/or datastore, live when it runs", body: api.MigrateRequest{}, reply: task, status: http.StatusAccepted},

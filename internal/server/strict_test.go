@@ -161,11 +161,11 @@ func TestClientSendsOnlyDeclaredQueryParameters(t *testing.T) {
 			t.Errorf("%s: %v", what, err)
 		}
 	}
-	_, err := client.List[*api.VM](ctx, d.c, api.KindVM, url.Values{"host": {"host-1"}, "cluster": {"cluster1"}, "power": {api.PowerOff}})
+	_, err := client.List[*api.VM](ctx, d.c, api.KindVM, url.Values{"host": {"host-1"}, "cluster": {"cluster1"}, "power": {api.PowerOff}, "folder": {"/"}})
 	unknown("list VMs", err)
 	_, err = client.List[*api.Host](ctx, d.c, api.KindHost, url.Values{"cluster": {"cluster1"}})
 	unknown("list hosts", err)
-	for _, k := range []string{api.KindCluster, api.KindDatastore, api.KindPortGroup, api.KindDatacenter} {
+	for _, k := range []string{api.KindCluster, api.KindDatastore, api.KindPortGroup, api.KindDatacenter, api.KindFolder} {
 		_, err = client.List[*api.Cluster](ctx, d.c, k, url.Values{"datacenter": {"dc1"}})
 		unknown("list "+k, err)
 	}

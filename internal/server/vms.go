@@ -9,7 +9,7 @@ import (
 	"github.com/vdc-project/vdc/internal/control/vms"
 )
 
-// GET /api/v1/vms?host=&cluster=&power=
+// GET /api/v1/vms?host=&cluster=&power=&folder=
 func (s *Server) listVMs(w http.ResponseWriter, r *http.Request) error {
 	if err := s.cache.Sync(r.Context()); err != nil {
 		return err
@@ -29,12 +29,17 @@ func (s *Server) listVMs(w http.ResponseWriter, r *http.Request) error {
 			*id = o.GetMeta().ID
 		}
 	}
-	power := q.Get("power")
+	power, inFolder := q.Get("power"), q.Has("folder")
+	folder, err := s.inv.FolderDest(q.Get("folder"), "")
+	if err != nil {
+		return err
+	}
+	folderID := inventory.FolderRef(folder).ID
 	items := make([]api.Object, 0, s.cache.Count(api.KindVM))
 	s.cache.Each(api.KindVM, func(o api.Object) {
 		vm := o.(*api.VM)
 		if (hostID == "" || vm.Spec.Host.ID == hostID) && (clusterID == "" || vm.Spec.Cluster.ID == clusterID) &&
-			(power == "" || vm.Status.PowerState == power) {
+			(power == "" || vm.Status.PowerState == power) && (!inFolder || vm.Spec.Folder.ID == folderID) {
 			items = append(items, o)
 		}
 	})

@@ -88,7 +88,7 @@ func (c *Cache) load(ctx context.Context, emit bool) error {
 			continue
 		}
 		objs[kind][id] = obj
-		if n := obj.GetMeta().Name; n != "" {
+		if n := indexName(obj); n != "" {
 			names[kind][n] = id
 		}
 	}
@@ -168,8 +168,8 @@ func (c *Cache) apply(resp clientv3.WatchResponse) {
 		}
 		prev := c.objs[kind][id]
 		ch := Change{Rev: ev.Kv.ModRevision, Time: now, Kind: kind, ID: id, Prev: prev}
-		if prev != nil && prev.GetMeta().Name != "" && c.names[kind][prev.GetMeta().Name] == id {
-			delete(c.names[kind], prev.GetMeta().Name)
+		if prev != nil && indexName(prev) != "" && c.names[kind][indexName(prev)] == id {
+			delete(c.names[kind], indexName(prev))
 		}
 		if ev.Type == clientv3.EventTypeDelete {
 			delete(c.objs[kind], id)
@@ -184,7 +184,7 @@ func (c *Cache) apply(resp clientv3.WatchResponse) {
 				continue
 			}
 			c.objs[kind][id] = obj
-			if n := obj.GetMeta().Name; n != "" {
+			if n := indexName(obj); n != "" {
 				c.names[kind][n] = id
 			}
 			ch.Obj = obj
@@ -288,7 +288,8 @@ func (c *Cache) Get(kind, id string) (api.Object, bool) {
 	return o, ok
 }
 
-// Lookup finds an object by name or ID.
+// Lookup finds an object by name or ID (an object whose name is scoped,
+// a folder, by its scope and name: see indexName).
 func (c *Cache) Lookup(kind, nameOrID string) (api.Object, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()

@@ -37,6 +37,7 @@ var factories = map[string]func() api.Object{
 	api.KindPermission: func() api.Object { return new(api.Permission) },
 	api.KindUser:       func() api.Object { return new(api.User) },
 	api.KindGroup:      func() api.Object { return new(api.Group) },
+	api.KindFolder:     func() api.Object { return new(api.Folder) },
 }
 
 // Kinds lists every stored kind.
@@ -52,6 +53,26 @@ var singular = api.Singular
 
 func objKey(kind, id string) string    { return objPrefix + kind + "/" + id }
 func nameKey(kind, name string) string { return namePrefix + kind + "/" + name }
+
+// scoped is an object whose name is unique only within a scope (a
+// folder's: among its parent's folders).
+type scoped interface{ NameScope() string }
+
+// indexName is what obj's name is indexed by, in etcd and in the cache:
+// its name, or for a scoped object its scope and name ("<parent
+// ID>/prod"), so that objects named alike live in different scopes.
+// Cache.Lookup finds a scoped object by that key (or its ID) only.
+func indexName(obj api.Object) string {
+	n := obj.GetMeta().Name
+	if s, ok := obj.(scoped); ok && n != "" {
+		return ScopedName(s.NameScope(), n)
+	}
+	return n
+}
+
+// ScopedName is the key Cache.Lookup finds an object with this name in
+// this scope by.
+func ScopedName(scope, name string) string { return scope + "/" + name }
 
 // ClaimKey is where a task's claim is kept (api.Task.Claims lists them).
 func ClaimKey(claim string) string { return claimPrefix + claim }
@@ -236,20 +257,25 @@ func (t *Txn) Create(obj api.Object) *Txn {
 	kind := obj.Kind()
 	t.absent(objKey(kind, m.ID), api.Errorf(api.ErrConflict, "%s %s already exists", singular(kind), m.ID))
 	if m.Name != "" {
-		t.takeName(kind, m.Name, m.ID)
+		t.takeName(obj)
 	}
 	t.put(obj)
 	return t
 }
 
-// takeName indexes a name that must be free, and not claimed by a task
-// (but the one this transaction writes for).
-func (t *Txn) takeName(kind, name, id string) {
-	t.absent(nameKey(kind, name), api.Errorf(api.ErrConflict, "a %s named %q already exists", singular(kind), name))
-	if c := NameClaim(kind, name); !t.held[c] {
+// takeName indexes obj's name, which must be free (in its scope), and not
+// claimed by a task (but the one this transaction writes for).
+func (t *Txn) takeName(obj api.Object) {
+	kind, name, key := obj.Kind(), obj.GetMeta().Name, indexName(obj)
+	where := ""
+	if key != name {
+		where = " there"
+	}
+	t.absent(nameKey(kind, key), api.Errorf(api.ErrConflict, "a %s named %q already exists%s", singular(kind), name, where))
+	if c := NameClaim(kind, key); !t.held[c] {
 		t.absent(ClaimKey(c), api.Errorf(api.ErrConflict, "a %s named %q is being made by a task that has not ended yet", singular(kind), name))
 	}
-	t.ops = append(t.ops, clientv3.OpPut(nameKey(kind, name), id))
+	t.ops = append(t.ops, clientv3.OpPut(nameKey(kind, key), obj.GetMeta().ID))
 }
 
 // ClaimName claims an object's name for a task (holder) that makes the
@@ -295,12 +321,12 @@ func (t *Txn) Update(old, obj api.Object) *Txn {
 	}
 	t.atRevision(objKey(kind, m.ID), om.Revision, api.Errorf(api.ErrConflict,
 		"%s %q was changed by someone else since revision %d; read it again and retry", singular(kind), om.Name, om.Revision))
-	if m.Name != om.Name {
-		if m.Name != "" {
-			t.takeName(kind, m.Name, m.ID)
+	if key, old := indexName(obj), indexName(old); key != old {
+		if key != "" {
+			t.takeName(obj)
 		}
-		if om.Name != "" {
-			t.ops = append(t.ops, clientv3.OpDelete(nameKey(kind, om.Name)))
+		if old != "" {
+			t.ops = append(t.ops, clientv3.OpDelete(nameKey(kind, old)))
 		}
 	}
 	t.put(obj)
@@ -316,8 +342,8 @@ func (t *Txn) Delete(obj api.Object) *Txn {
 			"%s %q was changed by someone else since revision %d; read it again and retry", singular(kind), m.Name, m.Revision))
 	}
 	t.ops = append(t.ops, clientv3.OpDelete(objKey(kind, m.ID)))
-	if m.Name != "" {
-		t.ops = append(t.ops, clientv3.OpDelete(nameKey(kind, m.Name)))
+	if key := indexName(obj); key != "" {
+		t.ops = append(t.ops, clientv3.OpDelete(nameKey(kind, key)))
 	}
 	return t
 }

@@ -129,6 +129,59 @@ func TestRenameMovesNameIndex(t *testing.T) {
 	}
 }
 
+// Folder names are unique among their parent's folders only: two
+// parents may each hold a "prod", one parent only one, and a rename or a
+// delete frees the name in its scope.
+func TestScopedNamesAreUniqueWithinTheirScope(t *testing.T) {
+	s, c := newStore(t)
+	ctx := context.Background()
+	folder := func(name, parent string) *api.Folder {
+		return &api.Folder{Metadata: api.ObjectMeta{Name: name}, Spec: api.FolderSpec{Datacenter: api.Ref{ID: "dc"}, Parent: api.Ref{ID: parent}}}
+	}
+	web, db := folder("web", ""), folder("db", "")
+	for _, o := range []*api.Folder{web, db} {
+		if _, err := s.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	webProd, dbProd := folder("prod", web.Metadata.ID), folder("prod", db.Metadata.ID)
+	for _, o := range []*api.Folder{webProd, dbProd} {
+		if _, err := s.Create(ctx, o); err != nil {
+			t.Fatalf("prod under %s: %v", o.Spec.Parent.ID, err)
+		}
+	}
+	if _, err := s.Create(ctx, folder("prod", web.Metadata.ID)); !errors.Is(err, api.ErrConflict) {
+		t.Fatalf("a second prod under web: %v, want ErrConflict", err)
+	}
+	if _, err := s.Create(ctx, folder("web", "")); !errors.Is(err, api.ErrConflict) {
+		t.Fatalf("a second web at the top: %v, want ErrConflict", err)
+	}
+	cur, _ := s.Get(ctx, api.KindFolder, webProd.Metadata.ID)
+	renamed := store.Clone(cur.(*api.Folder))
+	renamed.Metadata.Name = "staging"
+	if _, err := s.Update(ctx, cur, renamed); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if o, ok := c.Lookup(api.KindFolder, web.Metadata.ID+"/staging"); !ok || o.GetMeta().ID != webProd.Metadata.ID {
+		t.Fatal("the renamed folder does not resolve in its scope")
+	}
+	if o, ok := c.Lookup(api.KindFolder, db.Metadata.ID+"/prod"); !ok || o.GetMeta().ID != dbProd.Metadata.ID {
+		t.Fatal("the other prod no longer resolves")
+	}
+	if _, err := s.Create(ctx, folder("prod", web.Metadata.ID)); err != nil {
+		t.Fatalf("prod under web after the rename: %v", err)
+	}
+	if _, err := s.Delete(ctx, dbProd); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Create(ctx, folder("prod", db.Metadata.ID)); err != nil {
+		t.Fatalf("prod under db after the delete: %v", err)
+	}
+}
+
 func TestCacheSyncAndChanges(t *testing.T) {
 	s, c := newStore(t)
 	ctx := context.Background()

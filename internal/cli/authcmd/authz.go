@@ -88,7 +88,8 @@ func NewPermissionCmd(g *cmdutil.Globals) *cobra.Command {
 		Use:   "add --object KIND:NAME|root (--user U | --group G) --role ROLE [--propagate]",
 		Short: "Give a user or group a role on an object (and, with --propagate, on what is under it)",
 		Example: "  vdc permission add --object root --user alice --role ReadOnly --propagate\n" +
-			"  vdc permission add --object hosts:host-1 --group ops --role VirtualMachinePowerUser --propagate",
+			"  vdc permission add --object hosts:host-1 --group ops --role VirtualMachinePowerUser --propagate\n" +
+			"  vdc permission add --object folders:/web --user alice --role VirtualMachineUser --propagate",
 		Args: cmdutil.ExactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			switch {
@@ -112,7 +113,7 @@ func NewPermissionCmd(g *cmdutil.Globals) *cobra.Command {
 		},
 	}
 	fl := add.Flags()
-	fl.StringVar(&req.Object, "object", "", "the object: root (everything), or KIND:NAME (vms:web1, hosts:host-1, clusters:cluster1, datacenters:dc1, datastores:..., portgroups:...)")
+	fl.StringVar(&req.Object, "object", "", "the object: root (everything), or KIND:NAME (vms:web1, folders:/web, hosts:host-1, clusters:cluster1, datacenters:dc1, datastores:..., portgroups:...)")
 	fl.StringVar(&user, "user", "", "the user the permission is for")
 	fl.StringVar(&group, "group", "", "the group the permission is for")
 	fl.StringVar(&req.Role, "role", "", "the role (vdc role ls)")

@@ -95,7 +95,7 @@ func Truncate(s string, n int) string {
 // kindNames are the singular nouns of the kinds, for messages.
 var kindNames = map[string]string{
 	api.KindDatacenter: "datacenter", api.KindCluster: "cluster", api.KindHost: "host",
-	api.KindDatastore: "datastore", api.KindPortGroup: "port group", api.KindVM: "vm", api.KindTask: "task",
+	api.KindDatastore: "datastore", api.KindPortGroup: "port group", api.KindVM: "vm", api.KindTask: "task", api.KindFolder: "folder",
 }
 
 // KindName is the singular noun of a kind (api.KindPortGroup: "port group"),

@@ -55,6 +55,7 @@ read the base, which then cannot be deleted while the clone exists.`,
 	f.StringVar(&req.Snapshot, "snapshot", "", "clone the VM as it was at this snapshot")
 	f.StringVar(&req.Host, "host", "", "host of the new VM (default: placement picks one)")
 	f.StringVar(&req.Datastore, "datastore", "", "datastore of the new disks (default: the source's)")
+	f.StringVar(&req.Folder, "folder", "", "VM folder of the new VM, a path like /web (default: the source's)")
 	f.IntVar(&req.CPUs, "cpus", 0, "virtual CPUs (default: the source's)")
 	f.StringVar(&memory, "memory", "", "memory (default: the source's)")
 	f.BoolVar(&req.PowerOn, "start", false, "power the new VM on")

@@ -32,7 +32,7 @@ func NewVMCmd(g *cmdutil.Globals) *cobra.Command {
   vdc vm create t1 --memory 256MiB --image test --start
   vdc vm create deb --memory 2G --image /srv/vdc/datastore1/files/debian-12.qcow2 --linked --start
   vdc vm create inst --memory 2G --disk 20G --cdrom /srv/iso/debian-12.iso --vnc --start
-  vdc vm create web5 --from-template gold-debian --linked --start
+  vdc vm create web5 --from-template gold-debian --linked --start --folder /web
   vdc vm create deb1 --memory 2G --image debian-12 --linked --cloud-init user-data.yaml --ssh-key ~/.ssh/id_ed25519.pub --start`,
 		Created: vmCreated,
 		Update:  vmUpdateFlags,
@@ -43,7 +43,7 @@ func NewVMCmd(g *cmdutil.Globals) *cobra.Command {
   vdc vm update web1 --name web-01 --label tier=web --label old=`,
 		DeleteFlags: vmDeleteFlags,
 	}
-	cmd := d.Command(g, newExecCmd(g), newConsoleCmd(g), newMigrateCmd(g),
+	cmd := d.Command(g, newExecCmd(g), newConsoleCmd(g), newMigrateCmd(g), newMoveCmd(g),
 		newSnapshotCmd(g), newCloneCmd(g), newMarkTemplateCmd(g), newDiskCmd(g), newNICCmd(g))
 	for _, p := range powerVerbs {
 		cmd.AddCommand(newPowerCmd(g, p))
@@ -56,13 +56,14 @@ func vmListFlags(cmd *cobra.Command) func() (url.Values, error) {
 	host := cmd.Flags().String("host", "", "only the VMs of this host")
 	cluster := cmd.Flags().String("cluster", "", "only the VMs of this cluster")
 	power := cmd.Flags().String("power", "", "only the VMs in this power state: on, off, suspended or unknown")
+	folder := cmd.Flags().String("folder", "", "only the VMs directly in this folder (a path like /web; / for the top level)")
 	return func() (url.Values, error) {
 		q := url.Values{}
 		states := []string{api.PowerOn, api.PowerOff, api.PowerSuspended, api.PowerUnknown}
 		if *power != "" && !slices.Contains(states, *power) {
 			return nil, fmt.Errorf("--power must be one of %s, got %q", strings.Join(states, ", "), *power)
 		}
-		for k, v := range map[string]string{"host": *host, "cluster": *cluster, "power": *power} {
+		for k, v := range map[string]string{"host": *host, "cluster": *cluster, "power": *power, "folder": *folder} {
 			if v != "" {
 				q.Set(k, v)
 			}
@@ -82,6 +83,7 @@ func vmCreateCmdFlags(cmd *cobra.Command) func(string) (any, error) {
 	fl.BoolVar(&f.noNIC, "no-nic", false, "create the VM without any NIC")
 	fl.StringVar(&f.host, "host", "", "host to run on (default: placement picks one)")
 	fl.StringVar(&f.cluster, "cluster", "", "cluster (default: the only one, or the host's)")
+	fl.StringVar(&f.folder, "folder", "", "VM folder to put it in, a path like /web (default: the datacenter's top level)")
 	fl.BoolVar(&f.start, "start", false, "power the VM on once it is created")
 	fl.StringVar(&f.image, "image", "", "make the VM from an image: a registered one (e.g. test), or the absolute path of a disk file (qcow2, raw...) in a datastore (upload others with vdc image import FILE)")
 	fl.BoolVar(&f.linked, "linked", false, "with a disk --image: a thin overlay on the image instead of a copy")
@@ -182,6 +184,7 @@ type vmCreateFlags struct {
 	disks, nics   []string
 	noNIC         bool
 	host, cluster string
+	folder        string
 	start         bool
 	image, cdrom  string
 	linked, vnc   bool
@@ -197,7 +200,8 @@ type vmCreateFlags struct {
 // from package api, so the CLI and the server agree on them.
 func (f *vmCreateFlags) request(name string) (api.VMCreateRequest, error) {
 	req := api.VMCreateRequest{Name: name, Host: f.host, Cluster: f.cluster, CPUs: f.cpus,
-		Description: f.meta.Description, PowerOn: f.start, Image: f.image, Linked: f.linked, CDROM: f.cdrom, VNC: f.vnc, HAPriority: f.haPriority}
+		Description: f.meta.Description, PowerOn: f.start, Image: f.image, Linked: f.linked, CDROM: f.cdrom, VNC: f.vnc, HAPriority: f.haPriority,
+		Folder: f.folder}
 	var err error
 	if f.cloudInit != nil {
 		if req.CloudInit, err = f.cloudInit.build(); err != nil {
@@ -390,6 +394,7 @@ func vmColumns(now time.Time) []cmdutil.Column[*api.VM] {
 		{Header: "name", Value: func(vm *api.VM) string { return vm.Metadata.Name }},
 		{Header: "power", Value: vmPower},
 		{Header: "host", Value: func(vm *api.VM) string { return vm.Spec.Host.String() }},
+		{Header: "folder", Value: vmFolder},
 		{Header: "cpus", Value: func(vm *api.VM) string { return strconv.Itoa(vm.Spec.CPUs) }},
 		{Header: "memory", Value: func(vm *api.VM) string { return vm.Spec.MemoryBytes.String() }},
 		{Header: "disks", Value: func(vm *api.VM) string {
@@ -402,6 +407,14 @@ func vmColumns(now time.Time) []cmdutil.Column[*api.VM] {
 		{Header: "age", Value: func(vm *api.VM) string { return cmdutil.Age(now, vm.Metadata.Created) }},
 		{Header: "message", Value: func(vm *api.VM) string { return cmdutil.Truncate(vm.Status.Message, 60) }, Optional: true},
 	}
+}
+
+// vmFolder is the path of the VM's folder, "/" at the top level.
+func vmFolder(vm *api.VM) string {
+	if vm.Spec.Folder.IsZero() {
+		return "/"
+	}
+	return vm.Spec.Folder.String()
 }
 
 // vmPower is the power state, with the last known one when it is unknown
@@ -436,6 +449,7 @@ func vmInfoState(v *cmdutil.InfoView, vm *api.VM, now time.Time) {
 	v.Add("Description", vm.Spec.Description)
 	v.Add("Cluster", vm.Spec.Cluster.String())
 	v.Add("Host", vm.Spec.Host.String())
+	v.Add("Folder", vmFolder(vm))
 	power := vmPower(vm)
 	if since := cmdutil.Age(now, vm.Status.PowerChanged); since != "" {
 		power += ", since " + since

@@ -209,14 +209,18 @@ func TestVMListColumns(t *testing.T) {
 			Spec: api.VMSpec{Host: api.Ref{ID: "h", Name: "host-1"}, CPUs: 2, MemoryBytes: 1 << 30,
 				Disks: []api.VMDisk{{SizeBytes: 10 << 30}, {SizeBytes: 1 << 30}}},
 			Status: api.VMStatus{Phase: api.PhaseReady, PowerState: api.PowerOn}},
+		{Metadata: api.ObjectMeta{Name: "web2", Created: now.Add(-time.Minute)},
+			Spec:   api.VMSpec{Host: api.Ref{ID: "h", Name: "host-1"}, Folder: api.Ref{ID: "f", Name: "/web/prod"}, CPUs: 1, MemoryBytes: 1 << 30},
+			Status: api.VMStatus{Phase: api.PhaseReady, PowerState: api.PowerOff}},
 	}
 	var b strings.Builder
 	table := &cmdutil.Globals{Stdout: &b, Output: cmdutil.OutputTable}
 	if err := cmdutil.PrintList(table, vms, vmColumns(now)); err != nil {
 		t.Fatal(err)
 	}
-	want := "NAME  POWER  HOST    CPUS  MEMORY  DISKS   AGE\n" +
-		"web1  on     host-1  2     1 GiB   11 GiB  5m ago\n"
+	want := "NAME  POWER  HOST    FOLDER     CPUS  MEMORY  DISKS   AGE\n" +
+		"web1  on     host-1  /          2     1 GiB   11 GiB  5m ago\n" +
+		"web2  off    host-1  /web/prod  1     1 GiB   -       1m ago\n"
 	if b.String() != want {
 		t.Errorf("table:\n%s\nwant:\n%s", b.String(), want)
 	}

@@ -10,9 +10,10 @@
 // For a principal (a user and the groups it belongs to) and an object,
 // the object's ancestry is walked from the object itself upwards (a VM:
 // the VM, its folders from the innermost, its host, its cluster, its
-// datacenter, then the root). At the first object in that walk holding a
-// permission that applies (on the object itself, or propagating from an
-// ancestor), the walk stops, and:
+// datacenter, then the root; a folder: the folder, its parent folders
+// from the innermost, its datacenter, the root). At the first object in
+// that walk holding a permission that applies (on the object itself, or
+// propagating from an ancestor), the walk stops, and:
 //   - a permission of the user itself decides alone (a user's own beats
 //     its groups');
 //   - otherwise the privileges of every applying group permission there

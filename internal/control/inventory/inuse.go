@@ -9,11 +9,12 @@ import (
 )
 
 // InUse says what still depends on an object that is to be deleted: a
-// datacenter's clusters, datastores and port groups, a cluster's hosts and
-// VMs, the VMs with a disk on a datastore or a NIC on a port group, a
-// host's VMs. The error (a conflict) counts each kind and names up to five
-// of each: "cannot delete cluster "c1": it still has 2 hosts (h1, h2); 7
-// vms (a, b, c, d, e and 2 more)". Nil when nothing does.
+// datacenter's clusters, datastores, port groups and folders, a cluster's
+// hosts and VMs, the VMs with a disk on a datastore or a NIC on a port
+// group, a host's VMs, a folder's VMs and folders. The error (a
+// conflict) counts each kind and names up to five of each: "cannot
+// delete cluster "c1": it still has 2 hosts (h1, h2); 7 vms (a, b, c, d,
+// e and 2 more)". Nil when nothing does.
 func (in *Inventory) InUse(o api.Object) error {
 	id := o.GetMeta().ID
 	var users []string
@@ -24,7 +25,7 @@ func (in *Inventory) InUse(o api.Object) error {
 	}
 	switch o.(type) {
 	case *api.Datacenter:
-		for _, k := range []string{api.KindCluster, api.KindDatastore, api.KindSwitch, api.KindPortGroup} {
+		for _, k := range []string{api.KindCluster, api.KindDatastore, api.KindSwitch, api.KindPortGroup, api.KindFolder} {
 			add(k, func(x api.Object) bool { return DatacenterOf(x) == id })
 		}
 	case *api.Cluster:
@@ -53,6 +54,9 @@ func (in *Inventory) InUse(o api.Object) error {
 		})
 	case *api.Host:
 		add(api.KindVM, func(x api.Object) bool { return x.(*api.VM).Spec.Host.ID == id })
+	case *api.Folder:
+		add(api.KindVM, func(x api.Object) bool { return x.(*api.VM).Spec.Folder.ID == id })
+		add(api.KindFolder, func(x api.Object) bool { return x.(*api.Folder).Spec.Parent.ID == id })
 	}
 	if len(users) > 0 {
 		return api.Errorf(api.ErrConflict, "cannot delete %s %q: it still has %s", api.Singular(o.Kind()), o.GetMeta().Name, strings.Join(users, "; "))

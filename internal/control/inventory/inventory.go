@@ -4,8 +4,9 @@
 // is ready or busy (CheckReady, NotMoving, NotHotAdding), recording what a
 // host reports of a VM (VMStateChange, SetPower), the VMs of a host, claims
 // on names that tasks record later (SubmitOnVM, PendingClaims), what still
-// depends on an object to be deleted (InUse), and following a job on a
-// host (FollowJob).
+// depends on an object to be deleted (InUse), VM folders (finding one by
+// path, ID or name, a folder's path, where a VM goes: Folder, FolderPath,
+// FolderDest), and following a job on a host (FollowJob).
 //
 // inventory depends on state, tasks, hosts and placement; the domain
 // packages (vms, migration, storage, transfer, ha, maintenance) depend on

@@ -30,14 +30,24 @@ func DatacenterOf(o api.Object) string {
 		return v.Spec.Datacenter.ID
 	case *api.Switch:
 		return v.Spec.Datacenter.ID
+	case *api.Folder:
+		return v.Spec.Datacenter.ID
 	}
 	return ""
 }
 
-// Lookup finds an object by name or ID in the cache.
+// Lookup finds an object by name or ID in the cache; a folder also by
+// its path (see Folder).
 func (in *Inventory) Lookup(kind, nameOrID string) (api.Object, error) {
 	if nameOrID == "" {
 		return nil, api.Errorf(api.ErrInvalid, "no %s given", api.Singular(kind))
+	}
+	if kind == api.KindFolder {
+		f, err := in.Folder(nameOrID, "")
+		if err != nil {
+			return nil, err
+		}
+		return f, nil
 	}
 	o, ok := in.St.Cache.Lookup(kind, nameOrID)
 	if !ok {

@@ -15,6 +15,7 @@ type Tally struct {
 	mu            sync.RWMutex
 	hosts         map[string]*HostSums // by host ID
 	clusterVMs    map[string]int
+	folderVMs     map[string]int // by folder ID ("": the top levels)
 	dsProvisioned map[string]int64
 	dsAllocated   map[string]int64
 	pgPorts       map[string]int
@@ -34,7 +35,7 @@ type HostSums struct {
 
 // NewTally returns an empty tally; feed it with Cache.Observe(t.Observe).
 func NewTally() *Tally {
-	return &Tally{hosts: map[string]*HostSums{}, clusterVMs: map[string]int{}, dsProvisioned: map[string]int64{},
+	return &Tally{hosts: map[string]*HostSums{}, clusterVMs: map[string]int{}, folderVMs: map[string]int{}, dsProvisioned: map[string]int64{},
 		pgPorts: map[string]int{}, macs: map[string]string{}}
 }
 
@@ -74,6 +75,7 @@ func (t *Tally) count(vm *api.VM, sign int) {
 		h.OnMem += int64(sign) * int64(vm.Spec.MemoryBytes)
 	}
 	t.clusterVMs[vm.Spec.Cluster.ID] += sign
+	t.folderVMs[vm.Spec.Folder.ID] += sign
 	for _, d := range vm.Spec.Disks {
 		t.dsProvisioned[d.Datastore.ID] += int64(sign) * int64(d.SizeBytes)
 	}
@@ -185,4 +187,11 @@ func (t *Tally) ClusterVMs(id string) int {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	return t.clusterVMs[id]
+}
+
+// FolderVMs counts the VMs directly in a folder.
+func (t *Tally) FolderVMs(id string) int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.folderVMs[id]
 }

@@ -58,6 +58,7 @@ func (s *Service) Clone(ctx context.Context, src *api.VM, req api.CloneRequest) 
 		return nil, fmt.Errorf("clone vm %s: %w", src.Metadata.Name, err)
 	}
 	txn := s.st.Store.Txn()
+	s.inv.KeepFolder(txn, pl.vm.Spec.Folder.ID)
 	release, err := s.places.PlaceNew(txn, pl.vm, pl.cl, pl.hostID, req.PowerOn)
 	if err != nil {
 		return nil, fmt.Errorf("place clone %s of vm %s: %w", req.Name, src.Metadata.Name, err)
@@ -121,6 +122,13 @@ func (s *Service) planClone(src *api.VM, req api.CloneRequest) (*clonePlan, erro
 		return nil, err
 	}
 	pl.vm = newClone(src, req, pl.cl, cpus, mem)
+	if req.Folder != "" {
+		f, err := s.inv.FolderDest(req.Folder, pl.cl.Spec.Datacenter.ID)
+		if err != nil {
+			return nil, err
+		}
+		pl.vm.Spec.Folder = inventory.FolderRef(f)
+	}
 	if err := s.cloneDisks(pl, src, disks, ds, req.Linked); err != nil {
 		return nil, err
 	}
@@ -185,7 +193,8 @@ func (s *Service) cloneTarget(src *api.VM, req api.CloneRequest) (cl *api.Cluste
 	return cl, hostID, ds, nil
 }
 
-// newClone is the new VM, without disks and NICs yet.
+// newClone is the new VM, without disks and NICs yet, in its source's
+// folder.
 func newClone(src *api.VM, req api.CloneRequest, cl *api.Cluster, cpus int, mem api.Size) *api.VM {
 	// A clone keeps its source's labels; the request's add to them or
 	// change them.
@@ -196,7 +205,7 @@ func newClone(src *api.VM, req api.CloneRequest, cl *api.Cluster, cpus int, mem 
 	maps.Copy(labels, req.Labels)
 	vm := &api.VM{
 		Metadata: api.ObjectMeta{ID: store.NewID(), Name: req.Name, Labels: labels},
-		Spec: api.VMSpec{Cluster: api.Ref{ID: cl.Metadata.ID}, CPUs: cpus, MemoryBytes: mem, Description: req.Description,
+		Spec: api.VMSpec{Cluster: api.Ref{ID: cl.Metadata.ID}, Folder: src.Spec.Folder, CPUs: cpus, MemoryBytes: mem, Description: req.Description,
 			Image: src.Spec.Image, Boot: src.Spec.Boot, CDROM: src.Spec.CDROM, VNC: src.Spec.VNC, CloudInit: src.Spec.CloudInit,
 			Disks: []api.VMDisk{}, NICs: []api.VMNIC{}},
 		Status: api.VMStatus{Phase: api.PhaseCreating, PowerState: api.PowerOff},

@@ -59,6 +59,6 @@ func (s *Service) FromTemplate(ctx context.Context, req api.VMCreateRequest) (*a
 		return nil, api.CloneRequest{}, err
 	}
 	body := api.CloneRequest{Name: req.Name, Linked: req.Linked, Host: req.Host, CPUs: req.CPUs, Memory: req.Memory, PowerOn: req.PowerOn,
-		CloudInit: req.CloudInit, Labels: req.Labels, Description: req.Description}
+		CloudInit: req.CloudInit, Labels: req.Labels, Description: req.Description, Folder: req.Folder}
 	return o.(*api.VM), body, nil
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/control/inventory"
 	"github.com/vdc-project/vdc/internal/control/network"
 	"github.com/vdc-project/vdc/internal/control/state"
 	"github.com/vdc-project/vdc/internal/control/storage"
@@ -56,6 +57,8 @@ func (v *Viewer) View(obj api.Object) api.Object {
 		return &c
 	case *api.VM:
 		return v.vm(o)
+	case *api.Folder:
+		return v.folder(o)
 	case *api.Task:
 		c := *o
 		if t, ok := v.st.Cache.Get(c.Target.Kind, c.Target.ID); ok {
@@ -149,6 +152,7 @@ func (v *Viewer) vm(o *api.VM) *api.VM {
 	c.Spec.Image = v.ref(api.KindImage, c.Spec.Image)
 	c.Spec.Cluster = v.ref(api.KindCluster, c.Spec.Cluster)
 	c.Spec.Host = v.ref(api.KindHost, c.Spec.Host)
+	c.Spec.Folder = v.folderRef(c.Spec.Folder)
 	c.Spec.Disks = make([]api.VMDisk, len(o.Spec.Disks))
 	for i, d := range o.Spec.Disks {
 		d.Datastore = v.ref(api.KindDatastore, d.Datastore)
@@ -168,6 +172,29 @@ func (v *Viewer) vm(o *api.VM) *api.VM {
 		c.Status.NICs = append(c.Status.NICs, api.NICStatus{Name: n.Name, Tap: v.tap(o, i, n)})
 	}
 	return &c
+}
+
+// folder adds its path, the path of its parent and what it holds.
+func (v *Viewer) folder(o *api.Folder) *api.Folder {
+	c := *o
+	c.Spec.Datacenter = v.ref(api.KindDatacenter, c.Spec.Datacenter)
+	c.Spec.Parent = v.folderRef(c.Spec.Parent)
+	c.Spec.Path = inventory.FolderPath(v.st, c.Metadata.ID)
+	c.Status = api.FolderStatus{VMs: v.tally.FolderVMs(c.Metadata.ID)}
+	state.Each(v.st, func(f *api.Folder) {
+		if f.Spec.Parent.ID == c.Metadata.ID {
+			c.Status.Folders++
+		}
+	})
+	return &c
+}
+
+// folderRef names a folder by its path.
+func (v *Viewer) folderRef(r api.Ref) api.Ref {
+	if r.ID != "" {
+		r.Name = inventory.FolderPath(v.st, r.ID)
+	}
+	return r
 }
 
 // tap is the tap device of the i-th NIC of vm, named as the agent names

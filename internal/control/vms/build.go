@@ -30,12 +30,16 @@ func (s *Service) Build(req *api.VMCreateRequest) (*api.VM, *api.Cluster, string
 		return nil, nil, "", err
 	}
 	dc := cl.Spec.Datacenter.ID
+	folder, err := s.inv.FolderDest(req.Folder, dc)
+	if err != nil {
+		return nil, nil, "", err
+	}
 	id := store.NewID()
 	b := &build{s: s, req: req, hostID: hostID, dir: fmt.Sprintf("%s-%s", req.Name, id[len(id)-8:]),
 		inDC: func(o api.Object) bool { return inventory.DatacenterOf(o) == dc }}
 	b.vm = &api.VM{
 		Metadata: api.ObjectMeta{ID: id, Name: req.Name, Labels: req.Labels},
-		Spec: api.VMSpec{Cluster: api.Ref{ID: cl.Metadata.ID}, CPUs: req.CPUs, MemoryBytes: req.Memory,
+		Spec: api.VMSpec{Cluster: api.Ref{ID: cl.Metadata.ID}, Folder: inventory.FolderRef(folder), CPUs: req.CPUs, MemoryBytes: req.Memory,
 			Description: req.Description, Disks: []api.VMDisk{}, NICs: []api.VMNIC{}},
 		Status: api.VMStatus{Phase: api.PhaseCreating, PowerState: api.PowerOff},
 	}

@@ -43,6 +43,7 @@ func (s *Service) Create(ctx context.Context, req *api.VMCreateRequest) (*api.Ta
 		extra = append(extra, s.inv.DatastoreOf(vm.Spec.CDROM))
 	}
 	txn := s.st.Store.Txn()
+	s.inv.KeepFolder(txn, vm.Spec.Folder.ID)
 	release, err := s.places.PlaceNew(txn, vm, cl, hostID, req.PowerOn, extra...)
 	if err != nil {
 		return nil, fmt.Errorf("place vm %q in cluster %s: %w", req.Name, cl.Metadata.Name, err)
