@@ -22,6 +22,7 @@ import (
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/client"
 	"github.com/vdc-project/vdc/internal/cli/cmdutil"
+	"github.com/vdc-project/vdc/internal/pki"
 )
 
 // readPassword reads a password: one line of stdin with --password-stdin,
@@ -241,7 +242,7 @@ func loginCA(ctx context.Context, path, server, caFile, fingerprint string) (str
 	if err != nil || u.Scheme != "https" || u.Host == "" {
 		return "", fmt.Errorf("server %q: give https://HOST:PORT", server)
 	}
-	d := tls.Dialer{Config: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}} // checked below, by fingerprint
+	d := tls.Dialer{Config: pki.Harden(&tls.Config{InsecureSkipVerify: true})} // checked below, by fingerprint
 	conn, err := d.DialContext(ctx, "tcp", u.Host)
 	if err != nil {
 		return "", fmt.Errorf("reach %s: %w", server, err)
