@@ -78,7 +78,7 @@ var routeAccess = func() map[string]access {
 		"POST /api/v1/hosts/{name}/maintenance": {priv: authz.HostMaintenance, on: api.KindHost},
 
 		"GET /api/v1/vms":           {priv: authz.SystemRead, on: onList},
-		"POST /api/v1/vms":          {priv: authz.VMCreate, on: onRoot},
+		"POST /api/v1/vms":          {priv: authz.VMCreate, on: onBody},
 		"GET /api/v1/vms/{name}":    {priv: authz.SystemRead, on: api.KindVM},
 		"PATCH /api/v1/vms/{name}":  {priv: authz.VMConfigSettings, on: api.KindVM},
 		"DELETE /api/v1/vms/{name}": {priv: authz.VMDelete, on: api.KindVM},

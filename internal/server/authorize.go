@@ -187,7 +187,12 @@ func (s *Server) checkAccess(a access, h handlerFunc) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		who, _ := auth.From(r.Context())
 		switch a.on {
-		case onAny, onList, onBody:
+		case onAny, onList:
+			return h(w, r)
+		case onBody:
+			if who.User != api.AdminUser && a.priv != "" && !s.perms.policy().HoldsAnywhere(authz.Subject{User: who.User, Groups: who.Groups}, a.priv) {
+				return api.Errorf(api.ErrForbidden, "user %s holds %s on no object", who.User, a.priv)
+			}
 			return h(w, r)
 		case onRoot:
 			if err := s.authz.Authorize(r.Context(), who, string(a.priv), "", ""); err != nil {
@@ -273,4 +278,43 @@ func (s *Server) eventVisible(r *http.Request) func(api.Event) bool {
 		o, ok := s.cache.Get(e.Kind, e.ID)
 		return ok && s.perms.CanRead(who, o)
 	}
+}
+
+// admitVM checks, for a VM about to be made, the caller's rights where it
+// goes, as vSphere does: VirtualMachine.Inventory.Create on its folder (the
+// datacenter's top level when none) and on its cluster (and its host when
+// the request names one), Datastore.AllocateSpace on the datastores of
+// its disks, Network.Assign on the port groups of its NICs.
+func (s *Server) admitVM(ctx context.Context, vm *api.VM) error {
+	who, _ := auth.From(ctx)
+	if who.User == api.AdminUser {
+		return nil
+	}
+	check := func(priv authz.Privilege, kind, id string) error {
+		if id == "" {
+			return nil
+		}
+		return s.authz.Authorize(ctx, who, string(priv), kind, id)
+	}
+	where := vm.Spec.Folder.ID
+	kind := api.KindFolder
+	if where == "" {
+		if c, ok := s.cache.Get(api.KindCluster, vm.Spec.Cluster.ID); ok {
+			kind, where = api.KindDatacenter, c.(*api.Cluster).Spec.Datacenter.ID
+		}
+	}
+	errs := []error{check(authz.VMCreate, kind, where), check(authz.VMCreate, api.KindCluster, vm.Spec.Cluster.ID),
+		check(authz.VMCreate, api.KindHost, vm.Spec.Host.ID)}
+	for _, d := range vm.Spec.Disks {
+		errs = append(errs, check(authz.DatastoreAllocate, api.KindDatastore, d.Datastore.ID))
+	}
+	for _, n := range vm.Spec.NICs {
+		errs = append(errs, check(authz.NetworkAssign, api.KindPortGroup, n.PortGroup.ID))
+	}
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

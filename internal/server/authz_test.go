@@ -244,3 +244,51 @@ func countAll(t *testing.T, c *client.Client) map[string]int {
 	}
 	return out
 }
+
+// Making a VM needs rights where it goes, as in vSphere: Create on its
+// folder and cluster, AllocateSpace on its disks' datastores, Assign on
+// its NICs' port groups; a user who holds Create nowhere is refused before
+// the request is even read.
+func TestCreateNeedsRightsWhereTheVMGoes(t *testing.T) {
+	d := newDC(t, 1)
+	ctx := context.Background()
+	d.run(d.c.Create(ctx, api.KindFolder, api.FolderCreateRequest{Path: "/web"}))
+	d.run(d.c.Create(ctx, api.KindRole, api.RoleCreateRequest{Name: "Maker",
+		Privileges: []string{"System.Read", "VirtualMachine.Inventory.Create", "Datastore.AllocateSpace", "Network.Assign"}}))
+	for _, o := range []string{"folders:/web", "clusters:cluster1", "portgroups:vm-network"} {
+		d.permit(o, "carol", "Maker", true)
+	}
+	carol := userClient(t, d, "carol")
+	req := func(name, folder string) api.VMCreateRequest {
+		return api.VMCreateRequest{Name: name, CPUs: 1, Memory: api.MustSize("64MiB"), Folder: folder,
+			Disks: []api.DiskRequest{{Size: api.MustSize("1GiB")}}}
+	}
+	_, err := carol.CreateVM(ctx, req("w1", "/web"))
+	if !errors.Is(err, api.ErrNotFound) && !errors.Is(err, api.ErrForbidden) || !strings.Contains(err.Error(), "datastore") {
+		t.Fatalf("carol makes a VM with a disk on a datastore she has no right on: %v", err)
+	}
+	d.permit("datastores:datastore1", "carol", "Maker", false)
+	if _, err := carol.Wait(ctx, mustTask(t)(carol.CreateVM(ctx, req("w1", "/web")))); err != nil {
+		t.Fatalf("carol makes a VM in /web: %v", err)
+	}
+	if _, err := carol.CreateVM(ctx, req("w2", "")); !errors.Is(err, api.ErrForbidden) && !errors.Is(err, api.ErrNotFound) {
+		t.Fatalf("carol makes a VM at the datacenter's top level: %v, want 403 or 404", err)
+	}
+	dave := userClient(t, d, "dave")
+	if _, err := dave.CreateVM(ctx, api.VMCreateRequest{}); !errors.Is(err, api.ErrForbidden) || !strings.Contains(err.Error(), "on no object") {
+		t.Fatalf("dave, with no permission, sends an empty create: %v, want 403", err)
+	}
+	if got := vmNames(t, d.c); !slices.Equal(got, []string{"w1"}) {
+		t.Fatalf("VMs after the refused creates: %v", got)
+	}
+}
+
+func mustTask(t *testing.T) func(*api.Task, error) *api.Task {
+	return func(tk *api.Task, err error) *api.Task {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tk
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/vdc-project/vdc/api"
+	"github.com/vdc-project/vdc/internal/control/authz"
 	"github.com/vdc-project/vdc/internal/control/inventory"
 	"github.com/vdc-project/vdc/internal/control/vms"
 )
@@ -59,6 +60,11 @@ func (s *Server) createVM(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if req.FromTemplate != "" {
+		// A clone: its destination's rights are checked on the root until
+		// the clone path plans it as a create does (admitVM).
+		if err := s.authorizeOn(r, authz.VMCreate, api.ObjectRef{Kind: authz.Root.Kind}); err != nil {
+			return err
+		}
 		return s.createFromTemplate(w, r, req)
 	}
 	t, err := s.vms.Create(r.Context(), &req)

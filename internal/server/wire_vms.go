@@ -10,7 +10,7 @@ import (
 // placer, with what it needs of HA and storage adapted from the server.
 func (s *Server) newVMs() *vms.Service {
 	return vms.New(vms.Deps{State: s.st, Inv: s.inv, Hosts: s.agents, Places: s.places, Tasks: s.submitter,
-		HA: s.ha, Storage: vmsStorage{s}, Log: s.log})
+		HA: s.ha, Storage: vmsStorage{s}, Admit: s.admitVM, Log: s.log})
 }
 
 // vmsStorage is the storage side of the VM lifecycle (storage.go,

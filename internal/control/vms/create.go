@@ -33,6 +33,11 @@ func (s *Service) Create(ctx context.Context, req *api.VMCreateRequest) (*api.Ta
 	if err != nil {
 		return nil, err
 	}
+	if s.admit != nil {
+		if err := s.admit(ctx, vm); err != nil {
+			return nil, err
+		}
+	}
 	var extra []string
 	for _, d := range vm.Spec.Disks {
 		if d.ForeignSource {

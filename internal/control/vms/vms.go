@@ -15,6 +15,7 @@
 package vms
 
 import (
+	"context"
 	"log/slog"
 
 	"github.com/vdc-project/vdc/api"
@@ -57,7 +58,12 @@ type Deps struct {
 	// Storage is not needed to create, define or power VMs; ValidateCreate
 	// and deleting VMs need it.
 	Storage Storage
-	Log     *slog.Logger
+	// Admit, when set, is asked whether the request may make vm, as
+	// planned (its folder, cluster, host if named, datastores and port
+	// groups resolved), before anything is reserved: the caller's
+	// permissions on each.
+	Admit func(ctx context.Context, vm *api.VM) error
+	Log   *slog.Logger
 }
 
 // Service is the VM lifecycle.
@@ -69,6 +75,7 @@ type Service struct {
 	tasks   *tasks.Submitter
 	ha      HA
 	storage Storage
+	admit   func(ctx context.Context, vm *api.VM) error
 	log     *slog.Logger
 }
 
@@ -78,7 +85,7 @@ func New(d Deps) *Service {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{st: d.State, inv: d.Inv, hosts: d.Hosts, places: d.Places, tasks: d.Tasks, ha: d.HA, storage: d.Storage, log: log}
+	return &Service{st: d.State, inv: d.Inv, hosts: d.Hosts, places: d.Places, tasks: d.Tasks, ha: d.HA, storage: d.Storage, admit: d.Admit, log: log}
 }
 
 // Register adds the handlers of the VM lifecycle's tasks to r.
