@@ -33,9 +33,8 @@ const (
 // routeAccess is the one table of what every API call needs, by its
 // route ("METHOD PATH" as in the route table). TestEveryRouteNeedsAPrivilege
 // walks the route table against it; the OpenAPI document lists it.
-// Creating an object needs the privilege on the root for now: the
-// containers a create names (datacenter, cluster, folder) may take it
-// over later. Moving a VM needs VirtualMachine.Inventory.Move on the VM
+// Creating a VM is checked where it goes (admitVM); creating other
+// objects needs the privilege on the root for now. Moving a VM needs VirtualMachine.Inventory.Move on the VM
 // here and on where it goes, which the handler checks.
 var routeAccess = func() map[string]access {
 	m := map[string]access{
