@@ -99,11 +99,9 @@ func vdcLinks(t *testing.T, lab *netLab, host string) []string {
 
 // forBackends runs a test for each switch backend, as subtests.
 func forBackends(t *testing.T, test func(t *testing.T, backend string)) {
-	t.Parallel()
 	for _, be := range []string{api.BackendBridge, api.BackendOVS} {
 		t.Run(be, func(t *testing.T) {
-			t.Parallel()
-			if be == api.BackendOVS {
+					if be == api.BackendOVS {
 				testenv.NeedTools(t, "apt-get install openvswitch-switch", "ovs-vswitchd", "ovsdb-server", "ovs-vsctl")
 			}
 			test(t, be)
@@ -293,7 +291,6 @@ func testPortGroupSecurityAndShaping(t *testing.T, backend string) {
 // goes on while it is gone, and once restarted the host holds exactly
 // the desired devices.
 func TestAgentKilledWhileChangingTheNetwork(t *testing.T) {
-	t.Parallel()
 	lab, cl := newSwitchLab(t, 2, api.BackendBridge)
 	cl.vdc("portgroup", "create", "web", "--switch", "dvs1", "--vxlan", "5001")
 	for i := range 10 {
@@ -370,7 +367,6 @@ func slaac(t *testing.T, prefix, mac string) string {
 // fixed addresses from the host they run on, and SLAAC addresses of the
 // port group's IPv6 prefix, with no setup in the guest.
 func TestDHCPOnAPortGroup(t *testing.T) {
-	t.Parallel()
 	lab, cl := newSwitchLab(t, 2, api.BackendBridge)
 	const prefix6 = "2001:db8:60::/64"
 	cl.vdc("portgroup", "create", "app", "--switch", "dvs1", "--vxlan", "5005", "--dhcp", "192.168.60.0/24", "--ipv6-prefix", prefix6)
@@ -418,7 +414,6 @@ func TestDHCPOnAPortGroup(t *testing.T) {
 // uplink plugged into its port; each host runs one lldpd, also after its
 // agent restarts.
 func TestLLDPShowsTheSwitchPort(t *testing.T) {
-	t.Parallel()
 	testenv.NeedTools(t, "apt-get install lldpd", "lldpd", "lldpcli")
 	lab, cl := newSwitchLab(t, 2, api.BackendBridge)
 	// lldpcli runs as _lldpd: its socket must be where that user may go.

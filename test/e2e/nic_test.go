@@ -87,7 +87,6 @@ func bridgeOf(t *testing.T, lab *netLab, host, tap string) string {
 // the traffic stops; up again, it flows. It moves with the VM in a live
 // migration. Removed, it leaves the guest and the host.
 func TestNICHotplugAndLiveMove(t *testing.T) {
-	t.Parallel()
 	lab, cl := newSwitchLab(t, 2, api.BackendBridge)
 	cl.vdc("portgroup", "create", "web", "--switch", "dvs1", "--vxlan", "5001")
 	cl.vdc("portgroup", "create", "db", "--switch", "dvs1", "--vxlan", "5002")

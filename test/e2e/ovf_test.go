@@ -132,7 +132,6 @@ func (cl *cluster) diskPath(vm string, i int) string {
 // it reads; the export is a package other tools read (OVF 1.0, vmx-10,
 // streamOptimized VMDKs, SHA-256 manifest).
 func TestOVFExportImportRoundTrip(t *testing.T) {
-	t.Parallel()
 	cl := newQEMUCluster(t)
 	boot := cl.copyToDatastore(bootDisk(t))
 	dir := t.TempDir()
@@ -261,7 +260,6 @@ func TestOVFExportImportRoundTrip(t *testing.T) {
 // Hostile packages fail with an error that names the problem, leave no VM
 // and no file behind.
 func TestOVFImportRefusesHostilePackages(t *testing.T) {
-	t.Parallel()
 	cl := newQEMUCluster(t)
 	dir := t.TempDir()
 	// A small good package to break in various ways.
@@ -380,7 +378,6 @@ func contains(s []string, v string) bool {
 // The test guest, converted into every foreign format vdc reads, imports
 // as a disk with the same data, and the VM made from it boots.
 func TestImportForeignDiskFormats(t *testing.T) {
-	t.Parallel()
 	boot := bootDisk(t)
 	cl := newQEMUCluster(t)
 	dir := t.TempDir()
