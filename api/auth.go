@@ -55,6 +55,9 @@ type TokenCreateRequest struct {
 	// ExpiresSeconds ends the token that long after its creation (0:
 	// never).
 	ExpiresSeconds int64 `json:"expiresSeconds,omitempty"`
+	// Role, when set, narrows the token to that role's privileges: it can
+	// do what its user may and the role allows, no more.
+	Role string `json:"role,omitempty"`
 }
 
 // Token is an API token. Its secret is shown once, in the answer to its
@@ -65,6 +68,8 @@ type Token struct {
 	Description string    `json:"description,omitempty"`
 	Created     time.Time `json:"created"`
 	Expires     time.Time `json:"expires,omitzero"`
+	// Role narrows the token to a role's privileges ("": none).
+	Role string `json:"role,omitempty"`
 	// Session marks a login's token (vdc login).
 	Session bool `json:"session,omitempty"`
 	// Token is the secret to send as "Authorization: Bearer TOKEN",

@@ -20,6 +20,9 @@ type access struct {
 	// privilege of each action; priv is then the one that lets a caller
 	// ask at all.
 	byAction map[string]authz.Privilege
+	// self: callers need no privilege for their own object (their
+	// password, their session); the handler tells.
+	self bool
 }
 
 const (
@@ -49,7 +52,7 @@ var routeAccess = func() map[string]access {
 		"GET /api/v1/users":                     {priv: authz.SystemRead, on: onRoot},
 		"POST /api/v1/users":                    {priv: authz.ModifyUsers, on: onRoot},
 		"GET /api/v1/users/{name}":              {priv: authz.SystemRead, on: onRoot},
-		"PATCH /api/v1/users/{name}":            {priv: authz.ModifyUsers, on: onBody},
+		"PATCH /api/v1/users/{name}":            {priv: authz.ModifyUsers, on: onBody, self: true},
 		"DELETE /api/v1/users/{name}":           {priv: authz.ModifyUsers, on: onRoot},
 		"GET /api/v1/groups":                    {priv: authz.SystemRead, on: onRoot},
 		"POST /api/v1/groups":                   {priv: authz.ModifyUsers, on: onRoot},
@@ -58,7 +61,7 @@ var routeAccess = func() map[string]access {
 		"DELETE /api/v1/groups/{name}":          {priv: authz.ModifyUsers, on: onRoot},
 		"POST /api/v1/sessions":                 {on: onPublic},
 		"GET /api/v1/sessions":                  {on: onAny},
-		"DELETE /api/v1/sessions/{id}":          {priv: authz.ManageSessions, on: onBody},
+		"DELETE /api/v1/sessions/{id}":          {priv: authz.ManageSessions, on: onBody, self: true},
 		"GET /api/v1/roles":                     {on: onAny},
 		"GET /api/v1/roles/{name}":              {on: onAny},
 		"POST /api/v1/roles":                    {priv: authz.ModifyRoles, on: onRoot},

@@ -75,10 +75,16 @@ func (p *permissions) policy() *authz.Policy {
 	return p.pol
 }
 
-// rights are who's privileges on o (nil: the root).
+// rights are who's privileges on o (nil: the root), narrowed to its
+// token's role if it has one.
 func (p *permissions) rights(who auth.Principal, o api.Object) authz.Rights {
 	obj, anc := p.place(o)
-	return p.policy().Rights(authz.Subject{User: who.User, Groups: who.Groups}, obj, anc)
+	pol := p.policy()
+	r := pol.Rights(authz.Subject{User: who.User, Groups: who.Groups}, obj, anc)
+	if who.Role != "" {
+		r = pol.Narrow(r, who.Role)
+	}
+	return r
 }
 
 // Authorize implements auth.Authorizer: action is a privilege, kind and
@@ -190,7 +196,7 @@ func (s *Server) checkAccess(a access, h handlerFunc) handlerFunc {
 		case onAny, onList:
 			return h(w, r)
 		case onBody:
-			if who.User != api.AdminUser && a.priv != "" && !s.perms.policy().HoldsAnywhere(authz.Subject{User: who.User, Groups: who.Groups}, a.priv) {
+			if !unrestricted(who) && !a.self && !s.perms.holdsAnywhere(who, a.priv) {
 				return api.Errorf(api.ErrForbidden, "user %s holds %s on no object", who.User, a.priv)
 			}
 			return h(w, r)
@@ -257,7 +263,7 @@ func peekAction(r *http.Request) (string, error) {
 // what lists answer. Call it outside the cache's callbacks.
 func readable[T api.Object](s *Server, r *http.Request, objs []T) []T {
 	who, _ := auth.From(r.Context())
-	if who.User == api.AdminUser {
+	if unrestricted(who) {
 		return objs
 	}
 	return slices.DeleteFunc(objs, func(o T) bool { return !s.perms.CanRead(who, o) })
@@ -268,7 +274,7 @@ func readable[T api.Object](s *Server, r *http.Request, objs []T) []T {
 // of objects that are gone.
 func (s *Server) eventVisible(r *http.Request) func(api.Event) bool {
 	who, _ := auth.From(r.Context())
-	if who.User == api.AdminUser {
+	if unrestricted(who) {
 		return func(api.Event) bool { return true }
 	}
 	return func(e api.Event) bool {
@@ -287,7 +293,7 @@ func (s *Server) eventVisible(r *http.Request) func(api.Event) bool {
 // its disks, Network.Assign on the port groups of its NICs.
 func (s *Server) admitVM(ctx context.Context, vm *api.VM) error {
 	who, _ := auth.From(ctx)
-	if who.User == api.AdminUser {
+	if unrestricted(who) {
 		return nil
 	}
 	check := func(priv authz.Privilege, kind, id string) error {
@@ -317,4 +323,18 @@ func (s *Server) admitVM(ctx context.Context, vm *api.VM) error {
 		}
 	}
 	return nil
+}
+
+// unrestricted says whether who may do everything: the admin, with a
+// token that no role narrows.
+func unrestricted(who auth.Principal) bool { return who.User == api.AdminUser && who.Role == "" }
+
+// holdsAnywhere says whether who holds priv on some object (its token's
+// role allowing it).
+func (p *permissions) holdsAnywhere(who auth.Principal, priv authz.Privilege) bool {
+	pol := p.policy()
+	if who.Role != "" && !pol.Narrow(authz.Everything(), who.Role).Has(priv) {
+		return false
+	}
+	return pol.HoldsAnywhere(authz.Subject{User: who.User, Groups: who.Groups}, priv)
 }

@@ -292,3 +292,43 @@ func mustTask(t *testing.T) func(*api.Task, error) *api.Task {
 		return tk
 	}
 }
+
+// A token made for a role can do what its user may and the role allows,
+// no more: the admin's own narrowed to ReadOnly changes nothing.
+func TestTokenNarrowedToARole(t *testing.T) {
+	d := newDC(t, 1)
+	ctx := context.Background()
+	d.run(d.c.CreateVM(ctx, api.VMCreateRequest{Name: "web1", CPUs: 1, Memory: api.MustSize("64MiB")}))
+	tok, err := d.c.CreateToken(ctx, api.TokenCreateRequest{User: "admin", Role: "ReadOnly"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ro := clientWithToken(t, d, tok.Token)
+	if got := vmNames(t, ro); !slices.Equal(got, []string{"web1"}) {
+		t.Fatalf("the admin's ReadOnly token lists %v", got)
+	}
+	if err := power(ro, "web1", api.ActionStart); !errors.Is(err, api.ErrForbidden) {
+		t.Fatalf("the admin's ReadOnly token starts web1: %v, want 403", err)
+	}
+	if _, err := ro.CreateVM(ctx, api.VMCreateRequest{Name: "x", CPUs: 1, Memory: api.MustSize("64MiB")}); !errors.Is(err, api.ErrForbidden) {
+		t.Fatalf("the admin's ReadOnly token creates a VM: %v, want 403", err)
+	}
+	if _, err := ro.CreateToken(ctx, api.TokenCreateRequest{}); !errors.Is(err, api.ErrForbidden) {
+		t.Fatalf("the admin's ReadOnly token makes a token: %v, want 403", err)
+	}
+	d.permit("hosts:host-1", "alice", "VirtualMachinePowerUser", true)
+	tok, err = d.c.CreateToken(ctx, api.TokenCreateRequest{User: "alice", Role: "VirtualMachineUser"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vu := clientWithToken(t, d, tok.Token)
+	if err := power(vu, "web1", api.ActionStart); err != nil {
+		t.Fatalf("alice's VirtualMachineUser token starts web1: %v", err)
+	}
+	if _, err := vu.Update(ctx, api.KindVM, "web1", api.VMUpdateRequest{Description: ptr("x")}, 0); !errors.Is(err, api.ErrForbidden) {
+		t.Fatalf("alice's VirtualMachineUser token reconfigures web1 (alice may, the token may not): %v, want 403", err)
+	}
+	if _, err := d.c.CreateToken(ctx, api.TokenCreateRequest{User: "alice", Role: "Wizard"}); !errors.Is(err, api.ErrNotFound) {
+		t.Fatalf("a token for an unknown role: %v, want 404", err)
+	}
+}

@@ -129,7 +129,7 @@ func (s *Server) listPermissions(w http.ResponseWriter, r *http.Request) error {
 	var items []api.Object
 	for _, o := range s.cache.List(api.KindPermission) {
 		p := o.(*api.Permission)
-		if who.User == api.AdminUser || s.permissionVisible(who, p) {
+		if unrestricted(who) || s.permissionVisible(who, p) {
 			items = append(items, p)
 		}
 	}

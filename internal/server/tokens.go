@@ -36,8 +36,18 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 	if req.ExpiresSeconds > 0 {
 		expires = time.Now().UTC().Add(time.Duration(req.ExpiresSeconds) * time.Second)
 	}
+	if req.Role != "" {
+		if err := s.cache.Sync(ctx); err != nil {
+			return err
+		}
+		ro, err := s.role(req.Role)
+		if err != nil {
+			return err
+		}
+		req.Role = ro.Metadata.Name
+	}
 	txn := s.store.Txn()
-	out := s.auth.Mint(txn, req.User, req.Description, expires)
+	out := s.auth.Mint(txn, req.User, req.Description, expires, req.Role)
 	s.log.Info("creating an API token", "id", out.ID, "user", out.User, "by", auth.User(ctx))
 	return s.idem.CommitResponse(w, ctx, txn, http.StatusCreated, out, "create token for "+out.User)
 }
@@ -72,7 +82,7 @@ func (s *Server) rotateToken(w http.ResponseWriter, r *http.Request) error {
 		return api.Errorf(api.ErrInvalid, "this request came with no token to rotate")
 	}
 	txn := s.store.Txn()
-	out := s.auth.Mint(txn, who.User, "rotated from "+who.Token, time.Time{})
+	out := s.auth.Mint(txn, who.User, "rotated from "+who.Token, time.Time{}, who.Role)
 	if _, err := txn.Commit(ctx); err != nil {
 		return fmt.Errorf("store the new token of %s: %w", who.User, err)
 	}

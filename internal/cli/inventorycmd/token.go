@@ -30,7 +30,7 @@ func newAPITokenCreateCmd(g *cmdutil.Globals) *cobra.Command {
 "Authorization: Bearer TOKEN"; for the CLI, put it in a client config
 (the "token" field). The server keeps only a hash: the secret cannot be shown
 again. 'vdc token rm ID' revokes it.`,
-		Example: "  vdc token create --description 'backup script'\n  vdc token create --user ci --expires 30d",
+		Example: "  vdc token create --description 'backup script'\n  vdc token create --user ci --role ReadOnly --expires 30d",
 		Args:    cmdutil.ExactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if expires != "" {
@@ -61,6 +61,7 @@ again. 'vdc token rm ID' revokes it.`,
 	cmd.Flags().StringVar(&req.User, "user", "", "who the token acts as (default: you)")
 	cmd.Flags().StringVar(&req.Description, "description", "", "what the token is for")
 	cmd.Flags().StringVar(&expires, "expires", "", "end the token after this long (30d, 12h; default: never)")
+	cmd.Flags().StringVar(&req.Role, "role", "", "narrow the token to this role's privileges (within its user's permissions)")
 	return cmd
 }
 
@@ -85,6 +86,7 @@ func newAPITokenListCmd(g *cmdutil.Globals) *cobra.Command {
 				{Header: "created", Value: func(t api.Token) string { return t.Created.Local().Format(time.DateTime) }},
 				{Header: "expires", Value: func(t api.Token) string { return expiry(t.Expires) }},
 				{Header: "kind", Value: func(t api.Token) string { return map[bool]string{true: "session", false: "token"}[t.Session] }},
+				{Header: "role", Value: func(t api.Token) string { return t.Role }, Optional: true},
 				{Header: "description", Value: func(t api.Token) string { return t.Description }, Optional: true},
 			})
 		},

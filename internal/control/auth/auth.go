@@ -10,6 +10,8 @@ import "context"
 // Principal is the user (or host) a request acts as.
 type Principal struct {
 	User string
+	// Role, when set, narrows what the request may do to that role's
+	// privileges (a token made with --role).
 	Role string
 	// Groups are the groups the user is a member of.
 	Groups []string

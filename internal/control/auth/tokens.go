@@ -215,7 +215,16 @@ func (a *Tokens) Authenticate(ctx context.Context, secret string) (Principal, er
 	if err != nil {
 		return Principal{}, err
 	}
-	return Principal{User: tok.User, Role: tok.Role, Token: tokenID(Hash(secret))}, nil
+	return Principal{User: tok.User, Role: narrowing(tok.Role), Token: tokenID(Hash(secret))}, nil
+}
+
+// narrowing is the role a token is narrowed to: tokens made before roles
+// existed say "admin", which narrows nothing.
+func narrowing(role string) string {
+	if role == "admin" {
+		return ""
+	}
+	return role
 }
 
 const (
@@ -230,7 +239,8 @@ var _ Authenticator = (*Tokens)(nil)
 func tokenID(hash string) string { return hash[:tokenIDLen] }
 
 func tokenView(hash string, t record) api.Token {
-	return api.Token{ID: tokenID(hash), User: t.User, Description: t.Description, Created: t.Created, Expires: t.Expires, Session: t.Session}
+	return api.Token{ID: tokenID(hash), User: t.User, Description: t.Description, Created: t.Created, Expires: t.Expires, Session: t.Session,
+		Role: narrowing(t.Role)}
 }
 
 // NewSecret is a fresh random secret for a token.
@@ -247,8 +257,8 @@ func NewSecret() string {
 // if the secret was ever taken) and returns the token with its secret,
 // to show once the caller's commit succeeded. The token acts as the user,
 // with the user's permissions.
-func (a *Tokens) Mint(txn *store.Txn, user, description string, expires time.Time) api.Token {
-	return a.mint(txn, record{User: user, Description: description, Created: time.Now().UTC(), Expires: expires})
+func (a *Tokens) Mint(txn *store.Txn, user, description string, expires time.Time, role string) api.Token {
+	return a.mint(txn, record{User: user, Description: description, Created: time.Now().UTC(), Expires: expires, Role: role})
 }
 
 // MintSession makes a login session's token for user.

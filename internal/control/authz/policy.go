@@ -161,3 +161,16 @@ func (p *Policy) HoldsAnywhere(who Subject, priv Privilege) bool {
 	}
 	return false
 }
+
+// Narrow keeps of r the privileges of role (none if there is no such
+// role): what a token made for a role may do.
+func (p *Policy) Narrow(r Rights, role string) Rights {
+	keep := p.roles[role]
+	for i := range r.s {
+		r.s[i] &= keep[i]
+	}
+	return r
+}
+
+// Everything is every privilege, as Rights.
+func Everything() Rights { return Rights{setOf(All)} }
