@@ -6,6 +6,7 @@
 //	retry        the one way to try again (conflicts, paced retries), ctx honoured
 //	auth         who a request acts as: Authenticator (API tokens, sessions, passwords), principal in ctx
 //	authz        privileges, roles, and effective rights over the inventory tree (pure)
+//	rights       the Authorizer: authz over the cache (an object's ancestors, stored permissions)
 //	audit        the audit trail: a request's record filled in as it goes, batched to etcd
 //	leader       the election among servers and the leader-fenced transaction
 //	ca           the datacenter CA in the store (its key sealed), the embedded etcd member's
@@ -28,7 +29,7 @@
 //
 // Who may call whom, by layer (a package imports lower layers only; the
 // test in this directory checks it): 0 retry, authz, audit; 1 state, auth; 2 leader, ca,
-// tasks, hosts, placement; 3 inventory; 4 enroll, hosts/liveness and the
+// tasks, hosts, placement, rights; 3 inventory; 4 enroll, hosts/liveness and the
 // domain packages, vms to network, which call each other only through small interfaces
 // they declare, wired by the server; 5 events and views, the read side,
 // which may use the domain packages' pure functions (storage's datastore

@@ -19,8 +19,8 @@ var layer = map[string]int{
 	"control/retry": 0, "control/authz": 0, "control/audit": 0,
 	"control/state": 1, "control/auth": 1,
 	"control/leader": 2, "control/ca": 2, "control/tasks": 2, "control/hosts": 2, "control/placement": 2,
-	"control/inventory": 3,
-	"control/enroll":    4, "control/vms": 4, "control/migration": 4, "control/storage": 4,
+	"control/inventory": 3, "control/rights": 2,
+	"control/enroll": 4, "control/vms": 4, "control/migration": 4, "control/storage": 4,
 	"control/transfer": 4, "control/ha": 4, "control/maintenance": 4, "control/network": 4, "control/hosts/liveness": 4,
 	"control/events": 5, "control/views": 5,
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/vdc-project/vdc/internal/control/auth"
 	"github.com/vdc-project/vdc/internal/control/authz"
 	"github.com/vdc-project/vdc/internal/control/inventory"
+	"github.com/vdc-project/vdc/internal/control/rights"
 )
 
 // permissionKinds are the kinds of objects permissions go on (besides
@@ -129,7 +130,7 @@ func (s *Server) listPermissions(w http.ResponseWriter, r *http.Request) error {
 	var items []api.Object
 	for _, o := range s.cache.List(api.KindPermission) {
 		p := o.(*api.Permission)
-		if unrestricted(who) || s.permissionVisible(who, p) {
+		if rights.Unrestricted(who) || s.permissionVisible(who, p) {
 			items = append(items, p)
 		}
 	}

@@ -31,6 +31,7 @@ import (
 	"github.com/vdc-project/vdc/internal/control/migration"
 	"github.com/vdc-project/vdc/internal/control/network"
 	"github.com/vdc-project/vdc/internal/control/placement"
+	"github.com/vdc-project/vdc/internal/control/rights"
 	"github.com/vdc-project/vdc/internal/control/state"
 	"github.com/vdc-project/vdc/internal/control/storage"
 	"github.com/vdc-project/vdc/internal/control/tasks"
@@ -103,7 +104,7 @@ type Server struct {
 	auth    *auth.Tokens
 	authn   auth.Authenticator
 	authz   auth.Authorizer
-	perms   *permissions
+	perms   *rights.Authorizer
 	logins  *auth.Logins
 	audit   *audit.Log
 	events  *events.Log
@@ -245,7 +246,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 // tally, the views' list cache and the event log.
 func (s *Server) startState(ctx context.Context) error {
 	s.cache = store.NewCache(s.store, s.log)
-	s.perms = newPermissions(s.cache)
+	s.perms = rights.New(s.cache)
 	s.tally = state.NewTally()
 	s.cache.Observe(s.tally.Observe)
 	s.st = &state.State{Store: s.store, Cache: s.cache}
