@@ -101,7 +101,7 @@ func vdcLinks(t *testing.T, lab *netLab, host string) []string {
 func forBackends(t *testing.T, test func(t *testing.T, backend string)) {
 	for _, be := range []string{api.BackendBridge, api.BackendOVS} {
 		t.Run(be, func(t *testing.T) {
-					if be == api.BackendOVS {
+			if be == api.BackendOVS {
 				testenv.NeedTools(t, "apt-get install openvswitch-switch", "ovs-vswitchd", "ovsdb-server", "ovs-vsctl")
 			}
 			test(t, be)
