@@ -263,8 +263,8 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	good := auth.CheckPassword(stored, req.Password)
-	if !good || o.(*api.User).Spec.Disabled {
+	good := auth.CheckPassword(stored, req.Password) // also without a user: the same work
+	if !good || o.(*api.User).Spec.Disabled {        // good only if o is a user
 		s.logins.Failed(req.User, addr)
 		s.log.Warn("failed login", "user", req.User, "from", addr)
 		return api.Errorf(api.ErrUnauthorized, "wrong user or password")

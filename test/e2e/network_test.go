@@ -16,6 +16,7 @@ import (
 
 	"github.com/vdc-project/vdc/api"
 	"github.com/vdc-project/vdc/internal/netconf"
+	"github.com/vdc-project/vdc/internal/netconf/dhcp"
 	"github.com/vdc-project/vdc/internal/testenv"
 )
 
@@ -353,14 +354,11 @@ func TestAgentKilledWhileChangingTheNetwork(t *testing.T) {
 // (modified EUI-64).
 func slaac(t *testing.T, prefix, mac string) string {
 	t.Helper()
-	p := netip.MustParsePrefix(prefix)
 	hw, err := net.ParseMAC(mac)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := p.Addr().As16()
-	copy(a[8:], []byte{hw[0] ^ 2, hw[1], hw[2], 0xff, 0xfe, hw[3], hw[4], hw[5]})
-	return netip.AddrFrom16(a).String()
+	return dhcp.SLAAC(netip.MustParsePrefix(prefix), hw).String()
 }
 
 // TestDHCPOnAPortGroup: VMs on a port group with DHCP get their NICs'

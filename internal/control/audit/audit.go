@@ -74,14 +74,13 @@ func (l *Log) Run(ctx context.Context) {
 		case r := <-l.ch:
 			batch = append(batch, r)
 		}
-		for len(batch) < 128 {
+		for more := true; more && len(batch) < 128; {
 			select {
 			case r := <-l.ch:
 				batch = append(batch, r)
-				continue
 			default:
+				more = false
 			}
-			break
 		}
 		l.write(ctx, batch)
 	}

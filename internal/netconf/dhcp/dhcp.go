@@ -87,8 +87,12 @@ func ServerMAC(portGroup string) net.HardwareAddr {
 // sent from): its interface identifier is ServerMAC's modified EUI-64,
 // so it is the same on every host and no guest's SLAAC address, made
 // from the guest's own MAC, is it.
-func ServerIP6(portGroup string, p netip.Prefix) netip.Addr {
-	mac := ServerMAC(portGroup)
+func ServerIP6(portGroup string, p netip.Prefix) netip.Addr { return SLAAC(p, ServerMAC(portGroup)) }
+
+// SLAAC is the address an interface with mac makes in the /64 p
+// (modified EUI-64, RFC 4291), as a guest does from a router
+// advertisement.
+func SLAAC(p netip.Prefix, mac net.HardwareAddr) netip.Addr {
 	a := p.Masked().Addr().As16()
 	copy(a[8:], []byte{mac[0] ^ 2, mac[1], mac[2], 0xff, 0xfe, mac[3], mac[4], mac[5]})
 	return netip.AddrFrom16(a)

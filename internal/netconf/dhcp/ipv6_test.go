@@ -1,7 +1,6 @@
 package dhcp
 
 import (
-	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -14,13 +13,6 @@ import (
 )
 
 var labPrefix6 = netip.MustParsePrefix("2001:db8:64::/64")
-
-// slaac is the address the kernel makes in p for mac (modified EUI-64).
-func slaac(p netip.Prefix, mac net.HardwareAddr) netip.Addr {
-	a := p.Addr().As16()
-	copy(a[8:], []byte{mac[0] ^ 2, mac[1], mac[2], 0xff, 0xfe, mac[3], mac[4], mac[5]})
-	return netip.AddrFrom16(a)
-}
 
 // addrs6 are the global IPv6 addresses of the VM's eth0; settled, only
 // those that passed duplicate address detection.
@@ -75,7 +67,7 @@ func TestRouterAdvertisementsGiveSLAAC(t *testing.T) {
 		DNS: []netip.Addr{netip.MustParseAddr("2001:db8:53::53")}}
 	a.converge(t, s) // host b does not advertise yet
 
-	wantA, wantB := slaac(labPrefix6, va.mac), slaac(labPrefix6, vb.mac)
+	wantA, wantB := SLAAC(labPrefix6, va.mac), SLAAC(labPrefix6, vb.mac)
 	va.waitAddr6(t, wantA)
 	// VM b1 asks for a router (its link comes up again): host a's
 	// answer must not cross the tunnel.
@@ -90,7 +82,7 @@ func TestRouterAdvertisementsGiveSLAAC(t *testing.T) {
 	})
 	// A ping from VM a1 to VM b1 takes the advertisement's way after it:
 	// once it is answered, b1 would have had the advertisement.
-	bLL := slaac(linkLocal, vb.mac).String()
+	bLL := SLAAC(linkLocal, vb.mac).String()
 	waitFor(t, 20*time.Second, "VM a1 pings VM b1's link-local address "+bLL, func() bool {
 		_, err := va.run(t, 5*time.Second, "busybox", "ping", "-6", "-c", "1", "-W", "1", "-I", "eth0", bLL)
 		return err == nil
